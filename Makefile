@@ -1,0 +1,35 @@
+# The two commands of the README:
+#   make demo   the main job on the embedded default (digits MLP in every scheme)
+#   make test   the whole test suite, as CI runs it
+# Both create (or reuse) the virtual environment .venv and install what they need.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# Extras the tests use; the FPGA flow extras come with the issues that need them.
+EXTRAS ?= data,dev
+STAMP  := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
+comma  := ,
+
+.PHONY: demo test lint venv clean
+
+demo: $(STAMP)
+	$(BIN)/rtl-gen demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check rtl_gen sim tests boards benchmarks
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+clean:
+	rm -rf build sim_build .pytest_cache
