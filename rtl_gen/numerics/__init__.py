@@ -25,6 +25,16 @@ from .bitplane import (
     pm1_plane_dot,
 )
 from .fixedpoint import MAX_SHIFT, acc_bits, requant_params, requantize, signed_bits
+from .minifloat import (
+    MPWN_BITS,
+    MinifloatFormat,
+    asb_score,
+    bits_to_f32,
+    f32_to_bits,
+    recommend_exponent_bits,
+    ternary_bitwise,
+    xor_signed_bits,
+)
 from .schemes import SCHEME_KINDS, QuantizedWeights, WeightScheme, parse_scheme
 from .terms import (
     MAX_BITS,
@@ -44,15 +54,20 @@ from .terms import (
 __all__ = [
     "MAX_BITS",
     "MAX_SHIFT",
+    "MPWN_BITS",
     "SCHEME_KINDS",
     "GroupTerms",
+    "MinifloatFormat",
     "QuantizedWeights",
     "WeightScheme",
     "acc_bits",
     "and_popcount",
+    "asb_score",
     "bit_planes",
     "bitplane_dot",
     "bitplane_steps",
+    "bits_to_f32",
+    "f32_to_bits",
     "group_term_order",
     "hese_digits",
     "hese_terms",
@@ -60,6 +75,7 @@ __all__ = [
     "plane_weights",
     "pm1_plane_dot",
     "prefix_digits",
+    "recommend_exponent_bits",
     "requant_params",
     "requantize",
     "reveal_digits",
@@ -67,6 +83,8 @@ __all__ = [
     "term_count",
     "term_pair_dot",
     "term_reveal",
+    "ternary_bitwise",
     "truncate_digits",
     "truncate_terms",
+    "xor_signed_bits",
 ]
