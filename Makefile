@@ -8,8 +8,8 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 # Extras the tests use; the FPGA flow extras come with the issues that need them.
 EXTRAS ?= data,dev
-STAMP  := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 comma  := ,
+STAMP  := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
 .PHONY: demo test lint venv clean
 

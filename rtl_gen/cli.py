@@ -99,7 +99,8 @@ def _cell(v) -> str:
 
 
 ACCURACY_COLUMNS = [("name", "bundle"), ("schemes", "weights"), ("float_accuracy", "float"),
-                    ("golden_accuracy", "golden (integer)"), ("delta", "Δ points")]
+                    ("golden_accuracy", "golden (integer)"), ("delta", "Δ points"),
+                    ("conventional_accuracy", "TR off")]
 
 
 def _with_delta(row: dict) -> dict:

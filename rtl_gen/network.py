@@ -38,10 +38,15 @@ def _check_int(field, v, lo, hi, layer=None):
 
 
 def _check_scale(field, v, layer=None):
-    if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)) or not (
-            np.isfinite(v) and v > 0):
+    ok = not isinstance(v, bool) and isinstance(v, (int, float, np.floating, np.integer))
+    if ok:
+        try:
+            f = float(v)
+        except OverflowError:
+            ok = False
+    if not ok or not (np.isfinite(f) and f > 0):
         raise SpecError(field, f"must be a positive finite number, not {v!r}", layer=layer)
-    return float(v)
+    return f
 
 
 def _check_array(field, a, shape, kind, layer=None):
@@ -100,7 +105,7 @@ class InputSpec:
         if not isinstance(self.signed, (bool, np.bool_)):
             raise SpecError("input.signed", f"must be true or false, not {self.signed!r}")
         object.__setattr__(self, "signed", bool(self.signed))
-        _check_scale("input.scale", self.scale)
+        object.__setattr__(self, "scale", _check_scale("input.scale", self.scale))
 
     @property
     def range(self) -> tuple[int, int]:
@@ -207,19 +212,21 @@ class DenseLayer:
         object.__setattr__(self, "weight_scale",
                            _check_scale("weight.scale", self.weight_scale, name))
         _check_array("bias", self.bias, (n_out,), "iu", name)
-        if np.abs(self.bias.astype(np.int64)).max(initial=0) >= 1 << 40:
+        b = self.bias
+        if b.size and (int(b.max()) >= 1 << 40 or int(b.min()) <= -(1 << 40)):
             raise SpecError("bias", "magnitude must stay below 2**40", layer=name)
         _check_int("in_bits", self.in_bits, *ACT_BITS_RANGE, name)
         if not isinstance(self.in_signed, (bool, np.bool_)):
             raise SpecError("in_signed", f"must be true or false, not {self.in_signed!r}",
                             layer=name)
+        object.__setattr__(self, "in_signed", bool(self.in_signed))
         if self.activation not in ACTIVATIONS:
             raise SpecError("activation", f"must be one of {', '.join(ACTIVATIONS)}, not "
                             f"{self.activation!r}", layer=name)
         requant = (self.out_bits, self.out_scale, self.requant_multiplier, self.requant_shift)
         if self.activation == "relu":
             _check_int("out_bits", self.out_bits, *ACT_BITS_RANGE, name)
-            _check_scale("out_scale", self.out_scale, name)
+            object.__setattr__(self, "out_scale", _check_scale("out_scale", self.out_scale, name))
             m = _check_array("requant.multiplier", self.requant_multiplier, (n_out,), "iu", name)
             s = _check_array("requant.shift", self.requant_shift, (n_out,), "iu", name)
             if (m.astype(np.int64) <= 0).any() or (m.astype(np.int64) >= 1 << 31).any():
@@ -326,6 +333,9 @@ class Network:
         if not isinstance(self.input, InputSpec):
             raise SpecError("input", f"must be an InputSpec, not {self.input!r}")
         object.__setattr__(self, "layers", tuple(self.layers))
+        if not isinstance(self.metadata, dict):
+            raise SpecError("metadata", f"must be a mapping, not {type(self.metadata).__name__}")
+        object.__setattr__(self, "metadata", dict(self.metadata))
         if not self.layers:
             raise SpecError("layers", "a network needs at least one layer")
         names = [layer.name for layer in self.layers]

@@ -1,0 +1,263 @@
+"""The ``rtl-gen`` command line: help everywhere, clear errors, nothing written half-way."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from rtl_gen.cli import NOT_AVAILABLE_EXIT, main
+from rtl_gen.defaults import DEFAULT_VARIANTS, FLOAT_MODEL_NAME, WEIGHTS_DIR
+
+SHIPPED = {v.name: WEIGHTS_DIR / f"digits-{v.name}" for v in DEFAULT_VARIANTS}
+SUBCOMMANDS = ["train", "quantize", "check", "report", "demo", "generate", "verify", "synth",
+               "build", "run"]
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+@pytest.mark.parametrize("command", [[], *([c] for c in SUBCOMMANDS)])
+def test_help_everywhere(command):
+    result = invoke(*command, "--help")
+    assert result.exit_code == 0, result.output
+    assert "Usage: main" in result.output or "Usage: rtl-gen" in result.output
+    assert "--help" in result.output
+
+
+def test_every_required_subcommand_exists():
+    listing = invoke("--help").output
+    for command in SUBCOMMANDS:
+        assert f"  {command} " in listing
+
+
+@pytest.mark.parametrize("command", ["generate", "verify", "synth", "build", "run"])
+def test_later_commands_say_not_available(command):
+    result = invoke(command, "--bundle", "x")
+    assert result.exit_code == NOT_AVAILABLE_EXIT
+    assert "not available yet" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_bad_arguments_are_usage_errors(tmp_path):
+    result = invoke("quantize", "--model", tmp_path / "m.npz", "--scheme", "int99",
+                    "--out", tmp_path / "b")
+    assert result.exit_code == 2
+    assert "int width must be 2..16 bits, not 99" in result.stderr
+    result = invoke("quantize", "--model", tmp_path / "m.npz", "--scheme", "int8",
+                    "--out", tmp_path / "b", "--tr", "16:x")
+    assert result.exit_code == 2 and "G:K" in result.stderr
+    assert not (tmp_path / "b").exists()
+
+
+# -- quantize a user's model --------------------------------------------------------------
+
+
+def small_model(tmp_path, **extra):
+    rng = np.random.default_rng(0)
+    arrays = dict(weight0=rng.normal(0, 0.3, (8, 6)), bias0=rng.normal(0, 0.1, 8),
+                  weight1=rng.normal(0, 0.3, (3, 8)), bias1=rng.normal(0, 0.1, 3),
+                  calibration=rng.normal(0, 1, (40, 6)))
+    arrays.update(extra)
+    path = tmp_path / "model.npz"
+    np.savez(path, **{k: v for k, v in arrays.items() if v is not None})
+    return path
+
+
+def test_quantize_a_user_model(tmp_path):
+    out = tmp_path / "bundle"
+    result = invoke("quantize", "--model", small_model(tmp_path), "--scheme", "ternary,int4",
+                    "--out", out)
+    assert result.exit_code == 0, result.output
+    check = invoke("check", out)
+    assert check.exit_code == 0, check.output
+    assert "ternary" in check.output and "int4" in check.output
+
+
+def test_quantize_with_separate_calibration(tmp_path):
+    calib = tmp_path / "calib.npy"
+    np.save(calib, np.random.default_rng(1).normal(size=(10, 6)))
+    model = small_model(tmp_path, calibration=None)
+    result = invoke("quantize", "--model", model, "--scheme", "int8", "--out", tmp_path / "a")
+    assert result.exit_code == 1 and "calibration" in result.stderr
+    assert not (tmp_path / "a").exists()
+    result = invoke("quantize", "--model", model, "--scheme", "int8", "--out", tmp_path / "b",
+                    "--calibration", calib, "--tr", "4:6:2")
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("extra,match", [
+    (dict(weight1=np.full((3, 8), np.nan)), "weight1 contains 24 NaN"),
+    (dict(bias1=np.zeros(4)), "bias1 has 4 entries"),
+    (dict(extra=np.zeros(2)), "unexpected array"),
+])
+def test_quantize_rejects_a_bad_model(tmp_path, extra, match):
+    out = tmp_path / "bundle"
+    result = invoke("quantize", "--model", small_model(tmp_path, **extra), "--scheme", "int8",
+                    "--out", out)
+    assert result.exit_code == 1
+    assert match in result.stderr and "model.npz" in result.stderr
+    assert "Traceback" not in result.output
+    assert not out.exists()
+
+
+def test_quantize_wrong_scheme_count(tmp_path):
+    result = invoke("quantize", "--model", small_model(tmp_path), "--scheme", "int8,int8,int8",
+                    "--out", tmp_path / "b")
+    assert result.exit_code == 1 and "3 schemes given for a 2-layer model" in result.stderr
+    assert not (tmp_path / "b").exists()
+
+
+# -- malformed bundles, through the command line ------------------------------------------
+
+
+def _layer(manifest, name):
+    return next(layer for layer in manifest["layers"] if layer["name"] == name)
+
+
+def _edit_manifest(bundle, edit):
+    path = bundle / "manifest.json"
+    manifest = json.loads(path.read_text())
+    edit(manifest)
+    path.write_text(json.dumps(manifest, indent=2))
+
+
+def _replace_array(bundle, layer, field, make):
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    entry = _layer(manifest, layer)
+    for key in field.split("."):
+        entry = entry[key]
+    old = np.load(bundle / entry)
+    np.save(bundle / entry, make(old))
+
+
+def _set(layer, field, value):
+    def edit(manifest):
+        entry = _layer(manifest, layer)
+        *path, last = field.split(".")
+        for key in path:
+            entry = entry[key]
+        entry[last] = value
+    return edit
+
+
+def _version(m):
+    m["version"] = 99
+
+
+def _escape(m):
+    _layer(m, "fc1")["weight"]["codes"] = "../../outside.npy"
+
+
+def _absolute(m):
+    _layer(m, "fc1")["bias"] = "/etc/passwd"
+
+
+def _missing(bundle):
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    (bundle / _layer(manifest, "fc2")["bias"]).unlink()
+
+
+def _symlink(bundle):
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    target = bundle.parent / "outside.npy"
+    np.save(target, np.zeros(32, dtype=np.int64))
+    entry = bundle / _layer(manifest, "fc1")["bias"]
+    entry.unlink()
+    entry.symlink_to(target)
+
+
+# (case id, variant, mutation of the bundle folder, layer, field, words of the message)
+MALFORMED = [
+    ("unknown-version", "int8", lambda b: _edit_manifest(b, _version), None, "version",
+     "99"),
+    ("unknown-scheme", "int8", lambda b: _edit_manifest(b, _set("fc1", "weight.scheme",
+                                                                "int99")),
+     "fc1", "weight.scheme", "int99"),
+    ("missing-file", "int8", _missing, "fc2", "bias", "missing"),
+    ("shape-mismatch", "int8", lambda b: _replace_array(b, "fc1", "weight.codes",
+                                                         lambda a: a[:, :-1]),
+     "fc1", "weight.codes", "shape"),
+    ("code-out-of-range", "ternary", lambda b: _replace_array(b, "fc2", "weight.codes",
+                                                               lambda a: np.full_like(a, 2)),
+     "fc2", "weight.codes", "out of range"),
+    ("nan", "int4", lambda b: _replace_array(b, "fc1", "float.weight",
+                                              lambda a: np.where(a > 0, np.nan, a)),
+     "fc1", "float.weight", "NaN"),
+    ("inf", "int4", lambda b: _replace_array(b, "fc2", "float.bias",
+                                              lambda a: np.full_like(a, np.inf)),
+     "fc2", "float.bias", "inf"),
+    ("wrong-dtype", "pot4", lambda b: _replace_array(b, "fc1", "weight.codes",
+                                                      lambda a: a.astype(np.float32)),
+     "fc1", "weight.codes", "dtype"),
+    ("in-bits-out-of-range", "int8", lambda b: _edit_manifest(b, _set("fc2", "in_bits", 0)),
+     "fc2", "in_bits", ""),
+    ("out-bits-out-of-range", "int8",
+     lambda b: _edit_manifest(b, _set("fc1", "out_bits", 17)), "fc1", "out_bits", ""),
+    ("path-escape", "int8", lambda b: _edit_manifest(b, _escape), "fc1", "weight.codes",
+     "outside"),
+    ("absolute-path", "int8", lambda b: _edit_manifest(b, _absolute), "fc1", "bias",
+     "/etc/passwd"),
+    ("symlink-escape", "int8", _symlink, "fc1", "bias", "outside"),
+]
+
+
+@pytest.mark.parametrize("case,variant,mutate,layer,field,words", MALFORMED,
+                         ids=[m[0] for m in MALFORMED])
+def test_malformed_bundle_is_refused(tmp_path, case, variant, mutate, layer, field, words):
+    bundle = tmp_path / "work" / "bundle"
+    shutil.copytree(SHIPPED[variant], bundle)
+    mutate(bundle)
+    out = tmp_path / "report"
+    result = invoke("report", "--bundle", bundle, "--out", out)
+    assert result.exit_code == 1, result.output
+    message = result.stderr
+    assert message.startswith("Error: ") and message.count("\n") == 1, message
+    assert "Traceback" not in result.output
+    assert str(bundle) in message
+    if layer is not None:
+        assert f"layer '{layer}'" in message
+    assert field in message and words in message
+    assert not out.exists()
+
+
+def test_report_of_shipped_bundles(tmp_path):
+    out = tmp_path / "report"
+    result = invoke("report", "--bundle", SHIPPED["int8"], "--bundle", SHIPPED["tr"],
+                    "--out", out)
+    assert result.exit_code == 0, result.output
+    rows = json.loads((out / "report.json").read_text())
+    assert [r["name"] for r in rows] == ["digits-int8", "digits-tr"]
+    assert "conventional_accuracy" in rows[1]
+    assert (out / "report.md").read_text().count("digits-") == 2
+
+
+def test_report_with_user_data(tmp_path):
+    data = tmp_path / "data.npz"
+    np.savez(data, x=np.zeros((3, 63)), y=np.zeros(3, dtype=np.int64))
+    result = invoke("report", "--bundle", SHIPPED["int8"], "--data", data)
+    assert result.exit_code == 1 and "x must be (n, 64)" in result.stderr
+
+
+def test_demo_regenerates_the_shipped_bundles_byte_for_byte(tmp_path):
+    out = tmp_path / "demo"
+    result = invoke("demo", "--out", out)
+    assert result.exit_code == 0, result.output
+    shipped = sorted(p.relative_to(WEIGHTS_DIR) for p in WEIGHTS_DIR.rglob("*")
+                     if p.is_file() and p.name not in (FLOAT_MODEL_NAME, "FORMAT.md"))
+    made = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
+    assert made == shipped
+    for rel in made:
+        assert (out / rel).read_bytes() == (WEIGHTS_DIR / rel).read_bytes(), rel
+    # The printed table is the one shipped, and it names every scheme of the issue.
+    table = (out / "accuracy.md").read_text()
+    assert table in result.output
+    for scheme in ("binary", "ternary", "pot4", "apot4", "int4", "int8", "signmag5"):
+        assert f"| {scheme} |" in table
+
+
+def test_readme_quotes_the_demo_table():
+    readme = (WEIGHTS_DIR.parent / "README.md").read_text()
+    assert (WEIGHTS_DIR / "accuracy.md").read_text() in readme
