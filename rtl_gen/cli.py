@@ -252,40 +252,370 @@ def report(bundles, data, out):
                            "report.json": json.dumps(rows, indent=2) + "\n"})
 
 
+DEMO_COLUMNS = [("name", "bundle"), ("schemes", "weights"), ("bits", "bits/weight"),
+                ("float_accuracy", "float"), ("ptq_accuracy", "PTQ"),
+                ("golden_accuracy", "QAT (golden)"), ("delta", "QAT Δ points"),
+                ("conventional_accuracy", "QAT, TR off")]
+
+
 @main.command()
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               default=Path("build/demo"), show_default=True,
               help="Folder for the bundles and the accuracy table.")
-def demo(out):
+@click.option("--states", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder of the QAT states digits-<variant>.npz [default: weights/qat].")
+def demo(out, states):
     """The main job on the embedded default: the digits MLP in every scheme.
 
-    Quantizes the shipped float model (weights/digits-float.npz) into binary, ternary,
-    PoT4, APoT4, int4, int8 and term revealing, writes each bundle, reads it back through
-    the validating reader, and prints golden-model test accuracy beside the float model's.
+    Exports the shipped quantization-aware trained states (weights/qat/) into binary,
+    ternary, PoT4, APoT4, int4, int8, term revealing and the searched mixed-precision bundle,
+    writes each bundle, reads it back through the validating reader, and prints golden-model
+    test accuracy beside the float model's and beside post-training quantization of the
+    float model (weights/digits-float.npz).  Needs no PyTorch.
     """
+    from . import golden
     from .bundle import read_bundle, write_bundle
     from .datasets import digits
     from .defaults import (
         DEFAULT_VARIANTS,
         FLOAT_MODEL_NAME,
+        MIXED_VARIANT,
+        QAT_DIR,
         WEIGHTS_DIR,
+        bits_per_weight,
         evaluate,
+        export_default,
         quantize_default,
     )
     from .float_model import load_float_model
+    from .qat_state import load_qat_state
 
     model = load_float_model(WEIGHTS_DIR / FLOAT_MODEL_NAME)
     _, test = digits()
+    float_acc = model.accuracy(test.x, test.y)
     rows = []
-    for variant in DEFAULT_VARIANTS:
-        path = write_bundle(quantize_default(model, variant), out / f"digits-{variant.name}")
-        rows.append(_with_delta(evaluate(read_bundle(path), test.x_int, test.x, test.y)))
-    table = _markdown_table(rows, ACCURACY_COLUMNS)
-    click.echo(f"8x8 digits, test split ({len(test.y)} images), 64-32-10 MLP, "
-               "post-training quantization:\n")
+    for variant in (*DEFAULT_VARIANTS, MIXED_VARIANT):
+        state = load_qat_state((states or QAT_DIR) / f"digits-{variant.name}.npz")
+        path = write_bundle(export_default(state, variant), out / f"digits-{variant.name}")
+        net = read_bundle(path)
+        ptq = quantize_default(model, variant, schemes=list(state.schemes))
+        row = evaluate(net, test.x_int, test.x, test.y)
+        row.pop("float_accuracy", None)  # the QAT model's own latent weights: not the point
+        row.update(bits=f"{bits_per_weight(net):.2f}", float_accuracy=float_acc,
+                   ptq_accuracy=golden.accuracy(ptq, test.x_int, test.y))
+        rows.append(_with_delta(row))
+    table = _markdown_table(rows, DEMO_COLUMNS)
+    click.echo(f"8x8 digits, test split ({len(test.y)} images), 64-32-10 MLP: the float model, "
+               "its post-training quantization (PTQ) and the shipped quantization-aware "
+               "trained bundles (QAT):\n")
     click.echo(table, nl=False)
     _outputs_dir(out, {"accuracy.md": table, "accuracy.json": json.dumps(rows, indent=2) + "\n"})
     click.echo(f"\nbundles and accuracy.md written to {out}/")
+
+
+class _PEKind(click.ParamType):
+    """``binary``, ``ternary``, ``potB``, ``apotB``, ``intB``, ``xnor`` or ``bitplaneB``."""
+
+    name = "KIND"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        from .numerics.schemes import parse_scheme
+        text = str(value).strip().lower()
+        if text == "xnor":
+            return "xnor", 1
+        if text.startswith("bitplane") and text[8:].isdigit():
+            return "bitplane", int(text[8:])
+        try:
+            scheme = parse_scheme(text)
+        except ValueError as e:
+            if not str(e).startswith("unknown"):
+                self.fail(str(e), param, ctx)
+            self.fail(f"unknown PE kind {value!r}; expected binary, ternary, potB, apotB, intB, "
+                      "xnor or bitplaneB with B the weight width in bits", param, ctx)
+        if scheme.kind == "signmag":
+            self.fail("sign-magnitude weights run on the term-revealing engine, not a PE",
+                      param, ctx)
+        return scheme.kind, scheme.bits
+
+
+@main.command()
+@click.option("--pe", "pe_kind", type=_PEKind(), default=None,
+              help="Emit one PE or dot-product unit of this kind: binary, ternary, potB, "
+                   "apotB, intB, xnor or bitplaneB (B = weight width; bitplane: the largest "
+                   "run-time weight precision).")
+@click.option("--a-bits", type=click.IntRange(1, 16), default=8, show_default=True,
+              help="Activation width (bitplane: the largest run-time precision; xnor: 1).")
+@click.option("--signed/--unsigned", "a_signed", default=False, show_default=True,
+              help="Two's complement or unsigned activations.")
+@click.option("--lanes", type=click.IntRange(1, 1024), default=1, show_default=True,
+              help="Products summed per cycle by the adder tree.")
+@click.option("--depth", type=click.IntRange(1, 1 << 20), default=256, show_default=True,
+              help="Most vectors one accumulation spans (sizes the accumulator).")
+@click.option("--weights", default=None, metavar="C,C,...",
+              help="Bake these weight codes (one per lane) in as constants instead of "
+                   "loading weights at run time.")
+@click.option("--multiplier", type=click.Choice(["lut", "dsp"]), default="lut",
+              show_default=True, help="int PEs: fabric multiplier or the device's DSP.")
+@click.option("--pipeline", type=click.IntRange(0, 16), default=0, show_default=True,
+              help="Extra register stages (Fmax against latency).")
+@click.option("--name", default=None, help="Verilog module name [default: from the options].")
+@click.option("--bundle", type=click.Path(path_type=Path), default=None,
+              help="Emit the whole network of a weight bundle.")
+@click.option("--rows", type=click.IntRange(1, 64), default=None,
+              help="--bundle: array rows, the batch of images computed together [default 1].")
+@click.option("--cols", type=click.IntRange(1, 256), default=None,
+              help="--bundle: output channels per tile in every layer [default 8].")
+@click.option("--array-lanes", type=click.IntRange(1, 256), default=None,
+              help="--bundle: lanes per PE in every layer, a power of two [default: 4 for "
+                   "binary and ternary layers, else 1].")
+@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Verilog file to write [default: <name>.v].")
+def generate(pe_kind, a_bits, a_signed, lanes, depth, weights, multiplier, pipeline, name,
+             bundle, rows, cols, array_lanes, out):
+    """Elaborate a network, a PE or a dot-product unit and write its Verilog.
+
+    \b
+    Examples:
+      rtl-gen generate --bundle weights/digits-int8 -o digits_int8.v
+      rtl-gen generate --bundle weights/digits-ternary --rows 2 --cols 4
+      rtl-gen generate --pe pot4 --a-bits 8 -o pot4.v
+      rtl-gen generate --pe int8 --multiplier dsp --lanes 4 --pipeline 1
+      rtl-gen generate --pe xnor --a-bits 1 --lanes 64 --pipeline 2
+      rtl-gen generate --pe ternary --lanes 3 --weights 1,0,3
+    """
+    if bundle is not None:
+        if pe_kind is not None or weights is not None:
+            raise click.UsageError("give either --bundle or --pe, not both")
+        _generate_network(bundle, out, name, rows=rows, cols=cols, lanes=array_lanes,
+                          multiplier=multiplier, pipeline=pipeline)
+        return
+    if pe_kind is None:
+        raise click.UsageError("give --pe KIND (or --bundle B)")
+    from .hw.pe import DotProductUnit, PEConfig
+    from .hw.verilog import to_verilog
+
+    kind, w_bits = pe_kind
+    baked = None
+    if weights is not None:
+        try:
+            baked = tuple(int(v, 0) for v in weights.split(","))
+        except ValueError:
+            raise click.BadParameter(f"expected comma-separated integer codes, not {weights!r}",
+                                     param_hint="--weights") from None
+    try:
+        config = PEConfig(kind=kind, w_bits=w_bits, a_bits=1 if kind == "xnor" else a_bits,
+                          a_signed=a_signed, lanes=lanes, depth=depth, weights=baked,
+                          multiplier=multiplier, pipeline=pipeline)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None
+    name = name or config.name
+    if not name.isidentifier():
+        raise click.BadParameter(f"{name!r} is not a Verilog identifier", param_hint="--name")
+    unit = DotProductUnit(config)
+    out = out or Path(f"{name}.v")
+    _write_atomic(out, to_verilog(unit, name))
+    click.echo(f"{out}: module {name}, {config.lanes} x {kind}"
+               f"{'' if kind in ('binary', 'ternary', 'xnor') else w_bits}, "
+               f"{config.a_bits}-bit {'signed' if config.a_signed else 'unsigned'} activations, "
+               f"{config.acc_bits}-bit accumulator, latency {unit.latency} cycles"
+               f"{', weights baked' if baked else ''}")
+
+
+def _arrays_for(net, *, rows=None, cols=None, lanes=None, multiplier="lut", pipeline=0):
+    """Per-layer array configurations: the defaults per scheme, overridden by options."""
+    import dataclasses
+
+    from .hw.network import default_array
+    arrays = []
+    for layer in net.layers:
+        base = default_array(layer.scheme.kind)
+        changes = {k: v for k, v in (("rows", rows), ("cols", cols), ("lanes", lanes))
+                   if v is not None}
+        changes.update(multiplier=multiplier, pipeline=pipeline)
+        try:
+            arrays.append(dataclasses.replace(base, **changes))
+        except ValueError as e:
+            raise click.UsageError(str(e)) from None
+    return arrays
+
+
+def _network_engine(net, arrays):
+    from .hw.network import NetworkEngine
+    try:
+        return NetworkEngine(net, arrays)
+    except ValueError as e:
+        raise RtlGenError(f"cannot generate {net.name!r}: {e}") from None
+
+
+def _generate_network(bundle, out, name, **options):
+    from .bundle import read_bundle
+    from .hw.verilog import to_verilog
+
+    net = read_bundle(bundle)
+    engine = _network_engine(net, _arrays_for(net, **options))
+    name = name or f"net_{net.name}".replace("-", "_")
+    if not name.isidentifier():
+        raise click.BadParameter(f"{name!r} is not a Verilog identifier", param_hint="--name")
+    out = out or Path(f"{name}.v")
+    _write_atomic(out, to_verilog(engine, name))
+    click.echo(f"{out}: module {name}, {len(net.layers)} layers, batch of {engine.rows}")
+    click.echo(_network_table(net, engine), nl=False)
+
+
+def _network_table(net, engine) -> str:
+    rows = []
+    for layer, array, t in zip(net.layers, engine.arrays, engine.timings, strict=True):
+        rows.append({"layer": layer.name, "weights": layer.scheme.name,
+                     "shape": f"{t.k}->{t.n}",
+                     "array": f"{array.rows}x{array.cols}x{array.lanes}",
+                     "tiles": t.tiles, "cycles/batch": t.batch_cycles,
+                     "interval": t.interval, "utilization": f"{100 * t.utilization:.1f}%"})
+    table = _markdown_table(rows, [(k, k) for k in rows[0]])
+    return table + (f"network: {engine.interval} cycles between batches of {engine.rows} "
+                    f"({engine.interval / engine.rows:.1f} cycles per inference)\n")
+
+
+@main.command()
+@click.option("--bundle", required=True, type=click.Path(path_type=Path),
+              help="The weight bundle whose network to verify.")
+@click.option("--data", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Images .npz with x (float inputs) and y [default: digits test split].")
+@click.option("--images", type=click.IntRange(1), default=None,
+              help="Only the first N images [default: all].")
+@click.option("--simulator", type=click.Choice(["verilator", "icarus"]), default="verilator",
+              show_default=True)
+@click.option("--gap", type=click.FloatRange(0, 0.95), default=0.0, show_default=True,
+              help="Chance of an idle input cycle before each input (bubbles).")
+@click.option("--stall", type=click.FloatRange(0, 0.95), default=0.0, show_default=True,
+              help="Chance that the output is not ready in a cycle (back-pressure).")
+@click.option("--rows", type=click.IntRange(1, 64), default=None, help="As for generate.")
+@click.option("--cols", type=click.IntRange(1, 256), default=None, help="As for generate.")
+@click.option("--array-lanes", type=click.IntRange(1, 256), default=None,
+              help="As for generate.")
+@click.option("--multiplier", type=click.Choice(["lut", "dsp"]), default="lut",
+              show_default=True, help="int layers: fabric multiplier or DSP.")
+@click.option("--pipeline", type=click.IntRange(0, 16), default=0, show_default=True)
+def verify(bundle, data, images, simulator, gap, stall, rows, cols, array_lanes, multiplier,
+           pipeline):
+    """Simulate the generated network (cocotb) against the golden model, image by image.
+
+    Every logit and every class must equal the golden model's, and each layer's cycle count
+    the cycle model's; exits with status 1 on any difference.
+    """
+    from .bundle import read_bundle
+    from .hw.network import plan_network
+    net = read_bundle(bundle)
+    arrays = _arrays_for(net, rows=rows, cols=cols, lanes=array_lanes, multiplier=multiplier,
+                         pipeline=pipeline)
+    try:
+        plan_network(net, arrays)  # refuse a design that cannot be built before simulating
+    except ValueError as e:
+        raise RtlGenError(f"cannot generate {net.name!r}: {e}") from None
+    x, _ = _evaluation_data(net, data)
+    x_int = net.input.quantize(x[:images] if images else x)
+    try:
+        from sim.runner import SimulationFailed, SimulatorError
+        from sim.verify import verify_network
+    except ImportError as e:
+        raise RtlGenError(f"simulation needs the 'sim' extra (pip install -e '.[sim]'): {e}") \
+            from None
+    click.echo(f"verifying {net.name}: {len(x_int)} images through the generated Verilog "
+               f"({simulator}; building takes about a minute the first time)...", err=True)
+    try:
+        result = verify_network(net, x_int, arrays=arrays, simulator=simulator, gap=gap,
+                                stall=stall)
+    except (SimulationFailed, SimulatorError) as e:
+        raise RtlGenError(str(e)) from None
+    click.echo(f"{net.name}: {result['images']} images, every logit and class equal to the "
+               f"golden model; {result['cycles']} cycles "
+               f"({result['cycles'] / result['images']:.1f} per inference); layer cycles per "
+               f"batch {result['layer_cycles']} (model {result['model_layer_cycles']})")
+
+
+@main.command()
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for the QAT states (qat/), bundles and tables [default: weights].")
+@click.option("--epochs", type=click.IntRange(1, 10_000), default=None,
+              help="QAT epochs per model [default: 100].")
+@click.option("--search-epochs", type=click.IntRange(1, 10_000), default=None,
+              help="Epochs of the bit-width search [default: 20].")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.pass_context
+def qat(ctx, out, epochs, search_epochs, seed):
+    """Retrain the shipped digits bundles with quantization-aware training (needs PyTorch).
+
+    Fine-tunes weights/digits-float.npz with QAT (straight-through estimators, learned
+    scales, distillation from the float model) into every scheme, runs the EBS-style
+    per-layer bit-width search over int2/int3/int4/int8 and trains the mixed-precision model
+    it picks, saves every trained state in OUT/qat/, writes the search table OUT/qat/search.md
+    and then runs the demo into OUT (the bundles and accuracy.md).
+    """
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise RtlGenError("rtl-gen qat needs PyTorch: pip install 'rtl_gen[torch]'") from None
+    from tqdm import tqdm
+
+    from .datasets import digits
+    from .defaults import (
+        DEFAULT_VARIANTS,
+        FLOAT_MODEL_NAME,
+        MIXED_VARIANT,
+        QAT_EPOCHS,
+        SEARCH_CANDIDATES,
+        SEARCH_EPOCHS,
+        SEARCH_LAMBDA,
+        SEARCH_TABLE,
+        WEIGHTS_DIR,
+        qat_default,
+        search_default,
+    )
+    from .float_model import load_float_model
+    from .qat_state import save_qat_state
+
+    out = out or WEIGHTS_DIR
+    epochs = epochs or QAT_EPOCHS
+    model = load_float_model(WEIGHTS_DIR / FLOAT_MODEL_NAME)
+    _, test = digits()
+    (out / "qat").mkdir(parents=True, exist_ok=True)
+
+    def run(name, schemes, tr=None):
+        with tqdm(total=epochs, desc=f"QAT {name}", unit="epoch", file=sys.stderr,
+                  disable=None) as bar:
+            return qat_default(model, schemes, tr, epochs=epochs, seed=seed,
+                               progress=lambda _: bar.update())
+
+    for variant in DEFAULT_VARIANTS:
+        m = run(variant.name, variant.schemes, variant.tr)
+        save_qat_state(m.to_state(), out / "qat" / f"digits-{variant.name}.npz")
+    with tqdm(total=search_epochs or SEARCH_EPOCHS, desc="bit-width search", unit="epoch",
+              file=sys.stderr, disable=None) as bar:
+        found = search_default(model, epochs=search_epochs or SEARCH_EPOCHS, seed=seed,
+                               progress=lambda _: bar.update())
+    mixed = run("mixed", list(found.schemes))
+    save_qat_state(mixed.to_state(), out / "qat" / f"digits-{MIXED_VARIANT.name}.npz")
+    rows = []
+    for name in SEARCH_CANDIDATES:
+        m = mixed if found.schemes == (name,) * len(found.schemes) else run(name, name)
+        rows.append((name, [name] * len(found.schemes), m))
+    rows.append(("searched", list(found.schemes), mixed))
+    sizes = [w.size for w in model.weights]
+    lines = ["| model | weights per layer | bits/weight | strengths (" +
+             " / ".join(SEARCH_CANDIDATES) + ") | QAT accuracy |", "|---|---|---|---|---|"]
+    for name, schemes, m in rows:
+        bits = sum(int(s[3:]) * n for s, n in zip(schemes, sizes, strict=True)) / sum(sizes)
+        strengths = "; ".join(" / ".join(f"{p:.2f}" for p in row) for row in found.strengths) \
+            if name == "searched" else ""
+        lines.append(f"| {name} | {', '.join(schemes)} | {bits:.2f} | {strengths} | "
+                     f"{100 * m.integer_accuracy(test.x_int, test.y):.2f}% |")
+    table = "\n".join(lines) + "\n"
+    _outputs_dir(out / "qat", {SEARCH_TABLE: table})
+    click.echo(f"Bit-width search (lambda {SEARCH_LAMBDA}), digits test split, integer "
+               "accuracy of the QAT models:\n")
+    click.echo(table)
+    ctx.invoke(demo, out=out, states=out / "qat")
 
 
 def _not_available(name: str, what: str):
@@ -301,9 +631,6 @@ def _not_available(name: str, what: str):
 
 
 for _name, _what in (
-        ("generate", "Elaborate a PE, a layer or a whole bundle and write Verilog"),
-        ("verify", "Run the cocotb testbenches of the generated Verilog against the golden "
-                   "model"),
         ("synth", "Synthesize with Yosys and report resources"),
         ("build", "Build a board bitstream with Yosys and nextpnr"),
         ("run", "Send test images to a board over UART and compare with the golden model"),

@@ -47,3 +47,8 @@ class BundleError(RtlGenError):
 
 class ModelError(RtlGenError):
     """A user's float model (``.npz``) cannot be read or quantized."""
+
+
+class DataError(RtlGenError):
+    """A data set file (an IDX image or label file) cannot be read; the message names the file
+    and what is wrong with it."""

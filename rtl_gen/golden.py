@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import math
 
 import numpy as np
 
@@ -27,12 +28,15 @@ from .numerics.fixedpoint import requantize
 from .numerics.terms import term_reveal, truncate_terms
 
 __all__ = [
+    "LayerTiming",
+    "network_interval",
     "TRControl",
     "TRMode",
     "accumulate",
     "accuracy",
     "float_forward",
     "forward",
+    "framed_sums",
     "layer_forward",
     "predict",
 ]
@@ -159,3 +163,136 @@ def float_forward(net: Network, x) -> np.ndarray:
         if layer.activation == "relu":
             h = np.maximum(h, 0)
     return h
+
+
+def framed_sums(sums, first=None, last=None) -> np.ndarray:
+    """Accumulate per-vector sums the way a processing element does.
+
+    ``first[i]`` restarts the accumulator with ``sums[i]``, otherwise ``sums[i]`` is added;
+    ``last[i]`` emits the accumulator after adding.  Flags default to every vector being an
+    accumulation of its own.
+
+    Returns
+    -------
+    numpy.ndarray of int64
+        One accumulator per ``last`` vector, in order.
+    """
+    sums = np.asarray(sums, dtype=np.int64).reshape(-1)
+    n = sums.size
+    first = np.ones(n, bool) if first is None else np.asarray(first).astype(bool)
+    last = np.ones(n, bool) if last is None else np.asarray(last).astype(bool)
+    out, acc = [], 0
+    for v, f, e in zip(sums.tolist(), first.tolist(), last.tolist(), strict=True):
+        acc = v if f else acc + v
+        if e:
+            out.append(acc)
+    return np.array(out, dtype=np.int64)
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerTiming:
+    """The cycle model of a dense layer on an output-stationary systolic array.
+
+    The hardware (:class:`rtl_gen.hw.layer.LayerEngine`) is held to these numbers: a test
+    compares its cycle counters with :attr:`batch_cycles` for every layer.
+
+    Parameters
+    ----------
+    k, n:
+        Inputs and outputs of the layer.
+    rows, cols, lanes:
+        ``R`` (batch), ``C`` (channels per tile) and ``L`` (products per PE per cycle).
+    pe_latency:
+        Clock edges from a PE accepting its last step to its result.
+    requantize:
+        Hidden layer (bias, requantization, ReLU: two drain stages) or logits (bias: one).
+    """
+
+    k: int
+    n: int
+    rows: int
+    cols: int
+    lanes: int
+    pe_latency: int
+    requantize: bool
+
+    @property
+    def k_steps(self) -> int:
+        """Steps per tile: ``ceil(K / L)``."""
+        return math.ceil(self.k / self.lanes)
+
+    @property
+    def tiles(self) -> int:
+        """Tiles per batch: ``ceil(N / C)``."""
+        return math.ceil(self.n / self.cols)
+
+    @property
+    def period(self) -> int:
+        """Cycles between tile starts: the steps, or the drain of ``R*C`` results plus one
+        (the drain must read a PE's result before the next tile's lands there)."""
+        return max(self.k_steps, self.rows * self.cols + 1)
+
+    @property
+    def array_latency(self) -> int:
+        """From the last step entering the array to every result captured: the skew and
+        the systolic chains (``R + C - 2``), the PE's input register and latency, and the
+        result capture."""
+        return self.rows + self.cols + self.pe_latency
+
+    @property
+    def drain_stages(self) -> int:
+        return 2 if self.requantize else 1
+
+    @property
+    def batch_cycles(self) -> int:
+        """From the cycle the sequencer takes a batch to the cycle its last result enters
+        the output FIFO, both counted, when nothing downstream stalls.
+
+        The sequencer takes the batch in cycle 0 and reads step ``s`` of tile ``t`` in cycle
+        ``1 + t*period + s``; the memories answer a cycle later, so the last tile's last step
+        enters the array in cycle ``1 + (tiles-1)*period + k_steps``, and its results are
+        complete ``array_latency`` cycles after that.  The drain starts the next cycle and
+        writes result ``j = r*C + c`` ``j + drain_stages`` cycles later; the last real result
+        is ``j = (R-1)*C + (valid columns of the last tile) - 1``.
+        """
+        last_cols = self.n - (self.tiles - 1) * self.cols
+        j_last = (self.rows - 1) * self.cols + last_cols - 1
+        return (1 + (self.tiles - 1) * self.period + self.k_steps + self.array_latency + 1
+                + j_last + self.drain_stages + 1)
+
+    @property
+    def interval(self) -> int:
+        """Cycles between batch starts when the next batch is waiting: every tile, plus one
+        idle cycle in which the sequencer picks up the next input bank."""
+        return self.tiles * self.period + 1
+
+    @property
+    def macs(self) -> int:
+        """Multiply-accumulates per batch."""
+        return self.rows * self.k * self.n
+
+    @property
+    def peak(self) -> int:
+        """Multiply-accumulates per cycle of the whole array: ``R * C * L``."""
+        return self.rows * self.cols * self.lanes
+
+    @property
+    def utilization(self) -> float:
+        """Achieved over peak multiply-accumulates in steady state (batches back to back)."""
+        return self.macs / (self.interval * self.peak)
+
+    @property
+    def fifo_depth(self) -> int:
+        """Output FIFO entries: the results of every tile that can be in flight when
+        nothing stalls, so that the credit check never holds the array back then."""
+        in_flight = math.ceil((self.k_steps + self.array_latency + self.rows * self.cols
+                               + self.drain_stages + 2) / self.period) + 1
+        return self.rows * self.cols * in_flight + 2
+
+
+def network_interval(timings, input_features: int) -> int:
+    """Cycles between batches of a chained network in steady state: the slowest layer, or
+    the input stream (one activation a cycle) if that is slower."""
+    rows = timings[0].rows
+    return max([t.interval for t in timings] + [rows * input_features] +
+               [rows * t.n for t in timings])

@@ -8,11 +8,11 @@ import pytest
 from click.testing import CliRunner
 
 from rtl_gen.cli import NOT_AVAILABLE_EXIT, main
-from rtl_gen.defaults import DEFAULT_VARIANTS, FLOAT_MODEL_NAME, WEIGHTS_DIR
+from rtl_gen.defaults import DEFAULT_VARIANTS, FLOAT_MODEL_NAME, QAT_DIR, WEIGHTS_DIR
 
 SHIPPED = {v.name: WEIGHTS_DIR / f"digits-{v.name}" for v in DEFAULT_VARIANTS}
-SUBCOMMANDS = ["train", "quantize", "check", "report", "demo", "generate", "verify", "synth",
-               "build", "run"]
+SUBCOMMANDS = ["train", "qat", "quantize", "check", "report", "demo", "generate", "verify",
+               "synth", "build", "run"]
 
 
 def invoke(*args):
@@ -33,7 +33,7 @@ def test_every_required_subcommand_exists():
         assert f"  {command} " in listing
 
 
-@pytest.mark.parametrize("command", ["generate", "verify", "synth", "build", "run"])
+@pytest.mark.parametrize("command", ["synth", "build", "run"])
 def test_later_commands_say_not_available(command):
     result = invoke(command, "--bundle", "x")
     assert result.exit_code == NOT_AVAILABLE_EXIT
@@ -245,8 +245,11 @@ def test_demo_regenerates_the_shipped_bundles_byte_for_byte(tmp_path):
     out = tmp_path / "demo"
     result = invoke("demo", "--out", out)
     assert result.exit_code == 0, result.output
+    # Inputs of the demo (the float model, the saved QAT states and the search table of
+    # `rtl-gen qat`) and the format's documentation are not outputs.
     shipped = sorted(p.relative_to(WEIGHTS_DIR) for p in WEIGHTS_DIR.rglob("*")
-                     if p.is_file() and p.name not in (FLOAT_MODEL_NAME, "FORMAT.md"))
+                     if p.is_file() and p.name not in (FLOAT_MODEL_NAME, "FORMAT.md")
+                     and p.parent != QAT_DIR)
     made = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
     assert made == shipped
     for rel in made:
@@ -256,8 +259,120 @@ def test_demo_regenerates_the_shipped_bundles_byte_for_byte(tmp_path):
     assert table in result.output
     for scheme in ("binary", "ternary", "pot4", "apot4", "int4", "int8", "signmag5"):
         assert f"| {scheme} |" in table
+    assert "| digits-mixed |" in table
 
 
 def test_readme_quotes_the_demo_table():
     readme = (WEIGHTS_DIR.parent / "README.md").read_text()
     assert (WEIGHTS_DIR / "accuracy.md").read_text() in readme
+
+
+# -- generate -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args,module,facts", [
+    (["--pe", "pot4"], "pot4_a8u_l1_d256_p0", ["input [13:0] i__payload", "input clk"]),
+    (["--pe", "int8", "--multiplier", "dsp", "--lanes", "2", "--signed", "--depth", "3"],
+     "int8_a8s_l2_d3_p0_dsp", ["input [33:0] i__payload"]),
+    (["--pe", "xnor", "--lanes", "64", "--pipeline", "2", "--name", "bnn64"], "bnn64",
+     ["input [129:0] i__payload"]),
+    (["--pe", "bitplane8", "--a-bits", "4"], "bitplane8_a4u_l1_d256_p0",
+     ["input [3:0] w_prec", "input [2:0] x_prec"]),
+    (["--pe", "ternary", "--lanes", "3", "--weights", "1,0,3"], None,
+     ["input [25:0] i__payload"]),
+])
+def test_generate_writes_a_unit(tmp_path, args, module, facts):
+    out = tmp_path / "unit.v"
+    result = invoke("generate", *args, "-o", out)
+    assert result.exit_code == 0, result.output
+    text = out.read_text()
+    if module is not None:
+        assert f"module {module}(" in text
+    for fact in facts:
+        assert fact in text
+    assert "src =" not in text  # no source locations: the same options give the same bytes
+    again = tmp_path / "again.v"
+    invoke("generate", *args, "-o", again)
+    assert again.read_bytes() == out.read_bytes()
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--pe", "float8"], "unknown PE kind 'float8'"),
+    (["--pe", "pot9"], "pot width must be 2..6 bits, not 9"),
+    (["--pe", "ternary", "--multiplier", "dsp"], "a ternary PE cannot take multiplier='dsp'"),
+    (["--pe", "ternary", "--lanes", "2", "--weights", "1,2"], "baked weight code 2 at lane 1"),
+    (["--pe", "ternary", "--weights", "one"], "comma-separated integer codes"),
+    (["--pe", "int8", "--name", "8bad"], "not a Verilog identifier"),
+    ([], "give --pe KIND"),
+])
+def test_generate_refuses_bad_options(tmp_path, args, message):
+    out = tmp_path / "unit.v"
+    result = invoke("generate", *args, "-o", out)
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.output
+    assert not out.exists()
+
+
+def test_generate_a_network_from_a_bundle(tmp_path):
+    out = tmp_path / "net.v"
+    result = invoke("generate", "--bundle", SHIPPED["int8"], "-o", out)
+    assert result.exit_code == 0, result.output
+    text = out.read_text()
+    assert "module net_digits_int8(" in text
+    assert "| fc1 | int8 | 64->32 | 1x8x1 | 4 |" in result.output
+    again = tmp_path / "again.v"
+    assert invoke("generate", "--bundle", SHIPPED["int8"], "-o", again).exit_code == 0
+    assert again.read_bytes() == out.read_bytes()  # deterministic
+    wide = tmp_path / "wide.v"
+    result = invoke("generate", "--bundle", SHIPPED["ternary"], "--rows", "2", "--cols", "4",
+                    "-o", wide)
+    assert result.exit_code == 0 and "| fc1 | ternary | 64->32 | 2x4x4 |" in result.output
+
+
+@pytest.mark.parametrize("args,message,status", [
+    (["--bundle", SHIPPED["tr"]], "term-revealing layers need the TR engine", 1),
+    (["--bundle", SHIPPED["int8"], "--array-lanes", "3"], "lanes must be a power of two", 2),
+    (["--bundle", SHIPPED["int8"], "--pe", "int8"], "either --bundle or --pe", 2),
+    (["--bundle", "no-such-bundle"], "no-such-bundle", 1),
+])
+def test_generate_network_refuses_bad_input(tmp_path, args, message, status):
+    out = tmp_path / "net.v"
+    result = invoke("generate", *args, "-o", out)
+    assert result.exit_code == status, result.output
+    assert message in result.stderr
+    assert not out.exists()
+
+
+def test_verify_refuses_what_it_cannot_build():
+    result = invoke("verify", "--bundle", SHIPPED["tr"])
+    assert result.exit_code == 1
+    assert "term-revealing layers need the TR engine" in result.stderr
+
+
+@pytest.mark.slow
+def test_verify_runs_the_generated_network():
+    result = invoke("verify", "--bundle", SHIPPED["ternary"], "--images", "12")
+    assert result.exit_code == 0, result.output
+    assert "12 images, every logit and class equal to the golden model" in result.stdout
+
+
+def test_readme_quotes_the_bit_width_search_table():
+    readme = (WEIGHTS_DIR.parent / "README.md").read_text()
+    assert (QAT_DIR / "search.md").read_text() in readme
+
+
+def test_qat_without_torch_is_one_clear_error(monkeypatch):
+    import builtins
+
+    real = builtins.__import__
+
+    def no_torch(name, *args, **kwargs):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("no torch here")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_torch)
+    result = invoke("qat", "--out", "unused")
+    assert result.exit_code == 1
+    assert "needs PyTorch" in result.stderr and "Traceback" not in result.output

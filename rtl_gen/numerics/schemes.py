@@ -174,17 +174,27 @@ class WeightScheme:
             f = self.pot_frac_bits
             return np.where(idx == 0, 0, np.left_shift(1, np.maximum(f - (idx - 1), 0)))
         # apot: the fields, most significant first, index the base sets in order
-        sets = _APOT_SETS[m]
-        lsb = min(e for s in sets for e in s if e is not None)
-        widths = [(len(s) - 1).bit_length() for s in sets]
         out = np.zeros_like(idx)
-        shift = sum(widths)
-        for s, wdt in zip(sets, widths, strict=True):
+        shift = m
+        for units in self.apot_fields:
+            wdt = (len(units) - 1).bit_length()
             shift -= wdt
-            field = (idx >> shift) & ((1 << wdt) - 1)
-            units = np.array([0 if e is None else 1 << (e - lsb) for e in s], dtype=np.int64)
-            out += units[field]
+            out += np.array(units, dtype=np.int64)[(idx >> shift) & ((1 << wdt) - 1)]
         return out
+
+    @property
+    def apot_fields(self) -> tuple[tuple[int, ...], ...]:
+        """APoT only: per magnitude field, most significant first, the ``|w_int|`` term that
+        each field value selects (0 for the set's zero element, else a power of two).
+
+        The magnitude is the sum of the selected terms; the hardware builds one shifter per
+        field from this table.
+        """
+        if self.kind != "apot":
+            raise ValueError(f"{self.name} has no APoT fields")
+        sets = _APOT_SETS[self.bits - 1]
+        lsb = min(e for s in sets for e in s if e is not None)
+        return tuple(tuple(0 if e is None else 1 << (e - lsb) for e in s) for s in sets)
 
     @property
     def pot_frac_bits(self) -> int:

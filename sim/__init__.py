@@ -1,0 +1,1 @@
+"""cocotb testbenches and the simulator runner (see ``sim/README.md``)."""

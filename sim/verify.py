@@ -1,0 +1,80 @@
+"""Verify a generated network against the golden model: build its Verilog, run the cocotb
+testbench (:mod:`sim.network_tb`) on every image, return what was measured.
+
+Used by ``tests/test_network_cocotb.py`` and by ``rtl-gen verify``.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from rtl_gen import golden
+from rtl_gen.hw.network import NetworkEngine
+from rtl_gen.hw.verilog import to_verilog
+from rtl_gen.network import Network
+from sim import runner
+
+__all__ = ["verify_network"]
+
+
+def verify_network(net: Network, x_int, *, arrays=None, simulator: str = "verilator",
+                   gap: float = 0.0, stall: float = 0.0, seed: int = 0,
+                   cache_dir=None) -> dict:
+    """Run every image of ``x_int`` through the network's generated Verilog.
+
+    Parameters
+    ----------
+    net:
+        The network (from a bundle).
+    x_int:
+        Input codes, ``(images, features)``.
+    arrays:
+        Per-layer :class:`~rtl_gen.hw.layer.ArrayConfig` (default per scheme).
+    simulator:
+        ``"verilator"`` or ``"icarus"``.
+    gap, stall:
+        Chance of an idle input cycle before each input code, and of the output not being
+        ready in a cycle (back-pressure).
+    seed:
+        Seeds the traffic pattern.
+
+    Returns
+    -------
+    dict
+        ``images``, ``cycles`` (first input accepted to last logit, both counted),
+        ``layer_cycles`` (measured), ``model_layer_cycles``, ``interval`` (model, cycles
+        between batches), ``rows``, ``build`` (the build folder).
+
+    Raises
+    ------
+    sim.runner.SimulationFailed
+        When a logit, a class or (without stalls) a layer's cycle count differs.
+    sim.runner.SimulatorError
+        When the simulator is missing or the build fails.
+    """
+    x_int = np.asarray(x_int, dtype=np.int64)
+    engine = NetworkEngine(net, arrays)
+    top = f"net_{net.name}".replace("-", "_")
+    built = runner.build(to_verilog(engine, top), top, simulator=simulator,
+                         cache_dir=cache_dir)
+    with tempfile.TemporaryDirectory() as tmp:
+        result_file = Path(tmp) / "result.json"
+        params = {
+            "inputs": x_int.tolist(),
+            "logits": golden.forward(net, x_int).tolist(),
+            "classes": golden.predict(net, x_int).tolist(),
+            "logit_order": engine.logit_order().tolist(),
+            "rows": engine.rows,
+            "layer_cycles": [t.batch_cycles for t in engine.timings],
+            "gap": gap, "stall": stall, "seed": seed,
+            "result_file": str(result_file),
+        }
+        built.run("sim.network_tb", params=params, tag=f"{top}-g{gap}-s{stall}")
+        result = json.loads(result_file.read_text())
+    result.update(model_layer_cycles=params["layer_cycles"], interval=engine.interval,
+                  rows=engine.rows, build=str(built.build_dir))
+    return result

@@ -1,0 +1,245 @@
+"""Processing elements in amaranth.sim against the golden model.
+
+Exhaustive where the space is small (every weight code times every activation for widths up
+to 4 bits), seeded random vectors with random accumulation framing and input bubbles for the
+rest, extreme values always included.  The expected values come from the numerics
+(``scheme.decode``, ``bitplane_dot``) through ``PEConfig.reference``; the latency contract
+is asserted for every output.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from amaranth.sim import Simulator
+
+from rtl_gen.devices import DEVICES
+from rtl_gen.hw.pe import DotProductUnit, PEConfig, check_dsp_budget, pack_inputs
+
+
+def simulate(cfg: PEConfig, x, w=None, first=None, last=None, *, gaps=None, w_prec=None,
+             x_prec=None):
+    """Drive the vectors, collect ``(edge, payload)`` of every output and the edge at which
+    each ``last`` vector was accepted."""
+    dut = DotProductUnit(cfg)
+    words = pack_inputs(cfg, x, w, first, last)
+    n = len(words)
+    last = np.ones(n, bool) if last is None else np.asarray(last, bool)
+    gaps = np.zeros(n, int) if gaps is None else gaps
+    edge = [0]
+    accepted, outputs = [], []
+    done = [False]
+
+    async def producer(ctx):
+        if cfg.kind == "bitplane":
+            ctx.set(dut.w_prec, w_prec or cfg.w_bits)
+            ctx.set(dut.x_prec, x_prec or cfg.a_bits)
+        for word, gap, is_last in zip(words, gaps, last, strict=True):
+            ctx.set(dut.i.valid, 0)
+            for _ in range(gap):
+                await ctx.tick()
+            ctx.set(dut.i.payload.as_value(), word)
+            ctx.set(dut.i.valid, 1)
+            while True:
+                ready = ctx.get(dut.i.ready)
+                await ctx.tick()
+                if ready:
+                    break
+            if is_last:
+                accepted.append(edge[0])
+        ctx.set(dut.i.valid, 0)
+        for _ in range(dut.latency + 2):
+            await ctx.tick()
+        done[0] = True
+
+    async def monitor(ctx):
+        while not done[0]:
+            await ctx.tick()
+            edge[0] += 1
+            if ctx.get(dut.o.valid):
+                outputs.append((edge[0], ctx.get(dut.o.payload)))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(monitor)
+    sim.add_testbench(producer)
+    sim.run()
+    return dut, accepted, outputs
+
+
+def check(cfg: PEConfig, x, w=None, first=None, last=None, *, gaps=None, w_prec=None,
+          x_prec=None):
+    dut, accepted, outputs = simulate(cfg, x, w, first, last, gaps=gaps, w_prec=w_prec,
+                                      x_prec=x_prec)
+    want = cfg.reference(x, w, first, last, w_prec=w_prec, x_prec=x_prec)
+    got = np.array([v for _, v in outputs], dtype=np.int64)
+    assert len(got) == len(want)
+    assert np.array_equal(got, want), (got[got != want][:5], want[got != want][:5])
+    latency = dut.latency if cfg.kind != "bitplane" else \
+        dut.latency_at(w_prec or cfg.w_bits, x_prec or cfg.a_bits)
+    # the producer counts the accepting edge before the monitor's counter moves past it
+    assert [e - a for (e, _), a in zip(outputs, accepted, strict=True)] == \
+        [latency] * len(want)
+
+
+def act_range(bits: int, signed: bool) -> np.ndarray:
+    return np.arange(-(1 << (bits - 1)), 1 << (bits - 1)) if signed else np.arange(1 << bits)
+
+
+def valid_codes(cfg: PEConfig) -> np.ndarray:
+    codes = np.arange(1 << cfg.w_bits)
+    return codes[~cfg.scheme.invalid_codes(codes)]
+
+
+SMALL = [("binary", 1, {}), ("ternary", 2, {}), ("pot", 2, {}), ("pot", 3, {}),
+         ("pot", 4, {}), ("apot", 3, {}), ("apot", 4, {}), ("int", 2, {}), ("int", 3, {}),
+         ("int", 4, {}), ("int", 4, {"multiplier": "dsp"})]
+
+
+@pytest.mark.parametrize("signed", [False, True], ids=["unsigned", "signed"])
+@pytest.mark.parametrize("kind,w_bits,extra", SMALL,
+                         ids=[f"{k}{b}{'-' + e['multiplier'] if e else ''}" for k, b, e in SMALL])
+def test_every_code_times_every_activation(kind, w_bits, extra, signed):
+    cfg = PEConfig(kind=kind, w_bits=w_bits, a_bits=4, a_signed=signed, **extra)
+    pairs = np.array(list(itertools.product(valid_codes(cfg), act_range(4, signed))))
+    check(cfg, pairs[:, 1:], pairs[:, :1])
+
+
+def test_xnor_every_pair():
+    cfg = PEConfig(kind="xnor", w_bits=1, a_bits=1, lanes=2)
+    pairs = np.array(list(itertools.product([0, 1], repeat=4)))
+    check(cfg, pairs[:, :2], pairs[:, 2:])
+
+
+@pytest.mark.parametrize("signed", [False, True], ids=["unsigned", "signed"])
+def test_bitplane_every_pair_at_every_precision(signed):
+    cfg = PEConfig(kind="bitplane", w_bits=4, a_bits=4, a_signed=signed)
+    for w_prec, x_prec in [(4, 4), (1, 1), (2, 3), (4, 1)]:
+        pairs = np.array(list(itertools.product(act_range(w_prec, True),
+                                                act_range(x_prec, signed))))
+        check(cfg, pairs[:, 1:], pairs[:, :1], w_prec=w_prec, x_prec=x_prec)
+
+
+def random_stream(cfg: PEConfig, n: int, seed: int, *, extremes: bool = True):
+    """Random vectors (extreme activations and every code mixed in) and random framing."""
+    rng = np.random.default_rng(seed)
+    if cfg.kind == "xnor":
+        lo, hi = 0, 1
+    elif cfg.a_signed:
+        lo, hi = -(1 << (cfg.a_bits - 1)), (1 << (cfg.a_bits - 1)) - 1
+    else:
+        lo, hi = 0, (1 << cfg.a_bits) - 1
+    x = rng.integers(lo, hi + 1, size=(n, cfg.lanes))
+    if extremes:
+        x[: n // 8] = rng.choice([lo, hi], size=(n // 8, cfg.lanes))
+    if cfg.kind == "bitplane":
+        w = rng.integers(-(1 << (cfg.w_bits - 1)), 1 << (cfg.w_bits - 1), size=(n, cfg.lanes))
+        w[: n // 8] = rng.choice([-(1 << (cfg.w_bits - 1)), (1 << (cfg.w_bits - 1)) - 1],
+                                 size=(n // 8, cfg.lanes))
+    elif cfg.weights is None:
+        w = rng.choice(valid_codes(cfg), size=(n, cfg.lanes))
+    else:
+        w = None
+    # accumulations of 1..depth vectors
+    first, last = np.zeros(n, int), np.zeros(n, int)
+    i = 0
+    while i < n:
+        length = min(int(rng.integers(1, cfg.depth + 1)), n - i)
+        first[i], last[i + length - 1] = 1, 1
+        i += length
+    gaps = rng.choice([0, 0, 0, 1, 3], size=n)
+    return x, w, first, last, gaps
+
+
+RANDOM = [
+    dict(kind="binary", w_bits=1, a_bits=8, lanes=5, depth=7),
+    dict(kind="binary", w_bits=1, a_bits=8, a_signed=True, lanes=16, depth=3, pipeline=3),
+    dict(kind="ternary", w_bits=2, a_bits=8, lanes=6, depth=5, pipeline=2),
+    dict(kind="pot", w_bits=5, a_bits=8, a_signed=True, lanes=3, depth=9),
+    dict(kind="pot", w_bits=6, a_bits=7, lanes=1, depth=4, pipeline=1),
+    dict(kind="apot", w_bits=5, a_bits=8, lanes=4, depth=6, pipeline=1),
+    dict(kind="apot", w_bits=4, a_bits=8, a_signed=True, lanes=7, depth=3),
+    dict(kind="int", w_bits=8, a_bits=8, lanes=1, depth=16),
+    dict(kind="int", w_bits=8, a_bits=8, a_signed=True, lanes=3, depth=5, pipeline=2),
+    dict(kind="int", w_bits=8, a_bits=8, lanes=2, depth=5, multiplier="dsp", pipeline=1),
+    dict(kind="int", w_bits=16, a_bits=16, a_signed=True, lanes=1, depth=3),
+    dict(kind="xnor", w_bits=1, a_bits=1, lanes=64, depth=4, pipeline=2),
+    dict(kind="xnor", w_bits=1, a_bits=1, lanes=9, depth=2),
+]
+
+
+@pytest.mark.parametrize("params", RANDOM, ids=lambda p: PEConfig(**p).name)
+def test_random_vectors(params):
+    cfg = PEConfig(**params)
+    x, w, first, last, gaps = random_stream(cfg, 400, seed=len(cfg.name))
+    check(cfg, x, w, first, last, gaps=gaps)
+
+
+@pytest.mark.parametrize("kind,w_bits", [("ternary", 2), ("pot", 4), ("apot", 4), ("int", 8),
+                                         ("xnor", 1)])
+def test_baked_weights(kind, w_bits):
+    a_bits = 1 if kind == "xnor" else 8
+    probe = PEConfig(kind=kind, w_bits=w_bits, a_bits=a_bits)
+    rng = np.random.default_rng(w_bits)
+    codes = tuple(int(c) for c in rng.choice(valid_codes(probe), size=6))
+    cfg = PEConfig(kind=kind, w_bits=w_bits, a_bits=a_bits, lanes=6, depth=4, weights=codes,
+                   pipeline=1)
+    x, _, first, last, gaps = random_stream(cfg, 200, seed=3)
+    check(cfg, x, None, first, last, gaps=gaps)
+
+
+@pytest.mark.parametrize("params,w_prec,x_prec", [
+    (dict(w_bits=8, a_bits=8, lanes=5, depth=3), 8, 8),
+    (dict(w_bits=8, a_bits=8, a_signed=True, lanes=4, depth=4, pipeline=2), 3, 5),
+    (dict(w_bits=6, a_bits=4, lanes=16, depth=2, pipeline=1), 6, 1),
+])
+def test_bitplane_random(params, w_prec, x_prec):
+    cfg = PEConfig(kind="bitplane", **params)
+    x, w, first, last, gaps = random_stream(cfg, 60, seed=w_prec * x_prec)
+    # values must fit the run-time precisions
+    x = x >> (cfg.a_bits - x_prec)
+    w = w >> (cfg.w_bits - w_prec)
+    check(cfg, x, w, first, last, gaps=gaps, w_prec=w_prec, x_prec=x_prec)
+
+
+def test_accumulator_width_is_the_numerics_rule_and_never_overflows():
+    # int8 x uint8 over 4 lanes x 16 vectors: 64 * 255 * 127 = 2,072,640 < 2**21, so 21
+    # magnitude bits and a sign: 22 bits
+    cfg = PEConfig(kind="int", w_bits=8, a_bits=8, lanes=4, depth=16)
+    assert cfg.acc_bits == 22
+    worst = np.full((16, 4), 255)
+    codes = np.full((16, 4), 0x81)  # -127
+    first = np.eye(1, 16, 0, dtype=int)[0]
+    last = np.eye(1, 16, 15, dtype=int)[0]
+    check(cfg, worst, codes, first, last)
+    check(cfg, worst, np.full((16, 4), 0x7F), first, last)
+
+
+@pytest.mark.parametrize("bad,message", [
+    (dict(kind="float"), "unknown PE kind 'float'"),
+    (dict(kind="pot", w_bits=7), "pot width must be 2..6 bits, not 7"),
+    (dict(kind="ternary", multiplier="dsp"), "a ternary PE cannot take multiplier='dsp'"),
+    (dict(kind="int", w_bits=8, lanes=0), "lanes must be 1..1024, not 0"),
+    (dict(kind="ternary", lanes=2, weights=(1, 2)), "baked weight code 2 at lane 1 is not a "
+                                                     "valid ternary code"),
+    (dict(kind="int", w_bits=8, multiplier="wallace"), "multiplier must be one of lut, dsp"),
+    (dict(kind="bitplane", w_bits=4, weights=(1,)), "cannot be baked"),
+])
+def test_bad_configuration_is_refused_with_a_clear_message(bad, message):
+    params = dict(kind="int", w_bits=2, a_bits=8) | bad
+    if params["kind"] == "ternary":
+        params["w_bits"] = 2
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        PEConfig(**params)
+
+
+def test_dsp_budget():
+    up5k = DEVICES["up5k"]
+    eight = [PEConfig(kind="int", w_bits=8, a_bits=8, lanes=4, multiplier="dsp")] * 2
+    assert check_dsp_budget(eight, up5k) == 8
+    with pytest.raises(ValueError, match="needs 9 SB_MAC16 but the up5k has 8"):
+        check_dsp_budget(eight + [PEConfig(kind="int", w_bits=8, a_bits=8,
+                                           multiplier="dsp")], up5k)
+    assert check_dsp_budget([PEConfig(kind="int", w_bits=8, a_bits=8, lanes=64)], up5k) == 0

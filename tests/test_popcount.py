@@ -1,0 +1,147 @@
+"""rtl_gen.hw.popcount: exact counts in amaranth.sim, the latency contract, validation."""
+
+from __future__ import annotations
+
+import random
+import re
+
+import pytest
+from amaranth.hdl import Fragment, Module, Signal
+from amaranth.sim import Simulator
+
+from rtl_gen.hw.popcount import TREE_MIN_BITS, popcount, popcount_depth
+
+
+def _run(n: int, vectors: list[int], *, stages: int = 0, method: str = "tree",
+         max_chain: int = 24, xor_with: int | None = None) -> list[int]:
+    """Drive ``vectors`` one per cycle; return the count seen ``stages`` cycles after each."""
+    m = Module()
+    x = Signal(n)
+    if xor_with is None:
+        count = popcount(m, x, stages=stages, method=method, max_chain=max_chain)
+    else:
+        w = Signal(n, init=xor_with)
+        count = popcount(m, [x[i] ^ w[i] for i in range(n)], stages=stages, method=method,
+                         max_chain=max_chain)
+    out = Signal(len(count))
+    m.d.comb += out.eq(count)
+    assert len(out) == n.bit_length()
+    seen: list[int] = []
+    sim = Simulator(m)
+    if stages:
+        sim.add_clock(1e-6)
+
+    async def bench(ctx):
+        if not stages:
+            for v in vectors:
+                ctx.set(x, v)
+                await ctx.delay(1e-9)
+                seen.append(ctx.get(out))
+            return
+        # one vector per cycle, sampled just before each edge: the count of vector k must
+        # appear exactly `stages` edges after vector k was presented
+        history: list[int] = []
+        for v in vectors + [0] * stages:
+            ctx.set(x, v)
+            history.append(ctx.get(out))
+            await ctx.tick()
+        seen.extend(history[stages:])
+
+    sim.add_testbench(bench)
+    sim.run()
+    return seen
+
+
+def _ones(v: int) -> int:
+    return bin(v).count("1")
+
+
+@pytest.mark.parametrize("method", ["tree", "sum", "auto"])
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 6, 7, 9, 10])
+def test_exhaustive(n, method):
+    vectors = list(range(1 << n))
+    assert _run(n, vectors, method=method) == [_ones(v) for v in vectors]
+
+
+@pytest.mark.parametrize("stages", [0, 2])
+@pytest.mark.parametrize("n", [TREE_MIN_BITS, 64, 100, 256])
+def test_random(n, stages):
+    rng = random.Random(1000 + n)
+    vectors = [0, (1 << n) - 1] + [rng.getrandbits(n) for _ in range(60)]
+    # sparse and dense vectors exercise the carries of the upper levels
+    vectors += [rng.getrandbits(n) & rng.getrandbits(n) & rng.getrandbits(n) for _ in range(20)]
+    vectors += [rng.getrandbits(n) | rng.getrandbits(n) | rng.getrandbits(n) for _ in range(20)]
+    assert _run(n, vectors, stages=stages) == [_ones(v) for v in vectors]
+
+
+@pytest.mark.parametrize("n", [27, 64])
+def test_every_pipeline_depth(n):
+    """Registers after every level, and more stages than levels (the rest at the output)."""
+    rng = random.Random(n)
+    vectors = [rng.getrandbits(n) for _ in range(30)] + [(1 << n) - 1, 0, (1 << n) - 1]
+    for stages in (1, popcount_depth(n) - 1, popcount_depth(n) + 2):
+        assert _run(n, vectors, stages=stages) == [_ones(v) for v in vectors], stages
+
+
+def test_sum_method_pipelined():
+    vectors = list(range(1 << 6))
+    assert _run(6, vectors, stages=3, method="sum") == [_ones(v) for v in vectors]
+
+
+@pytest.mark.parametrize("max_chain", [4, 5, 1000])
+def test_chain_cuts(max_chain):
+    """Short chains (one adder each) and one chain per level count the same."""
+    rng = random.Random(max_chain)
+    vectors = [0, (1 << 100) - 1] + [rng.getrandbits(100) for _ in range(40)]
+    assert _run(100, vectors, max_chain=max_chain) == [_ones(v) for v in vectors]
+
+
+def test_expression_bits():
+    """A sequence of one-bit expressions (the XOR-popcount of the binary PEs)."""
+    rng = random.Random(7)
+    w = rng.getrandbits(64)
+    vectors = [rng.getrandbits(64) for _ in range(40)] + [w, w ^ ((1 << 64) - 1)]
+    assert _run(64, vectors, xor_with=w, stages=1) == [_ones(v ^ w) for v in vectors]
+
+
+def test_depth():
+    # 64 bits: 17 leaves (48 bits), 16 carry-ins; 17 -> 9 -> 5 -> 3 -> 2 -> 1: 5 adder levels
+    assert [popcount_depth(n) for n in (1, 3, 7, 15, 64, 256)] == [1, 1, 2, 3, 6, 8]
+
+
+def test_auto_picks_by_size():
+    def adds(n):
+        m = Module()
+        popcount(m, Signal(n))
+        return [s.name for s in _signals(m)]
+
+    assert not any("chain" in s for s in adds(TREE_MIN_BITS - 1))
+    assert any("chain" in s for s in adds(TREE_MIN_BITS))
+
+
+def _signals(m: Module):
+    frag = Fragment.get(m, None)
+    for stmts in frag.statements.values():
+        for st in stmts:
+            yield st.lhs
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"bits": []}, "popcount needs at least one bit, not 0"),
+    ({"stages": -1}, "stages must be a non-negative integer, not -1"),
+    ({"method": "wallace"}, "method must be 'auto', 'tree' or 'sum', not 'wallace'"),
+    ({"max_chain": 3}, "max_chain must be an integer of at least 4, not 3"),
+])
+def test_rejects(kwargs, message):
+    bits = kwargs.pop("bits", Signal(8))
+    m = Module()
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        popcount(m, bits, **kwargs)
+    Fragment.get(m, None)  # used, so that amaranth does not warn about it
+
+
+def test_rejects_wide_bit():
+    m = Module()
+    with pytest.raises(ValueError, match="^popcount bits must be one bit wide; bit 1 is"):
+        popcount(m, [Signal(), Signal(2)])
+    Fragment.get(m, None)
