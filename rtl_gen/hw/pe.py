@@ -396,11 +396,40 @@ def _product(config: PEConfig, x: Value, code: Value) -> _Term:
         w = code.as_signed()
         if config.multiplier == "dsp":
             return _Term(x * w)
-        # Shift-and-add rows; the MSB row has weight -2**(b-1) (two's complement).
-        rows = [Mux(code[j], x << j, 0) for j in range(b - 1)]
-        rows.append(-Mux(code[b - 1], x << (b - 1), 0))
-        return _Term(_sum_tree(rows))
+        if b < 4:
+            # Shift-and-add rows; the MSB row has weight -2**(b-1) (two's complement).
+            rows = [Mux(code[j], x << j, 0) for j in range(b - 1)]
+            rows.append(-Mux(code[b - 1], x << (b - 1), 0))
+            return _Term(_sum_tree(rows))
+        return _booth(x, code, b)
     raise AssertionError(kind)
+
+
+def _booth(x: Value, code: Value, b: int) -> _Term:
+    """``x * w`` for a ``b``-bit two's complement ``w`` by radix-4 Booth recoding: digit
+    ``j`` of ``w`` (bits ``2j+1, 2j, 2j-1``) is one of -2..2, so ``ceil(b / 2)`` rows of
+    ``0, x, 2x``, each negated by XOR; the negations' +1 corrections fill the free low bits
+    of the next row, and the last one is a row of its own."""
+    w = Cat(Const(0, 1), code, code[b - 1].replicate(b % 2))   # w[-1] = 0, even width
+    x = x if x.shape().signed else Cat(x, Const(0, 1)).as_signed()
+    rows, negs = [], []
+    for j in range(len(w) // 2):
+        lo, mid, hi = w[2 * j], w[2 * j + 1], w[2 * j + 2]
+        one = mid ^ lo
+        two = (hi ^ mid) & ~one
+        mag = Mux(one, x, Mux(two, x << 1, 0))
+        rows.append((mag ^ hi.replicate(len(mag)).as_signed(), 2 * j))
+        negs.append(hi)
+    values = []
+    for j, (row, shift) in enumerate(rows):
+        if j == 0:
+            values.append(row)
+        else:
+            # the previous row's correction sits at bit shift - 2, below this row
+            values.append(Cat(Const(0, shift - 2), negs[j - 1], Const(0, 1), row).as_signed())
+    last = len(rows) - 1
+    values.append(Cat(Const(0, 2 * last), negs[last]).as_unsigned())
+    return _Term(_sum_tree(values))
 
 
 def _sum_tree(values: list[Value]) -> Value:
