@@ -27,6 +27,12 @@ lint: $(STAMP)
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml
+	@# Icarus Verilog, the second simulator (its tests skip without it): a Debian package,
+	@# installed when we are root and apt-get exists, skipped otherwise.
+	@command -v iverilog >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && { apt-get install -y -qq iverilog >/dev/null 2>&1 || { apt-get update -qq >/dev/null 2>&1 \
+	  && apt-get install -y -qq iverilog >/dev/null 2>&1; }; } \
+	  || echo "note: iverilog not installed; the Icarus tests will be skipped"; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'

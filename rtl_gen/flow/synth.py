@@ -406,11 +406,19 @@ def _device(device: Device | str) -> Device:
     return device if isinstance(device, Device) else get_device(device)
 
 
-def _synth_script(device: Device, top: str, dsp: bool) -> str:
+#: Yosys 0.70's ``synth_ecp5`` (always ABC9) can fail an assertion while reintegrating the
+#: ABC9 result (``GetSize(conn.first) == GetSize(conn.second)``) on some adder trees; its
+#: ``-dff`` mode maps the same designs, so an ECP5 run that hits it is retried with ``-dff``
+#: (the log then says so).
+_ABC9_ASSERT = "GetSize(conn.first) == GetSize(conn.second)"
+
+
+def _synth_script(device: Device, top: str, dsp: bool, abc9_dff: bool = False) -> str:
     if device.family == "ice40":
         synth = f"synth_ice40{' -dsp' if dsp else ''} -top {top} -json netlist.json"
     else:
-        synth = f"synth_ecp5{'' if dsp else ' -nodsp'} -top {top} -json netlist.json"
+        synth = (f"synth_ecp5{'' if dsp else ' -nodsp'}{' -dff' if abc9_dff else ''} "
+                 f"-top {top} -json netlist.json")
     return "\n".join(["read_verilog design.v", synth, "tee -q -o stat.json stat -json", ""])
 
 
@@ -448,6 +456,11 @@ def _yosys(device: Device, verilog: str, top: str, tools: Toolchain, run_dir: Pa
     (run_dir / "synth.ys").write_text(_synth_script(device, top, dsp))
     rc = _run(yosys, ["-q", "-l", "yosys.log", "-s", "synth.ys"], run_dir,
               run_dir / "yosys.out", timeout)
+    if rc != 0 and device.family == "ecp5" and _ABC9_ASSERT in _tail(run_dir / "yosys.log"):
+        (run_dir / "yosys.log").rename(run_dir / "yosys-abc9-assert.log")
+        (run_dir / "synth.ys").write_text(_synth_script(device, top, dsp, abc9_dff=True))
+        rc = _run(yosys, ["-q", "-l", "yosys.log", "-s", "synth.ys"], run_dir,
+                  run_dir / "yosys.out", timeout)
     if rc != 0:
         log = run_dir / "yosys.log"
         raise ToolFailedError(Path(yosys).name, rc, log,

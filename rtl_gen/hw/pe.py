@@ -337,12 +337,6 @@ def _negate_if(sign: Value, v: Value) -> Value:
     return Mux(sign, -v, v)
 
 
-#: Lane counts up to which lane products negate by XOR + carry-in.  Above it they use a
-#: subtractor each: Yosys 0.70's ABC9 pass asserts (``abc9_ops`` reintegration) in
-#: ``synth_ecp5`` on adder trees of eight and more XOR-negated terms, and on some of four.
-XOR_NEGATE_MAX_LANES = 1
-
-
 class _Term:
     """A signed lane product as ``value + carry``: ``-v`` is ``~v + 1``, so a conditional
     negation is an XOR with the sign and a carry-in of the sign, which the adder that sums
@@ -353,12 +347,9 @@ class _Term:
         self.value, self.carry = value, carry
 
 
-def _xor_negate(sign: Value, v: Value, lanes: int) -> _Term:
+def _xor_negate(sign: Value, v: Value) -> _Term:
     """``-v if sign else v`` as a :class:`_Term`: ``~v`` and a carry-in (``~v`` of a signed
-    value fits its width; the adder that absorbs the carry is wider than ``v``), or, above
-    :data:`XOR_NEGATE_MAX_LANES` lanes, a subtractor."""
-    if lanes > XOR_NEGATE_MAX_LANES:
-        return _Term(_negate_if(sign, v))
+    value fits its width; the adder that absorbs the carry is wider than ``v``)."""
     v = v if v.shape().signed else Cat(v, Const(0, 1)).as_signed()
     return _Term(v ^ sign.replicate(len(v)).as_signed(), sign)
 
@@ -367,10 +358,10 @@ def _product(config: PEConfig, x: Value, code: Value) -> _Term:
     """One lane's ``x * w_int(code)`` as a signed combinational :class:`_Term`."""
     kind = config.kind
     if kind == "binary":
-        return _xor_negate(code[0], x, config.lanes)
+        return _xor_negate(code[0], x)
     if kind == "ternary":
         # 01: +x, 11: -x, 00: 0 (10 never occurs in a valid bundle)
-        return _xor_negate(code[1] & code[0], Mux(code[0], x, 0), config.lanes)
+        return _xor_negate(code[1] & code[0], Mux(code[0], x, 0))
     b = config.w_bits
     if kind == "pot":
         f = config.scheme.pot_frac_bits
@@ -378,7 +369,7 @@ def _product(config: PEConfig, x: Value, code: Value) -> _Term:
         # c = 1..F+1 means x << (F + 1 - c): a barrel shifter of F + 1 positions.
         shift = Mux(c == 0, 0, (f + 1 - c).as_unsigned()[:max(1, f.bit_length())])
         mag = Mux(c == 0, 0, x << shift)
-        return _xor_negate(code[b - 1], mag, config.lanes)
+        return _xor_negate(code[b - 1], mag)
     if kind == "apot":
         offset = b - 1
         terms = []
@@ -391,7 +382,7 @@ def _product(config: PEConfig, x: Value, code: Value) -> _Term:
                 if unit:
                     term = Mux(field == idx, x << (unit.bit_length() - 1), term)
             terms.append(term)
-        return _xor_negate(code[b - 1], _sum_tree(terms), config.lanes)
+        return _xor_negate(code[b - 1], _sum_tree(terms))
     if kind == "int":
         w = code.as_signed()
         if config.multiplier == "dsp":
