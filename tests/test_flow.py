@@ -152,6 +152,21 @@ def test_ecp5_synthesis_survives_the_abc9_reintegration_assert(workdir):
     assert st.lut4 > 8 * 8  # at least a LUT per activation bit: the unit was mapped
 
 
+def test_a_net_driven_by_two_cells_is_found():
+    """The check that sends an ECP5 netlist back through ``synth_ecp5 -dff``."""
+    from rtl_gen.flow.synth import _multiply_driven
+
+    def ff(d, q):
+        return {"type": "TRELLIS_FF", "port_directions": {"DI": "input", "Q": "output"},
+                "connections": {"DI": [d], "Q": [q]}}
+
+    good = {"cells": {"a": ff(2, 3), "b": ff(3, 4)}}
+    bad = {"cells": {"a": ff(2, 3), "b": ff(5, 3)}}
+    assert not _multiply_driven(good)
+    assert _multiply_driven(bad)
+    assert not _multiply_driven({"cells": {"a": ff("0", "1")}})   # constants drive nothing
+
+
 @pytest.mark.slow
 def test_ports_and_cells_are_reported(stats):
     s = stats["add8", "up5k"]

@@ -407,9 +407,11 @@ def _device(device: Device | str) -> Device:
 
 
 #: Yosys 0.70's ``synth_ecp5`` (always ABC9) can fail an assertion while reintegrating the
-#: ABC9 result (``GetSize(conn.first) == GetSize(conn.second)``) on some adder trees; its
-#: ``-dff`` mode maps the same designs, so an ECP5 run that hits it is retried with ``-dff``
-#: (the log then says so).
+#: ABC9 result (``GetSize(conn.first) == GetSize(conn.second)``) on some adder trees, and can
+#: write a netlist with a net driven by two flip-flops (which nextpnr refuses); its ``-dff``
+#: mode maps the same designs correctly, so an ECP5 run that hits either is retried with
+#: ``-dff`` (the first run's log is kept as ``yosys-abc9-assert.log`` or
+#: ``yosys-multiply-driven.log``).
 _ABC9_ASSERT = "GetSize(conn.first) == GetSize(conn.second)"
 
 
@@ -453,23 +455,43 @@ def _yosys(device: Device, verilog: str, top: str, tools: Toolchain, run_dir: Pa
            timeout: float | None, dsp: bool) -> tuple[dict, dict]:
     yosys = tools.resolve(tools.yosys)
     (run_dir / "design.v").write_text(verilog)
-    (run_dir / "synth.ys").write_text(_synth_script(device, top, dsp))
-    rc = _run(yosys, ["-q", "-l", "yosys.log", "-s", "synth.ys"], run_dir,
-              run_dir / "yosys.out", timeout)
-    if rc != 0 and device.family == "ecp5" and _ABC9_ASSERT in _tail(run_dir / "yosys.log"):
-        (run_dir / "yosys.log").rename(run_dir / "yosys-abc9-assert.log")
-        (run_dir / "synth.ys").write_text(_synth_script(device, top, dsp, abc9_dff=True))
+    for abc9_dff in (False, True):
+        (run_dir / "synth.ys").write_text(_synth_script(device, top, dsp, abc9_dff))
         rc = _run(yosys, ["-q", "-l", "yosys.log", "-s", "synth.ys"], run_dir,
                   run_dir / "yosys.out", timeout)
-    if rc != 0:
-        log = run_dir / "yosys.log"
-        raise ToolFailedError(Path(yosys).name, rc, log,
-                              _tail(log) + "\n" + _tail(run_dir / "yosys.out", 5))
+        retry = device.family == "ecp5" and not abc9_dff
+        if rc != 0 and retry and _ABC9_ASSERT in _tail(run_dir / "yosys.log"):
+            (run_dir / "yosys.log").rename(run_dir / "yosys-abc9-assert.log")
+            continue
+        if rc != 0:
+            log = run_dir / "yosys.log"
+            raise ToolFailedError(Path(yosys).name, rc, log,
+                                  _tail(log) + "\n" + _tail(run_dir / "yosys.out", 5))
+        netlist = json.loads((run_dir / "netlist.json").read_text())
+        if top not in netlist["modules"]:
+            raise FlowError(f"top module {top!r} is not in the synthesised design")
+        if retry and _multiply_driven(netlist["modules"][top]):
+            (run_dir / "yosys.log").rename(run_dir / "yosys-multiply-driven.log")
+            continue
+        break
     stat = json.loads((run_dir / "stat.json").read_text())
-    netlist = json.loads((run_dir / "netlist.json").read_text())
-    if top not in netlist["modules"]:
-        raise FlowError(f"top module {top!r} is not in the synthesised design")
     return stat, netlist
+
+
+def _multiply_driven(module: dict) -> bool:
+    """Whether a net bit of a synthesised (flat) module has two cell outputs driving it."""
+    driven: set[int] = set()
+    for cell in module.get("cells", {}).values():
+        directions = cell.get("port_directions", {})
+        for port, bits in cell.get("connections", {}).items():
+            if directions.get(port) != "output":
+                continue
+            for bit in bits:
+                if isinstance(bit, int):
+                    if bit in driven:
+                        return True
+                    driven.add(bit)
+    return False
 
 
 # --- public API ---------------------------------------------------------------------------
