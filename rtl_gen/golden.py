@@ -205,7 +205,8 @@ class LayerTiming:
     pe_latency:
         Clock edges from a PE accepting its last step to its result.
     requantize:
-        Hidden layer (bias, requantization, ReLU: two drain stages) or logits (bias: one).
+        Hidden layer (bias, requantization product, shift: three drain stages) or logits
+        (bias: one).
     """
 
     k: int
@@ -241,7 +242,9 @@ class LayerTiming:
 
     @property
     def drain_stages(self) -> int:
-        return 2 if self.requantize else 1
+        """Registers from a result to the output FIFO: bias; then for hidden layers the
+        requantization product and the shift (the clamp rides into the FIFO)."""
+        return 3 if self.requantize else 1
 
     @property
     def batch_cycles(self) -> int:

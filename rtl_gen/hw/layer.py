@@ -231,14 +231,17 @@ class LayerEngine(wiring.Component):
         depth = t.fifo_depth
         m.submodules.fifo = fifo = SyncFIFOBuffered(width=len(Value.cast(self.o.payload)),
                                                     depth=depth)
-        reserved = Signal(range(depth + 1))
         cbank = Signal()
         running = Signal()
         tile = Signal(range(max(nt, 2)))
         step = Signal(range(max(period, 2)))
         tile_valid_cols = Array(Const(min(cols, t.n - tt * cols)) for tt in range(nt))
+        # free FIFO entries not yet promised to a tile: depth - level - reserved, kept as a
+        # register (a write moves an entry from reserved to level and leaves it unchanged),
+        # so the credit check is one comparison instead of an adder chain from the FIFO
+        space = Signal(range(depth + 1), init=depth)
         credit = Signal()
-        m.d.comb += credit.eq(fifo.level + reserved + rows * cols <= depth)
+        m.d.comb += credit.eq(space >= rows * cols)
         start_tile = Signal()
         now = Signal(COUNTER_BITS)
         m.d.sync += now.eq(now + 1)
@@ -321,17 +324,19 @@ class LayerEngine(wiring.Component):
             p_ok = Signal()
             m.d.sync += [p_val.eq(a_val * m_rom[a_n] + r_rom[a_n]), p_s.eq(s_rom[a_n]),
                          p_ok.eq(a_ok)]
-            y = Signal(signed(len(p_val)))
-            m.d.comb += y.eq(p_val >> p_s)
+            # the shift in a stage of its own, the clamp (ReLU) on the way into the FIFO
+            y = Signal(signed(len(p_val)), reset_less=True)
+            y_ok = Signal()
+            m.d.sync += [y.eq(p_val >> p_s), y_ok.eq(p_ok)]
             top = (1 << layer.out_bits) - 1
             m.d.comb += [fifo.w_data.eq(Mux(y < 0, 0, Mux(y > top, top, y))),
-                         fifo.w_en.eq(p_ok)]
+                         fifo.w_en.eq(y_ok)]
         else:
             m.d.comb += [fifo.w_data.eq(a_val), fifo.w_en.eq(a_ok)]
 
         # credits: reserve a tile's results when it starts, release them as they are written
         grant = Mux(start_tile, rows * tile_valid_cols[Mux(running, tile + 1, 0)], 0)
-        m.d.sync += reserved.eq(reserved + grant - fifo.w_en)
+        m.d.sync += space.eq(space - grant + (fifo.r_en & fifo.r_rdy))
 
         m.d.comb += [self.o.valid.eq(fifo.r_rdy), self.o.payload.eq(fifo.r_data),
                      fifo.r_en.eq(self.o.ready)]
