@@ -209,6 +209,21 @@ def test_top_rejects_wrong_signature():
         get_board("ulx3s").top(lambda f: Wrong())
 
 
+def test_top_accepts_initial_values():
+    """An idle UART line is high: a core may start rx/tx at 1."""
+    class IdleHigh(wiring.Component):
+        def __init__(self):
+            super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "leds": Out(4)})
+
+        def elaborate(self, platform):
+            m = Module()
+            m.d.sync += self.tx.eq(self.rx)
+            return m
+
+    board = get_board("orangecrab")
+    Fragment.get(board.top(lambda f: IdleHigh()), board.platform())
+
+
 @pytest.mark.parametrize("name", sorted(BOARDS))
 def test_constraints_generated(name):
     """The platform writes the pins of the clock, UART, LEDs and button for every board."""
@@ -219,6 +234,14 @@ def test_constraints_generated(name):
     assert cons.count("led") >= 3
     if name == "orangecrab":
         assert '"N17"' in cons and '"M18"' in cons  # Feather pins 0 and 1
+
+
+def test_build_refuses_other_boards_top(tmp_path):
+    top = get_board("ulx3s").top(LoopbackCore)
+    with pytest.raises(ValueError, match="ulx3s"):
+        build_bitstream(get_board("orangecrab"), top, outdir=tmp_path)
+    Fragment.get(top, get_board("ulx3s").platform())
+    assert not list(tmp_path.iterdir())
 
 
 # --- fit check ----------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import dataclasses
 from collections.abc import Callable
 
 from amaranth.build import Resource
-from amaranth.hdl import Elaboratable, Module
+from amaranth.hdl import Elaboratable, Module, Shape
 from amaranth.lib import io, wiring
 
 from ..devices import Device, get_device
@@ -128,9 +128,16 @@ class Board:
         return BoardTop(self, core, pll, target)
 
 
-#: The signature every core has.
+#: The signature every core has (initial values aside).
 CORE_SIGNATURE = wiring.Signature({"rx": wiring.In(1), "tx": wiring.Out(1),
                                    "leds": wiring.Out(4)})
+
+
+def _ports(sig: wiring.Signature) -> dict:
+    """Name -> (flow, shape) of each port: initial values do not matter (an idle UART line
+    is high, so a core may start ``tx`` at 1)."""
+    return {name: (m.flow, Shape.cast(m.shape)) if m.is_port else (m.flow, None)
+            for name, m in sig.members.items()}
 
 
 def _check_core(core) -> None:
@@ -138,7 +145,7 @@ def _check_core(core) -> None:
         core._MustUse__silence = True  # a refused core is not an unused one
     if not isinstance(core, wiring.Component):
         raise TypeError(f"make_core must return a wiring.Component, not {core!r}")
-    if dict(core.signature.members) != dict(CORE_SIGNATURE.members):
+    if _ports(core.signature) != _ports(CORE_SIGNATURE):
         raise TypeError(f"the core's signature must be exactly {CORE_SIGNATURE!r}; "
                         f"it is {core.signature!r}")
     core._MustUse__silence = False

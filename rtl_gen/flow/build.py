@@ -226,12 +226,17 @@ def build_bitstream(board: Board, top: BoardTop, *, outdir: Path | str,
 
     Raises
     ------
+    ValueError
+        When ``top`` was made by another board's :meth:`Board.top`.
     DoesNotFitError
         When packing shows a resource over-used (checked before placing).
     ToolNotFoundError, ToolFailedError
         When a tool is missing or fails (with the end of its log).
     """
     start = time.monotonic()
+    if top.board.name != board.name:
+        raise ValueError(f"the top level was made for board {top.board.name!r}, "
+                         f"not {board.name!r}")
     tools = toolchain or Toolchain.default()
     family = board.family
     dev = board.rtl_device
@@ -241,12 +246,11 @@ def build_bitstream(board: Board, top: BoardTop, *, outdir: Path | str,
     pll_mhz = float(top.pll.fout_mhz)
     freq = float(freq_mhz if freq_mhz is not None else pll_mhz)
 
+    plan = board.platform().prepare(top, name=_TOP)
+    constraints = f"{_TOP}.pcf" if family == "ice40" else f"{_TOP}.lpf"
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
     run_dir = Path(tempfile.mkdtemp(prefix=".build-", dir=outdir))
-
-    plan = board.platform().prepare(top, name=_TOP)
-    constraints = f"{_TOP}.pcf" if family == "ice40" else f"{_TOP}.lpf"
     for name in (f"{_TOP}.il", constraints):
         content = plan.files[name]
         mode = "wb" if isinstance(content, bytes) else "w"
