@@ -1,0 +1,402 @@
+"""The board-independent core of a board design: a network behind the UART host link.
+
+::
+
+    rx ──► UartRx ──► frame parser ──► input buffer (rows x features bytes, block RAM)
+                          │                   │ stream, one code per cycle
+                          │                   ▼
+                          │            NetworkEngine ──► logits ──► reply buffer (block RAM)
+                          │                   └──► classes, cycles
+                          ▼
+                   reply sequencer ──► UartTx ──► tx           leds: heartbeat, busy,
+                                                               error, frame in progress
+
+The protocol (framing, commands, error codes, registers) is specified in
+:mod:`rtl_gen.protocol`, whose :class:`~rtl_gen.protocol.HostClient` is the host side.  The
+design answers every frame; bytes received while it is executing a command or sending a
+reply are dropped (the protocol is strictly request, then reply).
+
+An INFER's cycles are counted from the cycle the first input code enters the network to
+the cycle the batch's last class is known, so they are the network's latency for one batch,
+UART time excluded.
+"""
+
+from __future__ import annotations
+
+import math
+
+from amaranth import Array, Cat, Const, Module, Mux, Signal
+from amaranth.lib import wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .. import protocol as P
+from ..network import Network
+from .network import NetworkEngine
+from .uart import UartRx, UartTx, divisor_for
+
+__all__ = ["HostLinkCore"]
+
+#: Default idle time after which a frame that stopped short is answered with TIMEOUT.
+DEFAULT_TIMEOUT_S = 0.05
+
+
+def _crc8_next(crc, byte):
+    """CRC-8/SMBUS of one more byte, as logic (eight unrolled shift/XOR steps)."""
+    c = crc ^ byte
+    for _ in range(8):
+        c = Mux(c[7], (c << 1)[:8] ^ 0x07, (c << 1)[:8])
+    return c
+
+
+class HostLinkCore(wiring.Component):
+    """A :class:`NetworkEngine` driven through the UART host link.
+
+    Parameters
+    ----------
+    net:
+        The network.
+    arrays:
+        Per-layer array configurations (``None``: the defaults).
+    divisor:
+        Clock cycles per UART bit (see :func:`~rtl_gen.hw.uart.divisor_for`).
+    timeout_cycles:
+        Idle cycles after which a frame that stopped short, or a run of stray bytes, is
+        answered (at least 12 bit periods).
+    design_id:
+        32-bit value the INFO reply carries, so a host can check which design it talks to.
+
+    Members
+    -------
+    rx : In(1)
+    tx : Out(1)
+    leds : Out(4)
+        0: heartbeat (bit 24 of the cycle counter); 1: an INFER is running; 2: the last
+        frame was answered with an error; 3: a frame is being received.
+    """
+
+    def __init__(self, net: Network, arrays=None, *, divisor: int, timeout_cycles: int,
+                 design_id: int = 0):
+        try:
+            self._configure(net, arrays, divisor, timeout_cycles)
+        except (TypeError, ValueError):
+            self._MustUse__used = True  # a refused design is not an unused one
+            raise
+        self.design_id = int(design_id) & 0xFFFFFFFF
+        super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "leds": Out(4)})
+
+    def _configure(self, net, arrays, divisor, timeout_cycles):
+        last, inp = net.layers[-1], net.input
+        if inp.bits > 8:
+            raise ValueError(f"the host link sends one byte per input code; the input has "
+                             f"{inp.bits} bits")
+        if last.out_features > 256:
+            raise ValueError(f"the host link sends one byte per class; the network has "
+                             f"{last.out_features} classes")
+        if timeout_cycles < 12 * divisor:
+            raise ValueError(f"timeout_cycles ({timeout_cycles}) must be at least 12 bit "
+                             f"periods ({12 * divisor})")
+        self._engine = NetworkEngine(net, arrays)
+        self._net = net
+        self.divisor, self.timeout_cycles = int(divisor), int(timeout_cycles)
+        self.rows = self._engine.rows
+        self.features = inp.features
+        self.classes = last.out_features
+        self.logit_bytes = math.ceil(last.acc_bits / 8)
+
+    @classmethod
+    def for_clock(cls, net: Network, arrays=None, *, clk_hz: float, baud: int = 115200,
+                  timeout_s: float = DEFAULT_TIMEOUT_S, design_id: int = 0) -> HostLinkCore:
+        """The core for a ``clk_hz`` clock and a ``baud`` UART."""
+        div = divisor_for(clk_hz, baud)
+        return cls(net, arrays, divisor=div,
+                   timeout_cycles=max(12 * div, round(timeout_s * clk_hz)),
+                   design_id=design_id)
+
+    @property
+    def engine(self) -> NetworkEngine:
+        return self._engine
+
+    def info(self) -> P.DesignInfo:
+        """What the design answers to INFO."""
+        return P.DesignInfo(P.PROTOCOL_VERSION, self.rows, self.features, self.classes,
+                            self._net.input.bits, self._net.input.signed, self.logit_bytes,
+                            len(self._net.layers), self.design_id)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.engine = eng = self._engine
+        m.submodules.urx = urx = UartRx(self.divisor)
+        m.submodules.utx = utx = UartTx(self.divisor)
+        m.d.comb += [urx.rx.eq(self.rx), self.tx.eq(utx.tx)]
+
+        rows, feats, n, lb = self.rows, self.features, self.classes, self.logit_bytes
+        n_in = rows * feats
+        n_log = rows * n
+        n_layers = len(self._net.layers)
+        expected = {P.CMD_INFO: 0, P.CMD_INFER: n_in, P.CMD_CYCLES: 0, P.CMD_WRITE: 3,
+                    P.CMD_READ: 1}
+
+        # -- buffers ---------------------------------------------------------------------
+        m.submodules.inbuf = inbuf = Memory(shape=8, depth=max(n_in, 2), init=[])
+        in_w, in_r = inbuf.write_port(), inbuf.read_port()
+        m.submodules.logbuf = logbuf = Memory(shape=8, depth=max(n_log * lb, 2), init=[])
+        log_w, log_r = logbuf.write_port(), logbuf.read_port()
+
+        # -- receiver: frame parser ------------------------------------------------------
+        byte, got = urx.data, urx.valid
+        cmd = Signal(8)
+        length = Signal(16)
+        idx = Signal(16)
+        crc = Signal(8)
+        args = Array(Signal(8, name=f"arg{i}") for i in range(3))
+        idle = Signal(range(self.timeout_cycles + 1))
+        timed_out = Signal()
+        with m.If(got):
+            m.d.sync += idle.eq(0)
+        with m.Elif(idle != self.timeout_cycles):
+            m.d.sync += idle.eq(idle + 1)
+        m.d.comb += timed_out.eq(idle == self.timeout_cycles)
+
+        # reply: status, command, payload length and source; `start` hands it to the sender
+        r_status = Signal(8)
+        r_cmd = Signal(8)
+        r_len = Signal(16)
+        start = Signal()
+        sending = Signal()
+        start_infer = Signal()
+        infer_done = Signal()
+        busy = Signal()            # an INFER is running
+        scratch = Signal(16)
+        err_led = Signal()
+
+        def reply(status, length_=0):
+            m.d.sync += [r_status.eq(status), r_cmd.eq(cmd), r_len.eq(length_),
+                         err_led.eq(status != 0)]
+            m.d.comb += start.eq(1)
+
+        known = Signal()
+        want = Signal(16)
+        m.d.comb += [known.eq(0), want.eq(0)]
+        with m.Switch(cmd):
+            for code, size in expected.items():
+                with m.Case(code):
+                    m.d.comb += [known.eq(1), want.eq(size)]
+
+        with m.FSM(name="rx_fsm") as rx_fsm:
+            with m.State("IDLE"):
+                with m.If(got):
+                    with m.If(byte == P.REQUEST_SYNC):
+                        m.d.sync += [crc.eq(0), cmd.eq(0)]
+                        m.next = "CMD"
+                    with m.Else():
+                        m.d.sync += cmd.eq(0)
+                        m.next = "GARBAGE"
+            with m.State("GARBAGE"):
+                with m.If(timed_out):
+                    reply(P.STATUS["SYNC"])
+                    m.next = "REPLY"
+            for state, nxt in (("CMD", "LEN0"), ("LEN0", "LEN1"), ("LEN1", None),
+                               ("PAYLOAD", None), ("CRC", None)):
+                with m.State(state):
+                    with m.If(got):
+                        m.d.sync += crc.eq(_crc8_next(crc, byte))
+                        if state == "CMD":
+                            m.d.sync += cmd.eq(byte)
+                            m.next = nxt
+                        elif state == "LEN0":
+                            m.d.sync += length[:8].eq(byte)
+                            m.next = nxt
+                        elif state == "LEN1":
+                            m.d.sync += [length[8:].eq(byte), idx.eq(0)]
+                            with m.If(Cat(length[:8], byte) == 0):
+                                m.next = "CRC"
+                            with m.Else():
+                                m.next = "PAYLOAD"
+                        elif state == "PAYLOAD":
+                            m.d.sync += idx.eq(idx + 1)
+                            with m.If(idx < 3):
+                                m.d.sync += args[idx[:2]].eq(byte)
+                            m.d.comb += [in_w.addr.eq(idx),
+                                         in_w.data.eq(byte),
+                                         in_w.en.eq((cmd == P.CMD_INFER) & (length == n_in))]
+                            with m.If(idx == length - 1):
+                                m.next = "CRC"
+                        else:  # CRC
+                            with m.If(byte != crc):
+                                reply(P.STATUS["BAD_CRC"])
+                                m.next = "REPLY"
+                            with m.Elif(~known):
+                                reply(P.STATUS["BAD_CMD"])
+                                m.next = "REPLY"
+                            with m.Elif(length != want):
+                                reply(P.STATUS["BAD_LEN"])
+                                m.next = "REPLY"
+                            with m.Else():
+                                m.next = "EXEC"
+                    with m.Elif(timed_out):
+                        reply(P.STATUS["TIMEOUT"])
+                        m.next = "REPLY"
+            with m.State("EXEC"):
+                with m.Switch(cmd):
+                    with m.Case(P.CMD_INFO):
+                        reply(0, P.INFO_BYTES)
+                        m.next = "REPLY"
+                    with m.Case(P.CMD_INFER):
+                        m.d.comb += start_infer.eq(1)
+                        m.next = "INFER"
+                    with m.Case(P.CMD_CYCLES):
+                        reply(0, 8 + 4 * n_layers)
+                        m.next = "REPLY"
+                    with m.Case(P.CMD_WRITE):
+                        with m.If(args[0] == P.REGISTERS["SCRATCH"]):
+                            m.d.sync += scratch.eq(Cat(args[1], args[2]))
+                            reply(0, 0)
+                        with m.Else():
+                            reply(P.STATUS["BAD_REG"])
+                        m.next = "REPLY"
+                    with m.Default():  # READ
+                        with m.If(args[0] == P.REGISTERS["SCRATCH"]):
+                            reply(0, 2)
+                        with m.Else():
+                            reply(P.STATUS["BAD_REG"])
+                        m.next = "REPLY"
+            with m.State("INFER"):
+                with m.If(infer_done):
+                    reply(0, rows + n_log * lb + 4)
+                    m.next = "REPLY"
+            with m.State("REPLY"):
+                # `start` was raised on the way in; wait until the sender has finished
+                with m.If(~start & ~sending):
+                    m.next = "IDLE"
+        receiving = Signal()
+        m.d.comb += receiving.eq(~rx_fsm.ongoing("IDLE") & ~rx_fsm.ongoing("REPLY")
+                                 & ~rx_fsm.ongoing("INFER") & ~rx_fsm.ongoing("EXEC"))
+
+        # -- inference: feed the input buffer, collect logits and classes ----------------
+        feed = Signal(range(n_in + 1))
+        feeding = Signal()
+        latency = Signal(32)
+        cls_regs = Array(Signal(8, name=f"cls{r}") for r in range(rows))
+        cls_n = Signal(range(rows + 1))
+        m.d.comb += [in_r.addr.eq(Mux(eng.i.valid & eng.i.ready, feed + 1, feed)),
+                     eng.i.valid.eq(feeding), eng.i.payload.eq(in_r.data)]
+        with m.If(start_infer):
+            m.d.sync += [feed.eq(0), feeding.eq(1), busy.eq(1), latency.eq(0),
+                         cls_n.eq(0)]
+        with m.Elif(eng.i.valid & eng.i.ready):
+            m.d.sync += feed.eq(feed + 1)
+            with m.If(feed == n_in - 1):
+                m.d.sync += [feeding.eq(0), feed.eq(0)]
+        with m.If(busy):
+            m.d.sync += latency.eq(latency + 1)
+        with m.If(eng.cls.valid & busy):
+            m.d.sync += [cls_regs[cls_n].eq(eng.cls.payload), cls_n.eq(cls_n + 1)]
+        m.d.comb += infer_done.eq(busy & (cls_n == rows))
+        with m.If(infer_done):
+            m.d.sync += busy.eq(0)
+
+        # logits: the network emits (tile, row, column); the reply wants image-major order
+        cols = eng.arrays[-1].cols
+        t_i = Signal(range(max(-(-n // cols), 2)))
+        r_i = Signal(range(max(rows, 2)))
+        c_i = Signal(range(max(cols, 2)))
+        ch = Signal(range(n + cols + 1))
+        m.d.comb += ch.eq(t_i * cols + c_i)
+        value = Signal(8 * lb)
+        base = Signal(range(n_log * lb + 1))
+        b_i = Signal(range(max(lb, 2)))
+        writing = Signal()
+        m.d.comb += eng.o.ready.eq(~writing)
+        with m.If(eng.o.valid & eng.o.ready):
+            m.d.sync += [value.eq(eng.o.payload.as_signed()),  # sign-extended to lb bytes
+                         base.eq((r_i * n + ch) * lb), b_i.eq(0), writing.eq(1)]
+            last_col = (c_i == cols - 1) | (ch == n - 1)
+            with m.If(last_col):
+                m.d.sync += c_i.eq(0)
+                with m.If(r_i == rows - 1):
+                    m.d.sync += [r_i.eq(0), t_i.eq(Mux(ch == n - 1, 0, t_i + 1))]
+                with m.Else():
+                    m.d.sync += r_i.eq(r_i + 1)
+            with m.Else():
+                m.d.sync += c_i.eq(c_i + 1)
+        with m.If(writing):
+            m.d.comb += [log_w.addr.eq(base + b_i), log_w.en.eq(1),
+                         log_w.data.eq(value.word_select(b_i, 8))]
+            m.d.sync += b_i.eq(b_i + 1)
+            with m.If(b_i == lb - 1):
+                m.d.sync += writing.eq(0)
+
+        # -- sender ----------------------------------------------------------------------
+        cyc_snap = Signal(32)
+        with m.If(start & (cmd == P.CMD_CYCLES)):
+            m.d.sync += cyc_snap.eq(eng.cycles)
+        info_bytes = Array(Const(b, 8) for b in self.info().pack())
+        cycle_bytes = Array([*(latency.word_select(i, 8) for i in range(4)),
+                             *(cyc_snap.word_select(i, 8) for i in range(4)),
+                             *(eng.layer_cycles[j].word_select(i, 8)
+                               for j in range(n_layers) for i in range(4))])
+        pidx = Signal(16)
+        pay = Signal(8)
+        m.d.comb += log_r.addr.eq(pidx - rows)
+        with m.Switch(r_cmd):
+            with m.Case(P.CMD_INFO):
+                m.d.comb += pay.eq(info_bytes[pidx])
+            with m.Case(P.CMD_INFER):
+                with m.If(pidx < rows):
+                    m.d.comb += pay.eq(cls_regs[pidx])
+                with m.Elif(pidx < rows + n_log * lb):
+                    m.d.comb += pay.eq(log_r.data)
+                with m.Else():
+                    m.d.comb += pay.eq(latency.word_select((pidx - rows - n_log * lb)[:2], 8))
+            with m.Case(P.CMD_CYCLES):
+                m.d.comb += pay.eq(cycle_bytes[pidx])
+            with m.Default():  # READ
+                m.d.comb += pay.eq(scratch.word_select(pidx[0], 8))
+
+        tcrc = Signal(8)
+        out = Signal(8)
+        m.d.comb += [utx.i.payload.eq(out)]
+        with m.FSM(name="tx_fsm") as tx_fsm:
+            with m.State("IDLE"):
+                with m.If(start):
+                    m.next = "SYNC"
+            header = (("SYNC", Const(P.REPLY_SYNC, 8), "STATUS"),
+                      ("STATUS", r_status, "CMD"),
+                      ("CMD", r_cmd, "LEN0"),
+                      ("LEN0", r_len[:8], "LEN1"),
+                      ("LEN1", r_len[8:], None))
+            for state, byte_, nxt in header:
+                with m.State(state):
+                    m.d.comb += [out.eq(byte_), utx.i.valid.eq(1)]
+                    with m.If(utx.i.ready):
+                        if state == "SYNC":
+                            m.d.sync += tcrc.eq(0)
+                        else:
+                            m.d.sync += tcrc.eq(_crc8_next(tcrc, byte_))
+                        m.d.sync += pidx.eq(0)
+                        if nxt is not None:
+                            m.next = nxt
+                        else:
+                            with m.If(r_len == 0):
+                                m.next = "CRC"
+                            with m.Else():
+                                m.next = "FETCH"
+            with m.State("FETCH"):  # one cycle for the reply buffer's read port
+                m.next = "PAYLOAD"
+            with m.State("PAYLOAD"):
+                m.d.comb += [out.eq(pay), utx.i.valid.eq(1)]
+                with m.If(utx.i.ready):
+                    m.d.sync += [tcrc.eq(_crc8_next(tcrc, pay)), pidx.eq(pidx + 1)]
+                    with m.If(pidx == r_len - 1):
+                        m.next = "CRC"
+                    with m.Else():
+                        m.next = "FETCH"
+            with m.State("CRC"):
+                m.d.comb += [out.eq(tcrc), utx.i.valid.eq(1)]
+                with m.If(utx.i.ready):
+                    m.next = "IDLE"
+        m.d.comb += sending.eq(~tx_fsm.ongoing("IDLE"))
+
+        m.d.comb += self.leds.eq(Cat(eng.cycles[24], busy, err_led, receiving))
+        return m

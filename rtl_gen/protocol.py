@@ -1,0 +1,352 @@
+"""The host link: a framed byte protocol over a UART between a host and a generated design.
+
+Pure Python, no I/O of its own: :class:`HostClient` talks through any *transport* with
+``write(bytes)`` and ``read(n) -> bytes`` (returning fewer bytes on a timeout), which is
+exactly a ``serial.Serial`` from pyserial (:func:`open_serial`) and also the cocotb UART
+model that drives the board top in simulation (``sim/board_tb.py``), so the code that talks
+to a board is the code the simulation tests.
+
+Framing (all multi-byte fields little-endian; ``crc`` is CRC-8 with polynomial 0x07, initial
+value 0, no reflection, no final XOR, i.e. CRC-8/SMBUS, check value 0xF4)::
+
+    request  A5 | cmd | len (2) | payload (len bytes) | crc over cmd .. payload
+    reply    5A | status | cmd | len (2) | payload (len bytes) | crc over status .. payload
+
+Commands (``cmd``) and their payloads:
+
+========  ====  ==============================  ==================================================
+command   code  request payload                 reply payload (status 0)
+========  ====  ==============================  ==================================================
+INFO      0x01  (none)                          :class:`DesignInfo` (16 bytes)
+INFER     0x02  ``rows x features`` input       ``rows`` classes (1 byte each), then the logits
+                codes, one byte each (two's     (``rows x classes``, image-major, ``logit_bytes``
+                complement when signed)         each, signed), then the inference's cycles (4)
+CYCLES    0x03  (none)                          last inference's cycles (4), cycles since reset
+                                                (4), each layer's cycles for its last batch (4 each)
+WRITE     0x04  register (1), value (2)         (none)
+READ      0x05  register (1)                    value (2)
+========  ====  ==============================  ==================================================
+
+A reply's ``status`` is 0 or one of the error codes in :data:`ERRORS`; an error reply
+carries no payload.  The design answers every frame it receives, good or bad, and is ready
+for the next frame once it has answered: bytes that do not start a frame are discarded until
+the line has been idle for the design's timeout, then answered once with ``SYNC``; a frame
+that stops short is answered with ``TIMEOUT`` after the same idle time.
+
+Registers (:data:`REGISTERS`): ``SCRATCH`` (0x00) reads back what was written; the run-time
+controls of term revealing and bit-plane layers have fixed addresses, and a design without
+such layers answers ``BAD_REG`` for them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import struct
+from collections.abc import Sequence
+
+import numpy as np
+
+from .errors import RtlGenError
+
+__all__ = [
+    "CMD_CYCLES", "CMD_INFER", "CMD_INFO", "CMD_READ", "CMD_WRITE", "ERRORS", "PROTOCOL_VERSION",
+    "REGISTERS", "REPLY_SYNC", "REQUEST_SYNC", "DesignInfo", "HostClient", "InferResult",
+    "LinkError", "ProtocolError", "crc8", "decode_reply", "encode_request", "open_serial",
+]
+
+REQUEST_SYNC = 0xA5
+REPLY_SYNC = 0x5A
+PROTOCOL_VERSION = 1
+#: The INFO reply starts with these two bytes.
+MAGIC = b"RG"
+
+CMD_INFO, CMD_INFER, CMD_CYCLES, CMD_WRITE, CMD_READ = 0x01, 0x02, 0x03, 0x04, 0x05
+COMMANDS = {CMD_INFO: "INFO", CMD_INFER: "INFER", CMD_CYCLES: "CYCLES", CMD_WRITE: "WRITE",
+            CMD_READ: "READ"}
+
+#: Reply status codes (0 is success).
+ERRORS = {
+    1: "BAD_CRC",      # the frame's checksum does not match
+    2: "BAD_CMD",      # unknown command code
+    3: "BAD_LEN",      # the payload length is not the command's
+    4: "TIMEOUT",      # the frame stopped short (the line went idle inside it)
+    5: "BAD_REG",      # no such register in this design
+    6: "SYNC",         # bytes that do not start a frame were discarded
+}
+STATUS = {name: code for code, name in ERRORS.items()}
+
+#: Register addresses (16-bit values).
+REGISTERS = {
+    "SCRATCH": 0x00,   # read/write, no effect: a link test
+    "TR_MODE": 0x10,   # term revealing: 0 conventional, 1 TR
+    "TR_K": 0x11,      # term revealing: group budget k
+    "TR_S": 0x12,      # term revealing: data terms s per activation
+    "BP_W_BITS": 0x13, # bit-plane layers: weight precision
+    "BP_A_BITS": 0x14, # bit-plane layers: activation precision
+}
+
+#: Bytes of the INFO reply.
+INFO_BYTES = 16
+_INFO = struct.Struct("<2sBBHHBBBBI")
+
+
+class ProtocolError(RtlGenError):
+    """A reply is malformed, or the design answered with an error status."""
+
+    def __init__(self, message: str, status: int | None = None):
+        self.status = status
+        super().__init__(message)
+
+
+class LinkError(RtlGenError):
+    """The link gave no (or not enough) answer in time."""
+
+
+def crc8(data: bytes | bytearray | Sequence[int], crc: int = 0) -> int:
+    """CRC-8/SMBUS (polynomial 0x07, initial ``crc``, MSB first) of ``data``."""
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x07) & 0xFF if crc & 0x80 else (crc << 1) & 0xFF
+    return crc
+
+
+def encode_request(cmd: int, payload: bytes = b"") -> bytes:
+    """One request frame."""
+    if not 0 <= cmd <= 0xFF:
+        raise ValueError(f"command code must be a byte, not {cmd}")
+    if len(payload) > 0xFFFF:
+        raise ValueError(f"payload of {len(payload)} bytes is longer than 65535")
+    body = bytes([cmd]) + struct.pack("<H", len(payload)) + bytes(payload)
+    return bytes([REQUEST_SYNC]) + body + bytes([crc8(body)])
+
+
+def encode_reply(status: int, cmd: int, payload: bytes = b"") -> bytes:
+    """One reply frame (what the design sends; used by tests and models)."""
+    body = bytes([status, cmd]) + struct.pack("<H", len(payload)) + bytes(payload)
+    return bytes([REPLY_SYNC]) + body + bytes([crc8(body)])
+
+
+def decode_reply(frame: bytes) -> tuple[int, int, bytes]:
+    """``(status, cmd, payload)`` of one whole reply frame.
+
+    Raises
+    ------
+    ProtocolError
+        For a wrong sync byte, length or checksum.
+    """
+    if len(frame) < 6:
+        raise ProtocolError(f"reply of {len(frame)} bytes is shorter than a frame (6)")
+    if frame[0] != REPLY_SYNC:
+        raise ProtocolError(f"reply starts with 0x{frame[0]:02X}, not 0x{REPLY_SYNC:02X}")
+    (length,) = struct.unpack_from("<H", frame, 3)
+    if len(frame) != 6 + length:
+        raise ProtocolError(f"reply says {length} payload bytes but has {len(frame) - 6}")
+    if crc8(frame[1:-1]) != frame[-1]:
+        raise ProtocolError(f"reply checksum 0x{frame[-1]:02X} does not match "
+                            f"0x{crc8(frame[1:-1]):02X}")
+    return frame[1], frame[2], bytes(frame[5:-1])
+
+
+@dataclasses.dataclass(frozen=True)
+class DesignInfo:
+    """What a design says about itself (the INFO reply)."""
+
+    version: int
+    rows: int
+    features: int
+    classes: int
+    input_bits: int
+    input_signed: bool
+    logit_bytes: int
+    layers: int
+    design_id: int
+
+    def pack(self) -> bytes:
+        return _INFO.pack(MAGIC, self.version, self.rows, self.features, self.classes,
+                          self.input_bits, int(self.input_signed), self.logit_bytes,
+                          self.layers, self.design_id)
+
+    @classmethod
+    def unpack(cls, payload: bytes) -> DesignInfo:
+        if len(payload) != INFO_BYTES:
+            raise ProtocolError(f"INFO reply has {len(payload)} bytes, not {INFO_BYTES}")
+        magic, *fields = _INFO.unpack(payload)
+        if magic != MAGIC:
+            raise ProtocolError(f"INFO reply starts with {magic!r}, not {MAGIC!r}: not an "
+                                "rtl_gen design")
+        v, rows, feat, classes, bits, signed, lb, layers, did = fields
+        return cls(v, rows, feat, classes, bits, bool(signed), lb, layers, did)
+
+    def infer_reply_bytes(self) -> int:
+        return self.rows + self.rows * self.classes * self.logit_bytes + 4
+
+
+@dataclasses.dataclass(frozen=True)
+class InferResult:
+    """One batch's answer: ``classes`` (rows,), ``logits`` (rows, classes), ``cycles``."""
+
+    classes: np.ndarray
+    logits: np.ndarray
+    cycles: int
+
+
+def parse_infer(info: DesignInfo, payload: bytes) -> InferResult:
+    """The INFER reply's payload as numbers."""
+    if len(payload) != info.infer_reply_bytes():
+        raise ProtocolError(f"INFER reply has {len(payload)} bytes, not "
+                            f"{info.infer_reply_bytes()}")
+    r, n, lb = info.rows, info.classes, info.logit_bytes
+    classes = np.frombuffer(payload[:r], dtype=np.uint8).astype(np.int64)
+    raw = payload[r:r + r * n * lb]
+    logits = np.array([int.from_bytes(raw[i:i + lb], "little", signed=True)
+                       for i in range(0, len(raw), lb)], dtype=np.int64).reshape(r, n)
+    (cycles,) = struct.unpack("<I", payload[-4:])
+    return InferResult(classes, logits, cycles)
+
+
+class HostClient:
+    """Talks to a design through ``transport`` (``write(bytes)``, ``read(n) -> bytes``)."""
+
+    def __init__(self, transport):
+        self.transport = transport
+        self._info: DesignInfo | None = None
+
+    # -- frames ------------------------------------------------------------------------------
+    def send(self, frame: bytes) -> None:
+        """Send raw bytes (a request frame, or anything else: tests send garbage)."""
+        self.transport.write(frame)
+
+    def _read_exact(self, n: int, what: str) -> bytes:
+        data = b""
+        while len(data) < n:
+            chunk = self.transport.read(n - len(data))
+            if not chunk:
+                raise LinkError(f"no answer from the design while reading {what} "
+                                f"({len(data)} of {n} bytes arrived)")
+            data += chunk
+        return data
+
+    def receive(self) -> tuple[int, int, bytes]:
+        """Read one reply frame: ``(status, cmd, payload)``; bytes before a sync byte are
+        skipped."""
+        skipped = 0
+        while True:
+            b = self._read_exact(1, "a reply")
+            if b[0] == REPLY_SYNC:
+                break
+            skipped += 1
+            if skipped > 1 << 16:
+                raise ProtocolError("no reply sync byte in 65536 bytes")
+        head = self._read_exact(4, "a reply header")
+        (length,) = struct.unpack_from("<H", head, 2)
+        rest = self._read_exact(length + 1, "a reply payload")
+        return decode_reply(b + head + rest)
+
+    def request(self, cmd: int, payload: bytes = b"") -> bytes:
+        """Send one request, return the reply's payload.
+
+        Raises
+        ------
+        ProtocolError
+            When the design answers with an error status (named in the message).
+        """
+        self.send(encode_request(cmd, payload))
+        status, rcmd, data = self.receive()
+        if status != 0:
+            raise ProtocolError(f"{COMMANDS.get(cmd, hex(cmd))}: the design answered "
+                                f"{ERRORS.get(status, f'status {status}')}", status)
+        if rcmd != cmd:
+            raise ProtocolError(f"asked {COMMANDS.get(cmd, hex(cmd))}, the design answered "
+                                f"command 0x{rcmd:02X}")
+        return data
+
+    # -- commands ----------------------------------------------------------------------------
+    def info(self) -> DesignInfo:
+        info = DesignInfo.unpack(self.request(CMD_INFO))
+        if info.version != PROTOCOL_VERSION:
+            raise ProtocolError(f"the design speaks protocol version {info.version}, this "
+                                f"host {PROTOCOL_VERSION}")
+        self._info = info
+        return info
+
+    def infer(self, codes) -> InferResult:
+        """Classify one batch: ``codes`` of shape ``(rows, features)`` (input codes)."""
+        info = self._info or self.info()
+        codes = np.asarray(codes)
+        if codes.shape != (info.rows, info.features):
+            raise ValueError(f"a batch is {info.rows} x {info.features} input codes, not "
+                             f"{codes.shape}")
+        lo, hi = ((-(1 << (info.input_bits - 1)), (1 << (info.input_bits - 1)) - 1)
+                  if info.input_signed else (0, (1 << info.input_bits) - 1))
+        if codes.min() < lo or codes.max() > hi:
+            raise ValueError(f"input codes must lie in [{lo}, {hi}]")
+        payload = bytes((int(v) & 0xFF) for v in codes.reshape(-1))
+        return parse_infer(info, self.request(CMD_INFER, payload))
+
+    def classify(self, codes, progress=None) -> tuple[np.ndarray, np.ndarray, list[int]]:
+        """Classify any number of images (``(n, features)``), batch by batch (the last batch
+        padded with zeros).  Returns ``(classes (n,), logits (n, classes), cycles per
+        batch)``.  ``progress``: called with the number of images done after each batch."""
+        info = self._info or self.info()
+        codes = np.asarray(codes)
+        classes, logits, cycles = [], [], []
+        for start in range(0, len(codes), info.rows):
+            batch = codes[start:start + info.rows]
+            pad = info.rows - len(batch)
+            if pad:
+                batch = np.concatenate([batch, np.zeros((pad, info.features), batch.dtype)])
+            res = self.infer(batch)
+            keep = info.rows - pad
+            classes.append(res.classes[:keep])
+            logits.append(res.logits[:keep])
+            cycles.append(res.cycles)
+            if progress is not None:
+                progress(start + keep)
+        return np.concatenate(classes), np.concatenate(logits), cycles
+
+    def cycles(self) -> tuple[int, int, list[int]]:
+        """``(last inference's cycles, cycles since reset, each layer's batch cycles)``."""
+        data = self.request(CMD_CYCLES)
+        words = list(struct.unpack(f"<{len(data) // 4}I", data))
+        return words[0], words[1], words[2:]
+
+    def write_register(self, name_or_addr, value: int) -> None:
+        addr = self._addr(name_or_addr)
+        if not 0 <= value <= 0xFFFF:
+            raise ValueError(f"register values are 16-bit, not {value}")
+        self.request(CMD_WRITE, struct.pack("<BH", addr, value))
+
+    def read_register(self, name_or_addr) -> int:
+        (value,) = struct.unpack("<H", self.request(CMD_READ, bytes([self._addr(name_or_addr)])))
+        return value
+
+    @staticmethod
+    def _addr(name_or_addr) -> int:
+        if isinstance(name_or_addr, str):
+            try:
+                return REGISTERS[name_or_addr]
+            except KeyError:
+                raise ValueError(f"unknown register {name_or_addr!r}; expected one of "
+                                 f"{', '.join(REGISTERS)}") from None
+        if not 0 <= int(name_or_addr) <= 0xFF:
+            raise ValueError(f"register address must be a byte, not {name_or_addr}")
+        return int(name_or_addr)
+
+
+def open_serial(port: str, baud: int, timeout: float = 2.0):
+    """A pyserial port for :class:`HostClient`.
+
+    Raises
+    ------
+    LinkError
+        When pyserial is missing or the port cannot be opened (the message names it).
+    """
+    try:
+        import serial  # pyserial
+    except ImportError:
+        raise LinkError("pyserial is not installed: pip install pyserial") from None
+    try:
+        return serial.Serial(port, baudrate=baud, timeout=timeout)
+    except (serial.SerialException, ValueError) as e:
+        raise LinkError(f"cannot open serial port {port!r}: {e}") from None

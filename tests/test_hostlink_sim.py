@@ -1,0 +1,122 @@
+"""The host-link core in amaranth.sim: UART, framing, commands, errors, a batch of two.
+
+Bytes go in and out through a bit-level UART model; requests are built and replies parsed
+with :mod:`rtl_gen.protocol`, and the INFER answers are compared with the golden model.
+The Verilog of a whole digits network behind the same core runs under cocotb with the
+host client itself (``tests/test_board_cocotb.py``).
+"""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+from amaranth.sim import Simulator
+
+from rtl_gen import golden
+from rtl_gen import protocol as P
+from rtl_gen.hw.hostlink import HostLinkCore
+from rtl_gen.hw.layer import ArrayConfig
+from rtl_gen.hw.uart import divisor_for
+from tests.test_network_sim import small_net
+
+DIV = 4
+TIMEOUT = 12 * DIV * 2
+
+
+def run_link(core: HostLinkCore, frames):
+    """Send each of ``frames`` (bytes) and read the one reply each gets, in turn."""
+    sim = Simulator(core)
+    sim.add_clock(1e-6)
+    replies = []
+
+    async def host(ctx):
+        ctx.set(core.rx, 1)
+        await ctx.tick().repeat(5)
+        for frame in frames:
+            for byte in frame:
+                for bit in [0, *((byte >> i) & 1 for i in range(8)), 1]:
+                    ctx.set(core.rx, bit)
+                    await ctx.tick().repeat(DIV)
+            buf = b""
+            while len(buf) < 5 or len(buf) < 6 + struct.unpack_from("<H", buf, 3)[0]:
+                waited = 0
+                while ctx.get(core.tx):
+                    await ctx.tick()
+                    waited += 1
+                    assert waited < 20_000, f"no reply to {frame.hex()} (got {buf.hex()})"
+                await ctx.tick().repeat(DIV // 2)
+                byte = 0
+                for i in range(8):
+                    await ctx.tick().repeat(DIV)
+                    byte |= ctx.get(core.tx) << i
+                await ctx.tick().repeat(DIV)
+                assert ctx.get(core.tx) == 1, "stop bit"
+                buf += bytes([byte])
+            replies.append(P.decode_reply(buf))
+
+    sim.add_testbench(host)
+    sim.run()
+    return replies
+
+
+@pytest.fixture(scope="module")
+def link():
+    net, calib = small_net([5, 7, 3], ["ternary", "int4"], seed=3)
+    arrays = [ArrayConfig(rows=2, cols=2, lanes=2), ArrayConfig(rows=2, cols=2)]
+    core = HostLinkCore(net, arrays, divisor=DIV, timeout_cycles=TIMEOUT, design_id=0xC0FFEE)
+    return core, net, calib
+
+
+def test_info_infer_cycles_registers(link):
+    core, net, calib = link
+    x = net.input.quantize(calib[:2])
+    frames = [P.encode_request(P.CMD_INFO),
+              P.encode_request(P.CMD_INFER, bytes(int(v) & 0xFF for v in x.reshape(-1))),
+              P.encode_request(P.CMD_CYCLES),
+              P.encode_request(P.CMD_WRITE, struct.pack("<BH", 0, 0xBEEF)),
+              P.encode_request(P.CMD_READ, bytes([0])),
+              P.encode_request(P.CMD_WRITE, struct.pack("<BH", P.REGISTERS["TR_K"], 3))]
+    replies = run_link(core, frames)
+    info_r, infer_r, cyc_r, wr_r, rd_r, bad_r = replies
+    assert info_r[:2] == (0, P.CMD_INFO)
+    info = P.DesignInfo.unpack(info_r[2])
+    assert info == core.info()
+    assert (info.rows, info.features, info.classes, info.design_id) == (2, 5, 3, 0xC0FFEE)
+    assert infer_r[:2] == (0, P.CMD_INFER)
+    res = P.parse_infer(info, infer_r[2])
+    assert res.logits.tolist() == golden.forward(net, x).tolist()
+    assert res.classes.tolist() == golden.predict(net, x).tolist()
+    assert res.cycles > 0
+    assert cyc_r[0] == 0
+    words = struct.unpack(f"<{len(cyc_r[2]) // 4}I", cyc_r[2])
+    assert words[0] == res.cycles
+    assert list(words[2:]) == [t.batch_cycles for t in core.engine.timings]
+    assert wr_r == (0, P.CMD_WRITE, b"")
+    assert rd_r == (0, P.CMD_READ, struct.pack("<H", 0xBEEF))
+    assert bad_r[:2] == (P.STATUS["BAD_REG"], P.CMD_WRITE)
+
+
+def test_malformed_frames_get_errors_and_the_link_recovers(link):
+    core, net, calib = link
+    good = P.encode_request(P.CMD_INFO)
+    bad_crc = good[:-1] + bytes([good[-1] ^ 0x01])
+    frames = [bad_crc, P.encode_request(0x7F), P.encode_request(P.CMD_INFER, b"\x00" * 3),
+              b"\x00\x13\x37", P.encode_request(P.CMD_INFER, b"\x01" * 10)[:7], good]
+    replies = run_link(core, frames)
+    assert [r[0] for r in replies] == [P.STATUS[s] for s in
+                                       ("BAD_CRC", "BAD_CMD", "BAD_LEN", "SYNC", "TIMEOUT")] + [0]
+    assert [r[1] for r in replies] == [P.CMD_INFO, 0x7F, P.CMD_INFER, 0, P.CMD_INFER,
+                                       P.CMD_INFO]
+    assert P.DesignInfo.unpack(replies[-1][2]) == core.info()
+
+
+def test_refusals():
+    net, _ = small_net([5, 3], ["binary"], seed=1)
+    with pytest.raises(ValueError, match="12 bit periods"):
+        HostLinkCore(net, divisor=8, timeout_cycles=20)
+    assert divisor_for(12e6, 115200) == 104
+    with pytest.raises(ValueError, match="off by"):
+        divisor_for(1e6, 115200)
+    with pytest.raises(ValueError, match="too fast"):
+        divisor_for(1e6, 500000)
