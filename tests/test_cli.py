@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from rtl_gen.cli import NOT_AVAILABLE_EXIT, main
+from rtl_gen.cli import main
 from rtl_gen.defaults import DEFAULT_VARIANTS, FLOAT_MODEL_NAME, QAT_DIR, WEIGHTS_DIR
 
 SHIPPED = {v.name: WEIGHTS_DIR / f"digits-{v.name}" for v in DEFAULT_VARIANTS}
@@ -33,12 +33,21 @@ def test_every_required_subcommand_exists():
         assert f"  {command} " in listing
 
 
-@pytest.mark.parametrize("command", ["synth", "build", "run"])
-def test_later_commands_say_not_available(command):
-    result = invoke(command, "--bundle", "x")
-    assert result.exit_code == NOT_AVAILABLE_EXIT
-    assert "not available yet" in result.stderr
+@pytest.mark.parametrize("args", [["synth", "--device", "up5k"],
+                                  ["build", "--board", "icebreaker"],
+                                  ["run", "--port", "/dev/null"]])
+def test_board_commands_refuse_a_missing_bundle(args, tmp_path):
+    result = invoke(*args, "--bundle", tmp_path / "nope")
+    assert result.exit_code == 1, result.output
+    assert "nope" in result.stderr
     assert "Traceback" not in result.output
+    assert not (tmp_path / "nope").exists()
+
+
+def test_build_refuses_an_unknown_board():
+    result = invoke("build", "--board", "nexys", "--bundle", SHIPPED["binary"])
+    assert result.exit_code == 2
+    assert "icebreaker" in result.stderr
 
 
 def test_bad_arguments_are_usage_errors(tmp_path):

@@ -24,7 +24,9 @@ UART time excluded.
 from __future__ import annotations
 
 import math
+import zlib
 
+import numpy as np
 from amaranth import Array, Cat, Const, Module, Mux, Signal
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
@@ -35,18 +37,49 @@ from ..network import Network
 from .network import NetworkEngine
 from .uart import UartRx, UartTx, divisor_for
 
-__all__ = ["HostLinkCore"]
+__all__ = ["HostLinkCore", "network_id"]
 
 #: Default idle time after which a frame that stopped short is answered with TIMEOUT.
 DEFAULT_TIMEOUT_S = 0.05
 
 
+def network_id(net: Network) -> int:
+    """A 32-bit fingerprint of a network (CRC-32 of its name, weight codes, biases and
+    requantization constants) for the INFO reply, so a host can tell which bundle a board
+    holds."""
+    crc = zlib.crc32(net.name.encode())
+    for layer in net.layers:
+        for a in (layer.codes, layer.bias, layer.requant_multiplier, layer.requant_shift):
+            if a is not None:
+                crc = zlib.crc32(np.ascontiguousarray(a, dtype=np.int64).tobytes(), crc)
+    return crc
+
+
+def _crc8_matrix() -> list[list[int]]:
+    """For each bit of the CRC-8/SMBUS state after one byte, the bits of ``crc ^ byte`` that
+    XOR into it (the update is linear over GF(2))."""
+    rows = [[] for _ in range(8)]
+    for j in range(8):
+        out = P.crc8(bytes([1 << j]))  # the response to one input bit (initial crc 0)
+        for i in range(8):
+            if (out >> i) & 1:
+                rows[i].append(j)
+    return rows
+
+
+_CRC8_MATRIX = _crc8_matrix()
+
+
 def _crc8_next(crc, byte):
-    """CRC-8/SMBUS of one more byte, as logic (eight unrolled shift/XOR steps)."""
-    c = crc ^ byte
-    for _ in range(8):
-        c = Mux(c[7], (c << 1)[:8] ^ 0x07, (c << 1)[:8])
-    return c
+    """CRC-8/SMBUS of one more byte, as logic: one XOR of a few bits per output bit."""
+    d = crc ^ byte
+    bits = []
+    for taps in _CRC8_MATRIX:
+        v = d[taps[0]]
+        for t in taps[1:]:
+            v = v ^ d[t]
+        bits.append(v)
+    return Cat(*bits)
 
 
 class HostLinkCore(wiring.Component):

@@ -1,0 +1,77 @@
+"""A network on a board: the host-link core around the network, the board's top level, the
+bitstream, and a record of what was built (``design.json``) for the host.
+
+::
+
+    bundle ──► Network ──► HostLinkCore (UART at ``baud``, the PLL's clock) ──► Board.top
+                                                                                  │
+                      outdir/top.bin|top.bit, report.json, report.md, design.json ◄┘
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from ..errors import RtlGenError
+from ..network import Network
+from .build import BuildReport, build_bitstream
+
+__all__ = ["DEFAULT_BAUD", "build_network"]
+
+#: The UART speed of a board build unless told otherwise (every USB-serial bridge does it).
+DEFAULT_BAUD = 115200
+
+
+def build_network(net: Network, board_name: str, *, outdir: Path | str, arrays=None,
+                  freq_mhz: float | None = None, baud: int = DEFAULT_BAUD, seed: int = 1,
+                  timeout: float | None = None) -> BuildReport:
+    """Build ``net`` into a bitstream for board ``board_name``.
+
+    Writes the bitstream, ``report.json``/``report.md`` (:class:`BuildReport`) and
+    ``design.json`` (the network's name and fingerprint, the baud rate and what the design
+    answers to INFO) into ``outdir``.
+
+    Raises
+    ------
+    RtlGenError
+        For an unknown board, a clock the PLL cannot make, a baud rate the clock cannot
+        divide to, or a network the generator cannot build (the message says which).
+    DoesNotFitError, ToolNotFoundError, ToolFailedError
+        From the flow (:func:`~rtl_gen.flow.build.build_bitstream`).
+    """
+    from boards import get_board
+
+    from ..hw.hostlink import HostLinkCore, network_id
+
+    try:
+        board = get_board(board_name)
+    except ValueError as e:
+        raise RtlGenError(str(e)) from None
+    ident = network_id(net)
+    cores = []
+
+    def make_core(clk_hz: float) -> HostLinkCore:
+        core = HostLinkCore.for_clock(net, arrays, clk_hz=clk_hz, baud=baud, design_id=ident)
+        cores.append(core)
+        return core
+
+    try:
+        top = board.top(make_core, freq_mhz)
+    except ValueError as e:
+        raise RtlGenError(f"cannot build {net.name!r} for {board.name}: {e}") from None
+    kwargs = {} if timeout is None else {"timeout": timeout}
+    report = build_bitstream(board, top, outdir=outdir, seed=seed, **kwargs)
+    core = cores[-1]
+    info = core.info()
+    design = {"network": net.name, "design_id": ident, "baud": baud,
+              "board": board.name, "clock_mhz": top.freq_mhz,
+              "rows": info.rows, "features": info.features, "classes": info.classes,
+              "cycles_per_batch": [t.batch_cycles for t in core.engine.timings],
+              "interval": core.engine.interval}
+    path = Path(outdir) / "design.json"
+    tmp = path.with_name(".design.json.tmp")
+    tmp.write_text(json.dumps(design, indent=2) + "\n")
+    os.replace(tmp, path)
+    return report

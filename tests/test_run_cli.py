@@ -1,0 +1,95 @@
+"""``rtl-gen run`` against a device model on a pseudo-terminal: the real serial code
+(pyserial), the real host client, and a device that answers like the hardware (its logits
+from the golden model, or deliberately wrong ones)."""
+
+from __future__ import annotations
+
+import os
+import pty
+import threading
+
+import pytest
+from click.testing import CliRunner
+
+from rtl_gen import protocol as P
+from rtl_gen.bundle import read_bundle
+from rtl_gen.cli import main
+from rtl_gen.defaults import WEIGHTS_DIR
+from rtl_gen.hw.hostlink import network_id
+
+pytest.importorskip("serial")
+
+BUNDLE = WEIGHTS_DIR / "digits-ternary"
+
+
+def serve(master: int, model: P.DeviceModel, stop: threading.Event):
+    while not stop.is_set():
+        try:
+            data = os.read(master, 4096)
+        except OSError:
+            return
+        model.receive(data)
+        out = model.take()
+        if out:
+            os.write(master, out)
+
+
+@pytest.fixture
+def device():
+    """A pty whose far end is a DeviceModel; yields (port, model)."""
+    net = read_bundle(BUNDLE)
+    info = P.DesignInfo(P.PROTOCOL_VERSION, 1, net.input.features, net.classes,
+                        net.input.bits, net.input.signed, 4, len(net.layers), network_id(net))
+    model = P.DeviceModel(net, info, cycles=123)
+    master, slave = pty.openpty()
+    stop = threading.Event()
+    thread = threading.Thread(target=serve, args=(master, model, stop), daemon=True)
+    thread.start()
+    yield os.ttyname(slave), model
+    stop.set()
+    os.close(slave)
+    os.close(master)
+
+
+def test_run_compares_with_the_golden_model(device):
+    port, _ = device
+    result = CliRunner().invoke(main, ["run", "--port", port, "--bundle", str(BUNDLE),
+                                       "--images", "25"])
+    assert result.exit_code == 0, result.output
+    assert "25/25 classes and 25/25 logit vectors equal" in result.stdout
+    assert "123 cycles per batch" in result.stdout
+
+
+def test_run_reports_a_wrong_answer(device):
+    port, model = device
+    real = model._answer
+
+    def corrupt(frame):
+        reply = real(frame)
+        if frame[1] == P.CMD_INFER:
+            status, cmd, payload = P.decode_reply(reply)
+            payload = payload[:3] + bytes([payload[3] ^ 0x40]) + payload[4:]
+            reply = P.encode_reply(status, cmd, payload)
+        return reply
+
+    model._answer = corrupt
+    result = CliRunner().invoke(main, ["run", "--port", port, "--bundle", str(BUNDLE),
+                                       "--images", "5"])
+    assert result.exit_code == 1
+    assert "differ from the golden model" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_run_refuses_another_network(device):
+    port, _ = device
+    result = CliRunner().invoke(main, ["run", "--port", port, "--bundle",
+                                       str(WEIGHTS_DIR / "digits-binary"), "--images", "2"])
+    assert result.exit_code == 1
+    assert "holds another network" in result.stderr
+
+
+def test_run_names_a_missing_port(tmp_path):
+    result = CliRunner().invoke(main, ["run", "--port", str(tmp_path / "ttyNONE"),
+                                       "--bundle", str(BUNDLE)])
+    assert result.exit_code == 1
+    assert "ttyNONE" in result.stderr
