@@ -376,17 +376,18 @@ class HostLinkCore(wiring.Component):
                                for j in range(n_layers) for i in range(4))])
         pidx = Signal(16)
         pay = Signal(8)
+        in_cls, in_log, lat_i = Signal(), Signal(), Signal(2)  # which part of an INFER reply
         m.d.comb += log_r.addr.eq(pidx - rows)
         with m.Switch(r_cmd):
             with m.Case(P.CMD_INFO):
                 m.d.comb += pay.eq(info_bytes[pidx])
             with m.Case(P.CMD_INFER):
-                with m.If(pidx < rows):
+                with m.If(in_cls):
                     m.d.comb += pay.eq(cls_regs[pidx])
-                with m.Elif(pidx < rows + n_log * lb):
+                with m.Elif(in_log):
                     m.d.comb += pay.eq(log_r.data)
                 with m.Else():
-                    m.d.comb += pay.eq(latency.word_select((pidx - rows - n_log * lb)[:2], 8))
+                    m.d.comb += pay.eq(latency.word_select(lat_i, 8))
             with m.Case(P.CMD_CYCLES):
                 m.d.comb += pay.eq(cycle_bytes[pidx])
             with m.Default():  # READ
@@ -422,6 +423,8 @@ class HostLinkCore(wiring.Component):
                             with m.Else():
                                 m.next = "FETCH"
             with m.State("FETCH"):  # one cycle for the reply buffer's read port
+                m.d.sync += [in_cls.eq(pidx < rows), in_log.eq(pidx < rows + n_log * lb),
+                             lat_i.eq((pidx - rows - n_log * lb)[:2])]
                 m.next = "SELECT"
             with m.State("SELECT"):  # one for the byte's multiplexer, registered
                 m.d.sync += pay_r.eq(pay)
