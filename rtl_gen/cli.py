@@ -306,6 +306,8 @@ def demo(out, states, board, cols, images, simulate, bitstream):
               disable=None) as bar:
         def step(name):
             bar.set_postfix_str(name)
+            if bar.disable:  # not a terminal: a line per step instead of the bar
+                click.echo(f"[{bar.n + 1}/{len(steps)}] {name}", err=True)
 
         step("quantize (export, golden model)")
         nets, rows, test = _demo_bundles(out, states)
