@@ -207,6 +207,14 @@ class LayerTiming:
     requantize:
         Hidden layer (bias, requantization product, shift: three drain stages) or logits
         (bias: one).
+    slots:
+        Cycles per step: 1 for the PE arrays; for a term-revealing layer (``lanes`` = the
+        group size ``g``, one step per group) the weight-term slots read per group, ``min(k,
+        T)`` in TR mode with budget ``k`` and all ``T`` (the most terms of any group of the
+        layer) in conventional mode, at least 1.
+    fixed_latency:
+        The array's latency when it does not depend on its shape (the term-revealing array
+        broadcasts its operands: no skew), else ``None``.
     """
 
     k: int
@@ -216,6 +224,8 @@ class LayerTiming:
     lanes: int
     pe_latency: int
     requantize: bool
+    slots: int = 1
+    fixed_latency: int | None = None
 
     @property
     def k_steps(self) -> int:
@@ -228,16 +238,23 @@ class LayerTiming:
         return math.ceil(self.n / self.cols)
 
     @property
+    def issue_cycles(self) -> int:
+        """Cycles a tile's steps take to issue: ``k_steps * slots``."""
+        return self.k_steps * self.slots
+
+    @property
     def period(self) -> int:
         """Cycles between tile starts: the steps, or the drain of ``R*C`` results plus one
         (the drain must read a PE's result before the next tile's lands there)."""
-        return max(self.k_steps, self.rows * self.cols + 1)
+        return max(self.issue_cycles, self.rows * self.cols + 1)
 
     @property
     def array_latency(self) -> int:
         """From the last step entering the array to every result captured: the skew and
         the systolic chains (``R + C - 2``), the PE's input register and latency, and the
         result capture."""
+        if self.fixed_latency is not None:
+            return self.fixed_latency
         return self.rows + self.cols + self.pe_latency
 
     @property
@@ -260,8 +277,8 @@ class LayerTiming:
         """
         last_cols = self.n - (self.tiles - 1) * self.cols
         j_last = (self.rows - 1) * self.cols + last_cols - 1
-        return (1 + (self.tiles - 1) * self.period + self.k_steps + self.array_latency + 1
-                + j_last + self.drain_stages + 1)
+        return (1 + (self.tiles - 1) * self.period + self.issue_cycles + self.array_latency
+                + 1 + j_last + self.drain_stages + 1)
 
     @property
     def interval(self) -> int:
@@ -288,7 +305,7 @@ class LayerTiming:
     def fifo_depth(self) -> int:
         """Output FIFO entries: the results of every tile that can be in flight when
         nothing stalls, so that the credit check never holds the array back then."""
-        in_flight = math.ceil((self.k_steps + self.array_latency + self.rows * self.cols
+        in_flight = math.ceil((self.issue_cycles + self.array_latency + self.rows * self.cols
                                + self.drain_stages + 2) / self.period) + 1
         return self.rows * self.cols * in_flight + 2
 

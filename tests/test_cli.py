@@ -392,3 +392,27 @@ def test_qat_without_torch_is_one_clear_error(monkeypatch):
     result = invoke("qat", "--out", "unused")
     assert result.exit_code == 1
     assert "needs PyTorch" in result.stderr and "Traceback" not in result.output
+
+
+@pytest.mark.slow
+def test_build_a_user_bundle_to_an_icebreaker_bitstream(tmp_path):
+    """rtl-gen quantize, then rtl-gen build: a real bitstream with its reports."""
+    pytest.importorskip("amaranth_boards")
+    from rtl_gen.bundle import read_bundle
+    from rtl_gen.hw.hostlink import network_id
+
+    bundle = tmp_path / "bundle"
+    assert invoke("quantize", "--model", small_model(tmp_path), "--scheme", "binary",
+                  "--out", bundle).exit_code == 0
+    out = tmp_path / "ice"
+    result = invoke("build", "--board", "icebreaker", "--bundle", bundle, "--out", out)
+    assert result.exit_code == 0, result.output
+    data = (out / "top.bin").read_bytes()
+    assert b"\x7e\xaa\x99\x7e" in data[:64]  # the iCE40 bitstream's sync word
+    report = json.loads((out / "report.json").read_text())
+    lc_used, lc_total = report["utilisation"]["ICESTORM_LC"]
+    assert 0 < lc_used < lc_total == 5280
+    assert report["fmax_mhz"][report["clock"]] > 0
+    design = json.loads((out / "design.json").read_text())
+    assert design["design_id"] == network_id(read_bundle(bundle))
+    assert "| ICESTORM_LC |" in result.stdout

@@ -34,9 +34,10 @@ def small_net(sizes, schemes, *, seed=0, signed_input=False, input_bits=8, act_b
 
 
 def run_network(engine: NetworkEngine, x_int: np.ndarray, *, seed=0, gaps=False,
-                stalls=False):
+                stalls=False, tr_regs=None):
     """Feed images (padded to whole batches), collect logits (reordered per image),
-    classes and the per-layer cycle counters seen after each change."""
+    classes and the per-layer cycle counters seen after each change.  ``tr_regs``: the
+    ``(mode, k, s)`` term-revealing controls, set before the first image."""
     rows = engine.rows
     n_img = len(x_int)
     pad = (-n_img) % rows
@@ -51,6 +52,11 @@ def run_network(engine: NetworkEngine, x_int: np.ndarray, *, seed=0, gaps=False,
     finished = [False]
 
     async def producer(ctx):
+        if tr_regs is not None:
+            for port, v in zip((engine.tr_mode, engine.tr_k, engine.tr_s), tr_regs,
+                               strict=True):
+                ctx.set(port, v)
+            await ctx.tick()
         for value in x.reshape(-1):
             if gaps:
                 ctx.set(engine.i.valid, 0)

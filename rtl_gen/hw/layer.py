@@ -39,10 +39,21 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..golden import LayerTiming
+from ..golden import LayerTiming, TRControl
 from ..network import DenseLayer
 from .array import SystolicArray
+from .hese import DataTermUnit
 from .pe import MULTIPLIERS, PEConfig
+from .tr import (
+    K_BITS,
+    K_OWN,
+    S_BITS,
+    S_OWN,
+    TR_ARRAY_LATENCY,
+    TRArray,
+    term_rom_words,
+    tr_slots,
+)
 
 __all__ = ["ArrayConfig", "LayerEngine"]
 
@@ -87,12 +98,25 @@ class ArrayConfig:
                              f"{self.multiplier!r}")
 
 
-def layer_pe(layer: DenseLayer, array: ArrayConfig) -> PEConfig:
-    """The PE configuration a layer runs on."""
+def _check_tr(layer: DenseLayer, array: ArrayConfig) -> None:
+    if layer.tr is None:
+        raise ValueError(f"layer {layer.name!r}: {layer.scheme.name} weights need term "
+                         "revealing (a tr group and budget) to run on the TR engine")
+    g = layer.tr.group
+    if g & (g - 1) or g > 64:
+        raise ValueError(f"layer {layer.name!r}: the TR engine takes groups of 1, 2, 4, ..., "
+                         f"64 weights, not {g}")
+    if array.lanes != 1 or array.multiplier != "lut" or array.pipeline:
+        raise ValueError(f"layer {layer.name!r}: a term-revealing layer's array takes no "
+                         "lanes, multiplier or pipeline options (its step is one TR group)")
+
+
+def layer_pe(layer: DenseLayer, array: ArrayConfig) -> PEConfig | None:
+    """The PE configuration a layer runs on (``None``: the term-revealing array)."""
     kind = layer.scheme.kind
     if kind == "signmag" or layer.tr is not None:
-        raise ValueError(f"layer {layer.name!r}: term-revealing layers need the TR engine, "
-                         "which this release does not generate yet")
+        _check_tr(layer, array)
+        return None
     return PEConfig(kind=kind, w_bits=layer.scheme.bits, a_bits=layer.in_bits,
                     a_signed=layer.in_signed, lanes=array.lanes,
                     depth=math.ceil(layer.in_features / array.lanes),
@@ -100,9 +124,16 @@ def layer_pe(layer: DenseLayer, array: ArrayConfig) -> PEConfig:
                     pipeline=array.pipeline)
 
 
-def layer_timing(layer: DenseLayer, array: ArrayConfig) -> LayerTiming:
-    """The cycle-model parameters of a layer on an array."""
+def layer_timing(layer: DenseLayer, array: ArrayConfig,
+                 control: TRControl | None = None) -> LayerTiming:
+    """The cycle-model parameters of a layer on an array (for a term-revealing layer, under
+    the run-time ``control``; ``None``: the bundle's own ``k`` and ``s``)."""
     pe = layer_pe(layer, array)
+    if pe is None:
+        return LayerTiming(k=layer.in_features, n=layer.out_features, rows=array.rows,
+                           cols=array.cols, lanes=layer.tr.group, pe_latency=0,
+                           requantize=layer.activation == "relu",
+                           slots=tr_slots(layer, control), fixed_latency=TR_ARRAY_LATENCY)
     return LayerTiming(k=layer.in_features, n=layer.out_features, rows=array.rows,
                        cols=array.cols, lanes=array.lanes,
                        pe_latency=pe.latency,
@@ -144,11 +175,19 @@ class LayerEngine(wiring.Component):
         in_shape = signed(layer.in_bits) if layer.in_signed else unsigned(layer.in_bits)
         out_shape = unsigned(layer.out_bits) if layer.activation == "relu" else \
             signed(layer.acc_bits)
-        super().__init__({
+        ports = {
             "i": In(stream.Signature(in_shape)),
             "o": Out(stream.Signature(out_shape)),
             "cycles": Out(COUNTER_BITS),
-        })
+        }
+        if self._pe is None:  # term revealing: the run-time controls
+            ports.update(tr_mode=In(1, init=1), tr_k=In(K_BITS, init=K_OWN),
+                         tr_s=In(S_BITS, init=S_OWN))
+        super().__init__(ports)
+
+    @property
+    def is_tr(self) -> bool:
+        return self._pe is None
 
     @property
     def timing(self) -> LayerTiming:
@@ -181,6 +220,25 @@ class LayerEngine(wiring.Component):
         ks, nt, period = t.k_steps, t.tiles, t.period
         lg_lanes = lanes.bit_length() - 1
         a_bits = layer.in_bits
+        tr = pe is None
+        write_value = Value.cast(self.i.payload)
+        if tr:
+            # activations are stored truncated to their s largest HESE terms (x'), which
+            # can round a magnitude up to the next power of two: one bit more
+            a_bits = layer.in_bits + 1
+            x_shape = signed(a_bits) if layer.in_signed else unsigned(a_bits)
+            # this layer's budget and data terms: the registers, or the bundle's where they
+            # hold K_OWN / S_OWN
+            tr_k = Signal(K_BITS)
+            tr_s = Signal(S_BITS)
+            m.d.comb += [tr_k.eq(Mux(self.tr_k == K_OWN, layer.tr.budget, self.tr_k)),
+                         tr_s.eq(Mux(self.tr_s == S_OWN, layer.tr.data_terms or 0, self.tr_s))]
+            mag = layer.in_bits - 1 if layer.in_signed else layer.in_bits
+            m.submodules.dtu = dtu = DataTermUnit(mag, signed=layer.in_signed)
+            m.d.comb += [dtu.i.eq(self.i.payload),
+                         dtu.s.eq(Mux(tr_s > mag + 1, mag + 1, tr_s)),
+                         dtu.enable.eq(self.tr_mode & (tr_s != 0))]
+            write_value = dtu.value[:a_bits]
 
         # -- input buffer: one memory per row, two banks of ks words ------------------------
         mems = []
@@ -202,7 +260,7 @@ class LayerEngine(wiring.Component):
         col_lim = Mux(w_tile == src_tiles - 1, last_width, src)
         for r, (wp, _) in enumerate(mems):
             m.d.comb += [wp.addr.eq(Mux(wbank, ks, 0) + (k_w >> lg_lanes)),
-                         wp.data.eq(Value.cast(self.i.payload).replicate(lanes))]
+                         wp.data.eq(write_value.replicate(lanes))]
             lane = k_w[:lg_lanes] if lg_lanes else 0
             with m.If(self.i.valid & self.i.ready & (w_row == r)):
                 m.d.comb += wp.en.eq(Const(1, lanes) << lane)
@@ -222,13 +280,21 @@ class LayerEngine(wiring.Component):
                 m.d.sync += w_col.eq(w_col + 1)
 
         # -- weight ROM and the tile sequencer ----------------------------------------------
-        rom = Memory(shape=unsigned(max(1, cols * lanes * layer.scheme.bits)),
-                     depth=nt * ks, init=self.weight_words())
+        if tr:
+            words, t_slots, term = term_rom_words(layer, cols)
+            rom = Memory(shape=unsigned(cols * term.size), depth=len(words), init=words)
+            array = TRArray(rows=rows, cols=cols, group=lanes, x_shape=x_shape, term=term,
+                            acc_bits=layer.acc_bits)
+        else:
+            rom = Memory(shape=unsigned(max(1, cols * lanes * layer.scheme.bits)),
+                         depth=nt * ks, init=self.weight_words())
+            array = SystolicArray(pe, rows=rows, cols=cols)
         m.submodules.rom = rom
+        m.submodules.array = array
         rom_rd = rom.read_port()
-        m.submodules.array = array = SystolicArray(pe, rows=rows, cols=cols)
 
-        depth = t.fifo_depth
+        # the FIFO covers the most tiles in flight: for a TR layer, at one slot per group
+        depth = (dataclasses.replace(t, slots=1) if tr else t).fifo_depth
         m.submodules.fifo = fifo = SyncFIFOBuffered(width=len(Value.cast(self.o.payload)),
                                                     depth=depth)
         cbank = Signal()
@@ -248,17 +314,59 @@ class LayerEngine(wiring.Component):
         batch_started = Signal()
 
         issue = Signal()
-        m.d.comb += issue.eq(running & (step < ks))
-        for _, rp in mems:
-            m.d.comb += rp.addr.eq(Mux(cbank, ks, 0) + step)
-        m.d.comb += rom_rd.addr.eq(tile * ks + step)
+        if tr:
+            # run-time slots per group (latched with the batch), the period they give, and
+            # the group and slot being issued
+            t_max = t_slots
+            max_period = max(ks * t_max, rows * cols + 1)
+            slots_next = Signal(range(t_max + 1))
+            slots = Signal(range(t_max + 1), init=t.slots)
+            n_issue = Signal(range(ks * t_max + 1), init=t.issue_cycles)
+            period_v = Signal(range(max_period + 1), init=t.period)
+            terms_on = Signal(init=1)
+            k_min = Mux(tr_k < t_max, tr_k, t_max)
+            m.d.sync += slots_next.eq(Mux(self.tr_mode, Mux(tr_k == 0, 1, k_min), t_max))
+            with m.If(batch_started):
+                m.d.sync += [slots.eq(slots_next), n_issue.eq(slots_next * ks),
+                             period_v.eq(Mux(slots_next * ks > rows * cols,
+                                             slots_next * ks, rows * cols + 1)),
+                             terms_on.eq(~self.tr_mode | (tr_k != 0))]
+            step = Signal(range(max_period + 1))
+            grp = Signal(range(max(ks, 2)))
+            slot = Signal(range(max(t_max, 2)))
+            gbase = Signal(range(nt * ks * t_max + t_max + 1))
+            m.d.comb += issue.eq(running & (step < n_issue))
+            for _, rp in mems:
+                m.d.comb += rp.addr.eq(Mux(cbank, ks, 0) + grp)
+            m.d.comb += rom_rd.addr.eq(gbase + slot)
+            with m.If(issue):
+                with m.If(slot == slots - 1):
+                    m.d.sync += [slot.eq(0), grp.eq(grp + 1), gbase.eq(gbase + t_max)]
+                with m.Else():
+                    m.d.sync += slot.eq(slot + 1)
+            with m.If(start_tile):  # the groups' ROM base runs on across the batch's tiles
+                m.d.sync += [grp.eq(0), slot.eq(0)]
+                with m.If(~running):
+                    m.d.sync += gbase.eq(0)
+            first_now = issue & (grp == 0) & (slot == 0)
+            last_now = issue & (grp == ks - 1) & (slot == slots - 1)
+            period_end = step == period_v - 1
+            m.d.comb += array.on.eq(terms_on)
+        else:
+            m.d.comb += issue.eq(running & (step < ks))
+            for _, rp in mems:
+                m.d.comb += rp.addr.eq(Mux(cbank, ks, 0) + step)
+            m.d.comb += rom_rd.addr.eq(tile * ks + step)
+            first_now = issue & (step == 0)
+            last_now = issue & (step == ks - 1)
+            period_end = step == period - 1
 
         with m.If(~running):
             with m.If(full.bit_select(cbank, 1) & credit):
                 m.d.comb += [start_tile.eq(1), batch_started.eq(1)]
                 m.d.sync += [running.eq(1), tile.eq(0), step.eq(0)]
         with m.Else():
-            with m.If(step == period - 1):
+            with m.If(period_end):
                 with m.If(tile == nt - 1):
                     m.d.sync += [running.eq(0), cbank.eq(~cbank)]
                     m.d.sync += full.bit_select(cbank, 1).eq(0)
@@ -273,14 +381,16 @@ class LayerEngine(wiring.Component):
 
         # memories answer one cycle later: delay the step's flags to match
         valid_d, first_d, last_d = Signal(), Signal(), Signal()
-        m.d.sync += [valid_d.eq(issue), first_d.eq(issue & (step == 0)),
-                     last_d.eq(issue & (step == ks - 1))]
+        m.d.sync += [valid_d.eq(issue), first_d.eq(first_now), last_d.eq(last_now)]
         m.d.comb += [array.valid.eq(valid_d), array.first.eq(first_d), array.last.eq(last_d)]
         for r, (_, rp) in enumerate(mems):
             m.d.comb += array.x[r].as_value().eq(rp.data)
-        wbits = lanes * layer.scheme.bits
-        for c in range(cols):
-            m.d.comb += array.w[c].as_value().eq(rom_rd.data[c * wbits:(c + 1) * wbits])
+        if tr:
+            m.d.comb += array.w.as_value().eq(rom_rd.data)
+        else:
+            wbits = lanes * layer.scheme.bits
+            for c in range(cols):
+                m.d.comb += array.w[c].as_value().eq(rom_rd.data[c * wbits:(c + 1) * wbits])
 
         # -- drain: one result a cycle, bias, requantization, into the FIFO -----------------
         n_out = t.n

@@ -26,6 +26,7 @@ from amaranth.lib.wiring import In, Out
 from ..golden import LayerTiming, network_interval
 from ..network import Network
 from .layer import COUNTER_BITS, ArrayConfig, LayerEngine, layer_timing
+from .tr import K_BITS, K_OWN, S_BITS, S_OWN
 
 __all__ = ["NetworkEngine", "default_array", "logit_order", "plan_network"]
 
@@ -48,9 +49,10 @@ def logit_order(n: int, rows: int, cols: int) -> np.ndarray:
     return np.array(order, dtype=np.int64)
 
 
-def plan_network(net: Network, arrays=None):
+def plan_network(net: Network, arrays=None, control=None):
     """Validate per-layer array configurations (``None``: :func:`default_array`) and give
-    them with each layer's cycle model.
+    them with each layer's cycle model (term-revealing layers under the run-time
+    ``control``, a :class:`~rtl_gen.golden.TRControl`; ``None``: the bundle's settings).
 
     Returns
     -------
@@ -73,7 +75,8 @@ def plan_network(net: Network, arrays=None):
     if len({a.rows for a in arrays}) != 1:
         raise ValueError("every layer's array must have the same number of rows (the "
                          f"batch), not {[a.rows for a in arrays]}")
-    timings = tuple(layer_timing(layer, a) for layer, a in zip(net.layers, arrays, strict=True))
+    timings = tuple(layer_timing(layer, a, control)
+                    for layer, a in zip(net.layers, arrays, strict=True))
     return arrays, timings
 
 
@@ -107,17 +110,30 @@ class NetworkEngine(wiring.Component):
             raise
         inp = self._net.input
         last = self._net.layers[-1]
-        super().__init__({
+        ports = {
             "i": In(stream.Signature(signed(inp.bits) if inp.signed else unsigned(inp.bits))),
             "o": Out(stream.Signature(signed(last.acc_bits))),
             "cls": Out(stream.Signature(range(max(last.out_features, 2)), always_ready=True)),
             "cycles": Out(COUNTER_BITS),
             "layer_cycles": Out(data.ArrayLayout(COUNTER_BITS, len(self._net.layers))),
-        })
+        }
+        if self.has_tr:  # the term-revealing controls, shared by every TR layer
+            ports.update(tr_mode=In(1, init=1), tr_k=In(K_BITS, init=K_OWN),
+                         tr_s=In(S_BITS, init=S_OWN))
+        super().__init__(ports)
 
     def _configure(self, net, arrays):
         self._net = net
         self._arrays, self._timings = plan_network(net, arrays)
+
+    @property
+    def has_tr(self) -> bool:
+        """Whether the network has term-revealing layers (and the ``tr_*`` control ports)."""
+        return any(layer.tr is not None for layer in self._net.layers)
+
+    def timings_for(self, control=None) -> tuple[LayerTiming, ...]:
+        """The cycle model under a run-time :class:`~rtl_gen.golden.TRControl`."""
+        return plan_network(self._net, self._arrays, control)[1]
 
     @property
     def rows(self) -> int:
@@ -149,6 +165,9 @@ class NetworkEngine(wiring.Component):
             engine = LayerEngine(layer, array, src_cols=src_cols)
             m.submodules[f"layer{idx}_{layer.name}"] = engine
             m.d.comb += self.layer_cycles[idx].eq(engine.cycles)
+            if engine.is_tr:
+                m.d.comb += [engine.tr_mode.eq(self.tr_mode), engine.tr_k.eq(self.tr_k),
+                             engine.tr_s.eq(self.tr_s)]
             engines.append(engine)
             src_cols = array.cols
         wiring.connect(m, wiring.flipped(self.i), engines[0].i)
