@@ -3,7 +3,8 @@
 Run by ``tests/test_network_cocotb.py`` and ``rtl-gen verify`` through :mod:`sim.runner`.
 The parameters (:func:`sim.runner.test_params`) carry the input codes of every image, the
 golden model's logits and classes for them, the order the hardware emits logits in, the
-cycle model's per-layer batch cycles, and the traffic pattern (``gap``: chance of an idle
+cycle model's per-layer batch cycles, the term-revealing controls (``tr_regs``: mode, k, s,
+for networks with TR layers), and the traffic pattern (``gap``: chance of an idle
 cycle before each input; ``stall``: chance that the output is not ready in a cycle).
 
 ::
@@ -113,6 +114,8 @@ async def network_matches_golden(dut):
 
     dut.i__valid.value = 0
     dut.o__ready.value = 0
+    if p.get("tr_regs") is not None:  # term-revealing controls for this run
+        dut.tr_mode.value, dut.tr_k.value, dut.tr_s.value = p["tr_regs"]
     cocotb.start_soon(Clock(dut.clk, PERIOD_NS, unit="ns").start())
     dut.rst.value = 1
     await ClockCycles(dut.clk, 2)

@@ -13,7 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from rtl_gen import golden
+from rtl_gen.golden import network_interval
 from rtl_gen.hw.network import NetworkEngine
+from rtl_gen.hw.tr import control_values
 from rtl_gen.hw.verilog import to_verilog
 from rtl_gen.network import Network
 from sim import runner
@@ -23,7 +25,7 @@ __all__ = ["verify_board", "verify_network"]
 
 def verify_network(net: Network, x_int, *, arrays=None, simulator: str = "verilator",
                    gap: float = 0.0, stall: float = 0.0, seed: int = 0,
-                   cache_dir=None) -> dict:
+                   cache_dir=None, control=None) -> dict:
     """Run every image of ``x_int`` through the network's generated Verilog.
 
     Parameters
@@ -41,6 +43,10 @@ def verify_network(net: Network, x_int, *, arrays=None, simulator: str = "verila
         ready in a cycle (back-pressure).
     seed:
         Seeds the traffic pattern.
+    control:
+        For a network with term-revealing layers, the run-time
+        :class:`~rtl_gen.golden.TRControl` (set on the control ports; the golden model and
+        the cycle model use the same); ``None``: the bundle's own settings.
 
     Returns
     -------
@@ -65,17 +71,20 @@ def verify_network(net: Network, x_int, *, arrays=None, simulator: str = "verila
         result_file = Path(tmp) / "result.json"
         params = {
             "inputs": x_int.tolist(),
-            "logits": golden.forward(net, x_int).tolist(),
-            "classes": golden.predict(net, x_int).tolist(),
+            "logits": golden.forward(net, x_int, control).tolist(),
+            "classes": golden.predict(net, x_int, control).tolist(),
             "logit_order": engine.logit_order().tolist(),
             "rows": engine.rows,
-            "layer_cycles": [t.batch_cycles for t in engine.timings],
+            "layer_cycles": [t.batch_cycles for t in engine.timings_for(control)],
+            "tr_regs": list(control_values(control)) if engine.has_tr else None,
             "gap": gap, "stall": stall, "seed": seed,
             "result_file": str(result_file),
         }
-        built.run("sim.network_tb", params=params, tag=f"{top}-g{gap}-s{stall}")
+        built.run("sim.network_tb", params=params,
+                  tag=f"{top}-g{gap}-s{stall}-{'-'.join(map(str, params['tr_regs'] or []))}")
         result = json.loads(result_file.read_text())
-    result.update(model_layer_cycles=params["layer_cycles"], interval=engine.interval,
+    result.update(model_layer_cycles=params["layer_cycles"],
+                  interval=network_interval(engine.timings_for(control), net.input.features),
                   rows=engine.rows, build=str(built.build_dir))
     return result
 

@@ -98,6 +98,8 @@ def test_term_rom_holds_each_group_sorted():
 
 
 def test_refusals():
+    with pytest.raises(ValueError, match="data_terms 0"):
+        control_values(TRControl(TRMode.TR, 3, 0))
     net, _ = tr_net([6, 3], ["signmag4"], [TRConfig(3, 3, None)])
     with pytest.raises(ValueError, match="groups of 1, 2, 4"):
         NetworkEngine(net)

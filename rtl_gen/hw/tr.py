@@ -60,6 +60,9 @@ def control_values(control: TRControl | None) -> tuple[int, int, int]:
     keeps every data term."""
     if control is None:
         return 1, K_OWN, S_OWN
+    if control.data_terms == 0:
+        raise ValueError("data_terms 0 (every activation zero) has no hardware setting; "
+                         "give bits + 1 or more to keep every data term")
     mode = 1 if control.mode is TRMode.TR else 0
     k = K_OWN if control.budget is None else min(int(control.budget), K_OWN - 1)
     s = S_OWN if control.data_terms is None else min(int(control.data_terms), S_OWN - 1)
