@@ -864,7 +864,13 @@ def build(board, bundle, out, freq_mhz, baud, seed, rows, cols, array_lanes, mul
               help="Only the first N images [default: all].")
 @click.option("--timeout", type=click.FloatRange(0.01, 60), default=2.0, show_default=True,
               help="Seconds to wait for each reply.")
-def run(port, bundle, baud, data, images, timeout):
+@click.option("--conventional", is_flag=True,
+              help="Term-revealing networks: switch term revealing off (conventional mode).")
+@click.option("--tr-k", type=click.IntRange(0, 65534), default=None,
+              help="Term-revealing networks: group budget k [default: each layer's own].")
+@click.option("--tr-s", type=click.IntRange(1, 30), default=None,
+              help="Term-revealing networks: data terms s [default: each layer's own].")
+def run(port, bundle, baud, data, images, timeout, conventional, tr_k, tr_s):
     """Classify test images on a board over its UART and compare with the golden model.
 
     Sends every image with the host protocol (rtl_gen.protocol), reads the classes and
@@ -890,14 +896,26 @@ def run(port, bundle, baud, data, images, timeout):
             raise RtlGenError(f"the board on {port} holds another network (design id "
                               f"0x{info.design_id:08X}, {bundle} is 0x{network_id(net):08X}); "
                               "build and load this bundle's bitstream")
+        control = None
+        if conventional or tr_k is not None or tr_s is not None:
+            if not any(layer.tr is not None for layer in net.layers):
+                raise RtlGenError(f"{bundle} has no term-revealing layers: --conventional, "
+                                  "--tr-k and --tr-s do not apply")
+            from .golden import TRControl, TRMode
+            from .hw.tr import control_values
+            control = TRControl(TRMode.CONVENTIONAL if conventional else TRMode.TR,
+                                tr_k, tr_s)
+            for name, value in zip(("TR_MODE", "TR_K", "TR_S"), control_values(control),
+                                   strict=True):
+                client.write_register(name, value)
         with tqdm(total=len(x_int), desc="images", unit="img", file=sys.stderr,
                   disable=None) as bar:
             classes, logits, cycles = client.classify(
                 x_int, progress=lambda done: bar.update(done - bar.n))
     finally:
         link.close()
-    want_logits = golden.forward(net, x_int)
-    want_classes = golden.predict(net, x_int)
+    want_logits = golden.forward(net, x_int, control)
+    want_classes = golden.predict(net, x_int, control)
     bad = int(np.sum(np.any(logits != want_logits, axis=1)))
     acc = float(np.mean(classes == y))
     click.echo(f"{net.name} on {port}: {len(x_int)} images, accuracy {100 * acc:.2f}%, "

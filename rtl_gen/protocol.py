@@ -34,8 +34,10 @@ the line has been idle for the design's timeout, then answered once with ``SYNC`
 that stops short is answered with ``TIMEOUT`` after the same idle time.
 
 Registers (:data:`REGISTERS`): ``SCRATCH`` (0x00) reads back what was written; the run-time
-controls of term revealing and bit-plane layers have fixed addresses, and a design without
-such layers answers ``BAD_REG`` for them.
+controls of term revealing (``TR_MODE``, ``TR_K``, ``TR_S``, shared by every TR layer, taking
+effect at the next inference; :func:`rtl_gen.hw.tr.control_values` gives the values for a
+golden-model ``TRControl``) and of bit-plane layers have fixed addresses, and a design
+without such layers answers ``BAD_REG`` for them.
 """
 
 from __future__ import annotations
@@ -79,9 +81,9 @@ STATUS = {name: code for code, name in ERRORS.items()}
 #: Register addresses (16-bit values).
 REGISTERS = {
     "SCRATCH": 0x00,   # read/write, no effect: a link test
-    "TR_MODE": 0x10,   # term revealing: 0 conventional, 1 TR
-    "TR_K": 0x11,      # term revealing: group budget k
-    "TR_S": 0x12,      # term revealing: data terms s per activation
+    "TR_MODE": 0x10,   # term revealing: 0 conventional, 1 TR (reset: 1)
+    "TR_K": 0x11,      # term revealing: group budget k; 0xFFFF (reset): each layer's own
+    "TR_S": 0x12,      # term revealing: data terms s; 0: all; 31 (reset): each layer's own
     "BP_W_BITS": 0x13, # bit-plane layers: weight precision
     "BP_A_BITS": 0x14, # bit-plane layers: activation precision
 }
@@ -368,7 +370,11 @@ class DeviceModel:
         self.out = bytearray()
         self._buf = bytearray()
         self._garbage = False
-        self._scratch = 0
+        self._regs = {REGISTERS["SCRATCH"]: 0}
+        if any(layer.tr is not None for layer in net.layers):
+            from .hw.tr import K_OWN, S_OWN
+            self._regs.update({REGISTERS["TR_MODE"]: 1, REGISTERS["TR_K"]: K_OWN,
+                               REGISTERS["TR_S"]: S_OWN})
         self._last = 0
 
     def take(self) -> bytes:
@@ -418,8 +424,9 @@ class DeviceModel:
             if info.input_signed:
                 codes = np.where(codes >= 128, codes - 256, codes)
             x = codes.reshape(info.rows, info.features)
-            logits = golden.forward(self.net, x)
-            classes = golden.predict(self.net, x)
+            control = self._control()
+            logits = golden.forward(self.net, x, control)
+            classes = golden.predict(self.net, x, control)
             lb = info.logit_bytes
             body = bytes(int(c) for c in classes) + b"".join(
                 int(v).to_bytes(lb, "little", signed=True) for v in logits.reshape(-1))
@@ -428,9 +435,22 @@ class DeviceModel:
         if cmd == CMD_CYCLES:
             return encode_reply(0, cmd, struct.pack("<II", self._last, 0)
                                 + b"\0\0\0\0" * info.layers)
-        if payload[0] != REGISTERS["SCRATCH"]:
+        if payload[0] not in self._regs:
             return encode_reply(STATUS["BAD_REG"], cmd)
         if cmd == CMD_WRITE:
-            self._scratch = int.from_bytes(payload[1:3], "little")
+            width = {REGISTERS["TR_MODE"]: 1, REGISTERS["TR_S"]: 5}.get(payload[0], 16)
+            value = int.from_bytes(payload[1:3], "little") & ((1 << width) - 1)
+            self._regs[payload[0]] = value
             return encode_reply(0, cmd)
-        return encode_reply(0, cmd, struct.pack("<H", self._scratch))
+        return encode_reply(0, cmd, struct.pack("<H", self._regs[payload[0]]))
+
+    def _control(self):
+        """The golden model's TRControl for the TR registers (None without TR layers)."""
+        if REGISTERS["TR_MODE"] not in self._regs:
+            return None
+        from .golden import TRControl, TRMode
+        from .hw.tr import K_OWN, S_OWN
+        k, s = self._regs[REGISTERS["TR_K"]], self._regs[REGISTERS["TR_S"]]
+        return TRControl(TRMode.TR if self._regs[REGISTERS["TR_MODE"]] else TRMode.CONVENTIONAL,
+                         None if k == K_OWN else k,
+                         None if s == S_OWN else (64 if s == 0 else s))

@@ -141,3 +141,37 @@ def test_crc_logic_is_crc8_on_every_state_and_byte():
 
     sim.add_testbench(bench)
     sim.run()
+
+
+def test_term_revealing_registers_change_the_answer():
+    import dataclasses
+
+    from rtl_gen.golden import TRControl, TRMode
+    from rtl_gen.hw.tr import control_values
+    from rtl_gen.network import TRConfig
+
+    net, calib = small_net([8, 5, 3], ["signmag5", "int4"], seed=4)
+    net = dataclasses.replace(net, layers=(dataclasses.replace(net.layers[0],
+                                                               tr=TRConfig(4, 2, 1)),
+                                           net.layers[1]))
+    core = HostLinkCore(net, divisor=DIV, timeout_cycles=TIMEOUT)
+    x = net.input.quantize(calib[:1])
+    infer = P.encode_request(P.CMD_INFER, bytes(int(v) for v in x.reshape(-1)))
+    control = TRControl(TRMode.TR, 5, 3)
+    mode, k, s = control_values(control)
+    frames = [infer,
+              P.encode_request(P.CMD_WRITE, struct.pack("<BH", P.REGISTERS["TR_K"], k)),
+              P.encode_request(P.CMD_WRITE, struct.pack("<BH", P.REGISTERS["TR_S"], s)),
+              P.encode_request(P.CMD_READ, bytes([P.REGISTERS["TR_K"]])),
+              infer,
+              P.encode_request(P.CMD_WRITE, struct.pack("<BH", P.REGISTERS["TR_MODE"], 0)),
+              infer]
+    replies = run_link(core, frames)
+    assert [r[0] for r in replies] == [0] * len(frames)
+    info = core.info()
+    got = [P.parse_infer(info, replies[i][2]).logits for i in (0, 4, 6)]
+    want = [golden.forward(net, x, c) for c in (None, control,
+                                               TRControl(TRMode.CONVENTIONAL))]
+    assert [g.tolist() for g in got] == [w.tolist() for w in want]
+    assert len({str(w.tolist()) for w in want}) == 3  # the three settings differ
+    assert replies[3][2] == struct.pack("<H", 5)

@@ -20,6 +20,7 @@ from rtl_gen.hw.hostlink import network_id
 pytest.importorskip("serial")
 
 BUNDLE = WEIGHTS_DIR / "digits-ternary"
+TR_BUNDLE = WEIGHTS_DIR / "digits-tr"
 
 
 def serve(master: int, model: P.DeviceModel, stop: threading.Event):
@@ -34,10 +35,10 @@ def serve(master: int, model: P.DeviceModel, stop: threading.Event):
             os.write(master, out)
 
 
-@pytest.fixture
-def device():
+@pytest.fixture(params=[BUNDLE])
+def device(request):
     """A pty whose far end is a DeviceModel; yields (port, model)."""
-    net = read_bundle(BUNDLE)
+    net = read_bundle(request.param)
     info = P.DesignInfo(P.PROTOCOL_VERSION, 1, net.input.features, net.classes,
                         net.input.bits, net.input.signed, 4, len(net.layers), network_id(net))
     model = P.DeviceModel(net, info, cycles=123)
@@ -93,3 +94,22 @@ def test_run_names_a_missing_port(tmp_path):
                                        "--bundle", str(BUNDLE)])
     assert result.exit_code == 1
     assert "ttyNONE" in result.stderr
+
+
+@pytest.mark.parametrize("device", [TR_BUNDLE], indirect=True)
+@pytest.mark.parametrize("options", [["--conventional"], ["--tr-k", "4", "--tr-s", "1"]])
+def test_run_sets_the_term_revealing_controls(device, options):
+    port, model = device
+    result = CliRunner().invoke(main, ["run", "--port", port, "--bundle", str(TR_BUNDLE),
+                                       "--images", "12", *options])
+    assert result.exit_code == 0, result.output
+    assert "12/12 classes and 12/12 logit vectors equal" in result.stdout
+    assert model._regs[P.REGISTERS["TR_MODE"]] == (0 if options == ["--conventional"] else 1)
+
+
+def test_run_refuses_tr_options_without_tr_layers(device):
+    port, _ = device
+    result = CliRunner().invoke(main, ["run", "--port", port, "--bundle", str(BUNDLE),
+                                       "--conventional"])
+    assert result.exit_code == 1
+    assert "no term-revealing layers" in result.stderr

@@ -200,7 +200,16 @@ class HostLinkCore(wiring.Component):
         start_infer = Signal()
         infer_done = Signal()
         busy = Signal()            # an INFER is running
+        # the registers (protocol.REGISTERS): address -> (16-bit register, width used)
         scratch = Signal(16)
+        regs = {P.REGISTERS["SCRATCH"]: (scratch, 16)}
+        if eng.has_tr:  # the term-revealing controls of the network's TR layers
+            for name, port in (("TR_MODE", eng.tr_mode), ("TR_K", eng.tr_k),
+                               ("TR_S", eng.tr_s)):
+                reg = Signal(16, name=name.lower(), init=port.init)
+                regs[P.REGISTERS[name]] = (reg, len(port))
+                m.d.comb += port.eq(reg)
+        rd_val = Signal(16)
         err_led = Signal()
 
         def reply(status, length_=0):
@@ -287,17 +296,22 @@ class HostLinkCore(wiring.Component):
                         reply(0, 8 + 4 * n_layers)
                         m.next = "REPLY"
                     with m.Case(P.CMD_WRITE):
-                        with m.If(args[0] == P.REGISTERS["SCRATCH"]):
-                            m.d.sync += scratch.eq(Cat(args[1], args[2]))
-                            reply(0, 0)
-                        with m.Else():
-                            reply(P.STATUS["BAD_REG"])
+                        with m.Switch(args[0]):
+                            for addr, (reg, _) in regs.items():
+                                with m.Case(addr):
+                                    m.d.sync += reg.eq(Cat(args[1], args[2]))
+                                    reply(0, 0)
+                            with m.Default():
+                                reply(P.STATUS["BAD_REG"])
                         m.next = "REPLY"
                     with m.Default():  # READ
-                        with m.If(args[0] == P.REGISTERS["SCRATCH"]):
-                            reply(0, 2)
-                        with m.Else():
-                            reply(P.STATUS["BAD_REG"])
+                        with m.Switch(args[0]):
+                            for addr, (reg, _) in regs.items():
+                                with m.Case(addr):
+                                    m.d.sync += rd_val.eq(reg)
+                                    reply(0, 2)
+                            with m.Default():
+                                reply(P.STATUS["BAD_REG"])
                         m.next = "REPLY"
             with m.State("INFER"):
                 with m.If(infer_done):
@@ -391,7 +405,7 @@ class HostLinkCore(wiring.Component):
             with m.Case(P.CMD_CYCLES):
                 m.d.comb += pay.eq(cycle_bytes[pidx])
             with m.Default():  # READ
-                m.d.comb += pay.eq(scratch.word_select(pidx[0], 8))
+                m.d.comb += pay.eq(rd_val.word_select(pidx[0], 8))
 
         tcrc = Signal(8)
         out = Signal(8)
