@@ -646,8 +646,14 @@ def _network_table(net, engine) -> str:
 @click.option("--multiplier", type=click.Choice(["lut", "dsp"]), default="lut",
               show_default=True, help="int layers: fabric multiplier or DSP.")
 @click.option("--pipeline", type=click.IntRange(0, 16), default=0, show_default=True)
+@click.option("--conventional", is_flag=True,
+              help="Term-revealing networks: run in conventional mode.")
+@click.option("--tr-k", type=click.IntRange(0, 65534), default=None,
+              help="Term-revealing networks: group budget k [default: each layer's own].")
+@click.option("--tr-s", type=click.IntRange(1, 30), default=None,
+              help="Term-revealing networks: data terms s [default: each layer's own].")
 def verify(bundle, data, images, simulator, gap, stall, rows, cols, array_lanes, multiplier,
-           pipeline):
+           pipeline, conventional, tr_k, tr_s):
     """Simulate the generated network (cocotb) against the golden model, image by image.
 
     Every logit and every class must equal the golden model's, and each layer's cycle count
@@ -672,9 +678,10 @@ def verify(bundle, data, images, simulator, gap, stall, rows, cols, array_lanes,
             from None
     click.echo(f"verifying {net.name}: {len(x_int)} images through the generated Verilog "
                f"({simulator}; building takes about a minute the first time)...", err=True)
+    control = _tr_control(net, bundle, conventional, tr_k, tr_s)
     try:
         result = verify_network(net, x_int, arrays=arrays, simulator=simulator, gap=gap,
-                                stall=stall)
+                                stall=stall, control=control)
     except (SimulationFailed, SimulatorError) as e:
         raise RtlGenError(str(e)) from None
     click.echo(f"{net.name}: {result['images']} images, every logit and class equal to the "
@@ -852,6 +859,17 @@ def build(board, bundle, out, freq_mhz, baud, seed, rows, cols, array_lanes, mul
                    "or another --seed", err=True)
 
 
+def _tr_control(net, bundle, conventional, tr_k, tr_s):
+    """The TRControl of the --conventional/--tr-k/--tr-s options (None: none given)."""
+    if not (conventional or tr_k is not None or tr_s is not None):
+        return None
+    if not any(layer.tr is not None for layer in net.layers):
+        raise RtlGenError(f"{bundle} has no term-revealing layers: --conventional, "
+                          "--tr-k and --tr-s do not apply")
+    from .golden import TRControl, TRMode
+    return TRControl(TRMode.CONVENTIONAL if conventional else TRMode.TR, tr_k, tr_s)
+
+
 @main.command()
 @click.option("--port", required=True, help="Serial port of the board (e.g. /dev/ttyUSB1).")
 @click.option("--bundle", required=True, type=click.Path(path_type=Path),
@@ -896,15 +914,9 @@ def run(port, bundle, baud, data, images, timeout, conventional, tr_k, tr_s):
             raise RtlGenError(f"the board on {port} holds another network (design id "
                               f"0x{info.design_id:08X}, {bundle} is 0x{network_id(net):08X}); "
                               "build and load this bundle's bitstream")
-        control = None
-        if conventional or tr_k is not None or tr_s is not None:
-            if not any(layer.tr is not None for layer in net.layers):
-                raise RtlGenError(f"{bundle} has no term-revealing layers: --conventional, "
-                                  "--tr-k and --tr-s do not apply")
-            from .golden import TRControl, TRMode
+        control = _tr_control(net, bundle, conventional, tr_k, tr_s)
+        if control is not None:
             from .hw.tr import control_values
-            control = TRControl(TRMode.CONVENTIONAL if conventional else TRMode.TR,
-                                tr_k, tr_s)
             for name, value in zip(("TR_MODE", "TR_K", "TR_S"), control_values(control),
                                    strict=True):
                 client.write_register(name, value)

@@ -36,3 +36,20 @@ def test_tr_network_at_seven_controls():
         cycles.append(tuple(result["layer_cycles"]))
     assert len(builds) == 1  # one Verilator build served every setting
     assert len(set(cycles)) >= 5  # the settings change the schedule
+
+
+def test_verify_command_takes_the_controls():
+    from click.testing import CliRunner
+
+    from rtl_gen.cli import main
+
+    why = missing_simulator("verilator")
+    if why:
+        pytest.skip(why)
+    result = CliRunner().invoke(main, ["verify", "--bundle", str(WEIGHTS_DIR / "digits-tr"),
+                                       "--images", "20", "--tr-k", "4", "--tr-s", "1"])
+    assert result.exit_code == 0, result.output
+    assert "20 images, every logit and class equal to the golden model" in result.stdout
+    bad = CliRunner().invoke(main, ["verify", "--bundle", str(WEIGHTS_DIR / "digits-int4"),
+                                    "--conventional"])
+    assert bad.exit_code == 1 and "no term-revealing layers" in bad.stderr
