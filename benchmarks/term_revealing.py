@@ -112,7 +112,7 @@ def markdown(name: str, picks: dict) -> str:
               f"k = {o['k']}, s = {o['s']}: {100 * o['accuracy']:.2f}% (conventional "
               f"{100 * o['conventional_accuracy']:.2f}%), {o['cycles']:.0f} cycles per "
               f"inference against {o['conventional_cycles']:.0f}, {o['speedup']:.2f}x.", ""]
-    return "\n".join(lines)
+    return "\n".join(lines) + "\n"
 
 
 def plot(all_rows: list[dict], picks: dict, path: Path) -> None:
@@ -145,7 +145,7 @@ def plot(all_rows: list[dict], picks: dict, path: Path) -> None:
 
 
 def synth_costs(nets: dict) -> list[dict]:
-    from rtl_gen.flow.synth import component_verilog, place_and_route, synth
+    from rtl_gen.flow.synth import FlowError, component_verilog, place_and_route, synth
     from rtl_gen.hw.network import NetworkEngine
     out = []
     for label, net in nets.items():
@@ -154,9 +154,12 @@ def synth_costs(nets: dict) -> list[dict]:
         verilog = component_verilog(engine, top)
         for dev in ("up5k", "ecp5-85f"):
             s = synth(verilog, top, dev)
-            p = place_and_route(verilog, top, dev)
+            try:
+                fmax = round(place_and_route(verilog, top, dev).fmax, 1)
+            except FlowError as e:  # e.g. does not fit: the cells are still reported
+                fmax = str(e).splitlines()[0]
             out.append({"network": label, "device": dev, "lc": s.logic_cells, "lut4": s.lut4,
-                        "ff": s.ff, "dsp": s.dsp, "bram": s.bram, "fmax": round(p.fmax, 1)})
+                        "ff": s.ff, "dsp": s.dsp, "bram": s.bram, "fmax": fmax})
     return out
 
 
