@@ -153,13 +153,15 @@ def test_bubbles_and_stalls_do_not_change_the_answer():
     assert np.array_equal(classes, golden.predict(net, x_int))
 
 
-def test_layer_refuses_term_revealing_and_mismatched_rows():
+def test_layer_refuses_bad_term_revealing_and_mismatched_rows():
     from rtl_gen.network import TRConfig
     net, _ = small_net((8, 4, 2), "signmag5")
     import dataclasses
+    with pytest.raises(ValueError, match="need term revealing"):
+        LayerEngine(net.layers[0], ArrayConfig())  # sign-magnitude weights without TR
     layer = dataclasses.replace(net.layers[0], tr=TRConfig(4, 3))
-    with pytest.raises(ValueError, match="term-revealing layers need the TR engine"):
-        LayerEngine(layer, ArrayConfig())
+    with pytest.raises(ValueError, match="takes no lanes"):
+        LayerEngine(layer, ArrayConfig(lanes=4))
     net, _ = small_net((8, 4, 2), "int4")
     with pytest.raises(ValueError, match="same number of rows"):
         NetworkEngine(net, (ArrayConfig(rows=1), ArrayConfig(rows=2)))
