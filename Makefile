@@ -1,5 +1,5 @@
 # The two commands of the README:
-#   make demo   the main job on the embedded default (digits MLP in every scheme)
+#   make demo   the main job on the embedded default: quantize, generate, verify, bitstream, report
 #   make test   the whole test suite, as CI runs it
 # Both create (or reuse) the virtual environment .venv and install what they need.
 
