@@ -304,12 +304,12 @@ def demo(out, states, board, cols, images, simulate, bitstream):
     with tqdm(total=len(steps), desc="demo", unit="step", file=sys.stderr,
               bar_format="{desc}: {n}/{total} steps |{bar}| {elapsed} {postfix}",
               disable=None) as bar:
-        def step(name):
+        def step(number, name):
             bar.set_postfix_str(name)
             if bar.disable:  # not a terminal: a line per step instead of the bar
-                click.echo(f"[{bar.n + 1}/{len(steps)}] {name}", err=True)
+                click.echo(f"[{number}/{len(steps)}] {name}", err=True)
 
-        step("quantize (export, golden model)")
+        step(1, "quantize (export, golden model)")
         nets, rows, test = _demo_bundles(out, states)
         click.echo(f"8x8 digits, test split ({len(test.y)} images), 64-32-10 MLP: the float "
                    "model, its post-training quantization (PTQ) and the shipped "
@@ -317,7 +317,7 @@ def demo(out, states, board, cols, images, simulate, bitstream):
         click.echo(_markdown_table(rows, DEMO_COLUMNS), nl=False)
         bar.update()
 
-        step("generate (Verilog)")
+        step(2, "generate (Verilog)")
         net = nets[DEMO_NETWORK]
         arrays = _board_arrays(net, board, cols)
         from .hw.hostlink import network_id
@@ -330,7 +330,7 @@ def demo(out, states, board, cols, images, simulate, bitstream):
 
         sim = None
         if simulate:
-            step("verify (Verilator, every test image over the UART; ~1 min)")
+            step(3, "verify (Verilator, every test image over the UART; ~1 min)")
             sim = _demo_simulate(net, arrays, test.x_int[:images] if images else test.x_int)
             click.echo(f"\nsimulation: {sim['images']} images through the UART host link, "
                        f"{sim['bit_exact']} bit-exact against the golden model, "
@@ -339,7 +339,7 @@ def demo(out, states, board, cols, images, simulate, bitstream):
 
         build = None
         if bitstream:
-            step(f"bitstream ({board}: synthesis, place and route; a few minutes)")
+            step(4, f"bitstream ({board}: synthesis, place and route; a few minutes)")
             from .flow.network_build import build_network
             report = build_network(net, board, outdir=out / board, arrays=arrays)
             build = _demo_build_summary(report, net, engine, sim)
@@ -348,7 +348,7 @@ def demo(out, states, board, cols, images, simulate, bitstream):
                        f"{'met' if build['timing_met'] else 'NOT met'})")
         bar.update()
 
-        step("report")
+        step(5, "report")
         from .report import write_report
         data = {"dataset": f"8x8 digits, test split ({len(test.y)} images)",
                 "accuracy": rows, "cycles": _demo_cycles(nets, rows),
