@@ -234,7 +234,7 @@ class LayerEngine(wiring.Component):
             m.d.comb += [tr_k.eq(Mux(self.tr_k == K_OWN, layer.tr.budget, self.tr_k)),
                          tr_s.eq(Mux(self.tr_s == S_OWN, layer.tr.data_terms or 0, self.tr_s))]
             mag = layer.in_bits - 1 if layer.in_signed else layer.in_bits
-            m.submodules.dtu = dtu = DataTermUnit(mag, signed=layer.in_signed)
+            m.submodules.dtu = dtu = DataTermUnit(mag, signed=layer.in_signed, pipeline=True)
             m.d.comb += [dtu.i.eq(self.i.payload),
                          dtu.s.eq(Mux(tr_s > mag + 1, mag + 1, tr_s)),
                          dtu.enable.eq(self.tr_mode & (tr_s != 0))]
@@ -258,12 +258,18 @@ class LayerEngine(wiring.Component):
         k_w = Signal(range(k_total + 1))
         m.d.comb += [k_w.eq(w_base + w_col), self.i.ready.eq(~full.bit_select(wbank, 1))]
         col_lim = Mux(w_tile == src_tiles - 1, last_width, src)
+        # a TR layer's data-term unit is registered (it is a long path): its write to the
+        # input buffer follows one cycle after the transfer, address and lane with it
+        wdom = m.d.sync if tr else m.d.comb
         for r, (wp, _) in enumerate(mems):
-            m.d.comb += [wp.addr.eq(Mux(wbank, ks, 0) + (k_w >> lg_lanes)),
-                         wp.data.eq(write_value.replicate(lanes))]
+            m.d.comb += wp.data.eq(write_value.replicate(lanes))
+            wdom += wp.addr.eq(Mux(wbank, ks, 0) + (k_w >> lg_lanes))
             lane = k_w[:lg_lanes] if lg_lanes else 0
             with m.If(self.i.valid & self.i.ready & (w_row == r)):
-                m.d.comb += wp.en.eq(Const(1, lanes) << lane)
+                wdom += wp.en.eq(Const(1, lanes) << lane)
+            if tr:
+                with m.Else():
+                    wdom += wp.en.eq(0)
         with m.If(self.i.valid & self.i.ready):
             with m.If(w_col == col_lim - 1):
                 m.d.sync += w_col.eq(0)

@@ -188,14 +188,18 @@ class TRArray(wiring.Component):
             for r in range(rows):
                 sel = Signal(self._x_shape, name=f"sel_{r}_{c}", reset_less=True)
                 m.d.sync += sel.eq(self.x[r][term.idx])
-                # stage 2: the term pair: a shift, negated by XOR and carry-in into the sum
+                # stage 2: the term pair: a shift, negated as ~v + 1 with the +1 carried into
+                # the accumulator's adder (no negation adder of its own)
                 p = Signal(acc_shape, name=f"p_{r}_{c}", reset_less=True)
+                cin = Signal(name=f"cin_{r}_{c}", reset_less=True)
                 shifted = Signal(acc_shape, name=f"sh_{r}_{c}")
                 m.d.comb += shifted.eq(sel << t1.exp)
-                m.d.sync += p.eq(Mux(t1.nz, Mux(t1.neg, -shifted, shifted), 0))
+                neg = t1.nz & t1.neg
+                m.d.sync += [p.eq(Mux(t1.nz, shifted ^ neg.replicate(len(shifted)), 0)),
+                             cin.eq(neg)]
                 # stage 3: accumulate; the tile's last step lands in `res`
                 acc = Signal(acc_shape, name=f"acc_{r}_{c}", reset_less=True)
-                total = Mux(f2.first, p, acc + p)
+                total = Mux(f2.first, 0, acc) + p + cin
                 with m.If(f2.valid):
                     m.d.sync += acc.eq(total)
                     with m.If(f2.last):
