@@ -67,6 +67,14 @@ def test_tr_mixed_with_other_schemes_signed_input_and_batch():
           [None, TRControl(TRMode.CONVENTIONAL), TRControl(TRMode.TR, 1, 2)], n_img=4)
 
 
+def test_one_group_layer_reads_its_last_input():
+    """K <= g: the batch's only group holds the last activation written, which must have
+    landed before the array reads it (nonzero inputs make a stale read visible)."""
+    net, calib = tr_net([4, 3], ["signmag5"], [TRConfig(4, 3, 2)], seed=7)
+    check(net, calib + 1.0, [ArrayConfig(cols=2)], [None, TRControl(TRMode.CONVENTIONAL)],
+          n_img=4)
+
+
 def test_term_rom_holds_each_group_sorted():
     net, _ = tr_net([6, 3], ["signmag4"], [TRConfig(4, 3, None)], seed=1)
     layer = net.layers[0]

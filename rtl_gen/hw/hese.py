@@ -170,14 +170,16 @@ class TermTruncator(wiring.Component):
         m = Module()
         d = self.bits + 1
         keep = Signal(d)
-        above = Const(0, range(d + 1))  # nonzero digits above position j
-        for j in reversed(range(d)):
-            nz = self.pos[j] | self.neg[j]
-            m.d.comb += keep[j].eq(nz & (~self.enable | (above < self.s)))
-            if j:
-                count = Signal(range(d + 1), name=f"above_{j - 1}")
-                m.d.comb += count.eq(above + nz)
-                above = count
+        nz = [self.pos[j] | self.neg[j] for j in range(d)]
+        for j in range(d):
+            # nonzero digits above position j: a balanced adder tree per position (no chain
+            # from the MSB down), compared with s
+            terms = list(nz[j + 1:])
+            while len(terms) > 1:
+                terms = [terms[i] + terms[i + 1] if i + 1 < len(terms) else terms[i]
+                         for i in range(0, len(terms), 2)]
+            above = terms[0] if terms else Const(0, 1)
+            m.d.comb += keep[j].eq(nz[j] & (~self.enable | (above < self.s)))
         pos, neg = self.pos & keep, self.neg & keep
         value = pos - neg  # unsigned(d) - unsigned(d): signed(d + 1)
         domain = m.d.sync if self.pipeline else m.d.comb

@@ -235,7 +235,9 @@ class LayerEngine(wiring.Component):
                          tr_s.eq(Mux(self.tr_s == S_OWN, layer.tr.data_terms or 0, self.tr_s))]
             mag = layer.in_bits - 1 if layer.in_signed else layer.in_bits
             m.submodules.dtu = dtu = DataTermUnit(mag, signed=layer.in_signed, pipeline=True)
-            m.d.comb += [dtu.i.eq(self.i.payload),
+            x_r = Signal.like(self.i.payload, name="x_r")
+            m.d.sync += x_r.eq(self.i.payload)
+            m.d.comb += [dtu.i.eq(x_r),
                          dtu.s.eq(Mux(tr_s > mag + 1, mag + 1, tr_s)),
                          dtu.enable.eq(self.tr_mode & (tr_s != 0))]
             write_value = dtu.value[:a_bits]
@@ -258,18 +260,32 @@ class LayerEngine(wiring.Component):
         k_w = Signal(range(k_total + 1))
         m.d.comb += [k_w.eq(w_base + w_col), self.i.ready.eq(~full.bit_select(wbank, 1))]
         col_lim = Mux(w_tile == src_tiles - 1, last_width, src)
-        # a TR layer's data-term unit is registered (it is a long path): its write to the
-        # input buffer follows one cycle after the transfer, address and lane with it
-        wdom = m.d.sync if tr else m.d.comb
+        filled, filled_bank = Signal(), Signal()  # TR: the transfer that completes a bank
+        if tr:
+            f_d, b_d = filled, filled_bank
+            for i in range(2):
+                f_n, b_n = Signal(name=f"filled_d{i}"), Signal(name=f"filled_bank_d{i}")
+                m.d.sync += [f_n.eq(f_d), b_n.eq(b_d)]
+                f_d, b_d = f_n, b_n
+            with m.If(f_d):  # the bank's last write happens in this cycle
+                m.d.sync += full.bit_select(b_d, 1).eq(1)
+        # a TR layer registers the activation before its data-term unit and the unit's
+        # output (a long path): its write to the input buffer follows two cycles after the
+        # transfer, address and lane with it
         for r, (wp, _) in enumerate(mems):
             m.d.comb += wp.data.eq(write_value.replicate(lanes))
-            wdom += wp.addr.eq(Mux(wbank, ks, 0) + (k_w >> lg_lanes))
+            addr = Signal.like(wp.addr, name=f"waddr{r}")
+            en = Signal.like(wp.en, name=f"wen{r}")
+            m.d.comb += addr.eq(Mux(wbank, ks, 0) + (k_w >> lg_lanes))
             lane = k_w[:lg_lanes] if lg_lanes else 0
             with m.If(self.i.valid & self.i.ready & (w_row == r)):
-                wdom += wp.en.eq(Const(1, lanes) << lane)
-            if tr:
-                with m.Else():
-                    wdom += wp.en.eq(0)
+                m.d.comb += en.eq(Const(1, lanes) << lane)
+            for _ in range(2 if tr else 0):
+                addr_d = Signal.like(addr, name=f"{addr.name}_d")
+                en_d = Signal.like(en, name=f"{en.name}_d")
+                m.d.sync += [addr_d.eq(addr), en_d.eq(en)]
+                addr, en = addr_d, en_d
+            m.d.comb += [wp.addr.eq(addr), wp.en.eq(en)]
         with m.If(self.i.valid & self.i.ready):
             with m.If(w_col == col_lim - 1):
                 m.d.sync += w_col.eq(0)
@@ -277,7 +293,10 @@ class LayerEngine(wiring.Component):
                     m.d.sync += w_row.eq(0)
                     with m.If(w_tile == src_tiles - 1):
                         m.d.sync += [w_tile.eq(0), w_base.eq(0), wbank.eq(~wbank)]
-                        m.d.sync += full.bit_select(wbank, 1).eq(1)
+                        if tr:  # the bank is complete once its delayed last write lands
+                            m.d.comb += [filled.eq(1), filled_bank.eq(wbank)]
+                        else:
+                            m.d.sync += full.bit_select(wbank, 1).eq(1)
                     with m.Else():
                         m.d.sync += [w_tile.eq(w_tile + 1), w_base.eq(w_base + src)]
                 with m.Else():
