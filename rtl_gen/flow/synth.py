@@ -261,6 +261,21 @@ class SynthStats:
         return cls(**d)
 
 
+def utilisation_to_json(result) -> dict:
+    """A result dataclass with a ``utilisation`` of ``{resource: (used, available)}`` as a
+    JSON-ready dict."""
+    d = dataclasses.asdict(result)
+    d["utilisation"] = {k: list(v) for k, v in result.utilisation.items()}
+    return d
+
+
+def utilisation_from_json(cls, d: dict):
+    """The inverse of :func:`utilisation_to_json` for the dataclass ``cls``."""
+    d = dict(d)
+    d["utilisation"] = {k: (int(v[0]), int(v[1])) for k, v in d["utilisation"].items()}
+    return cls(**d)
+
+
 @dataclasses.dataclass(frozen=True)
 class PnrResult:
     """What nextpnr achieved on one (harnessed) design.
@@ -296,15 +311,11 @@ class PnrResult:
         return min(self.fmax_mhz.values())
 
     def to_json(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["utilisation"] = {k: list(v) for k, v in self.utilisation.items()}
-        return d
+        return utilisation_to_json(self)
 
     @classmethod
     def from_json(cls, d: dict) -> PnrResult:
-        d = dict(d)
-        d["utilisation"] = {k: (int(v[0]), int(v[1])) for k, v in d["utilisation"].items()}
-        return cls(**d)
+        return utilisation_from_json(cls, d)
 
 
 # --- cell classification ------------------------------------------------------------------
