@@ -44,7 +44,9 @@ __all__ = [
     "FORMAT_VERSION",
     "MANIFEST_NAME",
     "MANIFEST_SCHEMA",
+    "FLOAT_FORMAT_NAME",
     "SUPPORTED_VERSIONS",
+    "bundle_format",
     "is_bundle",
     "read_bundle",
     "write_bundle",
@@ -52,6 +54,8 @@ __all__ = [
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_NAME = "rtl_gen-bundle"
+#: The format of float-activation (MPWN and reduced-float) bundles, :mod:`rtl_gen.float_bundle`.
+FLOAT_FORMAT_NAME = "rtl_gen-float-bundle"
 #: The version this module writes.
 FORMAT_VERSION = 1
 #: The versions :func:`read_bundle` reads; any other is refused.
@@ -213,8 +217,7 @@ def write_bundle(net: Network, path) -> Path:
     if not isinstance(net, Network):
         raise TypeError(f"write_bundle needs a Network, not {type(net).__name__}")
     given = Path(path)
-    target = Path(os.path.abspath(given))
-    if target.parent == target:
+    if Path(os.path.abspath(given)).parent == Path(os.path.abspath(given)):
         raise BundleError(str(given), "cannot write a bundle at the file-system root")
     manifest_file = str(given / MANIFEST_NAME)
     manifest, arrays = _to_manifest(net, manifest_file)
@@ -224,7 +227,26 @@ def write_bundle(net: Network, path) -> Path:
         raise BundleError(manifest_file, f"cannot be written: {message}", layer=layer,
                           field=field)
     text = json.dumps(manifest, indent=2, ensure_ascii=True, allow_nan=False) + "\n"
+    write_folder(given, text, arrays)
+    return given
 
+
+def write_folder(given: Path, manifest_text: str, arrays: dict[str, np.ndarray]) -> None:
+    """Write a manifest and ``.npy`` arrays as the bundle folder ``given``, atomically.
+
+    Everything goes into a temporary sibling folder first, which is renamed into place; an
+    existing bundle (of either format) or empty folder at ``given`` is replaced.  On any
+    failure nothing is left behind and ``given`` is untouched.
+
+    Raises
+    ------
+    BundleError
+        If ``given`` is something other than a bundle or an empty folder, or if the file
+        system refuses a write.
+    """
+    target = Path(os.path.abspath(given))
+    if target.parent == target:
+        raise BundleError(str(given), "cannot write a bundle at the file-system root")
     _check_replaceable(target, str(given))
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -236,30 +258,37 @@ def write_bundle(net: Network, path) -> Path:
             with open(tmp / fname, "xb") as f:
                 np.save(f, a, allow_pickle=False)
         with open(tmp / MANIFEST_NAME, "xb") as f:
-            f.write(text.encode("ascii"))
+            f.write(manifest_text.encode("ascii"))
         _swap_in(tmp, target, str(given))
     except OSError as e:
         raise BundleError(str(given), f"cannot write the bundle: {e}") from None
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    return given
 
 
-def is_bundle(path) -> bool:
-    """Whether ``path`` is a folder whose ``manifest.json`` says it is an rtl_gen bundle
-    (of any version).  Nothing else is checked: use :func:`read_bundle` for that."""
+def bundle_format(path) -> str | None:
+    """The ``format`` a folder's ``manifest.json`` declares (:data:`FORMAT_NAME` or
+    :data:`FLOAT_FORMAT_NAME`), or ``None`` when ``path`` is no rtl_gen bundle.  Nothing else
+    is checked: the readers do that."""
     p = Path(path)
     m = p / MANIFEST_NAME
     try:
         if p.is_symlink() or not p.is_dir() or m.is_symlink() or not m.is_file():
-            return False
+            return None
         if m.stat().st_size > MAX_MANIFEST_BYTES:
-            return False
+            return None
         doc = json.loads(m.read_bytes().decode("utf-8"))
     except (OSError, ValueError, RecursionError):
-        return False
-    return isinstance(doc, dict) and doc.get("format") == FORMAT_NAME
+        return None
+    fmt = doc.get("format") if isinstance(doc, dict) else None
+    return fmt if fmt in (FORMAT_NAME, FLOAT_FORMAT_NAME) else None
+
+
+def is_bundle(path) -> bool:
+    """Whether ``path`` is a folder whose ``manifest.json`` says it is an rtl_gen bundle
+    (of either format, any version).  Nothing else is checked: use :func:`read_bundle`."""
+    return bundle_format(path) is not None
 
 
 def _check_replaceable(target: Path, shown: str) -> None:
@@ -443,6 +472,9 @@ def read_bundle(path) -> Network:
 
 
 class _Reader:
+    #: The ``format`` this reader accepts.
+    format_name = FORMAT_NAME
+
     def __init__(self, root: Path):
         self.root = root
         self.manifest_file = str(root / MANIFEST_NAME)
@@ -512,9 +544,11 @@ class _Reader:
 
     def check_header(self, m: dict) -> None:
         fmt = m.get("format")
-        if fmt != FORMAT_NAME:
-            self.fail(f"is not an rtl_gen weight bundle manifest: format must be "
-                      f"{FORMAT_NAME!r}, not {fmt!r}", field="format")
+        if fmt != self.format_name:
+            other = {FORMAT_NAME: "an integer", FLOAT_FORMAT_NAME: "a float"}.get(fmt)
+            hint = f" ({other} bundle: its own reader reads it)" if other else ""
+            self.fail(f"is not an rtl_gen weight bundle manifest of this kind: format must "
+                      f"be {self.format_name!r}, not {fmt!r}{hint}", field="format")
         version = m.get("version")
         supported = ", ".join(str(v) for v in SUPPORTED_VERSIONS)
         if "version" not in m:
