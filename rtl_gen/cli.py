@@ -8,6 +8,7 @@ outputs go to a temporary name first.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sys
@@ -948,3 +949,179 @@ def run(port, bundle, baud, data, images, timeout, conventional, tr_k, tr_s):
 
 if __name__ == "__main__":  # pragma: no cover
     main()
+
+
+# -- float-activation networks: MPWN and reduced-float weights ---------------------------------
+
+
+class _IntSet(click.ParamType):
+    """``3``, ``2-5`` or ``2,3,5``: a set of integers, each in ``lo..hi``."""
+
+    name = "N[-N|,N...]"
+
+    def __init__(self, lo: int, hi: int):
+        self.lo, self.hi = lo, hi
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, list):
+            return value
+        try:
+            out = []
+            for part in str(value).split(","):
+                a, _, b = part.partition("-")
+                out.extend(range(int(a), int(b or a) + 1))
+        except ValueError:
+            self.fail(f"expected N, N-M or N,M,... with integers, not {value!r}", param, ctx)
+        if not out or min(out) < self.lo or max(out) > self.hi:
+            self.fail(f"every value must be {self.lo}..{self.hi}, not {value!r}", param, ctx)
+        return sorted(set(out))
+
+
+def _float_model_option(f):
+    return click.option("--model", "model_path", type=click.Path(dir_okay=False,
+                        path_type=Path), default=None,
+                        help="Float model .npz [default: weights/digits-float.npz].")(f)
+
+
+def _float_model_and_data(model_path, data):
+    """The float model and its evaluation data ``(x, y)`` (digits test split by default)."""
+    from .defaults import FLOAT_MODEL_NAME, WEIGHTS_DIR
+    from .float_model import load_float_model
+
+    default = WEIGHTS_DIR / FLOAT_MODEL_NAME
+    model = load_float_model(model_path or default)
+    if data is None:
+        if model_path is not None and Path(model_path).resolve() != default.resolve():
+            raise RtlGenError(f"{model_path}: give --data with arrays x (float inputs) and y "
+                              "(labels) to score a model other than the default")
+        from .datasets import digits
+        _, test = digits()
+        return model, test.x, test.y
+    try:
+        with np.load(data, allow_pickle=False) as z:
+            x, y = z["x"], z["y"]
+    except (OSError, ValueError, KeyError) as e:
+        raise RtlGenError(f"{data}: expected an .npz with arrays x and y ({e})") from None
+    if x.ndim != 2 or x.shape[1] != model.in_features or y.shape != (len(x),):
+        raise RtlGenError(f"{data}: x must be (n, {model.in_features}) and y (n,), not "
+                          f"{x.shape} and {y.shape}")
+    if not np.isfinite(x).all():
+        raise RtlGenError(f"{data}: x holds NaN or infinite values")
+    return model, x, y
+
+
+MPWN_COLUMNS = [("spaces", "weight spaces"), ("accuracy", "accuracy"),
+                ("sparsity", "sparsity"), ("bits", "weight bits"), ("asb_pct", "ASB")]
+
+
+def _mpwn_rows(rows: list[dict]) -> list[dict]:
+    return [dict(r, asb_pct=f"{r['asb']:.4f}") for r in rows]
+
+
+@main.command()
+@_float_model_option
+@click.option("--spaces", default=None, metavar="S[,S...]",
+              help="One weight space per layer (float, binary, ternary or a minifloat such "
+              "as E4M3); without it, search for the best ASB score.")
+@click.option("--search", "method", type=click.Choice(["auto", "exhaustive", "tpe"]),
+              default="auto", show_default=True,
+              help="auto: exhaustive when 3^layers <= 81, else TPE (optuna).")
+@click.option("--trials", type=click.IntRange(1, 100_000), default=100, show_default=True,
+              help="TPE evaluations.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--data", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Evaluation data .npz with x (float inputs) and y [default: digits test "
+              "split].")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write the chosen network as a float bundle here.")
+def mpwn(model_path, spaces, method, trials, seed, data, out):
+    """MPWN: float activations with float, binary or ternary weights per layer.
+
+    Scores accuracy, sparsity, weight bits and the accuracy-sparsity-bit (ASB) score of the
+    given assignment, or of every assignment the search evaluates (best first), and writes
+    the chosen one as a float bundle.
+    """
+    from tqdm import tqdm
+
+    from . import mpwn as M
+    from .float_bundle import write_float_bundle
+
+    model, x, y = _float_model_and_data(model_path, data)
+    if spaces is not None:
+        chosen = [s.strip() for s in spaces.split(",")]
+        if len(chosen) == 1:
+            chosen = chosen * len(model.weights)
+        net = M.from_float(model, chosen)  # SpecError (unknown space, count) -> Error:
+        rows = [M.score(net, net.encode_input(x), y)]
+    else:
+        with tqdm(desc="MPWN search", unit="assignment", file=sys.stderr, disable=None) as bar:
+            def progress(done, total):
+                bar.total = total
+                bar.update(done - bar.n)
+            rows = M.search(model, x, y, method=method, trials=trials, seed=seed,
+                            progress=progress)
+        chosen = rows[0]["spaces"].split("/")
+    click.echo(_markdown_table(_mpwn_rows(rows), MPWN_COLUMNS), nl=False)
+    if out is not None:
+        net = M.from_float(model, chosen, name=out.name,
+                           metadata=_float_metadata(model_path, data, rows[0]))
+        write_float_bundle(net, out)
+        click.echo(f"{'/'.join(chosen)} -> {out}")
+
+
+def _float_metadata(model_path, data, row: dict) -> dict:
+    meta = {"source": model_path.name if model_path else "digits-float.npz",
+            "accuracy": row["accuracy"]}
+    if data is None:
+        meta.update(dataset="sklearn-digits", split="first 1437 train, last 360 test")
+    return meta
+
+
+@main.command("reduced-float")
+@_float_model_option
+@click.option("--exp-bits", type=_IntSet(1, 8), default=None,
+              help="Exponent widths to sweep [default: the recommended one -1 .. +1].")
+@click.option("--man-bits", type=_IntSet(0, 23), default="0-7", show_default=True,
+              help="Mantissa widths to sweep.")
+@click.option("--energy", type=click.FloatRange(0, 1, max_open=True), default=1e-3,
+              show_default=True, help="Share of each layer's squared weight sum allowed to "
+              "flush to zero when recommending the exponent width.")
+@click.option("--tolerance", type=click.FloatRange(0, 100), default=0.5, show_default=True,
+              help="Accuracy points below fp32 still accepted when choosing the format.")
+@click.option("--data", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Evaluation data .npz with x and y [default: digits test split].")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write the chosen format's network as a float bundle here.")
+def reduced_float(model_path, exp_bits, man_bits, energy, tolerance, data, out):
+    """Reduced-precision float weights: recommend E, sweep (E, M), pick the smallest format.
+
+    The exponent width comes from the weight range (NUMERICS.md section 5); each layer gets
+    the bias that puts its largest weight in the top binade.  The chosen format is the one
+    with the fewest bits whose accuracy is within --tolerance points of the fp32 network's.
+    """
+    from . import mpwn as M
+    from .float_bundle import write_float_bundle
+
+    model, x, y = _float_model_and_data(model_path, data)
+    rec = M.recommend_format(model, energy=energy)
+    exp_bits = exp_bits or [e for e in (rec - 1, rec, rec + 1) if 1 <= e <= 8]
+    click.echo(f"recommended exponent width: {rec} bits", err=True)
+    rows = M.reduced_float_sweep(model, x, y, exp_bits=exp_bits, man_bits=man_bits)
+    ok = [r for r in rows if r["accuracy"] >= r["fp32_accuracy"] - tolerance / 100 - 1e-12]
+    for r in rows:
+        r["delta"] = f"{100 * (r['accuracy'] - r['fp32_accuracy']):+.2f}"
+    click.echo(_markdown_table(rows, [("format", "format"), ("bits", "bits"),
+                                      ("accuracy", "accuracy"), ("delta", "Δ vs fp32")]),
+               nl=False)
+    if not ok:
+        raise RtlGenError(f"no swept format is within {tolerance} points of fp32 "
+                          f"({100 * rows[0]['fp32_accuracy']:.2f}%); sweep wider formats")
+    best = ok[0]
+    click.echo(f"smallest format within {tolerance} points of fp32 "
+               f"({100 * best['fp32_accuracy']:.2f}%): {best['format']}, {best['bits']} bits, "
+               f"{100 * best['accuracy']:.2f}%")
+    if out is not None:
+        net = M.reduced_float_network(model, best["exp_bits"], best["man_bits"], name=out.name)
+        net = dataclasses.replace(net, metadata=_float_metadata(model_path, data, best))
+        write_float_bundle(net, out)
+        click.echo(f"{best['format']} ({'/'.join(net.spaces)}) -> {out}")

@@ -424,6 +424,11 @@ def from_float(model: FloatMLP, spaces: Sequence[str], *, name: str = "mpwn",
     if len(spaces) != n:
         raise SpecError("spaces", f"the model has {n} layers but {len(spaces)} spaces were "
                         f"given ({'/'.join(spaces)})")
+    for s in spaces:
+        try:
+            parse_space(s)
+        except ValueError as e:
+            raise SpecError("spaces", str(e)) from None
     layers = [_make_layer(f"fc{i + 1}", s, w, b, "none" if i == n - 1 else "relu")
               for i, (s, w, b) in enumerate(zip(spaces, model.weights, model.biases,
                                                 strict=True))]

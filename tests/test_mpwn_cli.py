@@ -1,0 +1,83 @@
+"""``rtl-gen mpwn`` and ``rtl-gen reduced-float``: tables, bundles and clear errors."""
+
+from __future__ import annotations
+
+import numpy as np
+from click.testing import CliRunner
+
+from rtl_gen import mpwn
+from rtl_gen.cli import main
+from rtl_gen.datasets import digits
+from rtl_gen.defaults import FLOAT_MODEL_NAME, WEIGHTS_DIR
+from rtl_gen.float_bundle import read_float_bundle
+from rtl_gen.float_model import load_float_model, save_float_model
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def test_mpwn_search_prints_every_assignment_and_writes_the_best(tmp_path):
+    r = invoke("mpwn", "--out", tmp_path / "best")
+    assert r.exit_code == 0, r.output
+    lines = [ln for ln in r.stdout.splitlines() if ln.startswith("| ") and "/" in ln]
+    assert len(lines) == 9  # 3^2 assignments, exhaustive
+    best = lines[0].split("|")[1].strip()
+    net = read_float_bundle(tmp_path / "best")
+    assert "/".join(net.spaces) == best
+    model = load_float_model(WEIGHTS_DIR / FLOAT_MODEL_NAME)
+    _, test = digits()
+    rows = mpwn.search(model, test.x, test.y)
+    assert rows[0]["spaces"] == best
+    assert f"{100 * rows[0]['accuracy']:.2f}%" in lines[0]
+
+
+def test_mpwn_given_spaces_and_user_model_with_data(tmp_path):
+    model = load_float_model(WEIGHTS_DIR / FLOAT_MODEL_NAME)
+    save_float_model(model, tmp_path / "m.npz")
+    _, test = digits()
+    np.savez(tmp_path / "d.npz", x=test.x[:50], y=test.y[:50])
+    r = invoke("mpwn", "--model", tmp_path / "m.npz", "--data", tmp_path / "d.npz",
+               "--spaces", "ternary,E4M3", "--out", tmp_path / "b")
+    assert r.exit_code == 0, r.output
+    net = read_float_bundle(tmp_path / "b")
+    assert net.spaces == ("ternary", "E4M3")
+    acc = mpwn.accuracy(net, net.encode_input(test.x[:50]), test.y[:50])
+    assert f"| ternary/E4M3 | {100 * acc:.2f}% |" in r.stdout
+
+
+def test_mpwn_and_reduced_float_errors(tmp_path):
+    r = invoke("mpwn", "--spaces", "quaternary", "--out", tmp_path / "x")
+    assert r.exit_code == 1 and "unknown weight space 'quaternary'" in r.stderr
+    assert not (tmp_path / "x").exists()
+    r = invoke("mpwn", "--spaces", "float,float,float")
+    assert r.exit_code == 1 and "model has 2 layers but 3 spaces" in r.stderr
+    model = load_float_model(WEIGHTS_DIR / FLOAT_MODEL_NAME)
+    save_float_model(model, tmp_path / "m.npz")
+    r = invoke("mpwn", "--model", tmp_path / "m.npz")
+    assert r.exit_code == 1 and "give --data" in r.stderr
+    np.savez(tmp_path / "bad.npz", x=np.zeros((3, 5)), y=np.zeros(3))
+    r = invoke("reduced-float", "--data", tmp_path / "bad.npz")
+    assert r.exit_code == 1 and "x must be (n, 64)" in r.stderr
+    r = invoke("reduced-float", "--exp-bits", "2-x")
+    assert r.exit_code == 2 and "expected N, N-M or N,M" in r.stderr
+    r = invoke("reduced-float", "--exp-bits", "2", "--man-bits", "0", "--tolerance", "0")
+    assert r.exit_code == 1 and "no swept format is within 0.0 points" in r.stderr
+
+
+def test_reduced_float_recommends_sweeps_and_exports(tmp_path):
+    r = invoke("reduced-float", "--man-bits", "0-3", "--out", tmp_path / "rf")
+    assert r.exit_code == 0, r.output
+    model = load_float_model(WEIGHTS_DIR / FLOAT_MODEL_NAME)
+    rec = mpwn.recommend_format(model)
+    assert f"recommended exponent width: {rec} bits" in r.stderr
+    _, test = digits()
+    rows = mpwn.reduced_float_sweep(model, test.x, test.y, exp_bits=[rec - 1, rec, rec + 1],
+                                    man_bits=range(4))
+    ok = [x for x in rows if x["accuracy"] >= x["fp32_accuracy"] - 0.005]
+    assert f"within 0.5 points of fp32 ({100 * rows[0]['fp32_accuracy']:.2f}%): " \
+           f"{ok[0]['format']}, {ok[0]['bits']} bits" in r.stdout
+    net = read_float_bundle(tmp_path / "rf")
+    fmts = [ly.weight_format for ly in net.layers]
+    assert {(f.exp_bits, f.man_bits) for f in fmts} == {(ok[0]["exp_bits"], ok[0]["man_bits"])}
+    assert len(r.stdout.splitlines()) >= 2 + 3 * 4
