@@ -1029,12 +1029,18 @@ def _mpwn_rows(rows: list[dict]) -> list[dict]:
 @click.option("--trials", type=click.IntRange(1, 100_000), default=100, show_default=True,
               help="TPE evaluations.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--finetune", "epochs", type=click.IntRange(0, 10_000), default=30,
+              show_default=True, help="Epochs of training through each assignment's weight "
+              "spaces (needs the torch extra and training data); 0: post-training only.")
 @click.option("--data", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="Evaluation data .npz with x (float inputs) and y [default: digits test "
               "split].")
+@click.option("--train-data", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Training data .npz with x and y for --finetune [default: digits training "
+              "split].")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write the chosen network as a float bundle here.")
-def mpwn(model_path, spaces, method, trials, seed, data, out):
+def mpwn(model_path, spaces, method, trials, seed, epochs, data, train_data, out):
     """MPWN: float activations with float, binary or ternary weights per layer.
 
     Scores accuracy, sparsity, weight bits and the accuracy-sparsity-bit (ASB) score of the
@@ -1047,11 +1053,13 @@ def mpwn(model_path, spaces, method, trials, seed, data, out):
     from .float_bundle import write_float_bundle
 
     model, x, y = _float_model_and_data(model_path, data)
+    train = _mpwn_trainer(model, model_path, train_data, epochs, seed)
     if spaces is not None:
         chosen = [s.strip() for s in spaces.split(",")]
         if len(chosen) == 1:
             chosen = chosen * len(model.weights)
-        net = M.from_float(model, chosen)  # SpecError (unknown space, count) -> Error:
+        M.from_float(model, chosen)  # SpecError (unknown space, count) before any training
+        net = M.from_float(model if train is None else train(tuple(chosen)), chosen)
         rows = [M.score(net, net.encode_input(x), y)]
     else:
         with tqdm(desc="MPWN search", unit="assignment", file=sys.stderr, disable=None) as bar:
@@ -1059,14 +1067,42 @@ def mpwn(model_path, spaces, method, trials, seed, data, out):
                 bar.total = total
                 bar.update(done - bar.n)
             rows = M.search(model, x, y, method=method, trials=trials, seed=seed,
-                            progress=progress)
+                            train=train, progress=progress)
         chosen = rows[0]["spaces"].split("/")
     click.echo(_markdown_table(_mpwn_rows(rows), MPWN_COLUMNS), nl=False)
     if out is not None:
-        net = M.from_float(model, chosen, name=out.name,
-                           metadata=_float_metadata(model_path, data, rows[0]))
+        src = model if train is None else train(tuple(chosen))
+        meta = dict(_float_metadata(model_path, data, rows[0]), finetune_epochs=epochs)
+        net = M.from_float(src, chosen, name=out.name, metadata=meta)
         write_float_bundle(net, out)
         click.echo(f"{'/'.join(chosen)} -> {out}")
+
+
+def _mpwn_trainer(model, model_path, train_data, epochs: int, seed: int):
+    """``spaces -> fine-tuned float model`` (memoized), or ``None`` for ``epochs == 0``."""
+    if epochs == 0:
+        return None
+    try:
+        from .mpwn_train import finetune
+    except ImportError as e:
+        raise RtlGenError(f"--finetune needs PyTorch (pip install -e '.[torch]'), or give "
+                          f"--finetune 0: {e}") from None
+    if train_data is None:
+        if model_path is not None:
+            raise RtlGenError("give --train-data (x, y) to fine-tune a model other than the "
+                              "default, or --finetune 0")
+        from .datasets import digits
+        train, _ = digits()
+        tx, ty = train.x, train.y
+    else:
+        _, tx, ty = _float_model_and_data(model_path, train_data)
+    cache: dict = {}
+
+    def run(spaces):
+        if spaces not in cache:
+            cache[spaces] = finetune(model, spaces, tx, ty, epochs=epochs, seed=seed)
+        return cache[spaces]
+    return run
 
 
 def _float_metadata(model_path, data, row: dict) -> dict:

@@ -454,6 +454,7 @@ def score(net: FloatNetwork, x_bits, labels) -> dict:
 
 def search(model: FloatMLP, x, labels, *, method: str = "auto", trials: int = 100,
            seed: int = 0, exhaustive_limit: int = 81,
+           train: Callable[[tuple[str, ...]], FloatMLP] | None = None,
            progress: Callable[[int, int], None] | None = None) -> list[dict]:
     """Per-layer weight spaces that maximise the ASB score on ``(x, labels)``.
 
@@ -463,6 +464,9 @@ def search(model: FloatMLP, x, labels, *, method: str = "auto", trials: int = 10
         ``"exhaustive"`` (every one of the ``3^L`` assignments), ``"tpe"`` (optuna's TPE
         sampler, ``trials`` evaluations, as the MPWN authors searched) or ``"auto"``
         (exhaustive when ``3^L <= exhaustive_limit``).
+    train:
+        Gives the float model to convert for an assignment (e.g. fine-tuned through it with
+        :func:`rtl_gen.mpwn_train.finetune`); default: ``model`` itself (post-training).
     progress:
         Called with ``(done, total)`` after each evaluation.
 
@@ -487,7 +491,8 @@ def search(model: FloatMLP, x, labels, *, method: str = "auto", trials: int = 10
 
     def evaluate(spaces: tuple[str, ...]) -> dict:
         if spaces not in rows:
-            rows[spaces] = score(from_float(model, spaces), x_bits, labels)
+            src = model if train is None else train(spaces)
+            rows[spaces] = score(from_float(src, spaces), x_bits, labels)
         return rows[spaces]
 
     if method == "exhaustive":

@@ -254,3 +254,19 @@ def test_malformed_float_bundles_name_file_layer_and_field(model, tmp_path):
     with pytest.raises(BundleError, match="not a weight bundle"):
         write_float_bundle(net, tmp_path / "other")
     assert (tmp_path / "other" / "keep.txt").exists()
+
+
+@pytest.mark.parametrize("space", ["binary", "ternary", "E3M2", "float"])
+def test_training_quantizer_equals_the_export(space):
+    torch = pytest.importorskip("torch")
+    from rtl_gen.mpwn_train import quantize_weight
+
+    rng = np.random.default_rng(3)
+    w = rng.normal(size=(6, 9))
+    w[2] = 0.0  # a row with nothing above the ternary threshold
+    layer = mpwn._make_layer("l", space, w, np.zeros(6), "none")
+    alpha = 1.0 if layer.scale is None else layer.scale.view(np.float32)[:, None]
+    want = layer.weight_values() * alpha
+    got = quantize_weight(torch.as_tensor(w), space).numpy()
+    assert np.allclose(got, want, rtol=1e-6, atol=0)
+    assert np.array_equal(got == 0, want == 0)

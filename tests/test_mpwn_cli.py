@@ -18,7 +18,7 @@ def invoke(*args):
 
 
 def test_mpwn_search_prints_every_assignment_and_writes_the_best(tmp_path):
-    r = invoke("mpwn", "--out", tmp_path / "best")
+    r = invoke("mpwn", "--finetune", "0", "--out", tmp_path / "best")
     assert r.exit_code == 0, r.output
     lines = [ln for ln in r.stdout.splitlines() if ln.startswith("| ") and "/" in ln]
     assert len(lines) == 9  # 3^2 assignments, exhaustive
@@ -38,7 +38,7 @@ def test_mpwn_given_spaces_and_user_model_with_data(tmp_path):
     _, test = digits()
     np.savez(tmp_path / "d.npz", x=test.x[:50], y=test.y[:50])
     r = invoke("mpwn", "--model", tmp_path / "m.npz", "--data", tmp_path / "d.npz",
-               "--spaces", "ternary,E4M3", "--out", tmp_path / "b")
+               "--spaces", "ternary,E4M3", "--finetune", "0", "--out", tmp_path / "b")
     assert r.exit_code == 0, r.output
     net = read_float_bundle(tmp_path / "b")
     assert net.spaces == ("ternary", "E4M3")
@@ -56,6 +56,10 @@ def test_mpwn_and_reduced_float_errors(tmp_path):
     save_float_model(model, tmp_path / "m.npz")
     r = invoke("mpwn", "--model", tmp_path / "m.npz")
     assert r.exit_code == 1 and "give --data" in r.stderr
+    _, test = digits()
+    np.savez(tmp_path / "d.npz", x=test.x, y=test.y)
+    r = invoke("mpwn", "--model", tmp_path / "m.npz", "--data", tmp_path / "d.npz")
+    assert r.exit_code == 1 and "give --train-data" in r.stderr
     np.savez(tmp_path / "bad.npz", x=np.zeros((3, 5)), y=np.zeros(3))
     r = invoke("reduced-float", "--data", tmp_path / "bad.npz")
     assert r.exit_code == 1 and "x must be (n, 64)" in r.stderr
@@ -81,3 +85,22 @@ def test_reduced_float_recommends_sweeps_and_exports(tmp_path):
     fmts = [ly.weight_format for ly in net.layers]
     assert {(f.exp_bits, f.man_bits) for f in fmts} == {(ok[0]["exp_bits"], ok[0]["man_bits"])}
     assert len(r.stdout.splitlines()) >= 2 + 3 * 4
+
+
+def test_mpwn_finetunes_through_the_weight_spaces(tmp_path):
+    from rtl_gen.mpwn_train import finetune
+
+    r = invoke("mpwn", "--spaces", "ternary,binary", "--finetune", "3", "--out", tmp_path / "b")
+    assert r.exit_code == 0, r.output
+    model = load_float_model(WEIGHTS_DIR / FLOAT_MODEL_NAME)
+    train, test = digits()
+    tuned = finetune(model, ("ternary", "binary"), train.x, train.y, epochs=3)
+    want = mpwn.from_float(tuned, ("ternary", "binary"))
+    got = read_float_bundle(tmp_path / "b")
+    for a, b in zip(want.layers, got.layers, strict=True):
+        assert np.array_equal(a.codes, b.codes) and np.array_equal(a.scale, b.scale)
+    assert got.metadata["finetune_epochs"] == 3
+    ptq = mpwn.from_float(model, ("ternary", "binary"))
+    assert not np.array_equal(ptq.layers[0].codes, got.layers[0].codes)  # it did train
+    acc = mpwn.accuracy(want, want.encode_input(test.x), test.y)
+    assert f"| ternary/binary | {100 * acc:.2f}% |" in r.stdout

@@ -1,0 +1,84 @@
+"""MPWN fine-tuning: train a float MLP through its per-layer weight spaces (needs PyTorch).
+
+Binary and ternary layers (and minifloat ones) see their quantized weights in the forward
+pass and pass gradients straight through to latent float weights, with the same quantizers
+:func:`rtl_gen.mpwn.from_float` applies afterwards (binary ``alpha_j = mean|w_j|``, ternary
+the ``0.7 mean|w_j|`` threshold), so the fine-tuned float model converts exactly into the
+network that was trained.  Training is :func:`rtl_gen.qat.train_qat` (Adam, cosine schedule,
+distillation from the float model, deterministic for a seed).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .float_model import FloatMLP
+from .mpwn import parse_space
+from .qat import DTYPE, _ste, train_qat
+
+__all__ = ["MPWNMLP", "finetune"]
+
+
+def quantize_weight(w: torch.Tensor, space: str) -> torch.Tensor:
+    """The weights a layer of ``space`` computes with (``alpha`` applied), as float."""
+    if space == "float":
+        return w
+    a = w.abs()
+    if space == "binary":
+        return a.mean(dim=1, keepdim=True) * torch.where(w < 0, -1.0, 1.0).to(w.dtype)
+    if space == "ternary":
+        keep = a > 0.7 * a.mean(dim=1, keepdim=True)
+        kept = keep.sum(dim=1, keepdim=True)
+        alpha = torch.where(kept > 0, (a * keep).sum(dim=1, keepdim=True) / kept.clamp(min=1),
+                            a.amax(dim=1, keepdim=True))
+        return alpha * torch.sign(w) * keep
+    fmt = parse_space(space)
+    return torch.as_tensor(fmt.quantize(w.detach().numpy()), dtype=w.dtype)
+
+
+class MPWNMLP(nn.Module):
+    """A float MLP whose layers compute with their weight space's quantized weights."""
+
+    def __init__(self, model: FloatMLP, spaces: Sequence[str]):
+        super().__init__()
+        self.base = model
+        self.spaces = tuple(spaces)
+        self.weights = nn.ParameterList(nn.Parameter(torch.as_tensor(w, dtype=DTYPE).clone())
+                                        for w in model.weights)
+        self.biases = nn.ParameterList(nn.Parameter(torch.as_tensor(b, dtype=DTYPE).clone())
+                                       for b in model.biases)
+
+    def forward(self, x):
+        h = x
+        n = len(self.spaces)
+        for i, (w, b, s) in enumerate(zip(self.weights, self.biases, self.spaces, strict=True)):
+            h = h @ _ste(w, quantize_weight(w, s)).T + b
+            if i < n - 1:
+                h = torch.relu(h)
+        return h
+
+    def to_float_model(self) -> FloatMLP:
+        """The latent float weights as a :class:`FloatMLP` (for :func:`mpwn.from_float`)."""
+        return dataclasses.replace(
+            self.base, weights=tuple(w.detach().numpy().copy() for w in self.weights),
+            biases=tuple(b.detach().numpy().copy() for b in self.biases))
+
+
+def finetune(model: FloatMLP, spaces: Sequence[str], x, y, *, epochs: int = 30,
+             lr: float = 1e-3, seed: int = 0, progress=None) -> FloatMLP:
+    """Fine-tune ``model`` through ``spaces`` on ``(x, y)``; the float layers train too.
+
+    Returns the float model to convert with ``mpwn.from_float(result, spaces)``.
+    """
+    if len(spaces) != len(model.weights):
+        raise ValueError(f"the model has {len(model.weights)} layers but {len(spaces)} spaces "
+                         "were given")
+    m = MPWNMLP(model, spaces)
+    train_qat(m, np.asarray(x, dtype=np.float64), y, epochs=epochs, lr=lr, seed=seed,
+              teacher=model, progress=progress)
+    return m.to_float_model()
