@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rtl_gen.numerics.floatops import FloatFormat
 from sim.runner import (
     VERILATOR_ARGS,
     SimulatorError,
@@ -44,7 +45,14 @@ from sim.runner import (
     verilog_text,
 )
 
-__all__ = ["build_evaluator", "eval_binary_op"]
+__all__ = [
+    "build_evaluator",
+    "close_exponent_pairs",
+    "edge_codes",
+    "eval_binary_op",
+    "random_finite",
+    "subnormal_pairs",
+]
 
 #: The C++ driver: generic over the port types Verilator picks (8 to 64 bits).
 MAIN_CPP = r"""
@@ -252,3 +260,92 @@ def eval_binary_op(component, a, b, *, name: str | None = None,
         if widths["o"] <= np.iinfo(t).bits:
             return out.astype(t).reshape(av.shape)
     raise AssertionError(widths["o"])
+
+
+# --------------------------------------------------------------------------- float operands
+
+
+def _fields(fmt: FloatFormat, sign, exp, man) -> np.ndarray:
+    """Codes from field arrays (``uint64``)."""
+    return ((np.asarray(sign, dtype=np.uint64) << np.uint64(fmt.width - 1)) |
+            (np.asarray(exp, dtype=np.uint64) << np.uint64(fmt.man_bits)) |
+            np.asarray(man, dtype=np.uint64))
+
+
+def _random_fields(fmt: FloatFormat, n: int, rng: np.random.Generator):
+    sign = rng.integers(0, 2, n, dtype=np.uint64)
+    man = rng.integers(0, 1 << fmt.man_bits, n, dtype=np.uint64, endpoint=False) \
+        if fmt.man_bits else np.zeros(n, dtype=np.uint64)
+    return sign, man
+
+
+def random_finite(fmt: FloatFormat, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` uniformly random bit patterns of ``fmt``, the non-finite ones made finite.
+
+    An IEEE code with the all-ones exponent gets its lowest exponent bit cleared.
+    """
+    hi = np.uint64((1 << fmt.width) - 1) if fmt.width < 64 else np.iinfo(np.uint64).max
+    codes = rng.integers(0, hi, n, dtype=np.uint64, endpoint=True)
+    if fmt.ieee:
+        exp_mask = np.uint64(((1 << fmt.exp_bits) - 1) << fmt.man_bits)
+        top = (codes & exp_mask) == exp_mask
+        codes[top] ^= np.uint64(1 << fmt.man_bits)
+    return codes.astype(fmt.dtype)
+
+
+def close_exponent_pairs(fmt: FloatFormat, n: int, rng: np.random.Generator
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """Finite pairs whose exponents differ by at most 2 (cancellation in a sum).
+
+    A quarter of the pairs are ``(x, -x')`` with ``x'`` equal to ``x`` but for a few low
+    mantissa bits (massive cancellation), another quarter ``(x, -x)`` exactly.
+    """
+    a = random_finite(fmt, n, rng).astype(np.uint64)
+    exp = (a >> np.uint64(fmt.man_bits)) & np.uint64((1 << fmt.exp_bits) - 1)
+    eb = np.clip(exp.astype(np.int64) + rng.integers(-2, 3, n), 0, fmt.max_exp_field)
+    sign, man = _random_fields(fmt, n, rng)
+    b = _fields(fmt, sign, eb, man)
+    low = rng.integers(0, 1 << min(fmt.man_bits, 4), n, dtype=np.uint64) if fmt.man_bits \
+        else np.zeros(n, dtype=np.uint64)
+    neg = np.uint64(1 << (fmt.width - 1))
+    quarter = rng.integers(0, 4, n)
+    b = np.where(quarter == 0, (a ^ neg) ^ low, b)
+    b = np.where(quarter == 1, a ^ neg, b)
+    return a.astype(fmt.dtype), b.astype(fmt.dtype)
+
+
+def subnormal_pairs(fmt: FloatFormat, n: int, rng: np.random.Generator
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Finite pairs with subnormal or tiny operands, and products near the subnormal range.
+
+    ``a`` has an exponent field in ``0..3``, half the time 0; ``b`` is, by halves, also tiny
+    (sums of subnormals, products that underflow) or has an exponent that puts ``a * b``
+    around the smallest normal (products that round into or out of the subnormals).
+    """
+    sign_a, man_a = _random_fields(fmt, n, rng)
+    ea = np.where(rng.integers(0, 2, n) == 0, 0, rng.integers(0, 4, n))
+    a = _fields(fmt, sign_a, ea, man_a)
+    sign_b, man_b = _random_fields(fmt, n, rng)
+    tiny = rng.integers(0, 4, n)
+    # a * b has the biased exponent ~ ea + eb - bias (+ the leading zeros of a subnormal a).
+    target = fmt.bias - np.maximum(ea, 1) + rng.integers(-3, fmt.man_bits + 4, n)
+    eb = np.where(rng.integers(0, 2, n) == 0, tiny,
+                  np.clip(target, 0, fmt.max_exp_field))
+    b = _fields(fmt, sign_b, eb, man_b)
+    return a.astype(fmt.dtype), b.astype(fmt.dtype)
+
+
+def edge_codes(fmt: FloatFormat) -> np.ndarray:
+    """Edge-case codes of ``fmt``, both signs: zero, the smallest and largest subnormal, the
+    smallest normal, one and its neighbours, the largest finite value and its neighbour,
+    and for IEEE formats infinity, the canonical NaN and a signalling-pattern NaN."""
+    m_bits = fmt.man_bits
+    one = fmt.bias << m_bits if 0 < fmt.bias <= fmt.max_exp_field else 1 << m_bits
+    mags = {0, 1, 2, 3, (1 << m_bits) - 1, 1 << m_bits, (1 << m_bits) + 1, one, one + 1,
+            max(one - 1, 0), fmt.max_code, fmt.max_code - 1, (fmt.max_code >> 1) + 1}
+    if fmt.ieee:
+        mags |= {fmt.inf_code, fmt.inf_code | (1 << (m_bits - 1)), fmt.inf_code | 1}
+    mags = np.array(sorted(m for m in mags if 0 <= m <= (1 << (fmt.width - 1)) - 1),
+                    dtype=np.uint64)
+    codes = np.concatenate([mags, mags | np.uint64(1 << (fmt.width - 1))])
+    return codes.astype(fmt.dtype)
