@@ -190,9 +190,11 @@ def quantize(model_path, schemes, out, calibration, input_bits, act_bits, tr, na
 @main.command()
 @click.argument("bundle", type=click.Path(path_type=Path))
 def check(bundle):
-    """Validate a weight bundle and summarise its layers."""
+    """Validate a weight bundle (integer or float) and summarise its layers."""
     from .bundle import read_bundle
 
+    if _is_float_bundle(bundle):
+        return _check_float(bundle)
     net = read_bundle(bundle)
     rows = [{"layer": ly.name, "shape": f"{ly.out_features}x{ly.in_features}",
              "scheme": ly.scheme.name, "in": f"{'s' if ly.in_signed else 'u'}{ly.in_bits}",
@@ -202,6 +204,24 @@ def check(bundle):
             for ly in net.layers]
     click.echo(f"{bundle}: valid bundle {net.name!r}, input {net.input.features} x "
                f"{'s' if net.input.signed else 'u'}{net.input.bits}, {net.classes} outputs")
+    click.echo(_markdown_table(rows, [(k, k) for k in rows[0]]), nl=False)
+
+
+def _is_float_bundle(path) -> bool:
+    from .bundle import FLOAT_FORMAT_NAME, bundle_format
+    return bundle_format(path) == FLOAT_FORMAT_NAME
+
+
+def _check_float(bundle):
+    from .float_bundle import read_float_bundle
+
+    net = read_float_bundle(bundle)
+    rows = [{"layer": ly.name, "shape": f"{ly.out_features}x{ly.in_features}",
+             "space": ly.space, "bits/weight": ly.bits_per_weight,
+             "sparsity": ly.sparsity, "scale": "alpha" if ly.scale is not None else "",
+             "activation": ly.activation} for ly in net.layers]
+    click.echo(f"{bundle}: valid float bundle {net.name!r}, input {net.in_features} x fp32, "
+               f"{net.classes} outputs")
     click.echo(_markdown_table(rows, [(k, k) for k in rows[0]]), nl=False)
 
 
@@ -685,6 +705,11 @@ def verify(bundle, data, images, simulator, gap, stall, rows, cols, array_lanes,
     """
     from .bundle import read_bundle
     from .hw.network import plan_network
+    if _is_float_bundle(bundle):
+        if conventional or tr_k is not None or tr_s is not None:
+            raise click.UsageError("--conventional/--tr-k/--tr-s apply to term-revealing "
+                                   "bundles, not to a float bundle")
+        return _verify_float(bundle, data, images, simulator, gap, stall, cols)
     net = read_bundle(bundle)
     arrays = _arrays_for(net, rows=rows, cols=cols, lanes=array_lanes, multiplier=multiplier,
                          pipeline=pipeline)
@@ -712,6 +737,56 @@ def verify(bundle, data, images, simulator, gap, stall, rows, cols, array_lanes,
                f"golden model; {result['cycles']} cycles "
                f"({result['cycles'] / result['images']:.1f} per inference); layer cycles per "
                f"batch {result['layer_cycles']} (model {result['model_layer_cycles']})")
+
+
+def _verify_float(bundle, data, images, simulator, gap, stall, lanes):
+    """``verify`` for a float bundle: fp32 images through the float network engine."""
+    from .float_bundle import read_float_bundle
+
+    net = read_float_bundle(bundle)
+    x, _ = _float_eval_data(net, data)
+    x_bits = net.encode_input(x[:images] if images else x)
+    try:
+        from sim.runner import SimulationFailed, SimulatorError
+        from sim.verify import verify_float_network
+    except ImportError as e:
+        raise RtlGenError(f"simulation needs the 'sim' extra (pip install -e '.[sim]'): {e}") \
+            from None
+    click.echo(f"verifying {net.name}: {len(x_bits)} images through the generated Verilog "
+               f"({simulator}; building takes a minute or two the first time)...", err=True)
+    try:
+        result = verify_float_network(net, x_bits, lanes=lanes, simulator=simulator, gap=gap,
+                                      stall=stall)
+    except (SimulationFailed, SimulatorError) as e:
+        raise RtlGenError(str(e)) from None
+    click.echo(f"{net.name}: {result['images']} images, every fp32 logit and class equal to "
+               f"the golden model; {result['cycles']} cycles "
+               f"({result['cycles'] / result['images']:.1f} per inference); layer cycles "
+               f"{result['layer_cycles']} (model {result['model_layer_cycles']})")
+
+
+def _float_eval_data(net, data):
+    """Float inputs and labels for a float network: ``--data`` or the digits test split."""
+    if data is None:
+        if net.metadata.get("dataset") != "sklearn-digits":
+            raise RtlGenError(f"bundle {net.name!r} is not a digits model: give --data "
+                              "with arrays x (float inputs) and y (labels)")
+        from .datasets import digits
+        _, test = digits()
+        return test.x, test.y
+    try:
+        with np.load(data, allow_pickle=False) as z:
+            x, y = z["x"], z["y"]
+    except (OSError, ValueError, KeyError) as e:
+        raise RtlGenError(f"{data}: expected an .npz with arrays x and y ({e})") from None
+    if x.ndim != 2 or x.shape[1] != net.in_features or len(y) != len(x):
+        raise RtlGenError(f"{data}: x must be (n, {net.in_features}) and y (n,), not "
+                          f"{x.shape} and {y.shape}")
+    try:
+        net.encode_input(x)
+    except ValueError as e:
+        raise RtlGenError(f"{data}: {e}") from None
+    return x, y
 
 
 @main.command()
@@ -819,9 +894,18 @@ def synth(bundle, device_name, fmax, rows, cols, array_lanes, multiplier):
     from .bundle import read_bundle
     from .flow.synth import component_verilog, place_and_route
     from .flow.synth import synth as run_synth
-    net = read_bundle(bundle)
-    engine = _network_engine(net, _arrays_for(net, rows=rows, cols=cols, lanes=array_lanes,
-                                              multiplier=multiplier))
+    if _is_float_bundle(bundle):
+        from .float_bundle import read_float_bundle
+        from .hw.float_layer import FloatNetworkEngine
+        net = read_float_bundle(bundle)
+        try:
+            engine = FloatNetworkEngine(net, cols)
+        except ValueError as e:
+            raise RtlGenError(f"cannot generate {net.name!r}: {e}") from None
+    else:
+        net = read_bundle(bundle)
+        engine = _network_engine(net, _arrays_for(net, rows=rows, cols=cols,
+                                                  lanes=array_lanes, multiplier=multiplier))
     top = f"net_{net.name}".replace("-", "_")
     click.echo(f"synthesizing {net.name} for {device_name} (a minute or two)...", err=True)
     verilog = component_verilog(engine, top)
@@ -832,7 +916,8 @@ def synth(bundle, device_name, fmax, rows, cols, array_lanes, multiplier):
     if fmax:
         pnr = place_and_route(verilog, top, device_name)
         row["Fmax MHz"] = f"{pnr.fmax:.1f}"
-        row["inferences/s"] = f"{pnr.fmax * 1e6 * engine.rows / engine.interval:,.0f}"
+        batch = getattr(engine, "rows", 1)  # a float network takes one image at a time
+        row["inferences/s"] = f"{pnr.fmax * 1e6 * batch / engine.interval:,.0f}"
     click.echo(_markdown_table([row], [(k, k) for k in row]), nl=False)
 
 

@@ -104,3 +104,19 @@ def test_mpwn_finetunes_through_the_weight_spaces(tmp_path):
     assert not np.array_equal(ptq.layers[0].codes, got.layers[0].codes)  # it did train
     acc = mpwn.accuracy(want, want.encode_input(test.x), test.y)
     assert f"| ternary/binary | {100 * acc:.2f}% |" in r.stdout
+
+
+def test_check_and_verify_options_on_a_float_bundle(tmp_path):
+    r = invoke("mpwn", "--spaces", "ternary,float", "--finetune", "0", "--out", tmp_path / "b")
+    assert r.exit_code == 0, r.output
+    r = invoke("check", tmp_path / "b")
+    assert r.exit_code == 0, r.output
+    assert "valid float bundle 'b', input 64 x fp32, 10 outputs" in r.stdout
+    net = read_float_bundle(tmp_path / "b")
+    assert f"| fc1 | 32x64 | ternary | 2 | {100 * net.layers[0].sparsity:.2f}% | alpha | relu |" \
+        in r.stdout
+    r = invoke("verify", "--bundle", tmp_path / "b", "--conventional")
+    assert r.exit_code == 2 and "not to a float bundle" in r.stderr
+    (tmp_path / "b" / "fc2.bias.npy").unlink()
+    r = invoke("check", tmp_path / "b")
+    assert r.exit_code == 1 and "fc2.bias.npy: layer 'fc2': field 'bias': missing" in r.stderr
