@@ -114,9 +114,17 @@ def _round_pack(m: Module, n: Value, top_exp: Value, sticky_in: Value, fmt: Floa
     if underflow:  # below the subnormal binade: shift right, collecting a sticky bit
         rshift = Signal(range(width + 1), name="rshift")
         m.d.comb += rshift.eq(Mux(t < 1 - width, width, Mux(t < 1, 1 - t, 0)))
-        shifted = Cat(Const(0, width), norm) >> rshift
-        norm = shifted[width:]
-        sticky = sticky | shifted[:width].any()
+        # The bits that end below the round bit are those under rshift + width - M - 2:
+        # one prefix OR and a bit select instead of a double-width shifter.
+        below = [Const(0, 1)]  # below[i] = norm[:i].any()
+        for i in range(width):
+            below.append(below[-1] | norm[i])
+        cut = Signal(range(2 * width + 1), name="cut")
+        m.d.comb += cut.eq(rshift + (width - m_bits - 2))
+        sticky = sticky | Cat(*below).bit_select(Mux(cut > width, width, cut), 1)
+        shifted = Signal(width, name="shifted")
+        m.d.comb += shifted.eq(norm >> rshift)
+        norm = shifted
     frac = norm[width - m_bits - 1:width - 1]
     round_bit = norm[width - m_bits - 2]
     sticky = sticky | norm[:width - m_bits - 2].any()
