@@ -656,13 +656,31 @@ def _generate_network(bundle, out, name, **options):
     from .bundle import read_bundle
     from .hw.verilog import to_verilog
 
-    net = read_bundle(bundle)
-    engine = _network_engine(net, _arrays_for(net, **options))
+    float_net = _is_float_bundle(bundle)
+    if float_net:
+        from .float_bundle import read_float_bundle
+        from .hw.float_layer import FloatNetworkEngine
+        net = read_float_bundle(bundle)
+        try:
+            engine = FloatNetworkEngine(net, options.get("cols"))
+        except ValueError as e:
+            raise RtlGenError(f"cannot generate {net.name!r}: {e}") from None
+    else:
+        net = read_bundle(bundle)
+        engine = _network_engine(net, _arrays_for(net, **options))
     name = name or f"net_{net.name}".replace("-", "_")
     if not name.isidentifier():
         raise click.BadParameter(f"{name!r} is not a Verilog identifier", param_hint="--name")
     out = out or Path(f"{name}.v")
     _write_atomic(out, to_verilog(engine, name))
+    if float_net:
+        rows = [{"layer": ly.name, "space": ly.space, "shape": f"{ly.out_features}x"
+                 f"{ly.in_features}", "lanes": c, "cycles": t.batch_cycles,
+                 "interval": t.interval}
+                for ly, c, t in zip(net.layers, engine.lanes, engine.timings, strict=True)]
+        click.echo(f"{out}: module {name}, {len(net.layers)} float layers (fp32 activations)")
+        click.echo(_markdown_table(rows, [(k, k) for k in rows[0]]), nl=False)
+        return
     click.echo(f"{out}: module {name}, {len(net.layers)} layers, batch of {engine.rows}")
     click.echo(_network_table(net, engine), nl=False)
 

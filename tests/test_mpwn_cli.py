@@ -120,3 +120,15 @@ def test_check_and_verify_options_on_a_float_bundle(tmp_path):
     (tmp_path / "b" / "fc2.bias.npy").unlink()
     r = invoke("check", tmp_path / "b")
     assert r.exit_code == 1 and "fc2.bias.npy: layer 'fc2': field 'bias': missing" in r.stderr
+
+
+def test_generate_a_float_bundle(tmp_path):
+    assert invoke("mpwn", "--spaces", "binary,float", "--finetune", "0",
+                  "--out", tmp_path / "b").exit_code == 0
+    r = invoke("generate", "--bundle", tmp_path / "b", "--cols", "4", "-o", tmp_path / "a.v")
+    assert r.exit_code == 0, r.output
+    assert "| fc1 | binary | 32x64 | 4 |" in r.stdout
+    text = (tmp_path / "a.v").read_text()
+    assert "module net_b(" in text
+    invoke("generate", "--bundle", tmp_path / "b", "--cols", "4", "-o", tmp_path / "c.v")
+    assert (tmp_path / "c.v").read_text() == text
