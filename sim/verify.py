@@ -20,7 +20,7 @@ from rtl_gen.hw.verilog import to_verilog
 from rtl_gen.network import Network
 from sim import runner
 
-__all__ = ["verify_board", "verify_network"]
+__all__ = ["verify_board", "verify_float_network", "verify_network"]
 
 
 def verify_network(net: Network, x_int, *, arrays=None, simulator: str = "verilator",
@@ -142,4 +142,76 @@ def verify_board(net: Network, x_int, *, arrays=None, simulator: str = "verilato
         built.run("sim.board_tb", params=params, tag=f"{top}-board")
         result = json.loads(result_file.read_text())
     result["build"] = str(built.build_dir)
+    return result
+
+
+#: Verilator options of the float networks: the C++ of their flattened floating-point units
+#: is tens of megabytes, which ``-Os`` takes many minutes to compile and ``-O0`` seconds (a
+#: later ``-O`` wins over the makefile's ``OPT_FAST``).
+FLOAT_VERILATOR_ARGS = ("-CFLAGS", "-O0")
+
+
+def verify_float_network(net, x_bits, *, lanes=None, simulator: str = "verilator",
+                         gap: float = 0.0, stall: float = 0.0, seed: int = 0,
+                         cache_dir=None) -> dict:
+    """Run every image of ``x_bits`` through a float network's generated Verilog
+    (:class:`~rtl_gen.hw.float_layer.FloatNetworkEngine`, testbench
+    :mod:`sim.float_network_tb`).
+
+    Parameters
+    ----------
+    net:
+        The :class:`~rtl_gen.mpwn.FloatNetwork`.
+    x_bits:
+        Inputs as fp32 bit patterns, ``(images, in_features)``.
+    lanes:
+        Lanes per layer (one integer or one per layer; default
+        :data:`~rtl_gen.hw.float_layer.DEFAULT_FLOAT_LANES`).
+    simulator, gap, stall, seed, cache_dir:
+        As for :func:`verify_network`.
+
+    Returns
+    -------
+    dict
+        ``images``, ``classes`` and ``logits`` (fp32 bit patterns) as the hardware gave
+        them, ``cycles`` (first input accepted to last logit, both counted),
+        ``layer_cycles`` (measured), ``model_layer_cycles``, ``interval`` (model, cycles
+        between images), ``lanes``, ``build`` (the build folder).
+
+    Raises
+    ------
+    sim.runner.SimulationFailed
+        When a logit's bit pattern, a class or (without stalls) a layer's cycle count
+        differs from :func:`rtl_gen.mpwn.forward`, :func:`rtl_gen.mpwn.predict` or the
+        cycle model.
+    sim.runner.SimulatorError
+        When the simulator is missing or the build fails.
+    """
+    from rtl_gen import mpwn
+    from rtl_gen.hw.float_layer import FloatNetworkEngine
+
+    x_bits = np.asarray(x_bits)
+    if x_bits.ndim != 2 or x_bits.dtype.kind not in "iu":
+        raise ValueError(f"x_bits must be a 2-D integer array of fp32 bit patterns, not "
+                         f"{x_bits.dtype} {x_bits.shape}")
+    x_bits = x_bits.astype(np.uint32)
+    engine = FloatNetworkEngine(net, lanes)
+    top = f"fnet_{net.name}".replace("-", "_")
+    built = runner.build(to_verilog(engine, top), top, simulator=simulator,
+                         cache_dir=cache_dir,
+                         build_args=FLOAT_VERILATOR_ARGS if simulator == "verilator" else ())
+    with tempfile.TemporaryDirectory() as tmp:
+        result_file = Path(tmp) / "result.json"
+        params = {
+            "inputs": x_bits.astype(np.int64).tolist(),
+            "logits": mpwn.forward(net, x_bits).astype(np.int64).tolist(),
+            "classes": mpwn.predict(net, x_bits).tolist(),
+            "layer_cycles": [t.batch_cycles for t in engine.timings],
+            "gap": gap, "stall": stall, "seed": seed,
+            "result_file": str(result_file),
+        }
+        built.run("sim.float_network_tb", params=params, tag=f"{top}-g{gap}-s{stall}")
+        result = json.loads(result_file.read_text())
+    result.update(model_layer_cycles=params["layer_cycles"], interval=engine.interval,
+                  lanes=list(engine.lanes), build=str(built.build_dir))
     return result
