@@ -1,0 +1,183 @@
+"""MPWN and reduced-float weights on the digits MLP: accuracy, ASB, resources, cycles.
+
+For every per-layer assignment of weight spaces (float, binary, ternary: all ``3^2`` of the
+64-32-10 MLP, each fine-tuned through its spaces for ``--epochs`` epochs, as
+:func:`rtl_gen.mpwn_train.finetune`), and for the smallest reduced-float weight format within
+0.5 point of fp32:
+
+* accuracy on the digits test split (golden model, fp32), sparsity, weight bits (MPWN's count:
+  float 16, ternary 2, binary 1) and the ASB score;
+* the float network engine (:class:`rtl_gen.hw.float_layer.FloatNetworkEngine`, 4 lanes per
+  layer, fp32 activations and accumulation) synthesized by Yosys for the LFE5U-85F: LUT4, FF
+  and DSP with multipliers in DSPs, and (with ``--nodsp``) LUT4 with every multiplier in
+  the fabric; cycles per inference (latency) and between images from the cycle model that
+  the cocotb tests hold the hardware to;
+* the ratios of the all-fp32 network's resources to each assignment's (the MPWN paper
+  reports 1.68-4.89x fewer FPGA resources than fp32).
+
+The reduced-float sweep prints accuracy against total weight bits for ``E`` around the
+recommended exponent width and ``M = 0..7``.
+
+Run ``python benchmarks/mpwn.py [--jobs N] [--epochs 30] [--fmax] [--nodsp] [--out DIR]``: it prints
+Markdown tables and writes ``mpwn.md`` and ``mpwn.json`` into ``--out`` (default
+``benchmarks/results``).  Synthesis results are cached under ``build/flow``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import itertools
+import json
+import sys
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from rtl_gen import mpwn
+from rtl_gen.datasets import digits
+from rtl_gen.defaults import FLOAT_MODEL_NAME, WEIGHTS_DIR
+from rtl_gen.float_model import load_float_model
+from rtl_gen.flow.synth import (
+    DEFAULT_WORKDIR,
+    FlowError,
+    component_verilog,
+    place_and_route,
+    synth,
+    tool_versions,
+)
+from rtl_gen.hw.float_layer import FloatNetworkEngine, float_network_interval, layer_timing
+
+RESULTS = Path(__file__).parent / "results"
+DEVICE = "ecp5-85f"
+LANES = 4
+TOLERANCE = 0.005
+
+
+def measure(net: mpwn.FloatNetwork, workdir: Path, fmax: bool, nodsp: bool) -> dict:
+    engine = FloatNetworkEngine(net, LANES)
+    top = f"fnet_{net.name}".replace("-", "_").replace("/", "_")
+    verilog = component_verilog(engine, top)
+    try:
+        s = synth(verilog, top, DEVICE, workdir=workdir)
+        out = {"lut4": s.lut4 + 2 * s.carry, "carry": s.carry, "ff": s.ff, "dsp": s.dsp,
+               "bram": s.bram}
+        if nodsp:
+            lut_only = synth(verilog, top, DEVICE, workdir=workdir, dsp=False, pack=False)
+            out["lut4_nodsp"] = lut_only.lut4 + 2 * lut_only.carry
+        if fmax:
+            out["fmax"] = round(place_and_route(verilog, top, DEVICE, workdir=workdir).fmax, 1)
+        return out
+    except FlowError as e:
+        return {"error": str(e).splitlines()[0]}
+
+
+def ratio(ref, v) -> str:
+    if ref is None or v is None:
+        return ""
+    return f"{ref / v:.2f}x" if v else ("= (0)" if ref == 0 else "no DSP")
+
+
+def markdown(rows: list[dict]) -> str:
+    ref = next(r for r in rows if r["spaces"] == "float/float")["hw"]
+    head = ("| weight spaces | accuracy | sparsity | weight bits | ASB | LUT4 | FF | DSP | "
+            "LUT4 (no DSP) | cycles / inference | interval | fp32 / this: LUT4 | FF | DSP | "
+            "LUT4 (no DSP) |")
+    lines = [head, "|" + "---|" * 15]
+    for r in rows:
+        hw = r["hw"]
+        if "error" in hw:
+            lines.append(f"| {r['spaces']} | {hw['error']} |")
+            continue
+        cells = [r["spaces"], f"{100 * r['accuracy']:.2f}%", f"{100 * r['sparsity']:.1f}%",
+                 r["bits"], f"{r['asb']:.4f}", hw["lut4"], hw["ff"], hw["dsp"],
+                 hw.get("lut4_nodsp", ""), r["latency"], r["interval"],
+                 ratio(ref.get("lut4"), hw["lut4"]), ratio(ref.get("ff"), hw["ff"]),
+                 ratio(ref.get("dsp"), hw["dsp"]),
+                 ratio(ref.get("lut4_nodsp"), hw.get("lut4_nodsp"))]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def sweep_markdown(rows: list[dict]) -> str:
+    lines = ["| format | weight bits | accuracy | Δ vs fp32 (points) |", "|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['format']} | {r['bits']} | {100 * r['accuracy']:.2f}% | "
+                     f"{100 * (r['accuracy'] - r['fp32_accuracy']):+.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=1, help="parallel synthesis runs")
+    parser.add_argument("--epochs", type=int, default=30,
+                        help="fine-tuning epochs per assignment (0: post-training only)")
+    parser.add_argument("--fmax", action="store_true", help="also place and route (Fmax)")
+    parser.add_argument("--nodsp", action="store_true",
+                        help="also synthesize with every multiplier in LUT4s")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
+    args = parser.parse_args(argv)
+    if args.epochs < 0 or args.jobs < 1:
+        parser.error("--epochs must be >= 0 and --jobs >= 1")
+    start = time.time()
+    model = load_float_model(WEIGHTS_DIR / FLOAT_MODEL_NAME)
+    train, test = digits()
+    if args.epochs:
+        from rtl_gen.mpwn_train import finetune
+
+    nets, rows = [], []
+    assignments = list(itertools.product(mpwn.MPWN_SPACES, repeat=len(model.weights)))
+    for spaces in tqdm(assignments, desc="fine-tuning", file=sys.stderr):
+        src = finetune(model, spaces, train.x, train.y, epochs=args.epochs) \
+            if args.epochs else model
+        nets.append(mpwn.from_float(src, spaces, name="-".join(spaces)))
+    sweep_e = mpwn.recommend_format(model)
+    sweep = mpwn.reduced_float_sweep(model, test.x, test.y,
+                                     exp_bits=[e for e in (sweep_e - 1, sweep_e, sweep_e + 1)
+                                               if e >= 1], man_bits=range(8))
+    best = next(r for r in sweep if r["accuracy"] >= r["fp32_accuracy"] - TOLERANCE - 1e-12)
+    nets.append(mpwn.reduced_float_network(model, best["exp_bits"], best["man_bits"]))
+    for net in nets:
+        x = net.encode_input(test.x)
+        timings = [layer_timing(layer, LANES) for layer in net.layers]
+        rows.append(dict(mpwn.score(net, x, test.y),
+                         latency=sum(t.batch_cycles for t in timings),
+                         interval=float_network_interval(timings, net.in_features)))
+    with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        jobs = {pool.submit(measure, net, args.workdir, args.fmax, args.nodsp): row
+                for net, row in zip(nets, rows, strict=True)}
+        for fut in tqdm(concurrent.futures.as_completed(jobs), total=len(jobs),
+                        desc="synthesis", file=sys.stderr):
+            jobs[fut]["hw"] = fut.result()
+    mp_rows = sorted(rows[:-1], key=lambda r: -r["asb"]) + rows[-1:]
+    table = markdown(mp_rows)
+    sweep_table = sweep_markdown(sweep)
+    summary = (f"recommended exponent width {sweep_e}; smallest format within "
+               f"{100 * TOLERANCE:.1f} point of fp32 ({100 * best['fp32_accuracy']:.2f}%): "
+               f"{best['format']}, {best['bits']} bits, {100 * best['accuracy']:.2f}%\n")
+    print(table + "\n" + sweep_table + "\n" + summary, end="")
+    args.out.mkdir(parents=True, exist_ok=True)
+    note = ("# MPWN and reduced-float weights: accuracy, ASB, resources, cycles\n\n"
+            f"Generated by `python benchmarks/mpwn.py --epochs {args.epochs}`: the digits "
+            f"MLP 64-32-10, every weight-space assignment fine-tuned {args.epochs} epochs "
+            "through its spaces, accuracy on the 360 test images (golden model, fp32); "
+            f"float network engine with {LANES} lanes per layer synthesized by Yosys for the "
+            "LFE5U-85F (LUT4/FF/DSP with DSP multipliers; \"no DSP\", when measured: every "
+            "multiplier in LUT4s; each CCU2C carry cell counted as the 2 LUT4 it holds); "
+            "cycles from the cycle model the cocotb tests hold the hardware to. The last row "
+            "is the smallest reduced-float weight format within 0.5 point of fp32 (no "
+            "fine-tuning).\n\n")
+    (args.out / "mpwn.md").write_text(note + table + "\n## Reduced-float sweep\n\n"
+                                      + sweep_table + "\n" + summary)
+    (args.out / "mpwn.json").write_text(json.dumps(
+        {"rows": mp_rows, "sweep": sweep, "recommended_exp_bits": sweep_e, "best": best,
+         "epochs": args.epochs, "lanes": LANES, "device": DEVICE, "tools": tool_versions(),
+         "seconds": round(time.time() - start)}, indent=1) + "\n")
+    print(f"\n{len(rows)} networks in {time.time() - start:.0f} s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
