@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from amaranth.hdl import Fragment
 
 from rtl_gen.hw.fpu import LATENCY, FloatAdd, FloatMul
 from rtl_gen.numerics.floatops import BINARY32, FloatFormat, fadd, fmul
@@ -61,10 +62,13 @@ def test_latency_and_ports():
     assert LATENCY == FloatMul.LATENCY == FloatAdd.LATENCY == 0
     unit = FloatMul(BINARY32, E4M3)
     assert (len(unit.a), len(unit.b), len(unit.o)) == (32, 8, 32)
+    Fragment.get(unit, None)  # elaborated: not left behind as an unused elaboratable
     with pytest.raises(ValueError, match="cannot hold"):
         FloatMul(E4M3, BINARY32.__class__(5, 2))
+    add = FloatAdd(E4M3)
     with pytest.raises(ValueError, match="do not fit port b"):
-        eval_binary_op(FloatAdd(E4M3), [1], [256])
+        eval_binary_op(add, [1], [256])
+    Fragment.get(add, None)
 
 
 @pytest.mark.slow

@@ -182,7 +182,11 @@ class FloatMul(wiring.Component):
     def __init__(self, fmt: FloatFormat, b_fmt: FloatFormat | None = None):
         from ..numerics.floatops import fmul
 
-        fmul(0, 0, fmt, b_fmt)  # validates both formats with the model's messages
+        try:
+            fmul(0, 0, fmt, b_fmt)  # validates both formats with the model's messages
+        except ValueError:
+            self._MustUse__used = True  # a refused unit is not an unused one
+            raise
         self.fmt = fmt
         self.b_fmt = fmt if b_fmt is None else b_fmt
         super().__init__({"a": In(fmt.width), "b": In(self.b_fmt.width),
@@ -224,7 +228,11 @@ class FloatAdd(wiring.Component):
     def __init__(self, fmt: FloatFormat):
         from ..numerics.floatops import fadd
 
-        fadd(0, 0, fmt)  # validates the format with the model's message
+        try:
+            fadd(0, 0, fmt)  # validates the format with the model's message
+        except ValueError:
+            self._MustUse__used = True  # a refused unit is not an unused one
+            raise
         self.fmt = fmt
         super().__init__({"a": In(fmt.width), "b": In(fmt.width), "o": Out(fmt.width)})
 
