@@ -472,8 +472,10 @@ def read_bundle(path) -> Network:
 
 
 class _Reader:
-    #: The ``format`` this reader accepts.
+    #: The ``format`` this reader accepts, its versions and its manifest validator.
     format_name = FORMAT_NAME
+    supported_versions = SUPPORTED_VERSIONS
+    validator = _VALIDATOR
 
     def __init__(self, root: Path):
         self.root = root
@@ -487,16 +489,7 @@ class _Reader:
     # -- the steps ---------------------------------------------------------------------------
 
     def read(self) -> Network:
-        root = self.root
-        if not (root.exists() or root.is_symlink()):
-            self.fail("no such bundle folder", file=str(root))
-        if not root.is_dir():
-            self.fail("is not a folder (a bundle is a folder holding manifest.json and .npy "
-                      "files)", file=str(root))
-        self.real_root = root.resolve()
-        m = self.load_manifest()
-        self.check_header(m)
-        self.check_schema(m)
+        m = self.open_manifest()
         m["input"]["scale"] = self.scale(m["input"]["scale"], None, "input.scale")
         layers_m = m["layers"]
         prev = (m["input"]["features"], m["input"]["bits"], m["input"]["signed"], "the input")
@@ -508,6 +501,20 @@ class _Reader:
             arrays.append(self.load_layer_arrays(lm, scheme))
             prev = (lm["out_features"], lm["out_bits"], False, f"layer {lm['name']!r}")
         return self.build(m, arrays)
+
+    def open_manifest(self) -> dict:
+        """The folder, then its manifest: read, header (format, version) and schema."""
+        root = self.root
+        if not (root.exists() or root.is_symlink()):
+            self.fail("no such bundle folder", file=str(root))
+        if not root.is_dir():
+            self.fail("is not a folder (a bundle is a folder holding manifest.json and .npy "
+                      "files)", file=str(root))
+        self.real_root = root.resolve()
+        m = self.load_manifest()
+        self.check_header(m)
+        self.check_schema(m)
+        return m
 
     def load_manifest(self) -> dict:
         mpath = self.root / MANIFEST_NAME
@@ -550,17 +557,17 @@ class _Reader:
             self.fail(f"is not an rtl_gen weight bundle manifest of this kind: format must "
                       f"be {self.format_name!r}, not {fmt!r}{hint}", field="format")
         version = m.get("version")
-        supported = ", ".join(str(v) for v in SUPPORTED_VERSIONS)
+        supported = ", ".join(str(v) for v in self.supported_versions)
         if "version" not in m:
             self.fail(f"is missing; this reader supports version {supported}",
                       field="version")
         if (not isinstance(version, int) or isinstance(version, bool)
-                or version not in SUPPORTED_VERSIONS):
+                or version not in self.supported_versions):
             self.fail(f"{version!r} is not supported; this reader supports version "
                       f"{supported} (a newer rtl_gen may read it)", field="version")
 
     def check_schema(self, m: dict) -> None:
-        error = jsonschema.exceptions.best_match(_VALIDATOR.iter_errors(m))
+        error = jsonschema.exceptions.best_match(self.validator.iter_errors(m))
         if error is not None:
             layer, field, message = _schema_error_parts(error, m)
             self.fail(message, layer=layer, field=field)

@@ -225,7 +225,24 @@ def _check_float(bundle):
     click.echo(_markdown_table(rows, [(k, k) for k in rows[0]]), nl=False)
 
 
-def _evaluation_data(net, data):
+def _data_file(data, features: int):
+    """``x`` (float inputs, ``(n, features)``, finite) and ``y`` from a ``.npz`` file."""
+    try:
+        with np.load(data, allow_pickle=False) as z:
+            x, y = z["x"], z["y"]
+    except (OSError, ValueError, KeyError) as e:
+        raise RtlGenError(f"{data}: expected an .npz with arrays x and y ({e})") from None
+    if x.ndim != 2 or x.shape[1] != features or y.shape != (len(x),):
+        raise RtlGenError(f"{data}: x must be (n, {features}) and y (n,), not "
+                          f"{x.shape} and {y.shape}")
+    if x.dtype.kind not in "fiu" or not np.isfinite(x).all():
+        raise RtlGenError(f"{data}: x must hold finite numbers")
+    return x, y
+
+
+def _evaluation_data(net, data, features: int | None = None):
+    """``--data`` or, for a bundle made from the digits, the digits test split.  ``features``
+    defaults to an integer network's input width."""
     if data is None:
         if net.metadata.get("dataset") != "sklearn-digits":
             raise RtlGenError(f"bundle {net.name!r} is not a digits model: give --data "
@@ -233,15 +250,7 @@ def _evaluation_data(net, data):
         from .datasets import digits
         _, test = digits()
         return test.x, test.y
-    try:
-        with np.load(data, allow_pickle=False) as z:
-            x, y = z["x"], z["y"]
-    except (OSError, ValueError, KeyError) as e:
-        raise RtlGenError(f"{data}: expected an .npz with arrays x and y ({e})") from None
-    if x.ndim != 2 or x.shape[1] != net.input.features or len(y) != len(x):
-        raise RtlGenError(f"{data}: x must be (n, {net.input.features}) and y (n,), not "
-                          f"{x.shape} and {y.shape}")
-    return x, y
+    return _data_file(data, net.input.features if features is None else features)
 
 
 @main.command()
@@ -762,8 +771,11 @@ def _verify_float(bundle, data, images, simulator, gap, stall, lanes):
     from .float_bundle import read_float_bundle
 
     net = read_float_bundle(bundle)
-    x, _ = _float_eval_data(net, data)
-    x_bits = net.encode_input(x[:images] if images else x)
+    x, _ = _evaluation_data(net, data, net.in_features)
+    try:
+        x_bits = net.encode_input(x[:images] if images else x)
+    except ValueError as e:
+        raise RtlGenError(f"{data}: {e}") from None
     try:
         from sim.runner import SimulationFailed, SimulatorError
         from sim.verify import verify_float_network
@@ -781,30 +793,6 @@ def _verify_float(bundle, data, images, simulator, gap, stall, lanes):
                f"the golden model; {result['cycles']} cycles "
                f"({result['cycles'] / result['images']:.1f} per inference); layer cycles "
                f"{result['layer_cycles']} (model {result['model_layer_cycles']})")
-
-
-def _float_eval_data(net, data):
-    """Float inputs and labels for a float network: ``--data`` or the digits test split."""
-    if data is None:
-        if net.metadata.get("dataset") != "sklearn-digits":
-            raise RtlGenError(f"bundle {net.name!r} is not a digits model: give --data "
-                              "with arrays x (float inputs) and y (labels)")
-        from .datasets import digits
-        _, test = digits()
-        return test.x, test.y
-    try:
-        with np.load(data, allow_pickle=False) as z:
-            x, y = z["x"], z["y"]
-    except (OSError, ValueError, KeyError) as e:
-        raise RtlGenError(f"{data}: expected an .npz with arrays x and y ({e})") from None
-    if x.ndim != 2 or x.shape[1] != net.in_features or len(y) != len(x):
-        raise RtlGenError(f"{data}: x must be (n, {net.in_features}) and y (n,), not "
-                          f"{x.shape} and {y.shape}")
-    try:
-        net.encode_input(x)
-    except ValueError as e:
-        raise RtlGenError(f"{data}: {e}") from None
-    return x, y
 
 
 @main.command()
@@ -1100,16 +1088,7 @@ def _float_model_and_data(model_path, data):
         from .datasets import digits
         _, test = digits()
         return model, test.x, test.y
-    try:
-        with np.load(data, allow_pickle=False) as z:
-            x, y = z["x"], z["y"]
-    except (OSError, ValueError, KeyError) as e:
-        raise RtlGenError(f"{data}: expected an .npz with arrays x and y ({e})") from None
-    if x.ndim != 2 or x.shape[1] != model.in_features or y.shape != (len(x),):
-        raise RtlGenError(f"{data}: x must be (n, {model.in_features}) and y (n,), not "
-                          f"{x.shape} and {y.shape}")
-    if not np.isfinite(x).all():
-        raise RtlGenError(f"{data}: x holds NaN or infinite values")
+    x, y = _data_file(data, model.in_features)
     return model, x, y
 
 

@@ -34,7 +34,6 @@ from .bundle import (
     _json_value,
     _little_endian,
     _Reader,
-    _schema_error_parts,
     write_folder,
 )
 from .errors import BundleError, SpecError
@@ -163,24 +162,11 @@ def read_float_bundle(path) -> FloatNetwork:
 
 class _FloatReader(_Reader):
     format_name = FLOAT_FORMAT_NAME
+    supported_versions = _SUPPORTED
+    validator = _VALIDATOR
 
     def read(self) -> FloatNetwork:
-        root = self.root
-        if not (root.exists() or root.is_symlink()):
-            self.fail("no such bundle folder", file=str(root))
-        if not root.is_dir():
-            self.fail("is not a folder (a bundle is a folder holding manifest.json and .npy "
-                      "files)", file=str(root))
-        self.real_root = root.resolve()
-        m = self.load_manifest()
-        self.check_header(m)
-        if m.get("version") not in _SUPPORTED:
-            self.fail(f"{m.get('version')!r} is not supported; this reader supports version "
-                      f"{', '.join(map(str, _SUPPORTED))}", field="version")
-        error = jsonschema.exceptions.best_match(_VALIDATOR.iter_errors(m))
-        if error is not None:
-            layer, field, message = _schema_error_parts(error, m)
-            self.fail(message, layer=layer, field=field)
+        m = self.open_manifest()
         layers = []
         features = m["input"]["features"]
         for lm in m["layers"]:

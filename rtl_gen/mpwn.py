@@ -43,6 +43,7 @@ import numpy as np
 
 from .errors import SpecError
 from .float_model import FloatMLP
+from .network import check_layer_name
 from .numerics.minifloat import (
     MPWN_BITS,
     MinifloatFormat,
@@ -57,6 +58,7 @@ __all__ = [
     "FloatLayer",
     "FloatNetwork",
     "accuracy",
+    "encode_input",
     "float_key",
     "forward",
     "from_float",
@@ -165,11 +167,7 @@ class FloatLayer:
     float_bias: np.ndarray | None = None
 
     def __post_init__(self):
-        name = self.name
-        if not isinstance(name, str) or not name or not all(
-                c.isalnum() or c in "_-" for c in name):
-            raise SpecError("name", f"must be a non-empty word of letters, digits, '_' or "
-                            f"'-', not {name!r}")
+        name = check_layer_name(self.name)
         try:
             fmt = parse_space(self.space)
         except ValueError as e:
@@ -294,25 +292,29 @@ class FloatNetwork:
         return tuple(layer.space for layer in self.layers)
 
     def encode_input(self, x) -> np.ndarray:
-        """Float inputs ``(batch, in_features)`` → fp32 bit patterns (uint32).
+        """Float inputs ``(batch, in_features)`` → fp32 bit patterns (:func:`encode_input`)."""
+        return encode_input(x, self.in_features)
 
-        Raises
-        ------
-        ValueError
-            For a wrong shape or NaN/infinite values (the message gives the first index).
-        """
-        xa = np.asarray(x, dtype=np.float64)
-        if xa.ndim != 2 or xa.shape[1] != self.in_features:
-            raise ValueError(f"inputs must have shape (batch, {self.in_features}), not "
-                             f"{xa.shape}")
-        with np.errstate(over="ignore"):
-            bits = xa.astype(np.float32)
-        bad = ~np.isfinite(bits)
-        if bad.any():
-            raise ValueError(f"inputs hold {int(bad.sum())} NaN or infinite value(s) (or "
-                             f"values beyond fp32), first at index "
-                             f"{tuple(int(i) for i in np.argwhere(bad)[0])}")
-        return bits.view(np.uint32)
+
+def encode_input(x, features: int) -> np.ndarray:
+    """Float inputs ``(batch, features)`` → fp32 bit patterns (uint32).
+
+    Raises
+    ------
+    ValueError
+        For a wrong shape or NaN/infinite values (the message gives the first index).
+    """
+    xa = np.asarray(x, dtype=np.float64)
+    if xa.ndim != 2 or xa.shape[1] != features:
+        raise ValueError(f"inputs must have shape (batch, {features}), not {xa.shape}")
+    with np.errstate(over="ignore"):
+        bits = xa.astype(np.float32)
+    bad = ~np.isfinite(bits)
+    if bad.any():
+        raise ValueError(f"inputs hold {int(bad.sum())} NaN or infinite value(s) (or "
+                         f"values beyond fp32), first at index "
+                         f"{tuple(int(i) for i in np.argwhere(bad)[0])}")
+    return bits.view(np.uint32)
 
 
 # -- the golden model -------------------------------------------------------------------------
@@ -486,7 +488,7 @@ def search(model: FloatMLP, x, labels, *, method: str = "auto", trials: int = 10
         method = "exhaustive" if len(MPWN_SPACES) ** n <= exhaustive_limit else "tpe"
     if method not in ("exhaustive", "tpe"):
         raise ValueError(f"unknown search method {method!r}: use auto, exhaustive or tpe")
-    x_bits = FloatNetwork.encode_input(from_float(model, ["float"] * n), x)
+    x_bits = encode_input(x, model.in_features)
     rows: dict[tuple[str, ...], dict] = {}
 
     def evaluate(spaces: tuple[str, ...]) -> dict:

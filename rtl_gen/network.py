@@ -49,6 +49,15 @@ def _check_scale(field, v, layer=None):
     return f
 
 
+def check_layer_name(name) -> str:
+    """``name`` if it is a non-empty word of letters, digits, ``_`` and ``-``, else a
+    :class:`SpecError` (layer names become file names and Verilog identifiers)."""
+    if not isinstance(name, str) or not name or not all(c.isalnum() or c in "_-" for c in name):
+        raise SpecError("name", f"must be a non-empty word of letters, digits, '_' or "
+                        f"'-', not {name!r}")
+    return name
+
+
 def _check_array(field, a, shape, kind, layer=None):
     """Check dtype kind ('iu' for integers, 'f' for floats), shape and finiteness."""
     if not isinstance(a, np.ndarray):
@@ -188,11 +197,7 @@ class DenseLayer:
     float_bias: np.ndarray | None = None
 
     def __post_init__(self):
-        name = self.name
-        if not isinstance(name, str) or not name or not all(
-                c.isalnum() or c in "_-" for c in name):
-            raise SpecError("name", f"must be a non-empty word of letters, digits, '_' or "
-                            f"'-', not {name!r}")
+        name = check_layer_name(self.name)
         if not isinstance(self.scheme, WeightScheme):
             raise SpecError("weight.scheme", f"must be a WeightScheme, not {self.scheme!r}",
                             layer=name)
