@@ -2,7 +2,8 @@
 
 For every per-layer assignment of weight spaces (float, binary, ternary: all ``3^2`` of the
 64-32-10 MLP, each fine-tuned through its spaces for ``--epochs`` epochs, as
-:func:`rtl_gen.mpwn_train.finetune`), and for the smallest reduced-float weight format within
+:func:`rtl_gen.training.mpwn_train.finetune`), and for the smallest reduced-float weight format
+within
 0.5 point of fp32:
 
 * accuracy on the digits test split (golden model, fp32), sparsity, weight bits (MPWN's count:
@@ -35,10 +36,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from rtl_gen import mpwn
-from rtl_gen.datasets import digits
-from rtl_gen.defaults import FLOAT_MODEL_NAME, WEIGHTS_DIR
-from rtl_gen.float_model import load_float_model
+from rtl_gen.data.digits import digits
+from rtl_gen.design import float_network
 from rtl_gen.flow.synth import (
     DEFAULT_WORKDIR,
     FlowError,
@@ -48,6 +47,9 @@ from rtl_gen.flow.synth import (
     tool_versions,
 )
 from rtl_gen.hw.float_layer import FloatNetworkEngine, float_network_interval, layer_timing
+from rtl_gen.training import mpwn
+from rtl_gen.training.defaults import FLOAT_MODEL_NAME, WEIGHTS_DIR
+from rtl_gen.training.float_model import load_float_model
 
 RESULTS = Path(__file__).parent / "results"
 DEVICE = "ecp5-85f"
@@ -55,7 +57,7 @@ LANES = 4
 TOLERANCE = 0.005
 
 
-def measure(net: mpwn.FloatNetwork, workdir: Path, fmax: bool, nodsp: bool,
+def measure(net: float_network.FloatNetwork, workdir: Path, fmax: bool, nodsp: bool,
             lanes: int) -> dict:
     engine = FloatNetworkEngine(net, lanes)
     top = f"fnet_{net.name}".replace("-", "_").replace("/", "_")
@@ -130,10 +132,10 @@ def main(argv: list[str] | None = None) -> int:
     model = load_float_model(WEIGHTS_DIR / FLOAT_MODEL_NAME)
     train, test = digits()
     if args.epochs:
-        from rtl_gen.mpwn_train import finetune
+        from rtl_gen.training.mpwn_train import finetune
 
     nets, rows = [], []
-    assignments = list(itertools.product(mpwn.MPWN_SPACES, repeat=len(model.weights)))
+    assignments = list(itertools.product(float_network.MPWN_SPACES, repeat=len(model.weights)))
     if args.assignments:
         want = {tuple(a.split("/")) for a in args.assignments.split(",")} | {("float",) * 2}
         unknown = want - set(assignments)

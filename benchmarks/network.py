@@ -5,7 +5,7 @@ generated with the default arrays (:func:`rtl_gen.hw.network.default_array`: one
 batch 1; eight columns; four lanes per PE for binary and ternary), and measured:
 
 * cycles per inference and per-layer utilization from the cycle model
-  (:class:`rtl_gen.golden.LayerTiming`), which the cocotb tests hold the hardware to
+  (:class:`rtl_gen.design.golden.LayerTiming`), which the cocotb tests hold the hardware to
   exactly, layer by layer; ``--simulate N`` also runs ``N`` test images through the Verilog
   and reports the measured cycles per inference next to the model's;
 * the largest layer's achieved multiply-accumulates per cycle over the array's peak;
@@ -30,7 +30,6 @@ from pathlib import Path
 from tqdm import tqdm
 
 from rtl_gen.bundle import read_bundle
-from rtl_gen.defaults import FLOAT_MODEL_NAME, WEIGHTS_DIR
 from rtl_gen.flow.synth import (
     DEFAULT_WORKDIR,
     FlowError,
@@ -40,6 +39,7 @@ from rtl_gen.flow.synth import (
     tool_versions,
 )
 from rtl_gen.hw.network import NetworkEngine
+from rtl_gen.training.defaults import FLOAT_MODEL_NAME, WEIGHTS_DIR
 
 RESULTS = Path(__file__).parent / "results"
 DEVICES = ("up5k", "ecp5-85f")
@@ -48,8 +48,8 @@ SCHEMES = ("binary", "ternary", "pot4", "apot4", "int4", "int8", "mixed")
 
 def load(scheme: str):
     if scheme == "mixed":
-        from rtl_gen.float_model import load_float_model
-        from rtl_gen.quantize import quantize_mlp
+        from rtl_gen.training.float_model import load_float_model
+        from rtl_gen.training.quantize import quantize_mlp
         model = load_float_model(WEIGHTS_DIR / FLOAT_MODEL_NAME)
         return quantize_mlp(model, ["apot4", "ternary"], name="digits-mixed")
     return read_bundle(WEIGHTS_DIR / f"digits-{scheme}")
@@ -67,7 +67,7 @@ def measure(verilog: str, top: str, device: str, workdir: Path) -> dict:
 
 
 def simulate(net, images: int) -> dict:
-    from rtl_gen.datasets import digits
+    from rtl_gen.data.digits import digits
     from sim.verify import verify_network
     _, test = digits()
     r = verify_network(net, test.x_int[:images])

@@ -33,13 +33,13 @@ import sys
 import time
 from pathlib import Path
 
-from rtl_gen import golden
 from rtl_gen.bundle import read_bundle
-from rtl_gen.datasets import digits
-from rtl_gen.defaults import FLOAT_MODEL_NAME, WEIGHTS_DIR
-from rtl_gen.golden import TRControl, TRMode, network_interval
+from rtl_gen.data.digits import digits
+from rtl_gen.design import golden
+from rtl_gen.design.golden import TRControl, TRMode, network_interval
+from rtl_gen.design.network import TRConfig
 from rtl_gen.hw.network import plan_network
-from rtl_gen.network import TRConfig
+from rtl_gen.training.defaults import FLOAT_MODEL_NAME, WEIGHTS_DIR
 
 RESULTS = Path(__file__).parent / "results"
 GROUPS = (4, 8, 16, 32)
@@ -49,8 +49,8 @@ TOLERANCE = 0.005           # within 0.5 point of conventional mode
 
 
 def models():
-    from rtl_gen.float_model import load_float_model
-    from rtl_gen.quantize import quantize_mlp
+    from rtl_gen.training.float_model import load_float_model
+    from rtl_gen.training.quantize import quantize_mlp
     float_model = load_float_model(WEIGHTS_DIR / FLOAT_MODEL_NAME)
     ptq = quantize_mlp(float_model, "signmag5", name="digits-tr-ptq", tr=TRConfig(16, 10, 2))
     return {"ptq": ptq, "qat": read_bundle(WEIGHTS_DIR / "digits-tr")}
@@ -145,7 +145,12 @@ def plot(all_rows: list[dict], picks: dict, path: Path) -> None:
 
 
 def synth_costs(nets: dict) -> list[dict]:
-    from rtl_gen.flow.synth import FlowError, component_verilog, place_and_route, synth
+    from rtl_gen.flow.synth import (
+        FlowError,
+        component_verilog,
+        place_and_route,
+        synth,
+    )
     from rtl_gen.hw.network import NetworkEngine
     out = []
     for label, net in nets.items():

@@ -18,9 +18,9 @@ from pathlib import Path
 import click
 import numpy as np
 
+from .design.network import TRConfig
 from .devices import DEVICES
 from .errors import ModelError, RtlGenError
-from .network import TRConfig
 
 
 class _Group(click.Group):
@@ -129,9 +129,9 @@ def train(out, epochs, seed):
     """Train the default float MLP (64-32-10) on the 8x8 digits training split."""
     from tqdm import tqdm
 
-    from .datasets import digits
-    from .defaults import FLOAT_MODEL_NAME, WEIGHTS_DIR, train_default
-    from .float_model import save_float_model
+    from .data.digits import digits
+    from .training.defaults import FLOAT_MODEL_NAME, WEIGHTS_DIR, train_default
+    from .training.float_model import save_float_model
 
     out = out or WEIGHTS_DIR / FLOAT_MODEL_NAME
     with tqdm(total=epochs, desc="training", unit="epoch", file=sys.stderr,
@@ -164,8 +164,8 @@ def train(out, epochs, seed):
 def quantize(model_path, schemes, out, calibration, input_bits, act_bits, tr, name):
     """Quantize a float model (.npz) into a weight bundle."""
     from .bundle import write_bundle
-    from .float_model import load_float_model
-    from .quantize import quantize_mlp
+    from .training.float_model import load_float_model
+    from .training.quantize import quantize_mlp
 
     model = load_float_model(model_path)
     calib = None
@@ -213,7 +213,7 @@ def _is_float_bundle(path) -> bool:
 
 
 def _check_float(bundle):
-    from .float_bundle import read_float_bundle
+    from .bundle import read_float_bundle
 
     net = read_float_bundle(bundle)
     rows = [{"layer": ly.name, "shape": f"{ly.out_features}x{ly.in_features}",
@@ -247,7 +247,7 @@ def _evaluation_data(net, data, features: int | None = None):
         if net.metadata.get("dataset") != "sklearn-digits":
             raise RtlGenError(f"bundle {net.name!r} is not a digits model: give --data "
                               "with arrays x (float inputs) and y (labels)")
-        from .datasets import digits
+        from .data.digits import digits
         _, test = digits()
         return test.x, test.y
     return _data_file(data, net.input.features if features is None else features)
@@ -263,7 +263,7 @@ def _evaluation_data(net, data, features: int | None = None):
 def report(bundles, data, out):
     """Golden-model accuracy of bundles next to their float reference."""
     from .bundle import read_bundle
-    from .defaults import evaluate
+    from .training.defaults import evaluate
 
     nets = [read_bundle(b) for b in bundles]  # every bundle is validated before any output
     rows = []
@@ -403,8 +403,10 @@ def demo(out, states, board, cols, images, simulate, bitstream):
         build = None
         if bitstream:
             step(4, f"bitstream ({board}: synthesis, place and route; a few minutes)")
+            from boards import get_board
+
             from .flow.network_build import build_network
-            report = build_network(net, board, outdir=out / board, arrays=arrays)
+            report = build_network(net, get_board(board), outdir=out / board, arrays=arrays)
             build = _demo_build_summary(report, net, engine, sim)
             click.echo(f"\nbitstream: {build['bitstream']}, {build['fmax']:.2f} MHz achieved "
                        f"(PLL {build['pll_mhz']:.2f} MHz, timing "
@@ -412,7 +414,7 @@ def demo(out, states, board, cols, images, simulate, bitstream):
         bar.update()
 
         step(5, "report")
-        from .report import write_report
+        from .tasks.report import write_report
         data = {"dataset": f"8x8 digits, test split ({len(test.y)} images)",
                 "accuracy": rows, "cycles": _demo_cycles(nets, rows),
                 "simulation": sim, "build": build,
@@ -426,10 +428,10 @@ def demo(out, states, board, cols, images, simulate, bitstream):
 
 def _demo_bundles(out, states):
     """Export the shipped QAT states into bundles; accuracy rows; the test split."""
-    from . import golden
     from .bundle import read_bundle, write_bundle
-    from .datasets import digits
-    from .defaults import (
+    from .data.digits import digits
+    from .design import golden
+    from .training.defaults import (
         DEFAULT_VARIANTS,
         FLOAT_MODEL_NAME,
         MIXED_VARIANT,
@@ -440,8 +442,8 @@ def _demo_bundles(out, states):
         export_default,
         quantize_default,
     )
-    from .float_model import load_float_model
-    from .qat_state import load_qat_state
+    from .training.float_model import load_float_model
+    from .training.qat_state import load_qat_state
 
     model = load_float_model(WEIGHTS_DIR / FLOAT_MODEL_NAME)
     _, test = digits()
@@ -483,7 +485,7 @@ def _demo_simulate(net, arrays, x_int) -> dict:
         res = verify_board(net, x_int, arrays=arrays, malformed=True)
     except (SimulationFailed, SimulatorError) as e:
         raise RtlGenError(str(e)) from None
-    from .golden import network_interval
+    from .design.golden import network_interval
     from .hw.network import plan_network
     _, timings = plan_network(net, arrays)
     return {"network": net.name, "simulator": "Verilator", "images": len(res["classes"]),
@@ -509,7 +511,7 @@ def _demo_build_summary(report, net, engine, sim, baud=115200) -> dict:
 
 
 def _demo_cycles(nets, rows) -> list[dict]:
-    from .golden import network_interval
+    from .design.golden import network_interval
     from .hw.network import plan_network
     out = []
     acc = {r["name"]: r["golden_accuracy"] for r in rows}
@@ -667,7 +669,7 @@ def _generate_network(bundle, out, name, **options):
 
     float_net = _is_float_bundle(bundle)
     if float_net:
-        from .float_bundle import read_float_bundle
+        from .bundle import read_float_bundle
         from .hw.float_layer import FloatNetworkEngine
         net = read_float_bundle(bundle)
         try:
@@ -768,7 +770,7 @@ def verify(bundle, data, images, simulator, gap, stall, rows, cols, array_lanes,
 
 def _verify_float(bundle, data, images, simulator, gap, stall, lanes):
     """``verify`` for a float bundle: fp32 images through the float network engine."""
-    from .float_bundle import read_float_bundle
+    from .bundle import read_float_bundle
 
     net = read_float_bundle(bundle)
     x, _ = _evaluation_data(net, data, net.in_features)
@@ -819,8 +821,8 @@ def qat(ctx, out, epochs, search_epochs, seed):
         raise RtlGenError("rtl-gen qat needs PyTorch: pip install 'rtl_gen[torch]'") from None
     from tqdm import tqdm
 
-    from .datasets import digits
-    from .defaults import (
+    from .data.digits import digits
+    from .training.defaults import (
         DEFAULT_VARIANTS,
         FLOAT_MODEL_NAME,
         MIXED_VARIANT,
@@ -833,8 +835,8 @@ def qat(ctx, out, epochs, search_epochs, seed):
         qat_default,
         search_default,
     )
-    from .float_model import load_float_model
-    from .qat_state import save_qat_state
+    from .training.float_model import load_float_model
+    from .training.qat_state import save_qat_state
 
     out = out or WEIGHTS_DIR
     epochs = epochs or QAT_EPOCHS
@@ -901,7 +903,7 @@ def synth(bundle, device_name, fmax, rows, cols, array_lanes, multiplier):
     from .flow.synth import component_verilog, place_and_route
     from .flow.synth import synth as run_synth
     if _is_float_bundle(bundle):
-        from .float_bundle import read_float_bundle
+        from .bundle import read_float_bundle
         from .hw.float_layer import FloatNetworkEngine
         net = read_float_bundle(bundle)
         try:
@@ -948,6 +950,8 @@ def build(board, bundle, out, freq_mhz, baud, seed, rows, cols, array_lanes, mul
     report.json (resources, Fmax against the target, timing met or not) and design.json.
     A design that does not fit ends with an error naming the resource.
     """
+    from boards import get_board
+
     from .bundle import read_bundle
     from .flow.network_build import build_network
     net = read_bundle(bundle)
@@ -955,7 +959,7 @@ def build(board, bundle, out, freq_mhz, baud, seed, rows, cols, array_lanes, mul
     out = out or Path("build") / f"{board}-{net.name}"
     click.echo(f"building {net.name} for {board} into {out}/ (synthesis and place-and-route "
                "take a few minutes)...", err=True)
-    report = build_network(net, board, outdir=out, arrays=arrays, freq_mhz=freq_mhz,
+    report = build_network(net, get_board(board), outdir=out, arrays=arrays, freq_mhz=freq_mhz,
                            baud=baud, seed=seed)
     click.echo(report.markdown(), nl=False)
     if not report.timing_met:
@@ -971,7 +975,7 @@ def _tr_control(net, bundle, conventional, tr_k, tr_s):
     if not any(layer.tr is not None for layer in net.layers):
         raise RtlGenError(f"{bundle} has no term-revealing layers: --conventional, "
                           "--tr-k and --tr-s do not apply")
-    from .golden import TRControl, TRMode
+    from .design.golden import TRControl, TRMode
     return TRControl(TRMode.CONVENTIONAL if conventional else TRMode.TR, tr_k, tr_s)
 
 
@@ -997,8 +1001,8 @@ def run(port, bundle, baud, data, images, timeout, conventional, tr_k, tr_s):
     """
     from tqdm import tqdm
 
-    from . import golden
     from .bundle import read_bundle
+    from .design import golden
     from .hw.hostlink import network_id
     from .protocol import HostClient, open_serial
 
@@ -1076,8 +1080,8 @@ def _float_model_option(f):
 
 def _float_model_and_data(model_path, data):
     """The float model and its evaluation data ``(x, y)`` (digits test split by default)."""
-    from .defaults import FLOAT_MODEL_NAME, WEIGHTS_DIR
-    from .float_model import load_float_model
+    from .training.defaults import FLOAT_MODEL_NAME, WEIGHTS_DIR
+    from .training.float_model import load_float_model
 
     default = WEIGHTS_DIR / FLOAT_MODEL_NAME
     model = load_float_model(model_path or default)
@@ -1085,7 +1089,7 @@ def _float_model_and_data(model_path, data):
         if model_path is not None and Path(model_path).resolve() != default.resolve():
             raise RtlGenError(f"{model_path}: give --data with arrays x (float inputs) and y "
                               "(labels) to score a model other than the default")
-        from .datasets import digits
+        from .data.digits import digits
         _, test = digits()
         return model, test.x, test.y
     x, y = _data_file(data, model.in_features)
@@ -1131,8 +1135,8 @@ def mpwn(model_path, spaces, method, trials, seed, epochs, data, train_data, out
     """
     from tqdm import tqdm
 
-    from . import mpwn as M
-    from .float_bundle import write_float_bundle
+    from .bundle import write_float_bundle
+    from .training import mpwn as M
 
     model, x, y = _float_model_and_data(model_path, data)
     train = _mpwn_trainer(model, model_path, train_data, epochs, seed)
@@ -1165,7 +1169,7 @@ def _mpwn_trainer(model, model_path, train_data, epochs: int, seed: int):
     if epochs == 0:
         return None
     try:
-        from .mpwn_train import finetune
+        from .training.mpwn_train import finetune
     except ImportError as e:
         raise RtlGenError(f"--finetune needs PyTorch (pip install -e '.[torch]'), or give "
                           f"--finetune 0: {e}") from None
@@ -1173,7 +1177,7 @@ def _mpwn_trainer(model, model_path, train_data, epochs: int, seed: int):
         if model_path is not None:
             raise RtlGenError("give --train-data (x, y) to fine-tune a model other than the "
                               "default, or --finetune 0")
-        from .datasets import digits
+        from .data.digits import digits
         train, _ = digits()
         tx, ty = train.x, train.y
     else:
@@ -1217,8 +1221,8 @@ def reduced_float(model_path, exp_bits, man_bits, energy, tolerance, data, out):
     the bias that puts its largest weight in the top binade.  The chosen format is the one
     with the fewest bits whose accuracy is within --tolerance points of the fp32 network's.
     """
-    from . import mpwn as M
-    from .float_bundle import write_float_bundle
+    from .bundle import write_float_bundle
+    from .training import mpwn as M
 
     model, x, y = _float_model_and_data(model_path, data)
     rec = M.recommend_format(model, energy=energy)

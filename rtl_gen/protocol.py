@@ -78,6 +78,13 @@ ERRORS = {
 }
 STATUS = {name: code for code, name in ERRORS.items()}
 
+#: Width of the run-time term-revealing budget and data-terms registers.
+K_BITS, S_BITS = 16, 5
+#: ``TR_K`` value meaning "each layer's own budget, from the bundle" (the reset value).
+K_OWN = (1 << K_BITS) - 1
+#: ``TR_S`` value meaning "each layer's own data terms, from the bundle" (the reset value).
+S_OWN = (1 << S_BITS) - 1
+
 #: Register addresses (16-bit values).
 REGISTERS = {
     "SCRATCH": 0x00,   # read/write, no effect: a link test
@@ -361,7 +368,7 @@ class DeviceModel:
     ``rtl-gen run``).  Feed it received bytes with :meth:`receive`, take what it sends
     with :meth:`take`; :meth:`idle` stands for the line going quiet (the design's timeout).
 
-    It computes logits with :func:`rtl_gen.golden.forward`; its cycle counts are the cycle
+    It computes logits with :func:`rtl_gen.design.golden.forward`; its cycle counts are the cycle
     model's single-batch latency, not measured ones.
     """
 
@@ -372,7 +379,6 @@ class DeviceModel:
         self._garbage = False
         self._regs = {REGISTERS["SCRATCH"]: 0}
         if any(layer.tr is not None for layer in net.layers):
-            from .hw.tr import K_OWN, S_OWN
             self._regs.update({REGISTERS["TR_MODE"]: 1, REGISTERS["TR_K"]: K_OWN,
                                REGISTERS["TR_S"]: S_OWN})
         self._last = 0
@@ -405,7 +411,7 @@ class DeviceModel:
                     self.out += self._answer(frame)
 
     def _answer(self, frame: bytes) -> bytes:
-        from . import golden
+        from .design import golden
 
         cmd, payload = frame[1], frame[4:-1]
         if crc8(frame[1:-1]) != frame[-1]:
@@ -448,8 +454,7 @@ class DeviceModel:
         """The golden model's TRControl for the TR registers (None without TR layers)."""
         if REGISTERS["TR_MODE"] not in self._regs:
             return None
-        from .golden import TRControl, TRMode
-        from .hw.tr import K_OWN, S_OWN
+        from .design.golden import TRControl, TRMode
         k, s = self._regs[REGISTERS["TR_K"]], self._regs[REGISTERS["TR_S"]]
         return TRControl(TRMode.TR if self._regs[REGISTERS["TR_MODE"]] else TRMode.CONVENTIONAL,
                          None if k == K_OWN else k,

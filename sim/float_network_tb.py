@@ -3,8 +3,10 @@
 
 Run by ``tests/test_float_network_cocotb.py`` through :func:`sim.verify.verify_float_network`.
 The parameters (:func:`sim.runner.test_params`) carry the fp32 bit patterns of every image,
-the golden model's logits (fp32 bit patterns, :func:`rtl_gen.mpwn.forward`) and classes
-(:func:`rtl_gen.mpwn.predict`), the cycle model's per-layer image cycles, and the traffic
+the golden model's logits (fp32 bit patterns, :func:`rtl_gen.design.float_network.forward`) and
+classes
+(:func:`rtl_gen.design.float_network.predict`), the cycle model's per-layer image cycles, and the
+traffic
 pattern (``gap``: chance of an idle cycle before each input; ``stall``: chance that the
 output is not ready in a cycle).  The driver and the monitor are those of
 :mod:`sim.network_tb`; one image is one batch and logits leave in channel order.

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
-from rtl_gen import golden
-from rtl_gen.golden import network_interval
+from rtl_gen.design import golden
+from rtl_gen.design.golden import network_interval
+from rtl_gen.design.network import Network
 from rtl_gen.hw.network import NetworkEngine
 from rtl_gen.hw.tr import control_values
 from rtl_gen.hw.verilog import to_verilog
-from rtl_gen.network import Network
 from sim import runner
 
 __all__ = ["verify_board", "verify_float_network", "verify_network"]
@@ -45,7 +45,7 @@ def verify_network(net: Network, x_int, *, arrays=None, simulator: str = "verila
         Seeds the traffic pattern.
     control:
         For a network with term-revealing layers, the run-time
-        :class:`~rtl_gen.golden.TRControl` (set on the control ports; the golden model and
+        :class:`~rtl_gen.design.golden.TRControl` (set on the control ports; the golden model and
         the cycle model use the same); ``None``: the bundle's own settings.
 
     Returns
@@ -161,7 +161,7 @@ def verify_float_network(net, x_bits, *, lanes=None, simulator: str = "verilator
     Parameters
     ----------
     net:
-        The :class:`~rtl_gen.mpwn.FloatNetwork`.
+        The :class:`~rtl_gen.design.float_network.FloatNetwork`.
     x_bits:
         Inputs as fp32 bit patterns, ``(images, in_features)``.
     lanes:
@@ -182,12 +182,13 @@ def verify_float_network(net, x_bits, *, lanes=None, simulator: str = "verilator
     ------
     sim.runner.SimulationFailed
         When a logit's bit pattern, a class or (without stalls) a layer's cycle count
-        differs from :func:`rtl_gen.mpwn.forward`, :func:`rtl_gen.mpwn.predict` or the
+        differs from :func:`rtl_gen.design.float_network.forward`,
+        :func:`rtl_gen.design.float_network.predict` or the
         cycle model.
     sim.runner.SimulatorError
         When the simulator is missing or the build fails.
     """
-    from rtl_gen import mpwn
+    from rtl_gen.design import float_network
     from rtl_gen.hw.float_layer import FloatNetworkEngine
 
     x_bits = np.asarray(x_bits)
@@ -204,8 +205,8 @@ def verify_float_network(net, x_bits, *, lanes=None, simulator: str = "verilator
         result_file = Path(tmp) / "result.json"
         params = {
             "inputs": x_bits.astype(np.int64).tolist(),
-            "logits": mpwn.forward(net, x_bits).astype(np.int64).tolist(),
-            "classes": mpwn.predict(net, x_bits).tolist(),
+            "logits": float_network.forward(net, x_bits).astype(np.int64).tolist(),
+            "classes": float_network.predict(net, x_bits).tolist(),
             "layer_cycles": [t.batch_cycles for t in engine.timings],
             "gap": gap, "stall": stall, "seed": seed,
             "result_file": str(result_file),

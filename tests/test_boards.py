@@ -23,7 +23,12 @@ from boards import BOARDS, get_board
 from rtl_gen.flow import DoesNotFitError, Toolchain
 from rtl_gen.flow.board import Board, BoardTop
 from rtl_gen.flow.build import BuildReport, build_bitstream, check_fit
-from rtl_gen.flow.pll import Ecp5Pll, Ice40Pll, ecp5_pll, ice40_pll
+from rtl_gen.flow.pll import (
+    Ecp5Pll,
+    Ice40Pll,
+    ecp5_pll,
+    ice40_pll,
+)
 
 
 def _tool(name: str) -> str:

@@ -20,8 +20,13 @@ from rtl_gen.bundle import (
     read_bundle,
     write_bundle,
 )
+from rtl_gen.design.network import (
+    DenseLayer,
+    InputSpec,
+    Network,
+    TRConfig,
+)
 from rtl_gen.errors import BundleError
-from rtl_gen.network import DenseLayer, InputSpec, Network, TRConfig
 from rtl_gen.numerics.fixedpoint import requant_params
 from rtl_gen.numerics.schemes import SCHEME_KINDS, parse_scheme
 

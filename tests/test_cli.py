@@ -8,7 +8,12 @@ import pytest
 from click.testing import CliRunner
 
 from rtl_gen.cli import main
-from rtl_gen.defaults import DEFAULT_VARIANTS, FLOAT_MODEL_NAME, QAT_DIR, WEIGHTS_DIR
+from rtl_gen.training.defaults import (
+    DEFAULT_VARIANTS,
+    FLOAT_MODEL_NAME,
+    QAT_DIR,
+    WEIGHTS_DIR,
+)
 
 SHIPPED = {v.name: WEIGHTS_DIR / f"digits-{v.name}" for v in DEFAULT_VARIANTS}
 SUBCOMMANDS = ["train", "qat", "quantize", "check", "report", "demo", "generate", "verify",

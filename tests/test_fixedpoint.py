@@ -7,7 +7,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rtl_gen.numerics.fixedpoint import acc_bits, requant_params, requantize, signed_bits
+from rtl_gen.numerics.fixedpoint import (
+    acc_bits,
+    requant_params,
+    requantize,
+    signed_bits,
+)
 
 
 def _fits(v, bits):

@@ -3,7 +3,8 @@
 Small random layers of every weight space (fp32, binary, ternary, minifloat) with awkward
 sizes (fewer outputs than lanes, several tiles, K smaller than the lanes), activations with
 signed zeros, subnormals and negative values, several images back to back, random gaps on
-the input and stalls on the output: every result equals :func:`rtl_gen.mpwn.layer_forward`
+the input and stalls on the output: every result equals
+:func:`rtl_gen.design.float_network.layer_forward`
 bit for bit and, without stalls, the cycle counter equals the cycle model.  The digits
 networks run as Verilog under cocotb (``tests/test_float_network_cocotb.py``).
 """
@@ -15,7 +16,8 @@ import pytest
 from amaranth.hdl import Fragment
 from amaranth.sim import Simulator
 
-from rtl_gen import mpwn
+from rtl_gen.design import float_network
+from rtl_gen.design.float_network import FloatLayer, FloatNetwork
 from rtl_gen.hw.float_layer import (
     FloatLayerEngine,
     FloatLayerTiming,
@@ -25,7 +27,6 @@ from rtl_gen.hw.float_layer import (
     make_pe,
     weight_bits,
 )
-from rtl_gen.mpwn import FloatLayer, FloatNetwork
 from rtl_gen.numerics.minifloat import MinifloatFormat
 
 
@@ -61,7 +62,7 @@ def random_layer(rng, space, k, n, *, activation="relu", name="fc"):
         codes = rng.choice([0, 1, 3], (n, k))
         scale = f32(rng.uniform(0.05, 0.5, n))
     else:
-        fmt = mpwn.parse_space(space)
+        fmt = float_network.parse_space(space)
         codes = rng.integers(0, 1 << fmt.width, (n, k))
     bias = f32(rng.normal(0, 0.3, n))
     return FloatLayer(name, space, codes, scale, bias, activation)
@@ -165,7 +166,7 @@ def test_multiplying_pes_match_the_golden_products(space):
     rng = np.random.default_rng(2)
     layer = random_layer(rng, space, 50, 8)
     x = activations(rng, (1, 50))
-    want = mpwn.layer_products(layer, x)[0]           # (8, 50)
+    want = float_network.layer_products(layer, x)[0]           # (8, 50)
     pe = make_pe(layer.space, layer.weight_format)
     xs = np.broadcast_to(x, want.shape).reshape(-1)
     got = pe_products(pe, xs, layer.codes.reshape(-1).astype(np.int64))
@@ -196,7 +197,7 @@ def test_layer_is_bit_exact_and_meets_its_cycle_model(space, k, n, lanes, activa
     x = activations(rng, (5, k))
     engine = FloatLayerEngine(layer, lanes)
     got, out_at, (cycles,), _ = run_stream(engine, x, n, cycle_ports=(engine.cycles,))
-    want = mpwn.layer_forward(layer, x)
+    want = float_network.layer_forward(layer, x)
     bad = np.argwhere(got != want)
     assert bad.size == 0, f"first mismatch at {tuple(bad[0])}: {got[tuple(bad[0])]:#x} != " \
         f"{want[tuple(bad[0])]:#x}"
@@ -218,7 +219,7 @@ def test_layer_under_gaps_and_stalls(space):
     x = activations(rng, (6, 12))
     engine = FloatLayerEngine(layer, 4)
     got, *_ = run_stream(engine, x, 9, seed=3, gaps=True, stalls=True)
-    assert np.array_equal(got, mpwn.layer_forward(layer, x))
+    assert np.array_equal(got, float_network.layer_forward(layer, x))
 
 
 def test_cycle_model_formula():
@@ -254,8 +255,8 @@ def test_network_logits_classes_and_cycles():
     engine = FloatNetworkEngine(net, [4, 2, 8])
     got, _, seen, classes = run_stream(
         engine, x, 5, cycle_ports=[engine.layer_cycles[i] for i in range(3)])
-    assert np.array_equal(got, mpwn.forward(net, x))
-    assert classes[:6] == mpwn.predict(net, x).tolist()
+    assert np.array_equal(got, float_network.forward(net, x))
+    assert classes[:6] == float_network.predict(net, x).tolist()
     for t, s in zip(engine.timings, seen, strict=True):
         assert set(s) == {t.batch_cycles}
 
@@ -273,8 +274,8 @@ def test_argmax_ties_and_signed_zeros():
                   ], dtype=np.uint32)
     engine = FloatNetworkEngine(net, 2)
     got, _, _, classes = run_stream(engine, x, k)
-    assert np.array_equal(got, mpwn.forward(net, x))
-    assert classes[:3] == mpwn.predict(net, x).tolist() == [1, 1, 3]
+    assert np.array_equal(got, float_network.forward(net, x))
+    assert classes[:3] == float_network.predict(net, x).tolist() == [1, 1, 3]
 
 
 def test_minifloat_format_of_a_layer_reaches_its_pe():

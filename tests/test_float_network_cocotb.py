@@ -3,8 +3,9 @@
 Every image of the test split (360, inputs ``pixel / 16``, exact in fp32) goes through the
 Verilator build of the fp32 network and of MPWN assignments made from the same float model
 (binary/float, ternary/ternary); every
-logit's fp32 bit pattern must equal :func:`rtl_gen.mpwn.forward`, every class
-:func:`rtl_gen.mpwn.predict`, and every layer's cycle counter the cycle model.  One build
+logit's fp32 bit pattern must equal :func:`rtl_gen.design.float_network.forward`, every class
+:func:`rtl_gen.design.float_network.predict`, and every layer's cycle counter the cycle model.  One
+build
 then runs again with random gaps on the input and stalls on the output.  (Reduced-float
 layers run in amaranth.sim, ``tests/test_float_layer_sim.py``: a network of sixteen more
 fp32 multipliers would double this file's build time.)
@@ -18,10 +19,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rtl_gen import mpwn
-from rtl_gen.datasets import digits
-from rtl_gen.defaults import FLOAT_MODEL_NAME, WEIGHTS_DIR
-from rtl_gen.float_model import load_float_model
+from rtl_gen.data.digits import digits
+from rtl_gen.design import float_network
+from rtl_gen.training import mpwn
+from rtl_gen.training.defaults import FLOAT_MODEL_NAME, WEIGHTS_DIR
+from rtl_gen.training.float_model import load_float_model
 from sim.runner import missing_simulator
 from sim.verify import verify_float_network
 
@@ -56,7 +58,7 @@ def need(simulator: str) -> None:
 def check(net, bits, labels, **kw):
     result = verify_float_network(net, bits, **kw)
     assert result["images"] == len(labels) == 360
-    assert result["classes"] == mpwn.predict(net, bits).tolist()
+    assert result["classes"] == float_network.predict(net, bits).tolist()
     assert result["layer_cycles"] == result["model_layer_cycles"]
     # the classes are those of a working classifier (binary and ternary weights made from
     # the float model without retraining lose accuracy: 73% and 80%), not only bit-exact
@@ -80,4 +82,4 @@ def test_gaps_and_stalls(float_model, test_bits):
                           name="digits-ternary-ternary")
     bits, _ = test_bits
     result = verify_float_network(net, bits[:60], gap=0.3, stall=0.4, seed=7)
-    assert result["classes"] == mpwn.predict(net, bits[:60]).tolist()
+    assert result["classes"] == float_network.predict(net, bits[:60]).tolist()

@@ -8,7 +8,13 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from rtl_gen.numerics.floatops import BINARY32, FloatFormat, convert, fadd, fmul
+from rtl_gen.numerics.floatops import (
+    BINARY32,
+    FloatFormat,
+    convert,
+    fadd,
+    fmul,
+)
 from rtl_gen.numerics.minifloat import MinifloatFormat
 from sim.vectors import close_exponent_pairs, edge_codes, random_finite, subnormal_pairs
 

@@ -7,7 +7,12 @@ import pytest
 from amaranth.hdl import Fragment
 
 from rtl_gen.hw.fpu import LATENCY, FloatAdd, FloatMul
-from rtl_gen.numerics.floatops import BINARY32, FloatFormat, fadd, fmul
+from rtl_gen.numerics.floatops import (
+    BINARY32,
+    FloatFormat,
+    fadd,
+    fmul,
+)
 from sim.runner import missing_simulator
 from sim.vectors import (
     close_exponent_pairs,

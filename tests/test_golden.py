@@ -5,10 +5,15 @@ import dataclasses
 import numpy as np
 import pytest
 
-from rtl_gen import golden
+from rtl_gen.design import golden
+from rtl_gen.design.golden import TRControl, TRMode
+from rtl_gen.design.network import (
+    DenseLayer,
+    InputSpec,
+    Network,
+    TRConfig,
+)
 from rtl_gen.errors import SpecError
-from rtl_gen.golden import TRControl, TRMode
-from rtl_gen.network import DenseLayer, InputSpec, Network, TRConfig
 from rtl_gen.numerics import hese_terms, parse_scheme, requant_params
 
 SCHEMES = ["binary", "ternary", "pot4", "apot4", "apot5", "int4", "int8", "signmag5"]

@@ -13,8 +13,8 @@ import struct
 import pytest
 from amaranth.sim import Simulator
 
-from rtl_gen import golden
 from rtl_gen import protocol as P
+from rtl_gen.design import golden
 from rtl_gen.hw.hostlink import HostLinkCore
 from rtl_gen.hw.layer import ArrayConfig
 from rtl_gen.hw.uart import divisor_for
@@ -146,9 +146,9 @@ def test_crc_logic_is_crc8_on_every_state_and_byte():
 def test_term_revealing_registers_change_the_answer():
     import dataclasses
 
-    from rtl_gen.golden import TRControl, TRMode
+    from rtl_gen.design.golden import TRControl, TRMode
+    from rtl_gen.design.network import TRConfig
     from rtl_gen.hw.tr import control_values
-    from rtl_gen.network import TRConfig
 
     net, calib = small_net([8, 5, 3], ["signmag5", "int4"], seed=4)
     net = dataclasses.replace(net, layers=(dataclasses.replace(net.layers[0],

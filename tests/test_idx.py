@@ -6,8 +6,8 @@ import struct
 
 import pytest
 
+from rtl_gen.data.idx import load_idx_pair, load_mnist, read_idx
 from rtl_gen.errors import DataError, RtlGenError
-from rtl_gen.idx import load_idx_pair, load_mnist, read_idx
 
 
 def idx_bytes(code: int, dims, payload: bytes) -> bytes:

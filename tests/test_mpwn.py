@@ -8,14 +8,14 @@ import json
 import numpy as np
 import pytest
 
-from rtl_gen import mpwn
-from rtl_gen.bundle import is_bundle, read_bundle
-from rtl_gen.datasets import digits
-from rtl_gen.defaults import FLOAT_MODEL_NAME, WEIGHTS_DIR
+from rtl_gen.bundle import is_bundle, read_bundle, read_float_bundle, write_float_bundle
+from rtl_gen.data.digits import digits
+from rtl_gen.design import float_network
 from rtl_gen.errors import BundleError, SpecError
-from rtl_gen.float_bundle import read_float_bundle, write_float_bundle
-from rtl_gen.float_model import FloatMLP, load_float_model
 from rtl_gen.numerics.minifloat import MinifloatFormat
+from rtl_gen.training import mpwn
+from rtl_gen.training.defaults import FLOAT_MODEL_NAME, WEIGHTS_DIR
+from rtl_gen.training.float_model import FloatMLP, load_float_model
 
 
 def f32(*v) -> np.ndarray:
@@ -33,7 +33,7 @@ def test_split():
     return digits()[1]
 
 
-def scalar_layer(layer: mpwn.FloatLayer, x: np.ndarray) -> np.ndarray:
+def scalar_layer(layer: float_network.FloatLayer, x: np.ndarray) -> np.ndarray:
     """The documented order, one scalar at a time (Python loop over numpy float32 scalars)."""
     w = layer.weight_values()
     out = np.zeros((x.shape[0], layer.out_features), dtype=np.uint32)
@@ -55,23 +55,23 @@ def scalar_layer(layer: mpwn.FloatLayer, x: np.ndarray) -> np.ndarray:
 
 def test_accumulation_order_is_sequential_from_plus_zero():
     # 1e8 + 1 - 1e8 is 0 in fp32 left to right, 1 in any order that adds 1 last
-    layer = mpwn.FloatLayer("l", "float", f32([[1.0, 1.0, 1.0]]), None, f32([0.0]), "none")
+    layer = float_network.FloatLayer("l", "float", f32([[1.0, 1.0, 1.0]]), None, f32([0.0]), "none")
     x = f32([[1e8, 1.0, -1e8]])
-    assert mpwn.layer_forward(layer, x).tolist() == [[0]]
+    assert float_network.layer_forward(layer, x).tolist() == [[0]]
     x = f32([[1e8, -1e8, 1.0]])
-    assert mpwn.layer_forward(layer, x).view(np.float32).tolist() == [[1.0]]
+    assert float_network.layer_forward(layer, x).view(np.float32).tolist() == [[1.0]]
     # -0 products: +0 + -0 = +0, then + -0 bias = +0
-    layer = mpwn.FloatLayer("l", "float", f32([[-1.0]]), None, f32([-0.0]), "none")
-    assert mpwn.layer_forward(layer, f32([[0.0]])).tolist() == [[0]]
+    layer = float_network.FloatLayer("l", "float", f32([[-1.0]]), None, f32([-0.0]), "none")
+    assert float_network.layer_forward(layer, f32([[0.0]])).tolist() == [[0]]
 
 
 def test_numerics_vectors_of_the_bitwise_products():
     xb = f32([[1.5]])
-    layer = mpwn.FloatLayer("b", "binary", np.array([[1]]), f32([1.0]), f32([0.0]), "none")
-    assert mpwn.layer_products(layer, xb).tolist() == [[[0xBFC00000]]]
-    layer = mpwn.FloatLayer("t", "ternary", np.array([[0], [1], [3]]), f32(1, 1, 1),
+    layer = float_network.FloatLayer("b", "binary", np.array([[1]]), f32([1.0]), f32([0.0]), "none")
+    assert float_network.layer_products(layer, xb).tolist() == [[[0xBFC00000]]]
+    layer = float_network.FloatLayer("t", "ternary", np.array([[0], [1], [3]]), f32(1, 1, 1),
                             f32(0, 0, 0), "none")
-    assert mpwn.layer_products(layer, f32([[-2.5]]))[0, :, 0].tolist() == [
+    assert float_network.layer_products(layer, f32([[-2.5]]))[0, :, 0].tolist() == [
         0x80000000, 0xC0200000, 0x40200000]
 
 
@@ -81,26 +81,26 @@ def test_vectorized_golden_equals_the_scalar_order(space):
     w = rng.normal(size=(5, 7)) * 0.5
     w[0, 0] = 0.0
     b = rng.normal(size=5)
-    fmt = mpwn.parse_space(space)
+    fmt = float_network.parse_space(space)
     layer = mpwn._make_layer("l", space, w, b, "relu", fmt)
     x = f32(rng.normal(size=(4, 7)) * 3)
     x[0, :2] = f32(-0.0, 1e-40)  # negative zero and a subnormal
-    got = mpwn.layer_forward(layer, x)
+    got = float_network.layer_forward(layer, x)
     assert np.array_equal(got, scalar_layer(layer, x))
     assert (got >> 31 == 0).all()  # ReLU clears every sign bit
 
 
 def test_relu_and_argmax_rules():
-    layer = mpwn.FloatLayer("l", "float", f32([[1.0]]), None, f32([0.0]), "relu")
-    assert mpwn.layer_forward(layer, f32([[-3.0], [0.0], [2.0]])).ravel().tolist() == [
+    layer = float_network.FloatLayer("l", "float", f32([[1.0]]), None, f32([0.0]), "relu")
+    assert float_network.layer_forward(layer, f32([[-3.0], [0.0], [2.0]])).ravel().tolist() == [
         0, 0, 0x40000000]
-    out = mpwn.FloatLayer("o", "float", f32([[1.0], [-1.0], [0.0]]), None, f32(0, 0, 0),
+    out = float_network.FloatLayer("o", "float", f32([[1.0], [-1.0], [0.0]]), None, f32(0, 0, 0),
                           "none")
-    net = mpwn.FloatNetwork("n", 1, None, [out])
+    net = float_network.FloatNetwork("n", 1, None, [out])
     # logits (+0, -0, +0) for x = 0: a three-way tie, the first index wins
-    assert mpwn.predict(net, f32([[0.0]])).tolist() == [0]
-    assert mpwn.predict(net, f32([[-1.0]])).tolist() == [1]
-    assert mpwn.float_key(f32(-2.0, -0.0, 0.0, 1e-45, 3.0)).tolist() == [
+    assert float_network.predict(net, f32([[0.0]])).tolist() == [0]
+    assert float_network.predict(net, f32([[-1.0]])).tolist() == [1]
+    assert float_network.float_key(f32(-2.0, -0.0, 0.0, 1e-45, 3.0)).tolist() == [
         -0x40000000, 0, 0, 1, 0x40400000]
 
 
@@ -125,7 +125,7 @@ def test_score_counts_mpwn_bits_and_the_asb_formula(model, test_split):
     assert r["max_bits"] == 16 * (64 * 32 + 32 * 10)
     zeros = int((net.layers[0].codes == 0).sum())
     assert r["sparsity"] == pytest.approx(zeros / (64 * 32 + 32 * 10))
-    assert r["accuracy"] == np.mean(mpwn.predict(net, x) == test_split.y)
+    assert r["accuracy"] == np.mean(float_network.predict(net, x) == test_split.y)
     assert r["asb"] == pytest.approx(
         (r["accuracy"] + r["sparsity"] + 1 - r["bits"] / r["max_bits"]) / 3)
 
@@ -155,18 +155,18 @@ def test_tpe_search_scores_what_it_tried(model, test_split):
 
 def test_spaces_are_validated():
     with pytest.raises(ValueError, match="unknown weight space 'quaternary'"):
-        mpwn.parse_space("quaternary")
+        float_network.parse_space("quaternary")
     with pytest.raises(ValueError, match="not every E9M3 value is an fp32 number"):
-        mpwn.parse_space("E9M3")
+        float_network.parse_space("E9M3")
     with pytest.raises(ValueError, match="should be spelled 'E4M3'"):
-        mpwn.parse_space("E4M3b7")
-    assert mpwn.parse_space("E4M3b9") == MinifloatFormat(4, 3, 9)
+        float_network.parse_space("E4M3b7")
+    assert float_network.parse_space("E4M3b9") == MinifloatFormat(4, 3, 9)
     with pytest.raises(SpecError, match="code.*out of range for ternary: first is 2"):
-        mpwn.FloatLayer("l", "ternary", np.array([[1, 2]]), f32([1.0]), f32([0.0]), "none")
+        float_network.FloatLayer("l", "ternary", np.array([[1, 2]]), f32([1.0]), f32([0.0]), "none")
     with pytest.raises(SpecError, match="needs a per-output scale"):
-        mpwn.FloatLayer("l", "binary", np.array([[1, 0]]), None, f32(0.0), "none")
+        float_network.FloatLayer("l", "binary", np.array([[1, 0]]), None, f32(0.0), "none")
     with pytest.raises(SpecError, match="NaN or infinite"):
-        mpwn.FloatLayer("l", "float", f32([[1.0]]), None, f32([np.nan]), "none")
+        float_network.FloatLayer("l", "float", f32([[1.0]]), None, f32([np.nan]), "none")
     with pytest.raises(SpecError, match="model has 2 layers but 1 spaces"):
         mpwn.from_float(load_float_model(WEIGHTS_DIR / FLOAT_MODEL_NAME), ["float"])
 
@@ -189,10 +189,10 @@ def test_reduced_float_sweep_reports_accuracy_per_format(model, test_split):
                                     man_bits=[0, 3])
     assert [r["format"] for r in rows] == ["E2M0", "E4M0", "E2M3", "E4M3"]  # by bits
     fp32 = mpwn.from_float(model, ["float", "float"])
-    ref = mpwn.accuracy(fp32, fp32.encode_input(test_split.x), test_split.y)
+    ref = float_network.accuracy(fp32, fp32.encode_input(test_split.x), test_split.y)
     assert all(r["fp32_accuracy"] == ref for r in rows)
     e4m3 = mpwn.reduced_float_network(model, 4, 3)
-    assert rows[-1]["accuracy"] == mpwn.accuracy(e4m3, e4m3.encode_input(test_split.x),
+    assert rows[-1]["accuracy"] == float_network.accuracy(e4m3, e4m3.encode_input(test_split.x),
                                                  test_split.y)
 
 
@@ -210,7 +210,7 @@ def test_float_bundle_round_trip(model, test_split, tmp_path, spaces):
     for a, b in zip(net.layers, back.layers, strict=True):
         assert np.array_equal(a.codes, b.codes) and np.array_equal(a.bias, b.bias)
     x = net.encode_input(test_split.x)
-    assert np.array_equal(mpwn.forward(net, x), mpwn.forward(back, x))
+    assert np.array_equal(float_network.forward(net, x), float_network.forward(back, x))
     first = (path / "manifest.json").read_bytes()
     write_float_bundle(net, path)  # replaces a bundle, same bytes
     assert (path / "manifest.json").read_bytes() == first
@@ -259,7 +259,7 @@ def test_malformed_float_bundles_name_file_layer_and_field(model, tmp_path):
 @pytest.mark.parametrize("space", ["binary", "ternary", "E3M2", "float"])
 def test_training_quantizer_equals_the_export(space):
     torch = pytest.importorskip("torch")
-    from rtl_gen.mpwn_train import quantize_weight
+    from rtl_gen.training.mpwn_train import quantize_weight
 
     rng = np.random.default_rng(3)
     w = rng.normal(size=(6, 9))

@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from rtl_gen import mpwn
+from rtl_gen.bundle import read_float_bundle
 from rtl_gen.cli import main
-from rtl_gen.datasets import digits
-from rtl_gen.defaults import FLOAT_MODEL_NAME, WEIGHTS_DIR
-from rtl_gen.float_bundle import read_float_bundle
-from rtl_gen.float_model import load_float_model, save_float_model
+from rtl_gen.data.digits import digits
+from rtl_gen.design import float_network
+from rtl_gen.training import mpwn
+from rtl_gen.training.defaults import FLOAT_MODEL_NAME, WEIGHTS_DIR
+from rtl_gen.training.float_model import load_float_model, save_float_model
 
 
 def invoke(*args):
@@ -43,7 +44,7 @@ def test_mpwn_given_spaces_and_user_model_with_data(tmp_path):
     assert r.exit_code == 0, r.output
     net = read_float_bundle(tmp_path / "b")
     assert net.spaces == ("ternary", "E4M3")
-    acc = mpwn.accuracy(net, net.encode_input(test.x[:50]), test.y[:50])
+    acc = float_network.accuracy(net, net.encode_input(test.x[:50]), test.y[:50])
     assert f"| ternary/E4M3 | {100 * acc:.2f}% |" in r.stdout
 
 
@@ -89,7 +90,7 @@ def test_reduced_float_recommends_sweeps_and_exports(tmp_path):
 
 
 def test_mpwn_finetunes_through_the_weight_spaces(tmp_path):
-    from rtl_gen.mpwn_train import finetune
+    from rtl_gen.training.mpwn_train import finetune
 
     r = invoke("mpwn", "--spaces", "ternary,binary", "--finetune", "3", "--out", tmp_path / "b")
     assert r.exit_code == 0, r.output
@@ -103,7 +104,7 @@ def test_mpwn_finetunes_through_the_weight_spaces(tmp_path):
     assert got.metadata["finetune_epochs"] == 3
     ptq = mpwn.from_float(model, ("ternary", "binary"))
     assert not np.array_equal(ptq.layers[0].codes, got.layers[0].codes)  # it did train
-    acc = mpwn.accuracy(want, want.encode_input(test.x), test.y)
+    acc = float_network.accuracy(want, want.encode_input(test.x), test.y)
     assert f"| ternary/binary | {100 * acc:.2f}% |" in r.stdout
 
 

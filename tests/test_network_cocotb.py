@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 
 from rtl_gen.bundle import read_bundle
-from rtl_gen.datasets import digits
-from rtl_gen.defaults import FLOAT_MODEL_NAME, WEIGHTS_DIR
-from rtl_gen.float_model import load_float_model
-from rtl_gen.quantize import quantize_mlp
+from rtl_gen.data.digits import digits
+from rtl_gen.training.defaults import FLOAT_MODEL_NAME, WEIGHTS_DIR
+from rtl_gen.training.float_model import load_float_model
+from rtl_gen.training.quantize import quantize_mlp
 from sim.runner import missing_simulator
 from sim.verify import verify_network
 

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from amaranth.sim import Simulator
 
-from rtl_gen import golden
-from rtl_gen.float_model import FloatMLP
+from rtl_gen.design import golden
 from rtl_gen.hw.layer import ArrayConfig, LayerEngine
 from rtl_gen.hw.network import NetworkEngine
-from rtl_gen.quantize import quantize_mlp
+from rtl_gen.training.float_model import FloatMLP
+from rtl_gen.training.quantize import quantize_mlp
 
 
 def small_net(sizes, schemes, *, seed=0, signed_input=False, input_bits=8, act_bits=8):
@@ -154,7 +154,7 @@ def test_bubbles_and_stalls_do_not_change_the_answer():
 
 
 def test_layer_refuses_bad_term_revealing_and_mismatched_rows():
-    from rtl_gen.network import TRConfig
+    from rtl_gen.design.network import TRConfig
     net, _ = small_net((8, 4, 2), "signmag5")
     import dataclasses
     with pytest.raises(ValueError, match="need term revealing"):

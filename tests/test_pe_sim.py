@@ -16,7 +16,12 @@ import pytest
 from amaranth.sim import Simulator
 
 from rtl_gen.devices import DEVICES
-from rtl_gen.hw.pe import DotProductUnit, PEConfig, check_dsp_budget, pack_inputs
+from rtl_gen.hw.pe import (
+    DotProductUnit,
+    PEConfig,
+    check_dsp_budget,
+    pack_inputs,
+)
 
 
 def simulate(cfg: PEConfig, x, w=None, first=None, last=None, *, gaps=None, w_prec=None,

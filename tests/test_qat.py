@@ -6,13 +6,13 @@ import pytest
 
 torch = pytest.importorskip("torch")  # CI installs the torch extra; this guards users without
 
-from rtl_gen import golden  # noqa: E402
 from rtl_gen.bundle import read_bundle, write_bundle  # noqa: E402
-from rtl_gen.float_model import FloatMLP  # noqa: E402
-from rtl_gen.network import InputSpec, TRConfig  # noqa: E402
+from rtl_gen.design import golden  # noqa: E402
+from rtl_gen.design.network import InputSpec, TRConfig  # noqa: E402
 from rtl_gen.numerics.schemes import parse_scheme  # noqa: E402
-from rtl_gen.qat import QATMLP, WeightQuantizer, search_bits, train_qat  # noqa: E402
-from rtl_gen.qat_state import export_network, load_qat_state, save_qat_state  # noqa: E402
+from rtl_gen.training.float_model import FloatMLP  # noqa: E402
+from rtl_gen.training.qat import QATMLP, WeightQuantizer, search_bits, train_qat  # noqa: E402
+from rtl_gen.training.qat_state import export_network, load_qat_state, save_qat_state  # noqa: E402
 
 SIZES = (12, 10, 8, 3)
 

@@ -5,12 +5,12 @@ import dataclasses
 import numpy as np
 import pytest
 
-from rtl_gen import golden
-from rtl_gen.datasets import DIGITS_INPUT_SCALE, digits
-from rtl_gen.defaults import FLOAT_MODEL_NAME, WEIGHTS_DIR
+from rtl_gen.data.digits import DIGITS_INPUT_SCALE, digits
+from rtl_gen.design import golden
 from rtl_gen.errors import ModelError
-from rtl_gen.float_model import FloatMLP, load_float_model, save_float_model
-from rtl_gen.quantize import calibrate_input, quantize_mlp
+from rtl_gen.training.defaults import FLOAT_MODEL_NAME, WEIGHTS_DIR
+from rtl_gen.training.float_model import FloatMLP, load_float_model, save_float_model
+from rtl_gen.training.quantize import calibrate_input, quantize_mlp
 
 
 @pytest.fixture

@@ -14,8 +14,8 @@ from click.testing import CliRunner
 from rtl_gen import protocol as P
 from rtl_gen.bundle import read_bundle
 from rtl_gen.cli import main
-from rtl_gen.defaults import WEIGHTS_DIR
 from rtl_gen.hw.hostlink import network_id
+from rtl_gen.training.defaults import WEIGHTS_DIR
 
 pytest.importorskip("serial")
 

@@ -5,12 +5,12 @@ import json
 import numpy as np
 import pytest
 
-from rtl_gen import golden
 from rtl_gen.bundle import read_bundle
-from rtl_gen.datasets import digits
-from rtl_gen.defaults import FLOAT_MODEL_NAME, WEIGHTS_DIR
-from rtl_gen.float_model import load_float_model
-from rtl_gen.quantize import quantize_mlp
+from rtl_gen.data.digits import digits
+from rtl_gen.design import golden
+from rtl_gen.training.defaults import FLOAT_MODEL_NAME, WEIGHTS_DIR
+from rtl_gen.training.float_model import load_float_model
+from rtl_gen.training.quantize import quantize_mlp
 
 # Largest loss against the float model, in points, on the digits test split.
 TARGETS = {"binary": 3, "ternary": 1, "pot4": 1, "apot4": 1, "int4": 1}

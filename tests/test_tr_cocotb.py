@@ -8,9 +8,9 @@ from __future__ import annotations
 import pytest
 
 from rtl_gen.bundle import read_bundle
-from rtl_gen.datasets import digits
-from rtl_gen.defaults import WEIGHTS_DIR
-from rtl_gen.golden import TRControl, TRMode
+from rtl_gen.data.digits import digits
+from rtl_gen.design.golden import TRControl, TRMode
+from rtl_gen.training.defaults import WEIGHTS_DIR
 from sim.runner import missing_simulator
 from sim.verify import verify_network
 

@@ -3,7 +3,7 @@
 
 Each control setting (conventional mode, several budgets ``k`` and data terms ``s``,
 including ``k = 0``, ``k`` above every group's term count and ``s`` = every term) must give
-the golden model's logits under the same :class:`~rtl_gen.golden.TRControl`, integer for
+the golden model's logits under the same :class:`~rtl_gen.design.golden.TRControl`, integer for
 integer, and each layer's cycle counter must equal the cycle model for that control.
 """
 
@@ -14,12 +14,12 @@ import dataclasses
 import numpy as np
 import pytest
 
-from rtl_gen import golden
-from rtl_gen.golden import TRControl, TRMode
+from rtl_gen.design import golden
+from rtl_gen.design.golden import TRControl, TRMode
+from rtl_gen.design.network import TRConfig
 from rtl_gen.hw.layer import ArrayConfig
 from rtl_gen.hw.network import NetworkEngine
 from rtl_gen.hw.tr import control_values, term_rom_words, tr_slots
-from rtl_gen.network import TRConfig
 from tests.test_network_sim import run_network, small_net
 
 

@@ -22,7 +22,13 @@ from amaranth.hdl import Elaboratable, Module, Shape
 from amaranth.lib import io, wiring
 
 from ..devices import Device, get_device
-from .pll import Ecp5Pll, Ice40Pll, ecp5_pll, ice40_pll, pll_domain
+from .pll import (
+    Ecp5Pll,
+    Ice40Pll,
+    ecp5_pll,
+    ice40_pll,
+    pll_domain,
+)
 
 __all__ = ["CORE_SIGNATURE", "Board", "BoardTop", "CoreFactory", "Pin"]
 

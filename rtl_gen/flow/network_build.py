@@ -14,8 +14,9 @@ import json
 import os
 from pathlib import Path
 
+from ..design.network import Network
 from ..errors import RtlGenError
-from ..network import Network
+from .board import Board
 from .build import BuildReport, build_bitstream
 
 __all__ = ["DEFAULT_BAUD", "build_network"]
@@ -24,10 +25,10 @@ __all__ = ["DEFAULT_BAUD", "build_network"]
 DEFAULT_BAUD = 115200
 
 
-def build_network(net: Network, board_name: str, *, outdir: Path | str, arrays=None,
+def build_network(net: Network, board: Board, *, outdir: Path | str, arrays=None,
                   freq_mhz: float | None = None, baud: int = DEFAULT_BAUD, seed: int = 1,
                   timeout: float | None = None) -> BuildReport:
-    """Build ``net`` into a bitstream for board ``board_name``.
+    """Build ``net`` into a bitstream for ``board`` (one of ``boards.BOARDS``).
 
     Writes the bitstream, ``report.json``/``report.md`` (:class:`BuildReport`) and
     ``design.json`` (the network's name and fingerprint, the baud rate and what the design
@@ -36,19 +37,13 @@ def build_network(net: Network, board_name: str, *, outdir: Path | str, arrays=N
     Raises
     ------
     RtlGenError
-        For an unknown board, a clock the PLL cannot make, a baud rate the clock cannot
+        For a clock the PLL cannot make, a baud rate the clock cannot
         divide to, or a network the generator cannot build (the message says which).
     DoesNotFitError, ToolNotFoundError, ToolFailedError
         From the flow (:func:`~rtl_gen.flow.build.build_bitstream`).
     """
-    from boards import get_board
-
     from ..hw.hostlink import HostLinkCore, network_id
 
-    try:
-        board = get_board(board_name)
-    except ValueError as e:
-        raise RtlGenError(str(e)) from None
     ident = network_id(net)
     cores = []
 

@@ -36,7 +36,13 @@ from amaranth import Const, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from .pe import DotProductUnit, PEConfig, _product, _sum_tree, input_layout
+from .pe import (
+    DotProductUnit,
+    PEConfig,
+    _product,
+    _sum_tree,
+    input_layout,
+)
 
 __all__ = ["SystolicArray", "WeightStationaryArray"]
 

@@ -1,6 +1,7 @@
 """Float layers in hardware: fp32 activations, MPWN weight spaces, reduced-float weights.
 
-One dense :class:`~rtl_gen.mpwn.FloatLayer` on ``C`` lanes (output channels in parallel)::
+One dense :class:`~rtl_gen.design.float_network.FloatLayer` on ``C`` lanes (output channels in
+parallel)::
 
     i (fp32 bits) ──► input buffer: K words, two banks (the next image loads meanwhile)
                             │ x_k, one a cycle, to every lane
@@ -28,7 +29,8 @@ space           PE                    product
 
 So a binary or ternary layer has no multiplier in its lanes: its only multiplier is the
 tail's, for the per-output scale ``alpha``.  The order of every fp32 operation is the
-golden model's (:func:`rtl_gen.mpwn.layer_forward`): ``k = 0 .. K-1`` one after another
+golden model's (:func:`rtl_gen.design.float_network.layer_forward`): ``k = 0 .. K-1`` one after
+another
 into one accumulator per output, then the scale, then the bias, then ReLU.
 
 An image's ``N`` outputs are computed in ``ceil(N / C)`` tiles of ``C`` channels; a tile
@@ -65,7 +67,7 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..mpwn import FloatLayer, FloatNetwork
+from ..design.float_network import FloatLayer, FloatNetwork
 from ..numerics.floatops import BINARY32, FloatFormat
 from ..numerics.minifloat import MinifloatFormat
 from .fpu import FloatAdd, FloatMul
@@ -167,7 +169,7 @@ class FloatMulPE(wiring.Component):
 
 def make_pe(space: str, weight_format: MinifloatFormat | None = None) -> wiring.Component:
     """The PE of a weight space (``weight_format``: the minifloat of a reduced-float
-    space, as :attr:`rtl_gen.mpwn.FloatLayer.weight_format` gives it)."""
+    space, as :attr:`rtl_gen.design.float_network.FloatLayer.weight_format` gives it)."""
     if space == "binary":
         return XorSignPE()
     if space == "ternary":
@@ -286,7 +288,8 @@ def _check_lanes(lanes) -> int:
 
 
 class FloatLayerEngine(wiring.Component):
-    """A :class:`~rtl_gen.mpwn.FloatLayer` on ``lanes`` PEs; see the module docstring.
+    """A :class:`~rtl_gen.design.float_network.FloatLayer` on ``lanes`` PEs; see the module
+    docstring.
 
     Parameters
     ----------
@@ -531,11 +534,13 @@ def _plan_lanes(net: FloatNetwork, lanes) -> tuple[int, ...]:
 
 
 class FloatNetworkEngine(wiring.Component):
-    """A :class:`~rtl_gen.mpwn.FloatNetwork` as a chain of :class:`FloatLayerEngine`.
+    """A :class:`~rtl_gen.design.float_network.FloatNetwork` as a chain of
+    :class:`FloatLayerEngine`.
 
     Images enter as fp32 bit patterns, image after image, feature after feature; logits
     leave in channel order, image after image; ``cls`` gives each image's class, the first
-    index of the largest logit by value (the key of :func:`rtl_gen.mpwn.float_key`: ``+0``
+    index of the largest logit by value (the key of :func:`rtl_gen.design.float_network.float_key`:
+    ``+0``
     and ``-0`` tie), a cycle after its last logit is read.
 
     Parameters

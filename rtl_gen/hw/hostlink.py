@@ -33,7 +33,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .. import protocol as P
-from ..network import Network
+from ..design.network import Network
 from .network import NetworkEngine
 from .uart import UartRx, UartTx, divisor_for
 

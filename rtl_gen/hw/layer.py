@@ -24,7 +24,7 @@ The output FIFO holds ``depth`` results; a tile starts only when the FIFO has ro
 every result in flight (a credit count), so the array never overruns a stalled consumer,
 and without back-pressure it never waits (the depth covers the tiles in flight).
 
-Cycle model (no back-pressure): see :func:`rtl_gen.golden.layer_cycles`, which this module's
+Cycle model (no back-pressure): see :func:`rtl_gen.design.golden.layer_cycles`, which this module's
 ``cycles`` output matches exactly.
 """
 
@@ -39,16 +39,13 @@ from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from ..golden import LayerTiming, TRControl
-from ..network import DenseLayer
+from ..design.golden import LayerTiming, TRControl
+from ..design.network import DenseLayer
+from ..protocol import K_BITS, K_OWN, S_BITS, S_OWN
 from .array import SystolicArray
 from .hese import DataTermUnit
 from .pe import MULTIPLIERS, PEConfig
 from .tr import (
-    K_BITS,
-    K_OWN,
-    S_BITS,
-    S_OWN,
     TR_ARRAY_LATENCY,
     TRArray,
     term_rom_words,

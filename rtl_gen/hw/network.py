@@ -23,10 +23,15 @@ from amaranth import Array, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..golden import LayerTiming, network_interval
-from ..network import Network
-from .layer import COUNTER_BITS, ArrayConfig, LayerEngine, layer_timing
-from .tr import K_BITS, K_OWN, S_BITS, S_OWN
+from ..design.golden import LayerTiming, network_interval
+from ..design.network import Network
+from ..protocol import K_BITS, K_OWN, S_BITS, S_OWN
+from .layer import (
+    COUNTER_BITS,
+    ArrayConfig,
+    LayerEngine,
+    layer_timing,
+)
 
 __all__ = ["NetworkEngine", "default_array", "logit_order", "plan_network"]
 
@@ -52,7 +57,7 @@ def logit_order(n: int, rows: int, cols: int) -> np.ndarray:
 def plan_network(net: Network, arrays=None, control=None):
     """Validate per-layer array configurations (``None``: :func:`default_array`) and give
     them with each layer's cycle model (term-revealing layers under the run-time
-    ``control``, a :class:`~rtl_gen.golden.TRControl`; ``None``: the bundle's settings).
+    ``control``, a :class:`~rtl_gen.design.golden.TRControl`; ``None``: the bundle's settings).
 
     Returns
     -------
@@ -81,7 +86,7 @@ def plan_network(net: Network, arrays=None, control=None):
 
 
 class NetworkEngine(wiring.Component):
-    """A :class:`~rtl_gen.network.Network` as a chain of :class:`LayerEngine`.
+    """A :class:`~rtl_gen.design.network.Network` as a chain of :class:`LayerEngine`.
 
     Parameters
     ----------
@@ -132,7 +137,7 @@ class NetworkEngine(wiring.Component):
         return any(layer.tr is not None for layer in self._net.layers)
 
     def timings_for(self, control=None) -> tuple[LayerTiming, ...]:
-        """The cycle model under a run-time :class:`~rtl_gen.golden.TRControl`."""
+        """The cycle model under a run-time :class:`~rtl_gen.design.golden.TRControl`."""
         return plan_network(self._net, self._arrays, control)[1]
 
     @property

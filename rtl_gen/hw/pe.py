@@ -48,8 +48,8 @@ from amaranth import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from ..design.golden import framed_sums
 from ..devices import Device
-from ..golden import framed_sums
 from ..numerics.bitplane import bitplane_dot
 from ..numerics.fixedpoint import acc_bits
 from ..numerics.schemes import WeightScheme
@@ -235,7 +235,7 @@ class PEConfig:
         precisions, one for all vectors or one per vector (default, and ``0``, mean the
         maxima, as in the hardware's registers).  Each vector's sum comes from the numerics
         (``scheme.decode``, or :func:`rtl_gen.numerics.bitplane_dot`), framed by
-        :func:`rtl_gen.golden.framed_sums`.
+        :func:`rtl_gen.design.golden.framed_sums`.
         """
         x = np.asarray(x, dtype=np.int64)
         if self.kind == "bitplane":

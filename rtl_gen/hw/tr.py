@@ -35,23 +35,17 @@ from amaranth import Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..golden import TRControl, TRMode
-from ..network import DenseLayer
+from ..design.golden import TRControl, TRMode
+from ..design.network import DenseLayer
 from ..numerics.terms import group_term_order
+from ..protocol import K_OWN, S_OWN
 
 __all__ = ["K_OWN", "S_OWN", "TRArray", "control_values", "layer_controls", "term_layout",
            "term_rom_words", "tr_slots", "tr_terms"]
 
-#: Width of the run-time budget and data-terms registers.
-K_BITS, S_BITS = 16, 5
-
 #: Cycles from presenting a ``last`` step to ``done`` (operand select, product, result).
 TR_ARRAY_LATENCY = 3
 
-#: ``k`` register value meaning "each layer's own budget, from the bundle" (the reset value).
-K_OWN = (1 << K_BITS) - 1
-#: ``s`` register value meaning "each layer's own data terms, from the bundle" (reset value).
-S_OWN = (1 << S_BITS) - 1
 
 
 def control_values(control: TRControl | None) -> tuple[int, int, int]:

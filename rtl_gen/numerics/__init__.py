@@ -24,7 +24,13 @@ from .bitplane import (
     plane_weights,
     pm1_plane_dot,
 )
-from .fixedpoint import MAX_SHIFT, acc_bits, requant_params, requantize, signed_bits
+from .fixedpoint import (
+    MAX_SHIFT,
+    acc_bits,
+    requant_params,
+    requantize,
+    signed_bits,
+)
 from .minifloat import (
     MPWN_BITS,
     MinifloatFormat,
@@ -35,7 +41,12 @@ from .minifloat import (
     ternary_bitwise,
     xor_signed_bits,
 )
-from .schemes import SCHEME_KINDS, QuantizedWeights, WeightScheme, parse_scheme
+from .schemes import (
+    SCHEME_KINDS,
+    QuantizedWeights,
+    WeightScheme,
+    parse_scheme,
+)
 from .terms import (
     MAX_BITS,
     GroupTerms,

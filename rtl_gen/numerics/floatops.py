@@ -40,7 +40,12 @@ import dataclasses
 
 import numpy as np
 
-from .minifloat import MinifloatFormat, _check_int, _uint_dtype, _unsigned_codes
+from .minifloat import (
+    MinifloatFormat,
+    _check_int,
+    _uint_dtype,
+    _unsigned_codes,
+)
 
 __all__ = [
     "BINARY32",

@@ -19,7 +19,7 @@ import zipfile
 
 import numpy as np
 
-from .errors import ModelError
+from ..errors import ModelError
 
 __all__ = ["FloatMLP", "load_float_model", "save_float_model", "train_mlp"]
 

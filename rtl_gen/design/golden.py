@@ -23,9 +23,9 @@ import math
 
 import numpy as np
 
+from ..numerics.fixedpoint import requantize
+from ..numerics.terms import term_reveal, truncate_terms
 from .network import DenseLayer, Network
-from .numerics.fixedpoint import requantize
-from .numerics.terms import term_reveal, truncate_terms
 
 __all__ = [
     "LayerTiming",

@@ -1,4 +1,4 @@
-"""Weight bundles: a :class:`~rtl_gen.network.Network` on disk, versioned and validated.
+"""Weight bundles: a :class:`~rtl_gen.design.network.Network` on disk, versioned and validated.
 
 A bundle is a folder holding ``manifest.json`` (every scalar: shapes, schemes, widths,
 scales, TR grouping, file names) and one ``.npy`` file per array (codes, bias,
@@ -34,10 +34,17 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 import jsonschema
 import numpy as np
 
-from .errors import BundleError, SpecError
-from .network import ACT_BITS_RANGE, ACTIVATIONS, DenseLayer, InputSpec, Network, TRConfig
-from .numerics.fixedpoint import MAX_SHIFT
-from .numerics.schemes import WeightScheme, parse_scheme
+from ..design.network import (
+    ACT_BITS_RANGE,
+    ACTIVATIONS,
+    DenseLayer,
+    InputSpec,
+    Network,
+    TRConfig,
+)
+from ..errors import BundleError, SpecError
+from ..numerics.fixedpoint import MAX_SHIFT
+from ..numerics.schemes import WeightScheme, parse_scheme
 
 __all__ = [
     "FORMAT_NAME",
@@ -54,7 +61,7 @@ __all__ = [
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_NAME = "rtl_gen-bundle"
-#: The format of float-activation (MPWN and reduced-float) bundles, :mod:`rtl_gen.float_bundle`.
+#: The format of float-activation (MPWN and reduced-float) bundles, :mod:`rtl_gen.bundle.floating`.
 FLOAT_FORMAT_NAME = "rtl_gen-float-bundle"
 #: The version this module writes.
 FORMAT_VERSION = 1
@@ -454,7 +461,7 @@ def read_bundle(path) -> Network:
     ``version``, the schema :data:`MANIFEST_SCHEMA`); then per layer the weight scheme, the
     activation and requantization fields, the chain of inputs, and every array (its path
     stays inside the folder, the file exists and is a plain numeric ``.npy``, its dtype,
-    shape and values); finally the design rules of :mod:`rtl_gen.network`.
+    shape and values); finally the design rules of :mod:`rtl_gen.design.network`.
 
     Returns
     -------

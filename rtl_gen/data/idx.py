@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .datasets import Split
-from .errors import DataError
+from ..errors import DataError
+from .digits import Split
 
 __all__ = ["IDX_INPUT_BITS", "IDX_INPUT_SCALE", "IDX_NAMES", "load_idx_pair", "load_mnist",
            "read_idx"]
@@ -100,7 +100,7 @@ def read_idx(path) -> np.ndarray:
 def load_idx_pair(images, labels) -> Split:
     """One split of MNIST or Fashion-MNIST from an image file and a label file.
 
-    Returns a :class:`~rtl_gen.datasets.Split` with ``x_int`` the pixels (``(n, rows*cols)``
+    Returns a :class:`~rtl_gen.data.digits.Split` with ``x_int`` the pixels (``(n, rows*cols)``
     int64, 0..255), ``x = x_int / 255`` and ``y`` the labels.
 
     Raises

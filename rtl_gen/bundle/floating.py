@@ -1,4 +1,5 @@
-"""Float bundles: a :class:`~rtl_gen.mpwn.FloatNetwork` on disk, versioned and validated.
+"""Float bundles: a :class:`~rtl_gen.design.float_network.FloatNetwork` on disk, versioned and
+validated.
 
 The same folder layout and guarantees as the integer bundles of :mod:`rtl_gen.bundle`
 (deterministic bytes, written atomically, every error naming the file, layer and field),
@@ -27,7 +28,9 @@ from pathlib import Path
 import jsonschema
 import numpy as np
 
-from .bundle import (
+from ..design.float_network import FloatLayer, FloatNetwork, parse_space
+from ..errors import BundleError, SpecError
+from .integer import (
     FLOAT_FORMAT_NAME,
     MANIFEST_NAME,
     MAX_FEATURES,
@@ -36,8 +39,6 @@ from .bundle import (
     _Reader,
     write_folder,
 )
-from .errors import BundleError, SpecError
-from .mpwn import FloatLayer, FloatNetwork, parse_space
 
 __all__ = ["FLOAT_FORMAT_VERSION", "FLOAT_MANIFEST_SCHEMA", "read_float_bundle",
            "write_float_bundle"]
@@ -111,7 +112,7 @@ def write_float_bundle(net: FloatNetwork, path) -> Path:
     BundleError
         As :func:`rtl_gen.bundle.write_bundle`.
     TypeError
-        If ``net`` is not a :class:`~rtl_gen.mpwn.FloatNetwork`.
+        If ``net`` is not a :class:`~rtl_gen.design.float_network.FloatNetwork`.
     """
     if not isinstance(net, FloatNetwork):
         raise TypeError(f"write_float_bundle needs a FloatNetwork, not {type(net).__name__}")

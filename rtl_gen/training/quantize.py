@@ -20,11 +20,16 @@ import dataclasses
 
 import numpy as np
 
-from . import golden
+from ..design import golden
+from ..design.network import (
+    DenseLayer,
+    InputSpec,
+    Network,
+    TRConfig,
+)
+from ..numerics.fixedpoint import requant_params
+from ..numerics.schemes import WeightScheme, parse_scheme
 from .float_model import FloatMLP
-from .network import DenseLayer, InputSpec, Network, TRConfig
-from .numerics.fixedpoint import requant_params
-from .numerics.schemes import WeightScheme, parse_scheme
 
 __all__ = ["calibrate_input", "quantize_mlp"]
 

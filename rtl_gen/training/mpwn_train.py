@@ -2,9 +2,10 @@
 
 Binary and ternary layers (and minifloat ones) see their quantized weights in the forward
 pass and pass gradients straight through to latent float weights, with the same quantizers
-:func:`rtl_gen.mpwn.from_float` applies afterwards (binary ``alpha_j = mean|w_j|``, ternary
+:func:`rtl_gen.training.mpwn.from_float` applies afterwards (binary ``alpha_j = mean|w_j|``, ternary
 the ``0.7 mean|w_j|`` threshold), so the fine-tuned float model converts exactly into the
-network that was trained.  Training is :func:`rtl_gen.qat.train_qat` (Adam, cosine schedule,
+network that was trained.  Training is :func:`rtl_gen.training.qat.train_qat` (Adam, cosine
+schedule,
 distillation from the float model, deterministic for a seed).
 """
 
@@ -17,8 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..design.float_network import parse_space
 from .float_model import FloatMLP
-from .mpwn import parse_space
 from .qat import DTYPE, _ste, train_qat
 
 __all__ = ["MPWNMLP", "finetune"]

@@ -1,6 +1,7 @@
 """The design description: one frozen, validated object per layer and per network.
 
-The same objects are consumed by the golden model (:mod:`rtl_gen.golden`), written to and read
+The same objects are consumed by the golden model (:mod:`rtl_gen.design.golden`), written to and
+read
 from weight bundles (:mod:`rtl_gen.bundle`), and, later, elaborated into hardware.  Variants are
 made with :func:`dataclasses.replace`, which validates again.
 
@@ -15,9 +16,9 @@ from functools import cached_property
 
 import numpy as np
 
-from .errors import SpecError
-from .numerics.fixedpoint import MAX_SHIFT, acc_bits
-from .numerics.schemes import WeightScheme
+from ..errors import SpecError
+from ..numerics.fixedpoint import MAX_SHIFT, acc_bits
+from ..numerics.schemes import WeightScheme
 
 __all__ = ["ACTIVATIONS", "DenseLayer", "InputSpec", "Network", "TRConfig"]
 

@@ -7,7 +7,8 @@ its quantization-aware trained (QAT) versions.
 How the shipped QAT bundles are reproduced *(our choice)*: ``rtl-gen qat`` (needs the
 ``torch`` extra) fine-tunes the float model with QAT for every variant and runs the bit-width
 search, and saves each trained state as ``weights/qat/digits-<variant>.npz`` (float weights
-and learned scales, :mod:`rtl_gen.qat_state`).  Training is seeded, single-threaded and uses
+and learned scales, :mod:`rtl_gen.training.qat_state`).  Training is seeded, single-threaded and
+uses
 ``torch.use_deterministic_algorithms``, so it repeats exactly on one machine and PyTorch
 build, but float training is not promised to be bit-identical across CPUs and PyTorch
 releases.  The byte-for-byte contract therefore starts at the saved state: ``rtl-gen demo
@@ -22,10 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import golden
-from .datasets import DIGITS_INPUT_BITS, DIGITS_INPUT_SCALE, digits
+from ..data.digits import DIGITS_INPUT_BITS, DIGITS_INPUT_SCALE, digits
+from ..design import golden
+from ..design.network import InputSpec, Network, TRConfig
 from .float_model import FloatMLP, train_mlp
-from .network import InputSpec, Network, TRConfig
 from .qat_state import QATState, export_network
 from .quantize import quantize_mlp
 
@@ -45,7 +46,7 @@ __all__ = [
 ]
 
 #: The repository's ``weights/`` folder (the package is installed in editable mode).
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "weights"
 FLOAT_MODEL_NAME = "digits-float.npz"
 #: The saved QAT states of the shipped bundles (``digits-<variant>.npz``) and the search table.
 QAT_DIR = WEIGHTS_DIR / "qat"
@@ -128,7 +129,7 @@ def export_default(state: QATState, variant: Variant) -> Network:
 def qat_default(model: FloatMLP, schemes, tr: TRConfig | None = None, *, epochs=QAT_EPOCHS,
                 seed: int = 0, progress=None):
     """QAT fine-tuning of the float model into ``schemes`` (needs PyTorch); returns the
-    trained :class:`~rtl_gen.qat.QATMLP`."""
+    trained :class:`~rtl_gen.training.qat.QATMLP`."""
     from .qat import QATMLP, train_qat
 
     train, _ = digits()

@@ -16,7 +16,7 @@ potB/apotB normalised ``Wn = (W - mean W) / std W``; ``alpha * level(clip(Wn / a
 intB       ``s * round(clip(W / s))`` with a learned step ``s`` (LSQ-style; init: the PTQ
            clipping of least squared error)
 signmagB   like intB on sign-magnitude levels (term revealing's quantizer); with a
-           :class:`~rtl_gen.network.TRConfig` the weights are *term revealed* and the layer's
+           :class:`~rtl_gen.design.network.TRConfig` the weights are *term revealed* and the layer's
            inputs truncated to their ``s`` largest HESE terms in the forward pass (TR-aware
            training; STE through both)
 =========  ===============================================================================
@@ -30,7 +30,8 @@ rounded to accumulator units (``s_in * s_w``), as the bundle stores them.
 :meth:`QATMLP.integer_forward` is the model's own integer-simulated forward pass: exact int64
 ``acc = x @ w_int.T + b_int`` and ``clamp((acc * M + 2**(S-1)) >> S, 0, 2**a - 1)``, with
 ``w_int``, ``b_int``, ``M`` and ``S`` computed in PyTorch from the trained state.
-:meth:`QATMLP.export` writes the same state through :func:`rtl_gen.qat_state.export_network`
+:meth:`QATMLP.export` writes the same state through
+:func:`rtl_gen.training.qat_state.export_network`
 (numpy), and the golden model's logits on the exported bundle equal ``integer_forward``'s
 (a test checks it for every scheme).
 
@@ -53,11 +54,11 @@ import torch
 from torch import nn
 from torch.nn import functional
 
+from ..design.network import InputSpec, Network, TRConfig
+from ..numerics.fixedpoint import requant_params
+from ..numerics.schemes import WeightScheme, parse_scheme
+from ..numerics.terms import term_reveal, truncate_terms
 from .float_model import FloatMLP
-from .network import InputSpec, Network, TRConfig
-from .numerics.fixedpoint import requant_params
-from .numerics.schemes import WeightScheme, parse_scheme
-from .numerics.terms import term_reveal, truncate_terms
 from .qat_state import QATLayerState, QATState, export_network
 
 __all__ = [
@@ -240,7 +241,7 @@ class QATLinear(nn.Module):
         return _ste(u, torch.floor(u.detach() + 0.5)) * s_out
 
     def state(self, s_in: float) -> QATLayerState:
-        """The trained layer for :func:`~rtl_gen.qat_state.export_network`."""
+        """The trained layer for :func:`~rtl_gen.training.qat_state.export_network`."""
         with torch.no_grad():
             win = self.quantizer.input(self.weight)
             alpha = float(self.quantizer.alpha_value(win))
@@ -271,7 +272,7 @@ class QATMLP(nn.Module):
     Parameters
     ----------
     weights, biases:
-        Initial float layers (e.g. a trained :class:`~rtl_gen.float_model.FloatMLP`).
+        Initial float layers (e.g. a trained :class:`~rtl_gen.training.float_model.FloatMLP`).
     schemes:
         One scheme (or name) for every layer, or one per layer.
     input_spec:
@@ -364,7 +365,7 @@ class QATMLP(nn.Module):
                         input=self.input_spec, act_bits=self.act_bits)
 
     def export(self, *, name: str, labels=None, metadata: dict | None = None) -> Network:
-        """The integer :class:`~rtl_gen.network.Network` of the trained model."""
+        """The integer :class:`~rtl_gen.design.network.Network` of the trained model."""
         return export_network(self.to_state(), name=name, labels=labels, metadata=metadata)
 
 
