@@ -42,6 +42,7 @@ from ..numerics.minifloat import (
     ternary_bitwise,
     xor_signed_bits,
 )
+from .base import NetworkModel, accuracy, predict
 from .network import check_layer_name
 
 __all__ = [
@@ -226,7 +227,7 @@ class FloatLayer:
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class FloatNetwork:
+class FloatNetwork(NetworkModel):
     """A chain of :class:`FloatLayer` over fp32 inputs ``(batch, in_features)``.
 
     ``input_scale`` documents the value of one unit of integer input codes when the inputs
@@ -269,17 +270,26 @@ class FloatNetwork:
                 raise SpecError("labels", f"has {len(labels)} names for {self.classes} outputs")
             object.__setattr__(self, "labels", labels)
 
-    @property
-    def classes(self) -> int:
-        return self.layers[-1].out_features
+    family = "float"
 
     @property
     def spaces(self) -> tuple[str, ...]:
         return tuple(layer.space for layer in self.layers)
 
-    def encode_input(self, x) -> np.ndarray:
+    def encode(self, x) -> np.ndarray:
         """Float inputs ``(batch, in_features)`` → fp32 bit patterns (:func:`encode_input`)."""
         return encode_input(x, self.in_features)
+
+    encode_input = encode
+
+    def forward(self, x, control=None) -> np.ndarray:
+        """The logits as fp32 bit patterns (:func:`forward`); there is no run-time control."""
+        if control is not None:
+            raise ValueError("float networks take no run-time term-revealing control")
+        return forward(self, x)
+
+    def logit_key(self, logits) -> np.ndarray:
+        return float_key(logits)
 
 
 def encode_input(x, features: int) -> np.ndarray:
@@ -356,15 +366,6 @@ def float_key(bits) -> np.ndarray:
     b = np.asarray(bits).astype(np.int64)
     mag = b & 0x7FFFFFFF
     return np.where(b & 0x80000000, -mag, mag)
-
-
-def predict(net: FloatNetwork, x_bits) -> np.ndarray:
-    """Classes: the first index of the largest logit by value."""
-    return np.argmax(float_key(forward(net, x_bits)), axis=-1).astype(np.int64)
-
-
-def accuracy(net: FloatNetwork, x_bits, labels) -> float:
-    return float(np.mean(predict(net, x_bits) == np.asarray(labels)))
 
 
 # -- from a float model -----------------------------------------------------------------------

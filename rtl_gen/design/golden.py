@@ -25,6 +25,7 @@ import numpy as np
 
 from ..numerics.fixedpoint import requantize
 from ..numerics.terms import term_reveal, truncate_terms
+from .base import accuracy, predict
 from .network import DenseLayer, Network
 
 __all__ = [
@@ -134,17 +135,6 @@ def forward(net: Network, x, control: TRControl | None = None, *,
         h = layer_forward(layer, h, control)
         outs.append(h)
     return outs if trace else h
-
-
-def predict(net: Network, x, control: TRControl | None = None) -> np.ndarray:
-    """Classes: ``argmax`` of the logits, ties to the lowest index."""
-    return np.argmax(forward(net, x, control), axis=-1)
-
-
-def accuracy(net: Network, x, labels, control: TRControl | None = None) -> float:
-    """Fraction of ``labels`` the integer network gets right on integer inputs ``x``."""
-    labels = np.asarray(labels)
-    return float(np.mean(predict(net, x, control) == labels))
 
 
 def float_forward(net: Network, x) -> np.ndarray:

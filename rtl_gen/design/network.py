@@ -19,6 +19,7 @@ import numpy as np
 from ..errors import SpecError
 from ..numerics.fixedpoint import MAX_SHIFT, acc_bits
 from ..numerics.schemes import WeightScheme
+from .base import NetworkModel
 
 __all__ = ["ACTIVATIONS", "DenseLayer", "InputSpec", "Network", "TRConfig"]
 
@@ -309,7 +310,7 @@ class DenseLayer:
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class Network:
+class Network(NetworkModel):
     """A chain of layers from an input code to logits.
 
     Parameters
@@ -376,9 +377,24 @@ class Network:
                                 f"{self.layers[-1].out_features} outputs")
             object.__setattr__(self, "labels", labels)
 
+    family = "integer"
+
     @property
-    def classes(self) -> int:
-        return self.layers[-1].out_features
+    def in_features(self) -> int:
+        return self.input.features
+
+    def encode(self, x) -> np.ndarray:
+        """Float inputs -> integer input codes (:meth:`InputSpec.quantize`)."""
+        return self.input.quantize(x)
+
+    def forward(self, x, control=None) -> np.ndarray:
+        """Integer logits of integer input codes (:func:`rtl_gen.design.golden.forward`)."""
+        from .golden import forward
+
+        return forward(self, x, control)
+
+    def logit_key(self, logits) -> np.ndarray:
+        return np.asarray(logits, dtype=np.int64)
 
     @property
     def has_float_reference(self) -> bool:
