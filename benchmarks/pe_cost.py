@@ -19,6 +19,9 @@ and positive MHz are better).  The ``*-yosys`` rows are that kind of reference b
 the ``int`` unit's ``*`` (``multiplier="dsp"``) synthesised with DSP inference off
 (``synth_ice40`` without ``-dsp``, ``synth_ecp5 -nodsp``), i.e. Yosys's own LUT multiplier.
 
+Every registered PE kind (:mod:`rtl_gen.hw.pes`) is measured: one that ``UNITS`` does not
+name gets a generated row at 8-bit activations and the weight width nearest 4.
+
 Run ``python benchmarks/pe_cost.py [--jobs N] [--kinds int8-lut,xnor-x64] [--out DIR]``;
 it prints a Markdown table and writes ``pe_cost.md`` and ``pe_cost.json`` into ``--out``
 (default ``benchmarks/results``).  Builds are cached under ``build/flow``.
@@ -46,7 +49,8 @@ from rtl_gen.flow.synth import (
     synth,
     tool_versions,
 )
-from rtl_gen.hw.pe import DotProductUnit, PEConfig
+from rtl_gen.hw import pes
+from rtl_gen.hw.pe import MAX_DEPTH, DotProductUnit, PEConfig
 
 RESULTS = Path(__file__).parent / "results"
 DEVICES = ("up5k", "ecp5-85f")
@@ -68,10 +72,12 @@ class Unit:
 
 
 def _sized(kind: str, w_bits: int, a_bits: int, lanes: int = 1, **kw) -> PEConfig:
-    """The config with the largest power-of-two depth whose accumulator is <= 24 bits."""
+    """The config with the largest power-of-two depth whose accumulator is <= 24 bits (at
+    most :data:`~rtl_gen.hw.pe.MAX_DEPTH`)."""
     depth = 1
-    while PEConfig(kind=kind, w_bits=w_bits, a_bits=a_bits, lanes=lanes, depth=depth * 2,
-                   **kw).acc_bits <= ACC_BITS:
+    while depth * 2 <= MAX_DEPTH and PEConfig(
+            kind=kind, w_bits=w_bits, a_bits=a_bits, lanes=lanes, depth=depth * 2,
+            **kw).acc_bits <= ACC_BITS:
         depth *= 2
     return PEConfig(kind=kind, w_bits=w_bits, a_bits=a_bits, lanes=lanes, depth=depth, **kw)
 
@@ -103,6 +109,19 @@ UNITS = (
     Unit("xnor-x64-p2", "64-lane XNOR-popcount, two pipeline stages",
          _sized("xnor", 1, 1, 64, pipeline=2)),
 )
+
+
+def _default_unit(kind: str) -> Unit:
+    """A registered kind that UNITS does not name: 8-bit activations (or the kind's widest),
+    4-bit weights where it has a width (else its nearest)."""
+    k = pes.get(kind)
+    w_bits = min(k.widths(), key=lambda b: (abs(b - 4), b))
+    return Unit(kind, f"{kind} (every registered kind is measured)",
+                _sized(kind, w_bits, min(8, max(k.a_widths()))))
+
+
+UNITS += tuple(_default_unit(kind) for kind in pes.kinds()
+               if kind not in {u.config.kind for u in UNITS})
 
 
 def measure(unit: Unit, verilog: str, device: str, workdir: Path) -> dict:

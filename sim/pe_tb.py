@@ -37,12 +37,15 @@ edge ``e + 1`` became valid at edge ``e``.
 
 from __future__ import annotations
 
+import dataclasses
+
 import cocotb
 import numpy as np
 from cocotb.clock import Clock
 from cocotb.simtime import get_sim_time
 from cocotb.triggers import ClockCycles, FallingEdge, ReadOnly
 
+from rtl_gen.hw import pes
 from rtl_gen.hw.pe import DotProductUnit, PEConfig, pack_inputs
 from sim.runner import test_params
 
@@ -54,6 +57,35 @@ def _edge_after(t_ns: float) -> int:
     return int(-(-t_ns // PERIOD_NS))
 
 
+def corner_configs(kind: str) -> list[tuple[PEConfig, int]]:
+    """``(config, vectors)`` that exercise a registered kind at its corners: one lane and
+    five, pipeline 0 and > 0, run-time and (where it takes them) baked weights, signed and
+    unsigned activations, its narrowest and widest weights (up to 8 bits), each multiplier;
+    at least 10,000 vectors in all.  The cocotb and amaranth.sim tests run these for a kind
+    their hand-picked lists do not name."""
+    k = pes.get(kind)
+    widths = [w for w in k.widths() if w <= 8] or [min(k.widths())]
+    a_bits = min(8, max(k.a_widths()))
+    one = PEConfig(kind=kind, w_bits=max(widths), a_bits=a_bits, a_signed=True, lanes=1,
+                   depth=16)
+    vectors = 10_000 if one.cycles_per_vector == 1 else 6_000
+    probe = PEConfig(kind=kind, w_bits=min(widths), a_bits=a_bits)
+    baked = None
+    if k.bakeable:
+        codes = np.flatnonzero(~probe.scheme.invalid_codes(np.arange(1 << probe.w_bits)))
+        baked = tuple(int(codes[(3 * i + 1) % codes.size]) for i in range(5))
+    five = PEConfig(kind=kind, w_bits=min(widths), a_bits=a_bits, lanes=5, depth=8,
+                    pipeline=1, weights=baked)
+    out = [(one, vectors), (five, vectors)]
+    if baked is not None:
+        out.append((dataclasses.replace(five, weights=None, pipeline=2, a_signed=True),
+                    vectors))
+    for mul in k.multipliers[1:]:
+        out.append((PEConfig(kind=kind, w_bits=max(widths), a_bits=a_bits, lanes=3, depth=8,
+                             pipeline=1, multiplier=mul), vectors))
+    return out
+
+
 class Stimulus:
     """Seeded input vectors, flags and (bit-plane) precisions for one configuration."""
 
@@ -62,7 +94,7 @@ class Stimulus:
         rng = np.random.default_rng(seed)
         self.first, self.last = self._framing(rng, n, cfg.depth)
         n = self.first.size
-        if cfg.kind == "bitplane":
+        if cfg.run_time_precision:
             self.w_prec = rng.integers(0, cfg.w_bits + 1, n)
             self.x_prec = rng.integers(0, cfg.a_bits + 1, n)
             self.w_prec[:2], self.x_prec[:2] = cfg.w_bits, cfg.a_bits
@@ -82,12 +114,7 @@ class Stimulus:
             self.w[:d], self.w[d:2 * d] = -(1 << (cfg.w_bits - 1)), (1 << (cfg.w_bits - 1)) - 1
             return
         self.w_prec = self.x_prec = None
-        if cfg.kind == "xnor":
-            x_lo, x_hi = 0, 1
-        elif cfg.a_signed:
-            x_lo, x_hi = -(1 << (cfg.a_bits - 1)), (1 << (cfg.a_bits - 1)) - 1
-        else:
-            x_lo, x_hi = 0, (1 << cfg.a_bits) - 1
+        x_lo, x_hi = cfg.x_range
         full = np.full(n, 1, np.int64)
         self.x = self._values(rng, x_lo * full, x_hi * full, cfg.lanes)
         codes = np.flatnonzero(~cfg.scheme.invalid_codes(np.arange(1 << cfg.w_bits)))
@@ -138,26 +165,22 @@ class Stimulus:
         the extremes allow it.  With baked weights the activation signs follow each lane."""
         cfg = self.cfg
         d = cfg.depth
-        if cfg.kind == "xnor":
-            if cfg.weights is None:
-                self.w[:2 * d] = 0
-                self.x[:d], self.x[d:2 * d] = 0, 1      # +1 * +1, then -1 * +1
-            else:
-                wl = np.asarray(cfg.weights)
-                self.x[:d], self.x[d:2 * d] = wl, 1 - wl
-            return
-        x_big = x_lo if -x_lo > x_hi else x_hi        # largest magnitude
+        # the activation codes of the smallest and the largest value (xnor: 1 is -1)
+        lo_val, hi_val = cfg.pe_kind.x_values(cfg, np.array([x_lo, x_hi]))
+        x_min, x_max = (x_lo, x_hi) if lo_val <= hi_val else (x_hi, x_lo)
+        big = x_lo if abs(lo_val) > abs(hi_val) else x_hi        # largest magnitude
+        big_val = lo_val if big == x_lo else hi_val
         if cfg.weights is None:
             codes = np.flatnonzero(~cfg.scheme.invalid_codes(np.arange(1 << cfg.w_bits)))
             vals = cfg.scheme.decode(codes)
             w_pos, w_neg = codes[np.argmax(vals)], codes[np.argmin(vals)]
-            self.x[:2 * d] = x_big
-            self.w[:d] = w_pos if x_big > 0 else w_neg
-            self.w[d:2 * d] = w_neg if x_big > 0 else w_pos
+            self.x[:2 * d] = big
+            self.w[:d] = w_pos if big_val > 0 else w_neg
+            self.w[d:2 * d] = w_neg if big_val > 0 else w_pos
         else:
             sign = np.sign(w_int[0])
-            self.x[:d] = np.where(sign < 0, x_lo, x_hi)
-            self.x[d:2 * d] = np.where(sign < 0, x_hi, x_lo)
+            self.x[:d] = np.where(sign < 0, x_min, x_max)
+            self.x[d:2 * d] = np.where(sign < 0, x_max, x_min)
 
     def words(self) -> list[int]:
         return pack_inputs(self.cfg, self.x, self.w, self.first, self.last)
@@ -180,7 +203,7 @@ class Model:
 
     def outputs(self, stim: Stimulus) -> list[int]:
         precs = {"w_prec": stim.w_prec, "x_prec": stim.x_prec} \
-            if self.cfg.kind == "bitplane" else {}
+            if self.cfg.run_time_precision else {}
         w = stim.w if self.cfg.weights is None else None
         return [int(v) for v in self.cfg.reference(stim.x, w, stim.first, stim.last,
                                                     **precs)]
@@ -254,7 +277,7 @@ def latencies(unit: DotProductUnit) -> dict[str, int]:
     own ``latency``/``latency_at`` on the pytest side, where the unit was elaborated."""
     cfg = unit.config
     table = {"0,0": unit.latency}
-    if cfg.kind == "bitplane":
+    if cfg.run_time_precision:
         for a in range(1, cfg.w_bits + 1):
             for b in range(1, cfg.a_bits + 1):
                 table[f"{a},{b}"] = unit.latency_at(a, b)
@@ -288,7 +311,7 @@ class Checker:
         steps = stim.cycles()
         accepted = np.array(driver.accepted)
         out_edges = np.array([e for e, _ in monitor.seen])
-        if cfg.kind == "bitplane":
+        if cfg.run_time_precision:
             wp = np.where(stim.w_prec == 0, cfg.w_bits, stim.w_prec)
             xp = np.where(stim.x_prec == 0, cfg.a_bits, stim.x_prec)
             latency = np.array([self.latency[f"{a},{b}"]

@@ -18,9 +18,10 @@ import numpy as np
 import pytest
 from amaranth.hdl import Fragment
 
-from rtl_gen.hw.pe import PE_KINDS, DotProductUnit, PEConfig
+from rtl_gen.hw import pes
+from rtl_gen.hw.pe import DotProductUnit, PEConfig
 from sim import runner
-from sim.pe_tb import Checker, Model, Stimulus, latencies
+from sim.pe_tb import Checker, Model, Stimulus, corner_configs, latencies
 
 
 def _cfg(kind, w_bits, a_bits, a_signed, lanes, depth, pipeline, weights=None,
@@ -29,7 +30,9 @@ def _cfg(kind, w_bits, a_bits, a_signed, lanes, depth, pipeline, weights=None,
                     depth=depth, pipeline=pipeline, weights=weights, multiplier=multiplier)
 
 
-# (config, vectors): the bit-plane units spend w_prec * x_prec cycles per vector.
+# (config, vectors), hand-picked for the shipped kinds: the bit-plane units spend
+# w_prec * x_prec cycles per vector.  A registered kind that this list does not name runs at
+# its generated corners (sim.pe_tb.corner_configs), appended below.
 CONFIGS = [
     (_cfg("binary", 1, 8, True, 1, 16, 0), 10_000),
     (_cfg("binary", 1, 4, False, 6, 8, 1, weights=(0, 1, 1, 0, 1, 0)), 10_000),
@@ -57,6 +60,9 @@ CONFIGS = [
     (_cfg("bitplane", 2, 3, False, 16, 16, 2), 6_000),
 ]
 
+CONFIGS += [case for kind in pes.kinds() if kind not in {c.kind for c, _ in CONFIGS}
+            for case in corner_configs(kind)]
+
 #: A few configurations for the second simulator, with fewer vectors (Icarus is ~10x slower).
 ICARUS = [CONFIGS[4], CONFIGS[8], CONFIGS[19], CONFIGS[20]]
 
@@ -79,24 +85,36 @@ def _params(cfg: PEConfig, vectors: int, seed: int, latency: dict) -> dict:
             "latency": latency}
 
 
+def _covers_every_corner(configs, kind: str) -> None:
+    k = pes.get(kind)
+    mine = [c for c, _ in configs if c.kind == kind]
+    assert {c.lanes == 1 for c in mine} == {True, False}, kind
+    assert {c.pipeline > 0 for c in mine} == {True, False}, kind
+    if k.bakeable:           # bit-plane weights are run-time operands only
+        assert {c.weights is None for c in mine} == {True, False}, kind
+    if len({repr(c.activation_shape) for c in (dataclasses.replace(mine[0], a_signed=s)
+                                               for s in (False, True))}) == 2:
+        assert {c.a_signed for c in mine} == {True, False}, kind   # not xnor's ±1 codes
+    assert {c.multiplier for c in mine} == set(k.multipliers), kind
+    assert sum(v for c, v in configs if c.kind == kind) >= 10_000, kind
+
+
 def test_configurations_cover_every_kind_and_corner():
     kinds = {c.kind for c, _ in CONFIGS}
-    assert kinds == set(PE_KINDS)
-    for kind in PE_KINDS:
-        mine = [c for c, _ in CONFIGS if c.kind == kind]
-        assert {c.lanes == 1 for c in mine} == {True, False}, kind
-        assert {c.pipeline > 0 for c in mine} == {True, False}, kind
-        if kind != "bitplane":  # bit-plane weights are run-time operands only
-            assert {c.weights is None for c in mine} == {True, False}, kind
-        if kind != "xnor":      # xnor activations are ±1 codes
-            assert {c.a_signed for c in mine} == {True, False}, kind
+    assert kinds == set(pes.kinds())
+    for kind in pes.kinds():
+        _covers_every_corner(CONFIGS, kind)
     assert {c.w_bits for c, _ in CONFIGS if c.kind == "pot"} >= {4, 6}
     assert {c.w_bits for c, _ in CONFIGS if c.kind == "apot"} == {3, 4, 5}
     assert {(c.w_bits, c.multiplier) for c, _ in CONFIGS if c.kind == "int"} >= {
         (4, "lut"), (8, "lut"), (8, "dsp")}
     assert {c.lanes for c, _ in CONFIGS if c.kind == "xnor"} >= {1, 5, 16, 64}
-    for kind in PE_KINDS:
-        assert sum(v for c, v in CONFIGS if c.kind == kind) >= 10_000, kind
+
+
+def test_generated_corners_cover_every_corner():
+    # what a kind missing from the hand-picked list gets
+    for kind in pes.kinds():
+        _covers_every_corner(corner_configs(kind), kind)
 
 
 @pytest.mark.slow
@@ -165,7 +183,7 @@ def _perfect(cfg: PEConfig, n: int):
     accepted = 10 + np.concatenate([[0], np.cumsum(steps[:-1])])
     ends = np.flatnonzero(stim.last)
     table = _latency_of(cfg)
-    if cfg.kind == "bitplane":
+    if cfg.run_time_precision:
         lat = [table[f"{a},{b}"] for a, b in zip(
             np.where(stim.w_prec == 0, cfg.w_bits, stim.w_prec)[ends],
             np.where(stim.x_prec == 0, cfg.a_bits, stim.x_prec)[ends], strict=True)]

@@ -4,11 +4,13 @@ Exhaustive where the space is small (every weight code times every activation fo
 to 4 bits), seeded random vectors with random accumulation framing and input bubbles for the
 rest, extreme values always included.  The expected values come from the numerics
 (``scheme.decode``, ``bitplane_dot``) through ``PEConfig.reference``; the latency contract
-is asserted for every output.
+is asserted for every output.  The cases come from the registry (:mod:`rtl_gen.hw.pes`), so
+a new kind is covered without editing them; a toy kind shows the recipe.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import numpy as np
@@ -16,12 +18,15 @@ import pytest
 from amaranth.sim import Simulator
 
 from rtl_gen.devices import DEVICES
+from rtl_gen.hw import pes
 from rtl_gen.hw.pe import (
     DotProductUnit,
     PEConfig,
     check_dsp_budget,
     pack_inputs,
 )
+from rtl_gen.hw.pes.kit import PEKind, xor_negate
+from sim.pe_tb import corner_configs
 
 
 def simulate(cfg: PEConfig, x, w=None, first=None, last=None, *, gaps=None, w_prec=None,
@@ -38,7 +43,7 @@ def simulate(cfg: PEConfig, x, w=None, first=None, last=None, *, gaps=None, w_pr
     done = [False]
 
     async def producer(ctx):
-        if cfg.kind == "bitplane":
+        if cfg.run_time_precision:
             ctx.set(dut.w_prec, w_prec or cfg.w_bits)
             ctx.set(dut.x_prec, x_prec or cfg.a_bits)
         for word, gap, is_last in zip(words, gaps, last, strict=True):
@@ -82,7 +87,7 @@ def check(cfg: PEConfig, x, w=None, first=None, last=None, *, gaps=None, w_prec=
     got = np.array([v for _, v in outputs], dtype=np.int64)
     assert len(got) == len(want)
     assert np.array_equal(got, want), (got[got != want][:5], want[got != want][:5])
-    latency = dut.latency if cfg.kind != "bitplane" else \
+    latency = dut.latency if not cfg.run_time_precision else \
         dut.latency_at(w_prec or cfg.w_bits, x_prec or cfg.a_bits)
     # the producer counts the accepting edge before the monitor's counter moves past it
     assert [e - a for (e, _), a in zip(outputs, accepted, strict=True)] == \
@@ -98,17 +103,25 @@ def valid_codes(cfg: PEConfig) -> np.ndarray:
     return codes[~cfg.scheme.invalid_codes(codes)]
 
 
-SMALL = [("binary", 1, {}), ("ternary", 2, {}), ("pot", 2, {}), ("pot", 3, {}),
-         ("pot", 4, {}), ("apot", 3, {}), ("apot", 4, {}), ("int", 2, {}), ("int", 3, {}),
-         ("int", 4, {}), ("int", 4, {"multiplier": "dsp"})]
+def _small(kind: PEKind):
+    """Every width up to 4 bits and every multiplier of a kind with scheme codes."""
+    if kind.weight_scheme is None:
+        return []
+    return [(kind.name, b, {"multiplier": mul} if mul != "lut" else {})
+            for b in kind.widths() if b <= 4 for mul in kind.multipliers]
+
+
+SMALL = [case for name in pes.kinds() for case in _small(pes.get(name))]
 
 
 @pytest.mark.parametrize("signed", [False, True], ids=["unsigned", "signed"])
 @pytest.mark.parametrize("kind,w_bits,extra", SMALL,
                          ids=[f"{k}{b}{'-' + e['multiplier'] if e else ''}" for k, b, e in SMALL])
 def test_every_code_times_every_activation(kind, w_bits, extra, signed):
-    cfg = PEConfig(kind=kind, w_bits=w_bits, a_bits=4, a_signed=signed, **extra)
-    pairs = np.array(list(itertools.product(valid_codes(cfg), act_range(4, signed))))
+    a_bits = min(4, max(pes.get(kind).a_widths()))
+    cfg = PEConfig(kind=kind, w_bits=w_bits, a_bits=a_bits, a_signed=signed, **extra)
+    lo, hi = cfg.x_range
+    pairs = np.array(list(itertools.product(valid_codes(cfg), np.arange(lo, hi + 1))))
     check(cfg, pairs[:, 1:], pairs[:, :1])
 
 
@@ -118,9 +131,13 @@ def test_xnor_every_pair():
     check(cfg, pairs[:, :2], pairs[:, 2:])
 
 
+PRECISION_KINDS = [k for k in pes.kinds() if pes.get(k).run_time_precision]
+
+
+@pytest.mark.parametrize("kind", PRECISION_KINDS)
 @pytest.mark.parametrize("signed", [False, True], ids=["unsigned", "signed"])
-def test_bitplane_every_pair_at_every_precision(signed):
-    cfg = PEConfig(kind="bitplane", w_bits=4, a_bits=4, a_signed=signed)
+def test_every_pair_at_every_run_time_precision(kind, signed):
+    cfg = PEConfig(kind=kind, w_bits=4, a_bits=4, a_signed=signed)
     for w_prec, x_prec in [(4, 4), (1, 1), (2, 3), (4, 1)]:
         pairs = np.array(list(itertools.product(act_range(w_prec, True),
                                                 act_range(x_prec, signed))))
@@ -130,16 +147,11 @@ def test_bitplane_every_pair_at_every_precision(signed):
 def random_stream(cfg: PEConfig, n: int, seed: int, *, extremes: bool = True):
     """Random vectors (extreme activations and every code mixed in) and random framing."""
     rng = np.random.default_rng(seed)
-    if cfg.kind == "xnor":
-        lo, hi = 0, 1
-    elif cfg.a_signed:
-        lo, hi = -(1 << (cfg.a_bits - 1)), (1 << (cfg.a_bits - 1)) - 1
-    else:
-        lo, hi = 0, (1 << cfg.a_bits) - 1
+    lo, hi = cfg.x_range
     x = rng.integers(lo, hi + 1, size=(n, cfg.lanes))
     if extremes:
         x[: n // 8] = rng.choice([lo, hi], size=(n // 8, cfg.lanes))
-    if cfg.kind == "bitplane":
+    if cfg.scheme is None:   # integer weights (bit-plane)
         w = rng.integers(-(1 << (cfg.w_bits - 1)), 1 << (cfg.w_bits - 1), size=(n, cfg.lanes))
         w[: n // 8] = rng.choice([-(1 << (cfg.w_bits - 1)), (1 << (cfg.w_bits - 1)) - 1],
                                  size=(n // 8, cfg.lanes))
@@ -175,17 +187,32 @@ RANDOM = [
 ]
 
 
-@pytest.mark.parametrize("params", RANDOM, ids=lambda p: PEConfig(**p).name)
-def test_random_vectors(params):
-    cfg = PEConfig(**params)
-    x, w, first, last, gaps = random_stream(cfg, 400, seed=len(cfg.name))
+# a registered kind that RANDOM does not name runs at its generated corners
+RANDOM += [dataclasses.asdict(cfg) for kind in pes.kinds()
+           if kind not in {p["kind"] for p in RANDOM} for cfg, _ in corner_configs(kind)]
+
+
+def random_check(cfg: PEConfig, n: int, seed: int) -> None:
+    """``n`` random vectors (fewer for a unit of several cycles per vector) through ``cfg``."""
+    x, w, first, last, gaps = random_stream(cfg, max(40, n // cfg.cycles_per_vector),
+                                            seed=seed)
     check(cfg, x, w, first, last, gaps=gaps)
 
 
-@pytest.mark.parametrize("kind,w_bits", [("ternary", 2), ("pot", 4), ("apot", 4), ("int", 8),
-                                         ("xnor", 1)])
+@pytest.mark.parametrize("params", RANDOM, ids=lambda p: PEConfig(**p).name)
+def test_random_vectors(params):
+    cfg = PEConfig(**params)
+    random_check(cfg, 400, seed=len(cfg.name))
+
+
+def _baked_case(kind: PEKind) -> tuple[str, int]:
+    return kind.name, max(b for b in kind.widths() if b <= 8)
+
+
+@pytest.mark.parametrize("kind,w_bits", [_baked_case(pes.get(k)) for k in pes.kinds()
+                                         if pes.get(k).bakeable])
 def test_baked_weights(kind, w_bits):
-    a_bits = 1 if kind == "xnor" else 8
+    a_bits = min(8, max(pes.get(kind).a_widths()))
     probe = PEConfig(kind=kind, w_bits=w_bits, a_bits=a_bits)
     rng = np.random.default_rng(w_bits)
     codes = tuple(int(c) for c in rng.choice(valid_codes(probe), size=6))
@@ -248,3 +275,68 @@ def test_dsp_budget():
         check_dsp_budget(eight + [PEConfig(kind="int", w_bits=8, a_bits=8,
                                            multiplier="dsp")], up5k)
     assert check_dsp_budget([PEConfig(kind="int", w_bits=8, a_bits=8, lanes=64)], up5k) == 0
+
+
+# -- the recipe: a new kind is one module (here: one class) and one registry line ----------
+
+class NegatedBinaryPE(PEKind):
+    """A toy kind: binary codes read the other way round, code 1 is ``+x``, 0 is ``-x``."""
+
+    name = "neg"
+    weight_scheme = "binary"
+
+    def product(self, cfg, x, code):
+        return xor_negate(~code[0], x)
+
+    def sums(self, cfg, x, w, w_prec, x_prec):
+        return np.where(w == 1, x, -x).sum(axis=1)   # its own golden model, not the hardware's
+
+
+@pytest.fixture
+def neg_kind():
+    kind = pes.register(NegatedBinaryPE())
+    try:
+        yield kind
+    finally:
+        pes.unregister(kind.name)
+
+
+def test_a_registered_kind_elaborates_and_matches_its_reference(neg_kind):
+    assert "neg" in pes.kinds()
+    cfg = PEConfig(kind="neg", w_bits=1, a_bits=4, a_signed=True)
+    pairs = np.array(list(itertools.product([0, 1], act_range(4, True))))
+    check(cfg, pairs[:, 1:], pairs[:, :1])
+    # hand-computed: codes (1, 0, 1) times (3, 5, -7) is 3 - 5 - 7
+    assert cfg.reference([[3, 5, -7]], [[1, 0, 1]]).tolist() == [-9]
+    # the corners a kind the hand-picked lists do not name is run at
+    for cfg, _ in corner_configs("neg"):
+        random_check(cfg, 120, seed=5)
+    assert pes.for_scheme("binary").name == "binary"   # the toy serves no scheme's layers
+
+
+def test_the_toy_kind_is_gone_after_its_test():
+    assert "neg" not in pes.kinds()
+    with pytest.raises(ValueError, match="unknown PE kind 'neg'"):
+        PEConfig(kind="neg", w_bits=1, a_bits=4)
+
+
+def test_the_registry_refuses_clashes():
+    with pytest.raises(ValueError, match="PE kind 'int' is already registered"):
+        pes.register(type("Again", (NegatedBinaryPE,), {"name": "int"})())
+    with pytest.raises(ValueError, match="binary layers already run on binary PEs"):
+        pes.register(type("Thief", (NegatedBinaryPE,), {"serves": ("binary",)})())
+    with pytest.raises(ValueError, match="exactly one of product and front"):
+        type("Empty", (PEKind,), {"name": "empty"})()
+    with pytest.raises(ValueError, match="no PE kind 'neg' is registered"):
+        pes.unregister("neg")
+    assert "neg" not in pes.kinds()
+
+
+def test_layers_find_their_kind_and_default_array_in_the_registry():
+    from rtl_gen.hw.pes.layers import default_array
+    assert {s: pes.for_scheme(s).name for s in ("binary", "ternary", "pot", "apot", "int")} \
+        == {"binary": "binary", "ternary": "ternary", "pot": "pot", "apot": "apot",
+            "int": "int"}
+    assert pes.for_scheme("signmag") is None          # runs on the term-revealing array
+    assert [default_array(s).lanes for s in ("binary", "ternary", "pot", "int", "signmag")] \
+        == [4, 4, 1, 1, 1]

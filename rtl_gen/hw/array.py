@@ -32,19 +32,13 @@ from __future__ import annotations
 
 import dataclasses
 
-from amaranth import Const, Module, Mux, Signal, signed
+from amaranth import Module, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from .pe import (
-    DotProductUnit,
-    PEConfig,
-    _product,
-    _sum_tree,
-    input_layout,
-)
+from .pe import DotProductUnit, PEConfig, input_layout
 
-__all__ = ["SystolicArray", "WeightStationaryArray"]
+__all__ = ["SystolicArray"]
 
 
 class SystolicArray(wiring.Component):
@@ -74,8 +68,9 @@ class SystolicArray(wiring.Component):
     def __init__(self, pe: PEConfig, *, rows: int, cols: int):
         if pe.weights is not None:
             raise ValueError("a systolic array streams its weights; the PE cannot bake them")
-        if pe.kind == "bitplane":
-            raise ValueError("bit-plane PEs take several cycles per step; use them alone")
+        if pe.cycles_per_vector != 1:
+            raise ValueError(f"{pe.pe_kind.title} PEs take several cycles per step; use them "
+                             "alone")
         for name, v in (("rows", rows), ("cols", cols)):
             if not isinstance(v, int) or not 1 <= v <= 256:
                 raise ValueError(f"{name} must be 1..256, not {v!r}")
@@ -138,143 +133,6 @@ class SystolicArray(wiring.Component):
                 if r == rows - 1 and c == cols - 1:
                     m.d.sync += self.done.eq(unit.o.valid)
         return m
-
-
-class WeightStationaryArray(wiring.Component):
-    """``rows x cols`` PEs of one configuration, weight-stationary.
-
-    ::
-
-               w[0]   w[1]        w[C-1]     load: weight rows shift down into the
-                │      │            │         shadow registers, one row a cycle
-      x[0] ──► PE ──► PE ──► … ──► PE          activations move right one PE a cycle
-                │ psum │            │          partial sums move down one PE a cycle
-      x[1] ─┐► PE ──► PE ──► … ──► PE
-      …     │   │      │            │
-                ▼      ▼            ▼
-               y[0]   y[1]        y[C-1]     (deskewed: all columns of a vector together)
-
-    PE ``(r, c)`` holds the weight codes of input ``r`` (``L`` lanes) and output ``c`` of a
-    tile: ``y[c] = sum over r of x[r] . w[r][c]``, one partial sum per input vector.  Each
-    PE has an *active* and a *shadow* weight register.  A cycle with ``load`` shifts the
-    rows of ``w`` into the shadow registers (the row loaded first ends in the bottom row, so
-    load a tile's rows ``R-1`` down to ``0``); a vector presented with ``swap`` makes each
-    PE switch to its shadow weights as the vector reaches it, so the next tile loads while
-    the current one computes.
-
-    Timing: a vector presented in cycle ``t`` (``valid``) gives ``y`` with ``y_valid`` in
-    cycle ``t + R + C - 1`` (:attr:`latency`).  The shadow weights of PE ``(r, c)`` are read
-    in cycle ``t_swap + r + c``, so the next tile's loads may start in cycle
-    ``t_swap + R + C - 2`` and take ``R`` cycles: a tile of ``B`` vectors (the batch) can
-    start every ``P = max(B, 2R + C - 2)`` cycles (:func:`ws_tile_period`).  Utilization is
-    ``B / P`` per tile: at batch 1 a weight-stationary grid idles most of the time, and it
-    wins over output-stationary only when the batch ``B >= 2R + C - 2`` reuses each loaded
-    weight tile (and when the output-stationary drain bound ``R*C + 1`` exceeds the steps of a
-    tile).  The array sums ``R`` inputs; a layer of more inputs adds the partial sums of its
-    ``ceil(K / (R*L))`` input tiles outside the array.
-
-    Parameters
-    ----------
-    pe:
-        Configuration of every PE (``weights=None``; ``depth >= rows``: a column sums
-        ``rows`` PEs of ``lanes`` products each, which sizes the partial sums).  Binary,
-        ternary, PoT, APoT and int kinds.
-    rows, cols:
-        ``R`` and ``C``.
-    """
-
-    def __init__(self, pe: PEConfig, *, rows: int, cols: int):
-        try:
-            _check_ws(pe, rows, cols)
-        except ValueError:
-            self._MustUse__silence = True   # refused: not an unused design
-            raise
-        self._pe, self._rows, self._cols = pe, rows, cols
-        layout = dict(pe_layout(pe))
-        super().__init__({
-            "w": In(data.ArrayLayout(layout["w"], cols)), "load": In(1),
-            "x": In(data.ArrayLayout(layout["x"], rows)), "valid": In(1), "swap": In(1),
-            "y": Out(data.ArrayLayout(signed(pe.acc_bits), cols)), "y_valid": Out(1),
-        })
-
-    @property
-    def latency(self) -> int:
-        """Cycles from presenting a vector to its ``y``: ``R + C - 1``."""
-        return self._rows + self._cols - 1
-
-    def elaborate(self, platform):
-        m = Module()
-        pe, rows, cols = self._pe, self._rows, self._cols
-        layout = dict(pe_layout(pe))
-        acc = signed(pe.acc_bits)
-
-        def delayed(value, shape, n, name):
-            for i in range(n):
-                r = Signal(shape, name=f"{name}_d{i}", reset_less=True)
-                m.d.sync += r.eq(value)
-                value = r
-            return value
-
-        flags = data.StructLayout({"valid": 1, "swap": 1})
-        now = Signal(flags)
-        m.d.comb += [now.valid.eq(self.valid), now.swap.eq(self.swap)]
-        shadow = [[Signal(layout["w"], name=f"shadow_{r}_{c}", reset_less=True)
-                   for c in range(cols)] for r in range(rows)]
-        active = [[Signal(layout["w"], name=f"active_{r}_{c}", reset_less=True)
-                   for c in range(cols)] for r in range(rows)]
-        with m.If(self.load):
-            for c in range(cols):
-                m.d.sync += shadow[0][c].eq(self.w[c])
-                for r in range(1, rows):
-                    m.d.sync += shadow[r][c].eq(shadow[r - 1][c])
-        psum_above = [Const(0, acc)] * cols
-        for r in range(rows):
-            x_in = delayed(self.x[r], layout["x"], r, f"x{r}")
-            f_in = delayed(now, flags, r, f"f{r}")
-            for c in range(cols):
-                if c:
-                    x_in = delayed(x_in, layout["x"], 1, f"x{r}_{c}")
-                    f_in = delayed(f_in, flags, 1, f"f{r}_{c}")
-                swap = f_in.valid & f_in.swap
-                with m.If(swap):
-                    m.d.sync += active[r][c].eq(shadow[r][c])
-                codes = data.View(layout["w"], Mux(swap, shadow[r][c].as_value(),
-                                                   active[r][c].as_value()))
-                terms = [_product(pe, x_in[lane], codes[lane]) for lane in range(pe.lanes)]
-                parts = [t.value for t in terms] + [t.carry for t in terms
-                                                    if t.carry is not None]
-                psum = Signal(acc, name=f"psum_{r}_{c}", reset_less=True)
-                m.d.sync += psum.eq(psum_above[c] + _sum_tree(parts))
-                psum_above[c] = psum
-            if r == rows - 1:
-                last_flags = f_in
-        for c in range(cols):
-            m.d.comb += self.y[c].eq(delayed(psum_above[c], acc, cols - 1 - c, f"y{c}"))
-        y_valid = Signal(name="y_valid_d")
-        m.d.sync += y_valid.eq(last_flags.valid)
-        m.d.comb += self.y_valid.eq(y_valid)
-        return m
-
-
-def _check_ws(pe: PEConfig, rows: int, cols: int) -> None:
-    if pe.weights is not None:
-        raise ValueError("a weight-stationary array loads its weights; the PE cannot "
-                         "bake them")
-    if pe.kind in ("bitplane", "xnor"):
-        raise ValueError(f"{pe.kind} PEs are not available in a weight-stationary array")
-    for name, v in (("rows", rows), ("cols", cols)):
-        if not isinstance(v, int) or not 1 <= v <= 256:
-            raise ValueError(f"{name} must be 1..256, not {v!r}")
-    if rows > pe.depth:
-        raise ValueError(f"the PE's depth ({pe.depth}) must cover the {rows} rows a "
-                         "column sums")
-
-
-def ws_tile_period(rows: int, cols: int, batch: int) -> int:
-    """Cycles between tile starts of a :class:`WeightStationaryArray` running ``batch``
-    vectors per weight tile: ``max(batch, 2R + C - 2)`` (the next tile's ``R`` loads start
-    once the current tile's swap has passed every PE)."""
-    return max(batch, 2 * rows + cols - 2)
 
 
 def pe_layout(pe: PEConfig):

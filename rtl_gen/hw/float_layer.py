@@ -61,17 +61,17 @@ import dataclasses
 import math
 
 import numpy as np
-from amaranth import Array, Cat, Const, Module, Mux, Signal, signed
+from amaranth import Array, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..design.float_network import FloatLayer, FloatNetwork
-from ..numerics.floatops import BINARY32, FloatFormat
-from ..numerics.minifloat import MinifloatFormat
+from ..numerics.floatops import BINARY32
 from .fpu import FloatAdd, FloatMul
 from .layer import COUNTER_BITS
+from .pes.floats import FloatMulPE, TernaryPE, XorSignPE, make_pe, pe_signature, weight_bits
 
 __all__ = [
     "DEFAULT_FLOAT_LANES",
@@ -92,93 +92,6 @@ DEFAULT_FLOAT_LANES = 8
 
 #: fp32 activations and results.
 F32 = 32
-
-
-# -- processing elements -----------------------------------------------------------------------
-
-
-def pe_signature(w_bits: int) -> wiring.Signature:
-    """The interface of every float PE: ``x`` (fp32 bits), ``w`` (a weight code of
-    ``w_bits``), ``p`` (the fp32 product, combinational)."""
-    return wiring.Signature({"x": In(F32), "w": In(w_bits), "p": Out(F32)})
-
-
-def weight_bits(space: str, weight_format: MinifloatFormat | None = None) -> int:
-    """Bits of one weight code of a space (fp32 32, binary 1, ternary 2, minifloat its
-    width)."""
-    if weight_format is not None:
-        return weight_format.width
-    try:
-        return {"float": F32, "binary": 1, "ternary": 2}[space]
-    except KeyError:
-        raise ValueError(f"weight space {space!r} needs its minifloat format") from None
-
-
-class XorSignPE(wiring.Component):
-    """Binary weight (code 1 means ``-1``): flip the activation's sign bit (NUMERICS.md
-    section 5, XOR signed-bits).  Exactly the fp32 product ``x * w``."""
-
-    SPACE = "binary"
-
-    def __init__(self):
-        super().__init__(pe_signature(1))
-
-    def elaborate(self, platform):
-        m = Module()
-        m.d.comb += self.p.eq(Cat(self.x[:F32 - 1], self.x[F32 - 1] ^ self.w))
-        return m
-
-
-class TernaryPE(wiring.Component):
-    """Ternary weight (codes ``00`` = 0, ``01`` = +1, ``11`` = -1): sign ``x[31] ^ w[1]``,
-    magnitude ``x[30:0] & w[0]`` (weight 0 gives ``±0`` with the sign of ``x``)."""
-
-    SPACE = "ternary"
-
-    def __init__(self):
-        super().__init__(pe_signature(2))
-
-    def elaborate(self, platform):
-        m = Module()
-        mag = self.x[:F32 - 1] & self.w[0].replicate(F32 - 1)
-        m.d.comb += self.p.eq(Cat(mag, self.x[F32 - 1] ^ self.w[1]))
-        return m
-
-
-def _float_format(fmt: MinifloatFormat) -> FloatFormat:
-    return FloatFormat(fmt.exp_bits, fmt.man_bits, bias=fmt.bias)
-
-
-class FloatMulPE(wiring.Component):
-    """fp32 activation times an fp32 weight (``weight_format`` ``None``) or a minifloat
-    weight (widened exactly inside the multiplier): one
-    :class:`~rtl_gen.hw.fpu.FloatMul`, round to nearest even."""
-
-    def __init__(self, weight_format: MinifloatFormat | None = None):
-        self.weight_format = weight_format
-        self.SPACE = "float" if weight_format is None else weight_format.name
-        super().__init__(pe_signature(weight_bits("float", weight_format)))
-
-    def elaborate(self, platform):
-        m = Module()
-        b_fmt = None if self.weight_format is None else _float_format(self.weight_format)
-        m.submodules.mul = mul = FloatMul(BINARY32, b_fmt=b_fmt)
-        m.d.comb += [mul.a.eq(self.x), mul.b.eq(self.w), self.p.eq(mul.o)]
-        return m
-
-
-def make_pe(space: str, weight_format: MinifloatFormat | None = None) -> wiring.Component:
-    """The PE of a weight space (``weight_format``: the minifloat of a reduced-float
-    space, as :attr:`rtl_gen.design.float_network.FloatLayer.weight_format` gives it)."""
-    if space == "binary":
-        return XorSignPE()
-    if space == "ternary":
-        return TernaryPE()
-    if space == "float":
-        return FloatMulPE()
-    if weight_format is None:
-        raise ValueError(f"weight space {space!r} needs its minifloat format")
-    return FloatMulPE(weight_format)
 
 
 # -- the cycle model ---------------------------------------------------------------------------

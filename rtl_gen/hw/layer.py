@@ -44,7 +44,8 @@ from ..design.network import DenseLayer
 from ..protocol import K_BITS, K_OWN, S_BITS, S_OWN
 from .array import SystolicArray
 from .hese import DataTermUnit
-from .pe import MULTIPLIERS, PEConfig
+from .pe import MULTIPLIERS
+from .pes.layers import layer_pe
 from .tr import (
     TR_ARRAY_LATENCY,
     TRArray,
@@ -106,19 +107,6 @@ def _check_tr(layer: DenseLayer, array: ArrayConfig) -> None:
     if array.lanes != 1 or array.multiplier != "lut" or array.pipeline:
         raise ValueError(f"layer {layer.name!r}: a term-revealing layer's array takes no "
                          "lanes, multiplier or pipeline options (its step is one TR group)")
-
-
-def layer_pe(layer: DenseLayer, array: ArrayConfig) -> PEConfig | None:
-    """The PE configuration a layer runs on (``None``: the term-revealing array)."""
-    kind = layer.scheme.kind
-    if kind == "signmag" or layer.tr is not None:
-        _check_tr(layer, array)
-        return None
-    return PEConfig(kind=kind, w_bits=layer.scheme.bits, a_bits=layer.in_bits,
-                    a_signed=layer.in_signed, lanes=array.lanes,
-                    depth=math.ceil(layer.in_features / array.lanes),
-                    multiplier=array.multiplier if kind == "int" else "lut",
-                    pipeline=array.pipeline)
 
 
 def layer_timing(layer: DenseLayer, array: ArrayConfig,

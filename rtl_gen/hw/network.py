@@ -32,15 +32,9 @@ from .layer import (
     LayerEngine,
     layer_timing,
 )
+from .pes.layers import default_array
 
 __all__ = ["NetworkEngine", "default_array", "logit_order", "plan_network"]
-
-
-def default_array(scheme_kind: str) -> ArrayConfig:
-    """The array a layer of this weight kind gets unless told otherwise: one row (batch 1),
-    eight columns; binary and ternary PEs are so small that they get four lanes each."""
-    lanes = 4 if scheme_kind in ("binary", "ternary") else 1
-    return ArrayConfig(rows=1, cols=8, lanes=lanes)
 
 
 def logit_order(n: int, rows: int, cols: int) -> np.ndarray:
