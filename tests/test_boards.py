@@ -195,6 +195,23 @@ def test_unknown_board():
         BOARDS["de0-nano"]
 
 
+def test_names_without_amaranth_boards(monkeypatch):
+    """Listing the boards needs no amaranth-boards; looking one up without it names it."""
+    class Missing:
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] == "amaranth_boards":
+                raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+    for mod in [m for m in sys.modules if m.split(".")[0] == "amaranth_boards"
+                or m == "boards.ulx3s"]:
+        monkeypatch.delitem(sys.modules, mod)
+    monkeypatch.setattr(sys, "meta_path", [Missing(), *sys.meta_path])
+    assert list(BOARDS) == list(REGISTRY)
+    with pytest.raises(BoardError, match="board 'ulx3s' needs the Python package "
+                                         "'amaranth_boards'"):
+        get_board("ulx3s")
+
+
 @pytest.mark.parametrize("entry,message", [
     ("boards.nope:NOPE", "registry entry 'boards.nope:NOPE': no module 'boards.nope'"),
     ("boards.ulx3s:NOPE", "module 'boards.ulx3s' has no 'NOPE'"),

@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import zlib
+from typing import TYPE_CHECKING
 
 import numpy as np
 from amaranth import Array, Cat, Const, Module, Mux, Signal
@@ -35,9 +36,11 @@ from amaranth.lib.wiring import In, Out
 
 from .. import protocol as P
 from ..design.network import Network
-from .layer import ArrayConfig
 from .network import NetworkEngine, plan_network
 from .uart import UartRx, UartTx, divisor_for
+
+if TYPE_CHECKING:
+    from .layer import ArrayConfig
 
 __all__ = ["DEFAULT_TIMEOUT_S", "HostLinkCore", "HostLinkPlan", "network_id"]
 
