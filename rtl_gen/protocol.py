@@ -33,11 +33,17 @@ for the next frame once it has answered: bytes that do not start a frame are dis
 the line has been idle for the design's timeout, then answered once with ``SYNC``; a frame
 that stops short is answered with ``TIMEOUT`` after the same idle time.
 
-Registers (:data:`REGISTERS`): ``SCRATCH`` (0x00) reads back what was written; the run-time
-controls of term revealing (``TR_MODE``, ``TR_K``, ``TR_S``, shared by every TR layer, taking
-effect at the next inference; :func:`rtl_gen.hw.tr.control_values` gives the values for a
-golden-model ``TRControl``) and of bit-plane layers have fixed addresses, and a design
-without such layers answers ``BAD_REG`` for them.
+Registers (:data:`REGISTER_MAP`, one :class:`Register` record each, declared once: the
+hardware's register decode, :class:`DeviceModel`, :class:`HostClient` and the README's
+register table are all read from it; :func:`register_table` renders the table): 16-bit
+values on the wire; a register holds its ``width`` low bits (a WRITE keeps those, a READ
+returns them zero-extended) and starts at its ``reset`` value.  ``SCRATCH`` (0x00) reads back
+what was written; the run-time controls of term revealing (``TR_MODE``, ``TR_K``, ``TR_S``,
+shared by every TR layer, taking effect at the next inference;
+:func:`rtl_gen.hw.tr.control_values` gives the values for a golden-model ``TRControl``) and
+of bit-plane layers have fixed addresses.  A design has the registers of
+:func:`design_registers`; it answers ``BAD_REG`` for any other address, and for a WRITE to a
+read-only register.
 """
 
 from __future__ import annotations
@@ -51,10 +57,11 @@ import numpy as np
 from .errors import RtlGenError
 
 __all__ = [
-    "CMD_CYCLES", "CMD_INFER", "CMD_INFO", "CMD_READ", "CMD_WRITE", "ERRORS", "PROTOCOL_VERSION",
-    "REGISTERS", "REPLY_SYNC", "REQUEST_SYNC", "DesignInfo", "HostClient", "InferResult",
-    "DeviceModel", "LinkError", "ProtocolError", "crc8", "decode_reply", "encode_request",
-    "open_serial",
+    "CMD_CYCLES", "CMD_INFER", "CMD_INFO", "CMD_READ", "CMD_WRITE", "ERRORS", "FEATURES",
+    "K_BITS", "K_OWN", "PROTOCOL_VERSION", "REGISTERS", "REGISTER_MAP", "REPLY_SYNC",
+    "REQUEST_SYNC", "S_BITS", "S_OWN", "DesignInfo", "DeviceModel", "HostClient",
+    "InferResult", "LinkError", "ProtocolError", "Register", "crc8", "decode_reply",
+    "design_registers", "encode_request", "open_serial", "register", "register_table",
 ]
 
 REQUEST_SYNC = 0xA5
@@ -78,22 +85,147 @@ ERRORS = {
 }
 STATUS = {name: code for code, name in ERRORS.items()}
 
-#: Width of the run-time term-revealing budget and data-terms registers.
-K_BITS, S_BITS = 16, 5
-#: ``TR_K`` value meaning "each layer's own budget, from the bundle" (the reset value).
-K_OWN = (1 << K_BITS) - 1
-#: ``TR_S`` value meaning "each layer's own data terms, from the bundle" (the reset value).
-S_OWN = (1 << S_BITS) - 1
-
-#: Register addresses (16-bit values).
-REGISTERS = {
-    "SCRATCH": 0x00,   # read/write, no effect: a link test
-    "TR_MODE": 0x10,   # term revealing: 0 conventional, 1 TR (reset: 1)
-    "TR_K": 0x11,      # term revealing: group budget k; 0xFFFF (reset): each layer's own
-    "TR_S": 0x12,      # term revealing: data terms s; 0: all; 31 (reset): each layer's own
-    "BP_W_BITS": 0x13, # bit-plane layers: weight precision
-    "BP_A_BITS": 0x14, # bit-plane layers: activation precision
+#: Which designs have a register (:attr:`Register.feature`): ``None`` every design.
+FEATURES = {
+    None: "every design",
+    "tr": "designs with term-revealing layers",
+    "bitplane": "designs with bit-plane layers",
 }
+
+
+@dataclasses.dataclass(frozen=True)
+class Register:
+    """One host-link register.
+
+    Members
+    -------
+    name:
+        What the host calls it (:meth:`HostClient.write_register`).
+    address:
+        Its byte address in WRITE and READ frames.
+    width:
+        Bits it holds (1 to 16): a WRITE keeps the value's low ``width`` bits, a READ returns
+        them zero-extended to 16.
+    reset:
+        Its value after reset.
+    access:
+        ``"rw"``, or ``"ro"`` (a WRITE is answered ``BAD_REG``; it always reads ``reset``).
+    feature:
+        Which designs have it (a key of :data:`FEATURES`): ``None`` every design, ``"tr"``
+        those with term-revealing layers, ``"bitplane"`` those with bit-plane layers.
+    meaning:
+        One line for the documentation.
+    """
+
+    name: str
+    address: int
+    width: int
+    reset: int
+    access: str
+    feature: str | None
+    meaning: str
+
+    def __post_init__(self):
+        if not 0 <= self.address <= 0xFF:
+            raise ValueError(f"register {self.name}: address must be a byte, not "
+                             f"{self.address}")
+        if not 1 <= self.width <= 16:
+            raise ValueError(f"register {self.name}: width must be 1 to 16 bits, not "
+                             f"{self.width}")
+        if not 0 <= self.reset < 1 << self.width:
+            raise ValueError(f"register {self.name}: reset value {self.reset} does not fit "
+                             f"{self.width} bits")
+        if self.access not in ("rw", "ro"):
+            raise ValueError(f"register {self.name}: access must be 'rw' or 'ro', not "
+                             f"{self.access!r}")
+        if self.feature not in FEATURES:
+            raise ValueError(f"register {self.name}: feature must be one of "
+                             f"{', '.join(map(repr, FEATURES))}, not {self.feature!r}")
+
+    @property
+    def mask(self) -> int:
+        """The bits the register holds."""
+        return (1 << self.width) - 1
+
+
+#: The register map, in address order.
+REGISTER_MAP: tuple[Register, ...] = (
+    Register("SCRATCH", 0x00, 16, 0, "rw", None,
+             "reads back what was written (a link test)"),
+    Register("TR_MODE", 0x10, 1, 1, "rw", "tr",
+             "term revealing: 1 TR, 0 conventional (every weight term, untruncated "
+             "activations)"),
+    Register("TR_K", 0x11, 16, 0xFFFF, "rw", "tr",
+             "group budget `k` for every TR layer; 0xFFFF: each layer's own from the bundle"),
+    Register("TR_S", 0x12, 5, 31, "rw", "tr",
+             "data terms `s` per activation; 0: every term; 31: each layer's own"),
+    Register("BP_W_BITS", 0x13, 16, 0, "rw", "bitplane",
+             "bit-plane weight precision (reserved: no network layer uses bit-plane PEs yet)"),
+    Register("BP_A_BITS", 0x14, 16, 0, "rw", "bitplane",
+             "bit-plane activation precision (reserved: no network layer uses bit-plane PEs "
+             "yet)"),
+)
+
+
+def _check_map(regs: Sequence[Register]) -> None:
+    names = [r.name for r in regs]
+    addrs = [r.address for r in regs]
+    if len(set(names)) != len(names) or len(set(addrs)) != len(addrs):
+        raise ValueError("register names and addresses must be unique")
+    if addrs != sorted(addrs):
+        raise ValueError("the register map must be in address order")
+
+
+_check_map(REGISTER_MAP)
+
+#: Register name -> address.
+REGISTERS: dict[str, int] = {r.name: r.address for r in REGISTER_MAP}
+
+
+def register(name_or_addr: str | int) -> Register:
+    """The register called ``name_or_addr``, or at that address.
+
+    Raises
+    ------
+    ValueError
+        For a name or address the map does not have (naming the known ones).
+    """
+    for r in REGISTER_MAP:
+        if (r.name if isinstance(name_or_addr, str) else r.address) == name_or_addr:
+            return r
+    raise ValueError(f"unknown register {name_or_addr!r}; expected one of "
+                     f"{', '.join(REGISTERS)}")
+
+
+def design_registers(net) -> tuple[Register, ...]:
+    """The registers a design built from ``net`` (a
+    :class:`~rtl_gen.design.network.Network`) has, in address order."""
+    has = {None: True,
+           "tr": any(layer.tr is not None for layer in net.layers),
+           "bitplane": False}  # no network layer uses bit-plane PEs yet
+    return tuple(r for r in REGISTER_MAP if has[r.feature])
+
+
+def _reset_text(r: Register) -> str:
+    return f"0x{r.reset:0{(r.width + 3) // 4}X}" if r.width > 8 else str(r.reset)
+
+
+def register_table(regs: Sequence[Register] = REGISTER_MAP) -> str:
+    """The register map as a Markdown table (the README's), one line per register."""
+    lines = ["| address | register | bits | reset | access | present in | meaning |",
+             "|---|---|---|---|---|---|---|"]
+    for r in regs:
+        lines.append(f"| 0x{r.address:02X} | `{r.name}` | {r.width} | {_reset_text(r)} | "
+                     f"{r.access} | {FEATURES[r.feature]} | {r.meaning} |")
+    return "\n".join(lines) + "\n"
+
+
+#: Width of the run-time term-revealing budget and data-terms registers.
+K_BITS, S_BITS = register("TR_K").width, register("TR_S").width
+#: ``TR_K`` value meaning "each layer's own budget, from the bundle" (the reset value).
+K_OWN = register("TR_K").reset
+#: ``TR_S`` value meaning "each layer's own data terms, from the bundle" (the reset value).
+S_OWN = register("TR_S").reset
 
 #: Bytes of the INFO reply.
 INFO_BYTES = 16
@@ -322,23 +454,31 @@ class HostClient:
         return words[0], words[1], words[2:]
 
     def write_register(self, name_or_addr, value: int) -> None:
+        """Write ``value`` to a register given by name (the value must fit its width, and
+        it must be writable) or by address (any 16-bit value: the design keeps the low
+        bits the register holds)."""
+        if isinstance(name_or_addr, str):
+            reg = register(name_or_addr)
+            if reg.access != "rw":
+                raise ValueError(f"register {reg.name} is read-only")
+            if not 0 <= value <= reg.mask:
+                bits = "1 bit" if reg.width == 1 else f"{reg.width} bits"
+                raise ValueError(f"register {reg.name} holds {bits}: values 0 to {reg.mask}, "
+                                 f"not {value}")
         addr = self._addr(name_or_addr)
         if not 0 <= value <= 0xFFFF:
             raise ValueError(f"register values are 16-bit, not {value}")
         self.request(CMD_WRITE, struct.pack("<BH", addr, value))
 
     def read_register(self, name_or_addr) -> int:
+        """The value of a register given by name or address."""
         (value,) = struct.unpack("<H", self.request(CMD_READ, bytes([self._addr(name_or_addr)])))
         return value
 
     @staticmethod
     def _addr(name_or_addr) -> int:
         if isinstance(name_or_addr, str):
-            try:
-                return REGISTERS[name_or_addr]
-            except KeyError:
-                raise ValueError(f"unknown register {name_or_addr!r}; expected one of "
-                                 f"{', '.join(REGISTERS)}") from None
+            return register(name_or_addr).address
         if not 0 <= int(name_or_addr) <= 0xFF:
             raise ValueError(f"register address must be a byte, not {name_or_addr}")
         return int(name_or_addr)
@@ -377,10 +517,8 @@ class DeviceModel:
         self.out = bytearray()
         self._buf = bytearray()
         self._garbage = False
-        self._regs = {REGISTERS["SCRATCH"]: 0}
-        if any(layer.tr is not None for layer in net.layers):
-            self._regs.update({REGISTERS["TR_MODE"]: 1, REGISTERS["TR_K"]: K_OWN,
-                               REGISTERS["TR_S"]: S_OWN})
+        self._map = {r.address: r for r in design_registers(net)}
+        self._regs = {r.address: r.reset for r in self._map.values()}
         self._last = 0
 
     def take(self) -> bytes:
@@ -441,21 +579,33 @@ class DeviceModel:
         if cmd == CMD_CYCLES:
             return encode_reply(0, cmd, struct.pack("<II", self._last, 0)
                                 + b"\0\0\0\0" * info.layers)
-        if payload[0] not in self._regs:
+        reg = self._map.get(payload[0])
+        if reg is None or (cmd == CMD_WRITE and reg.access != "rw"):
             return encode_reply(STATUS["BAD_REG"], cmd)
         if cmd == CMD_WRITE:
-            width = {REGISTERS["TR_MODE"]: 1, REGISTERS["TR_S"]: 5}.get(payload[0], 16)
-            value = int.from_bytes(payload[1:3], "little") & ((1 << width) - 1)
-            self._regs[payload[0]] = value
+            self._regs[reg.address] = int.from_bytes(payload[1:3], "little") & reg.mask
             return encode_reply(0, cmd)
         return encode_reply(0, cmd, struct.pack("<H", self._regs[payload[0]]))
+
+    def register_value(self, name: str) -> int:
+        """The value the design holds in register ``name``.
+
+        Raises
+        ------
+        ValueError
+            For a register this design does not have.
+        """
+        reg = register(name)
+        if reg.address not in self._regs:
+            raise ValueError(f"this design has no register {name}")
+        return self._regs[reg.address]
 
     def _control(self):
         """The golden model's TRControl for the TR registers (None without TR layers)."""
         if REGISTERS["TR_MODE"] not in self._regs:
             return None
         from .design.golden import TRControl, TRMode
-        k, s = self._regs[REGISTERS["TR_K"]], self._regs[REGISTERS["TR_S"]]
-        return TRControl(TRMode.TR if self._regs[REGISTERS["TR_MODE"]] else TRMode.CONVENTIONAL,
+        k, s = self.register_value("TR_K"), self.register_value("TR_S")
+        return TRControl(TRMode.TR if self.register_value("TR_MODE") else TRMode.CONVENTIONAL,
                          None if k == K_OWN else k,
                          None if s == S_OWN else (64 if s == 0 else s))

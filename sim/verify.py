@@ -118,8 +118,8 @@ def verify_board(net: Network, x_int, *, arrays=None, simulator: str = "verilato
 
     x_int = np.asarray(x_int, dtype=np.int64)
     div = BOARD_SIM_DIVISOR
-    core = HostLinkCore(net, arrays, divisor=div, timeout_cycles=16 * div,
-                        design_id=network_id(net))
+    core = HostLinkCore.for_divisor(net, arrays, divisor=div, timeout_cycles=16 * div,
+                                    design_id=network_id(net))
     top = f"board_{net.name}".replace("-", "_")
     built = runner.build(to_verilog(core, top), top, simulator=simulator, cache_dir=cache_dir)
     batches = -(-len(x_int) // core.rows)

@@ -7,6 +7,7 @@ stand-in core (a registered UART loopback and a counter on the LEDs) for real.
 """
 
 
+import dataclasses
 import json
 import re
 import shutil
@@ -19,9 +20,9 @@ from amaranth.hdl import Fragment, Module, Signal
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from boards import BOARDS, get_board
+from boards import BOARDS, REGISTRY, BoardError, get_board
 from rtl_gen.flow import DoesNotFitError, Toolchain
-from rtl_gen.flow.board import Board, BoardTop
+from rtl_gen.flow.board import Board, BoardTop, Pin
 from rtl_gen.flow.build import BuildReport, build_bitstream, check_fit
 from rtl_gen.flow.pll import (
     Ecp5Pll,
@@ -163,28 +164,132 @@ def test_pll_unreachable(calc, fin, fout):
 
 # --- registry -----------------------------------------------------------------------------
 
-def test_registry():
-    assert set(BOARDS) == {"icebreaker", "ulx3s", "orangecrab"}
+@pytest.mark.parametrize("name", sorted(BOARDS))
+def test_registry(name):
+    """Every registered board is found under its name, and its platform has the clock,
+    UART, LEDs and button the record names."""
+    b = get_board(name)
+    assert isinstance(b, Board) and b.name == name and BOARDS[name] == b
+    b.check_platform()
+    # The oscillator frequency is the platform's default clock's.
+    assert b.platform().default_clk_frequency == pytest.approx(b.osc_mhz * 1e6)
+    assert b.pll().fout_mhz == pytest.approx(b.default_mhz, rel=0.02)
+
+
+def test_registered_boards():
+    assert list(BOARDS) == list(REGISTRY)
+    assert {"icebreaker", "ulx3s", "orangecrab"} <= set(BOARDS)
     expect = {"icebreaker": ("up5k", 12.0, 30.0), "ulx3s": ("ecp5-85f", 25.0, 100.0),
               "orangecrab": ("ecp5-25f", 48.0, 100.0)}
     for name, (device, osc, target) in expect.items():
         b = get_board(name)
-        assert isinstance(b, Board) and b.name == name
         assert (b.device, b.osc_mhz, b.default_mhz) == (device, osc, target)
-        plat = b.platform()
-        # The oscillator frequency is the platform's default clock's.
-        assert plat.default_clk_frequency == pytest.approx(osc * 1e6)
-        plat.lookup(b.uart.name, b.uart.number)
-        for led in b.leds:
-            plat.lookup(led.name, led.number)
-        if b.reset_button is not None:
-            plat.lookup(b.reset_button.name, b.reset_button.number)
-        assert b.pll().fout_mhz == pytest.approx(target, rel=0.02)
 
 
 def test_unknown_board():
-    with pytest.raises(ValueError, match="icebreaker.*ulx3s.*orangecrab"):
+    with pytest.raises(BoardError, match="unknown board 'de0-nano'; expected one of "
+                                         "icebreaker, ulx3s, orangecrab"):
         get_board("de0-nano")
+    assert isinstance(BoardError("x"), ValueError)
+    with pytest.raises(KeyError):
+        BOARDS["de0-nano"]
+
+
+def test_names_without_amaranth_boards(monkeypatch):
+    """Listing the boards needs no amaranth-boards; looking one up without it names it."""
+    class Missing:
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] == "amaranth_boards":
+                raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+    for mod in [m for m in sys.modules if m.split(".")[0] == "amaranth_boards"
+                or m == "boards.ulx3s"]:
+        monkeypatch.delitem(sys.modules, mod)
+    monkeypatch.setattr(sys, "meta_path", [Missing(), *sys.meta_path])
+    assert list(BOARDS) == list(REGISTRY)
+    with pytest.raises(BoardError, match="board 'ulx3s' needs the Python package "
+                                         "'amaranth_boards'"):
+        get_board("ulx3s")
+
+
+@pytest.mark.parametrize("entry,message", [
+    ("boards.nope:NOPE", "registry entry 'boards.nope:NOPE': no module 'boards.nope'"),
+    ("boards.ulx3s:NOPE", "module 'boards.ulx3s' has no 'NOPE'"),
+    ("boards.ulx3s:ULX3S", "boards.ulx3s:ULX3S is named 'ulx3s'"),
+    ("boards.orangecrab:FEATHER_UART", "is not a Board"),
+])
+def test_bad_registry_entries(monkeypatch, entry, message):
+    monkeypatch.setitem(REGISTRY, "mine", entry)
+    with pytest.raises(BoardError, match=re.escape(message)):
+        get_board("mine")
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"name": "Big Board"}, "board name must be lower-case"),
+    ({"device": "xc7a35t"}, "board icesugar: unknown device 'xc7a35t'; expected one of up5k"),
+    ({"osc_mhz": 0}, "board icesugar: osc_mhz must be a positive number of MHz, not 0"),
+    ({"leds": (Pin("led", 0),) * 5}, "board icesugar: leds must be up to four Pins"),
+])
+def test_board_refusals(change, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        dataclasses.replace(ICESUGAR, **change)
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"osc_mhz": 10.0}, "default clock runs at 12 MHz, not osc_mhz 10"),
+    ({"uart": Pin("uart", 3)}, "uart uart#3: the platform has no resource 'uart' 3"),
+    ({"leds": (Pin("led", 0, "r"),)}, "led led#0.r: resource 'led' 0 has no r"),
+])
+def test_platform_mismatches(change, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        dataclasses.replace(ICESUGAR, **change).check_platform()
+
+
+# --- adding a board, as boards/README.md tells it ------------------------------------------
+
+def _icesugar():
+    from amaranth_boards.icesugar import ICESugarPlatform
+
+    return Board(
+        name="icesugar",
+        device="up5k",
+        platform_class=ICESugarPlatform,
+        osc_mhz=12.0,
+        default_mhz=30.0,
+        uart=Pin("uart", 0),
+        leds=(Pin("led", 0), Pin("led", 1), Pin("led", 2)),
+        pll_pad=True,  # the 12 MHz oscillator is on pin 35, the UP5K's PLL pad
+        notes="UART on the iCELink (pins 4/6); LEDs red, green, blue",
+    )
+
+
+#: A board this package does not have (MuseLab iCESugar: UP5K, 12 MHz, UART through its
+#: debugger), defined here as a board module would define it.
+ICESUGAR = _icesugar()
+
+
+def test_adding_a_board(monkeypatch):
+    """The recipe: a module with a Board and one registry line; the board is then found,
+    listed and built around a network's host link (to Verilog and constraints, no place
+    and route)."""
+    from rtl_gen.hw.hostlink import HostLinkCore
+    from tests.test_network_sim import small_net
+
+    monkeypatch.setitem(REGISTRY, "icesugar", f"{__name__}:ICESUGAR")
+    assert "icesugar" in BOARDS and get_board("icesugar") is ICESUGAR
+    board = get_board("icesugar")
+    board.check_platform()
+    net, _ = small_net([5, 3], ["binary"], seed=1)
+    top = board.top(lambda hz: HostLinkCore.for_clock(net, clk_hz=hz, baud=115200))
+    assert top.freq_mhz == pytest.approx(30.0)
+    assert top.core.divisor == 260  # 30 MHz / 115200 baud
+    plan = board.platform().prepare(top, name="top", debug_verilog=True)
+    verilog = plan.files["top.debug.v"]
+    assert "module top(" in verilog and "SB_PLL40_PAD" in verilog
+    assert "uart_rx_buf" in verilog and "urx" in verilog  # the host link's UART is inside
+    pcf = plan.files["top.pcf"]
+    for pin in ("set_io uart_0__rx__io 4", "set_io uart_0__tx__io 6", "set_io led_0__io 40"):
+        assert pin in pcf, pin
 
 
 def test_top_builds_core_at_pll_frequency():
@@ -235,8 +340,12 @@ def test_constraints_generated(name):
     b = get_board(name)
     plan = b.platform().prepare(b.top(LoopbackCore), name="top")
     cons = plan.files["top.pcf" if b.family == "ice40" else "top.lpf"]
-    assert "uart_0__rx" in cons and "uart_0__tx" in cons
-    assert cons.count("led") >= 3
+    uart = f"{b.uart.name}_{b.uart.number}"
+    assert f"{uart}__rx" in cons and f"{uart}__tx" in cons
+    for led in b.leds:
+        assert f"{led.name}_{led.number}__{led.subsignal or 'io'}" in cons, led
+    if b.reset_button is not None:
+        assert f"{b.reset_button.name}_{b.reset_button.number}__" in cons
     if name == "orangecrab":
         assert '"N17"' in cons and '"M18"' in cons  # Feather pins 0 and 1
 

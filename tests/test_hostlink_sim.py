@@ -15,7 +15,7 @@ from amaranth.sim import Simulator
 
 from rtl_gen import protocol as P
 from rtl_gen.design import golden
-from rtl_gen.hw.hostlink import HostLinkCore
+from rtl_gen.hw.hostlink import HostLinkCore, HostLinkPlan
 from rtl_gen.hw.layer import ArrayConfig
 from rtl_gen.hw.uart import divisor_for
 from tests.test_network_sim import small_net
@@ -64,7 +64,8 @@ def run_link(core: HostLinkCore, frames):
 def link():
     net, calib = small_net([5, 7, 3], ["ternary", "int4"], seed=3)
     arrays = [ArrayConfig(rows=2, cols=2, lanes=2), ArrayConfig(rows=2, cols=2)]
-    core = HostLinkCore(net, arrays, divisor=DIV, timeout_cycles=TIMEOUT, design_id=0xC0FFEE)
+    core = HostLinkCore.for_divisor(net, arrays, divisor=DIV, timeout_cycles=TIMEOUT,
+                                    design_id=0xC0FFEE)
     return core, net, calib
 
 
@@ -114,12 +115,42 @@ def test_malformed_frames_get_errors_and_the_link_recovers(link):
 def test_refusals():
     net, _ = small_net([5, 3], ["binary"], seed=1)
     with pytest.raises(ValueError, match="12 bit periods"):
-        HostLinkCore(net, divisor=8, timeout_cycles=20)
+        HostLinkCore.for_divisor(net, divisor=8, timeout_cycles=20)
     assert divisor_for(12e6, 115200) == 104
     with pytest.raises(ValueError, match="off by"):
         divisor_for(1e6, 115200)
     with pytest.raises(ValueError, match="too fast"):
         divisor_for(1e6, 500000)
+    with pytest.raises(ValueError, match="at least 4 cycles per bit, not 3"):
+        HostLinkPlan(net, divisor=3, timeout_cycles=100)
+    with pytest.raises(ValueError, match="one array configuration per layer"):
+        HostLinkPlan(net, [ArrayConfig(rows=1, cols=2)] * 2, divisor=4, timeout_cycles=48)
+    with pytest.raises(ValueError, match="one byte per input code; the input has 9 bits"):
+        HostLinkPlan(small_net([5, 3], ["binary"], input_bits=9)[0], divisor=4,
+                     timeout_cycles=48)
+
+
+def test_a_refused_core_leaves_no_hardware_behind():
+    """Validation comes before any Elaboratable: a refusal creates nothing that could be
+    reported as unused (this module runs with warnings as errors)."""
+    import gc
+    import warnings
+
+    from amaranth.hdl import UnusedElaboratable
+
+    net, _ = small_net([5, 3], ["binary"], seed=1)
+    gc.collect()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for bad in ({"divisor": 8, "timeout_cycles": 20}, {"divisor": 2, "timeout_cycles": 99}):
+            with pytest.raises(ValueError):
+                HostLinkCore.for_divisor(net, **bad)
+        with pytest.raises(ValueError):
+            HostLinkCore.for_clock(net, clk_hz=1e6, baud=115200)
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, UnusedElaboratable)]
+    plan = HostLinkPlan.for_clock(net, clk_hz=12e6, design_id=-1)
+    assert (plan.divisor, plan.timeout_cycles, plan.design_id) == (104, 600_000, 0xFFFFFFFF)
 
 
 def test_crc_logic_is_crc8_on_every_state_and_byte():
@@ -154,7 +185,7 @@ def test_term_revealing_registers_change_the_answer():
     net = dataclasses.replace(net, layers=(dataclasses.replace(net.layers[0],
                                                                tr=TRConfig(4, 2, 1)),
                                            net.layers[1]))
-    core = HostLinkCore(net, divisor=DIV, timeout_cycles=TIMEOUT)
+    core = HostLinkCore.for_divisor(net, divisor=DIV, timeout_cycles=TIMEOUT)
     x = net.input.quantize(calib[:1])
     infer = P.encode_request(P.CMD_INFER, bytes(int(v) for v in x.reshape(-1)))
     control = TRControl(TRMode.TR, 5, 3)
@@ -175,3 +206,76 @@ def test_term_revealing_registers_change_the_answer():
     assert [g.tolist() for g in got] == [w.tolist() for w in want]
     assert len({str(w.tolist()) for w in want}) == 3  # the three settings differ
     assert replies[3][2] == struct.pack("<H", 5)
+
+
+def _tr_net():
+    import dataclasses
+
+    from rtl_gen.design.network import TRConfig
+
+    net, calib = small_net([8, 5, 3], ["signmag5", "int4"], seed=4)
+    return dataclasses.replace(net, layers=(dataclasses.replace(net.layers[0],
+                                                                tr=TRConfig(4, 2, 1)),
+                                            net.layers[1])), calib
+
+
+def _register_frames():
+    """Read every register of the map, write all ones to each, read each again."""
+    frames = [P.encode_request(P.CMD_READ, bytes([r.address])) for r in P.REGISTER_MAP]
+    for r in P.REGISTER_MAP:
+        frames += [P.encode_request(P.CMD_WRITE, struct.pack("<BH", r.address, 0xFFFF)),
+                   P.encode_request(P.CMD_READ, bytes([r.address]))]
+    return frames
+
+
+def _model_replies(net, info, frames):
+    model = P.DeviceModel(net, info)
+    out = []
+    for frame in frames:
+        model.receive(frame)
+        out.append(P.decode_reply(model.take()))
+    return out
+
+
+@pytest.mark.parametrize("with_tr", [False, True], ids=["plain", "term-revealing"])
+def test_registers_match_the_map(with_tr):
+    """The hardware's registers are the map's: each one the design has reads its reset
+    value, keeps the low ``width`` bits of a write and is read back; every other address
+    is answered BAD_REG; the device model answers the same, byte for byte."""
+    net = _tr_net()[0] if with_tr else small_net([5, 3], ["binary"], seed=1)[0]
+    core = HostLinkCore.for_divisor(net, divisor=DIV, timeout_cycles=TIMEOUT)
+    frames = _register_frames()
+    replies = run_link(core, frames)
+    present = {r.name for r in P.design_registers(net)}
+    assert present == ({"SCRATCH", "TR_MODE", "TR_K", "TR_S"} if with_tr else {"SCRATCH"})
+    bad_reg = P.STATUS["BAD_REG"]
+    n = len(P.REGISTER_MAP)
+    for i, r in enumerate(P.REGISTER_MAP):
+        reset_r, write_r, read_r = replies[i], replies[n + 2 * i], replies[n + 2 * i + 1]
+        if r.name in present:
+            assert reset_r == (0, P.CMD_READ, struct.pack("<H", r.reset)), r.name
+            assert write_r == (0, P.CMD_WRITE, b""), r.name
+            assert read_r == (0, P.CMD_READ, struct.pack("<H", (1 << r.width) - 1)), r.name
+        else:
+            assert (reset_r[0], write_r[0], read_r[0]) == (bad_reg,) * 3, r.name
+    # the map's values, spelled out: a change to the map must be meant
+    if with_tr:
+        assert [struct.unpack("<H", replies[i][2])[0] for i in (1, 2, 3)] == [1, 0xFFFF, 31]
+        assert [struct.unpack("<H", replies[n + 2 * i + 1][2])[0] for i in (1, 2, 3)] == \
+            [1, 0xFFFF, 31]
+    assert _model_replies(net, core.info(), frames) == replies
+
+
+def test_read_only_register(monkeypatch):
+    """A read-only register reads its reset value and refuses a WRITE with BAD_REG, in the
+    hardware and in the device model alike."""
+    ro = P.Register("ID", 0x20, 12, 0xABC, "ro", None, "a read-only value")
+    monkeypatch.setattr(P, "REGISTER_MAP", (*P.REGISTER_MAP, ro))
+    net, _ = small_net([5, 3], ["binary"], seed=1)
+    core = HostLinkCore.for_divisor(net, divisor=DIV, timeout_cycles=TIMEOUT)
+    frames = [P.encode_request(P.CMD_WRITE, struct.pack("<BH", 0x20, 0x123)),
+              P.encode_request(P.CMD_READ, bytes([0x20]))]
+    replies = run_link(core, frames)
+    assert replies == [(P.STATUS["BAD_REG"], P.CMD_WRITE, b""),
+                       (0, P.CMD_READ, struct.pack("<H", 0xABC))]
+    assert _model_replies(net, core.info(), frames) == replies

@@ -15,9 +15,10 @@ The boards themselves are in the top-level ``boards`` package (``boards.get_boar
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable
 
-from amaranth.build import Resource
+from amaranth.build import Resource, ResourceError, Subsignal
 from amaranth.hdl import Elaboratable, Module, Shape
 from amaranth.lib import io, wiring
 
@@ -56,9 +57,9 @@ class Board:
     Members
     -------
     name:
-        Registry name (``icebreaker``, ``ulx3s``, ``orangecrab``).
+        Registry name (``boards.REGISTRY``): lower-case letters, digits, ``-`` and ``_``.
     device:
-        The rtl_gen device name (:mod:`rtl_gen.devices`): ``up5k``, ``ecp5-85f``, ``ecp5-25f``.
+        The rtl_gen device name (:mod:`rtl_gen.devices`), e.g. ``up5k``, ``ecp5-85f``.
     platform_class:
         The amaranth-boards platform.
     osc_mhz:
@@ -97,6 +98,66 @@ class Board:
     nextpnr_args: tuple[str, ...] = ()
     pack_args: tuple[str, ...] = ()
     notes: str = ""
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not re.fullmatch(r"[a-z0-9][a-z0-9_-]*",
+                                                              self.name):
+            raise ValueError(f"board name must be lower-case letters, digits, '-' and '_', "
+                             f"not {self.name!r}")
+        where = f"board {self.name}"
+        try:
+            get_device(self.device)
+        except ValueError as e:
+            raise ValueError(f"{where}: {e}") from None
+        if not isinstance(self.platform_class, type):
+            raise TypeError(f"{where}: platform_class must be an amaranth-boards platform "
+                            f"class, not {self.platform_class!r}")
+        for field in ("osc_mhz", "default_mhz"):
+            value = getattr(self, field)
+            if not isinstance(value, (int, float)) or not value > 0:
+                raise ValueError(f"{where}: {field} must be a positive number of MHz, not "
+                                 f"{value!r}")
+        if not isinstance(self.uart, Pin):
+            raise TypeError(f"{where}: uart must be a Pin, not {self.uart!r}")
+        leds = tuple(self.leds)
+        if len(leds) > 4 or not all(isinstance(p, Pin) for p in leds):
+            raise ValueError(f"{where}: leds must be up to four Pins, not {self.leds!r}")
+        object.__setattr__(self, "leds", leds)
+        if self.reset_button is not None and not isinstance(self.reset_button, Pin):
+            raise TypeError(f"{where}: reset_button must be a Pin or None, not "
+                            f"{self.reset_button!r}")
+
+    def check_platform(self) -> None:
+        """Check the platform against this record: its default clock runs at
+        :attr:`osc_mhz`, and it has the UART (with ``rx`` and ``tx``), the LEDs and the
+        reset button named here.
+
+        Raises
+        ------
+        ValueError
+            Naming the first thing that does not match.
+        """
+        plat = self.platform()
+        if abs(plat.default_clk_frequency - self.osc_mhz * 1e6) > 1:
+            raise ValueError(f"board {self.name}: the platform's default clock runs at "
+                             f"{plat.default_clk_frequency / 1e6:g} MHz, not osc_mhz "
+                             f"{self.osc_mhz:g}")
+        pins = [("uart", self.uart), *(("led", p) for p in self.leds)]
+        if self.reset_button is not None:
+            pins.append(("reset_button", self.reset_button))
+        for what, pin in pins:
+            try:
+                res = plat.lookup(pin.name, pin.number)
+            except ResourceError:
+                raise ValueError(f"board {self.name}: {what} {pin}: the platform has no "
+                                 f"resource {pin.name!r} {pin.number}") from None
+            subs = {s.name for s in res.ios if isinstance(s, Subsignal)}
+            want = {"rx", "tx"} if what == "uart" else (
+                {pin.subsignal} if pin.subsignal is not None else set())
+            if not want <= subs:
+                raise ValueError(f"board {self.name}: {what} {pin}: resource "
+                                 f"{pin.name!r} {pin.number} has no "
+                                 f"{', '.join(sorted(want - subs))}")
 
     @property
     def rtl_device(self) -> Device:

@@ -23,8 +23,10 @@ UART time excluded.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import zlib
+from typing import TYPE_CHECKING
 
 import numpy as np
 from amaranth import Array, Cat, Const, Module, Mux, Signal
@@ -34,10 +36,13 @@ from amaranth.lib.wiring import In, Out
 
 from .. import protocol as P
 from ..design.network import Network
-from .network import NetworkEngine
+from .network import NetworkEngine, plan_network
 from .uart import UartRx, UartTx, divisor_for
 
-__all__ = ["HostLinkCore", "network_id"]
+if TYPE_CHECKING:
+    from .layer import ArrayConfig
+
+__all__ = ["DEFAULT_TIMEOUT_S", "HostLinkCore", "HostLinkPlan", "network_id"]
 
 #: Default idle time after which a frame that stopped short is answered with TIMEOUT.
 DEFAULT_TIMEOUT_S = 0.05
@@ -82,22 +87,111 @@ def _crc8_next(crc, byte):
     return Cat(*bits)
 
 
-class HostLinkCore(wiring.Component):
-    """A :class:`NetworkEngine` driven through the UART host link.
+@dataclasses.dataclass(frozen=True, eq=False)
+class HostLinkPlan:
+    """What a :class:`HostLinkCore` is built from, validated before any hardware exists.
 
     Parameters
     ----------
     net:
         The network.
     arrays:
-        Per-layer array configurations (``None``: the defaults).
+        Per-layer array configurations (``None``: the defaults); the plan holds them
+        resolved (:func:`~rtl_gen.hw.network.plan_network`).
     divisor:
-        Clock cycles per UART bit (see :func:`~rtl_gen.hw.uart.divisor_for`).
+        Clock cycles per UART bit (see :func:`~rtl_gen.hw.uart.divisor_for`), at least 4.
     timeout_cycles:
         Idle cycles after which a frame that stopped short, or a run of stray bytes, is
         answered (at least 12 bit periods).
     design_id:
         32-bit value the INFO reply carries, so a host can check which design it talks to.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a network the host link cannot carry (inputs wider than a byte, more than 256
+        classes), a divisor or timeout out of range, or arrays the network engine refuses
+        (the message says which).
+    """
+
+    net: Network
+    arrays: tuple[ArrayConfig, ...] | None = None
+    _: dataclasses.KW_ONLY
+    divisor: int
+    timeout_cycles: int
+    design_id: int = 0
+
+    def __post_init__(self):
+        net = self.net
+        arrays, _ = plan_network(net, self.arrays)  # the engine's own checks
+        inp, last = net.input, net.layers[-1]
+        if inp.bits > 8:
+            raise ValueError(f"the host link sends one byte per input code; the input has "
+                             f"{inp.bits} bits")
+        if last.out_features > 256:
+            raise ValueError(f"the host link sends one byte per class; the network has "
+                             f"{last.out_features} classes")
+        if int(self.divisor) != self.divisor or self.divisor < 4:
+            raise ValueError(f"the UART divisor must be a whole number of at least 4 cycles "
+                             f"per bit, not {self.divisor!r}")
+        if self.timeout_cycles < 12 * self.divisor:
+            raise ValueError(f"timeout_cycles ({self.timeout_cycles}) must be at least 12 bit "
+                             f"periods ({12 * self.divisor})")
+        for name, value in (("arrays", arrays), ("divisor", int(self.divisor)),
+                            ("timeout_cycles", int(self.timeout_cycles)),
+                            ("design_id", int(self.design_id) & 0xFFFFFFFF)):
+            object.__setattr__(self, name, value)
+
+    @classmethod
+    def for_clock(cls, net: Network, arrays=None, *, clk_hz: float, baud: int = 115200,
+                  timeout_s: float = DEFAULT_TIMEOUT_S, design_id: int = 0) -> HostLinkPlan:
+        """The plan for a ``clk_hz`` clock and a ``baud`` UART.
+
+        Raises
+        ------
+        ValueError
+            Also when the clock cannot be divided to ``baud`` (see
+            :func:`~rtl_gen.hw.uart.divisor_for`).
+        """
+        div = divisor_for(clk_hz, baud)
+        return cls(net, arrays, divisor=div,
+                   timeout_cycles=max(12 * div, round(timeout_s * clk_hz)),
+                   design_id=design_id)
+
+    @property
+    def rows(self) -> int:
+        return self.arrays[0].rows
+
+    @property
+    def features(self) -> int:
+        return self.net.input.features
+
+    @property
+    def classes(self) -> int:
+        return self.net.layers[-1].out_features
+
+    @property
+    def logit_bytes(self) -> int:
+        return math.ceil(self.net.layers[-1].acc_bits / 8)
+
+    @property
+    def registers(self) -> tuple[P.Register, ...]:
+        """The design's registers (:func:`rtl_gen.protocol.design_registers`)."""
+        return P.design_registers(self.net)
+
+    def info(self) -> P.DesignInfo:
+        """What the design answers to INFO."""
+        return P.DesignInfo(P.PROTOCOL_VERSION, self.rows, self.features, self.classes,
+                            self.net.input.bits, self.net.input.signed, self.logit_bytes,
+                            len(self.net.layers), self.design_id)
+
+
+class HostLinkCore(wiring.Component):
+    """A :class:`NetworkEngine` driven through the UART host link.
+
+    Built from a validated :class:`HostLinkPlan` (so a refused design raises before any
+    hardware object exists): ``HostLinkCore(plan)``, or :meth:`for_divisor` /
+    :meth:`for_clock`, which make the plan first.
 
     Members
     -------
@@ -108,43 +202,61 @@ class HostLinkCore(wiring.Component):
         frame was answered with an error; 3: a frame is being received.
     """
 
-    def __init__(self, net: Network, arrays=None, *, divisor: int, timeout_cycles: int,
-                 design_id: int = 0):
-        try:
-            self._configure(net, arrays, divisor, timeout_cycles)
-        except (TypeError, ValueError):
-            self._MustUse__used = True  # a refused design is not an unused one
-            raise
-        self.design_id = int(design_id) & 0xFFFFFFFF
+    def __init__(self, plan: HostLinkPlan):
+        if not isinstance(plan, HostLinkPlan):
+            raise TypeError(f"HostLinkCore is built from a HostLinkPlan, not a "
+                            f"{type(plan).__name__}; use "
+                            "HostLinkCore.for_divisor or HostLinkCore.for_clock")
+        self._plan = plan
+        self._engine = NetworkEngine(plan.net, plan.arrays)
         super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "leds": Out(4)})
 
-    def _configure(self, net, arrays, divisor, timeout_cycles):
-        last, inp = net.layers[-1], net.input
-        if inp.bits > 8:
-            raise ValueError(f"the host link sends one byte per input code; the input has "
-                             f"{inp.bits} bits")
-        if last.out_features > 256:
-            raise ValueError(f"the host link sends one byte per class; the network has "
-                             f"{last.out_features} classes")
-        if timeout_cycles < 12 * divisor:
-            raise ValueError(f"timeout_cycles ({timeout_cycles}) must be at least 12 bit "
-                             f"periods ({12 * divisor})")
-        self._engine = NetworkEngine(net, arrays)
-        self._net = net
-        self.divisor, self.timeout_cycles = int(divisor), int(timeout_cycles)
-        self.rows = self._engine.rows
-        self.features = inp.features
-        self.classes = last.out_features
-        self.logit_bytes = math.ceil(last.acc_bits / 8)
+    @classmethod
+    def for_divisor(cls, net: Network, arrays=None, *, divisor: int, timeout_cycles: int,
+                    design_id: int = 0) -> HostLinkCore:
+        """The core with ``divisor`` clock cycles per UART bit (see :class:`HostLinkPlan`)."""
+        return cls(HostLinkPlan(net, arrays, divisor=divisor, timeout_cycles=timeout_cycles,
+                                design_id=design_id))
 
     @classmethod
     def for_clock(cls, net: Network, arrays=None, *, clk_hz: float, baud: int = 115200,
                   timeout_s: float = DEFAULT_TIMEOUT_S, design_id: int = 0) -> HostLinkCore:
-        """The core for a ``clk_hz`` clock and a ``baud`` UART."""
-        div = divisor_for(clk_hz, baud)
-        return cls(net, arrays, divisor=div,
-                   timeout_cycles=max(12 * div, round(timeout_s * clk_hz)),
-                   design_id=design_id)
+        """The core for a ``clk_hz`` clock and a ``baud`` UART (see
+        :meth:`HostLinkPlan.for_clock`)."""
+        return cls(HostLinkPlan.for_clock(net, arrays, clk_hz=clk_hz, baud=baud,
+                                          timeout_s=timeout_s, design_id=design_id))
+
+    @property
+    def plan(self) -> HostLinkPlan:
+        return self._plan
+
+    @property
+    def divisor(self) -> int:
+        return self._plan.divisor
+
+    @property
+    def timeout_cycles(self) -> int:
+        return self._plan.timeout_cycles
+
+    @property
+    def design_id(self) -> int:
+        return self._plan.design_id
+
+    @property
+    def rows(self) -> int:
+        return self._plan.rows
+
+    @property
+    def features(self) -> int:
+        return self._plan.features
+
+    @property
+    def classes(self) -> int:
+        return self._plan.classes
+
+    @property
+    def logit_bytes(self) -> int:
+        return self._plan.logit_bytes
 
     @property
     def engine(self) -> NetworkEngine:
@@ -152,9 +264,7 @@ class HostLinkCore(wiring.Component):
 
     def info(self) -> P.DesignInfo:
         """What the design answers to INFO."""
-        return P.DesignInfo(P.PROTOCOL_VERSION, self.rows, self.features, self.classes,
-                            self._net.input.bits, self._net.input.signed, self.logit_bytes,
-                            len(self._net.layers), self.design_id)
+        return self._plan.info()
 
     def elaborate(self, platform):
         m = Module()
@@ -166,7 +276,7 @@ class HostLinkCore(wiring.Component):
         rows, feats, n, lb = self.rows, self.features, self.classes, self.logit_bytes
         n_in = rows * feats
         n_log = rows * n
-        n_layers = len(self._net.layers)
+        n_layers = len(self._plan.net.layers)
         expected = {P.CMD_INFO: 0, P.CMD_INFER: n_in, P.CMD_CYCLES: 0, P.CMD_WRITE: 3,
                     P.CMD_READ: 1}
 
@@ -200,15 +310,8 @@ class HostLinkCore(wiring.Component):
         start_infer = Signal()
         infer_done = Signal()
         busy = Signal()            # an INFER is running
-        # the registers (protocol.REGISTERS): address -> (16-bit register, width used)
-        scratch = Signal(16)
-        regs = {P.REGISTERS["SCRATCH"]: (scratch, 16)}
-        if eng.has_tr:  # the term-revealing controls of the network's TR layers
-            for name, port in (("TR_MODE", eng.tr_mode), ("TR_K", eng.tr_k),
-                               ("TR_S", eng.tr_s)):
-                reg = Signal(16, name=name.lower(), init=port.init)
-                regs[P.REGISTERS[name]] = (reg, len(port))
-                m.d.comb += port.eq(reg)
+        # the registers (protocol.REGISTER_MAP): address -> (register, its value)
+        regs = self._registers(m, eng)
         rd_val = Signal(16)
         err_led = Signal()
 
@@ -297,7 +400,9 @@ class HostLinkCore(wiring.Component):
                         m.next = "REPLY"
                     with m.Case(P.CMD_WRITE):
                         with m.Switch(args[0]):
-                            for addr, (reg, _) in regs.items():
+                            for addr, (r, reg) in regs.items():
+                                if r.access != "rw":
+                                    continue  # read-only: BAD_REG
                                 with m.Case(addr):
                                     m.d.sync += reg.eq(Cat(args[1], args[2]))
                                     reply(0, 0)
@@ -306,7 +411,7 @@ class HostLinkCore(wiring.Component):
                         m.next = "REPLY"
                     with m.Default():  # READ
                         with m.Switch(args[0]):
-                            for addr, (reg, _) in regs.items():
+                            for addr, (_, reg) in regs.items():
                                 with m.Case(addr):
                                     m.d.sync += rd_val.eq(reg)
                                     reply(0, 2)
@@ -459,3 +564,25 @@ class HostLinkCore(wiring.Component):
 
         m.d.comb += self.leds.eq(Cat(eng.cycles[24], busy, err_led, receiving))
         return m
+
+    def _registers(self, m: Module, eng: NetworkEngine) -> dict:
+        """The design's registers as logic: address -> (:class:`~rtl_gen.protocol.Register`,
+        a ``width``-bit signal starting at ``reset``, or the constant ``reset`` when
+        read-only), each driving the engine port it controls."""
+        ports = {}
+        if eng.has_tr:  # the term-revealing controls of the network's TR layers
+            ports = {"TR_MODE": eng.tr_mode, "TR_K": eng.tr_k, "TR_S": eng.tr_s}
+        regs = {}
+        for r in self._plan.registers:
+            if r.access == "rw":
+                value = Signal(r.width, name=f"reg_{r.name.lower()}", init=r.reset)
+            else:
+                value = Const(r.reset, r.width)
+            port = ports.get(r.name)
+            if port is not None:
+                if len(port) != r.width:
+                    raise ValueError(f"register {r.name} is {r.width} bits wide but drives "
+                                     f"a {len(port)}-bit engine port")
+                m.d.comb += port.eq(value)
+            regs[r.address] = (r, value)
+        return regs
