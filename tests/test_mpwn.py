@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from rtl_gen.bundle import is_bundle, read_bundle, read_float_bundle, write_float_bundle
+from rtl_gen.bundle import is_bundle, read_float_bundle, read_int_bundle, write_float_bundle
 from rtl_gen.data.digits import digits
 from rtl_gen.design import float_network
 from rtl_gen.errors import BundleError, SpecError
@@ -226,7 +226,7 @@ def test_malformed_float_bundles_name_file_layer_and_field(model, tmp_path):
     net = mpwn.from_float(model, ("ternary", "float"))
     path = write_float_bundle(net, tmp_path / "b")
     with pytest.raises(BundleError, match="a float bundle: its own reader reads it"):
-        read_bundle(path)
+        read_int_bundle(path)
     np.save(path / "fc1.bias.npy", np.full(32, np.nan, dtype=np.float32))
     with pytest.raises(BundleError, match=r"fc1.bias.npy: layer 'fc1': field 'bias': "
                                           r"contains 32 NaN"):

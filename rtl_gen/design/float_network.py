@@ -277,6 +277,18 @@ class FloatNetwork:
     def spaces(self) -> tuple[str, ...]:
         return tuple(layer.space for layer in self.layers)
 
+    @property
+    def has_float_reference(self) -> bool:
+        return all(layer.float_weight is not None for layer in self.layers)
+
+    @property
+    def bits_per_weight(self) -> float:
+        """Bits per weight (each layer's :attr:`FloatLayer.bits_per_weight`), averaged over
+        every weight of every layer."""
+        n = [layer.codes.size for layer in self.layers]
+        return sum(layer.bits_per_weight * k
+                   for layer, k in zip(self.layers, n, strict=True)) / sum(n)
+
     def encode_input(self, x) -> np.ndarray:
         """Float inputs ``(batch, in_features)`` → fp32 bit patterns (:func:`encode_input`)."""
         return encode_input(x, self.in_features)

@@ -25,6 +25,7 @@ import numpy as np
 
 from ..numerics.fixedpoint import requantize
 from ..numerics.terms import term_reveal, truncate_terms
+from .float_network import FloatNetwork
 from .network import DenseLayer, Network
 
 __all__ = [
@@ -147,8 +148,10 @@ def accuracy(net: Network, x, labels, control: TRControl | None = None) -> float
     return float(np.mean(predict(net, x, control) == labels))
 
 
-def float_forward(net: Network, x) -> np.ndarray:
+def float_forward(net: Network | FloatNetwork, x) -> np.ndarray:
     """The float reference: float weights, ReLU between layers, float logits.
+
+    Either family carries it (``float_weight``, ``float_bias`` per layer), optionally.
 
     Raises
     ------

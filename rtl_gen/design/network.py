@@ -275,6 +275,11 @@ class DenseLayer:
     def out_features(self) -> int:
         return int(self.codes.shape[0])
 
+    @property
+    def bits_per_weight(self) -> int:
+        """Stored code bits per weight: the scheme's width."""
+        return self.scheme.bits
+
     @cached_property
     def w_int(self) -> np.ndarray:
         """Decoded integer weights, ``(out_features, in_features)``, int64."""
@@ -387,3 +392,10 @@ class Network:
     @property
     def schemes(self) -> tuple[str, ...]:
         return tuple(layer.scheme.name for layer in self.layers)
+
+    @property
+    def bits_per_weight(self) -> float:
+        """Stored code bits per weight, averaged over every weight of every layer."""
+        n = [layer.codes.size for layer in self.layers]
+        return sum(layer.bits_per_weight * k
+                   for layer, k in zip(self.layers, n, strict=True)) / sum(n)
