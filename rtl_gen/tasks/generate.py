@@ -74,11 +74,11 @@ def generate_network(bundle: Path, out: Path | None = None, *, name: str | None 
     ``<name>.v``), module ``name`` (default ``net_<network>``).  The array options are those
     of :func:`network_engine`."""
     net = read_bundle(bundle)
-    engine = network_engine(net, rows=rows, cols=cols, lanes=lanes, multiplier=multiplier,
-                            pipeline=pipeline)
     name = name or verilog_top(net)
     if not name.isidentifier():
         raise OptionError(f"{name!r} is not a Verilog identifier", option="--name")
+    engine = network_engine(net, rows=rows, cols=cols, lanes=lanes, multiplier=multiplier,
+                            pipeline=pipeline)
     out = Path(out) if out is not None else Path(f"{name}.v")
     write_atomic(out, to_verilog(engine, name))
     if isinstance(net, FloatNetwork):
