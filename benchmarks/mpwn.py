@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     best = next(r for r in sweep if r["accuracy"] >= r["fp32_accuracy"] - TOLERANCE - 1e-12)
     nets.append(mpwn.reduced_float_network(model, best["exp_bits"], best["man_bits"]))
     for net in nets:
-        x = net.encode_input(test.x)
+        x = net.encode(test.x)
         timings = [layer_timing(layer, args.lanes) for layer in net.layers]
         rows.append(dict(mpwn.score(net, x, test.y),
                          latency=sum(t.batch_cycles for t in timings),

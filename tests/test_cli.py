@@ -2,6 +2,9 @@
 
 import json
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,7 +20,7 @@ from rtl_gen.training.defaults import (
 
 SHIPPED = {v.name: WEIGHTS_DIR / f"digits-{v.name}" for v in DEFAULT_VARIANTS}
 SUBCOMMANDS = ["train", "qat", "quantize", "check", "report", "demo", "generate", "verify",
-               "synth", "build", "run"]
+               "synth", "build", "run", "mpwn", "reduced-float"]
 
 
 def invoke(*args):
@@ -38,6 +41,17 @@ def test_every_required_subcommand_exists():
         assert f"  {command} " in listing
 
 
+def test_python_m_lists_every_command():
+    """``python -m rtl_gen.cli`` (and so the ``rtl-gen`` script) runs the group only once
+    every command is defined."""
+    result = subprocess.run([sys.executable, "-m", "rtl_gen.cli", "--help"],
+                            capture_output=True, text=True, check=True,
+                            cwd=Path(__file__).resolve().parents[1])
+    listing = result.stdout.split("Commands:\n", 1)[1]
+    listed = [line.split()[0] for line in listing.splitlines() if line.startswith("  ")]
+    assert listed == sorted(main.commands) == sorted(SUBCOMMANDS)
+
+
 @pytest.mark.parametrize("args", [["synth", "--device", "up5k"],
                                   ["build", "--board", "icebreaker"],
                                   ["run", "--port", "/dev/null"]])
@@ -47,6 +61,21 @@ def test_board_commands_refuse_a_missing_bundle(args, tmp_path):
     assert "nope" in result.stderr
     assert "Traceback" not in result.output
     assert not (tmp_path / "nope").exists()
+
+
+@pytest.mark.parametrize("args", [["build", "--board", "icebreaker"],
+                                  ["run", "--port", "/dev/null"]])
+def test_board_commands_refuse_a_float_bundle(args, tmp_path):
+    bundle = tmp_path / "fb"
+    assert invoke("mpwn", "--spaces", "binary,float", "--finetune", "0",
+                  "--out", bundle).exit_code == 0
+    result = invoke(*args, "--bundle", bundle, "--out" if args[0] == "build" else "--images",
+                    tmp_path / "out" if args[0] == "build" else 1)
+    assert result.exit_code == 1, result.output
+    assert result.stderr == (f"Error: {bundle}: a float bundle; the host link carries integer "
+                             "input codes and logits only, so build and run take integer "
+                             "bundles\n")
+    assert not (tmp_path / "out").exists()
 
 
 def test_build_refuses_an_unknown_board():

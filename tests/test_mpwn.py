@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from rtl_gen.bundle import is_bundle, read_bundle, read_float_bundle, write_float_bundle
+from rtl_gen.bundle import is_bundle, read_float_bundle, read_int_bundle, write_float_bundle
 from rtl_gen.data.digits import digits
 from rtl_gen.design import float_network
 from rtl_gen.errors import BundleError, SpecError
@@ -119,7 +119,7 @@ def test_binary_and_ternary_weights_from_a_float_layer():
 
 def test_score_counts_mpwn_bits_and_the_asb_formula(model, test_split):
     net = mpwn.from_float(model, ("ternary", "binary"))
-    x = net.encode_input(test_split.x)
+    x = net.encode(test_split.x)
     r = mpwn.score(net, x, test_split.y)
     assert r["bits"] == 64 * 32 * 2 + 32 * 10 * 1
     assert r["max_bits"] == 16 * (64 * 32 + 32 * 10)
@@ -140,7 +140,7 @@ def test_exhaustive_search_ranks_every_assignment(model, test_split):
     assert asb == sorted(asb, reverse=True)
     for r in rows[:3]:
         net = mpwn.from_float(model, r["spaces"].split("/"))
-        assert r == mpwn.score(net, net.encode_input(test_split.x), test_split.y)
+        assert r == mpwn.score(net, net.encode(test_split.x), test_split.y)
 
 
 def test_tpe_search_scores_what_it_tried(model, test_split):
@@ -189,10 +189,10 @@ def test_reduced_float_sweep_reports_accuracy_per_format(model, test_split):
                                     man_bits=[0, 3])
     assert [r["format"] for r in rows] == ["E2M0", "E4M0", "E2M3", "E4M3"]  # by bits
     fp32 = mpwn.from_float(model, ["float", "float"])
-    ref = float_network.accuracy(fp32, fp32.encode_input(test_split.x), test_split.y)
+    ref = float_network.accuracy(fp32, fp32.encode(test_split.x), test_split.y)
     assert all(r["fp32_accuracy"] == ref for r in rows)
     e4m3 = mpwn.reduced_float_network(model, 4, 3)
-    assert rows[-1]["accuracy"] == float_network.accuracy(e4m3, e4m3.encode_input(test_split.x),
+    assert rows[-1]["accuracy"] == float_network.accuracy(e4m3, e4m3.encode(test_split.x),
                                                  test_split.y)
 
 
@@ -209,7 +209,7 @@ def test_float_bundle_round_trip(model, test_split, tmp_path, spaces):
     assert back.spaces == spaces and back.metadata == {"a": "x", "b": 1}
     for a, b in zip(net.layers, back.layers, strict=True):
         assert np.array_equal(a.codes, b.codes) and np.array_equal(a.bias, b.bias)
-    x = net.encode_input(test_split.x)
+    x = net.encode(test_split.x)
     assert np.array_equal(float_network.forward(net, x), float_network.forward(back, x))
     first = (path / "manifest.json").read_bytes()
     write_float_bundle(net, path)  # replaces a bundle, same bytes
@@ -226,7 +226,7 @@ def test_malformed_float_bundles_name_file_layer_and_field(model, tmp_path):
     net = mpwn.from_float(model, ("ternary", "float"))
     path = write_float_bundle(net, tmp_path / "b")
     with pytest.raises(BundleError, match="a float bundle: its own reader reads it"):
-        read_bundle(path)
+        read_int_bundle(path)
     np.save(path / "fc1.bias.npy", np.full(32, np.nan, dtype=np.float32))
     with pytest.raises(BundleError, match=r"fc1.bias.npy: layer 'fc1': field 'bias': "
                                           r"contains 32 NaN"):

@@ -44,7 +44,7 @@ def test_mpwn_given_spaces_and_user_model_with_data(tmp_path):
     assert r.exit_code == 0, r.output
     net = read_float_bundle(tmp_path / "b")
     assert net.spaces == ("ternary", "E4M3")
-    acc = float_network.accuracy(net, net.encode_input(test.x[:50]), test.y[:50])
+    acc = float_network.accuracy(net, net.encode(test.x[:50]), test.y[:50])
     assert f"| ternary/E4M3 | {100 * acc:.2f}% |" in r.stdout
 
 
@@ -104,7 +104,7 @@ def test_mpwn_finetunes_through_the_weight_spaces(tmp_path):
     assert got.metadata["finetune_epochs"] == 3
     ptq = mpwn.from_float(model, ("ternary", "binary"))
     assert not np.array_equal(ptq.layers[0].codes, got.layers[0].codes)  # it did train
-    acc = float_network.accuracy(want, want.encode_input(test.x), test.y)
+    acc = float_network.accuracy(want, want.encode(test.x), test.y)
     assert f"| ternary/binary | {100 * acc:.2f}% |" in r.stdout
 
 

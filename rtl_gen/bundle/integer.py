@@ -17,7 +17,7 @@ requantization constants, float reference)::
 The format, every field, its range and the errors a user can see are documented in
 ``weights/FORMAT.md``.  :func:`write_bundle` writes deterministic bytes (the same network
 always gives the same files) into a temporary sibling folder and renames it into place, so
-a reader never sees half a bundle.  :func:`read_bundle` validates everything and raises
+a reader never sees half a bundle.  :func:`read_int_bundle` validates everything and raises
 :class:`~rtl_gen.errors.BundleError` naming the file (the manifest or the ``.npy`` file),
 the layer and the field; no path in a manifest may leave the bundle's folder.
 """
@@ -55,7 +55,7 @@ __all__ = [
     "SUPPORTED_VERSIONS",
     "bundle_format",
     "is_bundle",
-    "read_bundle",
+    "read_int_bundle",
     "write_bundle",
 ]
 
@@ -65,7 +65,7 @@ FORMAT_NAME = "rtl_gen-bundle"
 FLOAT_FORMAT_NAME = "rtl_gen-float-bundle"
 #: The version this module writes.
 FORMAT_VERSION = 1
-#: The versions :func:`read_bundle` reads; any other is refused.
+#: The versions :func:`read_int_bundle` reads; any other is refused.
 SUPPORTED_VERSIONS = (1,)
 
 #: Largest feature count of an input or a layer (the same bound as ``input.features``).
@@ -294,7 +294,7 @@ def bundle_format(path) -> str | None:
 
 def is_bundle(path) -> bool:
     """Whether ``path`` is a folder whose ``manifest.json`` says it is an rtl_gen bundle
-    (of either format, any version).  Nothing else is checked: use :func:`read_bundle`."""
+    (of either format, any version).  Nothing else is checked: the readers do that."""
     return bundle_format(path) is not None
 
 
@@ -454,8 +454,9 @@ def _json_value(v, where: str, manifest_file: str):
 
 # -- reading --------------------------------------------------------------------------------
 
-def read_bundle(path) -> Network:
-    """Read and validate the bundle folder at ``path``.
+def read_int_bundle(path) -> Network:
+    """Read and validate the integer bundle folder at ``path`` (``rtl_gen.bundle.read_bundle``
+    reads either family).
 
     Checks, in order: the folder; ``manifest.json`` (present, UTF-8, JSON, ``format``,
     ``version``, the schema :data:`MANIFEST_SCHEMA`); then per layer the weight scheme, the

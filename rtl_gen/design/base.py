@@ -38,6 +38,19 @@ class NetworkModel:
         """Outputs of the last layer."""
         return self.layers[-1].out_features
 
+    @property
+    def has_float_reference(self) -> bool:
+        """Whether every layer carries the float weights and bias it was quantized from."""
+        return all(layer.float_weight is not None for layer in self.layers)
+
+    @property
+    def bits_per_weight(self) -> float:
+        """Stored bits per weight (each layer's ``bits_per_weight``), averaged over every
+        weight of every layer."""
+        n = [layer.codes.size for layer in self.layers]
+        return sum(layer.bits_per_weight * k
+                   for layer, k in zip(self.layers, n, strict=True)) / sum(n)
+
     def encode(self, x) -> np.ndarray:
         """Float inputs ``(batch, in_features)`` -> the values the hardware takes."""
         raise NotImplementedError

@@ -280,8 +280,6 @@ class FloatNetwork(NetworkModel):
         """Float inputs ``(batch, in_features)`` → fp32 bit patterns (:func:`encode_input`)."""
         return encode_input(x, self.in_features)
 
-    encode_input = encode
-
     def forward(self, x, control=None) -> np.ndarray:
         """The logits as fp32 bit patterns (:func:`forward`); there is no run-time control."""
         if control is not None:

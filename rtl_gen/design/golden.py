@@ -26,6 +26,7 @@ import numpy as np
 from ..numerics.fixedpoint import requantize
 from ..numerics.terms import term_reveal, truncate_terms
 from .base import accuracy, predict
+from .float_network import FloatNetwork
 from .network import DenseLayer, Network
 
 __all__ = [
@@ -137,8 +138,10 @@ def forward(net: Network, x, control: TRControl | None = None, *,
     return outs if trace else h
 
 
-def float_forward(net: Network, x) -> np.ndarray:
+def float_forward(net: Network | FloatNetwork, x) -> np.ndarray:
     """The float reference: float weights, ReLU between layers, float logits.
+
+    Either family carries it (``float_weight``, ``float_bias`` per layer), optionally.
 
     Raises
     ------

@@ -276,6 +276,11 @@ class DenseLayer:
     def out_features(self) -> int:
         return int(self.codes.shape[0])
 
+    @property
+    def bits_per_weight(self) -> int:
+        """Stored code bits per weight: the scheme's width."""
+        return self.scheme.bits
+
     @cached_property
     def w_int(self) -> np.ndarray:
         """Decoded integer weights, ``(out_features, in_features)``, int64."""
@@ -397,9 +402,6 @@ class Network(NetworkModel):
         return np.asarray(logits, dtype=np.int64)
 
     @property
-    def has_float_reference(self) -> bool:
-        return all(layer.float_weight is not None for layer in self.layers)
-
-    @property
     def schemes(self) -> tuple[str, ...]:
         return tuple(layer.scheme.name for layer in self.layers)
+

@@ -1,20 +1,89 @@
-"""The demo's report: Markdown and a self-contained HTML page with plots (inline SVG).
+"""``report``: golden-model accuracy of bundles (integer or float) next to their float
+reference; and the demo's report, Markdown and a self-contained HTML page with plots
+(inline SVG).
 
-Sections: accuracy of every scheme (float, PTQ, QAT), the cycle model of every scheme's
-network, the simulation of the default network on its board core (bit-exact or not,
-measured cycles), and the bitstream (resources, Fmax against the target, inferences per
-second).  :func:`write_report` writes ``report.md``, ``report.html`` and ``report.json``.
+The demo report's sections: accuracy of every scheme (float, PTQ, QAT), the cycle model of
+every scheme's network, the simulation of the default network on its board core (bit-exact
+or not, measured cycles), and the bitstream (resources, Fmax against the target, inferences
+per second).  :func:`write_report` writes ``report.md``, ``report.html`` and ``report.json``.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import io
 import json
 import os
 from pathlib import Path
 
-__all__ = ["write_report"]
+import numpy as np
+
+from ..bundle import read_bundle
+from ..design import float_network, golden
+from ..design.float_network import FloatNetwork
+from ..design.network import Network
+from ..training.defaults import evaluate as evaluate_int
+from .common import encode_inputs, evaluation_data, markdown_table, write_outputs
+
+__all__ = ["ACCURACY_COLUMNS", "ReportResult", "evaluate", "report", "with_delta",
+           "write_report"]
+
+ACCURACY_COLUMNS = [("name", "bundle"), ("schemes", "weights"), ("float_accuracy", "float"),
+                    ("golden_accuracy", "golden (integer)"), ("delta", "Δ points"),
+                    ("conventional_accuracy", "TR off")]
+
+
+def with_delta(row: dict) -> dict:
+    """``row`` with ``delta``: golden minus float accuracy in points (where both exist)."""
+    if "float_accuracy" in row:
+        row = dict(row, delta=f"{100 * (row['golden_accuracy'] - row['float_accuracy']):+.2f}")
+    return row
+
+
+def evaluate(net: Network | FloatNetwork, x: np.ndarray, y: np.ndarray, data=None) -> dict:
+    """Golden-model accuracy of ``net`` on float inputs ``x`` next to its float reference's
+    (:func:`rtl_gen.training.defaults.evaluate` for an integer network; a float network's
+    inputs are fp32).  ``data`` names the inputs' file in an error."""
+    coded = encode_inputs(net, x, data)
+    if not isinstance(net, FloatNetwork):
+        return evaluate_int(net, coded, x, y)
+    row = {"name": net.name, "schemes": "/".join(dict.fromkeys(net.spaces)),
+           "golden_accuracy": float_network.accuracy(net, coded, y)}
+    if net.has_float_reference:
+        pred = np.argmax(golden.float_forward(net, x), axis=-1)
+        row["float_accuracy"] = float(np.mean(pred == y))
+    return row
+
+
+@dataclasses.dataclass(frozen=True)
+class ReportResult:
+    #: One row per bundle: ``name``, ``schemes``, ``golden_accuracy`` and, where they
+    #: apply, ``float_accuracy``, ``delta`` and ``conventional_accuracy``.
+    rows: list[dict]
+    #: The Markdown table of the rows.
+    table: str
+
+
+def report(bundles: list[Path], data: Path | None = None,
+           out: Path | None = None) -> ReportResult:
+    """Golden-model accuracy of every bundle in ``bundles`` (integer or float), on ``data``
+    (``.npz`` with ``x``, ``y``) or the digits test split; with ``out``, also writes
+    ``report.md`` and ``report.json`` there.  Every bundle is read and validated before any
+    output."""
+    nets = [read_bundle(b) for b in bundles]
+    rows = []
+    for net in nets:
+        x, y = evaluation_data(net, data)
+        rows.append(with_delta(evaluate(net, x, y, data)))
+    columns = ACCURACY_COLUMNS
+    if any(isinstance(net, FloatNetwork) for net in nets):
+        columns = [(k, "golden" if k == "golden_accuracy" else t) for k, t in columns]
+    table = markdown_table(rows, columns)
+    if out is not None:
+        write_outputs(out, {"report.md": "# rtl_gen report\n\n" + table,
+                            "report.json": json.dumps(rows, indent=2) + "\n"})
+    return ReportResult(rows, table)
 
 
 def _table_md(rows: list[dict], columns: list[tuple[str, str]]) -> str:

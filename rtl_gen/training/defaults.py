@@ -148,12 +148,6 @@ def search_default(model: FloatMLP, *, epochs=SEARCH_EPOCHS, seed: int = 0, prog
                        progress=progress)
 
 
-def bits_per_weight(net: Network) -> float:
-    """Average stored code bits per weight."""
-    n = [layer.codes.size for layer in net.layers]
-    return sum(layer.scheme.bits * k for layer, k in zip(net.layers, n, strict=True)) / sum(n)
-
-
 def evaluate(net: Network, x_int: np.ndarray, x: np.ndarray, y: np.ndarray) -> dict:
     """Golden-model accuracy next to the float reference's on the same data (and, for a
     term-revealing network, next to the same network with term revealing switched off)."""

@@ -248,7 +248,7 @@ def reduced_float_sweep(model: FloatMLP, x, labels, *, exp_bits: Sequence[int],
     sorted by total bits, then E.
     """
     fp32 = from_float(model, ["float"] * len(model.weights))
-    x_bits = fp32.encode_input(x)
+    x_bits = fp32.encode(x)
     ref = accuracy(fp32, x_bits, labels)
     rows = []
     for e in exp_bits:

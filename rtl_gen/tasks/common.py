@@ -1,0 +1,213 @@
+"""What the tasks share: errors, progress, outputs written whole, tables, evaluation data,
+array options and the run-time term-revealing controls.
+
+Progress
+--------
+Every long task takes an optional ``progress`` callable, called in two ways:
+
+* ``progress(message)``: a line of news (what starts now and how long it takes);
+* ``progress(label, done, total, unit=...)``: ``done`` of ``total`` steps of the loop called
+  ``label`` (``total`` may be ``None`` while unknown, and may grow).
+
+``None`` means silence.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from ..bundle import read_bundle
+from ..data.digits import digits
+from ..design.float_network import FloatNetwork
+from ..design.golden import TRControl, TRMode
+from ..design.network import Network
+from ..errors import RtlGenError
+from ..hw.network import default_array
+
+__all__ = [
+    "HOST_LINK_INTEGER_ONLY",
+    "OptionError",
+    "Progress",
+    "arrays_for",
+    "data_file",
+    "encode_inputs",
+    "evaluation_data",
+    "markdown_table",
+    "notify",
+    "read_int_network",
+    "tr_control",
+    "verilog_top",
+    "write_atomic",
+    "write_outputs",
+]
+
+#: ``progress(message)`` or ``progress(label, done, total, unit=...)`` (module docstring).
+Progress = Callable[..., None]
+
+
+class OptionError(RtlGenError):
+    """An option value (or a combination of options) that cannot work, as opposed to bad
+    input files; the command line reports it as a usage error.  ``option`` names the option
+    (``"--name"``) where one alone is at fault."""
+
+    def __init__(self, message: str, option: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.option = option
+
+
+def notify(progress: Progress | None, message: str) -> None:
+    """Send ``message`` to ``progress`` (if any)."""
+    if progress is not None:
+        progress(message)
+
+
+# -- outputs ----------------------------------------------------------------------------------
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary sibling file: never half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def write_outputs(out: Path, files: dict[str, str]) -> None:
+    """Write several text files into the folder ``out``, each whole."""
+    for name, text in files.items():
+        write_atomic(Path(out) / name, text)
+
+
+def markdown_table(rows: list[dict], columns: list[tuple[str, str]] | None = None) -> str:
+    """A Markdown table of ``rows``; ``columns`` are ``(key, title)`` pairs (default: the first
+    row's keys).  Floats are shown as percentages, ``None`` as an empty cell."""
+    if columns is None:
+        columns = [(k, k) for k in rows[0]]
+    head = "| " + " | ".join(title for _, title in columns) + " |"
+    rule = "|" + "|".join("---" for _ in columns) + "|"
+    body = ["| " + " | ".join(_cell(r.get(k)) for k, _ in columns) + " |" for r in rows]
+    return "\n".join([head, rule, *body]) + "\n"
+
+
+def _cell(v) -> str:
+    if isinstance(v, float):
+        return f"{100 * v:.2f}%"
+    return "" if v is None else str(v)
+
+
+def verilog_top(net: Network | FloatNetwork) -> str:
+    """The default Verilog module name of a network: ``net_<name>``, ``-`` made ``_``."""
+    return f"net_{net.name}".replace("-", "_")
+
+
+# -- bundles and data ---------------------------------------------------------------------------
+
+
+#: Why a float bundle cannot go behind the host link (``build``, ``run``).
+HOST_LINK_INTEGER_ONLY = ("the host link carries integer input codes and logits only, so "
+                          "build and run take integer bundles")
+
+
+def read_int_network(bundle, why: str) -> Network:
+    """The integer network of ``bundle`` (either family is read, then checked), or one
+    line saying that a float bundle cannot go where ``why`` says."""
+    net = read_bundle(bundle)
+    if isinstance(net, FloatNetwork):
+        raise RtlGenError(f"{bundle}: a float bundle; {why}")
+    return net
+
+
+def data_file(data, features: int) -> tuple[np.ndarray, np.ndarray]:
+    """``x`` (float inputs, ``(n, features)``, finite) and ``y`` from a ``.npz`` file."""
+    try:
+        with np.load(data, allow_pickle=False) as z:
+            x, y = z["x"], z["y"]
+    except (OSError, ValueError, KeyError) as e:
+        raise RtlGenError(f"{data}: expected an .npz with arrays x and y ({e})") from None
+    if x.ndim != 2 or x.shape[1] != features or y.shape != (len(x),):
+        raise RtlGenError(f"{data}: x must be (n, {features}) and y (n,), not "
+                          f"{x.shape} and {y.shape}")
+    if x.dtype.kind not in "fiu" or not np.isfinite(x).all():
+        raise RtlGenError(f"{data}: x must hold finite numbers")
+    return x, y
+
+
+def evaluation_data(net: Network | FloatNetwork, data=None) -> tuple[np.ndarray, np.ndarray]:
+    """Float inputs ``x`` and labels ``y``: the ``.npz`` file ``data`` or, for a network made
+    from the digits, the digits test split."""
+    if data is None:
+        if net.metadata.get("dataset") != "sklearn-digits":
+            raise RtlGenError(f"bundle {net.name!r} is not a digits model: give --data "
+                              "with arrays x (float inputs) and y (labels)")
+        _, test = digits()
+        return test.x, test.y
+    return data_file(data, net.in_features)
+
+
+def encode_inputs(net: Network | FloatNetwork, x: np.ndarray, data=None) -> np.ndarray:
+    """Float inputs as the network takes them: integer input codes, or fp32 bit patterns for
+    a float network.  ``data`` names the inputs' file in an error."""
+    try:
+        return net.encode(x)
+    except ValueError as e:
+        raise RtlGenError(f"{data}: {e}") from None
+
+
+def first(x: np.ndarray, images: int | None) -> np.ndarray:
+    """The first ``images`` rows of ``x`` (all for ``None``)."""
+    return x[:images] if images else x
+
+
+# -- hardware options ---------------------------------------------------------------------------
+
+
+def arrays_for(net: Network, *, rows: int | None = None, cols: int | None = None,
+               lanes: int | None = None, multiplier: str = "lut", pipeline: int = 0) -> list:
+    """Per-layer array configurations: the defaults per scheme
+    (:func:`rtl_gen.hw.network.default_array`), overridden by the options given."""
+    arrays = []
+    changes = {k: v for k, v in (("rows", rows), ("cols", cols), ("lanes", lanes))
+               if v is not None}
+    changes.update(multiplier=multiplier, pipeline=pipeline)
+    for layer in net.layers:
+        try:
+            arrays.append(dataclasses.replace(default_array(layer.scheme.kind), **changes))
+        except ValueError as e:
+            raise OptionError(str(e)) from None
+    return arrays
+
+
+def tr_control(net: Network, bundle, conventional: bool = False, tr_k: int | None = None,
+               tr_s: int | None = None) -> TRControl | None:
+    """The run-time term-revealing control of the ``--conventional``/``--tr-k``/``--tr-s``
+    options (``None``: none given)."""
+    if not (conventional or tr_k is not None or tr_s is not None):
+        return None
+    if not any(layer.tr is not None for layer in net.layers):
+        raise RtlGenError(f"{bundle} has no term-revealing layers: --conventional, "
+                          "--tr-k and --tr-s do not apply")
+    return TRControl(TRMode.CONVENTIONAL if conventional else TRMode.TR, tr_k, tr_s)
+
+
+def sim_extra():
+    """``sim.verify`` and the runner's errors, or one line saying how to install them."""
+    try:
+        from sim import verify
+        from sim.runner import SimulationFailed, SimulatorError
+    except ImportError as e:
+        raise RtlGenError(f"simulation needs the 'sim' extra (pip install -e '.[sim]'): {e}") \
+            from None
+    return verify, (SimulationFailed, SimulatorError)

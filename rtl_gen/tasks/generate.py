@@ -1,0 +1,144 @@
+"""``generate``: elaborate a network (integer or float bundle), a PE or a dot-product unit and
+write its Verilog."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from amaranth.lib import wiring
+
+from ..bundle import read_bundle
+from ..design.float_network import FloatNetwork
+from ..design.network import Network
+from ..errors import RtlGenError
+from ..hw.float_layer import FloatNetworkEngine
+from ..hw.network import NetworkEngine
+from ..hw.pe import DotProductUnit, PEConfig
+from ..hw.verilog import to_verilog
+from .common import OptionError, arrays_for, markdown_table, verilog_top, write_atomic
+
+__all__ = ["NetworkResult", "UnitResult", "generate_network", "generate_unit",
+           "network_engine"]
+
+
+def network_engine(net: Network | FloatNetwork, *, rows: int | None = None,
+                   cols: int | None = None, lanes: int | None = None,
+                   multiplier: str = "lut", pipeline: int = 0) -> wiring.Component:
+    """The hardware network of either family: an integer network on per-layer arrays
+    (:func:`~rtl_gen.tasks.common.arrays_for` of the options), a float network on ``cols``
+    lanes per layer (the other options do not apply to it).  A design that cannot be built
+    raises :class:`~rtl_gen.errors.RtlGenError` naming the network."""
+    try:
+        if isinstance(net, FloatNetwork):
+            return FloatNetworkEngine(net, cols)
+        return NetworkEngine(net, arrays_for(net, rows=rows, cols=cols, lanes=lanes,
+                                             multiplier=multiplier, pipeline=pipeline))
+    except ValueError as e:
+        raise RtlGenError(f"cannot generate {net.name!r}: {e}") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkResult:
+    path: Path
+    module: str
+    network: Network | FloatNetwork
+    engine: wiring.Component
+    #: One dictionary per layer: its array (or lanes) and its cycle model.
+    layers: list[dict]
+
+    @property
+    def summary(self) -> str:
+        """What was written: file, module, layers (and batch)."""
+        n = len(self.network.layers)
+        if isinstance(self.network, FloatNetwork):
+            return f"{self.path}: module {self.module}, {n} float layers (fp32 activations)"
+        return f"{self.path}: module {self.module}, {n} layers, batch of {self.engine.rows}"
+
+    @property
+    def table(self) -> str:
+        """The layers' table; for an integer network, with the network's interval after."""
+        table = markdown_table(self.layers)
+        if isinstance(self.network, FloatNetwork):
+            return table
+        e = self.engine
+        return table + (f"network: {e.interval} cycles between batches of {e.rows} "
+                        f"({e.interval / e.rows:.1f} cycles per inference)\n")
+
+
+def generate_network(bundle: Path, out: Path | None = None, *, name: str | None = None,
+                     rows: int | None = None, cols: int | None = None,
+                     lanes: int | None = None, multiplier: str = "lut",
+                     pipeline: int = 0) -> NetworkResult:
+    """Write the Verilog of the network of ``bundle`` (integer or float) to ``out`` (default
+    ``<name>.v``), module ``name`` (default ``net_<network>``).  The array options are those
+    of :func:`network_engine`."""
+    net = read_bundle(bundle)
+    name = name or verilog_top(net)
+    if not name.isidentifier():
+        raise OptionError(f"{name!r} is not a Verilog identifier", option="--name")
+    engine = network_engine(net, rows=rows, cols=cols, lanes=lanes, multiplier=multiplier,
+                            pipeline=pipeline)
+    out = Path(out) if out is not None else Path(f"{name}.v")
+    write_atomic(out, to_verilog(engine, name))
+    if isinstance(net, FloatNetwork):
+        layers = [{"layer": ly.name, "space": ly.space,
+                   "shape": f"{ly.out_features}x{ly.in_features}", "lanes": c,
+                   "cycles": t.batch_cycles, "interval": t.interval}
+                  for ly, c, t in zip(net.layers, engine.lanes, engine.timings, strict=True)]
+    else:
+        layers = [{"layer": ly.name, "weights": ly.scheme.name, "shape": f"{t.k}->{t.n}",
+                   "array": f"{a.rows}x{a.cols}x{a.lanes}", "tiles": t.tiles,
+                   "cycles/batch": t.batch_cycles, "interval": t.interval,
+                   "utilization": f"{100 * t.utilization:.1f}%"}
+                  for ly, a, t in zip(net.layers, engine.arrays, engine.timings, strict=True)]
+    return NetworkResult(out, name, net, engine, layers)
+
+
+@dataclasses.dataclass(frozen=True)
+class UnitResult:
+    path: Path
+    module: str
+    config: PEConfig
+    latency: int
+
+    @property
+    def summary(self) -> str:
+        c = self.config
+        width = "" if c.kind in ("binary", "ternary", "xnor") else c.w_bits
+        return (f"{self.path}: module {self.module}, {c.lanes} x {c.kind}{width}, "
+                f"{c.a_bits}-bit {'signed' if c.a_signed else 'unsigned'} activations, "
+                f"{c.acc_bits}-bit accumulator, latency {self.latency} cycles"
+                f"{', weights baked' if c.weights is not None else ''}")
+
+
+def generate_unit(kind: str, w_bits: int, *, a_bits: int = 8, a_signed: bool = False,
+                  lanes: int = 1, depth: int = 256, weights: str | None = None,
+                  multiplier: str = "lut", pipeline: int = 0, name: str | None = None,
+                  out: Path | None = None) -> UnitResult:
+    """Write the Verilog of one PE or dot-product unit (:class:`~rtl_gen.hw.pe.PEConfig`:
+    ``kind`` and ``w_bits`` as parsed from ``pot4``, ``xnor``, ``bitplane8``, ...).
+
+    ``weights``: comma-separated codes (one per lane) to bake in as constants.  Options that
+    cannot work raise :class:`~rtl_gen.tasks.common.OptionError`.
+    """
+    baked = None
+    if weights is not None:
+        try:
+            baked = tuple(int(v, 0) for v in weights.split(","))
+        except ValueError:
+            raise OptionError(f"expected comma-separated integer codes, not {weights!r}",
+                              option="--weights") from None
+    try:
+        config = PEConfig(kind=kind, w_bits=w_bits, a_bits=1 if kind == "xnor" else a_bits,
+                          a_signed=a_signed, lanes=lanes, depth=depth, weights=baked,
+                          multiplier=multiplier, pipeline=pipeline)
+    except ValueError as e:
+        raise OptionError(str(e)) from None
+    name = name or config.name
+    if not name.isidentifier():
+        raise OptionError(f"{name!r} is not a Verilog identifier", option="--name")
+    unit = DotProductUnit(config)
+    out = Path(out) if out is not None else Path(f"{name}.v")
+    write_atomic(out, to_verilog(unit, name))
+    return UnitResult(out, name, config, unit.latency)

@@ -1,0 +1,98 @@
+"""``verify``: simulate a bundle's generated network (cocotb) against the golden model, image
+by image; integer and float bundles."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from ..bundle import read_bundle
+from ..design.float_network import FloatNetwork
+from ..design.network import Network
+from ..errors import RtlGenError
+from ..hw.network import plan_network
+from .common import (
+    OptionError,
+    Progress,
+    arrays_for,
+    encode_inputs,
+    evaluation_data,
+    first,
+    notify,
+    sim_extra,
+    tr_control,
+)
+
+__all__ = ["VerifyResult", "verify"]
+
+
+@dataclasses.dataclass(frozen=True)
+class VerifyResult:
+    network: Network | FloatNetwork
+    #: The simulation's result: ``images``, ``cycles``, ``layer_cycles``,
+    #: ``model_layer_cycles`` (:mod:`sim.verify`).
+    simulation: dict
+
+    @property
+    def summary(self) -> str:
+        r = self.simulation
+        per = f"({r['cycles'] / r['images']:.1f} per inference)"
+        if isinstance(self.network, FloatNetwork):
+            return (f"{self.network.name}: {r['images']} images, every fp32 logit and class "
+                    f"equal to the golden model; {r['cycles']} cycles {per}; layer cycles "
+                    f"{r['layer_cycles']} (model {r['model_layer_cycles']})")
+        return (f"{self.network.name}: {r['images']} images, every logit and class equal to "
+                f"the golden model; {r['cycles']} cycles {per}; layer cycles per batch "
+                f"{r['layer_cycles']} (model {r['model_layer_cycles']})")
+
+
+def verify(bundle: Path, *, data: Path | None = None, images: int | None = None,
+           simulator: str = "verilator", gap: float = 0.0, stall: float = 0.0,
+           rows: int | None = None, cols: int | None = None, lanes: int | None = None,
+           multiplier: str = "lut", pipeline: int = 0, conventional: bool = False,
+           tr_k: int | None = None, tr_s: int | None = None,
+           progress: Progress | None = None) -> VerifyResult:
+    """Run the images of ``data`` (default: the digits test split), or the first ``images``
+    of them, through the generated Verilog of the network of ``bundle`` under ``simulator``,
+    with input bubbles (``gap``) and output back-pressure (``stall``).
+
+    Integer networks take the array options and the run-time term-revealing controls
+    (``conventional``, ``tr_k``, ``tr_s``); a float network takes ``cols`` lanes per layer.
+    The simulation is :func:`sim.verify.verify_network` or
+    :func:`sim.verify.verify_float_network`; any difference from the golden model raises
+    :class:`~rtl_gen.errors.RtlGenError`.
+    """
+    net = read_bundle(bundle)
+    if isinstance(net, FloatNetwork):
+        if conventional or tr_k is not None or tr_s is not None:
+            raise OptionError("--conventional/--tr-k/--tr-s apply to term-revealing "
+                              "bundles, not to a float bundle")
+        x, _ = evaluation_data(net, data)
+        x_bits = encode_inputs(net, first(x, images), data)
+        sim, failures = sim_extra()
+        notify(progress, f"verifying {net.name}: {len(x_bits)} images through the generated "
+                         f"Verilog ({simulator}; building takes a minute or two the first "
+                         "time)...")
+        try:
+            return VerifyResult(net, sim.verify_float_network(
+                net, x_bits, lanes=cols, simulator=simulator, gap=gap, stall=stall))
+        except failures as e:
+            raise RtlGenError(str(e)) from None
+    arrays = arrays_for(net, rows=rows, cols=cols, lanes=lanes, multiplier=multiplier,
+                        pipeline=pipeline)
+    try:
+        plan_network(net, arrays)  # refuse a design that cannot be built before simulating
+    except ValueError as e:
+        raise RtlGenError(f"cannot generate {net.name!r}: {e}") from None
+    x, _ = evaluation_data(net, data)
+    x_int = encode_inputs(net, first(x, images), data)
+    sim, failures = sim_extra()
+    notify(progress, f"verifying {net.name}: {len(x_int)} images through the generated "
+                     f"Verilog ({simulator}; building takes about a minute the first time)...")
+    control = tr_control(net, bundle, conventional, tr_k, tr_s)
+    try:
+        return VerifyResult(net, sim.verify_network(
+            net, x_int, arrays=arrays, simulator=simulator, gap=gap, stall=stall,
+            control=control))
+    except failures as e:
+        raise RtlGenError(str(e)) from None
