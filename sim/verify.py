@@ -90,14 +90,18 @@ def verify_network(net: Network | FloatNetwork, x, *, simulator: str = "verilato
     Raises
     ------
     VerifyError
-        When ``net`` is neither family, ``x`` does not fit it, or an option of the other
-        family is given.
+        When ``net`` is neither family, ``x`` does not fit it, an option of the other
+        family is given, ``gap`` or ``stall`` is not in ``[0, 1)``, or ``control`` has no
+        hardware setting.
     sim.runner.SimulationFailed
         When a logit, a class or (without stalls) a layer's cycle count differs; the
         message names the first difference (image, logit, expected, got).
     sim.runner.SimulatorError
         When the simulator is missing or the build fails.
     """
+    for name, chance in (("gap", gap), ("stall", stall)):
+        if not 0 <= chance < 1:
+            raise VerifyError(f"{name} is a chance per cycle in [0, 1), not {chance!r}")
     if isinstance(net, Network):
         if lanes is not None:
             raise VerifyError("lanes applies to float networks; give an integer network "
@@ -106,7 +110,10 @@ def verify_network(net: Network | FloatNetwork, x, *, simulator: str = "verilato
         from rtl_gen.hw.tr import control_values
 
         words = integer_inputs(net, x)  # checked before any hardware is described
-        tr_regs = control_values(control)
+        try:
+            tr_regs = control_values(control)
+        except ValueError as e:
+            raise VerifyError(f"control: {e}") from None
         engine = NetworkEngine(net, arrays)
         model = IntegerModel(net, engine, control)
         top = f"net_{net.name}".replace("-", "_")

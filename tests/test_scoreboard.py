@@ -166,3 +166,13 @@ def test_verify_refuses_the_other_familys_options(int4, fp32_net):
         verify_network(fp32_net, x, control=golden.TRControl(golden.TRMode.CONVENTIONAL))
     with pytest.raises(VerifyError, match="must be a Network or a FloatNetwork, not str"):
         verify_network("digits-int4", x)
+
+
+@pytest.mark.parametrize(("kw", "message"), [
+    ({"gap": 1.0}, r"gap is a chance per cycle in \[0, 1\), not 1.0"),
+    ({"stall": -0.1}, r"stall is a chance per cycle in \[0, 1\), not -0.1"),
+    ({"control": golden.TRControl(golden.TRMode.TR, 4, 0)}, "control: data_terms 0"),
+])
+def test_verify_refuses_traffic_and_controls_it_cannot_run(int4, kw, message):
+    with pytest.raises(VerifyError, match=message):
+        verify_network(int4, np.zeros((1, 64), np.int64), **kw)
