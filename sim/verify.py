@@ -1,7 +1,14 @@
 """Verify a generated network against the golden model: build its Verilog, run the cocotb
-testbench (:mod:`sim.network_tb`) on every image, return what was measured.
+testbench (:mod:`sim.network_tb`, on the scoreboard of :mod:`sim.scoreboard`) on every image,
+return what was measured.
 
-Used by ``tests/test_network_cocotb.py`` and by ``rtl-gen verify``.
+:func:`verify_network` takes either family (an integer
+:class:`~rtl_gen.design.network.Network` or a
+:class:`~rtl_gen.design.float_network.FloatNetwork`); :func:`verify_board` takes an integer
+network behind the board core's UART host link.
+
+Used by ``tests/test_network_cocotb.py``, ``tests/test_float_network_cocotb.py``,
+``tests/test_tr_cocotb.py``, ``tests/test_board_cocotb.py`` and ``rtl-gen verify``.
 """
 
 from __future__ import annotations
@@ -13,80 +20,152 @@ from pathlib import Path
 import numpy as np
 
 from rtl_gen.design import golden
-from rtl_gen.design.golden import network_interval
+from rtl_gen.design.float_network import FloatNetwork
 from rtl_gen.design.network import Network
-from rtl_gen.hw.network import NetworkEngine
-from rtl_gen.hw.tr import control_values
 from rtl_gen.hw.verilog import to_verilog
 from sim import runner
+from sim.scoreboard import (
+    FloatModel,
+    IntegerModel,
+    VerifyError,
+    float_inputs,
+    integer_inputs,
+)
 
-__all__ = ["verify_board", "verify_float_network", "verify_network"]
+__all__ = ["FLOAT_VERILATOR_ARGS", "VerifyError", "verify_board", "verify_float_network",
+           "verify_network"]
+
+#: Verilator options of the float networks: the C++ of their flattened floating-point units
+#: is tens of megabytes, which ``-Os`` takes many minutes to compile and ``-O0`` seconds (a
+#: later ``-O`` wins over the makefile's ``OPT_FAST``).
+FLOAT_VERILATOR_ARGS = ("-CFLAGS", "-O0")
 
 
-def verify_network(net: Network, x_int, *, arrays=None, simulator: str = "verilator",
-                   gap: float = 0.0, stall: float = 0.0, seed: int = 0,
-                   cache_dir=None, control=None) -> dict:
-    """Run every image of ``x_int`` through the network's generated Verilog.
+def verify_network(net: Network | FloatNetwork, x, *, simulator: str = "verilator",
+                   gap: float = 0.0, stall: float = 0.0, seed: int = 0, cache_dir=None,
+                   arrays=None, control=None, lanes=None) -> dict:
+    """Run every image of ``x`` through the network's generated Verilog and check every
+    logit, every class and every layer's cycle count against the golden and cycle models.
 
     Parameters
     ----------
     net:
-        The network (from a bundle).
-    x_int:
-        Input codes, ``(images, features)``.
-    arrays:
-        Per-layer :class:`~rtl_gen.hw.layer.ArrayConfig` (default per scheme).
+        An integer :class:`~rtl_gen.design.network.Network` (from a bundle; built as a
+        :class:`~rtl_gen.hw.network.NetworkEngine`) or a
+        :class:`~rtl_gen.design.float_network.FloatNetwork` (built as a
+        :class:`~rtl_gen.hw.float_layer.FloatNetworkEngine`).
+    x:
+        The images, ``(images, features)`` integers: input codes of an integer network
+        (within its input range), fp32 bit patterns of a float network (``uint32``, or
+        ``int32`` read as the same bits).
     simulator:
         ``"verilator"`` or ``"icarus"``.
     gap, stall:
-        Chance of an idle input cycle before each input code, and of the output not being
-        ready in a cycle (back-pressure).
+        Chance of an idle input cycle before each input word, and of the logit stream not
+        being ready in a cycle (back-pressure; layer cycles are then not compared).
     seed:
         Seeds the traffic pattern.
+    cache_dir:
+        Folder of the simulator builds (default :func:`sim.runner.default_cache_dir`).
+    arrays:
+        Integer networks only: per-layer :class:`~rtl_gen.hw.layer.ArrayConfig` (default
+        per scheme).
     control:
-        For a network with term-revealing layers, the run-time
-        :class:`~rtl_gen.design.golden.TRControl` (set on the control ports; the golden model and
-        the cycle model use the same); ``None``: the bundle's own settings.
+        Integer networks with term-revealing layers only: the run-time
+        :class:`~rtl_gen.design.golden.TRControl` (set on the control ports; the golden
+        model and the cycle model use the same); ``None``: the bundle's own settings.
+    lanes:
+        Float networks only: lanes per layer (one integer or one per layer; default
+        :data:`~rtl_gen.hw.float_layer.DEFAULT_FLOAT_LANES`).
 
     Returns
     -------
     dict
-        ``images``, ``cycles`` (first input accepted to last logit, both counted),
-        ``layer_cycles`` (measured), ``model_layer_cycles``, ``interval`` (model, cycles
-        between batches), ``rows``, ``build`` (the build folder).
+        ``images``; ``cycles`` (first input accepted to last logit, both counted);
+        ``layer_cycles`` (measured) and ``model_layer_cycles``; ``interval`` (model, cycles
+        between batches); ``rows`` (images per batch; 1 for a float network); ``classes``
+        and ``logits`` as the hardware gave them (integers, or fp32 bit patterns);
+        ``build`` (the build folder); for a float network also ``lanes``.
 
     Raises
     ------
+    VerifyError
+        When ``net`` is neither family, ``x`` does not fit it, an option of the other
+        family is given, ``gap`` or ``stall`` is not in ``[0, 1)``, or ``control`` has no
+        hardware setting.
     sim.runner.SimulationFailed
-        When a logit, a class or (without stalls) a layer's cycle count differs.
+        When a logit, a class or (without stalls) a layer's cycle count differs; the
+        message names the first difference (image, logit, expected, got).
     sim.runner.SimulatorError
         When the simulator is missing or the build fails.
     """
-    x_int = np.asarray(x_int, dtype=np.int64)
-    engine = NetworkEngine(net, arrays)
-    top = f"net_{net.name}".replace("-", "_")
+    for name, chance in (("gap", gap), ("stall", stall)):
+        if not 0 <= chance < 1:
+            raise VerifyError(f"{name} is a chance per cycle in [0, 1), not {chance!r}")
+    if isinstance(net, Network):
+        if lanes is not None:
+            raise VerifyError("lanes applies to float networks; give an integer network "
+                              "arrays instead")
+        from rtl_gen.hw.network import NetworkEngine
+        from rtl_gen.hw.tr import control_values
+
+        words = integer_inputs(net, x)  # checked before any hardware is described
+        try:
+            tr_regs = control_values(control)
+        except ValueError as e:
+            raise VerifyError(f"control: {e}") from None
+        engine = NetworkEngine(net, arrays)
+        model = IntegerModel(net, engine, control)
+        top = f"net_{net.name}".replace("-", "_")
+        controls = dict(zip(("tr_mode", "tr_k", "tr_s"), tr_regs, strict=True)) \
+            if engine.has_tr else {}
+        build_args, extra = (), {}
+    elif isinstance(net, FloatNetwork):
+        if arrays is not None or control is not None:
+            raise VerifyError("arrays and control apply to integer networks; give a float "
+                              "network lanes instead")
+        from rtl_gen.hw.float_layer import FloatNetworkEngine
+
+        words = float_inputs(net, x)
+        engine = FloatNetworkEngine(net, lanes)
+        model = FloatModel(net, engine)
+        top = f"fnet_{net.name}".replace("-", "_")
+        controls = {}
+        build_args = FLOAT_VERILATOR_ARGS if simulator == "verilator" else ()
+        extra = {"lanes": list(engine.lanes)}
+    else:
+        raise VerifyError(f"net must be a Network or a FloatNetwork, not "
+                          f"{type(net).__name__}")
+    expected = model.expected(words)
     built = runner.build(to_verilog(engine, top), top, simulator=simulator,
-                         cache_dir=cache_dir)
+                         cache_dir=cache_dir, build_args=build_args)
     with tempfile.TemporaryDirectory() as tmp:
         result_file = Path(tmp) / "result.json"
-        params = {
-            "inputs": x_int.tolist(),
-            "logits": golden.forward(net, x_int, control).tolist(),
-            "classes": golden.predict(net, x_int, control).tolist(),
-            "logit_order": engine.logit_order().tolist(),
-            "rows": engine.rows,
-            "layer_cycles": [t.batch_cycles for t in engine.timings_for(control)],
-            "tr_regs": list(control_values(control)) if engine.has_tr else None,
-            "gap": gap, "stall": stall, "seed": seed,
+        params = expected.to_params() | {
+            "controls": controls, "gap": gap, "stall": stall, "seed": seed,
+            "max_cycles": _max_cycles(model, expected, gap, stall),
             "result_file": str(result_file),
         }
-        built.run("sim.network_tb", params=params,
-                  tag=f"{top}-g{gap}-s{stall}-{'-'.join(map(str, params['tr_regs'] or []))}")
+        tag = "-".join([top, f"g{gap}", f"s{stall}", *map(str, controls.values())])
+        built.run("sim.network_tb", params=params, tag=tag)
         result = json.loads(result_file.read_text())
-    result.update(model_layer_cycles=params["layer_cycles"],
-                  interval=network_interval(engine.timings_for(control), net.input.features),
-                  rows=engine.rows, build=str(built.build_dir))
+    result.update(model_layer_cycles=list(model.layer_cycles), interval=model.interval,
+                  rows=model.rows, build=str(built.build_dir), **extra)
     return result
+
+
+#: The name :func:`verify_network` had for float networks; it takes the same arguments.
+verify_float_network = verify_network
+
+
+def _max_cycles(model, expected, gap: float, stall: float) -> int:
+    """A generous bound on a run's cycles: four times the cycle model's time for the
+    batches (each at least its input words and its interval, plus its logits), the
+    pipeline's fill, and the traffic's slow-down, plus a fixed margin."""
+    words = expected.rows * expected.inputs.shape[1]
+    per_batch = max(model.interval, words) + expected.logits_per_batch
+    ideal = expected.batches * per_batch + sum(model.layer_cycles)
+    return int(4 * ideal / ((1 - gap) * (1 - stall))) + 10_000
 
 
 #: UART bit period of the simulated board core, in clock cycles (the hardware is the same
@@ -142,77 +221,4 @@ def verify_board(net: Network, x_int, *, arrays=None, simulator: str = "verilato
         built.run("sim.board_tb", params=params, tag=f"{top}-board")
         result = json.loads(result_file.read_text())
     result["build"] = str(built.build_dir)
-    return result
-
-
-#: Verilator options of the float networks: the C++ of their flattened floating-point units
-#: is tens of megabytes, which ``-Os`` takes many minutes to compile and ``-O0`` seconds (a
-#: later ``-O`` wins over the makefile's ``OPT_FAST``).
-FLOAT_VERILATOR_ARGS = ("-CFLAGS", "-O0")
-
-
-def verify_float_network(net, x_bits, *, lanes=None, simulator: str = "verilator",
-                         gap: float = 0.0, stall: float = 0.0, seed: int = 0,
-                         cache_dir=None) -> dict:
-    """Run every image of ``x_bits`` through a float network's generated Verilog
-    (:class:`~rtl_gen.hw.float_layer.FloatNetworkEngine`, testbench
-    :mod:`sim.float_network_tb`).
-
-    Parameters
-    ----------
-    net:
-        The :class:`~rtl_gen.design.float_network.FloatNetwork`.
-    x_bits:
-        Inputs as fp32 bit patterns, ``(images, in_features)``.
-    lanes:
-        Lanes per layer (one integer or one per layer; default
-        :data:`~rtl_gen.hw.float_layer.DEFAULT_FLOAT_LANES`).
-    simulator, gap, stall, seed, cache_dir:
-        As for :func:`verify_network`.
-
-    Returns
-    -------
-    dict
-        ``images``, ``classes`` and ``logits`` (fp32 bit patterns) as the hardware gave
-        them, ``cycles`` (first input accepted to last logit, both counted),
-        ``layer_cycles`` (measured), ``model_layer_cycles``, ``interval`` (model, cycles
-        between images), ``lanes``, ``build`` (the build folder).
-
-    Raises
-    ------
-    sim.runner.SimulationFailed
-        When a logit's bit pattern, a class or (without stalls) a layer's cycle count
-        differs from :func:`rtl_gen.design.float_network.forward`,
-        :func:`rtl_gen.design.float_network.predict` or the
-        cycle model.
-    sim.runner.SimulatorError
-        When the simulator is missing or the build fails.
-    """
-    from rtl_gen.design import float_network
-    from rtl_gen.hw.float_layer import FloatNetworkEngine
-
-    x_bits = np.asarray(x_bits)
-    if x_bits.ndim != 2 or x_bits.dtype.kind not in "iu":
-        raise ValueError(f"x_bits must be a 2-D integer array of fp32 bit patterns, not "
-                         f"{x_bits.dtype} {x_bits.shape}")
-    x_bits = x_bits.astype(np.uint32)
-    engine = FloatNetworkEngine(net, lanes)
-    top = f"fnet_{net.name}".replace("-", "_")
-    built = runner.build(to_verilog(engine, top), top, simulator=simulator,
-                         cache_dir=cache_dir,
-                         build_args=FLOAT_VERILATOR_ARGS if simulator == "verilator" else ())
-    with tempfile.TemporaryDirectory() as tmp:
-        result_file = Path(tmp) / "result.json"
-        params = {
-            "inputs": x_bits.astype(np.int64).tolist(),
-            "logits": float_network.forward(net, x_bits).astype(np.int64).tolist(),
-            "classes": float_network.predict(net, x_bits).tolist(),
-            "layer_cycles": [t.batch_cycles for t in engine.timings],
-            "gap": gap, "stall": stall, "seed": seed,
-            "result_file": str(result_file),
-        }
-        built.run("sim.float_network_tb", params=params, tag=f"{top}-g{gap}-s{stall}")
-        result = json.loads(result_file.read_text())
-    result.update(model_layer_cycles=params["layer_cycles"], interval=engine.interval,
-                  lanes=list(engine.lanes), build=str(built.build_dir))
     return result

@@ -21,11 +21,15 @@ import pytest
 
 from rtl_gen.data.digits import digits
 from rtl_gen.design import float_network
+from rtl_gen.hw.float_layer import FloatNetworkEngine
+from rtl_gen.hw.verilog import to_verilog
 from rtl_gen.training import mpwn
 from rtl_gen.training.defaults import FLOAT_MODEL_NAME, WEIGHTS_DIR
 from rtl_gen.training.float_model import load_float_model
-from sim.runner import missing_simulator
-from sim.verify import verify_float_network
+from sim import runner
+from sim.runner import SimulationFailed, missing_simulator
+from sim.scoreboard import FloatModel
+from sim.verify import FLOAT_VERILATOR_ARGS, verify_network
 
 pytestmark = pytest.mark.slow
 
@@ -56,7 +60,7 @@ def need(simulator: str) -> None:
 
 
 def check(net, bits, labels, **kw):
-    result = verify_float_network(net, bits, **kw)
+    result = verify_network(net, bits, **kw)
     assert result["images"] == len(labels) == 360
     assert result["classes"] == float_network.predict(net, bits).tolist()
     assert result["layer_cycles"] == result["model_layer_cycles"]
@@ -81,5 +85,24 @@ def test_gaps_and_stalls(float_model, test_bits):
     net = mpwn.from_float(float_model, ASSIGNMENTS["ternary-ternary"],
                           name="digits-ternary-ternary")
     bits, _ = test_bits
-    result = verify_float_network(net, bits[:60], gap=0.3, stall=0.4, seed=7)
+    result = verify_network(net, bits[:60], gap=0.3, stall=0.4, seed=7)
     assert result["classes"] == float_network.predict(net, bits[:60]).tolist()
+
+
+def test_the_scoreboard_catches_one_wrong_bit(float_model, test_bits):
+    """The testbench told that one logit of the ternary/ternary network (the build above)
+    has its sign bit flipped must fail and name that logit, with both bit patterns."""
+    need("verilator")
+    net = mpwn.from_float(float_model, ASSIGNMENTS["ternary-ternary"],
+                          name="digits-ternary-ternary")
+    engine = FloatNetworkEngine(net)
+    top = "fnet_digits_ternary_ternary"  # the build of the tests above
+    built = runner.build(to_verilog(engine, top), top, build_args=FLOAT_VERILATOR_ARGS)
+    params = FloatModel(net, engine).expected(test_bits[0][:2]).to_params() | {
+        "controls": {}, "gap": 0.0, "stall": 0.0, "seed": 0, "max_cycles": 100_000}
+    right = params["logits"][1][4]
+    params["logits"][1][4] = right ^ 0x80000000
+    with pytest.raises(SimulationFailed) as failed:
+        built.run("sim.network_tb", params=params, tag="wrong-bit")
+    assert (f"image 1, logit 4: expected {right ^ 0x80000000:#010x}" in str(failed.value)
+            and f"got {right:#010x}" in str(failed.value)), str(failed.value)

@@ -9,15 +9,22 @@ the output.  Icarus runs a subset when it is installed.
 
 from __future__ import annotations
 
+import json
+import re
+
 import numpy as np
 import pytest
 
 from rtl_gen.bundle import read_bundle
 from rtl_gen.data.digits import digits
+from rtl_gen.hw.network import NetworkEngine
+from rtl_gen.hw.verilog import to_verilog
 from rtl_gen.training.defaults import FLOAT_MODEL_NAME, WEIGHTS_DIR
 from rtl_gen.training.float_model import load_float_model
 from rtl_gen.training.quantize import quantize_mlp
-from sim.runner import missing_simulator
+from sim import runner
+from sim.runner import SimulationFailed, missing_simulator
+from sim.scoreboard import IntegerModel
 from sim.verify import verify_network
 
 pytestmark = pytest.mark.slow
@@ -63,6 +70,46 @@ def test_gaps_and_stalls(scheme, test_split):
     net = read_bundle(WEIGHTS_DIR / f"digits-{scheme}")
     result = verify_network(net, test_split.x_int, gap=0.3, stall=0.4, seed=7)
     assert result["images"] == 360
+
+
+def wrong_model_runs():
+    """``(name, change to the parameters, the Checker's message)`` of each way the testbench
+    is told something the hardware does not do."""
+    def logit(p):
+        p["logits"][2][5] += 1
+        return f"image 2, logit 5: expected {p['logits'][2][5]}, got {p['logits'][2][5] - 1}"
+
+    def cls(p):
+        p["classes"][4] = (p["classes"][4] + 1) % 10
+        return f"image 4, class: expected {p['classes'][4]}, got "
+
+    def cycles(p):
+        p["layer_cycles"][1] += 1
+        return f"layer 1: expected {p['layer_cycles'][1]} cycles per batch"
+
+    def hang(p):
+        p["max_cycles"] = 100  # fewer than the first image takes
+        return "timed out: 0 of 60 logits"
+
+    return [logit, cls, cycles, hang]
+
+
+def test_the_scoreboard_catches_every_kind_of_difference(test_split):
+    """One build (that of the int4 test above), six images: the testbench passes when told
+    the golden model's values and fails, naming the difference, when one logit, one class or
+    one layer's cycle count is changed, or when the run cannot finish in time."""
+    need("verilator")
+    net = read_bundle(WEIGHTS_DIR / "digits-int4")
+    engine = NetworkEngine(net)
+    built = runner.build(to_verilog(engine, "net_digits_int4"), "net_digits_int4")
+    base = IntegerModel(net, engine).expected(test_split.x_int[:6]).to_params() | {
+        "controls": {}, "gap": 0.0, "stall": 0.0, "seed": 0, "max_cycles": 100_000}
+    assert built.run("sim.network_tb", params=base, tag="right-model").passed
+    for change in wrong_model_runs():
+        params = json.loads(json.dumps(base))
+        message = change(params)
+        with pytest.raises(SimulationFailed, match=re.escape(message)):
+            built.run("sim.network_tb", params=params, tag=f"wrong-{change.__name__}")
 
 
 def test_icarus_subset(test_split):
