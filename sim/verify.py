@@ -32,8 +32,7 @@ from sim.scoreboard import (
     integer_inputs,
 )
 
-__all__ = ["FLOAT_VERILATOR_ARGS", "VerifyError", "verify_board", "verify_float_network",
-           "verify_network"]
+__all__ = ["FLOAT_VERILATOR_ARGS", "VerifyError", "verify_board", "verify_network"]
 
 #: Verilator options of the float networks: the C++ of their flattened floating-point units
 #: is tens of megabytes, which ``-Os`` takes many minutes to compile and ``-O0`` seconds (a
@@ -152,10 +151,6 @@ def verify_network(net: Network | FloatNetwork, x, *, simulator: str = "verilato
     result.update(model_layer_cycles=list(model.layer_cycles), interval=model.interval,
                   rows=model.rows, build=str(built.build_dir), **extra)
     return result
-
-
-#: The name :func:`verify_network` had for float networks; it takes the same arguments.
-verify_float_network = verify_network
 
 
 def _max_cycles(model, expected, gap: float, stall: float) -> int:

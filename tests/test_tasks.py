@@ -297,13 +297,9 @@ class FakeSim:
         return {"images": n, "cycles": 10 * n, "layer_cycles": [1, 2],
                 "model_layer_cycles": [1, 2]}
 
-    def verify_network(self, net, x_int, **kw):
-        self.calls.append(("int", net, x_int, kw))
-        return self._result(len(x_int))
-
-    def verify_float_network(self, net, x_bits, **kw):
-        self.calls.append(("float", net, x_bits, kw))
-        return self._result(len(x_bits))
+    def verify_network(self, net, codes, **kw):
+        self.calls.append(({"integer": "int", "float": "float"}[net.family], net, codes, kw))
+        return self._result(len(codes))
 
 
 @pytest.fixture

@@ -58,41 +58,31 @@ def verify(bundle: Path, *, data: Path | None = None, images: int | None = None,
 
     Integer networks take the array options and the run-time term-revealing controls
     (``conventional``, ``tr_k``, ``tr_s``); a float network takes ``cols`` lanes per layer.
-    The simulation is :func:`sim.verify.verify_network` or
-    :func:`sim.verify.verify_float_network`; any difference from the golden model raises
-    :class:`~rtl_gen.errors.RtlGenError`.
+    The simulation is :func:`sim.verify.verify_network` (either family); any difference
+    from the golden model raises :class:`~rtl_gen.errors.RtlGenError`.
     """
     net = read_bundle(bundle)
-    if isinstance(net, FloatNetwork):
+    if net.family == "float":
         if conventional or tr_k is not None or tr_s is not None:
             raise OptionError("--conventional/--tr-k/--tr-s apply to term-revealing "
                               "bundles, not to a float bundle")
-        x, _ = evaluation_data(net, data)
-        x_bits = encode_inputs(net, first(x, images), data)
-        sim, failures = sim_extra()
-        notify(progress, f"verifying {net.name}: {len(x_bits)} images through the generated "
-                         f"Verilog ({simulator}; building takes a minute or two the first "
-                         "time)...")
+        options, build_time = {"lanes": cols}, "a minute or two"
+    else:
+        arrays = arrays_for(net, rows=rows, cols=cols, lanes=lanes, multiplier=multiplier,
+                            pipeline=pipeline)
         try:
-            return VerifyResult(net, sim.verify_float_network(
-                net, x_bits, lanes=cols, simulator=simulator, gap=gap, stall=stall))
-        except failures as e:
-            raise RtlGenError(str(e)) from None
-    arrays = arrays_for(net, rows=rows, cols=cols, lanes=lanes, multiplier=multiplier,
-                        pipeline=pipeline)
-    try:
-        plan_network(net, arrays)  # refuse a design that cannot be built before simulating
-    except ValueError as e:
-        raise RtlGenError(f"cannot generate {net.name!r}: {e}") from None
+            plan_network(net, arrays)  # refuse a design that cannot be built before simulating
+        except ValueError as e:
+            raise RtlGenError(f"cannot generate {net.name!r}: {e}") from None
+        options = {"arrays": arrays, "control": tr_control(net, bundle, conventional, tr_k, tr_s)}
+        build_time = "about a minute"
     x, _ = evaluation_data(net, data)
-    x_int = encode_inputs(net, first(x, images), data)
+    codes = encode_inputs(net, first(x, images), data)
     sim, failures = sim_extra()
-    notify(progress, f"verifying {net.name}: {len(x_int)} images through the generated "
-                     f"Verilog ({simulator}; building takes about a minute the first time)...")
-    control = tr_control(net, bundle, conventional, tr_k, tr_s)
+    notify(progress, f"verifying {net.name}: {len(codes)} images through the generated "
+                     f"Verilog ({simulator}; building takes {build_time} the first time)...")
     try:
-        return VerifyResult(net, sim.verify_network(
-            net, x_int, arrays=arrays, simulator=simulator, gap=gap, stall=stall,
-            control=control))
+        return VerifyResult(net, sim.verify_network(net, codes, simulator=simulator, gap=gap,
+                                                    stall=stall, **options))
     except failures as e:
         raise RtlGenError(str(e)) from None
