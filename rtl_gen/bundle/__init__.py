@@ -1,9 +1,10 @@
 """Weight bundles: networks on disk, versioned and validated.
 
-One folder format (``manifest.json`` plus one ``.npy`` file per array, written atomically,
-validated on read) carries both network families: :mod:`.integer` the integer networks of
-:mod:`rtl_gen.design.network`, :mod:`.floating` the float-activation networks of
-:mod:`rtl_gen.design.float_network`.  ``weights/FORMAT.md`` documents every field.
+One container (:mod:`.container`: ``manifest.json`` plus one ``.npy`` file per array, written
+atomically, validated on read) carries both network families, each a small format module:
+:mod:`.integer` the integer networks of :mod:`rtl_gen.design.network`, :mod:`.floating` the
+float-activation networks of :mod:`rtl_gen.design.float_network`.  ``weights/FORMAT.md``
+documents every field.
 
 :func:`read_bundle` is the front door: it reads either family, as the manifest's ``format``
 says.  :func:`read_int_bundle` and :func:`read_float_bundle` read one family only and refuse
@@ -14,16 +15,12 @@ from __future__ import annotations
 
 from ..design.float_network import FloatNetwork
 from ..design.network import Network
+from .container import FLOAT_FORMAT_NAME, FORMAT_NAME, MANIFEST_NAME, bundle_format, is_bundle
 from .floating import FLOAT_FORMAT_VERSION, read_float_bundle, write_float_bundle
 from .integer import (
-    FLOAT_FORMAT_NAME,
-    FORMAT_NAME,
     FORMAT_VERSION,
-    MANIFEST_NAME,
     MANIFEST_SCHEMA,
     SUPPORTED_VERSIONS,
-    bundle_format,
-    is_bundle,
     read_int_bundle,
     write_bundle,
 )

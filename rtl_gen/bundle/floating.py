@@ -30,13 +30,13 @@ import numpy as np
 
 from ..design.float_network import FloatLayer, FloatNetwork, parse_space
 from ..errors import BundleError, SpecError
-from .integer import (
+from .container import (
     FLOAT_FORMAT_NAME,
     MANIFEST_NAME,
     MAX_FEATURES,
-    _json_value,
-    _little_endian,
-    _Reader,
+    Reader,
+    json_value,
+    little_endian,
     write_folder,
 )
 
@@ -123,7 +123,7 @@ def write_float_bundle(net: FloatNetwork, path) -> Path:
     for stem, layer in zip(_stems(net), net.layers, strict=True):
         def put(suffix: str, a: np.ndarray, dtype=None, *, stem=stem) -> str:
             fname = f"{stem}.{suffix}.npy"
-            arrays[fname] = _little_endian(a, dtype)
+            arrays[fname] = little_endian(a, dtype)
             return fname
 
         codes = layer.codes.view(np.float32) if layer.space == "float" else layer.codes
@@ -142,7 +142,7 @@ def write_float_bundle(net: FloatNetwork, path) -> Path:
         "format": FLOAT_FORMAT_NAME, "version": FLOAT_FORMAT_VERSION, "name": net.name,
         "input": {"features": net.in_features, "scale": net.input_scale},
         "labels": None if net.labels is None else list(net.labels),
-        "metadata": _json_value(dict(sorted(net.metadata.items())), "metadata", manifest_file),
+        "metadata": json_value(dict(sorted(net.metadata.items())), "metadata", manifest_file),
         "layers": layers,
     }
     text = json.dumps(manifest, indent=2, ensure_ascii=True, allow_nan=False) + "\n"
@@ -161,7 +161,7 @@ def read_float_bundle(path) -> FloatNetwork:
     return _FloatReader(Path(path)).read()
 
 
-class _FloatReader(_Reader):
+class _FloatReader(Reader):
     format_name = FLOAT_FORMAT_NAME
     supported_versions = _SUPPORTED
     validator = _VALIDATOR

@@ -25,11 +25,8 @@ the layer and the field; no path in a manifest may leave the bundle's folder.
 from __future__ import annotations
 
 import json
-import math
 import os
-import secrets
-import shutil
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import Path
 
 import jsonschema
 import numpy as np
@@ -45,37 +42,36 @@ from ..design.network import (
 from ..errors import BundleError, SpecError
 from ..numerics.fixedpoint import MAX_SHIFT
 from ..numerics.schemes import WeightScheme, parse_scheme
+from .container import (
+    FORMAT_NAME,
+    MANIFEST_NAME,
+    MAX_FEATURES,
+    Reader,
+    StrictValidator,
+    json_value,
+    little_endian,
+    schema_error_parts,
+    write_folder,
+)
 
 __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
-    "MANIFEST_NAME",
     "MANIFEST_SCHEMA",
-    "FLOAT_FORMAT_NAME",
     "SUPPORTED_VERSIONS",
-    "bundle_format",
-    "is_bundle",
     "read_int_bundle",
     "write_bundle",
 ]
 
-MANIFEST_NAME = "manifest.json"
-FORMAT_NAME = "rtl_gen-bundle"
-#: The format of float-activation (MPWN and reduced-float) bundles, :mod:`rtl_gen.bundle.floating`.
-FLOAT_FORMAT_NAME = "rtl_gen-float-bundle"
 #: The version this module writes.
 FORMAT_VERSION = 1
 #: The versions :func:`read_int_bundle` reads; any other is refused.
 SUPPORTED_VERSIONS = (1,)
 
-#: Largest feature count of an input or a layer (the same bound as ``input.features``).
-MAX_FEATURES = 1 << 20
 #: ``|bias|`` must stay below this (the accumulator-width rule assumes it).
 BIAS_LIMIT = 1 << 40
 #: ``M`` is a positive signed 32-bit integer.
 MULTIPLIER_LIMIT = 1 << 31
-#: A manifest larger than this is refused before it is parsed.
-MAX_MANIFEST_BYTES = 64 << 20
 
 
 # -- the manifest's schema ------------------------------------------------------------------
@@ -178,14 +174,7 @@ MANIFEST_SCHEMA: dict = {
     },
 }
 
-# JSON has one number type; a width written as 8.0 is still not an integer here (the stock
-# Draft 2020-12 checker would accept it).
-_Validator = jsonschema.validators.extend(
-    jsonschema.Draft202012Validator,
-    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
-        "integer", lambda _checker, v: isinstance(v, int) and not isinstance(v, bool)),
-)
-_VALIDATOR = _Validator(MANIFEST_SCHEMA)
+_VALIDATOR = StrictValidator(MANIFEST_SCHEMA)
 
 # Every array of a layer: (manifest field, keys inside the layer object, file-name suffix,
 # "int" or "float").
@@ -230,128 +219,12 @@ def write_bundle(net: Network, path) -> Path:
     manifest, arrays = _to_manifest(net, manifest_file)
     error = jsonschema.exceptions.best_match(_VALIDATOR.iter_errors(manifest))
     if error is not None:  # a network the reader would refuse must not be written
-        layer, field, message = _schema_error_parts(error, manifest)
+        layer, field, message = schema_error_parts(error, manifest)
         raise BundleError(manifest_file, f"cannot be written: {message}", layer=layer,
                           field=field)
     text = json.dumps(manifest, indent=2, ensure_ascii=True, allow_nan=False) + "\n"
     write_folder(given, text, arrays)
     return given
-
-
-def write_folder(given: Path, manifest_text: str, arrays: dict[str, np.ndarray]) -> None:
-    """Write a manifest and ``.npy`` arrays as the bundle folder ``given``, atomically.
-
-    Everything goes into a temporary sibling folder first, which is renamed into place; an
-    existing bundle (of either format) or empty folder at ``given`` is replaced.  On any
-    failure nothing is left behind and ``given`` is untouched.
-
-    Raises
-    ------
-    BundleError
-        If ``given`` is something other than a bundle or an empty folder, or if the file
-        system refuses a write.
-    """
-    target = Path(os.path.abspath(given))
-    if target.parent == target:
-        raise BundleError(str(given), "cannot write a bundle at the file-system root")
-    _check_replaceable(target, str(given))
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise BundleError(str(given), f"cannot create its parent folder: {e}") from None
-    tmp = _make_sibling_dir(target, "tmp", str(given))
-    try:
-        for fname, a in arrays.items():
-            with open(tmp / fname, "xb") as f:
-                np.save(f, a, allow_pickle=False)
-        with open(tmp / MANIFEST_NAME, "xb") as f:
-            f.write(manifest_text.encode("ascii"))
-        _swap_in(tmp, target, str(given))
-    except OSError as e:
-        raise BundleError(str(given), f"cannot write the bundle: {e}") from None
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
-def bundle_format(path) -> str | None:
-    """The ``format`` a folder's ``manifest.json`` declares (:data:`FORMAT_NAME` or
-    :data:`FLOAT_FORMAT_NAME`), or ``None`` when ``path`` is no rtl_gen bundle.  Nothing else
-    is checked: the readers do that."""
-    p = Path(path)
-    m = p / MANIFEST_NAME
-    try:
-        if p.is_symlink() or not p.is_dir() or m.is_symlink() or not m.is_file():
-            return None
-        if m.stat().st_size > MAX_MANIFEST_BYTES:
-            return None
-        doc = json.loads(m.read_bytes().decode("utf-8"))
-    except (OSError, ValueError, RecursionError):
-        return None
-    fmt = doc.get("format") if isinstance(doc, dict) else None
-    return fmt if fmt in (FORMAT_NAME, FLOAT_FORMAT_NAME) else None
-
-
-def is_bundle(path) -> bool:
-    """Whether ``path`` is a folder whose ``manifest.json`` says it is an rtl_gen bundle
-    (of either format, any version).  Nothing else is checked: the readers do that."""
-    return bundle_format(path) is not None
-
-
-def _check_replaceable(target: Path, shown: str) -> None:
-    if target.is_symlink():
-        raise BundleError(shown, "is a symbolic link; refusing to replace it with a bundle")
-    if not target.exists():
-        return
-    if not target.is_dir():
-        raise BundleError(shown, "exists and is not a folder; refusing to replace it with "
-                          "a bundle")
-    try:
-        empty = next(target.iterdir(), None) is None
-    except OSError as e:
-        raise BundleError(shown, f"cannot list the folder: {e}") from None
-    if not empty and not is_bundle(target):
-        raise BundleError(shown, f"is a non-empty folder that is not a weight bundle (no "
-                          f"{MANIFEST_NAME} with format {FORMAT_NAME!r}); refusing to "
-                          "replace it")
-
-
-def _make_sibling_dir(target: Path, tag: str, shown: str) -> Path:
-    """A new empty folder next to ``target`` (created with the default permissions)."""
-    for _ in range(100):
-        p = target.parent / f".{target.name}.{tag}-{secrets.token_hex(4)}"
-        try:
-            p.mkdir()
-            return p
-        except FileExistsError:
-            continue
-        except OSError as e:
-            raise BundleError(shown, f"cannot create a temporary folder: {e}") from None
-    raise BundleError(shown, "cannot find a free temporary folder name")  # pragma: no cover
-
-
-def _swap_in(tmp: Path, target: Path, shown: str) -> None:
-    """Rename ``tmp`` to ``target``, moving an existing bundle or empty folder aside first."""
-    if not (target.exists() or target.is_symlink()):
-        os.rename(tmp, target)
-        return
-    _check_replaceable(target, shown)  # again: it may have changed since the first look
-    while True:
-        old = target.parent / f".{target.name}.old-{secrets.token_hex(4)}"
-        if not (old.exists() or old.is_symlink()):
-            break
-    os.rename(target, old)
-    try:
-        os.rename(tmp, target)
-    except BaseException:
-        os.rename(old, target)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def _little_endian(a: np.ndarray, dtype=None) -> np.ndarray:
-    dt = np.dtype(dtype if dtype is not None else a.dtype)
-    return np.ascontiguousarray(a, dtype=dt.newbyteorder("<"))
 
 
 def _file_stems(net: Network) -> list[str]:
@@ -370,7 +243,7 @@ def _to_manifest(net: Network, manifest_file: str) -> tuple[dict, dict[str, np.n
     for layer, stem in zip(net.layers, _file_stems(net), strict=True):
         def put(suffix: str, a: np.ndarray, dtype=None, *, stem=stem) -> str:
             fname = f"{stem}.{suffix}.npy"
-            arrays[fname] = _little_endian(a, dtype)
+            arrays[fname] = little_endian(a, dtype)
             return fname
 
         def put_float(suffix: str, field: str, a: np.ndarray, *, layer=layer) -> str:
@@ -421,35 +294,10 @@ def _to_manifest(net: Network, manifest_file: str) -> tuple[dict, dict[str, np.n
             "scale": float(net.input.scale),
         },
         "labels": None if net.labels is None else list(net.labels),
-        "metadata": _json_value(net.metadata, "metadata", manifest_file),
+        "metadata": json_value(net.metadata, "metadata", manifest_file),
         "layers": layers,
     }
     return manifest, arrays
-
-
-def _json_value(v, where: str, manifest_file: str):
-    """``v`` as plain JSON values (dict keys sorted, tuples as lists, numpy scalars as
-    Python ones), or a :class:`BundleError` naming the first thing JSON cannot hold."""
-    if v is None or isinstance(v, (bool, np.bool_)):
-        return None if v is None else bool(v)
-    if isinstance(v, str):
-        return str(v)
-    if isinstance(v, (int, np.integer)):
-        return int(v)
-    if isinstance(v, (float, np.floating)):
-        if not math.isfinite(v):
-            raise BundleError(manifest_file, f"{v!r} is not a finite number (JSON has no "
-                              "NaN or infinity)", field=where)
-        return float(v)
-    if isinstance(v, (list, tuple)):
-        return [_json_value(x, f"{where}[{i}]", manifest_file) for i, x in enumerate(v)]
-    if isinstance(v, dict):
-        bad = [k for k in v if not isinstance(k, str)]
-        if bad:
-            raise BundleError(manifest_file, f"key {bad[0]!r} is not a string", field=where)
-        return {k: _json_value(v[k], f"{where}.{k}", manifest_file) for k in sorted(v)}
-    raise BundleError(manifest_file, f"{type(v).__name__} is not a JSON value (use dicts, "
-                      "lists, strings, numbers, booleans and None)", field=where)
 
 
 # -- reading --------------------------------------------------------------------------------
@@ -476,23 +324,15 @@ def read_int_bundle(path) -> Network:
         At the first problem, naming the file (the manifest or the ``.npy`` file), the
         layer and the field (as spelled in the manifest).
     """
-    return _Reader(Path(path)).read()
+    return _IntReader(Path(path)).read()
 
 
-class _Reader:
+class _IntReader(Reader):
     #: The ``format`` this reader accepts, its versions and its manifest validator.
     format_name = FORMAT_NAME
     supported_versions = SUPPORTED_VERSIONS
     validator = _VALIDATOR
 
-    def __init__(self, root: Path):
-        self.root = root
-        self.manifest_file = str(root / MANIFEST_NAME)
-
-    def fail(self, message: str, *, file: str | None = None, layer: str | None = None,
-             field: str | None = None):
-        raise BundleError(self.manifest_file if file is None else file, message, layer=layer,
-                          field=field)
 
     # -- the steps ---------------------------------------------------------------------------
 
@@ -510,75 +350,6 @@ class _Reader:
             prev = (lm["out_features"], lm["out_bits"], False, f"layer {lm['name']!r}")
         return self.build(m, arrays)
 
-    def open_manifest(self) -> dict:
-        """The folder, then its manifest: read, header (format, version) and schema."""
-        root = self.root
-        if not (root.exists() or root.is_symlink()):
-            self.fail("no such bundle folder", file=str(root))
-        if not root.is_dir():
-            self.fail("is not a folder (a bundle is a folder holding manifest.json and .npy "
-                      "files)", file=str(root))
-        self.real_root = root.resolve()
-        m = self.load_manifest()
-        self.check_header(m)
-        self.check_schema(m)
-        return m
-
-    def load_manifest(self) -> dict:
-        mpath = self.root / MANIFEST_NAME
-        if not (mpath.exists() or mpath.is_symlink()):
-            self.fail(f"missing: every bundle folder holds a {MANIFEST_NAME}")
-        if not mpath.resolve().is_relative_to(self.real_root):
-            self.fail("is a link that leads outside the bundle folder")
-        if not mpath.is_file():
-            self.fail("is not a regular file")
-        try:
-            size = mpath.stat().st_size
-            if size > MAX_MANIFEST_BYTES:
-                self.fail(f"is {size} bytes, more than the {MAX_MANIFEST_BYTES} a manifest "
-                          "may have")
-            raw = mpath.read_bytes()
-        except OSError as e:
-            self.fail(f"cannot be read: {e}")
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as e:
-            self.fail(f"is not valid UTF-8: byte 0x{raw[e.start]:02x} at offset {e.start}")
-        try:
-            doc = json.loads(text, object_pairs_hook=_no_duplicate_keys,
-                             parse_constant=_no_constant, parse_float=_finite_float)
-        except json.JSONDecodeError as e:
-            self.fail(f"is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}")
-        except _JSONValueError as e:
-            self.fail(f"is not valid JSON: {e}")
-        except (ValueError, RecursionError) as e:
-            self.fail(f"is not valid JSON: {e}")
-        if not isinstance(doc, dict):
-            self.fail(f"must hold a JSON object, not {type(doc).__name__}")
-        return doc
-
-    def check_header(self, m: dict) -> None:
-        fmt = m.get("format")
-        if fmt != self.format_name:
-            other = {FORMAT_NAME: "an integer", FLOAT_FORMAT_NAME: "a float"}.get(fmt)
-            hint = f" ({other} bundle: its own reader reads it)" if other else ""
-            self.fail(f"is not an rtl_gen weight bundle manifest of this kind: format must "
-                      f"be {self.format_name!r}, not {fmt!r}{hint}", field="format")
-        version = m.get("version")
-        supported = ", ".join(str(v) for v in self.supported_versions)
-        if "version" not in m:
-            self.fail(f"is missing; this reader supports version {supported}",
-                      field="version")
-        if (not isinstance(version, int) or isinstance(version, bool)
-                or version not in self.supported_versions):
-            self.fail(f"{version!r} is not supported; this reader supports version "
-                      f"{supported} (a newer rtl_gen may read it)", field="version")
-
-    def check_schema(self, m: dict) -> None:
-        error = jsonschema.exceptions.best_match(self.validator.iter_errors(m))
-        if error is not None:
-            layer, field, message = _schema_error_parts(error, m)
-            self.fail(message, layer=layer, field=field)
 
     def check_layer_fields(self, lm: dict, last: bool) -> WeightScheme:
         """Scheme, activation and the fields that come with it: manifest-only checks."""
@@ -640,70 +411,6 @@ class _Reader:
             out[field] = self.check_values(a, str(file), name, field, scheme)
         return out
 
-    def array_path(self, ref: str, layer: str, field: str) -> Path:
-        """``ref`` as a path inside the bundle, or a :class:`BundleError`."""
-        if "\0" in ref:
-            self.fail(f"{ref!r} contains a NUL character", layer=layer, field=field)
-        if (PurePosixPath(ref).is_absolute() or PureWindowsPath(ref).is_absolute()
-                or PureWindowsPath(ref).drive):
-            self.fail(f"{ref!r} is an absolute path; arrays must be plain file names inside "
-                      "the bundle folder", layer=layer, field=field)
-        parts = PureWindowsPath(ref).parts  # splits on both '/' and '\'
-        if ".." in parts:
-            self.fail(f"{ref!r} leads outside the bundle folder; arrays must be plain file "
-                      "names inside it", layer=layer, field=field)
-        if len(parts) != 1 or ref in (".", "..") or ":" in ref:
-            self.fail(f"{ref!r} is not a plain file name; arrays must sit directly in the "
-                      "bundle folder", layer=layer, field=field)
-        if not ref.endswith(".npy"):
-            self.fail(f"{ref!r} must be a .npy file name", layer=layer, field=field)
-        path = self.root / ref
-        if not path.resolve().is_relative_to(self.real_root):
-            self.fail("is a link that leads outside the bundle folder", file=str(path),
-                      layer=layer, field=field)
-        if not (path.exists() or path.is_symlink()):
-            self.fail(f"missing: the manifest names it in {field!r}", file=str(path),
-                      layer=layer, field=field)
-        if not path.is_file():
-            self.fail("is not a regular file", file=str(path), layer=layer, field=field)
-        return path
-
-    def load_npy(self, path: Path, layer: str, field: str, kind: str,
-                 shape: tuple[int, ...]) -> np.ndarray:
-        """Header first (dtype, shape, size), then the data: never unpickles anything and
-        never allocates more than the file holds."""
-        file = str(path)
-
-        def bad(message):
-            self.fail(message, file=file, layer=layer, field=field)
-
-        try:
-            got_shape, fortran, dtype, offset, size = _read_npy_header(path)
-        except Exception as e:  # numpy's header parser raises many kinds (even TokenError)
-            bad(f"is not a valid .npy file ({type(e).__name__}: {e})")
-        if dtype.hasobject:
-            bad(f"holds Python objects (dtype {dtype}, a pickled object array); bundles "
-                "hold plain numeric arrays only")
-        if kind == "int" and dtype.kind not in "iu":
-            bad(f"must have an integer dtype, not {dtype}")
-        if kind == "float" and (dtype.kind != "f" or dtype.itemsize > 8):
-            bad(f"must have a floating-point dtype (float16, float32 or float64), not {dtype}")
-        if tuple(got_shape) != tuple(shape):
-            bad(f"must have shape {tuple(shape)}, not {tuple(got_shape)}")
-        nbytes = math.prod(shape) * dtype.itemsize
-        if size - offset != nbytes:
-            bad(f"is not a valid .npy file: {size - offset} bytes of data where shape "
-                f"{tuple(shape)} of {dtype} needs {nbytes}")
-        try:
-            with open(path, "rb") as f:
-                f.seek(offset)
-                data = f.read(nbytes)
-        except OSError as e:
-            bad(f"cannot be read: {e}")
-        if len(data) != nbytes:  # the file changed under us
-            bad(f"is not a valid .npy file: it ends after {len(data)} of {nbytes} data bytes")
-        a = np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C")
-        return np.ascontiguousarray(a, dtype=dtype.newbyteorder("="))
 
     def check_values(self, a: np.ndarray, file: str, layer: str, field: str,
                      scheme: WeightScheme) -> np.ndarray:
@@ -736,15 +443,6 @@ class _Reader:
                 f"index {first}")
         return a.astype(np.int64)
 
-    def scale(self, v, layer: str | None, field: str) -> float:
-        """A JSON number (possibly written as an integer) as a finite Python float."""
-        try:
-            f = float(v)
-        except OverflowError:
-            f = math.inf
-        if not math.isfinite(f):
-            self.fail(f"{v!r} is too large for a float", layer=layer, field=field)
-        return f
 
     def build(self, m: dict, arrays: list[dict]) -> Network:
         """The network.py objects; their :class:`SpecError` becomes a :class:`BundleError`
@@ -787,23 +485,6 @@ class _Reader:
             convert(e, None)
 
 
-def _read_npy_header(path: Path):
-    """``(shape, fortran_order, dtype, data offset, file size)`` of a ``.npy`` file."""
-    fmt = np.lib.format
-    with open(path, "rb") as f:
-        version = fmt.read_magic(f)
-        if version == (1, 0):
-            shape, fortran, dtype = fmt.read_array_header_1_0(f)
-        elif version == (2, 0):
-            shape, fortran, dtype = fmt.read_array_header_2_0(f)
-        else:
-            raise ValueError(f"format version {version[0]}.{version[1]} is not supported "
-                             "(1.0 and 2.0 are)")
-        offset = f.tell()
-        size = f.seek(0, os.SEEK_END)
-    return shape, fortran, dtype, offset, size
-
-
 def _outside(a: np.ndarray, lo: int, hi: int) -> np.ndarray:
     """Mask of the integers of ``a`` outside ``lo..hi`` (``hi >= 0``), with no wrap-around
     for ``uint64`` values beyond ``int64``."""
@@ -817,54 +498,4 @@ def _outside(a: np.ndarray, lo: int, hi: int) -> np.ndarray:
 
 # -- JSON parsing and schema errors -----------------------------------------------------------
 
-class _JSONValueError(ValueError):
-    pass
 
-
-def _no_duplicate_keys(pairs):
-    out = {}
-    for k, v in pairs:
-        if k in out:
-            raise _JSONValueError(f"key {k!r} appears twice in one object")
-        out[k] = v
-    return out
-
-
-def _no_constant(name):
-    raise _JSONValueError(f"{name} is not a JSON number")
-
-
-def _finite_float(text):
-    v = float(text)
-    if not math.isfinite(v):
-        raise _JSONValueError(f"number {text} is out of range")
-    return v
-
-
-def _schema_error_parts(error, manifest) -> tuple[str | None, str | None, str]:
-    """``(layer, field, message)`` of a schema error: ``layers[1].weight.scheme`` becomes
-    the layer's name and field ``weight.scheme``."""
-    path = list(error.absolute_path)
-    instance = error.instance
-    if error.validator == "required" and isinstance(instance, dict):
-        missing = [k for k in error.validator_value if k not in instance]
-        path.append(missing[0])
-        message = "is missing (a required field)"
-    elif error.validator == "additionalProperties" and isinstance(instance, dict):
-        known = error.schema.get("properties", {})
-        extra = sorted(k for k in instance if k not in known)
-        path.append(extra[0])
-        message = "is not a field of this format version"
-    else:
-        message = error.message
-    layer = None
-    if (len(path) >= 2 and path[0] == "layers" and isinstance(path[1], int)
-            and isinstance(manifest.get("layers"), list)):
-        lm = manifest["layers"][path[1]]
-        name = lm.get("name") if isinstance(lm, dict) else None
-        if isinstance(name, str) and name and path[2:] != ["name"]:
-            layer, path = name, path[2:]
-    field = ""
-    for p in path:
-        field += f"[{p}]" if isinstance(p, int) else (f".{p}" if field else str(p))
-    return layer, field or None, message
