@@ -19,7 +19,19 @@ from typing import ClassVar
 
 import numpy as np
 
-__all__ = ["NetworkModel", "accuracy", "predict"]
+__all__ = ["DenseShape", "NetworkModel", "accuracy", "predict"]
+
+
+class DenseShape:
+    """A dense layer's shape, read off its weight codes ``(out_features, in_features)``."""
+
+    @property
+    def in_features(self) -> int:
+        return int(self.codes.shape[1])
+
+    @property
+    def out_features(self) -> int:
+        return int(self.codes.shape[0])
 
 
 class NetworkModel:

@@ -42,7 +42,7 @@ from ..numerics.minifloat import (
     ternary_bitwise,
     xor_signed_bits,
 )
-from .base import NetworkModel, accuracy, predict
+from .base import DenseShape, NetworkModel, accuracy, predict
 from .network import check_layer_name
 
 __all__ = [
@@ -117,7 +117,7 @@ def _f32_bits(a, field: str, shape, layer: str) -> np.ndarray:
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class FloatLayer:
+class FloatLayer(DenseShape):
     """A dense layer over fp32 activations in one weight space (see the module docstring).
 
     Parameters
@@ -190,14 +190,6 @@ class FloatLayer:
         if self.activation not in ("relu", "none"):
             raise SpecError("activation", f"must be 'relu' or 'none', not "
                             f"{self.activation!r}", layer=name)
-
-    @property
-    def in_features(self) -> int:
-        return int(self.codes.shape[1])
-
-    @property
-    def out_features(self) -> int:
-        return int(self.codes.shape[0])
 
     @property
     def weight_format(self) -> MinifloatFormat | None:

@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import SpecError
 from ..numerics.fixedpoint import MAX_SHIFT, acc_bits
 from ..numerics.schemes import WeightScheme
-from .base import NetworkModel
+from .base import DenseShape, NetworkModel
 
 __all__ = ["ACTIVATIONS", "DenseLayer", "InputSpec", "Network", "TRConfig"]
 
@@ -146,7 +146,7 @@ class InputSpec:
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class DenseLayer:
+class DenseLayer(DenseShape):
     """A fully connected layer: ``acc = x @ w_int.T + bias``, then requantization or logits.
 
     Parameters
@@ -267,14 +267,6 @@ class DenseLayer:
             _check_array("float.bias", self.float_bias, (n_out,), "f", name)
 
     # -- derived ----------------------------------------------------------------------------
-
-    @property
-    def in_features(self) -> int:
-        return int(self.codes.shape[1])
-
-    @property
-    def out_features(self) -> int:
-        return int(self.codes.shape[0])
 
     @property
     def bits_per_weight(self) -> int:

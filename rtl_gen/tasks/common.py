@@ -24,6 +24,7 @@ import numpy as np
 
 from ..bundle import read_bundle
 from ..data.digits import digits
+from ..data.npz import read_npz
 from ..design.float_network import FloatNetwork
 from ..design.golden import TRControl, TRMode
 from ..design.network import Network
@@ -132,11 +133,12 @@ def read_int_network(bundle, why: str) -> Network:
 
 def data_file(data, features: int) -> tuple[np.ndarray, np.ndarray]:
     """``x`` (float inputs, ``(n, features)``, finite) and ``y`` from a ``.npz`` file."""
-    try:
-        with np.load(data, allow_pickle=False) as z:
-            x, y = z["x"], z["y"]
-    except (OSError, ValueError, KeyError) as e:
-        raise RtlGenError(f"{data}: expected an .npz with arrays x and y ({e})") from None
+    arrays = read_npz(data)
+    missing = [k for k in ("x", "y") if k not in arrays]
+    if missing:
+        raise RtlGenError(f"{data}: expected an .npz with arrays x and y; "
+                          f"{' and '.join(missing)} missing")
+    x, y = arrays["x"], arrays["y"]
     if x.ndim != 2 or x.shape[1] != features or y.shape != (len(x),):
         raise RtlGenError(f"{data}: x must be (n, {features}) and y (n,), not "
                           f"{x.shape} and {y.shape}")

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import zipfile
 
 import numpy as np
 
+from ..data.npz import read_npz
 from ..errors import ModelError
 
 __all__ = ["FloatMLP", "load_float_model", "save_float_model", "train_mlp"]
@@ -113,13 +113,7 @@ def load_float_model(path) -> FloatMLP:
         Naming the file and the array, for anything missing, malformed, NaN or inconsistent.
     """
     path = os.fspath(path)
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except FileNotFoundError:
-        raise ModelError(f"{path}: no such file") from None
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        raise ModelError(f"{path}: not a readable .npz file ({e})") from None
+    arrays = read_npz(path, ModelError)
     n = 0
     while f"weight{n}" in arrays:
         n += 1

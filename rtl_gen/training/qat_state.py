@@ -37,10 +37,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import zipfile
 
 import numpy as np
 
+from ..data.npz import read_npz
 from ..design.network import (
     DenseLayer,
     InputSpec,
@@ -157,13 +157,7 @@ def load_qat_state(path) -> QATState:
         Naming the file, for a missing, unreadable or inconsistent state.
     """
     path = os.fspath(path)
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            a = {k: z[k] for k in z.files}
-    except FileNotFoundError:
-        raise ModelError(f"{path}: no such file") from None
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        raise ModelError(f"{path}: not a readable .npz file ({e})") from None
+    a = read_npz(path, ModelError)
     try:
         n = len(a["scheme"])
         layers = []
