@@ -18,9 +18,9 @@ from amaranth.sim import Simulator
 
 from rtl_gen.design import float_network
 from rtl_gen.design.float_network import FloatLayer, FloatNetwork
+from rtl_gen.design.timing import LayerTiming
 from rtl_gen.hw.float_layer import (
     FloatLayerEngine,
-    FloatLayerTiming,
     FloatNetworkEngine,
     TernaryPE,
     XorSignPE,
@@ -223,10 +223,10 @@ def test_layer_under_gaps_and_stalls(space):
 
 
 def test_cycle_model_formula():
-    t = FloatLayerTiming(k=64, n=32, lanes=8, scaled=True)
+    t = LayerTiming.float_lanes(k=64, n=32, lanes=8, scaled=True)
     assert (t.tiles, t.period, t.last_cols, t.interval) == (4, 64, 8, 256)
     assert t.batch_cycles == 3 * 64 + 64 + 3 + 8 + 3
-    t = FloatLayerTiming(k=3, n=10, lanes=4, scaled=False)
+    t = LayerTiming.float_lanes(k=3, n=10, lanes=4, scaled=False)
     assert (t.tiles, t.period, t.last_cols) == (3, 4, 2)
     assert t.batch_cycles == 2 * 4 + 3 + 3 + 2 + 2
 

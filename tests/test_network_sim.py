@@ -174,14 +174,14 @@ def test_cycle_model_by_hand():
     the LayerTiming docstrings: 64 steps a tile, 4 tiles issued 64 cycles apart, results
     complete R + C + latency = 10 cycles after the last step, the drain writes result j
     (0..7) j + 3 cycles after it starts."""
-    t = golden.LayerTiming(k=64, n=32, rows=1, cols=8, lanes=1, pe_latency=1,
-                           requantize=True)
+    t = golden.LayerTiming.systolic(k=64, n=32, rows=1, cols=8, lanes=1, pe_latency=1,
+                                    requantize=True)
     assert (t.k_steps, t.tiles, t.period, t.array_latency) == (64, 4, 64, 10)
     assert t.batch_cycles == 1 + 3 * 64 + 64 + 10 + 1 + 7 + 3 + 1 == 279
     assert t.interval == 257
     assert abs(t.utilization - 64 * 32 / (257 * 8)) < 1e-12
-    logits = golden.LayerTiming(k=32, n=10, rows=1, cols=8, lanes=1, pe_latency=1,
-                                requantize=False)
+    logits = golden.LayerTiming.systolic(k=32, n=10, rows=1, cols=8, lanes=1, pe_latency=1,
+                                         requantize=False)
     # 32 steps but the drain of 8 results bounds nothing here; 2 tiles, the last with 2 columns
     assert logits.period == 32 and logits.tiles == 2
     assert logits.batch_cycles == 1 + 32 + 32 + 10 + 1 + 1 + 1 + 1 == 79
