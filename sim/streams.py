@@ -2,14 +2,40 @@
 
 :func:`stream_put` sends values on an input stream (with optional bubbles), :func:`stream_get`
 takes transfers from an output stream (with optional back-pressure) and lets the caller look
-at other ports after every clock edge.
+at other ports after every clock edge (:func:`watch`: record each change of some ports);
+:func:`simulate` runs testbenches on a design with a clock.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-__all__ = ["stream_get", "stream_put"]
+from amaranth.sim import Simulator
+
+__all__ = ["simulate", "stream_get", "stream_put", "watch"]
+
+
+def simulate(dut, *testbenches, period: float = 1e-6) -> None:
+    """Run ``testbenches`` (async functions of ``ctx``) on ``dut`` with a clock."""
+    sim = Simulator(dut)
+    sim.add_clock(period)
+    for bench in testbenches:
+        sim.add_testbench(bench)
+    sim.run()
+
+
+def watch(ports, seen: list) -> Callable:
+    """An ``each_cycle`` for :func:`stream_get` that appends ``(index, value)`` to ``seen``
+    each time port ``index`` of ``ports`` takes a new value (starting from 0)."""
+    last = [0] * len(ports)
+
+    def look(ctx):
+        for i, port in enumerate(ports):
+            v = ctx.get(port)
+            if v != last[i]:
+                seen.append((i, v))
+                last[i] = v
+    return look
 
 
 async def stream_put(ctx, port, values: Iterable, *,

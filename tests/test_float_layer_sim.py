@@ -28,7 +28,7 @@ from rtl_gen.hw.float_layer import (
     weight_bits,
 )
 from rtl_gen.numerics.minifloat import MinifloatFormat
-from sim.streams import stream_get, stream_put
+from sim.streams import simulate, stream_get, stream_put, watch
 
 
 def f32(a) -> np.ndarray:
@@ -83,28 +83,23 @@ def run_stream(dut, x_bits, n_out, *, seed=0, gaps=False, stalls=False,
                          bubbles=(lambda: rng.choice([0, 0, 0, 1, 5])) if gaps else None)
 
     async def consumer(ctx):
-        last = [None] * len(cycle_ports)
+        changes = []
+        counters = watch(cycle_ports, changes)
         has_cls = hasattr(dut, "cls")
 
         def look(ctx):
             if has_cls and ctx.get(dut.cls.valid):
                 classes.append(ctx.get(dut.cls.payload))
-            for i, port in enumerate(cycle_ports):
-                v = ctx.get(port)
-                if v != last[i]:
-                    seen[i].append(v)
-                    last[i] = v
+            counters(ctx)
 
         got = await stream_get(ctx, dut.o, n_img * n_out, each_cycle=look, tail=6,
                                ready=(lambda: not rng.random() < 0.45) if stalls else None)
         out_at.extend(c for c, _ in got)
         out.extend(v for _, v in got)
+        for i, v in changes:
+            seen[i].append(v)
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(producer)
-    sim.add_testbench(consumer)
-    sim.run()
+    simulate(dut, producer, consumer)
     got = np.array(out, dtype=np.uint32).reshape(n_img, n_out)
     return got, np.array(out_at), [[v for v in s if v] for s in seen], classes
 

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from rtl_gen.design import golden
 from rtl_gen.hw.layer import ArrayConfig, LayerEngine
 from rtl_gen.hw.network import NetworkEngine
 from rtl_gen.training.float_model import FloatMLP
 from rtl_gen.training.quantize import quantize_mlp
-from sim.streams import stream_get, stream_put
+from sim.streams import simulate, stream_get, stream_put, watch
 
 
 def small_net(sizes, schemes, *, seed=0, signed_input=False, input_bits=8, act_bits=8):
@@ -61,27 +60,19 @@ def run_network(engine: NetworkEngine, x_int: np.ndarray, *, seed=0, gaps=False,
                          bubbles=(lambda: rng.choice([0, 0, 0, 1, 4])) if gaps else None)
 
     async def consumer(ctx):
-        last = [0] * n_layers
+        counters = watch([engine.layer_cycles[i] for i in range(n_layers)], seen_cycles)
 
         def look(ctx):
             # values after the edge: the class stream and the counters
             if ctx.get(engine.cls.valid):
                 classes.append(ctx.get(engine.cls.payload))
-            now = [ctx.get(engine.layer_cycles[i]) for i in range(n_layers)]
-            for i in range(n_layers):
-                if now[i] != last[i]:
-                    seen_cycles.append((i, now[i]))
-            last[:] = now
+            counters(ctx)
 
         got = await stream_get(ctx, engine.o, expected_out, each_cycle=look, tail=4,
                                ready=(lambda: rng.random() < 0.6) if stalls else None)
         logits.extend(v for _, v in got)
 
-    sim = Simulator(engine)
-    sim.add_clock(1e-6)
-    sim.add_testbench(producer)
-    sim.add_testbench(consumer)
-    sim.run()
+    simulate(engine, producer, consumer)
     got = np.zeros((len(x), n_out), np.int64)
     flat = np.array(logits, dtype=np.int64).reshape(-1, per_batch)
     for b, chunk in enumerate(flat):

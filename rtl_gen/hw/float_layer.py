@@ -72,7 +72,7 @@ from ..numerics.minifloat import MinifloatFormat
 from .fpu import FloatAdd, FloatMul
 from .kit import (
     COUNTER_BITS,
-    Planned,
+    Engine,
     batch_counter,
     credit_fifo,
     delayed,
@@ -248,7 +248,7 @@ def plan_float_layer(layer: FloatLayer, lanes: int = DEFAULT_FLOAT_LANES) -> Flo
 # -- the layer engine --------------------------------------------------------------------------
 
 
-class FloatLayerEngine(Planned):
+class FloatLayerEngine(Engine):
     """A :class:`~rtl_gen.design.float_network.FloatLayer` on ``lanes`` PEs; see the module
     docstring.  Built on the engine kit (:mod:`rtl_gen.hw.kit`): input banks, a chained tile
     sequencer (the next image is taken in the cycle the last tile ends), credit FIFO and
@@ -271,19 +271,12 @@ class FloatLayerEngine(Planned):
         Cycles of the last finished image (:attr:`LayerTiming.batch_cycles`).
     """
 
-    #: Run-time control ports; none.
-    CONTROLS: tuple[str, ...] = ()
-
     plan = staticmethod(plan_float_layer)
 
     @staticmethod
     def ports(plan: FloatLayerPlan) -> dict:
         return {"i": In(stream.Signature(F32)), "o": Out(stream.Signature(F32)),
                 "cycles": Out(COUNTER_BITS)}
-
-    @property
-    def timing(self) -> LayerTiming:
-        return self._plan.timing
 
     @property
     def layer(self) -> FloatLayer:

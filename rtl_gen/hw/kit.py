@@ -49,6 +49,7 @@ __all__ = [
     "Banks",
     "CreditFifo",
     "Drain",
+    "Engine",
     "Planned",
     "Sequencer",
     "batch_counter",
@@ -97,6 +98,25 @@ class Planned(wiring.Component):
     @staticmethod
     def ports(plan) -> dict:  # pragma: no cover - every engine defines its own
         raise NotImplementedError
+
+
+class Engine(Planned):
+    """A layer engine: a :class:`Planned` component whose plan has a ``timing`` (its cycle
+    model) and whose ``CONTROLS`` name its run-time control ports (which a network drives
+    from its own ports of the same names)."""
+
+    #: Run-time control ports; none unless an engine declares them.
+    CONTROLS: tuple[str, ...] = ()
+
+    @property
+    def timing(self):
+        """The cycle model (:class:`~rtl_gen.design.timing.LayerTiming`)."""
+        return self._plan.timing
+
+    @property
+    def is_tr(self) -> bool:
+        """Whether the engine has the term-revealing controls."""
+        return "tr_mode" in self.CONTROLS
 
 
 def delayed(m, *values, stages: int = 1, name: str = "d"):

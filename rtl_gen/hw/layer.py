@@ -47,7 +47,7 @@ from ..design.network import DenseLayer
 from .array import SystolicArray
 from .kit import (
     COUNTER_BITS,
-    Planned,
+    Engine,
     batch_counter,
     credit_fifo,
     delayed,
@@ -213,7 +213,7 @@ def int_ports(layer: DenseLayer) -> dict:
             "cycles": Out(COUNTER_BITS)}
 
 
-class LayerEngine(Planned):
+class LayerEngine(Engine):
     """A dense layer on a systolic array of PEs; see the module docstring.
 
     Parameters
@@ -241,9 +241,6 @@ class LayerEngine(Planned):
         :class:`~rtl_gen.hw.tr_layer.TRLayerEngine`).
     """
 
-    #: Run-time control ports (the network drives them); none.
-    CONTROLS: tuple[str, ...] = ()
-
     @staticmethod
     def plan(layer: DenseLayer, array: ArrayConfig, *, src_cols: int | None = None):
         p = plan_layer(layer, array, src_cols=src_cols)
@@ -255,14 +252,6 @@ class LayerEngine(Planned):
     @staticmethod
     def ports(plan: LayerPlan) -> dict:
         return int_ports(plan.layer)
-
-    @property
-    def is_tr(self) -> bool:
-        return False
-
-    @property
-    def timing(self) -> LayerTiming:
-        return self._plan.timing
 
     def weight_words(self) -> list[int]:
         """The weight ROM: word ``t * ks + s`` holds, for column ``c`` and lane ``l``, the

@@ -33,7 +33,7 @@ from ..design.network import DenseLayer
 from ..protocol import K_BITS, K_OWN, S_BITS, S_OWN
 from .hese import DataTermUnit
 from .kit import (
-    Planned,
+    Engine,
     batch_counter,
     credit_fifo,
     delayed,
@@ -49,7 +49,7 @@ from .tr import TRArray, term_rom_words
 __all__ = ["TRLayerEngine"]
 
 
-class TRLayerEngine(Planned):
+class TRLayerEngine(Engine):
     """A term-revealing dense layer; see the module docstring.
 
     Parameters
@@ -84,14 +84,6 @@ class TRLayerEngine(Planned):
         ports.update(tr_mode=In(1, init=1), tr_k=In(K_BITS, init=K_OWN),
                      tr_s=In(S_BITS, init=S_OWN))
         return ports
-
-    @property
-    def is_tr(self) -> bool:
-        return True
-
-    @property
-    def timing(self) -> LayerTiming:
-        return self._plan.timing
 
     def timing_for(self, control: TRControl | None = None) -> LayerTiming:
         """The cycle model under a run-time control."""
