@@ -37,10 +37,13 @@ An image's ``N`` outputs are computed in ``ceil(N / C)`` tiles of ``C`` channels
 issues its ``K`` steps one a cycle and a new tile starts every ``P = max(K, C)`` cycles
 (the tail reads one sum a cycle and must have read them all before the next tile's land).
 The output FIFO holds every result that can be in flight; a tile starts only when the FIFO
-has room for its results (a credit count, as in :class:`~rtl_gen.hw.layer.LayerEngine`),
-so the lanes never overrun a stalled consumer, and without back-pressure they never wait.
+has room for its results (a credit count), so the lanes never overrun a stalled consumer,
+and without back-pressure they never wait.  The input banks, the sequencer, the credit FIFO,
+the tail's walk over the sums and the cycle counter are the engine kit's
+(:mod:`rtl_gen.hw.kit`), as in :class:`~rtl_gen.hw.layer.LayerEngine`.
 
-Cycle model (:class:`FloatLayerTiming`, exact when nothing downstream stalls): the
+Cycle model (:meth:`rtl_gen.design.timing.LayerTiming.float_lanes`, exact when nothing
+downstream stalls: array latency 1, drain stages ``tail_stages``, no pickup cycle): the
 sequencer takes an image in cycle 0 (the cycle its last tile ends, when the next image is
 already buffered, else the first cycle after both are true) and issues step ``s`` of tile
 ``t`` in cycle ``1 + t*P + s``; memories answer a cycle later, the product is registered,
