@@ -147,6 +147,21 @@ def fifo_depth(t: LayerTiming, *, slack: int, spare: int) -> int:
     return t.rows * t.cols * (math.ceil(life / t.period) + 1) + spare
 
 
+def int_back_end(m, layer: DenseLayer, t: LayerTiming, array, out, seq, cycles, *,
+                 in_flight: int) -> None:
+    """The back end of an integer engine: the drain over ``array``'s results (``res``,
+    ``done``) through the integer drain stages into the credit FIFO ``out``, the credits
+    each tile of the sequencer ``seq`` takes, and the ``cycles`` counter."""
+    rows, cols, nt = t.rows, t.cols, t.tiles
+    drain = drain_sequencer(m, array.done, rows=rows, cols=cols, tiles=nt, n=t.n)
+    res = Array(array.res[q] for q in range(rows * cols))
+    w_data, w_en = int_drain(m, layer, res[drain.j], drain, slots=nt * cols)
+    m.d.comb += [out.w_data.eq(w_data), out.w_en.eq(w_en)]
+    out.reserve(m, seq.start_tile, tile_results(rows, cols, t.n, nt)[seq.next_tile])
+    batch_counter(m, cycles, started=seq.batch_started, written=out.w_en,
+                  per_batch=rows * t.n, in_flight=in_flight)
+
+
 @dataclasses.dataclass(frozen=True)
 class LayerPlan:
     """A validated integer or term-revealing layer: what its engine is built from.
@@ -304,11 +319,5 @@ class LayerEngine(Engine):
         for c in range(cols):
             m.d.comb += array.w[c].as_value().eq(rom_rd.data[c * wbits:(c + 1) * wbits])
 
-        drain = drain_sequencer(m, array.done, rows=rows, cols=cols, tiles=nt, n=t.n)
-        res = Array(array.res[q] for q in range(rows * cols))
-        w_data, w_en = int_drain(m, layer, res[drain.j], drain, slots=nt * cols)
-        m.d.comb += [out.w_data.eq(w_data), out.w_en.eq(w_en)]
-        out.reserve(m, seq.start_tile, tile_results(rows, cols, t.n, nt)[seq.next_tile])
-        batch_counter(m, self.cycles, started=seq.batch_started, written=out.w_en,
-                      per_batch=rows * t.n, in_flight=t.in_flight)
+        int_back_end(m, layer, t, array, out, seq, self.cycles, in_flight=t.in_flight)
         return m

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from amaranth import Array, Module, Mux, Signal, Value, signed, unsigned
+from amaranth import Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In
 
@@ -34,16 +34,12 @@ from ..protocol import K_BITS, K_OWN, S_BITS, S_OWN
 from .hese import DataTermUnit
 from .kit import (
     Engine,
-    batch_counter,
     credit_fifo,
     delayed,
-    drain_sequencer,
     input_banks,
-    int_drain,
-    tile_results,
     tile_sequencer,
 )
-from .layer import ArrayConfig, LayerPlan, int_ports, layer_timing, plan_layer
+from .layer import ArrayConfig, LayerPlan, int_back_end, int_ports, layer_timing, plan_layer
 from .tr import TRArray, term_rom_words
 
 __all__ = ["TRLayerEngine"]
@@ -172,13 +168,7 @@ class TRLayerEngine(Engine):
         for r in range(rows):
             m.d.comb += array.x[r].as_value().eq(banks.data(r))
 
-        drain = drain_sequencer(m, array.done, rows=rows, cols=cols, tiles=nt, n=t.n)
-        res = Array(array.res[q] for q in range(rows * cols))
-        w_data, w_en = int_drain(m, layer, res[drain.j], drain, slots=nt * cols)
-        m.d.comb += [out.w_data.eq(w_data), out.w_en.eq(w_en)]
-        out.reserve(m, seq.start_tile, tile_results(rows, cols, t.n, nt)[seq.next_tile])
-        batch_counter(m, self.cycles, started=seq.batch_started, written=out.w_en,
-                      per_batch=rows * t.n,
-                      in_flight=max(dataclasses.replace(t, slots=s).in_flight
-                                    for s in range(1, t_max + 1)))
+        int_back_end(m, layer, t, array, out, seq, self.cycles,
+                     in_flight=max(dataclasses.replace(t, slots=s).in_flight
+                                   for s in range(1, t_max + 1)))
         return m
