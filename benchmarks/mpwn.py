@@ -38,6 +38,7 @@ from tqdm import tqdm
 
 from rtl_gen.data.digits import digits
 from rtl_gen.design import float_network
+from rtl_gen.design.timing import network_interval
 from rtl_gen.flow.synth import (
     DEFAULT_WORKDIR,
     FlowError,
@@ -46,7 +47,7 @@ from rtl_gen.flow.synth import (
     synth,
     tool_versions,
 )
-from rtl_gen.hw.float_layer import FloatNetworkEngine, float_network_interval, layer_timing
+from rtl_gen.hw.float_layer import FloatNetworkEngine, layer_timing
 from rtl_gen.training import mpwn
 from rtl_gen.training.defaults import FLOAT_MODEL_NAME, WEIGHTS_DIR
 from rtl_gen.training.float_model import load_float_model
@@ -157,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         timings = [layer_timing(layer, args.lanes) for layer in net.layers]
         rows.append(dict(mpwn.score(net, x, test.y),
                          latency=sum(t.batch_cycles for t in timings),
-                         interval=float_network_interval(timings, net.in_features)))
+                         interval=network_interval(timings, net.in_features)))
     with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
         jobs = {pool.submit(measure, net, args.workdir, args.fmax, args.nodsp,
                                                 args.lanes): row

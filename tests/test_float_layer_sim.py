@@ -18,9 +18,9 @@ from amaranth.sim import Simulator
 
 from rtl_gen.design import float_network
 from rtl_gen.design.float_network import FloatLayer, FloatNetwork
+from rtl_gen.design.timing import LayerTiming
 from rtl_gen.hw.float_layer import (
     FloatLayerEngine,
-    FloatLayerTiming,
     FloatNetworkEngine,
     TernaryPE,
     XorSignPE,
@@ -28,6 +28,7 @@ from rtl_gen.hw.float_layer import (
     weight_bits,
 )
 from rtl_gen.numerics.minifloat import MinifloatFormat
+from sim.streams import simulate, stream_get, stream_put, watch
 
 
 def f32(a) -> np.ndarray:
@@ -76,55 +77,29 @@ def run_stream(dut, x_bits, n_out, *, seed=0, gaps=False, stalls=False,
     rng = np.random.default_rng(seed)
     n_img = len(x_bits)
     out, out_at, seen, classes = [], [], [[] for _ in cycle_ports], []
-    done = [False]
 
     async def producer(ctx):
-        for value in x_bits.reshape(-1):
-            if gaps:
-                ctx.set(dut.i.valid, 0)
-                for _ in range(int(rng.choice([0, 0, 0, 1, 5]))):
-                    await ctx.tick()
-            ctx.set(dut.i.payload, int(value))
-            ctx.set(dut.i.valid, 1)
-            await ctx.tick().until(dut.i.ready)
-        ctx.set(dut.i.valid, 0)
+        await stream_put(ctx, dut.i, x_bits.reshape(-1),
+                         bubbles=(lambda: rng.choice([0, 0, 0, 1, 5])) if gaps else None)
 
     async def consumer(ctx):
-        cycle = 0
-        while len(out) < n_img * n_out:
-            ctx.set(dut.o.ready, 0 if stalls and rng.random() < 0.45 else 1)
-            await ctx.tick()
-            cycle += 1
-        for _ in range(6):
-            await ctx.tick()
-        done[0] = True
-
-    async def monitor(ctx):
-        cycle = 0
-        last = [None] * len(cycle_ports)
+        changes = []
+        counters = watch(cycle_ports, changes)
         has_cls = hasattr(dut, "cls")
-        async for _clk, _rst, valid, ready, payload in ctx.tick().sample(
-                dut.o.valid, dut.o.ready, dut.o.payload):
-            if valid and ready:
-                out.append(payload)
-                out_at.append(cycle)
+
+        def look(ctx):
             if has_cls and ctx.get(dut.cls.valid):
                 classes.append(ctx.get(dut.cls.payload))
-            for i, port in enumerate(cycle_ports):
-                v = ctx.get(port)
-                if v != last[i]:
-                    seen[i].append(v)
-                    last[i] = v
-            cycle += 1
-            if done[0]:
-                break
+            counters(ctx)
 
-    sim = Simulator(dut)
-    sim.add_clock(1e-6)
-    sim.add_testbench(producer)
-    sim.add_testbench(consumer)
-    sim.add_testbench(monitor)
-    sim.run()
+        got = await stream_get(ctx, dut.o, n_img * n_out, each_cycle=look, tail=6,
+                               ready=(lambda: not rng.random() < 0.45) if stalls else None)
+        out_at.extend(c for c, _ in got)
+        out.extend(v for _, v in got)
+        for i, v in changes:
+            seen[i].append(v)
+
+    simulate(dut, producer, consumer)
     got = np.array(out, dtype=np.uint32).reshape(n_img, n_out)
     return got, np.array(out_at), [[v for v in s if v] for s in seen], classes
 
@@ -223,10 +198,10 @@ def test_layer_under_gaps_and_stalls(space):
 
 
 def test_cycle_model_formula():
-    t = FloatLayerTiming(k=64, n=32, lanes=8, scaled=True)
+    t = LayerTiming.float_lanes(k=64, n=32, lanes=8, scaled=True)
     assert (t.tiles, t.period, t.last_cols, t.interval) == (4, 64, 8, 256)
     assert t.batch_cycles == 3 * 64 + 64 + 3 + 8 + 3
-    t = FloatLayerTiming(k=3, n=10, lanes=4, scaled=False)
+    t = LayerTiming.float_lanes(k=3, n=10, lanes=4, scaled=False)
     assert (t.tiles, t.period, t.last_cols) == (3, 4, 2)
     assert t.batch_cycles == 2 * 4 + 3 + 3 + 2 + 2
 

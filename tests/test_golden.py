@@ -249,3 +249,42 @@ def test_labels_must_match_outputs():
     net = two_layer_net(np.random.default_rng(6))
     with pytest.raises(SpecError, match="3 names for 4 outputs"):
         dataclasses.replace(net, labels=("a", "b", "c"))
+
+
+# -- the cycle model (design/timing.py) ----------------------------------------------------------
+
+TIMINGS = [
+    golden.LayerTiming.systolic(k=64, n=32, rows=1, cols=8, lanes=1, pe_latency=1,
+                                requantize=True),
+    golden.LayerTiming.systolic(k=3, n=5, rows=2, cols=1, lanes=4, pe_latency=0,
+                                requantize=False),
+    golden.LayerTiming.term_revealing(k=20, n=7, rows=1, cols=2, group=4, slots=3,
+                                      latency=3, requantize=True),
+    golden.LayerTiming.float_lanes(k=1, n=3, lanes=2, scaled=False),
+    golden.LayerTiming.float_lanes(k=64, n=32, lanes=8, scaled=True),
+]
+
+
+@pytest.mark.parametrize("t", TIMINGS)
+def test_in_flight_covers_back_to_back_batches(t):
+    """Batches taken every ``interval`` cycles, each writing its last result ``batch_cycles
+    - 1`` cycles after it is taken: when one is taken, the batches still writing (not ending
+    in that cycle) and itself never outnumber the counter's ring, and sometimes fill it."""
+    starts = [j * t.interval for j in range(50)]
+    ends = [s + t.batch_cycles - 1 for s in starts]
+    live = [1 + sum(1 for s, e in zip(starts, ends, strict=True) if s < now < e)
+            for now in starts]
+    assert max(live) == t.in_flight
+
+
+def test_one_model_for_both_families():
+    """The float lanes as the shared model: the float engine's documented formula, and a
+    chained network's interval bounded by its slowest layer and the input stream."""
+    t = golden.LayerTiming.float_lanes(k=3, n=10, lanes=4, scaled=False)
+    assert t.batch_cycles == (t.tiles - 1) * t.period + t.k + 3 + t.last_cols + 2
+    assert (t.period, t.interval) == (4, 12)
+    s = golden.LayerTiming.systolic(k=64, n=32, rows=1, cols=8, lanes=1, pe_latency=1,
+                                    requantize=True)
+    assert s.interval == s.tiles * s.period + 1
+    assert golden.network_interval([t], 3) == t.steady_interval == 12
+    assert golden.network_interval([t], 40) == 40

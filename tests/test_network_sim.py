@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from amaranth.sim import Simulator
 
 from rtl_gen.design import golden
 from rtl_gen.hw.layer import ArrayConfig, LayerEngine
 from rtl_gen.hw.network import NetworkEngine
 from rtl_gen.training.float_model import FloatMLP
 from rtl_gen.training.quantize import quantize_mlp
+from sim.streams import simulate, stream_get, stream_put, watch
 
 
 def small_net(sizes, schemes, *, seed=0, signed_input=False, input_bits=8, act_bits=8):
@@ -49,7 +49,6 @@ def run_network(engine: NetworkEngine, x_int: np.ndarray, *, seed=0, gaps=False,
     logits, classes, seen_cycles = [], [], []
     n_layers = len(engine.timings)
     expected_out = len(x) // rows * per_batch
-    finished = [False]
 
     async def producer(ctx):
         if tr_regs is not None:
@@ -57,51 +56,23 @@ def run_network(engine: NetworkEngine, x_int: np.ndarray, *, seed=0, gaps=False,
                                strict=True):
                 ctx.set(port, v)
             await ctx.tick()
-        for value in x.reshape(-1):
-            if gaps:
-                ctx.set(engine.i.valid, 0)
-                for _ in range(int(rng.choice([0, 0, 0, 1, 4]))):
-                    await ctx.tick()
-            ctx.set(engine.i.payload, int(value))
-            ctx.set(engine.i.valid, 1)
-            await ctx.tick().until(engine.i.ready)
-        ctx.set(engine.i.valid, 0)
+        await stream_put(ctx, engine.i, x.reshape(-1),
+                         bubbles=(lambda: rng.choice([0, 0, 0, 1, 4])) if gaps else None)
 
     async def consumer(ctx):
-        last = [0] * n_layers
-        while len(logits) < expected_out:
-            ready = 1 if not stalls else int(rng.random() < 0.6)
-            ctx.set(engine.o.ready, ready)
-            await ctx.tick()
-            # sample what happened at this edge: values are those after the edge, so use
-            # the outputs' registered view through the class stream and the counters
+        counters = watch([engine.layer_cycles[i] for i in range(n_layers)], seen_cycles)
+
+        def look(ctx):
+            # values after the edge: the class stream and the counters
             if ctx.get(engine.cls.valid):
                 classes.append(ctx.get(engine.cls.payload))
-            now = [ctx.get(engine.layer_cycles[i]) for i in range(n_layers)]
-            for i in range(n_layers):
-                if now[i] != last[i]:
-                    seen_cycles.append((i, now[i]))
-            last = now
-        for _ in range(4):
-            await ctx.tick()
-            if ctx.get(engine.cls.valid):
-                classes.append(ctx.get(engine.cls.payload))
-        finished[0] = True
+            counters(ctx)
 
-    async def logit_monitor(ctx):
-        async for _clk, _rst, valid, ready, payload in ctx.tick().sample(
-                engine.o.valid, engine.o.ready, engine.o.payload):
-            if valid and ready:
-                logits.append(payload)
-            if finished[0]:
-                break
+        got = await stream_get(ctx, engine.o, expected_out, each_cycle=look, tail=4,
+                               ready=(lambda: rng.random() < 0.6) if stalls else None)
+        logits.extend(v for _, v in got)
 
-    sim = Simulator(engine)
-    sim.add_clock(1e-6)
-    sim.add_testbench(producer)
-    sim.add_testbench(consumer)
-    sim.add_testbench(logit_monitor)
-    sim.run()
+    simulate(engine, producer, consumer)
     got = np.zeros((len(x), n_out), np.int64)
     flat = np.array(logits, dtype=np.int64).reshape(-1, per_batch)
     for b, chunk in enumerate(flat):
@@ -174,14 +145,53 @@ def test_cycle_model_by_hand():
     the LayerTiming docstrings: 64 steps a tile, 4 tiles issued 64 cycles apart, results
     complete R + C + latency = 10 cycles after the last step, the drain writes result j
     (0..7) j + 3 cycles after it starts."""
-    t = golden.LayerTiming(k=64, n=32, rows=1, cols=8, lanes=1, pe_latency=1,
-                           requantize=True)
+    t = golden.LayerTiming.systolic(k=64, n=32, rows=1, cols=8, lanes=1, pe_latency=1,
+                                    requantize=True)
     assert (t.k_steps, t.tiles, t.period, t.array_latency) == (64, 4, 64, 10)
     assert t.batch_cycles == 1 + 3 * 64 + 64 + 10 + 1 + 7 + 3 + 1 == 279
     assert t.interval == 257
     assert abs(t.utilization - 64 * 32 / (257 * 8)) < 1e-12
-    logits = golden.LayerTiming(k=32, n=10, rows=1, cols=8, lanes=1, pe_latency=1,
-                                requantize=False)
+    logits = golden.LayerTiming.systolic(k=32, n=10, rows=1, cols=8, lanes=1, pe_latency=1,
+                                         requantize=False)
     # 32 steps but the drain of 8 results bounds nothing here; 2 tiles, the last with 2 columns
     assert logits.period == 32 and logits.tiles == 2
     assert logits.batch_cycles == 1 + 32 + 32 + 10 + 1 + 1 + 1 + 1 == 79
+
+
+def _unused_warnings(make) -> list:
+    """The UnusedElaboratable warnings left after ``make()`` (which may raise) and a
+    collection."""
+    import gc
+    import warnings
+
+    from amaranth.hdl import UnusedElaboratable
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            make()
+        except (TypeError, ValueError):
+            pass
+        gc.collect()
+    return [w for w in caught if issubclass(w.category, UnusedElaboratable)]
+
+
+def test_refused_designs_are_not_unused_elaboratables():
+    """Engines validate their plan before they exist: a refusal leaves nothing behind (and
+    the check sees an engine that was built and never used)."""
+    from amaranth.hdl import Fragment
+
+    from rtl_gen.design.float_network import FloatNetwork
+    from rtl_gen.hw.float_layer import FloatLayerEngine, FloatNetworkEngine
+    from rtl_gen.hw.fpu import FloatMul
+    from rtl_gen.numerics.floatops import BINARY32, FloatFormat
+    tr_net, _ = small_net((8, 4, 2), "signmag5")
+    net, _ = small_net((8, 4, 2), "int4")
+    Fragment.get(LayerEngine(net.layers[0], ArrayConfig()), None)  # elaboration has begun
+    assert len(_unused_warnings(lambda: LayerEngine(net.layers[0], ArrayConfig()))) == 1
+    for make in (lambda: LayerEngine(tr_net.layers[0], ArrayConfig()),
+                 lambda: NetworkEngine(tr_net),
+                 lambda: NetworkEngine(net, (ArrayConfig(rows=1), ArrayConfig(rows=2))),
+                 lambda: FloatLayerEngine(net.layers[0]),
+                 lambda: FloatNetworkEngine(FloatNetwork("n", 8, None, []), [1]),
+                 lambda: FloatMul(BINARY32, FloatFormat(9, 30))):
+        assert _unused_warnings(make) == []

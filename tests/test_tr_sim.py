@@ -114,3 +114,19 @@ def test_refusals():
     net, _ = tr_net([6, 3], ["signmag4"], [TRConfig(4, 3, None)])
     with pytest.raises(ValueError, match="takes no lanes"):
         NetworkEngine(net, [ArrayConfig(lanes=2)])
+
+
+def test_the_network_picks_the_engine_per_layer():
+    """Term-revealing layers run on TRLayerEngine (with the controls), the others on the PE
+    array engine; each engine refuses the other kind of layer by name."""
+    from rtl_gen.hw.layer import LayerEngine
+    from rtl_gen.hw.tr_layer import TRLayerEngine
+    net, _ = tr_net([11, 6, 4], ["int4", "signmag5"], [None, TRConfig(2, 2, 1)])
+    with pytest.raises(ValueError, match="'fc2': a term-revealing layer runs on the TR"):
+        LayerEngine(net.layers[1], ArrayConfig())
+    with pytest.raises(ValueError, match="has no term revealing"):
+        TRLayerEngine(net.layers[0], ArrayConfig())
+    stages = [cls.__name__ for _, cls, _ in NetworkEngine.plan(net).stages]
+    assert stages == ["LayerEngine", "TRLayerEngine"]
+    assert [cls.CONTROLS for _, cls, _ in NetworkEngine.plan(net).stages] == \
+        [(), ("tr_mode", "tr_k", "tr_s")]

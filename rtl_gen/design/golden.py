@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import math
 
 import numpy as np
 
@@ -28,6 +27,7 @@ from ..numerics.terms import term_reveal, truncate_terms
 from .base import accuracy, predict
 from .float_network import FloatNetwork
 from .network import DenseLayer, Network
+from .timing import LayerTiming, network_interval
 
 __all__ = [
     "LayerTiming",
@@ -180,132 +180,3 @@ def framed_sums(sums, first=None, last=None) -> np.ndarray:
         if e:
             out.append(acc)
     return np.array(out, dtype=np.int64)
-
-
-@dataclasses.dataclass(frozen=True)
-class LayerTiming:
-    """The cycle model of a dense layer on an output-stationary systolic array.
-
-    The hardware (:class:`rtl_gen.hw.layer.LayerEngine`) is held to these numbers: a test
-    compares its cycle counters with :attr:`batch_cycles` for every layer.
-
-    Parameters
-    ----------
-    k, n:
-        Inputs and outputs of the layer.
-    rows, cols, lanes:
-        ``R`` (batch), ``C`` (channels per tile) and ``L`` (products per PE per cycle).
-    pe_latency:
-        Clock edges from a PE accepting its last step to its result.
-    requantize:
-        Hidden layer (bias, requantization product, shift: three drain stages) or logits
-        (bias: one).
-    slots:
-        Cycles per step: 1 for the PE arrays; for a term-revealing layer (``lanes`` = the
-        group size ``g``, one step per group) the weight-term slots read per group, ``min(k,
-        T)`` in TR mode with budget ``k`` and all ``T`` (the most terms of any group of the
-        layer) in conventional mode, at least 1.
-    fixed_latency:
-        The array's latency when it does not depend on its shape (the term-revealing array
-        broadcasts its operands: no skew), else ``None``.
-    """
-
-    k: int
-    n: int
-    rows: int
-    cols: int
-    lanes: int
-    pe_latency: int
-    requantize: bool
-    slots: int = 1
-    fixed_latency: int | None = None
-
-    @property
-    def k_steps(self) -> int:
-        """Steps per tile: ``ceil(K / L)``."""
-        return math.ceil(self.k / self.lanes)
-
-    @property
-    def tiles(self) -> int:
-        """Tiles per batch: ``ceil(N / C)``."""
-        return math.ceil(self.n / self.cols)
-
-    @property
-    def issue_cycles(self) -> int:
-        """Cycles a tile's steps take to issue: ``k_steps * slots``."""
-        return self.k_steps * self.slots
-
-    @property
-    def period(self) -> int:
-        """Cycles between tile starts: the steps, or the drain of ``R*C`` results plus one
-        (the drain must read a PE's result before the next tile's lands there)."""
-        return max(self.issue_cycles, self.rows * self.cols + 1)
-
-    @property
-    def array_latency(self) -> int:
-        """From the last step entering the array to every result captured: the skew and
-        the systolic chains (``R + C - 2``), the PE's input register and latency, and the
-        result capture."""
-        if self.fixed_latency is not None:
-            return self.fixed_latency
-        return self.rows + self.cols + self.pe_latency
-
-    @property
-    def drain_stages(self) -> int:
-        """Registers from a result to the output FIFO: bias; then for hidden layers the
-        requantization product and the shift (the clamp rides into the FIFO)."""
-        return 3 if self.requantize else 1
-
-    @property
-    def batch_cycles(self) -> int:
-        """From the cycle the sequencer takes a batch to the cycle its last result enters
-        the output FIFO, both counted, when nothing downstream stalls.
-
-        The sequencer takes the batch in cycle 0 and reads step ``s`` of tile ``t`` in cycle
-        ``1 + t*period + s``; the memories answer a cycle later, so the last tile's last step
-        enters the array in cycle ``1 + (tiles-1)*period + k_steps``, and its results are
-        complete ``array_latency`` cycles after that.  The drain starts the next cycle and
-        writes result ``j = r*C + c`` ``j + drain_stages`` cycles later; the last real result
-        is ``j = (R-1)*C + (valid columns of the last tile) - 1``.
-        """
-        last_cols = self.n - (self.tiles - 1) * self.cols
-        j_last = (self.rows - 1) * self.cols + last_cols - 1
-        return (1 + (self.tiles - 1) * self.period + self.issue_cycles + self.array_latency
-                + 1 + j_last + self.drain_stages + 1)
-
-    @property
-    def interval(self) -> int:
-        """Cycles between batch starts when the next batch is waiting: every tile, plus one
-        idle cycle in which the sequencer picks up the next input bank."""
-        return self.tiles * self.period + 1
-
-    @property
-    def macs(self) -> int:
-        """Multiply-accumulates per batch."""
-        return self.rows * self.k * self.n
-
-    @property
-    def peak(self) -> int:
-        """Multiply-accumulates per cycle of the whole array: ``R * C * L``."""
-        return self.rows * self.cols * self.lanes
-
-    @property
-    def utilization(self) -> float:
-        """Achieved over peak multiply-accumulates in steady state (batches back to back)."""
-        return self.macs / (self.interval * self.peak)
-
-    @property
-    def fifo_depth(self) -> int:
-        """Output FIFO entries: the results of every tile that can be in flight when
-        nothing stalls, so that the credit check never holds the array back then."""
-        in_flight = math.ceil((self.issue_cycles + self.array_latency + self.rows * self.cols
-                               + self.drain_stages + 2) / self.period) + 1
-        return self.rows * self.cols * in_flight + 2
-
-
-def network_interval(timings, input_features: int) -> int:
-    """Cycles between batches of a chained network in steady state: the slowest layer, or
-    the input stream (one activation a cycle) if that is slower."""
-    rows = timings[0].rows
-    return max([t.interval for t in timings] + [rows * input_features] +
-               [rows * t.n for t in timings])

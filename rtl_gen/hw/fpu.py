@@ -25,15 +25,23 @@ from __future__ import annotations
 import dataclasses
 
 from amaranth import Cat, Const, Module, Mux, Signal, Value, signed
-from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..numerics.floatops import FloatFormat
+from .kit import Planned
 
 __all__ = ["LATENCY", "FloatAdd", "FloatMul"]
 
 #: Clock edges from the operands to the result: both units are combinational.
 LATENCY = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class _Formats:
+    """A unit's validated formats: of ``a`` and ``o``, and of ``b``."""
+
+    fmt: FloatFormat
+    b_fmt: FloatFormat
 
 
 @dataclasses.dataclass
@@ -152,7 +160,7 @@ def _exp_bits(*bounds: int) -> int:
     return (sum(abs(b) for b in bounds) + 8).bit_length() + 1
 
 
-class FloatMul(wiring.Component):
+class FloatMul(Planned):
     """``o = a * b`` rounded to ``fmt`` (:func:`~rtl_gen.numerics.floatops.fmul`).
 
     Combinational, latency 0 (:data:`LATENCY`).
@@ -179,18 +187,24 @@ class FloatMul(wiring.Component):
 
     LATENCY = LATENCY
 
-    def __init__(self, fmt: FloatFormat, b_fmt: FloatFormat | None = None):
+    @staticmethod
+    def plan(fmt: FloatFormat, b_fmt: FloatFormat | None = None) -> _Formats:
         from ..numerics.floatops import fmul
 
-        try:
-            fmul(0, 0, fmt, b_fmt)  # validates both formats with the model's messages
-        except ValueError:
-            self._MustUse__used = True  # a refused unit is not an unused one
-            raise
-        self.fmt = fmt
-        self.b_fmt = fmt if b_fmt is None else b_fmt
-        super().__init__({"a": In(fmt.width), "b": In(self.b_fmt.width),
-                          "o": Out(fmt.width)})
+        fmul(0, 0, fmt, b_fmt)  # validates both formats with the model's messages
+        return _Formats(fmt, fmt if b_fmt is None else b_fmt)
+
+    @staticmethod
+    def ports(plan: _Formats) -> dict:
+        return {"a": In(plan.fmt.width), "b": In(plan.b_fmt.width), "o": Out(plan.fmt.width)}
+
+    @property
+    def fmt(self) -> FloatFormat:
+        return self._plan.fmt
+
+    @property
+    def b_fmt(self) -> FloatFormat:
+        return self._plan.b_fmt
 
     def elaborate(self, platform):
         m = Module()
@@ -212,7 +226,7 @@ class FloatMul(wiring.Component):
         return m
 
 
-class FloatAdd(wiring.Component):
+class FloatAdd(Planned):
     """``o = a + b`` rounded to ``fmt`` (:func:`~rtl_gen.numerics.floatops.fadd`).
 
     Combinational, latency 0 (:data:`LATENCY`).
@@ -225,16 +239,20 @@ class FloatAdd(wiring.Component):
 
     LATENCY = LATENCY
 
-    def __init__(self, fmt: FloatFormat):
+    @staticmethod
+    def plan(fmt: FloatFormat) -> _Formats:
         from ..numerics.floatops import fadd
 
-        try:
-            fadd(0, 0, fmt)  # validates the format with the model's message
-        except ValueError:
-            self._MustUse__used = True  # a refused unit is not an unused one
-            raise
-        self.fmt = fmt
-        super().__init__({"a": In(fmt.width), "b": In(fmt.width), "o": Out(fmt.width)})
+        fadd(0, 0, fmt)  # validates the format with the model's message
+        return _Formats(fmt, fmt)
+
+    @staticmethod
+    def ports(plan: _Formats) -> dict:
+        return {"a": In(plan.fmt.width), "b": In(plan.fmt.width), "o": Out(plan.fmt.width)}
+
+    @property
+    def fmt(self) -> FloatFormat:
+        return self._plan.fmt
 
     def elaborate(self, platform):
         m = Module()

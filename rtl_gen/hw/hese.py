@@ -31,11 +31,19 @@ from amaranth.lib.wiring import In, Out
 __all__ = ["DataTermUnit", "HeseEncoder", "TermTruncator", "hese_digit_logic"]
 
 
-def _check_bits(component: wiring.Component, bits) -> int:
+def _check_bits(bits) -> int:
     if isinstance(bits, bool) or not isinstance(bits, int) or bits < 1:
-        component._MustUse__silence = True  # refused: not an unused design
         raise ValueError(f"bits must be a positive integer, not {bits!r}")
     return bits
+
+
+class _TermComponent(wiring.Component):
+    """A component of ``bits`` magnitude bits, checked before the Elaboratable exists (a
+    refused unit is no unused design)."""
+
+    def __new__(cls, bits, *args, **kwargs):
+        _check_bits(bits)
+        return super().__new__(cls, src_loc_at=1)
 
 
 def hese_digit_logic(b: Value, j: int) -> tuple[Value, Value]:
@@ -57,7 +65,7 @@ def hese_digit_logic(b: Value, j: int) -> tuple[Value, Value]:
     return plus, minus
 
 
-class HeseEncoder(wiring.Component):
+class HeseEncoder(_TermComponent):
     """Combinational HESE encoder: an integer in, its ``bits + 1`` signed digits out.
 
     Parameters
@@ -90,7 +98,7 @@ class HeseEncoder(wiring.Component):
     """
 
     def __init__(self, bits: int, *, signed: bool = False):
-        self.bits = _check_bits(self, bits)
+        self.bits = _check_bits(bits)
         self.signed = bool(signed)
         shape = Shape(bits + 1, signed=True) if self.signed else unsigned(bits)
         super().__init__({
@@ -115,7 +123,7 @@ class HeseEncoder(wiring.Component):
         return m
 
 
-class TermTruncator(wiring.Component):
+class TermTruncator(_TermComponent):
     """Keep the ``s`` most significant nonzero digits of a signed-digit vector.
 
     Digit ``j`` is kept when it is nonzero and fewer than ``s`` digits above it are nonzero
@@ -152,7 +160,7 @@ class TermTruncator(wiring.Component):
     """
 
     def __init__(self, bits: int, *, pipeline: bool = False):
-        self.bits = _check_bits(self, bits)
+        self.bits = _check_bits(bits)
         self.pipeline = bool(pipeline)
         self.latency = int(self.pipeline)
         d = bits + 1
@@ -187,7 +195,7 @@ class TermTruncator(wiring.Component):
         return m
 
 
-class DataTermUnit(wiring.Component):
+class DataTermUnit(_TermComponent):
     """Data-term truncation of one value: :class:`HeseEncoder` then :class:`TermTruncator`.
 
     Parameters
@@ -222,7 +230,7 @@ class DataTermUnit(wiring.Component):
     """
 
     def __init__(self, bits: int, *, signed: bool = False, pipeline: bool = False):
-        self.bits = _check_bits(self, bits)
+        self.bits = _check_bits(bits)
         self.signed = bool(signed)
         self.pipeline = bool(pipeline)
         self.latency = int(self.pipeline)

@@ -24,8 +24,12 @@ The output FIFO holds ``depth`` results; a tile starts only when the FIFO has ro
 every result in flight (a credit count), so the array never overruns a stalled consumer,
 and without back-pressure it never waits (the depth covers the tiles in flight).
 
-Cycle model (no back-pressure): see :func:`rtl_gen.design.golden.layer_cycles`, which this module's
-``cycles`` output matches exactly.
+The engine is built on the kit (:mod:`rtl_gen.hw.kit`): input banks, tile sequencer, credit
+FIFO, drain and cycle counter; a term-revealing layer runs on
+:class:`~rtl_gen.hw.tr_layer.TRLayerEngine`, the same kit around a term-pair array.
+
+Cycle model (no back-pressure): :meth:`rtl_gen.design.timing.LayerTiming.systolic`, which this
+module's ``cycles`` output matches exactly.
 """
 
 from __future__ import annotations
@@ -33,31 +37,31 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from amaranth import Array, Const, Module, Mux, Signal, Value, signed, unsigned
-from amaranth.lib import stream, wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth import Array, Module, Value, signed, unsigned
+from amaranth.lib import stream
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..design.golden import LayerTiming, TRControl
 from ..design.network import DenseLayer
-from ..protocol import K_BITS, K_OWN, S_BITS, S_OWN
 from .array import SystolicArray
-from .hese import DataTermUnit
-from .pe import MULTIPLIERS
-from .pes.layers import layer_pe
-from .tr import (
-    TR_ARRAY_LATENCY,
-    TRArray,
-    term_rom_words,
-    tr_slots,
+from .kit import (
+    COUNTER_BITS,
+    Engine,
+    batch_counter,
+    credit_fifo,
+    delayed,
+    drain_sequencer,
+    input_banks,
+    int_drain,
+    tile_results,
+    tile_sequencer,
 )
+from .pe import MULTIPLIERS, PEConfig
+from .pes.layers import layer_pe
+from .tr import TR_ARRAY_LATENCY, tr_slots
 
-__all__ = ["ArrayConfig", "LayerEngine"]
-
-#: Width of the cycle counters.
-COUNTER_BITS = 32
-
+__all__ = ["ArrayConfig", "LayerEngine", "LayerPlan", "plan_layer"]
 
 @dataclasses.dataclass(frozen=True)
 class ArrayConfig:
@@ -114,19 +118,106 @@ def layer_timing(layer: DenseLayer, array: ArrayConfig,
     """The cycle-model parameters of a layer on an array (for a term-revealing layer, under
     the run-time ``control``; ``None``: the bundle's own ``k`` and ``s``)."""
     pe = layer_pe(layer, array)
+    common = dict(k=layer.in_features, n=layer.out_features, rows=array.rows, cols=array.cols,
+                  requantize=layer.activation == "relu")
     if pe is None:
-        return LayerTiming(k=layer.in_features, n=layer.out_features, rows=array.rows,
-                           cols=array.cols, lanes=layer.tr.group, pe_latency=0,
-                           requantize=layer.activation == "relu",
-                           slots=tr_slots(layer, control), fixed_latency=TR_ARRAY_LATENCY)
-    return LayerTiming(k=layer.in_features, n=layer.out_features, rows=array.rows,
-                       cols=array.cols, lanes=array.lanes,
-                       pe_latency=pe.latency,
-                       requantize=layer.activation == "relu")
+        return LayerTiming.term_revealing(group=layer.tr.group, slots=tr_slots(layer, control),
+                                          latency=TR_ARRAY_LATENCY, **common)
+    return LayerTiming.systolic(lanes=array.lanes, pe_latency=pe.latency, **common)
 
 
-class LayerEngine(wiring.Component):
-    """A dense layer on a systolic array; see the module docstring.
+def fifo_depth(t: LayerTiming, *, slack: int, spare: int) -> int:
+    """Output FIFO entries for an engine of cycle model ``t``: the results of every tile that
+    can hold credits when nothing stalls (a tile holds its ``R*C`` credits from its start
+    for about ``issue + latency + R*C + drain + slack`` cycles, until its last result is
+    read), plus ``spare`` entries; so the credit check never holds the engine back then."""
+    life = t.issue_cycles + t.array_latency + t.rows * t.cols + t.drain_stages + slack
+    return t.rows * t.cols * (math.ceil(life / t.period) + 1) + spare
+
+
+def int_back_end(m, layer: DenseLayer, t: LayerTiming, array, out, seq, cycles, *,
+                 in_flight: int) -> None:
+    """The back end of an integer engine: the drain over ``array``'s results (``res``,
+    ``done``) through the integer drain stages into the credit FIFO ``out``, the credits
+    each tile of the sequencer ``seq`` takes, and the ``cycles`` counter."""
+    rows, cols, nt = t.rows, t.cols, t.tiles
+    drain = drain_sequencer(m, array.done, rows=rows, cols=cols, tiles=nt, n=t.n)
+    res = Array(array.res[q] for q in range(rows * cols))
+    w_data, w_en = int_drain(m, layer, res[drain.j], drain, slots=nt * cols)
+    m.d.comb += [out.w_data.eq(w_data), out.w_en.eq(w_en)]
+    out.reserve(m, seq.start_tile, tile_results(rows, cols, t.n, nt)[seq.next_tile])
+    batch_counter(m, cycles, started=seq.batch_started, written=out.w_en,
+                  per_batch=rows * t.n, in_flight=in_flight)
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerPlan:
+    """A validated integer or term-revealing layer: what its engine is built from.
+
+    Members
+    -------
+    layer, array:
+        The layer and its array configuration.
+    pe:
+        The PE configuration (``None``: a term-revealing layer).
+    src_cols:
+        Tile width of the producer of the layer's inputs.
+    timing:
+        The cycle model under the bundle's own term-revealing settings.
+    fifo_depth:
+        Output FIFO entries.
+    """
+
+    layer: DenseLayer
+    array: ArrayConfig
+    pe: PEConfig | None
+    src_cols: int
+    timing: LayerTiming
+    fifo_depth: int
+
+    @property
+    def is_tr(self) -> bool:
+        return self.pe is None
+
+
+def plan_layer(layer: DenseLayer, array: ArrayConfig, *,
+               src_cols: int | None = None) -> LayerPlan:
+    """Validate a layer on an array and plan its engine.
+
+    ``src_cols``: tile width of the producer of this layer's inputs (its ``cols``); ``None``:
+    plain row-major order.
+
+    Raises
+    ------
+    ValueError
+        For a layer the generator cannot build on this array (the message names it).
+    """
+    if not isinstance(layer, DenseLayer):
+        raise TypeError(f"layer must be a DenseLayer, not {layer!r}")
+    if not isinstance(array, ArrayConfig):
+        raise TypeError(f"array must be an ArrayConfig, not {array!r}")
+    pe = layer_pe(layer, array)
+    timing = layer_timing(layer, array)
+    k = layer.in_features
+    src = k if src_cols is None else min(int(src_cols), k)
+    # the FIFO covers the most tiles in flight: for a TR layer, at one slot per group
+    depth = fifo_depth(dataclasses.replace(timing, slots=1) if pe is None else timing,
+                       slack=2, spare=2)
+    return LayerPlan(layer=layer, array=array, pe=pe, src_cols=src, timing=timing,
+                     fifo_depth=depth)
+
+
+def int_ports(layer: DenseLayer) -> dict:
+    """The ports of an integer layer engine: ``i``, ``o`` and ``cycles``."""
+    in_shape = signed(layer.in_bits) if layer.in_signed else unsigned(layer.in_bits)
+    out_shape = unsigned(layer.out_bits) if layer.activation == "relu" else \
+        signed(layer.acc_bits)
+    return {"i": In(stream.Signature(in_shape)), "o": Out(stream.Signature(out_shape)),
+            "cycles": Out(COUNTER_BITS)}
+
+
+class LayerEngine(Engine):
+    """A dense layer on a systolic array of PEs; see the module docstring.
 
     Parameters
     ----------
@@ -145,44 +236,31 @@ class LayerEngine(wiring.Component):
     cycles : Out(32)
         Cycles of the last finished batch, from the cycle the sequencer takes it to the
         cycle its last result enters the output FIFO, both counted.
+
+    Raises
+    ------
+    ValueError
+        For a layer this engine cannot build (a term-revealing layer runs on
+        :class:`~rtl_gen.hw.tr_layer.TRLayerEngine`).
     """
 
-    def __init__(self, layer: DenseLayer, array: ArrayConfig, *, src_cols: int | None = None):
-        self._layer, self._array = layer, array
-        try:
-            self._pe = layer_pe(layer, array)
-        except ValueError:
-            self._MustUse__used = True  # a refused design is not an unused one
-            raise
-        self._timing = layer_timing(layer, array)
-        k = layer.in_features
-        self._src_cols = k if src_cols is None else min(int(src_cols), k)
-        in_shape = signed(layer.in_bits) if layer.in_signed else unsigned(layer.in_bits)
-        out_shape = unsigned(layer.out_bits) if layer.activation == "relu" else \
-            signed(layer.acc_bits)
-        ports = {
-            "i": In(stream.Signature(in_shape)),
-            "o": Out(stream.Signature(out_shape)),
-            "cycles": Out(COUNTER_BITS),
-        }
-        if self._pe is None:  # term revealing: the run-time controls
-            ports.update(tr_mode=In(1, init=1), tr_k=In(K_BITS, init=K_OWN),
-                         tr_s=In(S_BITS, init=S_OWN))
-        super().__init__(ports)
+    @staticmethod
+    def plan(layer: DenseLayer, array: ArrayConfig, *, src_cols: int | None = None):
+        p = plan_layer(layer, array, src_cols=src_cols)
+        if p.is_tr:
+            raise ValueError(f"layer {layer.name!r}: a term-revealing layer runs on the TR "
+                             "engine (TRLayerEngine)")
+        return p
 
-    @property
-    def is_tr(self) -> bool:
-        return self._pe is None
-
-    @property
-    def timing(self) -> LayerTiming:
-        return self._timing
+    @staticmethod
+    def ports(plan: LayerPlan) -> dict:
+        return int_ports(plan.layer)
 
     def weight_words(self) -> list[int]:
         """The weight ROM: word ``t * ks + s`` holds, for column ``c`` and lane ``l``, the
         code of weight ``[t*C + c, s*L + l]`` (code 0 where the layer has none: the padded
         activations there are 0)."""
-        layer, t = self._layer, self._timing
+        layer, t = self._plan.layer, self._plan.timing
         codes = layer.codes.astype(int)
         wb = layer.scheme.bits
         words = []
@@ -200,287 +278,34 @@ class LayerEngine(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        layer, t, pe = self._layer, self._timing, self._pe
+        plan = self._plan
+        layer, t, pe = plan.layer, plan.timing, plan.pe
         rows, cols, lanes = t.rows, t.cols, t.lanes
         ks, nt, period = t.k_steps, t.tiles, t.period
-        lg_lanes = lanes.bit_length() - 1
-        a_bits = layer.in_bits
-        tr = pe is None
-        write_value = Value.cast(self.i.payload)
-        if tr:
-            # activations are stored truncated to their s largest HESE terms (x'), which
-            # can round a magnitude up to the next power of two: one bit more
-            a_bits = layer.in_bits + 1
-            x_shape = signed(a_bits) if layer.in_signed else unsigned(a_bits)
-            # this layer's budget and data terms: the registers, or the bundle's where they
-            # hold K_OWN / S_OWN
-            tr_k = Signal(K_BITS)
-            tr_s = Signal(S_BITS)
-            m.d.comb += [tr_k.eq(Mux(self.tr_k == K_OWN, layer.tr.budget, self.tr_k)),
-                         tr_s.eq(Mux(self.tr_s == S_OWN, layer.tr.data_terms or 0, self.tr_s))]
-            mag = layer.in_bits - 1 if layer.in_signed else layer.in_bits
-            m.submodules.dtu = dtu = DataTermUnit(mag, signed=layer.in_signed, pipeline=True)
-            x_r = Signal.like(self.i.payload, name="x_r")
-            m.d.sync += x_r.eq(self.i.payload)
-            m.d.comb += [dtu.i.eq(x_r),
-                         dtu.s.eq(Mux(tr_s > mag + 1, mag + 1, tr_s)),
-                         dtu.enable.eq(self.tr_mode & (tr_s != 0))]
-            write_value = dtu.value[:a_bits]
 
-        # -- input buffer: one memory per row, two banks of ks words ------------------------
-        mems = []
-        for r in range(rows):
-            mem = Memory(shape=unsigned(lanes * a_bits), depth=2 * ks, init=[])
-            m.submodules[f"xbuf{r}"] = mem
-            mems.append((mem.write_port(granularity=a_bits), mem.read_port()))
-        full = Signal(2)                     # bank holds a complete batch
-        wbank = Signal()                     # bank the writer fills
-        src, k_total = self._src_cols, t.k
-        src_tiles = math.ceil(k_total / src)
-        last_width = k_total - (src_tiles - 1) * src
-        w_col = Signal(range(max(src, 2)))
-        w_row = Signal(range(max(rows, 2)))
-        w_tile = Signal(range(max(src_tiles, 2)))
-        w_base = Signal(range(k_total + src + 1))   # w_tile * src
-        k_w = Signal(range(k_total + 1))
-        m.d.comb += [k_w.eq(w_base + w_col), self.i.ready.eq(~full.bit_select(wbank, 1))]
-        col_lim = Mux(w_tile == src_tiles - 1, last_width, src)
-        filled, filled_bank = Signal(), Signal()  # TR: the transfer that completes a bank
-        if tr:
-            f_d, b_d = filled, filled_bank
-            for i in range(2):
-                f_n, b_n = Signal(name=f"filled_d{i}"), Signal(name=f"filled_bank_d{i}")
-                m.d.sync += [f_n.eq(f_d), b_n.eq(b_d)]
-                f_d, b_d = f_n, b_n
-            with m.If(f_d):  # the bank's last write happens in this cycle
-                m.d.sync += full.bit_select(b_d, 1).eq(1)
-        # a TR layer registers the activation before its data-term unit and the unit's
-        # output (a long path): its write to the input buffer follows two cycles after the
-        # transfer, address and lane with it
-        for r, (wp, _) in enumerate(mems):
-            m.d.comb += wp.data.eq(write_value.replicate(lanes))
-            addr = Signal.like(wp.addr, name=f"waddr{r}")
-            en = Signal.like(wp.en, name=f"wen{r}")
-            m.d.comb += addr.eq(Mux(wbank, ks, 0) + (k_w >> lg_lanes))
-            lane = k_w[:lg_lanes] if lg_lanes else 0
-            with m.If(self.i.valid & self.i.ready & (w_row == r)):
-                m.d.comb += en.eq(Const(1, lanes) << lane)
-            for _ in range(2 if tr else 0):
-                addr_d = Signal.like(addr, name=f"{addr.name}_d")
-                en_d = Signal.like(en, name=f"{en.name}_d")
-                m.d.sync += [addr_d.eq(addr), en_d.eq(en)]
-                addr, en = addr_d, en_d
-            m.d.comb += [wp.addr.eq(addr), wp.en.eq(en)]
-        with m.If(self.i.valid & self.i.ready):
-            with m.If(w_col == col_lim - 1):
-                m.d.sync += w_col.eq(0)
-                with m.If(w_row == rows - 1):
-                    m.d.sync += w_row.eq(0)
-                    with m.If(w_tile == src_tiles - 1):
-                        m.d.sync += [w_tile.eq(0), w_base.eq(0), wbank.eq(~wbank)]
-                        if tr:  # the bank is complete once its delayed last write lands
-                            m.d.comb += [filled.eq(1), filled_bank.eq(wbank)]
-                        else:
-                            m.d.sync += full.bit_select(wbank, 1).eq(1)
-                    with m.Else():
-                        m.d.sync += [w_tile.eq(w_tile + 1), w_base.eq(w_base + src)]
-                with m.Else():
-                    m.d.sync += w_row.eq(w_row + 1)
-            with m.Else():
-                m.d.sync += w_col.eq(w_col + 1)
-
-        # -- weight ROM and the tile sequencer ----------------------------------------------
-        if tr:
-            words, t_slots, term = term_rom_words(layer, cols)
-            rom = Memory(shape=unsigned(cols * term.size), depth=len(words), init=words)
-            array = TRArray(rows=rows, cols=cols, group=lanes, x_shape=x_shape, term=term,
-                            acc_bits=layer.acc_bits)
-        else:
-            rom = Memory(shape=unsigned(max(1, cols * lanes * layer.scheme.bits)),
-                         depth=nt * ks, init=self.weight_words())
-            array = SystolicArray(pe, rows=rows, cols=cols)
+        banks = input_banks(m, self.i, rows=rows, lanes=lanes, a_bits=layer.in_bits, ks=ks,
+                            k=t.k, src_cols=plan.src_cols)
+        rom = Memory(shape=unsigned(max(1, cols * lanes * layer.scheme.bits)),
+                     depth=nt * ks, init=self.weight_words())
         m.submodules.rom = rom
-        m.submodules.array = array
+        m.submodules.array = array = SystolicArray(pe, rows=rows, cols=cols)
         rom_rd = rom.read_port()
+        out = credit_fifo(m, self.o, width=len(Value.cast(self.o.payload)),
+                          depth=plan.fifo_depth, need=rows * cols)
+        seq = tile_sequencer(m, banks.full, out.credit, tiles=nt, period=period,
+                             step_range=period, chain=False)
 
-        # the FIFO covers the most tiles in flight: for a TR layer, at one slot per group
-        depth = (dataclasses.replace(t, slots=1) if tr else t).fifo_depth
-        m.submodules.fifo = fifo = SyncFIFOBuffered(width=len(Value.cast(self.o.payload)),
-                                                    depth=depth)
-        cbank = Signal()
-        running = Signal()
-        tile = Signal(range(max(nt, 2)))
-        step = Signal(range(max(period, 2)))
-        tile_valid_cols = Array(Const(min(cols, t.n - tt * cols)) for tt in range(nt))
-        # free FIFO entries not yet promised to a tile: depth - level - reserved, kept as a
-        # register (a write moves an entry from reserved to level and leaves it unchanged),
-        # so the credit check is one comparison instead of an adder chain from the FIFO
-        space = Signal(range(depth + 1), init=depth)
-        credit = Signal()
-        m.d.comb += credit.eq(space >= rows * cols)
-        start_tile = Signal()
-        now = Signal(COUNTER_BITS)
-        m.d.sync += now.eq(now + 1)
-        batch_started = Signal()
-
-        issue = Signal()
-        if tr:
-            # run-time slots per group (latched with the batch), the period they give, and
-            # the group and slot being issued
-            t_max = t_slots
-            max_period = max(ks * t_max, rows * cols + 1)
-            slots_next = Signal(range(t_max + 1))
-            slots = Signal(range(t_max + 1), init=t.slots)
-            n_issue = Signal(range(ks * t_max + 1), init=t.issue_cycles)
-            period_v = Signal(range(max_period + 1), init=t.period)
-            terms_on = Signal(init=1)
-            k_min = Mux(tr_k < t_max, tr_k, t_max)
-            m.d.sync += slots_next.eq(Mux(self.tr_mode, Mux(tr_k == 0, 1, k_min), t_max))
-            with m.If(batch_started):
-                m.d.sync += [slots.eq(slots_next), n_issue.eq(slots_next * ks),
-                             period_v.eq(Mux(slots_next * ks > rows * cols,
-                                             slots_next * ks, rows * cols + 1)),
-                             terms_on.eq(~self.tr_mode | (tr_k != 0))]
-            step = Signal(range(max_period + 1))
-            grp = Signal(range(max(ks, 2)))
-            slot = Signal(range(max(t_max, 2)))
-            gbase = Signal(range(nt * ks * t_max + t_max + 1))
-            m.d.comb += issue.eq(running & (step < n_issue))
-            for _, rp in mems:
-                m.d.comb += rp.addr.eq(Mux(cbank, ks, 0) + grp)
-            m.d.comb += rom_rd.addr.eq(gbase + slot)
-            with m.If(issue):
-                with m.If(slot == slots - 1):
-                    m.d.sync += [slot.eq(0), grp.eq(grp + 1), gbase.eq(gbase + t_max)]
-                with m.Else():
-                    m.d.sync += slot.eq(slot + 1)
-            with m.If(start_tile):  # the groups' ROM base runs on across the batch's tiles
-                m.d.sync += [grp.eq(0), slot.eq(0)]
-                with m.If(~running):
-                    m.d.sync += gbase.eq(0)
-            first_now = issue & (grp == 0) & (slot == 0)
-            last_now = issue & (grp == ks - 1) & (slot == slots - 1)
-            period_end = step == period_v - 1
-            m.d.comb += array.on.eq(terms_on)
-        else:
-            m.d.comb += issue.eq(running & (step < ks))
-            for _, rp in mems:
-                m.d.comb += rp.addr.eq(Mux(cbank, ks, 0) + step)
-            m.d.comb += rom_rd.addr.eq(tile * ks + step)
-            first_now = issue & (step == 0)
-            last_now = issue & (step == ks - 1)
-            period_end = step == period - 1
-
-        with m.If(~running):
-            with m.If(full.bit_select(cbank, 1) & credit):
-                m.d.comb += [start_tile.eq(1), batch_started.eq(1)]
-                m.d.sync += [running.eq(1), tile.eq(0), step.eq(0)]
-        with m.Else():
-            with m.If(period_end):
-                with m.If(tile == nt - 1):
-                    m.d.sync += [running.eq(0), cbank.eq(~cbank)]
-                    m.d.sync += full.bit_select(cbank, 1).eq(0)
-                with m.Elif(credit):
-                    m.d.comb += start_tile.eq(1)
-                    m.d.sync += [tile.eq(tile + 1), step.eq(0)]
-                # else: hold at the last step until the FIFO has room
-            with m.Else():
-                m.d.sync += step.eq(step + 1)
-        # the writer and the sequencer may touch the two bits of `full` in one cycle
-        # (different banks): Amaranth merges the two bit assignments.
-
+        issue, first, last = seq.steps(m, ks)
+        banks.read(m, seq.cbank, seq.step)
+        m.d.comb += rom_rd.addr.eq(seq.tile * ks + seq.step)
         # memories answer one cycle later: delay the step's flags to match
-        valid_d, first_d, last_d = Signal(), Signal(), Signal()
-        m.d.sync += [valid_d.eq(issue), first_d.eq(first_now), last_d.eq(last_now)]
+        valid_d, first_d, last_d = delayed(m, issue, first, last, name="step_d")
         m.d.comb += [array.valid.eq(valid_d), array.first.eq(first_d), array.last.eq(last_d)]
-        for r, (_, rp) in enumerate(mems):
-            m.d.comb += array.x[r].as_value().eq(rp.data)
-        if tr:
-            m.d.comb += array.w.as_value().eq(rom_rd.data)
-        else:
-            wbits = lanes * layer.scheme.bits
-            for c in range(cols):
-                m.d.comb += array.w[c].as_value().eq(rom_rd.data[c * wbits:(c + 1) * wbits])
+        for r in range(rows):
+            m.d.comb += array.x[r].as_value().eq(banks.data(r))
+        wbits = lanes * layer.scheme.bits
+        for c in range(cols):
+            m.d.comb += array.w[c].as_value().eq(rom_rd.data[c * wbits:(c + 1) * wbits])
 
-        # -- drain: one result a cycle, bias, requantization, into the FIFO -----------------
-        n_out = t.n
-        bias = layer.bias.astype(int)
-        drain = Signal()
-        j = Signal(range(max(rows * cols, 2)))
-        d_col = Signal(range(max(cols, 2)))
-        d_tile = Signal(range(max(nt, 2)))       # tile of the next `done`
-        d_cur = Signal(range(max(nt, 2)))        # tile being drained
-        with m.If(array.done):
-            m.d.sync += [drain.eq(1), j.eq(0), d_col.eq(0), d_cur.eq(d_tile),
-                         d_tile.eq(Mux(d_tile == nt - 1, 0, d_tile + 1))]
-        with m.Elif(drain):
-            m.d.sync += j.eq(j + 1)
-            m.d.sync += d_col.eq(Mux(d_col == cols - 1, 0, d_col + 1))
-            with m.If(j == rows * cols - 1):
-                m.d.sync += drain.eq(0)
-        n_idx = Signal(range(nt * cols + 1))
-        m.d.comb += n_idx.eq(d_cur * cols + d_col)
-        slots = nt * cols
-        acc_shape = signed(layer.acc_bits)
-        bias_rom = Array(Const(int(bias[n]) if n < n_out else 0, acc_shape)
-                         for n in range(slots))
-        res = Array(array.res[q] for q in range(rows * cols))
-        a_val = Signal(acc_shape, reset_less=True)
-        a_ok = Signal()
-        a_n = Signal(range(slots + 1), reset_less=True)
-        m.d.sync += [a_val.eq(res[j] + bias_rom[n_idx]), a_ok.eq(drain & (n_idx < n_out)),
-                     a_n.eq(n_idx)]
-        if layer.activation == "relu":
-            mult = layer.requant_multiplier.astype(int)
-            shift = layer.requant_shift.astype(int)
-            m_rom = Array(Const(int(mult[n]) if n < n_out else 0, unsigned(31))
-                          for n in range(slots))
-            r_rom = Array(Const(1 << (int(shift[n]) - 1) if n < n_out else 0, unsigned(62))
-                          for n in range(slots))
-            s_rom = Array(Const(int(shift[n]) if n < n_out else 1, unsigned(6))
-                          for n in range(slots))
-            p_val = Signal(signed(layer.acc_bits + 32 + 1), reset_less=True)
-            p_s = Signal(unsigned(6), reset_less=True)
-            p_ok = Signal()
-            m.d.sync += [p_val.eq(a_val * m_rom[a_n] + r_rom[a_n]), p_s.eq(s_rom[a_n]),
-                         p_ok.eq(a_ok)]
-            # the shift in a stage of its own, the clamp (ReLU) on the way into the FIFO
-            y = Signal(signed(len(p_val)), reset_less=True)
-            y_ok = Signal()
-            m.d.sync += [y.eq(p_val >> p_s), y_ok.eq(p_ok)]
-            top = (1 << layer.out_bits) - 1
-            m.d.comb += [fifo.w_data.eq(Mux(y < 0, 0, Mux(y > top, top, y))),
-                         fifo.w_en.eq(y_ok)]
-        else:
-            m.d.comb += [fifo.w_data.eq(a_val), fifo.w_en.eq(a_ok)]
-
-        # credits: reserve a tile's results when it starts, release them as they are written
-        grant = Mux(start_tile, rows * tile_valid_cols[Mux(running, tile + 1, 0)], 0)
-        m.d.sync += space.eq(space - grant + (fifo.r_en & fifo.r_rdy))
-
-        m.d.comb += [self.o.valid.eq(fifo.r_rdy), self.o.payload.eq(fifo.r_data),
-                     fifo.r_en.eq(self.o.ready)]
-
-        # -- batch cycle counter: first read of a batch to its last write -------------------
-        per_batch = rows * n_out
-        writes = Signal(range(per_batch + 1))
-        starts = [Signal(COUNTER_BITS, reset_less=True) for _ in range(2)]
-        queued = Signal(range(3))
-        ending = Signal()
-        m.d.comb += ending.eq(fifo.w_en & (writes == per_batch - 1))
-        with m.If(fifo.w_en):
-            m.d.sync += writes.eq(Mux(ending, 0, writes + 1))
-        with m.If(ending):
-            m.d.sync += self.cycles.eq(now - starts[0] + 1)
-        # a two-entry queue of start times (at most two batches are ever in flight)
-        with m.If(batch_started & ending):
-            m.d.sync += [starts[0].eq(Mux(queued == 1, now, starts[1])), starts[1].eq(now)]
-        with m.Elif(batch_started):
-            with m.If(queued == 0):
-                m.d.sync += starts[0].eq(now)
-            with m.Else():
-                m.d.sync += starts[1].eq(now)
-            m.d.sync += queued.eq(queued + 1)
-        with m.Elif(ending):
-            m.d.sync += [starts[0].eq(starts[1]), queued.eq(queued - 1)]
+        int_back_end(m, layer, t, array, out, seq, self.cycles, in_flight=t.in_flight)
         return m

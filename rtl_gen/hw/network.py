@@ -2,9 +2,17 @@
 
 ::
 
-    i ──► LayerEngine 0 ──► LayerEngine 1 ──► … ──► LayerEngine L-1 ──► o (logits)
-          (its own PE kind,   (streams with                            └─► argmax ──► cls
+    i ──► engine 0 ──► engine 1 ──► … ──► engine L-1 ──► o (logits)
+          (its own PE kind,   (streams with       └─► argmax ──► cls
            array shape, ROM)   back-pressure)
+
+:class:`EngineChain` is the one chain both families use: a plan names each layer's engine
+(:class:`~rtl_gen.hw.layer.LayerEngine`, :class:`~rtl_gen.hw.tr_layer.TRLayerEngine`,
+:class:`~rtl_gen.hw.float_layer.FloatLayerEngine`) and its own plan; the chain connects
+them, drives their run-time controls from its ports of the same names, counts cycles and
+takes the argmax of the logits under the family's key.  :class:`NetworkEngine` (integer and
+term-revealing layers) and :class:`~rtl_gen.hw.float_layer.FloatNetworkEngine` are the chain
+with their planners.
 
 Images enter as a stream of input codes, ``R`` images at a time (a batch: ``R`` is the
 arrays' row count), image after image, feature after feature.  Logits leave in the last
@@ -18,23 +26,22 @@ is just a bundle whose layers differ.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
-from amaranth import Array, Module, Mux, Signal, signed, unsigned
+from amaranth import Array, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..design.golden import LayerTiming, network_interval
 from ..design.network import Network
-from ..protocol import K_BITS, K_OWN, S_BITS, S_OWN
-from .layer import (
-    COUNTER_BITS,
-    ArrayConfig,
-    LayerEngine,
-    layer_timing,
-)
+from .kit import COUNTER_BITS, Planned
+from .layer import ArrayConfig, LayerEngine, layer_timing, plan_layer
 from .pes.layers import default_array
+from .tr_layer import TRLayerEngine
 
-__all__ = ["NetworkEngine", "default_array", "logit_order", "plan_network"]
+__all__ = ["ChainPlan", "EngineChain", "NetworkEngine", "default_array", "logit_order",
+           "plan_network"]
 
 
 def logit_order(n: int, rows: int, cols: int) -> np.ndarray:
@@ -79,8 +86,174 @@ def plan_network(net: Network, arrays=None, control=None):
     return arrays, timings
 
 
-class NetworkEngine(wiring.Component):
-    """A :class:`~rtl_gen.design.network.Network` as a chain of :class:`LayerEngine`.
+@dataclasses.dataclass(frozen=True)
+class ChainPlan:
+    """A validated network as a chain of layer engines.
+
+    Members
+    -------
+    net:
+        The network.
+    configs:
+        Each layer's configuration (:class:`ArrayConfig`, or a float layer's lanes).
+    stages:
+        ``(submodule name, engine class, engine plan)`` per layer.
+    timings:
+        Each layer's cycle model (under the bundle's own run-time settings).
+    in_shape, out_shape:
+        Shapes of an input activation and of a logit.
+    classes:
+        Logits per image.
+    rows, cols:
+        The batch, and the last engine's tile width: logits leave in its ``(tile, row,
+        column)`` order.
+    """
+
+    net: object
+    configs: tuple
+    stages: tuple
+    timings: tuple
+    in_shape: object
+    out_shape: object
+    classes: int
+    rows: int
+    cols: int
+
+
+class EngineChain(Planned):
+    """Layer engines chained by streams, with the logits' argmax; see the module docstring.
+
+    Subclasses define ``plan`` (returning a :class:`ChainPlan`) and may override
+    :meth:`key` (the argmax's order of logits).
+
+    Members
+    -------
+    i : In(stream.Signature(input activation))
+    o : Out(stream.Signature(logit))
+    cls : Out(stream.Signature(class index, always_ready=True))
+        Each image's class, the first index of the largest logit, a cycle after its last
+        logit is read.
+    cycles : Out(32)
+        Clock cycles since reset.
+    layer_cycles : Out(ArrayLayout(32, layers))
+        Each layer's cycles for its last finished batch.
+    tr_mode, tr_k, tr_s : In
+        The run-time controls of the engines that have them (shared by all of them), when
+        any has.
+    """
+
+    @staticmethod
+    def ports(plan: ChainPlan) -> dict:
+        ports = {
+            "i": In(stream.Signature(plan.in_shape)),
+            "o": Out(stream.Signature(plan.out_shape)),
+            "cls": Out(stream.Signature(range(max(plan.classes, 2)), always_ready=True)),
+            "cycles": Out(COUNTER_BITS),
+            "layer_cycles": Out(data.ArrayLayout(COUNTER_BITS, len(plan.stages))),
+        }
+        for _, engine_cls, engine_plan in plan.stages:
+            members = engine_cls.ports(engine_plan)
+            for name in engine_cls.CONTROLS:
+                ports.setdefault(name, members[name])
+        return ports
+
+    @property
+    def net(self):
+        return self._plan.net
+
+    @property
+    def timings(self) -> tuple[LayerTiming, ...]:
+        return self._plan.timings
+
+    @property
+    def rows(self) -> int:
+        return self._plan.rows
+
+    def key(self, m, value: Value) -> Value:
+        """The argmax's key of a logit (larger wins; the first of equal keys wins): the
+        logit itself."""
+        return value
+
+    def elaborate(self, platform):
+        m = Module()
+        engines = []
+        for idx, (name, engine_cls, engine_plan) in enumerate(self._plan.stages):
+            engine = engine_cls.from_plan(engine_plan)
+            m.submodules[name] = engine
+            m.d.comb += self.layer_cycles[idx].eq(engine.cycles)
+            for control in engine_cls.CONTROLS:
+                m.d.comb += getattr(engine, control).eq(getattr(self, control))
+            engines.append(engine)
+        wiring.connect(m, wiring.flipped(self.i), engines[0].i)
+        for a, b in zip(engines, engines[1:], strict=False):
+            wiring.connect(m, a.o, b.i)
+        last = engines[-1]
+        m.d.comb += [self.o.valid.eq(last.o.valid), self.o.payload.eq(last.o.payload),
+                     last.o.ready.eq(self.o.ready)]
+        m.d.sync += self.cycles.eq(self.cycles + 1)
+        self._argmax(m)
+        return m
+
+    def _argmax(self, m) -> None:
+        """The argmax over each image's logits, which arrive tile by tile, rows
+        interleaved."""
+        n, rows, cols = self._plan.classes, self._plan.rows, self._plan.cols
+        k = Value.cast(self.key(m, Value.cast(self.o.payload)))
+        key = Signal(k.shape(), name="key")
+        m.d.comb += key.eq(k)
+        ch = Signal(range(n + cols + 1))
+        best = Array(Signal(key.shape(), name=f"best{r}", reset_less=True)
+                     for r in range(rows))
+        arg = Array(Signal(range(max(n, 2)), name=f"arg{r}", reset_less=True)
+                    for r in range(rows))
+        r_i = Signal(range(max(rows, 2))) if rows > 1 else 0
+        done = ch == n - 1
+        better = (ch == 0) | (key > best[r_i])
+        with m.If(self.o.valid & self.o.ready):
+            with m.If(better):
+                m.d.sync += [best[r_i].eq(key), arg[r_i].eq(ch)]
+            m.d.sync += [self.cls.valid.eq(done),
+                         self.cls.payload.eq(Mux(better, ch, arg[r_i]))]
+            if rows == 1:  # channel order
+                m.d.sync += ch.eq(Mux(done, 0, ch + 1))
+            else:
+                t_i = Signal(range(max(-(-n // cols), 2)))
+                c_i = Signal(range(max(cols, 2)))
+                m.d.comb += ch.eq(t_i * cols + c_i)
+                with m.If((c_i == cols - 1) | done):
+                    m.d.sync += c_i.eq(0)
+                    with m.If(r_i == rows - 1):
+                        m.d.sync += [r_i.eq(0), t_i.eq(Mux(done, 0, t_i + 1))]
+                    with m.Else():
+                        m.d.sync += r_i.eq(r_i + 1)
+                with m.Else():
+                    m.d.sync += c_i.eq(c_i + 1)
+        with m.Else():
+            m.d.sync += self.cls.valid.eq(0)
+
+
+def plan_chain(net: Network, arrays=None) -> ChainPlan:
+    """Validate an integer network on per-layer arrays (:func:`plan_network`) and choose each
+    layer's engine: :class:`~rtl_gen.hw.tr_layer.TRLayerEngine` for a term-revealing layer,
+    :class:`~rtl_gen.hw.layer.LayerEngine` for the others."""
+    arrays, timings = plan_network(net, arrays)
+    stages = []
+    src_cols = None
+    for idx, (layer, array) in enumerate(zip(net.layers, arrays, strict=True)):
+        p = plan_layer(layer, array, src_cols=src_cols)
+        stages.append((f"layer{idx}_{layer.name}", TRLayerEngine if p.is_tr else LayerEngine,
+                       p))
+        src_cols = array.cols
+    inp, last = net.input, net.layers[-1]
+    return ChainPlan(net=net, configs=arrays, stages=tuple(stages), timings=timings,
+                     in_shape=signed(inp.bits) if inp.signed else unsigned(inp.bits),
+                     out_shape=signed(last.acc_bits), classes=last.out_features,
+                     rows=arrays[0].rows, cols=arrays[-1].cols)
+
+
+class NetworkEngine(EngineChain):
+    """A :class:`~rtl_gen.design.network.Network` as a chain of layer engines
+    (:class:`EngineChain`).
 
     Parameters
     ----------
@@ -94,118 +267,32 @@ class NetworkEngine(wiring.Component):
     -------
     i : In(stream.Signature(input code))
     o : Out(stream.Signature(signed(logit width)))
-    cls : Out(stream.Signature(class index, always_ready=True))
-    cycles : Out(32)
-        Clock cycles since reset.
-    layer_cycles : Out(ArrayLayout(32, layers))
-        Each layer's cycles for its last finished batch (see :class:`LayerEngine`).
+    cls, cycles, layer_cycles:
+        As for :class:`EngineChain`; ``cls`` in image order.
+    tr_mode, tr_k, tr_s : In
+        Only with term-revealing layers (see :mod:`rtl_gen.hw.tr`).
     """
 
-    def __init__(self, net: Network, arrays=None):
-        try:
-            self._configure(net, arrays)
-        except (TypeError, ValueError):
-            self._MustUse__used = True  # a refused design is not an unused one
-            raise
-        inp = self._net.input
-        last = self._net.layers[-1]
-        ports = {
-            "i": In(stream.Signature(signed(inp.bits) if inp.signed else unsigned(inp.bits))),
-            "o": Out(stream.Signature(signed(last.acc_bits))),
-            "cls": Out(stream.Signature(range(max(last.out_features, 2)), always_ready=True)),
-            "cycles": Out(COUNTER_BITS),
-            "layer_cycles": Out(data.ArrayLayout(COUNTER_BITS, len(self._net.layers))),
-        }
-        if self.has_tr:  # the term-revealing controls, shared by every TR layer
-            ports.update(tr_mode=In(1, init=1), tr_k=In(K_BITS, init=K_OWN),
-                         tr_s=In(S_BITS, init=S_OWN))
-        super().__init__(ports)
-
-    def _configure(self, net, arrays):
-        self._net = net
-        self._arrays, self._timings = plan_network(net, arrays)
+    plan = staticmethod(plan_chain)
 
     @property
     def has_tr(self) -> bool:
         """Whether the network has term-revealing layers (and the ``tr_*`` control ports)."""
-        return any(layer.tr is not None for layer in self._net.layers)
+        return any(engine_cls.CONTROLS for _, engine_cls, _ in self._plan.stages)
 
     def timings_for(self, control=None) -> tuple[LayerTiming, ...]:
         """The cycle model under a run-time :class:`~rtl_gen.design.golden.TRControl`."""
-        return plan_network(self._net, self._arrays, control)[1]
-
-    @property
-    def rows(self) -> int:
-        return self._arrays[0].rows
+        return plan_network(self._plan.net, self._plan.configs, control)[1]
 
     @property
     def arrays(self) -> tuple[ArrayConfig, ...]:
-        return self._arrays
-
-    @property
-    def timings(self) -> tuple[LayerTiming, ...]:
-        return self._timings
+        return self._plan.configs
 
     @property
     def interval(self) -> int:
         """Model: cycles between batches in steady state."""
-        return network_interval(self._timings, self._net.input.features)
+        return network_interval(self._plan.timings, self._plan.net.input.features)
 
     def logit_order(self) -> np.ndarray:
-        last = self._net.layers[-1]
-        return logit_order(last.out_features, self.rows, self._arrays[-1].cols)
-
-    def elaborate(self, platform):
-        m = Module()
-        engines = []
-        src_cols = None
-        for idx, (layer, array) in enumerate(zip(self._net.layers, self._arrays,
-                                                 strict=True)):
-            engine = LayerEngine(layer, array, src_cols=src_cols)
-            m.submodules[f"layer{idx}_{layer.name}"] = engine
-            m.d.comb += self.layer_cycles[idx].eq(engine.cycles)
-            if engine.is_tr:
-                m.d.comb += [engine.tr_mode.eq(self.tr_mode), engine.tr_k.eq(self.tr_k),
-                             engine.tr_s.eq(self.tr_s)]
-            engines.append(engine)
-            src_cols = array.cols
-        wiring.connect(m, wiring.flipped(self.i), engines[0].i)
-        for a, b in zip(engines, engines[1:], strict=False):
-            wiring.connect(m, a.o, b.i)
-        last = engines[-1]
-        m.d.comb += [self.o.valid.eq(last.o.valid), self.o.payload.eq(last.o.payload),
-                     last.o.ready.eq(self.o.ready)]
-        m.d.sync += self.cycles.eq(self.cycles + 1)
-
-        # argmax over each image's logits, which arrive tile by tile, rows interleaved
-        n, rows, cols = self._net.layers[-1].out_features, self.rows, self._arrays[-1].cols
-        t_i = Signal(range(max(-(-n // cols), 2)))
-        r_i = Signal(range(max(rows, 2)))
-        c_i = Signal(range(max(cols, 2)))
-        ch = Signal(range(n + cols + 1))
-        m.d.comb += ch.eq(t_i * cols + c_i)
-        best = Array(Signal(signed(len(self.o.payload)), name=f"best{r}", reset_less=True)
-                     for r in range(rows))
-        arg = Array(Signal(range(max(n, 2)), name=f"arg{r}", reset_less=True)
-                    for r in range(rows))
-        value = self.o.payload
-        with m.If(self.o.valid & self.o.ready):
-            with m.If((ch == 0) | (value > best[r_i])):
-                m.d.sync += [best[r_i].eq(value), arg[r_i].eq(ch)]
-            done = ch == n - 1
-            m.d.sync += [self.cls.valid.eq(done),
-                         self.cls.payload.eq(Mux(done & ((ch == 0) | (value > best[r_i])),
-                                                 ch, arg[r_i]))]
-            last_col = (c_i == cols - 1) | (ch == n - 1)
-            with m.If(last_col):
-                m.d.sync += c_i.eq(0)
-                with m.If(r_i == rows - 1):
-                    m.d.sync += [r_i.eq(0),
-                                 t_i.eq(Mux(ch == n - 1, 0, t_i + 1))]
-                with m.Else():
-                    m.d.sync += r_i.eq(r_i + 1)
-            with m.Else():
-                m.d.sync += c_i.eq(c_i + 1)
-        with m.Else():
-            m.d.sync += self.cls.valid.eq(0)
-        return m
+        plan = self._plan
+        return logit_order(plan.classes, plan.rows, plan.cols)

@@ -2,7 +2,7 @@
 
 A term-revealing layer (``NUMERICS.md`` section 4) keeps, of each group of ``g`` weights,
 the ``k`` largest HESE terms, and of each activation its ``s`` largest.  The layer engine
-(:class:`rtl_gen.hw.layer.LayerEngine`) runs such a layer on a :class:`TRArray`:
+(:class:`rtl_gen.hw.tr_layer.TRLayerEngine`) runs such a layer on a :class:`TRArray`:
 
 ::
 

@@ -12,30 +12,37 @@ from ..bundle import read_bundle
 from ..design.float_network import FloatNetwork
 from ..design.network import Network
 from ..errors import RtlGenError
-from ..hw.float_layer import FloatNetworkEngine
-from ..hw.network import NetworkEngine
+from ..hw.float_layer import FloatNetworkEngine, plan_float_network
+from ..hw.network import ChainPlan, NetworkEngine, plan_chain
 from ..hw.pe import DotProductUnit, PEConfig
 from ..hw.verilog import to_verilog
 from .common import OptionError, arrays_for, markdown_table, verilog_top, write_atomic
 
 __all__ = ["NetworkResult", "UnitResult", "generate_network", "generate_unit",
-           "network_engine"]
+           "network_engine", "network_plan"]
 
 
-def network_engine(net: Network | FloatNetwork, *, rows: int | None = None,
-                   cols: int | None = None, lanes: int | None = None,
-                   multiplier: str = "lut", pipeline: int = 0) -> wiring.Component:
-    """The hardware network of either family: an integer network on per-layer arrays
-    (:func:`~rtl_gen.tasks.common.arrays_for` of the options), a float network on ``cols``
-    lanes per layer (the other options do not apply to it).  A design that cannot be built
-    raises :class:`~rtl_gen.errors.RtlGenError` naming the network."""
+def network_plan(net: Network | FloatNetwork, *, rows: int | None = None,
+                 cols: int | None = None, lanes: int | None = None,
+                 multiplier: str = "lut", pipeline: int = 0) -> ChainPlan:
+    """The validated plan of the hardware network of either family: an integer network on
+    per-layer arrays (:func:`~rtl_gen.tasks.common.arrays_for` of the options), a float
+    network on ``cols`` lanes per layer (the other options do not apply to it).  Nothing is
+    built; a design that cannot be raises :class:`~rtl_gen.errors.RtlGenError` naming the
+    network."""
     try:
-        if isinstance(net, FloatNetwork):
-            return FloatNetworkEngine(net, cols)
-        return NetworkEngine(net, arrays_for(net, rows=rows, cols=cols, lanes=lanes,
-                                             multiplier=multiplier, pipeline=pipeline))
+        if net.family == "float":
+            return plan_float_network(net, cols)
+        return plan_chain(net, arrays_for(net, rows=rows, cols=cols, lanes=lanes,
+                                          multiplier=multiplier, pipeline=pipeline))
     except ValueError as e:
         raise RtlGenError(f"cannot generate {net.name!r}: {e}") from None
+
+
+def network_engine(net: Network | FloatNetwork, **options) -> wiring.Component:
+    """The hardware network of :func:`network_plan` (same options)."""
+    engine = FloatNetworkEngine if net.family == "float" else NetworkEngine
+    return engine.from_plan(network_plan(net, **options))
 
 
 @dataclasses.dataclass(frozen=True)

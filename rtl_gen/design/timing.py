@@ -1,0 +1,193 @@
+"""The cycle model of every layer engine and of a chain of them (pure Python, no Amaranth).
+
+Every layer engine (integer systolic array, term-revealing array, float lanes) is the same
+machine: a batch of ``R`` input vectors waits in one of two input banks; the sequencer takes
+it, issues ``tiles = ceil(N / C)`` tiles of ``C`` output channels, one every ``period``
+cycles, each tile ``issue_cycles`` cycles of steps; the datapath completes a tile's results
+``array_latency`` cycles after its last step, and the drain writes them to the output FIFO
+one a cycle, ``drain_stages`` registers later.  :class:`LayerTiming` holds the numbers that
+differ between engines; the hardware's ``cycles`` output equals :attr:`LayerTiming.batch_cycles`
+when nothing downstream stalls (a test holds every engine to it).
+
+The three engines as models (:meth:`LayerTiming.systolic`, :meth:`~LayerTiming.term_revealing`,
+:meth:`~LayerTiming.float_lanes`):
+
+=================  ============  ============  ==============  =========  ======
+engine             lanes         slots         array latency   drain      pickup
+=================  ============  ============  ==============  =========  ======
+integer array      ``L``         1             ``R + C + PE``  3 / 1      1
+term revealing     group ``g``   ``min(k,T)``  3               3 / 1      1
+float lanes        1             1             1               3 / 2      0
+=================  ============  ============  ==============  =========  ======
+
+(drain: hidden layer / logits for the integer engines; with / without a scale for float.)
+The integer drain reads the array's result registers, which the next tile's results
+overwrite, so its period has one cycle of margin (``drain_gap`` 1); the float lanes copy
+their sums into a shift register (``drain_gap`` 0).  ``pickup`` is the idle cycle the
+integer sequencer spends taking the next bank; the float sequencer takes it in the cycle
+the last tile ends.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+__all__ = ["LayerTiming", "network_interval"]
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerTiming:
+    """The cycle model of one layer engine (see the module docstring).
+
+    Parameters
+    ----------
+    k, n:
+        Inputs and outputs of the layer.
+    rows, cols, lanes:
+        ``R`` (batch), ``C`` (channels per tile) and ``L`` (inputs per step).
+    array_latency:
+        From the last step entering the datapath to every result of the tile captured.
+    drain_stages:
+        Registers from a result to the output FIFO.
+    slots:
+        Cycles per step (the term-revealing array's weight-term slots per group), at least 1.
+    drain_gap:
+        Cycles of margin between the drain's last read of a tile and the next tile's results
+        landing.
+    pickup:
+        Idle cycles between a batch's last tile and the next batch's first.
+    """
+
+    k: int
+    n: int
+    rows: int
+    cols: int
+    lanes: int
+    array_latency: int
+    drain_stages: int
+    slots: int = 1
+    drain_gap: int = 1
+    pickup: int = 1
+
+    @classmethod
+    def systolic(cls, *, k: int, n: int, rows: int, cols: int, lanes: int, pe_latency: int,
+                 requantize: bool) -> LayerTiming:
+        """An integer layer on an output-stationary ``R x C`` systolic array: results
+        complete ``R + C + pe_latency`` cycles after the last step (the skew and the
+        systolic chains ``R + C - 2``, the PE's input register and latency, the result
+        capture); the drain adds the bias and, for a hidden layer (``requantize``), the
+        requantization product and the shift."""
+        return cls(k=k, n=n, rows=rows, cols=cols, lanes=lanes,
+                   array_latency=rows + cols + pe_latency,
+                   drain_stages=3 if requantize else 1)
+
+    @classmethod
+    def term_revealing(cls, *, k: int, n: int, rows: int, cols: int, group: int, slots: int,
+                       latency: int, requantize: bool) -> LayerTiming:
+        """A term-revealing layer: a step is one group of ``group`` inputs taking ``slots``
+        cycles; the array broadcasts its operands (no skew), so its ``latency`` is fixed."""
+        return cls(k=k, n=n, rows=rows, cols=cols, lanes=group, slots=slots,
+                   array_latency=latency, drain_stages=3 if requantize else 1)
+
+    @classmethod
+    def float_lanes(cls, *, k: int, n: int, lanes: int, scaled: bool) -> LayerTiming:
+        """A float layer on ``lanes`` output channels: one input a step, the product
+        registered, the sum formed a cycle later (latency 1); the tail's read register, the
+        scale product (``scaled``) and the bias sum with ReLU."""
+        return cls(k=k, n=n, rows=1, cols=lanes, lanes=1, array_latency=1,
+                   drain_stages=3 if scaled else 2, drain_gap=0, pickup=0)
+
+    @property
+    def k_steps(self) -> int:
+        """Steps per tile: ``ceil(K / L)``."""
+        return math.ceil(self.k / self.lanes)
+
+    @property
+    def tiles(self) -> int:
+        """Tiles per batch: ``ceil(N / C)``."""
+        return math.ceil(self.n / self.cols)
+
+    @property
+    def last_cols(self) -> int:
+        """Channels of the last tile."""
+        return self.n - (self.tiles - 1) * self.cols
+
+    @property
+    def issue_cycles(self) -> int:
+        """Cycles a tile's steps take to issue: ``k_steps * slots``."""
+        return self.k_steps * self.slots
+
+    @property
+    def period(self) -> int:
+        """Cycles between tile starts: the steps, or the drain of ``R*C`` results (plus
+        ``drain_gap``) if that is longer."""
+        return max(self.issue_cycles, self.rows * self.cols + self.drain_gap)
+
+    @property
+    def batch_cycles(self) -> int:
+        """From the cycle the sequencer takes a batch to the cycle its last result enters
+        the output FIFO, both counted, when nothing downstream stalls.
+
+        The sequencer takes the batch in cycle 0 and presents step ``s`` of tile ``t`` in
+        cycle ``1 + t*period + s``; the memories answer a cycle later, so the last tile's last
+        step enters the datapath in cycle ``1 + (tiles-1)*period + issue_cycles``, and its
+        results are complete ``array_latency`` cycles after that.  The drain starts the next
+        cycle and writes result ``j = r*C + c`` ``j + drain_stages`` cycles later; the last
+        real result is ``j = (R-1)*C + last_cols - 1``.
+        """
+        j_last = (self.rows - 1) * self.cols + self.last_cols - 1
+        return (1 + (self.tiles - 1) * self.period + self.issue_cycles + self.array_latency
+                + 1 + j_last + self.drain_stages + 1)
+
+    @property
+    def interval(self) -> int:
+        """Cycles between batch starts when the next batch is waiting: every tile, plus
+        ``pickup``."""
+        return self.tiles * self.period + self.pickup
+
+    @property
+    def steady_interval(self) -> int:
+        """Cycles between batches fed one activation a cycle, at most: :attr:`interval`, or,
+        when loading a batch takes about as long as computing one, the input banks' bound.
+        A bank is free again when the batch in it has issued its last tile, and the batch
+        after next loads into it over ``R*K`` cycles more, so two batches take at least
+        ``interval + R*K + 1 - pickup`` cycles."""
+        return max(self.interval,
+                   -(-(self.interval + self.rows * self.k + 1 - self.pickup) // 2))
+
+    @property
+    def in_flight(self) -> int:
+        """Batches whose start time the cycle counter must hold at once: when a batch is
+        taken, those taken before it and still writing (starts are at least
+        :attr:`interval` apart, stalls delay starts as much as ends), and itself."""
+        return max(0, self.batch_cycles - 2) // self.interval + 1
+
+    @property
+    def macs(self) -> int:
+        """Products per batch."""
+        return self.rows * self.k * self.n
+
+    @property
+    def products(self) -> int:
+        """Products (multiply or sign operations) per input vector."""
+        return self.k * self.n
+
+    @property
+    def peak(self) -> int:
+        """Products per cycle of the whole datapath: ``R * C * L``."""
+        return self.rows * self.cols * self.lanes
+
+    @property
+    def utilization(self) -> float:
+        """Achieved over peak products in steady state (batches back to back)."""
+        return self.macs / (self.interval * self.peak)
+
+
+def network_interval(timings, input_features: int) -> int:
+    """Cycles between batches of a chained network in steady state: the slowest layer (its
+    :attr:`~LayerTiming.steady_interval`), the input stream (one activation a cycle), or a
+    layer's output stream if that is slower."""
+    rows = timings[0].rows
+    return max([t.steady_interval for t in timings] + [rows * input_features] +
+               [rows * t.n for t in timings])

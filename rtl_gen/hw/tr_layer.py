@@ -1,0 +1,174 @@
+"""A term-revealing layer in hardware: the engine kit around a term-pair array.
+
+::
+
+    i ──► x_r ──► DataTermUnit (keep s HESE terms) ──► input banks: one word = a group of g x'
+                                                                  │
+    weight-term ROM (tile, group, slot) ─────────────────────────►│ one term per column
+                                                                  ▼
+                              TRArray R x C (operands broadcast) ──► drain (kit) ──► FIFO ──► o
+
+The same kit as :class:`~rtl_gen.hw.layer.LayerEngine` (input banks, tile sequencer, credit
+FIFO, integer drain, cycle counter); what differs is the front end (the activation is
+registered, truncated to its ``s`` largest terms and registered again, so the banks' writes
+land two cycles after the transfer), the array (:class:`~rtl_gen.hw.tr.TRArray`) and the
+issue: a step is one group and takes ``slots`` cycles, one weight-term slot each, under the
+run-time controls ``tr_mode``, ``tr_k``, ``tr_s`` (see :mod:`rtl_gen.hw.tr`), latched when a
+batch is taken.
+
+Cycle model: :meth:`rtl_gen.design.timing.LayerTiming.term_revealing` with ``slots`` for
+the controls in force.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from amaranth import Module, Mux, Signal, Value, signed, unsigned
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In
+
+from ..design.golden import LayerTiming, TRControl
+from ..design.network import DenseLayer
+from ..protocol import K_BITS, K_OWN, S_BITS, S_OWN
+from .hese import DataTermUnit
+from .kit import (
+    Engine,
+    credit_fifo,
+    delayed,
+    input_banks,
+    tile_sequencer,
+)
+from .layer import ArrayConfig, LayerPlan, int_back_end, int_ports, layer_timing, plan_layer
+from .tr import TRArray, term_rom_words
+
+__all__ = ["TRLayerEngine"]
+
+
+class TRLayerEngine(Engine):
+    """A term-revealing dense layer; see the module docstring.
+
+    Parameters
+    ----------
+    layer, array, src_cols:
+        As for :class:`~rtl_gen.hw.layer.LayerEngine`; the layer must have term revealing
+        (or sign-magnitude weights) and the array takes no lanes, multiplier or pipeline.
+
+    Members
+    -------
+    i, o, cycles:
+        As for :class:`~rtl_gen.hw.layer.LayerEngine`.
+    tr_mode, tr_k, tr_s : In
+        The run-time controls (reset values: term revealing with the bundle's ``k`` and
+        ``s``).
+    """
+
+    #: Run-time control ports, driven by the network's ports of the same names.
+    CONTROLS: tuple[str, ...] = ("tr_mode", "tr_k", "tr_s")
+
+    @staticmethod
+    def plan(layer: DenseLayer, array: ArrayConfig, *, src_cols: int | None = None):
+        p = plan_layer(layer, array, src_cols=src_cols)
+        if not p.is_tr:
+            raise ValueError(f"layer {layer.name!r} has no term revealing: it runs on the PE "
+                             "array engine (LayerEngine)")
+        return p
+
+    @staticmethod
+    def ports(plan: LayerPlan) -> dict:
+        ports = int_ports(plan.layer)
+        ports.update(tr_mode=In(1, init=1), tr_k=In(K_BITS, init=K_OWN),
+                     tr_s=In(S_BITS, init=S_OWN))
+        return ports
+
+    def timing_for(self, control: TRControl | None = None) -> LayerTiming:
+        """The cycle model under a run-time control."""
+        return layer_timing(self._plan.layer, self._plan.array, control)
+
+    def elaborate(self, platform):
+        m = Module()
+        plan = self._plan
+        layer, t = plan.layer, plan.timing
+        rows, cols, group = t.rows, t.cols, t.lanes
+        ks, nt = t.k_steps, t.tiles
+
+        # -- front end: this layer's budget and data terms (the registers, or the bundle's
+        # where they hold K_OWN / S_OWN); the activation registered, truncated to its s
+        # largest HESE terms (x', which can round a magnitude up to the next power of two:
+        # one bit more) by the unit, whose output is registered too
+        a_bits = layer.in_bits + 1
+        x_shape = signed(a_bits) if layer.in_signed else unsigned(a_bits)
+        tr_k = Signal(K_BITS)
+        tr_s = Signal(S_BITS)
+        m.d.comb += [tr_k.eq(Mux(self.tr_k == K_OWN, layer.tr.budget, self.tr_k)),
+                     tr_s.eq(Mux(self.tr_s == S_OWN, layer.tr.data_terms or 0, self.tr_s))]
+        mag = layer.in_bits - 1 if layer.in_signed else layer.in_bits
+        m.submodules.dtu = dtu = DataTermUnit(mag, signed=layer.in_signed, pipeline=True)
+        x_r = Signal.like(self.i.payload, name="x_r")
+        m.d.sync += x_r.eq(self.i.payload)
+        m.d.comb += [dtu.i.eq(x_r),
+                     dtu.s.eq(Mux(tr_s > mag + 1, mag + 1, tr_s)),
+                     dtu.enable.eq(self.tr_mode & (tr_s != 0))]
+        banks = input_banks(m, self.i, rows=rows, lanes=group, a_bits=a_bits, ks=ks, k=t.k,
+                            src_cols=plan.src_cols, value=dtu.value[:a_bits], delay=2)
+
+        # -- weight-term ROM, array, FIFO and the sequencer under the run-time slots --------
+        words, t_max, term = term_rom_words(layer, cols)
+        m.submodules.rom = rom = Memory(shape=unsigned(cols * term.size), depth=len(words),
+                                        init=words)
+        m.submodules.array = array = TRArray(rows=rows, cols=cols, group=group,
+                                             x_shape=x_shape, term=term,
+                                             acc_bits=layer.acc_bits)
+        rom_rd = rom.read_port()
+        out = credit_fifo(m, self.o, width=len(Value.cast(self.o.payload)),
+                          depth=plan.fifo_depth, need=rows * cols)
+
+        # run-time slots per group (latched with the batch) and the period they give
+        max_period = max(ks * t_max, rows * cols + 1)
+        slots_next = Signal(range(t_max + 1))
+        slots = Signal(range(t_max + 1), init=t.slots)
+        n_issue = Signal(range(ks * t_max + 1), init=t.issue_cycles)
+        period_v = Signal(range(max_period + 1), init=t.period)
+        terms_on = Signal(init=1)
+        seq = tile_sequencer(m, banks.full, out.credit, tiles=nt, period=period_v,
+                             step_range=max_period + 1, chain=False)
+        k_min = Mux(tr_k < t_max, tr_k, t_max)
+        m.d.sync += slots_next.eq(Mux(self.tr_mode, Mux(tr_k == 0, 1, k_min), t_max))
+        with m.If(seq.batch_started):
+            m.d.sync += [slots.eq(slots_next), n_issue.eq(slots_next * ks),
+                         period_v.eq(Mux(slots_next * ks > rows * cols,
+                                         slots_next * ks, rows * cols + 1)),
+                         terms_on.eq(~self.tr_mode | (tr_k != 0))]
+
+        # the group and slot being issued; the groups' ROM base runs on across the tiles
+        issue = Signal()
+        grp = Signal(range(max(ks, 2)))
+        slot = Signal(range(max(t_max, 2)))
+        gbase = Signal(range(nt * ks * t_max + t_max + 1))
+        m.d.comb += issue.eq(seq.running & (seq.step < n_issue))
+        banks.read(m, seq.cbank, grp)
+        m.d.comb += rom_rd.addr.eq(gbase + slot)
+        with m.If(issue):
+            with m.If(slot == slots - 1):
+                m.d.sync += [slot.eq(0), grp.eq(grp + 1), gbase.eq(gbase + t_max)]
+            with m.Else():
+                m.d.sync += slot.eq(slot + 1)
+        with m.If(seq.start_tile):
+            m.d.sync += [grp.eq(0), slot.eq(0)]
+            with m.If(~seq.running):
+                m.d.sync += gbase.eq(0)
+        first = issue & (grp == 0) & (slot == 0)
+        last = issue & (grp == ks - 1) & (slot == slots - 1)
+        m.d.comb += array.on.eq(terms_on)
+
+        # memories answer one cycle later: delay the step's flags to match
+        valid_d, first_d, last_d = delayed(m, issue, first, last, name="step_d")
+        m.d.comb += [array.valid.eq(valid_d), array.first.eq(first_d), array.last.eq(last_d),
+                     array.w.as_value().eq(rom_rd.data)]
+        for r in range(rows):
+            m.d.comb += array.x[r].as_value().eq(banks.data(r))
+
+        int_back_end(m, layer, t, array, out, seq, self.cycles,
+                     in_flight=max(dataclasses.replace(t, slots=s).in_flight
+                                   for s in range(1, t_max + 1)))
+        return m
