@@ -14,24 +14,16 @@ parallel)::
                             ▼
                  output FIFO ──► o (fp32 bits, channel order, back-pressure)
 
-The product of each weight space comes from a *processing element* with one interface
-(:func:`pe_signature`: ``x`` the fp32 activation, ``w`` the weight code, ``p`` the fp32
-product, combinational):
-
-=============== ===================== =================================================
-space           PE                    product
-=============== ===================== =================================================
-``float``       :class:`FloatMulPE`   fp32 x fp32 (:class:`~rtl_gen.hw.fpu.FloatMul`)
-``E4M3`` ...    :class:`FloatMulPE`   fp32 x minifloat, the weight widened exactly
-``binary``      :class:`XorSignPE`    sign flip (XOR signed-bits), no multiplier
-``ternary``     :class:`TernaryPE`    sign flip and magnitude mask, no multiplier
-=============== ===================== =================================================
+The product of each weight space comes from a *processing element* of
+:mod:`rtl_gen.hw.pes.floats` (one interface, :func:`pe_signature`: ``x`` the fp32 activation,
+``w`` the weight code, ``p`` the fp32 product, combinational; :func:`make_pe` picks it by
+weight space: an fp32 or minifloat multiplier, a sign flip for binary, a sign flip and a mask
+for ternary).
 
 So a binary or ternary layer has no multiplier in its lanes: its only multiplier is the
 tail's, for the per-output scale ``alpha``.  The order of every fp32 operation is the
-golden model's (:func:`rtl_gen.design.float_network.layer_forward`): ``k = 0 .. K-1`` one after
-another
-into one accumulator per output, then the scale, then the bias, then ReLU.
+golden model's (:func:`rtl_gen.design.float_network.layer_forward`): ``k = 0 .. K-1`` one
+after another into one accumulator per output, then the scale, then the bias, then ReLU.
 
 An image's ``N`` outputs are computed in ``ceil(N / C)`` tiles of ``C`` channels; a tile
 issues its ``K`` steps one a cycle and a new tile starts every ``P = max(K, C)`` cycles
