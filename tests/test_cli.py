@@ -466,3 +466,18 @@ def test_synth_a_user_bundle(tmp_path):
     cells = [c.strip() for c in row.split("|")[1:-1]]
     assert cells[0] == "bundle" and cells[1] == "up5k"
     assert 0 < int(cells[2]) < 5280 and int(cells[5]) > 0  # logic cells, FF
+
+
+def test_a_quantized_tr_bundle_generates_under_the_defaults(tmp_path):
+    """A bundle quantize writes with --tr generates with no array option given (the default
+    array of a term-revealing layer is the term-pair array's, whatever the scheme), and an
+    array option the TR array cannot take is refused naming it."""
+    bundle = tmp_path / "bundle"
+    assert invoke("quantize", "--model", small_model(tmp_path), "--scheme", "binary",
+                  "--tr", "4:2", "--out", bundle).exit_code == 0
+    result = invoke("generate", "--bundle", bundle, "-o", tmp_path / "n.v")
+    assert result.exit_code == 0, result.output
+    assert "module " in (tmp_path / "n.v").read_text()
+    result = invoke("generate", "--bundle", bundle, "--array-lanes", "2", "-o", tmp_path / "m.v")
+    assert result.exit_code == 1
+    assert "takes no lanes" in result.stderr and not (tmp_path / "m.v").exists()

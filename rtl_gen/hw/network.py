@@ -73,7 +73,7 @@ def plan_network(net: Network, arrays=None, control=None):
     if not isinstance(net, Network):
         raise TypeError(f"net must be a Network, not {net!r}")
     if arrays is None:
-        arrays = [default_array(layer.scheme.kind) for layer in net.layers]
+        arrays = [default_array(layer.scheme.kind, layer.tr is not None) for layer in net.layers]
     arrays = tuple(arrays)
     if len(arrays) != len(net.layers):
         raise ValueError(f"give one array configuration per layer ({len(net.layers)}), "

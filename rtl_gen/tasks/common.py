@@ -186,7 +186,8 @@ def arrays_for(net: Network, *, rows: int | None = None, cols: int | None = None
     changes.update(multiplier=multiplier, pipeline=pipeline)
     for layer in net.layers:
         try:
-            arrays.append(dataclasses.replace(default_array(layer.scheme.kind), **changes))
+            default = default_array(layer.scheme.kind, layer.tr is not None)
+            arrays.append(dataclasses.replace(default, **changes))
         except ValueError as e:
             raise OptionError(str(e)) from None
     return arrays

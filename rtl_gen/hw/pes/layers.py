@@ -31,11 +31,13 @@ def layer_pe(layer: DenseLayer, array) -> PEConfig | None:
                     pipeline=array.pipeline)
 
 
-def default_array(scheme_kind: str):
+def default_array(scheme_kind: str, tr: bool = False):
     """The :class:`~rtl_gen.hw.layer.ArrayConfig` a layer of this weight scheme gets unless
     told otherwise: one row (batch 1), eight columns, and the lanes of the PE kind that
-    serves the scheme (four for binary and ternary, whose PEs are tiny; one otherwise)."""
+    serves the scheme (four for binary and ternary, whose PEs are tiny; one otherwise).  A
+    term-revealing layer (``tr``) runs on the term-pair array, whose step is one group: one
+    lane, whatever its scheme."""
     from ..layer import ArrayConfig  # the layer engine imports this module
 
-    kind = for_scheme(scheme_kind)
+    kind = None if tr else for_scheme(scheme_kind)
     return ArrayConfig(rows=1, cols=8, lanes=1 if kind is None else kind.lanes)
