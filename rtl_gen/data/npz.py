@@ -1,4 +1,5 @@
-"""Reading a user's ``.npz`` file: every array, or one clear error naming the file."""
+"""``.npz`` files: reading a user's (every array, or one clear error naming the file) and
+writing one atomically."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy as np
 
 from ..errors import RtlGenError
 
-__all__ = ["read_npz"]
+__all__ = ["read_npz", "write_npz"]
 
 
 def read_npz(path, error: type[RtlGenError] = RtlGenError) -> dict[str, np.ndarray]:
@@ -34,3 +35,16 @@ def read_npz(path, error: type[RtlGenError] = RtlGenError) -> dict[str, np.ndarr
         raise error(f"{shown}: is a folder, not an .npz file") from None
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
         raise error(f"{shown}: not a readable .npz file ({e})") from None
+
+
+def write_npz(path, arrays: dict[str, np.ndarray]) -> None:
+    """Write ``arrays`` as the ``.npz`` file ``path`` through a temporary sibling renamed into
+    place, so a reader never sees half a file and nothing is left behind on failure."""
+    path = os.fspath(path)
+    tmp = path + ".tmp.npz"
+    try:
+        np.savez(tmp, **arrays)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)

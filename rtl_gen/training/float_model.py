@@ -18,7 +18,7 @@ import os
 
 import numpy as np
 
-from ..data.npz import read_npz
+from ..data.npz import read_npz, write_npz
 from ..errors import ModelError
 
 __all__ = ["FloatMLP", "load_float_model", "save_float_model", "train_mlp"]
@@ -168,13 +168,7 @@ def save_float_model(model: FloatMLP, path) -> None:
         arrays["input_signed"] = np.bool_(model.input_signed)
     if model.labels is not None:
         arrays["labels"] = np.array(model.labels)
-    tmp = os.fspath(path) + ".tmp.npz"
-    try:
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    write_npz(path, arrays)
 
 
 def train_mlp(x, y, sizes, *, epochs=200, batch=64, lr=3e-3, weight_decay=1e-3, seed=0,

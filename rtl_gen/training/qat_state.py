@@ -40,7 +40,7 @@ import os
 
 import numpy as np
 
-from ..data.npz import read_npz
+from ..data.npz import read_npz, write_npz
 from ..design.network import (
     DenseLayer,
     InputSpec,
@@ -138,14 +138,7 @@ def save_qat_state(state: QATState, path) -> None:
     arrays["input_signed"] = np.bool_(state.input.signed)
     arrays["input_features"] = np.int64(state.input.features)
     arrays["act_bits"] = np.int64(state.act_bits)
-    path = os.fspath(path)
-    tmp = path + ".tmp.npz"
-    try:
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    write_npz(path, arrays)
 
 
 def load_qat_state(path) -> QATState:
