@@ -25,6 +25,9 @@ __all__ = ["DenseShape", "NetworkModel", "accuracy", "predict"]
 class DenseShape:
     """A dense layer's shape, read off its weight codes ``(out_features, in_features)``."""
 
+    #: Whether the layer has weights (every dense layer does; pooling and flatten do not).
+    has_weights: ClassVar[bool] = True
+
     @property
     def in_features(self) -> int:
         return int(self.codes.shape[1])
@@ -52,16 +55,18 @@ class NetworkModel:
 
     @property
     def has_float_reference(self) -> bool:
-        """Whether every layer carries the float weights and bias it was quantized from."""
-        return all(layer.float_weight is not None for layer in self.layers)
+        """Whether every layer with weights carries the float weights and bias it was
+        quantized from."""
+        return all(layer.float_weight is not None for layer in self.layers
+                   if layer.has_weights)
 
     @property
     def bits_per_weight(self) -> float:
         """Stored bits per weight (each layer's ``bits_per_weight``), averaged over every
         weight of every layer."""
-        n = [layer.codes.size for layer in self.layers]
-        return sum(layer.bits_per_weight * k
-                   for layer, k in zip(self.layers, n, strict=True)) / sum(n)
+        layers = [layer for layer in self.layers if layer.has_weights]
+        n = [layer.codes.size for layer in layers]
+        return sum(layer.bits_per_weight * k for layer, k in zip(layers, n, strict=True)) / sum(n)
 
     def encode(self, x) -> np.ndarray:
         """Float inputs ``(batch, in_features)`` -> the values the hardware takes."""

@@ -108,7 +108,13 @@ def accumulate(layer: DenseLayer, x, control: TRControl | None = None) -> np.nda
 
 
 def layer_forward(layer: DenseLayer, x, control: TRControl | None = None) -> np.ndarray:
-    """One layer: the accumulator, then requantization and ReLU unless it is the logits."""
+    """One layer: the accumulator, then requantization and ReLU unless it is the logits.
+
+    A convolution, pooling or flatten layer (:mod:`rtl_gen.design.conv`) runs its own
+    ``forward`` on flattened HWC feature maps.
+    """
+    if not isinstance(layer, DenseLayer):
+        return layer.forward(x, control)
     acc = accumulate(layer, x, control)
     if layer.activation == "none":
         return acc
@@ -152,6 +158,9 @@ def float_forward(net: Network | FloatNetwork, x) -> np.ndarray:
         raise ValueError(f"network {net.name!r} carries no float reference")
     h = np.asarray(x, dtype=np.float64)
     for layer in net.layers:
+        if isinstance(net, Network) and not isinstance(layer, DenseLayer):
+            h = layer.float_forward(h)  # convolution, pooling, flatten
+            continue
         h = h @ layer.float_weight.T + layer.float_bias
         if layer.activation == "relu":
             h = np.maximum(h, 0)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from functools import cached_property
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
@@ -20,6 +21,9 @@ from ..errors import SpecError
 from ..numerics.fixedpoint import MAX_SHIFT, acc_bits
 from ..numerics.schemes import WeightScheme
 from .base import DenseShape, NetworkModel
+
+if TYPE_CHECKING:
+    from .conv import SpatialLayer
 
 __all__ = ["ACTIVATIONS", "DenseLayer", "InputSpec", "Network", "TRConfig"]
 
@@ -182,6 +186,8 @@ class DenseLayer(DenseShape):
         Naming the field (as spelled in the bundle) and the layer.
     """
 
+    kind: ClassVar[str] = "dense"
+
     name: str
     scheme: WeightScheme
     codes: np.ndarray
@@ -319,6 +325,8 @@ class Network(NetworkModel):
     layers:
         At least one layer; every layer but the last has ``relu``, the last ``none``; each
         layer's input matches the previous layer's output in features, width and sign.
+        Besides dense layers: the convolution, pooling and flatten layers of
+        :mod:`rtl_gen.design.conv` (feature-map shapes checked by its ``check_chain``).
     labels:
         Class names, one per output of the last layer (optional).
     metadata:
@@ -327,7 +335,7 @@ class Network(NetworkModel):
 
     name: str
     input: InputSpec
-    layers: tuple[DenseLayer, ...]
+    layers: tuple[DenseLayer | SpatialLayer, ...]
     labels: tuple[str, ...] | None = None
     metadata: dict = dataclasses.field(default_factory=dict)
 
@@ -342,8 +350,12 @@ class Network(NetworkModel):
         object.__setattr__(self, "metadata", dict(self.metadata))
         if not self.layers:
             raise SpecError("layers", "a network needs at least one layer")
+        if not self.is_dense:  # convolution, pooling, flatten: feature-map shapes too
+            from .conv import check_chain
+
+            check_chain(self.input, self.layers)
         names = [layer.name for layer in self.layers]
-        for i, layer in enumerate(self.layers):
+        for i, layer in enumerate(self.layers if self.is_dense else ()):  # else: checked
             if names.index(layer.name) != i:
                 raise SpecError("name", "is used by two layers", layer=layer.name)
             last = i == len(self.layers) - 1
@@ -377,6 +389,12 @@ class Network(NetworkModel):
     family = "integer"
 
     @property
+    def is_dense(self) -> bool:
+        """Whether every layer is a :class:`DenseLayer` (else it has layers of
+        :mod:`rtl_gen.design.conv`: convolution, pooling, flatten)."""
+        return all(isinstance(layer, DenseLayer) for layer in self.layers)
+
+    @property
     def in_features(self) -> int:
         return self.input.features
 
@@ -395,5 +413,6 @@ class Network(NetworkModel):
 
     @property
     def schemes(self) -> tuple[str, ...]:
-        return tuple(layer.scheme.name for layer in self.layers)
+        """Weight scheme of every layer with weights."""
+        return tuple(layer.scheme.name for layer in self.layers if layer.has_weights)
 
