@@ -341,10 +341,10 @@ MALFORMED = {
     # format and version
     "unknown-format": (_manifest(_set("format", value="onnx")), M, None, "format",
                        "not an rtl_gen weight bundle manifest.*'onnx'"),
-    "unknown-version": (_manifest(_set("version", value=2)), M, None, "version",
-                        "2 is not supported; this reader supports version 1"),
+    "unknown-version": (_manifest(_set("version", value=3)), M, None, "version",
+                        "3 is not supported; this reader supports version 1, 2"),
     "missing-version": (_manifest(_delete("version")), M, None, "version",
-                        "missing; this reader supports version 1"),
+                        "missing; this reader supports version 1, 2"),
     "version-as-string": (_manifest(_set("version", value="1")), M, None, "version",
                           "'1' is not supported"),
     # schema

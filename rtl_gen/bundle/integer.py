@@ -63,10 +63,12 @@ __all__ = [
     "write_bundle",
 ]
 
-#: The version this module writes.
+#: The version this module writes for a network of dense layers only (version 2,
+#: :data:`rtl_gen.bundle.layered.LAYERED_VERSION`, for any other).
 FORMAT_VERSION = 1
-#: The versions :func:`read_int_bundle` reads; any other is refused.
-SUPPORTED_VERSIONS = (1,)
+#: The versions :func:`read_int_bundle` reads; any other is refused.  Version 2
+#: (:mod:`.layered`) adds convolution, pooling and flatten layers.
+SUPPORTED_VERSIONS = (1, 2)
 
 #: ``|bias|`` must stay below this (the accumulator-width rule assumes it).
 BIAS_LIMIT = 1 << 40
@@ -191,7 +193,9 @@ _ARRAYS = (
 # -- writing --------------------------------------------------------------------------------
 
 def write_bundle(net: Network, path) -> Path:
-    """Write ``net`` as a bundle folder at ``path`` and return ``path``.
+    """Write ``net`` as a bundle folder at ``path`` and return ``path``: format version 1
+    for a network of dense layers only, version 2 (:mod:`.layered`) when it has
+    convolution, pooling or flatten layers.
 
     The bytes depend on ``net`` alone: the manifest is JSON with two-space indent, a fixed
     field order (``metadata`` keys sorted) and a final newline; arrays are little-endian
@@ -216,8 +220,15 @@ def write_bundle(net: Network, path) -> Path:
     if Path(os.path.abspath(given)).parent == Path(os.path.abspath(given)):
         raise BundleError(str(given), "cannot write a bundle at the file-system root")
     manifest_file = str(given / MANIFEST_NAME)
-    manifest, arrays = _to_manifest(net, manifest_file)
-    error = jsonschema.exceptions.best_match(_VALIDATOR.iter_errors(manifest))
+    validator = _VALIDATOR
+    if net.is_dense:
+        manifest, arrays = _to_manifest(net, manifest_file)
+    else:  # convolution, pooling, flatten: version 2
+        from .layered import LAYERED_VALIDATOR, layered_manifest
+
+        manifest, arrays = layered_manifest(net, manifest_file)
+        validator = LAYERED_VALIDATOR
+    error = jsonschema.exceptions.best_match(validator.iter_errors(manifest))
     if error is not None:  # a network the reader would refuse must not be written
         layer, field, message = schema_error_parts(error, manifest)
         raise BundleError(manifest_file, f"cannot be written: {message}", layer=layer,
@@ -336,8 +347,19 @@ class _IntReader(Reader):
 
     # -- the steps ---------------------------------------------------------------------------
 
+    def check_schema(self, m: dict) -> None:
+        if m["version"] != FORMAT_VERSION:  # version 2: layer kinds
+            from .layered import LAYERED_VALIDATOR
+
+            self.validator = LAYERED_VALIDATOR
+        super().check_schema(m)
+
     def read(self) -> Network:
         m = self.open_manifest()
+        if m["version"] != FORMAT_VERSION:
+            from .layered import read_layered
+
+            return read_layered(self, m)
         m["input"]["scale"] = self.scale(m["input"]["scale"], None, "input.scale")
         layers_m = m["layers"]
         prev = (m["input"]["features"], m["input"]["bits"], m["input"]["signed"], "the input")
