@@ -101,11 +101,12 @@ def _is_int(v) -> bool:
 
 def _ints(field, v, n, lo, hi, layer, what) -> tuple[int, ...]:
     """``v`` (an integer, repeated ``n`` times, or a sequence of ``n`` integers) in lo..hi."""
+    given = v
     if _is_int(v) and n == 2:
         v = (v, v)
     if (isinstance(v, (str, bytes)) or not hasattr(v, "__len__") or len(v) != n
             or not all(_is_int(e) and lo <= e <= hi for e in v)):
-        raise SpecError(field, f"must be {what}: {n} integers in {lo}..{hi}, not {v!r}",
+        raise SpecError(field, f"must be {what}: {n} integers in {lo}..{hi}, not {given!r}",
                         layer=layer)
     return tuple(int(e) for e in v)
 
@@ -602,14 +603,15 @@ def check_chain(input_spec, layers) -> None:
     SpecError
         Naming the layer, the field and the mismatch.
     """
+    for layer in layers:
+        if not isinstance(layer, (DenseLayer, SpatialLayer)):
+            raise SpecError("kind", f"must be a dense, conv, pooling or flatten layer, not "
+                            f"{type(layer).__name__}", layer=getattr(layer, "name", None))
     names = [layer.name for layer in layers]
     features, shape, bits, signed = input_spec.features, None, input_spec.bits, \
         input_spec.signed
     source = "the input"
     for i, layer in enumerate(layers):
-        if not isinstance(layer, (DenseLayer, SpatialLayer)):
-            raise SpecError("kind", f"must be a dense, conv, pooling or flatten layer, not "
-                            f"{type(layer).__name__}", layer=getattr(layer, "name", None))
         name = layer.name
         if names.index(name) != i:
             raise SpecError("name", "is used by two layers", layer=name)
