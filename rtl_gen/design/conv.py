@@ -72,7 +72,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from ..errors import SpecError
 from .golden import TRControl, layer_forward
-from .network import ACT_BITS_RANGE, DenseLayer, check_layer_name
+from .network import ACT_BITS_RANGE, DenseLayer, _check_int, check_layer_name
 
 __all__ = [
     "MAX_FEATURES",
@@ -234,8 +234,6 @@ class SpatialLayer:
 
     def _check_io(self):
         check_layer_name(self.name)
-        from .network import _check_int  # the dense layer's own integer check
-
         _check_int("in_bits", self.in_bits, *ACT_BITS_RANGE, self.name)
         if not isinstance(self.in_signed, (bool, np.bool_)):
             raise SpecError("in_signed", f"must be true or false, not {self.in_signed!r}",
