@@ -21,7 +21,7 @@ from boards import BOARDS
 
 from .design.network import TRConfig
 from .devices import DEVICES
-from .errors import RtlGenError
+from .errors import RtlGenError, SpecError
 from .numerics.schemes import parse_scheme
 from .tasks import build as build_task
 from .tasks import check as check_task
@@ -35,22 +35,34 @@ from .tasks import run as run_task
 from .tasks import synth as synth_task
 from .tasks import train as train_task
 from .tasks import verify as verify_task
-from .tasks.common import OptionError, markdown_table
+from .tasks.common import TR_PARTS, OptionError, markdown_table
+
+
+def _os_message(e: OSError) -> str:
+    """One line for a file-system error no task turned into an :class:`RtlGenError`."""
+    reason = e.strerror or str(e)
+    if e.filename is None:
+        return reason
+    other = f" -> {e.filename2}" if e.filename2 is not None else ""
+    return f"{e.filename}{other}: {reason}"
 
 
 class _Command(click.Command):
     """Turns the package's own errors into click's one-line ``Error:``: exit status 2 for an
-    option that cannot work (:class:`~rtl_gen.tasks.common.OptionError`), else 1."""
+    option that cannot work (:class:`~rtl_gen.tasks.common.OptionError`), else 1 (bad input
+    files, outputs that cannot be written, failures at run time)."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except OptionError as e:
             if e.option is not None:
-                raise click.BadParameter(e.message, ctx, param_hint=e.option) from None
+                raise click.BadParameter(e.message, ctx, param_hint=f"'{e.option}'") from None
             raise click.UsageError(e.message, ctx) from None
         except RtlGenError as e:
             raise click.ClickException(str(e)) from None
+        except OSError as e:  # the file system refused something no task foresaw
+            raise click.ClickException(_os_message(e)) from None
 
 
 class _Group(click.Group):
@@ -95,8 +107,8 @@ class _TRParam(click.ParamType):
             self.fail(f"expected G:K or G:K:S with integers, not {value!r}", param, ctx)
         try:
             return TRConfig(*nums)
-        except RtlGenError as e:
-            self.fail(e.message, param, ctx)
+        except SpecError as e:
+            self.fail(f"{TR_PARTS.get(e.field, e.field)}: {e.message}", param, ctx)
 
 
 class _PEKind(click.ParamType):

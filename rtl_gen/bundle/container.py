@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import secrets
 import shutil
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -27,9 +28,12 @@ __all__ = [
     "FORMAT_NAME",
     "MANIFEST_NAME",
     "MAX_FEATURES",
+    "NAME_SCHEMA",
+    "NAME_RULE",
     "Reader",
     "StrictValidator",
     "bundle_format",
+    "check_name",
     "is_bundle",
     "json_value",
     "little_endian",
@@ -49,6 +53,20 @@ FORMATS = {FORMAT_NAME: "integer", FLOAT_FORMAT_NAME: "float"}
 MAX_FEATURES = 1 << 20
 #: A manifest larger than this is refused before it is parsed.
 MAX_MANIFEST_BYTES = 64 << 20
+#: A network's name in a manifest (it names the Verilog module and files).
+NAME_PATTERN = "^[A-Za-z0-9_-]+$"
+NAME_SCHEMA = {"type": "string", "pattern": NAME_PATTERN}
+#: What :data:`NAME_PATTERN` says, for error messages.
+NAME_RULE = ("a non-empty word of ASCII letters, digits, '_' or '-' (it names the Verilog "
+             "module and files)")
+
+
+def check_name(name) -> str | None:
+    """``None`` if ``name`` is a valid network name (:data:`NAME_PATTERN`), else what is
+    wrong with it, quoting it: the rule every bundle reader applies to ``name``."""
+    if isinstance(name, str) and re.fullmatch(NAME_PATTERN, name):
+        return None
+    return f"must be {NAME_RULE}, not {name!r}"
 
 
 # JSON has one number type; a width written as 8.0 is still not an integer here (the stock
@@ -218,6 +236,12 @@ def _read_npy_header(path: Path):
     return shape, fortran, dtype, offset, size
 
 
+def _json_type(v) -> str:
+    """The JSON name of a parsed value's type."""
+    return {str: "a string", bool: "a boolean", float: "a number with a fraction",
+            list: "an array", dict: "an object", type(None): "null"}.get(type(v), "a number")
+
+
 class _JSONValueError(ValueError):
     pass
 
@@ -256,6 +280,8 @@ def schema_error_parts(error, manifest) -> tuple[str | None, str | None, str]:
         extra = sorted(k for k in instance if k not in known)
         path.append(extra[0])
         message = "is not a field of this format version"
+    elif error.validator == "pattern" and error.validator_value == NAME_PATTERN:
+        message = check_name(instance) or error.message
     else:
         message = error.message
     layer = None
@@ -349,8 +375,10 @@ class Reader:
         if "version" not in m:
             self.fail(f"is missing; this reader supports version {supported}",
                       field="version")
-        if (not isinstance(version, int) or isinstance(version, bool)
-                or version not in self.supported_versions):
+        if not isinstance(version, int) or isinstance(version, bool):
+            self.fail(f"must be an integer, not {version!r} ({_json_type(version)}); this "
+                      f"reader supports version {supported}", field="version")
+        if version not in self.supported_versions:
             self.fail(f"{version!r} is not supported; this reader supports version "
                       f"{supported} (a newer rtl_gen may read it)", field="version")
 

@@ -15,20 +15,20 @@ Every long task takes an optional ``progress`` callable, called in two ways:
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from ..bundle import read_bundle
+from ..bundle.container import check_name
 from ..data.digits import digits
 from ..data.npz import read_npz
 from ..design.float_network import FloatNetwork
 from ..design.golden import TRControl, TRMode
 from ..design.network import Network
-from ..errors import RtlGenError
+from ..errors import DataError, RtlGenError, SpecError
+from ..files import check_output, write_file, write_files
 from ..hw.network import default_array
 
 __all__ = [
@@ -36,6 +36,8 @@ __all__ = [
     "OptionError",
     "Progress",
     "arrays_for",
+    "bundle_name",
+    "check_output",
     "data_file",
     "encode_inputs",
     "evaluation_data",
@@ -43,6 +45,7 @@ __all__ = [
     "notify",
     "read_int_network",
     "tr_control",
+    "tr_option_message",
     "verilog_top",
     "write_atomic",
     "write_outputs",
@@ -73,23 +76,29 @@ def notify(progress: Progress | None, message: str) -> None:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary sibling file: never half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    """Write ``text`` to ``path`` whole (:func:`rtl_gen.files.write_file`): a temporary
+    sibling renamed into place, the umask's mode, one :class:`~rtl_gen.errors.OutputError`
+    naming the path when the file system refuses."""
+    write_file(path, text)
 
 
-def write_outputs(out: Path, files: dict[str, str]) -> None:
-    """Write several text files into the folder ``out``, each whole."""
-    for name, text in files.items():
-        write_atomic(Path(out) / name, text)
+def write_outputs(out: Path, files: dict[str, str]) -> dict[str, Path]:
+    """Write several text files into the folder ``out``: all of them or, when one cannot be
+    written, none (:func:`rtl_gen.files.write_files`)."""
+    return write_files(out, files)
+
+
+def bundle_name(out: Path, name: str | None = None) -> str:
+    """The network name of a bundle written to ``out``: ``name`` or the folder's name, checked
+    against the rule every bundle reader applies, before any work is done."""
+    chosen = name if name is not None else Path(out).name
+    problem = check_name(chosen)
+    if problem is None:
+        return chosen
+    if name is not None:
+        raise OptionError(f"the network name {problem}", option="--name")
+    raise OptionError(f"the network name comes from the folder name, which {problem}; give "
+                      "--name", option="--out")
 
 
 def markdown_table(rows: list[dict], columns: list[tuple[str, str]] | None = None) -> str:
@@ -131,20 +140,61 @@ def read_int_network(bundle, why: str) -> Network:
     return net
 
 
-def data_file(data, features: int) -> tuple[np.ndarray, np.ndarray]:
-    """``x`` (float inputs, ``(n, features)``, finite) and ``y`` from a ``.npz`` file."""
-    arrays = read_npz(data)
+def data_file(data, features: int,
+              classes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``x`` (float inputs, ``(n, features)``, finite, ``n >= 1``) and ``y`` (integer labels,
+    each in ``0..classes-1`` when ``classes`` is given) from a ``.npz`` file; anything else
+    is a :class:`DataError` naming the file and the array."""
+    arrays = read_npz(data, DataError)
     missing = [k for k in ("x", "y") if k not in arrays]
     if missing:
-        raise RtlGenError(f"{data}: expected an .npz with arrays x and y; "
-                          f"{' and '.join(missing)} missing")
+        raise DataError(f"{data}: expected an .npz with arrays x and y; "
+                        f"{' and '.join(missing)} missing")
     x, y = arrays["x"], arrays["y"]
     if x.ndim != 2 or x.shape[1] != features or y.shape != (len(x),):
-        raise RtlGenError(f"{data}: x must be (n, {features}) and y (n,), not "
-                          f"{x.shape} and {y.shape}")
-    if x.dtype.kind not in "fiu" or not np.isfinite(x).all():
-        raise RtlGenError(f"{data}: x must hold finite numbers")
-    return x, y
+        raise DataError(f"{data}: x must be (n, {features}) and y (n,), not "
+                        f"{x.shape} and {y.shape}")
+    if len(x) == 0:
+        raise DataError(f"{data}: x and y hold no examples (n = 0); an accuracy needs at "
+                        "least one")
+    if x.dtype.kind not in "fiu":
+        raise DataError(f"{data}: x must hold numbers, not {_dtype_words(x.dtype)}")
+    bad = np.count_nonzero(~np.isfinite(x))
+    if bad:
+        raise DataError(f"{data}: x holds {bad} NaN or infinite value(s); inputs must be "
+                        "finite")
+    return x, _labels(data, y, classes)
+
+
+def _dtype_words(dtype: np.dtype) -> str:
+    """A dtype in words (``text``, ``booleans``, ...) rather than numpy's kind letters."""
+    return {"U": "text", "S": "bytes", "b": "booleans", "c": "complex numbers",
+            "O": "Python objects", "M": "dates", "m": "time spans",
+            "V": "raw records"}.get(dtype.kind, str(dtype))
+
+
+def _labels(data, y: np.ndarray, classes: int | None) -> np.ndarray:
+    """``y`` as int64 class labels, or a :class:`DataError` naming the first bad one."""
+    if y.dtype.kind == "f":
+        whole = np.isfinite(y) & (y == np.round(y))
+        if not whole.all():
+            i = int(np.argmin(whole))
+            raise DataError(f"{data}: y must hold whole-number class labels; y[{i}] is "
+                            f"{float(y[i])!r}")
+        if np.abs(y).max() >= 2 ** 53:
+            raise DataError(f"{data}: y holds labels out of range ({np.abs(y).max():g})")
+        y = y.astype(np.int64)
+    elif y.dtype.kind not in "iu":
+        raise DataError(f"{data}: y must hold integer class labels, not "
+                        f"{_dtype_words(y.dtype)}")
+    hi = classes - 1 if classes is not None else None
+    bad = (y < 0) if hi is None else (y < 0) | (y > hi)
+    if bad.any():
+        i = int(np.argmax(bad))
+        allowed = "0 or more" if hi is None else f"in 0..{hi} (the network has {classes} " \
+            "outputs)"
+        raise DataError(f"{data}: y must hold class labels {allowed}; y[{i}] is {int(y[i])}")
+    return y.astype(np.int64)
 
 
 def evaluation_data(net: Network | FloatNetwork, data=None) -> tuple[np.ndarray, np.ndarray]:
@@ -156,7 +206,7 @@ def evaluation_data(net: Network | FloatNetwork, data=None) -> tuple[np.ndarray,
                               "with arrays x (float inputs) and y (labels)")
         _, test = digits()
         return test.x, test.y
-    return data_file(data, net.in_features)
+    return data_file(data, net.in_features, net.layers[-1].out_features)
 
 
 def encode_inputs(net: Network | FloatNetwork, x: np.ndarray, data=None) -> np.ndarray:
@@ -203,6 +253,17 @@ def tr_control(net: Network, bundle, conventional: bool = False, tr_k: int | Non
         raise RtlGenError(f"{bundle} has no term-revealing layers: --conventional, "
                           "--tr-k and --tr-s do not apply")
     return TRControl(TRMode.CONVENTIONAL if conventional else TRMode.TR, tr_k, tr_s)
+
+
+#: Each part of ``--tr G:K:S`` by its field of :class:`~rtl_gen.design.network.TRConfig`.
+TR_PARTS = {"tr.group": "G (group size)", "tr.budget": "K (terms kept per group)",
+            "tr.data_terms": "S (terms kept per activation)"}
+
+
+def tr_option_message(e: SpecError) -> OptionError:
+    """A term-revealing :class:`SpecError` as a ``--tr`` usage error naming G, K or S."""
+    where = f" (layer {e.layer!r})" if e.layer is not None else ""
+    return OptionError(f"{TR_PARTS.get(e.field, e.field)}{where}: {e.message}", option="--tr")
 
 
 def sim_extra():

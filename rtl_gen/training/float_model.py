@@ -133,8 +133,10 @@ def load_float_model(path) -> FloatMLP:
             return None
         a = arrays[key]
         if a.ndim != 0 or a.dtype.kind not in kind:
-            raise ModelError(f"{path}: {key} must be a scalar of kind {kind!r}, not "
-                             f"{a.dtype} {a.shape}")
+            want = {"f": "a floating-point number", "iu": "an integer",
+                    "b": "a boolean (true or false)"}[kind]
+            got = f"an array of shape {a.shape}" if a.ndim else f"a {a.dtype} value"
+            raise ModelError(f"{path}: {key} must be a single value, {want}, not {got}")
         return a.item()
 
     labels = arrays.get("labels")
