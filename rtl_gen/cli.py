@@ -502,7 +502,7 @@ def synth_command(bundle, device_name, fmax, rows, cols, array_lanes, multiplier
 
     Cell counts come from the bare network; the Fmax from nextpnr with the network inside a
     three-pin harness (see benchmarks/README.md), so no board is needed.  Results are cached
-    under build/flow/.
+    in the user's cache folder (~/.cache/rtl_gen/flow on Linux).
     """
     with _Progress() as progress:
         row = synth_task.synth(bundle, device_name, fmax=fmax, rows=rows, cols=cols,

@@ -14,7 +14,17 @@ from pathlib import Path
 
 from .errors import OutputError
 
-__all__ = ["check_output", "make_dir", "new_sibling", "output_error", "write_file", "write_files"]
+__all__ = ["cache_dir", "check_output", "make_dir", "new_sibling", "output_error", "write_file",
+           "write_files"]
+
+
+def cache_dir() -> Path:
+    """The user's cache folder for rtl_gen (``~/.cache/rtl_gen`` on Linux,
+    :func:`platformdirs.user_cache_dir`): simulator builds and synthesis results that
+    outlive a command, never inside the package or the working directory."""
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("rtl_gen"))
 
 
 def output_error(path, e: OSError, what: str = "cannot write") -> OutputError:

@@ -27,8 +27,10 @@ from ..data.npz import read_npz
 from ..design.float_network import FloatNetwork
 from ..design.golden import TRControl, TRMode
 from ..design.network import Network
+from ..design.size import LayerSize, design_size, oversize
 from ..errors import DataError, RtlGenError, SpecError
 from ..files import check_output, write_file, write_files
+from ..hw.float_layer import DEFAULT_FLOAT_LANES
 from ..hw.network import default_array
 
 __all__ = [
@@ -36,6 +38,8 @@ __all__ = [
     "OptionError",
     "Progress",
     "arrays_for",
+    "check_size",
+    "float_lanes_for",
     "bundle_name",
     "check_output",
     "data_file",
@@ -240,7 +244,34 @@ def arrays_for(net: Network, *, rows: int | None = None, cols: int | None = None
             arrays.append(dataclasses.replace(default, **changes))
         except ValueError as e:
             raise OptionError(str(e)) from None
+    check_size(net, [LayerSize(ly.in_features, ly.out_features, ly.scheme.code_bits,
+                               ly.in_bits, a.rows, a.cols, a.lanes)
+                     for ly, a in zip(net.layers, arrays, strict=True)],
+               options=bool(changes.keys() - {"multiplier", "pipeline"}))
     return arrays
+
+
+def float_lanes_for(net: FloatNetwork, lanes: int | None = None) -> int | None:
+    """``lanes`` (per layer, ``None``: the default) after :func:`check_size` of the float
+    network on them."""
+    per = lanes if lanes is not None else DEFAULT_FLOAT_LANES
+    check_size(net, [LayerSize(ly.in_features, ly.out_features, 32, 32, 1, per, 1, float=True)
+                     for ly in net.layers], options=lanes is not None, option_names="--cols")
+    return lanes
+
+
+def check_size(net: Network | FloatNetwork, layers: list[LayerSize], *, options: bool,
+               option_names: str = "--rows, --cols or --array-lanes") -> None:
+    """Refuse, before anything is elaborated, a design that cannot fit any supported device
+    (:func:`rtl_gen.design.size.oversize` of the plan's numbers): a usage error when array
+    options made it so, else an error naming the bundle's network."""
+    problem = oversize(design_size(layers))
+    if problem is None:
+        return
+    if options:
+        raise OptionError(f"{net.name!r} on these arrays cannot fit any supported FPGA: "
+                          f"{problem}; lower {option_names}")
+    raise RtlGenError(f"{net.name!r} cannot fit any supported FPGA: {problem}")
 
 
 def tr_control(net: Network, bundle, conventional: bool = False, tr_k: int | None = None,

@@ -20,6 +20,7 @@ from .common import (
     OptionError,
     arrays_for,
     check_output,
+    float_lanes_for,
     markdown_table,
     verilog_top,
     write_atomic,
@@ -39,7 +40,7 @@ def network_plan(net: Network | FloatNetwork, *, rows: int | None = None,
     network."""
     try:
         if net.family == "float":
-            return plan_float_network(net, cols)
+            return plan_float_network(net, float_lanes_for(net, cols))
         return plan_chain(net, arrays_for(net, rows=rows, cols=cols, lanes=lanes,
                                           multiplier=multiplier, pipeline=pipeline))
     except ValueError as e:
