@@ -192,6 +192,15 @@ class _Progress:
         self.bars.clear()
 
 
+#: Output paths: the tasks check them (a file where a folder is expected, a folder under a
+#: regular file, ...) and report one line with exit status 1, like any output that cannot
+#: be written, rather than click's usage error.
+_OUT_FILE = click.Path(path_type=Path)
+_OUT_FILE.name = "file"
+_OUT_DIR = click.Path(path_type=Path)
+_OUT_DIR.name = "directory"
+
+
 def _board_names():
     return list(BOARDS)  # the registry's names; a board's module loads when it is used
 
@@ -245,7 +254,7 @@ def main():
 
 
 @main.command("train")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--out", type=_OUT_FILE,
               default=None, help="Where to write the float model .npz "
               "[default: weights/digits-float.npz].")
 @click.option("--epochs", type=click.IntRange(1, 10_000), default=200, show_default=True)
@@ -264,7 +273,7 @@ def train_command(out, epochs, seed):
 @click.option("--scheme", "schemes", required=True, type=_SchemeList(),
               help="Weight scheme for every layer, or a comma list with one per layer: "
               "binary, ternary, potB, apotB, intB, signmagB.")
-@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+@click.option("--out", required=True, type=_OUT_DIR,
               help="Bundle folder to write (replaced if it is a bundle).")
 @click.option("--calibration", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="Calibration inputs .npy (n, in_features), if the model has none.")
@@ -298,7 +307,7 @@ def check_command(bundle):
               type=click.Path(path_type=Path), help="Bundle folder (repeatable).")
 @click.option("--data", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="Test data .npz with x (float inputs) and y [default: digits test split].")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+@click.option("--out", type=_OUT_DIR,
               help="Write report.md and report.json into this folder.")
 def report_command(bundles, data, out):
     """Golden-model accuracy of bundles next to their float reference."""
@@ -306,7 +315,7 @@ def report_command(bundles, data, out):
 
 
 @main.command("demo")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+@click.option("--out", type=_OUT_DIR,
               default=Path("build/demo"), show_default=True,
               help="Folder for the bundles, the Verilog, the bitstream and the report.")
 @click.option("--states", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -395,7 +404,7 @@ def demo_command(out, states, board, cols, images, simulate, bitstream):
 @click.option("--array-lanes", type=click.IntRange(1, 256), default=None,
               help="--bundle: lanes per PE in every layer, a power of two [default: 4 for "
                    "binary and ternary layers, else 1].")
-@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("-o", "--out", type=_OUT_FILE, default=None,
               help="Verilog file to write [default: <name>.v].")
 def generate_command(pe_kind, a_bits, a_signed, lanes, depth, weights, multiplier, pipeline,
                      name, bundle, rows, cols, array_lanes, out):
@@ -462,7 +471,7 @@ def verify_command(bundle, data, images, simulator, gap, stall, rows, cols, arra
 
 
 @main.command("qat")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--out", type=_OUT_DIR, default=None,
               help="Folder for the QAT states (qat/), bundles and tables [default: weights].")
 @click.option("--epochs", type=click.IntRange(1, 10_000), default=None,
               help="QAT epochs per model [default: 100].")
@@ -515,7 +524,7 @@ def synth_command(bundle, device_name, fmax, rows, cols, array_lanes, multiplier
               help="The board to build for.")
 @click.option("--bundle", required=True, type=click.Path(path_type=Path),
               help="The weight bundle whose network to build.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--out", type=_OUT_DIR, default=None,
               help="Output folder [default: build/<board>-<network>].")
 @click.option("--freq", "freq_mhz", type=click.FloatRange(1, 500), default=None,
               help="Target clock in MHz (the PLL's) [default: the board's].")
@@ -595,7 +604,7 @@ def run_command(port, bundle, baud, data, images, timeout, conventional, tr_k, t
 @click.option("--train-data", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="Training data .npz with x and y for --finetune [default: digits training "
               "split].")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--out", type=_OUT_DIR, default=None,
               help="Write the chosen network as a float bundle here.")
 def mpwn_command(model_path, spaces, method, trials, seed, epochs, data, train_data, out):
     """MPWN: float activations with float, binary or ternary weights per layer.
@@ -626,7 +635,7 @@ def mpwn_command(model_path, spaces, method, trials, seed, epochs, data, train_d
               help="Accuracy points below fp32 still accepted when choosing the format.")
 @click.option("--data", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="Evaluation data .npz with x and y [default: digits test split].")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--out", type=_OUT_DIR, default=None,
               help="Write the chosen format's network as a float bundle here.")
 def reduced_float_command(model_path, exp_bits, man_bits, energy, tolerance, data, out):
     """Reduced-precision float weights: recommend E, sweep (E, M), pick the smallest format.
