@@ -228,7 +228,8 @@ def test_messages_speak_of_the_product_not_numpy(tmp_path):
     (["report", "--bundle", "/nonexistent/bundle"], 1),                  # input file
     (["quantize", "--model", "/nonexistent.npz", "--scheme", "int8", "--out", "{t}/b"], 1),
     (["quantize", "--model", MODEL, "--scheme", "int9x", "--out", "{t}/b"], 2),
-    (["verify", "--bundle", INT8, "--tr-k", "3"], 1),                    # bundle's fault
+    (["verify", "--bundle", INT8, "--tr-k", "3"], 2),     # an option that does not apply
+    (["verify", "--bundle", WEIGHTS_DIR / "digits-float.npz", "--tr-k", "3"], 1),
 ])
 def test_exit_status_usage_2_input_1(tmp_path, args, status):
     one_error_line(run_cli(*[str(a).format(t=tmp_path) for a in args]), status)

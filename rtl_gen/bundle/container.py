@@ -129,7 +129,7 @@ def bundle_format(path) -> str | None:
     except (OSError, ValueError, RecursionError):
         return None
     fmt = doc.get("format") if isinstance(doc, dict) else None
-    return fmt if fmt in FORMATS else None
+    return fmt if isinstance(fmt, str) and fmt in FORMATS else None
 
 
 def is_bundle(path) -> bool:
@@ -366,7 +366,8 @@ class Reader:
     def check_header(self, m: dict) -> None:
         fmt = m.get("format")
         if fmt != self.format_name:
-            other = {"integer": "an integer", "float": "a float"}.get(FORMATS.get(fmt))
+            family = FORMATS.get(fmt) if isinstance(fmt, str) else None
+            other = {"integer": "an integer", "float": "a float"}.get(family)
             hint = f" ({other} bundle: its own reader reads it)" if other else ""
             self.fail(f"is not an rtl_gen weight bundle manifest of this kind: format must "
                       f"be {self.format_name!r}, not {fmt!r}{hint}", field="format")

@@ -27,24 +27,26 @@ def read_npz(path, error: type[RtlGenError] = RtlGenError) -> dict[str, np.ndarr
     """
     shown = os.fspath(path)
     try:
-        with open(shown, "rb") as f:
-            head = f.read(6)
+        with open(shown, "rb") as f:  # numpy's own open would leak on a damaged archive
+            return _read(f, shown, error)
     except FileNotFoundError:
         raise error(f"{shown}: no such file") from None
     except IsADirectoryError:
         raise error(f"{shown}: is a folder, not an .npz file") from None
     except OSError as e:
         raise error(f"{shown}: cannot be read: {e.strerror or e}") from None
+
+
+def _read(f, shown: str, error: type[RtlGenError]) -> dict[str, np.ndarray]:
+    head = f.read(6)
+    f.seek(0)
     if head == b"\x93NUMPY":
         raise error(f"{shown}: a single .npy array, not an .npz archive of named arrays")
     if not head.startswith(b"PK"):
         raise error(f"{shown}: not a readable .npz file (it is no zip archive of .npy "
                     "arrays, as numpy.savez writes)")
     try:
-        z = np.load(shown, allow_pickle=False)
-        if not isinstance(z, np.lib.npyio.NpzFile):
-            raise error(f"{shown}: a single .npy array, not an .npz archive of named arrays")
-        with z:
+        with np.load(f, allow_pickle=False) as z:
             out = {}
             for k in z.files:
                 try:
@@ -55,10 +57,6 @@ def read_npz(path, error: type[RtlGenError] = RtlGenError) -> dict[str, np.ndarr
                     raise error(f"{shown}: not a readable .npz file: array {k!r} holds "
                                 "Python objects (pickled), not plain numbers") from None
             return out
-    except FileNotFoundError:
-        raise error(f"{shown}: no such file") from None
-    except IsADirectoryError:
-        raise error(f"{shown}: is a folder, not an .npz file") from None
     except (OSError, ValueError, zipfile.BadZipFile, EOFError, zlib.error,
             NotImplementedError) as e:
         raise error(f"{shown}: not a readable .npz file ({e})") from None

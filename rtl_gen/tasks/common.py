@@ -180,6 +180,7 @@ def _dtype_words(dtype: np.dtype) -> str:
 def _labels(data, y: np.ndarray, classes: int | None) -> np.ndarray:
     """``y`` as int64 class labels, or a :class:`DataError` naming the first bad one."""
     if y.dtype.kind == "f":
+        y = y.astype(np.float64)
         whole = np.isfinite(y) & (y == np.round(y))
         if not whole.all():
             i = int(np.argmin(whole))
@@ -281,7 +282,7 @@ def tr_control(net: Network, bundle, conventional: bool = False, tr_k: int | Non
     if not (conventional or tr_k is not None or tr_s is not None):
         return None
     if not any(layer.tr is not None for layer in net.layers):
-        raise RtlGenError(f"{bundle} has no term-revealing layers: --conventional, "
+        raise OptionError(f"{bundle} has no term-revealing layers: --conventional, "
                           "--tr-k and --tr-s do not apply")
     return TRControl(TRMode.CONVENTIONAL if conventional else TRMode.TR, tr_k, tr_s)
 

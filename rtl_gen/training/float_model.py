@@ -140,6 +140,10 @@ def load_float_model(path) -> FloatMLP:
         return a.item()
 
     labels = arrays.get("labels")
+    if labels is not None and (labels.ndim != 1 or labels.dtype.kind not in "USiu"):
+        got = f"shape {labels.shape}" if labels.ndim != 1 else f"dtype {labels.dtype}"
+        raise ModelError(f"{path}: labels must be a list of names (a 1-D array of text), not "
+                         f"{got}")
     try:
         return FloatMLP(
             weights=[arrays[f"weight{i}"] for i in range(n)],
