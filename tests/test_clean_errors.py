@@ -282,7 +282,13 @@ def test_caches_live_in_the_user_cache_folder(monkeypatch, tmp_path):
         seen.append(workdir)
         return Stats()
 
-    monkeypatch.setattr(flow, "component_verilog", lambda engine, top: "")
+    def component_verilog(engine, top):
+        from amaranth.hdl import Fragment
+
+        Fragment.get(engine, None)  # elaborated, as the flow would
+        return ""
+
+    monkeypatch.setattr(flow, "component_verilog", component_verilog)
     monkeypatch.setattr(flow, "synth", fake_synth)
     monkeypatch.chdir(tmp_path)
     synth_task.synth(INT8, "up5k", fmax=False)
