@@ -21,7 +21,7 @@ from boards import BOARDS
 
 from .design.network import TRConfig
 from .devices import DEVICES
-from .errors import RtlGenError
+from .errors import RtlGenError, SpecError
 from .numerics.schemes import parse_scheme
 from .tasks import build as build_task
 from .tasks import check as check_task
@@ -35,22 +35,34 @@ from .tasks import run as run_task
 from .tasks import synth as synth_task
 from .tasks import train as train_task
 from .tasks import verify as verify_task
-from .tasks.common import OptionError, markdown_table
+from .tasks.common import TR_PARTS, OptionError, markdown_table
+
+
+def _os_message(e: OSError) -> str:
+    """One line for a file-system error no task turned into an :class:`RtlGenError`."""
+    reason = e.strerror or str(e)
+    if e.filename is None:
+        return reason
+    other = f" -> {e.filename2}" if e.filename2 is not None else ""
+    return f"{e.filename}{other}: {reason}"
 
 
 class _Command(click.Command):
     """Turns the package's own errors into click's one-line ``Error:``: exit status 2 for an
-    option that cannot work (:class:`~rtl_gen.tasks.common.OptionError`), else 1."""
+    option that cannot work (:class:`~rtl_gen.tasks.common.OptionError`), else 1 (bad input
+    files, outputs that cannot be written, failures at run time)."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except OptionError as e:
             if e.option is not None:
-                raise click.BadParameter(e.message, ctx, param_hint=e.option) from None
+                raise click.BadParameter(e.message, ctx, param_hint=f"'{e.option}'") from None
             raise click.UsageError(e.message, ctx) from None
         except RtlGenError as e:
             raise click.ClickException(str(e)) from None
+        except OSError as e:  # the file system refused something no task foresaw
+            raise click.ClickException(_os_message(e)) from None
 
 
 class _Group(click.Group):
@@ -95,8 +107,8 @@ class _TRParam(click.ParamType):
             self.fail(f"expected G:K or G:K:S with integers, not {value!r}", param, ctx)
         try:
             return TRConfig(*nums)
-        except RtlGenError as e:
-            self.fail(e.message, param, ctx)
+        except SpecError as e:
+            self.fail(f"{TR_PARTS.get(e.field, e.field)}: {e.message}", param, ctx)
 
 
 class _PEKind(click.ParamType):
@@ -180,6 +192,15 @@ class _Progress:
         self.bars.clear()
 
 
+#: Output paths: the tasks check them (a file where a folder is expected, a folder under a
+#: regular file, ...) and report one line with exit status 1, like any output that cannot
+#: be written, rather than click's usage error.
+_OUT_FILE = click.Path(path_type=Path)
+_OUT_FILE.name = "file"
+_OUT_DIR = click.Path(path_type=Path)
+_OUT_DIR.name = "directory"
+
+
 def _board_names():
     return list(BOARDS)  # the registry's names; a board's module loads when it is used
 
@@ -233,7 +254,7 @@ def main():
 
 
 @main.command("train")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--out", type=_OUT_FILE,
               default=None, help="Where to write the float model .npz "
               "[default: weights/digits-float.npz].")
 @click.option("--epochs", type=click.IntRange(1, 10_000), default=200, show_default=True)
@@ -252,7 +273,7 @@ def train_command(out, epochs, seed):
 @click.option("--scheme", "schemes", required=True, type=_SchemeList(),
               help="Weight scheme for every layer, or a comma list with one per layer: "
               "binary, ternary, potB, apotB, intB, signmagB.")
-@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path),
+@click.option("--out", required=True, type=_OUT_DIR,
               help="Bundle folder to write (replaced if it is a bundle).")
 @click.option("--calibration", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="Calibration inputs .npy (n, in_features), if the model has none.")
@@ -286,7 +307,7 @@ def check_command(bundle):
               type=click.Path(path_type=Path), help="Bundle folder (repeatable).")
 @click.option("--data", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="Test data .npz with x (float inputs) and y [default: digits test split].")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+@click.option("--out", type=_OUT_DIR,
               help="Write report.md and report.json into this folder.")
 def report_command(bundles, data, out):
     """Golden-model accuracy of bundles next to their float reference."""
@@ -294,7 +315,7 @@ def report_command(bundles, data, out):
 
 
 @main.command("demo")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+@click.option("--out", type=_OUT_DIR,
               default=Path("build/demo"), show_default=True,
               help="Folder for the bundles, the Verilog, the bitstream and the report.")
 @click.option("--states", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -383,7 +404,7 @@ def demo_command(out, states, board, cols, images, simulate, bitstream):
 @click.option("--array-lanes", type=click.IntRange(1, 256), default=None,
               help="--bundle: lanes per PE in every layer, a power of two [default: 4 for "
                    "binary and ternary layers, else 1].")
-@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+@click.option("-o", "--out", type=_OUT_FILE, default=None,
               help="Verilog file to write [default: <name>.v].")
 def generate_command(pe_kind, a_bits, a_signed, lanes, depth, weights, multiplier, pipeline,
                      name, bundle, rows, cols, array_lanes, out):
@@ -450,7 +471,7 @@ def verify_command(bundle, data, images, simulator, gap, stall, rows, cols, arra
 
 
 @main.command("qat")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--out", type=_OUT_DIR, default=None,
               help="Folder for the QAT states (qat/), bundles and tables [default: weights].")
 @click.option("--epochs", type=click.IntRange(1, 10_000), default=None,
               help="QAT epochs per model [default: 100].")
@@ -490,7 +511,7 @@ def synth_command(bundle, device_name, fmax, rows, cols, array_lanes, multiplier
 
     Cell counts come from the bare network; the Fmax from nextpnr with the network inside a
     three-pin harness (see benchmarks/README.md), so no board is needed.  Results are cached
-    under build/flow/.
+    in the user's cache folder (~/.cache/rtl_gen/flow on Linux).
     """
     with _Progress() as progress:
         row = synth_task.synth(bundle, device_name, fmax=fmax, rows=rows, cols=cols,
@@ -503,7 +524,7 @@ def synth_command(bundle, device_name, fmax, rows, cols, array_lanes, multiplier
               help="The board to build for.")
 @click.option("--bundle", required=True, type=click.Path(path_type=Path),
               help="The weight bundle whose network to build.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--out", type=_OUT_DIR, default=None,
               help="Output folder [default: build/<board>-<network>].")
 @click.option("--freq", "freq_mhz", type=click.FloatRange(1, 500), default=None,
               help="Target clock in MHz (the PLL's) [default: the board's].")
@@ -583,7 +604,7 @@ def run_command(port, bundle, baud, data, images, timeout, conventional, tr_k, t
 @click.option("--train-data", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="Training data .npz with x and y for --finetune [default: digits training "
               "split].")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--out", type=_OUT_DIR, default=None,
               help="Write the chosen network as a float bundle here.")
 def mpwn_command(model_path, spaces, method, trials, seed, epochs, data, train_data, out):
     """MPWN: float activations with float, binary or ternary weights per layer.
@@ -614,7 +635,7 @@ def mpwn_command(model_path, spaces, method, trials, seed, epochs, data, train_d
               help="Accuracy points below fp32 still accepted when choosing the format.")
 @click.option("--data", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="Evaluation data .npz with x and y [default: digits test split].")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--out", type=_OUT_DIR, default=None,
               help="Write the chosen format's network as a float bundle here.")
 def reduced_float_command(model_path, exp_bits, man_bits, energy, tolerance, data, out):
     """Reduced-precision float weights: recommend E, sweep (E, M), pick the smallest format.

@@ -50,5 +50,11 @@ class ModelError(RtlGenError):
 
 
 class DataError(RtlGenError):
-    """A data set file (an IDX image or label file) cannot be read; the message names the file
-    and what is wrong with it."""
+    """A data set file (an IDX image or label file, an ``.npz`` of inputs and labels) cannot be
+    read or holds something other than inputs and labels; the message names the file and
+    what is wrong with it."""
+
+
+class OutputError(RtlGenError):
+    """An output (a file or a folder) cannot be written where it was asked for; the message
+    names the path and the file system's reason."""

@@ -3,7 +3,7 @@
 ::
 
     Verilog text ──► sha256(simulator, tool versions, top, text, build args) ──► key
-        sim_build/<simulator>-<top>-<key>/      one build folder per configuration
+        <cache>/<simulator>-<top>-<key>/        one build folder per configuration
             <top>.v                            the Verilog that was built
             Vtop.mk, <top> (Verilator) | sim.vvp (Icarus)
             rtl_gen_build.json                 written last: the build is complete
@@ -307,8 +307,13 @@ def verilog_text(component, name: str) -> str:
 
 
 def default_cache_dir() -> Path:
-    """``$RTL_GEN_SIM_BUILD`` if set, else ``sim_build/`` at the repository root."""
-    return Path(os.environ.get("RTL_GEN_SIM_BUILD", _REPO_ROOT / "sim_build"))
+    """``$RTL_GEN_SIM_BUILD`` if set, else ``sim_build/`` in the user's cache folder
+    (:func:`rtl_gen.files.cache_dir`, ``~/.cache/rtl_gen/sim_build`` on Linux): one folder
+    that every checkout, test run and command shares, never inside the package."""
+    from rtl_gen.files import cache_dir
+
+    given = os.environ.get("RTL_GEN_SIM_BUILD")
+    return Path(given) if given else cache_dir() / "sim_build"
 
 
 def _tool_versions(simulator: str) -> str:

@@ -346,7 +346,7 @@ MALFORMED = {
     "missing-version": (_manifest(_delete("version")), M, None, "version",
                         "missing; this reader supports version 1, 2"),
     "version-as-string": (_manifest(_set("version", value="1")), M, None, "version",
-                          "'1' is not supported"),
+                          "must be an integer, not '1' \\(a string\\)"),
     # schema
     "schema-extra-top-field": (_manifest(_set("colour", value="red")), M, None, "colour",
                                "not a field of this format version"),

@@ -6,6 +6,7 @@ dependency).  The layers, bottom to top; a module may import its own package and
 below its own, never a sibling package of its own layer or anything above::
 
     errors, devices            leaves: the error types and the FPGA device table
+    files                      outputs written whole (temporary sibling, rename)
     numerics                   pure numpy arithmetic
     design                     what a network is and computes (golden and cycle models)
     data | bundle              data sets | networks on disk
@@ -30,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: Bottom to top; each entry is one layer, a set of sibling packages or modules.
 LAYERS: list[set[str]] = [
     {"rtl_gen.errors", "rtl_gen.devices"},
+    {"rtl_gen.files"},
     {"rtl_gen.numerics"},
     {"rtl_gen.design"},
     {"rtl_gen.data", "rtl_gen.bundle"},
@@ -43,7 +45,8 @@ LAYERS: list[set[str]] = [
 ]
 #: Layers that are pure numpy: no hardware description library in them.
 NO_AMARANTH = {"rtl_gen.numerics", "rtl_gen.design", "rtl_gen.data", "rtl_gen.bundle",
-               "rtl_gen.training", "rtl_gen.errors", "rtl_gen.devices"}
+               "rtl_gen.training", "rtl_gen.errors", "rtl_gen.devices",
+               "rtl_gen.files"}
 #: The layer of ``rtl_gen`` itself (``from rtl_gen import __version__``): the bottom.
 _PACKAGE_ROOT = "rtl_gen"
 

@@ -111,5 +111,5 @@ def test_run_refuses_tr_options_without_tr_layers(device):
     port, _ = device
     result = CliRunner().invoke(main, ["run", "--port", port, "--bundle", str(BUNDLE),
                                        "--conventional"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a usage error, as for a float bundle
     assert "no term-revealing layers" in result.stderr

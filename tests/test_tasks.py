@@ -353,8 +353,8 @@ def fake_flow(monkeypatch):
 
     flow = types.SimpleNamespace(
         component_verilog=component_verilog,
-        synth=lambda verilog, top, device: calls.append(("synth", device)) or stats,
-        place_and_route=lambda verilog, top, device: types.SimpleNamespace(fmax=50.0))
+        synth=lambda verilog, top, device, **kw: calls.append(("synth", device)) or stats,
+        place_and_route=lambda verilog, top, device, **kw: types.SimpleNamespace(fmax=50.0))
     monkeypatch.setattr(synth_task, "flow", flow)
     return calls
 

@@ -52,4 +52,4 @@ def test_verify_command_takes_the_controls():
     assert "20 images, every logit and class equal to the golden model" in result.stdout
     bad = CliRunner().invoke(main, ["verify", "--bundle", str(WEIGHTS_DIR / "digits-int4"),
                                     "--conventional"])
-    assert bad.exit_code == 1 and "no term-revealing layers" in bad.stderr
+    assert bad.exit_code == 2 and "no term-revealing layers" in bad.stderr

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import secrets
 import shutil
 from pathlib import Path, PurePosixPath, PureWindowsPath
@@ -27,9 +28,12 @@ __all__ = [
     "FORMAT_NAME",
     "MANIFEST_NAME",
     "MAX_FEATURES",
+    "NAME_SCHEMA",
+    "NAME_RULE",
     "Reader",
     "StrictValidator",
     "bundle_format",
+    "check_name",
     "is_bundle",
     "json_value",
     "little_endian",
@@ -49,6 +53,20 @@ FORMATS = {FORMAT_NAME: "integer", FLOAT_FORMAT_NAME: "float"}
 MAX_FEATURES = 1 << 20
 #: A manifest larger than this is refused before it is parsed.
 MAX_MANIFEST_BYTES = 64 << 20
+#: A network's name in a manifest (it names the Verilog module and files).
+NAME_PATTERN = "^[A-Za-z0-9_-]+$"
+NAME_SCHEMA = {"type": "string", "pattern": NAME_PATTERN}
+#: What :data:`NAME_PATTERN` says, for error messages.
+NAME_RULE = ("a non-empty word of ASCII letters, digits, '_' or '-' (it names the Verilog "
+             "module and files)")
+
+
+def check_name(name) -> str | None:
+    """``None`` if ``name`` is a valid network name (:data:`NAME_PATTERN`), else what is
+    wrong with it, quoting it: the rule every bundle reader applies to ``name``."""
+    if isinstance(name, str) and re.fullmatch(NAME_PATTERN, name):
+        return None
+    return f"must be {NAME_RULE}, not {name!r}"
 
 
 # JSON has one number type; a width written as 8.0 is still not an integer here (the stock
@@ -111,7 +129,7 @@ def bundle_format(path) -> str | None:
     except (OSError, ValueError, RecursionError):
         return None
     fmt = doc.get("format") if isinstance(doc, dict) else None
-    return fmt if fmt in FORMATS else None
+    return fmt if isinstance(fmt, str) and fmt in FORMATS else None
 
 
 def is_bundle(path) -> bool:
@@ -218,6 +236,12 @@ def _read_npy_header(path: Path):
     return shape, fortran, dtype, offset, size
 
 
+def _json_type(v) -> str:
+    """The JSON name of a parsed value's type."""
+    return {str: "a string", bool: "a boolean", float: "a number with a fraction",
+            list: "an array", dict: "an object", type(None): "null"}.get(type(v), "a number")
+
+
 class _JSONValueError(ValueError):
     pass
 
@@ -256,6 +280,8 @@ def schema_error_parts(error, manifest) -> tuple[str | None, str | None, str]:
         extra = sorted(k for k in instance if k not in known)
         path.append(extra[0])
         message = "is not a field of this format version"
+    elif error.validator == "pattern" and error.validator_value == NAME_PATTERN:
+        message = check_name(instance) or error.message
     else:
         message = error.message
     layer = None
@@ -340,7 +366,8 @@ class Reader:
     def check_header(self, m: dict) -> None:
         fmt = m.get("format")
         if fmt != self.format_name:
-            other = {"integer": "an integer", "float": "a float"}.get(FORMATS.get(fmt))
+            family = FORMATS.get(fmt) if isinstance(fmt, str) else None
+            other = {"integer": "an integer", "float": "a float"}.get(family)
             hint = f" ({other} bundle: its own reader reads it)" if other else ""
             self.fail(f"is not an rtl_gen weight bundle manifest of this kind: format must "
                       f"be {self.format_name!r}, not {fmt!r}{hint}", field="format")
@@ -349,8 +376,10 @@ class Reader:
         if "version" not in m:
             self.fail(f"is missing; this reader supports version {supported}",
                       field="version")
-        if (not isinstance(version, int) or isinstance(version, bool)
-                or version not in self.supported_versions):
+        if not isinstance(version, int) or isinstance(version, bool):
+            self.fail(f"must be an integer, not {version!r} ({_json_type(version)}); this "
+                      f"reader supports version {supported}", field="version")
+        if version not in self.supported_versions:
             self.fail(f"{version!r} is not supported; this reader supports version "
                       f"{supported} (a newer rtl_gen may read it)", field="version")
 

@@ -34,7 +34,9 @@ from .container import (
     FLOAT_FORMAT_NAME,
     MANIFEST_NAME,
     MAX_FEATURES,
+    NAME_SCHEMA,
     Reader,
+    check_name,
     json_value,
     little_endian,
     write_folder,
@@ -59,7 +61,7 @@ FLOAT_MANIFEST_SCHEMA: dict = {
     "properties": {
         "format": {"const": FLOAT_FORMAT_NAME},
         "version": {"type": "integer"},
-        "name": {"type": "string", "minLength": 1},
+        "name": NAME_SCHEMA,
         "input": {
             "type": "object", "additionalProperties": False,
             "required": ["features", "scale"],
@@ -118,6 +120,9 @@ def write_float_bundle(net: FloatNetwork, path) -> Path:
         raise TypeError(f"write_float_bundle needs a FloatNetwork, not {type(net).__name__}")
     given = Path(path)
     manifest_file = str(given / MANIFEST_NAME)
+    problem = check_name(net.name)
+    if problem is not None:  # a network the reader would refuse must not be written
+        raise BundleError(manifest_file, f"cannot be written: {problem}", field="name")
     arrays: dict[str, np.ndarray] = {}
     layers = []
     for stem, layer in zip(_stems(net), net.layers, strict=True):

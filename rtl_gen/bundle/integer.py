@@ -46,6 +46,7 @@ from .container import (
     FORMAT_NAME,
     MANIFEST_NAME,
     MAX_FEATURES,
+    NAME_SCHEMA,
     Reader,
     StrictValidator,
     json_value,
@@ -104,7 +105,7 @@ MANIFEST_SCHEMA: dict = {
     "properties": {
         "format": {"const": FORMAT_NAME},
         "version": {"const": FORMAT_VERSION},
-        "name": {"type": "string", "minLength": 1},
+        "name": NAME_SCHEMA,
         "input": {
             "type": "object",
             "additionalProperties": False,

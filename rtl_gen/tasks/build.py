@@ -7,7 +7,14 @@ from pathlib import Path
 from ..errors import RtlGenError
 from ..flow.build import BuildReport
 from ..flow.network_build import build_network
-from .common import HOST_LINK_INTEGER_ONLY, Progress, arrays_for, notify, read_int_network
+from .common import (
+    HOST_LINK_INTEGER_ONLY,
+    Progress,
+    arrays_for,
+    check_output,
+    notify,
+    read_int_network,
+)
 
 __all__ = ["build"]
 
@@ -31,7 +38,8 @@ def build(board: str, bundle: Path, out: Path | None = None, *,
     except ValueError as e:
         raise RtlGenError(str(e)) from None
     arrays = arrays_for(net, rows=rows, cols=cols, lanes=lanes, multiplier=multiplier)
-    out = Path(out) if out is not None else Path("build") / f"{board}-{net.name}"
+    out = check_output(Path(out) if out is not None else Path("build") / f"{board}-{net.name}",
+                       folder=True)
     notify(progress, f"building {net.name} for {board} into {out}/ (synthesis and "
                      "place-and-route take a few minutes)...")
     return build_network(net, board_obj, outdir=out, arrays=arrays, freq_mhz=freq_mhz,

@@ -15,20 +15,22 @@ Every long task takes an optional ``progress`` callable, called in two ways:
 from __future__ import annotations
 
 import dataclasses
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from ..bundle import read_bundle
+from ..bundle.container import check_name
 from ..data.digits import digits
 from ..data.npz import read_npz
 from ..design.float_network import FloatNetwork
 from ..design.golden import TRControl, TRMode
 from ..design.network import Network
-from ..errors import RtlGenError
+from ..design.size import LayerSize, design_size, oversize
+from ..errors import DataError, RtlGenError, SpecError
+from ..files import check_output, write_file, write_files
+from ..hw.float_layer import DEFAULT_FLOAT_LANES
 from ..hw.network import default_array
 
 __all__ = [
@@ -36,6 +38,10 @@ __all__ = [
     "OptionError",
     "Progress",
     "arrays_for",
+    "check_size",
+    "float_lanes_for",
+    "bundle_name",
+    "check_output",
     "data_file",
     "encode_inputs",
     "evaluation_data",
@@ -43,6 +49,7 @@ __all__ = [
     "notify",
     "read_int_network",
     "tr_control",
+    "tr_option_message",
     "verilog_top",
     "write_atomic",
     "write_outputs",
@@ -73,23 +80,29 @@ def notify(progress: Progress | None, message: str) -> None:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary sibling file: never half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    """Write ``text`` to ``path`` whole (:func:`rtl_gen.files.write_file`): a temporary
+    sibling renamed into place, the umask's mode, one :class:`~rtl_gen.errors.OutputError`
+    naming the path when the file system refuses."""
+    write_file(path, text)
 
 
-def write_outputs(out: Path, files: dict[str, str]) -> None:
-    """Write several text files into the folder ``out``, each whole."""
-    for name, text in files.items():
-        write_atomic(Path(out) / name, text)
+def write_outputs(out: Path, files: dict[str, str]) -> dict[str, Path]:
+    """Write several text files into the folder ``out``: all of them or, when one cannot be
+    written, none (:func:`rtl_gen.files.write_files`)."""
+    return write_files(out, files)
+
+
+def bundle_name(out: Path, name: str | None = None) -> str:
+    """The network name of a bundle written to ``out``: ``name`` or the folder's name, checked
+    against the rule every bundle reader applies, before any work is done."""
+    chosen = name if name is not None else Path(out).name
+    problem = check_name(chosen)
+    if problem is None:
+        return chosen
+    if name is not None:
+        raise OptionError(f"the network name {problem}", option="--name")
+    raise OptionError(f"the network name comes from the folder name, which {problem}; give "
+                      "--name", option="--out")
 
 
 def markdown_table(rows: list[dict], columns: list[tuple[str, str]] | None = None) -> str:
@@ -131,20 +144,62 @@ def read_int_network(bundle, why: str) -> Network:
     return net
 
 
-def data_file(data, features: int) -> tuple[np.ndarray, np.ndarray]:
-    """``x`` (float inputs, ``(n, features)``, finite) and ``y`` from a ``.npz`` file."""
-    arrays = read_npz(data)
+def data_file(data, features: int,
+              classes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``x`` (float inputs, ``(n, features)``, finite, ``n >= 1``) and ``y`` (integer labels,
+    each in ``0..classes-1`` when ``classes`` is given) from a ``.npz`` file; anything else
+    is a :class:`DataError` naming the file and the array."""
+    arrays = read_npz(data, DataError)
     missing = [k for k in ("x", "y") if k not in arrays]
     if missing:
-        raise RtlGenError(f"{data}: expected an .npz with arrays x and y; "
-                          f"{' and '.join(missing)} missing")
+        raise DataError(f"{data}: expected an .npz with arrays x and y; "
+                        f"{' and '.join(missing)} missing")
     x, y = arrays["x"], arrays["y"]
     if x.ndim != 2 or x.shape[1] != features or y.shape != (len(x),):
-        raise RtlGenError(f"{data}: x must be (n, {features}) and y (n,), not "
-                          f"{x.shape} and {y.shape}")
-    if x.dtype.kind not in "fiu" or not np.isfinite(x).all():
-        raise RtlGenError(f"{data}: x must hold finite numbers")
-    return x, y
+        raise DataError(f"{data}: x must be (n, {features}) and y (n,), not "
+                        f"{x.shape} and {y.shape}")
+    if len(x) == 0:
+        raise DataError(f"{data}: x and y hold no examples (n = 0); an accuracy needs at "
+                        "least one")
+    if x.dtype.kind not in "fiu":
+        raise DataError(f"{data}: x must hold numbers, not {_dtype_words(x.dtype)}")
+    bad = np.count_nonzero(~np.isfinite(x))
+    if bad:
+        raise DataError(f"{data}: x holds {bad} NaN or infinite value(s); inputs must be "
+                        "finite")
+    return x, _labels(data, y, classes)
+
+
+def _dtype_words(dtype: np.dtype) -> str:
+    """A dtype in words (``text``, ``booleans``, ...) rather than numpy's kind letters."""
+    return {"U": "text", "S": "bytes", "b": "booleans", "c": "complex numbers",
+            "O": "Python objects", "M": "dates", "m": "time spans",
+            "V": "raw records"}.get(dtype.kind, str(dtype))
+
+
+def _labels(data, y: np.ndarray, classes: int | None) -> np.ndarray:
+    """``y`` as int64 class labels, or a :class:`DataError` naming the first bad one."""
+    if y.dtype.kind == "f":
+        y = y.astype(np.float64)
+        whole = np.isfinite(y) & (y == np.round(y))
+        if not whole.all():
+            i = int(np.argmin(whole))
+            raise DataError(f"{data}: y must hold whole-number class labels; y[{i}] is "
+                            f"{float(y[i])!r}")
+        if np.abs(y).max() >= 2 ** 53:
+            raise DataError(f"{data}: y holds labels out of range ({np.abs(y).max():g})")
+        y = y.astype(np.int64)
+    elif y.dtype.kind not in "iu":
+        raise DataError(f"{data}: y must hold integer class labels, not "
+                        f"{_dtype_words(y.dtype)}")
+    hi = classes - 1 if classes is not None else None
+    bad = (y < 0) if hi is None else (y < 0) | (y > hi)
+    if bad.any():
+        i = int(np.argmax(bad))
+        allowed = "0 or more" if hi is None else f"in 0..{hi} (the network has {classes} " \
+            "outputs)"
+        raise DataError(f"{data}: y must hold class labels {allowed}; y[{i}] is {int(y[i])}")
+    return y.astype(np.int64)
 
 
 def evaluation_data(net: Network | FloatNetwork, data=None) -> tuple[np.ndarray, np.ndarray]:
@@ -156,7 +211,7 @@ def evaluation_data(net: Network | FloatNetwork, data=None) -> tuple[np.ndarray,
                               "with arrays x (float inputs) and y (labels)")
         _, test = digits()
         return test.x, test.y
-    return data_file(data, net.in_features)
+    return data_file(data, net.in_features, net.layers[-1].out_features)
 
 
 def encode_inputs(net: Network | FloatNetwork, x: np.ndarray, data=None) -> np.ndarray:
@@ -190,7 +245,34 @@ def arrays_for(net: Network, *, rows: int | None = None, cols: int | None = None
             arrays.append(dataclasses.replace(default, **changes))
         except ValueError as e:
             raise OptionError(str(e)) from None
+    check_size(net, [LayerSize(ly.in_features, ly.out_features, ly.scheme.code_bits,
+                               ly.in_bits, a.rows, a.cols, a.lanes)
+                     for ly, a in zip(net.layers, arrays, strict=True)],
+               options=bool(changes.keys() - {"multiplier", "pipeline"}))
     return arrays
+
+
+def float_lanes_for(net: FloatNetwork, lanes: int | None = None) -> int | None:
+    """``lanes`` (per layer, ``None``: the default) after :func:`check_size` of the float
+    network on them."""
+    per = lanes if lanes is not None else DEFAULT_FLOAT_LANES
+    check_size(net, [LayerSize(ly.in_features, ly.out_features, 32, 32, 1, per, 1, float=True)
+                     for ly in net.layers], options=lanes is not None, option_names="--cols")
+    return lanes
+
+
+def check_size(net: Network | FloatNetwork, layers: list[LayerSize], *, options: bool,
+               option_names: str = "--rows, --cols or --array-lanes") -> None:
+    """Refuse, before anything is elaborated, a design that cannot fit any supported device
+    (:func:`rtl_gen.design.size.oversize` of the plan's numbers): a usage error when array
+    options made it so, else an error naming the bundle's network."""
+    problem = oversize(design_size(layers))
+    if problem is None:
+        return
+    if options:
+        raise OptionError(f"{net.name!r} on these arrays cannot fit any supported FPGA: "
+                          f"{problem}; lower {option_names}")
+    raise RtlGenError(f"{net.name!r} cannot fit any supported FPGA: {problem}")
 
 
 def tr_control(net: Network, bundle, conventional: bool = False, tr_k: int | None = None,
@@ -200,9 +282,20 @@ def tr_control(net: Network, bundle, conventional: bool = False, tr_k: int | Non
     if not (conventional or tr_k is not None or tr_s is not None):
         return None
     if not any(layer.tr is not None for layer in net.layers):
-        raise RtlGenError(f"{bundle} has no term-revealing layers: --conventional, "
+        raise OptionError(f"{bundle} has no term-revealing layers: --conventional, "
                           "--tr-k and --tr-s do not apply")
     return TRControl(TRMode.CONVENTIONAL if conventional else TRMode.TR, tr_k, tr_s)
+
+
+#: Each part of ``--tr G:K:S`` by its field of :class:`~rtl_gen.design.network.TRConfig`.
+TR_PARTS = {"tr.group": "G (group size)", "tr.budget": "K (terms kept per group)",
+            "tr.data_terms": "S (terms kept per activation)"}
+
+
+def tr_option_message(e: SpecError) -> OptionError:
+    """A term-revealing :class:`SpecError` as a ``--tr`` usage error naming G, K or S."""
+    where = f" (layer {e.layer!r})" if e.layer is not None else ""
+    return OptionError(f"{TR_PARTS.get(e.field, e.field)}{where}: {e.message}", option="--tr")
 
 
 def sim_extra():

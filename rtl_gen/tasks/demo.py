@@ -41,6 +41,7 @@ from ..training.float_model import load_float_model
 from ..training.qat_state import load_qat_state
 from .common import (
     arrays_for,
+    check_output,
     first,
     markdown_table,
     sim_extra,
@@ -156,7 +157,7 @@ def demo(out: Path = Path("build/demo"), *, states: Path | None = None,
     ``images``: simulate only the first N test images; ``simulate``/``bitstream``: run those
     steps.  ``on_step`` hears of every step as it starts and as it ends, with its result.
     """
-    out = Path(out)
+    out = check_output(out, folder=True)
     total = len(STEPS)
     results: list = []
 

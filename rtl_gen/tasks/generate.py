@@ -16,7 +16,15 @@ from ..hw.float_layer import FloatNetworkEngine, plan_float_network
 from ..hw.network import ChainPlan, NetworkEngine, plan_chain
 from ..hw.pe import DotProductUnit, PEConfig
 from ..hw.verilog import to_verilog
-from .common import OptionError, arrays_for, markdown_table, verilog_top, write_atomic
+from .common import (
+    OptionError,
+    arrays_for,
+    check_output,
+    float_lanes_for,
+    markdown_table,
+    verilog_top,
+    write_atomic,
+)
 
 __all__ = ["NetworkResult", "UnitResult", "generate_network", "generate_unit",
            "network_engine", "network_plan"]
@@ -32,7 +40,7 @@ def network_plan(net: Network | FloatNetwork, *, rows: int | None = None,
     network."""
     try:
         if net.family == "float":
-            return plan_float_network(net, cols)
+            return plan_float_network(net, float_lanes_for(net, cols))
         return plan_chain(net, arrays_for(net, rows=rows, cols=cols, lanes=lanes,
                                           multiplier=multiplier, pipeline=pipeline))
     except ValueError as e:
@@ -84,9 +92,9 @@ def generate_network(bundle: Path, out: Path | None = None, *, name: str | None 
     name = name or verilog_top(net)
     if not name.isidentifier():
         raise OptionError(f"{name!r} is not a Verilog identifier", option="--name")
+    out = check_output(Path(out) if out is not None else Path(f"{name}.v"))
     engine = network_engine(net, rows=rows, cols=cols, lanes=lanes, multiplier=multiplier,
                             pipeline=pipeline)
-    out = Path(out) if out is not None else Path(f"{name}.v")
     write_atomic(out, to_verilog(engine, name))
     if isinstance(net, FloatNetwork):
         layers = [{"layer": ly.name, "space": ly.space,
@@ -145,7 +153,7 @@ def generate_unit(kind: str, w_bits: int, *, a_bits: int = 8, a_signed: bool = F
     name = name or config.name
     if not name.isidentifier():
         raise OptionError(f"{name!r} is not a Verilog identifier", option="--name")
+    out = check_output(Path(out) if out is not None else Path(f"{name}.v"))
     unit = DotProductUnit(config)
-    out = Path(out) if out is not None else Path(f"{name}.v")
     write_atomic(out, to_verilog(unit, name))
     return UnitResult(out, name, config, unit.latency)

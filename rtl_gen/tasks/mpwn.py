@@ -16,7 +16,7 @@ from ..errors import RtlGenError
 from ..training import mpwn as M
 from ..training.defaults import FLOAT_MODEL_NAME, WEIGHTS_DIR
 from ..training.float_model import FloatMLP, load_float_model
-from .common import Progress, data_file, notify
+from .common import Progress, bundle_name, check_output, data_file, notify
 
 __all__ = ["MPWN_COLUMNS", "MPWNResult", "ReducedFloatResult", "float_model_and_data", "mpwn",
            "reduced_float"]
@@ -37,7 +37,7 @@ def float_model_and_data(model_path: Path | None,
                               "(labels) to score a model other than the default")
         _, test = digits()
         return model, test.x, test.y
-    x, y = data_file(data, model.in_features)
+    x, y = data_file(data, model.in_features, model.weights[-1].shape[0])
     return model, x, y
 
 
@@ -103,6 +103,8 @@ def mpwn(model_path: Path | None = None, spaces: list[str] | str | None = None, 
     spaces (needs PyTorch; 0: post-training only).  With ``out``, writes the chosen network
     as a float bundle there.  Progress: the loop ``"MPWN search"``.
     """
+    if out is not None:
+        bundle_name(check_output(out, folder=True))
     model, x, y = float_model_and_data(model_path, data)
     train = _trainer(model, model_path, train_data, epochs, seed)
     if spaces is not None:
@@ -161,6 +163,8 @@ def reduced_float(model_path: Path | None = None, *, exp_bits: list[int] | None 
     format's network as a float bundle there (not when none qualifies:
     :meth:`ReducedFloatResult.failure`).
     """
+    if out is not None:
+        bundle_name(check_output(out, folder=True))
     model, x, y = float_model_and_data(model_path, data)
     rec = M.recommend_format(model, energy=energy)
     exp_bits = exp_bits or [e for e in (rec - 1, rec, rec + 1) if 1 <= e <= 8]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..data.digits import digits
 from ..errors import RtlGenError
+from ..files import make_dir
 from ..training.defaults import (
     DEFAULT_VARIANTS,
     FLOAT_MODEL_NAME,
@@ -29,7 +30,7 @@ from ..training.defaults import (
 )
 from ..training.float_model import load_float_model
 from ..training.qat_state import save_qat_state
-from .common import Progress, write_outputs
+from .common import Progress, check_output, write_outputs
 from .demo import DemoBundles, demo_bundles
 
 __all__ = ["QATResult", "qat"]
@@ -73,12 +74,12 @@ def qat(out: Path | None = None, *, epochs: int | None = None,
     except ImportError:
         raise RtlGenError("rtl-gen qat needs PyTorch: pip install 'rtl_gen[torch]'") from None
 
-    out = Path(out) if out is not None else WEIGHTS_DIR
+    out = check_output(Path(out) if out is not None else WEIGHTS_DIR, folder=True)
     epochs = epochs or QAT_EPOCHS
     search_epochs = search_epochs or SEARCH_EPOCHS
     model = load_float_model(WEIGHTS_DIR / FLOAT_MODEL_NAME)
     _, test = digits()
-    (out / "qat").mkdir(parents=True, exist_ok=True)
+    make_dir(out / "qat")
 
     def run(name, schemes, tr=None):
         return qat_default(model, schemes, tr, epochs=epochs, seed=seed,

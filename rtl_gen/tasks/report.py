@@ -14,7 +14,6 @@ import dataclasses
 import html
 import io
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +23,13 @@ from ..design import float_network, golden
 from ..design.float_network import FloatNetwork
 from ..design.network import Network
 from ..training.defaults import evaluate as evaluate_int
-from .common import encode_inputs, evaluation_data, markdown_table, write_outputs
+from .common import (
+    check_output,
+    encode_inputs,
+    evaluation_data,
+    markdown_table,
+    write_outputs,
+)
 
 __all__ = ["ACCURACY_COLUMNS", "ReportResult", "evaluate", "report", "with_delta",
            "write_report"]
@@ -71,6 +76,8 @@ def report(bundles: list[Path], data: Path | None = None,
     (``.npz`` with ``x``, ``y``) or the digits test split; with ``out``, also writes
     ``report.md`` and ``report.json`` there.  Every bundle is read and validated before any
     output."""
+    if out is not None:
+        check_output(out, folder=True)
     nets = [read_bundle(b) for b in bundles]
     rows = []
     for net in nets:
@@ -218,7 +225,6 @@ def write_report(data: dict, out: Path | str) -> dict[str, Path]:
     ``simulation`` and ``build`` dictionaries (see :func:`_sections`).
     """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     md = ["# rtl_gen report", ""]
     body = ["<h1>rtl_gen report</h1>"]
     for title, text, rows, cols in _sections(data):
@@ -237,11 +243,5 @@ def write_report(data: dict, out: Path | str) -> dict[str, Path]:
             "text-align:right}</style></head><body>" + "\n".join(body) + "</body></html>\n")
     files = {"report.md": "\n".join(md) + "\n", "report.html": page,
              "report.json": json.dumps(data, indent=2, default=str) + "\n"}
-    paths = {}
-    for name, text in files.items():
-        path = out / name
-        tmp = out / f".{name}.tmp"
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-        paths[name] = path
+    paths = write_outputs(out, files)
     return paths

@@ -9,6 +9,7 @@ from .. import flow
 from ..bundle import read_bundle
 from ..devices import DEVICES
 from ..errors import RtlGenError
+from ..files import cache_dir
 from .common import Progress, notify, verilog_top
 from .generate import network_engine
 
@@ -22,9 +23,10 @@ def synth(bundle: Path, device: str = "up5k", *, fmax: bool = True, rows: int | 
     :func:`rtl_gen.tasks.generate.network_engine`).
 
     Cell counts come from the bare network; with ``fmax``, the Fmax from nextpnr with the
-    network inside the flow's pin harness.  Returns one row: ``network``, ``device``,
-    ``logic cells``, ``LUT4``, ``carry``, ``FF``, ``DSP``, ``BRAM`` and, with ``fmax``,
-    ``Fmax MHz`` and ``inferences/s``.
+    network inside the flow's pin harness.  Runs and results are cached in
+    ``<user cache>/flow`` (:func:`rtl_gen.files.cache_dir`).  Returns one row: ``network``,
+    ``device``, ``logic cells``, ``LUT4``, ``carry``, ``FF``, ``DSP``, ``BRAM`` and, with
+    ``fmax``, ``Fmax MHz`` and ``inferences/s``.
     """
     if device not in DEVICES:
         raise RtlGenError(f"unknown device {device!r}; expected one of {', '.join(DEVICES)}")
@@ -33,12 +35,13 @@ def synth(bundle: Path, device: str = "up5k", *, fmax: bool = True, rows: int | 
     top = verilog_top(net)
     notify(progress, f"synthesizing {net.name} for {device} (a minute or two)...")
     verilog = flow.component_verilog(engine, top)
-    stats = flow.synth(verilog, top, device)
+    workdir = cache_dir() / "flow"
+    stats = flow.synth(verilog, top, device, workdir=workdir)
     row = {"network": net.name, "device": device, "logic cells": stats.logic_cells,
            "LUT4": stats.lut4, "carry": stats.carry, "FF": stats.ff, "DSP": stats.dsp,
            "BRAM": stats.bram}
     if fmax:
-        pnr = flow.place_and_route(verilog, top, device)
+        pnr = flow.place_and_route(verilog, top, device, workdir=workdir)
         row["Fmax MHz"] = f"{pnr.fmax:.1f}"
         batch = getattr(engine, "rows", 1)  # a float network takes one image at a time
         row["inferences/s"] = f"{pnr.fmax * 1e6 * batch / engine.interval:,.0f}"

@@ -8,7 +8,7 @@ from pathlib import Path
 from ..data.digits import digits
 from ..training.defaults import FLOAT_MODEL_NAME, WEIGHTS_DIR, train_default
 from ..training.float_model import FloatMLP, save_float_model
-from .common import Progress
+from .common import Progress, check_output
 
 __all__ = ["TrainResult", "train"]
 
@@ -25,7 +25,7 @@ def train(out: Path | None = None, *, epochs: int = 200, seed: int = 0,
           progress: Progress | None = None) -> TrainResult:
     """Train the default float MLP and save it to ``out`` (default
     ``weights/digits-float.npz``); progress: the loop ``"training"`` in epochs."""
-    out = Path(out) if out is not None else WEIGHTS_DIR / FLOAT_MODEL_NAME
+    out = check_output(Path(out) if out is not None else WEIGHTS_DIR / FLOAT_MODEL_NAME)
     done = 0
 
     def step(_):
@@ -36,6 +36,5 @@ def train(out: Path | None = None, *, epochs: int = 200, seed: int = 0,
 
     model = train_default(epochs=epochs, seed=seed, progress=step)
     _, test = digits()
-    out.parent.mkdir(parents=True, exist_ok=True)
     save_float_model(model, out)
     return TrainResult(model, model.accuracy(test.x, test.y), out)

@@ -18,6 +18,7 @@ from .common import (
     encode_inputs,
     evaluation_data,
     first,
+    float_lanes_for,
     notify,
     sim_extra,
     tr_control,
@@ -66,7 +67,7 @@ def verify(bundle: Path, *, data: Path | None = None, images: int | None = None,
         if conventional or tr_k is not None or tr_s is not None:
             raise OptionError("--conventional/--tr-k/--tr-s apply to term-revealing "
                               "bundles, not to a float bundle")
-        options, build_time = {"lanes": cols}, "a minute or two"
+        options, build_time = {"lanes": float_lanes_for(net, cols)}, "a minute or two"
     else:
         arrays = arrays_for(net, rows=rows, cols=cols, lanes=lanes, multiplier=multiplier,
                             pipeline=pipeline)

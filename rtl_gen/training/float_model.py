@@ -133,11 +133,17 @@ def load_float_model(path) -> FloatMLP:
             return None
         a = arrays[key]
         if a.ndim != 0 or a.dtype.kind not in kind:
-            raise ModelError(f"{path}: {key} must be a scalar of kind {kind!r}, not "
-                             f"{a.dtype} {a.shape}")
+            want = {"f": "a floating-point number", "iu": "an integer",
+                    "b": "a boolean (true or false)"}[kind]
+            got = f"an array of shape {a.shape}" if a.ndim else f"a {a.dtype} value"
+            raise ModelError(f"{path}: {key} must be a single value, {want}, not {got}")
         return a.item()
 
     labels = arrays.get("labels")
+    if labels is not None and (labels.ndim != 1 or labels.dtype.kind not in "USiu"):
+        got = f"shape {labels.shape}" if labels.ndim != 1 else f"dtype {labels.dtype}"
+        raise ModelError(f"{path}: labels must be a list of names (a 1-D array of text), not "
+                         f"{got}")
     try:
         return FloatMLP(
             weights=[arrays[f"weight{i}"] for i in range(n)],

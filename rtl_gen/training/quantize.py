@@ -49,6 +49,35 @@ def calibrate_input(calibration, bits: int, signed: bool | None = None) -> Input
                      scale=(amax / top) if amax > 0 else 1.0)
 
 
+#: Largest magnitude of a float weight, bias or calibration input the quantizer takes: far
+#: beyond any trained network, far below where the scale and error arithmetic overflows.
+MAX_MAGNITUDE = 1e12
+
+
+def _check_magnitudes(model: FloatMLP, calibration) -> None:
+    """A ``ValueError`` naming the first array with a NaN, an infinity or a value beyond
+    :data:`MAX_MAGNITUDE`."""
+    arrays = [(f"weight{i}", w) for i, w in enumerate(model.weights)]
+    arrays += [(f"bias{i}", b) for i, b in enumerate(model.biases)]
+    calib = model.calibration if calibration is None else calibration
+    if calib is not None:
+        arrays.append(("calibration", calib))
+    for key, a in arrays:
+        try:
+            a = np.asarray(a, dtype=np.float64)
+        except (TypeError, ValueError):
+            continue  # the shape and type checks below name it
+        if a.size == 0:
+            continue
+        if not np.isfinite(a).all():
+            raise ValueError(f"{key} holds {np.count_nonzero(~np.isfinite(a))} NaN or "
+                             "infinite value(s)")
+        peak = float(np.abs(a).max())
+        if peak > MAX_MAGNITUDE:
+            raise ValueError(f"{key} holds a value of magnitude {peak:.3g}, beyond the "
+                             f"{MAX_MAGNITUDE:.0e} the quantizer takes (rescale the model)")
+
+
 def quantize_mlp(model: FloatMLP, schemes, *, name: str, calibration=None,
                  input_spec: InputSpec | None = None, input_bits: int = 8, act_bits: int = 8,
                  tr: TRConfig | None = None, metadata: dict | None = None) -> Network:
@@ -79,6 +108,7 @@ def quantize_mlp(model: FloatMLP, schemes, *, name: str, calibration=None,
     ValueError
         For a scheme list of the wrong length, missing calibration data or a bad width.
     """
+    _check_magnitudes(model, calibration)
     n_layers = len(model.weights)
     if isinstance(schemes, (str, WeightScheme)):
         schemes = [schemes] * n_layers
