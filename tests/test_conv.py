@@ -761,3 +761,28 @@ def test_writer_refuses_what_the_reader_would(tmp_path):
     with pytest.raises(BundleError, match="field 'metadata.x': object is not a JSON value"):
         write_bundle(bad, tmp_path / "b")
     assert not (tmp_path / "b").exists()
+
+
+def test_cli_checks_a_conv_bundle_and_refuses_its_hardware_in_one_line(tmp_path):
+    """`check` lists every layer of a format-2 bundle; the commands that build hardware
+    refuse it with one line naming the first layer they cannot build (exit 1, no file)."""
+    from click.testing import CliRunner
+
+    from rtl_gen.cli import main
+
+    net, _ = mixed_network(np.random.default_rng(7))
+    path = write_bundle(net, tmp_path / "mixed")
+    r = CliRunner().invoke(main, ["check", str(path)])
+    assert r.exit_code == 0, r.output
+    for name in ("conv1", "pool1", "conv2", "pool2", "flat", "fc1", "fc2"):
+        assert name in r.output
+    assert "conv 3x3 9x8x2 -> 7x6x4" in r.output and "maxpool" in r.output
+    out = tmp_path / "top.v"
+    for argv in (["generate", "--bundle", str(path), "-o", str(out)],
+                 ["verify", "--bundle", str(path)]):
+        r = CliRunner().invoke(main, argv)
+        assert r.exit_code == 1, r.output
+        assert "layer 'conv1' is a conv layer; hardware is generated for dense layers only" \
+            in r.stderr
+        assert "Traceback" not in r.output and len(r.stderr.strip().splitlines()) == 1
+    assert not out.exists()

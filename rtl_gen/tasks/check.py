@@ -40,10 +40,26 @@ def check(bundle: Path) -> CheckResult:
                  "sparsity": ly.sparsity, "scale": "alpha" if ly.scale is not None else "",
                  "activation": ly.activation} for ly in net.layers]
     else:
-        rows = [{"layer": ly.name, "shape": f"{ly.out_features}x{ly.in_features}",
-                 "scheme": ly.scheme.name, "in": f"{'s' if ly.in_signed else 'u'}{ly.in_bits}",
-                 "acc": ly.acc_bits, "out": ly.out_width, "activation": ly.activation,
-                 "tr": "" if ly.tr is None else f"g={ly.tr.group} k={ly.tr.budget} "
-                                                 f"s={ly.tr.data_terms}"}
-                for ly in net.layers]
+        rows = [_int_row(ly) for ly in net.layers]
     return CheckResult(Path(bundle), net, rows)
+
+
+def _shape(shape) -> str:
+    return "x".join(str(d) for d in shape)
+
+
+def _int_row(ly) -> dict:
+    """One table row of an integer layer: its scheme and widths, or for a layer without
+    weights (pooling, flatten) its kind and feature-map shapes."""
+    io = f"{'s' if ly.in_signed else 'u'}{ly.in_bits}"
+    if not getattr(ly, "has_weights", True):
+        out = ly.out_shape if ly.out_shape is not None else (ly.out_features,)
+        return {"layer": ly.name, "shape": f"{_shape(ly.in_shape)} -> {_shape(out)}",
+                "scheme": ly.kind, "in": io, "acc": "", "out": "", "activation": "", "tr": ""}
+    core = getattr(ly, "core", ly)  # a convolution is a dense layer over each window
+    shape = (f"{ly.kind} {_shape(ly.kernel)} {_shape(ly.in_shape)} -> {_shape(ly.out_shape)}"
+             if core is not ly else f"{ly.out_features}x{ly.in_features}")
+    return {"layer": ly.name, "shape": shape, "scheme": core.scheme.name, "in": io,
+            "acc": core.acc_bits, "out": core.out_width, "activation": core.activation,
+            "tr": "" if core.tr is None else f"g={core.tr.group} k={core.tr.budget} "
+                                             f"s={core.tr.data_terms}"}

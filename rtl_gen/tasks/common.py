@@ -141,7 +141,19 @@ def read_int_network(bundle, why: str) -> Network:
     net = read_bundle(bundle)
     if isinstance(net, FloatNetwork):
         raise RtlGenError(f"{bundle}: a float bundle; {why}")
-    return net
+    return require_dense(net, bundle)
+
+
+def require_dense(net, bundle):
+    """``net``, or one line naming the first convolution, pooling or flatten layer of an
+    integer network: the golden model, cycle model and bundle take them, the hardware
+    generator does not yet."""
+    if isinstance(net, FloatNetwork) or net.is_dense:
+        return net
+    first = next(ly for ly in net.layers if getattr(ly, "kind", "dense") != "dense")
+    raise RtlGenError(f"{bundle}: layer {first.name!r} is a {first.kind} layer; hardware is "
+                      "generated for dense layers only (check, report and the golden model "
+                      "take it)")
 
 
 def data_file(data, features: int,

@@ -22,6 +22,7 @@ from .common import (
     check_output,
     float_lanes_for,
     markdown_table,
+    require_dense,
     verilog_top,
     write_atomic,
 )
@@ -88,7 +89,7 @@ def generate_network(bundle: Path, out: Path | None = None, *, name: str | None 
     """Write the Verilog of the network of ``bundle`` (integer or float) to ``out`` (default
     ``<name>.v``), module ``name`` (default ``net_<network>``).  The array options are those
     of :func:`network_engine`."""
-    net = read_bundle(bundle)
+    net = require_dense(read_bundle(bundle), bundle)
     name = name or verilog_top(net)
     if not name.isidentifier():
         raise OptionError(f"{name!r} is not a Verilog identifier", option="--name")

@@ -10,7 +10,7 @@ from ..bundle import read_bundle
 from ..devices import DEVICES
 from ..errors import RtlGenError
 from ..files import cache_dir
-from .common import Progress, notify, verilog_top
+from .common import Progress, notify, require_dense, verilog_top
 from .generate import network_engine
 
 __all__ = ["synth"]
@@ -30,7 +30,7 @@ def synth(bundle: Path, device: str = "up5k", *, fmax: bool = True, rows: int | 
     """
     if device not in DEVICES:
         raise RtlGenError(f"unknown device {device!r}; expected one of {', '.join(DEVICES)}")
-    net = read_bundle(bundle)
+    net = require_dense(read_bundle(bundle), bundle)
     engine = network_engine(net, rows=rows, cols=cols, lanes=lanes, multiplier=multiplier)
     top = verilog_top(net)
     notify(progress, f"synthesizing {net.name} for {device} (a minute or two)...")

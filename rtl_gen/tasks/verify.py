@@ -20,6 +20,7 @@ from .common import (
     first,
     float_lanes_for,
     notify,
+    require_dense,
     sim_extra,
     tr_control,
 )
@@ -62,7 +63,7 @@ def verify(bundle: Path, *, data: Path | None = None, images: int | None = None,
     The simulation is :func:`sim.verify.verify_network` (either family); any difference
     from the golden model raises :class:`~rtl_gen.errors.RtlGenError`.
     """
-    net = read_bundle(bundle)
+    net = require_dense(read_bundle(bundle), bundle)
     if net.family == "float":
         if conventional or tr_k is not None or tr_s is not None:
             raise OptionError("--conventional/--tr-k/--tr-s apply to term-revealing "
