@@ -16,6 +16,7 @@ from ..hw.float_layer import FloatNetworkEngine, plan_float_network
 from ..hw.network import ChainPlan, NetworkEngine, plan_chain
 from ..hw.pe import DotProductUnit, PEConfig
 from ..hw.verilog import to_verilog
+from ..proof.lint import waiver_path, waiver_text
 from .common import OptionError, arrays_for, markdown_table, verilog_top, write_atomic
 
 __all__ = ["NetworkResult", "UnitResult", "generate_network", "generate_unit",
@@ -88,6 +89,7 @@ def generate_network(bundle: Path, out: Path | None = None, *, name: str | None 
                             pipeline=pipeline)
     out = Path(out) if out is not None else Path(f"{name}.v")
     write_atomic(out, to_verilog(engine, name))
+    write_atomic(waiver_path(out), waiver_text(out))  # Verilator lint waivers beside it
     if isinstance(net, FloatNetwork):
         layers = [{"layer": ly.name, "space": ly.space,
                    "shape": f"{ly.out_features}x{ly.in_features}", "lanes": c,
@@ -148,4 +150,5 @@ def generate_unit(kind: str, w_bits: int, *, a_bits: int = 8, a_signed: bool = F
     unit = DotProductUnit(config)
     out = Path(out) if out is not None else Path(f"{name}.v")
     write_atomic(out, to_verilog(unit, name))
+    write_atomic(waiver_path(out), waiver_text(out))  # Verilator lint waivers beside it
     return UnitResult(out, name, config, unit.latency)
