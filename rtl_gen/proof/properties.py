@@ -23,7 +23,7 @@ from ..hw.pe import DotProductUnit, PEConfig
 from ..hw.popcount import popcount
 from .runner import Check
 
-__all__ = ["CreditFifoHarness", "HeseHarness", "PEHarness", "PopcountHarness",
+__all__ = ["CreditFifoHarness", "HeseHarness", "FloatOpHarness", "PEHarness", "PopcountHarness",
            "TruncatorHarness", "checks", "pe_check"]
 
 
@@ -446,6 +446,13 @@ def checks(*, quick: bool = False) -> list[Check]:
             add(f"hese.dataterm{bits}{'s' if sgn else 'u'}",
                 lambda bits=bits, sgn=sgn: _free(DataTermHarness(bits, signed_in=sgn)),
                 "bmc", 1, "data-term unit: bypass exact, one term within 2x")
+    from ..numerics.floatops import FloatFormat
+    for op, fmt in ([("mul", FloatFormat(3, 2)), ("add", FloatFormat(3, 2)),
+                     ("mul", FloatFormat(3, 2, ieee=True)), ("add", FloatFormat(3, 2, ieee=True))]
+                    if not quick else []):
+        add(f"fpu.{op}.e{fmt.exp_bits}m{fmt.man_bits}{'ieee' if fmt.ieee else ''}",
+            lambda op=op, fmt=fmt: _free(FloatOpHarness(op, fmt)), "bmc", 1,
+            f"float {op} == the golden model's table for every pair of codes")
     add("kit.credit_fifo", lambda: _free(CreditFifoHarness(order=False)), "prove", 8,
         "credit FIFO: space + level + promised == depth, writes - reads == level, "
         "valid and payload held until ready", cover_depth=16)
@@ -457,3 +464,39 @@ def checks(*, quick: bool = False) -> list[Check]:
 def _free(h):
     return h, h.free
 
+
+
+class FloatOpHarness(Elaboratable):
+    """:class:`~rtl_gen.hw.fpu.FloatMul` or :class:`~rtl_gen.hw.fpu.FloatAdd` of a small
+    format against the golden model's whole operation table
+    (:func:`rtl_gen.numerics.floatops.fmul` / ``fadd`` of every pair of codes, a
+    multiplexer here): equal for every pair, rounding, subnormals, saturation or
+    infinities and the canonical NaN included."""
+
+    def __init__(self, op: str, fmt):
+        from ..hw.fpu import FloatAdd, FloatMul
+        self.op, self.fmt = op, fmt
+        self.unit = (FloatMul if op == "mul" else FloatAdd)(fmt)
+        self.a = Signal(fmt.width, name="a_in")
+        self.b = Signal(fmt.width, name="b_in")
+        self.free = [self.a, self.b]
+
+    def elaborate(self, platform):
+        import numpy as np
+
+        from ..numerics.floatops import fadd, fmul
+        m = Module()
+        fmt = self.fmt
+        m.submodules.unit = u = self.unit
+        m.d.comb += [u.a.eq(self.a), u.b.eq(self.b)]
+        n = 1 << fmt.width
+        a, b = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+        table = (fmul if self.op == "mul" else fadd)(a.ravel(), b.ravel(), fmt)
+        ref = Signal(fmt.width, name="ref")
+        with m.Switch(Cat(self.b, self.a)):
+            for code, v in enumerate(table):
+                with m.Case(code):
+                    m.d.comb += ref.eq(int(v))
+        m.d.comb += [Assert(u.o == ref),
+                     Cover((u.o != self.a) & (u.o != self.b) & (u.o != 0))]
+        return m
