@@ -100,19 +100,20 @@ class _Counter(Elaboratable):
 
 
 @needs_tools
-def test_an_unreached_cover_fails_the_check():
-    r = run_check(Check("vacuous", lambda: (h := _Vacuous(), h.free), "bmc", 2))
+def test_an_unreached_cover_fails_the_check(tmp_path):
+    r = run_check(Check("vacuous", lambda: (h := _Vacuous(), h.free), "bmc", 2),
+                  workdir=tmp_path)
     assert r.status == "VACUOUS" and r.unreached
 
 
 @needs_tools
 @pytest.mark.slow
-def test_prove_mode_reports_an_induction_that_does_not_close():
+def test_prove_mode_reports_an_induction_that_does_not_close(tmp_path):
     ok = run_check(Check("counter10", lambda: (h := _Counter(10), h.free), "prove", 2,
                          cover_depth=12))
     assert ok.status == "PASS", ok
     weak = run_check(Check("counter12", lambda: (h := _Counter(12), h.free), "prove", 1,
-                           cover_depth=12))
+                           cover_depth=12), workdir=tmp_path)
     assert weak.status == "UNPROVEN" and weak.failed, weak
 
 

@@ -23,8 +23,9 @@ from ..hw.pe import DotProductUnit, PEConfig
 from ..hw.popcount import popcount
 from .runner import Check
 
-__all__ = ["CreditFifoHarness", "HeseHarness", "FloatOpHarness", "PEHarness", "PopcountHarness",
-           "TruncatorHarness", "checks", "pe_check"]
+__all__ = ["CreditFifoHarness", "DataTermHarness", "FloatOpHarness", "HeseHarness",
+           "HostLinkHarness", "PEHarness", "PopcountHarness", "TruncatorHarness", "checks",
+           "pe_check", "tiny_network"]
 
 
 def _int(bit):
@@ -458,6 +459,10 @@ def checks(*, quick: bool = False) -> list[Check]:
         "valid and payload held until ready", cover_depth=16)
     add("kit.credit_fifo.order", lambda: _free(CreditFifoHarness(order=True)), "bmc", 16,
         "credit FIFO: results leave in order, none lost or duplicated")
+    if not quick:
+        add("hostlink.parser_timeout", lambda: _free(HostLinkHarness()), "prove", 2,
+            "host-link parser leaves a frame or stray bytes timeout + 1 cycles after the "
+            "last byte", cover_depth=45)
     return out
 
 
@@ -499,4 +504,87 @@ class FloatOpHarness(Elaboratable):
                     m.d.comb += ref.eq(int(v))
         m.d.comb += [Assert(u.o == ref),
                      Cover((u.o != self.a) & (u.o != self.b) & (u.o != 0))]
+        return m
+
+
+def tiny_network():
+    """A 2-2-2 binary network (the smallest a host link carries): the parser's properties
+    do not depend on the network, whose logic only slows the solver down."""
+    import numpy as np
+
+    from ..training.float_model import FloatMLP
+    from ..training.quantize import quantize_mlp
+    rng = np.random.default_rng(0)
+    model = FloatMLP([rng.normal(0, 1, (2, 2)), rng.normal(0, 1, (2, 2))],
+                     [np.zeros(2), np.zeros(2)], calibration=np.abs(rng.normal(0, 1, (8, 2))))
+    return quantize_mlp(model, ["binary", "binary"], name="tiny", input_bits=2, act_bits=2)
+
+
+def _assigned_signals(fragment) -> dict:
+    """The signals a fragment's own statements assign, by name."""
+    out = {}
+    for stmts in fragment.statements.values():
+        for stmt in stmts:
+            for sig in stmt._lhs_signals():
+                out[sig.name] = sig
+    return out
+
+
+class HostLinkHarness(Elaboratable):
+    """The frame parser of :class:`~rtl_gen.hw.hostlink.HostLinkCore` leaves every receiving
+    state (a frame in progress, or stray bytes) within ``timeout_cycles + 1`` cycles of the
+    last byte the UART received, whatever bytes came before (k-induction; ``rx`` is free).
+
+    The parser's state and idle counter are read from the elaborated core.  Asserted:
+    cycles since the last byte (counted here, saturating) equal the idle counter up to the
+    timeout; beyond it the parser is in none of ``GARBAGE``, ``CMD``, ``LEN0``, ``LEN1``,
+    ``PAYLOAD``, ``CRC``.  Covered: a byte received and a frame begun.
+    """
+
+    RECEIVING = ("GARBAGE", "CMD", "LEN0", "LEN1", "PAYLOAD", "CRC")
+
+    def __init__(self, net=None, *, divisor: int = 4, timeout_cycles: int = 48):
+        from amaranth.hdl import Fragment
+
+        from ..hw.hostlink import HostLinkCore
+        from ..hw.uart import UartRx
+        self.core = HostLinkCore.for_divisor(net or tiny_network(), divisor=divisor,
+                                             timeout_cycles=timeout_cycles)
+        self.timeout = timeout_cycles
+        self.fragment = Fragment.get(self.core, None)
+        own = _assigned_signals(self.fragment)
+        self.state, self.idle = own["rx_fsm_state"], own["idle"]
+        urx = [sub for sub, _, _ in self.fragment.subfragments
+               if any(isinstance(o, UartRx) for o in (sub.origins or ()))]
+        self.got = next(o for o in urx[0].origins if isinstance(o, UartRx)).valid
+        names = {}
+        for code in range(1 << len(self.state)):
+            try:
+                names[self.state.decoder(code).split("/")[0]] = code
+            except KeyError:
+                break
+        self.codes = names
+        self.rx = Signal(name="rx_in", init=1)
+        self.free = [self.rx]
+
+    def elaborate(self, platform):
+        m = Module()
+        t = self.timeout
+        m.submodules.core = self.fragment
+        m.d.comb += self.core.rx.eq(self.rx)
+        # cycles since the last byte, saturating (the idle counter starts at 0 too)
+        quiet = Signal(range(t + 3))
+        with m.If(self.got):
+            m.d.sync += quiet.eq(0)
+        with m.Elif(quiet != t + 2):
+            m.d.sync += quiet.eq(quiet + 1)
+        receiving = Const(0, 1)
+        for name in self.RECEIVING:
+            receiving = receiving | (self.state == self.codes[name])
+        m.d.comb += [
+            Assert(quiet <= t + 2),
+            Assert(self.idle == Mux(quiet > t, t, quiet)),
+            Assert(~(quiet > t) | ~receiving),
+            Cover(receiving & (self.state == self.codes["CMD"])),
+        ]
         return m
