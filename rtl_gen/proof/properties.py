@@ -13,7 +13,7 @@ every transaction.
 
 from __future__ import annotations
 
-from amaranth import Cat, Const, Elaboratable, Module, Mux, Signal, signed, unsigned
+from amaranth import Cat, Const, Elaboratable, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.hdl import Assert, Assume, Cover
 from amaranth.lib import data
 
@@ -24,8 +24,8 @@ from ..hw.popcount import popcount
 from .runner import Check
 
 __all__ = ["CreditFifoHarness", "DataTermHarness", "FloatOpHarness", "HeseHarness",
-           "HostLinkHarness", "PEHarness", "PopcountHarness", "TruncatorHarness", "checks",
-           "pe_check", "tiny_network"]
+           "HostLinkHarness", "PEHarness", "PopcountHarness", "TRBudgetHarness", "TruncatorHarness",
+           "checks", "pe_check", "tiny_network", "tiny_tr_layer"]
 
 
 def _int(bit):
@@ -460,6 +460,9 @@ def checks(*, quick: bool = False) -> list[Check]:
     add("kit.credit_fifo.order", lambda: _free(CreditFifoHarness(order=True)), "bmc", 16,
         "credit FIFO: results leave in order, none lost or duplicated")
     if not quick:
+        add("tr.budget_counter", lambda: _free(TRBudgetHarness()), "prove", 4,
+            "TR slots per group in 1..T, latched per batch; slot and group counters in range",
+            cover_depth=30)
         add("hostlink.parser_timeout", lambda: _free(HostLinkHarness()), "prove", 2,
             "host-link parser leaves a frame or stray bytes timeout + 1 cycles after the "
             "last byte", cover_depth=45)
@@ -586,5 +589,76 @@ class HostLinkHarness(Elaboratable):
             Assert(self.idle == Mux(quiet > t, t, quiet)),
             Assert(~(quiet > t) | ~receiving),
             Cover(receiving & (self.state == self.codes["CMD"])),
+        ]
+        return m
+
+
+def tiny_tr_layer():
+    """A 4-input, 2-output term-revealing layer (4-bit sign-magnitude weights, groups of 2,
+    budget 2, one data term): two groups, so the slot counter wraps into the next group."""
+    import dataclasses
+
+    import numpy as np
+
+    from ..design.network import TRConfig
+    from ..training.float_model import FloatMLP
+    from ..training.quantize import quantize_mlp
+    rng = np.random.default_rng(0)
+    model = FloatMLP([rng.normal(0, 1, (2, 4))], [np.zeros(2)],
+                     calibration=np.abs(rng.normal(0, 1, (8, 4))))
+    net = quantize_mlp(model, ["signmag4"], name="tiny", input_bits=3, act_bits=3)
+    return dataclasses.replace(net.layers[0], tr=TRConfig(2, 2, 1))
+
+
+class TRBudgetHarness(Elaboratable):
+    """The run-time budget of a :class:`~rtl_gen.hw.tr_layer.TRLayerEngine`: the slots per
+    group it issues (``min(k, T)``, 1 for ``k = 0``, ``T`` in conventional mode) stay in
+    ``1..T`` and change only when a batch is taken, whatever the ``tr_mode``/``tr_k``/``tr_s``
+    registers do meanwhile; the slot counter stays below the latched slots and the group
+    counter below the groups per tile.  Every input of the engine is free (activations,
+    handshakes, controls); its counters are read from the elaborated engine."""
+
+    def __init__(self, layer=None):
+        from amaranth.hdl import Fragment
+        from amaranth.lib import wiring
+
+        from ..hw.layer import ArrayConfig
+        from ..hw.tr import term_rom_words
+        from ..hw.tr_layer import TRLayerEngine
+        layer = layer or tiny_tr_layer()
+        array = ArrayConfig(cols=2)
+        self.engine = TRLayerEngine(layer, array)
+        timing = self.engine._plan.timing
+        self.ks = timing.k_steps
+        _, self.t_max, _ = term_rom_words(layer, timing.cols)
+        self.fragment = Fragment.get(self.engine, None)
+        own = _assigned_signals(self.fragment)
+        self.slot, self.slots, self.grp = own["slot"], own["slots"], own["grp"]
+        self.issue, self.batch_started = own["issue"], own["batch_started"]
+        self.inputs = []
+        for _, member, value in self.engine.signature.flatten(self.engine):
+            if member.flow == wiring.In:
+                v = Value.cast(value)
+                self.inputs.append((v, Signal(v.shape(), name=f"in_{v.name}")))
+        self.free = [s for _, s in self.inputs]
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.engine = self.fragment
+        m.d.comb += [port.eq(free) for port, free in self.inputs]
+        slots, slot = self.slots, self.slot
+        past_slots = Signal.like(slots, name="past_slots")
+        past_valid = Signal()
+        past_started = Signal()
+        m.d.sync += [past_slots.eq(slots), past_valid.eq(1),
+                     past_started.eq(self.batch_started)]
+        m.d.comb += [
+            Assert((slots >= 1) & (slots <= self.t_max)),
+            Assert(slot < slots),
+            Assert(self.grp < self.ks),
+            Assert(~past_valid | past_started | (slots == past_slots)),
+            Cover(self.issue & (slots == 1) & (self.grp == self.ks - 1)),
+            Cover(self.issue & (slots == self.t_max) & (slot == slots - 1)
+                  & (self.grp == self.ks - 1)),
         ]
         return m
