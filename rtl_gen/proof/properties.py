@@ -8,7 +8,9 @@ its bits, the HESE digits are NUMERICS.md section 3's formula in its arithmetic 
 inputs are free (the solver picks every value), so a bounded check from the initial state
 that reaches past one transaction covers every input of that width: a PE holds no state
 from one accumulation into the next (``first`` restarts it), so the first transaction is
-every transaction.
+every transaction.  Invariants of sequential parts (the credit FIFO, the TR budget counter,
+the host-link parser) are proved by k-induction; where they concern a counter inside an
+engine, the harness reads it from the elaborated engine (:func:`_assigned_signals`).
 """
 
 from __future__ import annotations
