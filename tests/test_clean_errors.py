@@ -242,7 +242,8 @@ def test_written_files_get_the_umask_mode(tmp_path):
     want = 0o666 & ~_umask()
     out = tmp_path / "x.v"
     assert run_cli("generate", "--pe", "ternary", "-o", out).exit_code == 0
-    assert stat.S_IMODE(out.stat().st_mode) == want
+    for written in (out, out.with_suffix(".vlt")):  # the Verilog and its lint waivers
+        assert stat.S_IMODE(written.stat().st_mode) == want
     assert run_cli("report", "--bundle", INT8, "--out", tmp_path / "r").exit_code == 0
     for name in ("report.md", "report.json"):
         assert stat.S_IMODE((tmp_path / "r" / name).stat().st_mode) == want
@@ -250,7 +251,7 @@ def test_written_files_get_the_umask_mode(tmp_path):
 
     write_npz(tmp_path / "a.npz", {"x": np.zeros(3)})
     assert stat.S_IMODE((tmp_path / "a.npz").stat().st_mode) == want
-    assert _files(tmp_path) == ["a.npz", "r", "x.v"]  # no temporaries left
+    assert _files(tmp_path) == ["a.npz", "r", "x.v", "x.vlt"]  # no temporaries left
 
 
 # 8 -------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ below its own, never a sibling package of its own layer or anything above::
     training                   float models, PTQ, QAT, MPWN search
     protocol                   the host link: register map, frames, client
     hw                         Amaranth components
-    flow                       synthesis, place and route, bitstreams
+    flow | proof               synthesis, place and route, bitstreams | formal checks
     boards | sim               board files | cocotb testbenches and their runner
     tasks                      what each command does
     cli                        option parsing and printing
@@ -38,7 +38,7 @@ LAYERS: list[set[str]] = [
     {"rtl_gen.training"},
     {"rtl_gen.protocol"},
     {"rtl_gen.hw"},
-    {"rtl_gen.flow"},
+    {"rtl_gen.flow", "rtl_gen.proof"},
     {"boards", "sim"},
     {"rtl_gen.tasks"},
     {"rtl_gen.cli"},

@@ -16,6 +16,7 @@ from ..hw.float_layer import FloatNetworkEngine, plan_float_network
 from ..hw.network import ChainPlan, NetworkEngine, plan_chain
 from ..hw.pe import DotProductUnit, PEConfig
 from ..hw.verilog import to_verilog
+from ..proof.lint import waiver_path, waiver_text
 from .common import (
     OptionError,
     arrays_for,
@@ -24,7 +25,7 @@ from .common import (
     markdown_table,
     require_dense,
     verilog_top,
-    write_atomic,
+    write_outputs,
 )
 
 __all__ = ["NetworkResult", "UnitResult", "generate_network", "generate_unit",
@@ -96,7 +97,7 @@ def generate_network(bundle: Path, out: Path | None = None, *, name: str | None 
     out = check_output(Path(out) if out is not None else Path(f"{name}.v"))
     engine = network_engine(net, rows=rows, cols=cols, lanes=lanes, multiplier=multiplier,
                             pipeline=pipeline)
-    write_atomic(out, to_verilog(engine, name))
+    write_verilog(out, to_verilog(engine, name))
     if isinstance(net, FloatNetwork):
         layers = [{"layer": ly.name, "space": ly.space,
                    "shape": f"{ly.out_features}x{ly.in_features}", "lanes": c,
@@ -156,5 +157,12 @@ def generate_unit(kind: str, w_bits: int, *, a_bits: int = 8, a_signed: bool = F
         raise OptionError(f"{name!r} is not a Verilog identifier", option="--name")
     out = check_output(Path(out) if out is not None else Path(f"{name}.v"))
     unit = DotProductUnit(config)
-    write_atomic(out, to_verilog(unit, name))
+    write_verilog(out, to_verilog(unit, name))
     return UnitResult(out, name, config, unit.latency)
+
+
+def write_verilog(out: Path, verilog: str) -> None:
+    """``out`` and its Verilator lint waivers (``.vlt``) beside it: both files or neither."""
+    out = Path(out)
+    write_outputs(out.parent, {out.name: verilog,
+                               waiver_path(out).name: waiver_text(out)})
