@@ -770,7 +770,7 @@ def test_cli_checks_a_conv_bundle_and_refuses_its_hardware_in_one_line(tmp_path)
 
     from rtl_gen.cli import main
 
-    net, _ = mixed_network(np.random.default_rng(7))
+    net, reference = mixed_network(np.random.default_rng(7))
     path = write_bundle(net, tmp_path / "mixed")
     r = CliRunner().invoke(main, ["check", str(path)])
     assert r.exit_code == 0, r.output
@@ -786,3 +786,14 @@ def test_cli_checks_a_conv_bundle_and_refuses_its_hardware_in_one_line(tmp_path)
             in r.stderr
         assert "Traceback" not in r.output and len(r.stderr.strip().splitlines()) == 1
     assert not out.exists()
+    # report evaluates the golden model on the user's data
+    rng = np.random.default_rng(1)
+    x = rng.uniform(-1, 1, size=(12, net.in_features))
+    np.savez(tmp_path / "d.npz", x=x, y=rng.integers(0, 3, size=12))
+    r = CliRunner().invoke(main, ["report", "--bundle", str(path), "--data",
+                                  str(tmp_path / "d.npz"), "--out", str(tmp_path / "r")])
+    assert r.exit_code == 0, r.output
+    codes = net.encode(x)
+    pred = [int(np.argmax(reference(unflat_hwc(c.tolist(), (9, 8, 2))))) for c in codes]
+    want = np.mean(np.array(pred) == np.load(tmp_path / "d.npz")["y"])
+    assert f"{100 * want:.2f}%" in r.output

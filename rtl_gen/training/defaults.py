@@ -153,7 +153,7 @@ def evaluate(net: Network, x_int: np.ndarray, x: np.ndarray, y: np.ndarray) -> d
     term-revealing network, next to the same network with term revealing switched off)."""
     row = {"name": net.name, "schemes": "/".join(dict.fromkeys(net.schemes)),
            "golden_accuracy": golden.accuracy(net, x_int, y)}
-    if any(layer.tr is not None for layer in net.layers):
+    if any(getattr(getattr(ly, "core", ly), "tr", None) is not None for ly in net.layers):
         off = golden.TRControl(golden.TRMode.CONVENTIONAL)
         row["conventional_accuracy"] = golden.accuracy(net, x_int, y, off)
     if net.has_float_reference:
