@@ -67,8 +67,9 @@ class TRLayerEngine(Engine):
     CONTROLS: tuple[str, ...] = ("tr_mode", "tr_k", "tr_s")
 
     @staticmethod
-    def plan(layer: DenseLayer, array: ArrayConfig, *, src_cols: int | None = None):
-        p = plan_layer(layer, array, src_cols=src_cols)
+    def plan(layer: DenseLayer, array: ArrayConfig, *, src_cols: int | None = None,
+             counters: bool = True, requant: str = "auto"):
+        p = plan_layer(layer, array, src_cols=src_cols, counters=counters, requant=requant)
         if not p.is_tr:
             raise ValueError(f"layer {layer.name!r} has no term revealing: it runs on the PE "
                              "array engine (LayerEngine)")
@@ -168,7 +169,8 @@ class TRLayerEngine(Engine):
         for r in range(rows):
             m.d.comb += array.x[r].as_value().eq(banks.data(r))
 
-        int_back_end(m, layer, t, array, out, seq, self.cycles,
-                     in_flight=max(dataclasses.replace(t, slots=s).in_flight
-                                   for s in range(1, t_max + 1)))
+        every = [dataclasses.replace(t, slots=s) for s in range(1, t_max + 1)]
+        int_back_end(m, plan, t, array, out, seq, self.cycles,
+                     in_flight=max(u.in_flight for u in every),
+                     bound=max(u.batch_cycles for u in every))
         return m
