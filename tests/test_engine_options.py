@@ -147,7 +147,7 @@ def test_requant_widths_from_real_values():
     assert (rq.lo, rq.hi) == ((5 - 2 * 255, -7), (5 + 4 * 255, -7))
     assert rq.acc_bits == signed_bits(5 - 510, 5 + 1020) == 12 < layer.acc_bits
     assert rq.m_bits == 10
-    assert rq.product_bits == signed_bits(-7 * 1000, 1025 * 3)
+    assert rq.product_bits == signed_bits(-7 * 1000 + 2048, 1025 * 3 + 2)
     assert [signed_bits(lo, hi) for lo, hi in ((0, 0), (-1, 0), (0, 1), (-129, 127),
                                                (-128, 128))] == [1, 1, 2, 9, 9]
 
@@ -204,18 +204,20 @@ def test_thresholds_every_accumulator_value(mult, shift, out_bits):
     assert list(t) == sorted(t) and t.min() >= lo and t.max() <= hi + 1
 
 
-def test_threshold_engine_every_accumulator():
-    """A layer of one input whose channels (weights 1, -1, 2, bias, M, S differing) reach
-    every accumulator value of their range over the 256 inputs: the threshold engine gives
-    the golden output for each."""
-    layer = int_layer([[1], [-1], [2], [1]], [-40, 200, -300, 0], mult=[300, 501, 999, 77],
-                      shift=[14, 15, 16, 12], out_bits=2)
-    rq = plan_requant(layer, "auto")
-    assert rq.method == "threshold"
+def test_every_accumulator_value_both_methods():
+    """A layer of one input whose channels (weights 1, -1, 2, bias, M, S differing; one with
+    M = 1, S = 3 whose rounding ties fall on inputs) reach every accumulator value of their
+    range over the 256 inputs: the threshold and the multiply drains give the golden output
+    for each."""
+    layer = int_layer([[1], [-1], [2], [1], [1]], [-40, 200, -300, 0, 0],
+                      mult=[300, 501, 999, 77, 1], shift=[14, 15, 16, 12, 3], out_bits=2)
+    assert plan_requant(layer, "auto").method == "threshold"
     x = np.arange(256)[:, None]
     want = golden.layer_forward(layer, x)
     assert set(want.ravel()) == {0, 1, 2, 3}
-    np.testing.assert_array_equal(run_layer(LayerEngine(layer, ArrayConfig(cols=4)), x), want)
+    for method in ("threshold", "multiply"):
+        engine = LayerEngine(layer, ArrayConfig(cols=4), requant=method)
+        np.testing.assert_array_equal(run_layer(engine, x), want, err_msg=method)
 
 
 def test_requant_auto_and_checks():

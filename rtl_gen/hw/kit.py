@@ -471,8 +471,9 @@ class RequantPlan:
 
     @property
     def product_bits(self) -> int:
-        """Width of ``acc * M`` over every channel's range."""
-        ps = [v * m for lo, hi, m in zip(self.lo, self.hi, self.mult, strict=True)
+        """Width of ``acc * M + 2**(S-1)`` over every channel's range."""
+        ps = [v * m + (1 << (s - 1))
+              for lo, hi, m, s in zip(self.lo, self.hi, self.mult, self.shift, strict=True)
               for v in (lo, hi)]
         return signed_bits(min(ps), max(ps))
 
@@ -558,61 +559,77 @@ def _lookup(rom, n):
 
 def int_drain(m, rq: RequantPlan, result, drain: Drain, *, slots: int):
     """The integer drain of a layer planned as ``rq`` (:func:`plan_requant`) on ``result``
-    (the accumulator the drain reads this cycle).  Returns ``(data, en)`` for the FIFO,
-    ``3`` (hidden) or ``1`` (logits) cycles after the read.
+    (the array's result the drain reads this cycle, bias not included).  Returns ``(data,
+    en)`` for the FIFO, ``3`` (hidden) or ``1`` (logits) cycles after the read.
 
-    Every width comes from the layer's real values: ``acc`` (bias included), ``M``, the
-    product ``acc * M``; the shift by ``S`` is wiring (plus a shifter over ``S - min(S)``
-    when the channels' shifts differ); the rounding ``+ 2**(S-1)`` becomes ``+ 1`` on the
-    product's bits from ``S - 1`` up; the clamp looks at the high bits (saturate when the
-    bits above the activation's width are not all zero, zero when the sign is set), with
-    no comparison on a carry chain.  Stages: ``acc`` registered; the product (or the
-    threshold comparisons) registered; the clamped output registered."""
-    acc_shape = signed(rq.acc_bits)
-    a_ok = Signal()
-    a_n = Signal(range(slots + 1), reset_less=True)
+    Every width comes from the layer's real values (the result's and the accumulator's
+    ranges, ``M``, ``S``), and a hidden layer's stages each hold one carry chain at most:
+
+    1. the result read (the multiplexer over the array's results) registered, with the
+       channel's ``C = bias * M + 2**(S-1)`` (or its thresholds) from a ROM;
+    2. ``result * M + C``, which is ``acc * M + 2**(S-1)`` exactly (a multiply-add, one DSP
+       where there is one), or the threshold comparisons;
+    3. ``>> S`` (wiring, plus a shifter over ``S - min(S)`` when the channels' shifts
+       differ) and the clamp on the high bits: zero when the sign is set, saturate when a
+       bit above the activation's width is set; no comparison on a carry chain.
+
+    Logits: ``result + bias`` in one stage."""
+    ok1 = Signal()
+    n1 = Signal(range(slots + 1), reset_less=True)
+    if rq.method == "none":
+        bias_rom = _rom(rq.bias, signed(signed_bits(min(rq.bias), max(rq.bias))), slots)
+        a_val = Signal(signed(rq.acc_bits), reset_less=True)
+        m.d.sync += [a_val.eq(result + _lookup(bias_rom, drain.n_idx)), ok1.eq(drain.ok)]
+        return a_val, ok1
+    r_lo = min(lo - b for lo, b in zip(rq.lo, rq.bias, strict=True))
+    r_hi = max(hi - b for hi, b in zip(rq.hi, rq.bias, strict=True))
+    r_val = Signal(signed(signed_bits(r_lo, r_hi)), reset_less=True)
+    m.d.sync += [r_val.eq(result), ok1.eq(drain.ok), n1.eq(drain.n_idx)]
+    ok2 = Signal()
+    m.d.sync += ok2.eq(ok1)
     if rq.method == "threshold":
-        # compare the array's result with T - bias (no bias adder), count the thresholds met
+        # the result against T - bias (no bias adder); the count of thresholds met
         nt = len(rq.thresholds[0])
         ge = Signal(nt, reset_less=True)
         for j in range(nt):
             ts = [t[j] - b for t, b in zip(rq.thresholds, rq.bias, strict=True)]
             t_rom = _rom(ts, signed(signed_bits(min(ts), max(ts))), slots)
-            m.d.sync += ge[j].eq(result >= _lookup(t_rom, drain.n_idx))
-        m.d.sync += a_ok.eq(drain.ok)
+            t_j = Signal(signed(signed_bits(min(ts), max(ts))), name=f"thr{j}",
+                         reset_less=True)
+            m.d.sync += t_j.eq(_lookup(t_rom, drain.n_idx))
+            m.d.sync += ge[j].eq(r_val >= t_j)
         cnt = Signal(rq.out_bits, reset_less=True)
-        c_ok = Signal()
-        m.d.sync += [cnt.eq(sum(ge[j] for j in range(nt))), c_ok.eq(a_ok)]
-        return delayed(m, cnt, c_ok, name="thr_d")
-    bias_rom = _rom(rq.bias, signed(signed_bits(min(rq.bias), max(rq.bias))), slots)
-    a_val = Signal(acc_shape, reset_less=True)
-    m.d.sync += [a_val.eq(result + _lookup(bias_rom, drain.n_idx)), a_ok.eq(drain.ok),
-                 a_n.eq(drain.n_idx)]
-    if rq.method == "none":
-        return a_val, a_ok
+        ok3 = Signal()
+        m.d.sync += [cnt.eq(sum(ge[j] for j in range(nt))), ok3.eq(ok2)]
+        return cnt, ok3
+    consts = [b * mult + (1 << (sh - 1))
+              for b, mult, sh in zip(rq.bias, rq.mult, rq.shift, strict=True)]
+    c_shape = signed(signed_bits(min(consts), max(consts)))
+    c_rom = _rom(consts, c_shape, slots)
+    c_val = Signal(c_shape, reset_less=True)
+    m.d.sync += c_val.eq(_lookup(c_rom, drain.n_idx))
     m_rom = _rom(rq.mult, unsigned(rq.m_bits), slots)
-    s_min, s_max = min(rq.shift), max(rq.shift)
     p_val = Signal(signed(rq.product_bits), reset_less=True)
-    p_ok = Signal()
-    m.d.sync += [p_val.eq(a_val * _lookup(m_rom, a_n)), p_ok.eq(a_ok)]
-    # floor((p + 2**(S-1)) / 2**S) = (floor(p / 2**(S-1)) + 1) >> 1
-    q = p_val[s_min - 1:].as_signed() if s_min - 1 < len(p_val) else p_val[-1:].as_signed()
+    m.d.sync += p_val.eq(r_val * _lookup(m_rom, n1) + c_val)
+    s_min, s_max = min(rq.shift), max(rq.shift)
+    y = p_val[s_min:].as_signed() if s_min < len(p_val) else p_val[-1:].as_signed()
     if s_max != s_min:
-        d_rom = _rom([s - s_min for s in rq.shift], unsigned((s_max - s_min).bit_length()),
-                     slots)
-        p_d = Signal(unsigned((s_max - s_min).bit_length()), reset_less=True)
-        m.d.sync += p_d.eq(_lookup(d_rom, a_n))
-        q = q >> p_d
+        d_bits = (s_max - s_min).bit_length()
+        d_rom = _rom([s - s_min for s in rq.shift], unsigned(d_bits), slots)
+        p_d = Signal(d_bits, reset_less=True)
+        m.d.sync += p_d.eq(_lookup(d_rom, n1))
+        y = y >> p_d
     a = rq.out_bits
-    y = Signal(signed(max(len(q) + 1, a + 2)))
-    m.d.comb += y.eq(q + 1)
-    y = y[1:].as_signed()
+    if len(y) < a + 1:
+        y_ext = Signal(signed(a + 1))
+        m.d.comb += y_ext.eq(y)
+        y = y_ext
     neg = y[-1]
     over = y[a:-1].any() if len(y) - 1 > a else Const(0)
     out = Signal(a, reset_less=True)
-    o_ok = Signal()
-    m.d.sync += [out.eq(Mux(neg, 0, y[:a] | over.replicate(a))), o_ok.eq(p_ok)]
-    return out, o_ok
+    ok3 = Signal()
+    m.d.sync += [out.eq(Mux(neg, 0, y[:a] | over.replicate(a))), ok3.eq(ok2)]
+    return out, ok3
 
 
 # -- the cycle counter -------------------------------------------------------------------------
