@@ -247,3 +247,25 @@ def test_narrow_network_exact(requant):
         np.testing.assert_array_equal(classes, golden.predict(net, x))
         for i, t in enumerate(engine.timings):
             assert [v for j, v in cycles if j == i] == [t.batch_cycles], (rows, i)
+
+
+# -- broadcast operands on one-row arrays ------------------------------------------------------
+
+
+def test_one_row_arrays_broadcast():
+    """Batch 1: the array broadcasts its operands, so results complete 2 + PE latency cycles
+    after the last step instead of R + C + PE latency (the digits MLP's first layer on the
+    default int8 array: 3 instead of 10, 272 cycles a batch instead of 279); with more rows
+    the array skews them."""
+    from rtl_gen.hw.layer import layer_timing
+    t = golden.LayerTiming.systolic(k=64, n=32, rows=1, cols=8, lanes=1, pe_latency=1,
+                                    requantize=True, broadcast=True)
+    assert t.array_latency == 3
+    assert t.batch_cycles == 1 + 3 * 64 + 64 + 3 + 1 + 7 + 3 + 1 == 272
+    net, _ = small_net((8, 4, 2), ("int4", "int4"))
+    assert layer_timing(net.layers[0], ArrayConfig(cols=8)).array_latency == 2 + 1
+    assert layer_timing(net.layers[0], ArrayConfig(rows=2, cols=8)).array_latency == 2 + 8 + 1
+    text = to_verilog(LayerEngine(net.layers[0], ArrayConfig(cols=4)), "one_row")
+    assert "x0_1_d0" not in text and "w1_d0" not in text      # no skew registers
+    assert "x0_1_d0" in to_verilog(LayerEngine(net.layers[0], ArrayConfig(rows=2, cols=4)),
+                                   "two_rows")
