@@ -285,8 +285,10 @@ class CreditFifo:
         m.d.sync += self.space.eq(self.space - grant + (fifo.r_en & fifo.r_rdy))
 
 
-def credit_fifo(m, o, *, width: int, depth: int, need: int) -> CreditFifo:
-    """A ``depth``-entry FIFO of ``width`` bits driving the output stream ``o``.
+def credit_fifo(m, o, *, width: int, depth: int, need: int,
+                extend_sign: bool = False) -> CreditFifo:
+    """A ``depth``-entry FIFO of ``width`` bits driving the output stream ``o`` (a wider
+    payload takes the entries sign-extended with ``extend_sign``, else zero-extended).
 
     The free entries not yet promised to a tile (``depth - level - reserved``) are kept as a
     register (a write moves an entry from reserved to level and leaves it unchanged), so the
@@ -296,8 +298,9 @@ def credit_fifo(m, o, *, width: int, depth: int, need: int) -> CreditFifo:
     m.submodules.fifo = fifo = SyncFIFOBuffered(width=width, depth=depth)
     space = Signal(range(depth + 1), init=depth)
     credit = Signal()
+    r_data = fifo.r_data.as_signed() if extend_sign else fifo.r_data
     m.d.comb += [credit.eq(space >= need),
-                 o.valid.eq(fifo.r_rdy), o.payload.eq(fifo.r_data), fifo.r_en.eq(o.ready)]
+                 o.valid.eq(fifo.r_rdy), o.payload.eq(r_data), fifo.r_en.eq(o.ready)]
     return CreditFifo(fifo=fifo, space=space, credit=credit)
 
 

@@ -145,6 +145,16 @@ def fifo_depth(t: LayerTiming, *, slack: int, spare: int) -> int:
     return t.rows * t.cols * (math.ceil(life / t.period) + 1) + spare
 
 
+def int_fifo(m, plan: LayerPlan, o):
+    """The credit FIFO of an integer engine, as wide as the values it holds: the output
+    activation, or the logits' real range (sign-extended to the port)."""
+    rq = plan.requant
+    width = rq.acc_bits if rq.method == "none" else len(Value.cast(o.payload))
+    return credit_fifo(m, o, width=width, depth=plan.fifo_depth,
+                       need=plan.timing.rows * plan.timing.cols,
+                       extend_sign=rq.method == "none")
+
+
 def int_back_end(m, plan: LayerPlan, t: LayerTiming, array, out, seq, cycles, *,
                  in_flight: int, bound: int) -> None:
     """The back end of an integer engine: the drain over ``array``'s results (``res``,
@@ -318,8 +328,7 @@ class LayerEngine(Engine):
         m.submodules.array = array = SystolicArray(pe, rows=rows, cols=cols,
                                                    broadcast=broadcasts(plan.array))
         rom_rd = rom.read_port()
-        out = credit_fifo(m, self.o, width=len(Value.cast(self.o.payload)),
-                          depth=plan.fifo_depth, need=rows * cols)
+        out = int_fifo(m, plan, self.o)
         seq = tile_sequencer(m, banks.full, out.credit, tiles=nt, period=period,
                              step_range=period, chain=False)
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from amaranth import Module, Mux, Signal, Value, signed, unsigned
+from amaranth import Module, Mux, Signal, signed, unsigned
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In
 
@@ -34,12 +34,19 @@ from ..protocol import K_BITS, K_OWN, S_BITS, S_OWN
 from .hese import DataTermUnit
 from .kit import (
     Engine,
-    credit_fifo,
     delayed,
     input_banks,
     tile_sequencer,
 )
-from .layer import ArrayConfig, LayerPlan, int_back_end, int_ports, layer_timing, plan_layer
+from .layer import (
+    ArrayConfig,
+    LayerPlan,
+    int_back_end,
+    int_fifo,
+    int_ports,
+    layer_timing,
+    plan_layer,
+)
 from .tr import TRArray, term_rom_words
 
 __all__ = ["TRLayerEngine"]
@@ -121,8 +128,7 @@ class TRLayerEngine(Engine):
                                              x_shape=x_shape, term=term,
                                              acc_bits=layer.acc_bits)
         rom_rd = rom.read_port()
-        out = credit_fifo(m, self.o, width=len(Value.cast(self.o.payload)),
-                          depth=plan.fifo_depth, need=rows * cols)
+        out = int_fifo(m, plan, self.o)
 
         # run-time slots per group (latched with the batch) and the period they give
         max_period = max(ks * t_max, rows * cols + 1)
