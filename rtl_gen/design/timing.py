@@ -16,6 +16,7 @@ The three engines as models (:meth:`LayerTiming.systolic`, :meth:`~LayerTiming.t
 engine             lanes         slots         array latency   drain      pickup
 =================  ============  ============  ==============  =========  ======
 integer array      ``L``         1             ``R + C + PE``  3 / 1      1
+broadcast (R = 1)  ``L``         1             ``2 + PE``      3 / 1      1
 term revealing     group ``g``   ``min(k,T)``  3               3 / 1      1
 float lanes        1             1             1               3 / 2      0
 =================  ============  ============  ==============  =========  ======
@@ -72,14 +73,16 @@ class LayerTiming:
 
     @classmethod
     def systolic(cls, *, k: int, n: int, rows: int, cols: int, lanes: int, pe_latency: int,
-                 requantize: bool) -> LayerTiming:
+                 requantize: bool, broadcast: bool = False) -> LayerTiming:
         """An integer layer on an output-stationary ``R x C`` systolic array: results
         complete ``R + C + pe_latency`` cycles after the last step (the skew and the
         systolic chains ``R + C - 2``, the PE's input register and latency, the result
-        capture); the drain adds the bias and, for a hidden layer (``requantize``), the
-        requantization product and the shift."""
+        capture), or ``2 + pe_latency`` when the array broadcasts its operands
+        (``broadcast``: no skew); the drain adds the bias and, for a hidden layer
+        (``requantize``), the requantization product and the rounding, shift and clamp."""
+        skew = 0 if broadcast else rows + cols - 2
         return cls(k=k, n=n, rows=rows, cols=cols, lanes=lanes,
-                   array_latency=rows + cols + pe_latency,
+                   array_latency=skew + 2 + pe_latency,
                    drain_stages=3 if requantize else 1)
 
     @classmethod

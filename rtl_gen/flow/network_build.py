@@ -27,12 +27,13 @@ DEFAULT_BAUD = 115200
 
 def build_network(net: Network, board: Board, *, outdir: Path | str, arrays=None,
                   freq_mhz: float | None = None, baud: int = DEFAULT_BAUD, seed: int = 1,
-                  timeout: float | None = None) -> BuildReport:
+                  timeout: float | None = None, counters: bool = False) -> BuildReport:
     """Build ``net`` into a bitstream for ``board`` (one of ``boards.BOARDS``).
 
     Writes the bitstream, ``report.json``/``report.md`` (:class:`BuildReport`) and
     ``design.json`` (the network's name and fingerprint, the baud rate and what the design
-    answers to INFO) into ``outdir``.
+    answers to INFO) into ``outdir``.  ``counters``: the layers count their batches' cycles
+    (the CYCLES reply's per-layer words; off by default: they read 0 and cost no logic).
 
     Raises
     ------
@@ -48,7 +49,8 @@ def build_network(net: Network, board: Board, *, outdir: Path | str, arrays=None
     cores = []
 
     def make_core(clk_hz: float) -> HostLinkCore:
-        core = HostLinkCore.for_clock(net, arrays, clk_hz=clk_hz, baud=baud, design_id=ident)
+        core = HostLinkCore.for_clock(net, arrays, clk_hz=clk_hz, baud=baud, design_id=ident,
+                                      counters=counters)
         cores.append(core)
         return core
 
@@ -64,7 +66,7 @@ def build_network(net: Network, board: Board, *, outdir: Path | str, arrays=None
               "board": board.name, "clock_mhz": top.freq_mhz,
               "rows": info.rows, "features": info.features, "classes": info.classes,
               "cycles_per_batch": [t.batch_cycles for t in core.engine.timings],
-              "interval": core.engine.interval}
+              "interval": core.engine.interval, "layer_counters": counters}
     path = Path(outdir) / "design.json"
     tmp = path.with_name(".design.json.tmp")
     tmp.write_text(json.dumps(design, indent=2) + "\n")

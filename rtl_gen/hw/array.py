@@ -50,6 +50,11 @@ class SystolicArray(wiring.Component):
         The configuration of every PE (``weights`` must be ``None``: weights stream in).
     rows, cols:
         ``R`` and ``C``.
+    broadcast:
+        Operands broadcast instead of skewed: row ``r``'s activations go to every PE of the
+        row and column ``c``'s weights to every PE of the column in the same cycle (no skew
+        registers; fan-out ``C`` and ``R``); ``done`` comes ``2 + latency`` cycles after
+        ``last``.
 
     Members
     -------
@@ -65,7 +70,7 @@ class SystolicArray(wiring.Component):
         High for one cycle when every ``res`` holds a new tile's results.
     """
 
-    def __init__(self, pe: PEConfig, *, rows: int, cols: int):
+    def __init__(self, pe: PEConfig, *, rows: int, cols: int, broadcast: bool = False):
         if pe.weights is not None:
             raise ValueError("a systolic array streams its weights; the PE cannot bake them")
         if pe.cycles_per_vector != 1:
@@ -75,6 +80,7 @@ class SystolicArray(wiring.Component):
             if not isinstance(v, int) or not 1 <= v <= 256:
                 raise ValueError(f"{name} must be 1..256, not {v!r}")
         self._pe, self._rows, self._cols = pe, rows, cols
+        self._broadcast = bool(broadcast)
         layout = dict(pe_layout(pe))
         super().__init__({
             "x": In(data.ArrayLayout(layout["x"], rows)),
@@ -87,6 +93,8 @@ class SystolicArray(wiring.Component):
     @property
     def latency(self) -> int:
         """Cycles from presenting a ``last`` step to ``done`` high."""
+        if self._broadcast:
+            return 2 + self._pe.latency
         return self._rows + self._cols + self._pe.latency
 
     def elaborate(self, platform):
@@ -95,6 +103,8 @@ class SystolicArray(wiring.Component):
         layout = dict(pe_layout(pe))
 
         def delayed(value, shape, n, name):
+            if self._broadcast:  # every PE takes the step's operands in the same cycle
+                return value
             for i in range(n):
                 r = Signal(shape, name=f"{name}_d{i}", reset_less=True)
                 m.d.sync += r.eq(value)

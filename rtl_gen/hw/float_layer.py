@@ -127,10 +127,14 @@ class FloatLayerPlan:
     timing: LayerTiming
     w_bits: int
     fifo_depth: int
+    #: Whether the engine counts each image's cycles (``cycles``; without, it reads 0).
+    counters: bool = True
 
 
-def plan_float_layer(layer: FloatLayer, lanes: int = DEFAULT_FLOAT_LANES) -> FloatLayerPlan:
-    """Validate a float layer on ``lanes`` lanes and plan its engine.
+def plan_float_layer(layer: FloatLayer, lanes: int = DEFAULT_FLOAT_LANES, *,
+                     counters: bool = True) -> FloatLayerPlan:
+    """Validate a float layer on ``lanes`` lanes and plan its engine (``counters``: count
+    each image's cycles on the ``cycles`` port, else it reads 0).
 
     Raises
     ------
@@ -141,10 +145,12 @@ def plan_float_layer(layer: FloatLayer, lanes: int = DEFAULT_FLOAT_LANES) -> Flo
     if not isinstance(layer, FloatLayer):
         raise TypeError(f"layer must be a FloatLayer, not {layer!r}")
     lanes = check_lanes(lanes)
+    if not isinstance(counters, bool):
+        raise TypeError(f"counters must be True or False, not {counters!r}")
     t = layer_timing(layer, lanes)
     return FloatLayerPlan(layer=layer, lanes=lanes, timing=t,
                           w_bits=weight_bits(layer.space, layer.weight_format),
-                          fifo_depth=fifo_depth(t, slack=6, spare=0))
+                          fifo_depth=fifo_depth(t, slack=6, spare=0), counters=counters)
 
 
 # -- the layer engine --------------------------------------------------------------------------
@@ -277,18 +283,19 @@ class FloatLayerEngine(Engine):
         m.d.sync += y_ok.eq(b_ok)
         m.d.comb += [out.w_data.eq(y), out.w_en.eq(y_ok)]
         out.reserve(m, seq.start_tile, tile_results(1, C, N, nt)[seq.next_tile])
-        batch_counter(m, self.cycles, started=seq.batch_started, written=out.w_en,
-                      per_batch=N, in_flight=t.in_flight)
+        if plan.counters:
+            batch_counter(m, self.cycles, started=seq.batch_started, written=out.w_en,
+                          per_batch=N, in_flight=t.in_flight, bound=t.batch_cycles)
         return m
 
 
 # -- the network --------------------------------------------------------------------------------
 
 
-def plan_float_network(net: FloatNetwork, lanes=None) -> ChainPlan:
+def plan_float_network(net: FloatNetwork, lanes=None, *, counters: bool = True) -> ChainPlan:
     """Validate a float network on per-layer lanes (one integer for every layer or one per
     layer; ``None``: :data:`DEFAULT_FLOAT_LANES`) and plan its chain of
-    :class:`FloatLayerEngine`.
+    :class:`FloatLayerEngine` (``counters``: each layer counts its images' cycles).
 
     Raises
     ------
@@ -306,7 +313,8 @@ def plan_float_network(net: FloatNetwork, lanes=None) -> ChainPlan:
     if len(lanes) != len(net.layers):
         raise ValueError(f"give one lane count per layer ({len(net.layers)}), not "
                          f"{len(lanes)}")
-    plans = tuple(plan_float_layer(layer, c) for layer, c in zip(net.layers, lanes, strict=True))
+    plans = tuple(plan_float_layer(layer, c, counters=counters)
+                  for layer, c in zip(net.layers, lanes, strict=True))
     stages = tuple((f"layer{idx}_{p.layer.name}", FloatLayerEngine, p)
                    for idx, p in enumerate(plans))
     return ChainPlan(net=net, configs=tuple(p.lanes for p in plans), stages=stages,
@@ -331,6 +339,8 @@ class FloatNetworkEngine(EngineChain):
     lanes:
         Lanes per layer: one integer for every layer or one per layer (default
         :data:`DEFAULT_FLOAT_LANES`).
+    counters:
+        Each layer counts its images' cycles (``layer_cycles``); without, they read 0.
 
     Members
     -------

@@ -105,6 +105,10 @@ class HostLinkPlan:
         answered (at least 12 bit periods).
     design_id:
         32-bit value the INFO reply carries, so a host can check which design it talks to.
+    counters:
+        Whether the network's layers count their batches' cycles; without, the per-layer
+        words of the CYCLES reply read 0 (the INFER latency and the cycles since reset are
+        counted either way).
 
     Raises
     ------
@@ -120,9 +124,12 @@ class HostLinkPlan:
     divisor: int
     timeout_cycles: int
     design_id: int = 0
+    counters: bool = True
 
     def __post_init__(self):
         net = self.net
+        if not isinstance(self.counters, bool):
+            raise TypeError(f"counters must be True or False, not {self.counters!r}")
         arrays, _ = plan_network(net, self.arrays)  # the engine's own checks
         inp, last = net.input, net.layers[-1]
         if inp.bits > 8:
@@ -144,7 +151,8 @@ class HostLinkPlan:
 
     @classmethod
     def for_clock(cls, net: Network, arrays=None, *, clk_hz: float, baud: int = 115200,
-                  timeout_s: float = DEFAULT_TIMEOUT_S, design_id: int = 0) -> HostLinkPlan:
+                  timeout_s: float = DEFAULT_TIMEOUT_S, design_id: int = 0,
+                  counters: bool = True) -> HostLinkPlan:
         """The plan for a ``clk_hz`` clock and a ``baud`` UART.
 
         Raises
@@ -156,7 +164,7 @@ class HostLinkPlan:
         div = divisor_for(clk_hz, baud)
         return cls(net, arrays, divisor=div,
                    timeout_cycles=max(12 * div, round(timeout_s * clk_hz)),
-                   design_id=design_id)
+                   design_id=design_id, counters=counters)
 
     @property
     def rows(self) -> int:
@@ -208,7 +216,7 @@ class HostLinkCore(wiring.Component):
                             f"{type(plan).__name__}; use "
                             "HostLinkCore.for_divisor or HostLinkCore.for_clock")
         self._plan = plan
-        self._engine = NetworkEngine(plan.net, plan.arrays)
+        self._engine = NetworkEngine(plan.net, plan.arrays, counters=plan.counters)
         super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "leds": Out(4)})
 
     @classmethod
@@ -220,11 +228,13 @@ class HostLinkCore(wiring.Component):
 
     @classmethod
     def for_clock(cls, net: Network, arrays=None, *, clk_hz: float, baud: int = 115200,
-                  timeout_s: float = DEFAULT_TIMEOUT_S, design_id: int = 0) -> HostLinkCore:
+                  timeout_s: float = DEFAULT_TIMEOUT_S, design_id: int = 0,
+                  counters: bool = True) -> HostLinkCore:
         """The core for a ``clk_hz`` clock and a ``baud`` UART (see
         :meth:`HostLinkPlan.for_clock`)."""
         return cls(HostLinkPlan.for_clock(net, arrays, clk_hz=clk_hz, baud=baud,
-                                          timeout_s=timeout_s, design_id=design_id))
+                                          timeout_s=timeout_s, design_id=design_id,
+                                          counters=counters))
 
     @property
     def plan(self) -> HostLinkPlan:

@@ -25,9 +25,11 @@ banks' ``full`` register in the same cycle (different banks), which Amaranth mer
 * :func:`drain_sequencer` -- after a tile's results are complete, one result a cycle with
   its output index.
 * :func:`int_drain` -- the integer drain stages: ``+ bias``, ``* M``, ``+ 2**(S-1)``,
-  ``>> S``, clamp (ReLU); logits: ``+ bias`` only.
-* :func:`batch_counter` -- the ``cycles`` output: cycles from a batch being taken to its last
-  result entering the FIFO.
+  ``>> S``, clamp (ReLU), or thresholds in place of the multiply and shift; logits: ``+ bias``
+  only; every width from the layer's real values (:func:`plan_requant`).
+* :func:`batch_counter` -- the ``cycles`` output (optional: an engine planned without
+  counters leaves it 0): cycles from a batch being taken to its last result entering the
+  FIFO, in a counter sized from the cycle model.
 
 :class:`Planned` is the base of every engine: its constructor's arguments are turned into a
 validated plan (a frozen dataclass) before the Elaboratable exists, so a refused design
@@ -52,17 +54,24 @@ __all__ = [
     "Engine",
     "Planned",
     "Sequencer",
+    "REQUANT_METHODS",
+    "RequantPlan",
+    "acc_range",
     "batch_counter",
+    "counter_bits",
     "credit_fifo",
     "delayed",
     "drain_sequencer",
     "input_banks",
     "int_drain",
+    "plan_requant",
+    "requant_thresholds",
+    "signed_bits",
     "tile_results",
     "tile_sequencer",
 ]
 
-#: Width of the cycle counters.
+#: Width of the cycle counter ports (the counters inside are sized from the cycle model).
 COUNTER_BITS = 32
 
 
@@ -276,8 +285,10 @@ class CreditFifo:
         m.d.sync += self.space.eq(self.space - grant + (fifo.r_en & fifo.r_rdy))
 
 
-def credit_fifo(m, o, *, width: int, depth: int, need: int) -> CreditFifo:
-    """A ``depth``-entry FIFO of ``width`` bits driving the output stream ``o``.
+def credit_fifo(m, o, *, width: int, depth: int, need: int,
+                extend_sign: bool = False) -> CreditFifo:
+    """A ``depth``-entry FIFO of ``width`` bits driving the output stream ``o`` (a wider
+    payload takes the entries sign-extended with ``extend_sign``, else zero-extended).
 
     The free entries not yet promised to a tile (``depth - level - reserved``) are kept as a
     register (a write moves an entry from reserved to level and leaves it unchanged), so the
@@ -287,8 +298,9 @@ def credit_fifo(m, o, *, width: int, depth: int, need: int) -> CreditFifo:
     m.submodules.fifo = fifo = SyncFIFOBuffered(width=width, depth=depth)
     space = Signal(range(depth + 1), init=depth)
     credit = Signal()
+    r_data = fifo.r_data.as_signed() if extend_sign else fifo.r_data
     m.d.comb += [credit.eq(space >= need),
-                 o.valid.eq(fifo.r_rdy), o.payload.eq(fifo.r_data), fifo.r_en.eq(o.ready)]
+                 o.valid.eq(fifo.r_rdy), o.payload.eq(r_data), fifo.r_en.eq(o.ready)]
     return CreditFifo(fifo=fifo, space=space, credit=credit)
 
 
@@ -409,53 +421,241 @@ def drain_sequencer(m, start, *, rows: int, cols: int, tiles: int, n: int) -> Dr
     return Drain(active=active, j=j, n_idx=n_idx, ok=active & (n_idx < n))
 
 
-def int_drain(m, layer, result, drain: Drain, *, slots: int):
-    """The integer drain of ``layer`` (a :class:`~rtl_gen.design.network.DenseLayer`) on
-    ``result`` (the accumulator the drain reads this cycle): ``+ bias``; for a hidden layer
-    ``* M + 2**(S-1)``, ``>> S`` and the clamp (ReLU) on the way into the FIFO.  ``slots``:
-    output indices the drain can name (``tiles * C``).  Returns ``(data, en)`` for the FIFO,
-    ``3`` (hidden) or ``1`` (logits) cycles after the read."""
-    n_out = layer.out_features
-    bias = layer.bias.astype(int)
-    acc_shape = signed(layer.acc_bits)
-    bias_rom = Array(Const(int(bias[n]) if n < n_out else 0, acc_shape) for n in range(slots))
-    a_val = Signal(acc_shape, reset_less=True)
-    a_ok = Signal()
-    a_n = Signal(range(slots + 1), reset_less=True)
-    m.d.sync += [a_val.eq(result + bias_rom[drain.n_idx]), a_ok.eq(drain.ok),
-                 a_n.eq(drain.n_idx)]
+def signed_bits(lo: int, hi: int) -> int:
+    """Bits of the smallest two's-complement signal holding every integer in ``lo..hi``."""
+    return max(int(lo).bit_length() if lo >= 0 else (-int(lo) - 1).bit_length(),
+               int(hi).bit_length() if hi >= 0 else (-int(hi) - 1).bit_length()) + 1
+
+
+#: Requantization methods of a plan (``"auto"`` chooses one per layer, see :func:`plan_requant`).
+REQUANT_METHODS = ("auto", "multiply", "threshold")
+
+
+@dataclasses.dataclass(frozen=True)
+class RequantPlan:
+    """How an integer layer's drain turns its accumulator into the output, sized from the
+    layer's real values (:func:`plan_requant`).
+
+    Members
+    -------
+    method:
+        ``"multiply"`` (``* M``, ``+ 2**(S-1)``, ``>> S``, clamp), ``"threshold"``
+        (``2**a - 1`` comparisons of the accumulator against per-channel thresholds) or
+        ``"none"`` (logits: the accumulator).
+    lo, hi:
+        Per channel, the smallest and largest ``acc = x @ w.T + bias`` over every input the
+        layer can get (for a term-revealing layer, the accumulator's whole range).
+    bias, mult, shift:
+        Per channel.
+    out_bits:
+        The output activation's width (``0`` for logits).
+    thresholds:
+        ``"threshold"`` only: per channel, ``T[j-1]`` the smallest ``acc`` whose output is at
+        least ``j`` (``hi + 1`` when none is), ``j = 1 .. 2**out_bits - 1``.
+    """
+
+    method: str
+    lo: tuple[int, ...]
+    hi: tuple[int, ...]
+    bias: tuple[int, ...]
+    mult: tuple[int, ...] = ()
+    shift: tuple[int, ...] = ()
+    out_bits: int = 0
+    thresholds: tuple[tuple[int, ...], ...] = ()
+
+    @property
+    def acc_bits(self) -> int:
+        """Width of ``acc`` (bias included) over every input."""
+        return signed_bits(min(self.lo), max(self.hi))
+
+    @property
+    def m_bits(self) -> int:
+        return max(int(m).bit_length() for m in self.mult) if self.mult else 0
+
+    @property
+    def product_bits(self) -> int:
+        """Width of ``acc * M + 2**(S-1)`` over every channel's range."""
+        ps = [v * m + (1 << (s - 1))
+              for lo, hi, m, s in zip(self.lo, self.hi, self.mult, self.shift, strict=True)
+              for v in (lo, hi)]
+        return signed_bits(min(ps), max(ps))
+
+
+def acc_range(layer) -> tuple[list[int], list[int]]:
+    """Per output channel, the extremes of ``x @ w.T + bias`` over every input vector of
+    ``layer``'s activation range (each input takes its range's end that makes the product
+    largest or smallest); a term-revealing layer's truncated weights and activations are
+    bounded only by its accumulator width (:attr:`DenseLayer.acc_bits`)."""
+    bias = [int(b) for b in layer.bias]
+    if layer.tr is not None:
+        half = 1 << (layer.acc_bits - 1)
+        return [-half] * len(bias), [half - 1] * len(bias)
+    if layer.in_signed:
+        x_lo, x_hi = -(1 << (layer.in_bits - 1)), (1 << (layer.in_bits - 1)) - 1
+    else:
+        x_lo, x_hi = 0, (1 << layer.in_bits) - 1
+    w = [[int(v) for v in row] for row in layer.w_int]
+    lo = [b + sum(min(v * x_lo, v * x_hi) for v in row) for row, b in zip(w, bias, strict=True)]
+    hi = [b + sum(max(v * x_lo, v * x_hi) for v in row) for row, b in zip(w, bias, strict=True)]
+    return lo, hi
+
+
+def requant_thresholds(lo: int, hi: int, mult: int, shift: int, out_bits: int) -> tuple:
+    """``T[j-1]``, ``j = 1 .. 2**out_bits - 1``: the smallest ``acc`` in ``lo..hi`` with
+    ``clamp((acc * M + 2**(S-1)) >> S, 0, 2**out_bits - 1) >= j``, or ``hi + 1``.  The
+    output is non-decreasing in ``acc`` (``M > 0``), so it is the number of thresholds
+    ``acc`` reaches."""
+    out = []
+    for j in range(1, 1 << out_bits):
+        # (acc*M + 2**(S-1)) >> S >= j  <=>  acc*M >= j*2**S - 2**(S-1)
+        t = -((-((j << shift) - (1 << (shift - 1)))) // mult)
+        out.append(min(max(t, lo), hi + 1))
+    return tuple(out)
+
+
+def plan_requant(layer, method: str = "auto") -> RequantPlan:
+    """The drain of ``layer`` (a :class:`~rtl_gen.design.network.DenseLayer`) sized from its
+    real values: the accumulator's range (:func:`acc_range`), ``M``'s bit length, ``S``.
+
+    ``method`` (hidden layers): ``"multiply"``, ``"threshold"`` or ``"auto"``, which takes
+    the thresholds when their comparators have fewer bits than the multiplier's partial
+    products: ``(2**a - 1) * acc_bits < acc_bits * m_bits``, i.e. ``2**a - 1 < m_bits``.
+    """
+    if method not in REQUANT_METHODS:
+        raise ValueError(f"requant must be one of {', '.join(REQUANT_METHODS)}, not "
+                         f"{method!r}")
+    lo, hi = acc_range(layer)
+    bias = tuple(int(b) for b in layer.bias)
     if layer.activation != "relu":
-        return a_val, a_ok
-    mult = layer.requant_multiplier.astype(int)
-    shift = layer.requant_shift.astype(int)
-    m_rom = Array(Const(int(mult[n]) if n < n_out else 0, unsigned(31)) for n in range(slots))
-    r_rom = Array(Const(1 << (int(shift[n]) - 1) if n < n_out else 0, unsigned(62))
-                  for n in range(slots))
-    s_rom = Array(Const(int(shift[n]) if n < n_out else 1, unsigned(6)) for n in range(slots))
-    p_val = Signal(signed(layer.acc_bits + 32 + 1), reset_less=True)
-    p_s = Signal(unsigned(6), reset_less=True)
-    p_ok = Signal()
-    m.d.sync += [p_val.eq(a_val * m_rom[a_n] + r_rom[a_n]), p_s.eq(s_rom[a_n]), p_ok.eq(a_ok)]
-    # the shift in a stage of its own, the clamp (ReLU) on the way into the FIFO
-    y = Signal(signed(len(p_val)), reset_less=True)
-    y_ok = Signal()
-    m.d.sync += [y.eq(p_val >> p_s), y_ok.eq(p_ok)]
-    top = (1 << layer.out_bits) - 1
-    return Mux(y < 0, 0, Mux(y > top, top, y)), y_ok
+        return RequantPlan(method="none", lo=tuple(lo), hi=tuple(hi), bias=bias)
+    mult = tuple(int(m) for m in layer.requant_multiplier)
+    shift = tuple(int(s) for s in layer.requant_shift)
+    a = layer.out_bits
+    if method == "auto":
+        m_bits = max(m.bit_length() for m in mult)
+        method = "threshold" if (1 << a) - 1 < m_bits else "multiply"
+    thresholds = ()
+    if method == "threshold":
+        if a > 8:
+            raise ValueError(f"layer {layer.name!r}: threshold requantization takes "
+                             f"activations of at most 8 bits ({(1 << a) - 1} thresholds), "
+                             f"not {a}")
+        thresholds = tuple(requant_thresholds(lo_n, hi_n, m, s, a)
+                           for lo_n, hi_n, m, s in zip(lo, hi, mult, shift, strict=True))
+    return RequantPlan(method=method, lo=tuple(lo), hi=tuple(hi), bias=bias, mult=mult,
+                       shift=shift, out_bits=a, thresholds=thresholds)
+
+
+def _rom(values, shape, slots: int, fill: int = 0):
+    """``values`` (one per channel) as a ROM of ``slots`` entries, or the constant itself
+    when every channel has the same value."""
+    values = [int(v) for v in values]
+    if len(set(values)) == 1:
+        return None, Const(values[0], shape)
+    return Array(Const(values[n] if n < len(values) else fill, shape) for n in range(slots)), None
+
+
+def _lookup(rom, n):
+    table, const = rom
+    return const if table is None else table[n]
+
+
+def int_drain(m, rq: RequantPlan, result, drain: Drain, *, slots: int):
+    """The integer drain of a layer planned as ``rq`` (:func:`plan_requant`) on ``result``
+    (the array's result the drain reads this cycle, bias not included).  Returns ``(data,
+    en)`` for the FIFO, ``3`` (hidden) or ``1`` (logits) cycles after the read.
+
+    Every width comes from the layer's real values (the result's and the accumulator's
+    ranges, ``M``, ``S``), and a hidden layer's stages each hold one carry chain at most:
+
+    1. the result read (the multiplexer over the array's results) registered, with the
+       channel's ``C = bias * M + 2**(S-1)`` (or its thresholds) from a ROM;
+    2. ``result * M + C``, which is ``acc * M + 2**(S-1)`` exactly (a multiply-add, one DSP
+       where there is one), or the threshold comparisons;
+    3. ``>> S`` (wiring, plus a shifter over ``S - min(S)`` when the channels' shifts
+       differ) and the clamp on the high bits: zero when the sign is set, saturate when a
+       bit above the activation's width is set; no comparison on a carry chain.
+
+    Logits: ``result + bias`` in one stage."""
+    ok1 = Signal()
+    n1 = Signal(range(slots + 1), reset_less=True)
+    if rq.method == "none":
+        bias_rom = _rom(rq.bias, signed(signed_bits(min(rq.bias), max(rq.bias))), slots)
+        a_val = Signal(signed(rq.acc_bits), reset_less=True)
+        m.d.sync += [a_val.eq(result + _lookup(bias_rom, drain.n_idx)), ok1.eq(drain.ok)]
+        return a_val, ok1
+    r_lo = min(lo - b for lo, b in zip(rq.lo, rq.bias, strict=True))
+    r_hi = max(hi - b for hi, b in zip(rq.hi, rq.bias, strict=True))
+    r_val = Signal(signed(signed_bits(r_lo, r_hi)), reset_less=True)
+    m.d.sync += [r_val.eq(result), ok1.eq(drain.ok), n1.eq(drain.n_idx)]
+    ok2 = Signal()
+    m.d.sync += ok2.eq(ok1)
+    if rq.method == "threshold":
+        # the result against T - bias (no bias adder); the count of thresholds met
+        nt = len(rq.thresholds[0])
+        ge = Signal(nt, reset_less=True)
+        for j in range(nt):
+            ts = [t[j] - b for t, b in zip(rq.thresholds, rq.bias, strict=True)]
+            t_rom = _rom(ts, signed(signed_bits(min(ts), max(ts))), slots)
+            t_j = Signal(signed(signed_bits(min(ts), max(ts))), name=f"thr{j}",
+                         reset_less=True)
+            m.d.sync += t_j.eq(_lookup(t_rom, drain.n_idx))
+            m.d.sync += ge[j].eq(r_val >= t_j)
+        cnt = Signal(rq.out_bits, reset_less=True)
+        ok3 = Signal()
+        m.d.sync += [cnt.eq(sum(ge[j] for j in range(nt))), ok3.eq(ok2)]
+        return cnt, ok3
+    consts = [b * mult + (1 << (sh - 1))
+              for b, mult, sh in zip(rq.bias, rq.mult, rq.shift, strict=True)]
+    c_shape = signed(signed_bits(min(consts), max(consts)))
+    c_rom = _rom(consts, c_shape, slots)
+    c_val = Signal(c_shape, reset_less=True)
+    m.d.sync += c_val.eq(_lookup(c_rom, drain.n_idx))
+    m_rom = _rom(rq.mult, unsigned(rq.m_bits), slots)
+    p_val = Signal(signed(rq.product_bits), reset_less=True)
+    m.d.sync += p_val.eq(r_val * _lookup(m_rom, n1) + c_val)
+    s_min, s_max = min(rq.shift), max(rq.shift)
+    y = p_val[s_min:].as_signed() if s_min < len(p_val) else p_val[-1:].as_signed()
+    if s_max != s_min:
+        d_bits = (s_max - s_min).bit_length()
+        d_rom = _rom([s - s_min for s in rq.shift], unsigned(d_bits), slots)
+        p_d = Signal(d_bits, reset_less=True)
+        m.d.sync += p_d.eq(_lookup(d_rom, n1))
+        y = y >> p_d
+    a = rq.out_bits
+    if len(y) < a + 1:
+        y_ext = Signal(signed(a + 1))
+        m.d.comb += y_ext.eq(y)
+        y = y_ext
+    neg = y[-1]
+    over = y[a:-1].any() if len(y) - 1 > a else Const(0)
+    out = Signal(a, reset_less=True)
+    ok3 = Signal()
+    m.d.sync += [out.eq(Mux(neg, 0, y[:a] | over.replicate(a))), ok3.eq(ok2)]
+    return out, ok3
 
 
 # -- the cycle counter -------------------------------------------------------------------------
 
 
-def batch_counter(m, cycles, *, started, written, per_batch: int, in_flight: int) -> None:
+def counter_bits(bound: int) -> int:
+    """Width of a layer's cycle counter whose model says a batch takes at most ``bound``
+    cycles: one bit of headroom over ``bound`` (stalls lengthen a batch), saturating."""
+    return max(int(bound), 1).bit_length() + 1
+
+
+def batch_counter(m, cycles, *, started, written, per_batch: int, in_flight: int,
+                  bound: int) -> None:
     """Drive ``cycles`` with the cycles of the last finished batch: from the cycle it was
     taken (``started``) to the cycle its last result is written (``written`` high for the
-    ``per_batch``-th time), both counted.  The start times of up to ``in_flight`` batches
-    wait in a ring."""
-    now = Signal(COUNTER_BITS)
-    m.d.sync += now.eq(now + 1)
+    ``per_batch``-th time), both counted.  Each of up to ``in_flight`` batches has an
+    elapsed-cycles counter of :func:`counter_bits` ``(bound)`` bits, which saturates (a
+    batch of ``2**w`` cycles or more reads ``2**w``); ``cycles`` (the port's width) is
+    zero-extended."""
+    w = counter_bits(bound)
     q = in_flight
-    starts = Array(Signal(COUNTER_BITS, name=f"start{i}", reset_less=True) for i in range(q))
+    top = (1 << w) - 1
+    elapsed = [Signal(w, name=f"elapsed{i}", reset_less=True) for i in range(q)]
     s_wr = Signal(range(max(q, 2)))
     s_rd = Signal(range(max(q, 2)))
     writes = Signal(range(per_batch + 1))
@@ -463,8 +663,15 @@ def batch_counter(m, cycles, *, started, written, per_batch: int, in_flight: int
     m.d.comb += ending.eq(written & (writes == per_batch - 1))
     with m.If(written):
         m.d.sync += writes.eq(Mux(ending, 0, writes + 1))
+    for i, el in enumerate(elapsed):
+        with m.If(started & (s_wr == i)):
+            m.d.sync += el.eq(1)
+        with m.Elif(el != top):
+            m.d.sync += el.eq(el + 1)
     with m.If(started):
-        m.d.sync += [starts[s_wr].eq(now), s_wr.eq(Mux(s_wr == q - 1, 0, s_wr + 1))]
+        m.d.sync += s_wr.eq(Mux(s_wr == q - 1, 0, s_wr + 1))
+    count = Signal(w + 1, name="batch_cycles")
     with m.If(ending):
-        m.d.sync += [cycles.eq(now - starts[s_rd] + 1),
+        m.d.sync += [count.eq(Array(elapsed)[s_rd] + 1),
                      s_rd.eq(Mux(s_rd == q - 1, 0, s_rd + 1))]
+    m.d.comb += cycles.eq(count)

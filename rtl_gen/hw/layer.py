@@ -48,12 +48,14 @@ from .array import SystolicArray
 from .kit import (
     COUNTER_BITS,
     Engine,
+    RequantPlan,
     batch_counter,
     credit_fifo,
     delayed,
     drain_sequencer,
     input_banks,
     int_drain,
+    plan_requant,
     tile_results,
     tile_sequencer,
 )
@@ -123,7 +125,15 @@ def layer_timing(layer: DenseLayer, array: ArrayConfig,
     if pe is None:
         return LayerTiming.term_revealing(group=layer.tr.group, slots=tr_slots(layer, control),
                                           latency=TR_ARRAY_LATENCY, **common)
-    return LayerTiming.systolic(lanes=array.lanes, pe_latency=pe.latency, **common)
+    return LayerTiming.systolic(lanes=array.lanes, pe_latency=pe.latency,
+                                broadcast=broadcasts(array), **common)
+
+
+def broadcasts(array: ArrayConfig) -> bool:
+    """Whether the array broadcasts its operands instead of skewing them: with one row (batch
+    1) every PE of the row takes the step's activations in the same cycle and each column's
+    weights go straight to its PE, so the array has no skew registers."""
+    return array.rows == 1
 
 
 def fifo_depth(t: LayerTiming, *, slack: int, spare: int) -> int:
@@ -135,19 +145,31 @@ def fifo_depth(t: LayerTiming, *, slack: int, spare: int) -> int:
     return t.rows * t.cols * (math.ceil(life / t.period) + 1) + spare
 
 
-def int_back_end(m, layer: DenseLayer, t: LayerTiming, array, out, seq, cycles, *,
-                 in_flight: int) -> None:
+def int_fifo(m, plan: LayerPlan, o):
+    """The credit FIFO of an integer engine, as wide as the values it holds: the output
+    activation, or the logits' real range (sign-extended to the port)."""
+    rq = plan.requant
+    width = rq.acc_bits if rq.method == "none" else len(Value.cast(o.payload))
+    return credit_fifo(m, o, width=width, depth=plan.fifo_depth,
+                       need=plan.timing.rows * plan.timing.cols,
+                       extend_sign=rq.method == "none")
+
+
+def int_back_end(m, plan: LayerPlan, t: LayerTiming, array, out, seq, cycles, *,
+                 in_flight: int, bound: int) -> None:
     """The back end of an integer engine: the drain over ``array``'s results (``res``,
-    ``done``) through the integer drain stages into the credit FIFO ``out``, the credits
-    each tile of the sequencer ``seq`` takes, and the ``cycles`` counter."""
+    ``done``) through the integer drain stages (``plan.requant``) into the credit FIFO
+    ``out``, the credits each tile of the sequencer ``seq`` takes, and, when the plan has
+    counters, the ``cycles`` counter (``bound``: the model's longest batch)."""
     rows, cols, nt = t.rows, t.cols, t.tiles
     drain = drain_sequencer(m, array.done, rows=rows, cols=cols, tiles=nt, n=t.n)
     res = Array(array.res[q] for q in range(rows * cols))
-    w_data, w_en = int_drain(m, layer, res[drain.j], drain, slots=nt * cols)
+    w_data, w_en = int_drain(m, plan.requant, res[drain.j], drain, slots=nt * cols)
     m.d.comb += [out.w_data.eq(w_data), out.w_en.eq(w_en)]
     out.reserve(m, seq.start_tile, tile_results(rows, cols, t.n, nt)[seq.next_tile])
-    batch_counter(m, cycles, started=seq.batch_started, written=out.w_en,
-                  per_batch=rows * t.n, in_flight=in_flight)
+    if plan.counters:
+        batch_counter(m, cycles, started=seq.batch_started, written=out.w_en,
+                      per_batch=rows * t.n, in_flight=in_flight, bound=bound)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,6 +188,11 @@ class LayerPlan:
         The cycle model under the bundle's own term-revealing settings.
     fifo_depth:
         Output FIFO entries.
+    requant:
+        The drain, sized from the layer's real values (:func:`~rtl_gen.hw.kit.plan_requant`).
+    counters:
+        Whether the engine counts its batches' cycles (``cycles``); without, ``cycles`` is 0
+        and the engine has no counter logic.
     """
 
     layer: DenseLayer
@@ -174,18 +201,22 @@ class LayerPlan:
     src_cols: int
     timing: LayerTiming
     fifo_depth: int
+    requant: RequantPlan
+    counters: bool = True
 
     @property
     def is_tr(self) -> bool:
         return self.pe is None
 
 
-def plan_layer(layer: DenseLayer, array: ArrayConfig, *,
-               src_cols: int | None = None) -> LayerPlan:
+def plan_layer(layer: DenseLayer, array: ArrayConfig, *, src_cols: int | None = None,
+               counters: bool = True, requant: str = "auto") -> LayerPlan:
     """Validate a layer on an array and plan its engine.
 
     ``src_cols``: tile width of the producer of this layer's inputs (its ``cols``); ``None``:
-    plain row-major order.
+    plain row-major order.  ``counters``: count each batch's cycles (the ``cycles`` port;
+    without, it reads 0).  ``requant``: the hidden layer's requantizer, ``"multiply"``,
+    ``"threshold"`` or ``"auto"`` (see :func:`~rtl_gen.hw.kit.plan_requant`).
 
     Raises
     ------
@@ -203,8 +234,11 @@ def plan_layer(layer: DenseLayer, array: ArrayConfig, *,
     # the FIFO covers the most tiles in flight: for a TR layer, at one slot per group
     depth = fifo_depth(dataclasses.replace(timing, slots=1) if pe is None else timing,
                        slack=2, spare=2)
+    if not isinstance(counters, bool):
+        raise TypeError(f"counters must be True or False, not {counters!r}")
     return LayerPlan(layer=layer, array=array, pe=pe, src_cols=src, timing=timing,
-                     fifo_depth=depth)
+                     fifo_depth=depth, requant=plan_requant(layer, requant),
+                     counters=counters)
 
 
 def int_ports(layer: DenseLayer) -> dict:
@@ -228,6 +262,8 @@ class LayerEngine(Engine):
     src_cols:
         Tile width of the producer of this layer's inputs (its ``cols``); inputs arrive in
         ``(tile, row, column)`` order of that width.  ``None``: plain row-major order.
+    counters, requant:
+        As for :func:`plan_layer`.
 
     Members
     -------
@@ -235,7 +271,7 @@ class LayerEngine(Engine):
     o : Out(stream.Signature(output activation, or the accumulator for logits))
     cycles : Out(32)
         Cycles of the last finished batch, from the cycle the sequencer takes it to the
-        cycle its last result enters the output FIFO, both counted.
+        cycle its last result enters the output FIFO, both counted (0 without counters).
 
     Raises
     ------
@@ -245,8 +281,9 @@ class LayerEngine(Engine):
     """
 
     @staticmethod
-    def plan(layer: DenseLayer, array: ArrayConfig, *, src_cols: int | None = None):
-        p = plan_layer(layer, array, src_cols=src_cols)
+    def plan(layer: DenseLayer, array: ArrayConfig, *, src_cols: int | None = None,
+             counters: bool = True, requant: str = "auto"):
+        p = plan_layer(layer, array, src_cols=src_cols, counters=counters, requant=requant)
         if p.is_tr:
             raise ValueError(f"layer {layer.name!r}: a term-revealing layer runs on the TR "
                              "engine (TRLayerEngine)")
@@ -288,10 +325,10 @@ class LayerEngine(Engine):
         rom = Memory(shape=unsigned(max(1, cols * lanes * layer.scheme.bits)),
                      depth=nt * ks, init=self.weight_words())
         m.submodules.rom = rom
-        m.submodules.array = array = SystolicArray(pe, rows=rows, cols=cols)
+        m.submodules.array = array = SystolicArray(pe, rows=rows, cols=cols,
+                                                   broadcast=broadcasts(plan.array))
         rom_rd = rom.read_port()
-        out = credit_fifo(m, self.o, width=len(Value.cast(self.o.payload)),
-                          depth=plan.fifo_depth, need=rows * cols)
+        out = int_fifo(m, plan, self.o)
         seq = tile_sequencer(m, banks.full, out.credit, tiles=nt, period=period,
                              step_range=period, chain=False)
 
@@ -307,5 +344,6 @@ class LayerEngine(Engine):
         for c in range(cols):
             m.d.comb += array.w[c].as_value().eq(rom_rd.data[c * wbits:(c + 1) * wbits])
 
-        int_back_end(m, layer, t, array, out, seq, self.cycles, in_flight=t.in_flight)
+        int_back_end(m, plan, t, array, out, seq, self.cycles, in_flight=t.in_flight,
+                     bound=t.batch_cycles)
         return m

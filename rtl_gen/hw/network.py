@@ -232,15 +232,17 @@ class EngineChain(Planned):
             m.d.sync += self.cls.valid.eq(0)
 
 
-def plan_chain(net: Network, arrays=None) -> ChainPlan:
+def plan_chain(net: Network, arrays=None, *, counters: bool = True,
+               requant: str = "auto") -> ChainPlan:
     """Validate an integer network on per-layer arrays (:func:`plan_network`) and choose each
     layer's engine: :class:`~rtl_gen.hw.tr_layer.TRLayerEngine` for a term-revealing layer,
-    :class:`~rtl_gen.hw.layer.LayerEngine` for the others."""
+    :class:`~rtl_gen.hw.layer.LayerEngine` for the others.  ``counters`` and ``requant``: as
+    for :func:`~rtl_gen.hw.layer.plan_layer`, for every layer."""
     arrays, timings = plan_network(net, arrays)
     stages = []
     src_cols = None
     for idx, (layer, array) in enumerate(zip(net.layers, arrays, strict=True)):
-        p = plan_layer(layer, array, src_cols=src_cols)
+        p = plan_layer(layer, array, src_cols=src_cols, counters=counters, requant=requant)
         stages.append((f"layer{idx}_{layer.name}", TRLayerEngine if p.is_tr else LayerEngine,
                        p))
         src_cols = array.cols
@@ -262,6 +264,12 @@ class NetworkEngine(EngineChain):
     arrays:
         One :class:`ArrayConfig` per layer, or ``None`` for :func:`default_array`; every
         layer must have the same ``rows`` (the batch).
+    counters:
+        Each layer counts its batches' cycles (``layer_cycles``; without, they read 0 and
+        the layers have no counter logic).  ``cycles`` (since reset) is always there.
+    requant:
+        Hidden layers' requantizers: ``"auto"`` (default), ``"multiply"`` or
+        ``"threshold"`` (see :func:`~rtl_gen.hw.kit.plan_requant`).
 
     Members
     -------

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from amaranth import Module, Mux, Signal, Value, signed, unsigned
+from amaranth import Module, Mux, Signal, signed, unsigned
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In
 
@@ -34,12 +34,19 @@ from ..protocol import K_BITS, K_OWN, S_BITS, S_OWN
 from .hese import DataTermUnit
 from .kit import (
     Engine,
-    credit_fifo,
     delayed,
     input_banks,
     tile_sequencer,
 )
-from .layer import ArrayConfig, LayerPlan, int_back_end, int_ports, layer_timing, plan_layer
+from .layer import (
+    ArrayConfig,
+    LayerPlan,
+    int_back_end,
+    int_fifo,
+    int_ports,
+    layer_timing,
+    plan_layer,
+)
 from .tr import TRArray, term_rom_words
 
 __all__ = ["TRLayerEngine"]
@@ -67,8 +74,9 @@ class TRLayerEngine(Engine):
     CONTROLS: tuple[str, ...] = ("tr_mode", "tr_k", "tr_s")
 
     @staticmethod
-    def plan(layer: DenseLayer, array: ArrayConfig, *, src_cols: int | None = None):
-        p = plan_layer(layer, array, src_cols=src_cols)
+    def plan(layer: DenseLayer, array: ArrayConfig, *, src_cols: int | None = None,
+             counters: bool = True, requant: str = "auto"):
+        p = plan_layer(layer, array, src_cols=src_cols, counters=counters, requant=requant)
         if not p.is_tr:
             raise ValueError(f"layer {layer.name!r} has no term revealing: it runs on the PE "
                              "array engine (LayerEngine)")
@@ -120,8 +128,7 @@ class TRLayerEngine(Engine):
                                              x_shape=x_shape, term=term,
                                              acc_bits=layer.acc_bits)
         rom_rd = rom.read_port()
-        out = credit_fifo(m, self.o, width=len(Value.cast(self.o.payload)),
-                          depth=plan.fifo_depth, need=rows * cols)
+        out = int_fifo(m, plan, self.o)
 
         # run-time slots per group (latched with the batch) and the period they give
         max_period = max(ks * t_max, rows * cols + 1)
@@ -168,7 +175,8 @@ class TRLayerEngine(Engine):
         for r in range(rows):
             m.d.comb += array.x[r].as_value().eq(banks.data(r))
 
-        int_back_end(m, layer, t, array, out, seq, self.cycles,
-                     in_flight=max(dataclasses.replace(t, slots=s).in_flight
-                                   for s in range(1, t_max + 1)))
+        every = [dataclasses.replace(t, slots=s) for s in range(1, t_max + 1)]
+        int_back_end(m, plan, t, array, out, seq, self.cycles,
+                     in_flight=max(u.in_flight for u in every),
+                     bound=max(u.batch_cycles for u in every))
         return m
