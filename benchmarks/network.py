@@ -34,8 +34,8 @@ from tqdm import tqdm
 
 from rtl_gen.bundle import read_bundle
 from rtl_gen.flow.synth import (
-    DEFAULT_WORKDIR,
     DEFAULT_SEEDS,
+    DEFAULT_WORKDIR,
     FlowError,
     component_verilog,
     place_and_route_seeds,
