@@ -13,16 +13,16 @@ from rtl_gen.hw.popcount import TREE_MIN_BITS, popcount, popcount_depth
 
 
 def _run(n: int, vectors: list[int], *, stages: int = 0, method: str = "tree",
-         max_chain: int = 24, xor_with: int | None = None) -> list[int]:
+         max_chain: int = 24, xor_with: int | None = None, **kw) -> list[int]:
     """Drive ``vectors`` one per cycle; return the count seen ``stages`` cycles after each."""
     m = Module()
     x = Signal(n)
     if xor_with is None:
-        count = popcount(m, x, stages=stages, method=method, max_chain=max_chain)
+        count = popcount(m, x, stages=stages, method=method, max_chain=max_chain, **kw)
     else:
         w = Signal(n, init=xor_with)
         count = popcount(m, [x[i] ^ w[i] for i in range(n)], stages=stages, method=method,
-                         max_chain=max_chain)
+                         max_chain=max_chain, **kw)
     out = Signal(len(count))
     m.d.comb += out.eq(count)
     assert len(out) == n.bit_length()
@@ -131,6 +131,7 @@ def _signals(m: Module):
     ({"stages": -1}, "stages must be a non-negative integer, not -1"),
     ({"method": "wallace"}, "method must be 'auto', 'tree' or 'sum', not 'wallace'"),
     ({"max_chain": 3}, "max_chain must be an integer of at least 4, not 3"),
+    ({"leaf": 0}, "leaf must be an integer from 1 to 15, not 0"),
 ])
 def test_rejects(kwargs, message):
     bits = kwargs.pop("bits", Signal(8))
@@ -195,3 +196,19 @@ def test_exhaustive_every_pipeline_depth(n):
     vectors = list(range(1 << n))
     for stages in range(1, popcount_depth(n) + 2):
         assert _run(n, vectors, stages=stages) == [_ones(v) for v in vectors], stages
+
+
+@pytest.mark.parametrize("leaf", [1, 2, 4, 6, 7])
+@pytest.mark.parametrize("n", [1, 2, 5, 7, 8, 11, 12])
+def test_exhaustive_every_leaf(n, leaf):
+    """Every input through trees whose leaves are other column compressors."""
+    vectors = list(range(1 << n))
+    assert _run(n, vectors, leaf=leaf) == [_ones(v) for v in vectors]
+
+
+@pytest.mark.parametrize("leaf", [2, 6, 7])
+def test_random_every_leaf(leaf):
+    rng = random.Random(leaf)
+    for n in (64, 256):
+        vectors = [0, (1 << n) - 1] + [rng.getrandbits(n) for _ in range(30)]
+        assert _run(n, vectors, leaf=leaf, stages=2) == [_ones(v) for v in vectors], n

@@ -58,7 +58,7 @@ TREE_MIN_BITS = 20
 #: Bits per leaf full adder.  Leaves of 2 (half adders, which absorb an XOR in front in one
 #: LUT4) measured 131 / 147 LC at 64 plain / XOR bits against 104 / 143 for 3; leaves of 1
 #: (raw bits straight into the chains) 103 / 161.
-_LEAF = 3
+DEFAULT_LEAF = 3
 
 
 @dataclasses.dataclass
@@ -73,14 +73,29 @@ class _Count:
         return max(1, self.most.bit_length())
 
 
-def _full_adder(bits: Sequence[Value]) -> _Count:
-    if len(bits) == 1:
-        return _Count(bits[0], 1)
-    if len(bits) == 2:
-        a, b = bits
-        return _Count(Cat(a ^ b, a & b), 2)
-    a, b, c = bits
-    return _Count(Cat(a ^ b ^ c, (a & b) | (a & c) | (b & c)), 3)
+def _counter(bits: Sequence[Value]) -> _Count:
+    """The count of ``bits`` in LUT logic: columns of full adders (three bits of one weight
+    to a sum of that weight and a carry of the next) and half adders, until every column
+    holds one bit.  Up to three bits this is one full adder."""
+    cols: list[list[Value]] = [list(bits)]
+    w = 0
+    while w < len(cols):
+        col = cols[w]
+        while len(col) > 1:
+            if len(col) >= 3:
+                a, b, c = col.pop(0), col.pop(0), col.pop(0)
+                s, k = a ^ b ^ c, (a & b) | (a & c) | (b & c)
+            else:
+                a, b = col.pop(0), col.pop(0)
+                s, k = a ^ b, a & b
+            col.append(s)
+            if w + 1 == len(cols):
+                cols.append([])
+            cols[w + 1].append(k)
+        w += 1
+    most = len(bits)
+    value = Cat(*(c[0] for c in cols))[:max(1, most.bit_length())]
+    return _Count(value, most)
 
 
 def _plan(n: int, leaf: int) -> tuple[int, int]:
@@ -150,18 +165,18 @@ def _levels(n: int, leaf: int) -> int:
     return depth
 
 
-def popcount_depth(n: int) -> int:
+def popcount_depth(n: int, leaf: int = DEFAULT_LEAF) -> int:
     """Number of logic levels of :func:`popcount` over ``n`` bits (leaf LUTs, then one per
     chained adder level); ``stages`` registers are spread over the boundaries between them.
     """
     if n < 1:
         raise ValueError(f"popcount needs at least one bit, not {n!r}")
-    return _levels(n, _LEAF)
+    return _levels(n, leaf)
 
 
 def popcount(m: Module, bits: Value | Sequence[Value], *, stages: int = 0,
              domain: str = "sync", max_chain: int = DEFAULT_MAX_CHAIN,
-             method: str = "auto", name: str = "popcount") -> Value:
+             method: str = "auto", leaf: int = DEFAULT_LEAF, name: str = "popcount") -> Value:
     """Number of ones among ``bits``, as a compressor tree with optional pipeline registers.
 
     Parameters
@@ -184,6 +199,9 @@ def popcount(m: Module, bits: Value | Sequence[Value], *, stages: int = 0,
         is measured smaller on the iCE40 (``benchmarks/popcount.py``), else ``"sum"``.
     max_chain:
         Longest carry chain in cells; see :data:`DEFAULT_MAX_CHAIN`.
+    leaf:
+        Bits per leaf counter of the tree (:data:`DEFAULT_LEAF`), each a column
+        compressor in LUT logic: 3 a full adder, 6 or 7 a 6:3 / 7:3 counter.
     name:
         Prefix for the internal signals' names.
 
@@ -213,6 +231,8 @@ def popcount(m: Module, bits: Value | Sequence[Value], *, stages: int = 0,
         raise ValueError(f"stages must be a non-negative integer, not {stages!r}")
     if not isinstance(max_chain, int) or max_chain < 4:
         raise ValueError(f"max_chain must be an integer of at least 4, not {max_chain!r}")
+    if isinstance(leaf, bool) or not isinstance(leaf, int) or not 1 <= leaf <= 15:
+        raise ValueError(f"leaf must be an integer from 1 to 15, not {leaf!r}")
     if method not in ("auto", "tree", "sum"):
         raise ValueError(f"method must be 'auto', 'tree' or 'sum', not {method!r}")
     if method == "auto":
@@ -232,17 +252,17 @@ def popcount(m: Module, bits: Value | Sequence[Value], *, stages: int = 0,
             (value,) = register([value], f"out{t}_")
         return value
 
-    depth = _levels(n, _LEAF)
+    depth = _levels(n, leaf)
     # register levels go after tree levels 1 .. depth-1, evenly spread; any more at the end
     inner = min(stages, depth - 1)
     cuts = [int((k + 1) * depth / (inner + 1) + 0.5) for k in range(inner)]
     tail = stages - inner
 
-    leaves, ncin = _plan(n, _LEAF)
+    leaves, ncin = _plan(n, leaf)
     leaf_bits, cins = bits[:n - ncin], bits[n - ncin:]
     # as even as possible: sizes differ by at most one, none above three
     bounds = [len(leaf_bits) * k // leaves for k in range(leaves + 1)]
-    counts = [_full_adder(leaf_bits[lo:hi]) for lo, hi in zip(bounds, bounds[1:], strict=False)]
+    counts = [_counter(leaf_bits[lo:hi]) for lo, hi in zip(bounds, bounds[1:], strict=False)]
     level = 1
 
     def cut(counts: list[_Count], cins: list[Value], level: int):
