@@ -48,6 +48,7 @@ import numpy as np
 
 from rtl_gen.bundle import read_bundle
 from rtl_gen.design import golden
+from rtl_gen.devices import get_device
 from rtl_gen.flow.synth import (
     DEFAULT_SEEDS,
     DEFAULT_WORKDIR,
@@ -185,6 +186,12 @@ def _measure(text: str, top: str, device: str, args) -> dict:
         stats = synth(text, top, device, workdir=args.workdir)
         d = {"lc": stats.logic_cells, "lut4": stats.lut4, "carry": stats.carry,
              "ff": stats.ff, "dsp": stats.dsp, "bram": stats.bram}
+        luts = get_device(device).luts
+        if stats.logic_cells is not None and stats.logic_cells > luts:
+            # the bare design alone is over; the harness only adds (no place and route)
+            d["error"] = (f"design does not fit {device}: {stats.logic_cells} logic cells, "
+                          f"device has {luts}")
+            return d
         sweep = place_and_route_seeds(text, top, device, workdir=args.workdir,
                                       seeds=args.seeds)
         d.update(fmax=round(sweep.fmax, 1),
@@ -225,16 +232,16 @@ def derived(row: dict, dev: str) -> dict:
 
 
 def markdown(results: list[dict], devices) -> str:
-    head = ("| bundle | device | design | LC | LUT4 | FF | DSP | median Fmax (MHz) | "
+    head = ("| bundle | device | design | LC | LUT4 | carry | FF | DSP | median Fmax (MHz) | "
             "inferences/s | inferences/s per kLC | latency (ns) |")
-    lines = [head, "|" + "---|" * 11]
+    lines = [head, "|" + "---|" * 12]
     for res in results:
         for dev in devices:
             rows = {r["design"]: r for r in (res["ours"], res["da4ml"])}
             for name, r in rows.items():
                 d, x = r[dev], r[dev].get("derived", {})
                 cells = [res["bundle"], dev, name, d.get("lc", ""), d.get("lut4", ""),
-                         d.get("ff", ""), d.get("dsp", ""),
+                         d.get("carry", ""), d.get("ff", ""), d.get("dsp", ""),
                          d.get("fmax", d.get("error", "")),
                          f"{x['inferences_per_s']:,}" if x else "",
                          f"{x['inferences_per_s_per_klc']:,}" if x else "",
@@ -244,7 +251,7 @@ def markdown(results: list[dict], devices) -> str:
             if ratio:
                 cells = [res["bundle"], dev, "da4ml / rtl_gen",
                          *(f"{ratio[k]:.2f}" if k in ratio else "" for k in
-                           ("lc", "lut4", "ff", "dsp", "fmax", "inferences_per_s",
+                           ("lc", "lut4", "carry", "ff", "dsp", "fmax", "inferences_per_s",
                             "inferences_per_s_per_klc", "latency_ns"))]
                 lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -254,7 +261,7 @@ def ratios(ours: dict, peer: dict) -> dict:
     out = {}
     a = {**ours, **ours.get("derived", {})}
     b = {**peer, **peer.get("derived", {})}
-    for k in ("lc", "lut4", "ff", "dsp", "fmax", "inferences_per_s",
+    for k in ("lc", "lut4", "carry", "ff", "dsp", "fmax", "inferences_per_s",
               "inferences_per_s_per_klc", "latency_ns"):
         if k in a and k in b and a[k]:
             out[k] = b[k] / a[k]
