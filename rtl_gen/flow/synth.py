@@ -24,6 +24,13 @@ LUT + FF per output bit; its utilisation is reported as measured, harness includ
 the Fmax is that of the slowest register-to-register path, inside the component unless the
 component's own paths are shorter than one LUT.
 
+Yosys 0.70 maps LUTs with ABC9 (both families), which fails on some designs; a failed run
+is retried with another mapper (:data:`_MAPPERS`: ``-dff`` on the ECP5 for ABC9's two known
+failures, else plain ``abc -lut 4``), the failed run's log kept beside the output and the
+result's ``note`` saying so in one line.  An Fmax worth quoting is the median over several
+nextpnr seeds (:func:`place_and_route_seeds`, :func:`median_fmax`); the placed design is
+synthesised once for all of them.
+
 Every result is cached under the work directory, keyed by the Verilog text, the top name,
 the device, the options, this module's recipe version and the installed tool versions, so a
 repeated run returns at once.  Writes are atomic (a temporary folder renamed into place), so
