@@ -43,7 +43,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from amaranth.hdl import Cat, Const, Module, Signal, Value
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
 
 __all__ = ["DEFAULT_MAX_CHAIN", "TREE_MIN_BITS", "popcount", "popcount_depth"]
 
@@ -149,6 +149,114 @@ def _chain(m: Module, adders: list[tuple[_Count, _Count, Value | None]], name: s
     return results
 
 
+#: ``CCU2C`` half-cell LUT contents (``INIT``, indexed by ``{D, C, B, A}``).  The half's
+#: propagate is the LUT4 ``P``, its generate the LUT2 ``G`` = ``INIT[{B, A}]`` (the entries
+#: with ``C = D = 0``); ``S = P ^ CIN`` and ``COUT = P ? CIN : G`` (``INJECT1 = "NO"``).
+#: Stitch (``D = 1``): ``P = 0``, so ``S`` passes the carry in out, and ``G = A ^ B`` is the
+#: next adder's carry-in, a raw ``x ^ w`` lane absorbed for free.
+_INIT_STITCH = 0x0006
+#: Two raw lanes ``(A ^ B) + (C ^ D)``: ``P = A ^ B ^ C ^ D``; ``G = A ^ B``, which equals
+#: the carry whenever ``P = 0`` (both lanes equal).
+_INIT_LANES = 0x6996
+#: One bit of a count adder (``D = 1``, as Yosys's own map): ``P = A ^ B``, ``G = A``.
+_INIT_ADD = 0x96AA
+
+
+@dataclasses.dataclass(frozen=True)
+class _Lane:
+    """One counted bit as ``a ^ b`` (``b`` constant 0 for a plain bit)."""
+
+    a: Value
+    b: Value
+
+    @classmethod
+    def of(cls, bit: Value) -> _Lane:
+        from amaranth.hdl._ast import Operator  # the XOR in front, to absorb it
+
+        if (isinstance(bit, Operator) and bit.operator == "^" and len(bit.operands) == 2
+                and all(len(o) == 1 for o in bit.operands)):
+            return cls(*bit.operands)
+        return cls(bit, Const(0, 1))
+
+    @property
+    def value(self) -> Value:
+        return self.a ^ self.b
+
+
+def _ccu2c(m: Module, name: str, cin: Value, halves, model: bool) -> tuple[Value, Value, Value]:
+    """One ``CCU2C`` (two half cells ``(init, a, b, c, d)``): ``(s0, s1, cout)``; with
+    ``model`` its logic in Amaranth (what ``amaranth.sim`` runs), else the primitive."""
+    s0, s1, cout = (Signal(name=f"{name}_{p}") for p in ("s0", "s1", "cout"))
+    (init0, *in0), (init1, *in1) = halves
+    if not model:
+        from amaranth.hdl import Instance
+
+        ports = {f"i_{p}{h}": Value.cast(v) for h, ins in ((0, in0), (1, in1))
+                 for p, v in zip("ABCD", ins, strict=True)}
+        m.submodules[name] = Instance(
+            "CCU2C", p_INIT0=Const(init0, 16), p_INIT1=Const(init1, 16),
+            p_INJECT1_0="NO", p_INJECT1_1="NO", i_CIN=cin, o_S0=s0, o_S1=s1, o_COUT=cout,
+            **ports)
+        return s0, s1, cout
+    carry = cin
+    for s, (init, *ins) in ((s0, (init0, *in0)), (s1, (init1, *in1))):
+        p = Const(init, 16).bit_select(Cat(*ins), 1)
+        g = Const(init & 0xF, 4).bit_select(Cat(*ins[:2]), 1)
+        m.d.comb += s.eq(p ^ carry)
+        nxt = Signal(name=f"{s.name}_co")
+        m.d.comb += nxt.eq(Mux(p, carry, g))
+        carry = nxt
+    m.d.comb += cout.eq(carry)
+    return s0, s1, cout
+
+
+def _chain_ecp5(m: Module, adders: list, name: str, max_chain: int,
+                model: bool) -> list[_Count]:
+    """:func:`_chain` in ECP5 ``CCU2C`` cells.  An adder is ``(a, b, cin)``: ``a`` and ``b``
+    two counts, or two lanes (one cell adds them, their XORs included); ``cin`` a lane or
+    ``None``, absorbed by the stitch cell before the adder."""
+    zero, one = Const(0, 1), Const(1, 1)
+    results: list[_Count] = []
+    groups: list[list] = [[]]
+    cells = 0
+    for adder in adders:
+        a, b, _ = adder
+        w = 1 if isinstance(a, _Lane) else max(a.width, b.width)
+        if groups[-1] and cells + w + 1 > max_chain:
+            groups.append([])
+            cells = 0
+        groups[-1].append(adder)
+        cells += w + 1
+    for g, group in enumerate(groups):
+        chain = []  # (init, A, B, C, D) per half cell
+        slices: list[tuple[int, int, int]] = []
+        for a, b, cin in group:
+            r = cin if cin is not None else _Lane(zero, zero)
+            chain.append((_INIT_STITCH, r.a, r.b, zero, one))
+            if isinstance(a, _Lane):
+                chain.append((_INIT_LANES, a.a, a.b, b.a, b.b))
+                w, most = 1, 2
+            else:
+                w = max(a.width, b.width)
+                av, bv = _zext(a.value, w), _zext(b.value, w)
+                chain += [(_INIT_ADD, av[i], bv[i], zero, one) for i in range(w)]
+                most = a.most + b.most
+            slices.append((len(chain) - w, w + 1, most + (cin is not None)))
+        chain.append((_INIT_STITCH, zero, zero, zero, one))  # the last carry out
+        if len(chain) % 2:
+            chain.append((_INIT_STITCH, zero, zero, zero, one))
+        outs: list[Value] = []
+        carry: Value = zero
+        for k in range(0, len(chain), 2):
+            s0, s1, carry = _ccu2c(m, f"{name}_chain{g}_c{k // 2}", carry,
+                                   chain[k:k + 2], model)
+            outs += [s0, s1]
+        for start, width, most in slices:
+            results.append(_Count(Cat(*outs[start:start + min(width, most.bit_length())]),
+                                  most))
+    return results
+
+
 def _zext(v: Value, w: int) -> Value:
     v = v.as_unsigned()
     if len(v) >= w:
@@ -176,7 +284,8 @@ def popcount_depth(n: int, leaf: int = DEFAULT_LEAF) -> int:
 
 def popcount(m: Module, bits: Value | Sequence[Value], *, stages: int = 0,
              domain: str = "sync", max_chain: int = DEFAULT_MAX_CHAIN,
-             method: str = "auto", leaf: int = DEFAULT_LEAF, name: str = "popcount") -> Value:
+             method: str = "auto", leaf: int = DEFAULT_LEAF, fabric: str = "generic",
+             name: str = "popcount") -> Value:
     """Number of ones among ``bits``, as a compressor tree with optional pipeline registers.
 
     Parameters
@@ -202,6 +311,13 @@ def popcount(m: Module, bits: Value | Sequence[Value], *, stages: int = 0,
     leaf:
         Bits per leaf counter of the tree (:data:`DEFAULT_LEAF`), each a column
         compressor in LUT logic: 3 a full adder, 6 or 7 a 6:3 / 7:3 counter.
+    fabric:
+        ``"generic"``: plain Amaranth arithmetic, which Yosys maps on any device;
+        ``"ecp5"``: the tree's adders as ECP5 ``CCU2C`` cells, every leaf a carry-chain full
+        adder and every raw bit, ``x ^ w`` included, absorbed into a carry cell's LUT (no
+        LUT of its own); ``"ecp5-model"``: the same cells as Amaranth logic, what
+        ``amaranth.sim`` runs (the primitive is a black box to it).  ECP5 trees take leaves
+        of at most 3 bits.
     name:
         Prefix for the internal signals' names.
 
@@ -233,6 +349,11 @@ def popcount(m: Module, bits: Value | Sequence[Value], *, stages: int = 0,
         raise ValueError(f"max_chain must be an integer of at least 4, not {max_chain!r}")
     if isinstance(leaf, bool) or not isinstance(leaf, int) or not 1 <= leaf <= 15:
         raise ValueError(f"leaf must be an integer from 1 to 15, not {leaf!r}")
+    if fabric not in ("generic", "ecp5", "ecp5-model"):
+        raise ValueError(f"fabric must be 'generic', 'ecp5' or 'ecp5-model', not {fabric!r}")
+    ecp5 = fabric != "generic"
+    if ecp5 and leaf > 3:
+        raise ValueError(f"fabric {fabric!r} takes leaves of at most 3 bits, not {leaf}")
     if method not in ("auto", "tree", "sum"):
         raise ValueError(f"method must be 'auto', 'tree' or 'sum', not {method!r}")
     if method == "auto":
@@ -259,17 +380,31 @@ def popcount(m: Module, bits: Value | Sequence[Value], *, stages: int = 0,
     tail = stages - inner
 
     leaves, ncin = _plan(n, leaf)
+    if ecp5:
+        bits = [_Lane.of(b) for b in bits]
     leaf_bits, cins = bits[:n - ncin], bits[n - ncin:]
     # as even as possible: sizes differ by at most one, none above three
     bounds = [len(leaf_bits) * k // leaves for k in range(leaves + 1)]
-    counts = [_counter(leaf_bits[lo:hi]) for lo, hi in zip(bounds, bounds[1:], strict=False)]
+    groups = [leaf_bits[lo:hi] for lo, hi in zip(bounds, bounds[1:], strict=False)]
+    if not ecp5:
+        counts = [_counter(g) for g in groups]
+    else:
+        # a leaf of 2 or 3 lanes is a carry-chain full adder: one cell adds two lanes, the
+        # stitch before it absorbs the third as the carry-in
+        counts = [_Count(g[0].value, 1) for g in groups if len(g) == 1]
+        adders = [(g[0], g[1], g[2] if len(g) == 3 else None) for g in groups if len(g) > 1]
+        counts += _chain_ecp5(m, adders, f"{name}_l0", max_chain, fabric == "ecp5-model")
     level = 1
 
-    def cut(counts: list[_Count], cins: list[Value], level: int):
+    def cut(counts: list[_Count], cins: list, level: int):
         for _ in range(cuts.count(level)):
             regs = register([c.value for c in counts], f"l{level}_")
             counts = [_Count(r, c.most) for r, c in zip(regs, counts, strict=True)]
-            cins = register(cins, f"l{level}_cin")
+            if ecp5:
+                cins = [_Lane(r, Const(0, 1))
+                        for r in register([c.value for c in cins], f"l{level}_cin")]
+            else:
+                cins = register(cins, f"l{level}_cin")
         return counts, cins
 
     counts, cins = cut(counts, cins, level)
@@ -279,12 +414,16 @@ def popcount(m: Module, bits: Value | Sequence[Value], *, stages: int = 0,
         for i in range(0, len(counts) - 1, 2):
             adders.append((counts[i], counts[i + 1], cins.pop() if cins else None))
         odd = [counts[-1]] if len(counts) % 2 else []
-        counts = _chain(m, adders, f"{name}_l{level}", max_chain) + odd
+        if ecp5:
+            counts = _chain_ecp5(m, adders, f"{name}_l{level}", max_chain,
+                                 fabric == "ecp5-model") + odd
+        else:
+            counts = _chain(m, adders, f"{name}_l{level}", max_chain) + odd
         level += 1
         counts, cins = cut(counts, cins, level)
     result = counts[0]
     for c in cins:  # only when the plan leaves spare raw bits (tiny n)
-        result = _Count(result.value + c, result.most + 1)
+        result = _Count(result.value + (c.value if ecp5 else c), result.most + 1)
     value = result.value
     for t in range(tail):
         (value,) = register([value], f"out{t}_")
