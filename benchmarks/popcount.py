@@ -72,35 +72,44 @@ def measure(n: int, build: str, inputs: str, *, fmax: bool = False, **kw) -> dic
     top = f"pc_{build}_{inputs}_{n}".replace("-", "_")
     kind = "naive" if build == "naive" else "tree"
     verilog = component_verilog(PopcountBench(n, build=kind, inputs=inputs, **kw), top)
-    stats = synth(verilog, top, "up5k")
-    ecp5 = synth(verilog, top, "ecp5-85f")
-    row = {"n": n, "build": build, "inputs": inputs, "lut4": stats.lut4,
-           "carry": stats.carry, "lc": stats.logic_cells, "ecp5_lut4": ecp5.lut4,
-           "ecp5_ccu2c": ecp5.carry, "ecp5_comb": ecp5.logic_cells}
+    # ECP5 primitives (fabric="ecp5") map on the ECP5 only
+    devices = (("ecp5-85f", "ecp5_"),) if kw.get("fabric") == "ecp5" else \
+        (("up5k", ""), ("ecp5-85f", "ecp5_"))
+    row = {"n": n, "build": build, "inputs": inputs}
+    for dev, pre in devices:
+        stats = synth(verilog, top, dev)
+        row.update({f"{pre}lut4": stats.lut4, f"{pre}carry": stats.carry,
+                    f"{pre}lc": stats.logic_cells})
     if fmax:
         # combinational: harness shift register -> popcount -> harness signature register
-        for dev, key in (("up5k", "fmax_mhz"), ("ecp5-85f", "ecp5_fmax_mhz")):
-            row[key] = round(place_and_route(verilog, top, dev).fmax, 1)
+        for dev, pre in devices:
+            row[f"{pre}fmax_mhz"] = round(place_and_route(verilog, top, dev).fmax, 1)
         if kind == "tree":
             comp = PopcountBench(n, build=kind, inputs=inputs, stages=PIPELINED_STAGES, **kw)
             pv = component_verilog(comp, top + "_p")
-            for dev, key in (("up5k", "fmax_pipelined_mhz"),
-                             ("ecp5-85f", "ecp5_fmax_pipelined_mhz")):
-                row[key] = round(place_and_route(pv, top + "_p", dev).fmax, 1)
+            for dev, pre in devices:
+                row[f"{pre}fmax_pipelined_mhz"] = round(
+                    place_and_route(pv, top + "_p", dev).fmax, 1)
     return row
 
 
-def lut4_per_bit(r: dict) -> tuple[float, float]:
-    """(iCE40, ECP5) LUT4 per counted bit: every LUT4 of the fabric, chained ones too."""
-    return r["lut4"] / r["n"], (r["ecp5_lut4"] + 2 * r["ecp5_ccu2c"]) / r["n"]
+def lut4_per_bit(r: dict) -> tuple[float | None, float]:
+    """(iCE40, ECP5) LUT4 per counted bit: every LUT4 of the fabric, chained ones too
+    (iCE40 ``SB_LUT4``; ECP5 ``LUT4`` + 2 per ``CCU2C``)."""
+    ice = r["lut4"] / r["n"] if "lut4" in r else None
+    return ice, (r["ecp5_lut4"] + 2 * r["ecp5_carry"]) / r["n"]
+
+
+def _f(v, fmt: str = "") -> str:
+    return "–" if v is None else format(v, fmt)
 
 
 def table(rows: list[dict]) -> str:
     by = {(r["n"], r["inputs"], r["build"]): r for r in rows}
     builds = sorted({r["build"] for r in rows} - {"naive"})
-    lines = ["| N | input | build | UP5K LUT4 / carry / LC | LUT4 per lane | LC per lane "
-             "| / `sum` LC | ECP5 LUT4 / CCU2C / comb | ECP5 LUT4 per lane | Fmax UP5K / ECP5 "
-             "(MHz) |",
+    lines = ["| N | input | build | UP5K LUT4 / carry / LC | LUT4 per lane | / `sum` LC "
+             "| ECP5 LUT4 / CCU2C / comb | ECP5 LUT4 per lane | / `sum` comb "
+             "| Fmax UP5K / ECP5 (MHz) |",
              "|---:|:---|:---|---:|---:|---:|---:|---:|---:|---:|"]
     for n, inputs in sorted({(r["n"], r["inputs"]) for r in rows},
                             key=lambda k: (INPUTS.index(k[1]), k[0])):
@@ -111,16 +120,18 @@ def table(rows: list[dict]) -> str:
                 continue
             ice, ecp = lut4_per_bit(b)
             f = ""
-            if "fmax_mhz" in b:
-                f = f"{b['fmax_mhz']} / {b['ecp5_fmax_mhz']}"
-                if "fmax_pipelined_mhz" in b:
-                    f += (f" (stages={PIPELINED_STAGES}: {b['fmax_pipelined_mhz']} / "
+            if "ecp5_fmax_mhz" in b:
+                f = f"{_f(b.get('fmax_mhz'))} / {b['ecp5_fmax_mhz']}"
+                if "ecp5_fmax_pipelined_mhz" in b:
+                    f += (f" (stages={PIPELINED_STAGES}: {_f(b.get('fmax_pipelined_mhz'))} / "
                           f"{b['ecp5_fmax_pipelined_mhz']})")
             name = "Yosys `sum`" if build == "naive" else build
+            ice40 = (f"{b['lut4']} / {b['carry']} / {b['lc']}" if "lut4" in b else "–")
+            ratio = f"{b['lc'] / a['lc']:.2f}" if "lc" in b else "–"
             lines.append(
-                f"| {n} | {inputs} | {name} | {b['lut4']} / {b['carry']} / {b['lc']} "
-                f"| {ice:.2f} | {b['lc'] / n:.2f} | {b['lc'] / a['lc']:.2f} "
-                f"| {b['ecp5_lut4']} / {b['ecp5_ccu2c']} / {b['ecp5_comb']} | {ecp:.2f} | {f} |")
+                f"| {n} | {inputs} | {name} | {ice40} | {_f(ice, '.2f')} | {ratio} "
+                f"| {b['ecp5_lut4']} / {b['ecp5_carry']} / {b['ecp5_lc']} | {ecp:.2f} "
+                f"| {b['ecp5_lc'] / a['ecp5_lc']:.2f} | {f} |")
     return "\n".join(lines)
 
 
@@ -130,18 +141,20 @@ def summary(rows: list[dict]) -> list[dict]:
     for r in rows:
         if r["inputs"] == "xor" and r["n"] in (64, 256):
             ice, ecp = lut4_per_bit(r)
-            out.append({"n": r["n"], "build": r["build"], "up5k_lut4_per_bit": round(ice, 3),
-                        "ecp5_lut4_per_bit": round(ecp, 3)})
+            out.append({"n": r["n"], "build": r["build"],
+                        "up5k_lut4_per_bit": None if ice is None else round(ice, 3),
+                        "ecp5_lut4_per_bit": round(ecp, 3),
+                        "ecp5_comb_per_bit": round(r["ecp5_lc"] / r["n"], 3)})
     return out
 
 
 def summary_table(summ: list[dict]) -> str:
-    lines = ["| XOR-popcount | build | UP5K LUT4 / bit | ECP5 LUT4 / bit |",
-             "|---:|:---|---:|---:|"]
+    lines = ["| XOR-popcount | build | UP5K LUT4 / bit | ECP5 LUT4 / bit | ECP5 comb / bit |",
+             "|---:|:---|---:|---:|---:|"]
     for r in summ:
         name = "Yosys `sum`" if r["build"] == "naive" else r["build"]
-        lines.append(f"| {r['n']} bits | {name} | {r['up5k_lut4_per_bit']:.2f} "
-                     f"| {r['ecp5_lut4_per_bit']:.2f} |")
+        lines.append(f"| {r['n']} bits | {name} | {_f(r['up5k_lut4_per_bit'], '.2f')} "
+                     f"| {r['ecp5_lut4_per_bit']:.2f} | {r['ecp5_comb_per_bit']:.2f} |")
     return "\n".join(lines)
 
 
@@ -158,7 +171,8 @@ def main(argv: list[str] | None = None) -> None:
     if set(inputs) - set(INPUTS):
         parser.error(f"--inputs must be some of {', '.join(INPUTS)}")
     leaves = [int(v) for v in args.leaves.split(",") if v]
-    builds = [("naive", {}), ("tree", {})] + [(f"tree-leaf{v}", {"leaf": v}) for v in leaves]
+    builds = [("naive", {}), ("tree", {}), ("tree-ecp5", {"fabric": "ecp5"})] + \
+        [(f"tree-leaf{v}", {"leaf": v}) for v in leaves]
     rows = []
     for inp in inputs:
         for n in args.sizes:
