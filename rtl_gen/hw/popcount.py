@@ -156,31 +156,50 @@ def _chain(m: Module, adders: list[tuple[_Count, _Count, Value | None]], name: s
 #: next adder's carry-in, a raw ``x ^ w`` lane absorbed for free.
 _INIT_STITCH = 0x0006
 #: Two raw lanes ``(A ^ B) + (C ^ D)``: ``P = A ^ B ^ C ^ D``; ``G = A ^ B``, which equals
-#: the carry whenever ``P = 0`` (both lanes equal).
+#: the carry whenever ``P = 0`` (both lanes equal).  Lanes ``A & B`` work alike
+#: (:func:`_lut_init`).
 _INIT_LANES = 0x6996
+_OPS = {"^": lambda a, b: a ^ b, "&": lambda a, b: a & b}
+
+
+def _lut_init(f) -> int:
+    """A LUT4's ``INIT`` for ``f(a, b, c, d)`` (index ``{D, C, B, A}``)."""
+    return sum(f(i & 1, i >> 1 & 1, i >> 2 & 1, i >> 3 & 1) << i for i in range(16))
+
+
+def _stitch_init(op: str) -> int:
+    """Stitch absorbing the lane ``A op B`` (``D = 1``: ``P = 0``, ``G = A op B``)."""
+    return _lut_init(lambda a, b, c, d: 0 if d else _OPS[op](a, b) if not c else 0)
+
+
+def _lanes_init(op0: str, op1: str) -> int:
+    """Two lanes ``(A op0 B) + (C op1 D)``: ``P`` their XOR, ``G = A op0 B`` (both ops give
+    0 on zeros, so ``G = P(A, B, 0, 0)``), the carry whenever ``P = 0``."""
+    return _lut_init(lambda a, b, c, d: _OPS[op0](a, b) ^ _OPS[op1](c, d))
 #: One bit of a count adder (``D = 1``, as Yosys's own map): ``P = A ^ B``, ``G = A``.
 _INIT_ADD = 0x96AA
 
 
 @dataclasses.dataclass(frozen=True)
 class _Lane:
-    """One counted bit as ``a ^ b`` (``b`` constant 0 for a plain bit)."""
+    """One counted bit as ``a op b`` (``op`` ``^`` or ``&``; ``a ^ 0`` for a plain bit)."""
 
     a: Value
     b: Value
+    op: str = "^"
 
     @classmethod
     def of(cls, bit: Value) -> _Lane:
-        from amaranth.hdl._ast import Operator  # the XOR in front, to absorb it
+        from amaranth.hdl._ast import Operator  # the XOR / AND in front, to absorb it
 
-        if (isinstance(bit, Operator) and bit.operator == "^" and len(bit.operands) == 2
+        if (isinstance(bit, Operator) and bit.operator in _OPS and len(bit.operands) == 2
                 and all(len(o) == 1 for o in bit.operands)):
-            return cls(*bit.operands)
+            return cls(*bit.operands, bit.operator)
         return cls(bit, Const(0, 1))
 
     @property
     def value(self) -> Value:
-        return self.a ^ self.b
+        return self.a ^ self.b if self.op == "^" else self.a & self.b
 
 
 def _ccu2c(m: Module, name: str, cin: Value, halves, model: bool) -> tuple[Value, Value, Value]:
@@ -232,9 +251,9 @@ def _chain_ecp5(m: Module, adders: list, name: str, max_chain: int,
         slices: list[tuple[int, int, int]] = []
         for a, b, cin in group:
             r = cin if cin is not None else _Lane(zero, zero)
-            chain.append((_INIT_STITCH, r.a, r.b, zero, one))
+            chain.append((_stitch_init(r.op), r.a, r.b, zero, one))
             if isinstance(a, _Lane):
-                chain.append((_INIT_LANES, a.a, a.b, b.a, b.b))
+                chain.append((_lanes_init(a.op, b.op), a.a, a.b, b.a, b.b))
                 w, most = 1, 2
             else:
                 w = max(a.width, b.width)
@@ -314,8 +333,8 @@ def popcount(m: Module, bits: Value | Sequence[Value], *, stages: int = 0,
     fabric:
         ``"generic"``: plain Amaranth arithmetic, which Yosys maps on any device;
         ``"ecp5"``: the tree's adders as ECP5 ``CCU2C`` cells, every leaf a carry-chain full
-        adder and every raw bit, ``x ^ w`` included, absorbed into a carry cell's LUT (no
-        LUT of its own); ``"ecp5-model"``: the same cells as Amaranth logic, what
+        adder and every raw bit (``x ^ w`` and ``x & w`` included) absorbed into a carry
+        cell's LUT (no LUT of its own); ``"ecp5-model"``: the same cells as Amaranth logic, what
         ``amaranth.sim`` runs (the primitive is a black box to it).  ECP5 trees take leaves
         of at most 3 bits.
     name:
