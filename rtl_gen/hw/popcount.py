@@ -34,6 +34,14 @@ Tree, for ``N = 15`` raw bits (``FA``: LUT full adder; ``+c``: chained adder wit
                \\                 /  b14
                 [       +c       ]                    level 2: one carry chain
 
+On the ECP5 (``fabric="ecp5"``) the tree is built from ``CCU2C`` primitives, whose half
+cells are more than an iCE40 carry cell: the propagate is a full LUT4 of ``A, B, C, D`` and
+the generate a LUT2 of ``A, B`` (the LUT4's entries with ``C = D = 0``).  A stitch cell
+(``D = 1``) then takes its carry-in lane as ``x ^ w`` (or ``x & w``) straight from the two
+input bits, and one cell adds two raw lanes, XORs included; so a leaf full adder is two
+chained cells and no raw bit needs a LUT of its own: 64 XOR lanes in 55 ``CCU2C`` (1.72
+LUT4 per lane) against 101 LUT4 + 36 ``CCU2C`` (2.70) for the generic tree.
+
 Chains are cut every ``max_chain`` cells (a cut costs the stitch saving once) because static
 timing sees the false path through each stitch cell's carry.
 """
