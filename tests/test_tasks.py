@@ -345,7 +345,8 @@ def test_verify_refuses_before_simulating(fake_sim):
 @pytest.fixture
 def fake_flow(monkeypatch):
     calls = []
-    stats = types.SimpleNamespace(logic_cells=100, lut4=80, carry=10, ff=50, dsp=1, bram=2)
+    stats = types.SimpleNamespace(logic_cells=100, lut4=80, carry=10, ff=50, dsp=1, bram=2,
+                                  note="")
     def component_verilog(engine, top):
         Fragment.get(engine, None)  # the engine the task built elaborates
         calls.append(("verilog", top))
@@ -354,20 +355,22 @@ def fake_flow(monkeypatch):
     flow = types.SimpleNamespace(
         component_verilog=component_verilog,
         synth=lambda verilog, top, device, **kw: calls.append(("synth", device)) or stats,
-        place_and_route=lambda verilog, top, device, **kw: types.SimpleNamespace(fmax=50.0))
+        place_and_route_seeds=lambda verilog, top, device, seeds, **kw: calls.append(
+            ("seeds", seeds)) or types.SimpleNamespace(
+                fmax=50.0, fmax_per_seed=(49.0, 50.0, 52.5)[:seeds], note=""))
     monkeypatch.setattr(synth_task, "flow", flow)
     return calls
 
 
 def test_synth_row(fake_flow, float_bundle):
     row = synth_task.synth(SHIPPED["int8"], "ecp5-25f", rows=2)
-    assert fake_flow == [("verilog", "net_digits_int8"), ("synth", "ecp5-25f")]
+    assert fake_flow == [("verilog", "net_digits_int8"), ("synth", "ecp5-25f"), ("seeds", 3)]
     net = read_bundle(SHIPPED["int8"])
     _, timings = plan_network(net, arrays_for(net, rows=2))
     interval = golden.network_interval(timings, 64)
     assert row == {"network": "digits-int8", "device": "ecp5-25f", "logic cells": 100,
                    "LUT4": 80, "carry": 10, "FF": 50, "DSP": 1, "BRAM": 2,
-                   "Fmax MHz": "50.0",
+                   "Fmax MHz": "50.0", "Fmax per seed": "49.0 / 50.0 / 52.5",
                    "inferences/s": f"{50e6 * 2 / interval:,.0f}"}
     row = synth_task.synth(float_bundle, fmax=False)
     assert row["network"] == "fb" and "Fmax MHz" not in row

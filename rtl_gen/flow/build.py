@@ -29,16 +29,13 @@ from pathlib import Path
 
 from .board import Board, BoardTop
 from .synth import (
-    _ABC9_ASSERT,
     DoesNotFitError,
     FlowError,
     Toolchain,
-    ToolFailedError,
     _check,
-    _multiply_driven,
     _overused,
     _run,
-    _tail,
+    run_yosys,
     utilisation_from_json,
     utilisation_to_json,
 )
@@ -154,34 +151,12 @@ def _versions() -> dict[str, str]:
     return versions
 
 
-def _synth_script(family: str, abc9_dff: bool) -> str:
-    if family == "ice40":
-        synth = f"synth_ice40 -dsp -top {_TOP}"
-    else:
-        synth = f"synth_ecp5{' -dff' if abc9_dff else ''} -top {_TOP}"
-    return "\n".join([f"read_rtlil {_TOP}.il", synth, f"write_json {_TOP}.json", ""])
-
-
-def _yosys(family: str, yosys: str, run_dir: Path, timeout: float | None) -> None:
-    for abc9_dff in (False, True):
-        (run_dir / "synth.ys").write_text(_synth_script(family, abc9_dff))
-        rc = _run(yosys, ["-q", "-l", "yosys.log", "-s", "synth.ys"], run_dir,
-                  run_dir / "yosys.out", timeout)
-        retry = family == "ecp5" and not abc9_dff
-        if rc != 0 and retry and _ABC9_ASSERT in _tail(run_dir / "yosys.log"):
-            (run_dir / "yosys.log").rename(run_dir / "yosys-abc9-assert.log")
-            continue
-        if rc != 0:
-            log = run_dir / "yosys.log"
-            raise ToolFailedError(Path(yosys).name, rc, log,
-                                  _tail(log) + "\n" + _tail(run_dir / "yosys.out", 5))
-        if retry:
-            netlist = json.loads((run_dir / f"{_TOP}.json").read_text())
-            module = netlist["modules"].get(_TOP, {})
-            if _multiply_driven(module):
-                (run_dir / "yosys.log").rename(run_dir / "yosys-multiply-driven.log")
-                continue
-        return
+def _yosys(family: str, yosys: str, run_dir: Path, timeout: float | None) -> str:
+    """Synthesise ``top.il`` into ``top.json``, with the flow's retries when ABC9 fails
+    (:func:`rtl_gen.flow.synth.run_yosys`); the note of a retry, else ``""``."""
+    _, note = run_yosys(family, yosys, run_dir, _TOP, timeout, dsp=True,
+                        read=f"read_rtlil {_TOP}.il", netlist=f"{_TOP}.json", stat=False)
+    return note
 
 
 def _pick_clock(fmax: dict[str, dict], pll_mhz: float) -> str:

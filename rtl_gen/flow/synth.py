@@ -24,6 +24,13 @@ LUT + FF per output bit; its utilisation is reported as measured, harness includ
 the Fmax is that of the slowest register-to-register path, inside the component unless the
 component's own paths are shorter than one LUT.
 
+Yosys 0.70 maps LUTs with ABC9 (both families), which fails on some designs; a failed run
+is retried with another mapper (:data:`_MAPPERS`: ``-dff`` on the ECP5 for ABC9's two known
+failures, else plain ``abc -lut 4``), the failed run's log kept beside the output and the
+result's ``note`` saying so in one line.  An Fmax worth quoting is the median over several
+nextpnr seeds (:func:`place_and_route_seeds`, :func:`median_fmax`); the placed design is
+synthesised once for all of them.
+
 Every result is cached under the work directory, keyed by the Verilog text, the top name,
 the device, the options, this module's recipe version and the installed tool versions, so a
 repeated run returns at once.  Writes are atomic (a temporary folder renamed into place), so
@@ -38,6 +45,7 @@ import importlib.metadata
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -49,18 +57,22 @@ from ..errors import RtlGenError
 
 __all__ = [
     "DEFAULT_FREQ_MHZ",
+    "DEFAULT_SEEDS",
     "DEFAULT_WORKDIR",
     "DoesNotFitError",
     "FlowError",
     "PnrResult",
     "Port",
+    "SeedSweep",
     "SynthStats",
     "ToolFailedError",
     "ToolNotFoundError",
     "Toolchain",
     "component_verilog",
     "harness_verilog",
+    "median_fmax",
     "place_and_route",
+    "place_and_route_seeds",
     "synth",
     "tool_versions",
 ]
@@ -228,6 +240,9 @@ class SynthStats:
         being the iCE40 logic cells (a LUT4 and its FF and carry packed together) and
         ``TRELLIS_COMB`` the ECP5 LUT4-sized slices; empty when packing was not asked for.
         The bare design's I/O count (``SB_IO``/``TRELLIS_IO``) may exceed the package's pins.
+    note:
+        One line when Yosys's default LUT mapping (ABC9) failed and another mapper made the
+        netlist, naming the failed run's kept log; empty otherwise.
     """
 
     device: str
@@ -240,6 +255,7 @@ class SynthStats:
     cells: dict[str, int]
     ports: tuple[Port, ...]
     packed: dict[str, int]
+    note: str = ""
 
     @property
     def logic_cells(self) -> int | None:
@@ -293,6 +309,8 @@ class PnrResult:
         harness's FFs and LUTs included when :attr:`harnessed`.
     harnessed:
         Whether the component was measured inside the generated harness.
+    note:
+        As :attr:`SynthStats.note`, for the synthesis of the placed design.
     """
 
     device: str
@@ -302,6 +320,7 @@ class PnrResult:
     fmax_mhz: dict[str, float]
     utilisation: dict[str, tuple[int, int]]
     harnessed: bool
+    note: str = ""
 
     @property
     def fmax(self) -> float:
@@ -333,7 +352,7 @@ def _count(cells: Mapping[str, int], names: Sequence[str]) -> int:
 
 
 def _stats_from_yosys(device: Device, top: str, stat: dict, netlist: dict,
-                      packed: dict[str, int]) -> SynthStats:
+                      packed: dict[str, int], note: str = "") -> SynthStats:
     module = stat["modules"].get(f"\\{top}") or stat["design"]
     cells = {k: int(v) for k, v in sorted(module.get("num_cells_by_type", {}).items())}
     kinds = _CELLS[device.family]
@@ -345,7 +364,7 @@ def _stats_from_yosys(device: Device, top: str, stat: dict, netlist: dict,
         lut4=_count(cells, kinds["lut4"]), carry=_count(cells, kinds["carry"]),
         ff=sum(n for c, n in cells.items() if c.startswith(kinds["ff_prefix"])),
         dsp=_count(cells, kinds["dsp"]), bram=_count(cells, kinds["bram"]),
-        cells=cells, ports=ports, packed=packed)
+        cells=cells, ports=ports, packed=packed, note=note)
 
 
 # --- running tools and caching ------------------------------------------------------------
@@ -419,26 +438,60 @@ class _Cache:
             shutil.rmtree(self.tmp, ignore_errors=True)
 
 
+def _link_or_copy(src: Path, dst: Path) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copyfile(src, dst)
+
+
 def _device(device: Device | str) -> Device:
     return device if isinstance(device, Device) else get_device(device)
 
 
-#: Yosys 0.70's ``synth_ecp5`` (always ABC9) can fail an assertion while reintegrating the
-#: ABC9 result (``GetSize(conn.first) == GetSize(conn.second)``) on some adder trees, and can
-#: write a netlist with a net driven by two flip-flops (which nextpnr refuses); its ``-dff``
-#: mode maps the same designs correctly, so an ECP5 run that hits either is retried with
-#: ``-dff`` (the first run's log is kept as ``yosys-abc9-assert.log`` or
-#: ``yosys-multiply-driven.log``).
-_ABC9_ASSERT = "GetSize(conn.first) == GetSize(conn.second)"
+#: Yosys 0.70 maps LUTs with ABC9 in both ``synth_ice40`` and ``synth_ecp5`` and has no
+#: option to turn it off.  ABC9 can fail an assertion while reintegrating its result
+#: (``GetSize(conn.first) == GetSize(conn.second)`` in ``rtlil.cc``, or ``'wire'`` in
+#: ``abc_ops_reintegrate.cc``, both seen on adder trees) or write a netlist with a net
+#: driven by two flip-flops (which nextpnr refuses).  A run that fails once ABC9 has started
+#: is retried along :data:`_MAPPERS`: on the ECP5, the first assertion and the doubly driven
+#: net go to ``synth_ecp5 -dff`` first (ABC9's ``-dff`` mode maps those designs, with ABC9's
+#: quality); any other failure, and a failing ``-dff`` run, to the same synthesis script with
+#: its ``map_luts`` step done by plain ``abc -lut 4`` (the ``-noabc9`` of older Yosys).  Each
+#: failed run's log is kept beside the output as ``yosys-<mapper>-<why>.log``, and the
+#: result's ``note`` (and the last line of ``yosys.log``) says so in one line.
+_ABC9_DFF_FIXES = ("GetSize(conn.first) == GetSize(conn.second)",)
+#: The LUT mappers tried in turn: ABC9 (the tools' default), ABC9 with ``-dff`` (ECP5),
+#: plain ABC.
+_MAPPERS = ("abc9", "abc9-dff", "abc")
+_MAPPER_LABELS = {"abc9": "ABC9", "abc9-dff": "ABC9 -dff", "abc": "plain abc (no ABC9)"}
+#: The ``map_luts`` step with plain ABC, per family (``synth_* -help`` with ``abc9``
+#: replaced by ``abc -dress -lut 4``).
+_PLAIN_ABC_MAP_LUTS = {
+    "ice40": ["techmap -map +/ice40/latches_map.v", "abc -dress -lut 4",
+              "ice40_wrapcarry -unwrap", "techmap -map +/ice40/ff_map.v", "clean",
+              "opt_lut -tech ice40"],
+    "ecp5": ["techmap -map +/lattice/latches_map.v", "abc -dress -lut 4", "clean"],
+}
 
 
-def _synth_script(device: Device, top: str, dsp: bool, abc9_dff: bool = False) -> str:
-    if device.family == "ice40":
-        synth = f"synth_ice40{' -dsp' if dsp else ''} -top {top} -json netlist.json"
+def _synth_script(family: str, top: str, *, dsp: bool, mapper: str = "abc9",
+                  read: str = "read_verilog design.v", netlist: str = "netlist.json",
+                  stat: bool = True) -> str:
+    """The Yosys script: ``read``, ``synth_ice40 [-dsp]`` / ``synth_ecp5 [-nodsp]`` with
+    ``mapper``'s LUT mapping, the netlist written to ``netlist``, and ``stat -json``."""
+    if family == "ice40":
+        synth = f"synth_ice40{' -dsp' if dsp else ''} -top {top}"
     else:
-        synth = (f"synth_ecp5{'' if dsp else ' -nodsp'}{' -dff' if abc9_dff else ''} "
-                 f"-top {top} -json netlist.json")
-    return "\n".join(["read_verilog design.v", synth, "tee -q -o stat.json stat -json", ""])
+        synth = f"synth_ecp5{'' if dsp else ' -nodsp'}{' -dff' if mapper == 'abc9-dff' else ''}" \
+                f" -top {top}"
+    if mapper == "abc":
+        steps = [f"{synth} -run begin:map_luts", "check -latchonly -assert",
+                 *_PLAIN_ABC_MAP_LUTS[family], f"{synth} -run map_cells: -json {netlist}"]
+    else:
+        steps = [f"{synth} -json {netlist}"]
+    tail = ["tee -q -o stat.json stat -json"] if stat else []
+    return "\n".join([read, *steps, *tail, ""])
 
 
 def _nextpnr_device_args(device: Device) -> list[str]:
@@ -469,30 +522,78 @@ def _pack(device: Device, tools: Toolchain, run_dir: Path, netlist: str,
 
 
 def _yosys(device: Device, verilog: str, top: str, tools: Toolchain, run_dir: Path,
-           timeout: float | None, dsp: bool) -> tuple[dict, dict]:
-    yosys = tools.resolve(tools.yosys)
+           timeout: float | None, dsp: bool) -> tuple[dict, dict, str]:
+    """Synthesise ``verilog`` in ``run_dir``: ``(stat, netlist, note)``."""
     (run_dir / "design.v").write_text(verilog)
-    for abc9_dff in (False, True):
-        (run_dir / "synth.ys").write_text(_synth_script(device, top, dsp, abc9_dff))
-        rc = _run(yosys, ["-q", "-l", "yosys.log", "-s", "synth.ys"], run_dir,
-                  run_dir / "yosys.out", timeout)
-        retry = device.family == "ecp5" and not abc9_dff
-        if rc != 0 and retry and _ABC9_ASSERT in _tail(run_dir / "yosys.log"):
-            (run_dir / "yosys.log").rename(run_dir / "yosys-abc9-assert.log")
-            continue
-        if rc != 0:
-            log = run_dir / "yosys.log"
-            raise ToolFailedError(Path(yosys).name, rc, log,
-                                  _tail(log) + "\n" + _tail(run_dir / "yosys.out", 5))
-        netlist = json.loads((run_dir / "netlist.json").read_text())
-        if top not in netlist["modules"]:
-            raise FlowError(f"top module {top!r} is not in the synthesised design")
-        if retry and _multiply_driven(netlist["modules"][top]):
-            (run_dir / "yosys.log").rename(run_dir / "yosys-multiply-driven.log")
-            continue
-        break
+    netlist, note = run_yosys(device.family, tools.resolve(tools.yosys), run_dir, top,
+                              timeout, dsp=dsp)
     stat = json.loads((run_dir / "stat.json").read_text())
-    return stat, netlist
+    return stat, netlist, note
+
+
+def run_yosys(family: str, yosys: str, run_dir: Path, top: str, timeout: float | None, *,
+              dsp: bool = True, read: str = "read_verilog design.v",
+              netlist: str = "netlist.json", stat: bool = True) -> tuple[dict, str]:
+    """Run Yosys's synthesis script in ``run_dir``, retrying other LUT mappers when ABC9
+    fails (:data:`_MAPPERS`): ``(netlist, note)``, the netlist as JSON and the note saying in
+    one line which mapper failed before the one that worked (empty when ABC9 worked).
+
+    Raises
+    ------
+    ToolFailedError
+        When Yosys failed before ABC9 ran, timed out, or failed with plain ABC too.
+    FlowError
+        When ``top`` is not in the netlist.
+    """
+    log = run_dir / "yosys.log"
+    failed: list[tuple[str, str]] = []  # (mapper, kept log's name)
+    mapper = "abc9"
+    while True:
+        (run_dir / "synth.ys").write_text(_synth_script(
+            family, top, dsp=dsp, mapper=mapper, read=read, netlist=netlist, stat=stat))
+        rc = _run(yosys, ["-q", "-l", log.name, "-s", "synth.ys"], run_dir,
+                  run_dir / "yosys.out", timeout)
+        text = log.read_text(errors="replace") if log.exists() else ""
+        result = None
+        if rc == 0:
+            result = json.loads((run_dir / netlist).read_text())
+            if top not in result["modules"]:
+                raise FlowError(f"top module {top!r} is not in the synthesised design")
+        why = ""
+        if rc != 0:
+            why = "failed"
+        elif mapper != "abc" and _multiply_driven(result["modules"][top]):
+            why = "multiply-driven"
+        if not why:
+            break
+        known = why == "multiply-driven" or any(a in text for a in _ABC9_DFF_FIXES)
+        if mapper == "abc" or "Executing ABC9 pass" not in text or rc == -1:
+            # Plain ABC failed too, Yosys stopped before ABC9 ran (not ABC9's doing), or
+            # the run timed out (a retry would too).
+            kept = "".join(f"; the {m} run's log is kept as {k}" for m, k in failed)
+            raise ToolFailedError(Path(yosys).name, rc, log,
+                                  _tail(log) + "\n" + _tail(run_dir / "yosys.out", 5)
+                                  + kept)
+        kept = f"yosys-{mapper}-{why}.log"
+        log.rename(run_dir / kept)
+        failed.append((mapper, kept))
+        if mapper == "abc9" and known and family == "ecp5":
+            mapper = "abc9-dff"
+        else:
+            mapper = "abc"
+    note = ""
+    if failed:
+        first, kept = failed[0]
+        what = "wrote a net driven twice" if _why_of(kept) == "multiply-driven" else "failed"
+        note = (f"Yosys with {_MAPPER_LABELS[first]} {what} (log kept as {kept}); "
+                f"mapped with {_MAPPER_LABELS[mapper]} instead")
+        with open(log, "a") as f:
+            f.write(f"\nrtl_gen: {note}\n")
+    return result, note
+
+
+def _why_of(kept: str) -> str:
+    return "multiply-driven" if kept.endswith("-multiply-driven.log") else "failed"
 
 
 def _multiply_driven(module: dict) -> bool:
@@ -577,13 +678,13 @@ def synth(verilog: str, top: str, device: Device | str, *, workdir: Path | str |
     if cache and (hit := entry.load()) is not None:
         return SynthStats.from_json(hit)
     run_dir = entry.begin()
-    stat, netlist = _yosys(device, verilog, top, tools, run_dir, timeout, dsp)
+    stat, netlist, note = _yosys(device, verilog, top, tools, run_dir, timeout, dsp)
     packed = {}
     if pack:
         rep = _pack(device, tools, run_dir, "netlist.json", timeout, check_fit=False)
         packed = {res: int(u["used"]) for res, u in sorted(rep["utilization"].items())
                   if int(u["used"]) > 0}
-    stats = _stats_from_yosys(device, top, stat, netlist, packed)
+    stats = _stats_from_yosys(device, top, stat, netlist, packed, note)
     entry.commit(stats.to_json())
     return stats
 
@@ -692,8 +793,20 @@ def place_and_route(verilog: str, top: str, device: Device | str, *,
                       cache=cache, timeout=timeout)
         design = verilog + "\n" + harness_verilog(top, stats.ports, clock=clock)
         design_top = _HARNESS_NAME
-    _yosys(device, design, design_top, dataclasses.replace(tools, yosys=yosys), run_dir,
-           timeout, dsp)
+    # The placed design's netlist does not depend on the seed: synthesise it once per design
+    # (workdir/pnr-netlist/) and reuse it for every seed.
+    nkey = _key("pnr-netlist", verilog=verilog, top=top, device=device.name, harness=harness,
+                clock=clock, **_dsp_key(dsp))
+    nentry = _Cache(workdir, "pnr-netlist", nkey, top)
+    hit = nentry.load() if cache else None
+    if hit is not None and (nentry.final / "netlist.json").is_file():
+        _link_or_copy(nentry.final / "netlist.json", run_dir / "netlist.json")
+        note = hit["note"]
+    else:
+        _, _, note = _yosys(device, design, design_top,
+                            dataclasses.replace(tools, yosys=yosys), run_dir, timeout, dsp)
+        _link_or_copy(run_dir / "netlist.json", nentry.begin() / "netlist.json")
+        nentry.commit({"note": note})
     _pack(device, tools, run_dir, "netlist.json", timeout, check_fit=True)
     out = ["--asc", "design.asc"] if device.family == "ice40" else \
         ["--textcfg", "design.config"]
@@ -717,6 +830,85 @@ def place_and_route(verilog: str, top: str, device: Device | str, *,
         utilisation={res: (int(u["used"]), int(u["available"]))
                      for res, u in sorted(report.get("utilization", {}).items())
                      if int(u["used"]) > 0},
-        harnessed=harness)
+        harnessed=harness, note=note)
     entry.commit(result.to_json())
     return result
+
+
+#: nextpnr seeds of a :func:`place_and_route_seeds` sweep when none are given: the
+#: benchmarks' setting (``rtl-gen synth --seeds`` defaults to fewer).
+DEFAULT_SEEDS = 5
+
+
+@dataclasses.dataclass(frozen=True)
+class SeedSweep:
+    """Place-and-route results of one design over several nextpnr seeds.
+
+    Members
+    -------
+    runs:
+        One :class:`PnrResult` per seed, in the order run.
+    """
+
+    runs: tuple[PnrResult, ...]
+
+    @property
+    def seeds(self) -> tuple[int, ...]:
+        return tuple(r.seed for r in self.runs)
+
+    @property
+    def fmax_per_seed(self) -> tuple[float, ...]:
+        """Each seed's Fmax in MHz (its slowest clock)."""
+        return tuple(r.fmax for r in self.runs)
+
+    @property
+    def fmax(self) -> float:
+        """The median of :attr:`fmax_per_seed` (the mean of the middle two for an even
+        count), in MHz."""
+        return median_fmax(self.fmax_per_seed)
+
+    @property
+    def note(self) -> str:
+        return next((r.note for r in self.runs if r.note), "")
+
+    def to_json(self) -> dict:
+        return {"seeds": list(self.seeds),
+                "fmax_mhz_per_seed": [round(f, 2) for f in self.fmax_per_seed],
+                "fmax_mhz_median": round(self.fmax, 2)}
+
+
+def median_fmax(fmax: Sequence[float]) -> float:
+    """The median of per-seed Fmax values: the one figure every Fmax report quotes.
+
+    Raises
+    ------
+    FlowError
+        For no values.
+    """
+    if not fmax:
+        raise FlowError("no Fmax to take the median of (no seeds)")
+    return float(statistics.median(fmax))
+
+
+def place_and_route_seeds(verilog: str, top: str, device: Device | str, *,
+                          seeds: int | Sequence[int] = DEFAULT_SEEDS, **kwargs) -> SeedSweep:
+    """:func:`place_and_route` once per nextpnr seed; the median Fmax is
+    :attr:`SeedSweep.fmax`.
+
+    ``seeds`` is a count ``N`` (seeds ``1..N``) or the seeds themselves; the other
+    arguments are :func:`place_and_route`'s.  The design is synthesised once for all seeds.
+
+    Raises
+    ------
+    FlowError
+        For no seeds (``N < 1``), and as :func:`place_and_route`.
+    """
+    if isinstance(seeds, int):
+        if isinstance(seeds, bool) or seeds < 1:
+            raise FlowError(f"seeds must be at least 1, not {seeds!r}")
+        seeds = range(1, seeds + 1)
+    seeds = list(seeds)
+    if not seeds:
+        raise FlowError("no seeds to place and route with")
+    return SeedSweep(tuple(place_and_route(verilog, top, device, seed=seed, **kwargs)
+                           for seed in seeds))

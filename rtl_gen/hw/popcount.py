@@ -34,6 +34,14 @@ Tree, for ``N = 15`` raw bits (``FA``: LUT full adder; ``+c``: chained adder wit
                \\                 /  b14
                 [       +c       ]                    level 2: one carry chain
 
+On the ECP5 (``fabric="ecp5"``) the tree is built from ``CCU2C`` primitives, whose half
+cells are more than an iCE40 carry cell: the propagate is a full LUT4 of ``A, B, C, D`` and
+the generate a LUT2 of ``A, B`` (the LUT4's entries with ``C = D = 0``).  A stitch cell
+(``D = 1``) then takes its carry-in lane as ``x ^ w`` (or ``x & w``) straight from the two
+input bits, and one cell adds two raw lanes, XORs included; so a leaf full adder is two
+chained cells and no raw bit needs a LUT of its own: 64 XOR lanes in 55 ``CCU2C`` (1.72
+LUT4 per lane) against 101 LUT4 + 36 ``CCU2C`` (2.70) for the generic tree.
+
 Chains are cut every ``max_chain`` cells (a cut costs the stitch saving once) because static
 timing sees the false path through each stitch cell's carry.
 """
@@ -43,7 +51,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from amaranth.hdl import Cat, Const, Module, Signal, Value
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value
 
 __all__ = ["DEFAULT_MAX_CHAIN", "TREE_MIN_BITS", "popcount", "popcount_depth"]
 
@@ -58,7 +66,7 @@ TREE_MIN_BITS = 20
 #: Bits per leaf full adder.  Leaves of 2 (half adders, which absorb an XOR in front in one
 #: LUT4) measured 131 / 147 LC at 64 plain / XOR bits against 104 / 143 for 3; leaves of 1
 #: (raw bits straight into the chains) 103 / 161.
-_LEAF = 3
+DEFAULT_LEAF = 3
 
 
 @dataclasses.dataclass
@@ -73,14 +81,29 @@ class _Count:
         return max(1, self.most.bit_length())
 
 
-def _full_adder(bits: Sequence[Value]) -> _Count:
-    if len(bits) == 1:
-        return _Count(bits[0], 1)
-    if len(bits) == 2:
-        a, b = bits
-        return _Count(Cat(a ^ b, a & b), 2)
-    a, b, c = bits
-    return _Count(Cat(a ^ b ^ c, (a & b) | (a & c) | (b & c)), 3)
+def _counter(bits: Sequence[Value]) -> _Count:
+    """The count of ``bits`` in LUT logic: columns of full adders (three bits of one weight
+    to a sum of that weight and a carry of the next) and half adders, until every column
+    holds one bit.  Up to three bits this is one full adder."""
+    cols: list[list[Value]] = [list(bits)]
+    w = 0
+    while w < len(cols):
+        col = cols[w]
+        while len(col) > 1:
+            if len(col) >= 3:
+                a, b, c = col.pop(0), col.pop(0), col.pop(0)
+                s, k = a ^ b ^ c, (a & b) | (a & c) | (b & c)
+            else:
+                a, b = col.pop(0), col.pop(0)
+                s, k = a ^ b, a & b
+            col.append(s)
+            if w + 1 == len(cols):
+                cols.append([])
+            cols[w + 1].append(k)
+        w += 1
+    most = len(bits)
+    value = Cat(*(c[0] for c in cols))[:max(1, most.bit_length())]
+    return _Count(value, most)
 
 
 def _plan(n: int, leaf: int) -> tuple[int, int]:
@@ -134,6 +157,133 @@ def _chain(m: Module, adders: list[tuple[_Count, _Count, Value | None]], name: s
     return results
 
 
+#: ``CCU2C`` half-cell LUT contents (``INIT``, indexed by ``{D, C, B, A}``).  The half's
+#: propagate is the LUT4 ``P``, its generate the LUT2 ``G`` = ``INIT[{B, A}]`` (the entries
+#: with ``C = D = 0``); ``S = P ^ CIN`` and ``COUT = P ? CIN : G`` (``INJECT1 = "NO"``).
+#: Stitch (``D = 1``): ``P = 0``, so ``S`` passes the carry in out, and ``G = A ^ B`` is the
+#: next adder's carry-in, a raw ``x ^ w`` lane absorbed for free.
+_INIT_STITCH = 0x0006
+#: Two raw lanes ``(A ^ B) + (C ^ D)``: ``P = A ^ B ^ C ^ D``; ``G = A ^ B``, which equals
+#: the carry whenever ``P = 0`` (both lanes equal).  Lanes ``A & B`` work alike
+#: (:func:`_lut_init`).
+_INIT_LANES = 0x6996
+_OPS = {"^": lambda a, b: a ^ b, "&": lambda a, b: a & b}
+
+
+def _lut_init(f) -> int:
+    """A LUT4's ``INIT`` for ``f(a, b, c, d)`` (index ``{D, C, B, A}``)."""
+    return sum(f(i & 1, i >> 1 & 1, i >> 2 & 1, i >> 3 & 1) << i for i in range(16))
+
+
+def _stitch_init(op: str) -> int:
+    """Stitch absorbing the lane ``A op B`` (``D = 1``: ``P = 0``, ``G = A op B``)."""
+    return _lut_init(lambda a, b, c, d: 0 if d else _OPS[op](a, b) if not c else 0)
+
+
+def _lanes_init(op0: str, op1: str) -> int:
+    """Two lanes ``(A op0 B) + (C op1 D)``: ``P`` their XOR, ``G = A op0 B`` (both ops give
+    0 on zeros, so ``G = P(A, B, 0, 0)``), the carry whenever ``P = 0``."""
+    return _lut_init(lambda a, b, c, d: _OPS[op0](a, b) ^ _OPS[op1](c, d))
+#: One bit of a count adder (``D = 1``, as Yosys's own map): ``P = A ^ B``, ``G = A``.
+_INIT_ADD = 0x96AA
+
+
+@dataclasses.dataclass(frozen=True)
+class _Lane:
+    """One counted bit as ``a op b`` (``op`` ``^`` or ``&``; ``a ^ 0`` for a plain bit)."""
+
+    a: Value
+    b: Value
+    op: str = "^"
+
+    @classmethod
+    def of(cls, bit: Value) -> _Lane:
+        from amaranth.hdl._ast import Operator  # the XOR / AND in front, to absorb it
+
+        if (isinstance(bit, Operator) and bit.operator in _OPS and len(bit.operands) == 2
+                and all(len(o) == 1 for o in bit.operands)):
+            return cls(*bit.operands, bit.operator)
+        return cls(bit, Const(0, 1))
+
+    @property
+    def value(self) -> Value:
+        return self.a ^ self.b if self.op == "^" else self.a & self.b
+
+
+def _ccu2c(m: Module, name: str, cin: Value, halves, model: bool) -> tuple[Value, Value, Value]:
+    """One ``CCU2C`` (two half cells ``(init, a, b, c, d)``): ``(s0, s1, cout)``; with
+    ``model`` its logic in Amaranth (what ``amaranth.sim`` runs), else the primitive."""
+    s0, s1, cout = (Signal(name=f"{name}_{p}") for p in ("s0", "s1", "cout"))
+    (init0, *in0), (init1, *in1) = halves
+    if not model:
+        from amaranth.hdl import Instance
+
+        ports = {f"i_{p}{h}": Value.cast(v) for h, ins in ((0, in0), (1, in1))
+                 for p, v in zip("ABCD", ins, strict=True)}
+        m.submodules[name] = Instance(
+            "CCU2C", p_INIT0=Const(init0, 16), p_INIT1=Const(init1, 16),
+            p_INJECT1_0="NO", p_INJECT1_1="NO", i_CIN=cin, o_S0=s0, o_S1=s1, o_COUT=cout,
+            **ports)
+        return s0, s1, cout
+    carry = cin
+    for s, (init, *ins) in ((s0, (init0, *in0)), (s1, (init1, *in1))):
+        p = Const(init, 16).bit_select(Cat(*ins), 1)
+        g = Const(init & 0xF, 4).bit_select(Cat(*ins[:2]), 1)
+        m.d.comb += s.eq(p ^ carry)
+        nxt = Signal(name=f"{s.name}_co")
+        m.d.comb += nxt.eq(Mux(p, carry, g))
+        carry = nxt
+    m.d.comb += cout.eq(carry)
+    return s0, s1, cout
+
+
+def _chain_ecp5(m: Module, adders: list, name: str, max_chain: int,
+                model: bool) -> list[_Count]:
+    """:func:`_chain` in ECP5 ``CCU2C`` cells.  An adder is ``(a, b, cin)``: ``a`` and ``b``
+    two counts, or two lanes (one cell adds them, their XORs included); ``cin`` a lane or
+    ``None``, absorbed by the stitch cell before the adder."""
+    zero, one = Const(0, 1), Const(1, 1)
+    results: list[_Count] = []
+    groups: list[list] = [[]]
+    cells = 0
+    for adder in adders:
+        a, b, _ = adder
+        w = 1 if isinstance(a, _Lane) else max(a.width, b.width)
+        if groups[-1] and cells + w + 1 > max_chain:
+            groups.append([])
+            cells = 0
+        groups[-1].append(adder)
+        cells += w + 1
+    for g, group in enumerate(groups):
+        chain = []  # (init, A, B, C, D) per half cell
+        slices: list[tuple[int, int, int]] = []
+        for a, b, cin in group:
+            r = cin if cin is not None else _Lane(zero, zero)
+            chain.append((_stitch_init(r.op), r.a, r.b, zero, one))
+            if isinstance(a, _Lane):
+                chain.append((_lanes_init(a.op, b.op), a.a, a.b, b.a, b.b))
+                w, most = 1, 2
+            else:
+                w = max(a.width, b.width)
+                av, bv = _zext(a.value, w), _zext(b.value, w)
+                chain += [(_INIT_ADD, av[i], bv[i], zero, one) for i in range(w)]
+                most = a.most + b.most
+            slices.append((len(chain) - w, w + 1, most + (cin is not None)))
+        chain.append((_INIT_STITCH, zero, zero, zero, one))  # the last carry out
+        if len(chain) % 2:
+            chain.append((_INIT_STITCH, zero, zero, zero, one))
+        outs: list[Value] = []
+        carry: Value = zero
+        for k in range(0, len(chain), 2):
+            s0, s1, carry = _ccu2c(m, f"{name}_chain{g}_c{k // 2}", carry,
+                                   chain[k:k + 2], model)
+            outs += [s0, s1]
+        for start, width, most in slices:
+            results.append(_Count(Cat(*outs[start:start + min(width, most.bit_length())]),
+                                  most))
+    return results
+
+
 def _zext(v: Value, w: int) -> Value:
     v = v.as_unsigned()
     if len(v) >= w:
@@ -150,18 +300,19 @@ def _levels(n: int, leaf: int) -> int:
     return depth
 
 
-def popcount_depth(n: int) -> int:
+def popcount_depth(n: int, leaf: int = DEFAULT_LEAF) -> int:
     """Number of logic levels of :func:`popcount` over ``n`` bits (leaf LUTs, then one per
     chained adder level); ``stages`` registers are spread over the boundaries between them.
     """
     if n < 1:
         raise ValueError(f"popcount needs at least one bit, not {n!r}")
-    return _levels(n, _LEAF)
+    return _levels(n, leaf)
 
 
 def popcount(m: Module, bits: Value | Sequence[Value], *, stages: int = 0,
              domain: str = "sync", max_chain: int = DEFAULT_MAX_CHAIN,
-             method: str = "auto", name: str = "popcount") -> Value:
+             method: str = "auto", leaf: int = DEFAULT_LEAF, fabric: str = "generic",
+             name: str = "popcount") -> Value:
     """Number of ones among ``bits``, as a compressor tree with optional pipeline registers.
 
     Parameters
@@ -184,6 +335,16 @@ def popcount(m: Module, bits: Value | Sequence[Value], *, stages: int = 0,
         is measured smaller on the iCE40 (``benchmarks/popcount.py``), else ``"sum"``.
     max_chain:
         Longest carry chain in cells; see :data:`DEFAULT_MAX_CHAIN`.
+    leaf:
+        Bits per leaf counter of the tree (:data:`DEFAULT_LEAF`), each a column
+        compressor in LUT logic: 3 a full adder, 6 or 7 a 6:3 / 7:3 counter.
+    fabric:
+        ``"generic"``: plain Amaranth arithmetic, which Yosys maps on any device;
+        ``"ecp5"``: the tree's adders as ECP5 ``CCU2C`` cells, every leaf a carry-chain full
+        adder and every raw bit (``x ^ w`` and ``x & w`` included) absorbed into a carry
+        cell's LUT (no LUT of its own); ``"ecp5-model"``: the same cells as Amaranth logic, what
+        ``amaranth.sim`` runs (the primitive is a black box to it).  ECP5 trees take leaves
+        of at most 3 bits.
     name:
         Prefix for the internal signals' names.
 
@@ -213,6 +374,13 @@ def popcount(m: Module, bits: Value | Sequence[Value], *, stages: int = 0,
         raise ValueError(f"stages must be a non-negative integer, not {stages!r}")
     if not isinstance(max_chain, int) or max_chain < 4:
         raise ValueError(f"max_chain must be an integer of at least 4, not {max_chain!r}")
+    if isinstance(leaf, bool) or not isinstance(leaf, int) or not 1 <= leaf <= 15:
+        raise ValueError(f"leaf must be an integer from 1 to 15, not {leaf!r}")
+    if fabric not in ("generic", "ecp5", "ecp5-model"):
+        raise ValueError(f"fabric must be 'generic', 'ecp5' or 'ecp5-model', not {fabric!r}")
+    ecp5 = fabric != "generic"
+    if ecp5 and leaf > 3:
+        raise ValueError(f"fabric {fabric!r} takes leaves of at most 3 bits, not {leaf}")
     if method not in ("auto", "tree", "sum"):
         raise ValueError(f"method must be 'auto', 'tree' or 'sum', not {method!r}")
     if method == "auto":
@@ -232,24 +400,38 @@ def popcount(m: Module, bits: Value | Sequence[Value], *, stages: int = 0,
             (value,) = register([value], f"out{t}_")
         return value
 
-    depth = _levels(n, _LEAF)
+    depth = _levels(n, leaf)
     # register levels go after tree levels 1 .. depth-1, evenly spread; any more at the end
     inner = min(stages, depth - 1)
     cuts = [int((k + 1) * depth / (inner + 1) + 0.5) for k in range(inner)]
     tail = stages - inner
 
-    leaves, ncin = _plan(n, _LEAF)
+    leaves, ncin = _plan(n, leaf)
+    if ecp5:
+        bits = [_Lane.of(b) for b in bits]
     leaf_bits, cins = bits[:n - ncin], bits[n - ncin:]
     # as even as possible: sizes differ by at most one, none above three
     bounds = [len(leaf_bits) * k // leaves for k in range(leaves + 1)]
-    counts = [_full_adder(leaf_bits[lo:hi]) for lo, hi in zip(bounds, bounds[1:], strict=False)]
+    groups = [leaf_bits[lo:hi] for lo, hi in zip(bounds, bounds[1:], strict=False)]
+    if not ecp5:
+        counts = [_counter(g) for g in groups]
+    else:
+        # a leaf of 2 or 3 lanes is a carry-chain full adder: one cell adds two lanes, the
+        # stitch before it absorbs the third as the carry-in
+        counts = [_Count(g[0].value, 1) for g in groups if len(g) == 1]
+        adders = [(g[0], g[1], g[2] if len(g) == 3 else None) for g in groups if len(g) > 1]
+        counts += _chain_ecp5(m, adders, f"{name}_l0", max_chain, fabric == "ecp5-model")
     level = 1
 
-    def cut(counts: list[_Count], cins: list[Value], level: int):
+    def cut(counts: list[_Count], cins: list, level: int):
         for _ in range(cuts.count(level)):
             regs = register([c.value for c in counts], f"l{level}_")
             counts = [_Count(r, c.most) for r, c in zip(regs, counts, strict=True)]
-            cins = register(cins, f"l{level}_cin")
+            if ecp5:
+                cins = [_Lane(r, Const(0, 1))
+                        for r in register([c.value for c in cins], f"l{level}_cin")]
+            else:
+                cins = register(cins, f"l{level}_cin")
         return counts, cins
 
     counts, cins = cut(counts, cins, level)
@@ -259,12 +441,16 @@ def popcount(m: Module, bits: Value | Sequence[Value], *, stages: int = 0,
         for i in range(0, len(counts) - 1, 2):
             adders.append((counts[i], counts[i + 1], cins.pop() if cins else None))
         odd = [counts[-1]] if len(counts) % 2 else []
-        counts = _chain(m, adders, f"{name}_l{level}", max_chain) + odd
+        if ecp5:
+            counts = _chain_ecp5(m, adders, f"{name}_l{level}", max_chain,
+                                 fabric == "ecp5-model") + odd
+        else:
+            counts = _chain(m, adders, f"{name}_l{level}", max_chain) + odd
         level += 1
         counts, cins = cut(counts, cins, level)
     result = counts[0]
     for c in cins:  # only when the plan leaves spare raw bits (tiny n)
-        result = _Count(result.value + c, result.most + 1)
+        result = _Count(result.value + (c.value if ecp5 else c), result.most + 1)
     value = result.value
     for t in range(tail):
         (value,) = register([value], f"out{t}_")

@@ -13,23 +13,31 @@ from ..files import cache_dir
 from .common import Progress, notify, require_dense, verilog_top
 from .generate import network_engine
 
-__all__ = ["synth"]
+__all__ = ["DEFAULT_CLI_SEEDS", "synth"]
+
+#: nextpnr seeds of ``rtl-gen synth``: the median of three drops one outlier at a third of
+#: the benchmarks' place-and-route time (:data:`rtl_gen.flow.DEFAULT_SEEDS`, five).
+DEFAULT_CLI_SEEDS = 3
 
 
 def synth(bundle: Path, device: str = "up5k", *, fmax: bool = True, rows: int | None = None,
           cols: int | None = None, lanes: int | None = None, multiplier: str = "lut",
-          progress: Progress | None = None) -> dict:
+          seeds: int = DEFAULT_CLI_SEEDS, progress: Progress | None = None) -> dict:
     """Synthesize the network of ``bundle`` for ``device`` (the array options are those of
     :func:`rtl_gen.tasks.generate.network_engine`).
 
     Cell counts come from the bare network; with ``fmax``, the Fmax from nextpnr with the
-    network inside the flow's pin harness.  Runs and results are cached in
+    network inside the flow's pin harness, the median over nextpnr seeds ``1..seeds``
+    (:func:`rtl_gen.flow.place_and_route_seeds`).  Runs and results are cached in
     ``<user cache>/flow`` (:func:`rtl_gen.files.cache_dir`).  Returns one row: ``network``,
     ``device``, ``logic cells``, ``LUT4``, ``carry``, ``FF``, ``DSP``, ``BRAM`` and, with
-    ``fmax``, ``Fmax MHz`` and ``inferences/s``.
+    ``fmax``, ``Fmax MHz`` (the median), ``Fmax per seed`` and ``inferences/s`` (at the
+    median); and ``note`` when Yosys's ABC9 mapping failed and another mapper made the netlist.
     """
     if device not in DEVICES:
         raise RtlGenError(f"unknown device {device!r}; expected one of {', '.join(DEVICES)}")
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise RtlGenError(f"seeds must be a positive integer, not {seeds!r}")
     net = require_dense(read_bundle(bundle), bundle)
     engine = network_engine(net, rows=rows, cols=cols, lanes=lanes, multiplier=multiplier)
     top = verilog_top(net)
@@ -40,9 +48,15 @@ def synth(bundle: Path, device: str = "up5k", *, fmax: bool = True, rows: int | 
     row = {"network": net.name, "device": device, "logic cells": stats.logic_cells,
            "LUT4": stats.lut4, "carry": stats.carry, "FF": stats.ff, "DSP": stats.dsp,
            "BRAM": stats.bram}
+    note = stats.note
     if fmax:
-        pnr = flow.place_and_route(verilog, top, device, workdir=workdir)
-        row["Fmax MHz"] = f"{pnr.fmax:.1f}"
+        notify(progress, f"placing and routing with nextpnr seeds 1..{seeds}...")
+        sweep = flow.place_and_route_seeds(verilog, top, device, seeds=seeds, workdir=workdir)
+        row["Fmax MHz"] = f"{sweep.fmax:.1f}"
+        row["Fmax per seed"] = " / ".join(f"{f:.1f}" for f in sweep.fmax_per_seed)
         batch = getattr(engine, "rows", 1)  # a float network takes one image at a time
-        row["inferences/s"] = f"{pnr.fmax * 1e6 * batch / engine.interval:,.0f}"
+        row["inferences/s"] = f"{sweep.fmax * 1e6 * batch / engine.interval:,.0f}"
+        note = note or sweep.note
+    if note:
+        row["note"] = note
     return row

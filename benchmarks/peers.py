@@ -1,0 +1,346 @@
+"""Our digits networks against a peer generator, da4ml, through the same flow and harness.
+
+da4ml (distributed arithmetic for machine learning) builds a network as one fully unrolled
+constant-matrix-vector multiplier per layer: every weight is a constant, every product a
+shift, the adders shared by common-subexpression search, one inference per clock.  For each
+shipped integer bundle the script
+
+1. traces the bundle's exact integer forward with da4ml's tracing API
+   (``da4ml.trace.FixedVariableArray``, ``comb_trace``): per layer ``acc = W·x + bias``, then
+   ``(acc*M + 2**(S-1)) >> S`` clamped to ``0 .. 2**out_bits - 1`` (the golden model's
+   requantize and ReLU, :mod:`rtl_gen.design.golden`), the last layer's ``acc`` being the
+   logits;
+2. checks da4ml's own software model of it (its C++ DAIS interpreter, ``CombLogic.predict``,
+   for the combinational program and every stage of the pipelined one) bit for bit against
+   :func:`rtl_gen.design.golden.forward` on the whole digits test split (360 images) and on
+   random codes over the full input range;
+3. pipelines it (``to_pipeline``, ``--latency-cutoff`` in da4ml's delay units, about one
+   adder each), writes its Verilog (``da4ml.codegen.VerilogModel``) and synthesises and
+   places it with our flow (:func:`rtl_gen.flow.synth`,
+   :func:`rtl_gen.flow.place_and_route_seeds`: the same three-pin harness, devices and
+   nextpnr seeds as ours);
+4. measures our design for the same bundle in the same run (``benchmarks/network.py``'s
+   ``measure``) and prints both with their ratios.
+
+Inferences/s: da4ml's pipeline takes one input per clock (Fmax); ours one per
+``cycles / inference`` (the cycle model).  Latency: da4ml's ``stages + 1`` clocks (input
+register to output register); ours the cycle model's input stream (one activation a cycle)
+plus every layer's batch cycles, an estimate of one image alone in the engine.  LC: iCE40
+logic cells / ECP5 ``TRELLIS_COMB`` after packing.
+
+Run ``python benchmarks/peers.py [--bundles ternary,int4] [--seeds N] [--latency-cutoff C]
+[--quick]`` (``--quick``: ternary only, one seed); it prints a Markdown table and writes
+``benchmarks/results/peers.json`` (and ``peers.md``).  Needs da4ml (``pip install
+'.[peers]'``); without it the script says so in one line and exits with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from rtl_gen.bundle import read_bundle
+from rtl_gen.design import golden
+from rtl_gen.devices import get_device
+from rtl_gen.flow.synth import (
+    DEFAULT_SEEDS,
+    DEFAULT_WORKDIR,
+    FlowError,
+    component_verilog,
+    place_and_route_seeds,
+    synth,
+    tool_versions,
+)
+from rtl_gen.training.defaults import WEIGHTS_DIR
+
+RESULTS = Path(__file__).parent / "results"
+DEVICES = ("ecp5-85f", "up5k")
+#: Every shipped integer bundle da4ml can express (``tr`` reveals terms and truncates data
+#: terms: not a plain ``W·x``).
+BUNDLES = ("binary", "ternary", "pot4", "apot4", "int4", "int8", "mixed")
+DEFAULT_BUNDLES = ("ternary", "int4")
+#: da4ml's delay units per pipeline stage (an adder is about one).
+DEFAULT_LATENCY_CUTOFF = 5
+#: Random input codes checked on top of the test split.
+RANDOM_CHECKS = 2000
+
+
+def _network_bench():
+    """``benchmarks/network.py`` as a module (our design's measurement)."""
+    spec = importlib.util.spec_from_file_location(
+        "rtl_gen_bench_network", Path(__file__).parent / "network.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def trace(net):
+    """The integer forward of ``net`` as a da4ml combinational program (``CombLogic``)."""
+    from da4ml.trace import FixedVariableArray, HWConfig, comb_trace
+
+    first = net.layers[0]
+    n = first.in_features
+    signed = int(first.in_signed)
+    inp = FixedVariableArray.from_kif(np.full(n, signed), np.full(n, first.in_bits - signed),
+                                      np.zeros(n, int), hwconf=HWConfig(1, -1, -1))
+    h = inp
+    for layer in net.layers:
+        if layer.tr is not None:
+            raise ValueError(f"{net.name}: layer {layer.name} reveals terms; da4ml computes "
+                             "plain W·x")
+        acc = h @ layer.w_int.T.astype(np.float64) + layer.bias.astype(np.float64)
+        if layer.activation == "none":
+            h = acc
+            continue
+        if layer.activation != "relu":
+            raise ValueError(f"{net.name}: activation {layer.activation!r} is not modelled")
+        out = layer.out_features
+        m = np.broadcast_to(np.asarray(layer.requant_multiplier, np.int64), (out,))
+        s = np.broadcast_to(np.asarray(layer.requant_shift, np.int64), (out,))
+        # (acc*M + 2**(S-1)) >> S: exact products and sums, a power-of-two scale (free), then
+        # truncation toward minus infinity (TRN) to an integer; ReLU, then saturation at the
+        # top of the activation width (SAT): the golden clamp to 0 .. 2**out_bits - 1
+        y = (acc * m.astype(np.float64) + 2.0 ** (s - 1)) * 2.0 ** (-s.astype(np.float64))
+        y = y.relu(f=np.zeros(out, int))
+        h = y.quantize(k=np.zeros(out, int), i=np.full(out, layer.out_bits),
+                       f=np.zeros(out, int), overflow_mode="SAT")
+    return comb_trace(inp, h)
+
+
+def check(net, comb, pipe, x: np.ndarray) -> int:
+    """Compare da4ml's interpreter (combinational, and stage by stage pipelined) with the
+    golden model on ``x``; the number of vectors checked.
+
+    Raises
+    ------
+    AssertionError
+        At the first mismatch, naming the vector.
+    """
+    ref = golden.forward(net, x)
+    got = comb.predict(x.astype(np.float64))
+    staged = x.astype(np.float64)
+    for stage in pipe.solutions:
+        staged = stage.predict(staged)
+    for name, out in (("combinational", got), ("pipelined", staged)):
+        if out.shape != ref.shape or not np.array_equal(out, ref.astype(np.float64)):
+            bad = int(np.argwhere((out != ref).any(axis=1))[0, 0]) if out.shape == ref.shape \
+                else -1
+            raise AssertionError(f"{net.name}: da4ml's {name} model differs from the golden "
+                                 f"model on vector {bad}")
+    return len(x)
+
+
+def verilog(pipe, top: str) -> str:
+    """da4ml's Verilog of ``pipe`` as one text, top module ``top(clk, model_inp,
+    model_out)``."""
+    from da4ml.codegen import VerilogModel
+
+    with tempfile.TemporaryDirectory(prefix="da4ml-") as tmp:
+        model = VerilogModel(pipe, top, tmp, print_latency=False)
+        model.write()
+        src = Path(tmp) / "src"
+        files = sorted(src.glob("*.v")) + sorted((src / "static").glob("*.v"))
+        if any((src / "memfiles").iterdir()):
+            raise ValueError(f"{top}: the design uses lookup tables (memory files)")
+        # the I/O wrapper is for da4ml's own simulation; the table module reads a memory
+        # file that a design without tables does not have
+        files = [f for f in files
+                 if not f.name.endswith("_wrapper.v") and f.name != "lookup_table.v"]
+        return "\n".join(f.read_text() for f in files)
+
+
+def measure_peer(net, args, x_test) -> dict:
+    from da4ml.trace import to_pipeline
+
+    t0 = time.time()
+    comb = trace(net)
+    pipe = to_pipeline(comb, args.latency_cutoff, verbose=False)
+    rng = np.random.default_rng(0)
+    first = net.layers[0]
+    lo = -(1 << (first.in_bits - 1)) if first.in_signed else 0
+    hi = (1 << (first.in_bits - 1)) - 1 if first.in_signed else (1 << first.in_bits) - 1
+    x_rand = rng.integers(lo, hi + 1, size=(RANDOM_CHECKS, first.in_features))
+    checked = check(net, comb, pipe, x_test) + check(net, comb, pipe, x_rand)
+    top = f"da4ml_{net.name}".replace("-", "_")
+    text = verilog(pipe, top)
+    row = {"design": "da4ml", "stages": len(pipe.solutions),
+           "latency_cycles": len(pipe.solutions) + 1, "cycles_per_inference": 1,
+           "da4ml_cost": float(comb.cost), "bit_exact_vectors": checked,
+           "trace_s": round(time.time() - t0, 1)}
+    for dev in args.devices:
+        row[dev] = _measure(text, top, dev, args)
+    return row
+
+
+def _measure(text: str, top: str, device: str, args) -> dict:
+    """Cells (kept when the design then does not fit), Fmax over the seeds."""
+    d = {}
+    try:
+        stats = synth(text, top, device, workdir=args.workdir)
+        d = {"lc": stats.logic_cells, "lut4": stats.lut4, "carry": stats.carry,
+             "ff": stats.ff, "dsp": stats.dsp, "bram": stats.bram}
+        luts = get_device(device).luts
+        if stats.logic_cells is not None and stats.logic_cells > luts:
+            # the bare design alone is over; the harness only adds (no place and route)
+            d["error"] = (f"design does not fit {device}: {stats.logic_cells} logic cells, "
+                          f"device has {luts}")
+            return d
+        sweep = place_and_route_seeds(text, top, device, workdir=args.workdir,
+                                      seeds=args.seeds)
+        d.update(fmax=round(sweep.fmax, 1),
+                 fmax_seeds=[round(f, 2) for f in sweep.fmax_per_seed])
+        note = stats.note or sweep.note
+        if note:
+            d["note"] = note
+    except FlowError as e:
+        d["error"] = str(e).splitlines()[0]
+    return d
+
+
+def measure_ours(net, args, bench) -> dict:
+    from rtl_gen.hw.network import NetworkEngine
+
+    engine = NetworkEngine(net)
+    top = f"net_{net.name}".replace("-", "_")
+    text = component_verilog(engine, top)
+    latency = net.layers[0].in_features * engine.rows + sum(
+        t.batch_cycles for t in engine.timings)
+    row = {"design": "rtl_gen", "arrays": [f"{a.rows}x{a.cols}x{a.lanes}"
+                                           for a in engine.arrays],
+           "latency_cycles": latency, "cycles_per_inference": engine.interval / engine.rows}
+    for dev in args.devices:
+        row[dev] = bench.measure(text, top, dev, args.workdir, args.seeds)
+    return row
+
+
+def derived(row: dict, dev: str) -> dict:
+    """Inferences/s, per thousand LC, latency in ns (when placed)."""
+    d = row[dev]
+    if "fmax" not in d:
+        return {}
+    ips = d["fmax"] * 1e6 / row["cycles_per_inference"]
+    return {"inferences_per_s": round(ips), "inferences_per_s_per_klc": round(
+        ips / (d["lc"] / 1000)), "latency_ns": round(row["latency_cycles"] * 1e3 / d["fmax"],
+                                                      1)}
+
+
+def markdown(results: list[dict], devices) -> str:
+    head = ("| bundle | device | design | LC | LUT4 | carry | FF | DSP | median Fmax (MHz) | "
+            "inferences/s | inferences/s per kLC | latency (ns) |")
+    lines = [head, "|" + "---|" * 12]
+    for res in results:
+        for dev in devices:
+            rows = {r["design"]: r for r in (res["ours"], res["da4ml"])}
+            for name, r in rows.items():
+                d, x = r[dev], r[dev].get("derived", {})
+                cells = [res["bundle"], dev, name, d.get("lc", ""), d.get("lut4", ""),
+                         d.get("carry", ""), d.get("ff", ""), d.get("dsp", ""),
+                         d.get("fmax", d.get("error", "")),
+                         f"{x['inferences_per_s']:,}" if x else "",
+                         f"{x['inferences_per_s_per_klc']:,}" if x else "",
+                         x.get("latency_ns", "")]
+                lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+            ratio = res["ratios"].get(dev, {})
+            if ratio:
+                cells = [res["bundle"], dev, "da4ml / rtl_gen",
+                         *(f"{ratio[k]:.2f}" if k in ratio else "" for k in
+                           ("lc", "lut4", "carry", "ff", "dsp", "fmax", "inferences_per_s",
+                            "inferences_per_s_per_klc", "latency_ns"))]
+                lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def ratios(ours: dict, peer: dict) -> dict:
+    out = {}
+    a = {**ours, **ours.get("derived", {})}
+    b = {**peer, **peer.get("derived", {})}
+    for k in ("lc", "lut4", "carry", "ff", "dsp", "fmax", "inferences_per_s",
+              "inferences_per_s_per_klc", "latency_ns"):
+        if k in a and k in b and a[k]:
+            out[k] = b[k] / a[k]
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bundles", default=",".join(DEFAULT_BUNDLES),
+                        help="comma-separated subset of " + ", ".join(BUNDLES) +
+                        " (default: " + ",".join(DEFAULT_BUNDLES) + "; all: 'all')")
+    parser.add_argument("--seeds", type=int, default=DEFAULT_SEEDS, metavar="N",
+                        help=f"Fmax as the median over nextpnr seeds 1..N (default "
+                        f"{DEFAULT_SEEDS})")
+    parser.add_argument("--latency-cutoff", type=float, default=DEFAULT_LATENCY_CUTOFF,
+                        help="da4ml pipeline stage length in its delay units (default "
+                        f"{DEFAULT_LATENCY_CUTOFF})")
+    parser.add_argument("--devices", default=",".join(DEVICES),
+                        help="comma-separated subset of " + ", ".join(DEVICES))
+    parser.add_argument("--quick", action="store_true",
+                        help="ternary only, one seed (a check that everything runs)")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
+    args = parser.parse_args(argv)
+    try:
+        import da4ml
+    except ImportError:
+        print("benchmarks/peers.py: da4ml is not installed (pip install '.[peers]'); "
+              "nothing measured", file=sys.stderr)
+        return 1
+    bundles = list(BUNDLES) if args.bundles == "all" else \
+        [b.strip() for b in args.bundles.split(",") if b.strip()]
+    if args.quick:
+        bundles, args.seeds = ["ternary"], 1
+    unknown = sorted(set(bundles) - set(BUNDLES))
+    if unknown:
+        parser.error(f"unknown bundle(s) {', '.join(unknown)}; expected some of "
+                     f"{', '.join(BUNDLES)}")
+    args.devices = [d.strip() for d in args.devices.split(",") if d.strip()]
+    if set(args.devices) - set(DEVICES) or not args.devices:
+        parser.error(f"--devices must be some of {', '.join(DEVICES)}")
+    if args.seeds < 1:
+        parser.error(f"--seeds must be at least 1, not {args.seeds}")
+    from rtl_gen.data.digits import digits
+
+    _, test = digits()
+    bench = _network_bench()
+    start = time.time()
+    results = []
+    for name in bundles:
+        net = read_bundle(WEIGHTS_DIR / f"digits-{name}")
+        print(f"{name}: da4ml trace, check, synthesis...", file=sys.stderr)
+        peer = measure_peer(net, args, test.x_int)
+        print(f"{name}: ours...", file=sys.stderr)
+        ours = measure_ours(net, args, bench)
+        res = {"bundle": net.name, "da4ml": peer, "ours": ours, "ratios": {}}
+        for dev in args.devices:
+            for r in (peer, ours):
+                r[dev]["derived"] = derived(r, dev)
+            res["ratios"][dev] = ratios(ours[dev], peer[dev])
+        results.append(res)
+    table = markdown(results, args.devices)
+    print(table, end="")
+    args.out.mkdir(parents=True, exist_ok=True)
+    note = ("# rtl_gen against da4ml on the shipped digits bundles\n\n"
+            "Generated by `python benchmarks/peers.py`: da4ml "
+            f"{da4ml.__version__ if hasattr(da4ml, '__version__') else ''} traced from each "
+            "bundle's integer forward, checked bit for bit against the golden model "
+            "(360 test images + random codes), pipelined at latency cutoff "
+            f"{args.latency_cutoff:g}; both designs through the flow's harness, Fmax the "
+            f"median of nextpnr seeds 1..{args.seeds}.  Ratios are da4ml / rtl_gen.\n\n")
+    (args.out / "peers.md").write_text(note + table)
+    (args.out / "peers.json").write_text(json.dumps(
+        {"results": results, "seeds": args.seeds, "latency_cutoff": args.latency_cutoff,
+         "da4ml": getattr(da4ml, "__version__", "unknown"), "tools": tool_versions(),
+         "seconds": round(time.time() - start)}, indent=1) + "\n")
+    print(f"\n{len(results)} bundles in {time.time() - start:.0f} s", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
