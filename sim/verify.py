@@ -42,7 +42,7 @@ FLOAT_VERILATOR_ARGS = ("-CFLAGS", "-O0")
 
 def verify_network(net: Network | FloatNetwork, x, *, simulator: str = "verilator",
                    gap: float = 0.0, stall: float = 0.0, seed: int = 0, cache_dir=None,
-                   arrays=None, control=None, lanes=None) -> dict:
+                   arrays=None, control=None, lanes=None, in_per_beat: int = 1) -> dict:
     """Run every image of ``x`` through the network's generated Verilog and check every
     logit, every class and every layer's cycle count against the golden and cycle models.
 
@@ -76,6 +76,8 @@ def verify_network(net: Network | FloatNetwork, x, *, simulator: str = "verilato
     lanes:
         Float networks only: lanes per layer (one integer or one per layer; default
         :data:`~rtl_gen.hw.float_layer.DEFAULT_FLOAT_LANES`).
+    in_per_beat:
+        Integer networks only: input codes per transfer (the planner's input port width).
 
     Returns
     -------
@@ -113,14 +115,19 @@ def verify_network(net: Network | FloatNetwork, x, *, simulator: str = "verilato
             tr_regs = control_values(control)
         except ValueError as e:
             raise VerifyError(f"control: {e}") from None
-        engine = NetworkEngine(net, arrays)
+        try:
+            engine = NetworkEngine(net, arrays, in_per_beat)
+        except ValueError as e:
+            raise VerifyError(f"cannot build {net.name!r}: {e}") from None
         model = IntegerModel(net, engine, control)
         top = f"net_{net.name}".replace("-", "_")
         controls = dict(zip(("tr_mode", "tr_k", "tr_s"), tr_regs, strict=True)) \
             if engine.has_tr else {}
         build_args, extra = (), {}
+        wide = {"in_per_beat": in_per_beat, "in_bits": net.input.bits} if in_per_beat > 1 \
+            else {}
     elif isinstance(net, FloatNetwork):
-        if arrays is not None or control is not None:
+        if arrays is not None or control is not None or in_per_beat != 1:
             raise VerifyError("arrays and control apply to integer networks; give a float "
                               "network lanes instead")
         from rtl_gen.hw.float_layer import FloatNetworkEngine
@@ -131,7 +138,7 @@ def verify_network(net: Network | FloatNetwork, x, *, simulator: str = "verilato
         top = f"fnet_{net.name}".replace("-", "_")
         controls = {}
         build_args = FLOAT_VERILATOR_ARGS if simulator == "verilator" else ()
-        extra = {"lanes": list(engine.lanes)}
+        extra, wide = {"lanes": list(engine.lanes)}, {}
     else:
         raise VerifyError(f"net must be a Network or a FloatNetwork, not "
                           f"{type(net).__name__}")
@@ -144,12 +151,13 @@ def verify_network(net: Network | FloatNetwork, x, *, simulator: str = "verilato
             "controls": controls, "gap": gap, "stall": stall, "seed": seed,
             "max_cycles": _max_cycles(model, expected, gap, stall),
             "result_file": str(result_file),
-        }
+        } | wide
         tag = "-".join([top, f"g{gap}", f"s{stall}", *map(str, controls.values())])
         built.run("sim.network_tb", params=params, tag=tag)
         result = json.loads(result_file.read_text())
     result.update(model_layer_cycles=list(model.layer_cycles), interval=model.interval,
-                  rows=model.rows, build=str(built.build_dir), **extra)
+                  rows=model.rows, build=str(built.build_dir), in_per_beat=in_per_beat,
+                  **extra)
     return result
 
 

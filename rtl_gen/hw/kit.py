@@ -157,7 +157,7 @@ class Banks:
 
 
 def input_banks(m, i, *, rows: int, lanes: int, a_bits: int, ks: int, k: int,
-                src_cols: int, value=None, delay: int = 0) -> Banks:
+                src_cols: int, value=None, delay: int = 0, per_beat: int = 1) -> Banks:
     """Two banks of ``ks`` words of ``lanes`` activations of ``a_bits``, one memory per row.
 
     ``i`` is the input stream; activations arrive in the producer's ``(tile, row, column)``
@@ -166,8 +166,13 @@ def input_banks(m, i, *, rows: int, lanes: int, a_bits: int, ks: int, k: int,
     ``value`` (default the payload) is what is written, ``delay`` cycles after the transfer
     (with its address and lane): a front end of ``delay`` registers; the bank counts as
     full once its last write has landed.  ``i.ready`` is low while the bank being written
-    is full.
+    is full.  ``per_beat > 1``: each transfer carries that many consecutive activations
+    (``value`` their concatenation, row-major order only), written to adjacent lanes of one
+    word: ``per_beat`` divides ``lanes`` and ``k``.
     """
+    if per_beat > 1 and (lanes % per_beat or k % per_beat or src_cols != k):
+        raise ValueError(f"{per_beat} activations per transfer need lanes ({lanes}) and "
+                         f"inputs ({k}) that it divides, in row-major order")
     lg_lanes = lanes.bit_length() - 1
     value = Value.cast(i.payload if value is None else value)
     mems = []
@@ -200,7 +205,7 @@ def input_banks(m, i, *, rows: int, lanes: int, a_bits: int, ks: int, k: int,
     else:
         m.d.comb += k_w.eq(w_col)
         tile_last = Const(1)
-        col_last = w_col == src - 1
+        col_last = w_col == src - per_beat
 
     # the transfer that completes a bank, and the cycle its last write lands
     filled, filled_bank = Signal(), Signal()
@@ -213,13 +218,13 @@ def input_banks(m, i, *, rows: int, lanes: int, a_bits: int, ks: int, k: int,
         m.d.sync += full.bit_select(b_d, 1).eq(1)
 
     for r, (wp, _) in enumerate(mems):
-        m.d.comb += wp.data.eq(value.replicate(lanes))
+        m.d.comb += wp.data.eq(value.replicate(lanes // per_beat))
         addr = Signal.like(wp.addr, name=f"waddr{r}")
         en = Signal.like(wp.en, name=f"wen{r}")
         m.d.comb += addr.eq(Mux(wbank, ks, 0) + (k_w >> lg_lanes))
         lane = k_w[:lg_lanes] if lg_lanes else 0
         with m.If(take if w_row is None else take & (w_row == r)):
-            m.d.comb += en.eq(Const(1, lanes) << lane)
+            m.d.comb += en.eq(Const((1 << per_beat) - 1, lanes) << lane)
         for _ in range(delay):
             addr_d = Signal.like(addr, name=f"{addr.name}_d")
             en_d = Signal.like(en, name=f"{en.name}_d")
@@ -245,7 +250,7 @@ def input_banks(m, i, *, rows: int, lanes: int, a_bits: int, ks: int, k: int,
                 with m.Else():
                     m.d.sync += w_row.eq(w_row + 1)
         with m.Else():
-            m.d.sync += w_col.eq(w_col + 1)
+            m.d.sync += w_col.eq(w_col + per_beat)
     return Banks(full=full, read_ports=[rp for _, rp in mems], ks=ks)
 
 

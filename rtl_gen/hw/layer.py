@@ -38,7 +38,7 @@ import dataclasses
 import math
 
 from amaranth import Array, Module, Value, signed, unsigned
-from amaranth.lib import stream
+from amaranth.lib import data, stream
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -166,6 +166,8 @@ class LayerPlan:
         The cycle model under the bundle's own term-revealing settings.
     fifo_depth:
         Output FIFO entries.
+    in_per_beat:
+        Activations per input transfer (the network's first layer may take several).
     """
 
     layer: DenseLayer
@@ -174,6 +176,7 @@ class LayerPlan:
     src_cols: int
     timing: LayerTiming
     fifo_depth: int
+    in_per_beat: int = 1
 
     @property
     def is_tr(self) -> bool:
@@ -181,11 +184,12 @@ class LayerPlan:
 
 
 def plan_layer(layer: DenseLayer, array: ArrayConfig, *,
-               src_cols: int | None = None) -> LayerPlan:
+               src_cols: int | None = None, in_per_beat: int = 1) -> LayerPlan:
     """Validate a layer on an array and plan its engine.
 
     ``src_cols``: tile width of the producer of this layer's inputs (its ``cols``); ``None``:
-    plain row-major order.
+    plain row-major order.  ``in_per_beat``: activations per input transfer (row-major
+    order only; a power of two dividing the lanes and the inputs).
 
     Raises
     ------
@@ -203,13 +207,25 @@ def plan_layer(layer: DenseLayer, array: ArrayConfig, *,
     # the FIFO covers the most tiles in flight: for a TR layer, at one slot per group
     depth = fifo_depth(dataclasses.replace(timing, slots=1) if pe is None else timing,
                        slack=2, spare=2)
+    if in_per_beat != 1:
+        p = in_per_beat
+        if isinstance(p, bool) or not isinstance(p, int) or p < 1 or p & (p - 1):
+            raise ValueError(f"input codes per cycle must be a power of two, not {p!r}")
+        if pe is None or src_cols is not None or array.lanes % p or k % p:
+            raise ValueError(f"layer {layer.name!r}: {p} input codes per cycle need a first "
+                             f"layer whose lanes ({array.lanes}) and inputs ({k}) {p} "
+                             "divides (not a term-revealing layer)")
+        timing = dataclasses.replace(timing, in_per_beat=p)
     return LayerPlan(layer=layer, array=array, pe=pe, src_cols=src, timing=timing,
-                     fifo_depth=depth)
+                     fifo_depth=depth, in_per_beat=in_per_beat)
 
 
-def int_ports(layer: DenseLayer) -> dict:
-    """The ports of an integer layer engine: ``i``, ``o`` and ``cycles``."""
+def int_ports(layer: DenseLayer, in_per_beat: int = 1) -> dict:
+    """The ports of an integer layer engine: ``i`` (``in_per_beat`` activations a transfer:
+    an array of them when more than one), ``o`` and ``cycles``."""
     in_shape = signed(layer.in_bits) if layer.in_signed else unsigned(layer.in_bits)
+    if in_per_beat > 1:
+        in_shape = data.ArrayLayout(in_shape, in_per_beat)
     out_shape = unsigned(layer.out_bits) if layer.activation == "relu" else \
         signed(layer.acc_bits)
     return {"i": In(stream.Signature(in_shape)), "o": Out(stream.Signature(out_shape)),
@@ -245,8 +261,9 @@ class LayerEngine(Engine):
     """
 
     @staticmethod
-    def plan(layer: DenseLayer, array: ArrayConfig, *, src_cols: int | None = None):
-        p = plan_layer(layer, array, src_cols=src_cols)
+    def plan(layer: DenseLayer, array: ArrayConfig, *, src_cols: int | None = None,
+             in_per_beat: int = 1):
+        p = plan_layer(layer, array, src_cols=src_cols, in_per_beat=in_per_beat)
         if p.is_tr:
             raise ValueError(f"layer {layer.name!r}: a term-revealing layer runs on the TR "
                              "engine (TRLayerEngine)")
@@ -254,7 +271,7 @@ class LayerEngine(Engine):
 
     @staticmethod
     def ports(plan: LayerPlan) -> dict:
-        return int_ports(plan.layer)
+        return int_ports(plan.layer, plan.in_per_beat)
 
     def weight_words(self) -> list[int]:
         """The weight ROM: word ``t * ks + s`` holds, for column ``c`` and lane ``l``, the
@@ -284,7 +301,7 @@ class LayerEngine(Engine):
         ks, nt, period = t.k_steps, t.tiles, t.period
 
         banks = input_banks(m, self.i, rows=rows, lanes=lanes, a_bits=layer.in_bits, ks=ks,
-                            k=t.k, src_cols=plan.src_cols)
+                            k=t.k, src_cols=plan.src_cols, per_beat=plan.in_per_beat)
         rom = Memory(shape=unsigned(max(1, cols * lanes * layer.scheme.bits)),
                      depth=nt * ks, init=self.weight_words())
         m.submodules.rom = rom

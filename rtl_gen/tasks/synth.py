@@ -17,9 +17,9 @@ __all__ = ["synth"]
 
 def synth(bundle: Path, device: str = "up5k", *, fmax: bool = True, rows: int | None = None,
           cols: int | None = None, lanes: int | None = None, multiplier: str = "lut",
-          progress: Progress | None = None) -> dict:
+          folding=None, progress: Progress | None = None) -> dict:
     """Synthesize the network of ``bundle`` for ``device`` (the array options are those of
-    :func:`rtl_gen.tasks.generate.network_engine`).
+    :func:`rtl_gen.tasks.generate.network_engine`, and its ``folding`` options).
 
     Cell counts come from the bare network; with ``fmax``, the Fmax from nextpnr with the
     network inside the flow's pin harness.  Returns one row: ``network``, ``device``,
@@ -29,7 +29,8 @@ def synth(bundle: Path, device: str = "up5k", *, fmax: bool = True, rows: int | 
     if device not in DEVICES:
         raise RtlGenError(f"unknown device {device!r}; expected one of {', '.join(DEVICES)}")
     net = read_bundle(bundle)
-    engine = network_engine(net, rows=rows, cols=cols, lanes=lanes, multiplier=multiplier)
+    engine = network_engine(net, rows=rows, cols=cols, lanes=lanes, multiplier=multiplier,
+                            folding=folding, progress=progress)
     top = verilog_top(net)
     notify(progress, f"synthesizing {net.name} for {device} (a minute or two)...")
     verilog = flow.component_verilog(engine, top)
