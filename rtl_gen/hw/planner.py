@@ -389,7 +389,7 @@ def plan_folding(net: Network, target_fps: float | None = None, fit: str | Devic
         if plan is None:
             raise PlanError(f"{target_fps:,.0f} images/s needs at most {want} cycles per batch "
                             f"at {fmax:g} MHz; the fastest folding of {net.name!r} takes "
-                            f"{fastest.interval} ({rate(fastest)}), limited by "
+                            f"{fastest.interval} ({fastest.fps:,.0f} images/s), limited by "
                             f"{_bottleneck(fastest)}")
         why = fits(plan)
         if why is not None:
