@@ -88,25 +88,39 @@ def measure(scheme: str, spec: str, per_beat: int, device: str, workdir: Path) -
             "dsp": st.dsp, "bram": st.bram}
 
 
+#: Bits per block tried as the least fill that puts a memory in block RAM.
+BRAM_FILLS = (0, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1152, 1536, 2048, 3072, 4096,
+              8192, 1 << 30)
+
+
 def refit(rows: list[dict], family: str) -> dict:
-    """Non-negative least squares of logic and FF on the summed engine features."""
+    """Non-negative least squares of logic and FF on the summed engine features; the block
+    RAM threshold that best matches the block RAM counts."""
     from scipy.optimize import nnls
 
-    xs, logic, ff = [], [], []
+    all_shapes = []
     for r in rows:
         net = read_bundle(Path("weights") / f"digits-{r['bundle']}")
-        _, shapes = shapes_of(net, parse_arrays(r["arrays"]), r["per_beat"])
-        xs.append(np.sum([features(s) for s in shapes], axis=0))
-        logic.append(r["actual"]["logic"])
-        ff.append(r["actual"]["ff"])
-    x = np.array(xs)
-    # relative error: weight each row by 1 / actual
+        all_shapes.append(shapes_of(net, parse_arrays(r["arrays"]), r["per_beat"])[1])
     out = dict(COEFFICIENTS[family])
-    for key, y in (("logic", np.array(logic, float)), ("ff", np.array(ff, float))):
+    out["network"] = (0.0, 0.0)
+
+    # first the block RAM rule (which memories stay in the fabric), by the block counts
+    def bram_error(c) -> int:
+        return sum(abs(estimate_network(shapes, family, c).bram - r["actual"]["bram"])
+                   for shapes, r in zip(all_shapes, rows, strict=True))
+    best = min(((rom, ram) for rom in BRAM_FILLS for ram in BRAM_FILLS),
+               key=lambda f: (bram_error(dict(out, bram_rom_fill=f[0], bram_ram_fill=f[1])),
+                              -f[0], -f[1]))
+    out["bram_rom_fill"], out["bram_ram_fill"] = best
+    x = np.array([np.sum([features(s, family, out) for s in shapes], axis=0)
+                  for shapes in all_shapes])
+    # relative error: weight each row by 1 / actual
+    for key in ("logic", "ff"):
+        y = np.array([r["actual"][key] for r in rows], float)
         w = 1 / y
         coef, _ = nnls(x * w[:, None], y * w)
         out[key] = tuple(round(float(c), 4) for c in coef)
-    out["network"] = (0.0, 0.0)
     return out
 
 
