@@ -63,6 +63,9 @@ CONFIGS = [
     ("int4", "1x1x32,1x1x8", 1),
     ("int8", "1x1x16,1x1x2", 1),
     ("int4", "1x32x2,1x1x16", 2),
+    # the planner's --fit up5k choices (not in the calibration's fit)
+    ("binary", "1x16x4,1x2x8", 2),
+    ("int4", "1x2x16,1x1x4", 1),
 ]
 
 

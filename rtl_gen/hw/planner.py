@@ -25,7 +25,7 @@ import dataclasses
 import math
 
 from ..design.area import Area, EngineShape, estimate_layer
-from ..design.area_calibration import FMAX_MHZ
+from ..design.area_calibration import COEFFICIENTS, FMAX_MHZ
 from ..design.network import Network
 from ..design.timing import LayerTiming, network_interval
 from ..devices import DEVICES, Device
@@ -339,7 +339,6 @@ def plan_folding(net: Network, target_fps: float | None = None, fit: str | Devic
         total = Area()
         for f in folds:
             total = total + f.area
-        from ..design.area_calibration import COEFFICIENTS
         coeff = coefficients or COEFFICIENTS[family]
         total = total + Area(coeff["network"][0], coeff["network"][1])
         return FoldingPlan(net=net, layers=tuple(folds), in_per_beat=timings[0].in_per_beat,

@@ -303,6 +303,9 @@ def network_arrays(net: Network, *, rows: int | None = None, cols: int | None = 
     planner's (its table sent to ``progress`` before anything is built) when ``folding``
     asks for it, else :func:`arrays_for` of the options and one code a cycle."""
     if folding is None or not folding.given:
+        if folding is not None and folding.clock_mhz is not None:
+            raise OptionError("--plan-clock applies with --target-fps or --fit",
+                              option="--plan-clock")
         return arrays_for(net, rows=rows, cols=cols, lanes=lanes, multiplier=multiplier,
                           pipeline=pipeline), 1
     plan = fold(net, folding, rows=rows, cols=cols, lanes=lanes, multiplier=multiplier,
