@@ -29,11 +29,11 @@ def int4():
 
 
 def test_default_plan_keeps_the_default_rate_on_less_area(int4):
-    default = NetworkEngine(int4)
+    default = plan_chain(int4)  # a plan only: no engine left unelaborated
     plan = plan_folding(int4)
-    assert plan.interval <= default.interval
+    assert plan.interval <= network_interval(default.timings, int4.input.features)
     base = plan_folding(int4, overrides={0: {"cols": 8, "lanes": 1}, 1: {"cols": 8, "lanes": 1}})
-    assert base.arrays == default.arrays
+    assert base.arrays == default.configs
     assert plan.area.logic < base.area.logic
 
 
@@ -203,6 +203,26 @@ def test_wide_input_port_in_amaranth_sim(per_beat, rows):
     for i, t in enumerate(engine.timings):
         assert [v for layer, v in seen if layer == i] == [t.batch_cycles]
     assert engine.timings[0].load_cycles == rows * 16 // per_beat
+
+
+def test_a_faster_layer_before_a_slower_one():
+    """A fit may leave a layer faster than the next (its interval is the network's floor):
+    the faster one then waits for credit at the end of a tile whose last step is its last
+    cycle, and must not issue that step again while it waits."""
+    import numpy as np
+
+    from rtl_gen.design import golden
+    from rtl_gen.hw.layer import ArrayConfig
+    from tests.test_network_sim import run_network, small_net
+
+    net, calib = small_net((16, 24, 3), ("int4", "int4"))
+    x = net.input.quantize(np.abs(calib[:12]))
+    engine = NetworkEngine(net, (ArrayConfig(cols=2, lanes=4), ArrayConfig(cols=1)))
+    fast, slow = engine.timings
+    assert fast.period == fast.issue_cycles and fast.interval < slow.interval
+    got, classes, _ = run_network(engine, x)
+    assert np.array_equal(got, golden.forward(net, x))
+    assert np.array_equal(classes, golden.predict(net, x))
 
 
 def test_wide_input_port_refuses_what_the_bank_cannot_take():

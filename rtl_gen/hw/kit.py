@@ -312,7 +312,9 @@ class Sequencer:
 
     ``running``: a batch is being issued from bank ``cbank``; ``tile`` and ``step`` (cycle in
     the tile's period) place the current cycle; ``start_tile`` is high in the cycle a tile
-    starts (``next_tile`` is its index), ``batch_started`` in the cycle a batch is taken.
+    starts (``next_tile`` is its index), ``batch_started`` in the cycle a batch is taken;
+    ``held`` while the sequencer waits at a tile's last cycle for credit (that cycle's step
+    was issued once: an issue must leave it out).
     """
 
     running: Signal
@@ -322,12 +324,13 @@ class Sequencer:
     start_tile: Signal
     batch_started: Signal
     next_tile: Signal
+    held: Signal
 
     def steps(self, m, ks: int):
         """The plain issue: step ``s < ks`` of a tile reads word ``s``.  Returns ``(issue,
         first, last)``, high in the cycle the step's address is presented."""
         issue = Signal()
-        m.d.comb += issue.eq(self.running & (self.step < ks))
+        m.d.comb += issue.eq(self.running & ~self.held & (self.step < ks))
         return issue, issue & (self.step == 0), issue & (self.step == ks - 1)
 
 
@@ -343,6 +346,7 @@ def tile_sequencer(m, full, credit, *, tiles: int, period, step_range: int,
     step = Signal(range(max(step_range, 2)))
     start_tile, batch_started = Signal(), Signal()
     next_tile = Signal(range(max(tiles, 2)))          # the tile a start begins
+    held = Signal()                                   # waiting for credit at a tile's end
     at_end = Signal()
     m.d.comb += at_end.eq(running & (step == period - 1))
     if chain:
@@ -367,12 +371,14 @@ def tile_sequencer(m, full, credit, *, tiles: int, period, step_range: int,
                 m.d.sync += running.eq(0)
         with m.Elif(credit):
             m.d.comb += [start_tile.eq(1), next_tile.eq(tile + 1)]
-            m.d.sync += [tile.eq(tile + 1), step.eq(0)]
-        # else: hold at the last step until the FIFO has room
+            m.d.sync += [tile.eq(tile + 1), step.eq(0), held.eq(0)]
+        with m.Else():  # hold at the last step until the FIFO has room, issuing nothing
+            m.d.sync += held.eq(1)
     with m.Else():
         m.d.sync += step.eq(step + 1)
     return Sequencer(running=running, cbank=cbank, tile=tile, step=step,
-                     start_tile=start_tile, batch_started=batch_started, next_tile=next_tile)
+                     start_tile=start_tile, batch_started=batch_started, next_tile=next_tile,
+                     held=held)
 
 
 # -- the drain ---------------------------------------------------------------------------------
