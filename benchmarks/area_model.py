@@ -11,7 +11,8 @@ DSP blocks and block RAMs, with the logic estimate's error in percent.
 and prints them in the form of :data:`rtl_gen.design.area_calibration.COEFFICIENTS` (paste
 them there); the table then shows the refit's estimates.
 
-Run ``python benchmarks/area_model.py [--devices up5k,ecp5-85f] [--refit] [--out DIR]``; it
+Run ``python benchmarks/area_model.py [--devices up5k,ecp5-85f] [--refit] [--match TEXT]
+[--out DIR]``; it
 writes ``area_model.md`` and ``area_model.json`` into ``--out`` (default
 ``benchmarks/results``).
 """
@@ -132,6 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--devices", default="up5k,ecp5-85f")
     parser.add_argument("--refit", action="store_true",
                         help="fit the coefficients to these results and print them")
+    parser.add_argument("--match", default=None, metavar="TEXT",
+                        help="only the networks whose 'bundle arrays' contain TEXT")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
     args = parser.parse_args(argv)
@@ -144,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     for device in devices:
         family = DEVICES[device].family
         for scheme, spec, per_beat in CONFIGS:
+            if args.match and args.match not in f"{scheme} {spec}":
+                continue
             t = time.time()
             actual = measure(scheme, spec, per_beat, device, args.workdir)
             print(f"{device} {scheme} {spec} P={per_beat}: {time.time() - t:.0f} s",

@@ -83,7 +83,9 @@ def verify_network(net: Network | FloatNetwork, x, *, simulator: str = "verilato
     -------
     dict
         ``images``; ``cycles`` (first input accepted to last logit, both counted);
-        ``layer_cycles`` (measured) and ``model_layer_cycles``; ``interval`` (model, cycles
+        ``layer_cycles`` (measured) and ``model_layer_cycles`` (compared except for the
+        layers a slower later layer holds back, ``unchecked_layers``, which take longer);
+        ``interval`` (model, cycles
         between batches); ``rows`` (images per batch; 1 for a float network); ``classes``
         and ``logits`` as the hardware gave them (integers, or fp32 bit patterns);
         ``build`` (the build folder); for a float network also ``lanes``.
@@ -126,6 +128,11 @@ def verify_network(net: Network | FloatNetwork, x, *, simulator: str = "verilato
         build_args, extra = (), {}
         wide = {"in_per_beat": in_per_beat, "in_bits": net.input.bits} if in_per_beat > 1 \
             else {}
+        from rtl_gen.design.timing import throttled_layers
+
+        held_back = throttled_layers(engine.timings_for(control))
+        if held_back:
+            wide["unchecked_layers"] = list(held_back)
     elif isinstance(net, FloatNetwork):
         if arrays is not None or control is not None or in_per_beat != 1:
             raise VerifyError("arrays and control apply to integer networks; give a float "
@@ -157,6 +164,7 @@ def verify_network(net: Network | FloatNetwork, x, *, simulator: str = "verilato
         result = json.loads(result_file.read_text())
     result.update(model_layer_cycles=list(model.layer_cycles), interval=model.interval,
                   rows=model.rows, build=str(built.build_dir), in_per_beat=in_per_beat,
+                  unchecked_layers=list(wide.get("unchecked_layers", [])),
                   **extra)
     return result
 

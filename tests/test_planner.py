@@ -10,7 +10,7 @@ import pytest
 
 from rtl_gen.bundle import read_bundle
 from rtl_gen.design.area import Area, EngineShape, estimate_layer, memory_blocks
-from rtl_gen.design.timing import network_interval
+from rtl_gen.design.timing import network_interval, throttled_layers
 from rtl_gen.devices import DEVICES
 from rtl_gen.errors import RtlGenError
 from rtl_gen.hw.network import NetworkEngine, plan_chain
@@ -254,8 +254,13 @@ def test_fit_plans_are_bit_exact_and_cycle_exact(name, fit):
     x = digits()[1].x_int
     result = verify_network(net, x, arrays=plan.arrays, in_per_beat=plan.in_per_beat)
     assert result["images"] == len(x) == 360
-    assert result["layer_cycles"] == result["model_layer_cycles"] == \
-        [t.batch_cycles for t in plan.timings]
+    model = [t.batch_cycles for t in plan.timings]
+    assert result["model_layer_cycles"] == model
+    held = set(throttled_layers(plan.timings))
+    assert result["unchecked_layers"] == sorted(held)
+    for i, (got, want) in enumerate(zip(result["layer_cycles"], model, strict=True)):
+        # a layer held back by a slower later one waits for credit within its batches
+        assert got > want if i in held else got == want, (i, got, want)
     assert result["interval"] == plan.interval
     # back to back, a batch every interval: the run is the batches after the first, plus
     # one batch's way through the chain
@@ -327,3 +332,12 @@ def test_cli_refusals_are_one_line(tmp_path, args, code, words):
     assert words in r.output
     assert "Traceback" not in r.output
     assert not (tmp_path / "x.v").exists()
+
+
+def test_throttled_layers(int4):
+    from rtl_gen.hw.layer import ArrayConfig
+
+    assert throttled_layers(plan_chain(int4).timings) == ()  # 257 then 161 cycles
+    fast_first = plan_chain(int4, (ArrayConfig(cols=2, lanes=16), ArrayConfig(cols=1, lanes=4)))
+    assert [t.interval for t in fast_first.timings] == [65, 81]
+    assert throttled_layers(fast_first.timings) == (0,)

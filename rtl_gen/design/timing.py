@@ -33,7 +33,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-__all__ = ["LayerTiming", "network_interval"]
+__all__ = ["LayerTiming", "network_interval", "throttled_layers"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -201,3 +201,17 @@ def network_interval(timings, input_features: int) -> int:
     rows, per_beat = timings[0].rows, timings[0].in_per_beat
     return max([t.steady_interval for t in timings] + [-(-rows * input_features // per_beat)]
                + [rows * t.n for t in timings])
+
+
+def throttled_layers(timings) -> tuple[int, ...]:
+    """The layers a slower later layer holds back in steady state: a layer whose
+    :attr:`~LayerTiming.interval` is shorter than a later layer's
+    :attr:`~LayerTiming.steady_interval` fills its output FIFO and waits for credit within
+    its batches, so its batches take longer than :attr:`~LayerTiming.batch_cycles` (the
+    network's interval is still :func:`network_interval`)."""
+    out = []
+    for i, t in enumerate(timings):
+        later = [u.steady_interval for u in timings[i + 1:]]
+        if later and max(later) > t.interval:
+            out.append(i)
+    return tuple(out)
