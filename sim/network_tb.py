@@ -16,6 +16,13 @@ order, logit format) plus:
     logit stream is not ready in a cycle, and the seed of both.
 ``max_cycles``
     Bound of the run (a design that stops is reported, not waited for).
+``unchecked_layers``
+    Optional: layers whose cycle counters are not compared (held back by a slower later
+    layer, :func:`rtl_gen.design.timing.throttled_layers`).
+``in_per_beat``, ``in_bits``
+    Optional: input codes per transfer on ``i`` and the bits of one (an integer network
+    whose port takes ``P > 1`` codes a cycle gets ``P`` consecutive codes packed per word,
+    the first in the lowest bits); absent or 1: one code per transfer.
 ``result_file``
     Where to write the measured ``images``, ``cycles``, ``layer_cycles``, ``classes`` and
     ``logits`` (the hardware's, as ``(image, logit)`` integers or fp32 bit patterns).
@@ -29,9 +36,20 @@ from __future__ import annotations
 import json
 
 import cocotb
+import numpy as np
 
 from sim.runner import test_params
-from sim.scoreboard import Expected, Scoreboard
+from sim.scoreboard import Driver, Expected, Scoreboard
+
+
+def pack_words(words, per_beat: int, bits: int) -> list[int]:
+    """``per_beat`` consecutive codes per word, code ``j`` of a word in bits
+    ``j*bits .. j*bits + bits - 1`` (two's complement for negative codes)."""
+    codes = [int(w) & ((1 << bits) - 1) for w in np.asarray(words, np.int64).tolist()]
+    if len(codes) % per_beat:
+        raise ValueError(f"{len(codes)} codes do not split into words of {per_beat}")
+    return [sum(c << (j * bits) for j, c in enumerate(codes[i:i + per_beat]))
+            for i in range(0, len(codes), per_beat)]
 
 
 @cocotb.test()
@@ -40,6 +58,11 @@ async def network_matches_golden(dut):
     expected = Expected.from_params(p)
     board = Scoreboard(dut, expected, gap=p["gap"], stall=p["stall"], seed=p["seed"],
                        max_cycles=p.get("max_cycles"))
+    board.checker.unchecked_layers = frozenset(p.get("unchecked_layers", ()))
+    per_beat = p.get("in_per_beat", 1)
+    if per_beat > 1:  # the same traffic pattern, P codes a transfer
+        board.driver = Driver(dut, "i", pack_words(expected.words(), per_beat, p["in_bits"]),
+                              gap=p["gap"], rng=board.driver.rng)
     await board.reset(p.get("controls"))
     observed = await board.run()
     logits = board.checker.check(observed)  # raises Mismatch on the first difference

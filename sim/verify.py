@@ -42,7 +42,7 @@ FLOAT_VERILATOR_ARGS = ("-CFLAGS", "-O0")
 
 def verify_network(net: Network | FloatNetwork, x, *, simulator: str = "verilator",
                    gap: float = 0.0, stall: float = 0.0, seed: int = 0, cache_dir=None,
-                   arrays=None, control=None, lanes=None) -> dict:
+                   arrays=None, control=None, lanes=None, in_per_beat: int = 1) -> dict:
     """Run every image of ``x`` through the network's generated Verilog and check every
     logit, every class and every layer's cycle count against the golden and cycle models.
 
@@ -76,12 +76,16 @@ def verify_network(net: Network | FloatNetwork, x, *, simulator: str = "verilato
     lanes:
         Float networks only: lanes per layer (one integer or one per layer; default
         :data:`~rtl_gen.hw.float_layer.DEFAULT_FLOAT_LANES`).
+    in_per_beat:
+        Integer networks only: input codes per transfer (the planner's input port width).
 
     Returns
     -------
     dict
         ``images``; ``cycles`` (first input accepted to last logit, both counted);
-        ``layer_cycles`` (measured) and ``model_layer_cycles``; ``interval`` (model, cycles
+        ``layer_cycles`` (measured) and ``model_layer_cycles`` (compared except for the
+        layers a slower later layer holds back, ``unchecked_layers``, which take longer);
+        ``interval`` (model, cycles
         between batches); ``rows`` (images per batch; 1 for a float network); ``classes``
         and ``logits`` as the hardware gave them (integers, or fp32 bit patterns);
         ``build`` (the build folder); for a float network also ``lanes``.
@@ -113,14 +117,24 @@ def verify_network(net: Network | FloatNetwork, x, *, simulator: str = "verilato
             tr_regs = control_values(control)
         except ValueError as e:
             raise VerifyError(f"control: {e}") from None
-        engine = NetworkEngine(net, arrays)
+        try:
+            engine = NetworkEngine(net, arrays, in_per_beat)
+        except ValueError as e:
+            raise VerifyError(f"cannot build {net.name!r}: {e}") from None
         model = IntegerModel(net, engine, control)
         top = f"net_{net.name}".replace("-", "_")
         controls = dict(zip(("tr_mode", "tr_k", "tr_s"), tr_regs, strict=True)) \
             if engine.has_tr else {}
         build_args, extra = (), {}
+        wide = {"in_per_beat": in_per_beat, "in_bits": net.input.bits} if in_per_beat > 1 \
+            else {}
+        from rtl_gen.design.timing import throttled_layers
+
+        held_back = throttled_layers(engine.timings_for(control))
+        if held_back:
+            wide["unchecked_layers"] = list(held_back)
     elif isinstance(net, FloatNetwork):
-        if arrays is not None or control is not None:
+        if arrays is not None or control is not None or in_per_beat != 1:
             raise VerifyError("arrays and control apply to integer networks; give a float "
                               "network lanes instead")
         from rtl_gen.hw.float_layer import FloatNetworkEngine
@@ -131,7 +145,7 @@ def verify_network(net: Network | FloatNetwork, x, *, simulator: str = "verilato
         top = f"fnet_{net.name}".replace("-", "_")
         controls = {}
         build_args = FLOAT_VERILATOR_ARGS if simulator == "verilator" else ()
-        extra = {"lanes": list(engine.lanes)}
+        extra, wide = {"lanes": list(engine.lanes)}, {}
     else:
         raise VerifyError(f"net must be a Network or a FloatNetwork, not "
                           f"{type(net).__name__}")
@@ -144,12 +158,14 @@ def verify_network(net: Network | FloatNetwork, x, *, simulator: str = "verilato
             "controls": controls, "gap": gap, "stall": stall, "seed": seed,
             "max_cycles": _max_cycles(model, expected, gap, stall),
             "result_file": str(result_file),
-        }
+        } | wide
         tag = "-".join([top, f"g{gap}", f"s{stall}", *map(str, controls.values())])
         built.run("sim.network_tb", params=params, tag=tag)
         result = json.loads(result_file.read_text())
     result.update(model_layer_cycles=list(model.layer_cycles), interval=model.interval,
-                  rows=model.rows, build=str(built.build_dir), **extra)
+                  rows=model.rows, build=str(built.build_dir), in_per_beat=in_per_beat,
+                  unchecked_layers=list(wide.get("unchecked_layers", [])),
+                  **extra)
     return result
 
 

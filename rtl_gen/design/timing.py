@@ -34,7 +34,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-__all__ = ["LayerTiming", "network_interval"]
+__all__ = ["LayerTiming", "network_interval", "throttled_layers"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +58,9 @@ class LayerTiming:
         landing.
     pickup:
         Idle cycles between a batch's last tile and the next batch's first.
+    in_per_beat:
+        Activations the input stream carries per transfer (the network's input port of
+        ``P`` codes a cycle, for its first layer; 1 for the others).
     """
 
     k: int
@@ -70,6 +73,7 @@ class LayerTiming:
     slots: int = 1
     drain_gap: int = 1
     pickup: int = 1
+    in_per_beat: int = 1
 
     @classmethod
     def systolic(cls, *, k: int, n: int, rows: int, cols: int, lanes: int, pe_latency: int,
@@ -151,13 +155,18 @@ class LayerTiming:
 
     @property
     def steady_interval(self) -> int:
-        """Cycles between batches fed one activation a cycle, at most: :attr:`interval`, or,
-        when loading a batch takes about as long as computing one, the input banks' bound.
-        A bank is free again when the batch in it has issued its last tile, and the batch
-        after next loads into it over ``R*K`` cycles more, so two batches take at least
-        ``interval + R*K + 1 - pickup`` cycles."""
+        """Cycles between batches fed :attr:`in_per_beat` activations a cycle, at most:
+        :attr:`interval`, or, when loading a batch takes about as long as computing one, the
+        input banks' bound.  A bank is free again when the batch in it has issued its last
+        tile, and the batch after next loads into it over :attr:`load_cycles` more, so two
+        batches take at least ``interval + load_cycles + 1 - pickup`` cycles."""
         return max(self.interval,
-                   -(-(self.interval + self.rows * self.k + 1 - self.pickup) // 2))
+                   -(-(self.interval + self.load_cycles + 1 - self.pickup) // 2))
+
+    @property
+    def load_cycles(self) -> int:
+        """Cycles the input stream takes to fill a bank: ``ceil(R*K / in_per_beat)``."""
+        return -(-self.rows * self.k // self.in_per_beat)
 
     @property
     def in_flight(self) -> int:
@@ -189,8 +198,23 @@ class LayerTiming:
 
 def network_interval(timings, input_features: int) -> int:
     """Cycles between batches of a chained network in steady state: the slowest layer (its
-    :attr:`~LayerTiming.steady_interval`), the input stream (one activation a cycle), or a
-    layer's output stream if that is slower."""
-    rows = timings[0].rows
-    return max([t.steady_interval for t in timings] + [rows * input_features] +
-               [rows * t.n for t in timings])
+    :attr:`~LayerTiming.steady_interval`), the input stream (the first layer's
+    :attr:`~LayerTiming.in_per_beat` codes a cycle), or a layer's output stream if that is
+    slower."""
+    rows, per_beat = timings[0].rows, timings[0].in_per_beat
+    return max([t.steady_interval for t in timings] + [-(-rows * input_features // per_beat)]
+               + [rows * t.n for t in timings])
+
+
+def throttled_layers(timings) -> tuple[int, ...]:
+    """The layers a slower later layer holds back in steady state: a layer whose
+    :attr:`~LayerTiming.interval` is shorter than a later layer's
+    :attr:`~LayerTiming.steady_interval` fills its output FIFO and waits for credit within
+    its batches, so its batches take longer than :attr:`~LayerTiming.batch_cycles` (the
+    network's interval is still :func:`network_interval`)."""
+    out = []
+    for i, t in enumerate(timings):
+        later = [u.steady_interval for u in timings[i + 1:]]
+        if later and max(later) > t.interval:
+            out.append(i)
+    return tuple(out)

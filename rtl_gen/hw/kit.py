@@ -166,7 +166,7 @@ class Banks:
 
 
 def input_banks(m, i, *, rows: int, lanes: int, a_bits: int, ks: int, k: int,
-                src_cols: int, value=None, delay: int = 0) -> Banks:
+                src_cols: int, value=None, delay: int = 0, per_beat: int = 1) -> Banks:
     """Two banks of ``ks`` words of ``lanes`` activations of ``a_bits``, one memory per row.
 
     ``i`` is the input stream; activations arrive in the producer's ``(tile, row, column)``
@@ -175,8 +175,13 @@ def input_banks(m, i, *, rows: int, lanes: int, a_bits: int, ks: int, k: int,
     ``value`` (default the payload) is what is written, ``delay`` cycles after the transfer
     (with its address and lane): a front end of ``delay`` registers; the bank counts as
     full once its last write has landed.  ``i.ready`` is low while the bank being written
-    is full.
+    is full.  ``per_beat > 1``: each transfer carries that many consecutive activations
+    (``value`` their concatenation, row-major order only), written to adjacent lanes of one
+    word: ``per_beat`` divides ``lanes`` and ``k``.
     """
+    if per_beat > 1 and (lanes % per_beat or k % per_beat or src_cols != k):
+        raise ValueError(f"{per_beat} activations per transfer need lanes ({lanes}) and "
+                         f"inputs ({k}) that it divides, in row-major order")
     lg_lanes = lanes.bit_length() - 1
     value = Value.cast(i.payload if value is None else value)
     mems = []
@@ -209,7 +214,7 @@ def input_banks(m, i, *, rows: int, lanes: int, a_bits: int, ks: int, k: int,
     else:
         m.d.comb += k_w.eq(w_col)
         tile_last = Const(1)
-        col_last = w_col == src - 1
+        col_last = w_col == src - per_beat
 
     # the transfer that completes a bank, and the cycle its last write lands
     filled, filled_bank = Signal(), Signal()
@@ -222,13 +227,13 @@ def input_banks(m, i, *, rows: int, lanes: int, a_bits: int, ks: int, k: int,
         m.d.sync += full.bit_select(b_d, 1).eq(1)
 
     for r, (wp, _) in enumerate(mems):
-        m.d.comb += wp.data.eq(value.replicate(lanes))
+        m.d.comb += wp.data.eq(value.replicate(lanes // per_beat))
         addr = Signal.like(wp.addr, name=f"waddr{r}")
         en = Signal.like(wp.en, name=f"wen{r}")
         m.d.comb += addr.eq(Mux(wbank, ks, 0) + (k_w >> lg_lanes))
         lane = k_w[:lg_lanes] if lg_lanes else 0
         with m.If(take if w_row is None else take & (w_row == r)):
-            m.d.comb += en.eq(Const(1, lanes) << lane)
+            m.d.comb += en.eq(Const((1 << per_beat) - 1, lanes) << lane)
         for _ in range(delay):
             addr_d = Signal.like(addr, name=f"{addr.name}_d")
             en_d = Signal.like(en, name=f"{en.name}_d")
@@ -254,7 +259,7 @@ def input_banks(m, i, *, rows: int, lanes: int, a_bits: int, ks: int, k: int,
                 with m.Else():
                     m.d.sync += w_row.eq(w_row + 1)
         with m.Else():
-            m.d.sync += w_col.eq(w_col + 1)
+            m.d.sync += w_col.eq(w_col + per_beat)
     return Banks(full=full, read_ports=[rp for _, rp in mems], ks=ks)
 
 
@@ -319,7 +324,9 @@ class Sequencer:
 
     ``running``: a batch is being issued from bank ``cbank``; ``tile`` and ``step`` (cycle in
     the tile's period) place the current cycle; ``start_tile`` is high in the cycle a tile
-    starts (``next_tile`` is its index), ``batch_started`` in the cycle a batch is taken.
+    starts (``next_tile`` is its index), ``batch_started`` in the cycle a batch is taken;
+    ``held`` while the sequencer waits at a tile's last cycle for credit (that cycle's step
+    was issued once: an issue must leave it out).
     """
 
     running: Signal
@@ -329,12 +336,13 @@ class Sequencer:
     start_tile: Signal
     batch_started: Signal
     next_tile: Signal
+    held: Signal
 
     def steps(self, m, ks: int):
         """The plain issue: step ``s < ks`` of a tile reads word ``s``.  Returns ``(issue,
         first, last)``, high in the cycle the step's address is presented."""
         issue = Signal()
-        m.d.comb += issue.eq(self.running & (self.step < ks))
+        m.d.comb += issue.eq(self.running & ~self.held & (self.step < ks))
         return issue, issue & (self.step == 0), issue & (self.step == ks - 1)
 
 
@@ -350,6 +358,7 @@ def tile_sequencer(m, full, credit, *, tiles: int, period, step_range: int,
     step = Signal(range(max(step_range, 2)))
     start_tile, batch_started = Signal(), Signal()
     next_tile = Signal(range(max(tiles, 2)))          # the tile a start begins
+    held = Signal()                                   # waiting for credit at a tile's end
     at_end = Signal()
     m.d.comb += at_end.eq(running & (step == period - 1))
     if chain:
@@ -374,12 +383,14 @@ def tile_sequencer(m, full, credit, *, tiles: int, period, step_range: int,
                 m.d.sync += running.eq(0)
         with m.Elif(credit):
             m.d.comb += [start_tile.eq(1), next_tile.eq(tile + 1)]
-            m.d.sync += [tile.eq(tile + 1), step.eq(0)]
-        # else: hold at the last step until the FIFO has room
+            m.d.sync += [tile.eq(tile + 1), step.eq(0), held.eq(0)]
+        with m.Else():  # hold at the last step until the FIFO has room, issuing nothing
+            m.d.sync += held.eq(1)
     with m.Else():
         m.d.sync += step.eq(step + 1)
     return Sequencer(running=running, cbank=cbank, tile=tile, step=step,
-                     start_tile=start_tile, batch_started=batch_started, next_tile=next_tile)
+                     start_tile=start_tile, batch_started=batch_started, next_tile=next_tile,
+                     held=held)
 
 
 # -- the drain ---------------------------------------------------------------------------------

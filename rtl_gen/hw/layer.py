@@ -38,7 +38,7 @@ import dataclasses
 import math
 
 from amaranth import Array, Module, Value, signed, unsigned
-from amaranth.lib import stream
+from amaranth.lib import data, stream
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -193,6 +193,8 @@ class LayerPlan:
     counters:
         Whether the engine counts its batches' cycles (``cycles``); without, ``cycles`` is 0
         and the engine has no counter logic.
+    in_per_beat:
+        Activations per input transfer (the network's first layer may take several).
     """
 
     layer: DenseLayer
@@ -203,6 +205,7 @@ class LayerPlan:
     fifo_depth: int
     requant: RequantPlan
     counters: bool = True
+    in_per_beat: int = 1
 
     @property
     def is_tr(self) -> bool:
@@ -210,13 +213,15 @@ class LayerPlan:
 
 
 def plan_layer(layer: DenseLayer, array: ArrayConfig, *, src_cols: int | None = None,
-               counters: bool = True, requant: str = "auto") -> LayerPlan:
+               counters: bool = True, requant: str = "auto", in_per_beat: int = 1) -> LayerPlan:
     """Validate a layer on an array and plan its engine.
 
     ``src_cols``: tile width of the producer of this layer's inputs (its ``cols``); ``None``:
     plain row-major order.  ``counters``: count each batch's cycles (the ``cycles`` port;
     without, it reads 0).  ``requant``: the hidden layer's requantizer, ``"multiply"``,
     ``"threshold"`` or ``"auto"`` (see :func:`~rtl_gen.hw.kit.plan_requant`).
+    ``in_per_beat``: activations per input transfer (row-major order only; a power of two
+    dividing the lanes and the inputs).
 
     Raises
     ------
@@ -236,14 +241,26 @@ def plan_layer(layer: DenseLayer, array: ArrayConfig, *, src_cols: int | None = 
                        slack=2, spare=2)
     if not isinstance(counters, bool):
         raise TypeError(f"counters must be True or False, not {counters!r}")
+    if in_per_beat != 1:
+        p = in_per_beat
+        if isinstance(p, bool) or not isinstance(p, int) or p < 1 or p & (p - 1):
+            raise ValueError(f"input codes per cycle must be a power of two, not {p!r}")
+        if pe is None or src_cols is not None or array.lanes % p or k % p:
+            raise ValueError(f"layer {layer.name!r}: {p} input codes per cycle need a first "
+                             f"layer whose lanes ({array.lanes}) and inputs ({k}) {p} "
+                             "divides (not a term-revealing layer)")
+        timing = dataclasses.replace(timing, in_per_beat=p)
     return LayerPlan(layer=layer, array=array, pe=pe, src_cols=src, timing=timing,
                      fifo_depth=depth, requant=plan_requant(layer, requant),
-                     counters=counters)
+                     counters=counters, in_per_beat=in_per_beat)
 
 
-def int_ports(layer: DenseLayer) -> dict:
-    """The ports of an integer layer engine: ``i``, ``o`` and ``cycles``."""
+def int_ports(layer: DenseLayer, in_per_beat: int = 1) -> dict:
+    """The ports of an integer layer engine: ``i`` (``in_per_beat`` activations a transfer:
+    an array of them when more than one), ``o`` and ``cycles``."""
     in_shape = signed(layer.in_bits) if layer.in_signed else unsigned(layer.in_bits)
+    if in_per_beat > 1:
+        in_shape = data.ArrayLayout(in_shape, in_per_beat)
     out_shape = unsigned(layer.out_bits) if layer.activation == "relu" else \
         signed(layer.acc_bits)
     return {"i": In(stream.Signature(in_shape)), "o": Out(stream.Signature(out_shape)),
@@ -282,8 +299,9 @@ class LayerEngine(Engine):
 
     @staticmethod
     def plan(layer: DenseLayer, array: ArrayConfig, *, src_cols: int | None = None,
-             counters: bool = True, requant: str = "auto"):
-        p = plan_layer(layer, array, src_cols=src_cols, counters=counters, requant=requant)
+             counters: bool = True, requant: str = "auto", in_per_beat: int = 1):
+        p = plan_layer(layer, array, src_cols=src_cols, counters=counters, requant=requant,
+                       in_per_beat=in_per_beat)
         if p.is_tr:
             raise ValueError(f"layer {layer.name!r}: a term-revealing layer runs on the TR "
                              "engine (TRLayerEngine)")
@@ -291,7 +309,7 @@ class LayerEngine(Engine):
 
     @staticmethod
     def ports(plan: LayerPlan) -> dict:
-        return int_ports(plan.layer)
+        return int_ports(plan.layer, plan.in_per_beat)
 
     def weight_words(self) -> list[int]:
         """The weight ROM: word ``t * ks + s`` holds, for column ``c`` and lane ``l``, the
@@ -321,7 +339,7 @@ class LayerEngine(Engine):
         ks, nt, period = t.k_steps, t.tiles, t.period
 
         banks = input_banks(m, self.i, rows=rows, lanes=lanes, a_bits=layer.in_bits, ks=ks,
-                            k=t.k, src_cols=plan.src_cols)
+                            k=t.k, src_cols=plan.src_cols, per_beat=plan.in_per_beat)
         rom = Memory(shape=unsigned(max(1, cols * lanes * layer.scheme.bits)),
                      depth=nt * ks, init=self.weight_words())
         m.submodules.rom = rom

@@ -55,10 +55,11 @@ def logit_order(n: int, rows: int, cols: int) -> np.ndarray:
     return np.array(order, dtype=np.int64)
 
 
-def plan_network(net: Network, arrays=None, control=None):
+def plan_network(net: Network, arrays=None, control=None, in_per_beat: int = 1):
     """Validate per-layer array configurations (``None``: :func:`default_array`) and give
     them with each layer's cycle model (term-revealing layers under the run-time
-    ``control``, a :class:`~rtl_gen.design.golden.TRControl`; ``None``: the bundle's settings).
+    ``control``, a :class:`~rtl_gen.design.golden.TRControl`; ``None``: the bundle's settings;
+    the first layer fed ``in_per_beat`` input codes a cycle).
 
     Returns
     -------
@@ -83,6 +84,8 @@ def plan_network(net: Network, arrays=None, control=None):
                          f"batch), not {[a.rows for a in arrays]}")
     timings = tuple(layer_timing(layer, a, control)
                     for layer, a in zip(net.layers, arrays, strict=True))
+    if in_per_beat != 1:
+        timings = (dataclasses.replace(timings[0], in_per_beat=in_per_beat), *timings[1:])
     return arrays, timings
 
 
@@ -107,6 +110,8 @@ class ChainPlan:
     rows, cols:
         The batch, and the last engine's tile width: logits leave in its ``(tile, row,
         column)`` order.
+    in_per_beat:
+        Input activations per transfer on ``i`` (an array of them when more than one).
     """
 
     net: object
@@ -118,6 +123,7 @@ class ChainPlan:
     classes: int
     rows: int
     cols: int
+    in_per_beat: int = 1
 
 
 class EngineChain(Planned):
@@ -232,25 +238,29 @@ class EngineChain(Planned):
             m.d.sync += self.cls.valid.eq(0)
 
 
-def plan_chain(net: Network, arrays=None, *, counters: bool = True,
+def plan_chain(net: Network, arrays=None, in_per_beat: int = 1, *, counters: bool = True,
                requant: str = "auto") -> ChainPlan:
     """Validate an integer network on per-layer arrays (:func:`plan_network`) and choose each
     layer's engine: :class:`~rtl_gen.hw.tr_layer.TRLayerEngine` for a term-revealing layer,
-    :class:`~rtl_gen.hw.layer.LayerEngine` for the others.  ``counters`` and ``requant``: as
+    :class:`~rtl_gen.hw.layer.LayerEngine` for the others.  ``in_per_beat``: input codes the
+    port ``i`` takes per cycle (a power of two dividing the first layer's lanes and inputs;
+    :func:`rtl_gen.hw.planner.plan_folding` chooses it).  ``counters`` and ``requant``: as
     for :func:`~rtl_gen.hw.layer.plan_layer`, for every layer."""
-    arrays, timings = plan_network(net, arrays)
+    arrays, timings = plan_network(net, arrays, in_per_beat=in_per_beat)
     stages = []
     src_cols = None
     for idx, (layer, array) in enumerate(zip(net.layers, arrays, strict=True)):
-        p = plan_layer(layer, array, src_cols=src_cols, counters=counters, requant=requant)
+        p = plan_layer(layer, array, src_cols=src_cols, counters=counters, requant=requant,
+                       in_per_beat=in_per_beat if idx == 0 else 1)
         stages.append((f"layer{idx}_{layer.name}", TRLayerEngine if p.is_tr else LayerEngine,
                        p))
         src_cols = array.cols
     inp, last = net.input, net.layers[-1]
+    code = signed(inp.bits) if inp.signed else unsigned(inp.bits)
     return ChainPlan(net=net, configs=arrays, stages=tuple(stages), timings=timings,
-                     in_shape=signed(inp.bits) if inp.signed else unsigned(inp.bits),
+                     in_shape=data.ArrayLayout(code, in_per_beat) if in_per_beat > 1 else code,
                      out_shape=signed(last.acc_bits), classes=last.out_features,
-                     rows=arrays[0].rows, cols=arrays[-1].cols)
+                     rows=arrays[0].rows, cols=arrays[-1].cols, in_per_beat=in_per_beat)
 
 
 class NetworkEngine(EngineChain):
@@ -270,10 +280,14 @@ class NetworkEngine(EngineChain):
     requant:
         Hidden layers' requantizers: ``"auto"`` (default), ``"multiply"`` or
         ``"threshold"`` (see :func:`~rtl_gen.hw.kit.plan_requant`).
+    in_per_beat:
+        ``P``, input codes per transfer on ``i`` (default 1).
 
     Members
     -------
-    i : In(stream.Signature(input code))
+    i : In(stream.Signature(input code, or ArrayLayout(input code, P) when P > 1))
+        Codes image after image, feature after feature; with ``P > 1`` each transfer holds
+        ``P`` consecutive codes, the first in element 0.
     o : Out(stream.Signature(signed(logit width)))
     cls, cycles, layer_cycles:
         As for :class:`EngineChain`; ``cls`` in image order.
@@ -290,11 +304,17 @@ class NetworkEngine(EngineChain):
 
     def timings_for(self, control=None) -> tuple[LayerTiming, ...]:
         """The cycle model under a run-time :class:`~rtl_gen.design.golden.TRControl`."""
-        return plan_network(self._plan.net, self._plan.configs, control)[1]
+        return plan_network(self._plan.net, self._plan.configs, control,
+                            self._plan.in_per_beat)[1]
 
     @property
     def arrays(self) -> tuple[ArrayConfig, ...]:
         return self._plan.configs
+
+    @property
+    def in_per_beat(self) -> int:
+        """Input codes per transfer on ``i``."""
+        return self._plan.in_per_beat
 
     @property
     def interval(self) -> int:

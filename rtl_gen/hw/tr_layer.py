@@ -152,7 +152,7 @@ class TRLayerEngine(Engine):
         grp = Signal(range(max(ks, 2)))
         slot = Signal(range(max(t_max, 2)))
         gbase = Signal(range(nt * ks * t_max + t_max + 1))
-        m.d.comb += issue.eq(seq.running & (seq.step < n_issue))
+        m.d.comb += issue.eq(seq.running & ~seq.held & (seq.step < n_issue))
         banks.read(m, seq.cbank, grp)
         m.d.comb += rom_rd.addr.eq(gbase + slot)
         with m.If(issue):

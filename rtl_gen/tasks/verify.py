@@ -14,11 +14,11 @@ from ..hw.network import plan_network
 from .common import (
     OptionError,
     Progress,
-    arrays_for,
     encode_inputs,
     evaluation_data,
     first,
     float_lanes_for,
+    network_arrays,
     notify,
     require_dense,
     sim_extra,
@@ -52,13 +52,14 @@ def verify(bundle: Path, *, data: Path | None = None, images: int | None = None,
            simulator: str = "verilator", gap: float = 0.0, stall: float = 0.0,
            rows: int | None = None, cols: int | None = None, lanes: int | None = None,
            multiplier: str = "lut", pipeline: int = 0, conventional: bool = False,
-           tr_k: int | None = None, tr_s: int | None = None,
+           tr_k: int | None = None, tr_s: int | None = None, folding=None,
            progress: Progress | None = None) -> VerifyResult:
     """Run the images of ``data`` (default: the digits test split), or the first ``images``
     of them, through the generated Verilog of the network of ``bundle`` under ``simulator``,
     with input bubbles (``gap``) and output back-pressure (``stall``).
 
-    Integer networks take the array options and the run-time term-revealing controls
+    Integer networks take the array options (or the folding planner's ``folding`` options:
+    :class:`~rtl_gen.tasks.common.FoldingOptions`) and the run-time term-revealing controls
     (``conventional``, ``tr_k``, ``tr_s``); a float network takes ``cols`` lanes per layer.
     The simulation is :func:`sim.verify.verify_network` (either family); any difference
     from the golden model raises :class:`~rtl_gen.errors.RtlGenError`.
@@ -68,15 +69,22 @@ def verify(bundle: Path, *, data: Path | None = None, images: int | None = None,
         if conventional or tr_k is not None or tr_s is not None:
             raise OptionError("--conventional/--tr-k/--tr-s apply to term-revealing "
                               "bundles, not to a float bundle")
+        if folding is not None and folding.given:
+            raise OptionError("--target-fps, --fit and --layer-array plan integer networks, "
+                              "not a float network")
         options, build_time = {"lanes": float_lanes_for(net, cols)}, "a minute or two"
     else:
-        arrays = arrays_for(net, rows=rows, cols=cols, lanes=lanes, multiplier=multiplier,
-                            pipeline=pipeline)
+        arrays, per_beat = network_arrays(net, rows=rows, cols=cols, lanes=lanes,
+                                          multiplier=multiplier, pipeline=pipeline,
+                                          folding=folding, progress=progress)
         try:
-            plan_network(net, arrays)  # refuse a design that cannot be built before simulating
+            # refuse a design that cannot be built before simulating
+            plan_network(net, arrays, in_per_beat=per_beat)
         except ValueError as e:
             raise RtlGenError(f"cannot generate {net.name!r}: {e}") from None
         options = {"arrays": arrays, "control": tr_control(net, bundle, conventional, tr_k, tr_s)}
+        if per_beat > 1:
+            options["in_per_beat"] = per_beat
         build_time = "about a minute"
     x, _ = evaluation_data(net, data)
     codes = encode_inputs(net, first(x, images), data)

@@ -1,0 +1,202 @@
+"""The area model (:mod:`rtl_gen.design.area`) against synthesis: estimate vs actual.
+
+Synthesizes a set of digits networks on chosen per-layer arrays (:data:`CONFIGS`: the shipped
+bundles on their default arrays, and smaller, larger, wider and batched foldings) for the
+UP5K and the LFE5U-85F with the project's flow (:func:`rtl_gen.flow.synth.synth`: Yosys, then
+nextpnr ``--pack-only``; results cached under ``build/flow``), one run at a time, and prints
+the model's estimate next to each result: iCE40 logic cells / ECP5 LUT4 slices, flip-flops,
+DSP blocks and block RAMs, with the logic estimate's error in percent.
+
+``--refit`` fits the model's coefficients to these results by non-negative least squares
+and prints them in the form of :data:`rtl_gen.design.area_calibration.COEFFICIENTS` (paste
+them there); the table then shows the refit's estimates.
+
+Run ``python benchmarks/area_model.py [--devices up5k,ecp5-85f] [--refit] [--match TEXT]
+[--out DIR]``; it
+writes ``area_model.md`` and ``area_model.json`` into ``--out`` (default
+``benchmarks/results``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from rtl_gen.bundle import read_bundle
+from rtl_gen.design.area import FEATURES, estimate_network, features
+from rtl_gen.design.area_calibration import COEFFICIENTS
+from rtl_gen.devices import DEVICES
+from rtl_gen.flow.synth import DEFAULT_WORKDIR, FlowError, component_verilog, synth
+from rtl_gen.hw.layer import ArrayConfig
+from rtl_gen.hw.network import NetworkEngine, plan_chain
+from rtl_gen.hw.planner import engine_shape
+
+RESULTS = Path(__file__).parent / "results"
+
+#: ``(bundle, per-layer arrays as rows x cols x lanes, input codes per cycle)``.
+CONFIGS = [
+    # the shipped bundles on their default arrays
+    ("binary", "1x8x4,1x8x4", 1),
+    ("ternary", "1x8x4,1x8x4", 1),
+    ("pot4", "1x8x1,1x8x1", 1),
+    ("apot4", "1x8x1,1x8x1", 1),
+    ("int4", "1x8x1,1x8x1", 1),
+    ("int8", "1x8x1,1x8x1", 1),
+    # smaller and larger arrays, more lanes, two rows
+    ("binary", "1x4x4,1x2x4", 1),
+    ("binary", "1x16x4,1x4x2", 1),
+    ("ternary", "1x4x2,1x2x2", 1),
+    ("pot4", "1x4x2,1x2x1", 1),
+    ("int4", "1x4x1,1x2x1", 1),
+    ("int4", "1x8x2,1x2x1", 1),
+    ("int4", "1x16x1,1x4x1", 1),
+    ("binary", "2x4x4,2x2x2", 1),
+    # foldings of the kind the planner chooses: one wide PE, balanced layers, wide input
+    ("binary", "1x1x32,1x1x8", 1),
+    ("binary", "1x16x4,1x1x16", 2),
+    ("binary", "1x32x2,1x1x16", 2),
+    ("int4", "1x1x8,1x1x2", 1),
+    ("int4", "1x1x32,1x1x8", 1),
+    ("int8", "1x1x16,1x1x2", 1),
+    ("int4", "1x32x2,1x1x16", 2),
+    # the planner's --fit up5k choices (not in the calibration's fit)
+    ("binary", "1x16x4,1x2x8", 2),
+    ("int4", "1x2x16,1x1x4", 1),
+]
+
+
+def parse_arrays(spec: str) -> list[ArrayConfig]:
+    return [ArrayConfig(*map(int, a.split("x"))) for a in spec.split(",")]
+
+
+def shapes_of(net, arrays, per_beat: int = 1):
+    plan = plan_chain(net, arrays, in_per_beat=per_beat)
+    return plan, [engine_shape(p) for _, _, p in plan.stages]
+
+
+def measure(scheme: str, spec: str, per_beat: int, device: str, workdir: Path) -> dict:
+    net = read_bundle(Path("weights") / f"digits-{scheme}")
+    plan, _ = shapes_of(net, parse_arrays(spec), per_beat)
+    engine = NetworkEngine.from_plan(plan)
+    top = f"net_{net.name}".replace("-", "_")
+    try:
+        st = synth(component_verilog(engine, top), top, device, workdir=workdir)
+    except FlowError as e:
+        return {"error": str(e).splitlines()[0]}
+    return {"logic": st.logic_cells, "lut4": st.lut4, "carry": st.carry, "ff": st.ff,
+            "dsp": st.dsp, "bram": st.bram}
+
+
+#: Bits per block tried as the least fill that puts a memory in block RAM.
+BRAM_FILLS = (0, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1152, 1536, 2048, 3072, 4096,
+              8192, 1 << 30)
+
+
+def refit(rows: list[dict], family: str) -> dict:
+    """Non-negative least squares of logic and FF on the summed engine features; the block
+    RAM threshold that best matches the block RAM counts."""
+    from scipy.optimize import nnls
+
+    all_shapes = []
+    for r in rows:
+        net = read_bundle(Path("weights") / f"digits-{r['bundle']}")
+        all_shapes.append(shapes_of(net, parse_arrays(r["arrays"]), r["per_beat"])[1])
+    out = dict(COEFFICIENTS[family])
+    out["network"] = (0.0, 0.0)
+
+    # first the block RAM rule (which memories stay in the fabric), by the block counts
+    def bram_error(c) -> int:
+        return sum(abs(estimate_network(shapes, family, c).bram - r["actual"]["bram"])
+                   for shapes, r in zip(all_shapes, rows, strict=True))
+    best = min(((rom, ram) for rom in BRAM_FILLS for ram in BRAM_FILLS),
+               key=lambda f: (bram_error(dict(out, bram_rom_fill=f[0], bram_ram_fill=f[1])),
+                              -f[0], -f[1]))
+    out["bram_rom_fill"], out["bram_ram_fill"] = best
+    x = np.array([np.sum([features(s, family, out) for s in shapes], axis=0)
+                  for shapes in all_shapes])
+    # relative error: weight each row by 1 / actual
+    for key in ("logic", "ff"):
+        y = np.array([r["actual"][key] for r in rows], float)
+        w = 1 / y
+        coef, _ = nnls(x * w[:, None], y * w)
+        out[key] = tuple(round(float(c), 4) for c in coef)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--devices", default="up5k,ecp5-85f")
+    parser.add_argument("--refit", action="store_true",
+                        help="fit the coefficients to these results and print them")
+    parser.add_argument("--match", default=None, metavar="TEXT",
+                        help="only the networks whose 'bundle arrays' contain TEXT")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
+    args = parser.parse_args(argv)
+    devices = [d.strip() for d in args.devices.split(",") if d.strip()]
+    unknown = sorted(set(devices) - set(DEVICES))
+    if unknown:
+        parser.error(f"unknown device(s) {', '.join(unknown)}")
+    start = time.time()
+    rows = []
+    for device in devices:
+        family = DEVICES[device].family
+        for scheme, spec, per_beat in CONFIGS:
+            if args.match and args.match not in f"{scheme} {spec}":
+                continue
+            t = time.time()
+            actual = measure(scheme, spec, per_beat, device, args.workdir)
+            print(f"{device} {scheme} {spec} P={per_beat}: {time.time() - t:.0f} s",
+                  file=sys.stderr)
+            rows.append({"device": device, "family": family, "bundle": scheme,
+                         "arrays": spec, "per_beat": per_beat, "actual": actual})
+    coefficients = {}
+    for family in sorted({r["family"] for r in rows}):
+        ok = [r for r in rows if r["family"] == family and "error" not in r["actual"]]
+        coefficients[family] = refit(ok, family) if args.refit else COEFFICIENTS[family]
+        if args.refit:
+            print(f"{family!r}: {json.dumps(coefficients[family])},")
+    lines = ["| device | network | arrays (RxCxL) | P | logic est. | actual | error | "
+             "FF est. | actual | DSP est. | actual | BRAM est. | actual |",
+             "|" + "---|" * 13]
+    worst = 0.0
+    for r in rows:
+        a = r["actual"]
+        if "error" in a:
+            lines.append(f"| {r['device']} | {r['bundle']} | {r['arrays']} | "
+                         f"{r['per_beat']} | {a['error']} |" + " |" * 8)
+            continue
+        net = read_bundle(Path("weights") / f"digits-{r['bundle']}")
+        _, shapes = shapes_of(net, parse_arrays(r["arrays"]), r["per_beat"])
+        est = estimate_network(shapes, r["family"], coefficients[r["family"]])
+        err = 100 * (est.logic - a["logic"]) / a["logic"]
+        worst = max(worst, abs(err))
+        r["estimate"] = {"logic": round(est.logic), "ff": round(est.ff), "dsp": est.dsp,
+                         "bram": est.bram}
+        r["logic_error_pct"] = round(err, 1)
+        lines.append(f"| {r['device']} | {r['bundle']} | {r['arrays']} | {r['per_beat']} | "
+                     f"{est.logic:.0f} | {a['logic']} | {err:+.1f}% | {est.ff:.0f} | "
+                     f"{a['ff']} | {est.dsp} | {a['dsp']} | {est.bram} | {a['bram']} |")
+    table = "\n".join(lines) + "\n"
+    print(table, end="")
+    print(f"worst logic error {worst:.1f}%; features {', '.join(FEATURES)}", file=sys.stderr)
+    args.out.mkdir(parents=True, exist_ok=True)
+    note = ("# The area model against synthesis\n\n"
+            "Generated by `python benchmarks/area_model.py`; logic = iCE40 logic cells "
+            "(UP5K) / ECP5 LUT4 slices (LFE5U-85F) after nextpnr packing of the bare network; "
+            "estimates from `rtl_gen.design.area` with the coefficients of "
+            "`rtl_gen.design.area_calibration`.\n\n")
+    (args.out / "area_model.md").write_text(note + table)
+    (args.out / "area_model.json").write_text(json.dumps(
+        {"rows": rows, "coefficients": coefficients, "worst_logic_error_pct": round(worst, 1),
+         "seconds": round(time.time() - start)}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

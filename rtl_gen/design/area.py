@@ -1,0 +1,216 @@
+"""The area model of an integer network's layer engines (pure Python, no Amaranth).
+
+An engine's resources follow from its plan: the ``R x C`` array of PEs of ``L`` lanes (each
+lane a product of an ``a``-bit activation and a ``w``-bit weight code, summed by an adder
+tree into an ``acc``-bit accumulator, operands forwarded along the systolic chains), the
+drain's constant tables (bias, and for a hidden layer the requantization multiplier, rounding
+and shift, one entry per output slot ``tiles * C``), the output FIFO and the fixed parts
+(sequencer, drain counters, cycle counter).  The model is linear in features of that plan
+(:func:`features`), with one coefficient per feature and device family, fit by least squares
+on synthesis results (:mod:`rtl_gen.design.area_calibration` says from what;
+``benchmarks/area_model.py`` re-fits and checks them).
+
+* logic: iCE40 ``ICESTORM_LC`` after packing, ECP5 ``TRELLIS_COMB`` (LUT4 slices) after
+  packing;
+* flip-flops: by the same linear model with its own coefficients;
+* DSP: the requantization product of a hidden layer (``acc x 31`` bits) in the family's
+  hard multipliers (iCE40 16x16, ECP5 18x18), plus one per lane of ``int`` PEs on the
+  ``dsp`` multiplier;
+* block RAM: each memory of the engine (input banks, weight ROM, output FIFO) that fills
+  its blocks well enough (:func:`in_block_ram`), in the fewest blocks of one of the block's
+  aspect ratios; a ROM left out becomes logic, a RAM flip-flops (iCE40) or distributed RAM
+  (ECP5), which the logic and flip-flop features count.
+
+The PE kinds differ in one number per family, the cost of a lane's product relative to a
+binary lane (:data:`LANE_FACTOR`, from ``benchmarks/results/pe_cost.json``: a binary lane is
+an XOR and a carry-in, a ``w``-bit ``int`` lane a ``w``-bit multiplier).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+__all__ = ["LANE_FACTOR", "Area", "EngineShape", "dsp_blocks", "estimate_layer",
+           "estimate_network", "features", "memory_blocks"]
+
+#: Cost of one lane's product over that of a binary lane's (an XOR and a carry-in), per
+#: family and PE kind, from the bare units of ``benchmarks/results/pe_cost.json`` (8-bit
+#: activations, 4-bit weights).  iCE40: a binary lane 43 LC (binary-x16 714 against 71 at one
+#: lane), ternary-x16 47 a lane, pot4-x16 88; at one lane apot4 +30 LC over binary, int4 +87
+#: and int8 +172 (a ``w``-bit lane multiplier: ``1 + w/2``), bitplane +87.  ECP5: a binary
+#: lane 65 LUT4 (1010 at 16 lanes), ternary 55, pot4 152; at one lane apot4 +27, int4 +103,
+#: int8 +229 (``1 + 0.45 w``), bitplane +87.  ``tr`` is the term-pair array's cost per column
+#: and group lane (not calibrated); ``int-dsp`` a lane in a hard multiplier.
+LANE_FACTOR = {
+    "ice40": {
+        "binary": lambda w: 1.0,
+        "xnor": lambda w: 0.25,
+        "ternary": lambda w: 1.1,
+        "pot": lambda w: 2.0,
+        "apot": lambda w: 1.7,
+        "int": lambda w: 1.0 + w / 2,
+        "int-dsp": lambda w: 0.3,
+        "bitplane": lambda w: 3.0,
+        "tr": lambda w: 1.5,
+    },
+    "ecp5": {
+        "binary": lambda w: 1.0,
+        "xnor": lambda w: 0.25,
+        "ternary": lambda w: 0.85,
+        "pot": lambda w: 2.3,
+        "apot": lambda w: 1.4,
+        "int": lambda w: 1.0 + 0.45 * w,
+        "int-dsp": lambda w: 0.3,
+        "bitplane": lambda w: 2.3,
+        "tr": lambda w: 1.5,
+    },
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineShape:
+    """What the area model needs to know of one layer engine (from its plan).
+
+    ``kind`` is the PE kind (``"tr"`` for the term-pair array, ``"int-dsp"`` for ``int``
+    PEs on hard multipliers); ``tiles`` and ``k_steps`` as in
+    :class:`~rtl_gen.design.timing.LayerTiming`; ``fifo_depth`` the output FIFO's entries;
+    ``out_bits`` the width of an output (the accumulator's for logits).
+    """
+
+    kind: str
+    rows: int
+    cols: int
+    lanes: int
+    k: int
+    n: int
+    a_bits: int
+    w_bits: int
+    acc_bits: int
+    out_bits: int
+    requantize: bool
+    tiles: int
+    k_steps: int
+    fifo_depth: int
+
+    @property
+    def pes(self) -> int:
+        return self.rows * self.cols
+
+    @property
+    def memories(self) -> list[tuple[int, int, bool]]:
+        """``(depth, width, rom)`` of each memory: the row banks, the weight ROM, the
+        FIFO."""
+        banks = [(2 * self.k_steps, self.lanes * self.a_bits, False)] * self.rows
+        rom = (self.tiles * self.k_steps, max(1, self.cols * self.lanes * self.w_bits), True)
+        return [*banks, rom, (self.fifo_depth, self.out_bits, False)]
+
+
+#: The names of :func:`features`, in order (the calibration's coefficients follow them).
+FEATURES = ("layer", "pe", "acc", "sign_lane", "mult_lane", "slots", "rom_fabric",
+            "ram_fabric")
+
+#: Kinds whose lane is a sign (a conditional negation): their lanes have a coefficient of
+#: their own (``sign_lane``); the others' lanes multiply (``mult_lane``).
+SIGN_KINDS = ("binary", "ternary", "xnor")
+
+
+def in_block_ram(depth: int, width: int, rom: bool, family: str, c) -> bool:
+    """Whether Yosys puts a memory in block RAM: when it fills its blocks well enough (at
+    least the calibration's ``bram_rom_fill`` / ``bram_ram_fill`` bits per block; a ROM
+    left out becomes logic, a RAM flip-flops or, on the ECP5, distributed RAM)."""
+    fill = c["bram_rom_fill" if rom else "bram_ram_fill"]
+    return depth * width >= fill * memory_blocks(depth, width, family)
+
+
+def features(s: EngineShape, family: str, c) -> tuple[float, ...]:
+    """The linear model's features of an engine: one (the fixed parts), PEs, accumulator
+    bits, lane-product operand bits weighted by the kind's :data:`LANE_FACTOR` (sign lanes
+    and multiplying lanes apart), drain table
+    bits (``tiles * C`` slots of the bias, and of the requantization constants for a hidden
+    layer), and the bits of the ROMs and RAMs that stay out of block RAM
+    (:func:`in_block_ram`)."""
+    factor = LANE_FACTOR[family][s.kind](s.w_bits)
+    lane = s.pes * s.lanes * (s.a_bits + s.w_bits) * factor
+    sign, mult = (lane, 0.0) if s.kind in SIGN_KINDS else (0.0, lane)
+    slots = s.tiles * s.cols * (s.acc_bits + (40 if s.requantize else 0))
+    rom = ram = 0
+    for depth, width, is_rom in s.memories:
+        if not in_block_ram(depth, width, is_rom, family, c):
+            if is_rom:  # LUT4s of 16 entries, one column of bits each
+                rom += 16 * math.ceil(depth / 16) * width
+            elif family == "ecp5":  # distributed RAM cells of 16 words
+                ram += 16 * math.ceil(depth / 16) * width
+            else:  # flip-flops
+                ram += depth * width
+    return (1.0, float(s.pes), float(s.pes * s.acc_bits), sign, mult, float(slots),
+            float(rom), float(ram))
+
+
+@dataclasses.dataclass(frozen=True)
+class Area:
+    """Estimated resources: ``logic`` (iCE40 logic cells / ECP5 LUT4 slices), ``ff``,
+    ``dsp``, ``bram`` (iCE40 4-kbit / ECP5 18-kbit blocks)."""
+
+    logic: float = 0.0
+    ff: float = 0.0
+    dsp: int = 0
+    bram: int = 0
+
+    def __add__(self, other: Area) -> Area:
+        return Area(self.logic + other.logic, self.ff + other.ff, self.dsp + other.dsp,
+                    self.bram + other.bram)
+
+
+#: Block RAM aspect ratios ``(depth, width)`` per family.
+_BRAM_SHAPES = {"ice40": ((256, 16), (512, 8), (1024, 4), (2048, 2)),
+                "ecp5": ((512, 36), (1024, 18), (2048, 9), (4096, 4), (8192, 2),
+                         (16384, 1))}
+#: Hard multiplier operand widths per family (Yosys builds an ECP5 product of up to 36 bits
+#: by 18 from two 18x18 blocks).
+_DSP_WIDTH = {"ice40": (16, 16), "ecp5": (36, 18)}
+
+
+def memory_blocks(depth: int, width: int, family: str) -> int:
+    """Blocks of the family's block RAM one ``depth x width`` memory takes."""
+    return min(math.ceil(width / w) * math.ceil(depth / d) for d, w in _BRAM_SHAPES[family])
+
+
+def dsp_blocks(s: EngineShape, family: str) -> int:
+    """Hard multipliers of an engine: the requantization product, and ``int-dsp`` lanes."""
+    wa, wb = _DSP_WIDTH[family]
+    n = math.ceil(s.acc_bits / wa) * math.ceil(31 / wb) if s.requantize else 0
+    if s.kind == "int-dsp":
+        n += s.pes * s.lanes
+    return n
+
+
+def _coefficients(family: str):
+    from .area_calibration import COEFFICIENTS
+    try:
+        return COEFFICIENTS[family]
+    except KeyError:
+        raise ValueError(f"no area model for the {family!r} family; expected one of "
+                         f"{', '.join(COEFFICIENTS)}") from None
+
+
+def estimate_layer(s: EngineShape, family: str, coefficients=None) -> Area:
+    """The estimated resources of one engine on a device of ``family`` (``ice40``,
+    ``ecp5``); ``coefficients`` default to the calibration's."""
+    c = coefficients or _coefficients(family)
+    f = features(s, family, c)
+    logic = sum(a * b for a, b in zip(c["logic"], f, strict=True))
+    ff = sum(a * b for a, b in zip(c["ff"], f, strict=True))
+    bram = sum(memory_blocks(d, w, family) for d, w, rom in s.memories
+               if in_block_ram(d, w, rom, family, c))
+    return Area(logic, ff, dsp_blocks(s, family), bram)
+
+
+def estimate_network(shapes, family: str, coefficients=None) -> Area:
+    """The estimated resources of a network: its engines and the chain's fixed parts
+    (argmax, counters)."""
+    c = coefficients or _coefficients(family)
+    total = Area(c["network"][0], c["network"][1])
+    for s in shapes:
+        total = total + estimate_layer(s, family, c)
+    return total

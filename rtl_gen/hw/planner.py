@@ -1,0 +1,429 @@
+"""The folding planner: each layer's array sized so that every layer keeps pace.
+
+A network's rate is set by its slowest part (:func:`~rtl_gen.design.timing.network_interval`):
+a layer's interval, a layer's output stream, or the input port.  Giving every layer the same
+array wastes area on the small layers (the 32->10 layer of the digits network idles three
+quarters of the time) and leaves the big ones the bottleneck.  :func:`plan_folding` instead
+picks, for one target interval ``I`` (cycles between batches), each layer's cheapest array
+``(cols, lanes)`` -- by the area model :mod:`rtl_gen.design.area` -- whose steady interval is
+at most ``I``, and the input port's width ``P`` (codes per cycle, a power of two dividing the
+first layer's inputs and lanes) so that loading a batch takes at most ``I`` cycles too:
+
+* ``target_fps``: ``I`` from the images per second wanted at the clock ``fmax_mhz`` (default:
+  the device family's estimate, :data:`~rtl_gen.design.area_calibration.FMAX_MHZ`);
+* ``fit``: the smallest ``I`` whose plan fits the device's logic, DSP and block RAM with
+  ``margin`` to spare (with ``target_fps`` too: that target, checked against the device);
+* neither: the rate of the default arrays, at the least area.
+
+``overrides`` fix any of a layer's ``cols``, ``lanes``, ``rows`` (the batch, shared by every
+layer), ``multiplier`` and ``pipeline`` by hand; the planner chooses the rest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from ..design.area import Area, EngineShape, estimate_layer
+from ..design.area_calibration import COEFFICIENTS, FMAX_MHZ
+from ..design.network import Network
+from ..design.timing import LayerTiming, network_interval
+from ..devices import DEVICES, Device
+from ..errors import RtlGenError
+from .layer import ArrayConfig, plan_layer
+from .pes.layers import default_array
+
+__all__ = ["FoldingPlan", "LayerFold", "PlanError", "engine_shape", "plan_folding"]
+
+#: Keys a per-layer override may set.
+OVERRIDE_KEYS = ("cols", "lanes", "rows", "multiplier", "pipeline")
+
+#: Block RAM bits per block, per family.
+_BLOCK_BITS = {"ice40": 4096, "ecp5": 18432}
+
+
+class PlanError(RtlGenError):
+    """A folding that cannot be: a target the network cannot reach or the device cannot
+    hold, or a bad override (one line naming what runs out or what is wrong)."""
+
+
+def engine_shape(plan) -> EngineShape:
+    """The :class:`~rtl_gen.design.area.EngineShape` of a validated
+    :class:`~rtl_gen.hw.layer.LayerPlan`."""
+    layer, t, pe = plan.layer, plan.timing, plan.pe
+    if pe is None:
+        kind = "tr"
+    elif pe.kind == "int" and pe.multiplier == "dsp":
+        kind = "int-dsp"
+    else:
+        kind = pe.kind
+    requant = layer.activation == "relu"
+    return EngineShape(kind=kind, rows=t.rows, cols=t.cols, lanes=t.lanes, k=t.k, n=t.n,
+                       a_bits=layer.in_bits, w_bits=layer.scheme.bits,
+                       acc_bits=layer.acc_bits,
+                       out_bits=layer.out_bits if requant else layer.acc_bits,
+                       requantize=requant, tiles=t.tiles, k_steps=t.k_steps,
+                       fifo_depth=plan.fifo_depth)
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerFold:
+    """One layer's choice: its array, cycle model and estimated resources."""
+
+    index: int
+    name: str
+    scheme: str
+    array: ArrayConfig
+    timing: LayerTiming
+    area: Area
+
+    @property
+    def interval(self) -> int:
+        return self.timing.steady_interval
+
+
+@dataclasses.dataclass(frozen=True)
+class FoldingPlan:
+    """A network's folding (:func:`plan_folding`).
+
+    Members
+    -------
+    net:
+        The network.
+    layers:
+        One :class:`LayerFold` per layer.
+    in_per_beat:
+        ``P``, input codes the network's port takes per cycle.
+    interval:
+        Cycles between batches in steady state (the model's
+        :func:`~rtl_gen.design.timing.network_interval`).
+    fmax_mhz:
+        The clock the rate is quoted at.
+    family:
+        The device family whose area model the estimates are from.
+    device, margin:
+        The device the plan was fit to (``None``: none) and the share of it left free.
+    area:
+        The network's estimated resources.
+    """
+
+    net: Network
+    layers: tuple[LayerFold, ...]
+    in_per_beat: int
+    interval: int
+    fmax_mhz: float
+    family: str
+    device: Device | None
+    margin: float
+    area: Area
+
+    @property
+    def arrays(self) -> tuple[ArrayConfig, ...]:
+        return tuple(f.array for f in self.layers)
+
+    @property
+    def timings(self) -> tuple[LayerTiming, ...]:
+        return tuple(f.timing for f in self.layers)
+
+    @property
+    def rows(self) -> int:
+        return self.layers[0].array.rows
+
+    @property
+    def fps(self) -> float:
+        """Images per second at :attr:`fmax_mhz`."""
+        return self.fmax_mhz * 1e6 * self.rows / self.interval
+
+    def table(self) -> str:
+        """The plan as a Markdown table, then the input port, the rate and the resources."""
+        unit = "LC" if self.family == "ice40" else "LUT4"
+        lines = [f"| layer | K | N | scheme | cols x lanes x rows | cycles | interval | "
+                 f"est. {unit} |", "|---|---|---|---|---|---|---|---|"]
+        for f in self.layers:
+            a, t = f.array, f.timing
+            mult = "" if a.multiplier == "lut" else f" ({a.multiplier})"
+            lines.append(f"| {f.index} {f.name} | {t.k} | {t.n} | {f.scheme} | "
+                         f"{a.cols} x {a.lanes} x {a.rows}{mult} | {t.batch_cycles} | "
+                         f"{f.interval} | {f.area.logic:.0f} |")
+        a = self.area
+        load = math.ceil(self.rows * self.net.input.features / self.in_per_beat)
+        lines.append(f"input port: {self.in_per_beat} code{'s' * (self.in_per_beat > 1)} "
+                     f"per cycle ({load} cycles per batch)")
+        lines.append(f"network: {self.interval} cycles between batches of {self.rows}; "
+                     f"{self.fps:,.0f} images/s at {self.fmax_mhz:g} MHz")
+        res = f"estimated {a.logic:.0f} {unit}, {a.ff:.0f} FF, {a.dsp} DSP, {a.bram} BRAM"
+        if self.device is not None:
+            d = self.device
+            res += (f" of {d.luts} {unit}, {d.dsp} DSP, "
+                    f"{d.bram_bits // _BLOCK_BITS[d.family]} BRAM on {d.name} "
+                    f"({100 * self.margin:g}% kept free)")
+        lines.append(res)
+        return "\n".join(lines) + "\n"
+
+
+# -- candidates ----------------------------------------------------------------------------------
+
+
+def _pow2_upto(n: int, cap: int = 256) -> list[int]:
+    out, v = [], 1
+    while v <= min(n, cap):
+        out.append(v)
+        v *= 2
+    return out
+
+
+def _check_overrides(net: Network, overrides) -> dict[int, dict]:
+    """``overrides`` keyed by layer index; names (``fc1``) and indices are both accepted."""
+    names = [ly.name for ly in net.layers]
+    out: dict[int, dict] = {}
+    for key, changes in (overrides or {}).items():
+        if isinstance(key, str) and not key.lstrip("-").isdigit():
+            if key not in names:
+                raise PlanError(f"no layer {key!r}; the layers are "
+                                f"{', '.join(f'{i} ({n})' for i, n in enumerate(names))}")
+            idx = names.index(key)
+        else:
+            idx = int(key)
+            if not 0 <= idx < len(names):
+                raise PlanError(f"no layer {idx}; the layers are 0..{len(names) - 1}")
+        bad = sorted(set(changes) - set(OVERRIDE_KEYS))
+        if bad:
+            raise PlanError(f"layer {idx}: unknown array setting {bad[0]!r}; expected "
+                            f"{', '.join(OVERRIDE_KEYS)}")
+        out.setdefault(idx, {}).update(changes)
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class _Candidate:
+    array: ArrayConfig
+    timing: LayerTiming
+    area: Area
+    cost: float
+
+
+def _layer_candidates(layer, idx: int, fixed: dict, rows: int, family: str,
+                      cp) -> list[_Candidate]:
+    default = default_array(layer.scheme.kind, layer.tr is not None)
+    multiplier = fixed.get("multiplier", default.multiplier)
+    pipeline = fixed.get("pipeline", default.pipeline)
+    n, k = layer.out_features, layer.in_features
+    cols_set = [fixed["cols"]] if "cols" in fixed else \
+        sorted(set(_pow2_upto(n)) | ({n} if n <= 256 else set()))
+    if "lanes" in fixed:
+        lanes_set = [fixed["lanes"]]
+    elif layer.tr is not None:
+        lanes_set = [1]
+    else:
+        lanes_set = _pow2_upto(1 << max(0, (k - 1).bit_length()))
+    out, errors = [], []
+    for cols in cols_set:
+        for lanes in lanes_set:
+            try:
+                array = ArrayConfig(rows=rows, cols=cols, lanes=lanes, multiplier=multiplier,
+                                    pipeline=pipeline)
+                p = plan_layer(layer, array)
+            except ValueError as e:
+                errors.append(str(e))
+                continue
+            area = estimate_layer(engine_shape(p), family, cp)
+            out.append(_Candidate(array, p.timing, area, area.logic))
+    if not out:
+        raise PlanError(f"layer {idx} ({layer.name}): no array fits the settings given"
+                        f"{': ' + errors[0] if errors else ''}")
+    return out
+
+
+def _with_input(t: LayerTiming, per_beat: int) -> LayerTiming:
+    return dataclasses.replace(t, in_per_beat=per_beat)
+
+
+# -- the planner ----------------------------------------------------------------------------------
+
+
+def plan_folding(net: Network, target_fps: float | None = None, fit: str | Device | None = None,
+                 margin: float = 0.1, fmax_mhz: float | None = None,
+                 overrides=None, coefficients=None,
+                 max_in_per_beat: int | None = None) -> FoldingPlan:
+    """Choose each layer's array (and the input port's width) so that the layers' intervals
+    balance; see the module docstring.
+
+    Parameters
+    ----------
+    net:
+        An integer network.
+    target_fps:
+        Images per second wanted at ``fmax_mhz``.
+    fit:
+        A device (or its name): the fastest plan that fits it with ``margin`` to spare.
+    margin:
+        Share of each of the device's resources kept free, ``0 <= margin < 1``.
+    fmax_mhz:
+        The clock rates are quoted at (default: the family's estimate).
+    overrides:
+        ``{layer index or name: {"cols": 4, "lanes": 2, ...}}``: settings fixed by hand.
+    coefficients:
+        The area model's (default: the calibration's).
+    max_in_per_beat:
+        The widest input port allowed (``1`` behind a host link that sends one code a
+        cycle); default: as wide as the rate needs.
+
+    Raises
+    ------
+    PlanError
+        For a target the network cannot reach, a target or a minimum design the device
+        cannot hold (naming the resource that runs out and the best rate that fits), or a
+        bad override.
+    """
+    if not isinstance(net, Network):
+        raise PlanError(f"the folding planner takes integer networks, not {net!r}")
+    if not 0 <= margin < 1:
+        raise PlanError(f"the margin is a share of the device in [0, 1), not {margin!r}")
+    device = None
+    if fit is not None:
+        if isinstance(fit, Device):
+            device = fit
+        elif fit in DEVICES:
+            device = DEVICES[fit]
+        else:
+            raise PlanError(f"unknown device {fit!r}; expected one of {', '.join(DEVICES)}")
+    family = device.family if device is not None else "ice40"
+    fmax = float(fmax_mhz) if fmax_mhz is not None else FMAX_MHZ[family]
+    if fmax <= 0:
+        raise PlanError(f"the clock must be positive, not {fmax_mhz!r} MHz")
+    if target_fps is not None and not target_fps > 0:
+        raise PlanError(f"the target rate must be positive, not {target_fps!r} images/s")
+    fixed = _check_overrides(net, overrides)
+    rows_given = {f["rows"] for f in fixed.values() if "rows" in f}
+    if len(rows_given) > 1:
+        raise PlanError(f"every layer's array has the same rows (the batch), not "
+                        f"{sorted(rows_given)}")
+    rows = rows_given.pop() if rows_given else 1
+    try:
+        rows = ArrayConfig(rows=rows).rows
+    except ValueError as e:
+        raise PlanError(str(e)) from None
+    cands = [_layer_candidates(layer, i, fixed.get(i, {}), rows, family, coefficients)
+             for i, layer in enumerate(net.layers)]
+    k0 = net.layers[0].in_features
+
+    def build(interval: int) -> FoldingPlan | None:
+        """The cheapest plan of steady interval at most ``interval`` (None: none)."""
+        per_beats = [p for p in _pow2_upto(k0, max_in_per_beat or 256) if k0 % p == 0
+                     and math.ceil(rows * k0 / p) <= interval]
+        if not per_beats:
+            return None
+        folds = []
+        for idx, (layer, options) in enumerate(zip(net.layers, cands, strict=True)):
+            best = None
+            for c in options:
+                if rows * layer.out_features > interval:
+                    break
+                t = c.timing
+                if idx == 0:
+                    # the input port: the narrowest that keeps up, and lanes to take it
+                    ok = [p for p in per_beats if c.array.lanes % p == 0]
+                    if not ok:
+                        continue
+                    t = _with_input(t, ok[0])
+                if t.steady_interval > interval:
+                    continue
+                key = (c.cost, t.steady_interval)
+                if best is None or key < best[0]:
+                    best = (key, c, t)
+            if best is None:
+                return None
+            _, c, t = best
+            folds.append(LayerFold(idx, layer.name, layer.scheme.name, c.array, t, c.area))
+        timings = [f.timing for f in folds]
+        total = Area()
+        for f in folds:
+            total = total + f.area
+        coeff = coefficients or COEFFICIENTS[family]
+        total = total + Area(coeff["network"][0], coeff["network"][1])
+        return FoldingPlan(net=net, layers=tuple(folds), in_per_beat=timings[0].in_per_beat,
+                           interval=network_interval(timings, k0), fmax_mhz=fmax,
+                           family=family, device=device, margin=margin, area=total)
+
+    # every interval some layer can have, fastest first
+    bounds = sorted({_with_input(c.timing, p).steady_interval
+                     for options in cands for c in options for p in _pow2_upto(k0)}
+                    | {math.ceil(rows * k0 / p) for p in _pow2_upto(k0)}
+                    | {rows * ly.out_features for ly in net.layers})
+    feasible = []
+    for interval in bounds:
+        plan = build(interval)
+        if plan is not None:
+            feasible.append(plan)
+    if not feasible:
+        raise PlanError(f"network {net.name!r}: no folding meets the settings given")
+    fastest = feasible[0]
+
+    def fits(plan: FoldingPlan) -> str | None:
+        """None, or what runs out first: ``"logic: needs X, ... has Y"``."""
+        if device is None:
+            return None
+        keep = 1 - margin
+        unit = "logic cells" if device.family == "ice40" else "LUT4s"
+        blocks = device.bram_bits // _BLOCK_BITS[device.family]
+        a = plan.area
+        for what, need, have in ((unit, a.logic, device.luts),
+                                 ("flip-flops", a.ff, device.luts),
+                                 ("DSP blocks", a.dsp, device.dsp),
+                                 ("block RAMs", a.bram, blocks)):
+            if need > keep * have:
+                return (f"{what}: needs about {need:.0f}, {device.name} has {have} "
+                        f"({math.floor(keep * have)} with {100 * margin:g}% kept free)")
+        return None
+
+    def best_fitting() -> FoldingPlan | None:
+        return next((p for p in feasible if fits(p) is None), None)
+
+    def rate(plan: FoldingPlan) -> str:
+        return f"{plan.fps:,.0f} images/s ({plan.interval} cycles per batch of {plan.rows})"
+
+    if target_fps is not None:
+        want = math.floor(fmax * 1e6 * rows / target_fps)
+        plan = next((p for p in reversed(feasible) if p.interval <= want), None)
+        if plan is None:
+            raise PlanError(f"{target_fps:,.0f} images/s needs at most {want} cycles per batch "
+                            f"at {fmax:g} MHz; the fastest folding of {net.name!r} takes "
+                            f"{fastest.interval} ({fastest.fps:,.0f} images/s), limited by "
+                            f"{_bottleneck(fastest)}")
+        why = fits(plan)
+        if why is not None:
+            best = best_fitting()
+            tail = (f"the best rate that fits is {rate(best)}" if best is not None
+                    else "no folding fits")
+            raise PlanError(f"{target_fps:,.0f} images/s does not fit {device.name}: {why}; "
+                            f"{tail}")
+        return plan
+    if device is not None:
+        plan = best_fitting()
+        if plan is None:
+            raise PlanError(f"no folding of {net.name!r} fits {device.name}: "
+                            f"{fits(feasible[-1])}")
+        return plan
+    # neither: the default arrays' rate, at the least area
+    defaults = [default_array(ly.scheme.kind, ly.tr is not None) for ly in net.layers]
+    timings = []
+    for i, (layer, a) in enumerate(zip(net.layers, defaults, strict=True)):
+        changes = {**fixed.get(i, {}), "rows": rows}
+        timings.append(plan_layer(layer, dataclasses.replace(a, **changes)).timing)
+    want = network_interval(timings, k0)
+    return next((p for p in reversed(feasible) if p.interval <= want), fastest)
+
+
+def _bottleneck(plan: FoldingPlan) -> str:
+    """What sets a plan's interval: a layer, a layer's output stream, or the input port."""
+    rows, k0 = plan.rows, plan.net.input.features
+    for f in plan.layers:
+        if rows * f.timing.n == plan.interval:
+            return f"layer {f.index} ({f.name})'s output stream, one result a cycle"
+    for f in plan.layers:
+        if f.interval == plan.interval:
+            return (f"layer {f.index} ({f.name}): its drain takes {rows * f.array.cols + 1} "
+                    f"cycles per tile of {f.array.cols} channels")
+    if math.ceil(rows * k0 / plan.in_per_beat) == plan.interval:
+        return f"the input port ({plan.in_per_beat} codes per cycle)"
+    return "the network"
