@@ -31,7 +31,13 @@ from rtl_gen.flow.synth import (
     synth,
     tool_versions,
 )
-from rtl_gen.hw.unrolled import DEFAULT_STAGE, SCHEDULES, UnrolledNetworkEngine, plan_unrolled
+from rtl_gen.hw.unrolled import (
+    DEFAULT_HARD_DC,
+    DEFAULT_STAGE,
+    SCHEDULES,
+    UnrolledNetworkEngine,
+    plan_unrolled,
+)
 from rtl_gen.training.defaults import WEIGHTS_DIR
 
 RESULTS = Path(__file__).parent / "results"
@@ -39,13 +45,14 @@ DEVICE = "ecp5-85f"
 SCHEMES = ("binary", "ternary", "pot4", "apot4", "int4", "int8", "mixed")
 
 
-def measure(net, *, stage: int, schedule: str, seeds: int, workdir: Path) -> dict:
-    plan = plan_unrolled(net, stage=stage, schedule=schedule)
+def measure(net, *, stage: int, schedule: str, hard_dc: int, seeds: int,
+            workdir: Path) -> dict:
+    plan = plan_unrolled(net, stage=stage, schedule=schedule, hard_dc=hard_dc)
     engine = UnrolledNetworkEngine.from_plan(plan)
-    top = f"unrolled_{net.name}_s{stage}_{schedule}".replace("-", "_")
+    top = f"unrolled_{net.name}_s{stage}_{schedule}_dc{hard_dc}".replace("-", "_")
     verilog = component_verilog(engine, top)
     row = {"name": net.name, "schemes": "/".join(net.schemes), "stage": stage,
-           "schedule": schedule, "adders": plan.adders,
+           "schedule": schedule, "hard_dc": hard_dc, "adders": plan.adders,
            "depths": [g.depth for g in plan.layers], "latency": plan.latency}
     try:
         stats = synth(verilog, top, DEVICE, workdir=workdir)
@@ -63,15 +70,15 @@ def measure(net, *, stage: int, schedule: str, seeds: int, workdir: Path) -> dic
 
 
 def markdown(rows: list[dict]) -> str:
-    head = ("| network | weights | stage | adders | latency (cycles) | latency (ns) | LC | "
+    head = ("| network | weights | stage, hard_dc | adders | latency (cycles) | latency (ns) | LC | "
             "LUT4 | CCU2C | FF | DSP | MHz | inferences/s |")
     lines = [head, "|" + "---|" * 13]
     for r in rows:
         if "error" in r:
-            lines.append(f"| {r['name']} | {r['schemes']} | {r['stage']} | {r['adders']} | "
+            lines.append(f"| {r['name']} | {r['schemes']} | {r['stage']}, {r['hard_dc']} | {r['adders']} | "
                          f"{r['latency']} | {r['error']} |")
             continue
-        lines.append(f"| {r['name']} | {r['schemes']} | {r['stage']} | {r['adders']} | "
+        lines.append(f"| {r['name']} | {r['schemes']} | {r['stage']}, {r['hard_dc']} | {r['adders']} | "
                      f"{r['latency']} | {r['latency_ns']} | {r['lc']} | {r['lut4']} | "
                      f"{r['carry']} | {r['ff']} | {r['dsp']} | {r['fmax']} | "
                      f"{r['inferences_per_s']:,} |")
@@ -84,7 +91,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="comma-separated subset of " + ", ".join(SCHEMES))
     parser.add_argument("--stage", type=int, default=DEFAULT_STAGE,
                         help="adder levels between pipeline registers")
-    parser.add_argument("--schedule", choices=SCHEDULES, default="alap")
+    parser.add_argument("--schedule", choices=SCHEDULES, default="minreg")
+    parser.add_argument("--hard-dc", type=int, default=DEFAULT_HARD_DC,
+                        help="da4ml's hard delay constraint (-1: none, 0: shallowest)")
     parser.add_argument("--seeds", type=int, default=1, metavar="N",
                         help="Fmax as the median over nextpnr seeds 1..N (default 1)")
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -101,8 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for scheme in schemes:
         net = read_bundle(WEIGHTS_DIR / f"digits-{scheme}")
-        rows.append(measure(net, stage=args.stage, schedule=args.schedule, seeds=args.seeds,
-                            workdir=args.workdir))
+        rows.append(measure(net, stage=args.stage, schedule=args.schedule,
+                            hard_dc=args.hard_dc, seeds=args.seeds, workdir=args.workdir))
         print(f"{scheme}: {rows[-1]}", file=sys.stderr)
     table = markdown(rows)
     print(table, end="")

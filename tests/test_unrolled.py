@@ -142,14 +142,15 @@ def test_latency_by_hand():
     """Slots: the input register is slot 1; a layer's adder level L is computed in slot
     ``in + (L - 1) // stage``; a hidden layer's accumulator is registered, multiplied (slot
     +1), registered, shifted and clamped (slot +2) and registered into the next layer; the
-    argmax tree's levels continue the last layer's; the output register adds one."""
+    logits are registered, each of the argmax tree's levels takes a slot; the output
+    register adds one."""
     net, _ = small_net((13, 7, 5), ("int4", "ternary"))
     for stage in (1, 2, 3):
         plan = plan_unrolled(net, stage=stage)
         d0, d1 = (g.depth for g in plan.layers)
         acc0 = 1 + (d0 - 1) // stage
         in1 = acc0 + 3
-        final = in1 + (d1 + argmax_levels(5) - 1) // stage
+        final = in1 + (d1 - 1) // stage + argmax_levels(5)
         assert argmax_levels(5) == 3
         assert plan.latency == final + 1
         assert [g.in_slot for g in plan.layers] == [1, in1]
@@ -208,7 +209,7 @@ def test_refusals_name_what_is_wrong():
     _refusal(lambda: UnrolledNetworkEngine(net, stage=0), "stage must be an integer in 1..64")
     _refusal(lambda: UnrolledNetworkEngine(net, stage=True), "stage must be")
     _refusal(lambda: UnrolledNetworkEngine(net, schedule="soon"),
-             "schedule must be one of alap, asap, not 'soon'")
+             "schedule must be one of minreg, alap, asap, not 'soon'")
     assert issubclass(UnrolledPlanError, ValueError)
 
 

@@ -19,17 +19,17 @@ layer's output range is the requantizer's image of its accumulator's range).
 
 Public API
 ----------
-:func:`plan_unrolled` ``(net, *, stage=2, schedule="alap") -> UnrolledPlan``
+:func:`plan_unrolled` ``(net, *, stage=2, schedule="minreg", hard_dc=-1) -> UnrolledPlan``
     Validate an integer :class:`~rtl_gen.design.network.Network` and build every layer's
     adder graph and pipeline schedule; raises :class:`UnrolledPlanError` (one line naming
     the layer or the option) for a term-revealing layer, a float network, or a bad option.
 :class:`UnrolledPlan`
-    The frozen plan: ``net``, ``stage``, ``schedule``, ``layers`` (one :class:`LayerGraph`
-    each), ``latency`` (cycles from an input vector's transfer to its logits' transfer when
-    the output is ready), ``interval`` (``1``: a vector every cycle), ``in_shape`` /
-    ``out_shape`` (a code, a logit), ``classes``; ``adders`` and ``registers`` summarize
-    the datapath.
-:class:`UnrolledNetworkEngine` ``(net, *, stage=2, schedule="alap")`` (or
+    The frozen plan: ``net``, ``stage``, ``schedule``, ``hard_dc``, ``layers`` (one
+    :class:`LayerGraph` each), ``latency`` (cycles from an input vector's transfer to its
+    logits' transfer when the output is ready), ``interval`` (``1``: a vector every cycle),
+    ``in_shape`` / ``out_shape`` (a code, a logit), ``classes``; ``adders`` counts the
+    graphs' two-input adders and :meth:`~UnrolledPlan.describe` summarizes the layers.
+:class:`UnrolledNetworkEngine` ``(net, *, stage=2, schedule="minreg", hard_dc=-1)`` (or
 :meth:`~rtl_gen.hw.kit.Planned.from_plan`)
     The Amaranth component.  Ports:
 
@@ -50,8 +50,9 @@ Public API
     ``rows = 1``, :meth:`~UnrolledNetworkEngine.logit_order` and ``interval`` match the
     names the verification path reads from :class:`~rtl_gen.hw.network.NetworkEngine`.
 
-Schedules: ``"alap"`` computes every adder as late as its consumers allow (narrow inputs
-are delayed rather than wide sums), ``"asap"`` as early as its operands allow.
+Schedules: ``"asap"`` computes every adder as early as its operands allow, ``"alap"`` as
+late as its users allow, ``"minreg"`` (the default) starts from ``"asap"`` and moves adders
+between slots where that saves register bits.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ from ..errors import RtlGenError
 from .kit import COUNTER_BITS, Planned
 
 __all__ = [
+    "DEFAULT_HARD_DC",
     "DEFAULT_STAGE",
     "SCHEDULES",
     "AddNode",
@@ -83,7 +85,9 @@ __all__ = [
 #: Adder levels between pipeline registers by default: two levels of 10-16 bit carry-chain
 #: adders (with their routing) fit a ~150 MHz cycle on the ECP5.
 DEFAULT_STAGE = 2
-SCHEDULES = ("alap", "asap")
+#: da4ml's hard delay constraint by default (see :func:`plan_unrolled`).
+DEFAULT_HARD_DC = -1
+SCHEDULES = ("minreg", "alap", "asap")
 #: Largest shift an adder-graph term may carry (a larger one is a solver artefact).
 _MAX_SHIFT = 48
 
@@ -247,14 +251,15 @@ class _Builder:
         return v if v is None or not neg else (v[0], v[1], not v[2])
 
 
-def _da4ml_outputs(b: _Builder, w_int: np.ndarray, lo, hi) -> list:
+def _da4ml_outputs(b: _Builder, w_int: np.ndarray, lo, hi, hard_dc: int) -> list:
     """Solve ``y = w_int @ x`` with da4ml and read its ops into ``b``; one value per output."""
     from da4ml.cmvm import solve  # the constant-matrix-multiply optimizer
 
     n_out, n_in = w_int.shape
     kernel = np.ascontiguousarray(w_int.T, dtype=np.float32)
-    qint = [(float(a), float(c), 1.0) for a, c in zip(lo, hi, strict=True)]
-    pipe = solve(kernel, qintervals=qint)
+    # (a constant input is given a range of two codes: the solver wants a step)
+    qint = [(float(a), float(max(c, a + 1)), 1.0) for a, c in zip(lo, hi, strict=True)]
+    pipe = solve(kernel, qintervals=qint, hard_dc=hard_dc)
     values = [(k, 0, False) for k in range(n_in)]
     for sol in pipe.solutions:
         buf = []
@@ -275,12 +280,13 @@ def _da4ml_outputs(b: _Builder, w_int: np.ndarray, lo, hi) -> list:
     return values
 
 
-def _layer_graph(layer, lo, hi, *, in_slot: int, stage: int, schedule: str) -> LayerGraph:
+def _layer_graph(layer, lo, hi, *, in_slot: int, stage: int, schedule: str,
+                 hard_dc: int) -> LayerGraph:
     """The scheduled adder graph of ``layer`` on inputs in ``lo[k]..hi[k]``."""
     w = layer.w_int.astype(np.int64)
     n_out, n_in = w.shape
     b = _Builder(layer.name, lo, hi)
-    values = _da4ml_outputs(b, w, lo, hi)
+    values = _da4ml_outputs(b, w, lo, hi, hard_dc)
     bias = [int(v) for v in layer.bias]
     # the accumulators: bias + ±(node << e), checked against the weights exactly
     acc = []
@@ -313,16 +319,13 @@ def _layer_graph(layer, lo, hi, *, in_slot: int, stage: int, schedule: str) -> L
         ops = [level[t.node] for t in b.terms[i]]
         level[i] = 0 if b.kinds[i] == "in" else 1 + max(ops, default=0)
     depth = max(level[i] for i in acc)
-    if schedule == "alap":
-        users = {i: [] for i in keep}
-        for i in keep:
-            for t in b.terms[i]:
-                users[t.node].append(i)
-        for i in reversed(keep):
-            if b.kinds[i] == "acc":
-                level[i] = depth
-            elif b.kinds[i] == "add":
-                level[i] = min(level[u] for u in users[i]) - 1
+    widths = {}
+    for i in keep:
+        const = bias[b.index[i]] if b.kinds[i] == "acc" else 0
+        widths[i] = _range_shape(*_form_range(b.forms[i], b.lo, b.hi, const)).width
+    if schedule != "asap":
+        level = _schedule(keep, b.kinds, b.terms, level, depth, widths, stage,
+                          minimize=schedule == "minreg")
     nodes = []
     for i in keep:
         kind = b.kinds[i]
@@ -354,6 +357,57 @@ def _layer_graph(layer, lo, hi, *, in_slot: int, stage: int, schedule: str) -> L
                       out_bits=out_bits, out_ranges=tuple(ranges))
 
 
+def _schedule(keep, kinds, terms, asap, depth, widths, stage, *, minimize):
+    """Adder levels as late as possible (every accumulator at ``depth``), or, with
+    ``minimize``, from ``asap`` moved node by node within what its operands and users allow
+    to the level whose slot needs the fewest register bits (the node's own delay to its last
+    user and its operands' to their last users), until no move helps."""
+    users = {i: [] for i in keep}
+    for i in keep:
+        for t in terms[i]:
+            users[t.node].append(i)
+    level = dict(asap)
+    if not minimize:
+        for i in reversed(keep):
+            if kinds[i] == "acc":
+                level[i] = depth
+            elif kinds[i] == "add":
+                level[i] = min(level[u] for u in users[i]) - 1
+        return level
+
+    def slot(lv):
+        return (max(lv, 1) - 1) // stage
+
+    end = slot(depth) + 1                    # where the accumulators are read
+
+    def delay(i, lv_of):
+        """Register bits of node ``i``'s chain to its last user."""
+        last = end if kinds[i] == "acc" else max(slot(lv_of(u)) for u in users[i])
+        return widths[i] * (last - slot(lv_of(i)))
+
+    movable = [i for i in keep if kinds[i] != "in"]
+    for _ in range(8):
+        moved = False
+        for i in movable + movable[::-1]:
+            lo = max((level[t.node] for t in terms[i]), default=0) + 1
+            hi = depth if kinds[i] == "acc" else min(level[u] for u in users[i]) - 1
+            ops = {t.node for t in terms[i]}
+            best, best_cost = level[i], None
+            for lv in range(lo, hi + 1):
+                def lv_of(n, lv=lv):
+                    return lv if n == i else level[n]
+                cost = delay(i, lv_of) + sum(delay(o, lv_of) for o in ops)
+                if best_cost is None or cost < best_cost or (cost == best_cost
+                                                              and lv == level[i]):
+                    best, best_cost = lv, cost
+            if best != level[i]:
+                level[i] = best
+                moved = True
+        if not moved:
+            break
+    return level
+
+
 # -- the plan -----------------------------------------------------------------------------------
 
 
@@ -370,6 +424,7 @@ class UnrolledPlan:
     net: Network
     stage: int
     schedule: str
+    hard_dc: int
     layers: tuple[LayerGraph, ...]
     argmax_slots: tuple[int, ...]
     latency: int
@@ -400,7 +455,8 @@ class UnrolledPlan:
         return "\n".join(lines)
 
 
-def plan_unrolled(net, *, stage: int = DEFAULT_STAGE, schedule: str = "alap") -> UnrolledPlan:
+def plan_unrolled(net, *, stage: int = DEFAULT_STAGE, schedule: str = "minreg",
+                  hard_dc: int = DEFAULT_HARD_DC) -> UnrolledPlan:
     """Validate ``net`` and build its unrolled datapath's plan.
 
     Parameters
@@ -410,7 +466,11 @@ def plan_unrolled(net, *, stage: int = DEFAULT_STAGE, schedule: str = "alap") ->
     stage:
         Adder levels between pipeline registers (``>= 1``).
     schedule:
-        ``"alap"`` or ``"asap"`` placement of the adders between the registers.
+        Placement of the adders between the registers: ``"minreg"`` (fewest register bits
+        found node by node from ``"asap"``), ``"alap"`` or ``"asap"``.
+    hard_dc:
+        da4ml's hard delay constraint: adder levels a graph may have beyond the least
+        possible (``-1``: no limit, fewest adders; ``0``: the shallowest graphs).
 
     Raises
     ------
@@ -429,7 +489,10 @@ def plan_unrolled(net, *, stage: int = DEFAULT_STAGE, schedule: str = "alap") ->
     if schedule not in SCHEDULES:
         raise UnrolledPlanError(f"schedule must be one of {', '.join(SCHEDULES)}, not "
                                 f"{schedule!r}")
-    stage = int(stage)
+    if isinstance(hard_dc, bool) or not isinstance(hard_dc, (int, np.integer)) or \
+            not -1 <= hard_dc <= 64:
+        raise UnrolledPlanError(f"hard_dc must be an integer in -1..64, not {hard_dc!r}")
+    stage, hard_dc = int(stage), int(hard_dc)
     for layer in net.layers:
         if layer.tr is not None:
             raise UnrolledPlanError(f"layer {layer.name!r}: term-revealing layers are not "
@@ -440,19 +503,21 @@ def plan_unrolled(net, *, stage: int = DEFAULT_STAGE, schedule: str = "alap") ->
     slot = 1                     # the input register
     graphs = []
     for layer in net.layers:
-        g = _layer_graph(layer, lo, hi, in_slot=slot, stage=stage, schedule=schedule)
+        g = _layer_graph(layer, lo, hi, in_slot=slot, stage=stage, schedule=schedule,
+                         hard_dc=hard_dc)
         graphs.append(g)
         lo = [r[0] for r in g.out_ranges]
         hi = [r[1] for r in g.out_ranges]
         slot = g.out_slot + 1    # the clamp is registered before the next layer
     last = graphs[-1]
     classes = len(last.outputs)
-    # the argmax tree continues the last layer's levels
-    argmax = tuple(last.in_slot + (last.depth + k - 1) // stage
-                   for k in range(1, argmax_levels(classes) + 1))
+    # the argmax tree: the logits registered, then one compare-and-select level a slot (a
+    # comparison's carry chain and a select are as slow as two adders)
+    argmax = tuple(last.acc_slot + k for k in range(1, argmax_levels(classes) + 1))
     final = argmax[-1] if argmax else last.acc_slot
     inp = net.input
-    return UnrolledPlan(net=net, stage=stage, schedule=schedule, layers=tuple(graphs),
+    return UnrolledPlan(net=net, stage=stage, schedule=schedule, hard_dc=hard_dc,
+                        layers=tuple(graphs),
                         argmax_slots=argmax, latency=final + 1,
                         in_shape=signed(inp.bits) if inp.signed else unsigned(inp.bits),
                         out_shape=signed(net.layers[-1].acc_bits), classes=classes)
@@ -600,15 +665,15 @@ class UnrolledNetworkEngine(Planned):
         codes = []
         for o, ((mult, shift), key) in enumerate(zip(g.requant, outputs, strict=True)):
             node = g.nodes[g.outputs[o]]
-            rnd = 1 << (shift - 1)
-            p = Signal(_range_shape(node.lo * mult + rnd, node.hi * mult + rnd),
-                       name=f"{tag}_p{o}")
-            m.d.comb += p.eq(pipe.at(key, g.acc_slot + 1) * mult + rnd)
+            # (p + 2**(S-1)) >> S == ((p >> (S-1)) + 1) >> 1: the product alone in its
+            # slot (a hard multiplier), the rounding a narrow increment in the next
+            p = Signal(_range_shape(node.lo * mult, node.hi * mult), name=f"{tag}_p{o}")
+            m.d.comb += p.eq(pipe.at(key, g.acc_slot + 1) * mult)
             pipe.place((f"{tag}_p{o}",), p, g.acc_slot + 1)
             pv = pipe.at((f"{tag}_p{o}",), g.out_slot)
-            y = Signal(_range_shape(node.lo * mult + rnd >> shift, node.hi * mult + rnd >> shift),
-                       name=f"{tag}_y{o}")
-            m.d.comb += y.eq(pv >> shift)
+            ends = [((v * mult >> (shift - 1)) + 1) >> 1 for v in (node.lo, node.hi)]
+            y = Signal(_range_shape(*ends), name=f"{tag}_y{o}")
+            m.d.comb += y.eq(((pv >> (shift - 1)) + 1) >> 1)
             lo, hi = g.out_ranges[o]
             code = Signal(_range_shape(lo, hi), name=f"{tag}_code{o}")
             m.d.comb += code.eq(Mux(y < 0, 0, Mux(y > top, top, y)))
