@@ -70,16 +70,16 @@ def measure(net, *, stage: int, schedule: str, hard_dc: int, seeds: int,
 
 
 def markdown(rows: list[dict]) -> str:
-    head = ("| network | weights | stage, hard_dc | adders | latency (cycles) | latency (ns) | LC | "
-            "LUT4 | CCU2C | FF | DSP | MHz | inferences/s |")
+    head = ("| network | weights | stage, hard_dc | adders | latency (cycles) | latency (ns) "
+            "| LC | LUT4 | CCU2C | FF | DSP | MHz | inferences/s |")
     lines = [head, "|" + "---|" * 13]
     for r in rows:
+        first = (f"| {r['name']} | {r['schemes']} | {r['stage']}, {r['hard_dc']} | "
+                 f"{r['adders']} | {r['latency']} | ")
         if "error" in r:
-            lines.append(f"| {r['name']} | {r['schemes']} | {r['stage']}, {r['hard_dc']} | {r['adders']} | "
-                         f"{r['latency']} | {r['error']} |")
+            lines.append(first + f"{r['error']} |")
             continue
-        lines.append(f"| {r['name']} | {r['schemes']} | {r['stage']}, {r['hard_dc']} | {r['adders']} | "
-                     f"{r['latency']} | {r['latency_ns']} | {r['lc']} | {r['lut4']} | "
+        lines.append(first + f"{r['latency_ns']} | {r['lc']} | {r['lut4']} | "
                      f"{r['carry']} | {r['ff']} | {r['dsp']} | {r['fmax']} | "
                      f"{r['inferences_per_s']:,} |")
     return "\n".join(lines) + "\n"

@@ -394,7 +394,7 @@ def _schedule(keep, kinds, terms, asap, depth, widths, stage, *, minimize):
             ops = {t.node for t in terms[i]}
             best, best_cost = level[i], None
             for lv in range(lo, hi + 1):
-                def lv_of(n, lv=lv):
+                def lv_of(n, lv=lv, i=i):
                     return lv if n == i else level[n]
                 cost = delay(i, lv_of) + sum(delay(o, lv_of) for o in ops)
                 if best_cost is None or cost < best_cost or (cost == best_cost
