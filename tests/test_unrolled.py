@@ -140,8 +140,8 @@ def test_gaps_and_back_pressure_keep_answers_and_order():
 
 def test_latency_by_hand():
     """Slots: the input register is slot 1; a layer's adder level L is computed in slot
-    ``in + (L - 1) // stage``; a hidden layer's accumulator is registered, multiplied (slot
-    +1), registered, shifted and clamped (slot +2) and registered into the next layer; the
+    ``in + (L - 1) // stage``; a hidden layer's accumulator is registered twice, multiplied
+    (slot +2), registered, shifted and clamped (slot +3) and registered into the next layer; the
     logits are registered, each of the argmax tree's levels takes a slot; the output
     register adds one."""
     net, _ = small_net((13, 7, 5), ("int4", "ternary"))
@@ -149,7 +149,7 @@ def test_latency_by_hand():
         plan = plan_unrolled(net, stage=stage)
         d0, d1 = (g.depth for g in plan.layers)
         acc0 = 1 + (d0 - 1) // stage
-        in1 = acc0 + 3
+        in1 = acc0 + 4
         final = in1 + (d1 - 1) // stage + argmax_levels(5)
         assert argmax_levels(5) == 3
         assert plan.latency == final + 1

@@ -88,6 +88,10 @@ DEFAULT_STAGE = 2
 #: da4ml's hard delay constraint by default (see :func:`plan_unrolled`).
 DEFAULT_HARD_DC = -1
 SCHEDULES = ("minreg", "alap", "asap")
+#: Slots from a hidden layer's accumulators to its output codes: the accumulator registered
+#: twice (the second register can sit by the hard multiplier, which is far from the adders),
+#: the product (a hard multiplier) registered, the rounding and the clamp.
+_REQUANT_SLOTS = 3
 #: Largest shift an adder-graph term may carry (a larger one is a solver artefact).
 _MAX_SHIFT = 48
 
@@ -182,7 +186,7 @@ class LayerGraph:
     @property
     def out_slot(self) -> int:
         """Slot of the layer's outputs: the clamp of a hidden layer, else the accumulators."""
-        return self.acc_slot + (2 if self.requant is not None else 0)
+        return self.acc_slot + (_REQUANT_SLOTS if self.requant is not None else 0)
 
 
 def _range_shape(lo: int, hi: int) -> Shape:
@@ -666,14 +670,18 @@ class UnrolledNetworkEngine(Planned):
         for o, ((mult, shift), key) in enumerate(zip(g.requant, outputs, strict=True)):
             node = g.nodes[g.outputs[o]]
             # (p + 2**(S-1)) >> S == ((p >> (S-1)) + 1) >> 1: the product alone in its
-            # slot (a hard multiplier), the rounding a narrow increment in the next
+            # slot (a hard multiplier), only its bits from S-1 up registered, the rounding
+            # a narrow increment in the next slot
             p = Signal(_range_shape(node.lo * mult, node.hi * mult), name=f"{tag}_p{o}")
-            m.d.comb += p.eq(pipe.at(key, g.acc_slot + 1) * mult)
-            pipe.place((f"{tag}_p{o}",), p, g.acc_slot + 1)
-            pv = pipe.at((f"{tag}_p{o}",), g.out_slot)
+            m.d.comb += p.eq(pipe.at(key, g.out_slot - 1) * mult)
+            q = Signal(_range_shape(node.lo * mult >> (shift - 1), node.hi * mult >> (shift - 1)),
+                       name=f"{tag}_q{o}")
+            m.d.comb += q.eq(p >> (shift - 1))
+            pipe.place((q.name,), q, g.out_slot - 1)
+            qv = pipe.at((q.name,), g.out_slot)
             ends = [((v * mult >> (shift - 1)) + 1) >> 1 for v in (node.lo, node.hi)]
             y = Signal(_range_shape(*ends), name=f"{tag}_y{o}")
-            m.d.comb += y.eq(((pv >> (shift - 1)) + 1) >> 1)
+            m.d.comb += y.eq((qv + 1) >> 1)
             lo, hi = g.out_ranges[o]
             code = Signal(_range_shape(lo, hi), name=f"{tag}_code{o}")
             m.d.comb += code.eq(Mux(y < 0, 0, Mux(y > top, top, y)))
