@@ -34,6 +34,7 @@ from rtl_gen.flow.synth import (
 from rtl_gen.hw.unrolled import (
     DEFAULT_HARD_DC,
     DEFAULT_STAGE,
+    MULTIPLIERS,
     SCHEDULES,
     UnrolledNetworkEngine,
     plan_unrolled,
@@ -45,14 +46,16 @@ DEVICE = "ecp5-85f"
 SCHEMES = ("binary", "ternary", "pot4", "apot4", "int4", "int8", "mixed")
 
 
-def measure(net, *, stage: int, schedule: str, hard_dc: int, seeds: int,
+def measure(net, *, stage: int, schedule: str, hard_dc: int, multiplier: str, seeds: int,
             workdir: Path) -> dict:
-    plan = plan_unrolled(net, stage=stage, schedule=schedule, hard_dc=hard_dc)
+    plan = plan_unrolled(net, stage=stage, schedule=schedule, hard_dc=hard_dc,
+                         multiplier=multiplier)
     engine = UnrolledNetworkEngine.from_plan(plan)
-    top = f"unrolled_{net.name}_s{stage}_{schedule}_dc{hard_dc}".replace("-", "_")
+    top = f"unrolled_{net.name}_s{stage}_{schedule}_dc{hard_dc}_{multiplier}".replace("-", "_")
     verilog = component_verilog(engine, top)
     row = {"name": net.name, "schemes": "/".join(net.schemes), "stage": stage,
-           "schedule": schedule, "hard_dc": hard_dc, "adders": plan.adders,
+           "schedule": schedule, "hard_dc": hard_dc, "multiplier": multiplier,
+           "adders": plan.adders,
            "depths": [g.depth for g in plan.layers], "latency": plan.latency}
     try:
         stats = synth(verilog, top, DEVICE, workdir=workdir)
@@ -70,11 +73,12 @@ def measure(net, *, stage: int, schedule: str, hard_dc: int, seeds: int,
 
 
 def markdown(rows: list[dict]) -> str:
-    head = ("| network | weights | stage, hard_dc | adders | latency (cycles) | latency (ns) "
-            "| LC | LUT4 | CCU2C | FF | DSP | MHz | inferences/s |")
+    head = ("| network | weights | stage, hard_dc, multiplier | adders | latency (cycles) | "
+            "latency (ns) | LC | LUT4 | CCU2C | FF | DSP | MHz | inferences/s |")
     lines = [head, "|" + "---|" * 13]
     for r in rows:
-        first = (f"| {r['name']} | {r['schemes']} | {r['stage']}, {r['hard_dc']} | "
+        first = (f"| {r['name']} | {r['schemes']} | {r['stage']}, {r['hard_dc']}, "
+                 f"{r['multiplier']} | "
                  f"{r['adders']} | {r['latency']} | ")
         if "error" in r:
             lines.append(first + f"{r['error']} |")
@@ -94,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--schedule", choices=SCHEDULES, default="minreg")
     parser.add_argument("--hard-dc", type=int, default=DEFAULT_HARD_DC,
                         help="da4ml's hard delay constraint (-1: none, 0: shallowest)")
+    parser.add_argument("--multiplier", choices=MULTIPLIERS, default="dsp",
+                        help="the requantizer's multiply: hard multipliers or adders")
     parser.add_argument("--seeds", type=int, default=1, metavar="N",
                         help="Fmax as the median over nextpnr seeds 1..N (default 1)")
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -111,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     for scheme in schemes:
         net = read_bundle(WEIGHTS_DIR / f"digits-{scheme}")
         rows.append(measure(net, stage=args.stage, schedule=args.schedule,
-                            hard_dc=args.hard_dc, seeds=args.seeds, workdir=args.workdir))
+                            hard_dc=args.hard_dc, multiplier=args.multiplier,
+                            seeds=args.seeds, workdir=args.workdir))
         print(f"{scheme}: {rows[-1]}", file=sys.stderr)
     table = markdown(rows)
     print(table, end="")

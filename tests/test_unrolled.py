@@ -26,6 +26,8 @@ from rtl_gen.hw.unrolled import (
     UnrolledNetworkEngine,
     UnrolledPlanError,
     argmax_levels,
+    csd,
+    fabric_requant,
     plan_unrolled,
 )
 from rtl_gen.training.float_model import FloatMLP
@@ -104,23 +106,24 @@ def check_bit_exact(engine, net, x_int, **traffic):
 
 
 CASES = [
-    # sizes, schemes, signed input, stage, schedule
-    ((13, 7, 5), ("int4", "ternary"), False, 2, "alap"),
-    ((10, 9, 4), ("pot4", "apot4"), True, 1, "asap"),
-    ((16, 6, 3), ("binary", "int8"), False, 3, "alap"),
-    ((9, 5, 4, 3), ("int8", "pot3", "apot5"), True, 2, "asap"),
-    ((12, 8, 6), ("int6", "int3"), False, 1, "alap"),
-    ((7, 2), ("ternary",), True, 2, "alap"),
+    # sizes, schemes, signed input, stage, schedule, multiplier
+    ((13, 7, 5), ("int4", "ternary"), False, 2, "minreg", "dsp"),
+    ((10, 9, 4), ("pot4", "apot4"), True, 1, "asap", "dsp"),
+    ((16, 6, 3), ("binary", "int8"), False, 3, "alap", "adders"),
+    ((9, 5, 4, 3), ("int8", "pot3", "apot5"), True, 2, "asap", "adders"),
+    ((12, 8, 6), ("int6", "int3"), False, 1, "minreg", "adders"),
+    ((7, 2), ("ternary",), True, 2, "alap", "dsp"),
 ]
 
 
-@pytest.mark.parametrize("sizes,schemes,signed,stage,schedule", CASES,
-                         ids=["-".join(c[1]) + f"-s{c[3]}-{c[4]}" for c in CASES])
+@pytest.mark.parametrize("sizes,schemes,signed,stage,schedule,multiplier", CASES,
+                         ids=["-".join(c[1]) + f"-s{c[3]}-{c[4]}-{c[5]}" for c in CASES])
 def test_unrolled_matches_golden_one_vector_a_cycle(sizes, schemes, signed, stage,
-                                                      schedule):
+                                                      schedule, multiplier):
     net, x_int = small_net(sizes, schemes, signed_input=signed)
     x_int = x_int[:24]
-    engine = UnrolledNetworkEngine(net, stage=stage, schedule=schedule)
+    engine = UnrolledNetworkEngine(net, stage=stage, schedule=schedule,
+                                   multiplier=multiplier)
     taken, given = check_bit_exact(engine, net, x_int)
     assert engine.interval == 1
     assert np.diff(taken).tolist() == [1] * (len(x_int) - 1)        # a vector every cycle
@@ -154,6 +157,31 @@ def test_latency_by_hand():
         assert argmax_levels(5) == 3
         assert plan.latency == final + 1
         assert [g.in_slot for g in plan.layers] == [1, in1]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_fabric_requantizer_equals_the_requantizer_over_the_range(seed):
+    rng = np.random.default_rng(seed)
+    lo = int(rng.integers(-3000, 10))
+    hi = lo + int(rng.integers(1, 6000))
+    shift = int(rng.integers(1, 22))
+    mult = int(rng.integers(1, 1 << 15))
+    top = (1 << int(rng.integers(1, 9))) - 1
+    f = fabric_requant(lo, hi, mult, shift, top)
+    a = np.arange(lo, hi + 1, dtype=np.int64)
+    want = np.clip((a * mult + (1 << (shift - 1))) >> shift, 0, top)
+    assert np.array_equal(np.clip((a * f.mult + f.const) >> f.shift, 0, top), want)
+    assert sum(d << e for e, d in f.digits) == f.mult
+    assert all(d in (-1, 1) for _, d in f.digits)
+    assert f.terms <= len(csd(mult)) + 1
+
+
+def test_csd_by_hand():
+    assert csd(0) == []
+    assert csd(7) == [(0, -1), (3, 1)]                 # 8 - 1
+    # 0b101000110010010: bits 7 and 8 become 512 - 128
+    assert csd(20882) == [(1, 1), (4, 1), (7, -1), (9, 1), (12, 1), (14, 1)]
+    assert csd(5) == [(0, 1), (2, 1)]
 
 
 def test_graph_widths_are_the_exact_ranges():
@@ -208,6 +236,9 @@ def test_refusals_name_what_is_wrong():
              "builds integer networks, not a float network")
     _refusal(lambda: UnrolledNetworkEngine(net, stage=0), "stage must be an integer in 1..64")
     _refusal(lambda: UnrolledNetworkEngine(net, stage=True), "stage must be")
+    _refusal(lambda: UnrolledNetworkEngine(net, multiplier="lut"),
+             "multiplier must be one of dsp, adders, not 'lut'")
+    _refusal(lambda: UnrolledNetworkEngine(net, hard_dc=-2), "hard_dc must be an integer")
     _refusal(lambda: UnrolledNetworkEngine(net, schedule="soon"),
              "schedule must be one of minreg, alap, asap, not 'soon'")
     assert issubclass(UnrolledPlanError, ValueError)

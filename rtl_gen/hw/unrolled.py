@@ -72,6 +72,10 @@ from .kit import COUNTER_BITS, Planned
 __all__ = [
     "DEFAULT_HARD_DC",
     "DEFAULT_STAGE",
+    "MULTIPLIERS",
+    "FabricRequant",
+    "csd",
+    "fabric_requant",
     "SCHEDULES",
     "AddNode",
     "LayerGraph",
@@ -88,6 +92,8 @@ DEFAULT_STAGE = 2
 #: da4ml's hard delay constraint by default (see :func:`plan_unrolled`).
 DEFAULT_HARD_DC = -1
 SCHEDULES = ("minreg", "alap", "asap")
+#: How a hidden layer's requantizer multiplies (see :func:`plan_unrolled`).
+MULTIPLIERS = ("dsp", "adders")
 #: Slots from a hidden layer's accumulators to its output codes: the accumulator registered
 #: twice (the second register can sit by the hard multiplier, which is far from the adders),
 #: the product (a hard multiplier) registered, the rounding and the clamp.
@@ -155,6 +161,11 @@ class LayerGraph:
         Pipeline slots of the layer's inputs and of its accumulators.
     requant:
         ``(M, S)`` per output of a hidden layer, ``None`` for the logits.
+    fabric:
+        With ``multiplier="adders"``: each hidden output's requantizer as shift-and-add
+        (:class:`FabricRequant`); ``None``: a hard multiplier.
+    stage:
+        Adder levels a slot (the plan's).
     out_bits:
         Output code width of a hidden layer.
     out_ranges:
@@ -171,6 +182,8 @@ class LayerGraph:
     requant: tuple[tuple[int, int], ...] | None
     out_bits: int | None
     out_ranges: tuple[tuple[int, int], ...]
+    fabric: tuple[FabricRequant, ...] | None = None
+    stage: int = 1
 
     @property
     def adders(self) -> int:
@@ -186,7 +199,12 @@ class LayerGraph:
     @property
     def out_slot(self) -> int:
         """Slot of the layer's outputs: the clamp of a hidden layer, else the accumulators."""
-        return self.acc_slot + (_REQUANT_SLOTS if self.requant is not None else 0)
+        if self.requant is None:
+            return self.acc_slot
+        if self.fabric is None:
+            return self.acc_slot + _REQUANT_SLOTS
+        levels = max(f.levels for f in self.fabric)
+        return self.acc_slot + 1 + (max(levels, 1) - 1) // self.stage + 1
 
 
 def _range_shape(lo: int, hi: int) -> Shape:
@@ -285,7 +303,7 @@ def _da4ml_outputs(b: _Builder, w_int: np.ndarray, lo, hi, hard_dc: int) -> list
 
 
 def _layer_graph(layer, lo, hi, *, in_slot: int, stage: int, schedule: str,
-                 hard_dc: int) -> LayerGraph:
+                 hard_dc: int, multiplier: str) -> LayerGraph:
     """The scheduled adder graph of ``layer`` on inputs in ``lo[k]..hi[k]``."""
     w = layer.w_int.astype(np.int64)
     n_out, n_in = w.shape
@@ -330,6 +348,7 @@ def _layer_graph(layer, lo, hi, *, in_slot: int, stage: int, schedule: str,
     if schedule != "asap":
         level = _schedule(keep, b.kinds, b.terms, level, depth, widths, stage,
                           minimize=schedule == "minreg")
+    fabric = None
     nodes = []
     for i in keep:
         kind = b.kinds[i]
@@ -353,12 +372,16 @@ def _layer_graph(layer, lo, hi, *, in_slot: int, stage: int, schedule: str,
             ranges.append(tuple(min(max(v, 0), top) for v in ends))
         requant = tuple(zip(mult, shift, strict=True))
         out_bits = layer.out_bits
+        if multiplier == "adders":
+            fabric = tuple(fabric_requant(nodes[n].lo, nodes[n].hi, mult[o], shift[o], top)
+                           for o, n in enumerate(outputs))
     else:
         ranges = [(nodes[n].lo, nodes[n].hi) for n in outputs]
         requant, out_bits = None, None
     return LayerGraph(name=layer.name, nodes=tuple(nodes), n_in=n_in, outputs=outputs,
                       depth=depth, in_slot=in_slot, acc_slot=acc_slot, requant=requant,
-                      out_bits=out_bits, out_ranges=tuple(ranges))
+                      out_bits=out_bits, out_ranges=tuple(ranges), fabric=fabric,
+                      stage=stage)
 
 
 def _schedule(keep, kinds, terms, asap, depth, widths, stage, *, minimize):
@@ -412,6 +435,75 @@ def _schedule(keep, kinds, terms, asap, depth, widths, stage, *, minimize):
     return level
 
 
+def csd(v: int) -> list[tuple[int, int]]:
+    """Canonical signed digits of ``v >= 0``: ``[(exponent, +1 or -1), ...]``."""
+    digits, e = [], 0
+    while v:
+        if v & 1:
+            d = 2 - (v & 3)          # +1 when v % 4 == 1, -1 when v % 4 == 3
+            digits.append((e, d))
+            v -= d
+        v >>= 1
+        e += 1
+    return digits
+
+
+@dataclasses.dataclass(frozen=True)
+class FabricRequant:
+    """``clamp((acc * mult + const) >> shift, 0, top)``, equal to the layer's requantizer
+    for every accumulator in its range; ``mult`` as canonical signed ``digits``."""
+
+    mult: int
+    const: int
+    shift: int
+    digits: tuple[tuple[int, int], ...]
+
+    @property
+    def terms(self) -> int:
+        return len(self.digits) + (1 if self.const else 0)
+
+    @property
+    def levels(self) -> int:
+        """Levels of the balanced adder tree of the terms."""
+        return max(0, (self.terms - 1).bit_length())
+
+
+def fabric_requant(lo: int, hi: int, mult: int, shift: int, top: int) -> FabricRequant:
+    """The cheapest ``(M', K', S')`` with ``clamp((a*M' + K') >> S', 0, top) ==
+    clamp((a*M + 2**(S-1)) >> S, 0, top)`` for every ``a`` in ``lo..hi``.
+
+    Only the accumulators whose code is not clamped need equal results (and the last one
+    clamped on each side): with ``M' > 0`` both sides are monotonic in ``a``, so the others
+    clamp alike.  Tried: every ``S' <= S`` with ``M'`` next to ``M * 2**(S'-S)``; cost: the
+    canonical signed digits of ``M'``, plus one when ``K' != 0``; the first cheapest wins.
+    """
+    rnd = 1 << (shift - 1)
+    # the accumulators whose code is 1..top-1, and the last clamped one on each side
+    first = -((rnd - (1 << shift)) // mult) - 1            # ceil((2**S - rnd) / M) - 1
+    last = (top * (1 << shift) - rnd - 1) // mult + 1
+    first, last = min(max(first, lo), hi), max(min(last, hi), lo)
+    if first > last:
+        first, last = last, first
+    wide = max(abs(first), abs(last)) * (1 << (shift + 1)) * (mult + 4) >= 1 << 62
+    a = np.arange(first, last + 1, dtype=object if wide else np.int64)
+    g = (a * mult + rnd) >> shift
+    best = FabricRequant(mult, 1 << (shift - 1), shift, tuple(csd(mult)))
+    best_cost = best.terms
+    for s2 in range(0, shift + 1):
+        base = mult >> (shift - s2)
+        for m2 in range(max(1, base - 2), base + 4):
+            k_lo = int((g * (1 << s2) - a * m2).max())
+            k_hi = int(((g + 1) * (1 << s2) - 1 - a * m2).min())
+            if k_lo > k_hi:
+                continue
+            k = 0 if k_lo <= 0 <= k_hi else min((k_lo, k_hi),
+                                                 key=lambda v: (len(csd(abs(v))), abs(v)))
+            cand = FabricRequant(m2, k, s2, tuple(csd(m2)))
+            if cand.terms < best_cost:
+                best, best_cost = cand, cand.terms
+    return best
+
+
 # -- the plan -----------------------------------------------------------------------------------
 
 
@@ -429,6 +521,7 @@ class UnrolledPlan:
     stage: int
     schedule: str
     hard_dc: int
+    multiplier: str
     layers: tuple[LayerGraph, ...]
     argmax_slots: tuple[int, ...]
     latency: int
@@ -460,7 +553,7 @@ class UnrolledPlan:
 
 
 def plan_unrolled(net, *, stage: int = DEFAULT_STAGE, schedule: str = "minreg",
-                  hard_dc: int = DEFAULT_HARD_DC) -> UnrolledPlan:
+                  hard_dc: int = DEFAULT_HARD_DC, multiplier: str = "dsp") -> UnrolledPlan:
     """Validate ``net`` and build its unrolled datapath's plan.
 
     Parameters
@@ -475,6 +568,11 @@ def plan_unrolled(net, *, stage: int = DEFAULT_STAGE, schedule: str = "minreg",
     hard_dc:
         da4ml's hard delay constraint: adder levels a graph may have beyond the least
         possible (``-1``: no limit, fewest adders; ``0``: the shallowest graphs).
+    multiplier:
+        The requantizer's ``acc * M``: ``"dsp"`` (a hard multiplier per hidden output) or
+        ``"adders"`` (shift-and-add in the fabric, with the fewest-digit multiplier and
+        shift that give the same codes over the accumulator's range:
+        :func:`fabric_requant`).
 
     Raises
     ------
@@ -496,6 +594,9 @@ def plan_unrolled(net, *, stage: int = DEFAULT_STAGE, schedule: str = "minreg",
     if isinstance(hard_dc, bool) or not isinstance(hard_dc, (int, np.integer)) or \
             not -1 <= hard_dc <= 64:
         raise UnrolledPlanError(f"hard_dc must be an integer in -1..64, not {hard_dc!r}")
+    if multiplier not in MULTIPLIERS:
+        raise UnrolledPlanError(f"multiplier must be one of {', '.join(MULTIPLIERS)}, not "
+                                f"{multiplier!r}")
     stage, hard_dc = int(stage), int(hard_dc)
     for layer in net.layers:
         if layer.tr is not None:
@@ -508,7 +609,7 @@ def plan_unrolled(net, *, stage: int = DEFAULT_STAGE, schedule: str = "minreg",
     graphs = []
     for layer in net.layers:
         g = _layer_graph(layer, lo, hi, in_slot=slot, stage=stage, schedule=schedule,
-                         hard_dc=hard_dc)
+                         hard_dc=hard_dc, multiplier=multiplier)
         graphs.append(g)
         lo = [r[0] for r in g.out_ranges]
         hi = [r[1] for r in g.out_ranges]
@@ -521,6 +622,7 @@ def plan_unrolled(net, *, stage: int = DEFAULT_STAGE, schedule: str = "minreg",
     final = argmax[-1] if argmax else last.acc_slot
     inp = net.input
     return UnrolledPlan(net=net, stage=stage, schedule=schedule, hard_dc=hard_dc,
+                        multiplier=multiplier,
                         layers=tuple(graphs),
                         argmax_slots=argmax, latency=final + 1,
                         in_shape=signed(inp.bits) if inp.signed else unsigned(inp.bits),
@@ -669,6 +771,13 @@ class UnrolledNetworkEngine(Planned):
         codes = []
         for o, ((mult, shift), key) in enumerate(zip(g.requant, outputs, strict=True)):
             node = g.nodes[g.outputs[o]]
+            lo, hi = g.out_ranges[o]
+            code = Signal(_range_shape(lo, hi), name=f"{tag}_code{o}")
+            codes.append(code)
+            if g.fabric is not None:
+                y = self._fabric(m, pipe, f"{tag}_r{o}", g, key, node, g.fabric[o])
+                m.d.comb += code.eq(Mux(y < 0, 0, Mux(y > top, top, y)))
+                continue
             # (p + 2**(S-1)) >> S == ((p >> (S-1)) + 1) >> 1: the product alone in its
             # slot (a hard multiplier), only its bits from S-1 up registered, the rounding
             # a narrow increment in the next slot
@@ -682,11 +791,54 @@ class UnrolledNetworkEngine(Planned):
             ends = [((v * mult >> (shift - 1)) + 1) >> 1 for v in (node.lo, node.hi)]
             y = Signal(_range_shape(*ends), name=f"{tag}_y{o}")
             m.d.comb += y.eq((qv + 1) >> 1)
-            lo, hi = g.out_ranges[o]
-            code = Signal(_range_shape(lo, hi), name=f"{tag}_code{o}")
             m.d.comb += code.eq(Mux(y < 0, 0, Mux(y > top, top, y)))
-            codes.append(code)
         return codes
+
+    @staticmethod
+    def _fabric(m, pipe: _Pipe, tag: str, g: LayerGraph, key, node: AddNode,
+                f: FabricRequant):
+        """``(acc * f.mult + f.const) >> f.shift`` as a balanced tree of shift-and-add terms
+        (level ``k`` in slot ``acc_slot + 1 + (k - 1) // stage``), shifted in ``out_slot``.
+        Each partial sum is ``acc * c + k``; its width is that over the accumulator's
+        range."""
+        # (value key, c, k) of each term
+        parts = [(("acc", e, d), d << e, 0) for e, d in f.digits]
+        if f.const:
+            parts.append((None, 0, f.const))
+
+        def shape(c, k):
+            ends = (node.lo * c + k, node.hi * c + k)
+            return _range_shape(min(ends), max(ends))
+
+        def value(part, slot):
+            ref, c, k = part
+            if ref is None:
+                return Const(k, _range_shape(k, k))
+            if ref[0] == "acc":
+                v = pipe.at(key, slot) << ref[1]
+                return -v if ref[2] < 0 else v
+            return pipe.at(ref, slot)
+
+        lv = 0
+        while len(parts) > 1:
+            lv += 1
+            slot = g.acc_slot + 1 + (lv - 1) // g.stage
+            nxt = []
+            for j in range(0, len(parts) - 1, 2):
+                (_, ca, ka), (_, cb, kb) = parts[j], parts[j + 1]
+                s = Signal(shape(ca + cb, ka + kb), name=f"{tag}_t{lv}_{j // 2}")
+                m.d.comb += s.eq(value(parts[j], slot) + value(parts[j + 1], slot))
+                pipe.place((s.name,), s, slot)
+                nxt.append(((s.name,), ca + cb, ka + kb))
+            if len(parts) % 2:
+                nxt.append(parts[-1])
+            parts = nxt
+        ref, c, k = parts[0]
+        total = value(parts[0], g.out_slot)
+        y = Signal(_range_shape(*sorted(((node.lo * c + k) >> f.shift,
+                                         (node.hi * c + k) >> f.shift))), name=f"{tag}_y")
+        m.d.comb += y.eq(total >> f.shift)
+        return y
 
     def _argmax(self, m, pipe: _Pipe, plan: UnrolledPlan, logits: list):
         """A tree of compare-and-select over the logits (the first of equal ones wins);
