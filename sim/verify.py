@@ -33,7 +33,8 @@ from sim.scoreboard import (
     integer_inputs,
 )
 
-__all__ = ["FLOAT_VERILATOR_ARGS", "UnrolledModel", "VerifyError", "verify_board", "verify_network"]
+__all__ = ["FLOAT_VERILATOR_ARGS", "UnrolledModel", "VerifyError", "verify_board",
+           "verify_network"]
 
 #: Verilator options of the float networks: the C++ of their flattened floating-point units
 #: is tens of megabytes, which ``-Os`` takes many minutes to compile and ``-O0`` seconds (a
@@ -117,17 +118,17 @@ def verify_network(net: Network | FloatNetwork, x, *, simulator: str = "verilato
             raise VerifyError("engine takes an UnrolledNetworkEngine for an integer network")
         if arrays is not None or control is not None or lanes is not None:
             raise VerifyError("an unrolled engine takes no arrays, control or lanes")
-        plan = engine._plan
-        if (plan.features, plan.classes) != (net.input.features, net.layers[-1].out_features):
-            raise VerifyError(f"the engine takes {plan.features} features to {plan.classes} "
-                              f"logits, the network {net.input.features} to "
-                              f"{net.layers[-1].out_features}")
+        if (engine.features, engine.classes) != (net.input.features,
+                                                 net.layers[-1].out_features):
+            raise VerifyError(f"the engine takes {engine.features} features to "
+                              f"{engine.classes} logits, the network {net.input.features} "
+                              f"to {net.layers[-1].out_features}")
         words = integer_inputs(net, x)
         model = UnrolledModel(net, engine)
         top = f"unrolled_{net.name}".replace("-", "_")
         controls, build_args, extra = {}, (), {"model_latency": engine.latency}
-        wide = {"features": plan.features, "in_bits": plan.in_shape.width,
-                "classes": plan.classes, "out_bits": plan.out_shape.width,
+        wide = {"features": engine.features, "in_bits": engine.code_shape.width,
+                "classes": engine.classes, "out_bits": engine.logit_shape.width,
                 "latency": engine.latency}
     elif isinstance(net, Network):
         if lanes is not None:

@@ -285,6 +285,39 @@ def test_shipped_bundle_bit_exact_under_verilator(scheme):
 
 
 @pytest.mark.slow
+def test_gaps_and_stalls_under_verilator():
+    from rtl_gen.bundle import read_bundle
+    from rtl_gen.data.digits import digits
+    from rtl_gen.training.defaults import WEIGHTS_DIR
+    from sim.runner import missing_simulator
+    from sim.verify import verify_network
+
+    if why := missing_simulator("verilator"):
+        pytest.skip(why)
+    net = read_bundle(WEIGHTS_DIR / "digits-ternary")
+    test = digits()[1]
+    engine = UnrolledNetworkEngine(net)
+    result = verify_network(net, test.x_int, engine=engine, gap=0.3, stall=0.4, seed=7)
+    assert result["images"] == 360
+    assert result["latency"] >= engine.latency
+    assert result["cycles"] > 360 + engine.latency
+
+
+def test_verify_refuses_a_mismatched_engine():
+    from sim.verify import VerifyError, verify_network
+
+    net, x_int = small_net((13, 7, 5), ("int4", "ternary"))
+    other, _ = small_net((12, 7, 5), ("int4", "ternary"))
+    engine = UnrolledNetworkEngine(other)
+    with pytest.raises(VerifyError, match="the engine takes 12 features to 5 logits, the "
+                                          "network 13 to 5"):
+        verify_network(net, x_int, engine=engine)
+    with pytest.raises(VerifyError, match="takes no arrays"):
+        verify_network(other, x_int[:, :12], engine=engine, control=object())
+    Fragment.get(engine, None)
+
+
+@pytest.mark.slow
 def test_verilator_check_catches_a_flipped_weight():
     from rtl_gen.bundle import read_bundle
     from rtl_gen.data.digits import digits

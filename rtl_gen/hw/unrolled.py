@@ -695,6 +695,26 @@ class UnrolledNetworkEngine(Planned):
         """Model: cycles between input vectors in steady state (one a cycle)."""
         return self._plan.interval
 
+    @property
+    def features(self) -> int:
+        """Input codes per vector (``K0``)."""
+        return self._plan.features
+
+    @property
+    def classes(self) -> int:
+        """Logits per vector."""
+        return self._plan.classes
+
+    @property
+    def code_shape(self) -> Shape:
+        """Shape of an input code."""
+        return self._plan.in_shape
+
+    @property
+    def logit_shape(self) -> Shape:
+        """Shape of a logit."""
+        return self._plan.out_shape
+
     rows = 1
 
     def logit_order(self) -> np.ndarray:
