@@ -44,9 +44,11 @@ Public API
     ``cycles`` : ``Out(32)``
         Clock cycles since reset.
 
-    Flow control: the pipeline advances as a whole (``i.ready = ~o.valid | o.ready``): when
-    the output holds a vector that is not taken, every register holds.  One result per
-    cycle while ``o.ready`` stays high; ``latency`` cycles from input to output.
+    Flow control: the pipeline advances as a whole, into a two-entry output buffer; it
+    holds (``i.ready`` low) while the buffer is full, which it only becomes when a result
+    arrives in a cycle the head is not taken.  The enable of every register is thus a
+    register (no path from ``o.ready`` into the datapath's enables).  One result per cycle
+    while ``o.ready`` stays high; ``latency`` cycles from input to output.
     ``rows = 1``, :meth:`~UnrolledNetworkEngine.logit_order` and ``interval`` match the
     names the verification path reads from :class:`~rtl_gen.hw.network.NetworkEngine`.
 
@@ -536,8 +538,9 @@ class UnrolledPlan:
 
     @property
     def final_slot(self) -> int:
-        """The slot in which the logits and the class are complete (then registered)."""
-        return self.latency - 1
+        """The slot in which the logits and the class are complete (then registered, then
+        taken into the output buffer)."""
+        return self.latency - 2
 
     @cached_property
     def adders(self) -> int:
@@ -624,7 +627,7 @@ def plan_unrolled(net, *, stage: int = DEFAULT_STAGE, schedule: str = "minreg",
     return UnrolledPlan(net=net, stage=stage, schedule=schedule, hard_dc=hard_dc,
                         multiplier=multiplier,
                         layers=tuple(graphs),
-                        argmax_slots=argmax, latency=final + 1,
+                        argmax_slots=argmax, latency=final + 2,
                         in_shape=signed(inp.bits) if inp.signed else unsigned(inp.bits),
                         out_shape=signed(net.layers[-1].acc_bits), classes=classes)
 
@@ -725,10 +728,13 @@ class UnrolledNetworkEngine(Planned):
         plan = self._plan
         m = Module()
         m.d.sync += self.cycles.eq(self.cycles + 1)
-        last = plan.latency
+        last = plan.latency - 1           # the last pipeline register; then the buffer
         valid = [None] + [Signal(name=f"valid_s{s}") for s in range(1, last + 1)]
+        # the output buffer: two entries, head (driving o) and skid; the pipeline advances
+        # while the buffer is not full, a register (no path from o.ready to the enables)
+        full = Signal()
         en = Signal()
-        m.d.comb += [en.eq(~valid[last] | self.o.ready), self.i.ready.eq(en)]
+        m.d.comb += [en.eq(~full), self.i.ready.eq(en)]
         pipe = _Pipe(m, en)
         with m.If(en):
             m.d.sync += valid[1].eq(self.i.valid)
@@ -747,19 +753,47 @@ class UnrolledNetworkEngine(Planned):
                     pipe.place((f"l{li + 1}", o), v, g.out_slot)
         logits = outs                     # (key, slot) of each logit
         index, best = self._argmax(m, pipe, plan, logits)
-        # the output register
+        # the last pipeline register: logits and class
         final = plan.final_slot
-        for c, key in enumerate(logits):
-            r = Signal(plan.out_shape, name=f"logit{c}", reset_less=True)
-            pipe.updates.append(r.eq(pipe.at(key, final)))
-            m.d.comb += self.o.payload[c].eq(r)
-        cls = Signal.like(self.cls.payload, name="cls_r", reset_less=True)
-        pipe.updates.append(cls.eq(index))
+        word = [pipe.at(key, final) for key in logits] + [index]
+        regs = [Signal(plan.out_shape, name=f"logit{c}", reset_less=True)
+                for c in range(plan.classes)]
+        regs.append(Signal.like(self.cls.payload, name="cls_r", reset_less=True))
+        pipe.updates += [r.eq(v) for r, v in zip(regs, word, strict=True)]
         pipe.finish()
-        m.d.comb += [self.o.valid.eq(valid[last]), self.cls.payload.eq(cls),
-                     self.cls.valid.eq(valid[last] & self.o.ready)]
         del best
+        self._buffer(m, regs, push=en & valid[last], full=full)
         return m
+
+    def _buffer(self, m, regs, *, push, full) -> None:
+        """The two-entry output buffer: ``push`` (the pipeline advancing with a result in
+        its last register) writes ``regs``; ``o`` and ``cls`` read the head.  It is full
+        only after a push without a pop, so the cycle the consumer stops costs no result:
+        the pipeline, enabled by ``~full``, sees it a cycle later."""
+        n = len(regs)
+        head = [Signal.like(r, name=f"head{k}", reset_less=True) for k, r in enumerate(regs)]
+        skid = [Signal.like(r, name=f"skid{k}", reset_less=True) for k, r in enumerate(regs)]
+        has = Signal()                    # the head holds a result
+        pop = Signal()
+        m.d.comb += [self.o.valid.eq(has), pop.eq(has & self.o.ready)]
+        for c in range(n - 1):
+            m.d.comb += self.o.payload[c].eq(head[c])
+        m.d.comb += [self.cls.payload.eq(head[-1]), self.cls.valid.eq(pop)]
+        with m.If(full):
+            with m.If(pop):               # no push while full
+                m.d.sync += [h.eq(k) for h, k in zip(head, skid, strict=True)]
+                m.d.sync += full.eq(0)
+        with m.Elif(has):
+            with m.If(push & pop):
+                m.d.sync += [h.eq(r) for h, r in zip(head, regs, strict=True)]
+            with m.Elif(push):
+                m.d.sync += [k.eq(r) for k, r in zip(skid, regs, strict=True)]
+                m.d.sync += full.eq(1)
+            with m.Elif(pop):
+                m.d.sync += has.eq(0)
+        with m.Elif(push):
+            m.d.sync += [h.eq(r) for h, r in zip(head, regs, strict=True)]
+            m.d.sync += has.eq(1)
 
     def _layer(self, m, pipe: _Pipe, li: int, g: LayerGraph) -> list:
         """Emit layer ``li``: its graph, then its requantizer; returns its outputs' keys
