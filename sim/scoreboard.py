@@ -626,6 +626,7 @@ class Scoreboard:
         self.logits.ready.value = 0
         return Observed(
             logits=self.logits.values, classes=self.classes.values,
-            layer_cycles=read_counters(self.dut.layer_cycles, len(e.layer_cycles)),
+            layer_cycles=read_counters(self.dut.layer_cycles, len(e.layer_cycles))
+            if e.layer_cycles else [],
             cycles=None if first is None or last is None else last - first + 1,
             stalled=bool(self.stall), timed_out=timed_out)

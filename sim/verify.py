@@ -27,12 +27,14 @@ from sim import runner
 from sim.scoreboard import (
     FloatModel,
     IntegerModel,
+    Model,
     VerifyError,
     float_inputs,
     integer_inputs,
 )
 
-__all__ = ["FLOAT_VERILATOR_ARGS", "VerifyError", "verify_board", "verify_network"]
+__all__ = ["FLOAT_VERILATOR_ARGS", "UnrolledModel", "VerifyError", "verify_board",
+           "verify_network"]
 
 #: Verilator options of the float networks: the C++ of their flattened floating-point units
 #: is tens of megabytes, which ``-Os`` takes many minutes to compile and ``-O0`` seconds (a
@@ -42,7 +44,8 @@ FLOAT_VERILATOR_ARGS = ("-CFLAGS", "-O0")
 
 def verify_network(net: Network | FloatNetwork, x, *, simulator: str = "verilator",
                    gap: float = 0.0, stall: float = 0.0, seed: int = 0, cache_dir=None,
-                   arrays=None, control=None, lanes=None, in_per_beat: int = 1) -> dict:
+                   arrays=None, control=None, lanes=None, in_per_beat: int = 1,
+                   engine=None) -> dict:
     """Run every image of ``x`` through the network's generated Verilog and check every
     logit, every class and every layer's cycle count against the golden and cycle models.
 
@@ -78,6 +81,11 @@ def verify_network(net: Network | FloatNetwork, x, *, simulator: str = "verilato
         :data:`~rtl_gen.hw.float_layer.DEFAULT_FLOAT_LANES`).
     in_per_beat:
         Integer networks only: input codes per transfer (the planner's input port width).
+    engine:
+        Integer networks only: an :class:`~rtl_gen.hw.unrolled.UnrolledNetworkEngine` to
+        verify instead of the default engine (one vector per transfer; the testbench also
+        checks interval 1 and the plan's ``latency``).  It is checked against ``net``'s
+        golden model, whatever network it was built from.
 
     Returns
     -------
@@ -88,7 +96,9 @@ def verify_network(net: Network | FloatNetwork, x, *, simulator: str = "verilato
         ``interval`` (model, cycles
         between batches); ``rows`` (images per batch; 1 for a float network); ``classes``
         and ``logits`` as the hardware gave them (integers, or fp32 bit patterns);
-        ``build`` (the build folder); for a float network also ``lanes``.
+        ``build`` (the build folder); for a float network also ``lanes``; for an unrolled
+        ``engine`` also ``latency`` (measured: the least cycles from a vector's transfer
+        to its logits' transfer) and ``model_latency``.
 
     Raises
     ------
@@ -105,7 +115,27 @@ def verify_network(net: Network | FloatNetwork, x, *, simulator: str = "verilato
     for name, chance in (("gap", gap), ("stall", stall)):
         if not 0 <= chance < 1:
             raise VerifyError(f"{name} is a chance per cycle in [0, 1), not {chance!r}")
-    if isinstance(net, Network):
+    if engine is not None:
+        from rtl_gen.hw.unrolled import UnrolledNetworkEngine
+
+        if not isinstance(net, Network) or not isinstance(engine, UnrolledNetworkEngine):
+            raise VerifyError("engine takes an UnrolledNetworkEngine for an integer network")
+        if arrays is not None or control is not None or lanes is not None or in_per_beat != 1:
+            raise VerifyError("an unrolled engine takes no arrays, control, lanes or "
+                              "in_per_beat")
+        if (engine.features, engine.classes) != (net.input.features,
+                                                 net.layers[-1].out_features):
+            raise VerifyError(f"the engine takes {engine.features} features to "
+                              f"{engine.classes} logits, the network {net.input.features} "
+                              f"to {net.layers[-1].out_features}")
+        words = integer_inputs(net, x)
+        model = UnrolledModel(net, engine)
+        top = f"unrolled_{net.name}".replace("-", "_")
+        controls, build_args, extra = {}, (), {"model_latency": engine.latency}
+        port = {"wide": {"features": engine.features, "in_bits": engine.code_shape.width,
+                         "classes": engine.classes, "out_bits": engine.logit_shape.width,
+                         "latency": engine.latency}}
+    elif isinstance(net, Network):
         if lanes is not None:
             raise VerifyError("lanes applies to float networks; give an integer network "
                               "arrays instead")
@@ -126,13 +156,13 @@ def verify_network(net: Network | FloatNetwork, x, *, simulator: str = "verilato
         controls = dict(zip(("tr_mode", "tr_k", "tr_s"), tr_regs, strict=True)) \
             if engine.has_tr else {}
         build_args, extra = (), {}
-        wide = {"in_per_beat": in_per_beat, "in_bits": net.input.bits} if in_per_beat > 1 \
+        port = {"in_per_beat": in_per_beat, "in_bits": net.input.bits} if in_per_beat > 1 \
             else {}
         from rtl_gen.design.timing import throttled_layers
 
         held_back = throttled_layers(engine.timings_for(control))
         if held_back:
-            wide["unchecked_layers"] = list(held_back)
+            port["unchecked_layers"] = list(held_back)
     elif isinstance(net, FloatNetwork):
         if arrays is not None or control is not None or in_per_beat != 1:
             raise VerifyError("arrays and control apply to integer networks; give a float "
@@ -145,7 +175,7 @@ def verify_network(net: Network | FloatNetwork, x, *, simulator: str = "verilato
         top = f"fnet_{net.name}".replace("-", "_")
         controls = {}
         build_args = FLOAT_VERILATOR_ARGS if simulator == "verilator" else ()
-        extra, wide = {"lanes": list(engine.lanes)}, {}
+        extra, port = {"lanes": list(engine.lanes)}, {}
     else:
         raise VerifyError(f"net must be a Network or a FloatNetwork, not "
                           f"{type(net).__name__}")
@@ -158,15 +188,40 @@ def verify_network(net: Network | FloatNetwork, x, *, simulator: str = "verilato
             "controls": controls, "gap": gap, "stall": stall, "seed": seed,
             "max_cycles": _max_cycles(model, expected, gap, stall),
             "result_file": str(result_file),
-        } | wide
+        } | port
         tag = "-".join([top, f"g{gap}", f"s{stall}", *map(str, controls.values())])
         built.run("sim.network_tb", params=params, tag=tag)
         result = json.loads(result_file.read_text())
     result.update(model_layer_cycles=list(model.layer_cycles), interval=model.interval,
                   rows=model.rows, build=str(built.build_dir), in_per_beat=in_per_beat,
-                  unchecked_layers=list(wide.get("unchecked_layers", [])),
+                  unchecked_layers=list(port.get("unchecked_layers", [])),
                   **extra)
     return result
+
+
+class UnrolledModel(Model):
+    """An integer network on an :class:`~rtl_gen.hw.unrolled.UnrolledNetworkEngine`: one
+    vector per transfer, logits in index order, no per-layer counters; the golden model
+    :func:`rtl_gen.design.golden.forward` / :func:`~rtl_gen.design.golden.predict`."""
+
+    logit_format = "int"
+    rows = 1
+    layer_cycles = ()
+
+    def __init__(self, net, engine):
+        self.net = net
+        self.order = engine.logit_order()
+        self.interval = engine.interval
+        self.latency = engine.latency
+
+    def inputs(self, x):
+        return integer_inputs(self.net, x)
+
+    def logits(self, words):
+        return np.asarray(golden.forward(self.net, words), np.int64)
+
+    def classes(self, words):
+        return np.asarray(golden.predict(self.net, words), np.int64)
 
 
 def _max_cycles(model, expected, gap: float, stall: float) -> int:
@@ -175,7 +230,8 @@ def _max_cycles(model, expected, gap: float, stall: float) -> int:
     pipeline's fill, and the traffic's slow-down, plus a fixed margin."""
     words = expected.rows * expected.inputs.shape[1]
     per_batch = max(model.interval, words) + expected.logits_per_batch
-    ideal = expected.batches * per_batch + sum(model.layer_cycles)
+    ideal = expected.batches * per_batch + sum(model.layer_cycles) + \
+        getattr(model, "latency", 0)
     return int(4 * ideal / ((1 - gap) * (1 - stall))) + 10_000
 
 

@@ -1,0 +1,925 @@
+"""A fully unrolled network: one whole input vector per cycle, the weights as constants.
+
+Every layer is a constant-matrix multiply built as an adder graph whose shift-and-add terms
+are shared between outputs (distributed arithmetic), followed by the bias and, for a hidden
+layer, the requantizer; the graph is pipelined every ``stage`` adder levels::
+
+    i (K0 codes) ──► x ──► adder graph ──► + bias ──► * M + 2**(S-1) ──► >> S, clamp ──► …
+                           (shared terms,    │             (hidden layers)
+                            registers every  └──► last layer: logits ──► argmax tree ──► o, cls
+                            `stage` levels)
+
+The adder graph of each layer comes from da4ml's constant-matrix-vector-multiply solver
+(:func:`da4ml.cmvm.solve`): its ops (``buf[a] ± buf[b] << shift`` over the layer's inputs,
+possibly as a cascade of two matrices) are read into this module's own graph of exact
+integer adds; every node's linear form over the layer's inputs is kept, the graph's outputs
+are checked to equal the weight matrix exactly (a refused graph names the layer), and every
+node's width is the exact range of its linear form over the inputs' ranges (each hidden
+layer's output range is the requantizer's image of its accumulator's range).
+
+Public API
+----------
+:func:`plan_unrolled` ``(net, *, stage=2, schedule="minreg", hard_dc=-1) -> UnrolledPlan``
+    Validate an integer :class:`~rtl_gen.design.network.Network` and build every layer's
+    adder graph and pipeline schedule; raises :class:`UnrolledPlanError` (one line naming
+    the layer or the option) for a term-revealing layer, a float network, or a bad option.
+:class:`UnrolledPlan`
+    The frozen plan: ``net``, ``stage``, ``schedule``, ``hard_dc``, ``layers`` (one
+    :class:`LayerGraph` each), ``latency`` (cycles from an input vector's transfer to its
+    logits' transfer when the output is ready), ``interval`` (``1``: a vector every cycle),
+    ``in_shape`` / ``out_shape`` (a code, a logit), ``classes``; ``adders`` counts the
+    graphs' two-input adders and :meth:`~UnrolledPlan.describe` summarizes the layers.
+:class:`UnrolledNetworkEngine` ``(net, *, stage=2, schedule="minreg", hard_dc=-1)`` (or
+:meth:`~rtl_gen.hw.kit.Planned.from_plan`)
+    The Amaranth component.  Ports:
+
+    ``i`` : ``In(stream.Signature(ArrayLayout(code, K0)))``
+        One whole input vector per transfer.
+    ``o`` : ``Out(stream.Signature(ArrayLayout(signed(logit bits), classes)))``
+        The logits of one vector per transfer, in index order (the logit width is the last
+        layer's ``acc_bits``, as for :class:`~rtl_gen.hw.network.NetworkEngine`).
+    ``cls`` : ``Out(stream.Signature(range(classes), always_ready=True))``
+        The class (first index of the largest logit), valid in the cycle its logits are
+        transferred.
+    ``cycles`` : ``Out(32)``
+        Clock cycles since reset.
+
+    Flow control: the pipeline advances as a whole, into a two-entry output buffer; it
+    holds (``i.ready`` low) while the buffer is full, which it only becomes when a result
+    arrives in a cycle the head is not taken.  The enable of every register is thus a
+    register (no path from ``o.ready`` into the datapath's enables).  One result per cycle
+    while ``o.ready`` stays high; ``latency`` cycles from input to output.
+    ``rows = 1``, :meth:`~UnrolledNetworkEngine.logit_order` and ``interval`` match the
+    names the verification path reads from :class:`~rtl_gen.hw.network.NetworkEngine`.
+
+Schedules: ``"asap"`` computes every adder as early as its operands allow, ``"alap"`` as
+late as its users allow, ``"minreg"`` (the default) starts from ``"asap"`` and moves adders
+between slots where that saves register bits.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from functools import cached_property
+
+import numpy as np
+from amaranth import Const, Module, Mux, Shape, Signal, signed, unsigned
+from amaranth.lib import data, stream
+from amaranth.lib.wiring import In, Out
+
+from ..design.network import Network
+from ..errors import RtlGenError
+from .kit import COUNTER_BITS, Planned
+
+__all__ = [
+    "DEFAULT_HARD_DC",
+    "DEFAULT_STAGE",
+    "MULTIPLIERS",
+    "FabricRequant",
+    "csd",
+    "fabric_requant",
+    "SCHEDULES",
+    "AddNode",
+    "LayerGraph",
+    "Term",
+    "UnrolledNetworkEngine",
+    "UnrolledPlan",
+    "UnrolledPlanError",
+    "plan_unrolled",
+]
+
+#: Adder levels between pipeline registers by default: two levels of 10-16 bit carry-chain
+#: adders (with their routing) fit a ~150 MHz cycle on the ECP5.
+DEFAULT_STAGE = 2
+#: da4ml's hard delay constraint by default (see :func:`plan_unrolled`).
+DEFAULT_HARD_DC = -1
+SCHEDULES = ("minreg", "alap", "asap")
+#: How a hidden layer's requantizer multiplies (see :func:`plan_unrolled`).
+MULTIPLIERS = ("dsp", "adders")
+#: Slots from a hidden layer's accumulators to its output codes: the accumulator registered
+#: twice (the second register can sit by the hard multiplier, which is far from the adders),
+#: the product (a hard multiplier) registered, the rounding and the clamp.
+_REQUANT_SLOTS = 3
+#: Largest shift an adder-graph term may carry (a larger one is a solver artefact).
+_MAX_SHIFT = 48
+
+
+class UnrolledPlanError(RtlGenError, ValueError):
+    """A network or an option the unrolled engine cannot build; the message names it."""
+
+
+# -- the adder graph ----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Term:
+    """``±(node << shift)`` (``shift < 0``: an exact arithmetic right shift)."""
+
+    node: int
+    shift: int
+    neg: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class AddNode:
+    """One node of a layer's graph.
+
+    ``kind``: ``"in"`` (layer input ``index``), ``"add"`` (the sum of its ``terms``) or
+    ``"acc"`` (an output: ``const`` (the bias) plus its ``terms``, zero or one).  ``lo``,
+    ``hi``: the exact range of its value; ``level``: adder levels from the inputs (``0``
+    for an input); ``slot``: the pipeline slot it is computed in.
+    """
+
+    kind: str
+    terms: tuple[Term, ...]
+    const: int
+    index: int
+    lo: int
+    hi: int
+    level: int
+    slot: int
+
+    @property
+    def shape(self) -> Shape:
+        return _range_shape(self.lo, self.hi)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class LayerGraph:
+    """One layer as an adder graph and its requantizer, scheduled.
+
+    Members
+    -------
+    name:
+        The layer's name.
+    nodes:
+        The graph's nodes (:class:`AddNode`), operands before their users; the first
+        ``n_in`` are the layer's inputs.
+    outputs:
+        The ``acc`` node of each output channel.
+    depth:
+        Adder levels of the accumulators (the bias add included).
+    in_slot, acc_slot:
+        Pipeline slots of the layer's inputs and of its accumulators.
+    requant:
+        ``(M, S)`` per output of a hidden layer, ``None`` for the logits.
+    fabric:
+        With ``multiplier="adders"``: each hidden output's requantizer as shift-and-add
+        (:class:`FabricRequant`); ``None``: a hard multiplier.
+    stage:
+        Adder levels a slot (the plan's).
+    out_bits:
+        Output code width of a hidden layer.
+    out_ranges:
+        The exact ``(lo, hi)`` of each output (the code after the clamp, or the logit).
+    """
+
+    name: str
+    nodes: tuple[AddNode, ...]
+    n_in: int
+    outputs: tuple[int, ...]
+    depth: int
+    in_slot: int
+    acc_slot: int
+    requant: tuple[tuple[int, int], ...] | None
+    out_bits: int | None
+    out_ranges: tuple[tuple[int, int], ...]
+    fabric: tuple[FabricRequant, ...] | None = None
+    stage: int = 1
+
+    @property
+    def adders(self) -> int:
+        """Two-input adders of the graph (bias adds of non-zero biases included)."""
+        n = 0
+        for node in self.nodes:
+            if node.kind == "add":
+                n += len(node.terms) - 1
+            elif node.kind == "acc":
+                n += 1 if node.terms and node.const else 0
+        return n
+
+    @property
+    def out_slot(self) -> int:
+        """Slot of the layer's outputs: the clamp of a hidden layer, else the accumulators."""
+        if self.requant is None:
+            return self.acc_slot
+        if self.fabric is None:
+            return self.acc_slot + _REQUANT_SLOTS
+        levels = max(f.levels for f in self.fabric)
+        return self.acc_slot + 1 + (max(levels, 1) - 1) // self.stage + 1
+
+
+def _range_shape(lo: int, hi: int) -> Shape:
+    shape = Shape.cast(range(int(lo), int(hi) + 1))
+    return unsigned(1) if shape.width == 0 else shape
+
+
+def _form_range(form, lo, hi, const=0) -> tuple[int, int]:
+    """Exact range of ``form · x + const`` for independent ``x[k]`` in ``lo[k]..hi[k]``."""
+    a, b = form * lo, form * hi
+    return int(np.minimum(a, b).sum()) + const, int(np.maximum(a, b).sum()) + const
+
+
+class _Builder:
+    """Reads a da4ml solution into exact integer adds over a layer's inputs."""
+
+    def __init__(self, layer_name: str, lo, hi):
+        self.name = layer_name
+        self.lo = np.array([int(v) for v in lo], dtype=object)
+        self.hi = np.array([int(v) for v in hi], dtype=object)
+        n = len(self.lo)
+        self.kinds, self.terms, self.forms, self.index = [], [], [], []
+        for k in range(n):
+            form = np.zeros(n, dtype=object)
+            form[k] = 1
+            self._new("in", (), form, k)
+
+    def _new(self, kind, terms, form, index=-1) -> int:
+        self.kinds.append(kind)
+        self.terms.append(terms)
+        self.forms.append(form)
+        self.index.append(index)
+        return len(self.kinds) - 1
+
+    def fail(self, what: str):
+        return UnrolledPlanError(f"layer {self.name!r}: the adder graph {what}")
+
+    def _shifted(self, node: int, shift: int):
+        if shift > _MAX_SHIFT:
+            raise self.fail(f"shifts a term by {shift} bits")
+        return self.forms[node] * (1 << shift)
+
+    # a value is None (zero) or (node, exponent, neg): ±node * 2**exponent
+    def add(self, v0, v1, shift: int, sub: bool):
+        if v1 is not None:
+            v1 = (v1[0], v1[1] + shift, v1[2] ^ sub)
+        if v0 is None or v1 is None:
+            return v1 if v0 is None else v0
+        (n0, e0, g0), (n1, e1, g1) = v0, v1
+        e = min(e0, e1)
+        t0, t1 = Term(n0, e0 - e, g0), Term(n1, e1 - e, g1)
+        neg = g0 and g1
+        if neg:
+            t0, t1 = Term(n0, t0.shift, False), Term(n1, t1.shift, False)
+        elif g0:
+            t0, t1 = t1, t0          # the positive term first
+        form = sum((-1 if t.neg else 1) * self._shifted(t.node, t.shift) for t in (t0, t1))
+        if not form.any():
+            return None
+        return self._new("add", (t0, t1), form), e, neg
+
+    def scale(self, v, shift: int):
+        return None if v is None else (v[0], v[1] + int(shift), v[2])
+
+    def negate(self, v, neg: bool):
+        return v if v is None or not neg else (v[0], v[1], not v[2])
+
+
+def _da4ml_outputs(b: _Builder, w_int: np.ndarray, lo, hi, hard_dc: int) -> list:
+    """Solve ``y = w_int @ x`` with da4ml and read its ops into ``b``; one value per output."""
+    from da4ml.cmvm import solve  # the constant-matrix-multiply optimizer
+
+    n_out, n_in = w_int.shape
+    kernel = np.ascontiguousarray(w_int.T, dtype=np.float32)
+    # (a constant input is given a range of two codes: the solver wants a step)
+    qint = [(float(a), float(max(c, a + 1)), 1.0) for a, c in zip(lo, hi, strict=True)]
+    pipe = solve(kernel, qintervals=qint, hard_dc=hard_dc)
+    values = [(k, 0, False) for k in range(n_in)]
+    for sol in pipe.solutions:
+        buf = []
+        for op in sol.ops:
+            if op.opcode == -1:
+                buf.append(b.scale(values[op.id0], sol.inp_shifts[op.id0]))
+            elif op.opcode in (0, 1):
+                buf.append(b.add(buf[op.id0], buf[op.id1], int(op.data), op.opcode == 1))
+            else:
+                raise b.fail(f"has an operation the unrolled engine does not build "
+                             f"(da4ml opcode {op.opcode})")
+        values = []
+        for idx, shift, neg in zip(sol.out_idxs, sol.out_shifts, sol.out_negs, strict=True):
+            v = None if idx < 0 else buf[idx]
+            values.append(b.negate(b.scale(v, shift), bool(neg)))
+    if len(values) != n_out:
+        raise b.fail(f"has {len(values)} outputs for {n_out} channels")
+    return values
+
+
+def _layer_graph(layer, lo, hi, *, in_slot: int, stage: int, schedule: str,
+                 hard_dc: int, multiplier: str) -> LayerGraph:
+    """The scheduled adder graph of ``layer`` on inputs in ``lo[k]..hi[k]``."""
+    w = layer.w_int.astype(np.int64)
+    n_out, n_in = w.shape
+    b = _Builder(layer.name, lo, hi)
+    values = _da4ml_outputs(b, w, lo, hi, hard_dc)
+    bias = [int(v) for v in layer.bias]
+    # the accumulators: bias + ±(node << e), checked against the weights exactly
+    acc = []
+    for o, v in enumerate(values):
+        if v is None:
+            form, terms = np.zeros(n_in, dtype=object), ()
+        else:
+            node, e, neg = v
+            f = b.forms[node]
+            if e < 0:
+                if any(int(c) % (1 << -e) for c in f):
+                    raise b.fail(f"gives output {o} as a fraction")
+                f = np.array([int(c) >> -e for c in f], dtype=object)
+            else:
+                f = f * (1 << e)
+            form, terms = (-f if neg else f), (Term(node, e, neg),)
+        if [int(c) for c in form] != w[o].tolist():
+            raise b.fail(f"does not compute output {o} of the weight matrix")
+        acc.append(b._new("acc", terms, form + 0, o))
+    # keep what the outputs use
+    used = set(acc)
+    for i in range(len(b.kinds) - 1, -1, -1):
+        if i in used:
+            used.update(t.node for t in b.terms[i])
+    keep = [i for i in range(len(b.kinds)) if i < n_in or i in used]
+    new = {old: k for k, old in enumerate(keep)}
+    # levels
+    level = {}
+    for i in keep:
+        ops = [level[t.node] for t in b.terms[i]]
+        level[i] = 0 if b.kinds[i] == "in" else 1 + max(ops, default=0)
+    depth = max(level[i] for i in acc)
+    widths = {}
+    for i in keep:
+        const = bias[b.index[i]] if b.kinds[i] == "acc" else 0
+        widths[i] = _range_shape(*_form_range(b.forms[i], b.lo, b.hi, const)).width
+    if schedule != "asap":
+        level = _schedule(keep, b.kinds, b.terms, level, depth, widths, stage,
+                          minimize=schedule == "minreg")
+    fabric = None
+    nodes = []
+    for i in keep:
+        kind = b.kinds[i]
+        const = bias[b.index[i]] if kind == "acc" else 0
+        lo_i, hi_i = _form_range(b.forms[i], b.lo, b.hi, const)
+        lv = level[i]
+        nodes.append(AddNode(
+            kind=kind, terms=tuple(Term(new[t.node], t.shift, t.neg) for t in b.terms[i]),
+            const=const, index=b.index[i], lo=lo_i, hi=hi_i, level=lv,
+            slot=in_slot + (max(lv, 1) - 1) // stage))
+    outputs = tuple(new[i] for i in acc)
+    acc_slot = in_slot + (max(depth, 1) - 1) // stage
+    if layer.activation == "relu":
+        mult = [int(v) for v in layer.requant_multiplier]
+        shift = [int(v) for v in layer.requant_shift]
+        top = (1 << layer.out_bits) - 1
+        ranges = []
+        for o, node in enumerate(outputs):
+            ends = [(v * mult[o] + (1 << (shift[o] - 1))) >> shift[o]
+                    for v in (nodes[node].lo, nodes[node].hi)]
+            ranges.append(tuple(min(max(v, 0), top) for v in ends))
+        requant = tuple(zip(mult, shift, strict=True))
+        out_bits = layer.out_bits
+        if multiplier == "adders":
+            fabric = tuple(fabric_requant(nodes[n].lo, nodes[n].hi, mult[o], shift[o], top)
+                           for o, n in enumerate(outputs))
+    else:
+        ranges = [(nodes[n].lo, nodes[n].hi) for n in outputs]
+        requant, out_bits = None, None
+    return LayerGraph(name=layer.name, nodes=tuple(nodes), n_in=n_in, outputs=outputs,
+                      depth=depth, in_slot=in_slot, acc_slot=acc_slot, requant=requant,
+                      out_bits=out_bits, out_ranges=tuple(ranges), fabric=fabric,
+                      stage=stage)
+
+
+def _schedule(keep, kinds, terms, asap, depth, widths, stage, *, minimize):
+    """Adder levels as late as possible (every accumulator at ``depth``), or, with
+    ``minimize``, from ``asap`` moved node by node within what its operands and users allow
+    to the level whose slot needs the fewest register bits (the node's own delay to its last
+    user and its operands' to their last users), until no move helps."""
+    users = {i: [] for i in keep}
+    for i in keep:
+        for t in terms[i]:
+            users[t.node].append(i)
+    level = dict(asap)
+    if not minimize:
+        for i in reversed(keep):
+            if kinds[i] == "acc":
+                level[i] = depth
+            elif kinds[i] == "add":
+                level[i] = min(level[u] for u in users[i]) - 1
+        return level
+
+    def slot(lv):
+        return (max(lv, 1) - 1) // stage
+
+    end = slot(depth) + 1                    # where the accumulators are read
+
+    def delay(i, lv_of):
+        """Register bits of node ``i``'s chain to its last user."""
+        last = end if kinds[i] == "acc" else max(slot(lv_of(u)) for u in users[i])
+        return widths[i] * (last - slot(lv_of(i)))
+
+    movable = [i for i in keep if kinds[i] != "in"]
+    for _ in range(8):
+        moved = False
+        for i in movable + movable[::-1]:
+            lo = max((level[t.node] for t in terms[i]), default=0) + 1
+            hi = depth if kinds[i] == "acc" else min(level[u] for u in users[i]) - 1
+            ops = {t.node for t in terms[i]}
+            best, best_cost = level[i], None
+            for lv in range(lo, hi + 1):
+                def lv_of(n, lv=lv, i=i):
+                    return lv if n == i else level[n]
+                cost = delay(i, lv_of) + sum(delay(o, lv_of) for o in ops)
+                if best_cost is None or cost < best_cost or (cost == best_cost
+                                                              and lv == level[i]):
+                    best, best_cost = lv, cost
+            if best != level[i]:
+                level[i] = best
+                moved = True
+        if not moved:
+            break
+    return level
+
+
+def csd(v: int) -> list[tuple[int, int]]:
+    """Canonical signed digits of ``v >= 0``: ``[(exponent, +1 or -1), ...]``."""
+    digits, e = [], 0
+    while v:
+        if v & 1:
+            d = 2 - (v & 3)          # +1 when v % 4 == 1, -1 when v % 4 == 3
+            digits.append((e, d))
+            v -= d
+        v >>= 1
+        e += 1
+    return digits
+
+
+@dataclasses.dataclass(frozen=True)
+class FabricRequant:
+    """``clamp((acc * mult + const) >> shift, 0, top)``, equal to the layer's requantizer
+    for every accumulator in its range; ``mult`` as canonical signed ``digits``."""
+
+    mult: int
+    const: int
+    shift: int
+    digits: tuple[tuple[int, int], ...]
+
+    @property
+    def terms(self) -> int:
+        return len(self.digits) + (1 if self.const else 0)
+
+    @property
+    def levels(self) -> int:
+        """Levels of the balanced adder tree of the terms."""
+        return max(0, (self.terms - 1).bit_length())
+
+
+def fabric_requant(lo: int, hi: int, mult: int, shift: int, top: int) -> FabricRequant:
+    """The cheapest ``(M', K', S')`` with ``clamp((a*M' + K') >> S', 0, top) ==
+    clamp((a*M + 2**(S-1)) >> S, 0, top)`` for every ``a`` in ``lo..hi``.
+
+    Only the accumulators whose code is not clamped need equal results (and the last one
+    clamped on each side): with ``M' > 0`` both sides are monotonic in ``a``, so the others
+    clamp alike.  Tried: every ``S' <= S`` with ``M'`` next to ``M * 2**(S'-S)``; cost: the
+    canonical signed digits of ``M'``, plus one when ``K' != 0``; the first cheapest wins.
+    """
+    rnd = 1 << (shift - 1)
+    # the accumulators whose code is 1..top-1, and the last clamped one on each side
+    first = -((rnd - (1 << shift)) // mult) - 1            # ceil((2**S - rnd) / M) - 1
+    last = (top * (1 << shift) - rnd - 1) // mult + 1
+    first, last = min(max(first, lo), hi), max(min(last, hi), lo)
+    if first > last:
+        first, last = last, first
+    wide = max(abs(first), abs(last)) * (1 << (shift + 1)) * (mult + 4) >= 1 << 62
+    a = np.arange(first, last + 1, dtype=object if wide else np.int64)
+    g = (a * mult + rnd) >> shift
+    best = FabricRequant(mult, 1 << (shift - 1), shift, tuple(csd(mult)))
+    best_cost = best.terms
+    for s2 in range(0, shift + 1):
+        base = mult >> (shift - s2)
+        for m2 in range(max(1, base - 2), base + 4):
+            k_lo = int((g * (1 << s2) - a * m2).max())
+            k_hi = int(((g + 1) * (1 << s2) - 1 - a * m2).min())
+            if k_lo > k_hi:
+                continue
+            k = 0 if k_lo <= 0 <= k_hi else min((k_lo, k_hi),
+                                                 key=lambda v: (len(csd(abs(v))), abs(v)))
+            cand = FabricRequant(m2, k, s2, tuple(csd(m2)))
+            if cand.terms < best_cost:
+                best, best_cost = cand, cand.terms
+    return best
+
+
+# -- the plan -----------------------------------------------------------------------------------
+
+
+def argmax_levels(n: int) -> int:
+    """Compare-and-select levels of a tree over ``n`` values."""
+    return max(0, (n - 1).bit_length())
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class UnrolledPlan:
+    """A validated unrolled network (see the module docstring); made by
+    :func:`plan_unrolled`."""
+
+    net: Network
+    stage: int
+    schedule: str
+    hard_dc: int
+    multiplier: str
+    layers: tuple[LayerGraph, ...]
+    argmax_slots: tuple[int, ...]
+    latency: int
+    in_shape: Shape
+    out_shape: Shape
+    classes: int
+    interval: int = 1
+
+    @property
+    def features(self) -> int:
+        return self.net.input.features
+
+    @property
+    def final_slot(self) -> int:
+        """The slot in which the logits and the class are complete (then registered, then
+        taken into the output buffer)."""
+        return self.latency - 2
+
+    @cached_property
+    def adders(self) -> int:
+        """Two-input adders of every layer's graph."""
+        return sum(g.adders for g in self.layers)
+
+    def describe(self) -> str:
+        """One line per layer: its adders, depth and slots; then the latency."""
+        lines = [f"{g.name}: {g.adders} adders, depth {g.depth}, slots {g.in_slot}.."
+                 f"{g.out_slot}" for g in self.layers]
+        lines.append(f"latency {self.latency} cycles, interval {self.interval}")
+        return "\n".join(lines)
+
+
+def plan_unrolled(net, *, stage: int = DEFAULT_STAGE, schedule: str = "minreg",
+                  hard_dc: int = DEFAULT_HARD_DC, multiplier: str = "dsp") -> UnrolledPlan:
+    """Validate ``net`` and build its unrolled datapath's plan.
+
+    Parameters
+    ----------
+    net:
+        An integer :class:`~rtl_gen.design.network.Network` without term-revealing layers.
+    stage:
+        Adder levels between pipeline registers (``>= 1``).
+    schedule:
+        Placement of the adders between the registers: ``"minreg"`` (fewest register bits
+        found node by node from ``"asap"``), ``"alap"`` or ``"asap"``.
+    hard_dc:
+        da4ml's hard delay constraint: adder levels a graph may have beyond the least
+        possible (``-1``: no limit, fewest adders; ``0``: the shallowest graphs).
+    multiplier:
+        The requantizer's ``acc * M``: ``"dsp"`` (a hard multiplier per hidden output) or
+        ``"adders"`` (shift-and-add in the fabric, with the fewest-digit multiplier and
+        shift that give the same codes over the accumulator's range:
+        :func:`fabric_requant`).
+
+    Raises
+    ------
+    UnrolledPlanError
+        For a float network, a term-revealing layer, a bad option, or an adder graph that
+        does not compute its layer exactly (naming the layer).
+    """
+    if not isinstance(net, Network):
+        family = getattr(net, "family", None)
+        what = "a float network" if family == "float" else repr(net)
+        raise UnrolledPlanError(f"the unrolled engine builds integer networks, not {what}")
+    if isinstance(stage, bool) or not isinstance(stage, (int, np.integer)) or not \
+            1 <= stage <= 64:
+        raise UnrolledPlanError(f"stage must be an integer in 1..64 (adder levels between "
+                                f"registers), not {stage!r}")
+    if schedule not in SCHEDULES:
+        raise UnrolledPlanError(f"schedule must be one of {', '.join(SCHEDULES)}, not "
+                                f"{schedule!r}")
+    if isinstance(hard_dc, bool) or not isinstance(hard_dc, (int, np.integer)) or \
+            not -1 <= hard_dc <= 64:
+        raise UnrolledPlanError(f"hard_dc must be an integer in -1..64, not {hard_dc!r}")
+    if multiplier not in MULTIPLIERS:
+        raise UnrolledPlanError(f"multiplier must be one of {', '.join(MULTIPLIERS)}, not "
+                                f"{multiplier!r}")
+    stage, hard_dc = int(stage), int(hard_dc)
+    for layer in net.layers:
+        if layer.tr is not None:
+            raise UnrolledPlanError(f"layer {layer.name!r}: term-revealing layers are not "
+                                    f"built unrolled (its weights change at run time)")
+    lo_in, hi_in = net.input.range
+    lo = [lo_in] * net.input.features
+    hi = [hi_in] * net.input.features
+    slot = 1                     # the input register
+    graphs = []
+    for layer in net.layers:
+        g = _layer_graph(layer, lo, hi, in_slot=slot, stage=stage, schedule=schedule,
+                         hard_dc=hard_dc, multiplier=multiplier)
+        graphs.append(g)
+        lo = [r[0] for r in g.out_ranges]
+        hi = [r[1] for r in g.out_ranges]
+        slot = g.out_slot + 1    # the clamp is registered before the next layer
+    last = graphs[-1]
+    classes = len(last.outputs)
+    # the argmax tree: the logits registered, then one compare-and-select level a slot (a
+    # comparison's carry chain and a select are as slow as two adders)
+    argmax = tuple(last.acc_slot + k for k in range(1, argmax_levels(classes) + 1))
+    final = argmax[-1] if argmax else last.acc_slot
+    inp = net.input
+    return UnrolledPlan(net=net, stage=stage, schedule=schedule, hard_dc=hard_dc,
+                        multiplier=multiplier,
+                        layers=tuple(graphs),
+                        argmax_slots=argmax, latency=final + 2,
+                        in_shape=signed(inp.bits) if inp.signed else unsigned(inp.bits),
+                        out_shape=signed(net.layers[-1].acc_bits), classes=classes)
+
+
+# -- the hardware -------------------------------------------------------------------------------
+
+
+class _Pipe:
+    """Values placed in pipeline slots; :meth:`at` gives a value in a later slot through
+    registers (shared: one chain per value), all enabled by ``en``."""
+
+    def __init__(self, m, en):
+        self.m, self.en = m, en
+        self.chains = {}
+        self.updates = []
+        self.registers = 0
+
+    def place(self, key, value, slot: int) -> None:
+        self.chains[key] = {slot: value}
+        self.chains[key]["first"] = slot
+
+    def at(self, key, slot: int):
+        chain = self.chains[key]
+        first = chain["first"]
+        if slot < first:
+            raise AssertionError(f"{key} is needed in slot {slot} before slot {first}")
+        s = max(k for k in chain if k != "first" and k <= slot)
+        v = chain[s]
+        while s < slot:
+            name = key if isinstance(key, str) else "_".join(map(str, key))
+            r = Signal(v.shape(), name=f"{name}_s{s + 1}", reset_less=True)
+            self.updates.append(r.eq(v))
+            self.registers += len(r)
+            s += 1
+            chain[s] = v = r
+        return v
+
+    def finish(self) -> None:
+        with self.m.If(self.en):
+            self.m.d.sync += self.updates
+
+
+class UnrolledNetworkEngine(Planned):
+    """The fully unrolled network (see the module docstring for ports and flow control)."""
+
+    plan = staticmethod(plan_unrolled)
+
+    @staticmethod
+    def ports(plan: UnrolledPlan) -> dict:
+        return {
+            "i": In(stream.Signature(data.ArrayLayout(plan.in_shape, plan.features))),
+            "o": Out(stream.Signature(data.ArrayLayout(plan.out_shape, plan.classes))),
+            "cls": Out(stream.Signature(range(max(plan.classes, 2)), always_ready=True)),
+            "cycles": Out(COUNTER_BITS),
+        }
+
+    @property
+    def net(self) -> Network:
+        return self._plan.net
+
+    @property
+    def latency(self) -> int:
+        """Model: cycles from an input vector's transfer to its logits' transfer."""
+        return self._plan.latency
+
+    @property
+    def interval(self) -> int:
+        """Model: cycles between input vectors in steady state (one a cycle)."""
+        return self._plan.interval
+
+    @property
+    def features(self) -> int:
+        """Input codes per vector (``K0``)."""
+        return self._plan.features
+
+    @property
+    def classes(self) -> int:
+        """Logits per vector."""
+        return self._plan.classes
+
+    @property
+    def code_shape(self) -> Shape:
+        """Shape of an input code."""
+        return self._plan.in_shape
+
+    @property
+    def logit_shape(self) -> Shape:
+        """Shape of a logit."""
+        return self._plan.out_shape
+
+    rows = 1
+
+    def logit_order(self) -> np.ndarray:
+        """``(image, channel)`` of each logit of a transfer: index order."""
+        return np.array([(0, c) for c in range(self._plan.classes)], dtype=np.int64)
+
+    def elaborate(self, platform):
+        plan = self._plan
+        m = Module()
+        m.d.sync += self.cycles.eq(self.cycles + 1)
+        last = plan.latency - 1           # the last pipeline register; then the buffer
+        valid = [None] + [Signal(name=f"valid_s{s}") for s in range(1, last + 1)]
+        # the output buffer: two entries, head (driving o) and skid; the pipeline advances
+        # while the buffer is not full, a register (no path from o.ready to the enables)
+        full = Signal()
+        en = Signal()
+        m.d.comb += [en.eq(~full), self.i.ready.eq(en)]
+        pipe = _Pipe(m, en)
+        with m.If(en):
+            m.d.sync += valid[1].eq(self.i.valid)
+            m.d.sync += [valid[s + 1].eq(valid[s]) for s in range(1, last)]
+        # the input register
+        for k in range(plan.features):
+            x = Signal(plan.in_shape, name=f"x{k}", reset_less=True)
+            pipe.updates.append(x.eq(self.i.payload[k]))
+            pipe.registers += len(x)
+            pipe.place(("l0", k), x, 1)
+        outs = None
+        for li, g in enumerate(plan.layers):
+            outs = self._layer(m, pipe, li, g)
+            if g.requant is not None:
+                for o, v in enumerate(outs):
+                    pipe.place((f"l{li + 1}", o), v, g.out_slot)
+        logits = outs                     # (key, slot) of each logit
+        index, best = self._argmax(m, pipe, plan, logits)
+        # the last pipeline register: logits and class
+        final = plan.final_slot
+        word = [pipe.at(key, final) for key in logits] + [index]
+        regs = [Signal(plan.out_shape, name=f"logit{c}", reset_less=True)
+                for c in range(plan.classes)]
+        regs.append(Signal.like(self.cls.payload, name="cls_r", reset_less=True))
+        pipe.updates += [r.eq(v) for r, v in zip(regs, word, strict=True)]
+        pipe.finish()
+        del best
+        self._buffer(m, regs, push=en & valid[last], full=full)
+        return m
+
+    def _buffer(self, m, regs, *, push, full) -> None:
+        """The two-entry output buffer: ``push`` (the pipeline advancing with a result in
+        its last register) writes ``regs``; ``o`` and ``cls`` read the head.  It is full
+        only after a push without a pop, so the cycle the consumer stops costs no result:
+        the pipeline, enabled by ``~full``, sees it a cycle later."""
+        n = len(regs)
+        head = [Signal.like(r, name=f"head{k}", reset_less=True) for k, r in enumerate(regs)]
+        skid = [Signal.like(r, name=f"skid{k}", reset_less=True) for k, r in enumerate(regs)]
+        has = Signal()                    # the head holds a result
+        pop = Signal()
+        m.d.comb += [self.o.valid.eq(has), pop.eq(has & self.o.ready)]
+        for c in range(n - 1):
+            m.d.comb += self.o.payload[c].eq(head[c])
+        m.d.comb += [self.cls.payload.eq(head[-1]), self.cls.valid.eq(pop)]
+        with m.If(full):
+            with m.If(pop):               # no push while full
+                m.d.sync += [h.eq(k) for h, k in zip(head, skid, strict=True)]
+                m.d.sync += full.eq(0)
+        with m.Elif(has):
+            with m.If(push & pop):
+                m.d.sync += [h.eq(r) for h, r in zip(head, regs, strict=True)]
+            with m.Elif(push):
+                m.d.sync += [k.eq(r) for k, r in zip(skid, regs, strict=True)]
+                m.d.sync += full.eq(1)
+            with m.Elif(pop):
+                m.d.sync += has.eq(0)
+        with m.Elif(push):
+            m.d.sync += [h.eq(r) for h, r in zip(head, regs, strict=True)]
+            m.d.sync += has.eq(1)
+
+    def _layer(self, m, pipe: _Pipe, li: int, g: LayerGraph) -> list:
+        """Emit layer ``li``: its graph, then its requantizer; returns its outputs' keys
+        (a hidden layer: clamped codes in ``g.out_slot``; the last: logits)."""
+        tag = f"l{li}"
+        keys = {}
+        for n, node in enumerate(g.nodes):
+            if node.kind == "in":
+                keys[n] = (tag, node.index)
+                continue
+            expr = Const(node.const, _range_shape(node.const, node.const)) \
+                if node.kind == "acc" else None
+            for t in node.terms:
+                v = pipe.at(keys[t.node], node.slot)
+                v = v << t.shift if t.shift >= 0 else v >> -t.shift
+                if expr is None:
+                    expr = -v if t.neg else v
+                else:
+                    expr = expr - v if t.neg else expr + v
+            name = f"{tag}_n{n}" if node.kind == "add" else f"{tag}_acc{node.index}"
+            s = Signal(node.shape, name=name)
+            m.d.comb += s.eq(expr)
+            keys[n] = (name,)
+            pipe.place(keys[n], s, node.slot)
+        outputs = [keys[n] for n in g.outputs]
+        if g.requant is None:
+            return outputs
+        top = (1 << g.out_bits) - 1
+        codes = []
+        for o, ((mult, shift), key) in enumerate(zip(g.requant, outputs, strict=True)):
+            node = g.nodes[g.outputs[o]]
+            lo, hi = g.out_ranges[o]
+            code = Signal(_range_shape(lo, hi), name=f"{tag}_code{o}")
+            codes.append(code)
+            if g.fabric is not None:
+                y = self._fabric(m, pipe, f"{tag}_r{o}", g, key, node, g.fabric[o])
+                m.d.comb += code.eq(Mux(y < 0, 0, Mux(y > top, top, y)))
+                continue
+            # (p + 2**(S-1)) >> S == ((p >> (S-1)) + 1) >> 1: the product alone in its
+            # slot (a hard multiplier), only its bits from S-1 up registered, the rounding
+            # a narrow increment in the next slot
+            p = Signal(_range_shape(node.lo * mult, node.hi * mult), name=f"{tag}_p{o}")
+            m.d.comb += p.eq(pipe.at(key, g.out_slot - 1) * mult)
+            q = Signal(_range_shape(node.lo * mult >> (shift - 1), node.hi * mult >> (shift - 1)),
+                       name=f"{tag}_q{o}")
+            m.d.comb += q.eq(p >> (shift - 1))
+            pipe.place((q.name,), q, g.out_slot - 1)
+            qv = pipe.at((q.name,), g.out_slot)
+            ends = [((v * mult >> (shift - 1)) + 1) >> 1 for v in (node.lo, node.hi)]
+            y = Signal(_range_shape(*ends), name=f"{tag}_y{o}")
+            m.d.comb += y.eq((qv + 1) >> 1)
+            m.d.comb += code.eq(Mux(y < 0, 0, Mux(y > top, top, y)))
+        return codes
+
+    @staticmethod
+    def _fabric(m, pipe: _Pipe, tag: str, g: LayerGraph, key, node: AddNode,
+                f: FabricRequant):
+        """``(acc * f.mult + f.const) >> f.shift`` as a balanced tree of shift-and-add terms
+        (level ``k`` in slot ``acc_slot + 1 + (k - 1) // stage``), shifted in ``out_slot``.
+        Each partial sum is ``acc * c + k``; its width is that over the accumulator's
+        range."""
+        # (value key, c, k) of each term
+        parts = [(("acc", e, d), d << e, 0) for e, d in f.digits]
+        if f.const:
+            parts.append((None, 0, f.const))
+
+        def shape(c, k):
+            ends = (node.lo * c + k, node.hi * c + k)
+            return _range_shape(min(ends), max(ends))
+
+        def value(part, slot):
+            ref, c, k = part
+            if ref is None:
+                return Const(k, _range_shape(k, k))
+            if ref[0] == "acc":
+                v = pipe.at(key, slot) << ref[1]
+                return -v if ref[2] < 0 else v
+            return pipe.at(ref, slot)
+
+        lv = 0
+        while len(parts) > 1:
+            lv += 1
+            slot = g.acc_slot + 1 + (lv - 1) // g.stage
+            nxt = []
+            for j in range(0, len(parts) - 1, 2):
+                (_, ca, ka), (_, cb, kb) = parts[j], parts[j + 1]
+                s = Signal(shape(ca + cb, ka + kb), name=f"{tag}_t{lv}_{j // 2}")
+                m.d.comb += s.eq(value(parts[j], slot) + value(parts[j + 1], slot))
+                pipe.place((s.name,), s, slot)
+                nxt.append(((s.name,), ca + cb, ka + kb))
+            if len(parts) % 2:
+                nxt.append(parts[-1])
+            parts = nxt
+        ref, c, k = parts[0]
+        total = value(parts[0], g.out_slot)
+        y = Signal(_range_shape(*sorted(((node.lo * c + k) >> f.shift,
+                                         (node.hi * c + k) >> f.shift))), name=f"{tag}_y")
+        m.d.comb += y.eq(total >> f.shift)
+        return y
+
+    def _argmax(self, m, pipe: _Pipe, plan: UnrolledPlan, logits: list):
+        """A tree of compare-and-select over the logits (the first of equal ones wins);
+        returns the index and the largest logit in the final slot."""
+        last = plan.layers[-1]
+        cands = [(key, None, c) for c, key in enumerate(logits)]   # (value key, index key)
+        idx_shape = unsigned(max(plan.classes - 1, 1).bit_length())
+        for lv, slot in enumerate(plan.argmax_slots):
+            nxt = []
+            for j in range(0, len(cands), 2):
+                if j + 1 == len(cands):
+                    nxt.append(cands[j])
+                    continue
+                (ka, ia, ca), (kb, ib, cb) = cands[j], cands[j + 1]
+                a, b = pipe.at(ka, slot), pipe.at(kb, slot)
+                ai = Const(ca, idx_shape) if ia is None else pipe.at(ia, slot)
+                bi = Const(cb, idx_shape) if ib is None else pipe.at(ib, slot)
+                take_b = b > a
+                v = Signal(Mux(take_b, b, a).shape(), name=f"max{lv}_{j // 2}")
+                i = Signal(idx_shape, name=f"arg{lv}_{j // 2}")
+                m.d.comb += [v.eq(Mux(take_b, b, a)), i.eq(Mux(take_b, bi, ai))]
+                pipe.place((v.name,), v, slot)
+                pipe.place((i.name,), i, slot)
+                nxt.append(((v.name,), (i.name,), None))
+            cands = nxt
+        key, ikey, c = cands[0]
+        final = plan.final_slot
+        del last
+        index = Const(c, idx_shape) if ikey is None else pipe.at(ikey, final)
+        return index, pipe.at(key, final)

@@ -1,0 +1,339 @@
+"""The unrolled network engine (:mod:`rtl_gen.hw.unrolled`) against the golden model.
+
+Fast tier: small networks of several weight schemes in amaranth.sim, one input vector a
+cycle: every logit equals ``golden.forward``, every class ``golden.predict``, every vector is
+taken in the cycle after the one before (interval 1) and its logits leave exactly the plan's
+``latency`` cycles after it was taken; with gaps and back-pressure the answers are the same;
+a flipped weight makes the check fail; refused networks and options name what is wrong.
+Slow tier: the Verilog of every shipped integer bundle under cocotb/Verilator on the whole
+digits test split (:func:`sim.verify.verify_network` with the unrolled engine).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import warnings
+
+import numpy as np
+import pytest
+from amaranth.hdl import Fragment
+from amaranth.sim import Simulator
+
+from rtl_gen.design import golden
+from rtl_gen.design.network import TRConfig
+from rtl_gen.hw.unrolled import (
+    UnrolledNetworkEngine,
+    UnrolledPlanError,
+    argmax_levels,
+    csd,
+    fabric_requant,
+    plan_unrolled,
+)
+from rtl_gen.training.float_model import FloatMLP
+from rtl_gen.training.quantize import quantize_mlp
+
+
+def small_net(sizes, schemes, *, seed=0, signed_input=False, input_bits=8, act_bits=8):
+    rng = np.random.default_rng(seed)
+    weights = [rng.normal(0, 1 / np.sqrt(a), (b, a))
+               for a, b in zip(sizes[:-1], sizes[1:], strict=True)]
+    biases = [rng.normal(0, 0.2, b) for b in sizes[1:]]
+    calib = rng.normal(0, 1, (64, sizes[0]))
+    if not signed_input:
+        calib = np.abs(calib)
+    model = FloatMLP(weights, biases, calibration=calib)
+    net = quantize_mlp(model, schemes, name="small", input_bits=input_bits,
+                       act_bits=act_bits)
+    return net, net.input.quantize(calib)
+
+
+def run_unrolled(engine: UnrolledNetworkEngine, x_int, *, gaps=None, ready=None):
+    """Feed the vectors (``gaps()``: idle cycles before each), take the results (``ready()``:
+    the output's ready each cycle).  Returns logits ``(images, classes)``, classes, the
+    ``cycles`` counter at each input transfer and at each output transfer."""
+    x_int = np.asarray(x_int, np.int64)
+    n = len(x_int)
+    taken, given, logits, classes = [], [], [], []
+
+    async def producer(ctx):
+        for x in x_int:
+            for _ in range(gaps() if gaps else 0):
+                ctx.set(engine.i.valid, 0)
+                await ctx.tick()
+            ctx.set(engine.i.payload, [int(v) for v in x])
+            ctx.set(engine.i.valid, 1)
+            while True:
+                *_, rdy, cyc = await ctx.tick().sample(engine.i.ready, engine.cycles)
+                if rdy:
+                    taken.append(cyc)
+                    break
+        ctx.set(engine.i.valid, 0)
+
+    async def consumer(ctx):
+        spare = 0
+        while len(logits) < n or spare < 3:
+            ctx.set(engine.o.ready, 1 if ready is None else int(ready()))
+            *_, valid, rdy, payload, c_valid, c_payload, cyc = await ctx.tick().sample(
+                engine.o.valid, engine.o.ready, engine.o.payload, engine.cls.valid,
+                engine.cls.payload, engine.cycles)
+            if valid and rdy:
+                logits.append([int(payload[c]) for c in range(engine.o.payload.shape().length)])
+                given.append(cyc)
+            if c_valid:
+                classes.append(c_payload)
+            if len(logits) >= n:
+                spare += 1
+
+    sim = Simulator(engine)
+    sim.add_clock(1e-6)
+    sim.add_testbench(producer)
+    sim.add_testbench(consumer)
+    sim.run()
+    return np.array(logits, np.int64), np.array(classes, np.int64), taken, given
+
+
+def check_bit_exact(engine, net, x_int, **traffic):
+    """Every logit and class of ``engine`` equals the golden model of ``net``; returns the
+    cycles of the input and output transfers."""
+    got, classes, taken, given = run_unrolled(engine, x_int, **traffic)
+    want = golden.forward(net, x_int)
+    assert got.shape == want.shape
+    bad = np.argwhere(got != want)
+    assert bad.size == 0, f"{len(bad)} logits differ, first at {tuple(bad[0])}"
+    assert np.array_equal(classes, golden.predict(net, x_int))
+    return taken, given
+
+
+CASES = [
+    # sizes, schemes, signed input, stage, schedule, multiplier
+    ((13, 7, 5), ("int4", "ternary"), False, 2, "minreg", "dsp"),
+    ((10, 9, 4), ("pot4", "apot4"), True, 1, "asap", "dsp"),
+    ((16, 6, 3), ("binary", "int8"), False, 3, "alap", "adders"),
+    ((9, 5, 4, 3), ("int8", "pot3", "apot5"), True, 2, "asap", "adders"),
+    ((12, 8, 6), ("int6", "int3"), False, 1, "minreg", "adders"),
+    ((7, 2), ("ternary",), True, 2, "alap", "dsp"),
+]
+
+
+@pytest.mark.parametrize("sizes,schemes,signed,stage,schedule,multiplier", CASES,
+                         ids=["-".join(c[1]) + f"-s{c[3]}-{c[4]}-{c[5]}" for c in CASES])
+def test_unrolled_matches_golden_one_vector_a_cycle(sizes, schemes, signed, stage,
+                                                      schedule, multiplier):
+    net, x_int = small_net(sizes, schemes, signed_input=signed)
+    x_int = x_int[:24]
+    engine = UnrolledNetworkEngine(net, stage=stage, schedule=schedule,
+                                   multiplier=multiplier)
+    taken, given = check_bit_exact(engine, net, x_int)
+    assert engine.interval == 1
+    assert np.diff(taken).tolist() == [1] * (len(x_int) - 1)        # a vector every cycle
+    assert [g - t for t, g in zip(taken, given, strict=True)] == [engine.latency] * len(x_int)
+
+
+def test_gaps_and_back_pressure_keep_answers_and_order():
+    net, x_int = small_net((11, 6, 4), ("int8", "ternary"), seed=3)
+    x_int = x_int[:30]
+    engine = UnrolledNetworkEngine(net)
+    rng = np.random.default_rng(5)
+    taken, given = check_bit_exact(engine, net, x_int,
+                                   gaps=lambda: int(rng.choice([0, 0, 0, 1, 3])),
+                                   ready=lambda: rng.random() < 0.6)
+    assert all(g - t >= engine.latency for t, g in zip(taken, given, strict=True))
+
+
+def test_latency_by_hand():
+    """Slots: the input register is slot 1; a layer's adder level L is computed in slot
+    ``in + (L - 1) // stage``; a hidden layer's accumulator is registered twice, multiplied
+    (slot +2), registered, shifted and clamped (slot +3) and registered into the next layer; the
+    logits are registered, each of the argmax tree's levels takes a slot; the last
+    register and the output buffer add two."""
+    net, _ = small_net((13, 7, 5), ("int4", "ternary"))
+    for stage in (1, 2, 3):
+        plan = plan_unrolled(net, stage=stage)
+        d0, d1 = (g.depth for g in plan.layers)
+        acc0 = 1 + (d0 - 1) // stage
+        in1 = acc0 + 4
+        final = in1 + (d1 - 1) // stage + argmax_levels(5)
+        assert argmax_levels(5) == 3
+        assert plan.latency == final + 2
+        assert [g.in_slot for g in plan.layers] == [1, in1]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_fabric_requantizer_equals_the_requantizer_over_the_range(seed):
+    rng = np.random.default_rng(seed)
+    lo = int(rng.integers(-3000, 10))
+    hi = lo + int(rng.integers(1, 6000))
+    shift = int(rng.integers(1, 22))
+    mult = int(rng.integers(1, 1 << 15))
+    top = (1 << int(rng.integers(1, 9))) - 1
+    f = fabric_requant(lo, hi, mult, shift, top)
+    a = np.arange(lo, hi + 1, dtype=np.int64)
+    want = np.clip((a * mult + (1 << (shift - 1))) >> shift, 0, top)
+    assert np.array_equal(np.clip((a * f.mult + f.const) >> f.shift, 0, top), want)
+    assert sum(d << e for e, d in f.digits) == f.mult
+    assert all(d in (-1, 1) for _, d in f.digits)
+    assert f.terms <= len(csd(mult)) + 1
+
+
+def test_csd_by_hand():
+    assert csd(0) == []
+    assert csd(7) == [(0, -1), (3, 1)]                 # 8 - 1
+    # 0b101000110010010: bits 7 and 8 become 512 - 128
+    assert csd(20882) == [(1, 1), (4, 1), (7, -1), (9, 1), (12, 1), (14, 1)]
+    assert csd(5) == [(0, 1), (2, 1)]
+
+
+def test_graph_widths_are_the_exact_ranges():
+    """Every node's range is attained: brute force over all inputs of a 3-input layer."""
+    net, _ = small_net((3, 4, 2), ("int4", "int3"), input_bits=3)
+    plan = plan_unrolled(net)
+    g = plan.layers[0]
+    grid = np.array(np.meshgrid(*[np.arange(8)] * 3, indexing="ij")).reshape(3, -1).T
+    acc = grid @ net.layers[0].w_int.T + net.layers[0].bias
+    for o, n in enumerate(g.outputs):
+        assert (g.nodes[n].lo, g.nodes[n].hi) == (acc[:, o].min(), acc[:, o].max())
+
+
+def test_a_flipped_weight_fails_the_check():
+    net, x_int = small_net((13, 7, 5), ("int4", "ternary"))
+    x_int = x_int[:12]
+    last = net.layers[-1]
+    hidden = golden.forward(net, x_int, trace=True)[0]
+    k = int(np.argmax((hidden != 0).sum(axis=0)))           # an input that is mostly non-zero
+    codes = last.codes.copy()
+    other = [c for c in np.unique(codes) if last.scheme.decode(np.array([c]))[0]
+             != last.w_int[0, k]]
+    codes[0, k] = other[0]
+    faulty = dataclasses.replace(net, layers=(net.layers[0],
+                                              dataclasses.replace(last, codes=codes)))
+    check_bit_exact(UnrolledNetworkEngine(net), net, x_int)
+    with pytest.raises(AssertionError, match="logits differ"):
+        check_bit_exact(UnrolledNetworkEngine(faulty), net, x_int)
+
+
+def _refusal(make, match):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(UnrolledPlanError, match=match):
+            make()
+        gc.collect()
+    assert not [w for w in caught if "UnusedElaboratable" in w.category.__name__]
+
+
+def test_refusals_name_what_is_wrong():
+    from rtl_gen.design.float_network import FloatLayer, FloatNetwork
+
+    net, _ = small_net((8, 4, 2), ("int4", "ternary"))
+    tr = dataclasses.replace(net.layers[0], scheme=net.layers[0].scheme, tr=TRConfig(4, 3))
+    tr_net = dataclasses.replace(net, layers=(tr, net.layers[1]))
+    _refusal(lambda: UnrolledNetworkEngine(tr_net),
+             r"layer 'fc1': term-revealing layers are not built unrolled")
+    f32 = np.array([[1.0, -1.0]], np.float32).view(np.uint32)
+    float_net = FloatNetwork("f", 2, None, [FloatLayer("o", "float", f32, None,
+                                                       np.zeros(1, np.uint32), "none")])
+    _refusal(lambda: UnrolledNetworkEngine(float_net),
+             "builds integer networks, not a float network")
+    _refusal(lambda: UnrolledNetworkEngine(net, stage=0), "stage must be an integer in 1..64")
+    _refusal(lambda: UnrolledNetworkEngine(net, stage=True), "stage must be")
+    _refusal(lambda: UnrolledNetworkEngine(net, multiplier="lut"),
+             "multiplier must be one of dsp, adders, not 'lut'")
+    _refusal(lambda: UnrolledNetworkEngine(net, hard_dc=-2), "hard_dc must be an integer")
+    _refusal(lambda: UnrolledNetworkEngine(net, schedule="soon"),
+             "schedule must be one of minreg, alap, asap, not 'soon'")
+    assert issubclass(UnrolledPlanError, ValueError)
+
+
+def test_ports_and_plan():
+    net, _ = small_net((13, 7, 5), ("int4", "ternary"), signed_input=True)
+    engine = UnrolledNetworkEngine(net)
+    sig = engine.signature.members
+    assert sig["i"].signature.members["payload"].shape.length == 13
+    assert sig["o"].signature.members["payload"].shape.length == 5
+    assert engine.rows == 1 and engine.interval == 1
+    assert engine.logit_order().tolist() == [[0, c] for c in range(5)]
+    plan = plan_unrolled(net)
+    assert plan.adders > 0 and "latency" in plan.describe()
+    Fragment.get(engine, None)
+
+
+# -- cocotb: the shipped bundles on the whole test split ----------------------------------------
+
+SHIPPED = ["binary", "ternary", "pot4", "apot4", "int4", "int8", "mixed"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scheme", SHIPPED)
+def test_shipped_bundle_bit_exact_under_verilator(scheme):
+    from rtl_gen.bundle import read_bundle
+    from rtl_gen.data.digits import digits
+    from rtl_gen.training.defaults import WEIGHTS_DIR
+    from sim.runner import missing_simulator
+    from sim.verify import verify_network
+
+    if why := missing_simulator("verilator"):
+        pytest.skip(why)
+    net = read_bundle(WEIGHTS_DIR / f"digits-{scheme}")
+    test = digits()[1]
+    engine = UnrolledNetworkEngine(net)
+    result = verify_network(net, test.x_int, engine=engine)
+    assert result["images"] == len(test.y) == 360
+    assert result["latency"] == result["model_latency"] == engine.latency
+    assert result["interval"] == 1
+    # 360 vectors one a cycle, then the pipeline's depth
+    assert result["cycles"] == 360 + engine.latency
+
+
+@pytest.mark.slow
+def test_gaps_and_stalls_under_verilator():
+    from rtl_gen.bundle import read_bundle
+    from rtl_gen.data.digits import digits
+    from rtl_gen.training.defaults import WEIGHTS_DIR
+    from sim.runner import missing_simulator
+    from sim.verify import verify_network
+
+    if why := missing_simulator("verilator"):
+        pytest.skip(why)
+    net = read_bundle(WEIGHTS_DIR / "digits-ternary")
+    test = digits()[1]
+    engine = UnrolledNetworkEngine(net)
+    result = verify_network(net, test.x_int, engine=engine, gap=0.3, stall=0.4, seed=7)
+    assert result["images"] == 360
+    assert result["latency"] >= engine.latency
+    assert result["cycles"] > 360 + engine.latency
+
+
+def test_verify_refuses_a_mismatched_engine():
+    from sim.verify import VerifyError, verify_network
+
+    net, x_int = small_net((13, 7, 5), ("int4", "ternary"))
+    other, _ = small_net((12, 7, 5), ("int4", "ternary"))
+    engine = UnrolledNetworkEngine(other)
+    with pytest.raises(VerifyError, match="the engine takes 12 features to 5 logits, the "
+                                          "network 13 to 5"):
+        verify_network(net, x_int, engine=engine)
+    with pytest.raises(VerifyError, match="takes no arrays"):
+        verify_network(other, x_int[:, :12], engine=engine, control=object())
+    Fragment.get(engine, None)
+
+
+@pytest.mark.slow
+def test_verilator_check_catches_a_flipped_weight():
+    from rtl_gen.bundle import read_bundle
+    from rtl_gen.data.digits import digits
+    from rtl_gen.training.defaults import WEIGHTS_DIR
+    from sim.runner import SimulationFailed, missing_simulator
+    from sim.verify import verify_network
+
+    if why := missing_simulator("verilator"):
+        pytest.skip(why)
+    net = read_bundle(WEIGHTS_DIR / "digits-ternary")
+    last = net.layers[-1]
+    codes = last.codes.copy()
+    w = last.w_int
+    codes[3, 5] = codes[np.argwhere(w != w[3, 5])[0][0], np.argwhere(w != w[3, 5])[0][1]]
+    faulty = dataclasses.replace(net, layers=(net.layers[0],
+                                              dataclasses.replace(last, codes=codes)))
+    test = digits()[1]
+    with pytest.raises(SimulationFailed, match=r"logit 3: expected"):
+        verify_network(net, test.x_int[:60], engine=UnrolledNetworkEngine(faulty))
