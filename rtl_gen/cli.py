@@ -36,7 +36,7 @@ from .tasks import run as run_task
 from .tasks import synth as synth_task
 from .tasks import train as train_task
 from .tasks import verify as verify_task
-from .tasks.common import TR_PARTS, FoldingOptions, OptionError, markdown_table
+from .tasks.common import ENGINES, TR_PARTS, FoldingOptions, OptionError, markdown_table
 
 
 def _os_message(e: OSError) -> str:
@@ -223,12 +223,12 @@ def _array_options(f):
 
 
 def _folding_options(f):
-    """``--target-fps --fit --margin --plan-clock --layer-array``: the folding planner's
+    """``--target-fps --fit --margin --plan-clock --layer-array --engine``: the folding planner's
     options, passed on as one ``folding`` argument (:class:`tasks.common.FoldingOptions`)."""
     @functools.wraps(f)
-    def wrapper(*args, target_fps, fit, margin, plan_clock, layer_array, **kwargs):
+    def wrapper(*args, target_fps, fit, margin, plan_clock, layer_array, engine, **kwargs):
         return f(*args, folding=FoldingOptions(target_fps, fit, margin, plan_clock,
-                                               tuple(layer_array)), **kwargs)
+                                               tuple(layer_array), engine), **kwargs)
     for option in reversed([
             click.option("--target-fps", type=click.FloatRange(0, min_open=True), default=None,
                          help="Integer bundles: size each layer's array for this many images "
@@ -244,7 +244,13 @@ def _folding_options(f):
             click.option("--layer-array", multiple=True, metavar="LAYER:key=value,...",
                          help="Fix a layer's array by hand (LAYER: index from 0 or name; "
                               "keys cols, lanes, rows, multiplier, pipeline), e.g. "
-                              "1:cols=4,lanes=2; repeatable; the planner picks the rest.")]):
+                              "1:cols=4,lanes=2; repeatable; the planner picks the rest."),
+            click.option("--engine", type=click.Choice(list(ENGINES)), default="auto",
+                         show_default=True,
+                         help="Integer bundles: 'arrays' (layer engines on systolic arrays), "
+                              "'unrolled' (every layer a constant-weight adder graph, one "
+                              "image a cycle), or 'auto' (unrolled when --fit alone is given "
+                              "and it fits the device, else arrays).")]):
         wrapper = option(wrapper)
     return wrapper
 

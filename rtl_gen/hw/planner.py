@@ -28,7 +28,7 @@ from ..design.area import Area, EngineShape, estimate_layer
 from ..design.area_calibration import COEFFICIENTS, FMAX_MHZ
 from ..design.network import Network
 from ..design.timing import LayerTiming, network_interval
-from ..devices import DEVICES, Device
+from ..devices import DEVICES, Device, get_device
 from ..errors import RtlGenError
 from .layer import ArrayConfig, plan_layer
 from .pes.layers import default_array
@@ -427,3 +427,45 @@ def _bottleneck(plan: FoldingPlan) -> str:
     if math.ceil(rows * k0 / plan.in_per_beat) == plan.interval:
         return f"the input port ({plan.in_per_beat} codes per cycle)"
     return "the network"
+
+
+# -- the unrolled engine: whole networks at one vector a cycle --------------------------------
+
+#: Logic of an :class:`~rtl_gen.hw.unrolled.UnrolledNetworkEngine` with the fabric requantizer
+#: (``multiplier="adders"``), in ECP5 LUT4 slices / iCE40 logic cells: a fixed part (the
+#: requantizers, the argmax, the pipeline registers' control) plus so much per bit of the adder
+#: graphs (the sum over every adder of its exact output width).  Fit by hand on two syntheses
+#: of the shipped digits networks for the LFE5U-85F (one nextpnr seed): ternary, 4,721 adder
+#: bits, 11,969 LC; int4, 11,876 adder bits, 23,563 LC.  Two rows: a rough model, used only
+#: to decide whether the unrolled engine fits a device, where the margin covers its error.
+UNROLLED_LOGIC_FIXED = 4320
+UNROLLED_LOGIC_PER_ADDER_BIT = 1.62
+#: Flip-flops of the same two syntheses (5,916 and 10,836) against their adder bits.
+UNROLLED_FF_FIXED = 2670
+UNROLLED_FF_PER_ADDER_BIT = 0.69
+
+
+def unrolled_adder_bits(plan) -> int:
+    """The sum over every two-input adder of an :class:`~rtl_gen.hw.unrolled.UnrolledPlan`'s
+    graphs of its output width."""
+    return sum(node.shape.width * (len(node.terms) - 1)
+               for g in plan.layers for node in g.nodes if node.kind == "add")
+
+
+def unrolled_fit(plan, device: str | Device, margin: float = 0.1) -> tuple[float, str | None]:
+    """``(estimated logic, None)`` when the unrolled ``plan`` fits ``device`` with ``margin``
+    kept free, else ``(estimated logic, what runs out)``."""
+    device = get_device(device) if isinstance(device, str) else device
+    bits = unrolled_adder_bits(plan)
+    logic = UNROLLED_LOGIC_FIXED + UNROLLED_LOGIC_PER_ADDER_BIT * bits
+    ff = UNROLLED_FF_FIXED + UNROLLED_FF_PER_ADDER_BIT * bits
+    dsp = 0 if plan.multiplier == "adders" else sum(
+        len(g.outputs) for g in plan.layers if g.requant is not None)
+    keep = 1 - margin
+    unit = "logic cells" if device.family == "ice40" else "LUT4s"
+    for what, need, have in ((unit, logic, device.luts), ("flip-flops", ff, device.luts),
+                             ("DSP blocks", dsp, device.dsp)):
+        if need > keep * have:
+            return logic, (f"{what}: needs about {need:.0f}, {device.name} has {have} "
+                           f"({math.floor(keep * have)} with {100 * margin:g}% kept free)")
+    return logic, None

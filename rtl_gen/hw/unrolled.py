@@ -689,6 +689,11 @@ class UnrolledNetworkEngine(Planned):
         return self._plan.net
 
     @property
+    def layers(self) -> tuple[LayerGraph, ...]:
+        """Each layer's adder graph and schedule (:class:`LayerGraph`)."""
+        return self._plan.layers
+
+    @property
     def latency(self) -> int:
         """Model: cycles from an input vector's transfer to its logits' transfer."""
         return self._plan.latency

@@ -9,6 +9,7 @@ from ..flow.build import BuildReport
 from ..flow.network_build import build_network
 from .common import (
     HOST_LINK_INTEGER_ONLY,
+    OptionError,
     Progress,
     check_output,
     network_arrays,
@@ -40,6 +41,9 @@ def build(board: str, bundle: Path, out: Path | None = None, *,
         board_obj = get_board(board)
     except ValueError as e:
         raise RtlGenError(str(e)) from None
+    if folding is not None and folding.engine == "unrolled":
+        raise OptionError("the board core feeds the array engine one code a cycle; build "
+                          "takes --engine arrays or auto", option="--engine")
     arrays, _ = network_arrays(net, rows=rows, cols=cols, lanes=lanes, multiplier=multiplier,
                                folding=folding, progress=progress, max_in_per_beat=1)
     out = check_output(Path(out) if out is not None else Path("build") / f"{board}-{net.name}",

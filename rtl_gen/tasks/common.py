@@ -32,21 +32,22 @@ from ..errors import DataError, RtlGenError, SpecError
 from ..files import check_output, write_file, write_files
 from ..hw.float_layer import DEFAULT_FLOAT_LANES
 from ..hw.network import default_array
-from ..hw.planner import OVERRIDE_KEYS, FoldingPlan, plan_folding
+from ..hw.planner import OVERRIDE_KEYS, FoldingPlan, PlanError, plan_folding
 
 __all__ = [
-    "HOST_LINK_INTEGER_ONLY",
+    "ENGINES",
     "FoldingOptions",
+    "HOST_LINK_INTEGER_ONLY",
     "OptionError",
     "Progress",
     "arrays_for",
-    "check_size",
-    "float_lanes_for",
     "bundle_name",
     "check_output",
+    "check_size",
     "data_file",
     "encode_inputs",
     "evaluation_data",
+    "float_lanes_for",
     "markdown_table",
     "network_arrays",
     "notify",
@@ -54,6 +55,7 @@ __all__ = [
     "read_int_network",
     "tr_control",
     "tr_option_message",
+    "unrolled_choice",
     "verilog_top",
     "write_atomic",
     "write_outputs",
@@ -331,7 +333,8 @@ def sim_extra():
 @dataclasses.dataclass(frozen=True)
 class FoldingOptions:
     """The folding planner's options (``--target-fps``, ``--fit``, ``--margin``,
-    ``--plan-clock``, ``--layer-array``); see :func:`rtl_gen.hw.planner.plan_folding`.
+    ``--plan-clock``, ``--layer-array``, ``--engine``); see
+    :func:`rtl_gen.hw.planner.plan_folding` and :func:`unrolled_choice`.
     ``layer_arrays`` are ``LAYER:key=value,...`` strings (:func:`parse_layer_arrays`)."""
 
     target_fps: float | None = None
@@ -339,6 +342,7 @@ class FoldingOptions:
     margin: float = 0.1
     clock_mhz: float | None = None
     layer_arrays: tuple[str, ...] = ()
+    engine: str = "auto"
 
     @property
     def given(self) -> bool:
@@ -398,6 +402,56 @@ def fold(net: Network, folding: FoldingOptions, *, rows: int | None = None,
     return plan_folding(net, target_fps=folding.target_fps, fit=folding.fit,
                         margin=folding.margin, fmax_mhz=folding.clock_mhz,
                         overrides=overrides, max_in_per_beat=max_in_per_beat)
+
+
+#: ``--engine``: ``auto`` (the unrolled engine when ``--fit`` alone is given and it fits the device
+#: with the margin, else the arrays), ``arrays`` (layer engines on systolic arrays) or
+#: ``unrolled`` (:class:`~rtl_gen.hw.unrolled.UnrolledNetworkEngine`).
+ENGINES = ("auto", "arrays", "unrolled")
+
+
+def unrolled_choice(net, folding: FoldingOptions | None, progress: Progress | None = None):
+    """The :class:`~rtl_gen.hw.unrolled.UnrolledPlan` of ``net`` when ``folding`` asks for
+    the unrolled engine (``engine="unrolled"``), or lets the planner choose
+    (``engine="auto"`` with ``fit`` and neither a target rate nor per-layer arrays) and the
+    engine fits the device with the margin; else ``None`` (the arrays).  The choice is sent
+    to ``progress``."""
+    from ..hw.planner import unrolled_fit
+    from ..hw.unrolled import plan_unrolled
+
+    engine = folding.engine if folding is not None else "auto"
+    if engine not in ENGINES:
+        raise OptionError(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}",
+                          option="--engine")
+    if engine == "arrays" or (engine == "auto" and (
+            folding is None or folding.fit is None or folding.layer_arrays
+            or folding.target_fps is not None)):
+        return None  # auto: only a bare --fit asks for the fastest design
+    if net.family == "float" or any(ly.tr is not None for ly in net.layers):
+        if engine == "auto":
+            return None
+        what = "a float network" if net.family == "float" else "term-revealing layers"
+        raise OptionError(f"the unrolled engine builds integer networks without "
+                          f"term-revealing layers; {net.name!r} has {what}", option="--engine")
+    if engine == "unrolled" and (folding.layer_arrays or folding.target_fps is not None):
+        raise OptionError("--layer-array and --target-fps fold the array engine; the "
+                          "unrolled engine takes one image a cycle", option="--engine")
+    plan = plan_unrolled(net, multiplier="adders")
+    if folding.fit is not None:
+        logic, short = unrolled_fit(plan, folding.fit, folding.margin)
+        if short is not None:
+            if engine == "unrolled":
+                raise PlanError(f"network {net.name!r}: the unrolled engine does not fit "
+                                f"{folding.fit}: {short}")
+            notify(progress, f"engine for {net.name}: arrays (the unrolled engine would need "
+                             f"{short})")
+            return None
+        fits = f", estimated {logic:,.0f} logic of {folding.fit}"
+    else:
+        fits = ""
+    notify(progress, f"engine for {net.name}: unrolled, one image a cycle, latency "
+                     f"{plan.latency} cycles, {plan.adders} adders{fits}")
+    return plan
 
 
 def network_arrays(net: Network, *, rows: int | None = None, cols: int | None = None,

@@ -15,6 +15,7 @@ from ..errors import RtlGenError
 from ..hw.float_layer import FloatNetworkEngine, plan_float_network
 from ..hw.network import ChainPlan, NetworkEngine, plan_chain
 from ..hw.pe import DotProductUnit, PEConfig
+from ..hw.unrolled import UnrolledNetworkEngine
 from ..hw.verilog import to_verilog
 from ..proof.lint import waiver_path, waiver_text
 from .common import (
@@ -26,6 +27,7 @@ from .common import (
     markdown_table,
     network_arrays,
     require_dense,
+    unrolled_choice,
     verilog_top,
     write_outputs,
 )
@@ -61,7 +63,14 @@ def network_plan(net: Network | FloatNetwork, *, rows: int | None = None,
 
 
 def network_engine(net: Network | FloatNetwork, **options) -> wiring.Component:
-    """The hardware network of :func:`network_plan` (same options)."""
+    """The hardware network of :func:`network_plan` (same options), or the unrolled engine
+    when the folding options choose it (:func:`~rtl_gen.tasks.common.unrolled_choice`)."""
+    try:
+        unrolled = unrolled_choice(net, options.get("folding"), options.get("progress"))
+    except ValueError as e:
+        raise RtlGenError(f"cannot generate {net.name!r}: {e}") from None
+    if unrolled is not None:
+        return UnrolledNetworkEngine.from_plan(unrolled)
     engine = FloatNetworkEngine if net.family == "float" else NetworkEngine
     return engine.from_plan(network_plan(net, **options))
 
@@ -94,6 +103,9 @@ class NetworkResult:
         if self.folding is not None:
             table = f"folding plan:\n{self.folding}\n{table}"
         e = self.engine
+        if isinstance(e, UnrolledNetworkEngine):
+            return table + (f"network: unrolled, one image a cycle, latency {e.latency} "
+                            "cycles\n")
         return table + (f"network: {e.interval} cycles between batches of {e.rows} "
                         f"({e.interval / e.rows:.1f} cycles per inference)\n")
 
@@ -113,9 +125,15 @@ def generate_network(bundle: Path, out: Path | None = None, *, name: str | None 
     tables: list[str] = []
     engine = network_engine(net, rows=rows, cols=cols, lanes=lanes, multiplier=multiplier,
                             pipeline=pipeline, folding=folding,
-                            progress=lambda message: tables.append(message.split("\n", 1)[1]))
+                            progress=lambda message: tables.append(message.split("\n", 1)[-1]))
     write_verilog(out, to_verilog(engine, name))
-    if isinstance(net, FloatNetwork):
+    if isinstance(engine, UnrolledNetworkEngine):
+        layers = [{"layer": g.name, "weights": ly.scheme.name,
+                   "shape": f"{ly.in_features}->{ly.out_features}", "engine": "unrolled",
+                   "adders": g.adders, "adder levels": g.depth,
+                   "pipeline slots": f"{g.in_slot}..{g.out_slot}"}
+                  for ly, g in zip(net.layers, engine.layers, strict=True)]
+    elif isinstance(net, FloatNetwork):
         layers = [{"layer": ly.name, "space": ly.space,
                    "shape": f"{ly.out_features}x{ly.in_features}", "lanes": c,
                    "cycles": t.batch_cycles, "interval": t.interval}
@@ -126,7 +144,7 @@ def generate_network(bundle: Path, out: Path | None = None, *, name: str | None 
                    "cycles/batch": t.batch_cycles, "interval": t.interval,
                    "utilization": f"{100 * t.utilization:.1f}%"}
                   for ly, a, t in zip(net.layers, engine.arrays, engine.timings, strict=True)]
-    return NetworkResult(out, name, net, engine, layers, tables[0] if tables else None)
+    return NetworkResult(out, name, net, engine, layers, "\n".join(tables) or None)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -23,6 +23,7 @@ from .common import (
     require_dense,
     sim_extra,
     tr_control,
+    unrolled_choice,
 )
 
 __all__ = ["VerifyResult", "verify"]
@@ -73,6 +74,13 @@ def verify(bundle: Path, *, data: Path | None = None, images: int | None = None,
             raise OptionError("--target-fps, --fit and --layer-array plan integer networks, "
                               "not a float network")
         options, build_time = {"lanes": float_lanes_for(net, cols)}, "a minute or two"
+    elif (unrolled := unrolled_choice(net, folding, progress)) is not None:
+        from ..hw.unrolled import UnrolledNetworkEngine
+
+        if conventional or tr_k is not None or tr_s is not None:
+            raise OptionError("--conventional/--tr-k/--tr-s apply to term-revealing bundles")
+        options = {"engine": UnrolledNetworkEngine.from_plan(unrolled)}
+        build_time = "a few minutes"
     else:
         arrays, per_beat = network_arrays(net, rows=rows, cols=cols, lanes=lanes,
                                           multiplier=multiplier, pipeline=pipeline,

@@ -1,0 +1,98 @@
+"""The engine choice: `--fit` takes the unrolled engine where it fits, the arrays where not;
+`--engine` forces one; the commands refuse what cannot be built, in one line."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from rtl_gen.bundle import read_bundle
+from rtl_gen.cli import main
+from rtl_gen.hw.planner import unrolled_fit
+from rtl_gen.hw.unrolled import UnrolledNetworkEngine, plan_unrolled
+from rtl_gen.tasks import generate as generate_task
+from rtl_gen.tasks.common import FoldingOptions
+from rtl_gen.training.defaults import WEIGHTS_DIR
+
+TERNARY = WEIGHTS_DIR / "digits-ternary"
+
+
+def run(*argv):
+    return CliRunner().invoke(main, [str(a) for a in argv])
+
+
+def test_fit_on_the_ecp5_takes_the_unrolled_engine(tmp_path):
+    out = tmp_path / "t.v"
+    r = run("generate", "--bundle", TERNARY, "--fit", "ecp5-85f", "-o", out)
+    assert r.exit_code == 0, r.output
+    assert "engine for digits-ternary: unrolled, one image a cycle" in r.output
+    assert "network: unrolled, one image a cycle" in r.output
+    assert "module net_digits_ternary" in out.read_text()
+
+
+def test_fit_on_the_up5k_keeps_the_arrays_and_says_why(tmp_path):
+    r = run("generate", "--bundle", TERNARY, "--fit", "up5k", "-o", tmp_path / "t.v")
+    assert r.exit_code == 0, r.output
+    assert "engine for digits-ternary: arrays (the unrolled engine would need logic cells" \
+        in r.output
+    assert "cycles between batches" in r.output
+
+
+def test_engine_choice_in_python():
+    from amaranth.hdl import Fragment
+
+    from rtl_gen.tasks.common import unrolled_choice
+
+    net = read_bundle(TERNARY)
+    assert unrolled_choice(net, FoldingOptions(fit="ecp5-85f")) is not None
+    assert unrolled_choice(net, FoldingOptions(fit="ecp5-85f", engine="arrays")) is None
+    assert unrolled_choice(net, FoldingOptions(fit="up5k")) is None
+    assert unrolled_choice(net, None) is None  # no --fit: the arrays, as before
+    engine = generate_task.network_engine(net, folding=FoldingOptions(engine="unrolled"))
+    assert isinstance(engine, UnrolledNetworkEngine) and engine.interval == 1
+    Fragment.get(engine, None)
+
+
+def test_unrolled_estimate_grows_with_the_adder_graph():
+    small = plan_unrolled(read_bundle(WEIGHTS_DIR / "digits-binary"), multiplier="adders")
+    big = plan_unrolled(read_bundle(WEIGHTS_DIR / "digits-int8"), multiplier="adders")
+    (s_logic, s_short), (b_logic, b_short) = (unrolled_fit(p, "ecp5-85f") for p in (small, big))
+    assert s_short is None and b_short is None and b_logic > 2 * s_logic
+    _, short = unrolled_fit(small, "up5k")
+    assert short.startswith("logic cells: needs about")
+    _, tight = unrolled_fit(big, "ecp5-85f", margin=0.9)
+    assert tight is not None and "with 90% kept free" in tight
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["generate", "--bundle", WEIGHTS_DIR / "digits-tr", "--engine", "unrolled"],
+     "the unrolled engine builds integer networks without term-revealing layers"),
+    (["generate", "--bundle", TERNARY, "--engine", "unrolled", "--fit", "up5k"],
+     "the unrolled engine does not fit up5k: logic cells"),
+    (["generate", "--bundle", TERNARY, "--engine", "unrolled", "--target-fps", "1e6"],
+     "--layer-array and --target-fps fold the array engine"),
+    (["build", "--board", "icebreaker", "--bundle", TERNARY, "--engine", "unrolled"],
+     "the board core feeds the array engine one code a cycle"),
+    (["generate", "--bundle", TERNARY, "--engine", "systolic"], "'--engine'"),
+])
+def test_refusals_are_one_line(tmp_path, argv, message):
+    r = run(*argv, *(["-o", tmp_path / "x.v"] if argv[0] == "generate" else
+                     ["--out", tmp_path / "b"]))
+    assert r.exit_code in (1, 2), r.output
+    assert message in r.stderr
+    assert "Traceback" not in r.output
+    assert not (tmp_path / "x.v").exists() and not (tmp_path / "b").exists()
+
+
+@pytest.mark.slow
+def test_verify_runs_the_fit_choice_under_verilator():
+    """`verify --fit ecp5-85f` simulates the unrolled engine it chose, bit-exact on the whole
+    test split (the same Verilog as the shipped-bundle test of tests/test_unrolled.py)."""
+    from sim.runner import missing_simulator
+
+    if why := missing_simulator("verilator"):
+        pytest.skip(why)
+    r = run("verify", "--bundle", WEIGHTS_DIR / "digits-binary", "--fit", "ecp5-85f")
+    assert r.exit_code == 0, r.output
+    assert "engine for digits-binary: unrolled" in r.output
+    assert "360" in r.output
