@@ -153,9 +153,10 @@ def test_cycle_model_by_hand():
     assert abs(t.utilization - 64 * 32 / (257 * 8)) < 1e-12
     logits = golden.LayerTiming.systolic(k=32, n=10, rows=1, cols=8, lanes=1, pe_latency=1,
                                          requantize=False)
-    # 32 steps but the drain of 8 results bounds nothing here; 2 tiles, the last with 2 columns
-    assert logits.period == 32 and logits.tiles == 2
-    assert logits.batch_cycles == 1 + 32 + 32 + 10 + 1 + 1 + 1 + 1 == 79
+    # 32 steps but the drain of 8 results bounds nothing here; 2 tiles, the last with 2
+    # columns; the logits' drain: the result read and the bias registered, then the sum
+    assert logits.period == 32 and logits.tiles == 2 and logits.drain_stages == 2
+    assert logits.batch_cycles == 1 + 32 + 32 + 10 + 1 + 1 + 2 + 1 == 80
 
 
 def _unused_warnings(make) -> list:
