@@ -247,7 +247,11 @@ class EngineChain(Planned):
                      for r in range(rows))
         arg = Array(Signal(range(max(n, 2)), name=f"arg{r}", reset_less=True)
                     for r in range(rows))
-        better = first_r | (key_r > best[row_r])
+        # key_r > best as the sign of best - key_r: one carry chain, its last sum the answer
+        diff = Signal(signed(len(key_r) + 1), name="best_minus_key")
+        m.d.comb += diff.eq(best[row_r].as_signed() - key_r.as_signed()
+                            if key_r.shape().signed else best[row_r] - key_r)
+        better = first_r | diff[-1]
         with m.If(took_r):
             with m.If(better):
                 m.d.sync += [best[row_r].eq(key_r), arg[row_r].eq(ch_r)]
