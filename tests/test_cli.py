@@ -481,3 +481,24 @@ def test_a_quantized_tr_bundle_generates_under_the_defaults(tmp_path):
     result = invoke("generate", "--bundle", bundle, "--array-lanes", "2", "-o", tmp_path / "m.v")
     assert result.exit_code == 1
     assert "takes no lanes" in result.stderr and not (tmp_path / "m.v").exists()
+
+
+@pytest.mark.parametrize("command,task,extra", [
+    ("synth", "synth_task", ["--no-fmax"]),
+    ("build", "build_task", ["--board", "icebreaker"]),
+])
+def test_counters_option_reaches_the_task(monkeypatch, command, task, extra):
+    """``--counters/--no-counters`` of synth and build: off unless given (a board build)."""
+    import rtl_gen.cli as cli
+    seen = []
+
+    def fake(*args, **kw):
+        seen.append(kw["counters"])
+        raise cli.RtlGenError("stop here")
+
+    module = getattr(cli, task)
+    monkeypatch.setattr(module, command, fake)
+    for flag in ([], ["--counters"], ["--no-counters"]):
+        result = invoke(command, "--bundle", SHIPPED["binary"], *extra, *flag)
+        assert "stop here" in result.output, result.output
+    assert seen == [False, True, False]

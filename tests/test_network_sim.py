@@ -153,9 +153,10 @@ def test_cycle_model_by_hand():
     assert abs(t.utilization - 64 * 32 / (257 * 8)) < 1e-12
     logits = golden.LayerTiming.systolic(k=32, n=10, rows=1, cols=8, lanes=1, pe_latency=1,
                                          requantize=False)
-    # 32 steps but the drain of 8 results bounds nothing here; 2 tiles, the last with 2 columns
-    assert logits.period == 32 and logits.tiles == 2
-    assert logits.batch_cycles == 1 + 32 + 32 + 10 + 1 + 1 + 1 + 1 == 79
+    # 32 steps but the drain of 8 results bounds nothing here; 2 tiles, the last with 2
+    # columns; the logits' drain: the result read and the bias registered, then the sum
+    assert logits.period == 32 and logits.tiles == 2 and logits.drain_stages == 2
+    assert logits.batch_cycles == 1 + 32 + 32 + 10 + 1 + 1 + 2 + 1 == 80
 
 
 def _unused_warnings(make) -> list:
@@ -195,3 +196,57 @@ def test_refused_designs_are_not_unused_elaboratables():
                  lambda: FloatNetworkEngine(FloatNetwork("n", 8, None, []), [1]),
                  lambda: FloatMul(BINARY32, FloatFormat(9, 30))):
         assert _unused_warnings(make) == []
+
+
+@pytest.mark.parametrize("rows,cols,stalls", [(1, 3, False), (2, 3, True), (3, 8, False)])
+def test_argmax_ties_and_class_timing(rows, cols, stalls):
+    """Equal largest logits: the first index wins, also across tiles and with the batch's
+    rows interleaved; every class leaves two cycles after its image's last logit is taken
+    (the argmax registers the key, then compares)."""
+    import dataclasses
+    net, calib = small_net((9, 6, 7), ("int4", "int8"))
+    last = net.layers[-1]
+    codes = np.array(last.codes)
+    codes[[4, 6]] = codes[1]  # logits 1, 4 and 6 always equal
+    bias = np.array(last.bias)
+    x_int = net.input.quantize(calib[:6])
+    lift = 2 * int(np.abs(golden.forward(net, x_int)).max()) + 1
+    bias[[1, 4, 6]] = bias[1] + lift  # ... and always the largest
+    tied = dataclasses.replace(last, codes=codes, bias=bias)
+    net = dataclasses.replace(net, layers=(*net.layers[:-1], tied))
+    want = golden.forward(net, x_int)
+    assert (want[:, 1] == want[:, 4]).all() and (want[:, 1] == want.max(axis=1)).all()
+    engine = NetworkEngine(net, (ArrayConfig(rows=rows, cols=4), ArrayConfig(rows=rows,
+                                                                            cols=cols)))
+    order = engine.logit_order()
+    rng = np.random.default_rng(3)
+    pad = (-len(x_int)) % rows
+    x = np.concatenate([x_int, np.zeros((pad, x_int.shape[1]), np.int64)])
+    pulses, now = [], [0]
+
+    async def producer(ctx):
+        await stream_put(ctx, engine.i, x.reshape(-1))
+
+    async def consumer(ctx):
+        def look(ctx):
+            if ctx.get(engine.cls.valid):
+                pulses.append((now[0], ctx.get(engine.cls.payload)))
+            now[0] += 1
+
+        got.extend(await stream_get(ctx, engine.o, len(x) // rows * len(order),
+                                    each_cycle=look, tail=4,
+                                    ready=(lambda: rng.random() < 0.5) if stalls else None))
+
+    got = []
+    simulate(engine, producer, consumer)
+    assert [c for _, c in pulses] == [1] * len(x)
+    # the cycle each image's last logit was taken, images in order
+    last_taken = []
+    for b in range(len(x) // rows):
+        chunk = got[b * len(order):(b + 1) * len(order)]
+        for r in range(rows):
+            last_taken.append(max(cyc for (rr, _), (cyc, _) in zip(order, chunk, strict=True)
+                                  if rr == r))
+    assert [cyc for cyc, _ in pulses] == [t + 1 for t in last_taken]
+    assert np.array_equal(np.array([c for _, c in pulses])[:len(x_int)],
+                          golden.predict(net, x_int))

@@ -378,6 +378,25 @@ def test_synth_row(fake_flow, float_bundle):
         synth_task.synth(SHIPPED["int8"], "virtex")
 
 
+def test_synth_measures_the_board_build_unless_asked_for_counters(fake_flow, monkeypatch,
+                                                                   float_bundle):
+    """By default synth elaborates the engine a board gets: no layer counter logic (no
+    ``elapsed`` counter in the Verilog); ``counters=True`` the verification build."""
+    from rtl_gen.hw.verilog import to_verilog
+    engines = []
+    real = synth_task.flow.component_verilog
+    monkeypatch.setattr(synth_task.flow, "component_verilog",
+                        lambda engine, top: engines.append(engine) or real(engine, top))
+    synth_task.synth(SHIPPED["binary"], fmax=False)
+    synth_task.synth(SHIPPED["binary"], fmax=False, counters=True)
+    synth_task.synth(float_bundle, fmax=False)
+    off, on, flt = engines
+    assert [p.counters for *_, p in off._plan.stages] == [False, False]
+    assert [p.counters for *_, p in on._plan.stages] == [True, True]
+    assert {p.counters for *_, p in flt._plan.stages} == {False}
+    assert "elapsed" not in to_verilog(off, "off") and "elapsed" in to_verilog(on, "on")
+
+
 # -- build, run -------------------------------------------------------------------------------
 
 
@@ -405,9 +424,12 @@ def test_build_hands_the_flow_the_network_and_board(monkeypatch, tmp_path):
     assert str(seen["outdir"]) == "build/ulx3s-digits-int4"
     assert [a.cols for a in seen["arrays"]] == [4, 4]
     assert (seen["baud"], seen["seed"], seen["freq_mhz"]) == (9600, 1, None)
+    assert seen["counters"] is False  # a board gets no layer counters unless asked
     assert progress.calls[0].startswith("building digits-int4 for ulx3s into build/ulx3s-")
     with pytest.raises(RtlGenError, match="unknown board 'nexys'"):
         build_task.build("nexys", SHIPPED["int4"])
+    build_task.build("ulx3s", SHIPPED["int4"], counters=True)
+    assert seen["counters"] is True
 
 
 class Loopback:

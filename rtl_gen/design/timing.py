@@ -87,7 +87,7 @@ class LayerTiming:
         skew = 0 if broadcast else rows + cols - 2
         return cls(k=k, n=n, rows=rows, cols=cols, lanes=lanes,
                    array_latency=skew + 2 + pe_latency,
-                   drain_stages=3 if requantize else 1)
+                   drain_stages=3 if requantize else 2)
 
     @classmethod
     def term_revealing(cls, *, k: int, n: int, rows: int, cols: int, group: int, slots: int,
@@ -95,7 +95,7 @@ class LayerTiming:
         """A term-revealing layer: a step is one group of ``group`` inputs taking ``slots``
         cycles; the array broadcasts its operands (no skew), so its ``latency`` is fixed."""
         return cls(k=k, n=n, rows=rows, cols=cols, lanes=group, slots=slots,
-                   array_latency=latency, drain_stages=3 if requantize else 1)
+                   array_latency=latency, drain_stages=3 if requantize else 2)
 
     @classmethod
     def float_lanes(cls, *, k: int, n: int, lanes: int, scaled: bool) -> LayerTiming:

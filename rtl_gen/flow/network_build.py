@@ -19,15 +19,20 @@ from ..errors import RtlGenError
 from .board import Board
 from .build import BuildReport, build_bitstream
 
-__all__ = ["DEFAULT_BAUD", "build_network"]
+__all__ = ["BOARD_COUNTERS", "DEFAULT_BAUD", "build_network"]
 
 #: The UART speed of a board build unless told otherwise (every USB-serial bridge does it).
 DEFAULT_BAUD = 115200
 
+#: Whether a board build's layers count their batches' cycles unless told otherwise: off, so
+#: a board gets no counter logic (the CYCLES reply's per-layer words read 0); verification
+#: keeps them on.
+BOARD_COUNTERS = False
+
 
 def build_network(net: Network, board: Board, *, outdir: Path | str, arrays=None,
                   freq_mhz: float | None = None, baud: int = DEFAULT_BAUD, seed: int = 1,
-                  timeout: float | None = None, counters: bool = False) -> BuildReport:
+                  timeout: float | None = None, counters: bool = BOARD_COUNTERS) -> BuildReport:
     """Build ``net`` into a bitstream for ``board`` (one of ``boards.BOARDS``).
 
     Writes the bitstream, ``report.json``/``report.md`` (:class:`BuildReport`) and

@@ -329,8 +329,8 @@ class FloatNetworkEngine(EngineChain):
     Images enter as fp32 bit patterns, image after image, feature after feature; logits
     leave in channel order, image after image; ``cls`` gives each image's class, the first
     index of the largest logit by value (the key of
-    :func:`rtl_gen.design.float_network.float_key`: ``+0`` and ``-0`` tie), a cycle after its
-    last logit is read.
+    :func:`rtl_gen.design.float_network.float_key`: ``+0`` and ``-0`` tie), two cycles after
+    its last logit is read.
 
     Parameters
     ----------

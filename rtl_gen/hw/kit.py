@@ -574,7 +574,7 @@ def _lookup(rom, n):
 def int_drain(m, rq: RequantPlan, result, drain: Drain, *, slots: int):
     """The integer drain of a layer planned as ``rq`` (:func:`plan_requant`) on ``result``
     (the array's result the drain reads this cycle, bias not included).  Returns ``(data,
-    en)`` for the FIFO, ``3`` (hidden) or ``1`` (logits) cycles after the read.
+    en)`` for the FIFO, ``3`` (hidden) or ``2`` (logits) cycles after the read.
 
     Every width comes from the layer's real values (the result's and the accumulator's
     ranges, ``M``, ``S``), and a hidden layer's stages each hold one carry chain at most:
@@ -587,20 +587,24 @@ def int_drain(m, rq: RequantPlan, result, drain: Drain, *, slots: int):
        differ) and the clamp on the high bits: zero when the sign is set, saturate when a
        bit above the activation's width is set; no comparison on a carry chain.
 
-    Logits: ``result + bias`` in one stage."""
+    Logits: the result read and the channel's bias registered (stage 1, as above), then
+    ``result + bias`` (stage 2), so the read's multiplexer and the adder's carry chain are
+    in different stages."""
     ok1 = Signal()
     n1 = Signal(range(slots + 1), reset_less=True)
-    if rq.method == "none":
-        bias_rom = _rom(rq.bias, signed(signed_bits(min(rq.bias), max(rq.bias))), slots)
-        a_val = Signal(signed(rq.acc_bits), reset_less=True)
-        m.d.sync += [a_val.eq(result + _lookup(bias_rom, drain.n_idx)), ok1.eq(drain.ok)]
-        return a_val, ok1
     r_lo = min(lo - b for lo, b in zip(rq.lo, rq.bias, strict=True))
     r_hi = max(hi - b for hi, b in zip(rq.hi, rq.bias, strict=True))
     r_val = Signal(signed(signed_bits(r_lo, r_hi)), reset_less=True)
     m.d.sync += [r_val.eq(result), ok1.eq(drain.ok), n1.eq(drain.n_idx)]
     ok2 = Signal()
     m.d.sync += ok2.eq(ok1)
+    if rq.method == "none":
+        b_shape = signed(signed_bits(min(rq.bias), max(rq.bias)))
+        bias_rom = _rom(rq.bias, b_shape, slots)
+        b_val = Signal(b_shape, reset_less=True)
+        a_val = Signal(signed(rq.acc_bits), reset_less=True)
+        m.d.sync += [b_val.eq(_lookup(bias_rom, drain.n_idx)), a_val.eq(r_val + b_val)]
+        return a_val, ok2
     if rq.method == "threshold":
         # the result against T - bias (no bias adder); the count of thresholds met
         nt = len(rq.thresholds[0])

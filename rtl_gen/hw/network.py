@@ -137,8 +137,8 @@ class EngineChain(Planned):
     i : In(stream.Signature(input activation))
     o : Out(stream.Signature(logit))
     cls : Out(stream.Signature(class index, always_ready=True))
-        Each image's class, the first index of the largest logit, a cycle after its last
-        logit is read.
+        Each image's class, the first index of the largest logit, two cycles after its
+        last logit is read (the argmax is pipelined: key registered, then compared).
     cycles : Out(32)
         Clock cycles since reset.
     layer_cycles : Out(ArrayLayout(32, layers))
@@ -202,24 +202,31 @@ class EngineChain(Planned):
 
     def _argmax(self, m) -> None:
         """The argmax over each image's logits, which arrive tile by tile, rows
-        interleaved."""
+        interleaved, in two stages: the first registers each transferred logit's key with
+        its image (row), channel and whether it is the image's first or last; the second
+        compares the registered key with the image's best so far (so the compare starts
+        from registers, not from the logit FIFO's read port) and gives the class a cycle
+        later, two cycles after the image's last logit is read."""
         n, rows, cols = self._plan.classes, self._plan.rows, self._plan.cols
         k = Value.cast(self.key(m, Value.cast(self.o.payload)))
         key = Signal(k.shape(), name="key")
         m.d.comb += key.eq(k)
         ch = Signal(range(n + cols + 1))
-        best = Array(Signal(key.shape(), name=f"best{r}", reset_less=True)
-                     for r in range(rows))
-        arg = Array(Signal(range(max(n, 2)), name=f"arg{r}", reset_less=True)
-                    for r in range(rows))
         r_i = Signal(range(max(rows, 2))) if rows > 1 else 0
         done = ch == n - 1
-        better = (ch == 0) | (key > best[r_i])
-        with m.If(self.o.valid & self.o.ready):
-            with m.If(better):
-                m.d.sync += [best[r_i].eq(key), arg[r_i].eq(ch)]
-            m.d.sync += [self.cls.valid.eq(done),
-                         self.cls.payload.eq(Mux(better, ch, arg[r_i]))]
+        # stage 1: the transfer's key, row, channel, first and last flags, registered
+        key_r = Signal(key.shape(), name="key_r", reset_less=True)
+        ch_r = Signal(range(max(n, 2)), name="ch_r", reset_less=True)
+        row_r = Signal(range(max(rows, 2)), name="row_r", reset_less=True) if rows > 1 else 0
+        first_r = Signal(name="first_r", reset_less=True)
+        done_r = Signal(name="done_r", reset_less=True)
+        took_r = Signal(name="took_r")
+        fire = self.o.valid & self.o.ready
+        m.d.sync += took_r.eq(fire)
+        with m.If(fire):
+            m.d.sync += [key_r.eq(key), ch_r.eq(ch), first_r.eq(ch == 0), done_r.eq(done)]
+            if rows > 1:
+                m.d.sync += row_r.eq(r_i)
             if rows == 1:  # channel order
                 m.d.sync += ch.eq(Mux(done, 0, ch + 1))
             else:
@@ -234,6 +241,22 @@ class EngineChain(Planned):
                         m.d.sync += r_i.eq(r_i + 1)
                 with m.Else():
                     m.d.sync += c_i.eq(c_i + 1)
+        # stage 2: compare with the image's best so far (updated here only, so the next
+        # logit of the same image, a cycle later, sees it)
+        best = Array(Signal(key.shape(), name=f"best{r}", reset_less=True)
+                     for r in range(rows))
+        arg = Array(Signal(range(max(n, 2)), name=f"arg{r}", reset_less=True)
+                    for r in range(rows))
+        # key_r > best as the sign of best - key_r: one carry chain, its last sum the answer
+        diff = Signal(signed(len(key_r) + 1), name="best_minus_key")
+        m.d.comb += diff.eq(best[row_r].as_signed() - key_r.as_signed()
+                            if key_r.shape().signed else best[row_r] - key_r)
+        better = first_r | diff[-1]
+        with m.If(took_r):
+            with m.If(better):
+                m.d.sync += [best[row_r].eq(key_r), arg[row_r].eq(ch_r)]
+            m.d.sync += [self.cls.valid.eq(done_r),
+                         self.cls.payload.eq(Mux(better, ch_r, arg[row_r]))]
         with m.Else():
             m.d.sync += self.cls.valid.eq(0)
 

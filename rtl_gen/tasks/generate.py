@@ -40,24 +40,25 @@ def network_plan(net: Network | FloatNetwork, *, rows: int | None = None,
                  cols: int | None = None, lanes: int | None = None,
                  multiplier: str = "lut", pipeline: int = 0,
                  folding: FoldingOptions | None = None, progress: Progress | None = None,
-                 max_in_per_beat: int | None = None) -> ChainPlan:
+                 max_in_per_beat: int | None = None, counters: bool = True) -> ChainPlan:
     """The validated plan of the hardware network of either family: an integer network on
     per-layer arrays (:func:`~rtl_gen.tasks.common.network_arrays` of the options: the
     defaults, or the folding planner's when ``folding`` asks, its table sent to
     ``progress``), a float network on ``cols`` lanes per layer (the other options do not
-    apply to it).  Nothing is built; a design that cannot be raises
-    :class:`~rtl_gen.errors.RtlGenError` naming the network."""
+    apply to it).  ``counters``: every layer counts its batches' cycles (the verification
+    build; without, the layers have no counter logic, as on a board).  Nothing is built; a
+    design that cannot be raises :class:`~rtl_gen.errors.RtlGenError` naming the network."""
     if net.family == "float" and folding is not None and folding.given:
         raise OptionError("--target-fps, --fit and --layer-array plan integer networks, not "
                           "a float network")
     try:
         if net.family == "float":
-            return plan_float_network(net, float_lanes_for(net, cols))
+            return plan_float_network(net, float_lanes_for(net, cols), counters=counters)
         arrays, per_beat = network_arrays(net, rows=rows, cols=cols, lanes=lanes,
                                           multiplier=multiplier, pipeline=pipeline,
                                           folding=folding, progress=progress,
                                           max_in_per_beat=max_in_per_beat)
-        return plan_chain(net, arrays, in_per_beat=per_beat)
+        return plan_chain(net, arrays, in_per_beat=per_beat, counters=counters)
     except ValueError as e:
         raise RtlGenError(f"cannot generate {net.name!r}: {e}") from None
 

@@ -10,6 +10,7 @@ from ..bundle import read_bundle
 from ..devices import DEVICES
 from ..errors import RtlGenError
 from ..files import cache_dir
+from ..flow.network_build import BOARD_COUNTERS
 from .common import Progress, notify, require_dense, verilog_top
 from .generate import network_engine
 
@@ -22,10 +23,13 @@ DEFAULT_CLI_SEEDS = 3
 
 def synth(bundle: Path, device: str = "up5k", *, fmax: bool = True, rows: int | None = None,
           cols: int | None = None, lanes: int | None = None, multiplier: str = "lut",
-          seeds: int = DEFAULT_CLI_SEEDS, folding=None,
+          seeds: int = DEFAULT_CLI_SEEDS, folding=None, counters: bool = BOARD_COUNTERS,
           progress: Progress | None = None) -> dict:
     """Synthesize the network of ``bundle`` for ``device`` (the array options are those of
     :func:`rtl_gen.tasks.generate.network_engine`, and its ``folding`` options).
+    ``counters``: the layers count their batches' cycles (default: as a board build,
+    :data:`~rtl_gen.flow.network_build.BOARD_COUNTERS`, so the row is what a board gets;
+    ``True`` measures the verification build).
 
     Cell counts come from the bare network; with ``fmax``, the Fmax from nextpnr with the
     network inside the flow's pin harness, the median over nextpnr seeds ``1..seeds``
@@ -41,7 +45,7 @@ def synth(bundle: Path, device: str = "up5k", *, fmax: bool = True, rows: int | 
         raise RtlGenError(f"seeds must be a positive integer, not {seeds!r}")
     net = require_dense(read_bundle(bundle), bundle)
     engine = network_engine(net, rows=rows, cols=cols, lanes=lanes, multiplier=multiplier,
-                            folding=folding, progress=progress)
+                            folding=folding, progress=progress, counters=counters)
     top = verilog_top(net)
     notify(progress, f"synthesizing {net.name} for {device} (a minute or two)...")
     verilog = flow.component_verilog(engine, top)
