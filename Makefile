@@ -20,9 +20,7 @@ demo: $(STAMP)
 	$(BIN)/rtl-gen demo
 
 test: $(STAMP)
-	@# One pytest worker per core; a file's tests stay on one worker (they share fixtures
-	@# and simulator builds, which the runner's build locks guard across workers).
-	$(BIN)/python -m pytest -n auto --dist loadfile
+	$(BIN)/python -m pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check rtl_gen sim tests boards benchmarks
