@@ -470,19 +470,7 @@ class _IntReader(Reader):
     def build(self, m: dict, arrays: list[dict]) -> Network:
         """The network.py objects; their :class:`SpecError` becomes a :class:`BundleError`
         naming the array file when the field is an array, else the manifest."""
-        files: dict[tuple[str, str], str] = {}
-
-        def convert(e: SpecError, layer: str | None):
-            layer = e.layer if e.layer is not None else layer
-            file = files.get((layer, e.field), self.manifest_file)
-            raise BundleError(file, e.message, layer=layer, field=e.field) from None
-
-        try:
-            inp = m["input"]
-            input_spec = InputSpec(features=inp["features"], bits=inp["bits"],
-                                   signed=inp["signed"], scale=inp["scale"])
-        except SpecError as e:
-            convert(e, None)
+        files, convert, input_spec = build_start(self.manifest_file, m)
         layers = []
         for lm, arr in zip(m["layers"], arrays, strict=True):
             name = lm["name"]
@@ -522,3 +510,22 @@ def _outside(a: np.ndarray, lo: int, hi: int) -> np.ndarray:
 # -- JSON parsing and schema errors -----------------------------------------------------------
 
 
+def build_start(manifest_file: str, m: dict):
+    """What both formats' builders start with: ``files`` (``(layer, field)`` to the array
+    file, filled while building), ``convert`` (raises the :class:`BundleError` of a
+    :class:`SpecError`, naming that file when the field is an array, else the manifest) and
+    the network's :class:`InputSpec`."""
+    files: dict[tuple[str, str], str] = {}
+
+    def convert(e: SpecError, layer: str | None):
+        layer = e.layer if e.layer is not None else layer
+        file = files.get((layer, e.field), manifest_file)
+        raise BundleError(file, e.message, layer=layer, field=e.field) from None
+
+    try:
+        inp = m["input"]
+        input_spec = InputSpec(features=inp["features"], bits=inp["bits"],
+                               signed=inp["signed"], scale=inp["scale"])
+    except SpecError as e:
+        convert(e, None)
+    return files, convert, input_spec

@@ -35,7 +35,7 @@ from ..design.conv import (
     MaxPoolLayer,
     check_window,
 )
-from ..design.network import DenseLayer, InputSpec, Network, TRConfig
+from ..design.network import DenseLayer, Network, TRConfig
 from ..errors import BundleError, SpecError
 from .container import (
     FORMAT_NAME,
@@ -44,7 +44,7 @@ from .container import (
     json_value,
     little_endian,
 )
-from .integer import _ARRAYS, MANIFEST_SCHEMA, _file_stems, _int
+from .integer import _ARRAYS, MANIFEST_SCHEMA, _file_stems, _int, build_start
 
 __all__ = ["LAYERED_SCHEMA", "LAYERED_VALIDATOR", "LAYERED_VERSION", "LAYER_KINDS",
            "layered_manifest", "read_layered"]
@@ -316,19 +316,7 @@ def _load_conv_arrays(reader, lm: dict, scheme) -> dict:
 def _build(reader, m: dict, arrays: list[dict]) -> Network:
     """The design objects; a :class:`SpecError` becomes a :class:`BundleError` naming the
     array file when the field is an array, else the manifest."""
-    files: dict[tuple[str, str], str] = {}
-
-    def convert(e: SpecError, layer: str | None):
-        layer = e.layer if e.layer is not None else layer
-        file = files.get((layer, e.field), reader.manifest_file)
-        raise BundleError(file, e.message, layer=layer, field=e.field) from None
-
-    try:
-        inp = m["input"]
-        input_spec = InputSpec(features=inp["features"], bits=inp["bits"],
-                               signed=inp["signed"], scale=inp["scale"])
-    except SpecError as e:
-        convert(e, None)
+    files, convert, input_spec = build_start(reader.manifest_file, m)
     layers = []
     for lm, arr in zip(m["layers"], arrays, strict=True):
         name, kind = lm["name"], lm["kind"]
