@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(BIN)/rtl-gen demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n auto --dist loadfile --durations=20
 
 lint: $(STAMP)
 	$(BIN)/ruff check rtl_gen sim tests boards benchmarks

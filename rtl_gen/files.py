@@ -8,14 +8,18 @@ system allows: every target is checked and every temporary written before the fi
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import secrets
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 from .errors import OutputError
 
-__all__ = ["cache_dir", "check_output", "make_dir", "new_sibling", "output_error", "write_file",
-           "write_files"]
+__all__ = ["cache_dir", "check_output", "locked", "make_dir", "new_sibling", "output_error",
+           "prepare_yowasp", "write_file", "write_files"]
 
 
 def cache_dir() -> Path:
@@ -25,6 +29,43 @@ def cache_dir() -> Path:
     import platformdirs
 
     return Path(platformdirs.user_cache_dir("rtl_gen"))
+
+
+@contextlib.contextmanager
+def locked(path) -> Iterator[None]:
+    """An exclusive lock on the file ``path`` (made if missing), held for the ``with`` block:
+    processes that share a cache folder (parallel tests, a sweep's workers) take turns."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+_PREPARED: set[str] = set()
+
+
+def prepare_yowasp(tool: str) -> None:
+    """Run the YoWASP tool ``tool`` once (``--version``) under a lock shared by all processes,
+    the first time this process uses it.
+
+    On its first run YoWASP compiles the tool's WebAssembly and writes the machine code into
+    its cache folder in place; another process that loads the half-written file dies with
+    SIGBUS.  Doing the first run under one lock means the compile happens once and every
+    later run finds a complete file.  Exit status and output do not matter here; a missing
+    tool is left for the real run to report."""
+    if tool in _PREPARED:
+        return
+    with locked(cache_dir() / "yowasp.lock"):
+        try:
+            subprocess.run([tool, "--version"], stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=900)
+        except (OSError, subprocess.SubprocessError):
+            pass
+    _PREPARED.add(tool)
 
 
 def output_error(path, e: OSError, what: str = "cannot write") -> OutputError:

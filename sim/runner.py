@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import hashlib
 import importlib.metadata
 import json
@@ -45,6 +44,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from rtl_gen.errors import RtlGenError
+from rtl_gen.files import locked
 
 __all__ = [
     "MIN_VERILATOR",
@@ -271,15 +271,6 @@ def _environment(simulator: str, extra: Mapping[str, str]) -> Iterator[None]:
         sys.path[:] = saved_path
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """An exclusive lock on ``path`` (other pytest processes may build the same design)."""
-    with open(path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 # --------------------------------------------------------------------------- building
@@ -291,7 +282,7 @@ def build_lock(path: str | os.PathLike):
     Builds in a shared cache folder take it, so that concurrent processes wait for one
     another instead of building the same folder twice.
     """
-    return _locked(Path(path))
+    return locked(Path(path))
 
 
 def config_key(value) -> str:
@@ -436,7 +427,7 @@ def build(verilog: str, toplevel: str, *, simulator: str = "verilator",
     build_dir.mkdir(parents=True, exist_ok=True)
     stamp = build_dir / _STAMP
     runtime = cache / f"{simulator}-runtime-{_digest([versions, args])}"
-    with _locked(build_dir / ".lock"):
+    with locked(build_dir / ".lock"):
         if stamp.is_file():
             return SimBuild(simulator, toplevel, build_dir, compiled=False)
         source = build_dir / f"{toplevel}.v"
@@ -501,7 +492,7 @@ def _save_runtime(build_dir: Path, runtime: Path) -> None:
     if (runtime / _STAMP).is_file():
         return
     runtime.mkdir(parents=True, exist_ok=True)
-    with _locked(runtime / ".lock"):
+    with locked(runtime / ".lock"):
         if (runtime / _STAMP).is_file():
             return
         for name in _RUNTIME_OBJECTS:

@@ -21,6 +21,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from boards import BOARDS, REGISTRY, BoardError, get_board
+from rtl_gen.files import prepare_yowasp
 from rtl_gen.flow import DoesNotFitError, Toolchain
 from rtl_gen.flow.board import Board, BoardTop, Pin
 from rtl_gen.flow.build import BuildReport, build_bitstream, check_fit
@@ -104,6 +105,7 @@ ICE40_CASES = [(12, 30), (12, 48), (12, 25), (12, 100), (12, 66.6), (12, 17.3), 
 
 
 def _icepll(fin, fout) -> dict:
+    prepare_yowasp(_tool("yowasp-icepll"))
     out = subprocess.run([_tool("yowasp-icepll"), "-i", str(fin), "-o", str(fout)],
                          capture_output=True, text=True, check=True).stdout
     got = {k: int(v) for k, v in re.findall(r"(DIVR|DIVF|DIVQ|FILTER_RANGE):\s+(\d+)", out)}
@@ -130,6 +132,7 @@ ECP5_CASES = [(25, 100), (48, 100), (25, 50), (12, 48), (20, 30), (45, 30), (100
 
 def _ecppll(fin, fout, tmp_path: Path) -> dict:
     # The WebAssembly tool sees only its working folder: write the Verilog there.
+    prepare_yowasp(_tool("yowasp-ecppll"))
     subprocess.run([_tool("yowasp-ecppll"), "-i", str(fin), "-o", str(fout), "-f", "pll.v"],
                    capture_output=True, text=True, check=True, cwd=tmp_path)
     verilog = (tmp_path / "pll.v").read_text()

@@ -281,6 +281,7 @@ def _equivalent_to_a_loop(tmp_path, n: int, op: str, wrong: bool = False) -> boo
     from amaranth.lib import wiring
     from amaranth.lib.wiring import In, Out
 
+    from rtl_gen.files import prepare_yowasp
     from rtl_gen.flow.synth import Toolchain, component_verilog
 
     class Dut(wiring.Component):
@@ -305,6 +306,7 @@ def _equivalent_to_a_loop(tmp_path, n: int, op: str, wrong: bool = False) -> boo
         f"for (i = 0; i < {n}; i = i + 1) o = o + {term}{extra}; end\nendmodule\n")
     (tmp_path / "eq.ys").write_text(_EQUIV_SCRIPT)
     yosys = Toolchain.default().resolve(Toolchain.default().yosys)
+    prepare_yowasp(yosys)
     proc = subprocess.run([yosys, "-s", "eq.ys"], cwd=tmp_path, capture_output=True, text=True,
                           timeout=600)
     return "SAT proof finished - no model found: SUCCESS!" in proc.stdout

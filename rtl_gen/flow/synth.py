@@ -54,6 +54,7 @@ from pathlib import Path
 
 from ..devices import Device, get_device
 from ..errors import RtlGenError
+from ..files import prepare_yowasp
 
 __all__ = [
     "DEFAULT_FREQ_MHZ",
@@ -379,6 +380,7 @@ def _tail(path: Path, n: int = LOG_TAIL_LINES) -> str:
 
 
 def _run(tool: str, args: Sequence[str], cwd: Path, log: Path, timeout: float | None) -> int:
+    prepare_yowasp(tool)
     with open(log, "w") as f:
         try:
             proc = subprocess.run([tool, *args], cwd=cwd, stdout=f, stderr=subprocess.STDOUT,

