@@ -28,6 +28,7 @@ from .numerics.schemes import parse_scheme
 from .tasks import build as build_task
 from .tasks import check as check_task
 from .tasks import demo as demo_task
+from .tasks import explore as explore_task
 from .tasks import generate as generate_task
 from .tasks import mpwn as mpwn_task
 from .tasks import qat as qat_task
@@ -565,6 +566,35 @@ def synth_command(bundle, device_name, fmax, seeds, counters, rows, cols, array_
     click.echo(markdown_table([row]), nl=False)
     if note:
         click.echo(note)
+
+
+@main.command("explore")
+@click.argument("spec", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", required=True, type=_OUT_DIR,
+              help="Folder for sweep.json, pareto.md and pareto.html.")
+@click.option("--workers", type=click.IntRange(1, 1024), default=None,
+              help="Local worker processes [default: one per core].")
+@click.option("--scheduler", default=None, metavar="ADDRESS",
+              help="Run the points on the dask.distributed cluster whose scheduler is at "
+                   "ADDRESS (tcp://host:8786; the explore extra).")
+@click.option("--local-cluster", type=click.IntRange(1, 1024), default=None, metavar="N",
+              help="Run the points on a dask LocalCluster of N worker processes.")
+def explore_command(spec, out, workers, scheduler, local_cluster):
+    """Sweep bundles x designs x devices x seeds; write the Pareto fronts.
+
+    SPEC is a TOML file (bundles, devices, seeds and [[designs]] of option ranges; see the
+    README's "Choosing a design").  Every point is cached in the user's cache folder, so a
+    second run synthesizes nothing and a killed sweep resumes where it stopped.
+    """
+    with _Progress() as progress:
+        result = explore_task.explore(spec, out, workers=workers, scheduler=scheduler,
+                                      local_cluster=local_cluster, progress=progress)
+    fronts = explore_task.fronts(result.rows)
+    for device, named in fronts.items():
+        click.echo(f"{device}: accuracy against inferences/s, Pareto front\n")
+        click.echo(explore_task.table(named["throughput"]))
+    click.echo(f"{len(result.rows)} points ({result.cached} from the cache), "
+               f"{result.flow_runs} flow runs, {result.seconds:.0f} s; wrote {out}/pareto.html")
 
 
 @main.command("build")

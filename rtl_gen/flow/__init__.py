@@ -22,6 +22,7 @@ from .synth import (
     place_and_route,
     place_and_route_seeds,
     synth,
+    synth_runs,
     tool_versions,
 )
 
@@ -44,5 +45,6 @@ __all__ = [
     "place_and_route",
     "place_and_route_seeds",
     "synth",
+    "synth_runs",
     "tool_versions",
 ]

@@ -409,6 +409,15 @@ def _dsp_key(dsp: bool) -> dict:
     return {} if dsp else {"dsp": False}
 
 
+_RUNS = 0
+
+
+def synth_runs() -> int:
+    """How many synthesis and place-and-route runs this process has started (cache misses);
+    a sweep reads it to say how much of its work came from the cache."""
+    return _RUNS
+
+
 class _Cache:
     """``workdir/<kind>/<key>/`` holding the run's files and ``result.json`` once done."""
 
@@ -424,6 +433,8 @@ class _Cache:
             return None
 
     def begin(self) -> Path:
+        global _RUNS
+        _RUNS += 1
         self.root.mkdir(parents=True, exist_ok=True)
         # A failed run stays here (never becomes a cache entry) for its logs.
         self.tmp = Path(tempfile.mkdtemp(prefix=f".run-{self.top}-",

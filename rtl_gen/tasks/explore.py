@@ -1,0 +1,658 @@
+"""``explore``: a design-space sweep — bundles × designs (engine and folding) × devices ×
+nextpnr seeds — where every point is one pure function :func:`evaluate` of its description,
+cached on disk, run through any :class:`concurrent.futures.Executor`.
+
+::
+
+    spec (TOML) ──► points ──► executor.submit(evaluate, point) ──► results ──► Pareto front
+                                   │
+                                   ├─ point cache  <cache>/points/<input key>.json
+                                   │    (bundle contents, options, device, seed, tool
+                                   │     versions, rtl_gen sources: nothing is elaborated)
+                                   └─ metric cache <cache>/metrics/<RTL key>.json
+                                        (the generated Verilog, tool versions, flags, seed:
+                                         nothing is synthesized)
+
+A point's metrics: the golden model's accuracy on the bundle's test data, the cycle model's
+cycles per inference and latency, the flow's LC / LUT4 / FF / DSP / BRAM (synthesis of the
+bare network) and Fmax (nextpnr with the point's seed, the network in the flow's harness),
+and inferences/s at that Fmax.  A design that does not fit or cannot be built is a result
+too (``status``), not an error of the sweep.  Each finished point is written at once, so a
+killed sweep resumes where it stopped; a second run of the same sweep runs no tool at all.
+
+The executor is a local process pool by default; ``dask.distributed`` (the ``explore`` extra)
+runs the same sweep on a cluster (:func:`dask_executor`).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import functools
+import hashlib
+import itertools
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+
+from ..devices import DEVICES
+from ..errors import RtlGenError
+from ..files import cache_dir, write_file
+from .common import ENGINES, Progress, notify
+
+__all__ = ["DESIGN_KEYS", "ExploreError", "Point", "Sweep", "SweepResult", "dask_executor",
+           "designs", "evaluate", "explore", "fronts", "load_spec", "pareto_front", "parse_spec",
+           "render", "run_sweep", "table"]
+
+
+class ExploreError(RtlGenError):
+    """A sweep specification or execution setting that cannot be used."""
+
+
+#: The options a design entry of a spec may range over, with their types.
+DESIGN_KEYS: Mapping[str, type] = {
+    "engine": str, "rows": int, "cols": int, "lanes": int, "fit": bool,
+    "target_fps": float, "multiplier": str,
+}
+_TOP_KEYS = {"bundles", "devices", "seeds", "designs"}
+_MULTIPLIERS = ("lut", "dsp")
+#: The board of each device, for each point's ``rtl-gen build`` command.
+BOARD_OF_DEVICE = {"up5k": "icebreaker", "ecp5-85f": "ulx3s"}
+#: Bump when the meaning of a cached point result changes.
+RESULT_VERSION = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Point:
+    """One design to evaluate: a bundle on a device with array/folding options and a
+    nextpnr seed.  ``fit``: the folding planner sizes the arrays for ``device``."""
+
+    bundle: str
+    device: str
+    seed: int = 1
+    engine: str = "arrays"
+    rows: int | None = None
+    cols: int | None = None
+    lanes: int | None = None
+    fit: bool = False
+    target_fps: float | None = None
+    multiplier: str = "lut"
+
+    @property
+    def design(self) -> dict:
+        """The options that make the hardware (no seed, no device unless fitted)."""
+        return {k: v for k, v in dataclasses.asdict(self).items()
+                if k not in ("bundle", "device", "seed") and v not in (None, False)}
+
+    def cli_options(self) -> list[str]:
+        opts = []
+        for key in ("rows", "cols", "lanes", "target_fps"):
+            if getattr(self, key) is not None:
+                opts += [f"--{key.replace('_', '-')}", f"{getattr(self, key):g}"]
+        if self.fit:
+            opts += ["--fit", self.device]
+        if self.engine != "arrays":
+            opts += ["--engine", self.engine]
+        if self.multiplier != "lut":
+            opts += ["--multiplier", self.multiplier]
+        return opts
+
+    @property
+    def command(self) -> str:
+        """The command that builds this design: a board bitstream where the device has a
+        board and the engine builds on one, else the synthesis of this point."""
+        opts = " ".join(self.cli_options())
+        board = BOARD_OF_DEVICE.get(self.device)
+        if board is not None and self.engine == "arrays":
+            return f"rtl-gen build --bundle {self.bundle} --board {board} {opts}".rstrip()
+        return (f"rtl-gen synth --bundle {self.bundle} --device {self.device} {opts}"
+                ).rstrip()
+
+
+@dataclasses.dataclass(frozen=True)
+class Sweep:
+    """A parsed specification: its points in a fixed order."""
+
+    points: tuple[Point, ...]
+    source: str = "<spec>"
+
+
+# --- the specification -------------------------------------------------------------------
+
+def _as_list(where: str, value) -> list:
+    values = value if isinstance(value, list) else [value]
+    if not values:
+        raise ExploreError(f"{where}: empty range; give at least one value")
+    return values
+
+
+def _typed(where: str, value, kind: type):
+    if kind is bool:
+        ok = isinstance(value, bool)
+    elif kind is int:
+        ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+    elif kind is float:
+        ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
+              and math.isfinite(value) and value > 0)
+    else:
+        ok = isinstance(value, kind)
+    if not ok:
+        what = {bool: "true or false", int: "a positive integer",
+                float: "a positive number", str: "a string"}[kind]
+        raise ExploreError(f"{where}: {value!r} is not {what}")
+    return float(value) if kind is float else value
+
+
+def parse_spec(spec: Mapping, *, source: str = "<spec>", base: Path | None = None) -> Sweep:
+    """The :class:`Sweep` of a specification mapping (what :func:`load_spec` reads)::
+
+        bundles = ["weights/digits-binary", "weights/digits-int4"]
+        devices = ["up5k", "ecp5-85f"]
+        seeds = [1, 2, 3]
+        [[designs]]                     # each entry: the product of its ranges
+        cols = [1, 2, 4]
+        lanes = [4, 8]
+        [[designs]]
+        fit = true                      # the folding planner, for each device
+        engine = ["arrays", "auto"]
+
+    Bundle paths are relative to ``base`` (the spec's folder).  Every value is checked
+    (types, ranges, device names, bundle folders); a bad one raises :class:`ExploreError`
+    naming it."""
+    if not isinstance(spec, Mapping):
+        raise ExploreError(f"{source}: expected a table of bundles, devices, seeds, designs")
+    unknown = sorted(set(spec) - _TOP_KEYS)
+    if unknown:
+        raise ExploreError(f"{source}: unknown key {unknown[0]!r}; expected "
+                           f"{', '.join(sorted(_TOP_KEYS))}")
+    for key in ("bundles", "devices"):
+        if key not in spec:
+            raise ExploreError(f"{source}: missing {key!r}")
+    base = Path(base) if base is not None else Path.cwd()
+    bundles = []
+    for b in _as_list(f"{source}: bundles", spec["bundles"]):
+        path = Path(_typed(f"{source}: bundles", b, str))
+        path = path if path.is_absolute() else base / path
+        if not path.exists():
+            raise ExploreError(f"{source}: bundles: {b!r} does not exist")
+        bundles.append(str(path))
+    devices = [_typed(f"{source}: devices", d, str)
+               for d in _as_list(f"{source}: devices", spec["devices"])]
+    for d in devices:
+        if d not in DEVICES:
+            raise ExploreError(f"{source}: devices: unknown device {d!r}; the flow knows "
+                               f"{', '.join(DEVICES)}")
+    seeds = [_typed(f"{source}: seeds", s, int)
+             for s in _as_list(f"{source}: seeds", spec.get("seeds", [1]))]
+    designs = spec.get("designs", [{}])
+    designs = _as_list(f"{source}: designs", designs)
+    choices = []
+    for i, design in enumerate(designs):
+        where = f"{source}: designs[{i}]"
+        if not isinstance(design, Mapping):
+            raise ExploreError(f"{where}: expected a table of options")
+        unknown = sorted(set(design) - set(DESIGN_KEYS))
+        if unknown:
+            raise ExploreError(f"{where}: unknown option {unknown[0]!r}; expected "
+                               f"{', '.join(DESIGN_KEYS)}")
+        ranges = {}
+        for key, value in design.items():
+            values = [_typed(f"{where}.{key}", v, DESIGN_KEYS[key])
+                      for v in _as_list(f"{where}.{key}", value)]
+            if key == "engine":
+                for v in values:
+                    if v not in ENGINES:
+                        raise ExploreError(f"{where}.engine: {v!r} is not one of "
+                                           f"{', '.join(ENGINES)}")
+            if key == "multiplier":
+                for v in values:
+                    if v not in _MULTIPLIERS:
+                        raise ExploreError(f"{where}.multiplier: {v!r} is not one of "
+                                           f"{', '.join(_MULTIPLIERS)}")
+            ranges[key] = values
+        keys = list(ranges)
+        for combo in itertools.product(*(ranges[k] for k in keys)):
+            choices.append(dict(zip(keys, combo, strict=True)))
+    points = []
+    seen = set()
+    for bundle, device, design, seed in itertools.product(bundles, devices, choices, seeds):
+        p = Point(bundle=bundle, device=device, seed=seed, **design)
+        if p not in seen:
+            seen.add(p)
+            points.append(p)
+    return Sweep(tuple(points), source)
+
+
+def load_spec(path) -> Sweep:
+    """Read a TOML (or JSON, by suffix) sweep specification (:func:`parse_spec`)."""
+    path = Path(path)
+    try:
+        text = path.read_bytes()
+    except OSError as e:
+        raise ExploreError(f"{path}: cannot read: {e.strerror or e}") from None
+    try:
+        if path.suffix == ".json":
+            spec = json.loads(text)
+        else:
+            if sys.version_info >= (3, 11):
+                import tomllib
+            else:  # pragma: no cover - Python 3.10
+                import tomli as tomllib
+            spec = tomllib.loads(text.decode())
+    except (ValueError, UnicodeDecodeError) as e:
+        kind = "JSON" if path.suffix == ".json" else "TOML"
+        raise ExploreError(f"{path}: not valid {kind}: {e}") from None
+    return parse_spec(spec, source=str(path), base=path.parent)
+
+
+# --- evaluating one point ------------------------------------------------------------------
+
+def _digest(parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
+
+
+@functools.lru_cache(maxsize=1)
+def _source_digest() -> str:
+    """A hash of rtl_gen's own sources: the generated RTL is a function of them."""
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*.py")):
+        h.update(str(f.relative_to(root)).encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:24]
+
+
+def _bundle_digest(path: str) -> str:
+    p = Path(path)
+    h = hashlib.sha256()
+    files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
+    for f in files:
+        h.update(str(f.relative_to(p) if p.is_dir() else f.name).encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:24]
+
+
+def input_key(point: Point) -> str:
+    """The point cache's key: everything that determines the point's result."""
+    from ..flow import tool_versions
+
+    return _digest({"v": RESULT_VERSION, "point": dataclasses.asdict(point),
+                    "bundle": _bundle_digest(point.bundle), "tools": tool_versions(),
+                    "sources": _source_digest()})
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+@functools.lru_cache(maxsize=16)
+def _accuracy(bundle: str, digest: str) -> float | None:
+    from ..bundle import read_bundle
+    from .common import encode_inputs, evaluation_data
+
+    net = read_bundle(Path(bundle))
+    try:
+        x, y = evaluation_data(net)
+    except RtlGenError:
+        return None  # not a digits model: no embedded test data
+    return float(net.accuracy(encode_inputs(net, x), y))
+
+
+def _folding(point: Point):
+    from .common import FoldingOptions
+
+    if not (point.fit or point.target_fps or point.engine != "arrays"):
+        return None
+    return FoldingOptions(target_fps=point.target_fps,
+                          fit=point.device if point.fit else None, engine=point.engine)
+
+
+def evaluate(point: Point, cache: str | os.PathLike | None = None) -> dict:
+    """The metrics of ``point`` (see the module's description), from the caches under
+    ``cache`` (default ``<user cache>/explore``) where they are, else by elaborating,
+    synthesizing and placing it (the flow's own runs cached in ``<user cache>/flow``).
+
+    ``status`` is ``ok``, ``does not fit`` or ``invalid`` (the options cannot build this
+    network; ``note`` says why).  ``flow runs`` counts the synthesis and place-and-route
+    runs this call made (0 when every result came from a cache)."""
+    from .. import flow
+    from ..bundle import read_bundle
+    from .common import require_dense, verilog_top
+    from .generate import network_engine
+
+    root = Path(cache) if cache is not None else cache_dir() / "explore"
+    key = input_key(point)
+    cached = _read_json(root / "points" / f"{key}.json")
+    if cached is not None:
+        return dict(cached, **{"flow runs": 0, "cached": True})
+    runs_before = flow.synth_runs()
+    start = time.perf_counter()
+    row = {"point": dataclasses.asdict(point), "command": point.command}
+    try:
+        net = require_dense(read_bundle(Path(point.bundle)), point.bundle)
+        row["network"] = net.name
+        row["accuracy"] = _accuracy(point.bundle, _bundle_digest(point.bundle))
+        engine = network_engine(net, rows=point.rows, cols=point.cols, lanes=point.lanes,
+                                multiplier=point.multiplier, folding=_folding(point),
+                                counters=False)
+        batch = getattr(engine, "rows", 1)
+        row["rows"] = batch
+        row["cycles per inference"] = engine.interval / batch
+        row["latency cycles"] = getattr(engine, "latency", None)
+        verilog = flow.component_verilog(engine, verilog_top(net))
+    except RtlGenError as e:
+        row.update(status="invalid", note=str(e))
+        return _finish(root, key, row, runs_before, start)
+    rtl = hashlib.sha256(verilog.encode()).hexdigest()[:24]
+    mkey = _digest({"v": RESULT_VERSION, "rtl": rtl, "device": point.device,
+                    "seed": point.seed, "tools": flow.tool_versions()})
+    metrics = _read_json(root / "metrics" / f"{mkey}.json")
+    if metrics is None:
+        metrics = _flow_metrics(verilog, verilog_top(net), point, flow)
+        write_file(root / "metrics" / f"{mkey}.json", json.dumps(metrics, indent=1))
+    row.update(rtl=rtl, **metrics)
+    if metrics.get("Fmax MHz"):
+        row["inferences/s"] = metrics["Fmax MHz"] * 1e6 / row["cycles per inference"]
+        if metrics.get("LC"):
+            row["inferences/s per kLC"] = row["inferences/s"] / metrics["LC"] * 1e3
+    return _finish(root, key, row, runs_before, start)
+
+
+def _flow_metrics(verilog: str, top: str, point: Point, flow) -> dict:
+    workdir = cache_dir() / "flow"
+    try:
+        stats = flow.synth(verilog, top, point.device, workdir=workdir)
+    except flow.ToolFailedError as e:
+        return {"status": "invalid", "note": str(e).splitlines()[0]}
+    metrics = {"status": "ok", "LC": stats.logic_cells, "LUT4": stats.lut4,
+               "carry": stats.carry, "FF": stats.ff, "DSP": stats.dsp, "BRAM": stats.bram}
+    try:
+        pnr = flow.place_and_route(verilog, top, point.device, seed=point.seed,
+                                   workdir=workdir)
+    except flow.DoesNotFitError as e:
+        return dict(metrics, status="does not fit", note=str(e))
+    metrics["Fmax MHz"] = pnr.fmax
+    return metrics
+
+
+def _finish(root: Path, key: str, row: dict, runs_before: int, start: float) -> dict:
+    from .. import flow
+
+    row.setdefault("status", "ok")
+    row["seconds"] = round(time.perf_counter() - start, 2)
+    write_file(root / "points" / f"{key}.json", json.dumps(row, indent=1))
+    return dict(row, **{"flow runs": flow.synth_runs() - runs_before, "cached": False})
+
+
+# --- running a sweep -----------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class SweepResult:
+    rows: list[dict]
+    #: Synthesis and place-and-route runs the sweep made (0 when all were cached).
+    flow_runs: int
+    seconds: float
+
+    @property
+    def cached(self) -> int:
+        return sum(1 for r in self.rows if r.get("cached"))
+
+
+def run_sweep(sweep: Sweep, *, executor: concurrent.futures.Executor | None = None,
+              workers: int | None = None, cache=None, progress: Progress | None = None,
+              evaluator: Callable[..., dict] = evaluate) -> SweepResult:
+    """Evaluate every point of ``sweep`` on ``executor`` (default: a process pool of
+    ``workers``, one per core).  Rows come back in the sweep's order."""
+    start = time.perf_counter()
+    own = executor is None
+    if own:
+        executor = concurrent.futures.ProcessPoolExecutor(max_workers=workers)
+    rows: list[dict | None] = [None] * len(sweep.points)
+    try:
+        futures = {executor.submit(evaluator, p, cache): i for i, p in enumerate(sweep.points)}
+        for done, fut in enumerate(concurrent.futures.as_completed(futures), 1):
+            i = futures[fut]
+            rows[i] = fut.result()
+            p = sweep.points[i]
+            notify(progress, f"[{done}/{len(futures)}] {Path(p.bundle).name} {p.device} "
+                             f"{' '.join(p.cli_options())} seed {p.seed}: "
+                             f"{rows[i].get('status')}")
+    finally:
+        if own:
+            executor.shutdown(cancel_futures=True)
+    return SweepResult([r for r in rows if r is not None],
+                       sum(r.get("flow runs", 0) for r in rows if r is not None),
+                       time.perf_counter() - start)
+
+
+def dask_executor(scheduler: str | None = None, *, local_workers: int | None = None,
+                  timeout: float = 10):
+    """A ``(executor, close)`` pair running on ``dask.distributed``: the cluster whose
+    scheduler is at ``scheduler`` (``tcp://host:8786``), or a ``LocalCluster`` of
+    ``local_workers`` single-threaded worker processes."""
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise ExploreError("a dask scheduler needs dask.distributed: "
+                           "pip install 'rtl_gen[explore]'") from None
+    cluster = None
+    try:
+        if scheduler is not None:
+            client = Client(scheduler, timeout=timeout)
+        else:
+            cluster = LocalCluster(n_workers=local_workers or 1, threads_per_worker=1,
+                                   processes=True, dashboard_address=None)
+            client = Client(cluster)
+    except (OSError, TimeoutError, ValueError) as e:
+        raise ExploreError(f"cannot reach the dask scheduler {scheduler!r}: {e}") from None
+
+    def close():
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+    return client.get_executor(pure=False), close
+
+
+# --- the Pareto front ----------------------------------------------------------------------
+
+def pareto_front(rows: Iterable[dict], objectives: Sequence[tuple[str, str]]) -> list[dict]:
+    """The rows no other row dominates; ``objectives`` are ``(key, "max" | "min")``.  Rows
+    missing an objective (a design that did not fit) are left out."""
+    pts = [r for r in rows if all(r.get(k) is not None for k, _ in objectives)]
+
+    def better_eq(a, b):
+        return all((a[k] >= b[k]) if d == "max" else (a[k] <= b[k]) for k, d in objectives)
+
+    def strictly(a, b):
+        return any((a[k] > b[k]) if d == "max" else (a[k] < b[k]) for k, d in objectives)
+
+    return [r for r in pts if not any(better_eq(o, r) and strictly(o, r) for o in pts)]
+
+
+# --- output --------------------------------------------------------------------------------
+
+#: The Pareto fronts a sweep reports, per device: accuracy against throughput and area.
+FRONTS = {"throughput": [("accuracy", "max"), ("inferences/s", "max")],
+          "area": [("accuracy", "max"), ("LC", "min")]}
+_COLUMNS = [("network", "bundle"), ("device", "device"), ("design", "design"),
+            ("seed", "seeds"), ("accuracy", "accuracy %"), ("LC", "LC"), ("FF", "FF"),
+            ("Fmax MHz", "Fmax MHz"), ("cycles per inference", "cycles/inf"),
+            ("inferences/s", "inferences/s"), ("status", "status")]
+
+
+def _cell(row: dict, key: str) -> str:
+    p = row["point"]
+    if key == "device":
+        return p["device"]
+    if key == "seed":
+        return ", ".join(map(str, row["seeds"])) if "seeds" in row else str(p["seed"])
+    if key == "design":
+        return " ".join(Point(**p).cli_options()) or "defaults"
+    v = row.get(key)
+    if v is None:
+        return "—"
+    if key == "accuracy":
+        return f"{100 * v:.2f}"
+    if isinstance(v, float):
+        return f"{v:,.1f}" if v < 1e4 else f"{v:,.0f}"
+    return f"{v:,}" if isinstance(v, int) else str(v)
+
+
+def designs(rows: Sequence[dict]) -> list[dict]:
+    """One row per design (bundle, device, options) over its seeds, in first-seen order:
+    ``Fmax MHz`` the median over the seeds that placed (:func:`rtl_gen.flow.median_fmax`),
+    with ``Fmax per seed`` and ``seeds``, and the throughput at the median."""
+    from ..flow import median_fmax
+
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        p = {k: v for k, v in r["point"].items() if k != "seed"}
+        groups.setdefault(json.dumps(p, sort_keys=True), []).append(r)
+    out = []
+    for rs in groups.values():
+        row = {k: v for k, v in rs[0].items() if k not in ("seconds", "flow runs", "cached")}
+        row["seeds"] = [r["point"]["seed"] for r in rs]
+        placed = [r["Fmax MHz"] for r in rs if r.get("Fmax MHz") is not None]
+        if placed:
+            fmax = median_fmax(placed)
+            row.update({"Fmax MHz": fmax, "Fmax per seed": placed,
+                        "inferences/s": fmax * 1e6 / row["cycles per inference"]})
+            if row.get("LC"):
+                row["inferences/s per kLC"] = row["inferences/s"] / row["LC"] * 1e3
+        out.append(row)
+    return out
+
+
+def fronts(rows: Sequence[dict]) -> dict[str, dict[str, list[dict]]]:
+    """``{device: {front name: designs}}``: the Pareto fronts of the designs (:func:`designs`,
+    seeds folded into the median Fmax) that were built (``status`` ok)."""
+    ok = [r for r in designs(rows) if r.get("status") == "ok"]
+    out: dict[str, dict[str, list[dict]]] = {}
+    for device in dict.fromkeys(r["point"]["device"] for r in ok):
+        mine = [r for r in ok if r["point"]["device"] == device]
+        out[device] = {name: sorted(pareto_front(mine, obj), key=lambda r: r[obj[1][0]])
+                       for name, obj in FRONTS.items()}
+    return out
+
+
+def table(rows: Sequence[dict], columns=_COLUMNS) -> str:
+    """A Markdown table of ``rows``."""
+    lines = ["| " + " | ".join(t for _, t in columns) + " |",
+             "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_cell(r, k) for k, _ in columns) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _plot(rows: Sequence[dict], front: Sequence[dict], x: str, title: str, xlabel: str) -> str:
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    pts = [r for r in rows if r.get(x) is not None and r.get("accuracy") is not None]
+    ax.scatter([r[x] for r in pts], [100 * r["accuracy"] for r in pts], s=14,
+               color="#9aa5b1", label="swept designs")
+    ax.plot([r[x] for r in front], [100 * r["accuracy"] for r in front], "o-",
+            color="#c2410c", label="Pareto front")
+    ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(loc="lower right")
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", bbox_inches="tight")
+    plt.close(fig)
+    text = buf.getvalue()
+    return text[text.index("<svg"):]
+
+
+def render(result: SweepResult, meta: Mapping) -> dict[str, str]:
+    """The files of a sweep's output folder: ``sweep.json`` (every row, the fronts, the
+    run's metadata), ``pareto.md`` and ``pareto.html`` (tables and plots, no external
+    assets)."""
+    import html
+
+    fr = fronts(result.rows)
+    doc = {"meta": dict(meta), "rows": result.rows,
+           "fronts": {d: {n: [r["command"] for r in f] for n, f in v.items()}
+                      for d, v in fr.items()}}
+    md = [f"# Design-space sweep\n\n{len(result.rows)} points, {result.flow_runs} flow runs, "
+          f"{result.seconds:.0f} s ({meta.get('date', '')}; tools "
+          f"{', '.join(f'{k} {v}' for k, v in meta.get('tools', {}).items())})\n"]
+    body = [f"<h1>Design-space sweep</h1><p>{html.escape(md[0].splitlines()[2])}</p>"]
+    cols = _COLUMNS + [("command", "command")]
+    for device, named in fr.items():
+        rows = [r for r in designs(result.rows) if r["point"]["device"] == device]
+        body.append(f"<h2>{html.escape(device)}</h2>")
+        for name, front in named.items():
+            x, label = (("inferences/s", "inferences per second (log)") if name == "throughput"
+                        else ("LC", "logic cells (log)"))
+            title = f"{device}: accuracy against {'throughput' if x != 'LC' else 'area'}"
+            md.append(f"## {title}\n\n{table(front, cols)}")
+            body.append(f"<h3>{html.escape(title)}</h3>")
+            body.append(_plot(rows, front, x, title, label))
+            body.append(_html_table(front, cols))
+    md.append(f"## Every point\n\n{table(result.rows)}")
+    body.append("<h2>Every point</h2>" + _html_table(result.rows, _COLUMNS))
+    page = ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>rtl_gen sweep</title>"
+            "<style>body{font-family:sans-serif;max-width:70em;margin:auto}"
+            "table{border-collapse:collapse;font-size:90%}td,th{border:1px solid #ccc;"
+            "padding:2px 6px}</style></head><body>" + "\n".join(body) + "</body></html>\n")
+    return {"sweep.json": json.dumps(doc, indent=1) + "\n", "pareto.md": "\n".join(md),
+            "pareto.html": page}
+
+
+def _html_table(rows: Sequence[dict], columns) -> str:
+    import html
+
+    head = "".join(f"<th>{html.escape(t)}</th>" for _, t in columns)
+    body = "".join("<tr>" + "".join(
+        f"<td>{html.escape(_cell(r, k) if k != 'command' else r.get('command', ''))}</td>"
+        for k, _ in columns) + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def explore(spec: Path, out: Path, *, workers: int | None = None,
+            scheduler: str | None = None, local_cluster: int | None = None,
+            cache: Path | None = None, progress: Progress | None = None) -> SweepResult:
+    """``rtl-gen explore SPEC --out DIR``: run the sweep of ``spec`` (:func:`load_spec`) and
+    write ``DIR/sweep.json``, ``pareto.md`` and ``pareto.html`` (all or none).  The points
+    run on a local process pool of ``workers`` (default: one per core), or on the dask
+    cluster at ``scheduler``, or on a dask ``LocalCluster`` of ``local_cluster`` workers."""
+    import datetime
+
+    from ..files import check_output, write_files
+    from ..flow import tool_versions
+
+    check_output(out, folder=True)
+    sweep = load_spec(spec)
+    if scheduler is not None and local_cluster is not None:
+        raise ExploreError("give --scheduler or --local-cluster, not both")
+    close = None
+    executor = None
+    if scheduler is not None or local_cluster is not None:
+        executor, close = dask_executor(scheduler, local_workers=local_cluster)
+    notify(progress, f"{len(sweep.points)} points from {spec}")
+    try:
+        result = run_sweep(sweep, executor=executor, workers=workers, cache=cache,
+                           progress=progress)
+    finally:
+        if close is not None:
+            close()
+    meta = {"spec": str(spec), "date": datetime.date.today().isoformat(),
+            "tools": tool_versions(), "flow runs": result.flow_runs,
+            "seconds": round(result.seconds, 1)}
+    write_files(out, render(result, meta))
+    return result

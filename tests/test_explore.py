@@ -1,0 +1,180 @@
+"""The design-space sweep: specifications, the Pareto front, the caches (a second run runs
+no tool, a killed sweep resumes), the executors (process pool, dask LocalCluster) and the
+command's clean errors."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from rtl_gen.cli import main
+from rtl_gen.tasks import explore as ex
+
+ROOT = Path(__file__).resolve().parents[1]
+BINARY = str(ROOT / "weights" / "digits-binary")
+
+
+def _spec(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "spec.toml"
+    path.write_text(text)
+    return path
+
+
+# --- specifications ---------------------------------------------------------------------------
+
+def test_points_are_the_product_of_the_ranges(tmp_path):
+    spec = _spec(tmp_path, f'''
+bundles = ["{BINARY}"]
+devices = ["up5k", "ecp5-85f"]
+seeds = [1, 2, 3]
+[[designs]]
+cols = [2, 4]
+lanes = [8, 16]
+[[designs]]
+fit = true
+''')
+    sweep = ex.load_spec(spec)
+    assert len(sweep.points) == 2 * (2 * 2 + 1) * 3
+    assert ex.Point(BINARY, "ecp5-85f", 3, cols=4, lanes=16) in sweep.points
+    assert ex.Point(BINARY, "up5k", 2, fit=True) in sweep.points
+    fitted = ex.Point(BINARY, "up5k", 2, fit=True)
+    assert fitted.command == f"rtl-gen build --bundle {BINARY} --board icebreaker --fit up5k"
+    assert ex.Point(BINARY, "ecp5-85f", engine="unrolled").command.startswith("rtl-gen synth")
+
+
+def test_relative_bundles_are_relative_to_the_spec(tmp_path):
+    (tmp_path / "w").symlink_to(ROOT / "weights")
+    sweep = ex.load_spec(_spec(tmp_path, 'bundles = ["w/digits-int4"]\ndevices = "up5k"\n'))
+    assert sweep.points == (ex.Point(str(tmp_path / "w" / "digits-int4"), "up5k"),)
+
+
+@pytest.mark.parametrize("text,message", [
+    ('bundles = []\ndevices = ["up5k"]', "bundles: empty range"),
+    ('bundles = ["{b}"]\ndevices = ["virtex7"]', "unknown device 'virtex7'"),
+    ('bundles = ["{b}"]\ndevices = ["up5k"]\nseeds = [0]', "seeds: 0 is not a positive"),
+    ('bundles = ["{b}"]\ndevices = ["up5k"]\n[[designs]]\ncols = []', "designs[0].cols: empty"),
+    ('bundles = ["{b}"]\ndevices = ["up5k"]\n[[designs]]\nscheme = "int4"',
+     "unknown option 'scheme'"),
+    ('bundles = ["{b}"]\ndevices = ["up5k"]\n[[designs]]\nengine = "fast"',
+     "designs[0].engine: 'fast' is not one of"),
+    ('bundles = ["{b}"]\ndevices = ["up5k"]\n[[designs]]\ncols = 2.5', "2.5 is not a positive"),
+    ('bundles = ["nowhere"]\ndevices = ["up5k"]', "'nowhere' does not exist"),
+    ('bundle = ["{b}"]\ndevices = ["up5k"]', "unknown key 'bundle'"),
+    ('devices = ["up5k"]', "missing 'bundles'"),
+    ('bundles = ["{b}"\n', "not valid TOML"),
+])
+def test_bad_specs_are_refused_by_name(tmp_path, text, message):
+    spec = _spec(tmp_path, text.replace("{b}", BINARY))
+    with pytest.raises(ex.ExploreError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        ex.load_spec(spec)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["explore", str(spec), "--out", str(out)])
+    assert result.exit_code == 1
+    assert result.stderr.count("\n") == 1 and message.split(":")[-1].strip()[:8] in result.stderr
+    assert not out.exists()
+
+
+def test_unreachable_scheduler_is_one_line(tmp_path):
+    pytest.importorskip("distributed")
+    spec = _spec(tmp_path, f'bundles = ["{BINARY}"]\ndevices = ["up5k"]\n')
+    result = CliRunner().invoke(main, ["explore", str(spec), "--out", str(tmp_path / "o"),
+                                       "--scheduler", "tcp://127.0.0.1:9"])
+    assert result.exit_code == 1
+    assert "cannot reach the dask scheduler 'tcp://127.0.0.1:9'" in result.stderr
+    assert result.stderr.count("\n") == 1
+    assert not (tmp_path / "o").exists()
+
+
+# --- the Pareto front and the seeds ----------------------------------------------------------
+
+def _row(acc, ips, lc, device="up5k", seed=1, cols=1, fmax=10.0, cycles=10_000):
+    return {"point": {"bundle": "b", "device": device, "seed": seed, "engine": "arrays",
+                      "rows": None, "cols": cols, "lanes": None, "fit": False,
+                      "target_fps": None, "multiplier": "lut"},
+            "accuracy": acc, "inferences/s": ips, "LC": lc, "status": "ok",
+            "Fmax MHz": fmax, "cycles per inference": cycles, "command": f"c{cols}"}
+
+
+def test_pareto_front_keeps_exactly_the_undominated():
+    a, b, c, d = _row(0.9, 100, 1), _row(0.8, 200, 2), _row(0.8, 100, 3), _row(0.95, 50, 4)
+    e = _row(0.9, 100, 5)  # equal to a: neither dominates the other
+    objectives = [("accuracy", "max"), ("inferences/s", "max")]
+    assert ex.pareto_front([a, b, c, d, e], objectives) == [a, b, d, e]
+    assert ex.pareto_front([a, b, c, d], [("accuracy", "max"), ("LC", "min")]) == [a, d]
+
+
+def test_designs_take_the_median_fmax_over_seeds():
+    rows = [_row(0.9, 1000, 100, seed=s, fmax=f) for s, f in ((1, 30.0), (2, 50.0), (3, 40.0))]
+    rows.append(_row(0.9, 1000, 100, seed=1, cols=2, fmax=20.0))
+    (one, two) = ex.designs(rows)
+    assert one["seeds"] == [1, 2, 3] and one["Fmax per seed"] == [30.0, 50.0, 40.0]
+    assert one["Fmax MHz"] == 40.0
+    # 10,000 cycles per inference at the median 40 MHz: 4,000 inferences/s.
+    assert one["inferences/s"] == pytest.approx(4000.0)
+    assert two["seeds"] == [1] and two["Fmax MHz"] == 20.0
+
+
+# --- running ----------------------------------------------------------------------------------
+
+def _fake(point, cache):
+    return {"point": {"seed": point.seed, "cols": point.cols}, "flow runs": 1}
+
+
+def test_run_sweep_keeps_the_sweep_order_on_any_executor():
+    sweep = ex.Sweep(tuple(ex.Point("b", "up5k", seed=s, cols=c)
+                           for c in (1, 2, 4) for s in (1, 2)))
+    with concurrent.futures.ThreadPoolExecutor(3) as pool:
+        result = ex.run_sweep(sweep, executor=pool, evaluator=_fake)
+    assert [r["point"] for r in result.rows] == [{"seed": p.seed, "cols": p.cols}
+                                                for p in sweep.points]
+    assert result.flow_runs == 6
+
+
+@pytest.mark.slow
+def test_sweep_caches_resumes_and_runs_on_dask(tmp_path):
+    """One real point through the flow; then the whole sweep resumes from the cache, and a
+    second run (on a dask LocalCluster of two workers) makes no flow run and gives the same
+    rows."""
+    spec = _spec(tmp_path, f'''
+bundles = ["{BINARY}"]
+devices = ["up5k"]
+seeds = [1, 2]
+[[designs]]
+cols = [8]
+[[designs]]
+cols = [300]
+''')
+    sweep = ex.load_spec(spec)
+    cache = tmp_path / "cache"
+    # A sweep "killed" after its first point: only that point's result is on disk.
+    first = ex.evaluate(sweep.points[0], cache)
+    assert first["status"] == "ok" and first["cached"] is False
+    assert first["LC"] > 1000 and 10 < first["Fmax MHz"] < 200
+    assert first["cycles per inference"] == 65
+    assert first["accuracy"] == pytest.approx(0.9028, abs=1e-4)
+    assert len(list((cache / "points").iterdir())) == 1
+    resumed = ex.run_sweep(sweep, workers=2, cache=cache)
+    assert resumed.rows[0] == dict(first, cached=True, **{"flow runs": 0})
+    assert [r["status"] for r in resumed.rows] == ["ok", "ok", "invalid", "invalid"]
+    assert "300" in resumed.rows[2]["note"]
+    pytest.importorskip("distributed")
+    executor, close = ex.dask_executor(local_workers=2)
+    try:
+        again = ex.run_sweep(sweep, executor=executor, cache=cache)
+    finally:
+        close()
+    assert again.flow_runs == 0 and again.cached == len(sweep.points)
+    strip = ("cached", "flow runs")
+    assert [{k: v for k, v in r.items() if k not in strip} for r in again.rows] == \
+        [{k: v for k, v in r.items() if k not in strip} for r in resumed.rows]
+    files = ex.render(again, {"date": "today", "tools": {}})
+    doc = json.loads(files["sweep.json"])
+    assert len(doc["rows"]) == 4 and doc["fronts"]["up5k"]["throughput"] == \
+        [resumed.rows[0]["command"]]
+    page = files["pareto.html"]
+    assert page.count("<svg") == 2 and not re.search(r'(src|href)="https?:', page)
