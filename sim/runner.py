@@ -308,7 +308,12 @@ def default_cache_dir() -> Path:
 
 
 def _tool_versions(simulator: str) -> str:
-    cocotb = importlib.metadata.version("cocotb")
+    # A Verilator build links cocotb's VPI library by its absolute path (RUNPATH): a build
+    # made from another environment's cocotb (another checkout's .venv) does not load here.
+    import cocotb as _cocotb
+
+    cocotb = (f"{importlib.metadata.version('cocotb')} at "
+              f"{Path(_cocotb.__file__).resolve().parent}")
     if simulator == "verilator":
         tool = ".".join(map(str, verilator_version()))
     else:
