@@ -488,12 +488,15 @@ def generate_command(pe_kind, a_bits, a_signed, lanes, depth, weights, multiplie
               help="Chance of an idle input cycle before each input (bubbles).")
 @click.option("--stall", type=click.FloatRange(0, 0.95), default=0.0, show_default=True,
               help="Chance that the output is not ready in a cycle (back-pressure).")
+@click.option("--gates", type=click.Choice(list(DEVICES)), default=None,
+              help="Simulate the gate-level netlist Yosys maps for this device's family "
+                   "(with the tools' cell models) instead of the RTL; minutes more.")
 @_array_options
 @click.option("--pipeline", type=click.IntRange(0, 16), default=0, show_default=True)
 @_tr_options
 @_folding_options
-def verify_command(bundle, data, images, simulator, gap, stall, rows, cols, array_lanes,
-                   multiplier, pipeline, conventional, tr_k, tr_s, folding):
+def verify_command(bundle, data, images, simulator, gap, stall, gates, rows, cols,
+                   array_lanes, multiplier, pipeline, conventional, tr_k, tr_s, folding):
     """Simulate the generated network (cocotb) against the golden model, image by image.
 
     Every logit and every class must equal the golden model's, and each layer's cycle count
@@ -504,7 +507,7 @@ def verify_command(bundle, data, images, simulator, gap, stall, rows, cols, arra
             bundle, data=data, images=images, simulator=simulator, gap=gap, stall=stall,
             rows=rows, cols=cols, lanes=array_lanes, multiplier=multiplier,
             pipeline=pipeline, conventional=conventional, tr_k=tr_k, tr_s=tr_s,
-            folding=folding, progress=progress)
+            folding=folding, gates=gates, progress=progress)
     click.echo(result.summary)
 
 

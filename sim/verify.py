@@ -45,7 +45,7 @@ FLOAT_VERILATOR_ARGS = ("-CFLAGS", "-O0")
 def verify_network(net: Network | FloatNetwork, x, *, simulator: str = "verilator",
                    gap: float = 0.0, stall: float = 0.0, seed: int = 0, cache_dir=None,
                    arrays=None, control=None, lanes=None, in_per_beat: int = 1,
-                   engine=None) -> dict:
+                   engine=None, gates: str | None = None) -> dict:
     """Run every image of ``x`` through the network's generated Verilog and check every
     logit, every class and every layer's cycle count against the golden and cycle models.
 
@@ -86,6 +86,10 @@ def verify_network(net: Network | FloatNetwork, x, *, simulator: str = "verilato
         verify instead of the default engine (one vector per transfer; the testbench also
         checks interval 1 and the plan's ``latency``).  It is checked against ``net``'s
         golden model, whatever network it was built from.
+    gates:
+        A device name (``up5k``, ``ecp5-85f``): simulate the gate-level netlist Yosys maps
+        for its family, with the tools' cell models (:func:`rtl_gen.flow.gates.gate_netlist`),
+        instead of the RTL; the testbench and every check stay the same.
 
     Returns
     -------
@@ -180,8 +184,14 @@ def verify_network(net: Network | FloatNetwork, x, *, simulator: str = "verilato
         raise VerifyError(f"net must be a Network or a FloatNetwork, not "
                           f"{type(net).__name__}")
     expected = model.expected(words)
-    built = runner.build(to_verilog(engine, top), top, simulator=simulator,
-                         cache_dir=cache_dir, build_args=build_args)
+    verilog = to_verilog(engine, top)
+    if gates is not None:
+        from rtl_gen.files import cache_dir as user_cache
+        from rtl_gen.flow.gates import gate_netlist
+
+        verilog = gate_netlist(verilog, top, gates, workdir=user_cache() / "flow").verilog
+    built = runner.build(verilog, top, simulator=simulator, cache_dir=cache_dir,
+                         build_args=build_args)
     with tempfile.TemporaryDirectory() as tmp:
         result_file = Path(tmp) / "result.json"
         params = expected.to_params() | {

@@ -9,6 +9,7 @@ from pathlib import Path
 from ..bundle import read_bundle
 from ..design.float_network import FloatNetwork
 from ..design.network import Network
+from ..devices import DEVICES
 from ..errors import RtlGenError
 from ..hw.network import plan_network
 from .common import (
@@ -54,7 +55,7 @@ def verify(bundle: Path, *, data: Path | None = None, images: int | None = None,
            rows: int | None = None, cols: int | None = None, lanes: int | None = None,
            multiplier: str = "lut", pipeline: int = 0, conventional: bool = False,
            tr_k: int | None = None, tr_s: int | None = None, folding=None,
-           progress: Progress | None = None) -> VerifyResult:
+           gates: str | None = None, progress: Progress | None = None) -> VerifyResult:
     """Run the images of ``data`` (default: the digits test split), or the first ``images``
     of them, through the generated Verilog of the network of ``bundle`` under ``simulator``,
     with input bubbles (``gap``) and output back-pressure (``stall``).
@@ -63,8 +64,13 @@ def verify(bundle: Path, *, data: Path | None = None, images: int | None = None,
     :class:`~rtl_gen.tasks.common.FoldingOptions`) and the run-time term-revealing controls
     (``conventional``, ``tr_k``, ``tr_s``); a float network takes ``cols`` lanes per layer.
     The simulation is :func:`sim.verify.verify_network` (either family); any difference
-    from the golden model raises :class:`~rtl_gen.errors.RtlGenError`.
+    from the golden model raises :class:`~rtl_gen.errors.RtlGenError`.  ``gates``: a device
+    name; simulate the gate-level netlist that Yosys maps for its family instead of the RTL
+    (:mod:`rtl_gen.flow.gates`).
     """
+    if gates is not None and gates not in DEVICES:
+        raise OptionError(f"--gates takes a device, one of {', '.join(DEVICES)}; not "
+                          f"{gates!r}", option="--gates")
     net = require_dense(read_bundle(bundle), bundle)
     if net.family == "float":
         if conventional or tr_k is not None or tr_s is not None:
@@ -97,8 +103,12 @@ def verify(bundle: Path, *, data: Path | None = None, images: int | None = None,
     x, _ = evaluation_data(net, data)
     codes = encode_inputs(net, first(x, images), data)
     sim, failures = sim_extra()
-    notify(progress, f"verifying {net.name}: {len(codes)} images through the generated "
-                     f"Verilog ({simulator}; building takes {build_time} the first time)...")
+    if gates is not None:
+        options["gates"] = gates
+        build_time = "several minutes: synthesis, then the netlist's build"
+    notify(progress, f"verifying {net.name}: {len(codes)} images through the "
+                     f"{'gate-level netlist for ' + gates if gates else 'generated Verilog'}"
+                     f" ({simulator}; building takes {build_time} the first time)...")
     try:
         return VerifyResult(net, sim.verify_network(net, codes, simulator=simulator, gap=gap,
                                                     stall=stall, **options))

@@ -1,0 +1,71 @@
+"""Gate-level simulation of every shipped integer network: the netlist Yosys maps for the
+iCE40 (UP5K) and the ECP5 (LFE5U-85F), with the tools' cell models, through the same cocotb
+testbench as the RTL (``rtl-gen verify --gates DEVICE``), on the whole digits test split.
+
+Run ``python benchmarks/gates.py [--images N] [--bundle NAME ...] [--device D ...]``; it
+prints a Markdown table (network, device, images, cells, result, seconds) and writes
+``benchmarks/results/gates.md`` and ``.json``.  A mismatch is a failed row (and exit 1),
+never a crash of the script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from rtl_gen.bundle import read_bundle
+from rtl_gen.errors import RtlGenError
+from rtl_gen.tasks.common import encode_inputs, evaluation_data, markdown_table
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = Path(__file__).parent / "results"
+BUNDLES = ["digits-binary", "digits-ternary", "digits-pot4", "digits-apot4", "digits-int4",
+           "digits-int8", "digits-mixed", "digits-tr"]
+DEVICES = ["up5k", "ecp5-85f"]
+
+
+def run(bundle: str, device: str, images: int | None) -> dict:
+    from rtl_gen.flow import FlowError
+    from sim.runner import SimulationFailed, SimulatorError
+    from sim.verify import verify_network
+
+    net = read_bundle(ROOT / "weights" / bundle)
+    x, _ = evaluation_data(net)
+    codes = encode_inputs(net, x if images is None else x[:images])
+    start = time.perf_counter()
+    row = {"network": bundle, "device": device, "images": len(codes)}
+    try:
+        result = verify_network(net, codes, gates=device)
+        row.update(result="bit-exact", cycles=result["cycles"])
+    except (SimulationFailed, SimulatorError, FlowError, RtlGenError) as e:
+        row.update(result="FAILED", why=str(e).splitlines()[0][:200])
+    row["seconds"] = round(time.perf_counter() - start, 1)
+    return row
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--images", type=int, default=None, help="first N images [all 360]")
+    ap.add_argument("--bundle", action="append", choices=BUNDLES, default=None)
+    ap.add_argument("--device", action="append", choices=DEVICES, default=None)
+    args = ap.parse_args(argv)
+    rows = []
+    for bundle in args.bundle or BUNDLES:
+        for device in args.device or DEVICES:
+            print(f"{bundle} on {device}...", file=sys.stderr, flush=True)
+            rows.append(run(bundle, device, args.images))
+            print(markdown_table([rows[-1]]), file=sys.stderr, flush=True)
+    table = markdown_table(rows)
+    print(table, end="")
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "gates.json").write_text(json.dumps(
+        {"date": time.strftime("%Y-%m-%d"), "rows": rows}, indent=1) + "\n")
+    (RESULTS / "gates.md").write_text(table)
+    return 0 if all(r["result"] == "bit-exact" for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
