@@ -433,7 +433,9 @@ def check_command(bundle):
 @click.option("--data", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help=DATA_HELP)
 @click.option("--out", type=_OUT_DIR,
-              help="Write report.md and report.json into this folder.")
+              help="Write report.html (one self-contained page: tables, plots, the test "
+              "images, misclassified first), its Markdown twin report.md and report.json "
+              "into this folder.")
 def report_command(bundles, data, out):
     """Golden-model accuracy of bundles next to their float reference."""
     click.echo(report_task.report(list(bundles), data, out).table, nl=False)
