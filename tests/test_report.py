@@ -82,6 +82,12 @@ def check_page(html: str, figures: int) -> Page:
     assert all(not re.match(r"\s*(https?:)?//", link) for link in page.links), page.links
     assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", html)
     assert "@import" not in html
+    ids = re.findall(r'\bid="([^"]+)"', html)
+    assert len(ids) == len(set(ids)), "ids defined twice"
+    refs = re.findall(r'(?:href="#|url\(#)([^")]+)', html)
+    assert set(refs) <= set(ids), set(refs) - set(ids)  # every reference resolves
+    style = html.split("<style>", 1)[1].split("</style>", 1)[0]
+    assert "&" not in style and "{" in style  # raw CSS: entities are not decoded there
     assert not re.search(r"""url\(\s*['"]?(?!#)""", html)  # only the SVG's own ids
     for img in page.imgs:
         assert img["src"].startswith("data:image/png;base64,")

@@ -18,6 +18,7 @@ import dataclasses
 import io
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -249,17 +250,25 @@ def text_overlaps(fig) -> list[tuple[str, str]]:
     return out
 
 
-def _svg(fig, salt: str) -> str:
+def _svg(fig, prefix: str) -> str:
     """``fig`` as inline SVG (text as paths: it looks the same in every browser), without
-    the XML prologue and the metadata block; ids salted per figure."""
+    the XML prologue and the metadata block; every id it defines, and every reference to
+    one, starts with ``prefix`` (the page's ids stay unique with several plots)."""
     plt = _pyplot()
     buf = io.StringIO()
-    with plt.rc_context({"svg.hashsalt": salt}):
+    with plt.rc_context({"svg.hashsalt": prefix}):
         fig.savefig(buf, format="svg", bbox_inches="tight",
                     metadata={"Date": None, "Creator": None, "Format": None, "Type": None})
     plt.close(fig)
     text = buf.getvalue()
-    return text[text.index("<svg"):].strip()
+    text = text[text.index("<svg"):].strip()
+    ids = set(re.findall(r'\bid="([^"]+)"', text))
+
+    def renamed(m: re.Match) -> str:
+        name = m.group(2)
+        return f"{m.group(1)}{prefix}-{name}" if name in ids else m.group(0)
+
+    return re.sub(r'(\bid="|href="#|url\(#)([^")]+)', renamed, text)
 
 
 def _short(name: str) -> str:
@@ -371,7 +380,8 @@ def _table(rows: list[dict], columns: list[tuple[str, str]], caption=None) -> di
 
 
 def _figure(title: str, fig, caption: tuple) -> dict:
-    return {"kind": "figure", "title": title, "svg": _svg(fig, title),
+    prefix = "fig-" + re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
+    return {"kind": "figure", "title": title, "svg": _svg(fig, prefix),
             "caption": _parts(*caption)}
 
 
