@@ -373,8 +373,10 @@ def _fmt(v, key: str = "") -> str:
 
 def _table(rows: list[dict], columns: list[tuple[str, str]], caption=None) -> dict:
     cells = [[_fmt(r.get(k), k) for k, _ in columns] for r in rows]
-    numeric = [all(isinstance(r.get(k), (int, float)) or r.get(k) is None for r in rows)
-               and any(r.get(k) is not None for r in rows) for k, _ in columns]
+    number = re.compile(r"[+-]?[\d,]+(\.\d+)?%?")
+    numeric = [any(row[j] for row in cells)
+               and all(number.fullmatch(row[j]) for row in cells if row[j])
+               for j in range(len(columns))]
     return {"kind": "table", "columns": [t for _, t in columns], "rows": cells,
             "numeric": numeric, "caption": _parts(*caption) if caption else None}
 
@@ -474,7 +476,8 @@ def _demo_page(data: dict) -> dict:
     sections.append({"id": "cycles", "title": "Cycle model", "blocks": [
         _text("Cycles per inference of each network on the default arrays (batch 1, 8 "
               "columns; 4 lanes for binary and ternary; a term-revealing layer takes a group "
-              "of 16 inputs a step), and the utilization of the largest layer."),
+              "of inputs a step, over several term slots), and the utilization of the "
+              "largest layer."),
         _table(cyc, [("name", "network"), ("cycles_per_inference", "cycles / inference"),
                      ("utilization", "largest layer utilization"),
                      ("golden_accuracy", "accuracy")]),
