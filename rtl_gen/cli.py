@@ -452,8 +452,7 @@ def report_command(bundles, data, out):
               type=click.Choice(_board_names()), help="The board to build the bitstream for.")
 @click.option("--cols", type=click.IntRange(1, 256), default=None,
               help="Array columns of the hardware network, every layer [default: the "
-              "board's fit, 4 on the iCEBreaker]. More = more LC, fewer cycles; the UP5K "
-              "holds 4.")
+              "board's fit, 4 on the iCEBreaker]. More columns = more LC, fewer cycles.")
 @click.option("--images", type=click.IntRange(1), default=None,
               help="Simulate only the first N test images [default: all 360, about a "
               "minute].")
