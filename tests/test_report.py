@@ -104,10 +104,11 @@ def demo_data(tmp_path_factory):
 
 def test_demo_page_without_simulation_or_bitstream(demo_data):
     out, data = demo_data
-    page = check_page((out / "report.html").read_text(), figures=2)
+    page = check_page((out / "report.html").read_text(), figures=3)
     text = " ".join(page.text)
     assert "Accuracy by weight scheme" in text
     assert "Accuracy against cycles per inference" in text
+    assert "Accuracy against logic and against speed" in text
     # the network taken to hardware, set as code, not in backticks
     assert "<code>digits-binary</code>" in (out / "report.html").read_text()
     assert "`digits-binary`" in (out / "report.md").read_text()
@@ -129,9 +130,10 @@ def test_demo_page_with_every_section(demo_data, tmp_path):
     data = dict(copy.deepcopy(data), simulation=SIMULATION, build=BUILD)
     paths = R.write_report(data, tmp_path)
     html = paths["report.html"].read_text()
-    page = check_page(html, figures=3)
+    page = check_page(html, figures=4)
     titles = [t.strip() for t in page.text]
-    for title in ("Accuracy", "Cycle model", "Layers", "Test images", "Simulation",
+    for title in ("Accuracy", "Cycle model", "Layers", "Design space", "Test images",
+                  "Simulation",
                   "Bitstream", "Resources on the icebreaker."):
         assert title in titles, title
     md = paths["report.md"].read_text()
@@ -164,6 +166,24 @@ def test_the_layer_table_holds_term_revealing_layers_to_the_same_utilization(dem
     assert all(r["lc"] > 0 for r in data["layers"])
 
 
+def test_design_space_is_the_fastest_design_that_fits(demo_data):
+    """Every integer network on both devices, each design inside the device with the
+    margin, its rate the clock over its cycles per image."""
+    from rtl_gen.devices import get_device
+
+    _, data = demo_data
+    rows = data["design_space"]
+    assert {(r["network"], r["device"]) for r in rows} == {
+        (r["name"], d) for r in data["accuracy"] for d in ("up5k", "ecp5-85f")}
+    for r in rows:
+        assert r["logic"] <= 0.9 * get_device(r["device"]).luts
+        assert r["images_per_s"] == pytest.approx(r["clock_mhz"] * 1e6 / r["cycles"])
+        assert r["unit"] == ("LC" if r["device"] == "up5k" else "LUT4")
+    fastest = {r["network"]: r["cycles"] for r in rows if r["device"] == "ecp5-85f"}
+    # the largest device takes every network at least as fast as the smallest
+    assert all(fastest[r["network"]] <= r["cycles"] for r in rows if r["device"] == "up5k")
+
+
 def figures_of(data):
     acc = data["accuracy"]
     yield R._accuracy_figure(acc, [("float_accuracy", "float"), ("ptq_accuracy", "PTQ"),
@@ -172,6 +192,7 @@ def figures_of(data):
                               100 * r["golden_accuracy"]) for r in data["cycles"]],
                             "cycles per inference", "test accuracy (%)")
     yield R._resources_figure(BUILD)
+    yield R._design_figure(data["design_space"])
 
 
 def test_no_label_of_any_plot_overlaps_another(demo_data):
@@ -222,10 +243,10 @@ def test_report_command_writes_the_page(tmp_path):
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir()) == ["report.html", "report.json",
                                                      "report.md"]
-    page = check_page((out / "report.html").read_text(), figures=1)
+    page = check_page((out / "report.html").read_text(), figures=2)
     text = " ".join(page.text)
-    for words in ("Accuracy by bundle", "Layers", "Test images", "digits-int8", "digits-tr",
-                  "Float network", "99.38%"):
+    for words in ("Accuracy by bundle", "Design space", "Layers", "Test images",
+                  "digits-int8", "digits-tr", "Float network", "99.38%"):
         assert words in text, words
     # one grid per bundle, the first open
     assert page.tags.count("details") == 3
@@ -249,7 +270,7 @@ def test_a_model_whose_inputs_are_not_images_has_no_grid(tmp_path):
     result = runner.invoke(main, ["report", "--bundle", str(tmp_path / "b"), "--data",
                                   str(data), "--out", str(tmp_path / "r")])
     assert result.exit_code == 0, result.output
-    page = check_page((tmp_path / "r" / "report.html").read_text(), figures=1)
+    page = check_page((tmp_path / "r" / "report.html").read_text(), figures=2)
     assert page.imgs == [] and "Test images" not in page.text
     assert "Layers" in page.text
 

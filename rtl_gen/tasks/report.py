@@ -37,9 +37,9 @@ from .common import (
     write_outputs,
 )
 
-__all__ = ["ACCURACY_COLUMNS", "LAYER_COLUMNS", "ReportResult", "UTILIZATION", "evaluate",
-           "figure_texts", "image_grid", "layer_rows", "render", "report", "text_overlaps",
-           "with_delta", "write_report"]
+__all__ = ["ACCURACY_COLUMNS", "DESIGN_DEVICES", "LAYER_COLUMNS", "ReportResult",
+           "UTILIZATION", "design_space", "evaluate", "figure_texts", "image_grid",
+           "layer_rows", "render", "report", "text_overlaps", "with_delta", "write_report"]
 
 ACCURACY_COLUMNS = [("name", "bundle"), ("schemes", "weights"), ("float_accuracy", "float"),
                     ("golden_accuracy", "golden (integer)"), ("delta", "Δ points"),
@@ -206,6 +206,44 @@ def image_grid(net: Network | FloatNetwork, x: np.ndarray, y: np.ndarray, *,
                        for i in order]}
 
 
+#: The devices of the design-space view (:func:`design_space`): the iCEBreaker's and the
+#: ULX3S's.
+DESIGN_DEVICES = ("up5k", "ecp5-85f")
+
+
+def design_space(nets, accuracy: dict[str, float],
+                 devices: tuple[str, ...] = DESIGN_DEVICES) -> list[dict]:
+    """For every integer network of ``nets`` and every device, the folding planner's fastest
+    design that fits (as ``rtl-gen generate --fit DEVICE``): its arrays, cycles per image,
+    images per second at the family's estimated clock, estimated logic, DSP and block RAM,
+    beside the network's accuracy (``accuracy`` by name).  Estimates: the cycle model is
+    exact, the area and the clock are the planner's models.  A network that fits nowhere
+    has a row with ``note`` saying why."""
+    from ..devices import get_device
+    from ..errors import RtlGenError
+    from ..hw.planner import plan_folding
+
+    rows = []
+    for net in nets:
+        if not isinstance(net, Network) or any(ly.kind != "dense" for ly in net.layers):
+            continue
+        for name in devices:
+            unit = "LC" if get_device(name).family == "ice40" else "LUT4"
+            row = {"network": net.name, "device": name, "unit": unit,
+                   "accuracy": accuracy.get(net.name)}
+            try:
+                plan = plan_folding(net, fit=name)
+            except (RtlGenError, TypeError, ValueError) as e:
+                rows.append(dict(row, note=str(e)))
+                continue
+            rows.append(dict(row, arrays=", ".join(f"{t.cols} x {t.lanes}"
+                                                    for t in plan.timings),
+                             cycles=plan.interval / plan.rows, clock_mhz=plan.fmax_mhz,
+                             images_per_s=plan.fps, logic=round(plan.area.logic),
+                             dsp=plan.area.dsp, bram=plan.area.bram))
+    return rows
+
+
 # -- plots -----------------------------------------------------------------------------------
 
 
@@ -329,6 +367,41 @@ def _scatter_figure(points: list[tuple[str, float, float]], xlabel: str, ylabel:
     return fig
 
 
+def _design_figure(rows: list[dict]):
+    """Per device (a row of plots): accuracy against estimated logic, and against images
+    per second; one marker per network, named in the legend."""
+    from ..devices import get_device
+
+    plt = _pyplot()
+    rows = [r for r in rows if "logic" in r and r.get("accuracy") is not None]
+    devices = list(dict.fromkeys(r["device"] for r in rows))
+    names = list(dict.fromkeys(r["network"] for r in rows))
+    fig, axes = plt.subplots(len(devices), 2, figsize=(9, 2.9 * len(devices) + 0.3),
+                             squeeze=False, sharey=True)
+    for (ax_lc, ax_fps), device in zip(axes, devices, strict=True):
+        here = [r for r in rows if r["device"] == device]
+        for r in here:
+            i = names.index(r["network"])
+            style = dict(marker=_MARKERS[i % len(_MARKERS)], s=44, zorder=3,
+                         facecolors="none", edgecolors=f"C{i % 10}", linewidths=1.4,
+                         label=_short(r["network"]))
+            ax_lc.scatter([r["logic"]], [100 * r["accuracy"]], **style)
+            ax_fps.scatter([r["images_per_s"] / 1e3], [100 * r["accuracy"]], **style)
+        ax_lc.axvline(get_device(device).luts, color="0.5", linestyle="--", linewidth=1)
+        ax_lc.set_xlabel(f"estimated {here[0]['unit']} on the {device}")
+        ax_fps.set_xlabel(f"thousand images/s at {here[0]['clock_mhz']:g} MHz (estimate)")
+        ax_lc.set_ylabel("test accuracy (%)")
+        for ax in (ax_lc, ax_fps):
+            ax.set_xlim(left=0, right=1.15 * ax.get_xlim()[1])
+            ax.grid(alpha=0.3)
+    acc = [100 * r["accuracy"] for r in rows]
+    pad = max(0.3, 0.1 * (max(acc) - min(acc)))
+    axes[0][0].set_ylim(min(acc) - pad, max(acc) + pad)
+    axes[0][1].legend(loc="upper left", bbox_to_anchor=(1.02, 1), fontsize=8, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
 def _resources_figure(build: dict):
     plt = _pyplot()
     util = build["utilisation"]
@@ -407,6 +480,34 @@ def _layer_blocks(layers: list[dict]) -> list[dict]:
                   "estimate, not a synthesis).")]
 
 
+DESIGN_COLUMNS = [("network", "network"), ("device", "device"), ("arrays", "cols x lanes"),
+                  ("cycles", "cycles / image"), ("images_per_s", "images/s"),
+                  ("logic", "est. logic"), ("unit", "unit"), ("dsp", "DSP"),
+                  ("bram", "BRAM"), ("accuracy", "accuracy"), ("note", "note")]
+
+
+def _design_blocks(rows: list[dict]) -> list[dict]:
+    if not rows:
+        return []
+    shown = [dict(r, images_per_s=None if r.get("images_per_s") is None
+                  else round(r["images_per_s"])) for r in rows]
+    columns = [(k, t) for k, t in DESIGN_COLUMNS if any(r.get(k) is not None for r in shown)]
+    blocks = [_text("What each network costs and gives on each device, as the folding "
+                    "planner sees it: the fastest design that fits the device with 10% of "
+                    "each resource kept free (", ("rtl-gen generate --fit DEVICE",),
+                    "). Estimates, not measurements: the cycles come from the cycle model "
+                    "(which the simulations hold every layer to), the logic from the area "
+                    "model (calibrated against Yosys, see ", ("benchmarks/results/area_model.md",),
+                    "), the clock is the device family's estimate."),
+              _table(shown, columns)]
+    if any("logic" in r for r in rows):
+        blocks.append(_figure("Accuracy against logic and against speed", _design_figure(rows),
+                              ("Each network's accuracy against its estimated logic (the "
+                               "dashed line: the device's size) and its images per second, "
+                               "one row of plots per device.",)))
+    return blocks
+
+
 def render(page: dict) -> dict[str, str]:
     """``report.html`` and ``report.md`` of a page model (:mod:`rtl_gen.tasks.templates`)."""
     import jinja2
@@ -449,6 +550,10 @@ def _report_page(rows, columns, nets, grids, what: str) -> dict:
             f"Float network{'s' * (len(floats) > 1)} ", *names,
             ": float layers run on the float lanes engine, whose layers ", ("rtl-gen generate",),
             " tabulates."))
+    design = design_space(nets, {r["name"]: r["golden_accuracy"] for r in rows})
+    if design:
+        sections.append({"id": "design", "title": "Design space",
+                         "blocks": _design_blocks(design)})
     shown = [g for g in grids if g is not None]
     if shown:
         sections.append({"id": "images", "title": "Test images", "blocks": [
@@ -495,6 +600,10 @@ def _demo_page(data: dict) -> dict:
             _text("Each network's layers: ", (net,) if net else "", " on the arrays it is "
                   "built with for the board, the others on the default arrays."
                   if net else "on the default arrays."), *_layer_blocks(layers)]})
+    design = data.get("design_space")
+    if design:
+        sections.append({"id": "design", "title": "Design space",
+                         "blocks": _design_blocks(design)})
     grid = data.get("images")
     if grid:
         sections.append({"id": "images", "title": "Test images", "blocks": [_grid(grid)]})
