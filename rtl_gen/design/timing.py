@@ -192,8 +192,9 @@ class LayerTiming:
 
     @property
     def utilization(self) -> float:
-        """Achieved over peak products in steady state (batches back to back)."""
-        return self.macs / (self.interval * self.peak)
+        """Achieved over peak products per cycle in steady state (batches back to back); a
+        step of ``L`` inputs takes ``slots`` cycles, so the peak is ``R*C*L / slots``."""
+        return self.macs * self.slots / (self.interval * self.peak)
 
 
 def network_interval(timings, input_features: int) -> int:

@@ -49,7 +49,7 @@ from .common import (
     write_atomic,
     write_outputs,
 )
-from .report import with_delta, write_report
+from .report import design_space, image_grid, layer_rows, with_delta, write_report
 
 __all__ = ["BOARD_COLS", "DEMO_BOARD", "DEMO_COLUMNS", "DEMO_NETWORK", "DemoBundles",
            "DemoResult", "DemoStep", "demo", "demo_bundles", "infer_frame_bytes"]
@@ -187,7 +187,12 @@ def demo(out: Path = Path("build/demo"), *, states: Path | None = None,
         data = {"dataset": f"8x8 digits, test split ({len(bundles.test.y)} images)",
                 "accuracy": bundles.rows, "cycles": _cycles(bundles), "simulation": sim,
                 "build": build, "network": {"name": net.name, "design_id": network_id(net),
-                                            "arrays": [str(a) for a in arrays]}}
+                                            "arrays": [str(a) for a in arrays]},
+                "layers": [r for n in bundles.networks.values()
+                           for r in layer_rows(n, arrays if n is net else None)],
+                "images": image_grid(net, bundles.test.x, bundles.test.y),
+                "design_space": design_space(bundles.networks.values(), {
+                    r["name"]: r["golden_accuracy"] for r in bundles.rows})}
         return write_report(data, out)
 
     paths = step(5, report)
