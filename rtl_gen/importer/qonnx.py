@@ -53,6 +53,9 @@ __all__ = [
 CUSTOM_DOMAINS = ("qonnx.custom_op.general", "finn.custom_op.general")
 #: Opsets of the standard domain the importer knows the ops' semantics for.
 OPSET_RANGE = (9, 22)
+#: Most thresholds per activation expanded into 1-bit channels when the multiply-and-shift
+#: form is not exact (3 thresholds: a 2-bit code becomes three 1-bit channels).
+MAX_EXPAND = 3
 QUANT_OPS = ("Quant", "IntQuant", "BipolarQuant")
 ELEMENTWISE = ("Mul", "Add", "Sub", "Div")
 REORDER = ("Reshape", "Flatten", "Transpose", "Identity")
@@ -185,6 +188,7 @@ class _Codes:
     o: int
     bits: int
     signed: bool                          # the bundle code (the input only can be signed)
+    expand: int = 1                       # 1-bit thermometer channels per activation
 
 
 @dataclasses.dataclass
@@ -210,7 +214,8 @@ def _float_ops_name(node):
 
 
 class _Walker:
-    def __init__(self, path: Path, model, name: str):
+    def __init__(self, path: Path, model, name: str, expand: bool = True):
+        self.expand = expand
         self.path = path
         self.model = model
         self.name = name
@@ -430,7 +435,9 @@ class _Walker:
             if op == "Flatten":
                 ax = a.get("axis", 1)
                 return perm.reshape(int(np.prod(perm.shape[:ax])), -1)
-            shape = self.const(pos, node, 1, "shape").value
+            shape = [int(t) for t in self.const(pos, node, 1, "shape").value.reshape(-1)]
+            if shape and shape[0] not in (0, -1):
+                shape[0] = 1                   # the batch axis (exported at any batch size)
             return perm.reshape(_reshape_target(perm.shape, shape))
         except ValueError as e:
             raise self.refuse(pos, node, f"cannot reorder shape {list(perm.shape)}: {e}") \
@@ -571,8 +578,10 @@ class _Walker:
             raise self.refuse(pos, node, "a weight scale that varies along the input axis is "
                               "not supported")
         s_w = sc[:, 0]
-        bundle = np.zeros_like(w_oi)
-        bundle[:, flat] = w_oi
+        e = v.expand
+        bundle = np.zeros((n_out, n_in * e), dtype=np.int64)
+        for k in range(e):
+            bundle[:, flat * e + k] = w_oi
         bias = np.zeros(n_out)
         if node.op_type == "Gemm" and len(node.input) > 2 and node.input[2]:
             c = self.const(pos, node, 2, "bias").value.astype(np.float64)
@@ -585,7 +594,7 @@ class _Walker:
                 bias_f = [_frac(x) for x in bias]
         else:
             bias_f = [Fraction(0)] * n_out
-        rowsum = bundle.sum(axis=1)
+        rowsum = w_oi.astype(np.int64).sum(axis=1)
         m = [v.scale * _frac(s_w[c]) * v.g for c in range(n_out)]
         add = [v.scale * _frac(s_w[c]) * v.o * int(rowsum[c]) + bias_f[c] for c in range(n_out)]
         return _Acc(np.arange(n_out).reshape(1, n_out), bundle.astype(np.int64), v,
@@ -680,6 +689,7 @@ class _Walker:
         codes = acc.codes.copy()
         betas, ms, ss = [], [], []
         exact, off, max_off, margin = True, 0, 0, math.inf
+        per_channel = []
         for c in range(n_out):
             ts, sense_seen = [], set()
             for k in range(1, levels + 1):
@@ -705,6 +715,7 @@ class _Walker:
                 codes[c] = -codes[c]
                 lo_a, hi_a = -hi_a, -lo_a
                 ts = [(1, -t) if s < 0 else (1, t) for s, t in ts]
+            per_channel.append(([t for _, t in ts], lo_a, hi_a))
             r = solve([t for _, t in ts], k_hw, lo_a, hi_a)
             betas.append(r.beta)
             ms.append(r.multiplier)
@@ -712,6 +723,19 @@ class _Walker:
             exact &= r.exact
             off += r.off
             max_off = max(max_off, r.max_off)
+        expand = 1
+        if not exact and 2 <= levels <= MAX_EXPAND and self.expand:
+            # Thermometer code: one 1-bit channel per threshold, each exact.
+            expand, out_bits = levels, 1
+            betas, ms, ss = [], [], []
+            for ts, lo_a, hi_a in per_channel:
+                for t in ts:
+                    r = solve([t], 1, lo_a, hi_a)
+                    betas.append(r.beta)
+                    ms.append(r.multiplier)
+                    ss.append(r.shift)
+            codes = np.repeat(codes, levels, axis=0)
+            exact, off, max_off = True, 0, 0
         scheme, wcodes, _ = self.scheme(acc, codes)
         name = f"fc{len(self.layers) + 1}"
         prev = acc.inp
@@ -726,12 +750,13 @@ class _Walker:
                                         0.0 if margin == math.inf else margin,
                                         tuple(acc.float_ops)))
         self.layer_info.append({"name": name, "tensor": out_name, "bipolar": q["bipolar"],
+                                "perm": flat.tolist(), "expand": expand,
                                 "code_min": lo, "zeropt": [int(z) for z in zp_ch],
                                 "scale": [float(s) for s in s_ch]})
         s0 = self.scalar(pos, node, q["scale"], "scale")
         z0 = self.scalar(pos, node, q["zeropt"], "zero point")
         o = lo - int(z0) if not q["bipolar"] else -1
-        return _Codes(acc.perm, _frac(s0), g, o, out_bits, False)
+        return _Codes(acc.perm, _frac(s0), g, o, out_bits, False, expand)
 
     def finish_last(self, acc: _Acc, out_name):
         n_out = acc.codes.shape[0]
@@ -767,7 +792,7 @@ class _Walker:
             activation="none"))
         self.reports.append(LayerReport(name, acc.node, True, 0, 0, 0.0, tuple(acc.float_ops)))
         self.output_info = {"tensor": out_name, "scale": scales, "offset": offsets,
-                            "n": n_out}
+                            "perm": order.tolist()}
 
 
 def _int_range(signed, narrow, bits):
@@ -818,8 +843,14 @@ def encode_input(info: dict, x) -> np.ndarray:
     return _round(np.clip(y, lo, hi), q["rounding_mode"]).astype(np.int64)
 
 
-def import_qonnx(path, *, name: str | None = None) -> ImportResult:
+def import_qonnx(path, *, name: str | None = None, expand: bool = True) -> ImportResult:
     """Read the QONNX model at ``path`` and return the integer network it computes.
+
+    ``expand``: where a hidden layer's multiply-and-shift requantization cannot be exact and
+    its activation has at most :data:`MAX_EXPAND` thresholds, give every activation one
+    1-bit channel per threshold (a thermometer code, exact by construction; the next layer's
+    weight columns are repeated).  Without it such a layer is imported inexactly and its
+    report gives the bound.
 
     Raises
     ------
@@ -834,7 +865,7 @@ def import_qonnx(path, *, name: str | None = None) -> ImportResult:
     model = _load(path)
     _check_opsets(path, model)
     net_name = name or re.sub(r"[^A-Za-z0-9_-]", "_", path.stem) or "imported"
-    w = _Walker(path, model, net_name)
+    w = _Walker(path, model, net_name, expand)
     try:
         w.run()
     except ImportRefusal:

@@ -175,6 +175,28 @@ def _mismatch(targets, beta, m, s, amin, amax):
     return off, worst
 
 
+def _beta_candidates(exact_ks, beta0):
+    """Integers ``beta`` worth trying: with two or more exact thresholds, every ``beta`` that
+    the first one allows for a step ``D`` consistent with all pairs (complete); else a few
+    around ``beta0``."""
+    near = [beta0 + d for d in (0, -1, 1, -2, 2, -3, 3, -4, 4, -6, 6, -8, 8)]
+    if len(exact_ks) < 2:
+        return near
+    k1, t1 = exact_ks[0]
+    lo, hi = Fraction(0), None
+    for k, t in exact_ks[1:]:
+        lo = max(lo, Fraction(t - t1 - 1, k - k1))
+        v = Fraction(t - t1 + 1, k - k1)
+        hi = v if hi is None else min(hi, v)
+    if hi <= lo:
+        return []
+    w = k1 - Fraction(1, 2)
+    first, last = math.floor(w * lo) - t1, math.ceil(w * hi) - t1 + 1
+    if last - first > 4096:
+        return near
+    return range(first, last + 1)
+
+
 def solve(thresholds, k_hw: int, amin: int, amax: int, *, max_m_bits: int = 31) -> Requant:
     """The hardware requantization of one channel.
 
@@ -207,8 +229,7 @@ def solve(thresholds, k_hw: int, amin: int, amax: int, *, max_m_bits: int = 31) 
         beta0 = (math.ceil((low - Fraction(1, 2)) * d_est) - amin) if low else \
             (math.ceil(d_est / 2) - amax - 1)
     best = None
-    for delta in (0, -1, 1, -2, 2, -3, 3, -4, 4, -6, 6, -8, 8):
-        beta = beta0 + delta
+    for beta in _beta_candidates(exact_ks, beta0):
         lo, hi = _interval(bounds, beta)
         if hi is not None and hi <= lo:
             continue
