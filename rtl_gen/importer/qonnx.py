@@ -759,7 +759,6 @@ class _Walker:
         return _Codes(acc.perm, _frac(s0), g, o, out_bits, False, expand)
 
     def finish_last(self, acc: _Acc, out_name):
-        n_out = acc.codes.shape[0]
         order = acc.perm.reshape(-1)
         codes = acc.codes[order].copy()
         scales, offsets, betas = [], [], []

@@ -1,0 +1,49 @@
+"""``import``: a QONNX model (a Brevitas, FINN or hls4ml export) into an integer weight
+bundle, exactly, or refused by name."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from ..bundle import write_bundle
+from ..importer import ImportResult, import_qonnx
+from .common import bundle_name, check_output
+
+__all__ = ["ImportModelResult", "import_model"]
+
+
+@dataclasses.dataclass(frozen=True)
+class ImportModelResult:
+    imported: ImportResult
+    path: Path
+
+    @property
+    def lines(self) -> list[str]:
+        """One line per layer: scheme, widths, and whether its integer form is exact."""
+        net = self.imported.network
+        out = []
+        expand = {li["name"]: li["expand"] for li in self.imported.info["layers"]}
+        for layer, rep in zip(net.layers, self.imported.layers, strict=True):
+            width = f"{layer.in_features}->{layer.out_features}"
+            act = f"{layer.out_bits}-bit out" if layer.activation == "relu" else "logits"
+            if expand.get(layer.name, 1) > 1:
+                act += f" (thermometer: {expand[layer.name]} channels per activation)"
+            if rep.exact:
+                how = "exact"
+            else:
+                how = (f"NOT exact: {rep.off} threshold(s) off by at most {rep.max_off} "
+                       "accumulator unit(s)")
+            out.append(f"{layer.name} ({rep.node}): {layer.scheme.name} {width}, {act}, {how}")
+        return out
+
+
+def import_model(model: Path, out: Path, *, name: str | None = None,
+                 expand: bool = True) -> ImportModelResult:
+    """Import the QONNX ``model`` and write the bundle folder ``out`` (named after it unless
+    ``name``).  An unsupported or malformed model raises
+    :class:`~rtl_gen.importer.ImportRefusal` before anything is written."""
+    out = check_output(out, folder=True)
+    net_name = bundle_name(out, name)
+    result = import_qonnx(model, name=net_name, expand=expand)
+    return ImportModelResult(result, write_bundle(result.network, out))
