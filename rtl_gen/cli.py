@@ -336,9 +336,12 @@ def quantize_command(model_path, schemes, out, calibration, input_bits, act_bits
 @click.option("--name", default=None, help="Network name [default: the folder name].")
 @click.option("--expand/--no-expand", default=True, show_default=True,
               help="Exact 1-bit thermometer channels where multiply-and-shift cannot be exact.")
-def import_command(model, out, name, expand):
+@click.option("--require-exact", is_flag=True,
+              help="Refuse (write nothing) unless every layer is exact.")
+def import_command(model, out, name, expand, require_exact):
     """Import a QONNX model (Brevitas/FINN export) into a weight bundle, exactly."""
-    result = import_task.import_model(model, out, name=name, expand=expand)
+    result = import_task.import_model(model, out, name=name, expand=expand,
+                                      require_exact=require_exact)
     for line in result.lines:
         click.echo(line)
     click.echo(f"{result.imported.network.name}: {len(result.lines)} layers in "

@@ -302,13 +302,16 @@ class _Walker:
         for t in g.initializer:
             self.values[t.name] = _Const(numpy_helper.to_array(t))
         inputs = [i for i in g.input if i.name not in init]
-        if len(inputs) != 1:
-            raise ImportRefusal(f"{self.path}: the graph has {len(inputs)} non-constant inputs "
-                                "(the importer takes exactly one)")
+        if not inputs:
+            raise ImportRefusal(f"{self.path}: the graph has no non-constant input")
+        used = {i for n in g.node for i in n.input}
+        inputs = [i for i in inputs if i.name in used] or inputs[:1]
         if len(g.output) != 1:
             raise ImportRefusal(f"{self.path}: the graph has {len(g.output)} outputs (the "
                                 "importer takes exactly one)")
         inp = inputs[0]
+        for other in inputs[1:]:
+            self.values[other.name] = _Raw(np.zeros((1, 1), dtype=np.int64), [])
         dims = [d.dim_value if d.HasField("dim_value") else 1
                 for d in inp.type.tensor_type.shape.dim]
         if len(dims) < 2 or any(d < 1 for d in dims[1:]):
@@ -345,6 +348,10 @@ class _Walker:
             if not dyn:
                 self.fold(pos, node, pos)
                 continue
+            if node.op_type in ("Gemm", "MatMul") and len(node.input) > 1 \
+                    and node.input[1] in dyn:
+                raise self.refuse(pos, node, f"its weight {node.input[1]!r} is not a constant "
+                                  "(a dynamic weight)")
             if len(dyn) > 1:
                 raise self.refuse(pos, node, "has two non-constant inputs (a residual or "
                                   "branching graph); only a chain of layers is supported")
@@ -487,6 +494,9 @@ class _Walker:
         return arr[0]
 
     def input_quant(self, pos, node, v: _Raw):
+        if self.input_spec is not None:
+            raise self.refuse(pos, node, "quantizes a second graph input; the importer takes "
+                              "one input")
         q = self.quant_params(pos, node)
         s = self.scalar(pos, node, q["scale"], "scale")
         zp = self.scalar(pos, node, q["zeropt"], "zero point")

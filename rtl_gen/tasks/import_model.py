@@ -7,7 +7,7 @@ import dataclasses
 from pathlib import Path
 
 from ..bundle import write_bundle
-from ..importer import ImportResult, import_qonnx
+from ..importer import ImportRefusal, ImportResult, import_qonnx
 from .common import bundle_name, check_output
 
 __all__ = ["ImportModelResult", "import_model"]
@@ -38,12 +38,18 @@ class ImportModelResult:
         return out
 
 
-def import_model(model: Path, out: Path, *, name: str | None = None,
-                 expand: bool = True) -> ImportModelResult:
+def import_model(model: Path, out: Path, *, name: str | None = None, expand: bool = True,
+                 require_exact: bool = False) -> ImportModelResult:
     """Import the QONNX ``model`` and write the bundle folder ``out`` (named after it unless
     ``name``).  An unsupported or malformed model raises
-    :class:`~rtl_gen.importer.ImportRefusal` before anything is written."""
+    :class:`~rtl_gen.importer.ImportRefusal` before anything is written, and so does an
+    inexact layer with ``require_exact`` (naming the layer and the bound)."""
     out = check_output(out, folder=True)
     net_name = bundle_name(out, name)
     result = import_qonnx(model, name=net_name, expand=expand)
+    if require_exact and not result.exact:
+        rep = next(r for r in result.layers if not r.exact)
+        raise ImportRefusal(f"{model}: layer {rep.name} (node {rep.node!r}) is not exact: "
+                            f"{rep.off} threshold(s) off by at most {rep.max_off} "
+                            "accumulator unit(s)")
     return ImportModelResult(result, write_bundle(result.network, out))
