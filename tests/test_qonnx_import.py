@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ast
 import math
+import warnings
 from fractions import Fraction
 from pathlib import Path
 
@@ -346,9 +347,11 @@ def _execute(path, x):
     from qonnx.core.onnx_exec import execute_onnx
     from qonnx.transformation.infer_shapes import InferShapes
 
-    mw = ModelWrapper(str(path)).transform(InferShapes())
-    return execute_onnx(mw, {mw.graph.input[0].name: x.astype(np.float32)},
-                        return_full_exec_context=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")       # the oracle's own deprecations
+        mw = ModelWrapper(str(path)).transform(InferShapes())
+        return execute_onnx(mw, {mw.graph.input[0].name: x.astype(np.float32)},
+                            return_full_exec_context=True)
 
 
 def _codes(t, scale, zeropt):
@@ -498,6 +501,12 @@ def _jet(torch):
 
 
 def _export(name, folder):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")       # Brevitas' and torch.export's deprecations
+        return _export_quietly(name, folder)
+
+
+def _export_quietly(name, folder):
     torch, export_qonnx = _brevitas()
     torch.manual_seed(0)
     if name.startswith("tfc"):
@@ -522,7 +531,12 @@ def _inputs(name):
     return rng.standard_normal((N_VECTORS, 16)).astype(np.float32)
 
 
-@pytest.mark.parametrize("name", ["tfc_1w1a", "tfc_1w2a", "tfc_2w2a", "jet"])
+@pytest.mark.parametrize("name", [
+    "tfc_1w1a",
+    pytest.param("tfc_1w2a", marks=pytest.mark.slow),      # an export takes ~5 s each
+    pytest.param("tfc_2w2a", marks=pytest.mark.slow),
+    "jet",
+])
 def test_brevitas_export_imports_exactly(exported, name):
     path = exported(name)
     result = assert_exact(path, _inputs(name))
@@ -531,6 +545,7 @@ def test_brevitas_export_imports_exactly(exported, name):
     assert set(result.network.schemes) == {schemes}
 
 
+@pytest.mark.slow
 def test_qonnx_cleanup_gives_the_same_network(exported, tmp_path):
     pytest.importorskip("onnxoptimizer")
     from qonnx.core.modelwrapper import ModelWrapper
@@ -538,7 +553,9 @@ def test_qonnx_cleanup_gives_the_same_network(exported, tmp_path):
 
     path = exported("tfc_2w2a")
     clean = tmp_path / "clean.onnx"
-    cleanup_model(ModelWrapper(str(path))).save(str(clean))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cleanup_model(ModelWrapper(str(path))).save(str(clean))
     a, b = import_qonnx(path).network, import_qonnx(clean).network
     x = encode_input(import_qonnx(path).info, _inputs("tfc_2w2a")[:200])
     assert np.array_equal(forward(a, x), forward(b, x))
