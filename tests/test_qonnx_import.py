@@ -598,3 +598,29 @@ def test_input_encoding_of_the_tfc_is_the_input_spec(exported):
     assert result.info["input"]["input_spec_exact"]
     assert np.array_equal(result.network.encode(x), encode_input(result.info, x))
 
+
+
+def test_the_floatquant_model_shipped_with_qonnx_matches_its_outputs(tmp_path):
+    """qonnx's own FloatQuant example (Brevitas FP8 E4M3 input and weights, one Gemm): the
+    imported float network's input, weights and fp32 outputs equal the shipped ones bit for
+    bit."""
+    qonnx = pytest.importorskip("qonnx")
+    from rtl_gen.numerics.minifloat import bits_to_f32
+
+    folder = Path(qonnx.__file__).parent / "data" / "onnx" / "floatquant_exec"
+    model = folder / "qonnx_act_weight_fp8.onnx"
+    if not model.exists():
+        pytest.skip("this qonnx wheel ships no FloatQuant example")
+    out = tmp_path / "fp8"
+    res = CliRunner().invoke(main, ["import", str(model), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    net = read_bundle(out)
+    x = np.load(folder / "test_data" / "input.npy")
+    with np.load(folder / "test_data" / "activation.npz") as shipped:
+        acts = {k: shipped[k] for k in shipped.files}
+    u = encode_input(net.metadata["qonnx"], x)
+    assert np.array_equal(bits_to_f32(u), acts["input_quant"])
+    assert np.array_equal(net.layers[0].float_weight, acts["weight_quant"])
+    y = bits_to_f32(net.forward(u))
+    assert np.array_equal(y.view(np.uint32), np.load(folder / "test_data" / "output.npy")
+                          .astype(np.float32).view(np.uint32))

@@ -49,8 +49,9 @@ __all__ = [
     "import_qonnx",
 ]
 
-#: Domains of the QONNX custom ops (the second is what older FINN files use).
-CUSTOM_DOMAINS = ("qonnx.custom_op.general", "finn.custom_op.general")
+#: Domains of the QONNX custom ops (older FINN files use the second, Brevitas' own
+#: exports the third).
+CUSTOM_DOMAINS = ("qonnx.custom_op.general", "finn.custom_op.general", "onnx.brevitas")
 #: Opsets of the standard domain the importer knows the ops' semantics for.
 OPSET_RANGE = (9, 22)
 #: Most thresholds per activation expanded into 1-bit channels when the multiply-and-shift
@@ -378,7 +379,7 @@ class _Walker:
             if group != 1:
                 return f"grouped convolution (group {group}) is not supported"
             return "convolution models are not imported yet (dense models only)"
-        if op in ("MaxPool", "AveragePool", "Trunc", "FloatQuant"):
+        if op in ("MaxPool", "AveragePool", "Trunc"):
             return f"op {op!r} is not imported yet (dense integer models only)"
         return f"op {op!r} is not supported"
 
@@ -836,8 +837,13 @@ def _reshape_target(shape, target):
 def encode_input(info: dict, x) -> np.ndarray:
     """The bundle's input codes for float inputs ``x`` (``(batch, features)`` in the graph
     input's C order), computed as the graph computes them: its float32 pre-ops, then its
-    input quantizer.  ``info``: ``network.metadata["qonnx"]``."""
+    input quantizer (for a ``FloatQuant`` graph: fp32 bit patterns of the quantized input).
+    ``info``: ``network.metadata["qonnx"]``."""
     inp = info["input"]
+    if "float_quant" in inp:
+        from .floatquant import encode_float_input
+
+        return encode_float_input(info, x)
     x = np.asarray(x, dtype=np.float32).reshape(len(x), -1)
     for p in inp["pre"]:
         c = np.asarray(p["const"], dtype=p["dtype"])
@@ -874,6 +880,14 @@ def import_qonnx(path, *, name: str | None = None, expand: bool = True) -> Impor
     model = _load(path)
     _check_opsets(path, model)
     net_name = name or re.sub(r"[^A-Za-z0-9_-]", "_", path.stem) or "imported"
+    if any(n.op_type == "FloatQuant" for n in model.graph.node):
+        from .floatquant import import_float
+
+        net = import_float(path, model, net_name)
+        reports = tuple(LayerReport(layer.name, layer.name, True, 0, 0, 0.0,
+                                    ("fp32 accumulation in index order",))
+                        for layer in net.layers)
+        return ImportResult(net, reports, time.perf_counter() - t0)
     w = _Walker(path, model, net_name, expand)
     try:
         w.run()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from ..bundle import write_bundle
+from ..bundle import write_bundle, write_float_bundle
 from ..importer import ImportRefusal, ImportResult, import_qonnx
 from .common import bundle_name, check_output
 
@@ -23,6 +23,10 @@ class ImportModelResult:
         """One line per layer: scheme, widths, and whether its integer form is exact."""
         net = self.imported.network
         out = []
+        if net.family == "float":
+            return [f"{layer.name}: {layer.space} weights {layer.in_features}->"
+                    f"{layer.out_features}, fp32 activations ({layer.activation})"
+                    for layer in net.layers]
         expand = {li["name"]: li["expand"] for li in self.imported.info["layers"]}
         for layer, rep in zip(net.layers, self.imported.layers, strict=True):
             width = f"{layer.in_features}->{layer.out_features}"
@@ -52,4 +56,5 @@ def import_model(model: Path, out: Path, *, name: str | None = None, expand: boo
         raise ImportRefusal(f"{model}: layer {rep.name} (node {rep.node!r}) is not exact: "
                             f"{rep.off} threshold(s) off by at most {rep.max_off} "
                             "accumulator unit(s)")
-    return ImportModelResult(result, write_bundle(result.network, out))
+    write = write_float_bundle if result.network.family == "float" else write_bundle
+    return ImportModelResult(result, write(result.network, out))
