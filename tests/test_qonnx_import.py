@@ -375,10 +375,10 @@ def assert_exact(path, x):
     u = encode_input(info, x)
     assert np.array_equal(u, graph_u)
     trace = forward(net, u, trace=True)
-    for li, layer_out in zip(info["layers"], trace, strict=False):
-        perm = li["perm"]
-        c = _codes(ctx[li["tensor"]].reshape(n, -1), np.array(li["scale"])[perm],
-                   np.array(li["zeropt"])[perm])
+    for li in info["layers"]:
+        layer_out, perm, chan = trace[li["index"]], li["perm"], li["chan"]
+        c = _codes(ctx[li["tensor"]].reshape(n, -1), np.array(li["scale"])[chan],
+                   np.array(li["zeropt"])[chan])
         graph_u = np.empty_like(c)
         graph_u[:, perm] = (c + 1) // 2 if li["bipolar"] else c - li["code_min"]
         ours = layer_out.reshape(n, -1, li["expand"]).sum(axis=2)

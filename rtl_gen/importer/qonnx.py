@@ -60,9 +60,9 @@ MAX_EXPAND = 3
 QUANT_OPS = ("Quant", "IntQuant", "BipolarQuant")
 ELEMENTWISE = ("Mul", "Add", "Sub", "Div")
 REORDER = ("Reshape", "Flatten", "Transpose", "Identity")
-#: Every op the importer accepts (``Conv``, pooling and ``Trunc`` are refused by name).
-SUPPORTED_OPS = QUANT_OPS + ("Gemm", "MatMul", "BatchNormalization", "Relu", "Constant") \
-    + ELEMENTWISE + REORDER
+#: Every op the importer accepts (``AveragePool`` and ``Trunc`` are refused by name).
+SUPPORTED_OPS = QUANT_OPS + ("Gemm", "MatMul", "Conv", "MaxPool", "BatchNormalization",
+                             "Relu", "Constant") + ELEMENTWISE + REORDER
 
 
 @dataclasses.dataclass(frozen=True)
@@ -196,7 +196,7 @@ class _Codes:
 class _Acc:
     """A layer's accumulator ``A`` on its way to the next quantizer or the output."""
 
-    perm: np.ndarray                      # output channel at every position
+    perm: np.ndarray                      # bundle feature at every position
     codes: np.ndarray                     # integer weights (out, in), bundle column order
     inp: _Codes
     ops: list                             # per channel elementwise ops on A
@@ -204,6 +204,11 @@ class _Acc:
     float_ops: list
     s_w: float = 1.0
     bipolar_w: bool = False
+    chan: np.ndarray | None = None        # output channel at every position
+    conv: dict | None = None              # a convolution's geometry (in_shape, kernel, ...)
+
+    def channel(self) -> np.ndarray:
+        return (self.perm if self.chan is None else self.chan).reshape(-1)
 
 
 def _frac(v) -> Fraction:
@@ -319,7 +324,10 @@ class _Walker:
             raise ImportRefusal(f"{self.path}: graph input {inp.name!r} has shape {dims}; a "
                                 "batch axis and fixed feature axes are needed")
         features = int(np.prod(dims[1:]))
-        self.values[inp.name] = _Raw(np.arange(features).reshape([1] + dims[1:]), [])
+        spatial = len(dims) == 4 and any(n.op_type == "Conv" for n in g.node)
+        perm = _hwc([1] + dims[1:]) if spatial else \
+            np.arange(features).reshape([1] + dims[1:])
+        self.values[inp.name] = _Raw(perm, [])
         self.input_name = inp.name
         consumers: dict[str, int] = {}
         for n in g.node:
@@ -346,6 +354,9 @@ class _Walker:
             dyn = [i for i in node.input if i and not isinstance(self.values[i], _Const)]
             if node.op_type not in SUPPORTED_OPS:
                 raise self.refuse(pos, node, self.unsupported(node))
+            if node.op_type == "Conv" and _attrs(node).get("group", 1) != 1:
+                raise self.refuse(pos, node, f"grouped convolution (group "
+                                  f"{_attrs(node)['group']}) is not supported")
             if not dyn:
                 self.fold(pos, node, pos)
                 continue
@@ -374,20 +385,18 @@ class _Walker:
 
     def unsupported(self, node) -> str:
         op = node.op_type
-        if op == "Conv":
-            group = _attrs(node).get("group", 1)
-            if group != 1:
-                return f"grouped convolution (group {group}) is not supported"
-            return "convolution models are not imported yet (dense models only)"
-        if op in ("MaxPool", "AveragePool", "Trunc"):
-            return f"op {op!r} is not imported yet (dense integer models only)"
+        if op in ("AveragePool", "Trunc"):
+            return f"op {op!r} is not imported yet"
         return f"op {op!r} is not supported"
 
     def step(self, pos, node, src):
         op, v = node.op_type, self.values[src]
         out = node.output[0]
         if op in REORDER:
-            self.values[out] = dataclasses.replace(v, perm=self.reorder(pos, node, v.perm))
+            new = dataclasses.replace(v, perm=self.reorder(pos, node, v.perm))
+            if isinstance(v, _Acc) and v.chan is not None:
+                new.chan = self.reorder(pos, node, v.chan)
+            self.values[out] = new
             return
         if isinstance(v, _Raw):
             if op in ELEMENTWISE:
@@ -402,12 +411,18 @@ class _Walker:
             if op in ("Gemm", "MatMul"):
                 self.values[out] = self.linear(pos, node, src, v)
                 return
+            if op == "Conv":
+                self.values[out] = self.conv(pos, node, src, v)
+                return
+            if op == "MaxPool":
+                self.values[out] = self.maxpool(pos, node, v)
+                return
             raise self.refuse(pos, node, f"{op} after a quantizer is not supported (only a "
                               "Gemm/MatMul or a reorder may follow an activation quantizer)")
         # _Acc
-        if op in ("Gemm", "MatMul"):
+        if op in ("Gemm", "MatMul", "Conv", "MaxPool"):
             raise self.refuse(pos, node, "its input is not quantized (no quantizer between "
-                              "two layers)")
+                              "a layer and this node)")
         if op in QUANT_OPS:
             self.values[out] = self.finish_hidden(pos, node, v, out)
             return
@@ -420,9 +435,11 @@ class _Walker:
             eps = float(_attrs(node).get("epsilon", 1e-5))
             m = x[0] / np.sqrt(x[3] + eps)
             a = x[1] - x[2] * m
-            if m.ndim != 1 or m.shape[0] != len(ch):
-                raise self.refuse(pos, node, f"has {m.shape} parameters for {len(ch)} channels")
-            v.ops.append(("affine", [_frac(m[c]) for c in ch], [_frac(a[c]) for c in ch]))
+            n_ch = v.codes.shape[0]
+            if m.ndim != 1 or m.shape[0] != n_ch:
+                raise self.refuse(pos, node, f"has {m.shape} parameters for {n_ch} channels")
+            v.ops.append(("affine", [_frac(m[c]) for c in range(n_ch)],
+                          [_frac(a[c]) for c in range(n_ch)]))
             v.float_ops.append(_float_ops_name(node))
         elif op in ELEMENTWISE:
             v.ops.append(self.channel_affine(pos, node, src, v, ch))
@@ -608,13 +625,21 @@ class _Walker:
         rowsum = w_oi.astype(np.int64).sum(axis=1)
         m = [v.scale * _frac(s_w[c]) * v.g for c in range(n_out)]
         add = [v.scale * _frac(s_w[c]) * v.o * int(rowsum[c]) + bias_f[c] for c in range(n_out)]
+        self.flatten_if_spatial(v)
         return _Acc(np.arange(n_out).reshape(1, n_out), bundle.astype(np.int64), v,
                     [("affine", m, add)], node.name or f"node{pos}", [],
                     s_w=float(np.max(s_w)), bipolar_w=bool(w.quant.get("bipolar")))
 
+    def flatten_if_spatial(self, v: _Codes):
+        from ..design.conv import FlattenLayer
+
+        last = self.layers[-1] if self.layers else None
+        if last is not None and not isinstance(last, DenseLayer):
+            self.layers.append(FlattenLayer(name="flatten", in_shape=last.out_shape,
+                                            in_bits=v.bits, in_signed=v.signed))
+
     def channels(self, pos, node, v: _Acc):
-        flat = v.perm.reshape(-1)
-        return flat
+        return v.channel()
 
     def channel_affine(self, pos, node, src, v: _Acc, ch):
         op = node.op_type
@@ -628,10 +653,14 @@ class _Walker:
         except ValueError:
             raise self.refuse(pos, node, f"constant of shape {list(c.shape)} does not "
                               f"broadcast to {list(v.perm.shape)}") from None
-        n = len(ch)
-        per = [Fraction(0)] * n
+        n = v.codes.shape[0]
+        per: list = [None] * n
         for p, chan in enumerate(ch):
-            per[chan] = _frac(full[p])
+            f = _frac(full[p])
+            if per[chan] is not None and per[chan] != f:
+                raise self.refuse(pos, node, "a constant that differs within one channel is "
+                                  "not supported")
+            per[chan] = f
         one, zero = [Fraction(1)] * n, [Fraction(0)] * n
         if op == "Mul":
             return ("affine", per, zero)
@@ -676,7 +705,7 @@ class _Walker:
     def finish_hidden(self, pos, node, acc: _Acc, out_name):
         q = self.quant_params(pos, node)
         n_out = acc.codes.shape[0]
-        flat = acc.perm.reshape(-1)
+        flat = acc.channel()
         s_arr = np.broadcast_to(np.asarray(q["scale"], dtype=np.float64),
                                 acc.perm.shape).reshape(-1)
         zp_arr = np.broadcast_to(np.asarray(q["zeropt"], dtype=np.float64),
@@ -748,20 +777,20 @@ class _Walker:
             codes = np.repeat(codes, levels, axis=0)
             exact, off, max_off = True, 0, 0
         scheme, wcodes, _ = self.scheme(acc, codes)
-        name = f"fc{len(self.layers) + 1}"
         prev = acc.inp
         s_out = max(float(s) for s in s_ch) * g
-        self.layers.append(DenseLayer(
-            name=name, scheme=scheme, codes=wcodes, weight_scale=acc.s_w,
-            bias=np.array(betas, dtype=np.int64), in_bits=prev.bits, in_signed=prev.signed,
-            activation="relu", out_bits=out_bits, out_scale=s_out,
-            requant_multiplier=np.array(ms, dtype=np.int64),
-            requant_shift=np.array(ss, dtype=np.int64)))
+        name = self.add_layer(acc, scheme=scheme, codes=wcodes, weight_scale=acc.s_w,
+                              bias=np.array(betas, dtype=np.int64), in_bits=prev.bits,
+                              in_signed=prev.signed, activation="relu", out_bits=out_bits,
+                              out_scale=s_out,
+                              requant_multiplier=np.array(ms, dtype=np.int64),
+                              requant_shift=np.array(ss, dtype=np.int64))
         self.reports.append(LayerReport(name, acc.node, exact, off, max_off,
                                         0.0 if margin == math.inf else margin,
                                         tuple(acc.float_ops)))
         self.layer_info.append({"name": name, "tensor": out_name, "bipolar": q["bipolar"],
-                                "perm": flat.tolist(), "expand": expand,
+                                "index": len(self.layers) - 1, "chan": flat.tolist(),
+                                "perm": acc.perm.reshape(-1).tolist(), "expand": expand,
                                 "code_min": lo, "zeropt": [int(z) for z in zp_ch],
                                 "scale": [float(s) for s in s_ch]})
         s0 = self.scalar(pos, node, q["scale"], "scale")
@@ -769,7 +798,108 @@ class _Walker:
         o = lo - int(z0) if not q["bipolar"] else -1
         return _Codes(acc.perm, _frac(s0), g, o, out_bits, False, expand)
 
+    def add_layer(self, acc: _Acc, **kw) -> str:
+        """Append the dense or convolution layer of ``acc``; its name."""
+        if acc.conv is None:
+            name = f"fc{sum(isinstance(x, DenseLayer) for x in self.layers) + 1}"
+            self.layers.append(DenseLayer(name=name, **kw))
+            return name
+        from ..design.conv import ConvLayer
+
+        name = f"conv{sum(isinstance(x, ConvLayer) for x in self.layers) + 1}"
+        g = acc.conv
+        n_out = kw["codes"].shape[0]
+        codes = kw.pop("codes").reshape(n_out, g["kernel"][0], g["kernel"][1], -1)
+        self.layers.append(ConvLayer.from_kernel(
+            name=name, codes=codes, in_shape=g["in_shape"], stride=g["stride"],
+            padding=g["padding"], **kw))
+        return name
+
+    def conv(self, pos, node, src, v: _Codes):
+        a = _attrs(node)
+        if a.get("group", 1) != 1:
+            raise self.refuse(pos, node, f"grouped convolution (group {a['group']}) is not "
+                              "supported")
+        if node.input[0] != src:
+            raise self.refuse(pos, node, "the activation must be Conv's first input")
+        if any(d != 1 for d in a.get("dilations", [1, 1])) or \
+                a.get("auto_pad", "NOTSET") not in ("NOTSET", ""):
+            raise self.refuse(pos, node, "dilation and auto_pad are not supported")
+        w = self.values[node.input[1]]
+        if not isinstance(w, _Const):
+            raise self.refuse(pos, node, f"its weight {node.input[1]!r} is not a constant "
+                              "(a dynamic weight)")
+        if w.codes is None or w.codes.ndim != 4:
+            raise self.refuse(pos, node, f"its weight {node.input[1]!r} is not a quantized "
+                              "4-D kernel")
+        if np.any(np.asarray(w.quant["zeropt"]) != 0):
+            raise self.refuse(pos, node, "a weight quantizer with a non-zero zero point is "
+                              "not supported")
+        if v.perm.ndim != 4 or not np.array_equal(v.perm, _hwc(v.perm.shape)):
+            raise self.refuse(pos, node, "its input is not an NCHW feature map in the order "
+                              "the previous layer writes it")
+        _, c, h, wd = v.perm.shape
+        n_out, c_w, kh, kw = w.codes.shape
+        if c_w != c:
+            raise self.refuse(pos, node, f"kernel has {c_w} input channels, the map {c}")
+        pads = list(a.get("pads", [0, 0, 0, 0]))
+        if pads[:2] != pads[2:]:
+            raise self.refuse(pos, node, f"asymmetric padding {pads} is not supported")
+        if any(pads) and (v.o != 0 or v.g != 1):
+            raise self.refuse(pos, node, "zero padding of an activation whose code 0 is not "
+                              "the value 0 (signed or bipolar codes) is not supported")
+        stride = tuple(a.get("strides", [1, 1]))
+        s_w = np.broadcast_to(np.asarray(w.quant["scale"], dtype=np.float64),
+                              w.codes.shape).reshape(n_out, -1)
+        if not np.all(s_w == s_w[:, :1]):
+            raise self.refuse(pos, node, "a weight scale that varies within a kernel is not "
+                              "supported")
+        s_w = s_w[:, 0]
+        ohwi = np.transpose(w.codes, (0, 2, 3, 1)).astype(np.int64)
+        e = v.expand
+        core = np.repeat(ohwi, e, axis=3).reshape(n_out, -1)
+        bias_f = [Fraction(0)] * n_out
+        if len(node.input) > 2 and node.input[2]:
+            b = self.const(pos, node, 2, "bias").value.astype(np.float64).reshape(-1)
+            bias_f = [_frac(x) for x in b]
+        rowsum = ohwi.reshape(n_out, -1).sum(axis=1)
+        m = [v.scale * _frac(s_w[o]) * v.g for o in range(n_out)]
+        add = [v.scale * _frac(s_w[o]) * v.o * int(rowsum[o]) + bias_f[o]
+               for o in range(n_out)]
+        ho = (h + 2 * pads[0] - kh) // stride[0] + 1
+        wo = (wd + 2 * pads[1] - kw) // stride[1] + 1
+        shape = (1, n_out, ho, wo)
+        chan = np.broadcast_to(np.arange(n_out).reshape(1, n_out, 1, 1), shape).copy()
+        geom = {"in_shape": (h, wd, c * e), "kernel": (kh, kw), "stride": stride,
+                "padding": (pads[0], pads[1])}
+        return _Acc(_hwc(shape), core, v, [("affine", m, add)], node.name or f"node{pos}",
+                    [], s_w=float(np.max(s_w)), bipolar_w=bool(w.quant.get("bipolar")),
+                    chan=chan, conv=geom)
+
+    def maxpool(self, pos, node, v: _Codes):
+        from ..design.conv import MaxPoolLayer
+
+        a = _attrs(node)
+        if any(a.get("pads", [0])) or a.get("ceil_mode", 0) or \
+                any(d != 1 for d in a.get("dilations", [1, 1])):
+            raise self.refuse(pos, node, "padding, ceil_mode and dilation are not supported")
+        if v.perm.ndim != 4 or not np.array_equal(v.perm, _hwc(v.perm.shape)):
+            raise self.refuse(pos, node, "its input is not an NCHW feature map in the order "
+                              "the previous layer writes it")
+        _, c, h, w = v.perm.shape
+        k = tuple(a["kernel_shape"])
+        st = tuple(a.get("strides", [1, 1]))
+        name = f"pool{sum(isinstance(x, MaxPoolLayer) for x in self.layers) + 1}"
+        layer = MaxPoolLayer(name=name, in_shape=(h, w, c * v.expand), kernel=k, stride=st,
+                             in_bits=v.bits, in_signed=v.signed)
+        self.layers.append(layer)
+        ho, wo = layer.out_shape[:2]
+        return dataclasses.replace(v, perm=_hwc((1, c, ho, wo)))
+
     def finish_last(self, acc: _Acc, out_name):
+        if acc.conv is not None:
+            raise ImportRefusal(f"{self.path}: the last layer ({acc.node!r}) is a "
+                                "convolution; the logits must come from a Gemm/MatMul")
         order = acc.perm.reshape(-1)
         codes = acc.codes[order].copy()
         scales, offsets, betas = [], [], []
@@ -795,14 +925,19 @@ class _Walker:
             offsets.append(float(q - beta))
         scheme, wcodes, _ = self.scheme(acc, codes)
         prev = acc.inp
-        name = f"fc{len(self.layers) + 1}"
-        self.layers.append(DenseLayer(
-            name=name, scheme=scheme, codes=wcodes, weight_scale=acc.s_w,
-            bias=np.array(betas, dtype=np.int64), in_bits=prev.bits, in_signed=prev.signed,
-            activation="none"))
+        name = self.add_layer(acc, scheme=scheme, codes=wcodes, weight_scale=acc.s_w,
+                              bias=np.array(betas, dtype=np.int64), in_bits=prev.bits,
+                              in_signed=prev.signed, activation="none")
         self.reports.append(LayerReport(name, acc.node, True, 0, 0, 0.0, tuple(acc.float_ops)))
         self.output_info = {"tensor": out_name, "scale": scales, "offset": offsets,
                             "perm": order.tolist()}
+
+
+def _hwc(shape) -> np.ndarray:
+    """For an NCHW tensor of ``shape`` (batch 1), the HWC index of every position."""
+    _, c, h, w = shape
+    cc, hh, ww = np.meshgrid(np.arange(c), np.arange(h), np.arange(w), indexing="ij")
+    return ((hh * w + ww) * c + cc).reshape(1, c, h, w)
 
 
 def _int_range(signed, narrow, bits):
