@@ -500,6 +500,30 @@ def _jet(torch):
     return Jet()
 
 
+def _cnn(torch, bits):
+    """A small CNN on 8x8 images: conv 3x3 (8), batch norm, activation, max pool 2x2, conv
+    3x3 (16), batch norm, activation, flatten, dense 16->10; ``bits`` 1 (1W1A, binary
+    quantizers) or 2 (2W2A)."""
+    import brevitas.nn as qnn
+    from brevitas.quant import SignedBinaryActPerTensorConst, SignedBinaryWeightPerTensorConst
+
+    kw = {"weight_quant": SignedBinaryWeightPerTensorConst} if bits == 1 else \
+        {"weight_bit_width": 2}
+
+    def act():
+        if bits == 1:
+            return qnn.QuantIdentity(act_quant=SignedBinaryActPerTensorConst)
+        return qnn.QuantIdentity(bit_width=2)
+
+    return torch.nn.Sequential(
+        act(),
+        qnn.QuantConv2d(1, 8, 3, bias=False, **kw), torch.nn.BatchNorm2d(8), act(),
+        torch.nn.MaxPool2d(2),
+        qnn.QuantConv2d(8, 16, 3, bias=False, **kw), torch.nn.BatchNorm2d(16), act(),
+        torch.nn.Flatten(),
+        qnn.QuantLinear(16, 10, bias=False, **kw))
+
+
 def _export(name, folder):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")       # Brevitas' and torch.export's deprecations
@@ -515,6 +539,9 @@ def _export_quietly(name, folder):
 
         model, _ = model_with_cfg(name, pretrained=False)   # FINN's TFC: 784-64-64-64-10
         shape = (N_VECTORS, 1, 28, 28)
+    elif name.startswith("cnn"):
+        model = _cnn(torch, 1 if name == "cnn_1w1a" else 2)
+        shape = (N_VECTORS, 1, 8, 8)
     else:
         model = _jet(torch)
         shape = (N_VECTORS, 16)
@@ -528,6 +555,8 @@ def _inputs(name):
     rng = np.random.default_rng(5)
     if name.startswith("tfc"):
         return rng.random((N_VECTORS, 1, 28, 28)).astype(np.float32)
+    if name.startswith("cnn"):
+        return rng.standard_normal((N_VECTORS, 1, 8, 8)).astype(np.float32)
     return rng.standard_normal((N_VECTORS, 16)).astype(np.float32)
 
 
@@ -536,13 +565,17 @@ def _inputs(name):
     pytest.param("tfc_1w2a", marks=pytest.mark.slow),      # an export takes ~5 s each
     pytest.param("tfc_2w2a", marks=pytest.mark.slow),
     "jet",
+    "cnn_1w1a",
+    pytest.param("cnn_2w2a", marks=pytest.mark.slow),
 ])
 def test_brevitas_export_imports_exactly(exported, name):
     path = exported(name)
     result = assert_exact(path, _inputs(name))
     schemes = {"tfc_1w1a": "binary", "tfc_1w2a": "binary", "tfc_2w2a": "ternary",
-               "jet": "int8"}[name]
+               "jet": "int8", "cnn_1w1a": "binary", "cnn_2w2a": "ternary"}[name]
     assert set(result.network.schemes) == {schemes}
+    kinds = [layer.kind for layer in result.network.layers]
+    assert ("conv" in kinds and "maxpool" in kinds) == name.startswith("cnn")
 
 
 @pytest.mark.slow

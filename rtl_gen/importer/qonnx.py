@@ -11,7 +11,10 @@ must be a chain::
     Gemm|MatMul  [Add bias] [Mul/Add/Sub/Div by constants]      the logits
 
 with ``Reshape``/``Flatten``/``Transpose``/``Identity`` anywhere (they only reorder: their
-permutation is folded into the next layer's weight columns or the last layer's rows).  Each
+permutation is folded into the next layer's weight columns or the last layer's rows).  A
+layer may also be a ``Conv`` (group 1, symmetric zero padding) on an NCHW feature map, and a
+``MaxPool`` may follow an activation quantizer; they become the convolution and pooling
+layers of :mod:`rtl_gen.design.conv` (HWC order, a flatten before the first dense layer).  Each
 hidden quantizer becomes the layer's requantization, computed in exact rational arithmetic
 (:mod:`.requant`); the report says, per layer, whether the integer form is exact and, when it
 is not, by how much it can differ.  Anything else is refused (:class:`ImportRefusal`) with
