@@ -576,6 +576,13 @@ def test_brevitas_export_imports_exactly(exported, name):
     assert set(result.network.schemes) == {schemes}
     kinds = [layer.kind for layer in result.network.layers]
     assert ("conv" in kinds and "maxpool" in kinds) == name.startswith("cnn")
+    if name == "cnn_1w1a":                       # and through the command line
+        out = path.parent / "bundle"
+        res = CliRunner().invoke(main, ["import", str(path), "--out", str(out)])
+        assert res.exit_code == 0, res.output
+        assert "conv1 (" in res.output and "pool1: maxpool 6x6x8" in res.output
+        x = encode_input(result.info, _inputs(name)[:100])
+        assert np.array_equal(forward(read_bundle(out), x), forward(result.network, x))
 
 
 @pytest.mark.slow

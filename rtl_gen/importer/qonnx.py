@@ -1031,7 +1031,7 @@ def import_qonnx(path, *, name: str | None = None, expand: bool = True) -> Impor
         w.run()
     except ImportRefusal:
         raise
-    except (ValueError, TypeError, IndexError, KeyError) as e:
+    except (ValueError, TypeError, IndexError, KeyError, AttributeError, ArithmeticError) as e:
         raise ImportRefusal(f"{path}: the graph cannot be imported: {e}") from None
     info = {"file": path.name, "input": w.input_info, "layers": w.layer_info,
             "output": w.output_info, "report": [r.as_json() for r in w.reports]}

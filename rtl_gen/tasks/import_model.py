@@ -28,8 +28,12 @@ class ImportModelResult:
                     f"{layer.out_features}, fp32 activations ({layer.activation})"
                     for layer in net.layers]
         expand = {li["name"]: li["expand"] for li in self.imported.info["layers"]}
-        for layer, rep in zip(net.layers, self.imported.layers, strict=True):
+        weighted = [layer for layer in net.layers if layer.has_weights]
+        for layer, rep in zip(weighted, self.imported.layers, strict=True):
             width = f"{layer.in_features}->{layer.out_features}"
+            if layer.kind == "conv":
+                (h, w, c), (kh, kw) = layer.in_shape, layer.kernel
+                width = f"conv {kh}x{kw} {h}x{w}x{c}->{'x'.join(map(str, layer.out_shape))}"
             act = f"{layer.out_bits}-bit out" if layer.activation == "relu" else "logits"
             if expand.get(layer.name, 1) > 1:
                 act += f" (thermometer: {expand[layer.name]} channels per activation)"
@@ -39,6 +43,8 @@ class ImportModelResult:
                 how = (f"NOT exact: {rep.off} threshold(s) off by at most {rep.max_off} "
                        "accumulator unit(s)")
             out.append(f"{layer.name} ({rep.node}): {layer.scheme.name} {width}, {act}, {how}")
+        out += [f"{layer.name}: {layer.kind} {'x'.join(map(str, layer.in_shape))}"
+                for layer in net.layers if not layer.has_weights]
         return out
 
 
