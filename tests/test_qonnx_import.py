@@ -561,8 +561,8 @@ def _inputs(name):
 
 
 @pytest.mark.parametrize("name", [
-    "tfc_1w1a",
-    pytest.param("tfc_1w2a", marks=pytest.mark.slow),      # an export takes ~5 s each
+    pytest.param("tfc_1w1a", marks=pytest.mark.slow),      # an export takes ~5 s each
+    pytest.param("tfc_1w2a", marks=pytest.mark.slow),
     pytest.param("tfc_2w2a", marks=pytest.mark.slow),
     "jet",
     "cnn_1w1a",
@@ -630,6 +630,7 @@ def test_imported_jet_model_verifies_bit_exact_in_verilog(exported, tmp_path):
     assert result.simulation["images"] == 40
 
 
+@pytest.mark.slow
 def test_input_encoding_of_the_tfc_is_the_input_spec(exported):
     """FINN's TFC feeds 2x - 1 to a bipolar quantizer: the bundle's own input code
     (``x >= 0.5``) is the same function."""
