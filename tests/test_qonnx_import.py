@@ -524,6 +524,18 @@ def _cnn(torch, bits):
         qnn.QuantLinear(16, 10, bias=False, **kw))
 
 
+def _mlp3(torch):
+    """A digits-sized MLP 64-32-10 with ternary weights and 3-level activations {-1, 0, 1}
+    (2-bit narrow, as FINN's 2-bit quantizers): imported with thermometer channels."""
+    import brevitas.nn as qnn
+
+    return torch.nn.Sequential(
+        qnn.QuantIdentity(bit_width=4),
+        qnn.QuantLinear(64, 32, bias=False, weight_bit_width=2), torch.nn.BatchNorm1d(32),
+        qnn.QuantIdentity(bit_width=2, narrow_range=True),
+        qnn.QuantLinear(32, 10, bias=False, weight_bit_width=2))
+
+
 def _export(name, folder):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")       # Brevitas' and torch.export's deprecations
@@ -539,6 +551,9 @@ def _export_quietly(name, folder):
 
         model, _ = model_with_cfg(name, pretrained=False)   # FINN's TFC: 784-64-64-64-10
         shape = (N_VECTORS, 1, 28, 28)
+    elif name == "mlp3":
+        model = _mlp3(torch)
+        shape = (N_VECTORS, 64)
     elif name.startswith("cnn"):
         model = _cnn(torch, 1 if name == "cnn_1w1a" else 2)
         shape = (N_VECTORS, 1, 8, 8)
@@ -557,6 +572,8 @@ def _inputs(name):
         return rng.random((N_VECTORS, 1, 28, 28)).astype(np.float32)
     if name.startswith("cnn"):
         return rng.standard_normal((N_VECTORS, 1, 8, 8)).astype(np.float32)
+    if name == "mlp3":
+        return rng.standard_normal((N_VECTORS, 64)).astype(np.float32)
     return rng.standard_normal((N_VECTORS, 16)).astype(np.float32)
 
 
@@ -567,12 +584,14 @@ def _inputs(name):
     "jet",
     "cnn_1w1a",
     pytest.param("cnn_2w2a", marks=pytest.mark.slow),
+    pytest.param("mlp3", marks=pytest.mark.slow),
 ])
 def test_brevitas_export_imports_exactly(exported, name):
     path = exported(name)
     result = assert_exact(path, _inputs(name))
     schemes = {"tfc_1w1a": "binary", "tfc_1w2a": "binary", "tfc_2w2a": "ternary",
-               "jet": "int8", "cnn_1w1a": "binary", "cnn_2w2a": "ternary"}[name]
+               "jet": "int8", "cnn_1w1a": "binary", "cnn_2w2a": "ternary",
+               "mlp3": "ternary"}[name]
     assert set(result.network.schemes) == {schemes}
     kinds = [layer.kind for layer in result.network.layers]
     assert ("conv" in kinds and "maxpool" in kinds) == name.startswith("cnn")
@@ -614,17 +633,22 @@ def test_bundle_round_trip_and_cli(exported, tmp_path):
 
 
 @pytest.mark.slow
-def test_imported_jet_model_verifies_bit_exact_in_verilog(exported, tmp_path):
+@pytest.mark.parametrize("name", ["jet", "mlp3"])
+def test_imported_model_verifies_bit_exact_in_verilog(exported, tmp_path, name):
+    """The int8 jet MLP, and the MLP whose 3-level activations became thermometer
+    channels."""
     pytest.importorskip("cocotb")
     from rtl_gen.tasks.verify import verify
 
-    path = exported("jet")
-    out = tmp_path / "jet"
+    path = exported(name)
+    if name == "mlp3":
+        assert [li["expand"] for li in import_qonnx(path).info["layers"]] == [2]
+    out = tmp_path / name
     write_bundle(import_qonnx(path).network, out)
     net = read_bundle(out)
-    x = _inputs("jet")[:40].astype(np.float64)
+    x = _inputs(name)[:40].astype(np.float64)
     labels = np.argmax(forward(net, net.encode(x)), axis=1)
-    data = tmp_path / "jet.npz"
+    data = tmp_path / "data.npz"
     np.savez(data, x=x, y=labels)
     result = verify(out, data=data)
     assert result.simulation["images"] == 40
