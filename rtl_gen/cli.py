@@ -30,6 +30,7 @@ from .tasks import check as check_task
 from .tasks import demo as demo_task
 from .tasks import explore as explore_task
 from .tasks import generate as generate_task
+from .tasks import import_model as import_task
 from .tasks import mpwn as mpwn_task
 from .tasks import qat as qat_task
 from .tasks import quantize as quantize_task
@@ -413,6 +414,32 @@ def quantize_command(model_path, schemes, out, calibration, input_bits, act_bits
                                  name=name).network
     click.echo(f"{net.name}: {len(net.layers)} layers "
                f"({', '.join(net.schemes)}) -> {out}")
+
+
+@main.command("import")
+@click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--out", required=True, type=_OUT_DIR,
+              help="Bundle folder to write (replaced if it is a bundle).")
+@click.option("--name", default=None, help="Network name [default: the folder name].")
+@click.option("--expand/--no-expand", default=True, show_default=True,
+              help="Exact 1-bit thermometer channels where multiply-and-shift cannot be "
+                   "exact (at most 3 per activation; the next layer gets wider).")
+@click.option("--require-exact", is_flag=True,
+              help="Refuse (write nothing) unless every layer is exact.")
+def import_command(model, out, name, expand, require_exact):
+    """Import a QONNX model (Brevitas/FINN export) into a weight bundle, exactly.
+
+    MODEL: the .onnx file (QONNX custom ops Quant/IntQuant, BipolarQuant, FloatQuant; see
+    the README's "Bring a Brevitas / QONNX model" for the supported ops).  Each layer is
+    reported as exact, or with the bound of its difference; unsupported graphs are refused
+    by name and nothing is written.
+    """
+    result = import_task.import_model(model, out, name=name, expand=expand,
+                                      require_exact=require_exact)
+    for line in result.lines:
+        click.echo(line)
+    click.echo(f"{result.imported.network.name}: {len(result.lines)} layers in "
+               f"{result.imported.seconds:.2f} s -> {out}")
 
 
 @main.command("check")

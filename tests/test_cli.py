@@ -20,7 +20,8 @@ from rtl_gen.training.defaults import (
 
 SHIPPED = {v.name: WEIGHTS_DIR / f"digits-{v.name}" for v in DEFAULT_VARIANTS}
 SUBCOMMANDS = ["train", "qat", "quantize", "check", "report", "demo", "generate", "verify",
-               "synth", "explore", "build", "run", "mpwn", "reduced-float"]
+               "synth", "explore", "build", "run", "mpwn", "reduced-float",
+               "import"]
 
 
 def invoke(*args):

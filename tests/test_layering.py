@@ -10,7 +10,7 @@ below its own, never a sibling package of its own layer or anything above::
     numerics                   pure numpy arithmetic
     design                     what a network is and computes (golden and cycle models)
     data | bundle              data sets | networks on disk
-    training                   float models, PTQ, QAT, MPWN search
+    training | importer        float models, PTQ, QAT, MPWN search | QONNX graphs in
     protocol                   the host link: register map, frames, client
     hw                         Amaranth components
     flow | proof               synthesis, place and route, bitstreams | formal checks
@@ -35,7 +35,7 @@ LAYERS: list[set[str]] = [
     {"rtl_gen.numerics"},
     {"rtl_gen.design"},
     {"rtl_gen.data", "rtl_gen.bundle"},
-    {"rtl_gen.training"},
+    {"rtl_gen.training", "rtl_gen.importer"},
     {"rtl_gen.protocol"},
     {"rtl_gen.hw"},
     {"rtl_gen.flow", "rtl_gen.proof"},
@@ -45,7 +45,7 @@ LAYERS: list[set[str]] = [
 ]
 #: Layers that are pure numpy: no hardware description library in them.
 NO_AMARANTH = {"rtl_gen.numerics", "rtl_gen.design", "rtl_gen.data", "rtl_gen.bundle",
-               "rtl_gen.training", "rtl_gen.errors", "rtl_gen.devices",
+               "rtl_gen.training", "rtl_gen.importer", "rtl_gen.errors", "rtl_gen.devices",
                "rtl_gen.files"}
 #: The layer of ``rtl_gen`` itself (``from rtl_gen import __version__``): the bottom.
 _PACKAGE_ROOT = "rtl_gen"
