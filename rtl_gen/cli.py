@@ -731,7 +731,15 @@ def synth_command(bundle, device_name, fmax, seeds, counters, rows, cols, array_
                    "ADDRESS (tcp://host:8786; the explore extra).")
 @click.option("--local-cluster", type=click.IntRange(1, 1024), default=None, metavar="N",
               help="Run the points on a dask LocalCluster of N worker processes.")
-def explore_command(spec, out, workers, scheduler, local_cluster):
+@click.option("--adaptive", type=click.IntRange(1, 1_000_000), default=None, metavar="N",
+              help="Evaluate N points chosen by Optuna's multi-objective sampler (accuracy, "
+                   "LC, inferences/s) instead of every point: fewer synthesis runs.")
+@click.option("--storage", default=None, metavar="URL|FILE",
+              help="The adaptive study's storage (sqlite:///study.db or a journal file), "
+                   "shared by every process that names it [default: in memory].")
+@click.option("--study", default="rtl_gen", show_default=True,
+              help="The adaptive study's name in --storage.")
+def explore_command(spec, out, workers, scheduler, local_cluster, adaptive, storage, study):
     """Sweep bundles x designs x devices x seeds; write the Pareto fronts.
 
     SPEC is a TOML file (bundles, devices, seeds and [[designs]] of option ranges; see the
@@ -740,7 +748,8 @@ def explore_command(spec, out, workers, scheduler, local_cluster):
     """
     with _Progress() as progress:
         result = explore_task.explore(spec, out, workers=workers, scheduler=scheduler,
-                                      local_cluster=local_cluster, progress=progress)
+                                      local_cluster=local_cluster, adaptive=adaptive,
+                                      storage=storage, study=study, progress=progress)
     fronts = explore_task.fronts(result.rows)
     for device, named in fronts.items():
         click.echo(f"{device}: accuracy against inferences/s, Pareto front\n")

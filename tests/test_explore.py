@@ -178,3 +178,40 @@ cols = [300]
         [resumed.rows[0]["command"]]
     page = files["pareto.html"]
     assert page.count("<svg") == 2 and not re.search(r'(src|href)="https?:', page)
+
+
+def _metrics(point, cache):
+    if point.cols == 8:
+        return {"point": {"cols": point.cols}, "status": "does not fit", "flow runs": 1}
+    return {"point": {"cols": point.cols, "seed": point.seed}, "status": "ok",
+            "accuracy": 0.9, "LC": 100 * point.cols, "inferences/s": 1000.0 * point.cols,
+            "flow runs": 1}
+
+
+def test_adaptive_runs_the_trials_and_shares_its_study(tmp_path):
+    optuna = pytest.importorskip("optuna")
+    sweep = ex.Sweep(tuple(ex.Point("b", "up5k", seed=s, cols=c)
+                           for c in (1, 2, 4, 8) for s in (1, 2)))
+    journal = str(tmp_path / "study.log")
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        first = ex.run_adaptive(sweep, 6, executor=pool, workers=2, storage=journal,
+                                evaluator=_metrics)
+        second = ex.run_adaptive(sweep, 4, executor=pool, workers=2, storage=journal,
+                                 evaluator=_metrics)
+    assert len(first.rows) == 6 and len(second.rows) == 4
+    assert {r["point"]["cols"] for r in first.rows + second.rows} <= {1, 2, 4, 8}
+    study = optuna.load_study(study_name="rtl_gen",
+                              storage=ex._storage(journal))
+    states = [t.state for t in study.trials]
+    assert len(states) == 10
+    fails = sum(1 for r in first.rows + second.rows if r["status"] != "ok")
+    assert states.count(optuna.trial.TrialState.FAIL) == fails
+    assert states.count(optuna.trial.TrialState.COMPLETE) == 10 - fails
+
+
+def test_storage_without_adaptive_is_refused(tmp_path):
+    spec = _spec(tmp_path, f'bundles = ["{BINARY}"]\ndevices = ["up5k"]\n')
+    result = CliRunner().invoke(main, ["explore", str(spec), "--out", str(tmp_path / "o"),
+                                       "--storage", str(tmp_path / "s.log")])
+    assert result.exit_code == 1 and "give --adaptive N" in result.stderr
+    assert not (tmp_path / "o").exists()

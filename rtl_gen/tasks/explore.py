@@ -46,7 +46,7 @@ from .common import ENGINES, Progress, notify
 
 __all__ = ["DESIGN_KEYS", "ExploreError", "Point", "Sweep", "SweepResult", "dask_executor",
            "designs", "evaluate", "explore", "fronts", "load_spec", "pareto_front", "parse_spec",
-           "render", "run_sweep", "table"]
+           "render", "run_adaptive", "run_sweep", "table"]
 
 
 class ExploreError(RtlGenError):
@@ -461,6 +461,80 @@ def dask_executor(scheduler: str | None = None, *, local_workers: int | None = N
     return client.get_executor(pure=False), close
 
 
+def _storage(storage: str | None):
+    """An Optuna storage: ``None`` (in memory), an RDB URL (``sqlite:///study.db``,
+    ``postgresql://...``) or a journal file path, which several processes may share."""
+    if storage is None:
+        return None
+    if "://" in storage:
+        return storage
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    try:
+        return JournalStorage(JournalFileBackend(storage))
+    except OSError as e:
+        raise ExploreError(f"{storage}: cannot open the study's journal: "
+                           f"{e.strerror or e}") from None
+
+
+def run_adaptive(sweep: Sweep, trials: int, *, executor=None, workers: int | None = None,
+                 cache=None, storage: str | None = None, study: str = "rtl_gen",
+                 seed: int = 0, progress: Progress | None = None,
+                 evaluator: Callable[..., dict] = evaluate) -> SweepResult:
+    """Evaluate ``trials`` points of ``sweep`` chosen by Optuna's multi-objective NSGA-II
+    sampler (accuracy up, LC down, inferences/s up) instead of every point.  Trials run
+    ``workers`` at a time on ``executor`` (ask a batch, evaluate, tell); ``storage``
+    (:func:`_storage`) and ``study`` name a study that several processes, on one machine
+    or many, can share.  A point that does not build is a failed trial."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    bundles = list(dict.fromkeys(p.bundle for p in sweep.points))
+    devices = list(dict.fromkeys(p.device for p in sweep.points))
+    seeds = list(dict.fromkeys(p.seed for p in sweep.points))
+    designs_ = list(dict.fromkeys(json.dumps(p.design, sort_keys=True) for p in sweep.points))
+    try:
+        st = optuna.create_study(
+            study_name=study, storage=_storage(storage), load_if_exists=True,
+            directions=["maximize", "minimize", "maximize"],
+            sampler=optuna.samplers.NSGAIISampler(seed=seed))
+    except (ValueError, ImportError, optuna.exceptions.OptunaError) as e:
+        raise ExploreError(f"cannot open the study {study!r} in {storage!r}: {e}") from None
+    start = time.perf_counter()
+    own = executor is None
+    if own:
+        executor = concurrent.futures.ProcessPoolExecutor(max_workers=workers)
+    batch = workers or getattr(executor, "_max_workers", None) or os.cpu_count() or 1
+    rows: list[dict] = []
+    try:
+        while len(rows) < trials:
+            asked = []
+            for _ in range(min(batch, trials - len(rows))):
+                t = st.ask()
+                point = Point(bundle=t.suggest_categorical("bundle", bundles),
+                              device=t.suggest_categorical("device", devices),
+                              seed=t.suggest_categorical("seed", seeds),
+                              **json.loads(t.suggest_categorical("design", designs_)))
+                asked.append((t, point, executor.submit(evaluator, point, cache)))
+            for t, point, fut in asked:
+                row = fut.result()
+                rows.append(row)
+                values = [row.get("accuracy"), row.get("LC"), row.get("inferences/s")]
+                if row.get("status") == "ok" and None not in values:
+                    st.tell(t, values)
+                else:
+                    st.tell(t, state=optuna.trial.TrialState.FAIL)
+                notify(progress, f"[{len(rows)}/{trials}] {Path(point.bundle).name} "
+                                 f"{point.device} {' '.join(point.cli_options())} seed "
+                                 f"{point.seed}: {row.get('status')}")
+    finally:
+        if own:
+            executor.shutdown(cancel_futures=True)
+    return SweepResult(rows, sum(r.get("flow runs", 0) for r in rows),
+                       time.perf_counter() - start)
+
+
 # --- the Pareto front ----------------------------------------------------------------------
 
 def pareto_front(rows: Iterable[dict], objectives: Sequence[tuple[str, str]]) -> list[dict]:
@@ -626,11 +700,15 @@ def _html_table(rows: Sequence[dict], columns) -> str:
 
 def explore(spec: Path, out: Path, *, workers: int | None = None,
             scheduler: str | None = None, local_cluster: int | None = None,
-            cache: Path | None = None, progress: Progress | None = None) -> SweepResult:
+            cache: Path | None = None, adaptive: int | None = None,
+            storage: str | None = None, study: str = "rtl_gen",
+            progress: Progress | None = None) -> SweepResult:
     """``rtl-gen explore SPEC --out DIR``: run the sweep of ``spec`` (:func:`load_spec`) and
     write ``DIR/sweep.json``, ``pareto.md`` and ``pareto.html`` (all or none).  The points
     run on a local process pool of ``workers`` (default: one per core), or on the dask
-    cluster at ``scheduler``, or on a dask ``LocalCluster`` of ``local_cluster`` workers."""
+    cluster at ``scheduler``, or on a dask ``LocalCluster`` of ``local_cluster`` workers.
+    ``adaptive``: evaluate that many points chosen by Optuna (:func:`run_adaptive`, with
+    ``storage`` and ``study``) instead of every point."""
     import datetime
 
     from ..files import check_output, write_files
@@ -644,14 +722,23 @@ def explore(spec: Path, out: Path, *, workers: int | None = None,
     executor = None
     if scheduler is not None or local_cluster is not None:
         executor, close = dask_executor(scheduler, local_workers=local_cluster)
-    notify(progress, f"{len(sweep.points)} points from {spec}")
+    if adaptive is None and storage is not None:
+        raise ExploreError("--storage holds an adaptive study; give --adaptive N as well")
+    notify(progress, f"{len(sweep.points)} points from {spec}"
+                     + (f"; {adaptive} chosen by Optuna" if adaptive else ""))
     try:
-        result = run_sweep(sweep, executor=executor, workers=workers, cache=cache,
-                           progress=progress)
+        if adaptive is not None:
+            result = run_adaptive(sweep, adaptive, executor=executor, workers=workers,
+                                  cache=cache, storage=storage, study=study,
+                                  progress=progress)
+        else:
+            result = run_sweep(sweep, executor=executor, workers=workers, cache=cache,
+                               progress=progress)
     finally:
         if close is not None:
             close()
     meta = {"spec": str(spec), "date": datetime.date.today().isoformat(),
+            "mode": f"adaptive, {adaptive} trials" if adaptive else "every point",
             "tools": tool_versions(), "flow runs": result.flow_runs,
             "seconds": round(result.seconds, 1)}
     write_files(out, render(result, meta))
