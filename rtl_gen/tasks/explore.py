@@ -46,7 +46,7 @@ from .common import ENGINES, Progress, notify
 
 __all__ = ["DESIGN_KEYS", "ExploreError", "Point", "Sweep", "SweepResult", "dask_executor",
            "designs", "evaluate", "explore", "fronts", "load_spec", "pareto_front", "parse_spec",
-           "render", "run_adaptive", "run_sweep", "table"]
+           "plan_point", "prune", "render", "run_adaptive", "run_sweep", "table"]
 
 
 class ExploreError(RtlGenError):
@@ -314,18 +314,82 @@ def _folding(point: Point):
                           fit=point.device if point.fit else None, engine=point.engine)
 
 
+def plan_point(point: Point):
+    """``(network, plan)`` of ``point``, nothing elaborated: an
+    :class:`~rtl_gen.hw.unrolled.UnrolledPlan` where the point's options choose the
+    unrolled engine, else the :class:`~rtl_gen.hw.network.ChainPlan` of its arrays."""
+    from ..bundle import read_bundle
+    from .common import require_dense, unrolled_choice
+    from .generate import network_plan
+
+    net = require_dense(read_bundle(Path(point.bundle)), point.bundle)
+    folding = _folding(point)
+    try:
+        unrolled = unrolled_choice(net, folding)
+    except ValueError as e:
+        raise RtlGenError(f"cannot generate {net.name!r}: {e}") from None
+    if unrolled is not None:
+        return net, unrolled
+    return net, network_plan(net, rows=point.rows, cols=point.cols, lanes=point.lanes,
+                             multiplier=point.multiplier, folding=folding, counters=False)
+
+
+def plan_engine(plan):
+    """The hardware of a plan of :func:`plan_point`."""
+    from ..hw.float_layer import FloatNetworkEngine
+    from ..hw.network import NetworkEngine
+    from ..hw.unrolled import UnrolledNetworkEngine, UnrolledPlan
+
+    if isinstance(plan, UnrolledPlan):
+        return UnrolledNetworkEngine.from_plan(plan)
+    if plan.net.family == "float":
+        return FloatNetworkEngine.from_plan(plan)
+    return NetworkEngine.from_plan(plan)
+
+
+def _features(plan, device: str) -> dict | None:
+    from .estimator import point_features
+
+    try:
+        return point_features(plan, device)
+    except (AttributeError, KeyError, TypeError, ValueError):
+        return None  # a design the estimator does not model (a float network)
+
+
+def estimate_point(point: Point, estimator) -> dict:
+    """The estimator's ``LC``, ``FF``, ``Fmax MHz`` and ``inferences/s`` of ``point`` from
+    its plan alone (:func:`plan_point`; no elaboration, no synthesis), with ``status``
+    ``invalid`` where the options cannot build the network."""
+    try:
+        net, plan = plan_point(point)
+    except RtlGenError as e:
+        return {"status": "invalid", "note": str(e)}
+    features = _features(plan, point.device)
+    if features is None:
+        return {"status": "invalid", "note": "not modelled by the estimator"}
+    est = estimator.estimate(point.device, features)
+    interval = getattr(plan, "interval", None)
+    if interval is None:
+        from ..design.timing import network_interval
+
+        interval = network_interval(plan.timings, plan.net.input.features)
+    est["cycles per inference"] = interval / getattr(plan, "rows", 1)
+    est["inferences/s"] = est["Fmax MHz"] * 1e6 / est["cycles per inference"]
+    est["status"] = "ok"
+    return est
+
+
 def evaluate(point: Point, cache: str | os.PathLike | None = None) -> dict:
     """The metrics of ``point`` (see the module's description), from the caches under
     ``cache`` (default ``<user cache>/explore``) where they are, else by elaborating,
-    synthesizing and placing it (the flow's own runs cached in ``<user cache>/flow``).
+    synthesizing and placing it (the flow's own runs cached in ``cache/flow``, by default
+    in ``<user cache>/flow``, which ``rtl-gen synth`` shares).
 
     ``status`` is ``ok``, ``does not fit`` or ``invalid`` (the options cannot build this
     network; ``note`` says why).  ``flow runs`` counts the synthesis and place-and-route
     runs this call made (0 when every result came from a cache)."""
     from .. import flow
-    from ..bundle import read_bundle
-    from .common import require_dense, verilog_top
-    from .generate import network_engine
+    from .common import verilog_top
 
     root = Path(cache) if cache is not None else cache_dir() / "explore"
     key = input_key(point)
@@ -336,12 +400,11 @@ def evaluate(point: Point, cache: str | os.PathLike | None = None) -> dict:
     start = time.perf_counter()
     row = {"point": dataclasses.asdict(point), "command": point.command}
     try:
-        net = require_dense(read_bundle(Path(point.bundle)), point.bundle)
+        net, plan = plan_point(point)
         row["network"] = net.name
         row["accuracy"] = _accuracy(point.bundle, _bundle_digest(point.bundle))
-        engine = network_engine(net, rows=point.rows, cols=point.cols, lanes=point.lanes,
-                                multiplier=point.multiplier, folding=_folding(point),
-                                counters=False)
+        row["features"] = _features(plan, point.device)
+        engine = plan_engine(plan)
         batch = getattr(engine, "rows", 1)
         row["rows"] = batch
         row["cycles per inference"] = engine.interval / batch
@@ -355,7 +418,9 @@ def evaluate(point: Point, cache: str | os.PathLike | None = None) -> dict:
                     "seed": point.seed, "tools": flow.tool_versions()})
     metrics = _read_json(root / "metrics" / f"{mkey}.json")
     if metrics is None:
-        metrics = _flow_metrics(verilog, verilog_top(net), point, flow)
+        # The flow's runs beside a given cache, else in the user cache (shared with synth).
+        workdir = root / "flow" if cache is not None else cache_dir() / "flow"
+        metrics = _flow_metrics(verilog, verilog_top(net), point, flow, workdir)
         write_file(root / "metrics" / f"{mkey}.json", json.dumps(metrics, indent=1))
     row.update(rtl=rtl, **metrics)
     if metrics.get("Fmax MHz"):
@@ -365,8 +430,7 @@ def evaluate(point: Point, cache: str | os.PathLike | None = None) -> dict:
     return _finish(root, key, row, runs_before, start)
 
 
-def _flow_metrics(verilog: str, top: str, point: Point, flow) -> dict:
-    workdir = cache_dir() / "flow"
+def _flow_metrics(verilog: str, top: str, point: Point, flow, workdir: Path) -> dict:
     try:
         stats = flow.synth(verilog, top, point.device, workdir=workdir)
     except flow.ToolFailedError as e:
@@ -533,6 +597,36 @@ def run_adaptive(sweep: Sweep, trials: int, *, executor=None, workers: int | Non
             executor.shutdown(cancel_futures=True)
     return SweepResult(rows, sum(r.get("flow runs", 0) for r in rows),
                        time.perf_counter() - start)
+
+
+def prune(sweep: Sweep, estimator, *, slack: float = 0.15) -> Sweep:
+    """The points of ``sweep`` worth synthesizing: those whose estimate
+    (:func:`estimate_point`), given ``slack`` (fewer LC and more inferences/s by that
+    fraction), no other point's estimate dominates on accuracy, LC and inferences/s on the
+    same device.  Seeds are kept together: a design is in or out with all its seeds."""
+    est: dict[str, dict] = {}
+    for p in sweep.points:
+        key = json.dumps(dict(dataclasses.asdict(p), seed=0), sort_keys=True)
+        if key not in est:
+            e = estimate_point(p, estimator)
+            if e.get("status") == "ok":
+                e["accuracy"] = _accuracy(p.bundle, _bundle_digest(p.bundle))
+                e["device"] = p.device
+                est[key] = e
+    kept = set()
+    for key, e in est.items():
+        if e["accuracy"] is None:
+            kept.add(key)
+            continue
+        optimistic = (e["accuracy"], e["LC"] * (1 - slack), e["inferences/s"] * (1 + slack))
+        if not any(o is not e and o["device"] == e["device"] and o["accuracy"] is not None
+                   and o["accuracy"] >= optimistic[0] and o["LC"] <= optimistic[1]
+                   and o["inferences/s"] >= optimistic[2]
+                   for o in est.values()):
+            kept.add(key)
+    return Sweep(tuple(p for p in sweep.points
+                       if json.dumps(dict(dataclasses.asdict(p), seed=0), sort_keys=True)
+                       in kept), sweep.source)
 
 
 # --- the Pareto front ----------------------------------------------------------------------
@@ -702,13 +796,16 @@ def explore(spec: Path, out: Path, *, workers: int | None = None,
             scheduler: str | None = None, local_cluster: int | None = None,
             cache: Path | None = None, adaptive: int | None = None,
             storage: str | None = None, study: str = "rtl_gen",
+            prune_with: Path | None = None, slack: float = 0.15,
             progress: Progress | None = None) -> SweepResult:
     """``rtl-gen explore SPEC --out DIR``: run the sweep of ``spec`` (:func:`load_spec`) and
     write ``DIR/sweep.json``, ``pareto.md`` and ``pareto.html`` (all or none).  The points
     run on a local process pool of ``workers`` (default: one per core), or on the dask
     cluster at ``scheduler``, or on a dask ``LocalCluster`` of ``local_cluster`` workers.
     ``adaptive``: evaluate that many points chosen by Optuna (:func:`run_adaptive`, with
-    ``storage`` and ``study``) instead of every point."""
+    ``storage`` and ``study``) instead of every point.  ``prune_with``: a previous sweep's
+    ``sweep.json``, on whose built points the estimator (:mod:`rtl_gen.tasks.estimator`) is
+    calibrated to leave out the points it predicts off the Pareto front (:func:`prune`)."""
     import datetime
 
     from ..files import check_output, write_files
@@ -722,6 +819,18 @@ def explore(spec: Path, out: Path, *, workers: int | None = None,
     executor = None
     if scheduler is not None or local_cluster is not None:
         executor, close = dask_executor(scheduler, local_workers=local_cluster)
+    if prune_with is not None:
+        from .estimator import fit
+
+        try:
+            calibration = json.loads(Path(prune_with).read_text())["rows"]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise ExploreError(f"{prune_with}: not a sweep.json of rtl-gen explore "
+                               f"({type(e).__name__}: {e})") from None
+        total = len(sweep.points)
+        sweep = prune(sweep, fit(calibration), slack=slack)
+        notify(progress, f"the estimator (calibrated on {len(calibration)} points of "
+                         f"{prune_with}) keeps {len(sweep.points)} of {total} points")
     if adaptive is None and storage is not None:
         raise ExploreError("--storage holds an adaptive study; give --adaptive N as well")
     notify(progress, f"{len(sweep.points)} points from {spec}"
@@ -738,7 +847,9 @@ def explore(spec: Path, out: Path, *, workers: int | None = None,
         if close is not None:
             close()
     meta = {"spec": str(spec), "date": datetime.date.today().isoformat(),
-            "mode": f"adaptive, {adaptive} trials" if adaptive else "every point",
+            "mode": (f"adaptive, {adaptive} trials" if adaptive else
+                     f"pruned by the estimator of {prune_with}" if prune_with else
+                     "every point"),
             "tools": tool_versions(), "flow runs": result.flow_runs,
             "seconds": round(result.seconds, 1)}
     write_files(out, render(result, meta))

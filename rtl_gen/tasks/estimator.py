@@ -1,0 +1,124 @@
+"""A pre-synthesis estimator of a design point's logic, flip-flops and Fmax, calibrated on a
+sweep's own results (:mod:`rtl_gen.tasks.explore`).
+
+Every point the sweep evaluates records its **features**, computed from the plan alone (no
+elaboration, no synthesis): for the folded arrays, the area model's per-engine features
+summed over the layers (:func:`rtl_gen.design.area.features`: PEs, accumulator bits, lane
+operand bits of sign and multiplying lanes, drain tables, memories out of block RAM) with
+the widest accumulator and lane; for the unrolled engine, its adder bits.  The estimator
+fits, per device and engine kind:
+
+* logic (LC) and FF: non-negative least squares on the features, each row weighted by one
+  over its measured value (so the fit minimises relative error);
+* Fmax: least squares of ``log Fmax`` on ``1, log(logic estimate), widest accumulator,
+  widest lane operand``.
+
+An estimate takes well under a millisecond once a point's features are known (and a few
+milliseconds to plan the point), against seconds to minutes of synthesis.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
+
+from ..errors import RtlGenError
+
+__all__ = ["Estimator", "fit", "point_features"]
+
+
+def point_features(engine, device: str) -> dict:
+    """The estimator's features of an elaboration-free engine plan: a
+    :class:`~rtl_gen.hw.network.ChainPlan` (``engine`` "arrays") or an
+    :class:`~rtl_gen.hw.unrolled.UnrolledPlan` ("unrolled")."""
+    from ..design.area import features
+    from ..design.area_calibration import COEFFICIENTS
+    from ..devices import get_device
+    from ..hw.planner import engine_shape, unrolled_adder_bits
+    from ..hw.unrolled import UnrolledPlan
+
+    family = get_device(device).family
+    if isinstance(engine, UnrolledPlan):
+        return {"engine": "unrolled", "area": [1.0, float(unrolled_adder_bits(engine))],
+                "acc": 0.0, "lane": 0.0}
+    shapes = [engine_shape(plan) for _, _, plan in engine.stages]
+    c = COEFFICIENTS[family]
+    area = np.sum([features(s, family, c) for s in shapes], axis=0)
+    return {"engine": "arrays", "area": [float(v) for v in area],
+            "acc": float(max(s.acc_bits for s in shapes)),
+            "lane": float(max(s.a_bits + s.w_bits for s in shapes))}
+
+
+def _design_x(f: Mapping) -> np.ndarray:
+    return np.asarray(f["area"], float)
+
+
+def _fmax_x(f: Mapping, logic: float) -> np.ndarray:
+    return np.array([1.0, math.log(max(logic, 1.0)), f["acc"], f["lane"]])
+
+
+@dataclasses.dataclass(frozen=True)
+class Estimator:
+    """Coefficients per ``(device, engine)``: ``lc``, ``ff`` (on the area features) and
+    ``fmax`` (on :func:`_fmax_x`), with the calibration's size."""
+
+    coef: Mapping[tuple[str, str], Mapping[str, Sequence[float]]]
+
+    def estimate(self, device: str, features: Mapping) -> dict:
+        """``LC``, ``FF`` and ``Fmax MHz`` of a point with ``features`` on ``device``."""
+        try:
+            c = self.coef[(device, features["engine"])]
+        except KeyError:
+            raise RtlGenError(f"the estimator has no calibration for {features['engine']} "
+                              f"designs on {device}") from None
+        x = _design_x(features)
+        lc = float(x @ np.asarray(c["lc"]))
+        ff = float(x @ np.asarray(c["ff"]))
+        fmax = math.exp(float(_fmax_x(features, lc) @ np.asarray(c["fmax"])))
+        return {"LC": lc, "FF": ff, "Fmax MHz": fmax}
+
+    def to_json(self) -> dict:
+        return {f"{d}|{e}": {k: list(v) for k, v in c.items()} for (d, e), c in
+                self.coef.items()}
+
+    @classmethod
+    def from_json(cls, d: Mapping) -> Estimator:
+        return cls({tuple(k.split("|")): v for k, v in d.items()})
+
+
+def fit(rows: Iterable[Mapping]) -> Estimator:
+    """The :class:`Estimator` of sweep ``rows`` that were built (``status`` ok, with
+    ``features``, ``LC``, ``FF`` and ``Fmax MHz``); one calibration per device and engine
+    with at least as many rows as coefficients."""
+    from scipy.optimize import nnls
+
+    groups: dict[tuple[str, str], list[Mapping]] = {}
+    for r in rows:
+        f = r.get("features")
+        if r.get("status") != "ok" or f is None or not r.get("LC") or not r.get("Fmax MHz"):
+            continue
+        groups.setdefault((r["point"]["device"], f["engine"]), []).append(r)
+    coef = {}
+    for key, rs in groups.items():
+        x = np.array([_design_x(r["features"]) for r in rs])
+        if len(rs) < x.shape[1]:
+            continue
+        out = {}
+        for name, metric in (("lc", "LC"), ("ff", "FF")):
+            y = np.array([r[metric] for r in rs], float)
+            w = 1 / np.maximum(y, 1)
+            sol, _ = nnls(x * w[:, None], y * w)
+            out[name] = [float(v) for v in sol]
+        lc = x @ np.asarray(out["lc"])
+        g = np.array([_fmax_x(r["features"], v) for r, v in zip(rs, lc, strict=True)])
+        y = np.log([r["Fmax MHz"] for r in rs])
+        sol, *_ = np.linalg.lstsq(g, y, rcond=None)
+        out["fmax"] = [float(v) for v in sol]
+        coef[key] = out
+    if not coef:
+        raise RtlGenError("no sweep rows to calibrate the estimator on (need built points "
+                          "with features, LC and Fmax)")
+    return Estimator(coef)
