@@ -151,6 +151,16 @@ def main(argv=None) -> int:
     repo = scratch / "repo"
     rows = []
     try:
+        # Each file's tests must pass on the file as the mutants are written (ast.unparse of
+        # the unmutated tree), or a kill would mean nothing.
+        for f in sorted({m["file"] for m in pool}):
+            base = run_mutant(repo, {"file": f, "line": 0, "edit": "none",
+                                     "source": ast.unparse(ast.parse((ROOT / f).read_text()))},
+                              args.timeout)
+            if base["verdict"] != "survived":
+                print(f"{f}: its tests fail without a mutation ({base['verdict']}); its "
+                      "mutants are left out", file=sys.stderr)
+                pool = [m for m in pool if m["file"] != f]
         for i, m in enumerate(pool, 1):
             rows.append(run_mutant(repo, m, args.timeout))
             r = rows[-1]
