@@ -240,8 +240,22 @@ class PoolTiming:
         return math.prod(self.in_shape)
 
     @property
+    def windows(self) -> int:
+        """Windows per image (``maxpool``, ``avgpool``), else 0."""
+        if self.kind not in ("maxpool", "avgpool"):
+            return 0
+        h, w, _ = self.in_shape
+        return (((h - self.kernel[0]) // self.stride[0] + 1)
+                * ((w - self.kernel[1]) // self.stride[1] + 1))
+
+    @property
     def image_interval(self) -> int:
-        """Cycles between images: the input stream, ``H*W*C`` (outputs are never more)."""
+        """Cycles between images: the input stream, ``H*W*C``, or, for a window pool, the
+        window unit's ``windows * kh*kw*C`` codes read one a cycle (more than the input
+        when windows overlap)."""
+        if self.windows:
+            return max(self.in_codes,
+                       self.windows * self.kernel[0] * self.kernel[1] * self.in_shape[2])
         return self.in_codes
 
     @property
