@@ -763,9 +763,10 @@ def test_writer_refuses_what_the_reader_would(tmp_path):
     assert not (tmp_path / "b").exists()
 
 
-def test_cli_checks_a_conv_bundle_and_refuses_its_hardware_in_one_line(tmp_path):
-    """`check` lists every layer of a format-2 bundle; the commands that build hardware
-    refuse it with one line naming the first layer they cannot build (exit 1, no file)."""
+def test_cli_checks_a_conv_bundle_and_refuses_its_synthesis_in_one_line(tmp_path):
+    """`check` lists every layer of a format-2 bundle; synth and build refuse it with one
+    line naming the first layer they cannot build (exit 1, no file); generate and verify
+    build it (tests/test_conv_hw*.py)."""
     from click.testing import CliRunner
 
     from rtl_gen.cli import main
@@ -777,13 +778,14 @@ def test_cli_checks_a_conv_bundle_and_refuses_its_hardware_in_one_line(tmp_path)
     for name in ("conv1", "pool1", "conv2", "pool2", "flat", "fc1", "fc2"):
         assert name in r.output
     assert "conv 3x3 9x8x2 -> 7x6x4" in r.output and "maxpool" in r.output
-    out = tmp_path / "top.v"
-    for argv in (["generate", "--bundle", str(path), "-o", str(out)],
-                 ["verify", "--bundle", str(path)]):
+    out = tmp_path / "build"
+    for argv in (["synth", "--bundle", str(path)],
+                 ["build", "--board", "icebreaker", "--bundle", str(path), "--out",
+                  str(out)]):
         r = CliRunner().invoke(main, argv)
         assert r.exit_code == 1, r.output
-        assert "layer 'conv1' is a conv layer; hardware is generated for dense layers only" \
-            in r.stderr
+        assert "layer 'conv1' is a conv layer; synthesis, build and run take dense networks " \
+            "only" in r.stderr
         assert "Traceback" not in r.output and len(r.stderr.strip().splitlines()) == 1
     assert not out.exists()
     # report evaluates the golden model on the user's data

@@ -46,7 +46,7 @@ from ..design.conv import (
 from ..design.conv_timing import ConvTiming, PoolTiming
 from ..design.network import DenseLayer, Network
 from ..design.timing import LayerTiming
-from .kit import COUNTER_BITS, Planned
+from .kit import COUNTER_BITS, Engine
 from .layer import ArrayConfig, LayerEngine, LayerPlan, layer_timing, plan_layer
 from .network import ChainPlan, EngineChain, logit_order
 from .pes.layers import default_array
@@ -98,7 +98,7 @@ def plan_conv(layer: ConvLayer, array: ArrayConfig, *, counters: bool = True,
     return ConvPlan(layer=layer, window=window, core=core)
 
 
-class ConvEngine(Planned):
+class ConvEngine(Engine):
     """A convolution: a window unit feeding a layer engine; see the module docstring.
 
     Parameters
@@ -172,7 +172,7 @@ def plan_pool(layer, *, lines: int | None = None) -> PoolPlan:
                                          signed=layer.in_signed))
 
 
-class PoolEngine(Planned):
+class PoolEngine(Engine):
     """Max or average pooling (a window unit and a reducer), or global average pooling (the
     reducer over the whole map).
 
@@ -209,7 +209,7 @@ class FlattenPlan:
     layer: FlattenLayer
 
 
-class FlattenStage(Planned):
+class FlattenStage(Engine):
     """Flatten: the codes pass unchanged (they already travel in HWC order); ``cycles`` 0."""
 
     @staticmethod
@@ -391,6 +391,11 @@ class ConvNetworkEngine(EngineChain):
     def unchecked_layers(self) -> tuple[int, ...]:
         """Stages whose counters the model does not predict (:func:`held_back`)."""
         return held_back(self._plan.timings)
+
+    @property
+    def stage_intervals(self) -> tuple[int, ...]:
+        """Model: each stage's cycles per image in steady state (:func:`stage_interval`)."""
+        return tuple(stage_interval(t) for t in self._plan.timings)
 
     @property
     def interval(self) -> int:
