@@ -7,9 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rtl_gen.design.conv import AvgPoolLayer, GlobalAvgPoolLayer, MaxPoolLayer
+from rtl_gen.design.conv import AvgPoolLayer, ConvLayer, GlobalAvgPoolLayer, MaxPoolLayer
 from rtl_gen.hw.conv import PoolEngine
 from rtl_gen.hw.window import PoolReducer, WindowUnit
+from rtl_gen.numerics import parse_scheme
 from sim.streams import simulate, stream_get, stream_put
 
 
@@ -49,6 +50,22 @@ def run_stream(dut, codes, n_out, *, gap=0.0, stall=0.0, seed=0):
 
     simulate(dut, producer, consumer)
     return np.array([v for _, v in got], np.int64), [t for t, _ in got]
+
+
+def random_conv(rng, name, scheme_name, in_shape, n_out, kernel, stride, padding, in_bits,
+                in_signed, activation="relu", out_bits=4):
+    """A convolution with random weights of a scheme, random bias and requantization."""
+    scheme = parse_scheme(scheme_name)
+    kernel = (kernel, kernel) if isinstance(kernel, int) else kernel
+    codes = scheme.encode(rng.choice(scheme.levels(), size=(n_out, *kernel, in_shape[2])))
+    relu = activation == "relu"
+    return ConvLayer.from_kernel(
+        name=name, scheme=scheme, codes=codes, weight_scale=0.05,
+        bias=rng.integers(-50, 50, size=n_out), in_shape=in_shape, stride=stride,
+        padding=padding, in_bits=in_bits, in_signed=in_signed, activation=activation,
+        out_bits=out_bits if relu else None, out_scale=0.1 if relu else None,
+        requant_multiplier=rng.integers(1, 1 << 10, size=n_out) if relu else None,
+        requant_shift=rng.integers(8, 14, size=n_out) if relu else None)
 
 
 def random_maps(rng, n, shape, bits, signed):
@@ -160,3 +177,79 @@ def test_avg_reducer_rounds_every_sum_of_a_window():
     dut = PoolReducer("avg", taps=n, channels=1, bits=3, signed=False)
     got, _ = run_stream(dut, codes, len(sums))
     assert got.tolist() == round_mean(np.array(sums), n).tolist()
+
+
+# -- cycles against the cycle model ----------------------------------------------------------
+
+# (in_shape, out channels, kernel, stride, padding, lines or None, (cols, lanes))
+CONV_TIMING = {
+    "3x3-pad1-compute-bound": ((8, 8, 1), 4, 3, 1, 1, None, (8, 1)),
+    "3x3-pad1-two-tiles": ((6, 6, 2), 8, 3, 1, 0, None, (4, 1)),
+    "3x3-load-bound": ((6, 6, 2), 8, 3, 1, 0, None, (8, 4)),
+    "stride2-pad1-odd": ((7, 5, 3), 4, 3, 2, 1, None, (8, 4)),
+    "stride2-pad0-least-lines": ((9, 7, 1), 3, 3, 2, 0, 3, (8, 4)),
+    "least-lines-writer-waits": ((8, 6, 1), 2, 3, 1, 1, 3, (8, 8)),
+    "1x1": ((3, 4, 4), 3, 1, 1, 0, None, (8, 4)),
+}
+
+
+@pytest.mark.parametrize("case", list(CONV_TIMING))
+def test_conv_engine_cycles_equal_the_schedule(case):
+    """Three images fed one code a cycle: the cycle of each image's last output code, the
+    cycle of each window's last tap taken by the engine, as :func:`window_schedule`
+    says, and the layer's image cycles and interval as :class:`ConvTiming` says."""
+    from rtl_gen.design.conv_timing import window_schedule
+    from rtl_gen.hw.conv import ConvEngine, stage_timing
+    from rtl_gen.hw.layer import ArrayConfig
+
+    shape, n, k, s, p, lines, (cols, lanes) = CONV_TIMING[case]
+    rng = np.random.default_rng(list(CONV_TIMING).index(case))
+    layer = random_conv(rng, "c", "int4", shape, n, k, s, p, 8, False)
+    array = ArrayConfig(rows=1, cols=cols, lanes=lanes)
+    x = rng.integers(0, 256, size=(3, layer.in_features))
+    want = layer.forward(x).reshape(-1)
+    got, times = run_stream(ConvEngine(layer, array, lines=lines), x.reshape(-1), len(want))
+    assert got.tolist() == want.tolist()
+    t = stage_timing(layer, array)
+    t = type(t)(t.in_shape, t.kernel, t.stride, t.padding, t.engine, lines)
+    sched = window_schedule(layer.in_shape, layer.kernel, layer.stride, layer.padding,
+                            lines=lines, engine=t.engine, images=3)
+    per = layer.out_features
+    done = [times[(i + 1) * per - 1] for i in range(3)]
+    assert done == list(sched.done)
+    assert done[0] + 1 == t.image_cycles
+    assert done[2] - done[1] == t.image_interval
+
+
+@pytest.mark.parametrize("case", ["max2x2s2", "max3x3s2-odd", "avg3x3s1"])
+@pytest.mark.parametrize("lines", [None, "least"])
+def test_pool_engine_cycles_equal_the_schedule(case, lines):
+    from rtl_gen.design.conv_timing import PoolTiming, window_schedule
+
+    how, shape, kernel, stride = POOLS[case]
+    lines = kernel[0] if lines == "least" else None
+    cls = MaxPoolLayer if how == "max" else AvgPoolLayer
+    layer = cls(name="p", in_shape=shape, kernel=kernel, stride=stride, in_bits=4,
+                in_signed=False)
+    rng = np.random.default_rng(4)
+    maps = random_maps(rng, 3, shape, 4, False)
+    want = layer.forward(maps.reshape(3, -1)).reshape(-1)
+    got, times = run_stream(PoolEngine(layer, lines=lines), maps.reshape(-1), len(want))
+    assert got.tolist() == want.tolist()
+    sched = window_schedule(shape, kernel, stride, 0, lines=lines, images=3)
+    per = layer.out_features
+    done = [times[(i + 1) * per - 1] for i in range(3)]
+    assert done == list(sched.done)
+    t = PoolTiming.of(layer, lines)
+    assert (done[0] + 1, done[2] - done[1]) == (t.image_cycles, t.image_interval)
+
+
+def test_global_pool_cycles():
+    from rtl_gen.design.conv_timing import PoolTiming
+
+    shape = (3, 4, 2)
+    g = GlobalAvgPoolLayer(name="g", in_shape=shape, in_bits=5, in_signed=False)
+    maps = random_maps(np.random.default_rng(0), 2, shape, 5, False)
+    got, times = run_stream(PoolEngine(g), maps.reshape(-1), 4)
+    assert got.tolist() == g.forward(maps.reshape(2, -1)).reshape(-1).tolist()
+    assert times[1] + 1 == PoolTiming.of(g).image_cycles == 25
