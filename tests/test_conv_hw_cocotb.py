@@ -160,3 +160,33 @@ def test_unchecked_layers_are_pooling_flatten_and_held_back_stages():
     assert per_image[0] < per_image[2]  # conv1 is faster than conv2 ...
     assert held_back(plan.timings) == (0, 1, 3, 4)  # ... so conv2 holds it back
     assert [stage_batch_cycles(plan.timings[i]) for i in (1, 3, 4)] == [0, 0, 0]
+
+
+def test_cli_generates_and_verifies_a_conv_bundle(tmp_path):
+    """`generate` writes the Verilog and the layer table; `verify` simulates the user's
+    images; `--rows 2` and the folding planner's options are refused in one line."""
+    need_verilator()
+    from click.testing import CliRunner
+
+    from rtl_gen.cli import main
+
+    net = small_cnn()
+    path = write_bundle(net, tmp_path / "small-cnn")
+    out = tmp_path / "top.v"
+    r = CliRunner().invoke(main, ["generate", "--bundle", str(path), "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "module net_small_cnn" in out.read_text()
+    assert "| conv1 | conv | int4 | 8x8x1->8x8x4 | 1x8x1 |" in r.output
+    x = images(net, 4, seed=9) / 255
+    np.savez(tmp_path / "d.npz", x=x, y=np.zeros(4, dtype=np.int64))
+    r = CliRunner().invoke(main, ["verify", "--bundle", str(path), "--data",
+                                  str(tmp_path / "d.npz")])
+    assert r.exit_code == 0, r.output
+    assert "small-cnn: 4 images, every logit and class equal to the golden model" in r.output
+    for argv, words in ((["--rows", "2"], "runs one image at a time (--rows 1), not 2"),
+                        (["--fit", "up5k"], "plan dense networks")):
+        r = CliRunner().invoke(main, ["generate", "--bundle", str(path), "-o",
+                                      str(tmp_path / "x.v"), *argv])
+        assert r.exit_code != 0 and words in r.output, r.output
+        assert "Traceback" not in r.output
+    assert not (tmp_path / "x.v").exists()
