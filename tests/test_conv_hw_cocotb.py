@@ -190,3 +190,25 @@ def test_cli_generates_and_verifies_a_conv_bundle(tmp_path):
         assert r.exit_code != 0 and words in r.output, r.output
         assert "Traceback" not in r.output
     assert not (tmp_path / "x.v").exists()
+
+
+@pytest.mark.parametrize("scheme", ["int4", "ternary"])
+def test_shipped_mnist_cnn_bundles(scheme):
+    """The shipped MNIST CNN: its recorded accuracy is the golden model's on the test split,
+    and MNIST test images (two a class) run bit-exact through its Verilog."""
+    need_verilator()
+    from rtl_gen.data.mnist import mnist
+    from rtl_gen.training.defaults import WEIGHTS_DIR
+
+    try:
+        _, test = mnist()
+    except DataError as e:
+        pytest.skip(str(e))
+    net = read_bundle(WEIGHTS_DIR / f"mnist-cnn-{scheme}")
+    pred = np.concatenate([net.predict(test.x_int[i:i + 250])
+                           for i in range(0, len(test.y), 250)])
+    assert float(np.mean(pred == test.y)) == net.metadata["test_accuracy"] > 0.95
+    pick = np.arange(0, len(test.y), 100)
+    result = verify_network(net, test.x_int[pick])
+    assert result["images"] == 20
+    check_cycles(result)
