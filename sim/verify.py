@@ -139,6 +139,21 @@ def verify_network(net: Network | FloatNetwork, x, *, simulator: str = "verilato
         port = {"wide": {"features": engine.features, "in_bits": engine.code_shape.width,
                          "classes": engine.classes, "out_bits": engine.logit_shape.width,
                          "latency": engine.latency}}
+    elif isinstance(net, Network) and not net.is_dense:
+        if lanes is not None or control is not None or in_per_beat != 1:
+            raise VerifyError("a network with convolution, pooling or flatten layers takes "
+                              "arrays only (no lanes, control or in_per_beat)")
+        from rtl_gen.hw.conv import ConvNetworkEngine
+
+        words = integer_inputs(net, x)
+        try:
+            engine = ConvNetworkEngine(net, arrays)
+        except ValueError as e:
+            raise VerifyError(f"cannot build {net.name!r}: {e}") from None
+        model = ConvModel(net, engine)
+        top = f"net_{net.name}".replace("-", "_")
+        controls, build_args, extra = {}, (), {}
+        port = {"unchecked_layers": list(engine.unchecked_layers)}
     elif isinstance(net, Network):
         if lanes is not None:
             raise VerifyError("lanes applies to float networks; give an integer network "
@@ -210,6 +225,35 @@ def verify_network(net: Network | FloatNetwork, x, *, simulator: str = "verilato
                   unchecked_layers=list(port.get("unchecked_layers", [])),
                   **extra)
     return result
+
+
+class ConvModel(Model):
+    """A network with convolution, pooling or flatten layers on its
+    :class:`~rtl_gen.hw.conv.ConvNetworkEngine`: one image at a time, logits in index
+    order; each weight layer's counter is its engine's per window (or per image for a
+    dense layer), pooling and flatten have none (see
+    :attr:`~rtl_gen.hw.conv.ConvNetworkEngine.unchecked_layers`); the golden model
+    :func:`rtl_gen.design.golden.forward` / :func:`~rtl_gen.design.golden.predict`."""
+
+    logit_format = "int"
+    rows = 1
+
+    def __init__(self, net, engine):
+        self.net = net
+        self.order = engine.logit_order()
+        self.layer_cycles = engine.layer_cycles_model
+        self.interval = engine.interval
+        # a bound of an image's way through the chain, for the run's cycle budget
+        self.latency = sum(engine.stage_intervals)
+
+    def inputs(self, x):
+        return integer_inputs(self.net, x)
+
+    def logits(self, words):
+        return np.asarray(golden.forward(self.net, words), np.int64)
+
+    def classes(self, words):
+        return np.asarray(golden.predict(self.net, words), np.int64)
 
 
 class UnrolledModel(Model):

@@ -528,41 +528,42 @@ def test_layer_input_errors():
 # -- the cycle model ----------------------------------------------------------------------------
 
 def test_conv_timing_by_hand():
-    """5x5x2 input, 3x3 kernel, padding 1, 4 channels on a 2-row, 4-column, 3-lane array."""
+    """5x5x2 input, 3x3 kernel, padding 1, 4 channels on a 1-row, 4-column, 3-lane array
+    (the image-level schedule is held to the hardware in tests/test_conv_hw.py)."""
     rng = np.random.default_rng(0)
     layer, *_ = make_conv(rng, "c", "int4", (5, 5, 2), 4, 3, 1, 1, 8, False)
-    t = ConvTiming.systolic(layer, rows=2, cols=4, lanes=3, pe_latency=1)
+    t = ConvTiming.systolic(layer, cols=4, lanes=3, pe_latency=1)
     e = t.engine
-    # the engine: K = 18 -> 6 steps, 1 tile, period max(6, 2*4 + 1) = 9, interval 10,
-    # steady max(10, ceil((10 + 2*18 + 1 - 1) / 2)) = 23
-    assert (e.k, e.n, e.k_steps, e.tiles, e.period, e.interval) == (18, 4, 6, 1, 9, 10)
-    assert e.steady_interval == 23
-    assert e == LayerTiming.systolic(k=18, n=4, rows=2, cols=4, lanes=3, pe_latency=1,
+    # the engine: K = 18 -> 6 steps, 1 tile, period max(6, 1*4 + 1) = 6, interval 7
+    assert (e.k, e.n, e.k_steps, e.tiles, e.period, e.interval) == (18, 4, 6, 1, 6, 7)
+    assert e == LayerTiming.systolic(k=18, n=4, rows=1, cols=4, lanes=3, pe_latency=1,
                                      requantize=True)
-    assert (t.out_shape, t.windows, t.batches) == ((5, 5, 4), 25, 13)
-    assert t.compute_cycles == 13 * 10
+    assert (t.out_shape, t.windows, t.batches) == ((5, 5, 4), 25, 25)
+    assert t.compute_cycles == 25 * 7
     # first window: input rows -1..1, columns -1..1; its last real pixel (1, 1) is the 7th
     assert t.fill_cycles == 7 * 2
     assert t.last_window_cycles == 25 * 2
-    assert t.image_interval == max(13 * 23, 50, 100) == 299
-    assert t.image_cycles == max(14 + 12 * 23, 50) + 2 * 18 + e.batch_cycles
-    assert t.line_buffer_codes == (2 * 5 + 3) * 2
+    # the window unit reads 18 codes a window, one a cycle: at least 25 * 18 an image
+    assert t.image_interval >= 25 * 18 and t.image_cycles > 25 * 18
+    assert t.lines == 4 and t.line_buffer_codes == 4 * 5 * 2
     assert t.macs == 25 * 18 * 4
-    assert t.utilization == pytest.approx(1800 / (299 * 24))
+    with pytest.raises(ValueError, match="one window a batch"):
+        ConvTiming.systolic(layer, rows=2, cols=4, lanes=3, pe_latency=1)
 
 
 def test_pool_timing_by_hand():
     mp = MaxPoolLayer(name="p", in_shape=(4, 4, 1), kernel=2, stride=2, in_bits=4,
                       in_signed=False)
     t = PoolTiming.of(mp)
-    assert (t.image_interval, t.image_cycles, t.line_buffer_codes) == (16, 16 + 1, 6)
-    ap = AvgPoolLayer(name="p", in_shape=(5, 5, 2), kernel=3, stride=2, in_bits=4,
-                      in_signed=False)
-    # last window rows 2..4, columns 2..4: its last pixel (4, 4) is the 25th
-    assert PoolTiming.of(ap).image_cycles == 25 * 2 + 3
-    assert PoolTiming.of(ap, latency=0).image_cycles == 50
+    # window (0, 0) is complete when code 5 is taken (cycle 5): its 4 taps are issued from
+    # cycle 6 and taken 7..10; windows (0, 1), (1, 0), (1, 1) follow back to back (their
+    # last codes 7, 13, 15 are in by then): taps taken up to cycle 22, the result at 23
+    assert (t.image_cycles, t.line_buffer_codes) == (24, 16)
+    # the next image's first code is taken the cycle after the last tap is issued (22);
+    # its windows end 22 cycles after the first image's
+    assert t.image_interval == 22
     g = GlobalAvgPoolLayer(name="g", in_shape=(3, 3, 2), in_bits=4, in_signed=False)
-    assert PoolTiming.of(g).image_cycles == 18 + 3 + 1
+    assert PoolTiming.of(g).image_cycles == 18 + 1
     f = FlattenLayer(name="f", in_shape=(3, 3, 2), in_bits=4, in_signed=False)
     assert (PoolTiming.of(f).image_cycles, PoolTiming.of(f).line_buffer_codes) == (18, 0)
     with pytest.raises(ValueError, match="flatten takes no kernel"):
@@ -763,9 +764,10 @@ def test_writer_refuses_what_the_reader_would(tmp_path):
     assert not (tmp_path / "b").exists()
 
 
-def test_cli_checks_a_conv_bundle_and_refuses_its_hardware_in_one_line(tmp_path):
-    """`check` lists every layer of a format-2 bundle; the commands that build hardware
-    refuse it with one line naming the first layer they cannot build (exit 1, no file)."""
+def test_cli_checks_a_conv_bundle_and_refuses_its_synthesis_in_one_line(tmp_path):
+    """`check` lists every layer of a format-2 bundle; synth and build refuse it with one
+    line naming the first layer they cannot build (exit 1, no file); generate and verify
+    build it (tests/test_conv_hw*.py)."""
     from click.testing import CliRunner
 
     from rtl_gen.cli import main
@@ -777,13 +779,14 @@ def test_cli_checks_a_conv_bundle_and_refuses_its_hardware_in_one_line(tmp_path)
     for name in ("conv1", "pool1", "conv2", "pool2", "flat", "fc1", "fc2"):
         assert name in r.output
     assert "conv 3x3 9x8x2 -> 7x6x4" in r.output and "maxpool" in r.output
-    out = tmp_path / "top.v"
-    for argv in (["generate", "--bundle", str(path), "-o", str(out)],
-                 ["verify", "--bundle", str(path)]):
+    out = tmp_path / "build"
+    for argv in (["synth", "--bundle", str(path)],
+                 ["build", "--board", "icebreaker", "--bundle", str(path), "--out",
+                  str(out)]):
         r = CliRunner().invoke(main, argv)
         assert r.exit_code == 1, r.output
-        assert "layer 'conv1' is a conv layer; hardware is generated for dense layers only" \
-            in r.stderr
+        assert "layer 'conv1' is a conv layer; synthesis, build and run take dense networks " \
+            "only" in r.stderr
         assert "Traceback" not in r.output and len(r.stderr.strip().splitlines()) == 1
     assert not out.exists()
     # report evaluates the golden model on the user's data

@@ -150,16 +150,14 @@ def read_int_network(bundle, why: str) -> Network:
     return require_dense(net, bundle)
 
 
-def require_dense(net, bundle):
+def require_dense(net, bundle, what: str = "synthesis, build and run"):
     """``net``, or one line naming the first convolution, pooling or flatten layer of an
-    integer network: the golden model, cycle model and bundle take them, the hardware
-    generator does not yet."""
+    integer network: generate and verify build it, ``what`` does not yet."""
     if isinstance(net, FloatNetwork) or net.is_dense:
         return net
     first = next(ly for ly in net.layers if getattr(ly, "kind", "dense") != "dense")
-    raise RtlGenError(f"{bundle}: layer {first.name!r} is a {first.kind} layer; hardware is "
-                      "generated for dense layers only (check, report and the golden model "
-                      "take it)")
+    raise RtlGenError(f"{bundle}: layer {first.name!r} is a {first.kind} layer; {what} "
+                      "take dense networks only (generate and verify build it)")
 
 
 def data_file(data, features: int,

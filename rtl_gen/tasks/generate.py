@@ -12,6 +12,7 @@ from ..bundle import read_bundle
 from ..design.float_network import FloatNetwork
 from ..design.network import Network
 from ..errors import RtlGenError
+from ..hw.conv import ConvNetworkEngine, conv_arrays, plan_conv_chain
 from ..hw.float_layer import FloatNetworkEngine, plan_float_network
 from ..hw.network import ChainPlan, NetworkEngine, plan_chain
 from ..hw.pe import DotProductUnit, PEConfig
@@ -26,14 +27,41 @@ from .common import (
     float_lanes_for,
     markdown_table,
     network_arrays,
-    require_dense,
     unrolled_choice,
     verilog_top,
     write_outputs,
 )
 
-__all__ = ["NetworkResult", "UnitResult", "generate_network", "generate_unit",
-           "network_engine", "network_plan"]
+__all__ = ["NetworkResult", "UnitResult", "conv_network_arrays", "generate_network",
+           "generate_unit", "network_engine", "network_plan"]
+
+
+def is_conv(net) -> bool:
+    """Whether ``net`` is an integer network with convolution, pooling or flatten layers."""
+    return net.family != "float" and not net.is_dense
+
+
+def conv_network_arrays(net: Network, *, rows: int | None = None, cols: int | None = None,
+                        lanes: int | None = None, multiplier: str = "lut", pipeline: int = 0,
+                        folding: FoldingOptions | None = None) -> tuple:
+    """Per-layer arrays of a network with convolutions (:func:`~rtl_gen.hw.conv.conv_arrays`:
+    the defaults per scheme, one row), the options given applied to every weight layer; the
+    folding planner and the unrolled engine plan dense networks only."""
+    if folding is not None and (folding.given or folding.engine == "unrolled"
+                                or folding.clock_mhz is not None):
+        raise OptionError(f"--target-fps, --fit, --layer-array, --plan-clock and --engine "
+                          f"unrolled plan dense networks; {net.name!r} has convolution, "
+                          "pooling or flatten layers")
+    if rows not in (None, 1):
+        raise OptionError(f"a network with convolution, pooling or flatten layers runs one "
+                          f"image at a time (--rows 1), not {rows}", option="--rows")
+    changes = {k: v for k, v in (("cols", cols), ("lanes", lanes)) if v is not None}
+    changes.update(multiplier=multiplier, pipeline=pipeline)
+    try:
+        return tuple(None if a is None else dataclasses.replace(a, **changes)
+                     for a in conv_arrays(net))
+    except ValueError as e:
+        raise OptionError(str(e)) from None
 
 
 def network_plan(net: Network | FloatNetwork, *, rows: int | None = None,
@@ -54,6 +82,11 @@ def network_plan(net: Network | FloatNetwork, *, rows: int | None = None,
     try:
         if net.family == "float":
             return plan_float_network(net, float_lanes_for(net, cols), counters=counters)
+        if is_conv(net):
+            arrays = conv_network_arrays(net, rows=rows, cols=cols, lanes=lanes,
+                                         multiplier=multiplier, pipeline=pipeline,
+                                         folding=folding)
+            return plan_conv_chain(net, arrays, counters=counters)
         arrays, per_beat = network_arrays(net, rows=rows, cols=cols, lanes=lanes,
                                           multiplier=multiplier, pipeline=pipeline,
                                           folding=folding, progress=progress,
@@ -66,6 +99,8 @@ def network_plan(net: Network | FloatNetwork, *, rows: int | None = None,
 def network_engine(net: Network | FloatNetwork, **options) -> wiring.Component:
     """The hardware network of :func:`network_plan` (same options), or the unrolled engine
     when the folding options choose it (:func:`~rtl_gen.tasks.common.unrolled_choice`)."""
+    if is_conv(net):
+        return ConvNetworkEngine.from_plan(network_plan(net, **options))
     try:
         unrolled = unrolled_choice(net, options.get("folding"), options.get("progress"))
     except ValueError as e:
@@ -118,7 +153,7 @@ def generate_network(bundle: Path, out: Path | None = None, *, name: str | None 
     """Write the Verilog of the network of ``bundle`` (integer or float) to ``out`` (default
     ``<name>.v``), module ``name`` (default ``net_<network>``).  The array and folding
     options are those of :func:`network_engine`."""
-    net = require_dense(read_bundle(bundle), bundle)
+    net = read_bundle(bundle)
     name = name or verilog_top(net)
     if not name.isidentifier():
         raise OptionError(f"{name!r} is not a Verilog identifier", option="--name")
@@ -134,6 +169,9 @@ def generate_network(bundle: Path, out: Path | None = None, *, name: str | None 
                    "adders": g.adders, "adder levels": g.depth,
                    "pipeline slots": f"{g.in_slot}..{g.out_slot}"}
                   for ly, g in zip(net.layers, engine.layers, strict=True)]
+    elif isinstance(engine, ConvNetworkEngine):
+        layers = [conv_row(ly, a, t) for ly, a, t in zip(net.layers, engine.arrays,
+                                                          engine.timings, strict=True)]
     elif isinstance(net, FloatNetwork):
         layers = [{"layer": ly.name, "space": ly.space,
                    "shape": f"{ly.out_features}x{ly.in_features}", "lanes": c,
@@ -146,6 +184,30 @@ def generate_network(bundle: Path, out: Path | None = None, *, name: str | None 
                    "utilization": f"{100 * t.utilization:.1f}%"}
                   for ly, a, t in zip(net.layers, engine.arrays, engine.timings, strict=True)]
     return NetworkResult(out, name, net, engine, layers, "\n".join(tables) or None)
+
+
+def conv_row(layer, array, timing) -> dict:
+    """One layer of a network with convolutions in the generate table: its kind, weights,
+    shapes, array, and cycles (a convolution's engine per window, and per image fed one
+    code a cycle; pooling per image)."""
+    from ..design.timing import LayerTiming
+
+    kind = getattr(layer, "kind", "dense")
+    out = layer.out_shape if getattr(layer, "out_shape", None) is not None else \
+        (layer.out_features,)
+    inp = layer.in_shape if hasattr(layer, "in_shape") else (layer.in_features,)
+    row = {"layer": layer.name, "kind": kind,
+           "weights": layer.scheme.name if layer.has_weights else "",
+           "shape": f"{'x'.join(map(str, inp))}->{'x'.join(map(str, out))}",
+           "array": "" if array is None else f"{array.rows}x{array.cols}x{array.lanes}"}
+    if isinstance(timing, LayerTiming):
+        row.update({"cycles/batch": timing.batch_cycles, "cycles/image": timing.interval})
+    elif kind == "conv":
+        row.update({"cycles/batch": timing.engine.batch_cycles,
+                    "cycles/image": timing.image_interval})
+    else:
+        row.update({"cycles/batch": "", "cycles/image": timing.image_interval})
+    return row
 
 
 @dataclasses.dataclass(frozen=True)

@@ -21,7 +21,6 @@ from .common import (
     float_lanes_for,
     network_arrays,
     notify,
-    require_dense,
     sim_extra,
     tr_control,
     unrolled_choice,
@@ -71,8 +70,22 @@ def verify(bundle: Path, *, data: Path | None = None, images: int | None = None,
     if gates is not None and gates not in DEVICES:
         raise OptionError(f"--gates takes a device, one of {', '.join(DEVICES)}; not "
                           f"{gates!r}", option="--gates")
-    net = require_dense(read_bundle(bundle), bundle)
-    if net.family == "float":
+    net = read_bundle(bundle)
+    if net.family != "float" and not net.is_dense:
+        from .generate import conv_network_arrays
+
+        if conventional or tr_k is not None or tr_s is not None:
+            raise OptionError("--conventional/--tr-k/--tr-s apply to term-revealing bundles")
+        arrays = conv_network_arrays(net, rows=rows, cols=cols, lanes=lanes,
+                                     multiplier=multiplier, pipeline=pipeline, folding=folding)
+        try:
+            from ..hw.conv import plan_conv_chain
+
+            plan_conv_chain(net, arrays)  # refuse a design that cannot be built first
+        except ValueError as e:
+            raise RtlGenError(f"cannot generate {net.name!r}: {e}") from None
+        options, build_time = {"arrays": arrays}, "a minute or two"
+    elif net.family == "float":
         if conventional or tr_k is not None or tr_s is not None:
             raise OptionError("--conventional/--tr-k/--tr-s apply to term-revealing "
                               "bundles, not to a float bundle")
