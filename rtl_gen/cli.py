@@ -430,7 +430,7 @@ def import_command(model, out, name, expand, require_exact):
     """Import a QONNX model (Brevitas/FINN export) into a weight bundle, exactly.
 
     MODEL: the .onnx file (QONNX custom ops Quant/IntQuant, BipolarQuant, FloatQuant; see
-    the README's "Bring a Brevitas / QONNX model" for the supported ops).  Each layer is
+    the manual's "Bring a Brevitas / QONNX model" page for the supported ops).  Each layer is
     reported as exact, or with the bound of its difference; unsupported graphs are refused
     by name and nothing is written.
     """
@@ -752,7 +752,7 @@ def explore_command(spec, out, workers, scheduler, local_cluster, adaptive, stor
     """Sweep bundles x designs x devices x seeds; write the Pareto fronts.
 
     SPEC is a TOML file (bundles, devices, seeds and [[designs]] of option ranges; see the
-    README's "Choosing a design").  Every point is cached in the user's cache folder, so a
+    manual's "Choosing a design" page).  Every point is cached in the user's cache folder, so a
     second run synthesizes nothing and a killed sweep resumes where it stopped.
     """
     with _Progress() as progress:

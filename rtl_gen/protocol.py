@@ -34,7 +34,7 @@ the line has been idle for the design's timeout, then answered once with ``SYNC`
 that stops short is answered with ``TIMEOUT`` after the same idle time.
 
 Registers (:data:`REGISTER_MAP`, one :class:`Register` record each, declared once: the
-hardware's register decode, :class:`DeviceModel`, :class:`HostClient` and the README's
+hardware's register decode, :class:`DeviceModel`, :class:`HostClient` and the manual's
 register table are all read from it; :func:`register_table` renders the table): 16-bit
 values on the wire; a register holds its ``width`` low bits (a WRITE keeps those, a READ
 returns them zero-extended) and starts at its ``reset`` value.  ``SCRATCH`` (0x00) reads back
@@ -211,7 +211,7 @@ def _reset_text(r: Register) -> str:
 
 
 def register_table(regs: Sequence[Register] = REGISTER_MAP) -> str:
-    """The register map as a Markdown table (the README's), one line per register."""
+    """The register map as a Markdown table (the manual's boards page), one line per register."""
     lines = ["| address | register | bits | reset | access | present in | meaning |",
              "|---|---|---|---|---|---|---|"]
     for r in regs:
