@@ -4,7 +4,7 @@ Elaborating a design costs time and memory in proportion to its lanes (a ``rows 
 array of PEs of ``lanes`` products each, per layer): 64 rows of 8 columns of 256 lanes, all
 within the options' ranges, took minutes and gigabytes before failing.  The estimate here
 is a floor, not a prediction: every lane costs at least :data:`LUT4_PER_LANE` LUT4 (every
-PE kind measured in the manual's unit table (hardware page) takes 3 to 18 times that per lane), every fp32
+PE kind in the manual's unit table takes 3 to 18 times that per lane), every fp32
 lane at least :data:`LUT4_PER_FLOAT_LANE`, and the weights and the input banks need their
 bits of memory.  A design whose floor exceeds the largest supported device
 (:data:`rtl_gen.devices.DEVICES`) cannot fit any of them and is refused before elaboration.
