@@ -39,6 +39,10 @@ $(STAMP): pyproject.toml
 	  && { apt-get install -y -qq iverilog >/dev/null 2>&1 || { apt-get update -qq >/dev/null 2>&1 \
 	  && apt-get install -y -qq iverilog >/dev/null 2>&1; }; } \
 	  || echo "note: iverilog not installed; the Icarus tests will be skipped"; }
+	@# Headless Chromium renders the report page in a slow test (skipped without it).
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	  && apt-get install -y -qq chromium >/dev/null 2>&1; } \
+	  || echo "note: chromium not installed; the report's browser test will be skipped"
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[$(EXTRAS)]'
