@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 from html.parser import HTMLParser
+from pathlib import Path
 
 import matplotlib
 import numpy as np
@@ -256,7 +257,8 @@ def test_report_command_writes_the_page(tmp_path):
     assert "| digits-tr | fc1 | signmag5 | 64 | 32 | 1 x 8 x 16 | 10 |" in md
 
 
-def test_a_model_whose_inputs_are_not_images_has_no_grid(tmp_path):
+def _user_bundle_page(tmp_path) -> Path:
+    """The report page of a user's own model (quantized int4, a data file of its own)."""
     rng = np.random.default_rng(0)
     model = tmp_path / "m.npz"
     np.savez(model, weight0=rng.normal(0, 0.3, (8, 6)), bias0=rng.normal(0, 0.1, 8),
@@ -270,20 +272,34 @@ def test_a_model_whose_inputs_are_not_images_has_no_grid(tmp_path):
     result = runner.invoke(main, ["report", "--bundle", str(tmp_path / "b"), "--data",
                                   str(data), "--out", str(tmp_path / "r")])
     assert result.exit_code == 0, result.output
+    return tmp_path / "r" / "report.html"
+
+
+def test_a_model_whose_inputs_are_not_images_has_no_grid(tmp_path):
+    _user_bundle_page(tmp_path)
     page = check_page((tmp_path / "r" / "report.html").read_text(), figures=2)
     assert page.imgs == [] and "Test images" not in page.text
     assert "Layers" in page.text
 
 
+def _chromium(*args) -> subprocess.CompletedProcess:
+    # No network: every request goes to a proxy that does not exist.
+    return subprocess.run(["chromium", "--headless", "--disable-gpu", "--no-sandbox",
+                           "--proxy-server=127.0.0.1:9", *args], check=True,
+                          capture_output=True, timeout=120)
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="needs Debian's chromium")
-def test_the_page_renders_offline_in_chromium(demo_data, tmp_path):
-    """Headless Chromium, no network: the page renders to a screenshot of some height."""
+def test_the_pages_render_offline_in_chromium(demo_data, tmp_path):
+    """Headless Chromium with no network: the demo's page and a user bundle's render to a
+    screenshot, and the document the browser built (its DOM) passes the page checks: every
+    plot there, no Markdown in the text, nothing fetched."""
     out, _ = demo_data
-    shot = tmp_path / "page.png"
-    subprocess.run(["chromium", "--headless", "--disable-gpu", "--no-sandbox",
-                    "--proxy-server=127.0.0.1:9", "--window-size=1200,4000",
-                    f"--screenshot={shot}", (out / "report.html").as_uri()],
-                   check=True, capture_output=True, timeout=120)
-    image = matplotlib.image.imread(shot)
-    assert image.shape[0] == 4000 and image.std() > 0.01
+    for html, figures in ((out / "report.html", 3), (_user_bundle_page(tmp_path), 2)):
+        shot = tmp_path / f"{html.parent.name}.png"
+        _chromium("--window-size=1200,4000", f"--screenshot={shot}", html.as_uri())
+        image = matplotlib.image.imread(shot)
+        assert image.shape[0] == 4000 and image.std() > 0.01
+        dom = _chromium("--dump-dom", html.as_uri()).stdout.decode()
+        check_page(dom, figures=figures)
