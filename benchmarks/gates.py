@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -27,7 +28,7 @@ BUNDLES = ["digits-binary", "digits-ternary", "digits-pot4", "digits-apot4", "di
 DEVICES = ["up5k", "ecp5-85f"]
 
 
-def run(bundle: str, device: str, images: int | None) -> dict:
+def run(bundle: str, device: str, images: int | None, simulator: str) -> dict:
     from rtl_gen.flow import FlowError
     from sim.runner import SimulationFailed, SimulatorError
     from sim.verify import verify_network
@@ -36,9 +37,9 @@ def run(bundle: str, device: str, images: int | None) -> dict:
     x, _ = evaluation_data(net)
     codes = encode_inputs(net, x if images is None else x[:images])
     start = time.perf_counter()
-    row = {"network": bundle, "device": device, "images": len(codes)}
+    row = {"network": bundle, "device": device, "images": len(codes), "simulator": simulator}
     try:
-        result = verify_network(net, codes, gates=device)
+        result = verify_network(net, codes, gates=device, simulator=simulator)
         row.update(result="bit-exact", cycles=result["cycles"])
     except (SimulationFailed, SimulatorError, FlowError, RtlGenError) as e:
         row.update(result="FAILED", why=str(e).splitlines()[0][:200])
@@ -51,12 +52,15 @@ def main(argv=None) -> int:
     ap.add_argument("--images", type=int, default=None, help="first N images [all 360]")
     ap.add_argument("--bundle", action="append", choices=BUNDLES, default=None)
     ap.add_argument("--device", action="append", choices=DEVICES, default=None)
+    ap.add_argument("--simulator", choices=["icarus", "verilator"],
+                    default="icarus" if shutil.which("iverilog") else "verilator",
+                    help="Icarus interprets a netlist at once; Verilator builds it for minutes")
     args = ap.parse_args(argv)
     rows = []
     for bundle in args.bundle or BUNDLES:
         for device in args.device or DEVICES:
             print(f"{bundle} on {device}...", file=sys.stderr, flush=True)
-            rows.append(run(bundle, device, args.images))
+            rows.append(run(bundle, device, args.images, args.simulator))
             print(markdown_table([rows[-1]]), file=sys.stderr, flush=True)
     table = markdown_table(rows)
     print(table, end="")
