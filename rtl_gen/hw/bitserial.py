@@ -7,7 +7,7 @@ cycle, so a step of ``L`` inputs takes ``w_prec * a_prec`` cycles::
 
     i ──► input banks (kit): one word = L activations per row
                                 │
-    weight ROM: per (tile, step) C x L two's complement weights
+    weight-plane ROM: per (tile, step, plane m) one bit of each of C x L weights
                                 ▼
     BitSerialArray R x C (operands broadcast): each cycle, plane pair (m, k):
         PE (r, c) += ±popcount(W_c,m AND X_r,k) << (m + k)   (negative on a sign plane)
@@ -156,14 +156,16 @@ def plan_bitserial_layer(layer: DenseLayer, array: ArrayConfig, *,
 class BitSerialArray(wiring.Component):
     """``rows x cols`` bit-serial PEs of ``lanes`` lanes, operands broadcast.
 
-    Each cycle every PE takes plane ``m`` of its column's ``L`` weights and plane ``k`` of
-    its row's ``L`` activations, and adds ``±popcount(AND) << (m + k)`` (negative when
-    exactly one of the planes is a sign plane) to its accumulator.
+    Each cycle every PE takes plane ``m`` of its column's ``L`` weights (read as a plane
+    from the weight ROM) and plane ``k`` of its row's ``L`` activations, and adds
+    ``±popcount(AND) << (m + k)`` (negative when exactly one of the planes is a sign plane)
+    to its accumulator.
 
     Members
     -------
     x : In(ArrayLayout(ArrayLayout(x_shape, L), R))
-    w : In(ArrayLayout(ArrayLayout(signed(w_bits), L), C))
+    w : In(ArrayLayout(unsigned(L), C))
+        Plane ``mi`` of each column's ``L`` weights.
     mi, ki : In
         The weight and activation planes of the step.
     valid, first, last : In(1)
@@ -182,7 +184,7 @@ class BitSerialArray(wiring.Component):
         a_bits = x_shape.width
         super().__init__({
             "x": In(data.ArrayLayout(data.ArrayLayout(x_shape, lanes), rows)),
-            "w": In(data.ArrayLayout(data.ArrayLayout(signed(w_bits), lanes), cols)),
+            "w": In(data.ArrayLayout(unsigned(lanes), cols)),
             "mi": In(range(w_bits)), "ki": In(range(a_bits)),
             "valid": In(1), "first": In(1), "last": In(1),
             "res": Out(data.ArrayLayout(signed(acc_bits), rows * cols)),
@@ -216,8 +218,7 @@ class BitSerialArray(wiring.Component):
         wbits = []
         for c in range(cols):
             v = Signal(lanes, name=f"wplane{c}", reset_less=True)
-            m.d.sync += v.eq(Cat(Value.cast(self.w[c][lane]).bit_select(self.mi, 1)
-                                 for lane in range(lanes)))
+            m.d.sync += v.eq(self.w[c])
             wbits.append(v)
         # stage 2: AND + popcount per PE
         sh2 = Signal(sh_range, reset_less=True)
@@ -282,24 +283,24 @@ class BitSerialLayerEngine(Engine):
         return self._plan.timing_for(w_prec, a_prec)
 
     def weight_words(self) -> list[int]:
-        """The weight ROM: word ``t * ks + s`` holds, for column ``c`` and lane ``l``, the
-        ``w_bits``-bit two's complement weight ``[t*C + c, s*L + l]`` (0 where there is
-        none)."""
+        """The weight-plane ROM: word ``(t * ks + s) * w_bits + m`` holds, in bit ``c * L +
+        l``, bit ``m`` of the ``w_bits``-bit two's complement weight ``[t*C + c, s*L + l]``
+        (0 where there is none)."""
         plan = self._plan
         t, wb = plan.timing, plan.w_bits
         w = np.asarray(plan.layer.w_int, np.int64)
-        mask = (1 << wb) - 1
         words = []
         for tile in range(t.tiles):
             for s in range(t.k_steps):
-                word, pos = 0, 0
-                for c in range(t.cols):
-                    for lane in range(t.lanes):
-                        n, k = tile * t.cols + c, s * t.lanes + lane
-                        if n < t.n and k < t.k:
-                            word |= (int(w[n, k]) & mask) << pos
-                        pos += wb
-                words.append(word)
+                for plane in range(wb):
+                    word, pos = 0, 0
+                    for c in range(t.cols):
+                        for lane in range(t.lanes):
+                            n, k = tile * t.cols + c, s * t.lanes + lane
+                            if n < t.n and k < t.k:
+                                word |= ((int(w[n, k]) >> plane) & 1) << pos
+                            pos += 1
+                    words.append(word)
         return words
 
     def elaborate(self, platform):
@@ -312,7 +313,7 @@ class BitSerialLayerEngine(Engine):
 
         banks = input_banks(m, self.i, rows=rows, lanes=lanes, a_bits=ab, ks=ks, k=t.k,
                             src_cols=plan.src_cols)
-        m.submodules.rom = rom = Memory(shape=unsigned(cols * lanes * wb), depth=nt * ks,
+        m.submodules.rom = rom = Memory(shape=unsigned(cols * lanes), depth=nt * ks * wb,
                                         init=self.weight_words())
         x_shape = signed(ab) if layer.in_signed else unsigned(ab)
         rq = plan.requant
@@ -353,7 +354,7 @@ class BitSerialLayerEngine(Engine):
         ki = Signal(range(ab), init=ab - 1)
         m.d.comb += issue.eq(seq.running & ~seq.held & (seq.step < n_issue))
         banks.read(m, seq.cbank, grp)
-        m.d.comb += rom_rd.addr.eq(seq.tile * ks + grp)
+        m.d.comb += rom_rd.addr.eq((seq.tile * ks + grp) * wb + mi)
         with m.If(issue):
             with m.If(ki == a_lo):
                 m.d.sync += ki.eq(ab - 1)
@@ -375,9 +376,8 @@ class BitSerialLayerEngine(Engine):
                      array.last.eq(last_d), array.mi.eq(mi_d), array.ki.eq(ki_d)]
         for r in range(rows):
             m.d.comb += array.x[r].as_value().eq(banks.data(r))
-        wbits = lanes * wb
         for c in range(cols):
-            m.d.comb += array.w[c].as_value().eq(rom_rd.data[c * wbits:(c + 1) * wbits])
+            m.d.comb += array.w[c].eq(rom_rd.data[c * lanes:(c + 1) * lanes])
 
         every = plan.every_timing()
         int_back_end(m, plan, t, array, out, seq, self.cycles,
