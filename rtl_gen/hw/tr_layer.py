@@ -2,8 +2,7 @@
 
 ::
 
-    i ──► x_r ──► HESE encoder ──► digits ──► truncator (keep s) ──► input banks:
-                                                        one word = a group of g x'
+    i ──► x_r ──► DataTermUnit (keep s HESE terms) ──► input banks: one word = a group of g x'
                                                                   │
     weight-term ROM (tile, group, slot) ─────────────────────────►│ one term per column
                                                                   ▼
@@ -11,9 +10,8 @@
 
 The same kit as :class:`~rtl_gen.hw.layer.LayerEngine` (input banks, tile sequencer, credit
 FIFO, integer drain, cycle counter); what differs is the front end (the activation is
-registered, HESE-encoded and registered, truncated to its ``s`` largest terms and registered
-again, so the banks' writes land three cycles after the transfer; the encoder and the
-truncator are in different stages), the array (:class:`~rtl_gen.hw.tr.TRArray`) and the
+registered, truncated to its ``s`` largest terms and registered again, so the banks' writes
+land two cycles after the transfer), the array (:class:`~rtl_gen.hw.tr.TRArray`) and the
 issue: a step is one group and takes ``slots`` cycles, one weight-term slot each, under the
 run-time controls ``tr_mode``, ``tr_k``, ``tr_s`` (see :mod:`rtl_gen.hw.tr`), latched when a
 batch is taken.
@@ -33,7 +31,7 @@ from amaranth.lib.wiring import In
 from ..design.golden import LayerTiming, TRControl
 from ..design.network import DenseLayer
 from ..protocol import K_BITS, K_OWN, S_BITS, S_OWN
-from .hese import HeseEncoder, TermTruncator
+from .hese import DataTermUnit
 from .kit import (
     Engine,
     delayed,
@@ -51,11 +49,7 @@ from .layer import (
 )
 from .tr import TRArray, term_rom_words
 
-__all__ = ["DTU_DELAY", "TRLayerEngine"]
-
-#: Registers from an input transfer to its truncated activation's write into the banks: the
-#: input, the HESE digits, the truncated value.
-DTU_DELAY = 3
+__all__ = ["TRLayerEngine"]
 
 
 class TRLayerEngine(Engine):
@@ -117,20 +111,14 @@ class TRLayerEngine(Engine):
         m.d.comb += [tr_k.eq(Mux(self.tr_k == K_OWN, layer.tr.budget, self.tr_k)),
                      tr_s.eq(Mux(self.tr_s == S_OWN, layer.tr.data_terms or 0, self.tr_s))]
         mag = layer.in_bits - 1 if layer.in_signed else layer.in_bits
-        # the data-term unit in two stages, off the path from the producer's FIFO: the
-        # HESE digits registered between the encoder and the truncator
-        m.submodules.encoder = enc = HeseEncoder(mag, signed=layer.in_signed)
-        m.submodules.truncator = trunc = TermTruncator(mag, pipeline=True)
+        m.submodules.dtu = dtu = DataTermUnit(mag, signed=layer.in_signed, pipeline=True)
         x_r = Signal.like(self.i.payload, name="x_r")
-        pos_r = Signal.like(enc.pos, name="hese_pos_r", reset_less=True)
-        neg_r = Signal.like(enc.neg, name="hese_neg_r", reset_less=True)
-        m.d.sync += [x_r.eq(self.i.payload), pos_r.eq(enc.pos), neg_r.eq(enc.neg)]
-        m.d.comb += [enc.i.eq(x_r), trunc.pos.eq(pos_r), trunc.neg.eq(neg_r),
-                     trunc.s.eq(Mux(tr_s > mag + 1, mag + 1, tr_s)),
-                     trunc.enable.eq(self.tr_mode & (tr_s != 0))]
+        m.d.sync += x_r.eq(self.i.payload)
+        m.d.comb += [dtu.i.eq(x_r),
+                     dtu.s.eq(Mux(tr_s > mag + 1, mag + 1, tr_s)),
+                     dtu.enable.eq(self.tr_mode & (tr_s != 0))]
         banks = input_banks(m, self.i, rows=rows, lanes=group, a_bits=a_bits, ks=ks, k=t.k,
-                            src_cols=plan.src_cols, value=trunc.value[:a_bits],
-                            delay=DTU_DELAY)
+                            src_cols=plan.src_cols, value=dtu.value[:a_bits], delay=2)
 
         # -- weight-term ROM, array, FIFO and the sequencer under the run-time slots --------
         words, t_max, term = term_rom_words(layer, cols)
