@@ -313,6 +313,10 @@ class BitSerialLayerEngine(Engine):
 
         banks = input_banks(m, self.i, rows=rows, lanes=lanes, a_bits=ab, ks=ks, k=t.k,
                             src_cols=plan.src_cols)
+        # the banks' words are a whole step (L activations) wide and only 2 * ks deep:
+        # block RAM, not the flip-flops Yosys would otherwise choose for so shallow a memory
+        for r in range(rows):
+            m.submodules[f"xbuf{r}"].attrs["ram_style"] = "block"
         m.submodules.rom = rom = Memory(shape=unsigned(cols * lanes), depth=nt * ks * wb,
                                         init=self.weight_words())
         x_shape = signed(ab) if layer.in_signed else unsigned(ab)
