@@ -37,7 +37,7 @@ def test_bitserial_int4_network_at_six_precisions():
         builds.add(result["build"])
         cycles.append(tuple(result["layer_cycles"]))
     assert len(builds) == 1  # one Verilator build served every precision
-    assert len(set(cycles)) == len(PRECISIONS) - 1  # (0, 0) and (4, 5) are both full width
+    assert len(set(cycles)) == len(PRECISIONS) - 1  # (2, 3) and (3, 2): 6 planes each
     assert cycles[0] == (337, 138)
 
 
