@@ -16,12 +16,26 @@ network on the default arrays (batch 1, 8 columns).  Conventional mode (all ``T`
 every group, untruncated activations) is the reference: the script names, per model, the
 setting with the fewest cycles whose accuracy is within 0.5 point of conventional mode, and
 its speedup over conventional mode with the same ``g``.  ``--synth`` also synthesizes the
-TR network and the int4 network (the conventional PE array) for the UP5K and the
-LFE5U-85F, for their resource cost side by side.
+TR network, the int4 network (the conventional PE array) and the int4 network on the
+bit-serial engine for the UP5K and the LFE5U-85F, for their resource cost side by side.
 
-Run ``python benchmarks/term_revealing.py [--synth] [--out DIR]``: prints Markdown tables
-and writes ``term_revealing.md``, ``term_revealing.json`` and ``term_revealing.svg`` (the
-plot) into ``--out`` (default ``benchmarks/results``).
+**Against the bit-serial baseline** (the paper's footing): the same quantized network, term
+revealing off, on the bit-serial engine (:class:`rtl_gen.hw.bitserial.BitSerialNetworkEngine`:
+1 x 8 PEs of 16 lanes, the TR engine's shape with g = 16; ``w_prec * a_prec`` cycles per
+step of 16 inputs; ``tests/test_bitserial_cocotb.py`` holds its Verilog to its cycle model).
+The reference is the network's own accuracy at full precision (conventional mode); each
+side takes its fewest-cycle setting within 0.5 point of it, the bit-serial engine over its
+run-time precisions ``(w_prec, a_prec)`` (the most significant planes kept), TR over
+``k`` and ``s`` at g = 16.  On digits (PTQ, ``signmag5``) and on an MNIST MLP at the paper's
+setting (784-64-10, trained here in seconds on the 8,000 training images, 4-bit magnitudes
+``signmag5``, g = 16, k in 6..14, 6-bit data; skipped when the MNIST data is missing, or
+with ``--no-mnist``).  JSON: ``paper`` holds, per data set, ``reference_accuracy``, the
+chosen ``tr`` and ``bitserial`` settings (each with ``accuracy`` and
+``cycles_per_inference``), ``speedup`` and ``within_tolerance``.
+
+Run ``python benchmarks/term_revealing.py [--synth] [--no-mnist] [--out DIR]``: prints
+Markdown tables and writes ``term_revealing.md``, ``term_revealing.json`` and
+``term_revealing.svg`` (the plot) into ``--out`` (default ``benchmarks/results``).
 """
 
 from __future__ import annotations
@@ -33,11 +47,16 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 from rtl_gen.bundle import read_bundle
 from rtl_gen.data.digits import digits
 from rtl_gen.design import golden
+from rtl_gen.design.bitserial import bitserial_predict, weight_bits
 from rtl_gen.design.golden import TRControl, TRMode, network_interval
 from rtl_gen.design.network import TRConfig
+from rtl_gen.hw.bitserial import bitserial_array
+from rtl_gen.hw.bitserial import cycles_per_inference as bitserial_cycles
 from rtl_gen.hw.network import plan_network
 from rtl_gen.training.defaults import FLOAT_MODEL_NAME, WEIGHTS_DIR
 
@@ -48,11 +67,15 @@ DATA_TERMS = (1, 2, 3, 9)   # 9: every term of an 8-bit activation
 TOLERANCE = 0.005           # within 0.5 point of conventional mode
 
 
-def models():
+def float_model():
     from rtl_gen.training.float_model import load_float_model
+    return load_float_model(WEIGHTS_DIR / FLOAT_MODEL_NAME)
+
+
+def models():
     from rtl_gen.training.quantize import quantize_mlp
-    float_model = load_float_model(WEIGHTS_DIR / FLOAT_MODEL_NAME)
-    ptq = quantize_mlp(float_model, "signmag5", name="digits-tr-ptq", tr=TRConfig(16, 10, 2))
+    float_model_ = float_model()
+    ptq = quantize_mlp(float_model_, "signmag5", name="digits-tr-ptq", tr=TRConfig(16, 10, 2))
     return {"ptq": ptq, "qat": read_bundle(WEIGHTS_DIR / "digits-tr")}
 
 
@@ -97,6 +120,134 @@ def best(rows: list[dict]) -> dict:
                   "speedup": conv["cycles"] / pick["cycles"]}
     overall = min(out.values(), key=lambda r: (r["cycles"], -r["accuracy"]))
     return {"per_group": out, "overall": overall}
+
+
+PAPER_GROUP = 16             # the paper's group size, and the bit-serial PEs' lanes
+PAPER_BUDGETS = tuple(range(6, 15))
+MNIST_SIZES = (784, 64, 10)
+MNIST_BITS = 6               # the paper's data width (input and hidden activations)
+CONVENTIONAL_BITS = (3, 4, 5, 6, 8)   # intB PTQ networks tried as bit-serial baselines
+
+
+def conventional_nets(model, prefix: str, **quant) -> dict:
+    """The float ``model`` quantized conventionally (PTQ, ``intB`` weights, the same data
+    widths as the TR network), one network per ``B`` of :data:`CONVENTIONAL_BITS`."""
+    from rtl_gen.training.quantize import quantize_mlp
+    return {f"int{b}": quantize_mlp(model, f"int{b}", name=f"{prefix}-int{b}-ptq", **quant)
+            for b in CONVENTIONAL_BITS}
+
+
+def mnist_ptq():
+    """The MNIST MLP at the paper's setting: float training (numpy, seeded, a few epochs on
+    the 8,000 training images), then PTQ to ``signmag5`` with g = 16 and 6-bit data.
+    Returns ``(network, float model, test split as codes, test labels, float accuracy)``."""
+    from rtl_gen.data.mnist import mnist
+    from rtl_gen.training.float_model import FloatMLP, train_mlp
+    from rtl_gen.training.quantize import quantize_mlp
+
+    train, test = mnist()
+    model = train_mlp(train.x, train.y, list(MNIST_SIZES), epochs=12, batch=64, lr=2e-3,
+                      seed=0)
+    model = FloatMLP(model.weights, model.biases, calibration=train.x[:2000])
+    net = quantize_mlp(model, "signmag5", name="mnist-tr-ptq", input_bits=MNIST_BITS,
+                       act_bits=MNIST_BITS, tr=TRConfig(PAPER_GROUP, 10, 2))
+    h = test.x
+    for i, (w, b) in enumerate(zip(model.weights, model.biases, strict=True)):
+        h = h @ w.T + b
+        if i < len(model.weights) - 1:
+            h = np.maximum(h, 0)
+    float_acc = float(np.mean(np.argmax(h, axis=1) == test.y))
+    return net, model, net.input.quantize(test.x), test.y, float_acc
+
+
+def serial_sweep(label: str, net, x, y) -> list[dict]:
+    """``net`` on the bit-serial engine (1 x 8 PEs of 16 lanes) at every run-time precision
+    pair: accuracy and cycles per inference."""
+    arrays = [bitserial_array(PAPER_GROUP) for _ in net.layers]
+    w_full = max(weight_bits(ly) for ly in net.layers)
+    a_full = max(ly.in_bits for ly in net.layers)
+    rows = []
+    for wp in range(1, w_full + 1):
+        for ap in range(1, a_full + 1):
+            acc = float(np.mean(bitserial_predict(net, x, wp, ap) == y))
+            rows.append({"network": label, "w_prec": wp, "a_prec": ap, "accuracy": acc,
+                         "full": (wp, ap) == (w_full, a_full),
+                         "cycles_per_inference": bitserial_cycles(net, arrays, wp, ap)})
+    return rows
+
+
+def paper_comparison(net, x, y, conventional: dict, *, budgets=PAPER_BUDGETS,
+                     data_terms=DATA_TERMS) -> dict:
+    """TR at g = 16 against conventional quantization on the bit-serial engine (1 x 8 PEs of
+    16 lanes), each at its fewest-cycle setting within :data:`TOLERANCE` of the TR network's
+    conventional (full-precision) accuracy.  The bit-serial side tries the TR network itself
+    (TR off) and every network of ``conventional`` (name: integer network), at every
+    run-time precision."""
+    netg = regroup(net, PAPER_GROUP)
+    reference = golden.accuracy(netg, x, y, TRControl(TRMode.CONVENTIONAL))
+    floor = reference - TOLERANCE
+    serial = serial_sweep(f"{net.name} (TR off)", net, x, y)
+    full = next(r for r in serial if r["full"])
+    for label, cnet in conventional.items():
+        serial += serial_sweep(label, cnet, x, y)
+    tr = []
+    for k in budgets:
+        for s in data_terms:
+            c = TRControl(TRMode.TR, k, s)
+            tr.append({"g": PAPER_GROUP, "k": k, "s": s,
+                       "accuracy": golden.accuracy(netg, x, y, c),
+                       "cycles_per_inference": cycles(netg, c)})
+
+    def pick(rows):
+        ok = [r for r in rows if r["accuracy"] >= floor - 1e-12]
+        return min(ok, key=lambda r: (r["cycles_per_inference"], -r["accuracy"])) if ok \
+            else None
+
+    b, t = pick(serial), pick(tr)
+    return {
+        "network": net.name, "images": int(len(y)), "tolerance": TOLERANCE,
+        "reference": "the network's conventional accuracy (TR off, full precision)",
+        "reference_accuracy": reference,
+        "array": "1 x 8 PEs; bit-serial: 16 lanes; TR: groups of 16",
+        "conventional_networks": {label: cnet.name for label, cnet in conventional.items()},
+        "bitserial_full": full,
+        "bitserial": b, "tr": t,
+        "speedup": (b["cycles_per_inference"] / t["cycles_per_inference"]) if b and t
+        else None,
+        "speedup_vs_full_precision": (full["cycles_per_inference"]
+                                      / t["cycles_per_inference"]) if t else None,
+        "within_tolerance": bool(b and t),
+        "bitserial_rows": serial, "tr_rows": tr,
+    }
+
+
+def paper_markdown(name: str, p: dict) -> str:
+    b, t, f = p["bitserial"], p["tr"], p["bitserial_full"]
+    lines = [f"### TR against the bit-serial baseline: {name}", "",
+             f"{p['network']}, {p['images']} test images; reference (TR off, full "
+             f"precision) {100 * p['reference_accuracy']:.2f}%; each side's fewest cycles "
+             "within 0.5 point of it, on 1 x 8 PEs (bit-serial: 16 lanes; TR: g = 16).", "",
+             "| engine | network | setting | accuracy | cycles / inference |",
+             "|---|---|---|---|---|",
+             f"| bit-serial, full precision | {f['network']} | w {f['w_prec']} x a "
+             f"{f['a_prec']} bits | {100 * f['accuracy']:.2f}% | "
+             f"{f['cycles_per_inference']:.0f} |"]
+    if b:
+        lines.append(f"| bit-serial, fewest cycles | {b['network']} PTQ | w {b['w_prec']} x "
+                     f"a {b['a_prec']} bits | {100 * b['accuracy']:.2f}% | "
+                     f"{b['cycles_per_inference']:.0f} |")
+    if t:
+        lines.append(f"| term revealing | {p['network']} | g {t['g']}, k {t['k']}, s "
+                     f"{t['s']} | {100 * t['accuracy']:.2f}% | "
+                     f"{t['cycles_per_inference']:.0f} |")
+    lines.append("")
+    if p["speedup"]:
+        lines.append(f"TR: {p['speedup']:.2f}x fewer cycles than the bit-serial baseline at "
+                     f"≤ 0.5 point loss ({p['speedup_vs_full_precision']:.2f}x against it at "
+                     "full precision).")
+    else:
+        lines.append("No setting of one side is within 0.5 point of the reference.")
+    return "\n".join(lines) + "\n\n"
 
 
 def markdown(name: str, picks: dict) -> str:
@@ -151,11 +302,13 @@ def synth_costs(nets: dict) -> list[dict]:
         place_and_route,
         synth,
     )
+    from rtl_gen.hw.bitserial import BitSerialNetworkEngine
     from rtl_gen.hw.network import NetworkEngine
     out = []
     for label, net in nets.items():
-        engine = NetworkEngine(net)
-        top = f"net_{net.name}".replace("-", "_")
+        serial = "bit-serial" in label
+        engine = BitSerialNetworkEngine(net) if serial else NetworkEngine(net)
+        top = f"{'bitserial' if serial else 'net'}_{net.name}".replace("-", "_")
         verilog = component_verilog(engine, top)
         for dev in ("up5k", "ecp5-85f"):
             s = synth(verilog, top, dev)
@@ -171,7 +324,10 @@ def synth_costs(nets: dict) -> list[dict]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--synth", action="store_true",
-                        help="also synthesize the TR and int4 networks (a few minutes)")
+                        help="also synthesize the TR, int4 and bit-serial int4 networks "
+                             "(several minutes)")
+    parser.add_argument("--no-mnist", action="store_true",
+                        help="skip the MNIST MLP (trained in about half a minute)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     start = time.time()
@@ -182,11 +338,31 @@ def main(argv=None) -> int:
         all_rows += rows
         picks[name] = best(rows)
     text = "".join(markdown(n, p) for n, p in picks.items())
+    ptq = models()["ptq"]
+    paper = {"digits": paper_comparison(
+        ptq, test.x_int, test.y, conventional_nets(float_model(), "digits"),
+        budgets=tuple(sorted(set(BUDGETS) | set(PAPER_BUDGETS))))}
+    text += paper_markdown("digits", paper["digits"])
+    if not args.no_mnist:
+        from rtl_gen.errors import DataError
+        try:
+            net, model, x_m, y_m, float_acc = mnist_ptq()
+        except DataError as e:
+            print(f"MNIST skipped: {e}", file=sys.stderr)
+        else:
+            paper["mnist"] = paper_comparison(
+                net, x_m, y_m, conventional_nets(model, "mnist", input_bits=MNIST_BITS,
+                                                 act_bits=MNIST_BITS))
+            paper["mnist"]["float_accuracy"] = float_acc
+            text += paper_markdown(f"MNIST MLP {'-'.join(map(str, MNIST_SIZES))} (float "
+                                   f"{100 * float_acc:.2f}%)", paper["mnist"])
     costs = []
     if args.synth:
         costs = synth_costs({"TR (digits-tr, 1x8 term-pair array)":
                              read_bundle(WEIGHTS_DIR / "digits-tr"),
                              "int4 (digits-int4, 1x8 int4 PEs)":
+                             read_bundle(WEIGHTS_DIR / "digits-int4"),
+                             "int4 bit-serial (digits-int4, 1x8 bit-serial PEs of 16 lanes)":
                              read_bundle(WEIGHTS_DIR / "digits-int4")})
         text += ("\n| network | device | logic cells | LUT4 | FF | DSP | BRAM | MHz |\n"
                  "|---|---|---|---|---|---|---|---|\n")
@@ -199,7 +375,7 @@ def main(argv=None) -> int:
         "# Term revealing: accuracy against cycles\n\nGenerated by "
         "`python benchmarks/term_revealing.py`; digits test split (360 images).\n\n" + text)
     (args.out / "term_revealing.json").write_text(json.dumps(
-        {"rows": all_rows, "best": picks, "costs": costs,
+        {"rows": all_rows, "best": picks, "paper": paper, "costs": costs,
          "seconds": round(time.time() - start)}, indent=1, default=str) + "\n")
     plot(all_rows, picks, args.out / "term_revealing.svg")
     print(f"{len(all_rows)} settings in {time.time() - start:.0f} s", file=sys.stderr)

@@ -329,8 +329,10 @@ def _folding_options(f):
                          show_default=True,
                          help="Integer bundles: 'arrays' (layer engines on systolic arrays), "
                               "'unrolled' (every layer a constant-weight adder graph, one "
-                              "image a cycle), or 'auto' (unrolled when --fit alone is given "
-                              "and it fits the device, else arrays).")]):
+                              "image a cycle), 'bitserial' (the conventional bit-serial "
+                              "baseline: bit-plane PEs, w_bits x a_bits cycles per step of "
+                              "--array-lanes inputs, default 16), or 'auto' (unrolled when "
+                              "--fit alone is given and it fits the device, else arrays).")]):
         wrapper = option(wrapper)
     return wrapper
 

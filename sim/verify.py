@@ -33,7 +33,7 @@ from sim.scoreboard import (
     integer_inputs,
 )
 
-__all__ = ["FLOAT_VERILATOR_ARGS", "UnrolledModel", "VerifyError", "verify_board",
+__all__ = ["FLOAT_VERILATOR_ARGS", "BitSerialModel", "UnrolledModel", "VerifyError", "verify_board",
            "verify_network"]
 
 #: Verilator options of the float networks: the C++ of their flattened floating-point units
@@ -45,7 +45,7 @@ FLOAT_VERILATOR_ARGS = ("-CFLAGS", "-O0")
 def verify_network(net: Network | FloatNetwork, x, *, simulator: str = "verilator",
                    gap: float = 0.0, stall: float = 0.0, seed: int = 0, cache_dir=None,
                    arrays=None, control=None, lanes=None, in_per_beat: int = 1,
-                   engine=None, gates: str | None = None) -> dict:
+                   engine=None, gates: str | None = None, precision=None) -> dict:
     """Run every image of ``x`` through the network's generated Verilog and check every
     logit, every class and every layer's cycle count against the golden and cycle models.
 
@@ -85,7 +85,13 @@ def verify_network(net: Network | FloatNetwork, x, *, simulator: str = "verilato
         Integer networks only: an :class:`~rtl_gen.hw.unrolled.UnrolledNetworkEngine` to
         verify instead of the default engine (one vector per transfer; the testbench also
         checks interval 1 and the plan's ``latency``).  It is checked against ``net``'s
-        golden model, whatever network it was built from.
+        golden model, whatever network it was built from.  Or a
+        :class:`~rtl_gen.hw.bitserial.BitSerialNetworkEngine` of ``net`` (the bit-serial
+        baseline), checked against :func:`rtl_gen.design.bitserial.bitserial_forward` and
+        its cycle model at ``precision``.
+    precision:
+        Bit-serial engines only: ``(w_prec, a_prec)`` set on the ``bp_w_bits`` and
+        ``bp_a_bits`` ports (0 or ``None``: full precision).
     gates:
         A device name (``up5k``, ``ecp5-85f``): simulate the gate-level netlist Yosys maps
         for its family, with the tools' cell models (:func:`rtl_gen.flow.gates.gate_netlist`),
@@ -119,7 +125,28 @@ def verify_network(net: Network | FloatNetwork, x, *, simulator: str = "verilato
     for name, chance in (("gap", gap), ("stall", stall)):
         if not 0 <= chance < 1:
             raise VerifyError(f"{name} is a chance per cycle in [0, 1), not {chance!r}")
-    if engine is not None:
+    from rtl_gen.hw.bitserial import BitSerialNetworkEngine
+
+    if precision is not None and not isinstance(engine, BitSerialNetworkEngine):
+        raise VerifyError("precision applies to a bit-serial engine")
+    if isinstance(engine, BitSerialNetworkEngine):
+        if not isinstance(net, Network) or (engine.net.input.features,
+                                            engine.net.layers[-1].out_features) != (
+                net.input.features, net.layers[-1].out_features):
+            raise VerifyError("a bit-serial engine is verified against an integer network of "
+                              "its shape")
+        if arrays is not None or control is not None or lanes is not None or in_per_beat != 1:
+            raise VerifyError("a bit-serial engine takes no arrays, control, lanes or "
+                              "in_per_beat (they are in the engine)")
+        w_prec, a_prec = (0, 0) if precision is None else (int(v or 0) for v in precision)
+        if w_prec < 0 or a_prec < 0:
+            raise VerifyError(f"precisions must be 0 (full) or positive, not {precision}")
+        words = integer_inputs(net, x)
+        model = BitSerialModel(net, engine, w_prec, a_prec)
+        top = f"bitserial_{net.name}".replace("-", "_")
+        controls = {"bp_w_bits": w_prec, "bp_a_bits": a_prec}
+        build_args, extra, port = (), {"precision": [w_prec, a_prec]}, {}
+    elif engine is not None:
         from rtl_gen.hw.unrolled import UnrolledNetworkEngine
 
         if not isinstance(net, Network) or not isinstance(engine, UnrolledNetworkEngine):
@@ -254,6 +281,36 @@ class ConvModel(Model):
 
     def classes(self, words):
         return np.asarray(golden.predict(self.net, words), np.int64)
+
+
+class BitSerialModel(Model):
+    """An integer network on a :class:`~rtl_gen.hw.bitserial.BitSerialNetworkEngine` at
+    run-time precisions: the golden model :func:`rtl_gen.design.bitserial.bitserial_forward`
+    and the engine's cycle model at the same precisions."""
+
+    logit_format = "int"
+
+    def __init__(self, net, engine, w_prec: int, a_prec: int):
+        self.net, self.w_prec, self.a_prec = net, w_prec, a_prec
+        self.rows = engine.rows
+        self.order = engine.logit_order()
+        self.layer_cycles = tuple(t.batch_cycles for t in engine.timings_for(w_prec, a_prec))
+        self.interval = engine.interval_for(w_prec, a_prec)
+
+    def inputs(self, x):
+        return integer_inputs(self.net, x)
+
+    def logits(self, words):
+        from rtl_gen.design.bitserial import bitserial_forward
+
+        return np.asarray(bitserial_forward(self.net, words, self.w_prec, self.a_prec),
+                          np.int64)
+
+    def classes(self, words):
+        from rtl_gen.design.bitserial import bitserial_predict
+
+        return np.asarray(bitserial_predict(self.net, words, self.w_prec, self.a_prec),
+                          np.int64)
 
 
 class UnrolledModel(Model):

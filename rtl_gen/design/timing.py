@@ -9,8 +9,8 @@ one a cycle, ``drain_stages`` registers later.  :class:`LayerTiming` holds the n
 differ between engines; the hardware's ``cycles`` output equals :attr:`LayerTiming.batch_cycles`
 when nothing downstream stalls (a test holds every engine to it).
 
-The three engines as models (:meth:`LayerTiming.systolic`, :meth:`~LayerTiming.term_revealing`,
-:meth:`~LayerTiming.float_lanes`):
+The four engines as models (:meth:`LayerTiming.systolic`, :meth:`~LayerTiming.term_revealing`,
+:meth:`~LayerTiming.bit_serial`, :meth:`~LayerTiming.float_lanes`):
 
 =================  ============  ============  ==============  =========  ======
 engine             lanes         slots         array latency   drain      pickup
@@ -18,6 +18,7 @@ engine             lanes         slots         array latency   drain      pickup
 integer array      ``L``         1             ``R + C + PE``  3 / 1      1
 broadcast (R = 1)  ``L``         1             ``2 + PE``      3 / 1      1
 term revealing     group ``g``   ``min(k,T)``  3               3 / 1      1
+bit-serial         ``L``         ``Mw * Ma``   4               3 / 1      1
 float lanes        1             1             1               3 / 2      0
 =================  ============  ============  ==============  =========  ======
 
@@ -95,6 +96,15 @@ class LayerTiming:
         """A term-revealing layer: a step is one group of ``group`` inputs taking ``slots``
         cycles; the array broadcasts its operands (no skew), so its ``latency`` is fixed."""
         return cls(k=k, n=n, rows=rows, cols=cols, lanes=group, slots=slots,
+                   array_latency=latency, drain_stages=3 if requantize else 2)
+
+    @classmethod
+    def bit_serial(cls, *, k: int, n: int, rows: int, cols: int, lanes: int, planes: int,
+                   latency: int, requantize: bool) -> LayerTiming:
+        """A layer on the bit-serial array: a step is ``lanes`` inputs taking ``planes``
+        cycles (``w_prec * a_prec`` bit-plane pairs, one a cycle); the array broadcasts its
+        operands (no skew), so its ``latency`` is fixed."""
+        return cls(k=k, n=n, rows=rows, cols=cols, lanes=lanes, slots=planes,
                    array_latency=latency, drain_stages=3 if requantize else 2)
 
     @classmethod

@@ -41,6 +41,7 @@ __all__ = [
     "OptionError",
     "Progress",
     "arrays_for",
+    "bitserial_plan",
     "bundle_name",
     "check_output",
     "check_size",
@@ -404,8 +405,9 @@ def fold(net: Network, folding: FoldingOptions, *, rows: int | None = None,
 
 #: ``--engine``: ``auto`` (the unrolled engine when ``--fit`` alone is given and it fits the device
 #: with the margin, else the arrays), ``arrays`` (layer engines on systolic arrays) or
-#: ``unrolled`` (:class:`~rtl_gen.hw.unrolled.UnrolledNetworkEngine`).
-ENGINES = ("auto", "arrays", "unrolled")
+#: ``unrolled`` (:class:`~rtl_gen.hw.unrolled.UnrolledNetworkEngine`) or ``bitserial`` (the
+#: conventional bit-serial baseline, :class:`~rtl_gen.hw.bitserial.BitSerialNetworkEngine`).
+ENGINES = ("auto", "arrays", "unrolled", "bitserial")
 
 
 def unrolled_choice(net, folding: FoldingOptions | None, progress: Progress | None = None):
@@ -421,7 +423,7 @@ def unrolled_choice(net, folding: FoldingOptions | None, progress: Progress | No
     if engine not in ENGINES:
         raise OptionError(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}",
                           option="--engine")
-    if engine == "arrays" or (engine == "auto" and (
+    if engine in ("arrays", "bitserial") or (engine == "auto" and (
             folding is None or folding.fit is None or folding.layer_arrays
             or folding.target_fps is not None)):
         return None  # auto: only a bare --fit asks for the fastest design
@@ -450,6 +452,40 @@ def unrolled_choice(net, folding: FoldingOptions | None, progress: Progress | No
     notify(progress, f"engine for {net.name}: unrolled, one image a cycle, latency "
                      f"{plan.latency} cycles, {plan.adders} adders{fits}")
     return plan
+
+
+def bitserial_plan(net, folding: FoldingOptions | None, *, rows: int | None = None,
+                   cols: int | None = None, lanes: int | None = None,
+                   multiplier: str = "lut", pipeline: int = 0, counters: bool = True):
+    """The plan (:func:`~rtl_gen.hw.bitserial.plan_bitserial`) of the bit-serial engine of
+    ``net`` when ``folding`` asks for it (``engine="bitserial"``), on
+    :func:`~rtl_gen.hw.bitserial.bitserial_array` with the ``rows``, ``cols`` and ``lanes``
+    given; else ``None``."""
+    if folding is None or folding.engine != "bitserial":
+        return None
+    from ..hw.bitserial import bitserial_array, plan_bitserial
+
+    if net.family == "float":
+        raise OptionError("the bit-serial engine builds integer networks, not a float "
+                          "network", option="--engine")
+    if folding.given:
+        raise OptionError("--target-fps, --fit and --layer-array fold the array engine; the "
+                          "bit-serial engine takes --rows, --cols and --array-lanes",
+                          option="--engine")
+    if multiplier != "lut" or pipeline:
+        raise OptionError("the bit-serial engine takes no --multiplier or --pipeline (its "
+                          "PEs are AND + popcount)", option="--engine")
+    shape = {k: v for k, v in (("rows", rows), ("cols", cols), ("lanes", lanes))
+             if v is not None}
+    try:
+        arrays = [bitserial_array(**shape) for _ in net.layers]
+    except ValueError as e:
+        raise OptionError(str(e)) from None
+    try:
+        return plan_bitserial(net, arrays, counters=counters)
+    except ValueError as e:
+        raise RtlGenError(f"cannot generate {net.name!r} on the bit-serial engine: {e}") \
+            from None
 
 
 def network_arrays(net: Network, *, rows: int | None = None, cols: int | None = None,

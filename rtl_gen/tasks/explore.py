@@ -315,33 +315,39 @@ def _folding(point: Point):
 
 
 def plan_point(point: Point):
-    """``(network, plan)`` of ``point``, nothing elaborated: an
-    :class:`~rtl_gen.hw.unrolled.UnrolledPlan` where the point's options choose the
-    unrolled engine, else the :class:`~rtl_gen.hw.network.ChainPlan` of its arrays."""
+    """``(network, plan)`` of ``point``, nothing elaborated: the bit-serial engine's plan
+    or an :class:`~rtl_gen.hw.unrolled.UnrolledPlan` where the point's options choose
+    them, else the :class:`~rtl_gen.hw.network.ChainPlan` of its arrays."""
     from ..bundle import read_bundle
-    from .common import require_dense, unrolled_choice
+    from .common import bitserial_plan, require_dense, unrolled_choice
     from .generate import network_plan
 
     net = require_dense(read_bundle(Path(point.bundle)), point.bundle)
     folding = _folding(point)
     try:
-        unrolled = unrolled_choice(net, folding)
+        special = (bitserial_plan(net, folding, rows=point.rows, cols=point.cols,
+                                  lanes=point.lanes, multiplier=point.multiplier,
+                                  counters=False)
+                   or unrolled_choice(net, folding))
     except ValueError as e:
         raise RtlGenError(f"cannot generate {net.name!r}: {e}") from None
-    if unrolled is not None:
-        return net, unrolled
+    if special is not None:
+        return net, special
     return net, network_plan(net, rows=point.rows, cols=point.cols, lanes=point.lanes,
                              multiplier=point.multiplier, folding=folding, counters=False)
 
 
 def plan_engine(plan):
     """The hardware of a plan of :func:`plan_point`."""
+    from ..hw.bitserial import BitSerialLayerEngine, BitSerialNetworkEngine
     from ..hw.float_layer import FloatNetworkEngine
     from ..hw.network import NetworkEngine
     from ..hw.unrolled import UnrolledNetworkEngine, UnrolledPlan
 
     if isinstance(plan, UnrolledPlan):
         return UnrolledNetworkEngine.from_plan(plan)
+    if plan.stages and plan.stages[0][1] is BitSerialLayerEngine:
+        return BitSerialNetworkEngine.from_plan(plan)
     if plan.net.family == "float":
         return FloatNetworkEngine.from_plan(plan)
     return NetworkEngine.from_plan(plan)

@@ -12,6 +12,7 @@ from ..bundle import read_bundle
 from ..design.float_network import FloatNetwork
 from ..design.network import Network
 from ..errors import RtlGenError
+from ..hw.bitserial import BitSerialNetworkEngine
 from ..hw.conv import ConvNetworkEngine, conv_arrays, plan_conv_chain
 from ..hw.float_layer import FloatNetworkEngine, plan_float_network
 from ..hw.network import ChainPlan, NetworkEngine, plan_chain
@@ -23,6 +24,7 @@ from .common import (
     FoldingOptions,
     OptionError,
     Progress,
+    bitserial_plan,
     check_output,
     float_lanes_for,
     markdown_table,
@@ -98,9 +100,18 @@ def network_plan(net: Network | FloatNetwork, *, rows: int | None = None,
 
 def network_engine(net: Network | FloatNetwork, **options) -> wiring.Component:
     """The hardware network of :func:`network_plan` (same options), or the unrolled engine
-    when the folding options choose it (:func:`~rtl_gen.tasks.common.unrolled_choice`)."""
+    when the folding options choose it (:func:`~rtl_gen.tasks.common.unrolled_choice`), or
+    the bit-serial engine when they ask for it (:func:`~rtl_gen.tasks.common.bitserial_plan`),
+    or a convolutional network's chain."""
     if is_conv(net):
         return ConvNetworkEngine.from_plan(network_plan(net, **options))
+    bitserial = bitserial_plan(net, options.get("folding"), rows=options.get("rows"),
+                               cols=options.get("cols"), lanes=options.get("lanes"),
+                               multiplier=options.get("multiplier", "lut"),
+                               pipeline=options.get("pipeline", 0),
+                               counters=options.get("counters", True))
+    if bitserial is not None:
+        return BitSerialNetworkEngine.from_plan(bitserial)
     try:
         unrolled = unrolled_choice(net, options.get("folding"), options.get("progress"))
     except ValueError as e:
@@ -142,7 +153,8 @@ class NetworkResult:
         if isinstance(e, UnrolledNetworkEngine):
             return table + (f"network: unrolled, one image a cycle, latency {e.latency} "
                             "cycles\n")
-        return table + (f"network: {e.interval} cycles between batches of {e.rows} "
+        kind = "bit-serial, " if isinstance(e, BitSerialNetworkEngine) else ""
+        return table + (f"network: {kind}{e.interval} cycles between batches of {e.rows} "
                         f"({e.interval / e.rows:.1f} cycles per inference)\n")
 
 

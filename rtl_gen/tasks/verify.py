@@ -15,6 +15,7 @@ from ..hw.network import plan_network
 from .common import (
     OptionError,
     Progress,
+    bitserial_plan,
     encode_inputs,
     evaluation_data,
     first,
@@ -93,6 +94,15 @@ def verify(bundle: Path, *, data: Path | None = None, images: int | None = None,
             raise OptionError("--target-fps, --fit and --layer-array plan integer networks, "
                               "not a float network")
         options, build_time = {"lanes": float_lanes_for(net, cols)}, "a minute or two"
+    elif (bitserial := bitserial_plan(net, folding, rows=rows, cols=cols, lanes=lanes,
+                                      multiplier=multiplier, pipeline=pipeline)) is not None:
+        from ..hw.bitserial import BitSerialNetworkEngine
+
+        if conventional or tr_k is not None or tr_s is not None:
+            raise OptionError("--conventional/--tr-k/--tr-s apply to the term-revealing "
+                              "engine, not to the bit-serial engine")
+        options = {"engine": BitSerialNetworkEngine.from_plan(bitserial)}
+        build_time = "about a minute"
     elif (unrolled := unrolled_choice(net, folding, progress)) is not None:
         from ..hw.unrolled import UnrolledNetworkEngine
 
