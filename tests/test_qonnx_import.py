@@ -633,10 +633,12 @@ def test_bundle_round_trip_and_cli(exported, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["jet", "mlp3"])
+@pytest.mark.parametrize("name", ["jet", "mlp3", "cnn_1w1a", "cnn_2w2a", "tfc_1w1a",
+                                  "tfc_1w2a", "tfc_2w2a"])
 def test_imported_model_verifies_bit_exact_in_verilog(exported, tmp_path, name):
-    """The int8 jet MLP, and the MLP whose 3-level activations became thermometer
-    channels."""
+    """Every exported model's Verilog against its imported bundle's golden model: the int8
+    jet MLP, the MLP whose 3-level activations became thermometer channels, the CNNs (on
+    the convolution hardware) and FINN's TFC in its three precisions."""
     pytest.importorskip("cocotb")
     from rtl_gen.tasks.verify import verify
 
@@ -647,6 +649,7 @@ def test_imported_model_verifies_bit_exact_in_verilog(exported, tmp_path, name):
     write_bundle(import_qonnx(path).network, out)
     net = read_bundle(out)
     x = _inputs(name)[:40].astype(np.float64)
+    x = x.transpose(0, 2, 3, 1).reshape(len(x), -1) if x.ndim == 4 else x  # NCHW -> HWC
     labels = np.argmax(forward(net, net.encode(x)), axis=1)
     data = tmp_path / "data.npz"
     np.savez(data, x=x, y=labels)
