@@ -27,7 +27,7 @@ def test_cell_models_are_whole_verilog():
     ecp5 = cell_models("ecp5")
     for name in ("SB_LUT4", "SB_CARRY", "SB_DFF", "SB_RAM40_4K", "SB_MAC16"):
         assert f"module {name}" in ice40
-    for name in ("LUT4", "CCU2C", "TRELLIS_FF", "DP16KD", "TRELLIS_DPR16X4"):
+    for name in ("LUT4", "CCU2C", "TRELLIS_FF", "TRELLIS_DPR16X4"):
         assert f"module {name}" in ecp5
     assert "`include" not in ecp5 and "`include" not in ice40
     with pytest.raises(FlowError, match="no gate-level cell models for family 'xc7'"):

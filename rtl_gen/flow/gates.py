@@ -10,10 +10,11 @@ testbench that runs the RTL can run what the FPGA runs.
 The netlist is the flow's own mapping (:func:`rtl_gen.flow.synth.run_yosys`, ABC9 with the
 same fall-backs).  The cell models are the ones shipped with the YoWASP Yosys
 (``share/ice40/cells_sim.v``: SB_LUT4, SB_CARRY, SB_DFF*, SB_RAM40_4K, SB_MAC16, ...;
-``share/lattice/cells_sim_ecp5.v``: LUT4, CCU2C, TRELLIS_FF, DP16KD, distributed RAM, ...),
+``share/lattice/cells_sim_ecp5.v``: LUT4, CCU2C, TRELLIS_FF, distributed RAM, ...),
 their ``include`` files inlined.  Yosys ships no simulation model of the ECP5 multiplier
-``MULT18X18D``, so ECP5 netlists are mapped without hard multipliers (``-nodsp``: the
-products in LUTs and carry chains); iCE40 netlists keep their SB_MAC16 blocks.
+``MULT18X18D`` and only a black box of its block RAM ``DP16KD``, so ECP5 netlists are mapped
+without either (``-nodsp -nobram``: products in LUTs and carry chains, memories in
+distributed RAM and flip-flops); iCE40 netlists keep their SB_MAC16 and SB_RAM40_4K blocks.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from .synth import (
 __all__ = ["GateNetlist", "cell_models", "gate_netlist"]
 
 #: Per family: the cell model file under Yosys's ``share`` folder, and whether the netlist
-#: keeps hard multipliers (only where a model of them exists).
+#: keeps hard multipliers and block RAM (only where the models simulate them).
 _MODELS = {"ice40": ("ice40/cells_sim.v", True), "ecp5": ("lattice/cells_sim_ecp5.v", False)}
 _INCLUDE = re.compile(r'^\s*`include\s+"([^"]+)"\s*$', re.M)
 #: SystemVerilog's elaboration-time ``$error`` in the models' branches for unsupported
@@ -107,14 +108,15 @@ def gate_netlist(verilog: str, top: str, device: Device | str, *,
     _, dsp = _MODELS[device.family]
     tools = toolchain or Toolchain.default()
     yosys = tools.resolve(tools.yosys)
-    key = _key("gates", verilog=verilog, top=top, family=device.family, dsp=dsp)
+    key = _key("gates", verilog=verilog, top=top, family=device.family, dsp=dsp,
+               **({} if dsp else {"bram": False}))
     entry = _Cache(workdir, "gates", key, top)
     hit = entry.load() if cache else None
     if hit is None:
         run_dir = entry.begin()
         (run_dir / "design.v").write_text(verilog)
         netlist, note = run_yosys(device.family, yosys, run_dir, top, timeout, dsp=dsp,
-                                  stat=False)
+                                  bram=dsp, stat=False)
         (run_dir / "write.ys").write_text(
             f"read_json netlist.json\nhierarchy -top {top}\n"
             "write_verilog -noattr -noexpr gates.v\n")

@@ -490,14 +490,16 @@ _PLAIN_ABC_MAP_LUTS = {
 
 def _synth_script(family: str, top: str, *, dsp: bool, mapper: str = "abc9",
                   read: str = "read_verilog design.v", netlist: str = "netlist.json",
-                  stat: bool = True) -> str:
+                  stat: bool = True, bram: bool = True) -> str:
     """The Yosys script: ``read``, ``synth_ice40 [-dsp]`` / ``synth_ecp5 [-nodsp]`` with
-    ``mapper``'s LUT mapping, the netlist written to ``netlist``, and ``stat -json``."""
+    ``mapper``'s LUT mapping (``bram=False``: no block RAM, ``-nobram``), the netlist
+    written to ``netlist``, and ``stat -json``."""
+    nobram = "" if bram else " -nobram"
     if family == "ice40":
-        synth = f"synth_ice40{' -dsp' if dsp else ''} -top {top}"
+        synth = f"synth_ice40{' -dsp' if dsp else ''}{nobram} -top {top}"
     else:
         synth = f"synth_ecp5{'' if dsp else ' -nodsp'}{' -dff' if mapper == 'abc9-dff' else ''}" \
-                f" -top {top}"
+                f"{nobram} -top {top}"
     if mapper == "abc":
         steps = [f"{synth} -run begin:map_luts", "check -latchonly -assert",
                  *_PLAIN_ABC_MAP_LUTS[family], f"{synth} -run map_cells: -json {netlist}"]
@@ -546,7 +548,8 @@ def _yosys(device: Device, verilog: str, top: str, tools: Toolchain, run_dir: Pa
 
 def run_yosys(family: str, yosys: str, run_dir: Path, top: str, timeout: float | None, *,
               dsp: bool = True, read: str = "read_verilog design.v",
-              netlist: str = "netlist.json", stat: bool = True) -> tuple[dict, str]:
+              netlist: str = "netlist.json", stat: bool = True,
+              bram: bool = True) -> tuple[dict, str]:
     """Run Yosys's synthesis script in ``run_dir``, retrying other LUT mappers when ABC9
     fails (:data:`_MAPPERS`): ``(netlist, note)``, the netlist as JSON and the note saying in
     one line which mapper failed before the one that worked (empty when ABC9 worked).
@@ -563,7 +566,8 @@ def run_yosys(family: str, yosys: str, run_dir: Path, top: str, timeout: float |
     mapper = "abc9"
     while True:
         (run_dir / "synth.ys").write_text(_synth_script(
-            family, top, dsp=dsp, mapper=mapper, read=read, netlist=netlist, stat=stat))
+            family, top, dsp=dsp, mapper=mapper, read=read, netlist=netlist, stat=stat,
+            bram=bram))
         rc = _run(yosys, ["-q", "-l", log.name, "-s", "synth.ys"], run_dir,
                   run_dir / "yosys.out", timeout)
         text = log.read_text(errors="replace") if log.exists() else ""
