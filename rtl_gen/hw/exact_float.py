@@ -1,0 +1,393 @@
+"""Float layers on the exact accumulation contract: one aligner, fixed-point lanes, one
+normaliser (NUMERICS.md section 5, :mod:`rtl_gen.numerics.exact`).
+
+On this contract the sum of a layer output is an exact integer in the window's units, so a
+lane needs no floating-point adder: every activation goes to every lane, and a lane only adds
+it, subtracts it or skips it, as the integer ternary PE does::
+
+    i (fp32 bits) ──► input buffer ──► x_k, one a cycle
+                                          │
+                         ExactAligner (shared): sign, |x| in the window, big, nan
+                                          │ registered once, with +|x| and -|x|
+    weight ROM ──► C codes a cycle ──►    ▼
+     lane c:  acc <= (first ? 0 : acc) + (skip ? 0 : neg ? -|x| : +|x|)    (acc_bits, exact)
+              pinf/ninf <= flags (a term beyond the window, a NaN)
+                                          │ after the tile's last step: the C sums shift out
+     tail, one result a cycle:  + T(bias/alpha) (integer, from a ROM) ──► ExactNormaliser
+              (shared; exponent offset lsb + a_j from the same ROM) ──► ReLU ──► output FIFO
+
+Binary lanes add or subtract (weight code 1 means -1), ternary lanes add, subtract or skip
+(codes 00, 01, 11).  The engine kit, the sequencer, the credit FIFO and the drain are those
+of :class:`~rtl_gen.hw.float_layer.FloatLayerEngine`, and so is the cycle model
+(:meth:`~rtl_gen.design.timing.LayerTiming.float_lanes` with three tail stages: the read
+register, the bias sum, the normaliser).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from amaranth import Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from ..design.float_network import FloatLayer, alpha_exponents, bias_terms
+from ..design.timing import LayerTiming
+from ..numerics.exact import ExactWindow
+from .kit import (
+    COUNTER_BITS,
+    Engine,
+    batch_counter,
+    credit_fifo,
+    delayed,
+    drain_sequencer,
+    input_banks,
+    tile_results,
+    tile_sequencer,
+)
+from .layer import fifo_depth
+
+__all__ = [
+    "EXACT_SPACES",
+    "EXP_BITS",
+    "ExactAligner",
+    "ExactLayerEngine",
+    "ExactLayerPlan",
+    "ExactNormaliser",
+    "exact_layer_timing",
+    "plan_exact_layer",
+]
+
+#: Weight spaces whose lanes add, subtract or skip.
+EXACT_SPACES = ("binary", "ternary")
+
+#: Bits of the normaliser's signed exponent offset ``lsb + a_j``.
+EXP_BITS = 11
+
+F32 = 32
+
+
+def _clz(m: Module, v, name: str) -> Signal:
+    """Leading zeros of ``v`` (``len(v)`` for zero), a priority chain from the top."""
+    n = len(v)
+    lz = Signal(range(n + 1), name=name)
+    m.d.comb += lz.eq(n)
+    for i in range(n):  # the highest set bit wins: assigned last
+        with m.If(v[i]):
+            m.d.comb += lz.eq(n - 1 - i)
+    return lz
+
+
+class ExactAligner(wiring.Component):
+    """An fp32 activation into the window (:func:`rtl_gen.numerics.exact.align_fp32`),
+    combinational.
+
+    Members
+    -------
+    x : In(32)
+        fp32 bits.
+    sign : Out(1)
+    mag : Out(width)
+        ``|x|`` truncated to the window, in units of ``2**lsb`` (0 when ``big`` or ``nan``).
+    big : Out(1)
+        ``|x| >= 2**(msb + 1)`` or infinite.
+    nan : Out(1)
+    """
+
+    def __init__(self, window: ExactWindow):
+        self.window = window
+        super().__init__({"x": In(F32), "sign": Out(1), "mag": Out(window.width),
+                          "big": Out(1), "nan": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        w = self.window
+        width = w.width
+        e, man = self.x[23:31], self.x[:23]
+        sig = Cat(man, e != 0)
+        top = e == 0xFF
+        # The significand's bit 0 lands on window bit t - 24 (t = position + 24 >= 0 when
+        # any bit reaches the window): t = max(e, 1) - 150 - lsb + 24.
+        t = Signal(signed(12))
+        m.d.comb += t.eq(Mux(e == 0, 1, e) - (126 + w.lsb))
+        reach = width + 24  # t above this puts the significand's bit 0 beyond the window
+        tc = Signal(range(reach + 1))
+        m.d.comb += tc.eq(Mux(t < 0, 0, Mux(t > reach, reach, t)))
+        full = Signal(24 + reach + 24)
+        m.d.comb += full.eq(sig << tc)
+        over = (full[24 + width:] != 0) | ((t > reach) & (sig != 0))
+        big = top | over
+        m.d.comb += [
+            self.sign.eq(self.x[31]),
+            self.big.eq(big & ~(top & (man != 0))),
+            self.nan.eq(top & (man != 0)),
+            self.mag.eq(Mux(big | (t < 0), 0, full[24:24 + width])),
+        ]
+        return m
+
+
+class ExactNormaliser(wiring.Component):
+    """``n * 2**exp`` rounded once to fp32 with the flags
+    (:func:`rtl_gen.numerics.exact.round_fixed`), combinational.
+
+    Members
+    -------
+    n : In(signed(acc_bits))
+        The exact sum, two's complement.
+    exp : In(signed(EXP_BITS))
+        The exponent of ``n``'s unit (``lsb + a_j``).
+    pinf, ninf : In(1)
+        The overflow flags.
+    o : Out(32)
+        fp32 bits.
+    """
+
+    def __init__(self, acc_bits: int, exp_bits: int = EXP_BITS):
+        self.acc_bits, self.exp_bits = acc_bits, exp_bits
+        super().__init__({"n": In(signed(acc_bits)), "exp": In(signed(exp_bits)),
+                          "pinf": In(1), "ninf": In(1), "o": Out(F32)})
+
+    def elaborate(self, platform):
+        m = Module()
+        nb = self.acc_bits
+        neg = self.n[nb - 1]
+        mag = Signal(nb)
+        m.d.comb += mag.eq(Mux(neg, -self.n, self.n))
+        lz = _clz(m, mag, "lz")
+        pad = max(26 - nb, 0)  # at least 26 bits below the leading one's top position
+        norm = Signal(nb + pad)
+        m.d.comb += norm.eq(Cat(Const(0, pad), mag) << lz)
+        nn = nb + pad
+        # biased exponent of the leading bit: exp + (nb - 1 - lz) + 127
+        be = Signal(signed(self.exp_bits + 4))
+        m.d.comb += be.eq(self.exp + (nb - 1 + 127) - lz)
+        r = Signal(range(27))  # the subnormals' extra right shift, 26 clears everything
+        m.d.comb += r.eq(Mux(be >= 1, 0, Mux(be < -24, 26, 1 - be)))
+        wide = Signal(nn + 26)
+        m.d.comb += wide.eq(Cat(Const(0, 26), norm) >> r)
+        sig = wide[nn + 2:nn + 26]
+        guard = wide[nn + 1]
+        sticky = wide[:nn + 1] != 0
+        up = guard & (sticky | sig[0])
+        code = Signal(33)
+        m.d.comb += code.eq((Mux(be >= 1, be - 1, 0) << 23)[:33] + sig + up)
+        inf = (be > 254) | (code >= 0x7F800000)
+        result = Mux(mag == 0, 0, Cat(Mux(inf, 0x7F800000, code[:31]), neg))
+        m.d.comb += self.o.eq(Mux(self.pinf & self.ninf, 0xFFC00000,
+                                  Mux(self.pinf, 0x7F800000,
+                                      Mux(self.ninf, 0xFF800000, result))))
+        return m
+
+
+# -- the layer engine ------------------------------------------------------------------------
+
+
+def exact_layer_timing(layer: FloatLayer, lanes: int) -> LayerTiming:
+    """The cycle model: :meth:`LayerTiming.float_lanes` with three tail stages."""
+    return LayerTiming.float_lanes(k=layer.in_features, n=layer.out_features, lanes=lanes,
+                                   scaled=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class ExactLayerPlan:
+    """A validated float layer on the exact contract, on ``lanes`` lanes."""
+
+    layer: FloatLayer
+    lanes: int
+    window: ExactWindow
+    timing: LayerTiming
+    w_bits: int
+    acc_bits: int
+    fifo_depth: int
+    counters: bool = True
+
+    @property
+    def tail_words(self) -> list[int]:
+        """Per output: ``exp << (acc_bits + 2) | ninf << (acc_bits + 1) | pinf << acc_bits |
+        T(bias/alpha)`` (two's complement), with ``exp = lsb + a_j``."""
+        neg, mag, pinf, ninf = bias_terms(self.layer, self.window)
+        exps = alpha_exponents(self.layer) + self.window.lsb
+        ab = self.acc_bits
+        words = []
+        for j in range(self.layer.out_features):
+            v = -int(mag[j]) if neg[j] else int(mag[j])
+            words.append((int(exps[j]) % (1 << EXP_BITS)) << (ab + 2) | int(ninf[j]) << (ab + 1)
+                         | int(pinf[j]) << ab | (v % (1 << ab)))
+        return words
+
+
+def plan_exact_layer(layer: FloatLayer, lanes: int, window: ExactWindow, *,
+                     counters: bool = True) -> ExactLayerPlan:
+    """Validate a binary or ternary layer on the exact contract and plan its engine.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For something other than a :class:`FloatLayer` or an :class:`ExactWindow`, lanes
+        out of range, a weight space without add/subtract/skip lanes (``float`` and
+        minifloat layers), a scale that is not a power of two, or exponent offsets beyond
+        :data:`EXP_BITS`.
+    """
+    from .float_layer import check_lanes
+
+    if not isinstance(layer, FloatLayer):
+        raise TypeError(f"layer must be a FloatLayer, not {layer!r}")
+    if not isinstance(window, ExactWindow):
+        raise TypeError(f"window must be an ExactWindow, not {window!r}")
+    if layer.space not in EXACT_SPACES:
+        raise ValueError(f"layer {layer.name!r}: the exact-contract engine builds "
+                         f"{' and '.join(EXACT_SPACES)} layers (add, subtract, skip), not "
+                         f"{layer.space}")
+    lanes = check_lanes(lanes)
+    if not isinstance(counters, bool):
+        raise TypeError(f"counters must be True or False, not {counters!r}")
+    exps = alpha_exponents(layer) + window.lsb
+    lim = 1 << (EXP_BITS - 1)
+    if (exps < -lim).any() or (exps >= lim).any():
+        raise ValueError(f"layer {layer.name!r}: exponent offsets lsb + log2(alpha) "
+                         f"{int(exps.min())}..{int(exps.max())} exceed {EXP_BITS} bits")
+    t = exact_layer_timing(layer, lanes)
+    return ExactLayerPlan(layer=layer, lanes=lanes, window=window, timing=t,
+                          w_bits={"binary": 1, "ternary": 2}[layer.space],
+                          acc_bits=window.acc_bits(layer.in_features + 1),
+                          fifo_depth=fifo_depth(t, slack=6, spare=0), counters=counters)
+
+
+class ExactLayerEngine(Engine):
+    """A binary or ternary :class:`FloatLayer` on the exact contract; see the module
+    docstring.  Ports as :class:`~rtl_gen.hw.float_layer.FloatLayerEngine`."""
+
+    plan = staticmethod(plan_exact_layer)
+
+    @staticmethod
+    def ports(plan: ExactLayerPlan) -> dict:
+        return {"i": In(stream.Signature(F32)), "o": Out(stream.Signature(F32)),
+                "cycles": Out(COUNTER_BITS)}
+
+    @property
+    def layer(self) -> FloatLayer:
+        return self._plan.layer
+
+    def weight_words(self) -> list[int]:
+        """The weight ROM: word ``t*K + k`` holds the code of weight ``[t*C + c, k]`` at bits
+        ``c*w_bits`` (code 0 for channels beyond ``N``: ternary skip, binary +x)."""
+        t, wb = self._plan.timing, self._plan.w_bits
+        codes = self._plan.layer.codes.astype(np.int64)
+        words = []
+        for tile in range(t.tiles):
+            for k in range(t.k):
+                word = 0
+                for c in range(t.cols):
+                    n = tile * t.cols + c
+                    if n < t.n:
+                        word |= int(codes[n, k]) << (c * wb)
+                words.append(word)
+        return words
+
+    def elaborate(self, platform):
+        m = Module()
+        plan = self._plan
+        layer, t, window = plan.layer, plan.timing, plan.window
+        K, N, C, nt, P = t.k, t.n, t.cols, t.tiles, t.period
+        wb, ab = plan.w_bits, plan.acc_bits
+
+        banks = input_banks(m, self.i, rows=1, lanes=1, a_bits=F32, ks=K, k=K, src_cols=K)
+        m.submodules.rom = rom = Memory(shape=C * wb, depth=nt * K, init=self.weight_words())
+        rom_rd = rom.read_port()
+        out = credit_fifo(m, self.o, width=F32, depth=plan.fifo_depth, need=C)
+        seq = tile_sequencer(m, banks.full, out.credit, tiles=nt, period=P, step_range=P,
+                             chain=True)
+        issue, first, last = seq.steps(m, K)
+        banks.read(m, seq.cbank, seq.step)
+        m.d.comb += rom_rd.addr.eq(seq.tile * K + seq.step)
+
+        # memories answer a cycle later: the shared aligner, registered with the codes
+        v1, f1, l1 = delayed(m, issue, first, last, name="step_d")
+        m.submodules.aligner = al = ExactAligner(window)
+        m.d.comb += al.x.eq(banks.data(0))
+        pos = Signal(signed(ab), reset_less=True)
+        neg = Signal(signed(ab), reset_less=True)
+        x_sign = Signal(reset_less=True)
+        x_big = Signal(reset_less=True)
+        x_nan = Signal(reset_less=True)
+        codes = Signal(C * wb, reset_less=True)
+        m.d.sync += [pos.eq(al.mag), neg.eq(-al.mag), x_sign.eq(al.sign), x_big.eq(al.big),
+                     x_nan.eq(al.nan), codes.eq(rom_rd.data)]
+        v2, f2, l2 = delayed(m, v1, f1, l1, name="align_d")
+
+        sums = []
+        for c in range(C):
+            code = codes[c * wb:(c + 1) * wb]
+            if layer.space == "binary":
+                nz, w_neg = Const(1, 1), code[0]
+            else:
+                nz, w_neg = code[0], code[1]
+            minus = Signal(name=f"minus{c}")
+            m.d.comb += minus.eq(x_sign ^ w_neg)
+            acc = Signal(signed(ab), name=f"acc{c}", reset_less=True)
+            pf = Signal(name=f"pinf{c}", reset_less=True)
+            nf = Signal(name=f"ninf{c}", reset_less=True)
+            term = Signal(signed(ab), name=f"term{c}")
+            m.d.comb += term.eq(Mux(nz, Mux(minus, neg, pos), 0))
+            acc_n = Signal(signed(ab), name=f"acc_next{c}")
+            pf_n = Signal(name=f"pinf_next{c}")
+            nf_n = Signal(name=f"ninf_next{c}")
+            m.d.comb += [
+                acc_n.eq(Mux(f2, 0, acc) + term),
+                pf_n.eq((pf & ~f2) | (nz & (x_nan | (x_big & ~minus)))),
+                nf_n.eq((nf & ~f2) | (nz & (x_nan | (x_big & minus)))),
+            ]
+            with m.If(v2):
+                m.d.sync += [acc.eq(acc_n), pf.eq(pf_n), nf.eq(nf_n)]
+            sums.append(Cat(acc_n, pf_n, nf_n))
+
+        # -- tail: one sum a cycle out of the shift register ---------------------------------
+        drain = drain_sequencer(m, l2, rows=1, cols=C, tiles=nt, n=N)
+        hold = [Signal(ab + 2, name=f"hold{c}", reset_less=True) for c in range(C)]
+        with m.If(l2):
+            m.d.sync += [h.eq(s) for h, s in zip(hold, sums, strict=True)]
+        with m.Elif(drain.active):
+            m.d.sync += [h.eq(nh) for h, nh in zip(hold[:-1], hold[1:], strict=True)]
+        slots = nt * C
+        words = plan.tail_words
+        tail_rom = Memory(shape=EXP_BITS + 2 + ab, depth=slots,
+                          init=words + [0] * (slots - len(words)))
+        m.submodules.tail_rom = tail_rom
+        tail_rd = tail_rom.read_port()
+        m.d.comb += tail_rd.addr.eq(drain.n_idx)
+
+        a_val = Signal(ab + 2, reset_less=True)
+        a_ok = Signal()
+        m.d.sync += [a_val.eq(hold[0]), a_ok.eq(drain.ok)]
+        b_n = Signal(signed(ab), reset_less=True)
+        b_pf = Signal(reset_less=True)
+        b_nf = Signal(reset_less=True)
+        b_exp = Signal(signed(EXP_BITS), reset_less=True)
+        b_ok = Signal()
+        bias = tail_rd.data
+        m.d.sync += [
+            b_n.eq(a_val[:ab].as_signed() + bias[:ab].as_signed()),
+            b_pf.eq(a_val[ab] | bias[ab]),
+            b_nf.eq(a_val[ab + 1] | bias[ab + 1]),
+            b_exp.eq(bias[ab + 2:].as_signed()),
+            b_ok.eq(a_ok),
+        ]
+        m.submodules.normaliser = norm = ExactNormaliser(ab)
+        m.d.comb += [norm.n.eq(b_n), norm.exp.eq(b_exp), norm.pinf.eq(b_pf),
+                     norm.ninf.eq(b_nf)]
+        y = Signal(F32, reset_less=True)
+        y_ok = Signal()
+        if layer.activation == "relu":
+            m.d.sync += y.eq(Mux(norm.o[F32 - 1], 0, norm.o))
+        else:
+            m.d.sync += y.eq(norm.o)
+        m.d.sync += y_ok.eq(b_ok)
+        m.d.comb += [out.w_data.eq(y), out.w_en.eq(y_ok)]
+        out.reserve(m, seq.start_tile, tile_results(1, C, N, nt)[seq.next_tile])
+        if plan.counters:
+            batch_counter(m, self.cycles, started=seq.batch_started, written=out.w_en,
+                          per_batch=N, in_flight=t.in_flight, bound=t.batch_cycles)
+        return m
+
