@@ -345,3 +345,23 @@ def test_a_bundle_with_a_scale_that_is_no_power_of_two(tmp_path):
     with pytest.raises(BundleError, match="powers of two") as e:
         read_float_bundle(path)
     assert (e.value.layer, e.value.field) == ("fc1", "scale")
+
+
+def test_the_network_engine_builds_exact_layers_with_lanes_per_layer():
+    from rtl_gen.hw.exact_float import ExactLayerEngine
+    from rtl_gen.hw.float_layer import FloatNetworkEngine
+
+    rng = np.random.default_rng(5)
+    l1 = FloatLayer("fc1", "ternary", rng.choice([0, 1, 3], (6, 4)).astype(np.uint8),
+                    np.full(6, 0x3F000000, np.uint32), np.zeros(6, np.uint32), "relu")
+    l2 = FloatLayer("fc2", "binary", rng.integers(0, 2, (3, 6)).astype(np.uint8),
+                    np.full(3, 0x40000000, np.uint32), np.zeros(3, np.uint32), "none")
+    net = FloatNetwork("t", 4, None, [l1, l2], accumulation="exact")
+    engine = FloatNetworkEngine(net, (3, 2))
+    assert engine.lanes == (3, 2)
+    assert [stage[1] for stage in engine._plan.stages] == [ExactLayerEngine] * 2
+    fp = FloatNetwork("t", 4, None, [FloatLayer("fc1", "float", np.zeros((3, 4), np.uint32),
+                                                None, np.zeros(3, np.uint32), "none")],
+                      accumulation="exact")
+    with pytest.raises(ValueError, match="builds binary and ternary layers"):
+        FloatNetworkEngine(fp)
