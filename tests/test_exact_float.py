@@ -357,7 +357,10 @@ def test_the_network_engine_builds_exact_layers_with_lanes_per_layer():
     l2 = FloatLayer("fc2", "binary", rng.integers(0, 2, (3, 6)).astype(np.uint8),
                     np.full(3, 0x40000000, np.uint32), np.zeros(3, np.uint32), "none")
     net = FloatNetwork("t", 4, None, [l1, l2], accumulation="exact")
+    from amaranth.hdl import Fragment
+
     engine = FloatNetworkEngine(net, (3, 2))
+    Fragment.get(engine, None)  # elaborates
     assert engine.lanes == (3, 2)
     assert [stage[1] for stage in engine._plan.stages] == [ExactLayerEngine] * 2
     fp = FloatNetwork("t", 4, None, [FloatLayer("fc1", "float", np.zeros((3, 4), np.uint32),

@@ -19,8 +19,8 @@ it, subtracts it or skips it, as the integer ternary PE does::
 Binary lanes add or subtract (weight code 1 means -1), ternary lanes add, subtract or skip
 (codes 00, 01, 11).  The engine kit, the sequencer, the credit FIFO and the drain are those
 of :class:`~rtl_gen.hw.float_layer.FloatLayerEngine`, and so is the cycle model
-(:meth:`~rtl_gen.design.timing.LayerTiming.float_lanes` with three tail stages: the read
-register, the bias sum, the normaliser).
+(:func:`exact_layer_timing`: three registers from the memories to the sums, seven in the
+tail: the read register, the bias sum, the normaliser's four and the result).
 """
 
 from __future__ import annotations
@@ -69,14 +69,24 @@ EXP_BITS = 11
 F32 = 32
 
 
+def _clz_tree(v):
+    """``(zero, count)`` of ``v`` (width a power of two): all bits clear, and the leading
+    zeros of a nonzero ``v``; a tree of halves, ``log2(len(v))`` levels of 2:1 multiplexers."""
+    if len(v) == 1:
+        return ~v[0], Const(0, 0)
+    half = len(v) // 2
+    zh, ch = _clz_tree(v[half:])
+    zl, cl = _clz_tree(v[:half])
+    return zh & zl, Cat(Mux(zh, cl, ch), zh)
+
+
 def _clz(m: Module, v, name: str) -> Signal:
-    """Leading zeros of ``v`` (``len(v)`` for zero), a priority chain from the top."""
+    """Leading zeros of a nonzero ``v`` (don't care for zero)."""
     n = len(v)
-    lz = Signal(range(n + 1), name=name)
-    m.d.comb += lz.eq(n)
-    for i in range(n):  # the highest set bit wins: assigned last
-        with m.If(v[i]):
-            m.d.comb += lz.eq(n - 1 - i)
+    size = 1 << max(n - 1, 0).bit_length()
+    _, count = _clz_tree(Cat(Const(0, size - n), v))  # zeros below: the count is unchanged
+    lz = Signal(range(size), name=name)
+    m.d.comb += lz.eq(count)
     return lz
 
 
@@ -130,7 +140,13 @@ class ExactAligner(wiring.Component):
 
 class ExactNormaliser(wiring.Component):
     """``n * 2**exp`` rounded once to fp32 with the flags
-    (:func:`rtl_gen.numerics.exact.round_fixed`), combinational.
+    (:func:`rtl_gen.numerics.exact.round_fixed`).
+
+    Five steps: the magnitude of ``n``; its leading zeros; the normalising shift, the
+    result's biased exponent and the subnormals' extra shift; that shift with the guard and
+    sticky bits; rounding and packing.  With ``pipelined`` a register follows each of the
+    first four (``LATENCY`` 4, one result a cycle), else the unit is combinational
+    (``LATENCY`` 0).
 
     Members
     -------
@@ -144,50 +160,92 @@ class ExactNormaliser(wiring.Component):
         fp32 bits.
     """
 
-    def __init__(self, acc_bits: int, exp_bits: int = EXP_BITS):
+    def __init__(self, acc_bits: int, exp_bits: int = EXP_BITS, *, pipelined: bool = False):
         self.acc_bits, self.exp_bits = acc_bits, exp_bits
+        self.pipelined = pipelined
+        self.LATENCY = 4 if pipelined else 0
         super().__init__({"n": In(signed(acc_bits)), "exp": In(signed(exp_bits)),
                           "pinf": In(1), "ninf": In(1), "o": Out(F32)})
 
     def elaborate(self, platform):
         m = Module()
-        nb = self.acc_bits
-        neg = self.n[nb - 1]
-        mag = Signal(nb)
-        m.d.comb += mag.eq(Mux(neg, -self.n, self.n))
+        stage = m.d.sync if self.pipelined else m.d.comb
+        nb, eb = self.acc_bits, self.exp_bits
+
+        def carry(*values, name):
+            """``values`` (sign, exponent, flags ...) into the next step."""
+            nonlocal stage
+            out = []
+            for i, v in enumerate(values):
+                r = Signal.like(v, name=f"{name}{i}", reset_less=True)
+                stage += r.eq(v)
+                out.append(r)
+            return out
+
+        # 1: the magnitude
+        mag = Signal(nb, reset_less=True)
+        stage += mag.eq(Mux(self.n[nb - 1], -self.n, self.n))
+        neg, exp, pinf, ninf = carry(self.n[nb - 1], self.exp, self.pinf, self.ninf, name="s1_")
+        # 2: leading zeros
         lz = _clz(m, mag, "lz")
+        lz2 = Signal.like(lz, reset_less=True)
+        mag2 = Signal.like(mag, reset_less=True)
+        stage += [lz2.eq(lz), mag2.eq(mag)]
+        zero = Signal(reset_less=True)
+        stage += zero.eq(mag == 0)
+        neg, exp, pinf, ninf = carry(neg, exp, pinf, ninf, name="s2_")
+        # 3: the normalising shift, the leading bit's biased exponent, the subnormals' extra
+        # right shift (26 clears everything)
         pad = max(26 - nb, 0)  # at least 26 bits below the leading one's top position
-        norm = Signal(nb + pad)
-        m.d.comb += norm.eq(Cat(Const(0, pad), mag) << lz)
         nn = nb + pad
-        # biased exponent of the leading bit: exp + (nb - 1 - lz) + 127
-        be = Signal(signed(self.exp_bits + 4))
-        m.d.comb += be.eq(self.exp + (nb - 1 + 127) - lz)
-        r = Signal(range(27))  # the subnormals' extra right shift, 26 clears everything
-        m.d.comb += r.eq(Mux(be >= 1, 0, Mux(be < -24, 26, 1 - be)))
+        norm = Signal(nn, reset_less=True)
+        be = Signal(signed(eb + 4))
+        m.d.comb += be.eq(exp + (nb - 1 + 127) - lz2)
+        r = Signal(range(27), reset_less=True)
+        field = Signal(8, reset_less=True)  # the exponent field before rounding
+        over = Signal(reset_less=True)
+        stage += [norm.eq(Cat(Const(0, pad), mag2) << lz2),
+                  r.eq(Mux(be >= 1, 0, Mux(be < -24, 26, 1 - be))),
+                  field.eq(Mux(be >= 1, be - 1, 0)), over.eq(be > 254)]
+        neg, zero, pinf, ninf = carry(neg, zero, pinf, ninf, name="s3_")
+        # 4: the extra shift, guard and sticky
         wide = Signal(nn + 26)
         m.d.comb += wide.eq(Cat(Const(0, 26), norm) >> r)
-        sig = wide[nn + 2:nn + 26]
-        guard = wide[nn + 1]
-        sticky = wide[:nn + 1] != 0
+        sig = Signal(24, reset_less=True)
+        guard = Signal(reset_less=True)
+        sticky = Signal(reset_less=True)
+        stage += [sig.eq(wide[nn + 2:nn + 26]), guard.eq(wide[nn + 1]),
+                  sticky.eq(wide[:nn + 1] != 0)]
+        neg, zero, pinf, ninf, field, over = carry(neg, zero, pinf, ninf, field, over,
+                                                   name="s4_")
+        # 5: rounding (a carry may reach the exponent, or infinity) and packing
         up = guard & (sticky | sig[0])
-        code = Signal(33)
-        m.d.comb += code.eq((Mux(be >= 1, be - 1, 0) << 23)[:33] + sig + up)
-        inf = (be > 254) | (code >= 0x7F800000)
-        result = Mux(mag == 0, 0, Cat(Mux(inf, 0x7F800000, code[:31]), neg))
-        m.d.comb += self.o.eq(Mux(self.pinf & self.ninf, 0xFFC00000,
-                                  Mux(self.pinf, 0x7F800000,
-                                      Mux(self.ninf, 0xFF800000, result))))
+        code = Signal(32)
+        m.d.comb += code.eq((field << 23) + sig + up)
+        inf = over | (code[23:31] == 0xFF)
+        result = Mux(zero, 0, Cat(Mux(inf, 0x7F800000, code[:31]), neg))
+        m.d.comb += self.o.eq(Mux(pinf & ninf, 0xFFC00000,
+                                  Mux(pinf, 0x7F800000, Mux(ninf, 0xFF800000, result))))
         return m
 
 
 # -- the layer engine ------------------------------------------------------------------------
 
 
+#: Registers from the memories' answer to the lanes' sums: the activation, the aligned
+#: magnitude, its two signs.
+ARRAY_LATENCY = 3
+
+#: Tail registers: the read register, the bias sum, the normaliser's four, the result.
+TAIL_STAGES = 7
+
+
 def exact_layer_timing(layer: FloatLayer, lanes: int) -> LayerTiming:
-    """The cycle model: :meth:`LayerTiming.float_lanes` with three tail stages."""
-    return LayerTiming.float_lanes(k=layer.in_features, n=layer.out_features, lanes=lanes,
-                                   scaled=True)
+    """The cycle model of an exact layer on ``lanes`` lanes: one input a step,
+    :data:`ARRAY_LATENCY` registers to the sums, :data:`TAIL_STAGES` in the tail."""
+    return LayerTiming(k=layer.in_features, n=layer.out_features, rows=1, cols=lanes,
+                       lanes=1, array_latency=ARRAY_LATENCY, drain_stages=TAIL_STAGES,
+                       drain_gap=0, pickup=0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -303,19 +361,28 @@ class ExactLayerEngine(Engine):
         banks.read(m, seq.cbank, seq.step)
         m.d.comb += rom_rd.addr.eq(seq.tile * K + seq.step)
 
-        # memories answer a cycle later: the shared aligner, registered with the codes
+        # memories answer a cycle later: the activation registered, then the shared
+        # aligner, then its magnitude with both signs; the codes travel alongside
         v1, f1, l1 = delayed(m, issue, first, last, name="step_d")
+        x_q = Signal(F32, reset_less=True)
+        codes1 = Signal(C * wb, reset_less=True)
+        m.d.sync += [x_q.eq(banks.data(0)), codes1.eq(rom_rd.data)]
         m.submodules.aligner = al = ExactAligner(window)
-        m.d.comb += al.x.eq(banks.data(0))
+        m.d.comb += al.x.eq(x_q)
+        mag = Signal(window.width, reset_less=True)
+        flags = Signal(3, reset_less=True)  # sign, big, nan
+        codes2 = Signal(C * wb, reset_less=True)
+        m.d.sync += [mag.eq(al.mag), flags.eq(Cat(al.sign, al.big, al.nan)),
+                     codes2.eq(codes1)]
         pos = Signal(signed(ab), reset_less=True)
         neg = Signal(signed(ab), reset_less=True)
         x_sign = Signal(reset_less=True)
         x_big = Signal(reset_less=True)
         x_nan = Signal(reset_less=True)
         codes = Signal(C * wb, reset_less=True)
-        m.d.sync += [pos.eq(al.mag), neg.eq(-al.mag), x_sign.eq(al.sign), x_big.eq(al.big),
-                     x_nan.eq(al.nan), codes.eq(rom_rd.data)]
-        v2, f2, l2 = delayed(m, v1, f1, l1, name="align_d")
+        m.d.sync += [pos.eq(mag), neg.eq(-mag), Cat(x_sign, x_big, x_nan).eq(flags),
+                     codes.eq(codes2)]
+        v2, f2, l2 = delayed(m, v1, f1, l1, stages=ARRAY_LATENCY, name="align_d")
 
         sums = []
         for c in range(C):
@@ -374,7 +441,7 @@ class ExactLayerEngine(Engine):
             b_exp.eq(bias[ab + 2:].as_signed()),
             b_ok.eq(a_ok),
         ]
-        m.submodules.normaliser = norm = ExactNormaliser(ab)
+        m.submodules.normaliser = norm = ExactNormaliser(ab, pipelined=True)
         m.d.comb += [norm.n.eq(b_n), norm.exp.eq(b_exp), norm.pinf.eq(b_pf),
                      norm.ninf.eq(b_nf)]
         y = Signal(F32, reset_less=True)
@@ -383,7 +450,7 @@ class ExactLayerEngine(Engine):
             m.d.sync += y.eq(Mux(norm.o[F32 - 1], 0, norm.o))
         else:
             m.d.sync += y.eq(norm.o)
-        m.d.sync += y_ok.eq(b_ok)
+        m.d.sync += y_ok.eq(delayed(m, b_ok, stages=norm.LATENCY, name="norm_ok"))
         m.d.comb += [out.w_data.eq(y), out.w_en.eq(y_ok)]
         out.reserve(m, seq.start_tile, tile_results(1, C, N, nt)[seq.next_tile])
         if plan.counters:
