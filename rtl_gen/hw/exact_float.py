@@ -118,22 +118,26 @@ class ExactAligner(wiring.Component):
         e, man = self.x[23:31], self.x[:23]
         sig = Cat(man, e != 0)
         top = e == 0xFF
-        # The significand's bit 0 lands on window bit t - 24 (t = position + 24 >= 0 when
-        # any bit reaches the window): t = max(e, 1) - 150 - lsb + 24.
-        t = Signal(signed(12))
-        m.d.comb += t.eq(Mux(e == 0, 1, e) - (126 + w.lsb))
-        reach = width + 24  # t above this puts the significand's bit 0 beyond the window
-        tc = Signal(range(reach + 1))
-        m.d.comb += tc.eq(Mux(t < 0, 0, Mux(t > reach, reach, t)))
-        full = Signal(24 + reach + 24)
-        m.d.comb += full.eq(sig << tc)
-        over = (full[24 + width:] != 0) | ((t > reach) & (sig != 0))
+        nan = top & (man != 0)
+        # Bit i of sig << max(e, 1) is worth 2**(i - 150): window bit j (worth 2**(lsb + j))
+        # is bit lsb + 150 + j.  A shift by the exponent field alone, the window a constant
+        # slice of it; everything below the window falls off (truncation).
+        base = w.lsb + 150
+        pad = max(0, -base)  # windows reaching below 2**-150: zeros under the significand
+        shifted = Signal(max(24 + pad + 255, base + pad + width + 1))
+        m.d.comb += shifted.eq(Cat(Const(0, pad), sig) << Mux(e == 0, 1, e))
+        window_bits = shifted[base + pad:base + pad + width]
+        # Overflow: a normal's leading bit 2**(e - 127) above 2**msb is a comparison of the
+        # exponent field; subnormals (below 2**-126) overflow only windows below that.
+        over = (e != 0) & (e > w.msb + 127) if w.msb + 127 < 0xFF else Const(0, 1)
+        if w.msb < -127:
+            over = over | ((e == 0) & (shifted[base + pad + width:] != 0))
         big = top | over
         m.d.comb += [
             self.sign.eq(self.x[31]),
-            self.big.eq(big & ~(top & (man != 0))),
-            self.nan.eq(top & (man != 0)),
-            self.mag.eq(Mux(big | (t < 0), 0, full[24:24 + width])),
+            self.big.eq(big & ~nan),
+            self.nan.eq(nan),
+            self.mag.eq(Mux(big, 0, window_bits)),
         ]
         return m
 
