@@ -5,16 +5,18 @@ On this contract the sum of a layer output is an exact integer in the window's u
 lane needs no floating-point adder: every activation goes to every lane, and a lane only adds
 it, subtracts it or skips it, as the integer ternary PE does::
 
-    i (fp32 bits) ──► input buffer ──► x_k, one a cycle
+    i (fp32 bits) ──► input buffer ──► x_k, one a cycle, registered
                                           │
                          ExactAligner (shared): sign, |x| in the window, big, nan
-                                          │ registered once, with +|x| and -|x|
-    weight ROM ──► C codes a cycle ──►    ▼
+                         (the significand shifted by the exponent field, a constant slice)
+                                          │ registered, then +|x| and -|x| registered once
+    weight ROM ──► C codes a cycle ──►    ▼   (the codes travel alongside)
      lane c:  acc <= (first ? 0 : acc) + (skip ? 0 : neg ? -|x| : +|x|)    (acc_bits, exact)
               pinf/ninf <= flags (a term beyond the window, a NaN)
                                           │ after the tile's last step: the C sums shift out
      tail, one result a cycle:  + T(bias/alpha) (integer, from a ROM) ──► ExactNormaliser
-              (shared; exponent offset lsb + a_j from the same ROM) ──► ReLU ──► output FIFO
+              (shared, four registers; exponent offset lsb + a_j from the same ROM)
+              ──► ReLU ──► output FIFO
 
 Binary lanes add or subtract (weight code 1 means -1), ternary lanes add, subtract or skip
 (codes 00, 01, 11).  The engine kit, the sequencer, the credit FIFO and the drain are those
