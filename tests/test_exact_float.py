@@ -368,3 +368,24 @@ def test_the_network_engine_builds_exact_layers_with_lanes_per_layer():
                       accumulation="exact")
     with pytest.raises(ValueError, match="builds binary and ternary layers"):
         FloatNetworkEngine(fp)
+
+
+@pytest.mark.parametrize("space", ["binary", "ternary"])
+def test_training_sees_the_power_of_two_alpha_the_network_gets(space):
+    """MPWN's fine-tuning computes with the weights the exact network will have: the
+    nearest power of two of alpha (in log2), the codes as from_float makes them."""
+    torch = pytest.importorskip("torch")
+    from rtl_gen.training import mpwn
+    from rtl_gen.training.float_model import FloatMLP
+    from rtl_gen.training.mpwn_train import quantize_weight
+
+    rng = np.random.default_rng(9)
+    w = rng.standard_normal((5, 7)) * 0.3
+    model = FloatMLP(weights=(w,), biases=(np.zeros(5),))
+    net = mpwn.from_float(model, [space], accumulation="exact")
+    layer = net.layers[0]
+    alpha = layer.scale.view(np.float32).astype(np.float64)
+    assert np.all(np.exp2(np.round(np.log2(alpha))) == alpha)  # powers of two
+    got = quantize_weight(torch.as_tensor(w), space, pot=True).numpy()
+    assert np.array_equal(got, layer.weight_values() * alpha[:, None])
+    assert mpwn.pot_alpha([0.75, 0.7, 1.5, 3.0]).tolist() == [1.0, 0.5, 2.0, 4.0]
