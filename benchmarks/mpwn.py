@@ -21,9 +21,9 @@ adder lanes, today's), ``exact`` (the "exact sum, rounded once" contract: fixed-
 add/subtract/skip lanes behind one aligner and one normaliser per layer,
 :mod:`rtl_gen.hw.exact_float`; every assignment fine-tuned with power-of-two ``alpha``) or
 ``both`` (the default).  The sequential fp32 network is always measured: it is the reference
-of every ratio (the JSON's ``vs_sequential_fp32`` fields: LUT4, FF and LUT4+FF).  Layers with
-float weights have no exact-contract lanes yet: those rows give accuracy only.  ``--fmax``
-places and routes once (a single nextpnr seed).
+of every ratio (the JSON's ``vs_sequential_fp32`` fields: LUT4, FF and LUT4+FF); on the exact
+contract, float and minifloat layers have a significand multiplier and a shifter per lane.
+``--fmax`` places and routes once (a single nextpnr seed).
 
 The reduced-float sweep prints accuracy against total weight bits for ``E`` around the
 recommended exponent width and ``M = 0..7``.
@@ -57,7 +57,7 @@ from rtl_gen.flow.synth import (
     synth,
     tool_versions,
 )
-from rtl_gen.hw.exact_float import EXACT_SPACES, exact_layer_timing
+from rtl_gen.hw.exact_float import exact_layer_timing
 from rtl_gen.hw.float_layer import FloatNetworkEngine, layer_timing
 from rtl_gen.training import mpwn
 from rtl_gen.training.defaults import FLOAT_MODEL_NAME, WEIGHTS_DIR
@@ -69,12 +69,6 @@ LANES = 4
 TOLERANCE = 0.005
 
 
-def buildable(net: float_network.FloatNetwork) -> bool:
-    """Whether the network has an engine: sequential always, exact with binary and ternary
-    layers only."""
-    return net.accumulation == "sequential" or all(s in EXACT_SPACES for s in net.spaces)
-
-
 def timings(net: float_network.FloatNetwork, lanes: int) -> list:
     timing = exact_layer_timing if net.accumulation == "exact" else layer_timing
     return [timing(layer, lanes) for layer in net.layers]
@@ -82,8 +76,6 @@ def timings(net: float_network.FloatNetwork, lanes: int) -> list:
 
 def measure(net: float_network.FloatNetwork, workdir: Path, fmax: bool, nodsp: bool,
             lanes: int) -> dict:
-    if not buildable(net):
-        return {"error": "no exact-contract lanes for float layers yet"}
     engine = FloatNetworkEngine(net, lanes)
     top = f"fnet_{net.name}".replace("-", "_").replace("/", "_")
     verilog = component_verilog(engine, top)

@@ -363,11 +363,12 @@ def test_the_network_engine_builds_exact_layers_with_lanes_per_layer():
     Fragment.get(engine, None)  # elaborates
     assert engine.lanes == (3, 2)
     assert [stage[1] for stage in engine._plan.stages] == [ExactLayerEngine] * 2
-    fp = FloatNetwork("t", 4, None, [FloatLayer("fc1", "float", np.zeros((3, 4), np.uint32),
+    fp = FloatNetwork("t", 4, None, [FloatLayer("fc1", "E4M3", np.zeros((3, 4), np.uint16),
                                                 None, np.zeros(3, np.uint32), "none")],
                       accumulation="exact")
-    with pytest.raises(ValueError, match="builds binary and ternary layers"):
-        FloatNetworkEngine(fp)
+    engine = FloatNetworkEngine(fp, 2)
+    Fragment.get(engine, None)
+    assert engine._plan.stages[0][2].w_fmt.name == "E4M3"
 
 
 @pytest.mark.parametrize("space", ["binary", "ternary"])

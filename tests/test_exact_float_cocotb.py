@@ -1,11 +1,13 @@
 """Float digits networks on the exact accumulation contract, under cocotb (Verilator), against
 the golden model :func:`rtl_gen.design.float_network.forward` bit for bit (fp32 patterns).
 
-Every image of the test split goes through the ternary/ternary network (8 lanes a layer) and
-the ternary/binary network (16 and 4 lanes: a lane count per layer), both made from the
-shipped float model with power-of-two ``alpha``; one build then runs again with random gaps on
-the input and stalls on the output.  The lanes are fixed-point adders, so a build takes
-seconds, not the minutes of the fp32 engines.
+Every image of the test split goes through the fp32 network, binary/float, ternary/ternary,
+ternary/binary and an E4M3 reduced-float network, each with its own lane count per layer, all
+made from the shipped float model (binary and ternary ``alpha`` the nearest power of two);
+one build then runs again with random gaps on the input and stalls on the output.  The lanes
+hold fixed-point adders (and, for float and minifloat weights, a significand multiplier and a
+shifter), no fp32 adder, so a build takes seconds, not the minutes of the sequential fp32
+engines.
 """
 
 from __future__ import annotations
@@ -24,8 +26,11 @@ from sim.verify import verify_network
 pytestmark = pytest.mark.slow
 
 NETWORKS = {
+    "fp32": (("float", "float"), (4, 4), 0.85),
+    "binary-float": (("binary", "float"), (8, 4), 0.55),
     "ternary-ternary": (("ternary", "ternary"), (8, 8), 0.75),
     "ternary-binary": (("ternary", "binary"), (16, 4), 0.6),
+    "E4M3": (("E4M3", "E4M3"), (4, 2), 0.85),
 }
 
 

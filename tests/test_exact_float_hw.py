@@ -11,11 +11,17 @@ from amaranth import Cat, Module
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from rtl_gen.hw.exact_float import EXP_BITS, ExactAligner, ExactNormaliser
-from rtl_gen.numerics.exact import DEFAULT_WINDOW, ExactWindow, align_fp32, round_fixed
-from rtl_gen.numerics.floatops import BINARY32
+from rtl_gen.hw.exact_float import EXP_BITS, ExactAligner, ExactNormaliser, ProductAligner
+from rtl_gen.numerics.exact import (
+    DEFAULT_WINDOW,
+    ExactWindow,
+    align_fp32,
+    product_terms,
+    round_fixed,
+)
+from rtl_gen.numerics.floatops import BINARY32, FloatFormat
 from sim.runner import missing_simulator
-from sim.vectors import edge_codes, eval_binary_op
+from sim.vectors import edge_codes, eval_binary_op, random_finite
 
 N = 1_000_000
 
@@ -38,6 +44,21 @@ class AlignerOp(wiring.Component):
         m = Module()
         m.submodules.unit = u = ExactAligner(self.window)
         m.d.comb += [u.x.eq(self.a), self.o.eq(Cat(u.mag, u.sign, u.big, u.nan))]
+        return m
+
+
+class ProductOp(wiring.Component):
+    """``o = {nan, big, sign, mag}`` of ``x = a`` times the weight code ``b``."""
+
+    def __init__(self, window, w_fmt):
+        self.window, self.w_fmt = window, w_fmt
+        super().__init__({"a": In(32), "b": In(w_fmt.width), "o": Out(window.width + 3)})
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.unit = u = ProductAligner(self.window, self.w_fmt)
+        m.d.comb += [u.x.eq(self.a), u.w.eq(self.b),
+                     self.o.eq(Cat(u.mag, u.sign, u.big, u.nan))]
         return m
 
 
@@ -90,14 +111,41 @@ def aligner_inputs(window: ExactWindow, rng) -> np.ndarray:
 def test_aligner_against_the_model(window):
     x = aligner_inputs(window, np.random.default_rng(window.width + window.lsb + 500))
     sign, mag, big, nan = align_fp32(x, window)
-    w = window.width
-    want = (mag.astype(np.uint64) | (sign.astype(np.uint64) << np.uint64(w))
-            | (big.astype(np.uint64) << np.uint64(w + 1))
-            | (nan.astype(np.uint64) << np.uint64(w + 2)))
+    want = pack(sign, mag, big, nan, window.width)
     got = eval_binary_op(AlignerOp(window), x, np.zeros_like(x), name="exact_aligner")
     # every case was exercised: flushed, exact, truncated, overflowing, inf and NaN
     assert big.any() and nan.any() and (mag == 0).any() and (mag != 0).any()
     first_difference(got.astype(np.uint64), want, [x], f"aligner {window}")
+
+
+def pack(sign, mag, big, nan, width):
+    return (mag.astype(np.uint64) | (sign.astype(np.uint64) << np.uint64(width))
+            | (big.astype(np.uint64) << np.uint64(width + 1))
+            | (nan.astype(np.uint64) << np.uint64(width + 2)))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("w_fmt", [BINARY32, FloatFormat(4, 3)], ids=str)
+def test_product_aligner_against_the_model(w_fmt):
+    """One lane of a float or minifloat layer: x times w, exact, into the window."""
+    window = DEFAULT_WINDOW
+    rng = np.random.default_rng(w_fmt.width)
+    x = aligner_inputs(window, rng)
+    if w_fmt.ieee:
+        w = random_finite(w_fmt, x.size, rng).astype(np.uint64)
+        # weights near 1 as well, where products of window activations stay in the window
+        near = ((rng.integers(0, 2, x.size, dtype=np.uint64) << np.uint64(31))
+                | (rng.integers(110, 135, x.size).astype(np.uint64) << np.uint64(23))
+                | rng.integers(0, 1 << 23, x.size, dtype=np.uint64))
+        w = np.where(rng.random(x.size) < 0.7, near, w)
+        w[::97] = rng.choice([0, 1 << 31, 1, 0x7F7FFFFF], w[::97].size)
+    else:
+        w = rng.integers(0, 1 << w_fmt.width, x.size, dtype=np.uint64)
+    want = pack(*product_terms(x, w, w_fmt, window), window.width)
+    got = eval_binary_op(ProductOp(window, w_fmt), x, w, name=f"exact_product_{w_fmt.name}")
+    sign, mag, big, nan = product_terms(x, w, w_fmt, window)
+    assert big.any() and nan.any() and (mag != 0).mean() > 0.3
+    first_difference(got.astype(np.uint64), want, [x, w], f"product aligner {w_fmt}")
 
 
 def normaliser_inputs(acc_bits: int, rng):

@@ -19,9 +19,14 @@ it, subtracts it or skips it, as the integer ternary PE does::
               ──► ReLU ──► output FIFO
 
 Binary lanes add or subtract (weight code 1 means -1), ternary lanes add, subtract or skip
-(codes 00, 01, 11).  The engine kit, the sequencer, the credit FIFO and the drain are those
-of :class:`~rtl_gen.hw.float_layer.FloatLayerEngine`, and so is the cycle model
-(:func:`exact_layer_timing`: three registers from the memories to the sums, seven in the
+(codes 00, 01, 11).  Float (fp32) and minifloat weights differ per lane, so there each lane
+has its own :class:`ProductAligner` instead of the shared one: the ``24 x (M+1)``-bit
+significand product shifted into the window by the two exponent fields (a zero weight skips);
+the rest of the layer is the same.
+
+The engine kit, the sequencer, the credit FIFO and the drain are those of
+:class:`~rtl_gen.hw.float_layer.FloatLayerEngine`; the cycle model is :func:`exact_layer_timing`
+(three registers from the memories to the sums, seven in the
 tail: the read register, the bias sum, the normaliser's four and the result).
 """
 
@@ -38,6 +43,7 @@ from amaranth.lib.wiring import In, Out
 from ..design.float_network import FloatLayer, alpha_exponents, bias_terms
 from ..design.timing import LayerTiming
 from ..numerics.exact import ExactWindow
+from ..numerics.floatops import BINARY32, FloatFormat
 from .kit import (
     COUNTER_BITS,
     Engine,
@@ -58,6 +64,7 @@ __all__ = [
     "ExactLayerEngine",
     "ExactLayerPlan",
     "ExactNormaliser",
+    "ProductAligner",
     "exact_layer_timing",
     "plan_exact_layer",
 ]
@@ -140,6 +147,64 @@ class ExactAligner(wiring.Component):
             self.big.eq(big & ~nan),
             self.nan.eq(nan),
             self.mag.eq(Mux(big, 0, window_bits)),
+        ]
+        return m
+
+
+class ProductAligner(wiring.Component):
+    """An fp32 activation times a float or minifloat weight, exactly, into the window
+    (:func:`rtl_gen.numerics.exact.product_terms`), combinational: one lane's multiplier
+    and shifter.
+
+    The significand product ``P`` (``24 x (M+1)`` bits) is shifted by the sum of the two
+    exponent fields and the window is a constant slice, as in :class:`ExactAligner`; a
+    shift that puts ``P``'s bit 0 above the window is an overflow of any nonzero ``P``.
+
+    Members
+    -------
+    x : In(32)
+        fp32 bits.
+    w : In(width of the weight format)
+        Weight code (finite).
+    sign, mag, big, nan : Out
+        As :class:`ExactAligner`; a zero weight gives ``mag = big = nan = 0``.
+    """
+
+    def __init__(self, window: ExactWindow, w_fmt: FloatFormat):
+        self.window, self.w_fmt = window, w_fmt
+        super().__init__({"x": In(F32), "w": In(w_fmt.width), "sign": Out(1),
+                          "mag": Out(window.width), "big": Out(1), "nan": Out(1)})
+
+    def elaborate(self, platform):
+        m = Module()
+        win, f = self.window, self.w_fmt
+        width = win.width
+        ex, manx = self.x[23:31], self.x[:23]
+        sigx = Cat(manx, ex != 0)
+        ew, manw = self.w[f.man_bits:f.width - 1], self.w[:f.man_bits]
+        sigw = Cat(manw, ew != 0)
+        prod = Signal(24 + f.man_bits + 1)
+        m.d.comb += prod.eq(sigx * sigw)
+        top = ex == 0xFF
+        nz = sigw != 0
+        nan = top & (manx != 0) & nz
+        # Bit i of P << (max(ex, 1) + max(ew, 1)) is worth 2**(i - 150 - bias_w - M_w):
+        # window bit j is bit lsb + 150 + bias_w + M_w + j.
+        base = win.lsb + 150 + f.bias + f.man_bits
+        pad = max(0, -base)
+        hi = base + pad + width  # the first bit above the window
+        amount = Signal(range(max(hi + 2, 2)))
+        total = Mux(ex == 0, 1, ex) + Mux(ew == 0, 1, ew)
+        m.d.comb += amount.eq(Mux(total > hi + 1, hi + 1, total))
+        shifted = Signal(hi + 1 + len(prod))
+        m.d.comb += shifted.eq(Cat(Const(0, pad), prod) << amount)
+        over = (prod != 0) & ((total > hi) | (shifted[hi:] != 0))
+        big = nz & (top | over)
+        m.d.comb += [
+            self.sign.eq(self.x[31] ^ self.w[f.width - 1]),
+            self.big.eq(big & ~nan),
+            self.nan.eq(nan),
+            self.mag.eq(Mux(big | ~nz, 0, shifted[base + pad:hi])),
         ]
         return m
 
@@ -254,6 +319,15 @@ def exact_layer_timing(layer: FloatLayer, lanes: int) -> LayerTiming:
                        drain_gap=0, pickup=0)
 
 
+def _w_fmt(layer: FloatLayer) -> FloatFormat | None:
+    """The weight format of a float (fp32) or minifloat layer, ``None`` for binary and
+    ternary."""
+    if layer.space in EXACT_SPACES:
+        return None
+    fmt = layer.weight_format
+    return BINARY32 if fmt is None else FloatFormat(fmt.exp_bits, fmt.man_bits, fmt.bias)
+
+
 @dataclasses.dataclass(frozen=True)
 class ExactLayerPlan:
     """A validated float layer on the exact contract, on ``lanes`` lanes."""
@@ -266,6 +340,11 @@ class ExactLayerPlan:
     acc_bits: int
     fifo_depth: int
     counters: bool = True
+
+    @property
+    def w_fmt(self) -> FloatFormat | None:
+        """The weight format of a float or minifloat layer (its lanes' multipliers)."""
+        return _w_fmt(self.layer)
 
     @property
     def tail_words(self) -> list[int]:
@@ -284,14 +363,13 @@ class ExactLayerPlan:
 
 def plan_exact_layer(layer: FloatLayer, lanes: int, window: ExactWindow, *,
                      counters: bool = True) -> ExactLayerPlan:
-    """Validate a binary or ternary layer on the exact contract and plan its engine.
+    """Validate a float layer on the exact contract and plan its engine.
 
     Raises
     ------
     TypeError, ValueError
         For something other than a :class:`FloatLayer` or an :class:`ExactWindow`, lanes
-        out of range, a weight space without add/subtract/skip lanes (``float`` and
-        minifloat layers), a scale that is not a power of two, or exponent offsets beyond
+        out of range, a scale that is not a power of two, or exponent offsets beyond
         :data:`EXP_BITS`.
     """
     from .float_layer import check_lanes
@@ -300,10 +378,6 @@ def plan_exact_layer(layer: FloatLayer, lanes: int, window: ExactWindow, *,
         raise TypeError(f"layer must be a FloatLayer, not {layer!r}")
     if not isinstance(window, ExactWindow):
         raise TypeError(f"window must be an ExactWindow, not {window!r}")
-    if layer.space not in EXACT_SPACES:
-        raise ValueError(f"layer {layer.name!r}: the exact-contract engine builds "
-                         f"{' and '.join(EXACT_SPACES)} layers (add, subtract, skip), not "
-                         f"{layer.space}")
     lanes = check_lanes(lanes)
     if not isinstance(counters, bool):
         raise TypeError(f"counters must be True or False, not {counters!r}")
@@ -314,14 +388,15 @@ def plan_exact_layer(layer: FloatLayer, lanes: int, window: ExactWindow, *,
                          f"{int(exps.min())}..{int(exps.max())} exceed {EXP_BITS} bits")
     t = exact_layer_timing(layer, lanes)
     return ExactLayerPlan(layer=layer, lanes=lanes, window=window, timing=t,
-                          w_bits={"binary": 1, "ternary": 2}[layer.space],
+                          w_bits=_w_fmt(layer).width if _w_fmt(layer) is not None
+                          else {"binary": 1, "ternary": 2}[layer.space],
                           acc_bits=window.acc_bits(layer.in_features + 1),
                           fifo_depth=fifo_depth(t, slack=6, spare=0), counters=counters)
 
 
 class ExactLayerEngine(Engine):
-    """A binary or ternary :class:`FloatLayer` on the exact contract; see the module
-    docstring.  Ports as :class:`~rtl_gen.hw.float_layer.FloatLayerEngine`."""
+    """A :class:`FloatLayer` on the exact contract; see the module docstring.  Ports as
+    :class:`~rtl_gen.hw.float_layer.FloatLayerEngine`."""
 
     plan = staticmethod(plan_exact_layer)
 
@@ -353,7 +428,7 @@ class ExactLayerEngine(Engine):
     def elaborate(self, platform):
         m = Module()
         plan = self._plan
-        layer, t, window = plan.layer, plan.timing, plan.window
+        layer, t = plan.layer, plan.timing
         K, N, C, nt, P = t.k, t.n, t.cols, t.tiles, t.period
         wb, ab = plan.w_bits, plan.acc_bits
 
@@ -367,50 +442,29 @@ class ExactLayerEngine(Engine):
         banks.read(m, seq.cbank, seq.step)
         m.d.comb += rom_rd.addr.eq(seq.tile * K + seq.step)
 
-        # memories answer a cycle later: the activation registered, then the shared
-        # aligner, then its magnitude with both signs; the codes travel alongside
+        # memories answer a cycle later: the activation registered; then (binary, ternary)
+        # the shared aligner, its magnitude registered, then with both signs; or (float,
+        # minifloat) each lane's product aligner, registered, then its signed term
         v1, f1, l1 = delayed(m, issue, first, last, name="step_d")
         x_q = Signal(F32, reset_less=True)
         codes1 = Signal(C * wb, reset_less=True)
         m.d.sync += [x_q.eq(banks.data(0)), codes1.eq(rom_rd.data)]
-        m.submodules.aligner = al = ExactAligner(window)
-        m.d.comb += al.x.eq(x_q)
-        mag = Signal(window.width, reset_less=True)
-        flags = Signal(3, reset_less=True)  # sign, big, nan
-        codes2 = Signal(C * wb, reset_less=True)
-        m.d.sync += [mag.eq(al.mag), flags.eq(Cat(al.sign, al.big, al.nan)),
-                     codes2.eq(codes1)]
-        pos = Signal(signed(ab), reset_less=True)
-        neg = Signal(signed(ab), reset_less=True)
-        x_sign = Signal(reset_less=True)
-        x_big = Signal(reset_less=True)
-        x_nan = Signal(reset_less=True)
-        codes = Signal(C * wb, reset_less=True)
-        m.d.sync += [pos.eq(mag), neg.eq(-mag), Cat(x_sign, x_big, x_nan).eq(flags),
-                     codes.eq(codes2)]
         v2, f2, l2 = delayed(m, v1, f1, l1, stages=ARRAY_LATENCY, name="align_d")
+        terms = self._shared_terms(m, x_q, codes1) if layer.space in EXACT_SPACES \
+            else self._product_terms(m, x_q, codes1)
 
         sums = []
-        for c in range(C):
-            code = codes[c * wb:(c + 1) * wb]
-            if layer.space == "binary":
-                nz, w_neg = Const(1, 1), code[0]
-            else:
-                nz, w_neg = code[0], code[1]
-            minus = Signal(name=f"minus{c}")
-            m.d.comb += minus.eq(x_sign ^ w_neg)
+        for c, (term, tp, tn) in enumerate(terms):
             acc = Signal(signed(ab), name=f"acc{c}", reset_less=True)
             pf = Signal(name=f"pinf{c}", reset_less=True)
             nf = Signal(name=f"ninf{c}", reset_less=True)
-            term = Signal(signed(ab), name=f"term{c}")
-            m.d.comb += term.eq(Mux(nz, Mux(minus, neg, pos), 0))
             acc_n = Signal(signed(ab), name=f"acc_next{c}")
             pf_n = Signal(name=f"pinf_next{c}")
             nf_n = Signal(name=f"ninf_next{c}")
             m.d.comb += [
                 acc_n.eq(Mux(f2, 0, acc) + term),
-                pf_n.eq((pf & ~f2) | (nz & (x_nan | (x_big & ~minus)))),
-                nf_n.eq((nf & ~f2) | (nz & (x_nan | (x_big & minus)))),
+                pf_n.eq((pf & ~f2) | tp),
+                nf_n.eq((nf & ~f2) | tn),
             ]
             with m.If(v2):
                 m.d.sync += [acc.eq(acc_n), pf.eq(pf_n), nf.eq(nf_n)]
@@ -463,4 +517,62 @@ class ExactLayerEngine(Engine):
             batch_counter(m, self.cycles, started=seq.batch_started, written=out.w_en,
                           per_batch=N, in_flight=t.in_flight, bound=t.batch_cycles)
         return m
+
+    def _shared_terms(self, m, x_q, codes1):
+        """Binary and ternary lanes: one aligner, ``+|x|`` and ``-|x|`` registered once;
+        each lane's term (add, subtract, skip) and flags, two cycles after ``x_q``."""
+        plan = self._plan
+        C, wb, ab = plan.lanes, plan.w_bits, plan.acc_bits
+        m.submodules.aligner = al = ExactAligner(plan.window)
+        m.d.comb += al.x.eq(x_q)
+        mag = Signal(plan.window.width, reset_less=True)
+        flags = Signal(3, reset_less=True)  # sign, big, nan
+        codes2 = Signal(C * wb, reset_less=True)
+        m.d.sync += [mag.eq(al.mag), flags.eq(Cat(al.sign, al.big, al.nan)),
+                     codes2.eq(codes1)]
+        pos = Signal(signed(ab), reset_less=True)
+        neg = Signal(signed(ab), reset_less=True)
+        x_sign = Signal(reset_less=True)
+        x_big = Signal(reset_less=True)
+        x_nan = Signal(reset_less=True)
+        codes = Signal(C * wb, reset_less=True)
+        m.d.sync += [pos.eq(mag), neg.eq(-mag), Cat(x_sign, x_big, x_nan).eq(flags),
+                     codes.eq(codes2)]
+        out = []
+        for c in range(C):
+            code = codes[c * wb:(c + 1) * wb]
+            if plan.layer.space == "binary":
+                nz, w_neg = Const(1, 1), code[0]
+            else:
+                nz, w_neg = code[0], code[1]
+            minus = Signal(name=f"minus{c}")
+            m.d.comb += minus.eq(x_sign ^ w_neg)
+            term = Signal(signed(ab), name=f"term{c}")
+            m.d.comb += term.eq(Mux(nz, Mux(minus, neg, pos), 0))
+            out.append((term, nz & (x_nan | (x_big & ~minus)),
+                        nz & (x_nan | (x_big & minus))))
+        return out
+
+    def _product_terms(self, m, x_q, codes1):
+        """Float and minifloat lanes: each its product aligner (multiplier and shifter),
+        registered, then its signed term and flags, two cycles after ``x_q``."""
+        plan = self._plan
+        wb, ab = plan.w_bits, plan.acc_bits
+        out = []
+        for c in range(plan.lanes):
+            pa = ProductAligner(plan.window, plan.w_fmt)
+            m.submodules[f"product{c}"] = pa
+            m.d.comb += [pa.x.eq(x_q), pa.w.eq(codes1[c * wb:(c + 1) * wb])]
+            mag = Signal(plan.window.width, name=f"mag{c}", reset_less=True)
+            sign = Signal(name=f"sign{c}", reset_less=True)
+            big = Signal(name=f"big{c}", reset_less=True)
+            nan = Signal(name=f"nan{c}", reset_less=True)
+            m.d.sync += [mag.eq(pa.mag), sign.eq(pa.sign), big.eq(pa.big), nan.eq(pa.nan)]
+            term = Signal(signed(ab), name=f"term{c}", reset_less=True)
+            tp = Signal(name=f"tpinf{c}", reset_less=True)
+            tn = Signal(name=f"tninf{c}", reset_less=True)
+            m.d.sync += [term.eq(Mux(sign, -mag, mag)), tp.eq(nan | (big & ~sign)),
+                         tn.eq(nan | (big & sign))]
+            out.append((term, tp, tn))
+        return out
 

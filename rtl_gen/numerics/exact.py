@@ -59,6 +59,7 @@ __all__ = [
     "align_fp32",
     "exact_sum",
     "pot_exponent",
+    "product_terms",
     "round_fixed",
     "terms",
     "unpack",
@@ -177,6 +178,21 @@ def align_fp32(x_bits, window: ExactWindow):
     sign, sig, q, inf, nan = unpack(x_bits)
     _, mag, pinf, ninf = terms(sign, sig, q, inf, nan, window)
     return sign.astype(np.int64), mag, (pinf | ninf) & ~nan, nan
+
+
+def product_terms(x_bits, w_codes, w_fmt: FloatFormat, window: ExactWindow):
+    """The lanes of float and minifloat weights: ``T(x * w)`` of fp32 activations and weight
+    codes of ``w_fmt`` (finite), as ``(sign, mag, big, nan)`` like :func:`align_fp32`.
+
+    A zero weight skips: ``mag``, ``big`` and ``nan`` are 0 whatever ``x`` is.
+    """
+    sx, sigx, qx, infx, nanx = unpack(x_bits)
+    sw, sigw, qw, _, _ = unpack(w_codes, w_fmt)
+    skip = sigw == 0
+    neg, mag, pinf, ninf = terms(sx ^ sw, sigx * sigw, qx + qw, infx & ~skip, nanx & ~skip,
+                                 window)
+    nan = nanx & ~skip
+    return (sx ^ sw).astype(np.int64), mag, (pinf | ninf) & ~nan, nan
 
 
 def exact_sum(neg, mag, pinf, ninf, axis: int = -1):
