@@ -16,10 +16,20 @@ within
 * the ratios of the all-fp32 network's resources to each assignment's (the MPWN paper
   reports 1.68-4.89x fewer FPGA resources than fp32).
 
+``--accumulation`` picks the float accumulation contract(s) measured: ``sequential`` (fp32
+adder lanes, today's), ``exact`` (the "exact sum, rounded once" contract: fixed-point
+add/subtract/skip lanes behind one aligner and one normaliser per layer,
+:mod:`rtl_gen.hw.exact_float`; every assignment fine-tuned with power-of-two ``alpha``) or
+``both`` (the default).  The sequential fp32 network is always measured: it is the reference
+of every ratio (the JSON's ``vs_sequential_fp32`` fields: LUT4, FF and LUT4+FF); on the exact
+contract, float and minifloat layers have a significand multiplier and a shifter per lane.
+``--fmax`` places and routes once (a single nextpnr seed).
+
 The reduced-float sweep prints accuracy against total weight bits for ``E`` around the
 recommended exponent width and ``M = 0..7``.
 
-Run ``python benchmarks/mpwn.py [--jobs N] [--epochs 30] [--fmax] [--nodsp] [--out DIR]``: it prints
+Run ``python benchmarks/mpwn.py [--jobs N] [--epochs 30] [--fmax] [--nodsp]
+[--accumulation both] [--out DIR]``: it prints
 Markdown tables and writes ``mpwn.md`` and ``mpwn.json`` into ``--out`` (default
 ``benchmarks/results``).  Synthesis results are cached under ``build/flow``.
 """
@@ -47,6 +57,7 @@ from rtl_gen.flow.synth import (
     synth,
     tool_versions,
 )
+from rtl_gen.hw.exact_float import exact_layer_timing
 from rtl_gen.hw.float_layer import FloatNetworkEngine, layer_timing
 from rtl_gen.training import mpwn
 from rtl_gen.training.defaults import FLOAT_MODEL_NAME, WEIGHTS_DIR
@@ -56,6 +67,11 @@ RESULTS = Path(__file__).parent / "results"
 DEVICE = "ecp5-85f"
 LANES = 4
 TOLERANCE = 0.005
+
+
+def timings(net: float_network.FloatNetwork, lanes: int) -> list:
+    timing = exact_layer_timing if net.accumulation == "exact" else layer_timing
+    return [timing(layer, lanes) for layer in net.layers]
 
 
 def measure(net: float_network.FloatNetwork, workdir: Path, fmax: bool, nodsp: bool,
@@ -83,21 +99,44 @@ def ratio(ref, v) -> str:
     return f"{ref / v:.2f}x" if v else ("= (0)" if ref == 0 else "no DSP")
 
 
+def reference(rows: list[dict]) -> dict:
+    """The sequential fp32 network's resources, the reference of every ratio."""
+    return next(r for r in rows if r["spaces"] == "float/float"
+                and r["accumulation"] == "sequential")["hw"]
+
+
+def add_ratios(rows: list[dict]) -> None:
+    """``vs_sequential_fp32``: the sequential fp32 network's LUT4, FF and LUT4+FF over each
+    row's (``None`` where not measured)."""
+    ref = reference(rows)
+    for r in rows:
+        hw = r["hw"]
+        if "error" in hw or "error" in ref:
+            r["vs_sequential_fp32"] = None
+            continue
+        r["vs_sequential_fp32"] = {
+            "lut4": round(ref["lut4"] / hw["lut4"], 3), "ff": round(ref["ff"] / hw["ff"], 3),
+            "lut4_ff": round((ref["lut4"] + ref["ff"]) / (hw["lut4"] + hw["ff"]), 3)}
+
+
 def markdown(rows: list[dict]) -> str:
-    ref = next(r for r in rows if r["spaces"] == "float/float")["hw"]
-    head = ("| weight spaces | accuracy | sparsity | weight bits | ASB | LUT4 | FF | DSP | "
-            "LUT4 (no DSP) | cycles / inference | interval | fp32 / this: LUT4 | FF | DSP | "
-            "LUT4 (no DSP) |")
-    lines = [head, "|" + "---|" * 15]
+    ref = reference(rows)
+    head = ("| weight spaces | accumulation | accuracy | sparsity | weight bits | ASB | LUT4 | "
+            "FF | DSP | LUT4 (no DSP) | Fmax (MHz) | cycles / inference | interval | "
+            "fp32 sequential / this: LUT4 | FF | LUT4+FF | DSP | LUT4 (no DSP) |")
+    lines = [head, "|" + "---|" * 19]
     for r in rows:
         hw = r["hw"]
         if "error" in hw:
-            lines.append(f"| {r['spaces']} | {hw['error']} |")
+            lines.append(f"| {r['spaces']} | {r['accumulation']} | "
+                         f"{100 * r['accuracy']:.2f}% | {hw['error']} |")
             continue
-        cells = [r["spaces"], f"{100 * r['accuracy']:.2f}%", f"{100 * r['sparsity']:.1f}%",
-                 r["bits"], f"{r['asb']:.4f}", hw["lut4"], hw["ff"], hw["dsp"],
-                 hw.get("lut4_nodsp", ""), r["latency"], r["interval"],
+        cells = [r["spaces"], r["accumulation"], f"{100 * r['accuracy']:.2f}%",
+                 f"{100 * r['sparsity']:.1f}%", r["bits"], f"{r['asb']:.4f}", hw["lut4"],
+                 hw["ff"], hw["dsp"], hw.get("lut4_nodsp", ""), hw.get("fmax", ""),
+                 r["latency"], r["interval"],
                  ratio(ref.get("lut4"), hw["lut4"]), ratio(ref.get("ff"), hw["ff"]),
+                 ratio(ref.get("lut4", 0) + ref.get("ff", 0), hw["lut4"] + hw["ff"]),
                  ratio(ref.get("dsp"), hw["dsp"]),
                  ratio(ref.get("lut4_nodsp"), hw.get("lut4_nodsp"))]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
@@ -124,7 +163,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--assignments", default=None, metavar="S/S,...",
                         help="only these assignments, e.g. float/float,ternary/ternary "
                         "(float/float is always included)")
+    parser.add_argument("--accumulation", choices=("sequential", "exact", "both"),
+                        default="both", help="float accumulation contract(s) to measure")
+    parser.add_argument("--skip-sweep", action="store_true",
+                        help="leave out the reduced-float sweep and its network")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--stem", default=None,
+                        help="output file names (default mpwn, or mpwn-<N>lanes)")
     parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
     args = parser.parse_args(argv)
     if args.epochs < 0 or args.jobs < 1 or args.lanes < 1:
@@ -143,22 +188,33 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             parser.error(f"unknown assignment(s) {sorted('/'.join(u) for u in unknown)}")
         assignments = [a for a in assignments if a in want]
-    for spaces in tqdm(assignments, desc="fine-tuning", file=sys.stderr):
-        src = finetune(model, spaces, train.x, train.y, epochs=args.epochs) \
-            if args.epochs else model
-        nets.append(mpwn.from_float(src, spaces, name="-".join(spaces)))
+    contracts = ("sequential", "exact") if args.accumulation == "both" else \
+        (args.accumulation,)
+    jobs_list = [(c, a) for c in contracts for a in assignments]
+    if "sequential" not in contracts:
+        jobs_list.insert(0, ("sequential", ("float",) * len(model.weights)))
+    for contract, spaces in tqdm(jobs_list, desc="fine-tuning", file=sys.stderr):
+        src = finetune(model, spaces, train.x, train.y, epochs=args.epochs,
+                       accumulation=contract) if args.epochs else model
+        tag = "" if contract == "sequential" else "-exact"
+        nets.append(mpwn.from_float(src, spaces, name="-".join(spaces) + tag,
+                                    accumulation=contract))
     sweep_e = mpwn.recommend_format(model)
-    sweep = mpwn.reduced_float_sweep(model, test.x, test.y,
-                                     exp_bits=[e for e in (sweep_e - 1, sweep_e, sweep_e + 1)
-                                               if e >= 1], man_bits=range(8))
-    best = next(r for r in sweep if r["accuracy"] >= r["fp32_accuracy"] - TOLERANCE - 1e-12)
-    nets.append(mpwn.reduced_float_network(model, best["exp_bits"], best["man_bits"]))
+    sweep, best = [], None
+    if not args.skip_sweep:
+        sweep = mpwn.reduced_float_sweep(
+            model, test.x, test.y,
+            exp_bits=[e for e in (sweep_e - 1, sweep_e, sweep_e + 1) if e >= 1],
+            man_bits=range(8))
+        best = next(r for r in sweep
+                    if r["accuracy"] >= r["fp32_accuracy"] - TOLERANCE - 1e-12)
+        nets.append(mpwn.reduced_float_network(model, best["exp_bits"], best["man_bits"]))
     for net in nets:
         x = net.encode(test.x)
-        timings = [layer_timing(layer, args.lanes) for layer in net.layers]
-        rows.append(dict(mpwn.score(net, x, test.y),
-                         latency=sum(t.batch_cycles for t in timings),
-                         interval=network_interval(timings, net.in_features)))
+        ts = timings(net, args.lanes)
+        rows.append(dict(mpwn.score(net, x, test.y), accumulation=net.accumulation,
+                         latency=sum(t.batch_cycles for t in ts),
+                         interval=network_interval(ts, net.in_features)))
     with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
         jobs = {pool.submit(measure, net, args.workdir, args.fmax, args.nodsp,
                                                 args.lanes): row
@@ -166,13 +222,16 @@ def main(argv: list[str] | None = None) -> int:
         for fut in tqdm(concurrent.futures.as_completed(jobs), total=len(jobs),
                         desc="synthesis", file=sys.stderr):
             jobs[fut]["hw"] = fut.result()
-    mp_rows = sorted(rows[:-1], key=lambda r: -r["asb"]) + rows[-1:]
+    n_mp = len(rows) - (0 if args.skip_sweep else 1)
+    mp_rows = sorted(rows[:n_mp], key=lambda r: (r["accumulation"], -r["asb"])) + rows[n_mp:]
+    add_ratios(mp_rows)
     table = markdown(mp_rows)
     sweep_table = sweep_markdown(sweep)
-    summary = (f"recommended exponent width {sweep_e}; smallest format within "
-               f"{100 * TOLERANCE:.1f} point of fp32 ({100 * best['fp32_accuracy']:.2f}%): "
-               f"{best['format']}, {best['bits']} bits, {100 * best['accuracy']:.2f}%\n")
-    print(table + "\n" + sweep_table + "\n" + summary, end="")
+    summary = "" if best is None else (
+        f"recommended exponent width {sweep_e}; smallest format within "
+        f"{100 * TOLERANCE:.1f} point of fp32 ({100 * best['fp32_accuracy']:.2f}%): "
+        f"{best['format']}, {best['bits']} bits, {100 * best['accuracy']:.2f}%\n")
+    print(table + ("" if args.skip_sweep else "\n" + sweep_table + "\n" + summary), end="")
     args.out.mkdir(parents=True, exist_ok=True)
     note = ("# MPWN and reduced-float weights: accuracy, ASB, resources, cycles\n\n"
             f"Generated by `python benchmarks/mpwn.py {' '.join(argv or sys.argv[1:])}`: the "
@@ -181,16 +240,22 @@ def main(argv: list[str] | None = None) -> int:
             "through its spaces, accuracy on the 360 test images (golden model, fp32); "
             f"float network engine with {args.lanes} lanes per layer synthesized by Yosys for the "
             "LFE5U-85F (LUT4/FF/DSP with DSP multipliers; \"no DSP\", when measured: every "
-            "multiplier in LUT4s; each CCU2C carry cell counted as the 2 LUT4 it holds); "
-            "cycles from the cycle model the cocotb tests hold the hardware to. The last row "
+            "multiplier in LUT4s; each CCU2C carry cell counted as the 2 LUT4 it holds; "
+            "Fmax, when measured, from one nextpnr seed); "
+            "cycles from the cycle model the cocotb tests hold the hardware to. Accumulation: "
+            "sequential fp32 adders, or the exact contract (window sum, rounded once; "
+            "power-of-two alpha). Unless the sweep was skipped, the last row "
             "is the smallest reduced-float weight format within 0.5 point of fp32 (no "
             "fine-tuning).\n\n")
-    stem = args.out / ("mpwn" if args.lanes == LANES else f"mpwn-{args.lanes}lanes")
-    stem.with_suffix(".md").write_text(note + table + "\n## Reduced-float sweep\n\n"
-                                      + sweep_table + "\n" + summary)
+    stem = args.out / (args.stem or ("mpwn" if args.lanes == LANES
+                                     else f"mpwn-{args.lanes}lanes"))
+    sweep_part = "" if args.skip_sweep else ("\n## Reduced-float sweep\n\n" + sweep_table
+                                             + "\n" + summary)
+    stem.with_suffix(".md").write_text(note + table + sweep_part)
     stem.with_suffix(".json").write_text(json.dumps(
         {"rows": mp_rows, "sweep": sweep, "recommended_exp_bits": sweep_e, "best": best,
-         "epochs": args.epochs, "lanes": args.lanes, "device": DEVICE, "tools": tool_versions(),
+         "epochs": args.epochs, "lanes": args.lanes, "accumulation": args.accumulation,
+         "fmax_seeds": 1 if args.fmax else 0, "device": DEVICE, "tools": tool_versions(),
          "seconds": round(time.time() - start)}, indent=1) + "\n")
     print(f"\n{len(rows)} networks in {time.time() - start:.0f} s", file=sys.stderr)
     return 0

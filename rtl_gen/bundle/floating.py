@@ -18,6 +18,14 @@ with ``"format": "rtl_gen-float-bundle"``::
 Every layer entry of the manifest holds ``name``, ``space`` (``float``, ``binary``,
 ``ternary`` or a minifloat name), ``in_features``, ``out_features``, ``activation`` and the
 file names.  ``weights/FORMAT.md`` documents both formats.
+
+Version 2 adds the accumulation contract the network is computed on
+(:mod:`rtl_gen.design.float_network`)::
+
+    "accumulation": "sequential",  "window": null
+    "accumulation": "exact",       "window": {"lsb": -32, "msb": 15}
+
+A version 1 bundle has neither and is read as ``"sequential"``, the only contract there was.
 """
 
 from __future__ import annotations
@@ -28,8 +36,9 @@ from pathlib import Path
 import jsonschema
 import numpy as np
 
-from ..design.float_network import FloatLayer, FloatNetwork, parse_space
+from ..design.float_network import ACCUMULATIONS, FloatLayer, FloatNetwork, parse_space
 from ..errors import BundleError, SpecError
+from ..numerics.exact import ExactWindow
 from .container import (
     FLOAT_FORMAT_NAME,
     MANIFEST_NAME,
@@ -45,8 +54,8 @@ from .container import (
 __all__ = ["FLOAT_FORMAT_VERSION", "FLOAT_MANIFEST_SCHEMA", "read_float_bundle",
            "write_float_bundle"]
 
-FLOAT_FORMAT_VERSION = 1
-_SUPPORTED = (1,)
+FLOAT_FORMAT_VERSION = 2
+_SUPPORTED = (1, 2)
 
 _FILE = {"type": "string", "minLength": 1}
 _FILE_OR_NULL = {"anyOf": [_FILE, {"type": "null"}]}
@@ -72,6 +81,10 @@ FLOAT_MANIFEST_SCHEMA: dict = {
         "labels": {"anyOf": [{"type": "array", "items": {"type": "string"}},
                              {"type": "null"}]},
         "metadata": {"type": "object"},
+        "accumulation": {"enum": list(ACCUMULATIONS)},
+        "window": {"anyOf": [{"type": "null"}, {
+            "type": "object", "additionalProperties": False, "required": ["lsb", "msb"],
+            "properties": {"lsb": {"type": "integer"}, "msb": {"type": "integer"}}}]},
         "layers": {
             "type": "array", "minItems": 1,
             "items": {
@@ -148,6 +161,8 @@ def write_float_bundle(net: FloatNetwork, path) -> Path:
         "input": {"features": net.in_features, "scale": net.input_scale},
         "labels": None if net.labels is None else list(net.labels),
         "metadata": json_value(dict(sorted(net.metadata.items())), "metadata", manifest_file),
+        "accumulation": net.accumulation,
+        "window": None if net.window is None else net.window.to_json(),
         "layers": layers,
     }
     text = json.dumps(manifest, indent=2, ensure_ascii=True, allow_nan=False) + "\n"
@@ -173,6 +188,7 @@ class _FloatReader(Reader):
 
     def read(self) -> FloatNetwork:
         m = self.open_manifest()
+        accumulation, window = self.contract(m)
         layers = []
         features = m["input"]["features"]
         for lm in m["layers"]:
@@ -180,9 +196,34 @@ class _FloatReader(Reader):
             features = lm["out_features"]
         try:
             return FloatNetwork(m["name"], m["input"]["features"], m["input"]["scale"],
-                                layers, labels=m["labels"], metadata=m["metadata"])
+                                layers, labels=m["labels"], metadata=m["metadata"],
+                                accumulation=accumulation, window=window)
         except SpecError as e:
             self.fail(e.message, layer=e.layer, field=e.field)
+
+    def contract(self, m: dict) -> tuple[str, ExactWindow | None]:
+        """The accumulation contract and window (version 1: sequential, no window)."""
+        if m["version"] == 1:
+            for field in ("accumulation", "window"):
+                if field in m:
+                    self.fail("is not a version 1 field (version 2 names the contract)",
+                              field=field)
+            return "sequential", None
+        for field in ("accumulation", "window"):
+            if field not in m:
+                self.fail(f"missing: a version {m['version']} manifest names its "
+                          "accumulation contract and window", field=field)
+        accumulation, w = m["accumulation"], m["window"]
+        if accumulation == "sequential":
+            if w is not None:
+                self.fail("must be null on the sequential contract", field="window")
+            return accumulation, None
+        if w is None:
+            self.fail("the exact contract needs its window {lsb, msb}", field="window")
+        try:
+            return accumulation, ExactWindow(w["lsb"], w["msb"])
+        except ValueError as e:
+            self.fail(str(e), field="window")
 
     def layer(self, lm: dict, features: int) -> FloatLayer:
         name, space = lm["name"], lm["space"]

@@ -24,6 +24,15 @@ float32 arithmetic is IEEE-754 binary32 with round to nearest even and subnormal
 what the hardware's units are verified against bit for bit (``tests/test_fpu.py``), so the
 golden model here is plain numpy float32 in the order above.
 
+That is the ``"sequential"`` accumulation contract.  A network may name the second one,
+``"exact"`` (``FloatNetwork(..., accumulation="exact", window=ExactWindow(lsb, msb))``,
+:mod:`rtl_gen.numerics.exact`): every product is exact, put into a fixed-point window
+(truncated below its lsb, flagged as ``±inf`` above its top), summed exactly in integers
+with ``bias_j / alpha_j`` as the starting value, and rounded once to fp32 with ``alpha_j``
+(a power of two) as an exponent offset; then the same ReLU::
+
+    y_j = fp32_RNE(alpha_j * (T(bias_j / alpha_j) + sum_k T(x_k * w_jk)))
+
 Building such networks from a float model (MPWN's search, reduced-float formats) is
 :mod:`rtl_gen.training.mpwn`.
 """
@@ -36,6 +45,17 @@ import re
 import numpy as np
 
 from ..errors import SpecError
+from ..numerics.exact import (
+    ACCUMULATIONS,
+    DEFAULT_WINDOW,
+    ExactWindow,
+    exact_sum,
+    pot_exponent,
+    round_fixed,
+    terms,
+    unpack,
+)
+from ..numerics.floatops import BINARY32, FloatFormat
 from ..numerics.minifloat import (
     MPWN_BITS,
     MinifloatFormat,
@@ -46,17 +66,22 @@ from .base import DenseShape, NetworkModel, accuracy, predict
 from .network import check_layer_name
 
 __all__ = [
+    "ACCUMULATIONS",
     "MPWN_SPACES",
     "FloatLayer",
     "FloatNetwork",
     "accuracy",
+    "alpha_exponents",
+    "bias_terms",
     "encode_input",
     "float_key",
     "forward",
     "layer_forward",
+    "layer_forward_exact",
     "layer_products",
     "parse_space",
     "predict",
+    "weight_terms",
 ]
 
 #: The three weight spaces MPWN chooses from per layer.
@@ -224,6 +249,11 @@ class FloatNetwork(NetworkModel):
 
     ``input_scale`` documents the value of one unit of integer input codes when the inputs
     come from them (the digits: 1/16); the hardware itself takes fp32 bit patterns.
+
+    ``accumulation`` names the contract (module docstring): ``"sequential"`` (the default;
+    ``window`` must be ``None``) or ``"exact"`` (``window`` default
+    :data:`~rtl_gen.numerics.exact.DEFAULT_WINDOW`; every binary and ternary ``scale`` must
+    be a power of two).
     """
 
     name: str
@@ -232,10 +262,22 @@ class FloatNetwork(NetworkModel):
     layers: tuple[FloatLayer, ...]
     labels: tuple[str, ...] | None = None
     metadata: dict = dataclasses.field(default_factory=dict)
+    accumulation: str = "sequential"
+    window: ExactWindow | None = None
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
             raise SpecError("name", f"must be a non-empty string, not {self.name!r}")
+        if self.accumulation not in ACCUMULATIONS:
+            raise SpecError("accumulation", f"must be one of {', '.join(ACCUMULATIONS)}, not "
+                            f"{self.accumulation!r}")
+        if self.accumulation == "sequential":
+            if self.window is not None:
+                raise SpecError("window", "only the exact contract has a window")
+        elif self.window is None:
+            object.__setattr__(self, "window", DEFAULT_WINDOW)
+        elif not isinstance(self.window, ExactWindow):
+            raise SpecError("window", f"must be an ExactWindow, not {self.window!r}")
         object.__setattr__(self, "layers", tuple(self.layers))
         object.__setattr__(self, "metadata", dict(self.metadata))
         if not self.layers:
@@ -255,6 +297,11 @@ class FloatNetwork(NetworkModel):
             if layer.in_features != features:
                 raise SpecError("codes", f"has {layer.in_features} inputs but gets "
                                 f"{features}", layer=layer.name)
+            if self.accumulation == "exact" and layer.scale is not None:
+                try:
+                    pot_exponent(layer.scale)
+                except ValueError as e:
+                    raise SpecError("scale", str(e), layer=layer.name) from None
             features = layer.out_features
         if self.labels is not None:
             labels = tuple(str(v) for v in self.labels)
@@ -328,8 +375,13 @@ def layer_products(layer: FloatLayer, x_bits) -> np.ndarray:
     return (x.view(np.float32) * wf[None]).view(np.uint32)
 
 
-def layer_forward(layer: FloatLayer, x_bits) -> np.ndarray:
-    """One layer in the fixed order of the module docstring; fp32 bits ``(batch, out)``."""
+def layer_forward(layer: FloatLayer, x_bits, window: ExactWindow | None = None
+                  ) -> np.ndarray:
+    """One layer on the sequential contract (``window`` ``None``) in the fixed order of the
+    module docstring, or on the exact contract in ``window``
+    (:func:`layer_forward_exact`); fp32 bits ``(batch, out)``."""
+    if window is not None:
+        return layer_forward_exact(layer, x_bits, window)
     p = layer_products(layer, x_bits).view(np.float32)
     acc = np.zeros(p.shape[:2], dtype=np.float32)
     for k in range(p.shape[2]):
@@ -337,17 +389,77 @@ def layer_forward(layer: FloatLayer, x_bits) -> np.ndarray:
     if layer.scale is not None:
         acc = acc * layer.scale.view(np.float32)
     acc = acc + layer.bias.view(np.float32)
-    bits = acc.view(np.uint32)
+    return _relu(layer, acc.view(np.uint32))
+
+
+def _relu(layer: FloatLayer, bits: np.ndarray) -> np.ndarray:
     if layer.activation == "relu":
         bits = np.where(bits & _F32_SIGN, np.uint32(0), bits)
     return bits.astype(np.uint32)
 
 
+def weight_terms(layer: FloatLayer):
+    """``(sign, sig, q)`` of the weights, ``|w| = sig * 2**q`` (``int64``, ``(out, in)``);
+    ``sig = 0`` for a zero weight (the exact contract's skip)."""
+    c = layer.codes.astype(np.int64)
+    if layer.space == "binary":
+        return c, np.ones_like(c), np.zeros_like(c)
+    if layer.space == "ternary":
+        return (c == 3).astype(np.int64), (c != 0).astype(np.int64), np.zeros_like(c)
+    fmt = layer.weight_format
+    fmt = BINARY32 if fmt is None else FloatFormat(fmt.exp_bits, fmt.man_bits, fmt.bias)
+    sign, sig, q, _, _ = unpack(layer.codes, fmt)
+    return sign, sig, q
+
+
+def alpha_exponents(layer: FloatLayer) -> np.ndarray:
+    """``a_j`` with ``alpha_j = 2**a_j`` (zeros for a layer without a scale).
+
+    Raises
+    ------
+    ValueError
+        For a scale that is not a power of two.
+    """
+    if layer.scale is None:
+        return np.zeros(layer.out_features, dtype=np.int64)
+    return pot_exponent(layer.scale)
+
+
+def bias_terms(layer: FloatLayer, window: ExactWindow):
+    """``T(bias_j / alpha_j)``: ``(neg, mag, pinf, ninf)``, each ``(out,)``."""
+    sign, sig, q, inf, nan = unpack(layer.bias)
+    return terms(sign, sig, q - alpha_exponents(layer), inf, nan, window)
+
+
+#: Images per block of the exact golden model (bounds the ``(batch, out, in)`` arrays).
+_BLOCK = 256
+
+
+def layer_forward_exact(layer: FloatLayer, x_bits, window: ExactWindow) -> np.ndarray:
+    """One layer on the exact contract (module docstring); fp32 bits ``(batch, out)``."""
+    x = _check_x(layer, x_bits)
+    a = alpha_exponents(layer)
+    w_sign, w_sig, w_q = weight_terms(layer)
+    b_neg, b_mag, b_pinf, b_ninf = bias_terms(layer, window)
+    out = np.empty((x.shape[0], layer.out_features), dtype=np.uint32)
+    for lo in range(0, x.shape[0], _BLOCK):
+        sign, sig, q, inf, nan = (v[:, None, :] for v in unpack(x[lo:lo + _BLOCK]))
+        skip = w_sig == 0
+        neg, mag, pinf, ninf = terms(sign ^ w_sign, sig * w_sig, q + w_q, inf & ~skip,
+                                     nan & ~skip, window)
+        n, p_any, n_any = exact_sum(
+            np.concatenate([np.broadcast_to(b_neg[:, None], neg.shape[:2] + (1,)), neg], -1),
+            np.concatenate([np.broadcast_to(b_mag[:, None], mag.shape[:2] + (1,)), mag], -1),
+            pinf | b_pinf[:, None], ninf | b_ninf[:, None])
+        out[lo:lo + _BLOCK] = round_fixed(n, window.lsb + a, p_any, n_any)
+    return _relu(layer, out)
+
+
 def forward(net: FloatNetwork, x_bits) -> np.ndarray:
-    """The logits as fp32 bit patterns ``(batch, classes)``."""
+    """The logits as fp32 bit patterns ``(batch, classes)``, on the network's contract."""
     h = np.asarray(x_bits)
     for layer in net.layers:
-        h = layer_forward(layer, h)
+        h = layer_forward(layer, h, net.window)
     return h
 
 

@@ -295,7 +295,9 @@ class FloatLayerEngine(Engine):
 def plan_float_network(net: FloatNetwork, lanes=None, *, counters: bool = True) -> ChainPlan:
     """Validate a float network on per-layer lanes (one integer for every layer or one per
     layer; ``None``: :data:`DEFAULT_FLOAT_LANES`) and plan its chain of
-    :class:`FloatLayerEngine` (``counters``: each layer counts its images' cycles).
+    :class:`FloatLayerEngine` (``counters``: each layer counts its images' cycles), or of
+    :class:`~rtl_gen.hw.exact_float.ExactLayerEngine` for a network on the exact
+    accumulation contract (binary and ternary layers).
 
     Raises
     ------
@@ -313,9 +315,17 @@ def plan_float_network(net: FloatNetwork, lanes=None, *, counters: bool = True) 
     if len(lanes) != len(net.layers):
         raise ValueError(f"give one lane count per layer ({len(net.layers)}), not "
                          f"{len(lanes)}")
-    plans = tuple(plan_float_layer(layer, c, counters=counters)
-                  for layer, c in zip(net.layers, lanes, strict=True))
-    stages = tuple((f"layer{idx}_{p.layer.name}", FloatLayerEngine, p)
+    if net.accumulation == "exact":
+        from .exact_float import ExactLayerEngine, plan_exact_layer
+
+        engine = ExactLayerEngine
+        plans = tuple(plan_exact_layer(layer, c, net.window, counters=counters)
+                      for layer, c in zip(net.layers, lanes, strict=True))
+    else:
+        engine = FloatLayerEngine
+        plans = tuple(plan_float_layer(layer, c, counters=counters)
+                      for layer, c in zip(net.layers, lanes, strict=True))
+    stages = tuple((f"layer{idx}_{p.layer.name}", engine, p)
                    for idx, p in enumerate(plans))
     return ChainPlan(net=net, configs=tuple(p.lanes for p in plans), stages=stages,
                      timings=tuple(p.timing for p in plans), in_shape=unsigned(F32),

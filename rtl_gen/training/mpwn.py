@@ -36,6 +36,7 @@ from .float_model import FloatMLP
 
 __all__ = [
     "from_float",
+    "pot_alpha",
     "layer_format",
     "recommend_format",
     "reduced_float_network",
@@ -49,8 +50,15 @@ def _f32(a) -> np.ndarray:
     return np.asarray(a, dtype=np.float32).view(np.uint32)
 
 
+def pot_alpha(alpha) -> np.ndarray:
+    """Each positive ``alpha`` to the nearest power of two in log2 (``2**round(log2 a)``,
+    halfway cases up), as the exact accumulation contract needs it."""
+    a = np.asarray(alpha, dtype=np.float64)
+    return np.exp2(np.floor(np.log2(a) + 0.5))
+
+
 def _make_layer(name: str, space: str, w: np.ndarray, b: np.ndarray, activation: str,
-                fmt: MinifloatFormat | None = None) -> FloatLayer:
+                fmt: MinifloatFormat | None = None, pot: bool = False) -> FloatLayer:
     w = np.asarray(w, dtype=np.float64)
     kw = dict(name=name, space=space, bias=_f32(b), activation=activation,
               float_weight=w, float_bias=np.asarray(b, dtype=np.float64))
@@ -59,6 +67,7 @@ def _make_layer(name: str, space: str, w: np.ndarray, b: np.ndarray, activation:
         return FloatLayer(codes=_f32(w), scale=None, **kw)
     if space == "binary":
         alpha = absw.mean(axis=1)
+        alpha = pot_alpha(alpha) if pot else alpha
         return FloatLayer(codes=(w < 0).astype(np.uint8), scale=_f32(alpha), **kw)
     if space == "ternary":
         delta = 0.7 * absw.mean(axis=1, keepdims=True)
@@ -66,6 +75,7 @@ def _make_layer(name: str, space: str, w: np.ndarray, b: np.ndarray, activation:
         kept = np.maximum(keep.sum(axis=1), 1)
         alpha = np.where(keep, absw, 0).sum(axis=1) / kept
         alpha = np.where(keep.any(axis=1), alpha, absw.max(axis=1))
+        alpha = pot_alpha(alpha) if pot else alpha
         codes = np.where(keep, np.where(w < 0, 3, 1), 0).astype(np.uint8)
         return FloatLayer(codes=codes, scale=_f32(alpha), **kw)
     fmt = fmt or parse_space(space)
@@ -74,8 +84,13 @@ def _make_layer(name: str, space: str, w: np.ndarray, b: np.ndarray, activation:
 
 
 def from_float(model: FloatMLP, spaces: Sequence[str], *, name: str = "mpwn",
-               metadata: dict | None = None) -> FloatNetwork:
+               metadata: dict | None = None, accumulation: str = "sequential",
+               window=None) -> FloatNetwork:
     """An MPWN network from a float MLP, one weight space per layer.
+
+    ``accumulation`` ``"exact"`` (with ``window``, default the contract's) builds the
+    network on the exact contract: binary and ternary ``alpha`` become the nearest power of
+    two (:func:`pot_alpha`).
 
     Raises
     ------
@@ -92,11 +107,13 @@ def from_float(model: FloatMLP, spaces: Sequence[str], *, name: str = "mpwn",
             parse_space(s)
         except ValueError as e:
             raise SpecError("spaces", str(e)) from None
-    layers = [_make_layer(f"fc{i + 1}", s, w, b, "none" if i == n - 1 else "relu")
+    pot = accumulation == "exact"
+    layers = [_make_layer(f"fc{i + 1}", s, w, b, "none" if i == n - 1 else "relu", pot=pot)
               for i, (s, w, b) in enumerate(zip(spaces, model.weights, model.biases,
                                                 strict=True))]
     return FloatNetwork(name, model.in_features, model.input_scale, layers,
-                        labels=model.labels, metadata=dict(metadata or {}))
+                        labels=model.labels, metadata=dict(metadata or {}),
+                        accumulation=accumulation, window=window)
 
 
 # -- scoring and search -----------------------------------------------------------------------
@@ -118,7 +135,8 @@ def score(net: FloatNetwork, x_bits, labels) -> dict:
 def search(model: FloatMLP, x, labels, *, method: str = "auto", trials: int = 100,
            seed: int = 0, exhaustive_limit: int = 81,
            train: Callable[[tuple[str, ...]], FloatMLP] | None = None,
-           progress: Callable[[int, int], None] | None = None) -> list[dict]:
+           progress: Callable[[int, int], None] | None = None,
+           accumulation: str = "sequential") -> list[dict]:
     """Per-layer weight spaces that maximise the ASB score on ``(x, labels)``.
 
     Parameters
@@ -132,6 +150,9 @@ def search(model: FloatMLP, x, labels, *, method: str = "auto", trials: int = 10
         :func:`rtl_gen.training.mpwn_train.finetune`); default: ``model`` itself (post-training).
     progress:
         Called with ``(done, total)`` after each evaluation.
+    accumulation:
+        The contract the candidates are built and scored on (``"sequential"`` or
+        ``"exact"``, see :func:`from_float`).
 
     Returns
     -------
@@ -155,7 +176,8 @@ def search(model: FloatMLP, x, labels, *, method: str = "auto", trials: int = 10
     def evaluate(spaces: tuple[str, ...]) -> dict:
         if spaces not in rows:
             src = model if train is None else train(spaces)
-            rows[spaces] = score(from_float(src, spaces), x_bits, labels)
+            rows[spaces] = score(from_float(src, spaces, accumulation=accumulation), x_bits,
+                                 labels)
         return rows[spaces]
 
     if method == "exhaustive":

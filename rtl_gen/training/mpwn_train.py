@@ -25,19 +25,29 @@ from .qat import DTYPE, _ste, train_qat
 __all__ = ["MPWNMLP", "finetune"]
 
 
-def quantize_weight(w: torch.Tensor, space: str) -> torch.Tensor:
-    """The weights a layer of ``space`` computes with (``alpha`` applied), as float."""
+def _pot(alpha: torch.Tensor, pot: bool) -> torch.Tensor:
+    """``alpha``, or its nearest power of two in log2 (:func:`rtl_gen.training.mpwn.pot_alpha`)
+    with the gradient passed straight through."""
+    if not pot:
+        return alpha
+    return _ste(alpha, torch.exp2(torch.floor(torch.log2(alpha.detach()) + 0.5)))
+
+
+def quantize_weight(w: torch.Tensor, space: str, pot: bool = False) -> torch.Tensor:
+    """The weights a layer of ``space`` computes with (``alpha`` applied, a power of two
+    when ``pot``, as the exact accumulation contract has it), as float."""
     if space == "float":
         return w
     a = w.abs()
     if space == "binary":
-        return a.mean(dim=1, keepdim=True) * torch.where(w < 0, -1.0, 1.0).to(w.dtype)
+        return _pot(a.mean(dim=1, keepdim=True), pot) * torch.where(w < 0, -1.0, 1.0).to(
+            w.dtype)
     if space == "ternary":
         keep = a > 0.7 * a.mean(dim=1, keepdim=True)
         kept = keep.sum(dim=1, keepdim=True)
         alpha = torch.where(kept > 0, (a * keep).sum(dim=1, keepdim=True) / kept.clamp(min=1),
                             a.amax(dim=1, keepdim=True))
-        return alpha * torch.sign(w) * keep
+        return _pot(alpha, pot) * torch.sign(w) * keep
     fmt = parse_space(space)
     return torch.as_tensor(fmt.quantize(w.detach().numpy()), dtype=w.dtype)
 
@@ -45,10 +55,11 @@ def quantize_weight(w: torch.Tensor, space: str) -> torch.Tensor:
 class MPWNMLP(nn.Module):
     """A float MLP whose layers compute with their weight space's quantized weights."""
 
-    def __init__(self, model: FloatMLP, spaces: Sequence[str]):
+    def __init__(self, model: FloatMLP, spaces: Sequence[str], pot: bool = False):
         super().__init__()
         self.base = model
         self.spaces = tuple(spaces)
+        self.pot = pot
         self.weights = nn.ParameterList(nn.Parameter(torch.as_tensor(w, dtype=DTYPE).clone())
                                         for w in model.weights)
         self.biases = nn.ParameterList(nn.Parameter(torch.as_tensor(b, dtype=DTYPE).clone())
@@ -58,7 +69,7 @@ class MPWNMLP(nn.Module):
         h = x
         n = len(self.spaces)
         for i, (w, b, s) in enumerate(zip(self.weights, self.biases, self.spaces, strict=True)):
-            h = h @ _ste(w, quantize_weight(w, s)).T + b
+            h = h @ _ste(w, quantize_weight(w, s, self.pot)).T + b
             if i < n - 1:
                 h = torch.relu(h)
         return h
@@ -71,15 +82,18 @@ class MPWNMLP(nn.Module):
 
 
 def finetune(model: FloatMLP, spaces: Sequence[str], x, y, *, epochs: int = 30,
-             lr: float = 1e-3, seed: int = 0, progress=None) -> FloatMLP:
+             lr: float = 1e-3, seed: int = 0, progress=None,
+             accumulation: str = "sequential") -> FloatMLP:
     """Fine-tune ``model`` through ``spaces`` on ``(x, y)``; the float layers train too.
 
-    Returns the float model to convert with ``mpwn.from_float(result, spaces)``.
+    ``accumulation="exact"`` trains with power-of-two ``alpha``, as the exact contract
+    computes.  Returns the float model to convert with
+    ``mpwn.from_float(result, spaces, accumulation=accumulation)``.
     """
     if len(spaces) != len(model.weights):
         raise ValueError(f"the model has {len(model.weights)} layers but {len(spaces)} spaces "
                          "were given")
-    m = MPWNMLP(model, spaces)
+    m = MPWNMLP(model, spaces, pot=accumulation == "exact")
     train_qat(m, np.asarray(x, dtype=np.float64), y, epochs=epochs, lr=lr, seed=seed,
               teacher=model, progress=progress)
     return m.to_float_model()

@@ -1,0 +1,86 @@
+"""Float digits networks on the exact accumulation contract, under cocotb (Verilator), against
+the golden model :func:`rtl_gen.design.float_network.forward` bit for bit (fp32 patterns).
+
+Every image of the test split goes through the fp32 network, binary/float, ternary/ternary,
+ternary/binary and an E4M3 reduced-float network, each with its own lane count per layer, all
+made from the shipped float model (binary and ternary ``alpha`` the nearest power of two);
+one build then runs again with random gaps on the input and stalls on the output.  The lanes
+hold fixed-point adders (and, for float and minifloat weights, a significand multiplier and a
+shifter), no fp32 adder, so a build takes seconds, not the minutes of the sequential fp32
+engines.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rtl_gen.data.digits import digits
+from rtl_gen.design import float_network
+from rtl_gen.training import mpwn
+from rtl_gen.training.defaults import FLOAT_MODEL_NAME, WEIGHTS_DIR
+from rtl_gen.training.float_model import load_float_model
+from sim.runner import missing_simulator
+from sim.verify import verify_network
+
+pytestmark = pytest.mark.slow
+
+NETWORKS = {
+    "fp32": (("float", "float"), (4, 4), 0.85),
+    "binary-float": (("binary", "float"), (8, 4), 0.55),
+    "ternary-ternary": (("ternary", "ternary"), (8, 8), 0.75),
+    "ternary-binary": (("ternary", "binary"), (16, 4), 0.6),
+    "E4M3": (("E4M3", "E4M3"), (4, 2), 0.85),
+}
+
+
+@pytest.fixture(scope="module")
+def float_model():
+    return load_float_model(WEIGHTS_DIR / FLOAT_MODEL_NAME)
+
+
+@pytest.fixture(scope="module")
+def test_bits():
+    split = digits()[1]
+    bits = np.asarray(split.x, dtype=np.float32).view(np.uint32)
+    assert np.array_equal(bits.view(np.float32).astype(np.float64), split.x)  # exact
+    return bits, split.y
+
+
+def need(simulator: str) -> None:
+    why = missing_simulator(simulator)
+    if why:
+        pytest.skip(why)
+
+
+def exact_net(float_model, name):
+    spaces = NETWORKS[name][0]
+    return mpwn.from_float(float_model, spaces, name=f"digits-exact-{name}",
+                           accumulation="exact")
+
+
+@pytest.mark.parametrize("name", list(NETWORKS))
+def test_every_test_image_is_bit_exact(name, float_model, test_bits):
+    need("verilator")
+    net = exact_net(float_model, name)
+    _, lanes, floor = NETWORKS[name]
+    bits, labels = test_bits
+    result = verify_network(net, bits, lanes=lanes)
+    assert result["images"] == len(labels) == 360
+    assert result["lanes"] == list(lanes)
+    logits = np.asarray(result["logits"], dtype=np.int64)
+    assert np.array_equal(logits, float_network.forward(net, bits).astype(np.int64))
+    assert result["classes"] == float_network.predict(net, bits).tolist()
+    assert result["layer_cycles"] == result["model_layer_cycles"]
+    # a working classifier (made without retraining, with alpha rounded to powers of two)
+    assert np.mean(np.asarray(result["classes"]) == labels) > floor
+    assert result["cycles"] <= 360 * result["interval"] + 2000
+
+
+def test_gaps_and_stalls(float_model, test_bits):
+    need("verilator")
+    net = exact_net(float_model, "ternary-ternary")
+    bits, _ = test_bits
+    result = verify_network(net, bits[:60], gap=0.3, stall=0.4, seed=7, lanes=(8, 8))
+    assert result["classes"] == float_network.predict(net, bits[:60]).tolist()
+
