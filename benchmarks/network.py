@@ -9,7 +9,8 @@ for the fastest design that fits (:func:`rtl_gen.tasks.common.unrolled_choice`,
 :func:`rtl_gen.tasks.common.fold`).  Each row reports:
 
 * the engine, the per-layer arrays (``rows x cols x lanes``) and input codes per cycle;
-* the planner's estimated logic (LC on the UP5K, LUT4 on the ECP5) next to synthesis;
+* the planner's estimated logic (logic cells; LUT4 for arrays on the ECP5) next to
+  synthesis;
 * Yosys cells after packing (iCE40 logic cells / ECP5 ``TRELLIS_COMB``, LUT4, carry, FF,
   DSP, BRAM) of the bare network, and nextpnr Fmax inside the flow's three-pin harness: the
   median over nextpnr seeds 1..N (``--seeds N``, default 5), each seed's kept in the JSON;
@@ -162,23 +163,27 @@ def design_label(r: dict) -> str:
 
 
 def markdown(rows: list[dict]) -> str:
-    head = ("| network | weights | accuracy | device | design (cols x lanes per layer) | "
-            "cycles / inference | LC (est.) | LUT4 | FF | DSP | BRAM | median MHz | "
-            "inferences/s | per kLC | latency |")
-    lines = [head, "|" + "---|" * 15]
-    for r in rows:
-        x = r.get("derived", {})
-        latency = f"{r['latency_cycles']} cyc" + (
-            f" = {x['latency_ns'] / 1000:.2f} µs" if x else "")
-        lc = f"{r['lc']} ({r['estimated_logic']})" if r.get("lc") is not None else ""
-        cells = [r["name"], r["schemes"], f"{100 * r['accuracy']:.2f}%",
-                 "UP5K" if r["device"] == "up5k" else "LFE5U-85F", design_label(r),
-                 f"{r['cycles_per_inference']:g}", lc, r.get("lut4", ""), r.get("ff", ""),
-                 r.get("dsp", ""), r.get("bram", ""), r.get("fmax", r.get("error", "")),
-                 f"{x['inferences_per_s']:,}" if x else "",
-                 f"{x['inferences_per_s_per_klc']:,}" if x else "", latency]
-        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
-    return "\n".join(lines) + "\n"
+    """One table per device."""
+    head = ("| network | weights | accuracy | design | cycles / inference | LC (planner) | "
+            "LUT4 | FF | DSP | BRAM | median MHz | inferences/s | per kLC | latency |")
+    out = []
+    for dev in dict.fromkeys(r["device"] for r in rows):
+        lines = [f"{'UP5K' if dev == 'up5k' else 'LFE5U-85F'}:", "", head, "|" + "---|" * 14]
+        for r in rows:
+            if r["device"] != dev:
+                continue
+            x = r.get("derived", {})
+            latency = f"{r['latency_cycles']} cycles" + (
+                f", {x['latency_ns'] / 1000:.2f} µs" if x else "")
+            lc = f"{r['lc']:,} ({r['estimated_logic']:,})" if r.get("lc") is not None else ""
+            cells = [r["name"], r["schemes"], f"{100 * r['accuracy']:.2f}%", design_label(r),
+                     f"{r['cycles_per_inference']:g}", lc, r.get("lut4", ""), r.get("ff", ""),
+                     r.get("dsp", ""), r.get("bram", ""), r.get("fmax", r.get("error", "")),
+                     f"{x['inferences_per_s']:,}" if x else "",
+                     f"{x['inferences_per_s_per_klc']:,}" if x else "", latency]
+            lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+        out.append("\n".join(lines) + "\n")
+    return "\n".join(out)
 
 
 def write(rows: list[dict], args, start: float) -> str:
@@ -189,7 +194,8 @@ def write(rows: list[dict], args, start: float) -> str:
             f"{args.seeds}` on {datetime.date.today().isoformat()}: for each device the "
             "design `rtl-gen synth --fit DEVICE` builds (`--engine auto`, no cycle "
             "counters); LC is iCE40 logic cells / ECP5 TRELLIS_COMB after packing, the "
-            "planner's estimate in parentheses (LC on the UP5K, LUT4 on the ECP5); Fmax the "
+            "planner's estimate in parentheses (logic cells; LUT4 for arrays on the ECP5); "
+            "Fmax the "
             f"median of nextpnr seeds 1..{args.seeds} inside the flow's harness; cycles and "
             "latency from the cycle model; accuracy of the golden model on the 360 test "
             "images.\n\n")
@@ -230,10 +236,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--devices must be some of {', '.join(DEVICES)}")
     start = time.time()
     rows: list[dict] = []
-    for scheme in schemes:
-        net = read_bundle(WEIGHTS_DIR / f"digits-{scheme}")
-        acc = accuracy(net)
-        for dev in devices:
+    nets = {}
+    for dev in devices:  # every bundle on one device, then the next
+        for scheme in schemes:
+            if scheme not in nets:
+                net = read_bundle(WEIGHTS_DIR / f"digits-{scheme}")
+                nets[scheme] = net, accuracy(net)
+            net, acc = nets[scheme]
             log(f"{net.name} on {dev}: planning and elaborating...")
             engine, row = fit_design(net, dev)
             top = verilog_top(net)
