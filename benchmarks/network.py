@@ -1,121 +1,223 @@
-"""The digits network in every scheme: cycles, utilization, resources and Fmax per device.
+"""Every shipped integer digits network at the folding planner's ``--fit`` choice, per device.
 
-For each shipped bundle (and a mixed-precision one: APoT4 then ternary), the network is
-generated with the default arrays (:func:`rtl_gen.hw.network.default_array`: one row, i.e.
-batch 1; eight columns; four lanes per PE for binary and ternary), and measured:
+For each shipped integer bundle and each device (the UP5K and the LFE5U-85F), the design is
+the one ``rtl-gen synth --bundle B --device D --fit D`` builds (``--engine auto``, the board
+build without cycle counters): the unrolled engine
+(:class:`rtl_gen.hw.unrolled.UnrolledNetworkEngine`, one image a cycle) when it fits the
+device with the planner's margin, else the time-multiplexed arrays the folding planner sizes
+for the fastest design that fits (:func:`rtl_gen.tasks.common.unrolled_choice`,
+:func:`rtl_gen.tasks.common.fold`).  Each row reports:
 
-* cycles per inference and per-layer utilization from the cycle model
-  (:class:`rtl_gen.design.golden.LayerTiming`), which the cocotb tests hold the hardware to
-  exactly, layer by layer; ``--simulate N`` also runs ``N`` test images through the Verilog
-  and reports the measured cycles per inference next to the model's;
-* the largest layer's achieved multiply-accumulates per cycle over the array's peak;
-* Yosys cells (LUT4, carry, FF, DSP, BRAM; iCE40 logic cells after packing) on the UP5K and
-  the LFE5U-85F, and nextpnr Fmax of the network inside the flow's harness: the median over
-  nextpnr seeds 1..N (``--seeds N``, default 5; :func:`rtl_gen.flow.place_and_route_seeds`),
-  each seed's kept in the JSON;
-* inferences per second at that Fmax.
+* the engine, the per-layer arrays (``rows x cols x lanes``) and input codes per cycle;
+* the planner's estimated logic (logic cells; LUT4 for arrays on the ECP5) next to
+  synthesis;
+* Yosys cells after packing (iCE40 logic cells / ECP5 ``TRELLIS_COMB``, LUT4, carry, FF,
+  DSP, BRAM) of the bare network, and nextpnr Fmax inside the flow's three-pin harness: the
+  median over nextpnr seeds 1..N (``--seeds N``, default 5), each seed's kept in the JSON;
+* the cycle model's cycles per inference (interval over batch) and latency (the unrolled
+  pipeline's depth; for the arrays the first layer's input load plus every layer's batch
+  cycles, one image alone in the engine), and from the median Fmax: inferences per second,
+  per thousand LC, latency in ns;
+* the bundle's top-1 accuracy on the digits test split (360 images), from the golden model
+  that the cocotb tests hold the hardware to bit for bit.
 
-Run ``python benchmarks/network.py [--jobs N] [--schemes int8,ternary] [--simulate N]
-[--seeds N] [--out DIR]``: it prints a Markdown table and writes ``network.md`` and
-``network.json`` into ``--out`` (default ``benchmarks/results``).  Builds are cached under
-``build/flow``.
+Run ``python benchmarks/network.py [--schemes int8,ternary] [--devices up5k] [--seeds N]
+[--out DIR] [--workdir DIR]``: runs one tool at a time, prints progress to stderr and a
+Markdown table to stdout, and writes ``network.md`` and ``network.json`` into ``--out``
+(default ``benchmarks/results``) after every row.  Builds are cached under ``--workdir``
+(default ``build/flow``), keyed by the Verilog and the tool versions.
 """
 
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
+import datetime
 import json
 import sys
 import time
 from pathlib import Path
 
-from tqdm import tqdm
+import numpy as np
 
 from rtl_gen.bundle import read_bundle
+from rtl_gen.design import golden
 from rtl_gen.flow.synth import (
     DEFAULT_SEEDS,
     DEFAULT_WORKDIR,
     FlowError,
     component_verilog,
-    place_and_route_seeds,
+    median_fmax,
+    place_and_route,
     synth,
     tool_versions,
 )
-from rtl_gen.hw.network import NetworkEngine
-from rtl_gen.training.defaults import FLOAT_MODEL_NAME, WEIGHTS_DIR
+from rtl_gen.training.defaults import WEIGHTS_DIR
 
 RESULTS = Path(__file__).parent / "results"
 DEVICES = ("up5k", "ecp5-85f")
-SCHEMES = ("binary", "ternary", "pot4", "apot4", "int4", "int8", "mixed")
+#: Every shipped integer bundle (``weights/digits-*``).
+SCHEMES = ("binary", "ternary", "pot4", "apot4", "int4", "int8", "mixed", "tr")
 
 
-def load(scheme: str):
-    if scheme == "mixed":
-        from rtl_gen.training.float_model import load_float_model
-        from rtl_gen.training.quantize import quantize_mlp
-        model = load_float_model(WEIGHTS_DIR / FLOAT_MODEL_NAME)
-        return quantize_mlp(model, ["apot4", "ternary"], name="digits-mixed")
-    return read_bundle(WEIGHTS_DIR / f"digits-{scheme}")
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def accuracy(net) -> float:
+    """Top-1 accuracy of the golden model on the digits test split."""
+    from rtl_gen.data.digits import digits
+
+    _, test = digits()
+    logits = golden.forward(net, test.x_int)
+    return float(np.mean(np.argmax(logits, axis=1) == test.y))
+
+
+def fit_design(net, device: str) -> tuple[object, dict]:
+    """The engine ``--fit device`` (``--engine auto``, no cycle counters) builds for
+    ``net``, and its description: engine, arrays, input codes per cycle, cycles per
+    inference, latency (cycles), the planner's estimated logic and its messages."""
+    from rtl_gen.hw.network import NetworkEngine, plan_chain
+    from rtl_gen.hw.planner import unrolled_fit
+    from rtl_gen.hw.unrolled import UnrolledNetworkEngine
+    from rtl_gen.tasks.common import FoldingOptions, fold, unrolled_choice
+
+    folding = FoldingOptions(fit=device)
+    messages: list[str] = []
+    unrolled = unrolled_choice(net, folding, messages.append)
+    if unrolled is not None:
+        engine = UnrolledNetworkEngine.from_plan(unrolled)
+        estimate, _ = unrolled_fit(unrolled, device, folding.margin)
+        return engine, {"engine": "unrolled", "adders": unrolled.adders,
+                        "in_per_beat": net.layers[0].in_features,
+                        "cycles_per_inference": float(engine.interval),
+                        "latency_cycles": engine.latency,
+                        "estimated_logic": round(estimate), "planner": messages}
+    plan = fold(net, folding)
+    messages.append(plan.table())
+    engine = NetworkEngine.from_plan(plan_chain(net, list(plan.arrays),
+                                                in_per_beat=plan.in_per_beat, counters=False))
+    timings = engine.timings
+    latency = timings[0].load_cycles + sum(t.batch_cycles for t in timings)
+    return engine, {"engine": "arrays",
+                    "arrays": [f"{a.rows}x{a.cols}x{a.lanes}" for a in engine.arrays],
+                    "in_per_beat": engine.in_per_beat, "interval": engine.interval,
+                    "rows": engine.rows,
+                    "cycles_per_inference": engine.interval / engine.rows,
+                    "latency_cycles": latency,
+                    "estimated_logic": round(plan.area.logic), "planner": messages}
 
 
 def measure(verilog: str, top: str, device: str, workdir: Path,
             seeds: int = DEFAULT_SEEDS) -> dict:
-    """Resources, and Fmax as the median over nextpnr seeds ``1..seeds`` (each one too)."""
+    """Cells of the bare design (kept when it then does not fit), and Fmax in the harness
+    as the median over nextpnr seeds ``1..seeds`` (each one kept too); one tool at a time,
+    each step logged."""
+    from rtl_gen.devices import get_device
+
+    d: dict = {}
     try:
+        t0 = time.time()
+        log(f"  {top} on {device}: synthesis...")
         stats = synth(verilog, top, device, workdir=workdir)
-        sweep = place_and_route_seeds(verilog, top, device, workdir=workdir, seeds=seeds)
-        row = {"lc": stats.logic_cells, "lut4": stats.lut4, "carry": stats.carry,
-               "ff": stats.ff, "dsp": stats.dsp, "bram": stats.bram,
-               "fmax": round(sweep.fmax, 1),
-               "fmax_seeds": [round(f, 2) for f in sweep.fmax_per_seed]}
-        note = stats.note or sweep.note
+        d = {"lc": stats.logic_cells, "lut4": stats.lut4, "carry": stats.carry,
+             "ff": stats.ff, "dsp": stats.dsp, "bram": stats.bram}
+        log(f"  {top} on {device}: {stats.logic_cells} LC, {stats.lut4} LUT4, {stats.ff} FF "
+            f"({time.time() - t0:.0f} s)")
+        luts = get_device(device).luts
+        if stats.logic_cells is not None and stats.logic_cells > luts:
+            d["error"] = (f"does not fit {device}: {stats.logic_cells} logic cells, device "
+                          f"has {luts}")
+            return d
+        runs = []
+        for seed in range(1, seeds + 1):
+            t0 = time.time()
+            runs.append(place_and_route(verilog, top, device, workdir=workdir, seed=seed))
+            log(f"  {top} on {device}: seed {seed}: {runs[-1].fmax:.1f} MHz "
+                f"({time.time() - t0:.0f} s)")
+        fmax = median_fmax([r.fmax for r in runs])
+        d.update(fmax=round(fmax, 1), fmax_seeds=[round(r.fmax, 2) for r in runs])
+        note = stats.note or next((r.note for r in runs if r.note), "")
         if note:
-            row["note"] = note
-        return row
+            d["note"] = note
     except FlowError as e:
-        return {"error": str(e).splitlines()[0]}
+        d["error"] = str(e).splitlines()[0]
+        log(f"  {top} on {device}: {d['error']}")
+    return d
 
 
-def simulate(net, images: int) -> dict:
-    from rtl_gen.data.digits import digits
-    from sim.verify import verify_network
-    _, test = digits()
-    r = verify_network(net, test.x_int[:images])
-    return {"images": r["images"], "cycles": r["cycles"],
-            "cycles_per_inference": round(r["cycles"] / r["images"], 1)}
+def derived(row: dict) -> dict:
+    """Inferences/s, per thousand LC, latency in ns at the median Fmax (when placed)."""
+    if "fmax" not in row:
+        return {}
+    ips = row["fmax"] * 1e6 / row["cycles_per_inference"]
+    return {"inferences_per_s": round(ips),
+            "inferences_per_s_per_klc": round(ips / (row["lc"] / 1000)),
+            "latency_ns": round(row["latency_cycles"] * 1e3 / row["fmax"], 1)}
+
+
+def design_label(r: dict) -> str:
+    if r["engine"] == "unrolled":
+        return "unrolled"
+    arrays = ", ".join(a.split("x", 1)[1] if a.startswith("1x") else a for a in r["arrays"])
+    return f"arrays {arrays}, P={r['in_per_beat']}"
 
 
 def markdown(rows: list[dict]) -> str:
-    head = ("| network | weights | cycles / inference (model) | measured | largest layer "
-            "utilization | UP5K LC | LUT4 | FF | DSP | BRAM | MHz | inferences/s | "
-            "ECP5 LUT4 | FF | DSP | BRAM | MHz | inferences/s |")
-    lines = [head, "|" + "---|" * 18]
-    for r in rows:
-        cells = [r["name"], r["schemes"], f"{r['cycles_per_inference']:.1f}",
-                 r.get("measured", ""), f"{100 * r['largest_utilization']:.1f}%"]
-        for dev in DEVICES:
-            d = r[dev]
-            if "error" in d:
-                cells += [d["error"]] + [""] * (6 if dev == "up5k" else 4)
+    """One table per device."""
+    head = ("| network | weights | accuracy | design | cycles / inference | LC (planner) | "
+            "LUT4 | FF | DSP | BRAM | median MHz | inferences/s | per kLC | latency |")
+    out = []
+    for dev in dict.fromkeys(r["device"] for r in rows):
+        lines = [f"{'UP5K' if dev == 'up5k' else 'LFE5U-85F'}:", "", head, "|" + "---|" * 14]
+        for r in rows:
+            if r["device"] != dev:
                 continue
-            ips = d["fmax"] * 1e6 / r["cycles_per_inference"]
-            if dev == "up5k":
-                cells += [d["lc"], d["lut4"], d["ff"], d["dsp"], d["bram"], d["fmax"],
-                          f"{ips:,.0f}"]
-            else:
-                cells += [d["lut4"], d["ff"], d["dsp"], d["bram"], d["fmax"], f"{ips:,.0f}"]
-        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
-    return "\n".join(lines) + "\n"
+            x = r.get("derived", {})
+            latency = f"{r['latency_cycles']} cycles" + (
+                f", {x['latency_ns'] / 1000:.2f} µs" if x else "")
+            lc = f"{r['lc']:,} ({r['estimated_logic']:,})" if r.get("lc") is not None else ""
+            cells = [r["name"], r["schemes"], f"{100 * r['accuracy']:.2f}%", design_label(r),
+                     f"{r['cycles_per_inference']:g}", lc, r.get("lut4", ""), r.get("ff", ""),
+                     r.get("dsp", ""), r.get("bram", ""), r.get("fmax", r.get("error", "")),
+                     f"{x['inferences_per_s']:,}" if x else "",
+                     f"{x['inferences_per_s_per_klc']:,}" if x else "", latency]
+            lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+        out.append("\n".join(lines) + "\n")
+    return "\n".join(out)
+
+
+def write(rows: list[dict], args, start: float) -> str:
+    table = markdown(rows)
+    args.out.mkdir(parents=True, exist_ok=True)
+    note = ("# The shipped digits networks at the planner's `--fit` choice\n\n"
+            "Generated by `python benchmarks/network.py --seeds "
+            f"{args.seeds}` on {datetime.date.today().isoformat()}: for each device the "
+            "design `rtl-gen synth --fit DEVICE` builds (`--engine auto`, no cycle "
+            "counters); LC is iCE40 logic cells / ECP5 TRELLIS_COMB after packing, the "
+            "planner's estimate in parentheses (logic cells; LUT4 for arrays on the ECP5); "
+            "Fmax the "
+            f"median of nextpnr seeds 1..{args.seeds} inside the flow's harness; cycles and "
+            "latency from the cycle model; accuracy of the golden model on the 360 test "
+            "images.\n\n")
+    (args.out / "network.md").write_text(note + table)
+    (args.out / "network.json").write_text(json.dumps(
+        {"rows": rows, "seeds": args.seeds, "date": datetime.date.today().isoformat(),
+         "tools": tool_versions(), "seconds": round(time.time() - start)}, indent=1) + "\n")
+    return table
+
+
+def verilog_top(net) -> str:
+    from rtl_gen.tasks.common import verilog_top as top
+
+    return top(net)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--schemes", default=",".join(SCHEMES),
                         help="comma-separated subset of " + ", ".join(SCHEMES))
-    parser.add_argument("--jobs", type=int, default=1, help="parallel tool runs")
-    parser.add_argument("--simulate", type=int, default=0, metavar="N",
-                        help="also run N test images through the Verilog (cocotb)")
+    parser.add_argument("--devices", default=",".join(DEVICES),
+                        help="comma-separated subset of " + ", ".join(DEVICES))
     parser.add_argument("--seeds", type=int, default=DEFAULT_SEEDS, metavar="N",
                         help=f"Fmax as the median over nextpnr seeds 1..N (default "
                         f"{DEFAULT_SEEDS})")
@@ -129,45 +231,33 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown scheme(s) {', '.join(unknown)}; expected some of "
                      f"{', '.join(SCHEMES)}")
+    devices = [d.strip() for d in args.devices.split(",") if d.strip()]
+    if not devices or set(devices) - set(DEVICES):
+        parser.error(f"--devices must be some of {', '.join(DEVICES)}")
     start = time.time()
-    rows, jobs = [], {}
-    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+    rows: list[dict] = []
+    nets = {}
+    for dev in devices:  # every bundle on one device, then the next
         for scheme in schemes:
-            net = load(scheme)
-            engine = NetworkEngine(net)
-            top = f"net_{net.name}".replace("-", "_")
+            if scheme not in nets:
+                net = read_bundle(WEIGHTS_DIR / f"digits-{scheme}")
+                nets[scheme] = net, accuracy(net)
+            net, acc = nets[scheme]
+            log(f"{net.name} on {dev}: planning and elaborating...")
+            engine, row = fit_design(net, dev)
+            top = verilog_top(net)
             verilog = component_verilog(engine, top)
-            largest = max(engine.timings, key=lambda t: t.macs)
-            row = {"name": net.name, "schemes": "/".join(net.schemes),
-                   "arrays": [f"{a.rows}x{a.cols}x{a.lanes}" for a in engine.arrays],
-                   "layer_cycles": [t.batch_cycles for t in engine.timings],
-                   "interval": engine.interval,
-                   "cycles_per_inference": engine.interval / engine.rows,
-                   "largest_utilization": largest.utilization}
-            if args.simulate:
-                row["simulated"] = simulate(net, args.simulate)
-                row["measured"] = row["simulated"]["cycles_per_inference"]
+            log(f"{net.name} on {dev}: {design_label(row)}, "
+                f"{row['cycles_per_inference']:g} cycles per inference, latency "
+                f"{row['latency_cycles']} cycles, estimated logic {row['estimated_logic']}")
+            row = {"name": net.name, "schemes": "/".join(net.schemes), "accuracy": acc,
+                   "device": dev, **row, **measure(verilog, top, dev, args.workdir,
+                                                   args.seeds)}
+            row["derived"] = derived(row)
             rows.append(row)
-            for dev in DEVICES:
-                jobs[pool.submit(measure, verilog, top, dev, args.workdir, args.seeds)] = (row, dev)
-        for fut in tqdm(concurrent.futures.as_completed(jobs), total=len(jobs),
-                        desc="synthesis and place-and-route", file=sys.stderr):
-            row, dev = jobs[fut]
-            row[dev] = fut.result()
-    table = markdown(rows)
-    print(table, end="")
-    args.out.mkdir(parents=True, exist_ok=True)
-    note = ("# The digits network: cycles, utilization, resources, Fmax\n\n"
-            "Generated by `python benchmarks/network.py`; default arrays (batch 1, 8 "
-            "columns, 4 lanes for binary/ternary); cycles from the cycle model that the "
-            "cocotb tests hold every layer to; \"measured\" is the simulated Verilog's "
-            "cycles per image over the images run (pipeline fill included); Fmax the "
-            f"median of nextpnr seeds 1..{args.seeds} inside the flow's harness.\n\n")
-    (args.out / "network.md").write_text(note + table)
-    (args.out / "network.json").write_text(json.dumps(
-        {"rows": rows, "tools": tool_versions(), "seconds": round(time.time() - start)},
-        indent=1) + "\n")
-    print(f"\n{len(rows)} networks in {time.time() - start:.0f} s", file=sys.stderr)
+            write(rows, args, start)
+    print(write(rows, args, start), end="")
+    log(f"{len(rows)} rows in {time.time() - start:.0f} s")
     return 0
 
 

@@ -19,24 +19,31 @@ shipped integer bundle the script
    places it with our flow (:func:`rtl_gen.flow.synth`,
    :func:`rtl_gen.flow.place_and_route_seeds`: the same three-pin harness, devices and
    nextpnr seeds as ours);
-4. measures our design for the same bundle in the same run (``benchmarks/network.py``'s
-   ``measure``) and prints both with their ratios.
+4. measures our design for the same bundle in the same run: the one ``--fit DEVICE``
+   builds (``benchmarks/network.py``'s ``fit_design`` and ``measure``: on the LFE5U-85F the
+   unrolled engine), with the same seeds, and prints both with their ratios, rtl_gen over
+   da4ml (inferences/s, per thousand LC, latency, LC, Fmax), both sides' test-split
+   accuracy next to them (ours the golden model's, which the hardware matches bit for
+   bit; da4ml's from its own interpreter).
 
-Inferences/s: da4ml's pipeline takes one input per clock (Fmax); ours one per
-``cycles / inference`` (the cycle model).  Latency: da4ml's ``stages + 1`` clocks (input
-register to output register); ours the cycle model's input stream (one activation a cycle)
-plus every layer's batch cycles, an estimate of one image alone in the engine.  LC: iCE40
-logic cells / ECP5 ``TRELLIS_COMB`` after packing.
+Inferences/s: da4ml's pipeline takes one input per clock (Fmax), and so does our unrolled
+engine; the arrays one per ``cycles / inference`` (the cycle model).  Latency: da4ml's
+``stages + 1`` clocks (input register to output register); the unrolled engine's pipeline
+depth; for the arrays the cycle model's input load plus every layer's batch cycles, one
+image alone in the engine.  LC: iCE40 logic cells / ECP5 ``TRELLIS_COMB`` after packing.
 
-Run ``python benchmarks/peers.py [--bundles ternary,int4] [--seeds N] [--latency-cutoff C]
-[--quick]`` (``--quick``: ternary only, one seed); it prints a Markdown table and writes
-``benchmarks/results/peers.json`` (and ``peers.md``).  Needs da4ml (``pip install
-'.[peers]'``); without it the script says so in one line and exits with status 1.
+Run ``python benchmarks/peers.py [--bundles ternary,int4] [--devices ecp5-85f,up5k]
+[--seeds N] [--latency-cutoff C] [--workdir DIR] [--quick]`` (default: every bundle on the
+LFE5U-85F; ``--quick``: ternary only, one seed); it prints Markdown tables and writes
+``benchmarks/results/peers.json`` (and ``peers.md``) after every bundle.  Needs da4ml
+(``pip install '.[peers]'``); without it the script says so in one line and exits with
+status 1.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import importlib.util
 import json
 import sys
@@ -48,24 +55,22 @@ import numpy as np
 
 from rtl_gen.bundle import read_bundle
 from rtl_gen.design import golden
-from rtl_gen.devices import get_device
 from rtl_gen.flow.synth import (
     DEFAULT_SEEDS,
     DEFAULT_WORKDIR,
-    FlowError,
     component_verilog,
-    place_and_route_seeds,
-    synth,
     tool_versions,
 )
 from rtl_gen.training.defaults import WEIGHTS_DIR
 
 RESULTS = Path(__file__).parent / "results"
 DEVICES = ("ecp5-85f", "up5k")
+#: The peer's designs are far over the UP5K (ternary needs about 10,400 LC of 5,280).
+DEFAULT_DEVICES = ("ecp5-85f",)
 #: Every shipped integer bundle da4ml can express (``tr`` reveals terms and truncates data
 #: terms: not a plain ``W·x``).
-BUNDLES = ("binary", "ternary", "pot4", "apot4", "int4", "int8", "mixed")
-DEFAULT_BUNDLES = ("ternary", "int4")
+BUNDLES = ("binary", "ternary", "mixed", "int4", "pot4", "apot4", "int8")
+DEFAULT_BUNDLES = BUNDLES
 #: da4ml's delay units per pipeline stage (an adder is about one).
 DEFAULT_LATENCY_CUTOFF = 5
 #: Random input codes checked on top of the test split.
@@ -156,7 +161,7 @@ def verilog(pipe, top: str) -> str:
         return "\n".join(f.read_text() for f in files)
 
 
-def measure_peer(net, args, x_test) -> dict:
+def measure_peer(net, args, x_test, y_test, bench) -> dict:
     from da4ml.trace import to_pipeline
 
     t0 = time.time()
@@ -168,119 +173,117 @@ def measure_peer(net, args, x_test) -> dict:
     hi = (1 << (first.in_bits - 1)) - 1 if first.in_signed else (1 << first.in_bits) - 1
     x_rand = rng.integers(lo, hi + 1, size=(RANDOM_CHECKS, first.in_features))
     checked = check(net, comb, pipe, x_test) + check(net, comb, pipe, x_rand)
+    # da4ml's own answer (its interpreter), not the golden model's
+    acc = float(np.mean(np.argmax(comb.predict(x_test.astype(np.float64)), axis=1) == y_test))
     top = f"da4ml_{net.name}".replace("-", "_")
     text = verilog(pipe, top)
-    row = {"design": "da4ml", "stages": len(pipe.solutions),
-           "latency_cycles": len(pipe.solutions) + 1, "cycles_per_inference": 1,
+    timing = {"engine": "da4ml", "latency_cycles": len(pipe.solutions) + 1,
+              "cycles_per_inference": 1}
+    row = {"design": "da4ml", "accuracy": acc, "stages": len(pipe.solutions),
            "da4ml_cost": float(comb.cost), "bit_exact_vectors": checked,
            "trace_s": round(time.time() - t0, 1)}
+    bench.log(f"{net.name}: da4ml traced, bit-exact on {checked} vectors, "
+              f"{len(pipe.solutions)} stages ({row['trace_s']} s)")
     for dev in args.devices:
-        row[dev] = _measure(text, top, dev, args)
+        row[dev] = {**timing, **bench.measure(text, top, dev, args.workdir, args.seeds)}
     return row
-
-
-def _measure(text: str, top: str, device: str, args) -> dict:
-    """Cells (kept when the design then does not fit), Fmax over the seeds."""
-    d = {}
-    try:
-        stats = synth(text, top, device, workdir=args.workdir)
-        d = {"lc": stats.logic_cells, "lut4": stats.lut4, "carry": stats.carry,
-             "ff": stats.ff, "dsp": stats.dsp, "bram": stats.bram}
-        luts = get_device(device).luts
-        if stats.logic_cells is not None and stats.logic_cells > luts:
-            # the bare design alone is over; the harness only adds (no place and route)
-            d["error"] = (f"design does not fit {device}: {stats.logic_cells} logic cells, "
-                          f"device has {luts}")
-            return d
-        sweep = place_and_route_seeds(text, top, device, workdir=args.workdir,
-                                      seeds=args.seeds)
-        d.update(fmax=round(sweep.fmax, 1),
-                 fmax_seeds=[round(f, 2) for f in sweep.fmax_per_seed])
-        note = stats.note or sweep.note
-        if note:
-            d["note"] = note
-    except FlowError as e:
-        d["error"] = str(e).splitlines()[0]
-    return d
 
 
 def measure_ours(net, args, bench) -> dict:
-    from rtl_gen.hw.network import NetworkEngine
-
-    engine = NetworkEngine(net)
-    top = f"net_{net.name}".replace("-", "_")
-    text = component_verilog(engine, top)
-    latency = net.layers[0].in_features * engine.rows + sum(
-        t.batch_cycles for t in engine.timings)
-    row = {"design": "rtl_gen", "arrays": [f"{a.rows}x{a.cols}x{a.lanes}"
-                                           for a in engine.arrays],
-           "latency_cycles": latency, "cycles_per_inference": engine.interval / engine.rows}
+    """Our design at the planner's ``--fit`` choice per device (``benchmarks/network.py``'s
+    :func:`fit_design`: the unrolled engine on the LFE5U-85F), measured as there."""
+    row = {"design": "rtl_gen", "accuracy": bench.accuracy(net)}
     for dev in args.devices:
-        row[dev] = bench.measure(text, top, dev, args.workdir, args.seeds)
+        engine, desc = bench.fit_design(net, dev)
+        desc.pop("planner")
+        top = bench.verilog_top(net)
+        text = component_verilog(engine, top)
+        bench.log(f"{net.name} on {dev}: ours: {bench.design_label(desc)}")
+        row[dev] = {**desc, **bench.measure(text, top, dev, args.workdir, args.seeds)}
     return row
 
 
-def derived(row: dict, dev: str) -> dict:
+def derived(d: dict) -> dict:
     """Inferences/s, per thousand LC, latency in ns (when placed)."""
-    d = row[dev]
     if "fmax" not in d:
         return {}
-    ips = d["fmax"] * 1e6 / row["cycles_per_inference"]
+    ips = d["fmax"] * 1e6 / d["cycles_per_inference"]
     return {"inferences_per_s": round(ips), "inferences_per_s_per_klc": round(
-        ips / (d["lc"] / 1000)), "latency_ns": round(row["latency_cycles"] * 1e3 / d["fmax"],
+        ips / (d["lc"] / 1000)), "latency_ns": round(d["latency_cycles"] * 1e3 / d["fmax"],
                                                       1)}
 
 
-def markdown(results: list[dict], devices) -> str:
-    head = ("| bundle | device | design | LC | LUT4 | carry | FF | DSP | median Fmax (MHz) | "
-            "inferences/s | inferences/s per kLC | latency (ns) |")
-    lines = [head, "|" + "---|" * 12]
-    for res in results:
-        for dev in devices:
-            rows = {r["design"]: r for r in (res["ours"], res["da4ml"])}
-            for name, r in rows.items():
-                d, x = r[dev], r[dev].get("derived", {})
-                cells = [res["bundle"], dev, name, d.get("lc", ""), d.get("lut4", ""),
-                         d.get("carry", ""), d.get("ff", ""), d.get("dsp", ""),
-                         d.get("fmax", d.get("error", "")),
-                         f"{x['inferences_per_s']:,}" if x else "",
-                         f"{x['inferences_per_s_per_klc']:,}" if x else "",
-                         x.get("latency_ns", "")]
-                lines.append("| " + " | ".join(str(c) for c in cells) + " |")
-            ratio = res["ratios"].get(dev, {})
-            if ratio:
-                cells = [res["bundle"], dev, "da4ml / rtl_gen",
-                         *(f"{ratio[k]:.2f}" if k in ratio else "" for k in
-                           ("lc", "lut4", "carry", "ff", "dsp", "fmax", "inferences_per_s",
-                            "inferences_per_s_per_klc", "latency_ns"))]
-                lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+#: The ratios reported, rtl_gen over da4ml: above 1 is ours ahead for the first two, behind
+#: for the rest.
+RATIO_KEYS = ("inferences_per_s", "inferences_per_s_per_klc", "latency_ns", "lc", "lut4", "ff",
+              "fmax")
 
 
 def ratios(ours: dict, peer: dict) -> dict:
     out = {}
     a = {**ours, **ours.get("derived", {})}
     b = {**peer, **peer.get("derived", {})}
-    for k in ("lc", "lut4", "carry", "ff", "dsp", "fmax", "inferences_per_s",
-              "inferences_per_s_per_klc", "latency_ns"):
-        if k in a and k in b and a[k]:
-            out[k] = b[k] / a[k]
+    for k in RATIO_KEYS:
+        if k in a and k in b and b[k]:
+            out[k] = a[k] / b[k]
     return out
+
+
+def _device_name(dev: str) -> str:
+    return "UP5K" if dev == "up5k" else "LFE5U-85F"
+
+
+def markdown(results: list[dict], devices) -> str:
+    head = ("| bundle | device | design | accuracy | LC | LUT4 | FF | DSP | median Fmax (MHz) | "
+            "inferences/s | inferences/s per kLC | latency (ns) |")
+    lines = [head, "|" + "---|" * 12]
+    for res in results:
+        for dev in devices:
+            for r in (res["ours"], res["da4ml"]):
+                d, x = r[dev], r[dev].get("derived", {})
+                name = r["design"] + (" (unrolled)" if d.get("engine") == "unrolled" else
+                                      " (arrays)" if d.get("engine") == "arrays" else "")
+                cells = [res["bundle"], _device_name(dev), name, f"{100 * r['accuracy']:.2f}%",
+                         d.get("lc", ""), d.get("lut4", ""), d.get("ff", ""),
+                         d.get("dsp", ""), d.get("fmax", d.get("error", "")),
+                         f"{x['inferences_per_s']:,}" if x else "",
+                         f"{x['inferences_per_s_per_klc']:,}" if x else "",
+                         x.get("latency_ns", "")]
+                lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def ratio_markdown(results: list[dict], devices) -> str:
+    head = ("| bundle | device | accuracy rtl_gen / da4ml | inferences/s | inferences/s per kLC "
+            "| latency | LC | median Fmax |")
+    lines = [head, "|" + "---|" * 8]
+    for res in results:
+        for dev in devices:
+            ratio = res["ratios"].get(dev, {})
+            acc = (f"{100 * res['ours']['accuracy']:.2f}% / "
+                   f"{100 * res['da4ml']['accuracy']:.2f}%")
+            cells = [res["bundle"], _device_name(dev), acc,
+                     *(f"{ratio[k]:.2f}x" if k in ratio else "n/a" for k in
+                       ("inferences_per_s", "inferences_per_s_per_klc", "latency_ns", "lc",
+                        "fmax"))]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bundles", default=",".join(DEFAULT_BUNDLES),
                         help="comma-separated subset of " + ", ".join(BUNDLES) +
-                        " (default: " + ",".join(DEFAULT_BUNDLES) + "; all: 'all')")
+                        " (default: all)")
     parser.add_argument("--seeds", type=int, default=DEFAULT_SEEDS, metavar="N",
                         help=f"Fmax as the median over nextpnr seeds 1..N (default "
                         f"{DEFAULT_SEEDS})")
     parser.add_argument("--latency-cutoff", type=float, default=DEFAULT_LATENCY_CUTOFF,
                         help="da4ml pipeline stage length in its delay units (default "
                         f"{DEFAULT_LATENCY_CUTOFF})")
-    parser.add_argument("--devices", default=",".join(DEVICES),
-                        help="comma-separated subset of " + ", ".join(DEVICES))
+    parser.add_argument("--devices", default=",".join(DEFAULT_DEVICES),
+                        help="comma-separated subset of " + ", ".join(DEVICES) +
+                        " (default: " + ",".join(DEFAULT_DEVICES) + ")")
     parser.add_argument("--quick", action="store_true",
                         help="ternary only, one seed (a check that everything runs)")
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -313,18 +316,25 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for name in bundles:
         net = read_bundle(WEIGHTS_DIR / f"digits-{name}")
-        print(f"{name}: da4ml trace, check, synthesis...", file=sys.stderr)
-        peer = measure_peer(net, args, test.x_int)
-        print(f"{name}: ours...", file=sys.stderr)
+        bench.log(f"{name}: ours...")
         ours = measure_ours(net, args, bench)
+        bench.log(f"{name}: da4ml trace, check, synthesis...")
+        peer = measure_peer(net, args, test.x_int, test.y, bench)
         res = {"bundle": net.name, "da4ml": peer, "ours": ours, "ratios": {}}
         for dev in args.devices:
             for r in (peer, ours):
-                r[dev]["derived"] = derived(r, dev)
+                r[dev]["derived"] = derived(r[dev])
             res["ratios"][dev] = ratios(ours[dev], peer[dev])
         results.append(res)
-    table = markdown(results, args.devices)
+        table = write(results, args, start, da4ml)
     print(table, end="")
+    bench.log(f"{len(results)} bundles in {time.time() - start:.0f} s")
+    return 0
+
+
+def write(results: list[dict], args, start: float, da4ml) -> str:
+    """Write ``peers.md`` and ``peers.json``; the Markdown tables."""
+    table = markdown(results, args.devices) + "\n" + ratio_markdown(results, args.devices)
     args.out.mkdir(parents=True, exist_ok=True)
     note = ("# rtl_gen against da4ml on the shipped digits bundles\n\n"
             "Generated by `python benchmarks/peers.py`: da4ml "
@@ -332,14 +342,18 @@ def main(argv: list[str] | None = None) -> int:
             "bundle's integer forward, checked bit for bit against the golden model "
             "(360 test images + random codes), pipelined at latency cutoff "
             f"{args.latency_cutoff:g}; both designs through the flow's harness, Fmax the "
-            f"median of nextpnr seeds 1..{args.seeds}.  Ratios are da4ml / rtl_gen.\n\n")
+            f"median of nextpnr seeds 1..{args.seeds}, on {datetime.date.today().isoformat()}. "
+            "Ours is the design `--fit DEVICE` builds (the unrolled engine on the "
+            "LFE5U-85F). Accuracy: ours the golden model's (the hardware is verified bit "
+            "for bit against it), da4ml's its own interpreter's, on the 360 test images. "
+            "Ratios are rtl_gen / da4ml.\n\n")
     (args.out / "peers.md").write_text(note + table)
     (args.out / "peers.json").write_text(json.dumps(
         {"results": results, "seeds": args.seeds, "latency_cutoff": args.latency_cutoff,
          "da4ml": getattr(da4ml, "__version__", "unknown"), "tools": tool_versions(),
+         "date": datetime.date.today().isoformat(),
          "seconds": round(time.time() - start)}, indent=1) + "\n")
-    print(f"\n{len(results)} bundles in {time.time() - start:.0f} s", file=sys.stderr)
-    return 0
+    return table
 
 
 if __name__ == "__main__":
