@@ -41,13 +41,14 @@ TESTS = {
     "rtl_gen/hw/pes/bitplane.py": ["tests/test_pe_sim.py", "tests/test_bitplane.py"],
     "rtl_gen/hw/popcount.py": ["tests/test_popcount.py", "-m", "not slow"],
     "rtl_gen/hw/hese.py": ["tests/test_hese_hw.py"],
-    "rtl_gen/hw/kit.py": ["tests/test_network_sim.py", "-m", "not slow"],
+    "rtl_gen/hw/kit.py": ["tests/test_network_sim.py", "tests/test_engine_options.py", "-m",
+                          "not slow"],
     "rtl_gen/numerics/fixedpoint.py": ["tests/test_fixedpoint.py"],
     "rtl_gen/numerics/schemes.py": ["tests/test_schemes.py"],
     "rtl_gen/numerics/terms.py": ["tests/test_terms.py"],
     "rtl_gen/numerics/minifloat.py": ["tests/test_minifloat.py"],
     "rtl_gen/numerics/floatops.py": ["tests/test_floatops.py"],
-    "rtl_gen/design/golden.py": ["tests/test_golden.py"],
+    "rtl_gen/design/golden.py": ["tests/test_golden.py", "tests/test_design.py"],
 }
 
 _SWAPS = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.BitAnd: ast.BitOr, ast.BitOr: ast.BitAnd,
