@@ -305,7 +305,7 @@ def test_demo_regenerates_the_shipped_bundles_byte_for_byte(tmp_path):
     # the rest of the pipeline: the network's Verilog and the report with its plots
     assert (out / "verilog" / "net_digits_binary.v").read_text().startswith("/*")
     page = (out / "report.html").read_text()
-    assert page.count("<svg") == 3  # accuracy, against cycles, design space (no bitstream)
+    assert page.count("<svg") == 4  # accuracy, cycles, design space estimated and measured
     assert "digits-binary" in (out / "report.md").read_text()
     for rel in made:
         assert (out / rel).read_bytes() == (WEIGHTS_DIR / rel).read_bytes(), rel

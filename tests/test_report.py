@@ -105,9 +105,14 @@ def demo_data(tmp_path_factory):
 
 def test_demo_page_without_simulation_or_bitstream(demo_data):
     out, data = demo_data
-    page = check_page((out / "report.html").read_text(), figures=3)
+    page = check_page((out / "report.html").read_text(), figures=4)
     text = " ".join(page.text)
     assert "Accuracy by weight scheme" in text
+    # the measured designs beside the estimates, dated and with the tools' versions
+    measured = json.loads(R.MEASURED.read_text())
+    assert f"Measured on {measured['date']}" in text
+    assert all(f"{k} {v}" in text for k, v in measured["tools"].items())
+    assert "Measured: accuracy against logic and against speed" in text
     assert "Accuracy against cycles per inference" in text
     assert "Accuracy against logic and against speed" in text
     # the network taken to hardware, set as code, not in backticks
@@ -131,7 +136,7 @@ def test_demo_page_with_every_section(demo_data, tmp_path):
     data = dict(copy.deepcopy(data), simulation=SIMULATION, build=BUILD)
     paths = R.write_report(data, tmp_path)
     html = paths["report.html"].read_text()
-    page = check_page(html, figures=4)
+    page = check_page(html, figures=5)
     titles = [t.strip() for t in page.text]
     for title in ("Accuracy", "Cycle model", "Layers", "Design space", "Test images",
                   "Simulation",
@@ -244,7 +249,7 @@ def test_report_command_writes_the_page(tmp_path):
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir()) == ["report.html", "report.json",
                                                      "report.md"]
-    page = check_page((out / "report.html").read_text(), figures=2)
+    page = check_page((out / "report.html").read_text(), figures=3)
     text = " ".join(page.text)
     for words in ("Accuracy by bundle", "Design space", "Layers", "Test images",
                   "digits-int8", "digits-tr", "Float network", "99.38%"):
@@ -275,6 +280,14 @@ def _user_bundle_page(tmp_path) -> Path:
     return tmp_path / "r" / "report.html"
 
 
+def test_measured_view_needs_its_results_file(tmp_path):
+    assert R.measured_space(["digits-binary"], tmp_path / "missing.json") is None
+    assert R.measured_space(["not-shipped"]) is None
+    rows = R.measured_space(["digits-binary"])["rows"]
+    assert {r["device"] for r in rows} <= {"up5k", "ecp5-85f"} and rows
+    assert all(r["network"] == "digits-binary" for r in rows)
+
+
 def test_a_model_whose_inputs_are_not_images_has_no_grid(tmp_path):
     _user_bundle_page(tmp_path)
     page = check_page((tmp_path / "r" / "report.html").read_text(), figures=2)
@@ -296,7 +309,7 @@ def test_the_pages_render_offline_in_chromium(demo_data, tmp_path):
     screenshot, and the document the browser built (its DOM) passes the page checks: every
     plot there, no Markdown in the text, nothing fetched."""
     out, _ = demo_data
-    for html, figures in ((out / "report.html", 3), (_user_bundle_page(tmp_path), 2)):
+    for html, figures in ((out / "report.html", 4), (_user_bundle_page(tmp_path), 2)):
         shot = tmp_path / f"{html.parent.name}.png"
         _chromium("--window-size=1200,4000", f"--screenshot={shot}", html.as_uri())
         image = matplotlib.image.imread(shot)

@@ -49,7 +49,14 @@ from .common import (
     write_atomic,
     write_outputs,
 )
-from .report import design_space, image_grid, layer_rows, with_delta, write_report
+from .report import (
+    design_space,
+    image_grid,
+    layer_rows,
+    measured_space,
+    with_delta,
+    write_report,
+)
 
 __all__ = ["BOARD_COLS", "DEMO_BOARD", "DEMO_COLUMNS", "DEMO_NETWORK", "DemoBundles",
            "DemoResult", "DemoStep", "demo", "demo_bundles", "infer_frame_bytes"]
@@ -192,7 +199,8 @@ def demo(out: Path = Path("build/demo"), *, states: Path | None = None,
                            for r in layer_rows(n, arrays if n is net else None)],
                 "images": image_grid(net, bundles.test.x, bundles.test.y),
                 "design_space": design_space(bundles.networks.values(), {
-                    r["name"]: r["golden_accuracy"] for r in bundles.rows})}
+                    r["name"]: r["golden_accuracy"] for r in bundles.rows}),
+                "measured": measured_space(n.name for n in bundles.networks.values())}
         return write_report(data, out)
 
     paths = step(5, report)

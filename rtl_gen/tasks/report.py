@@ -39,7 +39,8 @@ from .common import (
 
 __all__ = ["ACCURACY_COLUMNS", "DESIGN_DEVICES", "LAYER_COLUMNS", "ReportResult",
            "UTILIZATION", "design_space", "evaluate", "figure_texts", "image_grid",
-           "layer_rows", "render", "report", "text_overlaps", "with_delta", "write_report"]
+           "layer_rows", "measured_space", "render", "report", "text_overlaps", "with_delta",
+           "write_report"]
 
 ACCURACY_COLUMNS = [("name", "bundle"), ("schemes", "weights"), ("float_accuracy", "float"),
                     ("golden_accuracy", "golden (integer)"), ("delta", "Δ points"),
@@ -244,6 +245,33 @@ def design_space(nets, accuracy: dict[str, float],
     return rows
 
 
+#: The benchmark whose measurements the design-space view shows beside the estimates (in a
+#: source checkout; an installed package without it shows estimates only).
+MEASURED = Path(__file__).resolve().parents[2] / "benchmarks" / "results" / "network.json"
+
+
+def measured_space(names, path=MEASURED) -> dict | None:
+    """The rows of ``benchmarks/results/network.json`` (each shipped bundle at the
+    planner's ``--fit`` choice, synthesized, placed and routed) for the networks ``names``,
+    with the run's ``date``, ``tools`` and ``seeds``; ``None`` when there is no such file or
+    no row for these networks.  Rows: ``network``, ``device``, ``design``, ``logic``,
+    ``unit``, ``clock_mhz`` (the median Fmax), ``images_per_s``, ``accuracy``."""
+    names = set(names)
+    try:
+        doc = json.loads(Path(path).read_text())
+        rows = [r for r in doc["rows"] if r["name"] in names and r.get("fmax")]
+        picked = [{"network": r["name"], "device": r["device"],
+                   "design": r["engine"] if r["engine"] != "arrays"
+                   else "arrays " + ", ".join(r["arrays"]),
+                   "logic": r["lc"], "unit": "LC" if r["device"] == "up5k" else "TRELLIS_COMB",
+                   "clock_mhz": r["fmax"], "images_per_s": r["derived"]["inferences_per_s"],
+                   "accuracy": r["accuracy"]} for r in rows]
+        meta = {"date": doc["date"], "tools": doc["tools"], "seeds": doc["seeds"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return dict(meta, rows=picked) if picked else None
+
+
 # -- plots -----------------------------------------------------------------------------------
 
 
@@ -367,9 +395,9 @@ def _scatter_figure(points: list[tuple[str, float, float]], xlabel: str, ylabel:
     return fig
 
 
-def _design_figure(rows: list[dict]):
-    """Per device (a row of plots): accuracy against estimated logic, and against images
-    per second; one marker per network, named in the legend."""
+def _design_figure(rows: list[dict], measured: bool = False):
+    """Per device (a row of plots): accuracy against estimated (or ``measured``) logic, and
+    against images per second; one marker per network, named in the legend."""
     from ..devices import get_device
 
     plt = _pyplot()
@@ -388,8 +416,12 @@ def _design_figure(rows: list[dict]):
             ax_lc.scatter([r["logic"]], [100 * r["accuracy"]], **style)
             ax_fps.scatter([r["images_per_s"] / 1e3], [100 * r["accuracy"]], **style)
         ax_lc.axvline(get_device(device).luts, color="0.5", linestyle="--", linewidth=1)
-        ax_lc.set_xlabel(f"estimated {here[0]['unit']} on the {device}")
-        ax_fps.set_xlabel(f"thousand images/s at {here[0]['clock_mhz']:g} MHz (estimate)")
+        if measured:
+            ax_lc.set_xlabel(f"{here[0]['unit']} on the {device} (synthesized)")
+            ax_fps.set_xlabel("thousand images/s at the median Fmax (measured)")
+        else:
+            ax_lc.set_xlabel(f"estimated {here[0]['unit']} on the {device}")
+            ax_fps.set_xlabel(f"thousand images/s at {here[0]['clock_mhz']:g} MHz (estimate)")
         ax_lc.set_ylabel("test accuracy (%)")
         for ax in (ax_lc, ax_fps):
             ax.set_xlim(left=0, right=1.15 * ax.get_xlim()[1])
@@ -486,7 +518,28 @@ DESIGN_COLUMNS = [("network", "network"), ("device", "device"), ("arrays", "cols
                   ("bram", "BRAM"), ("accuracy", "accuracy"), ("note", "note")]
 
 
-def _design_blocks(rows: list[dict]) -> list[dict]:
+MEASURED_COLUMNS = [("network", "network"), ("device", "device"), ("design", "design"),
+                    ("logic", "logic"), ("unit", "unit"), ("clock_mhz", "median MHz"),
+                    ("images_per_s", "images/s"), ("accuracy", "accuracy")]
+
+
+def _measured_blocks(measured: dict) -> list[dict]:
+    tools = ", ".join(f"{k} {v}" for k, v in measured["tools"].items())
+    rows = [dict(r, images_per_s=round(r["images_per_s"])) for r in measured["rows"]]
+    return [_text(f"Measured on {measured['date']} ({tools}; the median Fmax of nextpnr "
+                  f"seeds 1 to {measured['seeds']}): each network at the planner's choice for "
+                  "the device, synthesized, placed and routed (",
+                  ("python benchmarks/network.py",), ", the design ",
+                  ("rtl-gen synth --fit DEVICE",), " builds)."),
+            _table(rows, MEASURED_COLUMNS),
+            _figure("Measured: accuracy against logic and against speed",
+                    _design_figure(measured["rows"], measured=True),
+                    ("Each measured network's accuracy against its synthesized logic (the "
+                     "dashed line: the device's size) and its images per second at the "
+                     f"median Fmax; measured on {measured['date']}.",))]
+
+
+def _design_blocks(rows: list[dict], measured: dict | None = None) -> list[dict]:
     if not rows:
         return []
     shown = [dict(r, images_per_s=None if r.get("images_per_s") is None
@@ -505,6 +558,8 @@ def _design_blocks(rows: list[dict]) -> list[dict]:
                               ("Each network's accuracy against its estimated logic (the "
                                "dashed line: the device's size) and its images per second, "
                                "one row of plots per device.",)))
+    if measured:
+        blocks += _measured_blocks(measured)
     return blocks
 
 
@@ -552,8 +607,8 @@ def _report_page(rows, columns, nets, grids, what: str) -> dict:
             " tabulates."))
     design = design_space(nets, {r["name"]: r["golden_accuracy"] for r in rows})
     if design:
-        sections.append({"id": "design", "title": "Design space",
-                         "blocks": _design_blocks(design)})
+        sections.append({"id": "design", "title": "Design space", "blocks": _design_blocks(
+            design, measured_space([net.name for net in nets]))})
     shown = [g for g in grids if g is not None]
     if shown:
         sections.append({"id": "images", "title": "Test images", "blocks": [
@@ -603,7 +658,7 @@ def _demo_page(data: dict) -> dict:
     design = data.get("design_space")
     if design:
         sections.append({"id": "design", "title": "Design space",
-                         "blocks": _design_blocks(design)})
+                         "blocks": _design_blocks(design, data.get("measured"))})
     grid = data.get("images")
     if grid:
         sections.append({"id": "images", "title": "Test images", "blocks": [_grid(grid)]})
