@@ -68,6 +68,7 @@ from .kit import (
     COUNTER_BITS,
     Engine,
     batch_counter,
+    column_words,
     credit_fifo,
     delayed,
     drain_sequencer,
@@ -193,18 +194,8 @@ class FloatLayerEngine(Engine):
     def weight_words(self) -> list[int]:
         """The weight ROM: word ``t*K + k`` holds the code of weight ``[t*C + c, k]`` at bits
         ``c*w_bits`` (code 0 for channels beyond ``N``)."""
-        t, wb = self._plan.timing, self._plan.w_bits
-        codes = self._plan.layer.codes.astype(np.int64)
-        words = []
-        for tile in range(t.tiles):
-            for k in range(t.k):
-                word = 0
-                for c in range(t.cols):
-                    n = tile * t.cols + c
-                    if n < t.n:
-                        word |= int(codes[n, k]) << (c * wb)
-                words.append(word)
-        return words
+        plan = self._plan
+        return column_words(plan.layer.codes.astype(np.int64), plan.timing, plan.w_bits)
 
     def elaborate(self, platform):
         m = Module()

@@ -48,6 +48,7 @@ from amaranth.lib.memory import Memory
 
 __all__ = [
     "COUNTER_BITS",
+    "column_words",
     "Banks",
     "CreditFifo",
     "Drain",
@@ -690,3 +691,20 @@ def batch_counter(m, cycles, *, started, written, per_batch: int, in_flight: int
         m.d.sync += [count.eq(Array(elapsed)[s_rd] + 1),
                      s_rd.eq(Mux(s_rd == q - 1, 0, s_rd + 1))]
     m.d.comb += cycles.eq(count)
+
+
+def column_words(codes, timing, w_bits: int) -> list[int]:
+    """The weight ROM of a one-lane array, one word per step: word ``t*K + k`` holds the
+    code of weight ``[t*C + c, k]`` of the ``(N, K)`` integer array ``codes`` at bits
+    ``c*w_bits`` (code 0 for the channels beyond ``N``)."""
+    t = timing
+    words = []
+    for tile in range(t.tiles):
+        for k in range(t.k):
+            word = 0
+            for c in range(t.cols):
+                n = tile * t.cols + c
+                if n < t.n:
+                    word |= int(codes[n, k]) << (c * w_bits)
+            words.append(word)
+    return words
