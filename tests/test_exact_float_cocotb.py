@@ -15,11 +15,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rtl_gen.data.digits import digits
 from rtl_gen.design import float_network
 from rtl_gen.training import mpwn
-from rtl_gen.training.defaults import FLOAT_MODEL_NAME, WEIGHTS_DIR
-from rtl_gen.training.float_model import load_float_model
 from sim.runner import missing_simulator
 from sim.verify import verify_network
 
@@ -32,19 +29,6 @@ NETWORKS = {
     "ternary-binary": (("ternary", "binary"), (16, 4), 0.6),
     "E4M3": (("E4M3", "E4M3"), (4, 2), 0.85),
 }
-
-
-@pytest.fixture(scope="module")
-def float_model():
-    return load_float_model(WEIGHTS_DIR / FLOAT_MODEL_NAME)
-
-
-@pytest.fixture(scope="module")
-def test_bits():
-    split = digits()[1]
-    bits = np.asarray(split.x, dtype=np.float32).view(np.uint32)
-    assert np.array_equal(bits.view(np.float32).astype(np.float64), split.x)  # exact
-    return bits, split.y
 
 
 def need(simulator: str) -> None:

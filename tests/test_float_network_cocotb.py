@@ -19,13 +19,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rtl_gen.data.digits import digits
 from rtl_gen.design import float_network
 from rtl_gen.hw.float_layer import FloatNetworkEngine
 from rtl_gen.hw.verilog import to_verilog
 from rtl_gen.training import mpwn
-from rtl_gen.training.defaults import FLOAT_MODEL_NAME, WEIGHTS_DIR
-from rtl_gen.training.float_model import load_float_model
 from sim import runner
 from sim.runner import SimulationFailed, missing_simulator
 from sim.scoreboard import FloatModel
@@ -38,19 +35,6 @@ ASSIGNMENTS = {
     "binary-float": ("binary", "float"),
     "ternary-ternary": ("ternary", "ternary"),
 }
-
-
-@pytest.fixture(scope="module")
-def float_model():
-    return load_float_model(WEIGHTS_DIR / FLOAT_MODEL_NAME)
-
-
-@pytest.fixture(scope="module")
-def test_bits():
-    split = digits()[1]
-    bits = np.asarray(split.x, dtype=np.float32).view(np.uint32)
-    assert np.array_equal(bits.view(np.float32).astype(np.float64), split.x)  # exact
-    return bits, split.y
 
 
 def need(simulator: str) -> None:
