@@ -1,5 +1,6 @@
-"""Term revealing in hardware, in amaranth.sim: the weight-term ROM, and TR layer engines
-(alone and mixed with other schemes) against the golden TR model at run-time controls.
+"""Term revealing in hardware, in amaranth.sim: the weight-term ROM, the group-per-cycle
+term-pair array, and TR layer engines (slot-serial and group-per-cycle PEs, alone and mixed
+with other schemes) against the golden TR model at run-time controls.
 
 Each control setting (conventional mode, several budgets ``k`` and data terms ``s``,
 including ``k = 0``, ``k`` above every group's term count and ``s`` = every term) must give
@@ -13,13 +14,16 @@ import dataclasses
 
 import numpy as np
 import pytest
+from amaranth import signed, unsigned
 
 from rtl_gen.design import golden
 from rtl_gen.design.golden import TRControl, TRMode
 from rtl_gen.design.network import TRConfig
+from rtl_gen.design.timing import tr_group_latency
 from rtl_gen.hw.layer import ArrayConfig
 from rtl_gen.hw.network import NetworkEngine
-from rtl_gen.hw.tr import control_values, term_rom_words, tr_slots
+from rtl_gen.hw.tr import TRGroupArray, control_values, term_rom_words, tr_slots
+from sim.streams import simulate
 from tests.test_network_sim import run_network, small_net
 
 
@@ -130,3 +134,134 @@ def test_the_network_picks_the_engine_per_layer():
     assert stages == ["LayerEngine", "TRLayerEngine"]
     assert [cls.CONTROLS for _, cls, _ in NetworkEngine.plan(net).stages] == \
         [(), ("tr_mode", "tr_k", "tr_s")]
+
+
+# -- the group-per-cycle PE -------------------------------------------------------------------
+
+
+def run_group_array(layer, x, *, per, cols, settings):
+    """Drive a :class:`TRGroupArray` over every tile of ``layer`` (its weight-term ROM, ``P``
+    slots a word) for each ``(mode, k)`` of ``settings``, the words of each group its ``n``
+    terms need and their lane counts as the layer engine gives them; returns, per setting,
+    the accumulators ``(rows, out_features)`` and the cycles from each tile's last step to
+    ``done``."""
+    rows, k_in = x.shape
+    g = layer.tr.group
+    words, t_max, term = term_rom_words(layer, cols, per)
+    per_group = -(-t_max // per)
+    groups, tiles = -(-k_in // g), -(-layer.out_features // cols)
+    a_bits = layer.in_bits + 1
+    shape = signed(a_bits) if layer.in_signed else unsigned(a_bits)
+    arr = TRGroupArray(rows=rows, cols=cols, group=g, per_cycle=per, x_shape=shape, term=term,
+                       max_exp=layer.scheme.magnitude_bits, acc_bits=layer.acc_bits)
+    xp = np.zeros((rows, groups * g), np.int64)
+    xp[:, :k_in] = x
+    packed = []
+    for grp in range(groups):
+        word = 0
+        for r in range(rows):
+            for i in range(g):
+                word |= (int(xp[r, grp * g + i]) & ((1 << a_bits) - 1)) << ((r * g + i) * a_bits)
+        packed.append(word)
+    got, waits = [], []
+
+    async def bench(ctx):
+        for mode, k in settings:
+            n = min(k, t_max) if mode else t_max
+            n_words = max(1, -(-n // per))
+            acc = np.zeros((rows, tiles * cols), np.int64)
+            for tile in range(tiles):
+                steps = [(grp, w) for grp in range(groups) for w in range(n_words)]
+                for i, (grp, w) in enumerate(steps):
+                    ctx.set(arr.x.as_value(), packed[grp])
+                    ctx.set(arr.w.as_value(), words[(tile * groups + grp) * per_group + w])
+                    ctx.set(arr.count, min(per, max(0, n - w * per)))
+                    ctx.set(arr.valid, 1)
+                    ctx.set(arr.first, i == 0)
+                    ctx.set(arr.last, i == len(steps) - 1)
+                    await ctx.tick()
+                ctx.set(arr.valid, 0)
+                wait = 0
+                while not ctx.get(arr.done):
+                    await ctx.tick()
+                    wait += 1
+                waits.append(wait)
+                for r in range(rows):
+                    for c in range(cols):
+                        acc[r, tile * cols + c] = ctx.get(arr.res[r * cols + c])
+            got.append(acc[:, :layer.out_features])
+
+    simulate(arr, bench)
+    return got, waits, t_max
+
+
+@pytest.mark.parametrize("per, signed_in, g, seed", [(2, False, 8, 3), (5, True, 4, 4),
+                                                     (16, False, 8, 5)])
+def test_group_array_gives_tr_k_for_every_k(per, signed_in, g, seed):
+    """Random weight groups and activations (two rows, three tiles' worth of outputs): for
+    every ``k`` from 0 to above ``T`` and conventional mode, the array's sums are the golden
+    model's TR(k) accumulators (bias aside), and ``done`` comes ``latency`` cycles after the
+    last step."""
+    net, calib = tr_net([19, 7], ["signmag5"], [TRConfig(g, 3, None)], signed=signed_in,
+                        seed=seed)
+    layer = net.layers[0]
+    rng = np.random.default_rng(seed)
+    lo, hi = (-(1 << (layer.in_bits - 1)), 1 << (layer.in_bits - 1)) if layer.in_signed \
+        else (0, 1 << layer.in_bits)
+    x = rng.integers(lo, hi, (2, layer.in_features))
+    t_max = term_rom_words(layer, 3)[1]
+    settings = [(0, 0)] + [(1, k) for k in range(t_max + 3)]
+    got, waits, _ = run_group_array(layer, x, per=per, cols=3, settings=settings)
+    for (mode, k), acc in zip(settings, got, strict=True):
+        control = TRControl(TRMode.TR, k, None) if mode else TRControl(TRMode.CONVENTIONAL)
+        want = golden.accumulate(layer, x, control) - layer.bias.astype(np.int64)
+        assert acc.tolist() == want.tolist(), (mode, k)
+    assert set(waits) == {tr_group_latency(per) - 1}  # done a latency after the last step
+    assert len({tuple(a.ravel()) for a in got}) >= 4  # the budget really changes the sums
+
+
+def test_group_rom_words_hold_p_slots_of_a_group():
+    """``P`` slots a word, in slot order: the words of a group with ``P`` = 3 are the
+    ``P`` = 1 words packed three a word (the last padded with absent terms)."""
+    net, _ = tr_net([6, 3], ["signmag4"], [TRConfig(4, 3, None)], seed=1)
+    layer = net.layers[0]
+    one, t_max, layout = term_rom_words(layer, cols=2)
+    three, t3, _ = term_rom_words(layer, cols=2, per_cycle=3)
+    width, per_group = layout.size, -(-t_max // 3)
+    assert t3 == t_max and len(three) == len(one) // t_max * per_group
+    for base in range(len(one) // t_max):
+        for slot in range(t_max):
+            for c in range(2):
+                f1 = (one[base * t_max + slot] >> (c * width)) & ((1 << width) - 1)
+                word = three[base * per_group + slot // 3]
+                f3 = (word >> ((c * 3 + slot % 3) * width)) & ((1 << width) - 1)
+                assert f1 == f3
+    assert tr_slots(layer, TRControl(TRMode.CONVENTIONAL), 3) == per_group
+
+
+@pytest.mark.parametrize("terms", [2, 3, 0])
+def test_group_engine_network_at_run_time_controls(terms):
+    """The network on the group-per-cycle PEs (``tr_terms`` P, 0: the budget): the same
+    controls, logits and cycles as the model; each layer's step takes ``ceil(n / P)``
+    cycles."""
+    net, calib = tr_net([20, 7, 3], ["signmag5", "signmag4"],
+                        [TRConfig(4, 3, 2), TRConfig(8, 5, 2)])
+    arrays = [ArrayConfig(cols=2, tr_terms=terms), ArrayConfig(cols=2, tr_terms=terms)]
+    slots = check(net, calib, arrays, CONTROLS)
+    assert len(slots) >= 2
+    if terms == 0:  # one cycle a group at the bundle's own budget
+        assert NetworkEngine.plan(net, arrays).timings[0].slots == 1
+
+
+def test_group_engine_mixed_signed_input_and_batch():
+    net, calib = tr_net([11, 6, 4], ["int4", "signmag5"], [None, TRConfig(2, 2, 1)],
+                        signed=True, seed=5)
+    check(net, calib, [ArrayConfig(rows=2, cols=4, tr_terms=3),
+                       ArrayConfig(rows=2, cols=3, tr_terms=3)],
+          [None, TRControl(TRMode.CONVENTIONAL), TRControl(TRMode.TR, 1, 2),
+           TRControl(TRMode.TR, 0, 1)], n_img=4)
+
+
+def test_tr_terms_refusal():
+    with pytest.raises(ValueError, match="tr_terms must be 0..64"):
+        ArrayConfig(tr_terms=65)

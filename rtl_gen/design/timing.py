@@ -18,11 +18,15 @@ engine             lanes         slots         array latency   drain      pickup
 integer array      ``L``         1             ``R + C + PE``  3 / 1      1
 broadcast (R = 1)  ``L``         1             ``2 + PE``      3 / 1      1
 term revealing     group ``g``   ``min(k,T)``  3               3 / 1      1
+TR, group a cycle  group ``g``   ``⌈n/P⌉``     3 + ⌈lg(P+1)⌉  3 / 1      1
 bit-serial         ``L``         ``Mw * Ma``   4               3 / 1      1
 float lanes        1             1             1               3 / 2      0
 =================  ============  ============  ==============  =========  ======
 
 (drain: hidden layer / logits for the integer engines; with / without a scale for float.)
+The group-per-cycle term-revealing PE (:meth:`LayerTiming.term_revealing_group`) adds ``P``
+weight terms a cycle: a group's ``n`` terms (``min(k, T)`` under TR, ``T`` conventional)
+take ``⌈n / P⌉`` cycles (at least 1), one cycle when ``P >= n``.
 The integer drain reads the array's result registers, which the next tile's results
 overwrite, so its period has one cycle of margin (``drain_gap`` 1); the float lanes copy
 their sums into a shift register (``drain_gap`` 0).  ``pickup`` is the idle cycle the
@@ -35,7 +39,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-__all__ = ["LayerTiming", "network_interval", "throttled_layers"]
+__all__ = ["LayerTiming", "network_interval", "throttled_layers", "tr_group_latency"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,6 +101,16 @@ class LayerTiming:
         cycles; the array broadcasts its operands (no skew), so its ``latency`` is fixed."""
         return cls(k=k, n=n, rows=rows, cols=cols, lanes=group, slots=slots,
                    array_latency=latency, drain_stages=3 if requantize else 2)
+
+    @classmethod
+    def term_revealing_group(cls, *, k: int, n: int, rows: int, cols: int, group: int,
+                             terms: int, per_cycle: int, requantize: bool) -> LayerTiming:
+        """A term-revealing layer on PEs that add ``per_cycle`` (``P``) weight terms a cycle
+        in a pipelined adder tree: a step is one group whose ``terms`` weight terms take
+        ``max(1, ceil(terms / P))`` cycles; the latency is :func:`tr_group_latency`."""
+        return cls.term_revealing(k=k, n=n, rows=rows, cols=cols, group=group,
+                                  slots=max(1, -(-terms // per_cycle)),
+                                  latency=tr_group_latency(per_cycle), requantize=requantize)
 
     @classmethod
     def bit_serial(cls, *, k: int, n: int, rows: int, cols: int, lanes: int, planes: int,
@@ -205,6 +219,13 @@ class LayerTiming:
         """Achieved over peak products per cycle in steady state (batches back to back); a
         step of ``L`` inputs takes ``slots`` cycles, so the peak is ``R*C*L / slots``."""
         return self.macs * self.slots / (self.interval * self.peak)
+
+
+def tr_group_latency(per_cycle: int) -> int:
+    """Cycles from a step entering the group-per-cycle TR array to the tile's results: the
+    operand select and the shifted terms (two registers), an adder tree of ``P`` terms plus
+    the count of negated ones (``ceil(log2(P + 1))`` registered levels), the accumulator."""
+    return 3 + max(1, (per_cycle).bit_length())
 
 
 def network_interval(timings, input_features: int) -> int:

@@ -61,7 +61,7 @@ from .kit import (
 )
 from .pe import MULTIPLIERS, PEConfig
 from .pes.layers import layer_pe
-from .tr import TR_ARRAY_LATENCY, tr_slots
+from .tr import TR_ARRAY_LATENCY, tr_per_cycle, tr_slots, tr_used_terms
 
 __all__ = ["ArrayConfig", "LayerEngine", "LayerPlan", "plan_layer"]
 
@@ -81,6 +81,12 @@ class ArrayConfig:
         ``int`` layers: ``"lut"`` or ``"dsp"``.
     pipeline:
         Extra register stages inside each PE.
+    tr_terms:
+        Term-revealing layers only (others ignore it): weight terms each PE adds a cycle.
+        1 (default): the slot-serial PE (:class:`~rtl_gen.hw.tr.TRArray`); ``P > 1``: the
+        group-per-cycle PE (:class:`~rtl_gen.hw.tr.TRGroupArray`) with ``P`` term adders;
+        0: that PE with as many as the layer's budget ``k`` (one group a cycle at the
+        bundle's setting).
     """
 
     rows: int = 1
@@ -88,10 +94,11 @@ class ArrayConfig:
     lanes: int = 1
     multiplier: str = "lut"
     pipeline: int = 0
+    tr_terms: int = 1
 
     def __post_init__(self):
         for name, lo, hi in (("rows", 1, 64), ("cols", 1, 256), ("lanes", 1, 256),
-                             ("pipeline", 0, 16)):
+                             ("pipeline", 0, 16), ("tr_terms", 0, 64)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
                 raise ValueError(f"array {name} must be {lo}..{hi}, not {v!r}")
@@ -123,6 +130,11 @@ def layer_timing(layer: DenseLayer, array: ArrayConfig,
     common = dict(k=layer.in_features, n=layer.out_features, rows=array.rows, cols=array.cols,
                   requantize=layer.activation == "relu")
     if pe is None:
+        per = tr_per_cycle(layer, array.tr_terms)
+        if per > 1:
+            return LayerTiming.term_revealing_group(
+                group=layer.tr.group, terms=tr_used_terms(layer, control), per_cycle=per,
+                **common)
         return LayerTiming.term_revealing(group=layer.tr.group, slots=tr_slots(layer, control),
                                           latency=TR_ARRAY_LATENCY, **common)
     return LayerTiming.systolic(lanes=array.lanes, pe_latency=pe.latency,

@@ -20,6 +20,14 @@ without re-synthesis.  A step of the array is one group; it takes ``slots`` cycl
 weight term per column per cycle, each term multiplying a whole (truncated) activation by a
 shift, so the ``k * s`` term pairs of a group cost ``k`` cycles.
 
+**The group-per-cycle PE** (:class:`TRGroupArray`, chosen by
+:attr:`~rtl_gen.hw.layer.ArrayConfig.tr_terms` ``P > 1``, or 0 for the layer's budget):
+each PE takes ``P`` weight-term slots of its column a cycle, selects each term's activation,
+shifts and signs it, and sums the ``P`` term pairs in a pipelined adder tree into its
+accumulator.  The ROM holds ``P`` slots a word, so a group takes ``ceil(n / P)`` cycles
+(``n``: ``min(k, T)`` under TR, ``T`` conventional; one cycle when ``P >= n``); the slots
+of a word beyond ``n`` are masked at run time, so ``k`` still selects exactly TR(k).
+
 Control (ports ``tr_mode``, ``tr_k``, ``tr_s``, shared by every TR layer of a network; see the
 register map of :mod:`rtl_gen.protocol`): ``mode`` (1 TR, 0 conventional), ``k``, ``s`` (0:
 keep every data term); :data:`K_OWN` and :data:`S_OWN`, the reset values, mean each layer's
@@ -31,17 +39,18 @@ from __future__ import annotations
 
 import math
 
-from amaranth import Module, Mux, Signal, signed
+from amaranth import Module, Mux, Shape, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..design.golden import TRControl, TRMode
 from ..design.network import DenseLayer
+from ..design.timing import tr_group_latency
 from ..numerics.terms import group_term_order
 from ..protocol import K_OWN, S_OWN
 
-__all__ = ["K_OWN", "S_OWN", "TRArray", "control_values", "layer_controls", "term_layout",
-           "term_rom_words", "tr_slots", "tr_terms"]
+__all__ = ["K_OWN", "S_OWN", "TRArray", "TRGroupArray", "control_values", "layer_controls",
+           "term_layout", "term_rom_words", "tr_per_cycle", "tr_slots", "tr_terms"]
 
 #: Cycles from presenting a ``last`` step to ``done`` (operand select, product, result).
 TR_ARRAY_LATENCY = 3
@@ -76,12 +85,33 @@ def tr_terms(layer: DenseLayer):
     return group_term_order(layer.w_int, layer.tr.group, layer.scheme.magnitude_bits)
 
 
-def tr_slots(layer: DenseLayer, control: TRControl | None = None) -> int:
-    """Weight-term slots read per group: ``min(k, T)`` in TR mode, ``T`` in conventional
-    mode, at least 1 (``T``: the most terms of any group of the layer)."""
-    t_max = max(1, tr_terms(layer).sign.shape[-1])
+def tr_max_terms(layer: DenseLayer) -> int:
+    """``T``: the most weight terms of any group of the layer (at least 1)."""
+    return max(1, tr_terms(layer).sign.shape[-1])
+
+
+def tr_used_terms(layer: DenseLayer, control: TRControl | None = None) -> int:
+    """Weight terms of each group the layer reads under ``control``: ``min(k, T)`` in TR
+    mode (0 for ``k = 0``), ``T`` in conventional mode."""
+    t_max = tr_max_terms(layer)
     mode, k, _ = layer_controls(layer.tr, control)
-    return max(1, min(k, t_max)) if mode else t_max
+    return min(k, t_max) if mode else t_max
+
+
+def tr_per_cycle(layer: DenseLayer, terms: int = 1) -> int:
+    """``P``, weight terms a PE adds a cycle, for an array's ``tr_terms``: 1 is the
+    slot-serial PE (:class:`TRArray`); ``P > 1`` the group-per-cycle PE
+    (:class:`TRGroupArray`); 0 the layer's budget ``k`` (at most ``T``, at least 1): one
+    group a cycle at the bundle's own setting."""
+    if terms == 0:
+        return max(1, min(layer.tr.budget, tr_max_terms(layer)))
+    return terms
+
+
+def tr_slots(layer: DenseLayer, control: TRControl | None = None, per_cycle: int = 1) -> int:
+    """Cycles per group: ``ceil(n / P)`` of the :func:`tr_used_terms` ``n``, at least 1
+    (``P = 1``: weight-term slots, ``min(k, T)`` in TR mode, ``T`` in conventional mode)."""
+    return max(1, -(-tr_used_terms(layer, control) // per_cycle))
 
 
 def term_layout(group: int, exp_bits: int) -> data.StructLayout:
@@ -90,12 +120,16 @@ def term_layout(group: int, exp_bits: int) -> data.StructLayout:
                               "idx": max(1, (group - 1).bit_length()), "nz": 1})
 
 
-def term_rom_words(layer: DenseLayer, cols: int) -> tuple[list[int], int, data.StructLayout]:
-    """The weight-term ROM of a layer on ``cols`` columns.
+def term_rom_words(layer: DenseLayer, cols: int,
+                   per_cycle: int = 1) -> tuple[list[int], int, data.StructLayout]:
+    """The weight-term ROM of a layer on ``cols`` columns, ``per_cycle`` (``P``) slots a
+    word.
 
-    Returns ``(words, T, layout)``: word ``(tile * G + group) * T + slot`` holds, for column
-    ``c``, the ``slot``-th term of group ``group`` of output ``tile * cols + c`` (absent when
-    that output or term does not exist).
+    Returns ``(words, T, layout)``: with ``W = ceil(T / P)`` words a group, word
+    ``(tile * G + group) * W + w`` holds, for column ``c`` (``c * P * layout.size`` bits up)
+    and lane ``j`` (``j * layout.size`` bits above that), the term of slot ``w * P + j`` of
+    group ``group`` of output ``tile * cols + c`` (absent when that output or term does not
+    exist).  ``P = 1``: word ``(tile * G + group) * T + slot``, one term per column.
     """
     terms = tr_terms(layer)
     g = layer.tr.group
@@ -104,19 +138,24 @@ def term_rom_words(layer: DenseLayer, cols: int) -> tuple[list[int], int, data.S
     layout = term_layout(g, max(1, layer.scheme.magnitude_bits.bit_length()))
     width = layout.size
     tiles = math.ceil(n_out / cols)
+    per_group = -(-t_max // per_cycle)
     words = []
     for tile in range(tiles):
         for grp in range(n_groups):
-            for slot in range(t_max):
+            for w in range(per_group):
                 word = 0
                 for c in range(cols):
                     n = tile * cols + c
-                    if n < n_out and slot < terms.sign.shape[-1] and terms.sign[n, grp, slot]:
-                        field = (int(terms.exponent[n, grp, slot])
-                                 | (int(terms.sign[n, grp, slot] < 0) << layout["neg"].offset)
-                                 | (int(terms.index[n, grp, slot]) << layout["idx"].offset)
-                                 | (1 << layout["nz"].offset))
-                        word |= field << (c * width)
+                    for j in range(per_cycle):
+                        slot = w * per_cycle + j
+                        if n < n_out and slot < terms.sign.shape[-1] \
+                                and terms.sign[n, grp, slot]:
+                            field = (int(terms.exponent[n, grp, slot])
+                                     | (int(terms.sign[n, grp, slot] < 0)
+                                        << layout["neg"].offset)
+                                     | (int(terms.index[n, grp, slot]) << layout["idx"].offset)
+                                     | (1 << layout["nz"].offset))
+                            word |= field << ((c * per_cycle + j) * width)
                 words.append(word)
     return words, t_max, layout
 
@@ -199,3 +238,125 @@ class TRArray(wiring.Component):
                     with m.If(f2.last):
                         m.d.sync += self.res[r * cols + c].eq(total)
         return m
+
+
+class TRGroupArray(wiring.Component):
+    """``rows x cols`` group-per-cycle term-pair PEs, operands broadcast.
+
+    Each PE takes ``P`` weight terms of its column a cycle (lane ``j`` of ``w[c]``), and for
+    each: selects the activation its index names in the row's group, shifts it by the
+    exponent and, for a negative term, complements it (``~v = -v - 1``); an adder tree sums
+    the ``P`` values and the count of complemented ones (so each is ``-v`` exactly) into the
+    accumulator.  Lanes ``j >= count`` are masked (their terms count for nothing): the
+    run-time budget within the step's word.
+
+    Pipeline (:func:`~rtl_gen.design.timing.tr_group_latency`): operand select, shifted
+    terms, ``ceil(log2(P + 1))`` registered levels of the tree (widths growing a bit a level,
+    up to ``acc_bits``), the accumulator.  Cost per PE: ``P`` ``g``-to-1 selects of an
+    activation, ``P`` shifters, ``P`` adders in the tree; per column a ``P``-bit count.
+
+    Parameters
+    ----------
+    rows, cols, group, x_shape, term, acc_bits:
+        As for :class:`TRArray`.
+    per_cycle:
+        ``P``, weight terms a PE adds a cycle (at least 2).
+    max_exp:
+        The largest term exponent (the shifters' range).
+
+    Members
+    -------
+    x : In(ArrayLayout(ArrayLayout(x_shape, g), R))
+    w : In(ArrayLayout(ArrayLayout(term, P), C))
+        ``P`` weight terms per column.
+    count : In(range(P + 1))
+        Lanes of the step that count (the first ``count``).
+    valid, first, last : In(1)
+    res, done:
+        As for :class:`TRArray`; ``done`` comes :attr:`latency` cycles after the ``last``
+        step is presented.
+    """
+
+    def __init__(self, *, rows: int, cols: int, group: int, per_cycle: int, x_shape,
+                 term: data.StructLayout, max_exp: int, acc_bits: int):
+        if per_cycle < 2:
+            raise ValueError(f"the group-per-cycle array adds 2 or more terms a cycle, not "
+                             f"{per_cycle}")
+        self._rows, self._cols, self._group, self._per = rows, cols, group, per_cycle
+        self._x_shape, self._term, self._acc_bits = x_shape, term, acc_bits
+        self._max_exp = max_exp
+        self.latency = tr_group_latency(per_cycle)
+        super().__init__({
+            "x": In(data.ArrayLayout(data.ArrayLayout(x_shape, group), rows)),
+            "w": In(data.ArrayLayout(data.ArrayLayout(term, per_cycle), cols)),
+            "count": In(range(per_cycle + 1)),
+            "valid": In(1), "first": In(1), "last": In(1),
+            "res": Out(data.ArrayLayout(signed(acc_bits), rows * cols)),
+            "done": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        rows, cols, per = self._rows, self._cols, self._per
+        acc_bits = self._acc_bits
+        acc_shape = signed(acc_bits)
+        x_shape = Shape.cast(self._x_shape)
+        # a shifted activation, signed, one bit for the sign of an unsigned one
+        p_bits = min(acc_bits, x_shape.width + self._max_exp + (0 if x_shape.signed else 1))
+        levels = self.latency - 3
+        # the step's flags, one register per stage up to the accumulator's
+        flags = [(self.valid, self.first, self.last)]
+        for i in range(self.latency - 1):
+            v, f, la = (Signal(name=f"{n}_{i + 1}") for n in ("valid", "first", "last"))
+            m.d.sync += [v.eq(flags[-1][0]), f.eq(flags[-1][1]), la.eq(flags[-1][2])]
+            flags.append((v, f, la))
+        valid_a, first_a, last_a = flags[-1]
+        m.d.sync += self.done.eq(valid_a & last_a)
+        for c in range(cols):
+            # stage 1: the column's terms, masked beyond the count
+            t1 = [Signal(self._term, name=f"t1_{c}_{j}", reset_less=True) for j in range(per)]
+            for j in range(per):
+                term = self.w[c][j]
+                m.d.sync += [t1[j].eq(term), t1[j].nz.eq(term.nz & (self.count > j))]
+            # stage 2: how many terms are negated (the +1 of each complement)
+            n_neg = Signal(range(per + 1), name=f"nneg_{c}", reset_less=True)
+            m.d.sync += n_neg.eq(sum(t.nz & t.neg for t in t1))
+            for r in range(rows):
+                ops = []
+                for j in range(per):
+                    sel = Signal(x_shape, name=f"sel_{r}_{c}_{j}", reset_less=True)
+                    m.d.sync += sel.eq(self.x[r][self.w[c][j].idx])
+                    shifted = Signal(signed(p_bits), name=f"sh_{r}_{c}_{j}")
+                    m.d.comb += shifted.eq(sel << t1[j].exp)
+                    p = Signal(signed(p_bits), name=f"p_{r}_{c}_{j}", reset_less=True)
+                    neg = t1[j].neg
+                    m.d.sync += p.eq(Mux(t1[j].nz, shifted ^ neg.replicate(p_bits), 0))
+                    ops.append(p)
+                ops.append(n_neg)
+                total = _adder_tree(m, ops, acc_bits, f"tree_{r}_{c}")
+                assert len(ops) > 1 and (len(ops) - 1).bit_length() == levels
+                # the accumulator; the tile's last step lands in `res`
+                acc = Signal(acc_shape, name=f"acc_{r}_{c}", reset_less=True)
+                new = Mux(first_a, 0, acc) + total
+                with m.If(valid_a):
+                    m.d.sync += acc.eq(new)
+                    with m.If(last_a):
+                        m.d.sync += self.res[r * cols + c].eq(new)
+        return m
+
+
+def _adder_tree(m, ops, cap: int, name: str):
+    """The sum of ``ops`` in registered levels of two-input adders (an odd one out passes
+    through a register), each level a bit wider than its operands up to ``cap`` bits (the
+    sum is then kept modulo ``2**cap``, as the accumulator is)."""
+    level = 0
+    while len(ops) > 1:
+        nxt = []
+        for i in range(0, len(ops), 2):
+            pair = ops[i:i + 2]
+            width = min(cap, max(len(v) + (0 if v.shape().signed else 1) for v in pair) + 1)
+            s = Signal(signed(width), name=f"{name}_l{level}_{i // 2}", reset_less=True)
+            m.d.sync += s.eq(pair[0] + pair[1] if len(pair) == 2 else pair[0])
+            nxt.append(s)
+        ops, level = nxt, level + 1
+    return ops[0]

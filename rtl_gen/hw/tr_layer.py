@@ -47,7 +47,7 @@ from .layer import (
     layer_timing,
     plan_layer,
 )
-from .tr import TRArray, term_rom_words
+from .tr import TRArray, TRGroupArray, term_rom_words, tr_per_cycle
 
 __all__ = ["TRLayerEngine"]
 
@@ -121,43 +121,64 @@ class TRLayerEngine(Engine):
                             src_cols=plan.src_cols, value=dtu.value[:a_bits], delay=2)
 
         # -- weight-term ROM, array, FIFO and the sequencer under the run-time slots --------
-        words, t_max, term = term_rom_words(layer, cols)
-        m.submodules.rom = rom = Memory(shape=unsigned(cols * term.size), depth=len(words),
-                                        init=words)
-        m.submodules.array = array = TRArray(rows=rows, cols=cols, group=group,
-                                             x_shape=x_shape, term=term,
-                                             acc_bits=layer.acc_bits)
+        # per = 1: one weight-term slot a cycle (TRArray); per > 1: `per` slots a ROM word,
+        # the group-per-cycle array (TRGroupArray), a group's `n` terms in ceil(n / per)
+        per = tr_per_cycle(layer, plan.array.tr_terms)
+        words, t_max, term = term_rom_words(layer, cols, per)
+        w_max = -(-t_max // per)                   # ROM words (cycles) a group at most
+        m.submodules.rom = rom = Memory(shape=unsigned(cols * per * term.size),
+                                        depth=len(words), init=words)
+        if per == 1:
+            array = TRArray(rows=rows, cols=cols, group=group, x_shape=x_shape, term=term,
+                            acc_bits=layer.acc_bits)
+        else:
+            array = TRGroupArray(rows=rows, cols=cols, group=group, per_cycle=per,
+                                 x_shape=x_shape, term=term,
+                                 max_exp=layer.scheme.magnitude_bits,
+                                 acc_bits=layer.acc_bits)
+        assert array.latency == t.array_latency
+        m.submodules.array = array
         rom_rd = rom.read_port()
         out = int_fifo(m, plan, self.o)
 
-        # run-time slots per group (latched with the batch) and the period they give
-        max_period = max(ks * t_max, rows * cols + 1)
-        slots_next = Signal(range(t_max + 1))
-        slots = Signal(range(t_max + 1), init=t.slots)
-        n_issue = Signal(range(ks * t_max + 1), init=t.issue_cycles)
+        # run-time words per group (latched with the batch) and the period they give
+        max_period = max(ks * w_max, rows * cols + 1)
+        slots_next = Signal(range(w_max + 1))
+        slots = Signal(range(w_max + 1), init=t.slots)
+        n_issue = Signal(range(ks * w_max + 1), init=t.issue_cycles)
         period_v = Signal(range(max_period + 1), init=t.period)
         terms_on = Signal(init=1)
         seq = tile_sequencer(m, banks.full, out.credit, tiles=nt, period=period_v,
                              step_range=max_period + 1, chain=False)
         k_min = Mux(tr_k < t_max, tr_k, t_max)
-        m.d.sync += slots_next.eq(Mux(self.tr_mode, Mux(tr_k == 0, 1, k_min), t_max))
+        # the terms a group reads: min(k, T) under TR, all T conventional
+        n_used = Signal(range(t_max + 1))
+        m.d.comb += n_used.eq(Mux(self.tr_mode, k_min, t_max))
+        # ceil(n / per), at least 1, by comparisons with the multiples of per
+        words_used = 1 + sum((n_used > i * per) for i in range(1, w_max)) if w_max > 1 else 1
+        m.d.sync += slots_next.eq(words_used)
         with m.If(seq.batch_started):
             m.d.sync += [slots.eq(slots_next), n_issue.eq(slots_next * ks),
                          period_v.eq(Mux(slots_next * ks > rows * cols,
                                          slots_next * ks, rows * cols + 1)),
                          terms_on.eq(~self.tr_mode | (tr_k != 0))]
+        n_next = Signal(range(t_max + 1))
+        n_latched = Signal(range(t_max + 1), init=min(layer.tr.budget, t_max))
+        m.d.sync += n_next.eq(n_used)
+        with m.If(seq.batch_started):
+            m.d.sync += n_latched.eq(n_next)
 
         # the group and slot being issued; the groups' ROM base runs on across the tiles
         issue = Signal()
         grp = Signal(range(max(ks, 2)))
-        slot = Signal(range(max(t_max, 2)))
-        gbase = Signal(range(nt * ks * t_max + t_max + 1))
+        slot = Signal(range(max(w_max, 2)))
+        gbase = Signal(range(nt * ks * w_max + w_max + 1))
         m.d.comb += issue.eq(seq.running & ~seq.held & (seq.step < n_issue))
         banks.read(m, seq.cbank, grp)
         m.d.comb += rom_rd.addr.eq(gbase + slot)
         with m.If(issue):
             with m.If(slot == slots - 1):
-                m.d.sync += [slot.eq(0), grp.eq(grp + 1), gbase.eq(gbase + t_max)]
+                m.d.sync += [slot.eq(0), grp.eq(grp + 1), gbase.eq(gbase + w_max)]
             with m.Else():
                 m.d.sync += slot.eq(slot + 1)
         with m.If(seq.start_tile):
@@ -166,7 +187,16 @@ class TRLayerEngine(Engine):
                 m.d.sync += gbase.eq(0)
         first = issue & (grp == 0) & (slot == 0)
         last = issue & (grp == ks - 1) & (slot == slots - 1)
-        m.d.comb += array.on.eq(terms_on)
+        if per == 1:
+            m.d.comb += array.on.eq(terms_on)
+        else:
+            # the lanes of this word that count: the terms left of the group's n, at most
+            # per (registered: the ROM answers a cycle later)
+            left = Signal(signed(max(t_max, per).bit_length() + 2))
+            m.d.comb += left.eq(n_latched - slot * per)
+            count = Signal(range(per + 1))
+            m.d.sync += count.eq(Mux(left >= per, per, Mux(left < 0, 0, left)))
+            m.d.comb += array.count.eq(count)
 
         # memories answer one cycle later: delay the step's flags to match
         valid_d, first_d, last_d = delayed(m, issue, first, last, name="step_d")
@@ -175,7 +205,7 @@ class TRLayerEngine(Engine):
         for r in range(rows):
             m.d.comb += array.x[r].as_value().eq(banks.data(r))
 
-        every = [dataclasses.replace(t, slots=s) for s in range(1, t_max + 1)]
+        every = [dataclasses.replace(t, slots=s) for s in range(1, w_max + 1)]
         int_back_end(m, plan, t, array, out, seq, self.cycles,
                      in_flight=max(u.in_flight for u in every),
                      bound=max(u.batch_cycles for u in every))
