@@ -53,3 +53,31 @@ def test_verify_command_takes_the_controls():
     bad = CliRunner().invoke(main, ["verify", "--bundle", str(WEIGHTS_DIR / "digits-int4"),
                                     "--conventional"])
     assert bad.exit_code == 2 and "no term-revealing layers" in bad.stderr
+
+
+GROUP_CONTROLS = [None, TRControl(TRMode.CONVENTIONAL), TRControl(TRMode.TR, 4, 1),
+                  TRControl(TRMode.TR, 14, 3), TRControl(TRMode.TR, 0, 2)]
+
+
+def test_group_engine_network_at_five_controls():
+    """``digits-tr`` on the group-per-cycle PEs (``tr_terms=0``: as many term adders as the
+    bundle's budget, k = 10): one build, the whole test split at five controls set through
+    the control ports, bit-exact, every layer's cycles equal to the model (one cycle a group
+    at k <= 10, two at k = 14, four conventional: T = 36)."""
+    from rtl_gen.hw.layer import ArrayConfig
+
+    why = missing_simulator("verilator")
+    if why:
+        pytest.skip(why)
+    net = read_bundle(WEIGHTS_DIR / "digits-tr")
+    x = digits()[1].x_int
+    arrays = [ArrayConfig(tr_terms=0)] * len(net.layers)
+    builds, cycles = set(), []
+    for control in GROUP_CONTROLS:
+        result = verify_network(net, x, arrays=arrays, control=control)
+        assert result["images"] == 360
+        assert result["layer_cycles"] == result["model_layer_cycles"]
+        builds.add(result["build"])
+        cycles.append(tuple(result["layer_cycles"]))
+    assert len(builds) == 1
+    assert len(set(cycles)) >= 3
