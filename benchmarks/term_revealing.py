@@ -33,6 +33,18 @@ with ``--no-mnist``).  JSON: ``paper`` holds, per data set, ``reference_accuracy
 chosen ``tr`` and ``bitserial`` settings (each with ``accuracy`` and
 ``cycles_per_inference``), ``speedup`` and ``within_tolerance``.
 
+**The group-per-cycle TR engine** (``ArrayConfig(tr_terms=P)``: PEs that add ``P`` weight
+terms a cycle, :class:`rtl_gen.hw.tr.TRGroupArray`; ``tests/test_tr_cocotb.py`` holds its
+Verilog to its cycle model): ``paper`` also holds ``tr_group`` (its fewest-cycle setting within
+the tolerance, ``P`` = :data:`GROUP_TERMS` = 14, the paper's largest budget: one cycle a
+group for ``k <= 14``), ``ratios`` (bit-serial cycles over each TR engine's, at <= 0.5 point and
+against full precision) and ``accuracies`` (every chosen setting's, with the reference).
+Cycles per inference are the network's steady interval, which counts the input stream (one
+code a cycle: 64 for digits, 784 for MNIST); ``array_cycles_per_inference`` leaves it out.
+``--synth-group DEVICE`` synthesizes (and places and routes) only ``digits-tr`` on the group
+engine, 1 x 2 PEs of ``P`` = 10 (the bundle's budget), for ``DEVICE``; synthesis results of
+earlier runs stay in the JSON unless rerun.
+
 Run ``python benchmarks/term_revealing.py [--synth] [--no-mnist] [--out DIR]``: prints
 Markdown tables and writes ``term_revealing.md``, ``term_revealing.json`` and
 ``term_revealing.svg`` (the plot) into ``--out`` (default ``benchmarks/results``).
@@ -55,8 +67,9 @@ from rtl_gen.design import golden
 from rtl_gen.design.bitserial import bitserial_predict, weight_bits
 from rtl_gen.design.golden import TRControl, TRMode, network_interval
 from rtl_gen.design.network import TRConfig
-from rtl_gen.hw.bitserial import bitserial_array
+from rtl_gen.hw.bitserial import bitserial_array, bitserial_timing
 from rtl_gen.hw.bitserial import cycles_per_inference as bitserial_cycles
+from rtl_gen.hw.layer import ArrayConfig
 from rtl_gen.hw.network import plan_network
 from rtl_gen.training.defaults import FLOAT_MODEL_NAME, WEIGHTS_DIR
 
@@ -85,9 +98,20 @@ def regroup(net, g: int):
     return dataclasses.replace(net, layers=layers)
 
 
-def cycles(net, control) -> float:
-    arrays, timings = plan_network(net, None, control)
+def cycles(net, control, tr_terms: int = 1) -> float:
+    """Cycles per inference of the TR network on the default arrays (batch 1, 8 columns),
+    its PEs adding ``tr_terms`` weight terms a cycle (1: the slot-serial PE)."""
+    arrays, timings = plan_network(net, [ArrayConfig(tr_terms=tr_terms)] * len(net.layers),
+                                   control)
     return network_interval(timings, net.input.features) / arrays[0].rows
+
+
+def array_cycles(net, control, tr_terms: int = 1) -> float:
+    """As :func:`cycles`, without the input stream's bound: the slowest layer's steady
+    interval."""
+    arrays, timings = plan_network(net, [ArrayConfig(tr_terms=tr_terms)] * len(net.layers),
+                                   control)
+    return max(t.steady_interval for t in timings) / arrays[0].rows
 
 
 def sweep(name, net, x, y) -> list[dict]:
@@ -127,6 +151,7 @@ PAPER_BUDGETS = tuple(range(6, 15))
 MNIST_SIZES = (784, 64, 10)
 MNIST_BITS = 6               # the paper's data width (input and hidden activations)
 CONVENTIONAL_BITS = (3, 4, 5, 6, 8)   # intB PTQ networks tried as bit-serial baselines
+GROUP_TERMS = 14             # the group-per-cycle PE's term adders: the paper's largest k
 
 
 def conventional_nets(model, prefix: str, **quant) -> dict:
@@ -170,9 +195,13 @@ def serial_sweep(label: str, net, x, y) -> list[dict]:
     for wp in range(1, w_full + 1):
         for ap in range(1, a_full + 1):
             acc = float(np.mean(bitserial_predict(net, x, wp, ap) == y))
+            timings = [bitserial_timing(ly, a, wp, ap)
+                       for ly, a in zip(net.layers, arrays, strict=True)]
             rows.append({"network": label, "w_prec": wp, "a_prec": ap, "accuracy": acc,
                          "full": (wp, ap) == (w_full, a_full),
-                         "cycles_per_inference": bitserial_cycles(net, arrays, wp, ap)})
+                         "cycles_per_inference": bitserial_cycles(net, arrays, wp, ap),
+                         "array_cycles_per_inference":
+                             max(t.steady_interval for t in timings) / arrays[0].rows})
     return rows
 
 
@@ -190,20 +219,29 @@ def paper_comparison(net, x, y, conventional: dict, *, budgets=PAPER_BUDGETS,
     full = next(r for r in serial if r["full"])
     for label, cnet in conventional.items():
         serial += serial_sweep(label, cnet, x, y)
-    tr = []
+    tr, group = [], []
     for k in budgets:
         for s in data_terms:
             c = TRControl(TRMode.TR, k, s)
-            tr.append({"g": PAPER_GROUP, "k": k, "s": s,
-                       "accuracy": golden.accuracy(netg, x, y, c),
-                       "cycles_per_inference": cycles(netg, c)})
+            acc = golden.accuracy(netg, x, y, c)
+            tr.append({"g": PAPER_GROUP, "k": k, "s": s, "accuracy": acc,
+                       "cycles_per_inference": cycles(netg, c),
+                       "array_cycles_per_inference": array_cycles(netg, c)})
+            group.append({"g": PAPER_GROUP, "k": k, "s": s, "terms_per_cycle": GROUP_TERMS,
+                          "accuracy": acc,
+                          "cycles_per_inference": cycles(netg, c, GROUP_TERMS),
+                          "array_cycles_per_inference": array_cycles(netg, c, GROUP_TERMS)})
 
-    def pick(rows):
+    def pick(rows, key="cycles_per_inference"):
         ok = [r for r in rows if r["accuracy"] >= floor - 1e-12]
-        return min(ok, key=lambda r: (r["cycles_per_inference"], -r["accuracy"])) if ok \
-            else None
+        return min(ok, key=lambda r: (r[key], -r["accuracy"])) if ok else None
 
-    b, t = pick(serial), pick(tr)
+    def ratio(a, b, key="cycles_per_inference"):
+        return a[key] / b[key] if a and b else None
+
+    b, t, tg = pick(serial), pick(tr), pick(group)
+    tg_array = pick(group, "array_cycles_per_inference")
+    b_array = pick(serial, "array_cycles_per_inference")
     return {
         "network": net.name, "images": int(len(y)), "tolerance": TOLERANCE,
         "reference": "the network's conventional accuracy (TR off, full precision)",
@@ -217,7 +255,25 @@ def paper_comparison(net, x, y, conventional: dict, *, budgets=PAPER_BUDGETS,
         "speedup_vs_full_precision": (full["cycles_per_inference"]
                                       / t["cycles_per_inference"]) if t else None,
         "within_tolerance": bool(b and t),
-        "bitserial_rows": serial, "tr_rows": tr,
+        "tr_group": tg, "tr_group_terms_per_cycle": GROUP_TERMS,
+        "tr_group_array_bound": tg_array,
+        "ratios": {
+            "bitserial_over_tr_slot": ratio(b, t),
+            "bitserial_over_tr_group": ratio(b, tg),
+            "bitserial_full_over_tr_group": ratio(full, tg),
+            "tr_slot_over_tr_group": ratio(t, tg),
+            "bitserial_over_tr_group_array_bound": ratio(
+                b_array, tg_array, "array_cycles_per_inference"),
+        },
+        "accuracies": {
+            "reference": reference,
+            "bitserial": b["accuracy"] if b else None,
+            "bitserial_full": full["accuracy"],
+            "tr_slot": t["accuracy"] if t else None,
+            "tr_group": tg["accuracy"] if tg else None,
+            "tr_group_array_bound": tg_array["accuracy"] if tg_array else None,
+        },
+        "bitserial_rows": serial, "tr_rows": tr, "tr_group_rows": group,
     }
 
 
@@ -237,16 +293,30 @@ def paper_markdown(name: str, p: dict) -> str:
                      f"a {b['a_prec']} bits | {100 * b['accuracy']:.2f}% | "
                      f"{b['cycles_per_inference']:.0f} |")
     if t:
-        lines.append(f"| term revealing | {p['network']} | g {t['g']}, k {t['k']}, s "
-                     f"{t['s']} | {100 * t['accuracy']:.2f}% | "
+        lines.append(f"| term revealing, slot-serial PEs | {p['network']} | g {t['g']}, k "
+                     f"{t['k']}, s {t['s']} | {100 * t['accuracy']:.2f}% | "
                      f"{t['cycles_per_inference']:.0f} |")
+    tg, ta = p["tr_group"], p["tr_group_array_bound"]
+    if tg:
+        lines.append(f"| term revealing, group-per-cycle PEs (P = {tg['terms_per_cycle']}) | "
+                     f"{p['network']} | g {tg['g']}, k {tg['k']}, s {tg['s']} | "
+                     f"{100 * tg['accuracy']:.2f}% | {tg['cycles_per_inference']:.0f} "
+                     f"({tg['array_cycles_per_inference']:.0f} without the input stream) |")
     lines.append("")
+    r = p["ratios"]
     if p["speedup"]:
-        lines.append(f"TR: {p['speedup']:.2f}x fewer cycles than the bit-serial baseline at "
-                     f"≤ 0.5 point loss ({p['speedup_vs_full_precision']:.2f}x against it at "
-                     "full precision).")
+        lines.append(f"TR, slot-serial: {p['speedup']:.2f}x fewer cycles than the bit-serial "
+                     f"baseline at ≤ 0.5 point loss ({p['speedup_vs_full_precision']:.2f}x "
+                     "against it at full precision).")
     else:
         lines.append("No setting of one side is within 0.5 point of the reference.")
+    if r["bitserial_over_tr_group"]:
+        lines.append(f"TR, group-per-cycle: {r['bitserial_over_tr_group']:.2f}x fewer cycles "
+                     f"than the bit-serial baseline at ≤ 0.5 point loss "
+                     f"({r['bitserial_full_over_tr_group']:.2f}x against it at full "
+                     f"precision; {r['bitserial_over_tr_group_array_bound']:.2f}x without the "
+                     f"input stream, k {ta['k']}, s {ta['s']}, "
+                     f"{100 * ta['accuracy']:.2f}%).")
     return "\n".join(lines) + "\n\n"
 
 
@@ -295,7 +365,17 @@ def plot(all_rows: list[dict], picks: dict, path: Path) -> None:
     plt.close(fig)
 
 
-def synth_costs(nets: dict) -> list[dict]:
+#: ``--synth-group``: the group-per-cycle TR network synthesized, as ``(label, arrays)``: two
+#: columns (the network is bound by its input stream from two columns up, 65 cycles per
+#: inference against 64 on eight) of PEs with the bundle's budget of term adders.
+GROUP_SYNTH = ("TR group-per-cycle (digits-tr, 1x2 PEs of P = 10 term adders)",
+               ArrayConfig(cols=2, tr_terms=0))
+
+
+def synth_costs(nets: dict, devices=("up5k", "ecp5-85f")) -> list[dict]:
+    """Synthesis (and place and route) of each network: ``label -> net`` or ``label ->
+    (net, per-layer ArrayConfig)``; a label with "bit-serial" builds the bit-serial
+    engine."""
     from rtl_gen.flow.synth import (
         FlowError,
         component_verilog,
@@ -306,11 +386,14 @@ def synth_costs(nets: dict) -> list[dict]:
     from rtl_gen.hw.network import NetworkEngine
     out = []
     for label, net in nets.items():
+        net, arrays = net if isinstance(net, tuple) else (net, None)
         serial = "bit-serial" in label
-        engine = BitSerialNetworkEngine(net) if serial else NetworkEngine(net)
+        engine = BitSerialNetworkEngine(net) if serial else NetworkEngine(net, arrays)
         top = f"{'bitserial' if serial else 'net'}_{net.name}".replace("-", "_")
+        if arrays is not None and arrays[0].tr_terms != 1:
+            top += "_group"
         verilog = component_verilog(engine, top)
-        for dev in ("up5k", "ecp5-85f"):
+        for dev in devices:
             s = synth(verilog, top, dev)
             try:
                 fmax = round(place_and_route(verilog, top, dev).fmax, 1)
@@ -321,11 +404,24 @@ def synth_costs(nets: dict) -> list[dict]:
     return out
 
 
+def merge_costs(path: Path, costs: list[dict]) -> list[dict]:
+    """``costs`` after the earlier run's (in the JSON at ``path``) that it does not redo."""
+    try:
+        old = json.loads(path.read_text()).get("costs", [])
+    except (OSError, ValueError):
+        old = []
+    done = {(c["network"], c["device"]) for c in costs}
+    return [c for c in old if (c["network"], c["device"]) not in done] + costs
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--synth", action="store_true",
                         help="also synthesize the TR, int4 and bit-serial int4 networks "
                              "(several minutes)")
+    parser.add_argument("--synth-group", metavar="DEVICE",
+                        help="synthesize only digits-tr on the group-per-cycle TR engine for "
+                             "DEVICE (e.g. up5k)")
     parser.add_argument("--no-mnist", action="store_true",
                         help="skip the MNIST MLP (trained in about half a minute)")
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -357,13 +453,18 @@ def main(argv=None) -> int:
             text += paper_markdown(f"MNIST MLP {'-'.join(map(str, MNIST_SIZES))} (float "
                                    f"{100 * float_acc:.2f}%)", paper["mnist"])
     costs = []
+    tr_net = read_bundle(WEIGHTS_DIR / "digits-tr")
+    group = {GROUP_SYNTH[0]: (tr_net, [GROUP_SYNTH[1]] * len(tr_net.layers))}
     if args.synth:
-        costs = synth_costs({"TR (digits-tr, 1x8 term-pair array)":
-                             read_bundle(WEIGHTS_DIR / "digits-tr"),
+        costs = synth_costs({"TR (digits-tr, 1x8 term-pair array)": tr_net,
                              "int4 (digits-int4, 1x8 int4 PEs)":
                              read_bundle(WEIGHTS_DIR / "digits-int4"),
                              "int4 bit-serial (digits-int4, 1x8 bit-serial PEs of 16 lanes)":
-                             read_bundle(WEIGHTS_DIR / "digits-int4")})
+                             read_bundle(WEIGHTS_DIR / "digits-int4"), **group})
+    elif args.synth_group:
+        costs = synth_costs(group, (args.synth_group,))
+    costs = merge_costs(args.out / "term_revealing.json", costs)
+    if costs:
         text += ("\n| network | device | logic cells | LUT4 | FF | DSP | BRAM | MHz |\n"
                  "|---|---|---|---|---|---|---|---|\n")
         text += "".join(f"| {c['network']} | {c['device']} | {c['lc']} | {c['lut4']} | "
