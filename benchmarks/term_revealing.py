@@ -40,7 +40,8 @@ the tolerance, ``P`` = :data:`GROUP_TERMS` = 14, the paper's largest budget: one
 group for ``k <= 14``), ``ratios`` (bit-serial cycles over each TR engine's, at <= 0.5 point and
 against full precision) and ``accuracies`` (every chosen setting's, with the reference).
 Cycles per inference are the network's steady interval, which counts the input stream (one
-code a cycle: 64 for digits, 784 for MNIST); ``array_cycles_per_inference`` leaves it out.
+code a cycle: 64 for digits, 784 for MNIST); ``array_cycles_per_inference`` leaves it out
+(the slowest layer's interval with its next batch already loaded).
 ``--synth-group DEVICE`` synthesizes (and places and routes) only ``digits-tr`` on the group
 engine, 1 x 2 PEs of ``P`` = 10 (the bundle's budget), for ``DEVICE``; synthesis results of
 earlier runs stay in the JSON unless rerun.
@@ -107,11 +108,12 @@ def cycles(net, control, tr_terms: int = 1) -> float:
 
 
 def array_cycles(net, control, tr_terms: int = 1) -> float:
-    """As :func:`cycles`, without the input stream's bound: the slowest layer's steady
-    interval."""
+    """As :func:`cycles`, without the input stream's bound (one code a cycle, which also
+    bounds how fast a layer's input bank fills): the slowest layer's interval with its next
+    batch waiting."""
     arrays, timings = plan_network(net, [ArrayConfig(tr_terms=tr_terms)] * len(net.layers),
                                    control)
-    return max(t.steady_interval for t in timings) / arrays[0].rows
+    return max(t.interval for t in timings) / arrays[0].rows
 
 
 def sweep(name, net, x, y) -> list[dict]:
@@ -201,7 +203,7 @@ def serial_sweep(label: str, net, x, y) -> list[dict]:
                          "full": (wp, ap) == (w_full, a_full),
                          "cycles_per_inference": bitserial_cycles(net, arrays, wp, ap),
                          "array_cycles_per_inference":
-                             max(t.steady_interval for t in timings) / arrays[0].rows})
+                             max(t.interval for t in timings) / arrays[0].rows})
     return rows
 
 
