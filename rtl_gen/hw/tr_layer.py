@@ -155,22 +155,19 @@ class TRLayerEngine(Engine):
         seq = tile_sequencer(m, banks.full, out.credit, tiles=nt, period=period_v,
                              step_range=max_period + 1, chain=False)
         k_min = Mux(tr_k < t_max, tr_k, t_max)
-        # the terms a group reads: min(k, T) under TR, all T conventional
-        n_used = Signal(range(t_max + 1))
-        m.d.comb += n_used.eq(Mux(self.tr_mode, k_min, t_max))
-        # ceil(n / per), at least 1, by comparisons with the multiples of per
-        words_used = 1 + sum((n_used > i * per) for i in range(1, w_max)) if w_max > 1 else 1
-        m.d.sync += slots_next.eq(words_used)
+        if per == 1:  # one slot a term, at least 1
+            m.d.sync += slots_next.eq(Mux(self.tr_mode, Mux(tr_k == 0, 1, k_min), t_max))
+        else:
+            # the terms a group reads, n: min(k, T) under TR, all T conventional; the words,
+            # ceil(n / per), at least 1, by comparisons with the multiples of per
+            n_used = Signal(range(t_max + 1))
+            m.d.comb += n_used.eq(Mux(self.tr_mode, k_min, t_max))
+            m.d.sync += slots_next.eq(1 + sum((n_used > i * per) for i in range(1, w_max)))
         with m.If(seq.batch_started):
             m.d.sync += [slots.eq(slots_next), n_issue.eq(slots_next * ks),
                          period_v.eq(Mux(slots_next * ks > rows * cols,
                                          slots_next * ks, rows * cols + 1)),
                          terms_on.eq(~self.tr_mode | (tr_k != 0))]
-        n_next = Signal(range(t_max + 1))
-        n_latched = Signal(range(t_max + 1), init=min(layer.tr.budget, t_max))
-        m.d.sync += n_next.eq(n_used)
-        with m.If(seq.batch_started):
-            m.d.sync += n_latched.eq(n_next)
 
         # the group and slot being issued; the groups' ROM base runs on across the tiles
         issue = Signal()
@@ -194,6 +191,12 @@ class TRLayerEngine(Engine):
         if per == 1:
             m.d.comb += array.on.eq(terms_on)
         else:
+            # the group's n, latched with the batch like the words per group
+            n_next = Signal(range(t_max + 1))
+            n_latched = Signal(range(t_max + 1), init=min(layer.tr.budget, t_max))
+            m.d.sync += n_next.eq(n_used)
+            with m.If(seq.batch_started):
+                m.d.sync += n_latched.eq(n_next)
             # the lanes of this word that count: the terms left of the group's n, at most
             # per (registered: the ROM answers a cycle later)
             left = Signal(signed(max(t_max, per).bit_length() + 2))
