@@ -864,9 +864,16 @@ def run_command(port, bundle, baud, data, images, timeout, conventional, tr_k, t
 @click.option("--train-data", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="Training data .npz with x and y for --finetune; required for a model "
               "not made from the digits, whose training split is the default.")
+@click.option("--accumulation", type=click.Choice(["sequential", "exact"]),
+              default="sequential", show_default=True,
+              help="The accumulation contract: sequential (fp32, rounded after every "
+              "addition: the fp32 baseline) or exact (products summed exactly in a 48-bit "
+              "window, rounded once; a power-of-two alpha; far smaller hardware). The "
+              "fine-tuning, the scores and the bundle use it.")
 @click.option("--out", type=_OUT_DIR, default=None,
               help="Write the chosen network as a float bundle here.")
-def mpwn_command(model_path, spaces, method, trials, seed, epochs, data, train_data, out):
+def mpwn_command(model_path, spaces, method, trials, seed, epochs, data, train_data,
+                 accumulation, out):
     """MPWN: float activations with float, binary or ternary weights per layer.
 
     Scores accuracy, sparsity, weight bits and the accuracy-sparsity-bit (ASB) score of the
@@ -876,7 +883,7 @@ def mpwn_command(model_path, spaces, method, trials, seed, epochs, data, train_d
     with _Progress() as progress:
         result = mpwn_task.mpwn(model_path, spaces, method=method, trials=trials, seed=seed,
                                 epochs=epochs, data=data, train_data=train_data, out=out,
-                                progress=progress)
+                                accumulation=accumulation, progress=progress)
     click.echo(markdown_table(result.table_rows, mpwn_task.MPWN_COLUMNS), nl=False)
     if result.path is not None:
         click.echo(f"{'/'.join(result.spaces)} -> {out}")

@@ -133,3 +133,24 @@ def test_generate_a_float_bundle(tmp_path):
     assert "| fc1 | binary | 32x64 | 4 |" in r.stdout
     text = (tmp_path / "a.v").read_text()
     assert "module net_b(" in text
+
+
+def test_mpwn_on_the_exact_contract(tmp_path):
+    """``--accumulation exact``: the bundle names the exact contract in its default window,
+    its alphas are powers of two, and the printed accuracy is the exact golden model's,
+    which differs from the sequential one's on these images."""
+    from rtl_gen.numerics.exact import ExactWindow
+
+    r = invoke("mpwn", "--spaces", "ternary", "--finetune", "0", "--accumulation", "exact",
+               "--out", tmp_path / "b")
+    assert r.exit_code == 0, r.output
+    net = read_float_bundle(tmp_path / "b")
+    assert (net.accumulation, net.window) == ("exact", ExactWindow())
+    for layer in net.layers:
+        alpha = np.asarray(layer.scale, np.uint32).view(np.float32).astype(np.float64)
+        assert np.all(np.exp2(np.round(np.log2(alpha))) == alpha)
+    _, test = digits()
+    acc = float_network.accuracy(net, net.encode(test.x), test.y)
+    assert f"| ternary/ternary | {100 * acc:.2f}% |" in r.stdout
+    seq = invoke("mpwn", "--spaces", "ternary", "--finetune", "0")
+    assert seq.exit_code == 0 and f"| ternary/ternary | {100 * acc:.2f}% |" not in seq.stdout

@@ -11,12 +11,12 @@ import numpy as np
 
 from ..bundle import write_float_bundle
 from ..data.digits import digits
-from ..design.float_network import FloatNetwork
+from ..design.float_network import ACCUMULATIONS, FloatNetwork
 from ..errors import RtlGenError
 from ..training import mpwn as M
 from ..training.defaults import FLOAT_MODEL_NAME, WEIGHTS_DIR
 from ..training.float_model import FloatMLP, load_float_model
-from .common import Progress, bundle_name, check_output, data_file, notify
+from .common import OptionError, Progress, bundle_name, check_output, data_file, notify
 
 __all__ = ["MPWN_COLUMNS", "MPWNResult", "ReducedFloatResult", "float_model_and_data", "mpwn",
            "reduced_float"]
@@ -49,7 +49,8 @@ def _float_metadata(model_path, data, row: dict) -> dict:
     return meta
 
 
-def _trainer(model: FloatMLP, model_path, train_data, epochs: int, seed: int):
+def _trainer(model: FloatMLP, model_path, train_data, epochs: int, seed: int,
+             accumulation: str = "sequential"):
     """``spaces -> fine-tuned float model`` (memoized), or ``None`` for ``epochs == 0``."""
     if epochs == 0:
         return None
@@ -70,7 +71,8 @@ def _trainer(model: FloatMLP, model_path, train_data, epochs: int, seed: int):
 
     def run(spaces):
         if spaces not in cache:
-            cache[spaces] = finetune(model, spaces, tx, ty, epochs=epochs, seed=seed)
+            cache[spaces] = finetune(model, spaces, tx, ty, epochs=epochs, seed=seed,
+                                     accumulation=accumulation)
         return cache[spaces]
     return run
 
@@ -95,39 +97,46 @@ class MPWNResult:
 def mpwn(model_path: Path | None = None, spaces: list[str] | str | None = None, *,
          method: str = "auto", trials: int = 100, seed: int = 0, epochs: int = 30,
          data: Path | None = None, train_data: Path | None = None, out: Path | None = None,
-         progress: Progress | None = None) -> MPWNResult:
+         accumulation: str = "sequential", progress: Progress | None = None) -> MPWNResult:
     """MPWN: score the given per-layer weight ``spaces`` (one for every layer, or one per
     layer; ``float``, ``binary``, ``ternary`` or a minifloat such as ``E4M3``), or search
     for the assignment with the best ASB score (``method``: ``auto``, ``exhaustive`` or
     ``tpe`` with ``trials``), after ``epochs`` of fine-tuning through each assignment's
-    spaces (needs PyTorch; 0: post-training only).  With ``out``, writes the chosen network
-    as a float bundle there.  Progress: the loop ``"MPWN search"``.
+    spaces (needs PyTorch; 0: post-training only), on the ``accumulation`` contract
+    (``sequential`` fp32, or ``exact``: exact sum rounded once, in the default window; the
+    fine-tuning and the scores use it too).  With ``out``, writes the chosen network as a
+    float bundle there.  Progress: the loop ``"MPWN search"``.
     """
+    if accumulation not in ACCUMULATIONS:
+        raise OptionError(f"accumulation must be one of {', '.join(ACCUMULATIONS)}, not "
+                          f"{accumulation!r}", option="--accumulation")
     if out is not None:
         bundle_name(check_output(out, folder=True))
     model, x, y = float_model_and_data(model_path, data)
-    train = _trainer(model, model_path, train_data, epochs, seed)
+    train = _trainer(model, model_path, train_data, epochs, seed, accumulation)
+    contract = {"accumulation": accumulation}
     if spaces is not None:
         chosen = [s.strip() for s in spaces.split(",")] if isinstance(spaces, str) \
             else list(spaces)
         if len(chosen) == 1:
             chosen = chosen * len(model.weights)
         M.from_float(model, chosen)  # SpecError (unknown space, count) before any training
-        net = M.from_float(model if train is None else train(tuple(chosen)), chosen)
+        net = M.from_float(model if train is None else train(tuple(chosen)), chosen,
+                           **contract)
         rows = [M.score(net, net.encode(x), y)]
     else:
         def step(done, total):
             if progress is not None:
                 progress("MPWN search", done, total, unit="assignment")
         rows = M.search(model, x, y, method=method, trials=trials, seed=seed, train=train,
-                        progress=step)
+                        progress=step, **contract)
         chosen = rows[0]["spaces"].split("/")
     if out is None:
         return MPWNResult(rows, chosen)
     out = Path(out)
     src = model if train is None else train(tuple(chosen))
     meta = dict(_float_metadata(model_path, data, rows[0]), finetune_epochs=epochs)
-    net = M.from_float(src, chosen, name=out.name, metadata=meta)
+    net = M.from_float(src, chosen, name=out.name, metadata=meta, **contract)
     return MPWNResult(rows, chosen, net, write_float_bundle(net, out))
 
 
