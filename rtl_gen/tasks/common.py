@@ -151,14 +151,14 @@ def read_int_network(bundle, why: str) -> Network:
     return require_dense(net, bundle)
 
 
-def require_dense(net, bundle, what: str = "synthesis, build and run"):
+def require_dense(net, bundle, what: str = "build and run"):
     """``net``, or one line naming the first convolution, pooling or flatten layer of an
-    integer network: generate and verify build it, ``what`` does not yet."""
+    integer network: generate, verify and synth build it, ``what`` does not yet."""
     if isinstance(net, FloatNetwork) or net.is_dense:
         return net
     first = next(ly for ly in net.layers if getattr(ly, "kind", "dense") != "dense")
     raise RtlGenError(f"{bundle}: layer {first.name!r} is a {first.kind} layer; {what} "
-                      "take dense networks only (generate and verify build it)")
+                      "take dense networks only (generate, verify and synth build it)")
 
 
 def data_file(data, features: int,

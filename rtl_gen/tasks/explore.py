@@ -322,7 +322,7 @@ def plan_point(point: Point):
     from .common import bitserial_plan, require_dense, unrolled_choice
     from .generate import network_plan
 
-    net = require_dense(read_bundle(Path(point.bundle)), point.bundle)
+    net = require_dense(read_bundle(Path(point.bundle)), point.bundle, "sweeps")
     folding = _folding(point)
     try:
         special = (bitserial_plan(net, folding, rows=point.rows, cols=point.cols,

