@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import dataclasses
+import types
 
 import numpy as np
 import pytest
@@ -21,6 +22,7 @@ from rtl_gen.design import golden
 from rtl_gen.design.network import DenseLayer
 from rtl_gen.hw.kit import (
     batch_counter,
+    column_words,
     counter_bits,
     plan_requant,
     requant_thresholds,
@@ -135,6 +137,15 @@ def test_counter_width_and_saturation():
 
     simulate(m, bench)
     assert seen[4] == 5 and seen[30] == 16 and set(seen[5:30]) == {5}
+
+
+def test_column_words_pack_each_tiles_channels_by_step():
+    """5 channels of 3 inputs on 2 columns: 3 tiles of 3 words, channel ``2t + c`` at bits
+    ``4c`` of word ``3t + k``, code 0 for the missing sixth channel."""
+    codes = np.arange(1, 16).reshape(5, 3)   # code of [n, k] is 3n + k + 1
+    timing = types.SimpleNamespace(tiles=3, k=3, cols=2, n=5)
+    assert column_words(codes, timing, 4) == [0x41, 0x52, 0x63, 0xA7, 0xB8, 0xC9,
+                                              0x0D, 0x0E, 0x0F]
 
 
 # -- the requantizer sized from real values ----------------------------------------------------

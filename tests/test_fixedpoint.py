@@ -89,3 +89,13 @@ def test_acc_bits_rejects():
         acc_bits(0, 1, 1)
     with pytest.raises(ValueError, match="x_max must be a non-negative integer"):
         acc_bits(1, -1, 1)
+
+
+def test_requant_params_rounding_into_a_new_bit_takes_one_shift_less():
+    """0.999999 with 8-bit multipliers: 0.999999 * 2**8 rounds to 256, which needs 9 bits;
+    one shift less gives 128 / 2**7 = 1, the nearest 8-bit ratio."""
+    m, s = requant_params(0.999999, 8)
+    assert (int(m), int(s)) == (128, 7)
+    # without that carry the full 8 bits stay: 0.7 * 2**8 = 179.2, the nearest is 179 / 2**8
+    m, s = requant_params(0.7, 8)
+    assert (int(m), int(s)) == (179, 8)

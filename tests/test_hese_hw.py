@@ -198,6 +198,14 @@ def test_unit_value_ports_are_exact_width():
     assert built(DataTermUnit(8)).value.shape() == am.unsigned(9)
     assert built(DataTermUnit(8, signed=True)).value.shape() == am.signed(10)
     assert built(TermTruncator(8)).value.shape() == am.signed(10)
+    # the inputs: unsigned n bits or signed n + 1, and s in 0..n + 1 (n = 6: 3 bits)
+    for bits, signed, i_shape in [(6, False, am.unsigned(6)), (6, True, am.signed(7)),
+                                  (8, True, am.signed(9))]:
+        unit = built(DataTermUnit(bits, signed=signed))
+        assert unit.i.shape() == i_shape
+        assert unit.s.shape() == am.unsigned((bits + 1).bit_length())
+        assert unit.pos.shape() == unit.neg.shape() == am.unsigned(bits + 1)
+    assert built(TermTruncator(6)).s.shape() == am.unsigned(3)
     # 2^n - 1 with one term is 2^n: the top of the unsigned range
     _, v = run_unit(8, False, [(255, 1, 1)])
     assert v[0] == 256
