@@ -299,3 +299,10 @@ def test_one_model_for_both_families():
     assert s.interval == s.tiles * s.period + 1
     assert golden.network_interval([t], 3) == t.steady_interval == 12
     assert golden.network_interval([t], 40) == 40
+
+
+def test_framed_sums_start_from_an_accumulator_of_zero():
+    """A PE's accumulator holds 0 after configuration: vectors before the first ``first``
+    add to 0."""
+    assert golden.framed_sums([5, 7, 2, 3], first=[0, 0, 1, 0], last=[0, 1, 0, 1]).tolist() \
+        == [12, 5]

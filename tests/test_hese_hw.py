@@ -9,6 +9,10 @@ settles the comb logic after every ``ctx.set``).
 
 from __future__ import annotations
 
+import gc
+import sys
+import warnings
+
 import amaranth as am
 import numpy as np
 import pytest
@@ -289,3 +293,15 @@ def test_truncator_pipeline_latency_attribute():
 def test_bad_bits(cls, bits):
     with pytest.raises(ValueError, match="bits"):
         cls(bits)
+
+
+@pytest.mark.parametrize("unit", [HeseEncoder, TermTruncator, DataTermUnit])
+def test_an_unused_unit_is_reported_at_the_line_that_made_it(unit):
+    built(HeseEncoder(2))   # Amaranth reports unused designs once one has been elaborated
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        unit(4)
+        line = sys._getframe().f_lineno - 1
+        gc.collect()
+    assert [(w.filename, w.lineno) for w in caught
+            if issubclass(w.category, am.hdl.UnusedElaboratable)] == [(__file__, line)]

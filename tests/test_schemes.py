@@ -139,3 +139,15 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="unknown weight scheme"):
         WeightScheme("fp", 8)
     assert set(SCHEME_KINDS) == {"binary", "ternary", "pot", "apot", "int", "signmag"}
+
+
+def test_scale_search_ties_go_to_the_smaller_scale():
+    """int2 weights ``[-1, 2, 0.75]``: two neighbouring ratios of the search's grid (96 from
+    0.25 to 1 of ``max|W|``) give the same squared error, the least; the smaller scale is
+    taken."""
+    s = parse_scheme("int2")
+    w = np.array([-1.0, 2.0, 0.75])
+    scales = [2.0 * float(r) / s.w_int_max for r in np.linspace(0.25, 1.0, 96)[47:49]]
+    errs = [float(np.square(s.quantize(w, alpha=sc).w_int * sc - w).sum()) for sc in scales]
+    assert errs[0] == errs[1]
+    assert s.quantize(w).scale == scales[0]
