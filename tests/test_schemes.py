@@ -151,3 +151,20 @@ def test_scale_search_ties_go_to_the_smaller_scale():
     errs = [float(np.square(s.quantize(w, alpha=sc).w_int * sc - w).sum()) for sc in scales]
     assert errs[0] == errs[1]
     assert s.quantize(w).scale == scales[0]
+
+
+def test_apot_integer_levels_count_in_units_of_the_least_term():
+    """``w_int`` of an APoT level is its value in units of the smallest term (the hardware
+    shifts by these): NUMERICS.md's apot4 levels 0.1 .. 1.0 are 1 .. 10, and apot5's sums of
+    1/2, 1/8, 1/32 and 1/4, 1/16, 1/64 count 64ths."""
+    def magnitudes(bits):
+        return [int(v) for v in WeightScheme("apot", bits).levels() if v >= 0]
+    assert magnitudes(4) == [0, 1, 2, 3, 4, 6, 8, 10]
+    assert magnitudes(5) == sorted({a + b for a in (0, 32, 8, 2) for b in (0, 16, 4, 1)})
+
+
+@pytest.mark.parametrize("name", ["int4", "pot3", "apot4", "ternary"])
+def test_codes_outside_the_width_are_invalid(name):
+    s = parse_scheme(name)
+    assert s.invalid_codes(np.array([-1, 1 << s.bits, (1 << s.bits) + 1])).tolist() == \
+        [True, True, True]
