@@ -3,21 +3,24 @@ many the test suite notices.
 
 Each mutant is one edit of one source file, made on its syntax tree (an arithmetic, bitwise
 or comparison operator swapped, an integer constant moved by one, ``and``/``or`` swapped),
-in a scratch copy of the repository (``git worktree``); the tests that cover that file
-(:data:`TESTS`: amaranth.sim, formal and unit tests, no simulator build) run against it, and
-the mutant is *killed* when they fail and *survives* when they pass.  A mutant whose tests
+in a scratch copy of the repository at ``HEAD`` (``git worktree``: the committed tests); the
+tests that cover that file (:data:`TESTS`: amaranth.sim, formal and unit tests, no simulator
+build) run against it, and the mutant is *killed* when they fail and *survives* when they
+pass.  A mutant whose tests
 run past the timeout counts as killed (the fault hangs the design), and is marked so.
 
 A surviving mutant that :data:`EQUIVALENT` lists is reported as *equivalent*: one whose
 program computes what the original computes on every input the code can receive, with the
 argument written beside it.  An entry names the file, the source line (or lines) the edit is
-made in and that line as the mutant writes it, whitespace collapsed, so it follows the
-code when lines move and stops matching when the line changes.  Equivalent mutants are
+made in and that line as the mutant writes it, whitespace collapsed (and, where a file has
+two such lines, the line after it), so it follows the code when lines move and stops
+matching when the line changes; an entry whose line is gone is reported.  Equivalent mutants are
 left out of the score: ``killed / (mutants - equivalent)``.  A listed mutant that the tests
 kill counts as killed, and the report says that its entry is wrong.
 
 Run ``python benchmarks/mutation.py [--mutants 60] [--seed 0] [--timeout 600]``; it prints
-the score and the survivors (file, line, the edit) and writes
+the score, the equivalent mutants with their reasons and the survivors (file, line, the
+line before and after the edit) and writes
 ``benchmarks/results/mutation.json`` and ``.md``.
 """
 
@@ -50,7 +53,8 @@ TESTS = {
     "rtl_gen/hw/pes/bitplane.py": ["tests/test_pe_sim.py", "tests/test_bitplane.py"],
     "rtl_gen/hw/popcount.py": ["tests/test_popcount.py", "-m", "not slow"],
     "rtl_gen/hw/hese.py": ["tests/test_hese_hw.py"],
-    "rtl_gen/hw/kit.py": ["tests/test_network_sim.py", "tests/test_engine_options.py", "-m",
+    "rtl_gen/hw/kit.py": ["tests/test_network_sim.py", "tests/test_engine_options.py",
+                          "tests/test_planner.py::test_wide_input_port_in_amaranth_sim", "-m",
                           "not slow"],
     "rtl_gen/numerics/fixedpoint.py": ["tests/test_fixedpoint.py"],
     "rtl_gen/numerics/schemes.py": ["tests/test_schemes.py"],
@@ -63,12 +67,14 @@ TESTS = {
 class Equivalent(NamedTuple):
     """A reviewed equivalent mutant: ``before`` is the source line(s) the edit is made in,
     ``after`` the same as the mutant writes it (whitespace collapsed, as the report shows
-    them)."""
+    them); ``following``, where given, the next source line, which tells apart lines of the
+    same text in one file."""
 
     file: str
     before: str
     after: str
     reason: str
+    following: str = ""
 
 
 #: Mutants reviewed as equivalent, each with its argument.
@@ -119,6 +125,22 @@ EQUIVALENT: list[Equivalent] = [
         "for src <= 2 the mutant's register has one more bit, always 0, and every address "
         "is the same"),
     Equivalent(
+        "rtl_gen/hw/kit.py",
+        "if rows > 1:",
+        "if rows >= 1:",
+        "in the drain's active branch: with rows == 1 col is j, and the mutant only wraps j "
+        "to 0 after a tile's last result where the original leaves it at cols; j is set to 0 "
+        "at every start and read only while active (ok = active & ...), so every drained "
+        "result, its index and its flags are the same",
+        "m.d.sync += col.eq(Mux(col == cols - 1, 0, col + 1))"),
+    Equivalent(
+        "rtl_gen/hw/kit.py",
+        "if rows > 1:",
+        "if rows >= 1:",
+        "in the drain's start branch: with rows == 1 col is j, and j.eq(0) is already "
+        "assigned there; the mutant assigns it again",
+        "m.d.sync += col.eq(0)"),
+    Equivalent(
         "rtl_gen/hw/popcount.py",
         "result = _Count(result.value + (c.value if ecp5 else c), result.most + 1)",
         "result = _Count(result.value + (c.value if ecp5 else c), result.most - 1)",
@@ -161,20 +183,23 @@ def _squash(text: str) -> str:
     return " ".join(text.split())
 
 
-def _lines_of(lines: list[bytes], node: ast.AST) -> tuple[str, str]:
-    """``(before, after)``: the source lines that hold ``node``, as written and with the node
-    replaced by its (mutated) unparsed form, whitespace collapsed."""
+def _lines_of(lines: list[bytes], node: ast.AST) -> tuple[str, str, str]:
+    """``(before, after, following)``: the source lines that hold ``node``, as written and
+    with the node replaced by its (mutated) unparsed form, and the line after them,
+    whitespace collapsed."""
     first, last = lines[node.lineno - 1], lines[node.end_lineno - 1]
     span = b"".join(lines[node.lineno - 1:node.end_lineno])
     after = (first[:node.col_offset].decode() + ast.unparse(node)
              + last[node.end_col_offset:].decode())
-    return _squash(span.decode()), _squash(after)
+    following = _squash(lines[node.end_lineno].decode()) if node.end_lineno < len(lines) else ""
+    return _squash(span.decode()), _squash(after), following
 
 
 def equivalent_entry(mutant: dict) -> Equivalent | None:
     """The :data:`EQUIVALENT` entry that ``mutant`` matches, or ``None``."""
     for e in EQUIVALENT:
-        if (e.file, e.before, e.after) == (mutant["file"], mutant["before"], mutant["after"]):
+        if (e.file, e.before, e.after) == (mutant["file"], mutant["before"], mutant["after"]) \
+                and e.following in ("", mutant["following"]):
             return e
     return None
 
@@ -192,7 +217,7 @@ def stale_entries() -> list[Equivalent]:
 
 def mutants(path: Path, rng: random.Random, count: int) -> list[dict]:
     """Up to ``count`` mutants of ``path``: ``{"file", "line", "edit", "before", "after",
-    "source"}``."""
+    "following", "source"}``."""
     text = path.read_text()
     lines = text.encode().splitlines(keepends=True)
     tree = ast.parse(text)
@@ -206,24 +231,25 @@ def mutants(path: Path, rng: random.Random, count: int) -> list[dict]:
             node.op = _SWAPS[old]()
             edit = f"{old.__name__} -> {type(node.op).__name__}"
             src = ast.unparse(tree)
-            before, after = _lines_of(lines, node)
+            before, after, following = _lines_of(lines, node)
             node.op = old()
         elif kind == "cmp":
             old = type(node.ops[0])
             node.ops[0] = _SWAPS[old]()
             edit = f"{old.__name__} -> {type(node.ops[0]).__name__}"
             src = ast.unparse(tree)
-            before, after = _lines_of(lines, node)
+            before, after, following = _lines_of(lines, node)
             node.ops[0] = old()
         else:
             old = node.value
             node.value = old + 1
             edit = f"{old} -> {old + 1}"
             src = ast.unparse(tree)
-            before, after = _lines_of(lines, node)
+            before, after, following = _lines_of(lines, node)
             node.value = old
         out.append({"file": str(path.relative_to(ROOT)), "line": node.lineno,
-                    "edit": edit, "before": before, "after": after, "source": src})
+                    "edit": edit, "before": before, "after": after, "following": following,
+                    "source": src})
     return out
 
 
@@ -242,7 +268,8 @@ def run_mutant(scratch: Path, mutant: dict, timeout: float) -> dict:
         verdict = "killed (timeout)"
     finally:
         target.write_text(original)
-    return {k: mutant.get(k, "") for k in ("file", "line", "edit", "before", "after")} | {
+    return {k: mutant.get(k, "") for k in ("file", "line", "edit", "before", "after",
+                                           "following")} | {
         "verdict": verdict, "seconds": round(time.perf_counter() - start, 1)}
 
 

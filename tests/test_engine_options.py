@@ -17,6 +17,7 @@ import types
 import numpy as np
 import pytest
 from amaranth import Module, Signal
+from amaranth.hdl import Fragment
 
 from rtl_gen.design import golden
 from rtl_gen.design.network import DenseLayer
@@ -24,6 +25,7 @@ from rtl_gen.hw.kit import (
     batch_counter,
     column_words,
     counter_bits,
+    input_banks,
     plan_requant,
     requant_thresholds,
     signed_bits,
@@ -146,6 +148,17 @@ def test_column_words_pack_each_tiles_channels_by_step():
     timing = types.SimpleNamespace(tiles=3, k=3, cols=2, n=5)
     assert column_words(codes, timing, 4) == [0x41, 0x52, 0x63, 0xA7, 0xB8, 0xC9,
                                               0x0D, 0x0E, 0x0F]
+
+
+@pytest.mark.parametrize("lanes,k,src_cols", [(3, 8, 8), (4, 7, 7), (4, 8, 4)])
+def test_input_banks_refuse_a_transfer_width_that_does_not_fit(lanes, k, src_cols):
+    """Two activations per transfer need lanes and inputs that 2 divides, in row-major
+    order (a producer of ``k`` columns)."""
+    m = Module()
+    with pytest.raises(ValueError, match="2 activations per transfer need lanes"):
+        input_banks(m, None, rows=1, lanes=lanes, a_bits=4, ks=4, k=k, src_cols=src_cols,
+                    per_beat=2)
+    Fragment.get(m, None)   # the module is left empty, not unused
 
 
 # -- the requantizer sized from real values ----------------------------------------------------

@@ -260,6 +260,10 @@ def test_bitplane_precision_zero_or_above_the_maximum_counts_as_the_maximum(w_bi
             [dut.latency_at(w_bits, a_bits)] * len(want)
 
 
+def test_xnor_activations_are_the_codes_0_and_1():
+    assert PEConfig(kind="xnor", w_bits=1, a_bits=1, a_signed=True).x_range == (0, 1)
+
+
 def test_xnor_takes_one_bit_activations_only():
     with pytest.raises(ValueError, match=r"xnor activation width must be 1\.\.1, not 2"):
         PEConfig(kind="xnor", w_bits=1, a_bits=2)

@@ -168,3 +168,9 @@ def test_codes_outside_the_width_are_invalid(name):
     s = parse_scheme(name)
     assert s.invalid_codes(np.array([-1, 1 << s.bits, (1 << s.bits) + 1])).tolist() == \
         [True, True, True]
+
+
+@pytest.mark.parametrize("bits", [True, 1.0, "1"])
+def test_a_width_that_is_no_integer_is_refused(bits):
+    with pytest.raises(ValueError, match=r"binary width must be an integer, not"):
+        WeightScheme("binary", bits)
