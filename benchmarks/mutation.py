@@ -142,6 +142,15 @@ EQUIVALENT: list[Equivalent] = [
         "m.d.sync += col.eq(0)"),
     Equivalent(
         "rtl_gen/hw/popcount.py",
+        "cins = [_Lane(r, Const(0, 1))",
+        "cins = [_Lane(r, Const(0, 2))",
+        "a registered carry-in lane's second operand, a constant 0, is made 2 bits wide: its "
+        "value a ^ 0 is the same number, a stitch cell's LUT index (A + 2B + 4C + 8D, D = 1) "
+        "moves past the 16 entries, where amaranth.sim reads 0 as the stitch INIT has "
+        "there (P = 0), its generate index (A + 2B) is unchanged, and a CCU2C port takes the "
+        "low bit"),
+    Equivalent(
+        "rtl_gen/hw/popcount.py",
         "result = _Count(result.value + (c.value if ecp5 else c), result.most + 1)",
         "result = _Count(result.value + (c.value if ecp5 else c), result.most - 1)",
         "the bound is dead: after this loop only result.value is read, and the sum's width "
