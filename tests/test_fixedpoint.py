@@ -99,3 +99,12 @@ def test_requant_params_rounding_into_a_new_bit_takes_one_shift_less():
     # without that carry the full 8 bits stay: 0.7 * 2**8 = 179.2, the nearest is 179 / 2**8
     m, s = requant_params(0.7, 8)
     assert (int(m), int(s)) == (179, 8)
+
+
+def test_requant_params_largest_scale_of_a_width():
+    """With ``S = 1`` an 8-bit multiplier reaches 255 / 2: 127.7 gives 255; 128 would need
+    ``M = 256``, 9 bits, and is refused."""
+    m, s = requant_params(127.7, 8)
+    assert (int(m), int(s)) == (255, 1)
+    with pytest.raises(ValueError, match="needs more than 8 bits"):
+        requant_params(128.0, 8)
