@@ -314,8 +314,9 @@ def main(argv=None) -> int:
         for i, m in enumerate(pool, 1):
             rows.append(run_mutant(repo, m, args.timeout))
             r = rows[-1]
-            print(f"[{i}/{len(pool)}] {r['file']}:{r['line']} {r['edit']}: {r['verdict']} "
-                  f"({r['seconds']} s)", file=sys.stderr, flush=True)
+            listed = " (listed as equivalent)" if equivalent_entry(r) else ""
+            print(f"[{i}/{len(pool)}] {r['file']}:{r['line']} {r['edit']}: {r['verdict']}"
+                  f"{listed} ({r['seconds']} s)", file=sys.stderr, flush=True)
     finally:
         subprocess.run(["git", "worktree", "remove", "--force", str(repo)], cwd=ROOT,
                        capture_output=True)
