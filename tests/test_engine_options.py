@@ -20,8 +20,9 @@ from amaranth import Module, Signal
 from amaranth.hdl import Fragment
 
 from rtl_gen.design import golden
-from rtl_gen.design.network import DenseLayer
+from rtl_gen.design.network import DenseLayer, TRConfig
 from rtl_gen.hw.kit import (
+    acc_range,
     batch_counter,
     column_words,
     counter_bits,
@@ -162,6 +163,17 @@ def test_input_banks_refuse_a_transfer_width_that_does_not_fit(lanes, k, src_col
 
 
 # -- the requantizer sized from real values ----------------------------------------------------
+
+
+def test_a_term_revealing_layer_spans_its_accumulator():
+    """A term-revealing layer's truncated products are bounded only by its accumulator: the
+    range is that of a signed ``acc_bits`` field."""
+    s = parse_scheme("signmag7")
+    layer = DenseLayer(name="fc1", scheme=s, codes=s.encode(np.array([[45, -7, 3, 12]] * 2)),
+                       weight_scale=1.0, bias=np.array([5, -5]), in_bits=6, in_signed=False,
+                       activation="none", tr=TRConfig(group=4, budget=6, data_terms=2))
+    half = 1 << (layer.acc_bits - 1)
+    assert acc_range(layer) == ([-half, -half], [half - 1, half - 1])
 
 
 def test_requant_widths_from_real_values():

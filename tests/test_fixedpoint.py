@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rtl_gen.numerics.fixedpoint import (
+    MAX_SHIFT,
     acc_bits,
     requant_params,
     requantize,
@@ -108,3 +109,18 @@ def test_requant_params_largest_scale_of_a_width():
     assert (int(m), int(s)) == (255, 1)
     with pytest.raises(ValueError, match="needs more than 8 bits"):
         requant_params(128.0, 8)
+
+
+def test_requant_params_smallest_scale():
+    """``S`` stops at MAX_SHIFT: 2**-MAX_SHIFT is ``M = 1``; half of it rounds to ``M = 0``
+    and is refused."""
+    m, s = requant_params(2.0**-MAX_SHIFT)
+    assert (int(m), int(s)) == (1, MAX_SHIFT)
+    with pytest.raises(ValueError, match="is below 2"):
+        requant_params(2.0**-(MAX_SHIFT + 2))
+
+
+def test_acc_bits_without_a_bias():
+    """No bias unless given: one product of 1 * 1 is -1..1, two signed bits."""
+    assert acc_bits(1, 1, 1) == 2
+    assert acc_bits(1, 1, 1, 1) == 3

@@ -306,6 +306,12 @@ def test_int_lut_multiplier_is_rows_below_4_bits_and_booth_from_4(w_bits):
     assert ("cell $neg " in cells) == (not booth)
 
 
+def test_bitplane_accumulator_width_is_the_numerics_rule():
+    # 4-bit weights reach -8 and unsigned 4-bit activations 15: 4 lanes x 2 vectors x 120 =
+    # 960 < 2**10, so 10 magnitude bits and a sign
+    assert PEConfig(kind="bitplane", w_bits=4, a_bits=4, lanes=4, depth=2).acc_bits == 11
+
+
 @pytest.mark.parametrize("signed", [False, True], ids=["unsigned", "signed"])
 def test_bitplane_takes_one_bit_weights_and_activations(signed):
     cfg = PEConfig(kind="bitplane", w_bits=1, a_bits=1, a_signed=signed)
