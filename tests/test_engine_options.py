@@ -162,6 +162,12 @@ def test_input_banks_refuse_a_transfer_width_that_does_not_fit(lanes, k, src_col
     Fragment.get(m, None)   # the module is left empty, not unused
 
 
+def test_counter_width_has_one_bit_of_headroom_from_one_cycle_up():
+    """A bound of 1 cycle needs 1 bit, and one of headroom: 2; a bound of 0 is counted as 1;
+    2 and 3 cycles need 2 bits, 4 needs 3."""
+    assert [counter_bits(b) for b in (0, 1, 2, 3, 4)] == [2, 2, 3, 3, 4]
+
+
 # -- the requantizer sized from real values ----------------------------------------------------
 
 
