@@ -12,16 +12,21 @@
 from __future__ import annotations
 
 import dataclasses
+import types
 
 import numpy as np
 import pytest
 from amaranth import Module, Signal
+from amaranth.hdl import Fragment
 
 from rtl_gen.design import golden
-from rtl_gen.design.network import DenseLayer
+from rtl_gen.design.network import DenseLayer, TRConfig
 from rtl_gen.hw.kit import (
+    acc_range,
     batch_counter,
+    column_words,
     counter_bits,
+    input_banks,
     plan_requant,
     requant_thresholds,
     signed_bits,
@@ -137,7 +142,44 @@ def test_counter_width_and_saturation():
     assert seen[4] == 5 and seen[30] == 16 and set(seen[5:30]) == {5}
 
 
+def test_column_words_pack_each_tiles_channels_by_step():
+    """5 channels of 3 inputs on 2 columns: 3 tiles of 3 words, channel ``2t + c`` at bits
+    ``4c`` of word ``3t + k``, code 0 for the missing sixth channel."""
+    codes = np.arange(1, 16).reshape(5, 3)   # code of [n, k] is 3n + k + 1
+    timing = types.SimpleNamespace(tiles=3, k=3, cols=2, n=5)
+    assert column_words(codes, timing, 4) == [0x41, 0x52, 0x63, 0xA7, 0xB8, 0xC9,
+                                              0x0D, 0x0E, 0x0F]
+
+
+@pytest.mark.parametrize("lanes,k,src_cols", [(3, 8, 8), (4, 7, 7), (4, 8, 4)])
+def test_input_banks_refuse_a_transfer_width_that_does_not_fit(lanes, k, src_cols):
+    """Two activations per transfer need lanes and inputs that 2 divides, in row-major
+    order (a producer of ``k`` columns)."""
+    m = Module()
+    with pytest.raises(ValueError, match="2 activations per transfer need lanes"):
+        input_banks(m, None, rows=1, lanes=lanes, a_bits=4, ks=4, k=k, src_cols=src_cols,
+                    per_beat=2)
+    Fragment.get(m, None)   # the module is left empty, not unused
+
+
+def test_counter_width_has_one_bit_of_headroom_from_one_cycle_up():
+    """A bound of 1 cycle needs 1 bit, and one of headroom: 2; a bound of 0 is counted as 1;
+    2 and 3 cycles need 2 bits, 4 needs 3."""
+    assert [counter_bits(b) for b in (0, 1, 2, 3, 4)] == [2, 2, 3, 3, 4]
+
+
 # -- the requantizer sized from real values ----------------------------------------------------
+
+
+def test_a_term_revealing_layer_spans_its_accumulator():
+    """A term-revealing layer's truncated products are bounded only by its accumulator: the
+    range is that of a signed ``acc_bits`` field."""
+    s = parse_scheme("signmag7")
+    layer = DenseLayer(name="fc1", scheme=s, codes=s.encode(np.array([[45, -7, 3, 12]] * 2)),
+                       weight_scale=1.0, bias=np.array([5, -5]), in_bits=6, in_signed=False,
+                       activation="none", tr=TRConfig(group=4, budget=6, data_terms=2))
+    half = 1 << (layer.acc_bits - 1)
+    assert acc_range(layer) == ([-half, -half], [half - 1, half - 1])
 
 
 def test_requant_widths_from_real_values():

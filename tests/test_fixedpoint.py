@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rtl_gen.numerics.fixedpoint import (
+    MAX_SHIFT,
     acc_bits,
     requant_params,
     requantize,
@@ -89,3 +90,37 @@ def test_acc_bits_rejects():
         acc_bits(0, 1, 1)
     with pytest.raises(ValueError, match="x_max must be a non-negative integer"):
         acc_bits(1, -1, 1)
+
+
+def test_requant_params_rounding_into_a_new_bit_takes_one_shift_less():
+    """0.999999 with 8-bit multipliers: 0.999999 * 2**8 rounds to 256, which needs 9 bits;
+    one shift less gives 128 / 2**7 = 1, the nearest 8-bit ratio."""
+    m, s = requant_params(0.999999, 8)
+    assert (int(m), int(s)) == (128, 7)
+    # without that carry the full 8 bits stay: 0.7 * 2**8 = 179.2, the nearest is 179 / 2**8
+    m, s = requant_params(0.7, 8)
+    assert (int(m), int(s)) == (179, 8)
+
+
+def test_requant_params_largest_scale_of_a_width():
+    """With ``S = 1`` an 8-bit multiplier reaches 255 / 2: 127.7 gives 255; 128 would need
+    ``M = 256``, 9 bits, and is refused."""
+    m, s = requant_params(127.7, 8)
+    assert (int(m), int(s)) == (255, 1)
+    with pytest.raises(ValueError, match="needs more than 8 bits"):
+        requant_params(128.0, 8)
+
+
+def test_requant_params_smallest_scale():
+    """``S`` stops at MAX_SHIFT: 2**-MAX_SHIFT is ``M = 1``; half of it rounds to ``M = 0``
+    and is refused."""
+    m, s = requant_params(2.0**-MAX_SHIFT)
+    assert (int(m), int(s)) == (1, MAX_SHIFT)
+    with pytest.raises(ValueError, match="is below 2"):
+        requant_params(2.0**-(MAX_SHIFT + 2))
+
+
+def test_acc_bits_without_a_bias():
+    """No bias unless given: one product of 1 * 1 is -1..1, two signed bits."""
+    assert acc_bits(1, 1, 1) == 2
+    assert acc_bits(1, 1, 1, 1) == 3

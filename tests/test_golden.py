@@ -201,6 +201,17 @@ def test_bad_inputs_are_named(x, match):
         golden.forward(net, x)
 
 
+@pytest.mark.parametrize("in_signed,lo,hi", [(True, -8, 7), (False, 0, 15)])
+def test_a_layer_takes_exactly_its_input_range(in_signed, lo, hi):
+    """4-bit inputs: -8..7 signed, 0..15 unsigned; one past either end is refused."""
+    layer = random_layer(np.random.default_rng(9), "int4", 3, 2, in_bits=4,
+                         in_signed=in_signed)
+    assert golden.accumulate(layer, np.array([[lo, hi, lo], [hi, lo, hi]])).shape == (2, 2)
+    for bad in (lo - 1, hi + 1):
+        with pytest.raises(ValueError, match=rf"inputs must lie in {lo}\.\.{hi} "):
+            golden.accumulate(layer, np.array([[0, bad, 0]]))
+
+
 def test_input_spec_quantizes_half_away_from_zero_and_clamps():
     spec = InputSpec(4, 4, True, 0.5)
     assert spec.quantize([0.25, -0.25, 0.74, 100.0]).tolist() == [1, -1, 1, 7]
@@ -288,3 +299,10 @@ def test_one_model_for_both_families():
     assert s.interval == s.tiles * s.period + 1
     assert golden.network_interval([t], 3) == t.steady_interval == 12
     assert golden.network_interval([t], 40) == 40
+
+
+def test_framed_sums_start_from_an_accumulator_of_zero():
+    """A PE's accumulator holds 0 after configuration: vectors before the first ``first``
+    add to 0."""
+    assert golden.framed_sums([5, 7, 2, 3], first=[0, 0, 1, 0], last=[0, 1, 0, 1]).tolist() \
+        == [12, 5]

@@ -9,6 +9,10 @@ settles the comb logic after every ``ctx.set``).
 
 from __future__ import annotations
 
+import gc
+import sys
+import warnings
+
 import amaranth as am
 import numpy as np
 import pytest
@@ -198,6 +202,14 @@ def test_unit_value_ports_are_exact_width():
     assert built(DataTermUnit(8)).value.shape() == am.unsigned(9)
     assert built(DataTermUnit(8, signed=True)).value.shape() == am.signed(10)
     assert built(TermTruncator(8)).value.shape() == am.signed(10)
+    # the inputs: unsigned n bits or signed n + 1, and s in 0..n + 1 (n = 6: 3 bits)
+    for bits, signed, i_shape in [(6, False, am.unsigned(6)), (6, True, am.signed(7)),
+                                  (8, True, am.signed(9))]:
+        unit = built(DataTermUnit(bits, signed=signed))
+        assert unit.i.shape() == i_shape
+        assert unit.s.shape() == am.unsigned((bits + 1).bit_length())
+        assert unit.pos.shape() == unit.neg.shape() == am.unsigned(bits + 1)
+    assert built(TermTruncator(6)).s.shape() == am.unsigned(3)
     # 2^n - 1 with one term is 2^n: the top of the unsigned range
     _, v = run_unit(8, False, [(255, 1, 1)])
     assert v[0] == 256
@@ -281,3 +293,15 @@ def test_truncator_pipeline_latency_attribute():
 def test_bad_bits(cls, bits):
     with pytest.raises(ValueError, match="bits"):
         cls(bits)
+
+
+@pytest.mark.parametrize("unit", [HeseEncoder, TermTruncator, DataTermUnit])
+def test_an_unused_unit_is_reported_at_the_line_that_made_it(unit):
+    built(HeseEncoder(2))   # Amaranth reports unused designs once one has been elaborated
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        unit(4)
+        line = sys._getframe().f_lineno - 1
+        gc.collect()
+    assert [(w.filename, w.lineno) for w in caught
+            if issubclass(w.category, am.hdl.UnusedElaboratable)] == [(__file__, line)]

@@ -15,6 +15,9 @@ import itertools
 
 import numpy as np
 import pytest
+from amaranth import Const, Signal, Value
+from amaranth.back import rtlil
+from amaranth.hdl import Fragment
 from amaranth.sim import Simulator
 
 from rtl_gen.devices import DEVICES
@@ -44,19 +47,21 @@ def simulate(cfg: PEConfig, x, w=None, first=None, last=None, *, gaps=None, w_pr
 
     async def producer(ctx):
         if cfg.run_time_precision:
-            ctx.set(dut.w_prec, w_prec or cfg.w_bits)
-            ctx.set(dut.x_prec, x_prec or cfg.a_bits)
+            ctx.set(dut.w_prec, cfg.w_bits if w_prec is None else w_prec)
+            ctx.set(dut.x_prec, cfg.a_bits if x_prec is None else x_prec)
         for word, gap, is_last in zip(words, gaps, last, strict=True):
             ctx.set(dut.i.valid, 0)
             for _ in range(gap):
                 await ctx.tick()
             ctx.set(dut.i.payload.as_value(), word)
             ctx.set(dut.i.valid, 1)
-            while True:
+            for waited in itertools.count():
                 ready = ctx.get(dut.i.ready)
                 await ctx.tick()
                 if ready:
                     break
+                # a unit takes a vector at least every cycles_per_vector cycles
+                assert waited < 2 * cfg.cycles_per_vector + 8, "i.ready stays low"
             if is_last:
                 accepted.append(edge[0])
         ctx.set(dut.i.valid, 0)
@@ -234,6 +239,84 @@ def test_bitplane_random(params, w_prec, x_prec):
     x = x >> (cfg.a_bits - x_prec)
     w = w >> (cfg.w_bits - w_prec)
     check(cfg, x, w, first, last, gaps=gaps, w_prec=w_prec, x_prec=x_prec)
+
+
+@pytest.mark.parametrize("w_bits,a_bits", [(4, 4), (6, 5)])
+def test_bitplane_precision_zero_or_above_the_maximum_counts_as_the_maximum(w_bits, a_bits):
+    cfg = PEConfig(kind="bitplane", w_bits=w_bits, a_bits=a_bits, a_signed=True, lanes=3,
+                   depth=2)
+    probe = DotProductUnit(cfg)
+    Fragment.get(probe, None)   # elaborated: only its ports are looked at
+    w_top, x_top = (1 << len(probe.w_prec)) - 1, (1 << len(probe.x_prec)) - 1
+    assert w_top > w_bits and x_top > a_bits   # the ports can carry such values
+    x, w, first, last, _ = random_stream(cfg, 24, seed=w_bits)
+    want = cfg.reference(x, w, first, last)   # full precision
+    for w_prec, x_prec in [(0, 0), (0, a_bits + 1), (w_top, 0), (w_bits + 1, x_top)]:
+        dut, accepted, outputs = simulate(cfg, x, w, first, last, w_prec=w_prec,
+                                          x_prec=x_prec)
+        got = np.array([v for _, v in outputs], dtype=np.int64)
+        assert np.array_equal(got, want), (w_prec, x_prec)
+        assert [e - a for (e, _), a in zip(outputs, accepted, strict=True)] == \
+            [dut.latency_at(w_bits, a_bits)] * len(want)
+
+
+def test_xnor_activations_are_the_codes_0_and_1():
+    assert PEConfig(kind="xnor", w_bits=1, a_bits=1, a_signed=True).x_range == (0, 1)
+
+
+def test_xnor_takes_one_bit_activations_only():
+    with pytest.raises(ValueError, match=r"xnor activation width must be 1\.\.1, not 2"):
+        PEConfig(kind="xnor", w_bits=1, a_bits=2)
+
+
+@pytest.mark.parametrize("w_bits", [2, 3, 4, 5, 6])
+def test_pot_lane_product_is_no_wider_than_its_shifter(w_bits):
+    cfg = PEConfig(kind="pot", w_bits=w_bits, a_bits=8)
+    f = cfg.scheme.pot_frac_bits
+    term = pes.get("pot").product(cfg, Signal(8), Signal(w_bits))
+    # an unsigned 8-bit x shifted by at most F (code 1), and a sign bit: 8 + F + 1 bits; the
+    # shifter's field also encodes F + 1, which no code uses: one bit of slack
+    assert len(term.value) <= 8 + f + 2
+
+
+def netlist(cfg: PEConfig) -> str:
+    """The RTLIL of a unit (no Yosys): its cells show how a product is built."""
+    dut = DotProductUnit(cfg)
+    ports = [Value.cast(v) for _, _, v in dut.signature.flatten(dut)]
+    return rtlil.convert(dut, ports=[v for v in ports if not isinstance(v, Const)])
+
+
+def test_int_dsp_multiplier_is_one_multiply_operator_and_lut_none():
+    """``multiplier="dsp"`` leaves the product to Yosys's ``$mul`` (mapped to the device's
+    DSP); ``"lut"`` builds it from adders.  Both compute the same, so only the netlist tells
+    them apart."""
+    def cfg(multiplier):
+        return PEConfig(kind="int", w_bits=8, a_bits=8, lanes=2, multiplier=multiplier)
+    assert netlist(cfg("dsp")).count("cell $mul ") == 2   # one per lane
+    assert "$mul" not in netlist(cfg("lut"))
+
+
+@pytest.mark.parametrize("w_bits", [2, 3, 4, 5, 8])
+def test_int_lut_multiplier_is_rows_below_4_bits_and_booth_from_4(w_bits):
+    """Shift-and-add rows negate the MSB row (``$neg``); radix-4 Booth negates its rows by
+    XOR and has no subtractor."""
+    cells = netlist(PEConfig(kind="int", w_bits=w_bits, a_bits=8))
+    booth = w_bits >= 4
+    assert ("cell $xor " in cells) == booth
+    assert ("cell $neg " in cells) == (not booth)
+
+
+def test_bitplane_accumulator_width_is_the_numerics_rule():
+    # 4-bit weights reach -8 and unsigned 4-bit activations 15: 4 lanes x 2 vectors x 120 =
+    # 960 < 2**10, so 10 magnitude bits and a sign
+    assert PEConfig(kind="bitplane", w_bits=4, a_bits=4, lanes=4, depth=2).acc_bits == 11
+
+
+@pytest.mark.parametrize("signed", [False, True], ids=["unsigned", "signed"])
+def test_bitplane_takes_one_bit_weights_and_activations(signed):
+    cfg = PEConfig(kind="bitplane", w_bits=1, a_bits=1, a_signed=signed)
+    pairs = np.array(list(itertools.product(act_range(1, True), act_range(1, signed))))
+    check(cfg, pairs[:, 1:], pairs[:, :1])
 
 
 def test_accumulator_width_is_the_numerics_rule_and_never_overflows():

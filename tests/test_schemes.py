@@ -139,3 +139,38 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match="unknown weight scheme"):
         WeightScheme("fp", 8)
     assert set(SCHEME_KINDS) == {"binary", "ternary", "pot", "apot", "int", "signmag"}
+
+
+def test_scale_search_ties_go_to_the_smaller_scale():
+    """int2 weights ``[-1, 2, 0.75]``: two neighbouring ratios of the search's grid (96 from
+    0.25 to 1 of ``max|W|``) give the same squared error, the least; the smaller scale is
+    taken."""
+    s = parse_scheme("int2")
+    w = np.array([-1.0, 2.0, 0.75])
+    scales = [2.0 * float(r) / s.w_int_max for r in np.linspace(0.25, 1.0, 96)[47:49]]
+    errs = [float(np.square(s.quantize(w, alpha=sc).w_int * sc - w).sum()) for sc in scales]
+    assert errs[0] == errs[1]
+    assert s.quantize(w).scale == scales[0]
+
+
+def test_apot_integer_levels_count_in_units_of_the_least_term():
+    """``w_int`` of an APoT level is its value in units of the smallest term (the hardware
+    shifts by these): NUMERICS.md's apot4 levels 0.1 .. 1.0 are 1 .. 10, and apot5's sums of
+    1/2, 1/8, 1/32 and 1/4, 1/16, 1/64 count 64ths."""
+    def magnitudes(bits):
+        return [int(v) for v in WeightScheme("apot", bits).levels() if v >= 0]
+    assert magnitudes(4) == [0, 1, 2, 3, 4, 6, 8, 10]
+    assert magnitudes(5) == sorted({a + b for a in (0, 32, 8, 2) for b in (0, 16, 4, 1)})
+
+
+@pytest.mark.parametrize("name", ["int4", "pot3", "apot4", "ternary"])
+def test_codes_outside_the_width_are_invalid(name):
+    s = parse_scheme(name)
+    assert s.invalid_codes(np.array([-1, 1 << s.bits, (1 << s.bits) + 1])).tolist() == \
+        [True, True, True]
+
+
+@pytest.mark.parametrize("bits", [True, 1.0, "1"])
+def test_a_width_that_is_no_integer_is_refused(bits):
+    with pytest.raises(ValueError, match=r"binary width must be an integer, not"):
+        WeightScheme("binary", bits)

@@ -333,3 +333,13 @@ def test_term_pair_dot_batched():
             assert v == value[idx + (o,)] and p == pairs[idx + (o,)]
     v1, p1 = term_pair_dot(x, w[0], **kw)
     assert v1.shape == (3, 2) and (v1 == value[..., 0]).all() and (p1 == pairs[..., 0]).all()
+
+
+def test_group_term_order_pads_with_zeros():
+    """7 = 8 - 1 has two HESE terms and 1 one: the second group's second slot is padding,
+    sign, exponent and index 0."""
+    order = group_term_order(np.array([7, 0, 1, 0]), 2, 4)
+    assert order.count.tolist() == [2, 1]
+    assert order.sign.tolist()[1][1] == 0
+    assert order.exponent.tolist()[1][1] == 0
+    assert order.index.tolist()[1][1] == 0
