@@ -28,8 +28,8 @@ RESULTS = Path(__file__).parent / "results"
 BUNDLES = ["digits-binary", "digits-ternary", "digits-pot4", "digits-apot4", "digits-int4",
            "digits-int8", "digits-mixed", "digits-tr", "mnist-cnn-int4", "mnist-cnn-ternary"]
 #: The MNIST CNNs run a part of their 2,000-image test split, every 400th image (5 images of
-#: about 28,000 and 14,000 cycles each: a gate-level netlist of 5,000 cells simulates at a few
-#: thousand cycles a second); ``--images N`` takes the first N of those.
+#: about 28,000 and 14,000 cycles each, which an event-driven simulator of a netlist of some
+#: 5,000 cells takes minutes over); ``--images N`` takes the first N of those.
 CNN_STRIDE = 400
 DEVICES = ["up5k", "ecp5-85f"]
 
