@@ -59,32 +59,32 @@ UNITS: tuple[tuple[str, str], ...] = (
 #: A unit not named here counts as none and is handed out after these; a stale figure only
 #: changes the order of the units, never what runs.
 UNIT_SECONDS: dict[str, float] = {
-    "tests/test_pe_cocotb.py": 250,
-    "tests/test_formal.py": 200,
     "float network binary-float": 150,
-    "tests/test_flow.py": 150,
     "tests/test_boards.py": 150,
-    "tests/test_conv_hw_cocotb.py": 150,
-    "tests/test_float_network_cocotb.py": 140,     # ternary-ternary, gaps and stalls, one bit
+    "tests/test_float_network_cocotb.py": 145,     # ternary-ternary, gaps and stalls, one bit
     "tests/test_qonnx_import.py": 140,
+    "tests/test_conv_hw_cocotb.py": 135,
     "tests/test_network_cocotb.py": 120,
     "tests/test_unrolled.py": 110,
-    "float network fp32": 100,
-    "tests/test_explore.py": 90,
+    "tests/test_explore.py": 100,
+    "tests/test_formal.py": 100,
+    "tests/test_pe_cocotb.py": 100,
+    "float network fp32": 95,
     "tests/test_board_cocotb.py": 80,
     "tests/test_gates.py": 80,
     "tests/test_cli.py": 80,
-    "tests/test_exact_float_cocotb.py": 80,
-    "tests/test_tr_cocotb.py": 60,
+    "tests/test_exact_float_cocotb.py": 75,
     "tests/test_planner.py": 60,
-    "tests/test_exact_float_hw.py": 60,
-    "tests/test_fpu.py": 60,
     "tests/test_engine_choice.py": 60,
-    "tests/test_bitserial_cocotb.py": 50,
-    "tests/test_popcount.py": 40,
-    "tests/test_sim_runner.py": 30,
+    "tests/test_tr_cocotb.py": 35,
+    "tests/test_flow.py": 30,
+    "tests/test_bitserial_cocotb.py": 30,
     "tests/test_tasks.py": 30,
     "tests/test_report.py": 30,
+    "tests/test_sim_runner.py": 20,
+    "tests/test_fpu.py": 20,
+    "tests/test_exact_float_hw.py": 15,
+    "tests/test_popcount.py": 10,
 }
 
 
