@@ -60,7 +60,6 @@ UNITS: tuple[tuple[str, str], ...] = (
 #: changes the order of the units, never what runs.
 UNIT_SECONDS: dict[str, float] = {
     "float network binary-float": 150,
-    "tests/test_boards.py": 150,
     "tests/test_float_network_cocotb.py": 145,     # ternary-ternary, gaps and stalls, one bit
     "tests/test_qonnx_import.py": 140,
     "tests/test_conv_hw_cocotb.py": 135,
@@ -70,20 +69,22 @@ UNIT_SECONDS: dict[str, float] = {
     "tests/test_formal.py": 100,
     "tests/test_pe_cocotb.py": 100,
     "float network fp32": 95,
-    "tests/test_board_cocotb.py": 80,
-    "tests/test_gates.py": 80,
-    "tests/test_cli.py": 80,
+    "tests/test_planner.py": 80,
     "tests/test_exact_float_cocotb.py": 75,
-    "tests/test_planner.py": 60,
-    "tests/test_engine_choice.py": 60,
+    "tests/test_engine_choice.py": 60,             # the unrolled binary engine's Verilator build
+    "tests/test_gates.py": 55,
+    "tests/test_cli.py": 45,
+    "tests/test_board_cocotb.py": 40,
     "tests/test_tr_cocotb.py": 35,
     "tests/test_flow.py": 30,
     "tests/test_bitserial_cocotb.py": 30,
-    "tests/test_tasks.py": 30,
-    "tests/test_report.py": 30,
     "tests/test_sim_runner.py": 20,
     "tests/test_fpu.py": 20,
+    "tests/test_boards.py": 15,
     "tests/test_exact_float_hw.py": 15,
+    "tests/test_tasks.py": 15,
+    "tests/test_mpwn_cli.py": 15,
+    "tests/test_report.py": 10,
     "tests/test_popcount.py": 10,
 }
 
