@@ -21,6 +21,8 @@ STAMP  := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 demo: $(STAMP)
 	$(BIN)/rtl-gen demo
 
+# One pytest-xdist worker per core; --dist loadfile keeps a file's tests (and builds) on one
+# worker, and tests/conftest.py hands the heaviest files out first.
 test: $(STAMP)
 	$(BIN)/python -m pytest -n auto --dist loadfile --durations=20
 

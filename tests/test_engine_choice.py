@@ -87,7 +87,8 @@ def test_refusals_are_one_line(tmp_path, argv, message):
 @pytest.mark.slow
 def test_verify_runs_the_fit_choice_under_verilator():
     """`verify --fit ecp5-85f` simulates the unrolled engine it chose, bit-exact on the whole
-    test split (the same Verilog as the shipped-bundle test of tests/test_unrolled.py)."""
+    test split (the Verilog of the shipped-bundle test of tests/test_unrolled.py, which runs
+    it under Icarus where installed; this is its Verilator build)."""
     from sim.runner import missing_simulator
 
     if why := missing_simulator("verilator"):
