@@ -72,10 +72,11 @@ UNIT_SECONDS: dict[str, float] = {
     "tests/test_planner.py": 80,
     "tests/test_exact_float_cocotb.py": 75,
     "tests/test_engine_choice.py": 60,             # the unrolled binary engine's Verilator build
-    "tests/test_gates.py": 55,
+    "tests/test_gates.py": 120,                    # two netlists, one lock-step pair
     "tests/test_cli.py": 45,
     "tests/test_board_cocotb.py": 40,
-    "tests/test_tr_cocotb.py": 35,
+    "tests/test_tr_cocotb.py": 90,                 # slot-serial and group-per-cycle builds
+    "tests/test_conv.py": 50,                      # a CNN synthesized
     "tests/test_flow.py": 30,
     "tests/test_bitserial_cocotb.py": 30,
     "tests/test_sim_runner.py": 20,
