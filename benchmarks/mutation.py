@@ -23,7 +23,7 @@ and the report says that its entry is wrong.
 Run ``python benchmarks/mutation.py [--mutants 60] [--seed 0] [--timeout 600]``; it prints
 the score, the equivalent mutants with their reasons and the survivors (file, line, the
 line before and after the edit) and writes
-``benchmarks/results/mutation.json`` and ``.md``.
+``benchmarks/results/mutation.json`` and ``.md`` (``--out NAME``: ``NAME.json`` and ``.md``).
 """
 
 from __future__ import annotations
@@ -298,6 +298,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--timeout", type=float, default=600)
     ap.add_argument("--file", action="append", default=None, choices=sorted(TESTS))
+    ap.add_argument("--out", default="mutation",
+                    help="the results' name in benchmarks/results/ (NAME.json, NAME.md)")
     args = ap.parse_args(argv)
     rng = random.Random(args.seed)
     files = args.file or sorted(TESTS)
@@ -378,13 +380,13 @@ def main(argv=None) -> int:
     table = "\n".join(lines) + "\n"
     print(table)
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "mutation.json").write_text(json.dumps(
+    (RESULTS / f"{args.out}.json").write_text(json.dumps(
         {"date": date, "seed": args.seed, "mutants": len(rows), "killed": killed,
          "equivalent": len(equivalent), "survived": len(survivors), "score %": round(score, 1),
          "score": "killed / (mutants - equivalent)", "rows": rows, "survivors": survivors,
          "equivalent_rows": equivalent, "wrongly_listed": wrong,
          "stale_entries": [e._asdict() for e in stale]}, indent=1) + "\n")
-    (RESULTS / "mutation.md").write_text(table)
+    (RESULTS / f"{args.out}.md").write_text(table)
     return 0
 
 
