@@ -423,3 +423,20 @@ def test_layers_find_their_kind_and_default_array_in_the_registry():
     assert pes.for_scheme("signmag") is None          # runs on the term-revealing array
     assert [default_array(s).lanes for s in ("binary", "ternary", "pot", "int", "signmag")] \
         == [4, 4, 1, 1, 1]
+
+
+@pytest.mark.parametrize("name", pes.kinds())
+def test_a_kinds_widths_are_exactly_the_widths_it_builds(name):
+    """``widths()`` lists every weight width a configuration of the kind accepts, and no
+    other (1..32 tried; the largest activation width its ``a_widths()`` allows)."""
+    kind = pes.get(name)
+    a_bits = max(kind.a_widths())
+
+    def builds(w_bits):
+        try:
+            PEConfig(kind=name, w_bits=w_bits, a_bits=a_bits)
+        except ValueError:
+            return False
+        return True
+
+    assert tuple(b for b in range(1, 33) if builds(b)) == tuple(kind.widths())
