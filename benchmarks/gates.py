@@ -84,23 +84,37 @@ def main(argv=None) -> int:
             rows.append(run(bundle, device, args.images, args.simulator))
             print(markdown_table([rows[-1]]), file=sys.stderr, flush=True)
     print(markdown_table(rows), end="")
-    # A run of some bundles or devices replaces their rows of the stored table and keeps the
-    # others (each row dated), in the order of BUNDLES x DEVICES.
+    store(rows)
+    return 0 if all(r["result"] in ("bit-exact", "skipped") for r in rows) else 1
+
+
+#: The stored table's columns (``why``, a failure's first line, is kept in the JSON only).
+COLUMNS = ("date", "network", "device", "images", "simulator", "mapper", "result", "cycles",
+           "seconds")
+
+
+def store(rows: list[dict]) -> None:
+    """Write ``rows`` into ``benchmarks/results/gates.{json,md}``: a run of some bundles or
+    devices replaces their rows of the stored table and keeps the others (each row dated),
+    in the order of BUNDLES x DEVICES.  Rows stored before the mapper column were mapped with
+    ABC9, the only mapper then."""
     today = time.strftime("%Y-%m-%d")
     stored = {}
     if (RESULTS / "gates.json").is_file():
         old = json.loads((RESULTS / "gates.json").read_text())
-        stored = {(r["network"], r["device"]): {"date": old.get("date", ""), **r}
-                  for r in old["rows"]}
+        stored = {(r["network"], r["device"]): {"date": old.get("date", ""), "mapper": "abc9",
+                                                **r} for r in old["rows"]}
     stored.update({(r["network"], r["device"]): {"date": today, **r} for r in rows})
     order = {(b, d): i for i, (b, d) in enumerate((b, d) for b in BUNDLES for d in DEVICES)}
     merged = sorted(stored.values(), key=lambda r: order.get((r["network"], r["device"]), 1e9))
+    for r in merged:  # text: the table prints floats as percentages
+        if isinstance(r.get("seconds"), float):
+            r["seconds"] = f"{r['seconds']:.1f}"
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "gates.json").write_text(json.dumps({"date": today, "rows": merged}, indent=1)
                                         + "\n")
     (RESULTS / "gates.md").write_text(markdown_table(
-        [{k: v for k, v in r.items() if k != "why"} for r in merged]))
-    return 0 if all(r["result"] in ("bit-exact", "skipped") for r in rows) else 1
+        [{k: r.get(k, "") for k in COLUMNS} for r in merged]))
 
 
 if __name__ == "__main__":
