@@ -210,6 +210,10 @@ def test_unit_value_ports_are_exact_width():
         assert unit.s.shape() == am.unsigned((bits + 1).bit_length())
         assert unit.pos.shape() == unit.neg.shape() == am.unsigned(bits + 1)
     assert built(TermTruncator(6)).s.shape() == am.unsigned(3)
+    for bits, signed, i_shape in [(6, False, am.unsigned(6)), (6, True, am.signed(7))]:
+        enc = built(HeseEncoder(bits, signed=signed))
+        assert enc.i.shape() == i_shape
+        assert enc.pos.shape() == enc.neg.shape() == am.unsigned(bits + 1)
     # 2^n - 1 with one term is 2^n: the top of the unsigned range
     _, v = run_unit(8, False, [(255, 1, 1)])
     assert v[0] == 256

@@ -428,7 +428,8 @@ def test_layers_find_their_kind_and_default_array_in_the_registry():
 @pytest.mark.parametrize("name", pes.kinds())
 def test_a_kinds_widths_are_exactly_the_widths_it_builds(name):
     """``widths()`` lists every weight width a configuration of the kind accepts, and no
-    other (1..32 tried; the largest activation width its ``a_widths()`` allows)."""
+    other (1..32 tried; the largest activation width its ``a_widths()`` allows); likewise
+    ``a_widths()`` the activation widths (at its smallest weight width)."""
     kind = pes.get(name)
     a_bits = max(kind.a_widths())
 
@@ -440,3 +441,13 @@ def test_a_kinds_widths_are_exactly_the_widths_it_builds(name):
         return True
 
     assert tuple(b for b in range(1, 33) if builds(b)) == tuple(kind.widths())
+    w_bits = min(kind.widths())
+
+    def takes(a):
+        try:
+            PEConfig(kind=name, w_bits=w_bits, a_bits=a)
+        except ValueError:
+            return False
+        return True
+
+    assert tuple(a for a in range(1, 33) if takes(a)) == tuple(kind.a_widths())
