@@ -116,6 +116,13 @@ EQUIVALENT: list[Equivalent] = [
         "round_up is masked by sh > 0"),
     Equivalent(
         "rtl_gen/numerics/floatops.py",
+        "out = _round_pack(sign, sig, q, np.zeros(c.shape, dtype=bool), src_fmt.man_bits + 1,",
+        "out = _round_pack(sign, sig, q, np.zeros(c.shape, dtype=bool), src_fmt.man_bits + 2,",
+        "n_bits is only an upper bound on the significand's length: _bit_length searches up "
+        "to it and cap stops shifts past it, so a bound one bit larger finds the same length "
+        "and shifts the same"),
+    Equivalent(
+        "rtl_gen/numerics/floatops.py",
         "step = 1 << max(bits - 1, 0).bit_length()",
         "step = 1 << max(bits - 1, 1).bit_length()",
         "differs only for bits = 1 (a first step of 1 instead of none): n < 2**bits = 2 "
