@@ -431,23 +431,16 @@ def test_a_kinds_widths_are_exactly_the_widths_it_builds(name):
     other (1..32 tried; the largest activation width its ``a_widths()`` allows); likewise
     ``a_widths()`` the activation widths (at its smallest weight width)."""
     kind = pes.get(name)
-    a_bits = max(kind.a_widths())
 
-    def builds(w_bits):
+    def accepted(**bits):
         try:
-            PEConfig(kind=name, w_bits=w_bits, a_bits=a_bits)
+            PEConfig(kind=name, **bits)
         except ValueError:
             return False
         return True
 
-    assert tuple(b for b in range(1, 33) if builds(b)) == tuple(kind.widths())
-    w_bits = min(kind.widths())
-
-    def takes(a):
-        try:
-            PEConfig(kind=name, w_bits=w_bits, a_bits=a)
-        except ValueError:
-            return False
-        return True
-
-    assert tuple(a for a in range(1, 33) if takes(a)) == tuple(kind.a_widths())
+    a_bits, w_bits = max(kind.a_widths()), min(kind.widths())
+    assert tuple(b for b in range(1, 33) if accepted(w_bits=b, a_bits=a_bits)) == \
+        tuple(kind.widths())
+    assert tuple(a for a in range(1, 33) if accepted(w_bits=w_bits, a_bits=a)) == \
+        tuple(kind.a_widths())
