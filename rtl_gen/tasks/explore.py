@@ -301,8 +301,19 @@ def _accuracy(bundle: str, digest: str) -> float | None:
     try:
         x, y = evaluation_data(net)
     except RtlGenError:
-        return None  # not a digits model: no embedded test data
+        return None  # no test split known for its data set (or MNIST not installed)
     return float(net.accuracy(encode_inputs(net, x), y))
+
+
+@functools.lru_cache(maxsize=16)
+def _dataset(bundle: str, digest: str) -> str | None:
+    from ..bundle import read_bundle
+
+    return read_bundle(Path(bundle)).metadata.get("dataset")
+
+
+#: :func:`estimate_point`'s note for a design outside the estimator's features.
+NOT_MODELLED = "not modelled by the estimator"
 
 
 def _folding(point: Point):
@@ -317,13 +328,17 @@ def _folding(point: Point):
 def plan_point(point: Point):
     """``(network, plan)`` of ``point``, nothing elaborated: the bit-serial engine's plan
     or an :class:`~rtl_gen.hw.unrolled.UnrolledPlan` where the point's options choose
-    them, else the :class:`~rtl_gen.hw.network.ChainPlan` of its arrays."""
+    them, else the :class:`~rtl_gen.hw.network.ChainPlan` of its arrays (a network with
+    convolutions: its conv chain, ``cols`` and ``lanes`` applied to every weight layer)."""
     from ..bundle import read_bundle
-    from .common import bitserial_plan, require_dense, unrolled_choice
-    from .generate import network_plan
+    from .common import bitserial_plan, unrolled_choice
+    from .generate import is_conv, network_plan
 
-    net = require_dense(read_bundle(Path(point.bundle)), point.bundle, "sweeps")
+    net = read_bundle(Path(point.bundle))
     folding = _folding(point)
+    if is_conv(net):
+        return net, network_plan(net, rows=point.rows, cols=point.cols, lanes=point.lanes,
+                                 multiplier=point.multiplier, folding=folding, counters=False)
     try:
         special = (bitserial_plan(net, folding, rows=point.rows, cols=point.cols,
                                   lanes=point.lanes, multiplier=point.multiplier,
@@ -340,12 +355,16 @@ def plan_point(point: Point):
 def plan_engine(plan):
     """The hardware of a plan of :func:`plan_point`."""
     from ..hw.bitserial import BitSerialLayerEngine, BitSerialNetworkEngine
+    from ..hw.conv import ConvNetworkEngine
     from ..hw.float_layer import FloatNetworkEngine
     from ..hw.network import NetworkEngine
     from ..hw.unrolled import UnrolledNetworkEngine, UnrolledPlan
+    from .generate import is_conv
 
     if isinstance(plan, UnrolledPlan):
         return UnrolledNetworkEngine.from_plan(plan)
+    if is_conv(plan.net):
+        return ConvNetworkEngine.from_plan(plan)
     if plan.stages and plan.stages[0][1] is BitSerialLayerEngine:
         return BitSerialNetworkEngine.from_plan(plan)
     if plan.net.family == "float":
@@ -372,7 +391,7 @@ def estimate_point(point: Point, estimator) -> dict:
         return {"status": "invalid", "note": str(e)}
     features = _features(plan, point.device)
     if features is None:
-        return {"status": "invalid", "note": "not modelled by the estimator"}
+        return {"status": "invalid", "note": NOT_MODELLED}
     est = estimator.estimate(point.device, features)
     interval = getattr(plan, "interval", None)
     if interval is None:
@@ -408,6 +427,7 @@ def evaluate(point: Point, cache: str | os.PathLike | None = None) -> dict:
     try:
         net, plan = plan_point(point)
         row["network"] = net.name
+        row["dataset"] = net.metadata.get("dataset")
         row["accuracy"] = _accuracy(point.bundle, _bundle_digest(point.bundle))
         row["features"] = _features(plan, point.device)
         engine = plan_engine(plan)
@@ -610,17 +630,21 @@ def prune(sweep: Sweep, estimator, *, slack: float = 0.15) -> Sweep:
     """The points of ``sweep`` worth synthesizing: those whose estimate
     (:func:`estimate_point`), given ``slack`` (fewer LC and more inferences/s by that
     fraction), no other point's estimate dominates on accuracy, LC and inferences/s on the
-    same device.  Seeds are kept together: a design is in or out with all its seeds."""
+    same device and data set.  Seeds are kept together: a design is in or out with all its
+    seeds; a design the estimator does not model (a network with convolutions) is kept."""
     est: dict[str, dict] = {}
+    kept = set()
     for p in sweep.points:
         key = json.dumps(dict(dataclasses.asdict(p), seed=0), sort_keys=True)
-        if key not in est:
+        if key not in est and key not in kept:
             e = estimate_point(p, estimator)
             if e.get("status") == "ok":
-                e["accuracy"] = _accuracy(p.bundle, _bundle_digest(p.bundle))
-                e["device"] = p.device
+                digest = _bundle_digest(p.bundle)
+                e["accuracy"] = _accuracy(p.bundle, digest)
+                e["device"] = (p.device, _dataset(p.bundle, digest))
                 est[key] = e
-    kept = set()
+            elif e.get("note") == NOT_MODELLED:
+                kept.add(key)
     for key, e in est.items():
         if e["accuracy"] is None:
             kept.add(key)
@@ -706,15 +730,23 @@ def designs(rows: Sequence[dict]) -> list[dict]:
     return out
 
 
+def _group(row: dict, several_datasets: bool) -> str:
+    device = row["point"]["device"]
+    return f"{device}, {row.get('dataset') or 'no data set'}" if several_datasets else device
+
+
 def fronts(rows: Sequence[dict]) -> dict[str, dict[str, list[dict]]]:
-    """``{device: {front name: designs}}``: the Pareto fronts of the designs (:func:`designs`,
-    seeds folded into the median Fmax) that were built (``status`` ok)."""
+    """``{group: {front name: designs}}``: the Pareto fronts of the designs (:func:`designs`,
+    seeds folded into the median Fmax) that were built (``status`` ok), one group per
+    device, or per device and data set when the bundles come from several (accuracies on
+    different test sets are not compared)."""
     ok = [r for r in designs(rows) if r.get("status") == "ok"]
+    several = len({r.get("dataset") for r in ok}) > 1
     out: dict[str, dict[str, list[dict]]] = {}
-    for device in dict.fromkeys(r["point"]["device"] for r in ok):
-        mine = [r for r in ok if r["point"]["device"] == device]
-        out[device] = {name: sorted(pareto_front(mine, obj), key=lambda r: r[obj[1][0]])
-                       for name, obj in FRONTS.items()}
+    for group in dict.fromkeys(_group(r, several) for r in ok):
+        mine = [r for r in ok if _group(r, several) == group]
+        out[group] = {name: sorted(pareto_front(mine, obj), key=lambda r: r[obj[1][0]])
+                      for name, obj in FRONTS.items()}
     return out
 
 
@@ -756,8 +788,10 @@ def _plot(rows: Sequence[dict], front: Sequence[dict], x: str, title: str, xlabe
 def render(result: SweepResult, meta: Mapping) -> dict[str, str]:
     """The files of a sweep's output folder: ``sweep.json`` (every row, the fronts, the
     run's metadata), ``pareto.md`` and ``pareto.html`` (tables and plots, no external
-    assets)."""
+    assets), and each plot alone as ``plots/<group>-<front>.svg`` (for a page of one's
+    own)."""
     import html
+    import re
 
     fr = fronts(result.rows)
     doc = {"meta": dict(meta), "rows": result.rows,
@@ -768,8 +802,11 @@ def render(result: SweepResult, meta: Mapping) -> dict[str, str]:
           f"{', '.join(f'{k} {v}' for k, v in meta.get('tools', {}).items())})\n"]
     body = [f"<h1>Design-space sweep</h1><p>{html.escape(md[0].splitlines()[2])}</p>"]
     cols = _COLUMNS + [("command", "command")]
+    plots: dict[str, str] = {}
+    several = len({r.get("dataset") for r in designs(result.rows)
+                   if r.get("status") == "ok"}) > 1
     for device, named in fr.items():
-        rows = [r for r in designs(result.rows) if r["point"]["device"] == device]
+        rows = [r for r in designs(result.rows) if _group(r, several) == device]
         body.append(f"<h2>{html.escape(device)}</h2>")
         for name, front in named.items():
             x, label = (("inferences/s", "inferences per second (log)") if name == "throughput"
@@ -777,7 +814,10 @@ def render(result: SweepResult, meta: Mapping) -> dict[str, str]:
             title = f"{device}: accuracy against {'throughput' if x != 'LC' else 'area'}"
             md.append(f"## {title}\n\n{table(front, cols)}")
             body.append(f"<h3>{html.escape(title)}</h3>")
-            body.append(_plot(rows, front, x, title, label))
+            svg = _plot(rows, front, x, title, label)
+            body.append(svg)
+            slug = re.sub(r"[^a-z0-9]+", "-", device.lower()).strip("-")
+            plots[f"plots/{slug}-{name}.svg"] = '<?xml version="1.0" encoding="utf-8"?>\n' + svg
             body.append(_html_table(front, cols))
     md.append(f"## Every point\n\n{table(result.rows)}")
     body.append("<h2>Every point</h2>" + _html_table(result.rows, _COLUMNS))
@@ -786,7 +826,7 @@ def render(result: SweepResult, meta: Mapping) -> dict[str, str]:
             "table{border-collapse:collapse;font-size:90%}td,th{border:1px solid #ccc;"
             "padding:2px 6px}</style></head><body>" + "\n".join(body) + "</body></html>\n")
     return {"sweep.json": json.dumps(doc, indent=1) + "\n", "pareto.md": "\n".join(md),
-            "pareto.html": page}
+            "pareto.html": page, **plots}
 
 
 def _html_table(rows: Sequence[dict], columns) -> str:
