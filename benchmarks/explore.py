@@ -5,9 +5,10 @@ estimator-pruned sweep against the full one.
 
 Run ``python benchmarks/explore.py [--seeds 1,2,3] [--devices up5k,ecp5-85f] [--timing N]
 [--cache DIR]``; it prints the tables and writes ``benchmarks/results/explore.json`` and
-``.md`` (plus the sweep's own ``pareto.html`` beside them).  The full sweep's flow runs are
-cached in ``--cache`` (default: the user cache), so a re-run is fast; the timing runs use
-fresh temporary caches so that both synthesize everything.
+``.md`` (plus the sweep's own ``pareto.html`` and its plots, ``explore-plots/*.svg``,
+beside them).  The full sweep's flow runs are cached in ``--cache`` (default: the user
+cache), so a re-run is fast; the timing runs use fresh temporary caches so that both
+synthesize everything.
 """
 
 from __future__ import annotations
@@ -133,8 +134,11 @@ def main(argv=None) -> int:
     table = "| measure | result |\n|---|---|\n" + md + "\n"
     print(table)
     RESULTS.mkdir(exist_ok=True)
+    plots = {f"explore-{name}": text for name, text in files.items()
+             if name.startswith("plots/")}
     write_files(RESULTS, {"explore.json": json.dumps(out, indent=1) + "\n",
-                          "explore.md": table, "explore-pareto.html": files["pareto.html"]})
+                          "explore.md": table, "explore-pareto.html": files["pareto.html"],
+                          **plots})
     return 0
 
 
