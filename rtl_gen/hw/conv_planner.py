@@ -429,6 +429,10 @@ def plan_conv_folding(net: Network, target_fps: float | None = None,
                         "free)")
         return None
 
+    def short(plan: ConvFoldingPlan) -> str:
+        """What runs out for ``plan`` (the least logic of its interval)."""
+        return fits(plan) or "its arrays do not fit together"
+
     fitting = plans(True) if device is not None else feasible
 
     def rate(plan: ConvFoldingPlan) -> str:
@@ -449,12 +453,12 @@ def plan_conv_folding(net: Network, target_fps: float | None = None,
             tail = (f"the best rate that fits is {rate(fitting[0])}" if fitting
                     else "no folding fits")
             raise PlanError(f"{target_fps:,.0f} images/s does not fit {device.name}: "
-                            f"{fits(plan)}; {tail}")
+                            f"{short(plan)}; {tail}")
         return ok
     if device is not None:
         if not fitting:
             raise PlanError(f"no folding of {net.name!r} fits {device.name}: "
-                            f"{fits(feasible[-1])}")
+                            f"{short(feasible[-1])}")
         return fitting[0]
     # neither: the default arrays' rate (with the overrides), at the least area
     defaults = [None if a is None else dataclasses.replace(a, **fixed.get(i, {}))
