@@ -47,6 +47,13 @@ def chain_area(net, arrays, family):
     return logic, bram
 
 
+def engine_of(net, arrays=None) -> ConvNetworkEngine:
+    """The network engine on ``arrays``, read for its cycle model only (never elaborated)."""
+    engine = ConvNetworkEngine.from_plan(plan_conv_chain(net, arrays))
+    engine._MustUse__silence = True
+    return engine
+
+
 def default_overrides(net):
     """Overrides that pin every weight layer to its scheme's default array."""
     from rtl_gen.hw.conv import conv_arrays
@@ -65,7 +72,7 @@ def test_fit_plans_a_design_within_the_device(cnns, scheme, device):
     net = cnns[scheme]
     d = DEVICES[device]
     plan = plan_conv_folding(net, fit=device)
-    engine = ConvNetworkEngine.from_plan(plan_conv_chain(net, plan.arrays))
+    engine = engine_of(net, plan.arrays)
     assert plan.interval == engine.interval
     assert [s.interval for s in plan.stages] == list(engine.stage_intervals)
     logic, bram = chain_area(net, plan.arrays, d.family)
@@ -74,7 +81,7 @@ def test_fit_plans_a_design_within_the_device(cnns, scheme, device):
     assert logic <= 0.9 * d.luts
     assert bram <= 0.9 * (d.bram_bits // {"ice40": 4096, "ecp5": 18432}[d.family])
     assert plan.area.dsp <= 0.9 * d.dsp and plan.area.ff <= 0.9 * d.luts
-    default = ConvNetworkEngine.from_plan(plan_conv_chain(net))
+    default = engine_of(net)
     assert plan.interval <= default.interval
     if device == "up5k":
         cols = [a.cols for a in plan.arrays if a is not None]
@@ -133,7 +140,7 @@ def test_a_faster_target_gets_a_larger_design(cnns):
     plans = [plan_conv_folding(net, target_fps=t, fmax_mhz=32) for t in
              (500, 1000, 1500, 2000, 2200)]
     for t, p in zip((500, 1000, 1500, 2000, 2200), plans, strict=True):
-        assert ConvNetworkEngine.from_plan(plan_conv_chain(net, p.arrays)).interval \
+        assert engine_of(net, p.arrays).interval \
             == p.interval <= 32e6 / t
     logic = [p.area.logic for p in plans]
     assert logic == sorted(logic) and logic[-1] > logic[0]
@@ -193,7 +200,7 @@ def test_without_a_target_the_default_rate_on_less_area(cnns):
     net = cnns["int4"]
     plan = plan_conv_folding(net)
     default = plan_conv_folding(net, overrides=default_overrides(net))
-    engine = ConvNetworkEngine.from_plan(plan_conv_chain(net))
+    engine = engine_of(net)
     assert plan.interval <= engine.interval == default.interval
     assert plan.area.logic < default.area.logic
 
