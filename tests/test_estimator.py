@@ -83,10 +83,10 @@ def test_prune_keeps_what_the_estimate_cannot_rule_out():
     kept = ex.prune(sweep, flat, slack=0.0).points
     assert [(p.cols, p.seed) for p in kept] == [(8, 1), (8, 2)]
     # A CNN is outside the estimator's features: it cannot be ruled out, so it is kept; an
-    # invalid point (a CNN with the dense planner's --fit) is not.
+    # invalid point (a CNN on the unrolled engine) is not.
     cnn = str(ROOT / "weights" / "mnist-cnn-ternary")
     more = ex.Sweep(sweep.points + (ex.Point(cnn, "up5k", seed=1, cols=2),
-                                    ex.Point(cnn, "up5k", seed=1, fit=True)))
+                                    ex.Point(cnn, "up5k", seed=1, engine="unrolled")))
     kept = ex.prune(more, flat, slack=0.0).points
     assert [(p.bundle, p.cols, p.seed) for p in kept] == [
         (bundle, 8, 1), (bundle, 8, 2), (cnn, 2, 1)]

@@ -153,8 +153,8 @@ def test_sweep_output_with_plots_is_written_whole(tmp_path):
 
 def test_a_conv_bundle_is_a_point():
     """A shipped CNN plans as its conv chain with the point's columns (the cycle model's
-    interval follows them); the folding planner's options are an invalid point, not an
-    error; the estimator says it does not model it."""
+    interval follows them); an engine it cannot have is an invalid point, not an error; the
+    estimator says it does not model it."""
     from rtl_gen.hw.conv import ConvNetworkEngine
 
     cnn = str(ROOT / "weights" / "mnist-cnn-ternary")
@@ -167,8 +167,8 @@ def test_a_conv_bundle_is_a_point():
         assert isinstance(engine, ConvNetworkEngine)
         intervals.append(engine.interval)
     assert intervals[0] > intervals[1]
-    with pytest.raises(ex.RtlGenError, match="plan dense networks"):
-        ex.plan_point(ex.Point(cnn, "up5k", seed=1, fit=True))
+    with pytest.raises(ex.RtlGenError, match="unrolled"):
+        ex.plan_point(ex.Point(cnn, "up5k", seed=1, engine="unrolled"))
     assert ex.estimate_point(ex.Point(cnn, "up5k", seed=1), None)["status"] == "invalid"
 
 
