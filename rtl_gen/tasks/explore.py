@@ -312,6 +312,10 @@ def _dataset(bundle: str, digest: str) -> str | None:
     return read_bundle(Path(bundle)).metadata.get("dataset")
 
 
+#: :func:`prune`'s margin on each estimate (fewer LC, more inferences/s than estimated): about
+#: the estimator's logic error on held-out designs (8% in ``benchmarks/explore.py``).
+DEFAULT_SLACK = 0.10
+
 #: :func:`estimate_point`'s note for a design outside the estimator's features.
 NOT_MODELLED = "not modelled by the estimator"
 
@@ -626,34 +630,50 @@ def run_adaptive(sweep: Sweep, trials: int, *, executor=None, workers: int | Non
                        time.perf_counter() - start)
 
 
-def prune(sweep: Sweep, estimator, *, slack: float = 0.15) -> Sweep:
+def prune(sweep: Sweep, estimator, *, slack: float = DEFAULT_SLACK) -> Sweep:
     """The points of ``sweep`` worth synthesizing: those whose estimate
     (:func:`estimate_point`), given ``slack`` (fewer LC and more inferences/s by that
-    fraction), no other point's estimate dominates on accuracy, LC and inferences/s on the
-    same device and data set.  Seeds are kept together: a design is in or out with all its
-    seeds; a design the estimator does not model (a network with convolutions) is kept."""
+    fraction), could be on one of the reported fronts (:data:`FRONTS`: accuracy against
+    inferences/s, accuracy against LC) of their device and data set, that is no other
+    point's estimate strictly dominates it on that front, and that could fit the device (its
+    LC estimate less ``slack`` within the device's logic).  Seeds are kept together: a
+    design is in or out with all its seeds; a design the estimator does not model (a
+    network with convolutions, a device or engine without calibration) or whose accuracy
+    is unknown is kept."""
     est: dict[str, dict] = {}
     kept = set()
     for p in sweep.points:
         key = json.dumps(dict(dataclasses.asdict(p), seed=0), sort_keys=True)
         if key not in est and key not in kept:
-            e = estimate_point(p, estimator)
+            try:
+                e = estimate_point(p, estimator)
+            except RtlGenError:  # no calibration for its device and engine: cannot rule out
+                kept.add(key)
+                continue
             if e.get("status") == "ok":
+                if e["LC"] * (1 - slack) > get_device(p.device).luts:
+                    continue  # cannot fit: never on a front
                 digest = _bundle_digest(p.bundle)
                 e["accuracy"] = _accuracy(p.bundle, digest)
-                e["device"] = (p.device, _dataset(p.bundle, digest))
+                e["group"] = (p.device, _dataset(p.bundle, digest))
                 est[key] = e
             elif e.get("note") == NOT_MODELLED:
                 kept.add(key)
+
+    def optimistic(e: dict, k: str, d: str) -> float:
+        return e[k] if k == "accuracy" else e[k] * (1 + slack if d == "max" else 1 - slack)
+
+    def dominated(e: dict, objectives) -> bool:
+        best = {k: optimistic(e, k, d) for k, d in objectives}
+        return any(o is not e and o["group"] == e["group"] and o["accuracy"] is not None
+                   and all(o[k] >= best[k] if d == "max" else o[k] <= best[k]
+                           for k, d in objectives)
+                   and any(o[k] > best[k] if d == "max" else o[k] < best[k]
+                           for k, d in objectives)
+                   for o in est.values())
+
     for key, e in est.items():
-        if e["accuracy"] is None:
-            kept.add(key)
-            continue
-        optimistic = (e["accuracy"], e["LC"] * (1 - slack), e["inferences/s"] * (1 + slack))
-        if not any(o is not e and o["device"] == e["device"] and o["accuracy"] is not None
-                   and o["accuracy"] >= optimistic[0] and o["LC"] <= optimistic[1]
-                   and o["inferences/s"] >= optimistic[2]
-                   for o in est.values()):
+        if e["accuracy"] is None or not all(dominated(e, obj) for obj in FRONTS.values()):
             kept.add(key)
     return Sweep(tuple(p for p in sweep.points
                        if json.dumps(dict(dataclasses.asdict(p), seed=0), sort_keys=True)
@@ -843,7 +863,7 @@ def explore(spec: Path, out: Path, *, workers: int | None = None,
             scheduler: str | None = None, local_cluster: int | None = None,
             cache: Path | None = None, adaptive: int | None = None,
             storage: str | None = None, study: str = "rtl_gen",
-            prune_with: Path | None = None, slack: float = 0.15,
+            prune_with: Path | None = None, slack: float = DEFAULT_SLACK,
             progress: Progress | None = None) -> SweepResult:
     """``rtl-gen explore SPEC --out DIR``: run the sweep of ``spec`` (:func:`load_spec`) and
     write ``DIR/sweep.json``, ``pareto.md`` and ``pareto.html`` (all or none).  The points
