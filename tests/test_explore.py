@@ -52,6 +52,13 @@ def test_relative_bundles_are_relative_to_the_spec(tmp_path):
     (tmp_path / "w").symlink_to(ROOT / "weights")
     sweep = ex.load_spec(_spec(tmp_path, 'bundles = ["w/digits-int4"]\ndevices = "up5k"\n'))
     assert sweep.points == (ex.Point(str(tmp_path / "w" / "digits-int4"), "up5k"),)
+    # written as the user would read it (the point's build command names it)
+    (tmp_path / "s").mkdir()
+    spec = tmp_path / "s" / "spec.toml"
+    spec.write_text('bundles = ["../w/digits-int4"]\ndevices = "up5k"\n')
+    (point,) = ex.load_spec(spec).points
+    assert point.bundle == str(tmp_path / "w" / "digits-int4")
+    assert f"--bundle {tmp_path / 'w' / 'digits-int4'} " in point.command
 
 
 @pytest.mark.parametrize("text,message", [

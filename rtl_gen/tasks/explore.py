@@ -176,7 +176,7 @@ def parse_spec(spec: Mapping, *, source: str = "<spec>", base: Path | None = Non
     bundles = []
     for b in _as_list(f"{source}: bundles", spec["bundles"]):
         path = Path(_typed(f"{source}: bundles", b, str))
-        path = path if path.is_absolute() else base / path
+        path = Path(os.path.normpath(path if path.is_absolute() else base / path))
         if not path.exists():
             raise ExploreError(f"{source}: bundles: {b!r} does not exist")
         bundles.append(str(path))
@@ -797,7 +797,7 @@ def _plot(rows: Sequence[dict], front: Sequence[dict], x: str, title: str, xlabe
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(loc="lower right")
+    ax.legend(loc="best")
     buf = io.StringIO()
     fig.savefig(buf, format="svg", bbox_inches="tight")
     plt.close(fig)
