@@ -5,22 +5,26 @@ estimator-pruned sweep against the full one.
 
 Run ``python benchmarks/explore.py [--seeds 1,2,3] [--devices up5k,ecp5-85f] [--timing N]
 [--cache DIR]``; it prints the tables and writes ``benchmarks/results/explore.json`` and
-``.md`` (plus the sweep's own ``pareto.html`` beside them).  The full sweep's flow runs are
-cached in ``--cache`` (default: the user cache), so a re-run is fast; the timing runs use
-fresh temporary caches so that both synthesize everything.
+``.md`` (plus the sweep's own ``pareto.html`` and its plots, ``explore-plots/*.svg``,
+beside them).  The full sweep's flow runs are cached in ``--cache`` (default: the user
+cache), so a re-run is fast; the timing runs use fresh temporary caches so that both
+synthesize everything.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import random
+import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from rtl_gen.errors import RtlGenError
 from rtl_gen.files import write_files
 from rtl_gen.tasks import explore as ex
 from rtl_gen.tasks.estimator import fit
@@ -46,6 +50,60 @@ def front_keys(rows: list[dict]) -> set[str]:
     return {_key(r) for named in ex.fronts(rows).values() for f in named.values() for r in f}
 
 
+def _bundle(row: dict) -> str:
+    return Path(row["point"]["bundle"]).name
+
+
+def _score(sweep: ex.Sweep, rows: list[dict], est, calibration: set[str]) -> tuple:
+    """(% of the sweep's designs synthesized, % of its front designs found) when the
+    designs ``calibration`` were synthesized to calibrate ``est`` and the pruned sweep
+    synthesizes the rest of what it keeps."""
+    designs = {_key(r) for r in rows}
+    kept = {json.dumps(dict(dataclasses.asdict(p), seed=0), sort_keys=True)
+            for p in ex.prune(sweep, est).points} | calibration
+    truth = front_keys(rows)
+    return 100 * len(kept & designs) / len(designs), 100 * len(truth & kept) / len(truth)
+
+
+def _summary(scores: list[tuple]) -> dict:
+    fr, rc = [s[0] for s in scores], [s[1] for s in scores]
+    return {"runs": len(scores), "synthesized % mean": round(statistics.mean(fr), 1),
+            "synthesized % max": round(max(fr), 1),
+            "front found % mean": round(statistics.mean(rc), 1),
+            "front found % min": round(min(rc), 1)}
+
+
+def pruned_sweeps(sweep: ex.Sweep, rows: list[dict], draws: int) -> dict:
+    """The estimator-pruned sweep (:func:`rtl_gen.tasks.explore.prune`, its default slack)
+    against the full sweep's fronts, two ways, from the full sweep's own results:
+
+    * ``previous sweep``: calibrated on a sweep of other bundles (``--prune SWEEP.json``):
+      every split of the bundles into 4 calibration and 3 swept ones, the pruned sweep of
+      the 3 against their own full sweep (the calibration sweep is not counted);
+    * ``own sample``: calibrated on a random sample of the sweep's own designs (a sixth),
+      the sample counted as synthesized, over ``draws`` random samples."""
+    built = [r for r in rows if r.get("status") == "ok" and r.get("features")]
+    names = sorted({_bundle(r) for r in rows})
+    previous = []
+    for cal in itertools.combinations(names, len(names) - 3):
+        mine = [r for r in rows if _bundle(r) not in cal]
+        est = fit([r for r in built if _bundle(r) in cal])
+        swept = ex.Sweep(tuple(p for p in sweep.points if Path(p.bundle).name not in cal))
+        previous.append(_score(swept, mine, est, set()))
+    own = []
+    designs = sorted({_key(r) for r in rows})
+    for draw in range(draws):
+        sample = set(random.Random(draw).sample(designs, max(8, len(designs) // 6)))
+        try:
+            est = fit([r for r in built if _key(r) in sample])
+        except RtlGenError:  # a sample with no built design of a device
+            continue
+        own.append(_score(sweep, rows, est, sample))
+    return {"slack": ex.DEFAULT_SLACK, "designs": len(designs),
+            "front designs": len(front_keys(rows)),
+            "previous sweep": _summary(previous), "own sample": _summary(own)}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", default="1,2,3")
@@ -54,6 +112,8 @@ def main(argv=None) -> int:
                     help="points of the 1-vs-2-worker timing (fresh caches)")
     ap.add_argument("--cache", type=Path, default=None)
     ap.add_argument("--holdout", type=float, default=0.3)
+    ap.add_argument("--draws", type=int, default=12,
+                    help="random calibration samples of the pruned sweep")
     args = ap.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
     sweep = ex.parse_spec(spec(args.devices.split(","), seeds), source="benchmark")
@@ -114,18 +174,8 @@ def main(argv=None) -> int:
                                              / max(1, len(errors["Fmax MHz"])), 2),
                         "ms per estimate": round(1e3 * per, 1)}
 
-    # 4. the pruned sweep: calibrated on a small sample, against the full sweep's front
-    sample = set(keys[:max(8, len(keys) // 5)])
-    pruned = ex.prune(sweep, fit([r for r in built if _key(r) in sample]))
-    chosen = {json.dumps(dict(dataclasses.asdict(p), seed=0), sort_keys=True)
-              for p in pruned.points}
-    truth = front_keys(full.rows)
-    synthesized = chosen | sample
-    out["pruned"] = {"designs synthesized": len(synthesized), "designs": len(keys),
-                     "fraction %": round(100 * len(synthesized) / max(1, len(keys)), 1),
-                     "front designs": len(truth),
-                     "front found %": round(100 * len(truth & synthesized)
-                                            / max(1, len(truth)), 1)}
+    # 4. the pruned sweep against the full one, by designs synthesized (each with all its seeds)
+    out["pruned"] = pruned_sweeps(sweep, full.rows, args.draws)
     meta = {"spec": "benchmarks/explore.py", "date": out["date"], "tools": out["tools"],
             "flow runs": full.flow_runs, "seconds": round(full.seconds, 1)}
     files = ex.render(full, meta)
@@ -133,8 +183,11 @@ def main(argv=None) -> int:
     table = "| measure | result |\n|---|---|\n" + md + "\n"
     print(table)
     RESULTS.mkdir(exist_ok=True)
+    plots = {f"explore-{name}": text for name, text in files.items()
+             if name.startswith("plots/")}
     write_files(RESULTS, {"explore.json": json.dumps(out, indent=1) + "\n",
-                          "explore.md": table, "explore-pareto.html": files["pareto.html"]})
+                          "explore.md": table, "explore-pareto.html": files["pareto.html"],
+                          **plots})
     return 0
 
 

@@ -746,7 +746,8 @@ def synth_command(bundle, device_name, fmax, seeds, counters, rows, cols, array_
               metavar="SWEEP.json",
               help="Calibrate the estimator on a previous sweep's results and synthesize "
                    "only the points it does not predict off the Pareto front.")
-@click.option("--slack", type=click.FloatRange(0, 1), default=0.15, show_default=True,
+@click.option("--slack", type=click.FloatRange(0, 1), default=explore_task.DEFAULT_SLACK,
+              show_default=True,
               help="With --prune: how much better (fraction of LC and inferences/s) than "
                    "its estimate a point may turn out; more keeps more points.")
 def explore_command(spec, out, workers, scheduler, local_cluster, adaptive, storage, study,

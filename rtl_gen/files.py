@@ -137,11 +137,14 @@ def write_files(folder, files: dict[str, str | bytes]) -> dict[str, Path]:
     """Write ``files`` (name to text or bytes) into ``folder`` (created if need be), each
     through a temporary sibling; the renames come last, after every target was checked and
     every temporary written, so a failure leaves none of the files new or half-written.
-    Returns the path of each file by name."""
+    A name may hold subfolders (``plots/a.svg``); they are made first.  Returns the path of
+    each file by name."""
     folder = make_dir(folder)
     paths = {name: folder / name for name in files}
     for path in paths.values():
         _check_target(path)
+    for parent in dict.fromkeys(p.parent for p in paths.values() if p.parent != folder):
+        make_dir(parent)
     temps: dict[str, Path] = {}
     try:
         for name, content in files.items():

@@ -133,6 +133,6 @@ def test_data_is_required_for_a_model_not_made_from_the_digits(tmp_path):
     assert made.exit_code == 0, made.output
     result = runner.invoke(main, ["report", "--bundle", str(tmp_path / "b")])
     assert result.exit_code == 1
-    assert result.stderr == ("Error: bundle 'b' is not a digits model: give --data with "
-                             "arrays x (float inputs) and y (labels)\n")
+    assert result.stderr == ("Error: bundle 'b' is not a digits or MNIST model: give --data "
+                             "with arrays x (float inputs) and y (labels)\n")
     assert "Required unless" in " ".join(helps("report").split())

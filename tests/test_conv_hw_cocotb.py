@@ -164,7 +164,7 @@ def test_unchecked_layers_are_pooling_flatten_and_held_back_stages():
 
 def test_cli_generates_and_verifies_a_conv_bundle(tmp_path):
     """`generate` writes the Verilog and the layer table; `verify` simulates the user's
-    images; `--rows 2` and the folding planner's options are refused in one line."""
+    images; `--rows 2` and the unrolled engine are refused in one line."""
     need_verilator()
     from click.testing import CliRunner
 
@@ -184,7 +184,7 @@ def test_cli_generates_and_verifies_a_conv_bundle(tmp_path):
     assert r.exit_code == 0, r.output
     assert "small-cnn: 4 images, every logit and class equal to the golden model" in r.output
     for argv, words in ((["--rows", "2"], "runs one image at a time (--rows 1), not 2"),
-                        (["--fit", "up5k"], "plan dense networks")):
+                        (["--engine", "unrolled"], "--engine unrolled builds dense networks")):
         r = CliRunner().invoke(main, ["generate", "--bundle", str(path), "-o",
                                       str(tmp_path / "x.v"), *argv])
         assert r.exit_code != 0 and words in r.output, r.output

@@ -71,14 +71,35 @@ def test_prune_keeps_what_the_estimate_cannot_rule_out():
     bundle = str(ROOT / "weights" / "digits-binary")
     sweep = ex.Sweep(tuple(ex.Point(bundle, "up5k", seed=s, cols=c)
                            for c in (1, 2, 4, 8) for s in (1, 2)))
-    # LC grows with the PEs; Fmax the same: every column count trades LC for speed, so
-    # every design is on the estimated front and nothing is pruned.
+    # LC grows with the PEs, Fmax the same, one accuracy: the fastest design is alone on
+    # the throughput front and the smallest alone on the area front; the middle ones are
+    # dominated on both.  Each design's seeds are kept together.
     est = Estimator({("up5k", "arrays"): {"lc": [0.0, 100.0] + [0.0] * 6,
                                           "ff": [0.0] * 8,
                                           "fmax": [math.log(40.0), 0.0, 0.0, 0.0]}})
-    assert ex.prune(sweep, est, slack=0.0).points == sweep.points
-    # LC flat: the fastest design dominates, and its two seeds are kept together.
+    kept = ex.prune(sweep, est, slack=0.0).points
+    assert [(p.cols, p.seed) for p in kept] == [(1, 1), (1, 2), (8, 1), (8, 2)]
+    # With a slack as wide as the estimates' spread, any of them could be on a front.
+    assert ex.prune(sweep, est, slack=0.9).points == sweep.points
+    # Equal estimates: neither strictly dominates the other, both stay.
     flat = Estimator({("up5k", "arrays"): {"lc": [500.0] + [0.0] * 7, "ff": [0.0] * 8,
                                            "fmax": [math.log(40.0), 0.0, 0.0, 0.0]}})
-    kept = ex.prune(sweep, flat, slack=0.0).points
-    assert [(p.cols, p.seed) for p in kept] == [(8, 1), (8, 2)]
+    two = ex.Sweep(tuple(ex.Point(bundle, "up5k", seed=1, cols=8, multiplier=m)
+                         for m in ("lut", "dsp")))
+    assert ex.prune(two, flat, slack=0.0).points == two.points
+    # 6,000 LC estimated (3,000 on the first feature, 2 here): less a slack of 0.1 still
+    # larger than the UP5K, so none can fit; less 0.2 (4,800 LC) each could.
+    huge = Estimator({("up5k", "arrays"): {"lc": [3000.0] + [0.0] * 7, "ff": [0.0] * 8,
+                                           "fmax": [math.log(40.0), 0.0, 0.0, 0.0]}})
+    assert ex.prune(sweep, huge, slack=0.1).points == ()
+    assert ex.prune(sweep, huge, slack=0.2).points == sweep.points  # 4,800 LC could fit
+    # What the estimator cannot rule out is kept: a CNN (outside its features), a device it
+    # has no calibration for; an invalid point (a CNN on the unrolled engine) is not.
+    cnn = str(ROOT / "weights" / "mnist-cnn-ternary")
+    more = ex.Sweep(sweep.points + (ex.Point(cnn, "up5k", seed=1, cols=2),
+                                    ex.Point(cnn, "up5k", seed=1, engine="unrolled"),
+                                    ex.Point(bundle, "ecp5-85f", seed=1, cols=2)))
+    kept = ex.prune(more, est, slack=0.0).points
+    assert [(p.bundle, p.device, p.cols, p.seed) for p in kept] == [
+        (bundle, "up5k", 1, 1), (bundle, "up5k", 1, 2), (bundle, "up5k", 8, 1),
+        (bundle, "up5k", 8, 2), (cnn, "up5k", 2, 1), (bundle, "ecp5-85f", 2, 1)]

@@ -9,6 +9,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -51,6 +52,13 @@ def test_relative_bundles_are_relative_to_the_spec(tmp_path):
     (tmp_path / "w").symlink_to(ROOT / "weights")
     sweep = ex.load_spec(_spec(tmp_path, 'bundles = ["w/digits-int4"]\ndevices = "up5k"\n'))
     assert sweep.points == (ex.Point(str(tmp_path / "w" / "digits-int4"), "up5k"),)
+    # written as the user would read it (the point's build command names it)
+    (tmp_path / "s").mkdir()
+    spec = tmp_path / "s" / "spec.toml"
+    spec.write_text('bundles = ["../w/digits-int4"]\ndevices = "up5k"\n')
+    (point,) = ex.load_spec(spec).points
+    assert point.bundle == str(tmp_path / "w" / "digits-int4")
+    assert f"--bundle {tmp_path / 'w' / 'digits-int4'} " in point.command
 
 
 @pytest.mark.parametrize("text,message", [
@@ -117,6 +125,79 @@ def test_designs_take_the_median_fmax_over_seeds():
     # 10,000 cycles per inference at the median 40 MHz: 4,000 inferences/s.
     assert one["inferences/s"] == pytest.approx(4000.0)
     assert two["seeds"] == [1] and two["Fmax MHz"] == 20.0
+
+
+def test_fronts_are_per_device_and_data_set():
+    """Accuracies on different test sets are never on one front: with bundles of two data
+    sets, each device has a front per data set; with one, a front per device."""
+    # inferences/s = 10 MHz / cycles: 100, 200 (digits), 50, 40 (MNIST)
+    digits = [dict(_row(0.90, 100, 10, cols=1, cycles=100_000), dataset="d"),
+              dict(_row(0.80, 200, 20, cols=2, cycles=50_000), dataset="d")]
+    mnist = [dict(_row(0.97, 50, 30, cols=4, cycles=200_000), dataset="m"),
+             dict(_row(0.96, 40, 40, cols=8, cycles=250_000), dataset="m")]  # cols=4 wins
+    fr = ex.fronts(digits + mnist)
+    assert list(fr) == ["up5k, d", "up5k, m"]
+    assert [r["point"]["cols"] for r in fr["up5k, d"]["throughput"]] == [1, 2]
+    assert [r["point"]["cols"] for r in fr["up5k, m"]["throughput"]] == [4]
+    assert list(ex.fronts(digits)) == ["up5k"]
+    files = ex.render(ex.SweepResult(digits + mnist, 0, 1.0), {"date": "d"})
+    assert "up5k, m: accuracy against area" in files["pareto.html"]
+    assert files["pareto.html"].count("<svg") == 4
+    # each plot also alone, for a page of the user's own; written under the output folder
+    plots = sorted(n for n in files if n.startswith("plots/"))
+    assert plots == ["plots/up5k-d-area.svg", "plots/up5k-d-throughput.svg",
+                     "plots/up5k-m-area.svg", "plots/up5k-m-throughput.svg"]
+    assert all(files[n].startswith("<?xml") and "<svg" in files[n] for n in plots)
+
+
+def test_sweep_output_with_plots_is_written_whole(tmp_path):
+    from rtl_gen.files import write_files
+
+    written = write_files(tmp_path / "out", {"a.json": "{}", "plots/x.svg": "<svg/>"})
+    assert written["plots/x.svg"].read_text() == "<svg/>"
+    assert sorted(p.name for p in (tmp_path / "out").rglob("*")) == ["a.json", "plots", "x.svg"]
+
+
+def test_a_conv_bundle_is_a_point():
+    """A shipped CNN plans as its conv chain with the point's columns (the cycle model's
+    interval follows them); an engine it cannot have is an invalid point, not an error; the
+    estimator says it does not model it."""
+    from rtl_gen.hw.conv import ConvNetworkEngine
+
+    cnn = str(ROOT / "weights" / "mnist-cnn-ternary")
+    intervals = []
+    for cols in (2, 8):
+        net, plan = ex.plan_point(ex.Point(cnn, "up5k", seed=1, cols=cols))
+        assert net.name == "mnist-cnn-ternary"
+        assert all(a is None or a.cols == cols for a in plan.configs)
+        engine = ex.plan_engine(plan)
+        assert isinstance(engine, ConvNetworkEngine)
+        intervals.append(engine.interval)
+    assert intervals[0] > intervals[1]
+    with pytest.raises(ex.RtlGenError, match="unrolled"):
+        ex.plan_point(ex.Point(cnn, "up5k", seed=1, engine="unrolled"))
+    assert ex.estimate_point(ex.Point(cnn, "up5k", seed=1), None)["status"] == "invalid"
+
+
+def test_a_mnist_bundle_is_scored_on_the_mnist_test_split():
+    """The sweep's accuracy of an MNIST bundle is the golden model's on the fixed MNIST
+    test split (2,000 images), as `report` computes it without --data."""
+    from rtl_gen.bundle import read_bundle
+    from rtl_gen.data.mnist import DataError, mnist
+    from rtl_gen.tasks.common import evaluation_data
+
+    cnn = ROOT / "weights" / "mnist-cnn-ternary"
+    try:
+        _, test = mnist()
+    except DataError as e:
+        pytest.skip(str(e))
+    net = read_bundle(cnn)
+    x, y = evaluation_data(net)
+    assert x.shape == (2000, 784) and (y == test.y).all()
+    logits = net.forward(net.encode(test.x))
+    want = float(np.mean(np.argmax(logits, axis=1) == test.y))
+    assert ex._accuracy(str(cnn), "key") == want
+    assert 0.9 < want < 1.0
 
 
 # --- running ----------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from rtl_gen.bundle import write_bundle  # noqa: E402
-from rtl_gen.data.mnist import MNIST_INPUT_SCALE, mnist  # noqa: E402
+from rtl_gen.data.mnist import MNIST_DATASET, MNIST_INPUT_SCALE, mnist  # noqa: E402
 from rtl_gen.design.conv import ConvLayer, FlattenLayer, MaxPoolLayer  # noqa: E402
 from rtl_gen.design.network import DenseLayer, InputSpec, Network  # noqa: E402
 from rtl_gen.numerics import parse_scheme  # noqa: E402
@@ -180,7 +180,7 @@ def main(argv=None) -> int:
         acc = accuracy(net, test.x_int, test.y)
         net = Network(name=net.name, input=net.input, layers=net.layers, labels=net.labels,
                       metadata={
-                          "dataset": "mnist-npm-1.1.0",
+                          "dataset": MNIST_DATASET,
                           "description": f"MNIST CNN (conv8-pool-conv16-pool-dense10), "
                                          f"{name} weights, {ACT_BITS}-bit activations",
                           "quantizer": "ptq after fine-tuning with fake-quantized weights",

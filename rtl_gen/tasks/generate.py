@@ -14,6 +14,7 @@ from ..design.network import Network
 from ..errors import RtlGenError
 from ..hw.bitserial import BitSerialNetworkEngine
 from ..hw.conv import ConvNetworkEngine, conv_arrays, plan_conv_chain
+from ..hw.conv_planner import ConvFoldingPlan, plan_conv_folding
 from ..hw.float_layer import FloatNetworkEngine, plan_float_network
 from ..hw.network import ChainPlan, NetworkEngine, plan_chain
 from ..hw.pe import DotProductUnit, PEConfig
@@ -29,13 +30,15 @@ from .common import (
     float_lanes_for,
     markdown_table,
     network_arrays,
+    notify,
+    parse_layer_arrays,
     unrolled_choice,
     verilog_top,
     write_outputs,
 )
 
-__all__ = ["NetworkResult", "UnitResult", "conv_network_arrays", "generate_network",
-           "generate_unit", "network_engine", "network_plan"]
+__all__ = ["NetworkResult", "UnitResult", "conv_folding", "conv_network_arrays",
+           "generate_network", "generate_unit", "network_engine", "network_plan"]
 
 
 def is_conv(net) -> bool:
@@ -45,18 +48,26 @@ def is_conv(net) -> bool:
 
 def conv_network_arrays(net: Network, *, rows: int | None = None, cols: int | None = None,
                         lanes: int | None = None, multiplier: str = "lut", pipeline: int = 0,
-                        folding: FoldingOptions | None = None) -> tuple:
-    """Per-layer arrays of a network with convolutions (:func:`~rtl_gen.hw.conv.conv_arrays`:
-    the defaults per scheme, one row), the options given applied to every weight layer; the
-    folding planner and the unrolled engine plan dense networks only."""
-    if folding is not None and (folding.given or folding.engine == "unrolled"
-                                or folding.clock_mhz is not None):
-        raise OptionError(f"--target-fps, --fit, --layer-array, --plan-clock and --engine "
-                          f"unrolled plan dense networks; {net.name!r} has convolution, "
-                          "pooling or flatten layers")
+                        folding: FoldingOptions | None = None,
+                        progress: Progress | None = None) -> tuple:
+    """Per-layer arrays of a network with convolutions (:func:`~rtl_gen.hw.conv.conv_arrays`,
+    one row): the folding planner's (:func:`conv_folding`, its table sent to ``progress``)
+    when ``folding`` asks for it, else the defaults per scheme; the options given apply to
+    every weight layer.  The unrolled and bit-serial engines build dense networks only."""
+    if folding is not None and folding.engine in ("unrolled", "bitserial"):
+        raise OptionError(f"--engine {folding.engine} builds dense networks; {net.name!r} has "
+                          "convolution, pooling or flatten layers", option="--engine")
     if rows not in (None, 1):
         raise OptionError(f"a network with convolution, pooling or flatten layers runs one "
                           f"image at a time (--rows 1), not {rows}", option="--rows")
+    if folding is not None and folding.given:
+        plan = conv_folding(net, folding, cols=cols, lanes=lanes, multiplier=multiplier,
+                            pipeline=pipeline)
+        notify(progress, f"folding plan of {net.name}:\n{plan.table()}")
+        return plan.arrays
+    if folding is not None and folding.clock_mhz is not None:
+        raise OptionError("--plan-clock applies with --target-fps or --fit",
+                          option="--plan-clock")
     changes = {k: v for k, v in (("cols", cols), ("lanes", lanes)) if v is not None}
     changes.update(multiplier=multiplier, pipeline=pipeline)
     try:
@@ -64,6 +75,30 @@ def conv_network_arrays(net: Network, *, rows: int | None = None, cols: int | No
                      for a in conv_arrays(net))
     except ValueError as e:
         raise OptionError(str(e)) from None
+
+
+def conv_folding(net: Network, folding: FoldingOptions, *, cols: int | None = None,
+                 lanes: int | None = None, multiplier: str = "lut",
+                 pipeline: int = 0) -> ConvFoldingPlan:
+    """The folding planner's plan (:func:`~rtl_gen.hw.conv_planner.plan_conv_folding`) of a
+    network with convolutions under ``folding``; the array options given (``cols``,
+    ``lanes``, a ``dsp`` multiplier, a pipeline) hold for every weight layer,
+    ``--layer-array`` settings (a layer by index, counting every layer, or by name) on
+    top."""
+    common = {k: v for k, v in (("cols", cols), ("lanes", lanes)) if v is not None}
+    if multiplier != "lut":
+        common["multiplier"] = multiplier
+    if pipeline:
+        common["pipeline"] = pipeline
+    overrides = {i: dict(common) for i, ly in enumerate(net.layers)
+                 if ly.has_weights and common}
+    names = [ly.name for ly in net.layers]
+    for key, changes in parse_layer_arrays(folding.layer_arrays).items():
+        idx = names.index(key) if key in names else key
+        overrides.setdefault(idx, {}).update(changes)
+    return plan_conv_folding(net, target_fps=folding.target_fps, fit=folding.fit,
+                             margin=folding.margin, fmax_mhz=folding.clock_mhz,
+                             overrides=overrides)
 
 
 def network_plan(net: Network | FloatNetwork, *, rows: int | None = None,
@@ -87,7 +122,7 @@ def network_plan(net: Network | FloatNetwork, *, rows: int | None = None,
         if is_conv(net):
             arrays = conv_network_arrays(net, rows=rows, cols=cols, lanes=lanes,
                                          multiplier=multiplier, pipeline=pipeline,
-                                         folding=folding)
+                                         folding=folding, progress=progress)
             return plan_conv_chain(net, arrays, counters=counters)
         arrays, per_beat = network_arrays(net, rows=rows, cols=cols, lanes=lanes,
                                           multiplier=multiplier, pipeline=pipeline,

@@ -78,7 +78,8 @@ def verify(bundle: Path, *, data: Path | None = None, images: int | None = None,
         if conventional or tr_k is not None or tr_s is not None:
             raise OptionError("--conventional/--tr-k/--tr-s apply to term-revealing bundles")
         arrays = conv_network_arrays(net, rows=rows, cols=cols, lanes=lanes,
-                                     multiplier=multiplier, pipeline=pipeline, folding=folding)
+                                     multiplier=multiplier, pipeline=pipeline, folding=folding,
+                                     progress=progress)
         try:
             from ..hw.conv import plan_conv_chain
 

@@ -1,0 +1,489 @@
+"""The folding planner of networks with convolutions: each weight layer's array sized so that
+the stages keep pace.
+
+A network with convolution, pooling or flatten layers runs one image at a time (every array
+has one row, :mod:`rtl_gen.hw.conv`); its rate is set by its slowest stage
+(:attr:`~rtl_gen.hw.conv.ConvNetworkEngine.interval`): a convolution (its window unit issues
+each window's ``kh*kw*C`` codes one a cycle into its core engine, which needs its own
+interval per window), a window pool (its window unit reads every window one code a cycle:
+a fixed interval), a dense layer, or the input stream (one code a cycle).
+:func:`plan_conv_folding` picks, for one target interval ``I`` (cycles between images),
+each weight layer's array ``(cols, lanes)`` -- powers of two up to the layer's output
+channels and its window size ``kh*kw*C`` (or inputs) rounded up, and at most
+:data:`MAX_COLS` / :data:`MAX_LANES` -- whose stage interval is at most ``I``, so that
+together they take the least logic (by the area model, :mod:`rtl_gen.design.area`, on each
+core engine) and, when fitting a device, fit its logic, flip-flops, DSP blocks and block
+RAM with the margin kept free.  The PE kind and the multiplier are each scheme's default
+(:func:`~rtl_gen.hw.pes.layers.default_array`) unless overridden.
+
+* ``target_fps``: ``I`` from the images per second wanted at the clock ``fmax_mhz`` (default:
+  the family's estimate, :data:`~rtl_gen.design.area_calibration.FMAX_MHZ`);
+* ``fit``: the smallest ``I`` whose plan fits the device with ``margin`` to spare (with
+  ``target_fps`` too: that target, checked against the device);
+* neither: the default arrays' rate, at the least area.
+
+Area: the area model on each weight layer's core engine
+(:func:`~rtl_gen.hw.planner.engine_shape`), the network's constant, and per window unit
+(each convolution and window pool; global average pooling has a reducer only) its line
+buffer in block RAM (``lines x W x C`` codes, at least one block) and the logic and
+flip-flops of :data:`WINDOW_UNIT`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from ..design.area import Area, estimate_layer, memory_blocks
+from ..design.area_calibration import COEFFICIENTS, FMAX_MHZ
+from ..design.conv import ConvLayer, FlattenLayer, GlobalAvgPoolLayer
+from ..design.network import DenseLayer, Network
+from ..devices import DEVICES, Device
+from .conv import _core, conv_arrays, plan_conv, plan_pool, stage_interval, stage_timing
+from .layer import ArrayConfig, plan_layer
+from .pes.layers import default_array
+from .planner import _BLOCK_BITS, OVERRIDE_KEYS, PlanError, engine_shape
+from .window import plan_window
+
+__all__ = ["MAX_COLS", "MAX_LANES", "WINDOW_UNIT", "ConvFoldingPlan", "StageFold",
+           "plan_conv_folding"]
+
+#: The widest array the planner tries per weight layer: columns (output channels per tile)
+#: and lanes (window codes per step).
+MAX_COLS = 16
+MAX_LANES = 16
+
+#: Per window unit (a convolution's or a window pool's, with the pool's reducer), per family:
+#: ``(logic, flip-flops)`` beyond the core engines of the area model.  Logic from the
+#: synthesis of the bare shipped MNIST CNNs (``weights/mnist-cnn-{int4,ternary}``, two
+#: convolutions and two max pools, four window units, counters off) against the core
+#: engines' model: on the default arrays (eight columns, one lane for int4, four for
+#: ternary), UP5K int4 5,376 LC against 5,222 (+154), ternary 5,829 against 6,265 (-436);
+#: LFE5U-85F int4 5,342 LUT4 against 3,887 (+1,455), ternary 5,832 against 4,801 (+1,031);
+#: and the planner's UP5K choice for int4 (conv1 2 x 4, conv2 2 x 8, fc 1 x 1; packed
+#: ``ICESTORM_LC``) 4,485 LC against 3,871 (+614).  The constant is the largest residual of
+#: a family over the four units, so that the estimate is not below any of these syntheses
+#: (the others are then 7% to 18% above): it also takes what the core model misses of a
+#: three-engine chain and of the narrow, many-lane arrays the planner picks.  Flip-flops are
+#: not measured: the window unit's counters and registers (about 80); a pool's reducer adds
+#: one accumulator per channel (:func:`window_area`).
+WINDOW_UNIT = {"ice40": (154.0, 80.0), "ecp5": (364.0, 80.0)}
+
+
+def window_area(window, reducer, family: str) -> Area:
+    """The estimated resources of a convolution's or a pooling layer's window unit and a
+    pool's reducer: :data:`WINDOW_UNIT`, a flip-flop per bit of the reducer's accumulators,
+    and the line buffer's block RAM (``window``: a :class:`~rtl_gen.hw.window.WindowPlan`,
+    ``depth`` codes of ``bits``, at least one block; ``None`` for global pooling)."""
+    logic, ff = WINDOW_UNIT[family]
+    if reducer is not None:
+        ff += reducer.channels * reducer.sum_bits
+    bram = 0 if window is None else max(1, memory_blocks(window.depth, window.bits, family))
+    return Area(logic, ff, 0, bram)
+
+
+@dataclasses.dataclass(frozen=True)
+class StageFold:
+    """One stage of a :class:`ConvFoldingPlan`.
+
+    ``kind`` the layer's (``conv``, ``dense``, ``maxpool``, ...); ``array``, ``k``, ``n``,
+    ``cycles`` (the core engine's cycles per window or batch) and ``scheme`` for a weight
+    layer, else ``None``; ``interval`` the stage's cycles per image
+    (:func:`~rtl_gen.hw.conv.stage_interval`); ``area`` its estimated resources, of which
+    ``window`` its window unit's."""
+
+    index: int
+    name: str
+    kind: str
+    scheme: str | None
+    array: ArrayConfig | None
+    k: int | None
+    n: int | None
+    cycles: int | None
+    interval: int
+    area: Area
+    window: Area
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvFoldingPlan:
+    """A folding of a network with convolutions (:func:`plan_conv_folding`).
+
+    Members
+    -------
+    net:
+        The network.
+    stages:
+        One :class:`StageFold` per layer.
+    interval:
+        Cycles between images in steady state: the slowest stage, or the input stream
+        (:attr:`~rtl_gen.hw.conv.ConvNetworkEngine.interval` of :attr:`arrays`).
+    fmax_mhz, family, device, margin:
+        As for :class:`~rtl_gen.hw.planner.FoldingPlan`.
+    area:
+        The network's estimated resources.
+    """
+
+    net: Network
+    stages: tuple[StageFold, ...]
+    interval: int
+    fmax_mhz: float
+    family: str
+    device: Device | None
+    margin: float
+    area: Area
+
+    @property
+    def arrays(self) -> tuple:
+        """Per layer: the weight layers' arrays, ``None`` for pooling and flatten
+        (:func:`~rtl_gen.hw.conv.conv_arrays`)."""
+        return tuple(s.array for s in self.stages)
+
+    @property
+    def rows(self) -> int:
+        return 1
+
+    @property
+    def fps(self) -> float:
+        """Images per second at :attr:`fmax_mhz`."""
+        return self.fmax_mhz * 1e6 / self.interval
+
+    def table(self) -> str:
+        """The plan as a Markdown table, then the input stream, the rate and the
+        resources."""
+        unit = "LC" if self.family == "ice40" else "LUT4"
+        lines = [f"| layer | kind | K | N | scheme | cols x lanes x rows | cycles/window | "
+                 f"interval | est. {unit} | BRAM |", "|---|---|---|---|---|---|---|---|---|---|"]
+        for s in self.stages:
+            a = s.array
+            if a is None:
+                par = k = n = cycles = scheme = "-"
+            else:
+                mult = "" if a.multiplier == "lut" else f" ({a.multiplier})"
+                par = f"{a.cols} x {a.lanes} x {a.rows}{mult}"
+                k, n, cycles, scheme = s.k, s.n, s.cycles, s.scheme
+            lines.append(f"| {s.index} {s.name} | {s.kind} | {k} | {n} | {scheme} | {par} | "
+                         f"{cycles} | {s.interval} | {s.area.logic:.0f} | {s.area.bram} |")
+        a = self.area
+        lines.append(f"input stream: {self.net.input.features} codes per image, one per cycle")
+        lines.append(f"network: {self.interval} cycles per image; {self.fps:,.0f} images/s "
+                     f"at {self.fmax_mhz:g} MHz")
+        res = f"estimated {a.logic:.0f} {unit}, {a.ff:.0f} FF, {a.dsp} DSP, {a.bram} BRAM"
+        if self.device is not None:
+            d = self.device
+            res += (f" of {d.luts} {unit}, {d.dsp} DSP, "
+                    f"{d.bram_bits // _BLOCK_BITS[d.family]} BRAM on {d.name} "
+                    f"({100 * self.margin:g}% kept free)")
+        lines.append(res)
+        return "\n".join(lines) + "\n"
+
+
+# -- candidates ----------------------------------------------------------------------------------
+
+
+def _pow2_upto(n: int, cap: int) -> list[int]:
+    """Powers of two up to ``n`` rounded up to one, at most ``cap``."""
+    top = min(cap, 1 << max(0, (n - 1).bit_length()))
+    out, v = [], 1
+    while v <= top:
+        out.append(v)
+        v *= 2
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class _Choice:
+    array: ArrayConfig
+    cycles: int
+    interval: int
+    area: Area
+
+
+def _check_overrides(net: Network, overrides) -> dict[int, dict]:
+    """``overrides`` keyed by layer index (every layer counts, pooling and flatten too) or
+    name; only weight layers take an array, of one row."""
+    names = [ly.name for ly in net.layers]
+    out: dict[int, dict] = {}
+    for key, changes in (overrides or {}).items():
+        if isinstance(key, str) and not key.lstrip("-").isdigit():
+            if key not in names:
+                raise PlanError(f"no layer {key!r}; the layers are "
+                                f"{', '.join(f'{i} ({n})' for i, n in enumerate(names))}")
+            idx = names.index(key)
+        else:
+            idx = int(key)
+            if not 0 <= idx < len(names):
+                raise PlanError(f"no layer {idx}; the layers are 0..{len(names) - 1}")
+        bad = sorted(set(changes) - set(OVERRIDE_KEYS))
+        if bad:
+            raise PlanError(f"layer {idx}: unknown array setting {bad[0]!r}; expected "
+                            f"{', '.join(OVERRIDE_KEYS)}")
+        if not net.layers[idx].has_weights:
+            raise PlanError(f"layer {idx} ({names[idx]}) is {net.layers[idx].kind}: it has no "
+                            "array to set")
+        if changes.get("rows", 1) != 1:
+            raise PlanError(f"layer {idx} ({names[idx]}): a network with convolution, "
+                            f"pooling or flatten layers runs one image at a time (rows 1), "
+                            f"not {changes['rows']!r}")
+        out.setdefault(idx, {}).update(changes)
+    return out
+
+
+def _weight_choices(layer, idx: int, fixed: dict, family: str, coeff) -> list[_Choice]:
+    """Every array the planner tries for a weight layer, with its stage interval and core
+    engine's area; on the Pareto front of (interval, logic, FF, DSP, BRAM) only."""
+    core = _core(layer)
+    default = default_array(core.scheme.kind, core.tr is not None)
+    base = {"rows": 1, "multiplier": default.multiplier, "pipeline": default.pipeline}
+    base.update({k: v for k, v in fixed.items() if k in ("multiplier", "pipeline")})
+    cols_set = [fixed["cols"]] if "cols" in fixed else _pow2_upto(core.out_features, MAX_COLS)
+    lanes_set = [fixed["lanes"]] if "lanes" in fixed else \
+        _pow2_upto(core.in_features, MAX_LANES)
+    out, errors = [], []
+    for cols in cols_set:
+        for lanes in lanes_set:
+            try:
+                array = ArrayConfig(cols=cols, lanes=lanes, **base)
+                if isinstance(layer, ConvLayer):
+                    p = plan_conv(layer, array, counters=False).core
+                else:
+                    p = plan_layer(layer, array, counters=False)
+                    if p.is_tr:
+                        raise ValueError(f"layer {layer.name!r}: term-revealing layers in a "
+                                         "network with convolutions are not built in "
+                                         "hardware yet")
+            except ValueError as e:
+                errors.append(str(e))
+                continue
+            timing = stage_timing(layer, array)
+            area = estimate_layer(engine_shape(p), family, coeff)
+            out.append(_Choice(array, p.timing.batch_cycles, stage_interval(timing), area))
+    if not out:
+        raise PlanError(f"layer {idx} ({layer.name}): no array fits the settings given"
+                        f"{': ' + errors[0] if errors else ''}")
+    return _front(out, lambda c: (c.interval, c.area.logic, c.area.ff, c.area.dsp,
+                                  c.area.bram))
+
+
+def _front(items, key) -> list:
+    """The items no other item beats or equals in every coordinate of ``key`` (the first
+    of equal ones kept), in order of ``key``."""
+    items = sorted(items, key=key)
+    kept, keys = [], []
+    for it in items:
+        k = key(it)
+        if not any(all(a <= b for a, b in zip(o, k, strict=True)) for o in keys):
+            kept.append(it)
+            keys.append(k)
+    return kept
+
+
+def _device(fit) -> Device | None:
+    if fit is None or isinstance(fit, Device):
+        return fit
+    if fit in DEVICES:
+        return DEVICES[fit]
+    raise PlanError(f"unknown device {fit!r}; expected one of {', '.join(DEVICES)}")
+
+
+# -- the planner ----------------------------------------------------------------------------------
+
+
+def plan_conv_folding(net: Network, target_fps: float | None = None,
+                      fit: str | Device | None = None, margin: float = 0.1,
+                      fmax_mhz: float | None = None, overrides=None,
+                      coefficients=None) -> ConvFoldingPlan:
+    """Choose each weight layer's array of a network with convolution, pooling or flatten
+    layers so that the stages' intervals balance; see the module docstring.
+
+    Parameters are those of :func:`~rtl_gen.hw.planner.plan_folding` (``overrides`` by
+    layer index, counting every layer, or name; ``rows`` only 1).
+
+    Raises
+    ------
+    PlanError
+        For a target the network cannot reach, a target or a least design the device
+        cannot hold (naming the resource that runs out and the best rate that fits), or a
+        bad override.
+    """
+    if not isinstance(net, Network):
+        raise PlanError(f"the folding planner takes integer networks, not {net!r}")
+    if not 0 <= margin < 1:
+        raise PlanError(f"the margin is a share of the device in [0, 1), not {margin!r}")
+    device = _device(fit)
+    family = device.family if device is not None else "ice40"
+    fmax = float(fmax_mhz) if fmax_mhz is not None else FMAX_MHZ[family]
+    if fmax <= 0:
+        raise PlanError(f"the clock must be positive, not {fmax_mhz!r} MHz")
+    if target_fps is not None and not target_fps > 0:
+        raise PlanError(f"the target rate must be positive, not {target_fps!r} images/s")
+    fixed = _check_overrides(net, overrides)
+    coeff = coefficients or COEFFICIENTS[family]
+
+    # the fixed parts: pooling and flatten stages, the window units, the input stream
+    floor = net.input.features
+    fixed_area = Area(coeff["network"][0], coeff["network"][1])
+    windows: dict[int, Area] = {}
+    pool_intervals: dict[int, int] = {}
+    choices: dict[int, list[_Choice]] = {}
+    for idx, layer in enumerate(net.layers):
+        try:
+            if isinstance(layer, ConvLayer):
+                w = plan_window(layer.in_shape, layer.kernel, layer.stride, layer.padding,
+                                bits=layer.in_bits, signed=layer.in_signed)
+                windows[idx] = window_area(w, None, family)
+            elif not isinstance(layer, (DenseLayer, FlattenLayer)):
+                p = plan_pool(layer)
+                windows[idx] = window_area(p.window, p.reducer, family)
+                pool_intervals[idx] = stage_interval(stage_timing(layer, None))
+            elif isinstance(layer, FlattenLayer):
+                pool_intervals[idx] = stage_interval(stage_timing(layer, None))
+        except ValueError as e:
+            raise PlanError(f"layer {idx} ({layer.name}): {e}") from None
+        if layer.has_weights:
+            choices[idx] = _weight_choices(layer, idx, fixed.get(idx, {}), family, coeff)
+    for a in windows.values():
+        fixed_area = fixed_area + a
+    floor = max([floor, *pool_intervals.values()])
+    limits = None
+    if device is not None:
+        keep = 1 - margin
+        limits = (keep * device.luts, keep * device.luts, keep * device.dsp,
+                  keep * (device.bram_bits // _BLOCK_BITS[family]))
+
+    def combine(interval: int, within: bool) -> tuple[Area, dict[int, _Choice]] | None:
+        """The least-logic choice per weight layer of stage interval at most ``interval``
+        (with ``within``: whose total fits the device), or None."""
+        partial = [(fixed_area, {})]
+        for idx, options in choices.items():
+            grown = []
+            for total, picked in partial:
+                for c in options:
+                    if c.interval > interval:
+                        continue
+                    t = total + c.area
+                    if within and limits is not None and any(
+                            v > lim for v, lim in zip((t.logic, t.ff, t.dsp, t.bram), limits,
+                                                      strict=True)):
+                        continue
+                    grown.append((t, {**picked, idx: c}))
+            # flip-flops left out of the front: they follow the logic and never bind first
+            partial = _front(grown, lambda p: (p[0].logic, p[0].dsp, p[0].bram))
+            if not partial:
+                return None
+        return partial[0]
+
+    def build(interval: int, within: bool) -> ConvFoldingPlan | None:
+        best = combine(interval, within)
+        if best is None:
+            return None
+        total, picked = best
+        stages = []
+        for idx, layer in enumerate(net.layers):
+            win = windows.get(idx, Area())
+            c = picked.get(idx)
+            if c is None:
+                stages.append(StageFold(idx, layer.name, layer.kind, None, None, None, None,
+                                        None, pool_intervals[idx], win, win))
+                continue
+            core = _core(layer)
+            stages.append(StageFold(idx, layer.name, getattr(layer, "kind", "dense"),
+                                    core.scheme.name, c.array, core.in_features,
+                                    core.out_features, c.cycles, c.interval, c.area + win,
+                                    win))
+        worst = max([floor, *(s.interval for s in stages)])
+        return ConvFoldingPlan(net=net, stages=tuple(stages), interval=worst, fmax_mhz=fmax,
+                               family=family, device=device, margin=margin, area=total)
+
+    bounds = sorted({c.interval for options in choices.values() for c in options if
+                     c.interval >= floor} | {floor})
+
+    def plans(within: bool) -> list[ConvFoldingPlan]:
+        """One plan per interval reachable, fastest first (each the least logic for its
+        interval)."""
+        out: list[ConvFoldingPlan] = []
+        for b in bounds:
+            p = build(b, within)
+            if p is not None and (not out or p.interval > out[-1].interval):
+                out.append(p)
+        return out
+
+    feasible = plans(False)
+    if not feasible:
+        raise PlanError(f"network {net.name!r}: no folding meets the settings given")
+    fastest = feasible[0]
+
+    def fits(plan: ConvFoldingPlan) -> str | None:
+        """None, or what runs out first: ``"logic cells: needs X, ... has Y"``."""
+        if device is None:
+            return None
+        unit = "logic cells" if family == "ice40" else "LUT4s"
+        blocks = device.bram_bits // _BLOCK_BITS[family]
+        a = plan.area
+        for what, need, have in ((unit, a.logic, device.luts), ("flip-flops", a.ff, device.luts),
+                                 ("DSP blocks", a.dsp, device.dsp),
+                                 ("block RAMs", a.bram, blocks)):
+            if need > (1 - margin) * have:
+                return (f"{what}: needs about {need:.0f}, {device.name} has {have} "
+                        f"({math.floor((1 - margin) * have)} with {100 * margin:g}% kept "
+                        "free)")
+        return None
+
+    def short(plan: ConvFoldingPlan) -> str:
+        """What runs out for ``plan`` (the least logic of its interval)."""
+        return fits(plan) or "its arrays do not fit together"
+
+    fitting = plans(True) if device is not None else feasible
+
+    def rate(plan: ConvFoldingPlan) -> str:
+        return f"{plan.fps:,.0f} images/s ({plan.interval} cycles per image)"
+
+    if target_fps is not None:
+        want = math.floor(fmax * 1e6 / target_fps)
+        plan = next((p for p in reversed(feasible) if p.interval <= want), None)
+        if plan is None:
+            raise PlanError(f"{target_fps:,.0f} images/s needs at most {want} cycles per image "
+                            f"at {fmax:g} MHz; the fastest folding of {net.name!r} takes "
+                            f"{fastest.interval} ({fastest.fps:,.0f} images/s), limited by "
+                            f"{_bottleneck(fastest)}")
+        if device is None:
+            return plan
+        ok = next((p for p in reversed(fitting) if p.interval <= want), None)
+        if ok is None:
+            tail = (f"the best rate that fits is {rate(fitting[0])}" if fitting
+                    else "no folding fits")
+            raise PlanError(f"{target_fps:,.0f} images/s does not fit {device.name}: "
+                            f"{short(plan)}; {tail}")
+        return ok
+    if device is not None:
+        if not fitting:
+            raise PlanError(f"no folding of {net.name!r} fits {device.name}: "
+                            f"{short(feasible[-1])}")
+        return fitting[0]
+    # neither: the default arrays' rate (with the overrides), at the least area
+    defaults = [None if a is None else dataclasses.replace(a, **fixed.get(i, {}))
+                for i, a in enumerate(conv_arrays(net))]
+    want = max([net.input.features] + [stage_interval(stage_timing(ly, a)) for ly, a in
+                                        zip(net.layers, defaults, strict=True)])
+    return next((p for p in reversed(feasible) if p.interval <= want), fastest)
+
+
+def _bottleneck(plan: ConvFoldingPlan) -> str:
+    """What sets a plan's interval: a stage's window unit or engine, or the input stream."""
+    for s in plan.stages:
+        if s.interval != plan.interval:
+            continue
+        layer = plan.net.layers[s.index]
+        if isinstance(layer, ConvLayer):
+            k = layer.core.in_features
+            ho, wo, _ = layer.out_shape
+            return (f"layer {s.index} ({s.name}): its window unit issues {ho * wo} windows of "
+                    f"{k} codes, one a cycle, into an engine of {s.array.cols} x "
+                    f"{s.array.lanes}")
+        if isinstance(layer, DenseLayer):
+            return f"layer {s.index} ({s.name}), {s.interval} cycles per image"
+        if isinstance(layer, (FlattenLayer, GlobalAvgPoolLayer)):
+            break
+        return (f"layer {s.index} ({s.name}): its window unit reads every window, one code a "
+                "cycle")
+    return f"the input stream ({plan.net.input.features} codes, one a cycle)"
