@@ -42,7 +42,8 @@ from ..devices import DEVICES, Device
 from .conv import _core, conv_arrays, plan_conv, plan_pool, stage_interval, stage_timing
 from .layer import ArrayConfig, plan_layer
 from .pes.layers import default_array
-from .planner import _BLOCK_BITS, OVERRIDE_KEYS, PlanError, engine_shape
+from .planner import _BLOCK_BITS, PlanError, engine_shape
+from .planner import _check_overrides as _check_dense_overrides
 from .window import plan_window
 
 __all__ = ["MAX_COLS", "MAX_LANES", "WINDOW_UNIT", "ConvFoldingPlan", "StageFold",
@@ -201,31 +202,18 @@ class _Choice:
 
 def _check_overrides(net: Network, overrides) -> dict[int, dict]:
     """``overrides`` keyed by layer index (every layer counts, pooling and flatten too) or
-    name; only weight layers take an array, of one row."""
-    names = [ly.name for ly in net.layers]
-    out: dict[int, dict] = {}
-    for key, changes in (overrides or {}).items():
-        if isinstance(key, str) and not key.lstrip("-").isdigit():
-            if key not in names:
-                raise PlanError(f"no layer {key!r}; the layers are "
-                                f"{', '.join(f'{i} ({n})' for i, n in enumerate(names))}")
-            idx = names.index(key)
-        else:
-            idx = int(key)
-            if not 0 <= idx < len(names):
-                raise PlanError(f"no layer {idx}; the layers are 0..{len(names) - 1}")
-        bad = sorted(set(changes) - set(OVERRIDE_KEYS))
-        if bad:
-            raise PlanError(f"layer {idx}: unknown array setting {bad[0]!r}; expected "
-                            f"{', '.join(OVERRIDE_KEYS)}")
+    name (:func:`rtl_gen.hw.planner._check_overrides`); only weight layers take an array,
+    of one row."""
+    out = _check_dense_overrides(net, overrides)
+    for idx, changes in out.items():
+        name = net.layers[idx].name
         if not net.layers[idx].has_weights:
-            raise PlanError(f"layer {idx} ({names[idx]}) is {net.layers[idx].kind}: it has no "
+            raise PlanError(f"layer {idx} ({name}) is {net.layers[idx].kind}: it has no "
                             "array to set")
         if changes.get("rows", 1) != 1:
-            raise PlanError(f"layer {idx} ({names[idx]}): a network with convolution, "
+            raise PlanError(f"layer {idx} ({name}): a network with convolution, "
                             f"pooling or flatten layers runs one image at a time (rows 1), "
                             f"not {changes['rows']!r}")
-        out.setdefault(idx, {}).update(changes)
     return out
 
 

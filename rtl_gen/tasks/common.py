@@ -384,6 +384,26 @@ def parse_layer_arrays(specs) -> dict:
     return out
 
 
+def fold_overrides(net: Network, folding: FoldingOptions, layers, *, rows: int | None = None,
+                   cols: int | None = None, lanes: int | None = None,
+                   multiplier: str = "lut", pipeline: int = 0) -> dict:
+    """The planner's per-layer overrides: the array options given (``rows``, ``cols``,
+    ``lanes``, a ``dsp`` multiplier, a pipeline) on each layer index of ``layers``, then the
+    ``--layer-array`` settings (a layer by index or name) on top."""
+    common = {k: v for k, v in (("rows", rows), ("cols", cols), ("lanes", lanes))
+              if v is not None}
+    if multiplier != "lut":
+        common["multiplier"] = multiplier
+    if pipeline:
+        common["pipeline"] = pipeline
+    overrides = {i: dict(common) for i in layers} if common else {}
+    names = [ly.name for ly in net.layers]
+    for key, changes in parse_layer_arrays(folding.layer_arrays).items():
+        idx = names.index(key) if key in names else key
+        overrides.setdefault(idx, {}).update(changes)
+    return overrides
+
+
 def fold(net: Network, folding: FoldingOptions, *, rows: int | None = None,
          cols: int | None = None, lanes: int | None = None, multiplier: str = "lut",
          pipeline: int = 0, max_in_per_beat: int | None = None) -> FoldingPlan:
@@ -393,17 +413,8 @@ def fold(net: Network, folding: FoldingOptions, *, rows: int | None = None,
     if not isinstance(net, Network):
         raise OptionError("--target-fps, --fit and --layer-array plan integer networks, not "
                           "a float network")
-    common = {k: v for k, v in (("rows", rows), ("cols", cols), ("lanes", lanes))
-              if v is not None}
-    if multiplier != "lut":
-        common["multiplier"] = multiplier
-    if pipeline:
-        common["pipeline"] = pipeline
-    overrides = {i: dict(common) for i in range(len(net.layers))} if common else {}
-    names = [ly.name for ly in net.layers]
-    for key, changes in parse_layer_arrays(folding.layer_arrays).items():
-        idx = names.index(key) if key in names else key
-        overrides.setdefault(idx, {}).update(changes)
+    overrides = fold_overrides(net, folding, range(len(net.layers)), rows=rows, cols=cols,
+                               lanes=lanes, multiplier=multiplier, pipeline=pipeline)
     return plan_folding(net, target_fps=folding.target_fps, fit=folding.fit,
                         margin=folding.margin, fmax_mhz=folding.clock_mhz,
                         overrides=overrides, max_in_per_beat=max_in_per_beat)

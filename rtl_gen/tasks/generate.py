@@ -28,10 +28,10 @@ from .common import (
     bitserial_plan,
     check_output,
     float_lanes_for,
+    fold_overrides,
     markdown_table,
     network_arrays,
     notify,
-    parse_layer_arrays,
     unrolled_choice,
     verilog_top,
     write_outputs,
@@ -85,17 +85,9 @@ def conv_folding(net: Network, folding: FoldingOptions, *, cols: int | None = No
     ``lanes``, a ``dsp`` multiplier, a pipeline) hold for every weight layer,
     ``--layer-array`` settings (a layer by index, counting every layer, or by name) on
     top."""
-    common = {k: v for k, v in (("cols", cols), ("lanes", lanes)) if v is not None}
-    if multiplier != "lut":
-        common["multiplier"] = multiplier
-    if pipeline:
-        common["pipeline"] = pipeline
-    overrides = {i: dict(common) for i, ly in enumerate(net.layers)
-                 if ly.has_weights and common}
-    names = [ly.name for ly in net.layers]
-    for key, changes in parse_layer_arrays(folding.layer_arrays).items():
-        idx = names.index(key) if key in names else key
-        overrides.setdefault(idx, {}).update(changes)
+    weights = [i for i, ly in enumerate(net.layers) if ly.has_weights]
+    overrides = fold_overrides(net, folding, weights, cols=cols, lanes=lanes,
+                               multiplier=multiplier, pipeline=pipeline)
     return plan_conv_folding(net, target_fps=folding.target_fps, fit=folding.fit,
                              margin=folding.margin, fmax_mhz=folding.clock_mhz,
                              overrides=overrides)
