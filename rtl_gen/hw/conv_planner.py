@@ -35,14 +35,14 @@ import dataclasses
 import math
 
 from ..design.area import Area, estimate_layer, memory_blocks
-from ..design.area_calibration import COEFFICIENTS, FMAX_MHZ
+from ..design.area_calibration import COEFFICIENTS
 from ..design.conv import ConvLayer, FlattenLayer, GlobalAvgPoolLayer
 from ..design.network import DenseLayer, Network
-from ..devices import DEVICES, Device
+from ..devices import Device
 from .conv import _core, conv_arrays, plan_conv, plan_pool, stage_interval, stage_timing
 from .layer import ArrayConfig, plan_layer
 from .pes.layers import default_array
-from .planner import _BLOCK_BITS, PlanError, engine_shape
+from .planner import _BLOCK_BITS, PlanError, _check_settings, engine_shape
 from .planner import _check_overrides as _check_dense_overrides
 from .window import plan_window
 
@@ -266,14 +266,6 @@ def _front(items, key) -> list:
     return kept
 
 
-def _device(fit) -> Device | None:
-    if fit is None or isinstance(fit, Device):
-        return fit
-    if fit in DEVICES:
-        return DEVICES[fit]
-    raise PlanError(f"unknown device {fit!r}; expected one of {', '.join(DEVICES)}")
-
-
 # -- the planner ----------------------------------------------------------------------------------
 
 
@@ -294,17 +286,7 @@ def plan_conv_folding(net: Network, target_fps: float | None = None,
         cannot hold (naming the resource that runs out and the best rate that fits), or a
         bad override.
     """
-    if not isinstance(net, Network):
-        raise PlanError(f"the folding planner takes integer networks, not {net!r}")
-    if not 0 <= margin < 1:
-        raise PlanError(f"the margin is a share of the device in [0, 1), not {margin!r}")
-    device = _device(fit)
-    family = device.family if device is not None else "ice40"
-    fmax = float(fmax_mhz) if fmax_mhz is not None else FMAX_MHZ[family]
-    if fmax <= 0:
-        raise PlanError(f"the clock must be positive, not {fmax_mhz!r} MHz")
-    if target_fps is not None and not target_fps > 0:
-        raise PlanError(f"the target rate must be positive, not {target_fps!r} images/s")
+    device, family, fmax = _check_settings(net, target_fps, fit, margin, fmax_mhz)
     fixed = _check_overrides(net, overrides)
     coeff = coefficients or COEFFICIENTS[family]
 

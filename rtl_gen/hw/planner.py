@@ -241,6 +241,28 @@ def _with_input(t: LayerTiming, per_beat: int) -> LayerTiming:
 # -- the planner ----------------------------------------------------------------------------------
 
 
+def _check_settings(net, target_fps, fit, margin, fmax_mhz) -> tuple[Device | None, str, float]:
+    """``(device, family, clock MHz)`` of a planner's settings, each checked (one
+    :class:`PlanError` line for a bad one)."""
+    if not isinstance(net, Network):
+        raise PlanError(f"the folding planner takes integer networks, not {net!r}")
+    if not 0 <= margin < 1:
+        raise PlanError(f"the margin is a share of the device in [0, 1), not {margin!r}")
+    if fit is None or isinstance(fit, Device):
+        device = fit
+    elif fit in DEVICES:
+        device = DEVICES[fit]
+    else:
+        raise PlanError(f"unknown device {fit!r}; expected one of {', '.join(DEVICES)}")
+    family = device.family if device is not None else "ice40"
+    fmax = float(fmax_mhz) if fmax_mhz is not None else FMAX_MHZ[family]
+    if fmax <= 0:
+        raise PlanError(f"the clock must be positive, not {fmax_mhz!r} MHz")
+    if target_fps is not None and not target_fps > 0:
+        raise PlanError(f"the target rate must be positive, not {target_fps!r} images/s")
+    return device, family, fmax
+
+
 def plan_folding(net: Network, target_fps: float | None = None, fit: str | Device | None = None,
                  margin: float = 0.1, fmax_mhz: float | None = None,
                  overrides=None, coefficients=None,
@@ -275,24 +297,7 @@ def plan_folding(net: Network, target_fps: float | None = None, fit: str | Devic
         cannot hold (naming the resource that runs out and the best rate that fits), or a
         bad override.
     """
-    if not isinstance(net, Network):
-        raise PlanError(f"the folding planner takes integer networks, not {net!r}")
-    if not 0 <= margin < 1:
-        raise PlanError(f"the margin is a share of the device in [0, 1), not {margin!r}")
-    device = None
-    if fit is not None:
-        if isinstance(fit, Device):
-            device = fit
-        elif fit in DEVICES:
-            device = DEVICES[fit]
-        else:
-            raise PlanError(f"unknown device {fit!r}; expected one of {', '.join(DEVICES)}")
-    family = device.family if device is not None else "ice40"
-    fmax = float(fmax_mhz) if fmax_mhz is not None else FMAX_MHZ[family]
-    if fmax <= 0:
-        raise PlanError(f"the clock must be positive, not {fmax_mhz!r} MHz")
-    if target_fps is not None and not target_fps > 0:
-        raise PlanError(f"the target rate must be positive, not {target_fps!r} images/s")
+    device, family, fmax = _check_settings(net, target_fps, fit, margin, fmax_mhz)
     fixed = _check_overrides(net, overrides)
     rows_given = {f["rows"] for f in fixed.values() if "rows" in f}
     if len(rows_given) > 1:

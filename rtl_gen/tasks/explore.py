@@ -750,23 +750,33 @@ def designs(rows: Sequence[dict]) -> list[dict]:
     return out
 
 
-def _group(row: dict, several_datasets: bool) -> str:
-    device = row["point"]["device"]
-    return f"{device}, {row.get('dataset') or 'no data set'}" if several_datasets else device
+def _grouped(rows: Sequence[dict]) -> dict[str, list[dict]]:
+    """The designs (:func:`designs`) by group: their device, or their device and data set
+    when the built ones come from several (accuracies on different test sets are never
+    compared)."""
+    every = designs(rows)
+    several = len({r.get("dataset") for r in every if r.get("status") == "ok"}) > 1
+    out: dict[str, list[dict]] = {}
+    for r in every:
+        device = r["point"]["device"]
+        group = f"{device}, {r.get('dataset') or 'no data set'}" if several else device
+        out.setdefault(group, []).append(r)
+    return out
 
 
-def fronts(rows: Sequence[dict]) -> dict[str, dict[str, list[dict]]]:
+def fronts(rows: Sequence[dict], grouped: Mapping[str, list[dict]] | None = None
+           ) -> dict[str, dict[str, list[dict]]]:
     """``{group: {front name: designs}}``: the Pareto fronts of the designs (:func:`designs`,
     seeds folded into the median Fmax) that were built (``status`` ok), one group per
     device, or per device and data set when the bundles come from several (accuracies on
-    different test sets are not compared)."""
-    ok = [r for r in designs(rows) if r.get("status") == "ok"]
-    several = len({r.get("dataset") for r in ok}) > 1
+    different test sets are not compared).  ``grouped``: :func:`_grouped` of ``rows``, if
+    already at hand."""
     out: dict[str, dict[str, list[dict]]] = {}
-    for group in dict.fromkeys(_group(r, several) for r in ok):
-        mine = [r for r in ok if _group(r, several) == group]
-        out[group] = {name: sorted(pareto_front(mine, obj), key=lambda r: r[obj[1][0]])
-                      for name, obj in FRONTS.items()}
+    for group, mine in (grouped if grouped is not None else _grouped(rows)).items():
+        ok = [r for r in mine if r.get("status") == "ok"]
+        if ok:
+            out[group] = {name: sorted(pareto_front(ok, obj), key=lambda r: r[obj[1][0]])
+                          for name, obj in FRONTS.items()}
     return out
 
 
@@ -813,7 +823,8 @@ def render(result: SweepResult, meta: Mapping) -> dict[str, str]:
     import html
     import re
 
-    fr = fronts(result.rows)
+    grouped = _grouped(result.rows)
+    fr = fronts(result.rows, grouped)
     doc = {"meta": dict(meta), "rows": result.rows,
            "fronts": {d: {n: [r["command"] for r in f] for n, f in v.items()}
                       for d, v in fr.items()}}
@@ -823,10 +834,8 @@ def render(result: SweepResult, meta: Mapping) -> dict[str, str]:
     body = [f"<h1>Design-space sweep</h1><p>{html.escape(md[0].splitlines()[2])}</p>"]
     cols = _COLUMNS + [("command", "command")]
     plots: dict[str, str] = {}
-    several = len({r.get("dataset") for r in designs(result.rows)
-                   if r.get("status") == "ok"}) > 1
     for device, named in fr.items():
-        rows = [r for r in designs(result.rows) if _group(r, several) == device]
+        rows = grouped[device]
         body.append(f"<h2>{html.escape(device)}</h2>")
         for name, front in named.items():
             x, label = (("inferences/s", "inferences per second (log)") if name == "throughput"
