@@ -42,7 +42,7 @@ from ..devices import Device
 from .conv import _core, conv_arrays, plan_conv, plan_pool, stage_interval, stage_timing
 from .layer import ArrayConfig, plan_layer
 from .pes.layers import default_array
-from .planner import _BLOCK_BITS, PlanError, _check_settings, engine_shape
+from .planner import _BLOCK_BITS, PlanError, _check_settings, engine_shape, shortfall
 from .planner import _check_overrides as _check_dense_overrides
 from .window import plan_window
 
@@ -384,20 +384,7 @@ def plan_conv_folding(net: Network, target_fps: float | None = None,
     fastest = feasible[0]
 
     def fits(plan: ConvFoldingPlan) -> str | None:
-        """None, or what runs out first: ``"logic cells: needs X, ... has Y"``."""
-        if device is None:
-            return None
-        unit = "logic cells" if family == "ice40" else "LUT4s"
-        blocks = device.bram_bits // _BLOCK_BITS[family]
-        a = plan.area
-        for what, need, have in ((unit, a.logic, device.luts), ("flip-flops", a.ff, device.luts),
-                                 ("DSP blocks", a.dsp, device.dsp),
-                                 ("block RAMs", a.bram, blocks)):
-            if need > (1 - margin) * have:
-                return (f"{what}: needs about {need:.0f}, {device.name} has {have} "
-                        f"({math.floor((1 - margin) * have)} with {100 * margin:g}% kept "
-                        "free)")
-        return None
+        return shortfall(plan.area, device, margin)
 
     def short(plan: ConvFoldingPlan) -> str:
         """What runs out for ``plan`` (the least logic of its interval)."""

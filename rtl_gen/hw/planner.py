@@ -33,7 +33,7 @@ from ..errors import RtlGenError
 from .layer import ArrayConfig, plan_layer
 from .pes.layers import default_array
 
-__all__ = ["FoldingPlan", "LayerFold", "PlanError", "engine_shape", "plan_folding"]
+__all__ = ["FoldingPlan", "LayerFold", "PlanError", "engine_shape", "plan_folding", "shortfall"]
 
 #: Keys a per-layer override may set.
 OVERRIDE_KEYS = ("cols", "lanes", "rows", "multiplier", "pipeline")
@@ -241,6 +241,24 @@ def _with_input(t: LayerTiming, per_beat: int) -> LayerTiming:
 # -- the planner ----------------------------------------------------------------------------------
 
 
+def shortfall(area: Area, device: Device | None, margin: float) -> str | None:
+    """None when ``area`` fits ``device`` (None: any) with ``margin`` of each resource kept
+    free, else what runs out first: ``"logic cells: needs about X, ... has Y (Z with ...)"``."""
+    if device is None:
+        return None
+    keep = 1 - margin
+    unit = "logic cells" if device.family == "ice40" else "LUT4s"
+    blocks = device.bram_bits // _BLOCK_BITS[device.family]
+    for what, need, have in ((unit, area.logic, device.luts),
+                             ("flip-flops", area.ff, device.luts),
+                             ("DSP blocks", area.dsp, device.dsp),
+                             ("block RAMs", area.bram, blocks)):
+        if need > keep * have:
+            return (f"{what}: needs about {need:.0f}, {device.name} has {have} "
+                    f"({math.floor(keep * have)} with {100 * margin:g}% kept free)")
+    return None
+
+
 def _check_settings(net, target_fps, fit, margin, fmax_mhz) -> tuple[Device | None, str, float]:
     """``(device, family, clock MHz)`` of a planner's settings, each checked (one
     :class:`PlanError` line for a bad one)."""
@@ -365,21 +383,7 @@ def plan_folding(net: Network, target_fps: float | None = None, fit: str | Devic
     fastest = feasible[0]
 
     def fits(plan: FoldingPlan) -> str | None:
-        """None, or what runs out first: ``"logic: needs X, ... has Y"``."""
-        if device is None:
-            return None
-        keep = 1 - margin
-        unit = "logic cells" if device.family == "ice40" else "LUT4s"
-        blocks = device.bram_bits // _BLOCK_BITS[device.family]
-        a = plan.area
-        for what, need, have in ((unit, a.logic, device.luts),
-                                 ("flip-flops", a.ff, device.luts),
-                                 ("DSP blocks", a.dsp, device.dsp),
-                                 ("block RAMs", a.bram, blocks)):
-            if need > keep * have:
-                return (f"{what}: needs about {need:.0f}, {device.name} has {have} "
-                        f"({math.floor(keep * have)} with {100 * margin:g}% kept free)")
-        return None
+        return shortfall(plan.area, device, margin)
 
     def best_fitting() -> FoldingPlan | None:
         return next((p for p in feasible if fits(p) is None), None)
