@@ -55,7 +55,7 @@ def test_cnn_build_uses_the_board_conv_clock(monkeypatch, tmp_path):
     from rtl_gen.flow import network_build
 
     board = get_board("icebreaker")
-    assert (board.default_mhz, board.conv_mhz) == (30.0, 22.0)
+    assert (board.default_mhz, board.conv_mhz) == (30.0, 24.0)
     tops = []
 
     def build_bitstream(b, top, *, outdir, **kw):
@@ -67,7 +67,7 @@ def test_cnn_build_uses_the_board_conv_clock(monkeypatch, tmp_path):
     net = read_bundle(CNN)
     arrays = _fit("up5k", 0.31)
     network_build.build_network(net, board, outdir=tmp_path, arrays=arrays)
-    assert tops[0].freq_mhz == pytest.approx(22.125) and tops[0].target_mhz == 22.0
+    assert tops[0].freq_mhz == pytest.approx(24.0) and tops[0].target_mhz == 24.0
     design = json.loads((tmp_path / "design.json").read_text())
     chain = plan_conv_chain(net, arrays)
     assert design["design_id"] == network_id(net)
@@ -118,9 +118,9 @@ def _bitstream(board: str, tmp_path: Path):
 
 @pytest.mark.slow
 def test_icebreaker_bitstream_of_the_mnist_cnn(tmp_path):
-    """The int4 MNIST CNN behind the host link fits the UP5K and meets the board's 22 MHz."""
+    """The int4 MNIST CNN behind the host link fits the UP5K and meets the board's 24 MHz."""
     report = _bitstream("icebreaker", tmp_path)
-    assert report.pll_mhz == pytest.approx(22.125)
+    assert report.pll_mhz == pytest.approx(24.0)
     used, avail = report.utilisation["ICESTORM_LC"]
     assert 3000 < used <= avail
 
@@ -131,5 +131,6 @@ def test_ulx3s_bitstream_of_the_mnist_cnn(tmp_path):
     from boards import get_board
 
     report = _bitstream("ulx3s", tmp_path)
-    assert report.target_mhz == get_board("ulx3s").conv_mhz
+    assert report.target_mhz == get_board("ulx3s").conv_mhz == 50.0
+    assert report.pll_mhz == pytest.approx(50.0)
     assert report.utilisation["TRELLIS_COMB"][0] > 3000
