@@ -485,7 +485,7 @@ def report_command(bundles, data, out):
               "board's fit, 4 on the iCEBreaker]. More columns = more LC, fewer cycles.")
 @click.option("--images", type=click.IntRange(1), default=None,
               help="Simulate only the first N test images [default: all 360, about a "
-              "minute; MNIST: 100 spread over the split].")
+              "minute; MNIST: 30 spread over the split, under a minute].")
 @click.option("--simulate/--no-simulate", default=True, show_default=True,
               help="Verify the board core in simulation (Verilator; about a minute).")
 @click.option("--bitstream/--no-bitstream", default=True, show_default=True,

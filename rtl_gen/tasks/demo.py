@@ -73,16 +73,20 @@ from .report import (
 )
 
 __all__ = ["BOARD_COLS", "DATASETS", "DEMO_BOARD", "DEMO_COLUMNS", "DEMO_NETWORK",
-           "MNIST_NETWORK", "MNIST_SIM_IMAGES", "DemoBundles", "DemoResult", "DemoStep", "demo",
-           "demo_bundles", "infer_frame_bytes", "mnist_bundles"]
+           "MNIST_GRID_IMAGES", "MNIST_NETWORK", "MNIST_SIM_IMAGES", "DemoBundles",
+           "DemoResult", "DemoStep", "demo", "demo_bundles", "infer_frame_bytes",
+           "mnist_bundles"]
 
 #: The demo's data sets: the 8x8 digits (the default, with its MLPs) and MNIST (its CNNs).
 DATASETS = ("digits", "mnist")
 #: The MNIST network the demo takes to hardware.
 MNIST_NETWORK = "mnist-cnn-int4"
-#: Test images the MNIST demo simulates unless told otherwise: each sends 784 bytes over the
-#: simulated UART (all 2,000 take several minutes).
-MNIST_SIM_IMAGES = 100
+#: Test images the MNIST demo simulates unless told otherwise, spread over the split: each
+#: sends 784 bytes over the simulated UART, about 1.5 s of simulation (all 2,000 take about
+#: 50 minutes).
+MNIST_SIM_IMAGES = 30
+#: Test images the MNIST report shows, spread over the split.
+MNIST_GRID_IMAGES = 48
 
 #: The network the demo takes to hardware, and the board it builds for.
 DEMO_NETWORK = "binary"
@@ -320,11 +324,12 @@ def _demo_mnist(out: Path, *, board: str, cols: int | None, images: int | None,
     verilog = out / "verilog" / f"{top}.v"
     step(2, lambda: write_atomic(verilog, to_verilog(engine, top)) or verilog)
     test = bundles.test
-    # the split runs class by class: take images spread over it, every class in turn
-    picked = np.linspace(0, len(test.y) - 1, min(images, len(test.y))).round().astype(int)
+    picked = _spread(len(test.y), images)
     sim = step(3, lambda: _simulate(net, arrays, test.x_int[picked]), run=simulate)
     build = step(4, lambda: _build(net, arrays, engine, board, out / board, sim),
                  run=bitstream)
+
+    shown = _spread(len(test.y), MNIST_GRID_IMAGES)
 
     def report():
         acc = {r["name"]: r["golden_accuracy"] for r in bundles.rows}
@@ -336,11 +341,17 @@ def _demo_mnist(out: Path, *, board: str, cols: int | None, images: int | None,
                 "network": {"name": net.name, "design_id": network_id(net),
                             "arrays": [str(a) for a in arrays]},
                 "float_reference": True,
-                "images": image_grid(net, test.x[picked], test.y[picked], index=picked)}
+                "images": image_grid(net, test.x[shown], test.y[shown], index=shown)}
         return write_report(data, out)
 
     paths = step(5, report)
     return DemoResult(bundles, verilog, sim, build, paths)
+
+
+def _spread(n: int, k: int) -> np.ndarray:
+    """``k`` indices spread evenly over ``0..n-1``, the first and the last included (the
+    MNIST split runs class by class, so this takes every class in turn)."""
+    return np.linspace(0, n - 1, min(k, n)).round().astype(int)
 
 
 def _interval(net: Network, arrays=None) -> int:
