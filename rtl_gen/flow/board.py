@@ -117,10 +117,10 @@ class Board:
         if not isinstance(self.platform_class, type):
             raise TypeError(f"{where}: platform_class must be an amaranth-boards platform "
                             f"class, not {self.platform_class!r}")
-        if self.conv_mhz is None:
-            object.__setattr__(self, "conv_mhz", self.default_mhz)
         for field in ("osc_mhz", "default_mhz", "conv_mhz"):
             value = getattr(self, field)
+            if field == "conv_mhz" and value is None:
+                continue
             if not isinstance(value, (int, float)) or not value > 0:
                 raise ValueError(f"{where}: {field} must be a positive number of MHz, not "
                                  f"{value!r}")

@@ -63,7 +63,7 @@ def build_network(net: Network, board: Board, *, outdir: Path | str, arrays=None
         return core
 
     if freq_mhz is None and not net.is_dense:
-        freq_mhz = board.conv_mhz
+        freq_mhz = board.conv_mhz  # None: the board's default_mhz
     try:
         top = board.top(make_core, freq_mhz)
     except ValueError as e:
