@@ -1,6 +1,8 @@
 """ULX3S (Radiona): ECP5 LFE5U-85F-6BG381, 25 MHz oscillator on G2.
 
-* Clock: ``EHXPLLL`` from the 25 MHz oscillator; default target 100 MHz.
+* Clock: ``EHXPLLL`` from the 25 MHz oscillator; default target 100 MHz, and 50 MHz for a
+  network with convolutions: the PLL setting below the int4 MNIST CNN's placed Fmax, 55.69
+  MHz behind the host link, folded for the board (``rtl-gen build``'s default, seed 1).
 * UART: the FTDI (``uart``: rx M1, tx L4).
 * LEDs: ``leds[0..3]`` on LEDs D0-D3 (B2, C2, C1, D2), active-high.
 * Reset: the PWR button (``button_pwr``, D6, active-low, inverted by amaranth-boards).
@@ -18,6 +20,7 @@ ULX3S = Board(
     platform_class=ULX3S_85F_Platform,
     osc_mhz=25.0,
     default_mhz=100.0,
+    conv_mhz=50.0,
     uart=Pin("uart", 0),
     leds=tuple(Pin("led", i) for i in range(4)),
     reset_button=Pin("button_pwr", 0),

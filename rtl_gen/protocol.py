@@ -201,7 +201,7 @@ def design_registers(net) -> tuple[Register, ...]:
     """The registers a design built from ``net`` (a
     :class:`~rtl_gen.design.network.Network`) has, in address order."""
     has = {None: True,
-           "tr": any(layer.tr is not None for layer in net.layers),
+           "tr": any(getattr(layer, "tr", None) is not None for layer in net.layers),
            "bitplane": False}  # no network layer uses bit-plane PEs yet
     return tuple(r for r in REGISTER_MAP if has[r.feature])
 

@@ -358,10 +358,12 @@ def verify_board(net: Network, x_int, *, arrays=None, simulator: str = "verilato
                  malformed: bool = True, cache_dir=None) -> dict:
     """Classify every image of ``x_int`` through the board core's UART with the host client.
 
-    Builds :class:`~rtl_gen.hw.hostlink.HostLinkCore` around the network, runs
+    Builds :class:`~rtl_gen.hw.hostlink.HostLinkCore` around the network (dense, or with
+    convolutions: one image a batch, every input code of an image in one INFER frame), runs
     :mod:`sim.board_tb` (the host protocol over a UART model; with ``malformed``, every kind
     of bad frame too) and checks logits, classes and per-layer cycles against the golden
-    model and the cycle model.
+    model and the cycle model (except the layers the cycle model does not predict:
+    :attr:`~rtl_gen.hw.hostlink.HostLinkPlan.unchecked_layers`).
 
     Returns
     -------
@@ -384,6 +386,8 @@ def verify_board(net: Network, x_int, *, arrays=None, simulator: str = "verilato
     built = runner.build(to_verilog(core, top), top, simulator=simulator, cache_dir=cache_dir)
     batches = -(-len(x_int) // core.rows)
     bytes_per_batch = core.rows * core.features + 6 + core.info().infer_reply_bytes() + 6
+    # the network's time per batch: every layer at the slowest one's pace, a bound
+    compute = core.engine.interval * len(net.layers)
     with tempfile.TemporaryDirectory() as tmp:
         result_file = Path(tmp) / "result.json"
         params = {
@@ -391,12 +395,14 @@ def verify_board(net: Network, x_int, *, arrays=None, simulator: str = "verilato
             "logits": golden.forward(net, x_int).tolist(),
             "classes": golden.predict(net, x_int).tolist(),
             "features": core.features, "classes_n": core.classes, "rows": core.rows,
-            "layer_cycles": [t.batch_cycles for t in core.engine.timings],
+            "layer_cycles": list(core.plan.layer_cycles),
+            "unchecked_layers": list(core.plan.unchecked_layers),
             "divisor": div, "timeout_cycles": core.timeout_cycles,
-            "malformed": malformed,
-            # a generous bound: every bit of every frame, 4x, plus the timeouts
-            "max_ns": 10 * (4 * 10 * div * (batches * bytes_per_batch + 400)
-                            + 100 * core.timeout_cycles),
+            "compute_cycles": 2 * compute, "malformed": malformed,
+            # a generous bound: every bit of every frame and the network's time, 4x, plus
+            # the timeouts
+            "max_ns": 10 * (4 * (10 * div * (batches * bytes_per_batch + 400)
+                                 + batches * compute) + 100 * core.timeout_cycles),
             "result_file": str(result_file),
         }
         built.run("sim.board_tb", params=params, tag=f"{top}-board")

@@ -73,8 +73,9 @@ UNIT_SECONDS: dict[str, float] = {
     "tests/test_exact_float_cocotb.py": 75,
     "tests/test_engine_choice.py": 60,             # the unrolled binary engine's Verilator build
     "tests/test_gates.py": 120,                    # two netlists, one lock-step pair
-    "tests/test_cli.py": 45,
-    "tests/test_board_cocotb.py": 40,
+    "tests/test_cli.py": 60,
+    "tests/test_board_cocotb.py": 100,             # and the MNIST CNN's core, two runs
+    "tests/test_cnn_board.py": 100,                # the MNIST CNN's two bitstreams
     "tests/test_tr_cocotb.py": 90,                 # slot-serial and group-per-cycle builds
     "tests/test_conv.py": 50,                      # a CNN synthesized
     "tests/test_flow.py": 30,

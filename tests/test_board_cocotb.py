@@ -37,3 +37,52 @@ def test_every_test_image_through_the_uart():
     assert np.array_equal(result["classes"], golden.predict(net, test.x_int))
     assert len(result["malformed"]) == 6
     assert len(set(result["cycles"])) == 1  # every batch takes the same cycles
+
+
+def test_mnist_cnn_through_the_uart():
+    """The MNIST CNN on the arrays the iCEBreaker build folds it to, behind the host link:
+    two test images of 784 codes each in one INFER frame, logits and classes equal to the
+    golden model's, every malformed frame answered."""
+    why = missing_simulator("verilator")
+    if why:
+        pytest.skip(why)
+    from rtl_gen.data.mnist import mnist
+    from rtl_gen.errors import DataError
+    from rtl_gen.tasks.build import board_arrays
+
+    try:
+        test = mnist()[1]
+    except DataError as e:
+        pytest.skip(str(e))
+    net = read_bundle(WEIGHTS_DIR / "mnist-cnn-int4")
+    arrays = board_arrays(net, "up5k")
+    x = test.x_int[[0, 1000]]  # a 0 and a 5
+    assert x.shape == (2, 784)
+    result = verify_board(net, x, arrays=arrays, malformed=True)
+    assert np.array_equal(result["logits"], golden.forward(net, x))
+    assert np.array_equal(result["classes"], golden.predict(net, x))
+    assert list(test.y[[0, 1000]]) == [0, 5]
+    assert len(result["malformed"]) == 6
+
+
+def test_mnist_demo_simulates_through_the_uart(tmp_path):
+    """`demo --dataset mnist` step 3: test images spread over the split through the
+    simulated UART, bit-exact (the Verilog of the test above: the same simulator build)."""
+    why = missing_simulator("verilator")
+    if why:
+        pytest.skip(why)
+    from rtl_gen.data.mnist import mnist
+    from rtl_gen.errors import DataError
+    from rtl_gen.tasks import demo as demo_task
+
+    try:
+        test = mnist()[1]
+    except DataError as e:
+        pytest.skip(str(e))
+    result = demo_task.demo(tmp_path / "demo", dataset="mnist", images=3, bitstream=False)
+    sim = result.simulation
+    assert sim["images"] == 3 and sim["bit_exact"] == "3/3" and sim["malformed"] == 6
+    net = read_bundle(WEIGHTS_DIR / "mnist-cnn-int4")
+    picked = [0, 1000, 1999]  # the first, the middle and the last test image
+    assert sim["classes"] == list(golden.predict(net, test.x_int[picked]))
+    assert "## Simulation" in result.report["report.md"].read_text()

@@ -231,6 +231,7 @@ def test_bad_registry_entries(monkeypatch, entry, message):
     ({"name": "Big Board"}, "board name must be lower-case"),
     ({"device": "xc7a35t"}, "board icesugar: unknown device 'xc7a35t'; expected one of up5k"),
     ({"osc_mhz": 0}, "board icesugar: osc_mhz must be a positive number of MHz, not 0"),
+    ({"conv_mhz": -5}, "board icesugar: conv_mhz must be a positive number of MHz, not -5"),
     ({"leds": (Pin("led", 0),) * 5}, "board icesugar: leds must be up to four Pins"),
 ])
 def test_board_refusals(change, message):

@@ -317,6 +317,53 @@ def test_demo_regenerates_the_shipped_bundles_byte_for_byte(tmp_path):
     assert "| digits-mixed |" in table
 
 
+def test_demo_on_mnist_without_simulation_or_bitstream(tmp_path):
+    """`demo --dataset mnist`: every shipped MNIST bundle scored on the 2,000 test images,
+    the int4 CNN's Verilog, and the report with sample images and their classes."""
+    from rtl_gen.bundle import read_bundle
+    from rtl_gen.data.mnist import mnist
+    from rtl_gen.errors import DataError
+    from rtl_gen.hw.hostlink import network_id
+
+    try:
+        test = mnist()[1]
+    except DataError as e:
+        pytest.skip(str(e))
+    out = tmp_path / "demo"
+    result = invoke("demo", "--dataset", "mnist", "--out", out, "--no-simulate",
+                    "--no-bitstream")
+    assert result.exit_code == 0, result.output
+    assert "MNIST 28x28, test split (2000 images)" in result.output
+    names = sorted(p.parent.name for p in WEIGHTS_DIR.glob("mnist-*/manifest.json"))
+    assert "mnist-cnn-int4" in names
+    for name in names:
+        net = read_bundle(WEIGHTS_DIR / name)
+        if net.metadata.get("dataset") != "mnist-npm-1.1.0":
+            continue
+        acc = np.mean(net.predict(test.x_int) == test.y)
+        row = next(ln for ln in result.output.splitlines() if ln.startswith(f"| {name} |"))
+        assert f"| {100 * acc:.2f}% |" in row, row
+        assert network_id(read_bundle(out / name)) == network_id(net)  # written, read back
+    assert (out / "verilog" / "net_mnist_cnn_int4.v").is_file()
+    data = json.loads((out / "report.json").read_text())
+    grid = data["images"]
+    net = read_bundle(WEIGHTS_DIR / "mnist-cnn-int4")
+    assert grid["total"] == len(grid["images"]) == 48
+    classes = {int(test.y[c["index"]]) for c in grid["images"]}
+    assert len(classes) >= 5  # spread over the split, not the first class only
+    for cell in grid["images"]:
+        i = cell["index"]
+        assert cell["pred"] == str(net.predict(test.x_int[i:i + 1])[0])
+        assert cell["true"] == str(test.y[i])
+    md = (out / "report.md").read_text()
+    assert "## Test images" in md and "| golden |" in md and "QAT" not in md
+    # what the MNIST demo does not take: one line, nothing written
+    r = invoke("demo", "--dataset", "mnist", "--states", tmp_path, "--out", tmp_path / "x",
+               "--no-simulate", "--no-bitstream")
+    assert r.exit_code == 2 and "--states exports the digits QAT states" in r.stderr
+    assert not (tmp_path / "x").exists()
+
+
 def test_readme_quotes_the_demo_table():
     readme = (WEIGHTS_DIR.parent / "README.md").read_text()
     assert (WEIGHTS_DIR / "accuracy.md").read_text() in readme

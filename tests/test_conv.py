@@ -764,10 +764,10 @@ def test_writer_refuses_what_the_reader_would(tmp_path):
     assert not (tmp_path / "b").exists()
 
 
-def test_cli_checks_a_conv_bundle_and_refuses_its_board_build_in_one_line(tmp_path):
-    """`check` lists every layer of a format-2 bundle; build refuses it with one line naming
-    the first layer it cannot build (exit 1, no file); generate, verify and synth build it
-    (tests/test_conv_hw*.py, below)."""
+def test_cli_checks_a_conv_bundle_and_refuses_a_batched_board_build_in_one_line(tmp_path):
+    """`check` lists every layer of a format-2 bundle; build refuses a batch of images for
+    it with one line (a usage error, no file); generate, verify, synth and build build it
+    (tests/test_conv_hw*.py, below, and tests/test_cnn_board.py)."""
     from click.testing import CliRunner
 
     from rtl_gen.cli import main
@@ -781,12 +781,17 @@ def test_cli_checks_a_conv_bundle_and_refuses_its_board_build_in_one_line(tmp_pa
     assert "conv 3x3 9x8x2 -> 7x6x4" in r.output and "maxpool" in r.output
     out = tmp_path / "build"
     for argv in (["build", "--board", "icebreaker", "--bundle", str(path), "--out",
-                  str(out)],):
+                  str(out), "--rows", "2"],
+                 ["build", "--board", "icebreaker", "--bundle", str(path), "--out",
+                  str(out), "--engine", "bitserial"]):
         r = CliRunner().invoke(main, argv)
-        assert r.exit_code == 1, r.output
-        assert "layer 'conv1' is a conv layer; build and run take dense networks only " \
-            "(generate, verify and synth build it)" in r.stderr
-        assert "Traceback" not in r.output and len(r.stderr.strip().splitlines()) == 1
+        assert r.exit_code == 2, r.output
+        assert ("a network with convolution, pooling or flatten layers runs one image at a "
+                "time (--rows 1), not 2" in r.stderr) if "--rows" in argv else (
+            "the board core feeds the array engine one code a cycle; build takes --engine "
+            "arrays or auto, not bitserial" in r.stderr), r.stderr
+        errors = [ln for ln in r.stderr.splitlines() if ln.startswith("Error")]
+        assert "Traceback" not in r.output and len(errors) == 1, r.stderr
     assert not out.exists()
     # report evaluates the golden model on the user's data
     rng = np.random.default_rng(1)

@@ -113,3 +113,26 @@ def test_run_refuses_tr_options_without_tr_layers(device):
                                        "--conventional"])
     assert result.exit_code == 2  # a usage error, as for a float bundle
     assert "no term-revealing layers" in result.stderr
+
+
+CNN_BUNDLE = WEIGHTS_DIR / "mnist-cnn-int4"
+
+
+@pytest.mark.parametrize("device", [CNN_BUNDLE], indirect=True)
+def test_run_classifies_mnist_on_a_cnn(device):
+    """A CNN's images go over the link whole: 784 codes in each INFER frame, its logits
+    back, compared with the golden model."""
+    from rtl_gen.data.mnist import mnist
+    from rtl_gen.errors import DataError
+
+    try:
+        mnist()
+    except DataError as e:
+        pytest.skip(str(e))
+    port, model = device
+    assert model.info.features == 784
+    result = CliRunner().invoke(main, ["run", "--port", port, "--bundle", str(CNN_BUNDLE),
+                                       "--images", "3"])
+    assert result.exit_code == 0, result.output
+    assert "mnist-cnn-int4 on" in result.stdout
+    assert "3/3 classes and 3/3 logit vectors equal" in result.stdout

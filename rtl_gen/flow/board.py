@@ -67,6 +67,10 @@ class Board:
     default_mhz:
         The target frequency when none is asked for (the PLL gets as close as it can; the
         build report says whether timing met it).
+    conv_mhz:
+        The target frequency of a network with convolution, pooling or flatten layers when
+        none is asked for (its line buffers and window units place slower than the dense
+        engines); ``None``: :attr:`default_mhz`.
     uart:
         The resource with ``rx`` (into the FPGA) and ``tx`` subsignals.
     leds:
@@ -98,6 +102,7 @@ class Board:
     nextpnr_args: tuple[str, ...] = ()
     pack_args: tuple[str, ...] = ()
     notes: str = ""
+    conv_mhz: float | None = None
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not re.fullmatch(r"[a-z0-9][a-z0-9_-]*",
@@ -112,8 +117,10 @@ class Board:
         if not isinstance(self.platform_class, type):
             raise TypeError(f"{where}: platform_class must be an amaranth-boards platform "
                             f"class, not {self.platform_class!r}")
-        for field in ("osc_mhz", "default_mhz"):
+        for field in ("osc_mhz", "default_mhz", "conv_mhz"):
             value = getattr(self, field)
+            if field == "conv_mhz" and value is None:
+                continue
             if not isinstance(value, (int, float)) or not value > 0:
                 raise ValueError(f"{where}: {field} must be a positive number of MHz, not "
                                  f"{value!r}")

@@ -37,8 +37,11 @@ def build_network(net: Network, board: Board, *, outdir: Path | str, arrays=None
 
     Writes the bitstream, ``report.json``/``report.md`` (:class:`BuildReport`) and
     ``design.json`` (the network's name and fingerprint, the baud rate and what the design
-    answers to INFO) into ``outdir``.  ``counters``: the layers count their batches' cycles
-    (the CYCLES reply's per-layer words; off by default: they read 0 and cost no logic).
+    answers to INFO) into ``outdir``.  ``freq_mhz``: the PLL's target (default: the
+    board's :attr:`~rtl_gen.flow.board.Board.default_mhz`, or for a network with
+    convolution, pooling or flatten layers its :attr:`~rtl_gen.flow.board.Board.conv_mhz`).
+    ``counters``: the layers count their batches' cycles (the CYCLES reply's per-layer
+    words; off by default: they read 0 and cost no logic).
 
     Raises
     ------
@@ -59,6 +62,8 @@ def build_network(net: Network, board: Board, *, outdir: Path | str, arrays=None
         cores.append(core)
         return core
 
+    if freq_mhz is None and not net.is_dense:
+        freq_mhz = board.conv_mhz  # None: the board's default_mhz
     try:
         top = board.top(make_core, freq_mhz)
     except ValueError as e:
@@ -70,7 +75,7 @@ def build_network(net: Network, board: Board, *, outdir: Path | str, arrays=None
     design = {"network": net.name, "design_id": ident, "baud": baud,
               "board": board.name, "clock_mhz": top.freq_mhz,
               "rows": info.rows, "features": info.features, "classes": info.classes,
-              "cycles_per_batch": [t.batch_cycles for t in core.engine.timings],
+              "cycles_per_batch": list(core.plan.layer_cycles),
               "interval": core.engine.interval, "layer_counters": counters}
     path = Path(outdir) / "design.json"
     tmp = path.with_name(".design.json.tmp")

@@ -5,7 +5,8 @@
     rx ──► UartRx ──► frame parser ──► input buffer (rows x features bytes, block RAM)
                           │                   │ stream, one code per cycle
                           │                   ▼
-                          │            NetworkEngine ──► logits ──► reply buffer (block RAM)
+                          │      NetworkEngine ──► logits ──► reply buffer (block RAM)
+                          │   (ConvNetworkEngine)
                           │                   └──► classes, cycles
                           ▼
                    reply sequencer ──► UartTx ──► tx           leds: heartbeat, busy,
@@ -19,6 +20,11 @@ reply are dropped (the protocol is strictly request, then reply).
 An INFER's cycles are counted from the cycle the first input code enters the network to
 the cycle the batch's last class is known, so they are the network's latency for one batch,
 UART time excluded.
+
+A network with convolution, pooling or flatten layers runs on a
+:class:`~rtl_gen.hw.conv.ConvNetworkEngine` (one image a batch, arrays of one row): the
+input buffer holds one image, ``features`` codes in HWC order (784 for a 28x28 MNIST
+image), streamed one code a cycle into the window unit of its first layer.
 """
 
 from __future__ import annotations
@@ -36,7 +42,8 @@ from amaranth.lib.wiring import In, Out
 
 from .. import protocol as P
 from ..design.network import Network
-from .network import NetworkEngine, plan_network
+from .conv import ConvNetworkEngine, held_back, plan_conv_chain, stage_batch_cycles
+from .network import ChainPlan, NetworkEngine, plan_network
 from .uart import UartRx, UartTx, divisor_for
 
 if TYPE_CHECKING:
@@ -53,8 +60,9 @@ def network_id(net: Network) -> int:
     requantization constants) for the INFO reply, so a host can tell which bundle a board
     holds."""
     crc = zlib.crc32(net.name.encode())
-    for layer in net.layers:
-        for a in (layer.codes, layer.bias, layer.requant_multiplier, layer.requant_shift):
+    for layer in net.layers:  # pooling and flatten layers have no constants
+        for a in (getattr(layer, f, None) for f in ("codes", "bias", "requant_multiplier",
+                                                    "requant_shift")):
             if a is not None:
                 crc = zlib.crc32(np.ascontiguousarray(a, dtype=np.int64).tobytes(), crc)
     return crc
@@ -97,7 +105,9 @@ class HostLinkPlan:
         The network.
     arrays:
         Per-layer array configurations (``None``: the defaults); the plan holds them
-        resolved (:func:`~rtl_gen.hw.network.plan_network`).
+        resolved (:func:`~rtl_gen.hw.network.plan_network`; for a network with convolution,
+        pooling or flatten layers :func:`~rtl_gen.hw.conv.conv_arrays`, ``None`` for the
+        layers without weights).
     divisor:
         Clock cycles per UART bit (see :func:`~rtl_gen.hw.uart.divisor_for`), at least 4.
     timeout_cycles:
@@ -125,12 +135,20 @@ class HostLinkPlan:
     timeout_cycles: int
     design_id: int = 0
     counters: bool = True
+    #: The validated chain of a network with convolutions (``None`` for a dense one).
+    chain: ChainPlan | None = dataclasses.field(default=None, init=False, repr=False)
 
     def __post_init__(self):
         net = self.net
         if not isinstance(self.counters, bool):
             raise TypeError(f"counters must be True or False, not {self.counters!r}")
-        arrays, _ = plan_network(net, self.arrays)  # the engine's own checks
+        chain = None
+        if net.is_dense:
+            arrays, _ = plan_network(net, self.arrays)  # the engine's own checks
+        else:  # convolutions: one image at a time, one code a cycle
+            chain = plan_conv_chain(net, self.arrays, counters=self.counters)
+            arrays = chain.configs
+        object.__setattr__(self, "chain", chain)
         inp, last = net.input, net.layers[-1]
         if inp.bits > 8:
             raise ValueError(f"the host link sends one byte per input code; the input has "
@@ -168,7 +186,7 @@ class HostLinkPlan:
 
     @property
     def rows(self) -> int:
-        return self.arrays[0].rows
+        return self.arrays[0].rows if self.chain is None else self.chain.rows
 
     @property
     def features(self) -> int:
@@ -177,6 +195,28 @@ class HostLinkPlan:
     @property
     def classes(self) -> int:
         return self.net.layers[-1].out_features
+
+    def engine(self) -> NetworkEngine | ConvNetworkEngine:
+        """The network's engine (a new one each call)."""
+        if self.chain is not None:
+            return ConvNetworkEngine.from_plan(self.chain)
+        return NetworkEngine(self.net, self.arrays, counters=self.counters)
+
+    @property
+    def layer_cycles(self) -> tuple[int, ...]:
+        """Model: what each layer's word of the CYCLES reply reads after a batch (with
+        counters)."""
+        if self.chain is not None:
+            return tuple(stage_batch_cycles(t) for t in self.chain.timings)
+        return tuple(t.batch_cycles for t in plan_network(self.net, self.arrays)[1])
+
+    @property
+    def unchecked_layers(self) -> tuple[int, ...]:
+        """Layers whose CYCLES word :attr:`layer_cycles` does not predict (pooling and
+        flatten, which have no counter, and stages a slower later one holds back)."""
+        if self.chain is not None:
+            return held_back(self.chain.timings)
+        return ()
 
     @property
     def logit_bytes(self) -> int:
@@ -195,7 +235,8 @@ class HostLinkPlan:
 
 
 class HostLinkCore(wiring.Component):
-    """A :class:`NetworkEngine` driven through the UART host link.
+    """A :class:`NetworkEngine` (or, for a network with convolutions, a
+    :class:`~rtl_gen.hw.conv.ConvNetworkEngine`) driven through the UART host link.
 
     Built from a validated :class:`HostLinkPlan` (so a refused design raises before any
     hardware object exists): ``HostLinkCore(plan)``, or :meth:`for_divisor` /
@@ -216,7 +257,7 @@ class HostLinkCore(wiring.Component):
                             f"{type(plan).__name__}; use "
                             "HostLinkCore.for_divisor or HostLinkCore.for_clock")
         self._plan = plan
-        self._engine = NetworkEngine(plan.net, plan.arrays, counters=plan.counters)
+        self._engine = plan.engine()
         super().__init__({"rx": In(1, init=1), "tx": Out(1, init=1), "leds": Out(4)})
 
     @classmethod
@@ -269,7 +310,7 @@ class HostLinkCore(wiring.Component):
         return self._plan.logit_bytes
 
     @property
-    def engine(self) -> NetworkEngine:
+    def engine(self) -> NetworkEngine | ConvNetworkEngine:
         return self._engine
 
     def info(self) -> P.DesignInfo:
@@ -575,7 +616,7 @@ class HostLinkCore(wiring.Component):
         m.d.comb += self.leds.eq(Cat(eng.cycles[24], busy, err_led, receiving))
         return m
 
-    def _registers(self, m: Module, eng: NetworkEngine) -> dict:
+    def _registers(self, m: Module, eng: NetworkEngine | ConvNetworkEngine) -> dict:
         """The design's registers as logic: address -> (:class:`~rtl_gen.protocol.Register`,
         a ``width``-bit signal starting at ``reset``, or the constant ``reset`` when
         read-only), each driving the engine port it controls."""

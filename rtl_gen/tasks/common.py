@@ -144,22 +144,12 @@ HOST_LINK_INTEGER_ONLY = ("the host link carries integer input codes and logits 
 
 
 def read_int_network(bundle, why: str) -> Network:
-    """The integer network of ``bundle`` (either family is read, then checked), or one
-    line saying that a float bundle cannot go where ``why`` says."""
+    """The integer network of ``bundle`` (either family is read, then checked; dense or with
+    convolutions), or one line saying that a float bundle cannot go where ``why`` says."""
     net = read_bundle(bundle)
     if isinstance(net, FloatNetwork):
         raise RtlGenError(f"{bundle}: a float bundle; {why}")
-    return require_dense(net, bundle)
-
-
-def require_dense(net, bundle, what: str = "build and run"):
-    """``net``, or one line naming the first convolution, pooling or flatten layer of an
-    integer network: generate, verify and synth build it, ``what`` does not yet."""
-    if isinstance(net, FloatNetwork) or net.is_dense:
-        return net
-    first = next(ly for ly in net.layers if getattr(ly, "kind", "dense") != "dense")
-    raise RtlGenError(f"{bundle}: layer {first.name!r} is a {first.kind} layer; {what} "
-                      "take dense networks only (generate, verify and synth build it)")
+    return net
 
 
 def data_file(data, features: int,
@@ -304,7 +294,7 @@ def tr_control(net: Network, bundle, conventional: bool = False, tr_k: int | Non
     options (``None``: none given)."""
     if not (conventional or tr_k is not None or tr_s is not None):
         return None
-    if not any(layer.tr is not None for layer in net.layers):
+    if not any(getattr(layer, "tr", None) is not None for layer in net.layers):
         raise OptionError(f"{bundle} has no term-revealing layers: --conventional, "
                           "--tr-k and --tr-s do not apply")
     return TRControl(TRMode.CONVENTIONAL if conventional else TRMode.TR, tr_k, tr_s)

@@ -185,11 +185,12 @@ def _png(image: np.ndarray) -> str:
 
 
 def image_grid(net: Network | FloatNetwork, x: np.ndarray, y: np.ndarray, *,
-               limit: int = 48, data=None) -> dict | None:
+               limit: int = 48, data=None, index=None) -> dict | None:
     """The test images of ``x`` (float inputs) with the golden model's class and the true
     one ``y``, misclassified first, at most ``limit``; ``None`` when an input is not an
     image (its features not a square, grey or of three colours).  ``data`` names the
-    inputs' file in an error."""
+    inputs' file in an error; ``index``: each image's number in the test split (default:
+    its row of ``x``)."""
     shape = _image_shape(net.in_features)
     if shape is None:
         return None
@@ -202,7 +203,8 @@ def image_grid(net: Network | FloatNetwork, x: np.ndarray, y: np.ndarray, *,
         return labels[c] if labels is not None and 0 <= c < len(labels) else str(c)
 
     return {"network": net.name, "total": len(y), "wrong": len(wrong),
-            "images": [{"index": int(i), "pred": name(int(pred[i])), "true": name(int(y[i])),
+            "images": [{"index": int(i if index is None else index[i]),
+                        "pred": name(int(pred[i])), "true": name(int(y[i])),
                         "ok": bool(pred[i] == y[i]), "src": _png(x[i].reshape(shape))}
                        for i in order]}
 
@@ -621,23 +623,35 @@ def _report_page(rows, columns, nets, grids, what: str) -> dict:
 
 def _demo_page(data: dict) -> dict:
     acc = data["accuracy"]
-    series = [("float_accuracy", "float"), ("ptq_accuracy", "post-training quantization"),
-              ("golden_accuracy", "QAT (golden model)")]
+    if data.get("float_reference"):  # bundles scored beside their own float reference
+        series = [("float_accuracy", "float reference"), ("golden_accuracy", "golden model")]
+        columns = [("name", "bundle"), ("schemes", "weights"), ("bits", "bits/weight"),
+                   ("float_accuracy", "float"), ("golden_accuracy", "golden"),
+                   ("delta", "Δ points")]
+        what = ("the shipped bundles, golden-model accuracy beside each bundle's float "
+                "reference")
+        caption = "Test accuracy of each bundle: its float reference and its golden model."
+    else:
+        series = [("float_accuracy", "float"), ("ptq_accuracy", "post-training quantization"),
+                  ("golden_accuracy", "QAT (golden model)")]
+        columns = [("name", "bundle"), ("schemes", "weights"), ("bits", "bits/weight"),
+                   ("float_accuracy", "float"), ("ptq_accuracy", "PTQ"),
+                   ("golden_accuracy", "QAT (golden)")]
+        what = ("the float model, its post-training quantization and the shipped "
+                "quantization-aware trained bundles, golden-model accuracy")
+        caption = ("Test accuracy of each scheme: the float model, its post-training "
+                   "quantization, and the QAT bundle's golden model.")
     sections = [{"id": "accuracy", "title": "Accuracy", "blocks": [
-        _text(f"{data['dataset']}: the float model, its post-training quantization and the "
-              "shipped quantization-aware trained bundles, golden-model accuracy."),
-        _table(acc, [("name", "bundle"), ("schemes", "weights"), ("bits", "bits/weight"),
-                     ("float_accuracy", "float"), ("ptq_accuracy", "PTQ"),
-                     ("golden_accuracy", "QAT (golden)")]),
-        _figure("Accuracy by weight scheme", _accuracy_figure(acc, series),
-                ("Test accuracy of each scheme: the float model, its post-training "
-                 "quantization, and the QAT bundle's golden model.",))]}]
+        _text(f"{data['dataset']}: {what}."),
+        _table(acc, columns),
+        _figure("Accuracy by weight scheme", _accuracy_figure(acc, series), (caption,))]}]
     cyc = data["cycles"]
     sections.append({"id": "cycles", "title": "Cycle model", "blocks": [
-        _text("Cycles per inference of each network on the default arrays (batch 1, 8 "
-              "columns; 4 lanes for binary and ternary; a term-revealing layer takes a group "
-              "of inputs a step, over several term slots), and the utilization of the "
-              "largest layer."),
+        _text(data.get("cycles_text",
+                       "Cycles per inference of each network on the default arrays (batch 1, "
+                       "8 columns; 4 lanes for binary and ternary; a term-revealing layer "
+                       "takes a group of inputs a step, over several term slots), and the "
+                       "utilization of the largest layer.")),
         _table(cyc, [("name", "network"), ("cycles_per_inference", "cycles / inference"),
                      ("utilization", "largest layer utilization"),
                      ("golden_accuracy", "accuracy")]),
