@@ -2,11 +2,13 @@
 
 ::
 
-    i: HWC codes, one a transfer ──► line buffer: D rows of W*C codes in block RAM
-           (writer: raster order)        │ one code a cycle, read in window order
+    i: HWC codes, one a transfer ──► line buffer: D rows of W*C codes in block RAM,
+           (writer: raster order)        words of P codes (P consecutive channels)
+                                         │ one word a cycle, read in window order
                                          ▼
                      o: for each output pixel (y, x), row by row, its window of
-                        K = kh*kw*C codes in (ky, kx, c) order, code 0 for padding
+                        K = kh*kw*C codes in (ky, kx, c) order, P codes a transfer,
+                        code 0 for padding
 
 A feature map streams in channel-last (HWC) order, one code a transfer, image after image
 (:mod:`rtl_gen.design.conv`).  :class:`WindowUnit` keeps the last ``D`` input rows in one
@@ -18,6 +20,14 @@ least that works, the classic ``kh - 1`` lines plus the one being written).  The
 walks the output pixels and, for each, the ``kh*kw*C`` taps of its window, one a cycle
 (implicit im2col): the window the layer engine's input banks take as one input vector.
 
+With ``per_cycle = P > 1`` (``P`` divides ``C``) the memory holds words of ``P`` codes,
+``P`` consecutive channels of one pixel: the writer gathers ``P`` input codes in a register
+and writes the word with the last of them (so a pixel is complete in the same cycle as with
+``P = 1``), and the reader issues one word a cycle, ``kh*kw*C/P`` a window -- the layer
+engine's input banks take ``P`` codes a transfer into adjacent lanes
+(:func:`~rtl_gen.hw.kit.input_banks`), so the window takes ``P`` times fewer cycles.
+A tap below is then a word of ``P`` codes.
+
 Rules (every one a comparison of counters, no division):
 
 * the reader starts a tap when the last real input pixel of its window is complete (the
@@ -28,7 +38,7 @@ Rules (every one a comparison of counters, no division):
   takes the next image only after the reader has emitted every window of this one (then
   ``lo`` no longer binds: trailing rows that no window reads are written and dropped);
 * the output register is the memory's read register, held while the consumer is not
-  ready (valid/ready back-pressure on both sides).
+  ready (valid/ready back-pressure on both sides); a padded word reads as ``P`` zeros.
 
 :class:`PoolReducer` turns groups of ``taps`` codes per channel, in ``(tap, channel)``
 order, into one code per channel: the largest (max pooling) or the mean rounded to nearest,
@@ -43,8 +53,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from amaranth import Array, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import stream
+from amaranth import Array, Cat, Module, Mux, Signal, Value, signed, unsigned
+from amaranth.lib import data, stream
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -80,6 +90,8 @@ class WindowPlan:
         The code.
     lines:
         ``D``, input rows the memory holds.
+    per_cycle:
+        ``P``, codes per output transfer and per memory word (a divisor of ``C``).
     """
 
     in_shape: tuple[int, int, int]
@@ -90,6 +102,7 @@ class WindowPlan:
     bits: int
     signed: bool
     lines: int
+    per_cycle: int = 1
 
     @property
     def taps(self) -> int:
@@ -106,9 +119,24 @@ class WindowPlan:
         """Codes the memory holds: ``D*W*C``."""
         return self.lines * self.in_shape[1] * self.in_shape[2]
 
+    @property
+    def words(self) -> int:
+        """Words of the memory: ``D*W*C / P``."""
+        return self.depth // self.per_cycle
+
+    @property
+    def word_bits(self) -> int:
+        """Bits of a memory word: ``P * bits``."""
+        return self.per_cycle * self.bits
+
+    @property
+    def transfers(self) -> int:
+        """Output transfers per window: ``K / P``."""
+        return self.taps // self.per_cycle
+
 
 def plan_window(in_shape, kernel, stride=1, padding=0, *, bits: int, signed: bool,
-                lines: int | None = None) -> WindowPlan:
+                lines: int | None = None, per_cycle: int = 1) -> WindowPlan:
     """Validate a window unit (see :class:`WindowUnit`)."""
     from ..errors import SpecError
 
@@ -126,8 +154,14 @@ def plan_window(in_shape, kernel, stride=1, padding=0, *, bits: int, signed: boo
         raise ValueError(f"lines must be an integer in {min(kernel[0], h)}.."
                          f"{max(h, kernel[0] + stride[0])} (the kernel's rows up to the "
                          f"map's), not {lines!r}")
+    c = in_shape[2]
+    if isinstance(per_cycle, bool) or not isinstance(per_cycle, int) or per_cycle < 1 \
+            or c % per_cycle:
+        raise ValueError(f"codes per cycle must be a divisor of the {c} input channels, not "
+                         f"{per_cycle!r}")
     return WindowPlan(in_shape=in_shape, kernel=kernel, stride=stride, padding=padding,
-                      out_shape=out, bits=bits, signed=signed, lines=lines)
+                      out_shape=out, bits=bits, signed=signed, lines=lines,
+                      per_cycle=per_cycle)
 
 
 class WindowUnit(Planned):
@@ -144,14 +178,17 @@ class WindowUnit(Planned):
         The input code.
     lines:
         ``D``, input rows kept (``None``: ``min(H, kh + sh)``; at least ``min(kh, H)``).
+    per_cycle:
+        ``P``, window codes per output transfer (a divisor of ``C``; default 1).
 
     Members
     -------
     i : In(stream.Signature(code))
         The map in HWC order, one code a transfer, image after image.
-    o : Out(stream.Signature(code))
+    o : Out(stream.Signature(code)), or Out(stream.Signature(ArrayLayout(code, P)))
         Each output pixel's ``kh*kw*C`` window codes in ``(ky, kx, c)`` order, pixels in
-        row-major order, image after image.
+        row-major order, image after image; ``P > 1``: ``P`` consecutive codes a transfer,
+        the first in element 0.
 
     Raises
     ------
@@ -164,16 +201,20 @@ class WindowUnit(Planned):
     @staticmethod
     def ports(plan: WindowPlan) -> dict:
         shape = code_shape(plan.bits, plan.signed)
-        return {"i": In(stream.Signature(shape)), "o": Out(stream.Signature(shape))}
+        out = shape if plan.per_cycle == 1 else data.ArrayLayout(shape, plan.per_cycle)
+        return {"i": In(stream.Signature(shape)), "o": Out(stream.Signature(out))}
 
     def elaborate(self, platform):
         m = Module()
         p = self._plan
-        (h, w, c), (kh, kw), (sh, sw), (ph, pw) = p.in_shape, p.kernel, p.stride, p.padding
+        (h, w, c_codes), (kh, kw), (sh, sw), (ph, pw) = (p.in_shape, p.kernel, p.stride,
+                                                         p.padding)
         ho, wo = p.out_shape
-        d, rc, depth = p.lines, w * c, p.depth
+        per = p.per_cycle
+        c = c_codes // per                 # words per pixel; addresses count words
+        d, rc, depth = p.lines, w * c, p.words
 
-        m.submodules.lines = mem = Memory(shape=unsigned(p.bits), depth=depth, init=[])
+        m.submodules.lines = mem = Memory(shape=unsigned(p.word_bits), depth=depth, init=[])
         wr = mem.write_port()
         rd = mem.read_port()
 
@@ -182,7 +223,7 @@ class WindowUnit(Planned):
 
         # -- the writer: raster order, row y in slot y mod D --------------------------------
         w_img, r_img = Signal(), Signal()          # image parity of writer and reader
-        wy, wx, wc = counter(h, "wy"), counter(w, "wx"), counter(c, "wc")
+        wy, wx, wc = counter(h, "wy"), counter(w, "wx"), counter(c, "wc")   # wc: words
         waddr = counter(depth, "waddr")
         r_done = Signal()                          # every window of the image emitted
 
@@ -198,8 +239,21 @@ class WindowUnit(Planned):
             m.d.comb += write_ok.eq(same & (r_done | (wy < lo + d)))
         take = Signal()
         m.d.comb += [self.i.ready.eq(write_ok), take.eq(self.i.valid & write_ok),
-                     wr.addr.eq(waddr), wr.data.eq(self.i.payload), wr.en.eq(take)]
-        with m.If(take):
+                     wr.addr.eq(waddr)]
+        if per == 1:
+            word_done = take
+            m.d.comb += wr.data.eq(self.i.payload)
+        else:
+            # the word's first P - 1 codes, the oldest in the low bits; the last one completes it
+            held = Signal((per - 1) * p.bits, name="held", reset_less=True)
+            sub = counter(per, "sub")
+            word_done = take & (sub == per - 1)
+            m.d.comb += wr.data.eq(Cat(held, self.i.payload))
+            with m.If(take):
+                m.d.sync += [held.eq(Cat(held[p.bits:], self.i.payload)),
+                             sub.eq(Mux(sub == per - 1, 0, sub + 1))]
+        m.d.comb += wr.en.eq(word_done)
+        with m.If(word_done):
             m.d.sync += waddr.eq(Mux(waddr == depth - 1, 0, waddr + 1))
             with m.If(wc == c - 1):
                 m.d.sync += wc.eq(0)
@@ -237,7 +291,7 @@ class WindowUnit(Planned):
         adv = ~valid_d | self.o.ready
         m.d.comb += [rd.addr.eq(row + col + kc), rd.en.eq(adv),
                      self.o.valid.eq(valid_d),
-                     self.o.payload.eq(Mux(pad_d, 0, rd.data))]
+                     Value.cast(self.o.payload).eq(Mux(pad_d, 0, rd.data))]
 
         def slot_add(base, rows):
             step = (rows % d) * rc
