@@ -16,7 +16,7 @@ from rtl_gen.design.area import estimate_layer
 from rtl_gen.design.golden import forward as golden_forward
 from rtl_gen.devices import DEVICES, Device
 from rtl_gen.hw.conv import ConvNetworkEngine, ConvPlan, PoolPlan, plan_conv_chain
-from rtl_gen.hw.conv_planner import WINDOW_UNIT, plan_conv_folding
+from rtl_gen.hw.conv_planner import WINDOW_UNIT, pe_pipeline, plan_conv_folding
 from rtl_gen.hw.layer import LayerPlan
 from rtl_gen.hw.planner import PlanError, engine_shape
 from rtl_gen.training.defaults import WEIGHTS_DIR
@@ -233,6 +233,25 @@ def test_overrides(cnns):
                                                   "input channels")):
         with pytest.raises(PlanError, match=words):
             plan_conv_folding(net, overrides=overrides)
+
+
+def test_wide_pes_get_register_stages(cnns):
+    """The planner gives PEs of 4 to 8 lanes one register stage and of 16 lanes two (the
+    clock of a wide PE), unless a layer's pipeline is fixed; the stages add to each
+    window's cycles, not to the interval."""
+    net = cnns["int4"]
+    assert [pe_pipeline(n) for n in (1, 2, 4, 8, 16)] == [0, 0, 1, 1, 2]
+    for device in ("up5k", "ecp5-85f"):
+        plan = plan_conv_folding(net, fit=device)
+        for a in plan.arrays:
+            assert a is None or a.pipeline == pe_pipeline(a.lanes)
+    fixed = plan_conv_folding(net, overrides={0: {"cols": 2, "lanes": 4, "pipeline": 0},
+                                              2: {"cols": 2, "lanes": 8}})
+    staged = plan_conv_folding(net, overrides={0: {"cols": 2, "lanes": 4},
+                                               2: {"cols": 2, "lanes": 8}})
+    assert (fixed.arrays[0].pipeline, staged.arrays[0].pipeline) == (0, 1)
+    assert staged.stages[0].cycles == fixed.stages[0].cycles + 1
+    assert staged.stages[0].interval == fixed.stages[0].interval
 
 
 def test_without_a_target_the_default_rate_on_less_area(cnns):

@@ -50,8 +50,8 @@ from .planner import _BLOCK_BITS, PlanError, _check_settings, engine_shape, shor
 from .planner import _check_overrides as _check_dense_overrides
 from .window import plan_window
 
-__all__ = ["MAX_COLS", "MAX_LANES", "WINDOW_UNIT", "ConvFoldingPlan", "StageFold",
-           "plan_conv_folding"]
+__all__ = ["MAX_COLS", "MAX_LANES", "PIPELINE_LANES", "WINDOW_UNIT", "WINDOW_WORD",
+           "ConvFoldingPlan", "StageFold", "pe_pipeline", "plan_conv_folding"]
 
 #: The widest array the planner tries per weight layer: columns (output channels per tile)
 #: and lanes (window codes per step).
@@ -80,6 +80,20 @@ WINDOW_UNIT = {"ice40": (154.0, 80.0), "ecp5": (364.0, 80.0)}
 #: of the word is zeroed for padding and written into its lane of the input banks (a LUT a
 #: bit).
 WINDOW_WORD = {"ice40": (1.0, 1.0), "ecp5": (1.0, 1.0)}
+
+
+#: Lanes from which the planner gives each PE one register stage more (after the lane
+#: products), and two (the second after half the adder tree's levels): a PE's products, its
+#: adder tree and its accumulator in one cycle set the clock of a wide array (the MNIST
+#: CNN's conv2 on 2 x 8 int4 PEs: 39 ns on the UP5K).  A stage adds a cycle to each window's
+#: latency, not to its interval; its flip-flops share the logic cells of the sums.
+PIPELINE_LANES = (4, 16)
+
+
+def pe_pipeline(lanes: int) -> int:
+    """The register stages the planner adds inside a PE of ``lanes`` lanes
+    (:data:`PIPELINE_LANES`); an override's ``pipeline`` replaces it."""
+    return sum(lanes >= n for n in PIPELINE_LANES)
 
 
 def window_area(window, reducer, family: str) -> Area:
@@ -245,8 +259,8 @@ def _weight_choices(layer, idx: int, fixed: dict, family: str, coeff) -> list[_C
     engine's area; on the Pareto front of (interval, logic, FF, DSP, BRAM) only."""
     core = _core(layer)
     default = default_array(core.scheme.kind, core.tr is not None)
-    base = {"rows": 1, "multiplier": default.multiplier, "pipeline": default.pipeline}
-    base.update({k: v for k, v in fixed.items() if k in ("multiplier", "pipeline")})
+    base = {"rows": 1, "multiplier": default.multiplier}
+    base.update({k: v for k, v in fixed.items() if k == "multiplier"})
     cols_set = [fixed["cols"]] if "cols" in fixed else _pow2_upto(core.out_features, MAX_COLS)
     lanes_set = [fixed["lanes"]] if "lanes" in fixed else \
         _pow2_upto(core.in_features, MAX_LANES)
@@ -262,8 +276,9 @@ def _weight_choices(layer, idx: int, fixed: dict, family: str, coeff) -> list[_C
     for cols, lanes, per in itertools.product(cols_set, lanes_set, window_set):
         if "lanes" not in fixed and lanes % per:
             continue
+        pipeline = fixed.get("pipeline", default.pipeline + pe_pipeline(lanes))
         try:
-            array = ArrayConfig(cols=cols, lanes=lanes, window=per, **base)
+            array = ArrayConfig(cols=cols, lanes=lanes, window=per, pipeline=pipeline, **base)
             if conv:
                 cp = plan_conv(layer, array, counters=False)
                 p = cp.core

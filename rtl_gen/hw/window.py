@@ -230,13 +230,19 @@ class WindowUnit(Planned):
         # the reader's top window row and last needed pixel (signed: padding above/left)
         iy0 = Signal(range(-ph - 1, h + kh + sh + 1), init=-ph, name="iy0")
         ix0 = Signal(range(-pw - 1, w + kw + sw + 1), init=-pw, name="ix0")
-        lo = Mux(iy0 < 0, 0, iy0)
+        # registered bounds, kept with iy0 / ix0 (so no adder lies between the counters and
+        # the reader's issue or the writer's ready): limit = max(iy0, 0) + D, the first row
+        # the writer may not take yet; y_last, x_last: the window's last real row and column
+        limit = Signal(range(h + d + sh + 1), init=d, name="limit")
+        y_last_init, x_last_init = min(h - 1, kh - 1 - ph), min(w - 1, kw - 1 - pw)
+        y_last = Signal(range(-1, h), init=y_last_init, name="y_last")
+        x_last = Signal(range(-1, w), init=x_last_init, name="x_last")
         write_ok = Signal()
         same = w_img == r_img
         if d >= h:
             m.d.comb += write_ok.eq(same)
         else:
-            m.d.comb += write_ok.eq(same & (r_done | (wy < lo + d)))
+            m.d.comb += write_ok.eq(same & (r_done | (wy < limit)))
         take = Signal()
         m.d.comb += [self.i.ready.eq(write_ok), take.eq(self.i.valid & write_ok),
                      wr.addr.eq(waddr)]
@@ -280,8 +286,6 @@ class WindowUnit(Planned):
         col0 = Signal(col_range, init=-pw * c, name="col0")        # ix0 * C
         col = Signal(col_range, init=-pw * c, name="col")          # ix * C
 
-        y_last = Mux(iy0 + (kh - 1) > h - 1, h - 1, iy0 + (kh - 1))
-        x_last = Mux(ix0 + (kw - 1) > w - 1, w - 1, ix0 + (kw - 1))
         avail = ~same | (wy > y_last) | ((wy == y_last) & (wx > x_last))
         pad = (iy < 0) | (iy >= h) | (ix < 0) | (ix >= w)
         issue = Signal()
@@ -298,7 +302,7 @@ class WindowUnit(Planned):
             return Mux(base + step >= depth, base + step - depth, base + step)
 
         first_image = [oy.eq(0), iy0.eq(-ph), row0.eq(row0_init), iy.eq(-ph),
-                       row.eq(row0_init)]
+                       row.eq(row0_init), y_last.eq(y_last_init), limit.eq(d)]
         with m.If(r_done & ~same):       # the writer has finished the image: next one
             m.d.sync += [r_done.eq(0), r_img.eq(~r_img)]
         with m.If(adv):
@@ -312,7 +316,7 @@ class WindowUnit(Planned):
                         m.d.sync += ky.eq(0)
                         with m.If(ox == wo - 1):      # the window row is done
                             m.d.sync += [ox.eq(0), ix0.eq(-pw), ix.eq(-pw), col0.eq(-pw * c),
-                                         col.eq(-pw * c)]
+                                         col.eq(-pw * c), x_last.eq(x_last_init)]
                             with m.If(oy == ho - 1):  # the image is done
                                 m.d.sync += first_image
                                 with m.If(same):
@@ -321,9 +325,14 @@ class WindowUnit(Planned):
                                     m.d.sync += r_img.eq(~r_img)
                             with m.Else():
                                 nxt = slot_add(row0, sh)
+                                top = iy0 + sh
+                                m.d.sync += [y_last.eq(Mux(y_last + sh > h - 1, h - 1,
+                                                           y_last + sh)),
+                                             limit.eq(Mux(top < 0, 0, top) + d)]
                                 m.d.sync += [oy.eq(oy + 1), iy0.eq(iy0 + sh), iy.eq(iy0 + sh),
                                              row0.eq(nxt), row.eq(nxt)]
                         with m.Else():
+                            m.d.sync += x_last.eq(Mux(x_last + sw > w - 1, w - 1, x_last + sw))
                             m.d.sync += [ox.eq(ox + 1), ix0.eq(ix0 + sw), ix.eq(ix0 + sw),
                                          col0.eq(col0 + sw * c), col.eq(col0 + sw * c),
                                          iy.eq(iy0), row.eq(row0)]
