@@ -40,6 +40,11 @@ Rules (every one a comparison of counters, no division):
 * the output register is the memory's read register, held while the consumer is not
   ready (valid/ready back-pressure on both sides); a padded word reads as ``P`` zeros.
 
+For the clock, no comparator lies between a counter and the reader's issue or the writer's
+ready: the window's last real row and column, ``lo + D`` and the writer's "row below
+``lo + D``" are registers kept with the counters they derive from, and each reader counter
+has a registered "at its last value" flag.
+
 :class:`PoolReducer` turns groups of ``taps`` codes per channel, in ``(tap, channel)``
 order, into one code per channel: the largest (max pooling) or the mean rounded to nearest,
 ties up, ``floor((s + n//2) / n)``, as the golden model rounds it
@@ -53,7 +58,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from amaranth import Array, Cat, Module, Mux, Signal, Value, signed, unsigned
+from amaranth import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -237,12 +242,31 @@ class WindowUnit(Planned):
         y_last_init, x_last_init = min(h - 1, kh - 1 - ph), min(w - 1, kw - 1 - pw)
         y_last = Signal(range(-1, h), init=y_last_init, name="y_last")
         x_last = Signal(range(-1, w), init=x_last_init, name="x_last")
+        # room = wy < limit, a register: the writer's ready (and so the producer's) waits on
+        # no comparator.  Its next value compares each value wy may take (kept, one on, 0)
+        # with each value limit may take (kept, the next window row's, the first row's),
+        # the writer's and the reader's choices last (limit >= D >= 1 > 0)
+        wy_move = Signal(2)                # 0: kept, 1: one on, 2: back to 0
+        limit_row = Signal.like(limit)     # max(iy0 + sh, 0) + D: the next window row's
+        limit_move = Signal(2)             # 0: kept, 1: the next window row's, 2: the first
+        room = Signal(init=1, name="room")
+        top = iy0 + sh
+        m.d.comb += [wy_move.eq(0), limit_move.eq(0),
+                     limit_row.eq(Mux(top < 0, 0, top) + d)]
+
+        def below(bound):
+            return Mux(wy_move[0], wy + 1 < bound, Mux(wy_move[1], 1, wy < bound))
+
+        m.d.sync += [wy.eq(Mux(wy_move[0], wy + 1, Mux(wy_move[1], 0, wy))),
+                     limit.eq(Mux(limit_move[0], limit_row, Mux(limit_move[1], d, limit))),
+                     room.eq(Mux(limit_move[0], below(limit_row),
+                                 Mux(limit_move[1], below(d), below(limit))))]
         write_ok = Signal()
         same = w_img == r_img
         if d >= h:
             m.d.comb += write_ok.eq(same)
         else:
-            m.d.comb += write_ok.eq(same & (r_done | (wy < limit)))
+            m.d.comb += write_ok.eq(same & (r_done | room))
         take = Signal()
         m.d.comb += [self.i.ready.eq(write_ok), take.eq(self.i.valid & write_ok),
                      wr.addr.eq(waddr)]
@@ -266,9 +290,10 @@ class WindowUnit(Planned):
                 with m.If(wx == w - 1):
                     m.d.sync += wx.eq(0)
                     with m.If(wy == h - 1):
-                        m.d.sync += [wy.eq(0), w_img.eq(~w_img), waddr.eq(0)]
+                        m.d.sync += [w_img.eq(~w_img), waddr.eq(0)]
+                        m.d.comb += wy_move.eq(2)
                     with m.Else():
-                        m.d.sync += wy.eq(wy + 1)
+                        m.d.comb += wy_move.eq(1)
                 with m.Else():
                     m.d.sync += wx.eq(wx + 1)
             with m.Else():
@@ -287,7 +312,8 @@ class WindowUnit(Planned):
         col = Signal(col_range, init=-pw * c, name="col")          # ix * C
 
         avail = ~same | (wy > y_last) | ((wy == y_last) & (wx > x_last))
-        pad = (iy < 0) | (iy >= h) | (ix < 0) | (ix >= w)
+        # without padding every window lies within the map
+        pad = (iy < 0) | (iy >= h) | (ix < 0) | (ix >= w) if ph or pw else Const(0)
         issue = Signal()
         m.d.comb += issue.eq(~r_done & avail)
 
@@ -301,48 +327,65 @@ class WindowUnit(Planned):
             step = (rows % d) * rc
             return Mux(base + step >= depth, base + step - depth, base + step)
 
-        first_image = [oy.eq(0), iy0.eq(-ph), row0.eq(row0_init), iy.eq(-ph),
-                       row.eq(row0_init), y_last.eq(y_last_init), limit.eq(d)]
+        # each reader counter's "at its last value" flag, registered with it, so that the
+        # issue reaches the counters' enables through no comparator
+        def last_flag(n, name):
+            return Signal(init=int(n == 1), name=f"{name}_last")
+
+        kc_last, kx_last, ky_last = last_flag(c, "kc"), last_flag(kw, "kx"), last_flag(kh, "ky")
+        ox_last, oy_last = last_flag(wo, "ox"), last_flag(ho, "oy")
+
+        def restart(cnt, flag, n):
+            """The counter back to 0."""
+            return [cnt.eq(0), flag.eq(int(n == 1))]
+
+        def bump(cnt, flag, n):
+            """The counter (not at its last value) one on."""
+            return [cnt.eq(cnt + 1), flag.eq(cnt == n - 2)]
+
+        first_image = [*restart(oy, oy_last, ho), iy0.eq(-ph), row0.eq(row0_init),
+                       iy.eq(-ph), row.eq(row0_init), y_last.eq(y_last_init)]
         with m.If(r_done & ~same):       # the writer has finished the image: next one
             m.d.sync += [r_done.eq(0), r_img.eq(~r_img)]
         with m.If(adv):
             m.d.sync += [valid_d.eq(issue), pad_d.eq(pad)]
         with m.If(adv & issue):
-            with m.If(kc == c - 1):
-                m.d.sync += kc.eq(0)
-                with m.If(kx == kw - 1):
-                    m.d.sync += kx.eq(0)
-                    with m.If(ky == kh - 1):
-                        m.d.sync += ky.eq(0)
-                        with m.If(ox == wo - 1):      # the window row is done
-                            m.d.sync += [ox.eq(0), ix0.eq(-pw), ix.eq(-pw), col0.eq(-pw * c),
-                                         col.eq(-pw * c), x_last.eq(x_last_init)]
-                            with m.If(oy == ho - 1):  # the image is done
+            with m.If(kc_last):
+                m.d.sync += restart(kc, kc_last, c)
+                with m.If(kx_last):
+                    m.d.sync += restart(kx, kx_last, kw)
+                    with m.If(ky_last):
+                        m.d.sync += restart(ky, ky_last, kh)
+                        with m.If(ox_last):      # the window row is done
+                            m.d.sync += [*restart(ox, ox_last, wo), ix0.eq(-pw), ix.eq(-pw),
+                                         col0.eq(-pw * c), col.eq(-pw * c),
+                                         x_last.eq(x_last_init)]
+                            with m.If(oy_last):  # the image is done
                                 m.d.sync += first_image
+                                m.d.comb += limit_move.eq(2)
                                 with m.If(same):
                                     m.d.sync += r_done.eq(1)
                                 with m.Else():
                                     m.d.sync += r_img.eq(~r_img)
                             with m.Else():
                                 nxt = slot_add(row0, sh)
-                                top = iy0 + sh
-                                m.d.sync += [y_last.eq(Mux(y_last + sh > h - 1, h - 1,
-                                                           y_last + sh)),
-                                             limit.eq(Mux(top < 0, 0, top) + d)]
-                                m.d.sync += [oy.eq(oy + 1), iy0.eq(iy0 + sh), iy.eq(iy0 + sh),
-                                             row0.eq(nxt), row.eq(nxt)]
+                                m.d.sync += y_last.eq(Mux(y_last + sh > h - 1, h - 1,
+                                                          y_last + sh))
+                                m.d.comb += limit_move.eq(1)
+                                m.d.sync += [*bump(oy, oy_last, ho), iy0.eq(iy0 + sh),
+                                             iy.eq(iy0 + sh), row0.eq(nxt), row.eq(nxt)]
                         with m.Else():
                             m.d.sync += x_last.eq(Mux(x_last + sw > w - 1, w - 1, x_last + sw))
-                            m.d.sync += [ox.eq(ox + 1), ix0.eq(ix0 + sw), ix.eq(ix0 + sw),
-                                         col0.eq(col0 + sw * c), col.eq(col0 + sw * c),
-                                         iy.eq(iy0), row.eq(row0)]
+                            m.d.sync += [*bump(ox, ox_last, wo), ix0.eq(ix0 + sw),
+                                         ix.eq(ix0 + sw), col0.eq(col0 + sw * c),
+                                         col.eq(col0 + sw * c), iy.eq(iy0), row.eq(row0)]
                     with m.Else():
-                        m.d.sync += [ky.eq(ky + 1), iy.eq(iy + 1), row.eq(slot_add(row, 1)),
-                                     ix.eq(ix0), col.eq(col0)]
+                        m.d.sync += [*bump(ky, ky_last, kh), iy.eq(iy + 1),
+                                     row.eq(slot_add(row, 1)), ix.eq(ix0), col.eq(col0)]
                 with m.Else():
-                    m.d.sync += [kx.eq(kx + 1), ix.eq(ix + 1), col.eq(col + c)]
+                    m.d.sync += [*bump(kx, kx_last, kw), ix.eq(ix + 1), col.eq(col + c)]
             with m.Else():
-                m.d.sync += kc.eq(kc + 1)
+                m.d.sync += bump(kc, kc_last, c)
         return m
 
 
@@ -420,12 +463,15 @@ class PoolReducer(Planned):
         p = self._plan
         shape = code_shape(p.bits, p.signed)
         acc_shape = shape if p.how == "max" else signed(p.sum_bits)
-        accs = Array(Signal(acc_shape, name=f"acc{ch}", reset_less=True)
-                     for ch in range(p.channels))
+        # the channels' accumulators in a ring that turns one place a code: the current
+        # channel's is always accs[0] (no multiplexer over the channels), the new value
+        # enters at the back
+        accs = [Signal(acc_shape, name=f"acc{ch}", reset_less=True)
+                for ch in range(p.channels)]
         tap = Signal(range(max(p.taps, 2)))
         ch = Signal(range(max(p.channels, 2)))
         x = self.i.payload
-        acc = accs[ch] if p.channels > 1 else accs[0]
+        acc = accs[0]
         new = Signal(acc_shape)
         if p.how == "max":
             m.d.comb += new.eq(Mux((tap == 0) | (x > acc), x, acc))
@@ -452,10 +498,9 @@ class PoolReducer(Planned):
             result = Signal(shape, name="mean")
             m.d.comb += result.eq(q - p.offset)
         with m.If(take):
+            m.d.sync += [a.eq(b) for a, b in zip(accs, accs[1:] + [new], strict=True)]
             with m.If(last):
                 m.d.sync += [out_valid.eq(1), out_data.eq(result)]
-            with m.Else():
-                m.d.sync += acc.eq(new)
             with m.If(ch == p.channels - 1):
                 m.d.sync += [ch.eq(0), tap.eq(Mux(last, 0, tap + 1))]
             with m.Else():
