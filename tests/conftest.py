@@ -62,7 +62,7 @@ UNIT_SECONDS: dict[str, float] = {
     "float network binary-float": 150,
     "tests/test_float_network_cocotb.py": 145,     # ternary-ternary, gaps and stalls, one bit
     "tests/test_qonnx_import.py": 140,
-    "tests/test_conv_hw_cocotb.py": 135,
+    "tests/test_conv_hw_cocotb.py": 165,            # + the wide window units, one build
     "tests/test_network_cocotb.py": 120,
     "tests/test_unrolled.py": 110,
     "tests/test_explore.py": 100,

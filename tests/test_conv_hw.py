@@ -32,9 +32,10 @@ def im2col(img: np.ndarray, kernel, stride, padding) -> np.ndarray:
     return np.array(out, np.int64)
 
 
-def run_stream(dut, codes, n_out, *, gap=0.0, stall=0.0, seed=0):
-    """Send ``codes`` into ``dut.i`` and take ``n_out`` codes from ``dut.o``; returns the
-    payloads and the cycle of each transfer out."""
+def run_stream(dut, codes, n_out, *, gap=0.0, stall=0.0, seed=0, per=1):
+    """Send ``codes`` into ``dut.i`` and take ``n_out`` transfers from ``dut.o``; returns
+    the payloads (``per > 1``: each transfer's ``per`` codes in order, flattened) and the
+    cycle of each transfer out."""
     rng = np.random.default_rng(seed)
     got = []
 
@@ -49,6 +50,9 @@ def run_stream(dut, codes, n_out, *, gap=0.0, stall=0.0, seed=0):
                                     if stall else None))
 
     simulate(dut, producer, consumer)
+    if per > 1:
+        return (np.array([int(v[j]) for _, v in got for j in range(per)], np.int64),
+                [t for t, _ in got])
     return np.array([v for _, v in got], np.int64), [t for t, _ in got]
 
 
@@ -102,6 +106,29 @@ def test_window_unit_is_im2col(case, traffic):
     assert got.tolist() == want.tolist()
 
 
+# (H, W, C), kernel, stride, padding, codes per cycle
+WIDE_WINDOWS = {
+    "3x3-pad1-P2": ((5, 6, 4), (3, 3), (1, 1), (1, 1), 2),
+    "3x3-stride2-pad1-odd-P3": ((7, 5, 6), (3, 3), (2, 2), (1, 1), 3),
+    "full-map-pad-P4": ((4, 3, 4), (5, 4), (1, 1), (2, 1), 4),
+    "1x1-P8": ((3, 3, 8), (1, 1), (1, 1), (0, 0), 8),
+}
+
+
+@pytest.mark.parametrize("case", list(WIDE_WINDOWS))
+def test_wide_window_unit_is_im2col(case):
+    """``P`` codes a transfer: the same codes in the same order, with gaps and stalls."""
+    shape, kernel, stride, padding, per = WIDE_WINDOWS[case]
+    signed = per % 2 == 0
+    rng = np.random.default_rng(10 + per)
+    maps = random_maps(rng, 3, shape, 5, signed)
+    want = np.concatenate([im2col(mp, kernel, stride, padding) for mp in maps])
+    dut = WindowUnit(shape, kernel, stride, padding, bits=5, signed=signed, per_cycle=per)
+    got, _ = run_stream(dut, maps.reshape(-1), len(want) // per, gap=0.3, stall=0.3, seed=6,
+                        per=per)
+    assert got.tolist() == want.tolist()
+
+
 @pytest.mark.parametrize("lines", [3, 4, 6])
 def test_window_unit_lines(lines):
     """Fewer lines only slow the writer down: the windows are the same."""
@@ -121,6 +148,9 @@ def test_window_unit_refuses_bad_geometry():
         WindowUnit((5, 5, 1), 3, 1, 1, bits=4, signed=False, lines=2)
     with pytest.raises(ValueError, match="code bits must be an integer in 1..32, not 0"):
         WindowUnit((5, 5, 1), 3, bits=0, signed=False)
+    with pytest.raises(ValueError, match="codes per cycle must be a divisor of the 6 input "
+                                         "channels, not 4"):
+        WindowUnit((5, 5, 6), 3, bits=4, signed=False, per_cycle=4)
 
 
 POOLS = {
@@ -181,7 +211,7 @@ def test_avg_reducer_rounds_every_sum_of_a_window():
 
 # -- cycles against the cycle model ----------------------------------------------------------
 
-# (in_shape, out channels, kernel, stride, padding, lines or None, (cols, lanes))
+# (in_shape, out channels, kernel, stride, padding, lines or None, (cols, lanes[, window]))
 CONV_TIMING = {
     "3x3-pad1-compute-bound": ((8, 8, 1), 4, 3, 1, 1, None, (8, 1)),
     "3x3-pad1-two-tiles": ((6, 6, 2), 8, 3, 1, 0, None, (4, 1)),
@@ -190,6 +220,11 @@ CONV_TIMING = {
     "stride2-pad0-least-lines": ((9, 7, 1), 3, 3, 2, 0, 3, (8, 4)),
     "least-lines-writer-waits": ((8, 6, 1), 2, 3, 1, 1, 3, (8, 8)),
     "1x1": ((3, 4, 4), 3, 1, 1, 0, None, (8, 4)),
+    "3x3-pad1-P2-load-bound": ((6, 5, 2), 4, 3, 1, 1, None, (4, 4, 2)),
+    "3x3-pad1-P4-odd": ((5, 7, 4), 3, 3, 1, 1, None, (2, 4, 4)),
+    "stride2-pad1-P2-least-lines": ((7, 5, 2), 4, 3, 2, 1, 3, (8, 2, 2)),
+    "stride2-P4-writer-waits": ((9, 6, 4), 2, 3, 2, 0, 3, (2, 8, 4)),
+    "1x1-P8": ((3, 4, 8), 3, 1, 1, 0, None, (4, 8, 8)),
 }
 
 
@@ -202,10 +237,10 @@ def test_conv_engine_cycles_equal_the_schedule(case):
     from rtl_gen.hw.conv import ConvEngine, stage_timing
     from rtl_gen.hw.layer import ArrayConfig
 
-    shape, n, k, s, p, lines, (cols, lanes) = CONV_TIMING[case]
+    shape, n, k, s, p, lines, (cols, lanes, *window) = CONV_TIMING[case]
     rng = np.random.default_rng(list(CONV_TIMING).index(case))
     layer = random_conv(rng, "c", "int4", shape, n, k, s, p, 8, False)
-    array = ArrayConfig(rows=1, cols=cols, lanes=lanes)
+    array = ArrayConfig(rows=1, cols=cols, lanes=lanes, window=window[0] if window else 1)
     x = rng.integers(0, 256, size=(3, layer.in_features))
     want = layer.forward(x).reshape(-1)
     got, times = run_stream(ConvEngine(layer, array, lines=lines), x.reshape(-1), len(want))
@@ -219,6 +254,31 @@ def test_conv_engine_cycles_equal_the_schedule(case):
     assert done == list(sched.done)
     assert done[0] + 1 == t.image_cycles
     assert done[2] - done[1] == t.image_interval
+
+
+def test_wide_window_settings_are_checked():
+    """``P`` must divide the input channels and the lanes and be a power of two, and only a
+    convolution takes it; one line each."""
+    from rtl_gen.design.conv_timing import window_schedule
+    from rtl_gen.hw.conv import ConvEngine
+    from rtl_gen.hw.layer import ArrayConfig, plan_layer
+
+    rng = np.random.default_rng(0)
+    layer = random_conv(rng, "c", "int4", (5, 5, 6), 2, 3, 1, 1, 4, False)
+    with pytest.raises(ValueError, match="window codes per cycle must be a power of two "
+                                         "dividing the lanes \\(2\\), not 4"):
+        ArrayConfig(lanes=2, window=4)
+    with pytest.raises(ValueError, match="window codes per cycle must be a power of two"):
+        ArrayConfig(lanes=8, window=3)
+    with pytest.raises(ValueError, match="'c': 4 window codes per cycle must divide the 6 "
+                                         "input channels"):
+        ConvEngine(layer, ArrayConfig(lanes=4, window=4))
+    with pytest.raises(ValueError, match="'c': window codes per cycle \\(2\\) are a "
+                                         "convolution's setting, not a dense layer's"):
+        plan_layer(layer.core, ArrayConfig(lanes=2, window=2))
+    with pytest.raises(ValueError, match="codes per cycle must be a divisor of the 6 input "
+                                         "channels, not 4"):
+        window_schedule((5, 5, 6), 3, 1, 1, per_cycle=4)
 
 
 @pytest.mark.parametrize("case", ["max2x2s2", "max3x3s2-odd", "avg3x3s1"])

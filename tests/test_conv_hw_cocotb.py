@@ -19,6 +19,7 @@ from rtl_gen.design.conv import (
 from rtl_gen.design.network import DenseLayer, InputSpec, Network
 from rtl_gen.errors import DataError
 from rtl_gen.hw.conv import held_back, plan_conv_chain, stage_batch_cycles, stage_interval
+from rtl_gen.hw.layer import ArrayConfig
 from rtl_gen.numerics import parse_scheme
 from sim.runner import missing_simulator
 from sim.verify import verify_network
@@ -107,6 +108,32 @@ def test_small_cnn_with_gaps_and_stalls():
     net = small_cnn()
     result = verify_network(net, images(net, 12, seed=1), gap=0.3, stall=0.4, seed=7)
     assert result["images"] == 12
+
+
+def test_wide_window_units_are_bit_exact():
+    """Both convolutions fed several window codes a cycle (conv1 two of its 2 channels,
+    conv2 four of its 4): logits, classes and counters as the models say, then with gaps
+    and stalls."""
+    need_verilator()
+    rng = np.random.default_rng(9)
+    c1 = random_conv(rng, "conv1", "int4", (6, 5, 2), 4, 3, 1, 1, 8, False)
+    p1 = MaxPoolLayer(name="pool1", in_shape=(6, 5, 4), kernel=2, stride=2, in_bits=4,
+                      in_signed=False)
+    c2 = random_conv(rng, "conv2", "int4", (3, 2, 4), 6, 3, 1, 1, 4, False)
+    fl = FlattenLayer(name="flat", in_shape=(3, 2, 6), in_bits=4, in_signed=False)
+    fc = random_dense(rng, "fc", "int4", 36, 10, 4, relu=False)
+    net = Network(name="wide-cnn", input=InputSpec(features=60, bits=8, signed=False,
+                                                   scale=1 / 255),
+                  layers=(c1, p1, c2, fl, fc))
+    arrays = [ArrayConfig(cols=4, lanes=2, window=2), None,
+              ArrayConfig(cols=2, lanes=4, window=4), None, ArrayConfig(cols=2)]
+    result = verify_network(net, images(net, 8), arrays=arrays)
+    assert result["images"] == 8
+    check_cycles(result)
+    assert result["layer_cycles"][0] > 0 and result["layer_cycles"][2] > 0
+    result = verify_network(net, images(net, 8, seed=4), arrays=arrays, gap=0.3, stall=0.3,
+                            seed=2)
+    assert result["images"] == 8
 
 
 def test_odd_shapes_signed_input_stride_padding_and_averages():

@@ -16,7 +16,7 @@ from rtl_gen.design.area import estimate_layer
 from rtl_gen.design.golden import forward as golden_forward
 from rtl_gen.devices import DEVICES, Device
 from rtl_gen.hw.conv import ConvNetworkEngine, ConvPlan, PoolPlan, plan_conv_chain
-from rtl_gen.hw.conv_planner import WINDOW_UNIT, plan_conv_folding
+from rtl_gen.hw.conv_planner import WINDOW_UNIT, pe_pipeline, plan_conv_folding
 from rtl_gen.hw.layer import LayerPlan
 from rtl_gen.hw.planner import PlanError, engine_shape
 from rtl_gen.training.defaults import WEIGHTS_DIR
@@ -29,11 +29,16 @@ def cnns():
     return {s: read_bundle(WEIGHTS_DIR / f"mnist-cnn-{s}") for s in SHIPPED}
 
 
+#: Block RAM shapes (words, bits) per family: iCE40 SB_RAM40_4K, ECP5 DP16KD.
+BLOCK_SHAPES = {"ice40": ((256, 16), (512, 8), (1024, 4), (2048, 2)),
+                "ecp5": ((512, 36), (1024, 18), (2048, 9), (4096, 4), (8192, 2), (16384, 1))}
+
+
 def chain_area(net, arrays, family):
     """The area of a chain plan, summed here from its stages: the area model on each weight
-    stage's core engine, and per window unit :data:`WINDOW_UNIT`'s logic and its line
-    buffer's blocks (``lines * W * C * bits`` over the family's block, at least one)."""
-    block = {"ice40": 4096, "ecp5": 18432}[family]
+    stage's core engine, and per window unit :data:`WINDOW_UNIT`'s logic, a LUT per bit of
+    its word beyond the first code, and its line buffer's blocks (``lines * W * C / P``
+    words of ``P * bits``, in the family's best block shape, at least one)."""
     logic, bram = 0.0, 0
     for _, _, p in plan_conv_chain(net, arrays, counters=False).stages:
         core = p.core if isinstance(p, ConvPlan) else p
@@ -42,8 +47,11 @@ def chain_area(net, arrays, family):
             logic, bram = logic + a.logic, bram + a.bram
         w = getattr(p, "window", None)
         if isinstance(p, (ConvPlan, PoolPlan)) and w is not None:
-            logic += WINDOW_UNIT[family][0]
-            bram += max(1, math.ceil(w.lines * w.in_shape[1] * w.in_shape[2] * w.bits / block))
+            per = w.per_cycle
+            logic += WINDOW_UNIT[family][0] + (per - 1) * w.bits
+            words = w.lines * w.in_shape[1] * w.in_shape[2] // per
+            bram += max(1, min(math.ceil(per * w.bits / width) * math.ceil(words / depth)
+                               for depth, width in BLOCK_SHAPES[family]))
     return logic, bram
 
 
@@ -91,11 +99,17 @@ def test_fit_plans_a_design_within_the_device(cnns, scheme, device):
 
 def test_window_units_take_a_block_each_on_the_mnist_cnns(cnns):
     """Four line buffers (conv1 4x28x1 codes of 8 bits, pool1 4x28x8 of 4, conv2 4x14x8 of
-    4, pool2 4x14x16 of 4): each under one block of either family."""
+    4, pool2 4x14x16 of 4): each under one block of either family, in words of one code;
+    conv2 fed eight codes a cycle: 70 words of 32 bits, two iCE40 blocks side by side (16
+    bits wide each) or one ECP5 block (36 bits wide)."""
     for family, device in (("ice40", "up5k"), ("ecp5", "ecp5-85f")):
-        plan = plan_conv_folding(cnns["int4"], fit=device)
+        plan = plan_conv_folding(cnns["int4"], overrides={2: {"window": 1}}, fit=device)
         assert [s.window.bram for s in plan.stages] == [1, 1, 1, 1, 0, 0]
         assert [s.window.logic for s in plan.stages][:4] == [WINDOW_UNIT[family][0]] * 4
+        wide = plan_conv_folding(cnns["int4"], overrides={2: {"lanes": 8, "window": 8}},
+                                 fit=device)
+        assert wide.stages[2].window.bram == {"ice40": 2, "ecp5": 1}[family]
+        assert wide.stages[2].window.logic == WINDOW_UNIT[family][0] + 7 * 4
 
 
 #: The planner's UP5K choice for int4, synthesized.
@@ -147,15 +161,35 @@ def test_a_faster_target_gets_a_larger_design(cnns):
 
 
 def test_a_target_beyond_the_window_unit_is_one_line(cnns):
-    """conv2's window unit issues 196 windows of 72 codes, one a cycle: no array makes the
-    network faster than that (14,112 cycles, about 2,268 images/s at 32 MHz)."""
+    """conv2's window unit fed one code a cycle issues 196 windows of 72 codes: no array
+    makes the network faster than that (14,112 cycles, about 2,268 images/s at 32 MHz)."""
     with pytest.raises(PlanError) as e:
-        plan_conv_folding(cnns["int4"], target_fps=2300, fmax_mhz=32)
+        plan_conv_folding(cnns["int4"], target_fps=2300, fmax_mhz=32,
+                          overrides={"conv2": {"window": 1}})
     msg = str(e.value)
     assert "\n" not in msg
-    assert "layer 2 (conv2): its window unit issues 196 windows of 72 codes" in msg
+    assert "layer 2 (conv2): its window unit issues 196 windows of 72 codes, one a cycle" \
+        in msg
     fastest = int(msg.split("takes ")[1].split(" ")[0])
     assert 196 * 72 <= fastest <= 32e6 / 2300 * 1.05
+
+
+def test_wider_window_units_lift_the_window_limit(cnns):
+    """With conv2's window unit free to issue up to eight codes a cycle, 2,300 images/s at
+    32 MHz is met (conv2 at two or more codes a cycle); beyond the fastest folding, conv1
+    names the limit: 784 windows, each at least 10 cycles of its engine of 8 columns (8
+    results drained one a cycle, plus a cycle), 7,840 cycles."""
+    plan = plan_conv_folding(cnns["int4"], target_fps=2300, fmax_mhz=32)
+    assert plan.interval <= 32e6 / 2300
+    assert plan.arrays[2].window >= 2
+    assert engine_of(cnns["int4"], plan.arrays).interval == plan.interval
+    with pytest.raises(PlanError) as e:
+        plan_conv_folding(cnns["int4"], target_fps=4500, fmax_mhz=32)
+    msg = str(e.value)
+    assert "\n" not in msg
+    assert "layer 0 (conv1): its engine takes 10 cycles a window (784 windows)" in msg
+    fastest = int(msg.split("takes ")[1].split(" ")[0])
+    assert 784 * 10 <= fastest <= 784 * 10 * 1.01
 
 
 @pytest.mark.parametrize("luts, bram, what", [(2000, 30, "logic cells"),
@@ -191,9 +225,33 @@ def test_overrides(cnns):
     for overrides, words in (({1: {"cols": 2}}, "layer 1 \\(pool1\\) is maxpool: it has no array"),
                              ({"fc": {"rows": 2}}, r"runs one image at a time \(rows 1\), not 2"),
                              ({"nope": {"cols": 2}}, "no layer 'nope'"),
-                             ({0: {"depth": 2}}, "unknown array setting 'depth'")):
+                             ({0: {"depth": 2}}, "unknown array setting 'depth'"),
+                             ({"fc": {"window": 2}}, "window codes per cycle are a "
+                                                     "convolution's setting"),
+                             ({0: {"window": 2}}, "no array fits the settings given: .*"
+                                                  "2 window codes per cycle must divide the 1 "
+                                                  "input channels")):
         with pytest.raises(PlanError, match=words):
             plan_conv_folding(net, overrides=overrides)
+
+
+def test_wide_pes_get_register_stages(cnns):
+    """The planner gives PEs of 4 to 8 lanes one register stage and of 16 lanes two (the
+    clock of a wide PE), unless a layer's pipeline is fixed; the stages add to each
+    window's cycles, not to the interval."""
+    net = cnns["int4"]
+    assert [pe_pipeline(n) for n in (1, 2, 4, 8, 16)] == [0, 0, 1, 1, 2]
+    for device in ("up5k", "ecp5-85f"):
+        plan = plan_conv_folding(net, fit=device)
+        for a in plan.arrays:
+            assert a is None or a.pipeline == pe_pipeline(a.lanes)
+    fixed = plan_conv_folding(net, overrides={0: {"cols": 2, "lanes": 4, "pipeline": 0},
+                                              2: {"cols": 2, "lanes": 8}})
+    staged = plan_conv_folding(net, overrides={0: {"cols": 2, "lanes": 4},
+                                               2: {"cols": 2, "lanes": 8}})
+    assert (fixed.arrays[0].pipeline, staged.arrays[0].pipeline) == (0, 1)
+    assert staged.stages[0].cycles == fixed.stages[0].cycles + 1
+    assert staged.stages[0].interval == fixed.stages[0].interval
 
 
 def test_without_a_target_the_default_rate_on_less_area(cnns):

@@ -7,13 +7,16 @@ the dense model, unchanged) fed by the window unit (:mod:`rtl_gen.hw.window`)::
 
     codes (HWC) --> window unit: D input rows --> layer engine --> codes (HWC)
                     in block RAM; each window's     (a dense layer of K inputs, N = out
-                    K = kh*kw*C codes, one a cycle   channels, one window a batch)
+                    K = kh*kw*C codes, P a cycle     channels, one window a batch)
 
 Each output pixel is one input vector (one batch of one row) of the dense layer ``K =
 kh*kw*in_channels -> N = out_channels``; its ``cycles`` counter per window is
-:attr:`LayerTiming.batch_cycles`, as for a dense layer.  A whole image is the schedule of
-:func:`window_schedule`, which follows the window unit's rules cycle for cycle, window by
-window (no cycle-by-cycle simulation: one step per window and per input code):
+:attr:`LayerTiming.batch_cycles`, as for a dense layer.  The window unit issues ``P``
+codes a cycle (``P`` divides ``C``: a word of ``P`` channels of one pixel), the engine's
+:attr:`~LayerTiming.in_per_beat`, so a window is ``K/P`` transfers; a "tap" below is one
+transfer.  A whole image is the schedule of :func:`window_schedule`, which follows the
+window unit's rules cycle for cycle, window by window (no cycle-by-cycle simulation: one
+step per window and per input code):
 
 * input code ``j`` is taken one cycle after code ``j - 1`` (the source is never idle), but
   never before the writer may write its row (``y < lo + D``, ``lo`` the top real row of the
@@ -23,7 +26,7 @@ window (no cycle-by-cycle simulation: one step per window and per input code):
   first tap is issued at ``E = max(T[w-1], available)`` (``T[w-1]``: the cycle the last tap
   of the window before was taken, when the reader issues again), and its taps are taken one
   a cycle from ``max(E + 1, G)``, ``G`` the cycle its input bank is free again (the batch
-  two windows before has issued its last tile): ``T[w] = max(E + 1, G) + K - 1``;
+  two windows before has issued its last tile): ``T[w] = max(E + 1, G) + K/P - 1``;
 * the engine takes the bank the cycle after it is full and once the batch before has ended,
   ``S[w] = max(T[w] + 1, S[w-1] + interval)``, frees it ``interval`` cycles later
   (``G = S + interval``), writes the last result at ``S + batch_cycles - 1``, and the output
@@ -84,15 +87,23 @@ class Schedule:
 
 
 def window_schedule(in_shape, kernel, stride, padding, *, lines: int | None = None,
-                    engine: LayerTiming | None = None, images: int = 1) -> Schedule:
+                    engine: LayerTiming | None = None, images: int = 1,
+                    per_cycle: int | None = None) -> Schedule:
     """The window unit's schedule for ``images`` images fed one code a cycle, into a layer
     engine of one row (``engine``) or into a pooling reducer (``None``); the rules are the
-    module docstring's."""
+    module docstring's.  ``per_cycle``: ``P``, window codes a transfer (``None``: the
+    engine's :attr:`~LayerTiming.in_per_beat`, 1 without an engine)."""
     in_shape, kernel, stride, padding, (ho, wo) = check_window(in_shape, kernel, stride,
                                                                padding)
     (h, w, c), (kh, kw), (sh, sw), (ph, pw) = in_shape, kernel, stride, padding
     d = default_lines(in_shape, kernel, stride) if lines is None else lines
-    k, rc, n_codes = kh * kw * c, w * c, h * w * c
+    if per_cycle is None:
+        per_cycle = 1 if engine is None else engine.in_per_beat
+    if isinstance(per_cycle, bool) or not isinstance(per_cycle, int) or per_cycle < 1 \
+            or c % per_cycle:
+        raise ValueError(f"codes per cycle must be a divisor of the {c} input channels, not "
+                         f"{per_cycle!r}")
+    k, rc, n_codes = kh * kw * c // per_cycle, w * c, h * w * c
     never = -(1 << 60)
     a_prev = -1                      # cycle the last input code was taken
     t_prev = never                   # cycle the last tap of the window before was taken
@@ -169,7 +180,9 @@ class ConvTiming:
         The convolution's geometry (``(H, W, C)`` and ``(vertical, horizontal)`` pairs).
     engine:
         The layer engine's model for one window: ``k = kh*kw*C`` inputs, ``n`` output
-        channels, one row (one window a batch; e.g. :meth:`LayerTiming.systolic`).
+        channels, one row (one window a batch; e.g. :meth:`LayerTiming.systolic`); its
+        :attr:`~LayerTiming.in_per_beat` is ``P``, the window codes a cycle (a divisor of
+        ``C``).
     lines:
         ``D``, input rows the window unit keeps (``None``: :func:`default_lines`).
     """
@@ -197,18 +210,23 @@ class ConvTiming:
         if self.engine.rows != 1:
             raise ValueError(f"a convolution's engine takes one window a batch (one row), "
                              f"not {self.engine.rows}")
+        if in_shape[2] % self.engine.in_per_beat:
+            raise ValueError(f"the engine takes {self.engine.in_per_beat} codes a cycle, not "
+                             f"a divisor of the {in_shape[2]} input channels")
         _check_lines(self.lines, in_shape, kernel, stride)
         if self.lines is None:
             object.__setattr__(self, "lines", default_lines(in_shape, kernel, stride))
 
     @classmethod
     def systolic(cls, layer: ConvLayer, *, rows: int = 1, cols: int, lanes: int,
-                 pe_latency: int) -> ConvTiming:
+                 pe_latency: int, per_cycle: int = 1) -> ConvTiming:
         """``layer`` on an integer systolic array of ``rows`` (1) windows by ``cols``
-        channels, ``lanes`` inputs a step (:meth:`LayerTiming.systolic` for its core)."""
+        channels, ``lanes`` inputs a step (:meth:`LayerTiming.systolic` for its core), fed
+        ``per_cycle`` window codes a cycle."""
         engine = LayerTiming.systolic(k=layer.core.in_features, n=layer.out_channels,
                                       rows=rows, cols=cols, lanes=lanes, pe_latency=pe_latency,
                                       requantize=layer.activation == "relu")
+        engine = dataclasses.replace(engine, in_per_beat=per_cycle)
         return cls(in_shape=layer.in_shape, kernel=layer.kernel, stride=layer.stride,
                    padding=layer.padding, engine=engine)
 
@@ -237,6 +255,17 @@ class ConvTiming:
     def out_codes(self) -> int:
         """Codes per output image, ``Ho*Wo*N`` (cycles of the output stream)."""
         return math.prod(self.out_shape)
+
+    @property
+    def per_cycle(self) -> int:
+        """``P``, window codes the window unit issues a cycle (the engine's
+        :attr:`~LayerTiming.in_per_beat`)."""
+        return self.engine.in_per_beat
+
+    @property
+    def window_cycles(self) -> int:
+        """Cycles the window unit takes to issue one window: ``K / P``."""
+        return self.engine.k // self.per_cycle
 
     @property
     def line_buffer_codes(self) -> int:

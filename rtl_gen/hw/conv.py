@@ -11,11 +11,13 @@ chained with the dense layer engines into one network engine.
 
 A convolution is its core dense layer (:attr:`rtl_gen.design.conv.ConvLayer.core`, weights
 ``(out_channels, kh*kw*C)`` in ``(ky, kx, c)`` order) applied to every window: the window
-unit (:class:`~rtl_gen.hw.window.WindowUnit`) streams each output pixel's window, one code
-a cycle in that order, into the input banks of an ordinary
-:class:`~rtl_gen.hw.layer.LayerEngine`, which takes it as one input vector (one batch of one
-row) and writes the pixel's ``N`` output codes in channel order, so the output is the next
-layer's HWC stream with no reordering.  Every weight scheme the dense engine takes, it takes
+unit (:class:`~rtl_gen.hw.window.WindowUnit`) streams each output pixel's window, ``P``
+codes a cycle in that order (the array's ``window``, a power of two dividing the lanes and
+the input channels; 1 by default), into the input banks of an ordinary
+:class:`~rtl_gen.hw.layer.LayerEngine` (``in_per_beat = P``: each transfer fills ``P``
+adjacent lanes), which takes it as one input vector (one batch of one row) and writes the
+pixel's ``N`` output codes in channel order, so the output is the next layer's HWC stream
+with no reordering.  Every weight scheme the dense engine takes, it takes
 here, per layer (mixed precision included).
 
 A network with spatial layers runs one image at a time: every array has one row (batch 1).
@@ -89,9 +91,16 @@ def plan_conv(layer: ConvLayer, array: ArrayConfig, *, counters: bool = True,
     if layer.tr is not None:
         raise ValueError(f"layer {layer.name!r}: term-revealing convolutions are not built "
                          "in hardware yet (the golden model takes them)")
+    per = array.window
+    c = layer.in_shape[2]
+    if c % per:
+        raise ValueError(f"layer {layer.name!r}: {per} window codes per cycle must divide the "
+                         f"{c} input channels")
     window = plan_window(layer.in_shape, layer.kernel, layer.stride, layer.padding,
-                         bits=layer.in_bits, signed=layer.in_signed, lines=lines)
-    core = plan_layer(layer.core, array, counters=counters, requant=requant)
+                         bits=layer.in_bits, signed=layer.in_signed, lines=lines,
+                         per_cycle=per)
+    core = plan_layer(layer.core, dataclasses.replace(array, window=1), counters=counters,
+                      requant=requant, in_per_beat=per)
     if core.is_tr:
         raise ValueError(f"layer {layer.name!r}: {layer.scheme.name} weights run on the "
                          "term-revealing engine, which convolutions do not use yet")
@@ -256,6 +265,9 @@ def conv_arrays(net: Network, arrays=None) -> tuple:
             raise ValueError(f"layer {ly.name!r}: a network with convolution, pooling or "
                              f"flatten layers runs one image at a time (arrays of one row), "
                              f"not {a.rows} rows")
+        if ly.has_weights and a.window != 1 and not isinstance(ly, ConvLayer):
+            raise ValueError(f"layer {ly.name!r}: window codes per cycle ({a.window}) are a "
+                             "convolution's setting, not a dense layer's")
     return tuple(a if ly.has_weights else None for ly, a in zip(net.layers, arrays,
                                                                  strict=True))
 
@@ -264,9 +276,10 @@ def stage_timing(layer, array: ArrayConfig | None, control=None):
     """The cycle model of one stage: :class:`ConvTiming` of a convolution,
     :class:`PoolTiming` of pooling and flatten, :class:`LayerTiming` of a dense layer."""
     if isinstance(layer, ConvLayer):
+        engine = layer_timing(layer.core, array, control)
         return ConvTiming(in_shape=layer.in_shape, kernel=layer.kernel, stride=layer.stride,
-                          padding=layer.padding, engine=layer_timing(layer.core, array,
-                                                                     control))
+                          padding=layer.padding,
+                          engine=dataclasses.replace(engine, in_per_beat=array.window))
     if isinstance(layer, DenseLayer):
         return layer_timing(layer, array, control)
     return PoolTiming.of(layer)

@@ -10,7 +10,9 @@ a fixed interval), a dense layer, or the input stream (one code a cycle).
 :func:`plan_conv_folding` picks, for one target interval ``I`` (cycles between images),
 each weight layer's array ``(cols, lanes)`` -- powers of two up to the layer's output
 channels and its window size ``kh*kw*C`` (or inputs) rounded up, and at most
-:data:`MAX_COLS` / :data:`MAX_LANES` -- whose stage interval is at most ``I``, so that
+:data:`MAX_COLS` / :data:`MAX_LANES` -- and, for a convolution, its window unit's codes per
+cycle ``P`` (the array's ``window``: a power of two dividing the lanes and the input
+channels; ``K/P`` cycles a window) whose stage interval is at most ``I``, so that
 together they take the least logic (by the area model, :mod:`rtl_gen.design.area`, on each
 core engine) and, when fitting a device, fit its logic, flip-flops, DSP blocks and block
 RAM with the margin kept free.  The PE kind and the multiplier are each scheme's default
@@ -25,13 +27,15 @@ RAM with the margin kept free.  The PE kind and the multiplier are each scheme's
 Area: the area model on each weight layer's core engine
 (:func:`~rtl_gen.hw.planner.engine_shape`), the network's constant, and per window unit
 (each convolution and window pool; global average pooling has a reducer only) its line
-buffer in block RAM (``lines x W x C`` codes, at least one block) and the logic and
-flip-flops of :data:`WINDOW_UNIT`.
+buffer in block RAM (``lines x W x C`` codes in words of ``P`` codes, at least one block)
+and the logic and flip-flops of :data:`WINDOW_UNIT`, plus :data:`WINDOW_WORD` per bit of
+a word beyond its first code.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 
 from ..design.area import Area, estimate_layer, memory_blocks
@@ -46,8 +50,8 @@ from .planner import _BLOCK_BITS, PlanError, _check_settings, engine_shape, shor
 from .planner import _check_overrides as _check_dense_overrides
 from .window import plan_window
 
-__all__ = ["MAX_COLS", "MAX_LANES", "WINDOW_UNIT", "ConvFoldingPlan", "StageFold",
-           "plan_conv_folding"]
+__all__ = ["MAX_COLS", "MAX_LANES", "PIPELINE_LANES", "WINDOW_UNIT", "WINDOW_WORD",
+           "ConvFoldingPlan", "StageFold", "pe_pipeline", "plan_conv_folding"]
 
 #: The widest array the planner tries per weight layer: columns (output channels per tile)
 #: and lanes (window codes per step).
@@ -70,16 +74,43 @@ MAX_LANES = 16
 #: one accumulator per channel (:func:`window_area`).
 WINDOW_UNIT = {"ice40": (154.0, 80.0), "ecp5": (364.0, 80.0)}
 
+#: Per bit of a window unit's word beyond its first code (``(P - 1) * bits`` bits, ``P``
+#: codes a cycle), per family: ``(logic, flip-flops)``.  Not fitted to syntheses: the writer
+#: holds ``P - 1`` codes until the word's last one arrives (a flip-flop a bit), and each bit
+#: of the word is zeroed for padding and written into its lane of the input banks (a LUT a
+#: bit).
+WINDOW_WORD = {"ice40": (1.0, 1.0), "ecp5": (1.0, 1.0)}
+
+
+#: Lanes from which the planner gives each PE one register stage more (after the lane
+#: products), and two (the second after half the adder tree's levels): a PE's products, its
+#: adder tree and its accumulator in one cycle set the clock of a wide array (the MNIST
+#: CNN's conv2 on 2 x 8 int4 PEs: 39 ns on the UP5K).  A stage adds a cycle to each window's
+#: latency, not to its interval; its flip-flops share the logic cells of the sums.
+PIPELINE_LANES = (4, 16)
+
+
+def pe_pipeline(lanes: int) -> int:
+    """The register stages the planner adds inside a PE of ``lanes`` lanes
+    (:data:`PIPELINE_LANES`); an override's ``pipeline`` replaces it."""
+    return sum(lanes >= n for n in PIPELINE_LANES)
+
 
 def window_area(window, reducer, family: str) -> Area:
     """The estimated resources of a convolution's or a pooling layer's window unit and a
-    pool's reducer: :data:`WINDOW_UNIT`, a flip-flop per bit of the reducer's accumulators,
-    and the line buffer's block RAM (``window``: a :class:`~rtl_gen.hw.window.WindowPlan`,
-    ``depth`` codes of ``bits``, at least one block; ``None`` for global pooling)."""
+    pool's reducer: :data:`WINDOW_UNIT`, :data:`WINDOW_WORD` per bit of a word beyond its
+    first code, a flip-flop per bit of the reducer's accumulators, and the line buffer's
+    block RAM (``window``: a :class:`~rtl_gen.hw.window.WindowPlan`, ``words`` of
+    ``word_bits``, at least one block; ``None`` for global pooling)."""
     logic, ff = WINDOW_UNIT[family]
     if reducer is not None:
         ff += reducer.channels * reducer.sum_bits
-    bram = 0 if window is None else max(1, memory_blocks(window.depth, window.bits, family))
+    if window is None:
+        return Area(logic, ff, 0, 0)
+    extra = (window.per_cycle - 1) * window.bits
+    logic += extra * WINDOW_WORD[family][0]
+    ff += extra * WINDOW_WORD[family][1]
+    bram = max(1, memory_blocks(window.words, window.word_bits, family))
     return Area(logic, ff, 0, bram)
 
 
@@ -161,7 +192,9 @@ class ConvFoldingPlan:
                 par = k = n = cycles = scheme = "-"
             else:
                 mult = "" if a.multiplier == "lut" else f" ({a.multiplier})"
-                par = f"{a.cols} x {a.lanes} x {a.rows}{mult}"
+                wide = "" if a.window == 1 else f", window {a.window}"
+                pipe = "" if not a.pipeline else f", pipeline {a.pipeline}"
+                par = f"{a.cols} x {a.lanes} x {a.rows}{mult}{wide}{pipe}"
                 k, n, cycles, scheme = s.k, s.n, s.cycles, s.scheme
             lines.append(f"| {s.index} {s.name} | {s.kind} | {k} | {n} | {scheme} | {par} | "
                          f"{cycles} | {s.interval} | {s.area.logic:.0f} | {s.area.bram} |")
@@ -197,7 +230,8 @@ class _Choice:
     array: ArrayConfig
     cycles: int
     interval: int
-    area: Area
+    area: Area                 # the core engine's, and a convolution's window unit's
+    window: Area = Area()      # a convolution's window unit's
 
 
 def _check_overrides(net: Network, overrides) -> dict[int, dict]:
@@ -210,6 +244,9 @@ def _check_overrides(net: Network, overrides) -> dict[int, dict]:
         if not net.layers[idx].has_weights:
             raise PlanError(f"layer {idx} ({name}) is {net.layers[idx].kind}: it has no "
                             "array to set")
+        if changes.get("window", 1) != 1 and not isinstance(net.layers[idx], ConvLayer):
+            raise PlanError(f"layer {idx} ({name}): window codes per cycle are a "
+                            f"convolution's setting, not a dense layer's")
         if changes.get("rows", 1) != 1:
             raise PlanError(f"layer {idx} ({name}): a network with convolution, "
                             f"pooling or flatten layers runs one image at a time (rows 1), "
@@ -222,30 +259,43 @@ def _weight_choices(layer, idx: int, fixed: dict, family: str, coeff) -> list[_C
     engine's area; on the Pareto front of (interval, logic, FF, DSP, BRAM) only."""
     core = _core(layer)
     default = default_array(core.scheme.kind, core.tr is not None)
-    base = {"rows": 1, "multiplier": default.multiplier, "pipeline": default.pipeline}
-    base.update({k: v for k, v in fixed.items() if k in ("multiplier", "pipeline")})
+    base = {"rows": 1, "multiplier": default.multiplier}
+    base.update({k: v for k, v in fixed.items() if k == "multiplier"})
     cols_set = [fixed["cols"]] if "cols" in fixed else _pow2_upto(core.out_features, MAX_COLS)
     lanes_set = [fixed["lanes"]] if "lanes" in fixed else \
         _pow2_upto(core.in_features, MAX_LANES)
+    conv = isinstance(layer, ConvLayer)
+    if "window" in fixed:
+        window_set = [fixed["window"]]
+    elif conv:   # powers of two dividing the input channels (and, below, the lanes)
+        ch = layer.in_shape[2]
+        window_set = [p for p in _pow2_upto(ch, MAX_LANES) if ch % p == 0]
+    else:
+        window_set = [1]
     out, errors = [], []
-    for cols in cols_set:
-        for lanes in lanes_set:
-            try:
-                array = ArrayConfig(cols=cols, lanes=lanes, **base)
-                if isinstance(layer, ConvLayer):
-                    p = plan_conv(layer, array, counters=False).core
-                else:
-                    p = plan_layer(layer, array, counters=False)
-                    if p.is_tr:
-                        raise ValueError(f"layer {layer.name!r}: term-revealing layers in a "
-                                         "network with convolutions are not built in "
-                                         "hardware yet")
-            except ValueError as e:
-                errors.append(str(e))
-                continue
-            timing = stage_timing(layer, array)
-            area = estimate_layer(engine_shape(p), family, coeff)
-            out.append(_Choice(array, p.timing.batch_cycles, stage_interval(timing), area))
+    for cols, lanes, per in itertools.product(cols_set, lanes_set, window_set):
+        if "lanes" not in fixed and lanes % per:
+            continue
+        pipeline = fixed.get("pipeline", default.pipeline + pe_pipeline(lanes))
+        try:
+            array = ArrayConfig(cols=cols, lanes=lanes, window=per, pipeline=pipeline, **base)
+            if conv:
+                cp = plan_conv(layer, array, counters=False)
+                p = cp.core
+            else:
+                p = plan_layer(layer, array, counters=False)
+                if p.is_tr:
+                    raise ValueError(f"layer {layer.name!r}: term-revealing layers in a "
+                                     "network with convolutions are not built in hardware "
+                                     "yet")
+        except ValueError as e:
+            errors.append(str(e))
+            continue
+        timing = stage_timing(layer, array)
+        area = estimate_layer(engine_shape(p), family, coeff)
+        win = window_area(cp.window, None, family) if conv else Area()
+        out.append(_Choice(array, p.timing.batch_cycles, stage_interval(timing), area + win,
+                           win))
     if not out:
         raise PlanError(f"layer {idx} ({layer.name}): no array fits the settings given"
                         f"{': ' + errors[0] if errors else ''}")
@@ -298,10 +348,9 @@ def plan_conv_folding(net: Network, target_fps: float | None = None,
     choices: dict[int, list[_Choice]] = {}
     for idx, layer in enumerate(net.layers):
         try:
-            if isinstance(layer, ConvLayer):
-                w = plan_window(layer.in_shape, layer.kernel, layer.stride, layer.padding,
-                                bits=layer.in_bits, signed=layer.in_signed)
-                windows[idx] = window_area(w, None, family)
+            if isinstance(layer, ConvLayer):   # its window unit: with each choice
+                plan_window(layer.in_shape, layer.kernel, layer.stride, layer.padding,
+                            bits=layer.in_bits, signed=layer.in_signed)
             elif not isinstance(layer, (DenseLayer, FlattenLayer)):
                 p = plan_pool(layer)
                 windows[idx] = window_area(p.window, p.reducer, family)
@@ -359,8 +408,8 @@ def plan_conv_folding(net: Network, target_fps: float | None = None,
             core = _core(layer)
             stages.append(StageFold(idx, layer.name, getattr(layer, "kind", "dense"),
                                     core.scheme.name, c.array, core.in_features,
-                                    core.out_features, c.cycles, c.interval, c.area + win,
-                                    win))
+                                    core.out_features, c.cycles, c.interval, c.area,
+                                    c.window))
         worst = max([floor, *(s.interval for s in stages)])
         return ConvFoldingPlan(net=net, stages=tuple(stages), interval=worst, fmax_mhz=fmax,
                                family=family, device=device, margin=margin, area=total)
@@ -434,8 +483,14 @@ def _bottleneck(plan: ConvFoldingPlan) -> str:
         if isinstance(layer, ConvLayer):
             k = layer.core.in_features
             ho, wo, _ = layer.out_shape
+            t = stage_timing(layer, s.array)
+            if t.engine.interval > t.window_cycles:
+                return (f"layer {s.index} ({s.name}): its engine takes {t.engine.interval} "
+                        f"cycles a window ({ho * wo} windows) on {s.array.cols} x "
+                        f"{s.array.lanes}")
+            per = "one a cycle" if s.array.window == 1 else f"{s.array.window} a cycle"
             return (f"layer {s.index} ({s.name}): its window unit issues {ho * wo} windows of "
-                    f"{k} codes, one a cycle, into an engine of {s.array.cols} x "
+                    f"{k} codes, {per}, into an engine of {s.array.cols} x "
                     f"{s.array.lanes}")
         if isinstance(layer, DenseLayer):
             return f"layer {s.index} ({s.name}), {s.interval} cycles per image"

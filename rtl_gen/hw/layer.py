@@ -87,6 +87,10 @@ class ArrayConfig:
         group-per-cycle PE (:class:`~rtl_gen.hw.tr.TRGroupArray`) with ``P`` term adders;
         0: that PE with as many as the layer's budget ``k`` (one group a cycle at the
         bundle's setting).
+    window:
+        Convolutions only (others take 1): ``P``, the window codes the window unit issues
+        a cycle into the input banks (:class:`~rtl_gen.hw.window.WindowUnit`), a power of
+        two dividing the lanes and the input channels.
     """
 
     rows: int = 1
@@ -95,15 +99,19 @@ class ArrayConfig:
     multiplier: str = "lut"
     pipeline: int = 0
     tr_terms: int = 1
+    window: int = 1
 
     def __post_init__(self):
         for name, lo, hi in (("rows", 1, 64), ("cols", 1, 256), ("lanes", 1, 256),
-                             ("pipeline", 0, 16), ("tr_terms", 0, 64)):
+                             ("pipeline", 0, 16), ("tr_terms", 0, 64), ("window", 1, 256)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
                 raise ValueError(f"array {name} must be {lo}..{hi}, not {v!r}")
         if self.lanes & (self.lanes - 1):
             raise ValueError(f"array lanes must be a power of two, not {self.lanes}")
+        if self.window & (self.window - 1) or self.lanes % self.window:
+            raise ValueError(f"array window codes per cycle must be a power of two dividing "
+                             f"the lanes ({self.lanes}), not {self.window}")
         if self.multiplier not in MULTIPLIERS:
             raise ValueError(f"multiplier must be one of {', '.join(MULTIPLIERS)}, not "
                              f"{self.multiplier!r}")
@@ -244,6 +252,9 @@ def plan_layer(layer: DenseLayer, array: ArrayConfig, *, src_cols: int | None = 
         raise TypeError(f"layer must be a DenseLayer, not {layer!r}")
     if not isinstance(array, ArrayConfig):
         raise TypeError(f"array must be an ArrayConfig, not {array!r}")
+    if array.window != 1:
+        raise ValueError(f"layer {layer.name!r}: window codes per cycle ({array.window}) "
+                         "are a convolution's setting, not a dense layer's")
     pe = layer_pe(layer, array)
     timing = layer_timing(layer, array)
     k = layer.in_features

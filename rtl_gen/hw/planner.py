@@ -36,7 +36,7 @@ from .pes.layers import default_array
 __all__ = ["FoldingPlan", "LayerFold", "PlanError", "engine_shape", "plan_folding", "shortfall"]
 
 #: Keys a per-layer override may set.
-OVERRIDE_KEYS = ("cols", "lanes", "rows", "multiplier", "pipeline")
+OVERRIDE_KEYS = ("cols", "lanes", "rows", "multiplier", "pipeline", "window")
 
 #: Block RAM bits per block, per family.
 _BLOCK_BITS = {"ice40": 4096, "ecp5": 18432}
@@ -204,6 +204,9 @@ class _Candidate:
 
 def _layer_candidates(layer, idx: int, fixed: dict, rows: int, family: str,
                       cp) -> list[_Candidate]:
+    if fixed.get("window", 1) != 1:
+        raise PlanError(f"layer {idx} ({layer.name}): window codes per cycle are a "
+                        "convolution's setting, not a dense layer's")
     default = default_array(layer.scheme.kind, layer.tr is not None)
     multiplier = fixed.get("multiplier", default.multiplier)
     pipeline = fixed.get("pipeline", default.pipeline)
