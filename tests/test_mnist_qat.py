@@ -92,7 +92,7 @@ def test_qat_cnn_exports_what_it_trained(test_split):
     from rtl_gen.training.qat import deterministic
 
     x_int, x = test_split.x_int[::10], test_split.x[::10]
-    for scheme in ("int4", "binary"):
+    for scheme in ("int4", "binary", "pot4"):
         with deterministic(0):
             model = mq.QATCNN(mq._FloatCNN(), scheme, act_bits=4)
             model.calibrate(x)

@@ -229,6 +229,17 @@ class QATCNN(nn.Module):
             nn.Parameter(m.bias.detach().clone()) for m in (teacher.conv1, teacher.conv2,
                                                                teacher.fc))
         self.quantizers = nn.ModuleList(WeightQuantizer(self.scheme, w) for w in self.weights)
+        # PoT and APoT quantize the normalised weight (W - mean) / std: each layer's output
+        # grows by 1 / std.  The biases follow (so that every ReLU sees what the float model
+        # had, up to a positive factor) and the logits are scaled back for the loss (the
+        # classes do not change; the bundle holds the normalised layers).
+        gain = 1.0
+        if self.quantizers[0].normalise:
+            with torch.no_grad():
+                for w, b in zip(self.weights, self.biases, strict=True):
+                    gain /= float(w.std(unbiased=False))
+                    b.mul_(gain)
+        self.register_buffer("logit_scale", torch.tensor(1 / gain, dtype=DTYPE))
         self.clips = nn.ParameterList(nn.Parameter(torch.ones((), dtype=DTYPE))
                                       for _ in range(2))
 
@@ -250,7 +261,7 @@ class QATCNN(nn.Module):
         h = h.reshape(-1, 1, 28, 28)
         for i in range(2):
             h, s_in = self._layer(i, h, s_in)
-        return self._layer(2, h.flatten(1), s_in)[0]
+        return self._layer(2, h.flatten(1), s_in)[0] * self.logit_scale
 
     @torch.no_grad()
     def calibrate(self, x) -> None:
