@@ -46,6 +46,22 @@ def test_every_mnist_variant_is_shipped():
     assert sorted(v.name for v in MNIST_VARIANTS) == sorted(p.name for p in SHIPPED_MNIST)
 
 
+def test_shipped_mnist_bundles_are_their_variants():
+    """Weights, activation widths and term revealing as the variant table says (the binary
+    TFC on 1-bit activations, the narrowest the engine takes)."""
+    from rtl_gen.training.mnist_qat import MNIST_VARIANTS
+
+    for v in MNIST_VARIANTS:
+        net = read_bundle(WEIGHTS_DIR / v.name)
+        weighted = [getattr(ly, "core", ly) for ly in net.layers
+                    if hasattr(getattr(ly, "core", ly), "scheme")]
+        assert len(weighted) == (4 if v.model == "tfc" else 3), v.name
+        assert {ly.scheme.name for ly in weighted} == {v.scheme}, v.name
+        assert [ly.out_bits for ly in weighted[:-1]] == [v.act_bits] * (len(weighted) - 1)
+        assert all(ly.tr == v.tr for ly in weighted), v.name
+    assert read_bundle(WEIGHTS_DIR / "mnist-tfc-binary").layers[1].in_bits == 1
+
+
 @pytest.mark.parametrize("bundle", SHIPPED_MNIST, ids=[p.name for p in SHIPPED_MNIST])
 def test_shipped_mnist_bundle_states_its_golden_accuracy(bundle, test_split):
     net = read_bundle(bundle)
