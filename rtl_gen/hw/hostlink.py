@@ -329,7 +329,7 @@ class HostLinkCore(wiring.Component):
         n_log = rows * n
         n_layers = len(self._plan.net.layers)
         expected = {P.CMD_INFO: 0, P.CMD_INFER: n_in, P.CMD_CYCLES: 0, P.CMD_WRITE: 3,
-                    P.CMD_READ: 1}
+                    P.CMD_READ: 1, P.CMD_BENCH: 2}
 
         # -- buffers ---------------------------------------------------------------------
         m.submodules.inbuf = inbuf = Memory(shape=8, depth=max(n_in, 2), init=[])
@@ -443,7 +443,7 @@ class HostLinkCore(wiring.Component):
                     with m.Case(P.CMD_INFO):
                         reply(0, P.INFO_BYTES)
                         m.next = "REPLY"
-                    with m.Case(P.CMD_INFER):
+                    with m.Case(P.CMD_INFER, P.CMD_BENCH):
                         m.d.comb += start_infer.eq(1)
                         m.next = "INFER"
                     with m.Case(P.CMD_CYCLES):
@@ -484,23 +484,35 @@ class HostLinkCore(wiring.Component):
         # -- inference: feed the input buffer, collect logits and classes ----------------
         feed = Signal(range(n_in + 1))
         feeding = Signal()
+        # BENCH: batches still to feed after this one, and batches whose classes are to come
+        # (its count 0 means 65536)
+        count = Signal(16)
+        m.d.comb += count.eq(Mux(cmd == P.CMD_BENCH, Cat(args[0], args[1]), 1))
+        feeds_left = Signal(16)
+        batches_left = Signal(17)
         latency = Signal(32)
         cls_regs = Array(Signal(8, name=f"cls{r}") for r in range(rows))
         cls_n = Signal(range(rows + 1))
-        m.d.comb += [in_r.addr.eq(Mux(eng.i.valid & eng.i.ready, feed + 1, feed)),
+        m.d.comb += [in_r.addr.eq(Mux(eng.i.valid & eng.i.ready,
+                                      Mux(feed == n_in - 1, 0, feed + 1), feed)),
                      eng.i.valid.eq(feeding), eng.i.payload.eq(in_r.data)]
         with m.If(start_infer):
             m.d.sync += [feed.eq(0), feeding.eq(1), busy.eq(1), latency.eq(0),
-                         cls_n.eq(0)]
+                         cls_n.eq(0), feeds_left.eq(count - 1),
+                         batches_left.eq(Cat(count, count == 0))]
         with m.Elif(eng.i.valid & eng.i.ready):
             m.d.sync += feed.eq(feed + 1)
             with m.If(feed == n_in - 1):
-                m.d.sync += [feeding.eq(0), feed.eq(0)]
+                m.d.sync += [feed.eq(0), feeds_left.eq(feeds_left - 1)]
+                with m.If(feeds_left == 0):
+                    m.d.sync += feeding.eq(0)
         with m.If(busy):
             m.d.sync += latency.eq(latency + 1)
         with m.If(eng.cls.valid & busy):
             m.d.sync += [cls_regs[cls_n].eq(eng.cls.payload), cls_n.eq(cls_n + 1)]
-        m.d.comb += infer_done.eq(busy & (cls_n == rows))
+            with m.If(cls_n == rows - 1):
+                m.d.sync += [cls_n.eq(0), batches_left.eq(batches_left - 1)]
+        m.d.comb += infer_done.eq(busy & (batches_left == 0))
         with m.If(infer_done):
             m.d.sync += busy.eq(0)
 
@@ -551,7 +563,7 @@ class HostLinkCore(wiring.Component):
         with m.Switch(r_cmd):
             with m.Case(P.CMD_INFO):
                 m.d.comb += pay.eq(info_bytes[pidx])
-            with m.Case(P.CMD_INFER):
+            with m.Case(P.CMD_INFER, P.CMD_BENCH):
                 with m.If(in_cls):
                     m.d.comb += pay.eq(cls_regs[pidx])
                 with m.Elif(in_log):

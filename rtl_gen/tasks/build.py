@@ -31,7 +31,7 @@ HOST_LINK_LOGIC = {"ice40": 1110.0, "ecp5": 1110.0}
 
 
 def build(board: str, bundle: Path, out: Path | None = None, *,
-          freq_mhz: float | None = None, baud: int = 115200, seed: int = 1,
+          freq_mhz: float | None = None, baud: int | None = None, seed: int = 1,
           rows: int | None = None, cols: int | None = None, lanes: int | None = None,
           multiplier: str = "lut", folding=None, counters: bool = BOARD_COUNTERS,
           progress: Progress | None = None) -> BuildReport:
@@ -40,10 +40,11 @@ def build(board: str, bundle: Path, out: Path | None = None, *,
 
     ``freq_mhz``: the PLL's target clock (default: the board's, for a network with
     convolutions the board's :attr:`~rtl_gen.flow.board.Board.conv_mhz`); ``baud``: the
-    host link's UART speed; ``seed``: nextpnr's seed; ``folding``: the folding planner's
-    options (:class:`~rtl_gen.tasks.common.FoldingOptions`; the host link sends one input
-    code a cycle, so the plan keeps a one-code input port; a network with convolutions is
-    folded to fit the board's device unless the options say otherwise, see
+    host link's UART speed (default: the board's fastest standard rate at the clock,
+    :func:`~rtl_gen.flow.board.board_baud`); ``seed``: nextpnr's seed; ``folding``: the
+    folding planner's options (:class:`~rtl_gen.tasks.common.FoldingOptions`; the host link
+    sends one input code a cycle, so the plan keeps a one-code input port; a network with
+    convolutions is folded to fit the board's device unless the options say otherwise, see
     :func:`board_arrays`); ``counters``: the layers count their batches' cycles (the CYCLES
     reply's per-layer words; off by default).  A float bundle, an unknown board or a design
     that does not fit raise :class:`~rtl_gen.errors.RtlGenError`.
