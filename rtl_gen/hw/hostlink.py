@@ -351,7 +351,9 @@ class HostLinkCore(wiring.Component):
         byte, got = urx.data, urx.valid
         cmd = Signal(8)
         len_lo = Signal(8)
-        crc = Signal(8)
+        crc = Signal(8)            # the request's checksum, then the reply's
+        crc_in = Signal(8)
+        crc_next = _crc8_next(crc, crc_in)
         # the payload's last three bytes (WRITE: register, value; READ: register in args[2];
         # BENCH: count in args[1:])
         args = [Signal(8, name=f"arg{i}") for i in range(3)]
@@ -406,7 +408,7 @@ class HostLinkCore(wiring.Component):
                                ("PAYLOAD", None), ("CRC", None)):
                 with m.State(state):
                     with m.If(got):
-                        m.d.sync += crc.eq(_crc8_next(crc, byte))
+                        m.d.sync += crc.eq(crc_next)
                         if state == "CMD":
                             m.d.sync += cmd.eq(byte)
                             m.next = nxt
@@ -533,21 +535,19 @@ class HostLinkCore(wiring.Component):
 
         # logits: the network emits (tile, row, column); the reply wants image-major order,
         # which for one row a batch is the order they come in
-        value = Signal(8 * lb)     # the logit, sign-extended, shifted out a byte a cycle
+        # a logit is written a byte a cycle while the engine holds it (a stream's payload
+        # stays until it is taken), and taken with its last byte
+        value = Signal(8 * lb)
         b_i = Signal(range(max(lb, 2)))
-        writing = Signal()
-        m.d.comb += eng.o.ready.eq(~writing)
-        with m.If(eng.o.valid & eng.o.ready):
-            m.d.sync += [value.eq(eng.o.payload.as_signed()), b_i.eq(0), writing.eq(1)]
-        with m.If(writing):
-            m.d.comb += [log_w.en.eq(1), log_w.data.eq(value[:8])]
-            m.d.sync += [value.eq(value[8:]), b_i.eq(b_i + 1)]
-            with m.If(b_i == lb - 1):
-                m.d.sync += writing.eq(0)
+        m.d.comb += [value.eq(eng.o.payload.as_signed()),  # sign-extended to lb bytes
+                     eng.o.ready.eq(b_i == lb - 1)]
+        with m.If(eng.o.valid):
+            m.d.comb += [log_w.en.eq(1), log_w.data.eq(value.word_select(b_i, 8))]
+            m.d.sync += b_i.eq(Mux(b_i == lb - 1, 0, b_i + 1))
         if rows == 1:
             wptr = Signal(range(max(n_log * lb, 2)))
             m.d.comb += log_w.addr.eq(wptr)
-            with m.If(writing):
+            with m.If(eng.o.valid):
                 m.d.sync += wptr.eq(Mux(wptr == n_log * lb - 1, 0, wptr + 1))
         else:
             cols = eng.arrays[-1].cols
@@ -556,10 +556,8 @@ class HostLinkCore(wiring.Component):
             c_i = Signal(range(max(cols, 2)))
             ch = Signal(range(n + cols + 1))
             m.d.comb += ch.eq(t_i * cols + c_i)
-            base = Signal(range(n_log * lb + 1))
-            m.d.comb += log_w.addr.eq(base + b_i)
+            m.d.comb += log_w.addr.eq((r_i * n + ch) * lb + b_i)
             with m.If(eng.o.valid & eng.o.ready):
-                m.d.sync += base.eq((r_i * n + ch) * lb)
                 last_col = (c_i == cols - 1) | (ch == n - 1)
                 with m.If(last_col):
                     m.d.sync += c_i.eq(0)
@@ -601,7 +599,6 @@ class HostLinkCore(wiring.Component):
                         with m.Case(addr):
                             m.d.comb += pay.eq(reg.word_select(pidx[0], 8))
 
-        tcrc = Signal(8)
         out = Signal(8)
         r_len16 = Signal(16)
         m.d.comb += r_len16.eq(r_len)
@@ -621,9 +618,9 @@ class HostLinkCore(wiring.Component):
                     m.d.comb += [out.eq(byte_), utx.i.valid.eq(1)]
                     with m.If(utx.i.ready):
                         if state == "SYNC":
-                            m.d.sync += tcrc.eq(0)
+                            m.d.sync += crc.eq(0)
                         else:
-                            m.d.sync += tcrc.eq(_crc8_next(tcrc, byte_))
+                            m.d.sync += crc.eq(crc_next)
                         m.d.sync += pidx.eq(0)
                         if nxt is not None:
                             m.next = nxt
@@ -642,16 +639,18 @@ class HostLinkCore(wiring.Component):
             with m.State("PAYLOAD"):
                 m.d.comb += [out.eq(pay_r), utx.i.valid.eq(1)]
                 with m.If(utx.i.ready):
-                    m.d.sync += [tcrc.eq(_crc8_next(tcrc, pay_r)), pidx.eq(pidx + 1)]
+                    m.d.sync += [crc.eq(crc_next), pidx.eq(pidx + 1)]
                     with m.If(pidx == r_len - 1):
                         m.next = "CRC"
                     with m.Else():
                         m.next = "FETCH"
             with m.State("CRC"):
-                m.d.comb += [out.eq(tcrc), utx.i.valid.eq(1)]
+                m.d.comb += [out.eq(crc), utx.i.valid.eq(1)]
                 with m.If(utx.i.ready):
                     m.next = "IDLE"
         m.d.comb += sending.eq(~tx_fsm.ongoing("IDLE"))
+        # one checksum unit: the parser's bytes, or while a reply goes out its bytes
+        m.d.comb += crc_in.eq(Mux(sending, out, byte))
 
         m.d.comb += self.leds.eq(Cat(eng.cycles[24], busy, err_led, receiving))
         return m
