@@ -37,7 +37,7 @@ def test_build_folds_a_cnn_to_fit_beside_the_host_link(monkeypatch, tmp_path, bo
                                                        margin):
     """Without folding options, the planner's --fit choice for the board's device, with the
     host link's logic kept free on top of the default margin (0.1 + HOST_LINK_LOGIC / LUTs:
-    860 LC on the UP5K, 1,110 on the LFE5U-85F)."""
+    860 LC on the UP5K, 841 LUT4 on the LFE5U-85F)."""
     seen = {}
     monkeypatch.setattr(build_task, "build_network",
                         lambda net, b, **kw: seen.update(net=net, board=b, **kw) or "report")
