@@ -145,7 +145,8 @@ def run(port: str, bundle: Path, *, baud: int | None = None, data: Path | None =
     ``baud``: the UART's rate (default: ``design``'s, else :data:`DEFAULT_BAUD`).  ``bench``:
     then run the last batch that many times back to back on the board (BENCH, 0: not) and
     report the cycles it counted (:class:`Bench`); ``design``: the build's ``design.json``,
-    whose clock and cycle model turn them into inferences per second.
+    whose clock and cycle model turn them into inferences per second (and with which the
+    wait for the throughput run's reply grows with its length).
     ``link``: an open transport (``write``, ``read``) to use instead of opening ``port``
     (the caller closes it).  The term-revealing options set the board's run-time registers
     first.  Progress: the loop ``"images"``.  A float bundle, a board holding another network
@@ -186,10 +187,12 @@ def run(port: str, bundle: Path, *, baud: int | None = None, data: Path | None =
             last = x_int[(len(x_int) - 1) // info.rows * info.rows:]
             last = np.concatenate([last, np.zeros((info.rows - len(last), info.features),
                                                   last.dtype)])
+            clock, interval = _clock_interval(design)
+            if own and clock and interval:  # the reply comes once every batch is through
+                link.timeout = timeout + 2 * bench * interval / (clock * 1e6)
             res = client.bench(bench)
             exact = np.array_equal(res.logits, golden.forward(net, last, control))
-            bench_result = Bench(bench, info.rows, res.cycles, bool(exact),
-                                 *_clock_interval(design))
+            bench_result = Bench(bench, info.rows, res.cycles, bool(exact), clock, interval)
     finally:
         if own:
             link.close()
