@@ -5,7 +5,9 @@
   link is on two pins of the Feather header, added here as resource ``uart`` 0: ``rx`` on
   header pin ``0`` (N17) and ``tx`` on header pin ``1`` (M18), the Feather RX/TX positions,
   3.3 V LVCMOS, ``rx`` pulled up.  Connect a 3.3 V USB-serial adapter: its TX to pin 0, its
-  RX to pin 1, ground to GND.
+  RX to pin 1, ground to GND.  The build's default rate is 3 Mbaud (33 cycles a bit at
+  100 MHz), which the adapter must take (an FT232H or CP2102N does); otherwise build and
+  run with ``--baud 115200``.
 * LEDs: the RGB LED (active-low, inverted by amaranth-boards): ``leds[0]`` red, ``leds[1]``
   green, ``leds[2]`` blue; ``leds[3]`` has no LED.
 * Reset: the user button (J17).  Held at power-up it still enters the DFU bootloader.

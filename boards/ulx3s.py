@@ -3,7 +3,8 @@
 * Clock: ``EHXPLLL`` from the 25 MHz oscillator; default target 100 MHz, and 50 MHz for a
   network with convolutions: the PLL setting below the int4 MNIST CNN's placed Fmax, 55.69
   MHz behind the host link, folded for the board (``rtl-gen build``'s default, seed 1).
-* UART: the FTDI (``uart``: rx M1, tx L4).
+* UART: the FTDI (``uart``: rx M1, tx L4); the FT231X takes 3 Mbaud, the build's default
+  (33 cycles a bit at 100 MHz, 3.03 Mbaud; 17 at 50 MHz, 2.94 Mbaud).
 * LEDs: ``leds[0..3]`` on LEDs D0-D3 (B2, C2, C1, D2), active-high.
 * Reset: the PWR button (``button_pwr``, D6, active-low, inverted by amaranth-boards).
 """

@@ -815,9 +815,11 @@ def explore_command(spec, out, workers, scheduler, local_cluster, adaptive, stor
 @click.option("--freq", "freq_mhz", type=click.FloatRange(1, 500), default=None,
               help="Target clock in MHz (the PLL's) [default: the board's]; a higher "
               "clock may fail timing.")
-@click.option("--baud", type=click.IntRange(1200, 12_000_000), default=115200,
-              show_default=True, help="UART speed of the host link in bits per second "
-              "(it bounds images per second on the board).")
+@click.option("--baud", type=click.IntRange(1200, 12_000_000), default=None,
+              help="UART speed of the host link in bits per second (it bounds images per "
+              "second over the link) [default: the fastest standard rate the board's "
+              "USB-serial bridge takes that the clock divides to: 3000000 at the boards' "
+              "default clocks].")
 @click.option("--seed", type=int, default=1, show_default=True,
               help="nextpnr placement seed: another placement and Fmax (try another when "
               "timing is not met).")
@@ -853,8 +855,15 @@ def build_command(board, bundle, out, freq_mhz, baud, seed, counters, rows, cols
 @click.option("--port", required=True, help="Serial port of the board (e.g. /dev/ttyUSB1).")
 @click.option("--bundle", required=True, type=click.Path(path_type=Path),
               help="The bundle the board was built from (the golden model to compare with).")
-@click.option("--baud", type=click.IntRange(1200, 12_000_000), default=115200,
-              show_default=True, help="UART speed in bits per second, as given to build.")
+@click.option("--baud", type=click.IntRange(1200, 12_000_000), default=None,
+              help="UART speed in bits per second, as the build made it [default: "
+              "--design's, else 3000000].")
+@click.option("--bench", type=click.IntRange(0, 65536), default=256, show_default=True,
+              help="Then run the last batch this many times back to back on the board and "
+              "report the cycles it counted (0: no throughput run).")
+@click.option("--design", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              default=None, help="The build's design.json: its baud rate, and its clock and "
+              "cycle model for inferences/s measured on the board and modelled.")
 @click.option("--data", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help=DATA_HELP)
 @click.option("--images", type=click.IntRange(1), default=None,
@@ -862,17 +871,20 @@ def build_command(board, bundle, out, freq_mhz, baud, seed, counters, rows, cols
 @click.option("--timeout", type=click.FloatRange(0.01, 60), default=2.0, show_default=True,
               help="Seconds to wait for each reply.")
 @_tr_options
-def run_command(port, bundle, baud, data, images, timeout, conventional, tr_k, tr_s):
+def run_command(port, bundle, baud, bench, design, data, images, timeout, conventional,
+                tr_k, tr_s):
     """Classify test images on a board over its UART and compare with the golden model.
 
     Sends every image with the host protocol (rtl_gen.protocol), reads the classes and
     logits back, and checks them against the golden model, integer for integer; exits with
-    status 1 on any difference.
+    status 1 on any difference.  Then has the board run the last batch --bench times back
+    to back and prints the cycles it counted: with --design, the inferences per second
+    measured on the board next to the cycle model's.
     """
     with _Progress() as progress:
         result = run_task.run(port, bundle, baud=baud, data=data, images=images,
                               timeout=timeout, conventional=conventional, tr_k=tr_k,
-                              tr_s=tr_s, progress=progress)
+                              tr_s=tr_s, bench=bench, design=design, progress=progress)
     click.echo(result.summary)
     if not result.ok:
         raise RtlGenError(result.failure())

@@ -25,7 +25,19 @@ CYCLES    0x03  (none)                          last inference's cycles (4), cyc
                                                 (4), each layer's cycles for its last batch (4 each)
 WRITE     0x04  register (1), value (2)         (none)
 READ      0x05  register (1)                    value (2)
+BENCH     0x06  ``count`` (2; 0 means 65536)    as INFER's, for the last of ``count`` batches,
+                                                with the cycles of all ``count`` batches
 ========  ====  ==============================  ==================================================
+
+BENCH is the throughput mode: the design runs the batch in its input buffer (the last
+INFER's) through the network ``count`` times back to back, each code fed to the engine the
+cycle it can take it, as a stream of images would arrive, and counts the cycles from the
+first input code of the first batch to the last class of the last; every batch is computed
+(the reply's classes and logits are the last batch's).  ``cycles / count`` is the network's
+interval per batch plus its pipeline fill shared out, so the clock times ``count x rows /
+cycles`` is what the board classifies per second when the UART does not bound it.  Before
+the first INFER the buffer holds zeros; a malformed INFER frame of the right length may leave
+part of its payload there.
 
 A reply's ``status`` is 0 or one of the error codes in :data:`ERRORS`; an error reply
 carries no payload.  The design answers every frame it receives, good or bad, and is ready
@@ -57,7 +69,8 @@ import numpy as np
 from .errors import RtlGenError
 
 __all__ = [
-    "CMD_CYCLES", "CMD_INFER", "CMD_INFO", "CMD_READ", "CMD_WRITE", "ERRORS", "FEATURES",
+    "BENCH_MAX", "CMD_BENCH", "CMD_CYCLES", "CMD_INFER", "CMD_INFO", "CMD_READ",
+    "CMD_WRITE", "ERRORS", "FEATURES",
     "K_BITS", "K_OWN", "PROTOCOL_VERSION", "REGISTERS", "REGISTER_MAP", "REPLY_SYNC",
     "REQUEST_SYNC", "S_BITS", "S_OWN", "DesignInfo", "DeviceModel", "HostClient",
     "InferResult", "LinkError", "ProtocolError", "Register", "crc8", "decode_reply",
@@ -71,8 +84,11 @@ PROTOCOL_VERSION = 1
 MAGIC = b"RG"
 
 CMD_INFO, CMD_INFER, CMD_CYCLES, CMD_WRITE, CMD_READ = 0x01, 0x02, 0x03, 0x04, 0x05
+CMD_BENCH = 0x06
 COMMANDS = {CMD_INFO: "INFO", CMD_INFER: "INFER", CMD_CYCLES: "CYCLES", CMD_WRITE: "WRITE",
-            CMD_READ: "READ"}
+            CMD_READ: "READ", CMD_BENCH: "BENCH"}
+#: The most batches one BENCH runs (its count 0).
+BENCH_MAX = 1 << 16
 
 #: Reply status codes (0 is success).
 ERRORS = {
@@ -447,6 +463,15 @@ class HostClient:
                 progress(start + keep)
         return np.concatenate(classes), np.concatenate(logits), cycles
 
+    def bench(self, count: int) -> InferResult:
+        """Run the batch in the design's input buffer (the last :meth:`infer`'s) ``count``
+        times back to back (1 to :data:`BENCH_MAX`): the last batch's classes and logits,
+        and the cycles of all ``count`` batches."""
+        info = self._info or self.info()
+        if not 1 <= count <= BENCH_MAX:
+            raise ValueError(f"a BENCH runs 1 to {BENCH_MAX} batches, not {count}")
+        return parse_infer(info, self.request(CMD_BENCH, struct.pack("<H", count % BENCH_MAX)))
+
     def cycles(self) -> tuple[int, int, list[int]]:
         """``(last inference's cycles, cycles since reset, each layer's batch cycles)``."""
         data = self.request(CMD_CYCLES)
@@ -509,11 +534,13 @@ class DeviceModel:
     with :meth:`take`; :meth:`idle` stands for the line going quiet (the design's timeout).
 
     It computes logits with :func:`rtl_gen.design.golden.forward`; its cycle counts are the cycle
-    model's single-batch latency, not measured ones.
+    model's, not measured ones: ``cycles`` for an INFER's batch, and ``cycles + (count - 1) x
+    interval`` for a BENCH of ``count`` batches.
     """
 
-    def __init__(self, net, info: DesignInfo, cycles: int = 0):
-        self.net, self.info, self.cycles = net, info, cycles
+    def __init__(self, net, info: DesignInfo, cycles: int = 0, interval: int = 0):
+        self.net, self.info, self.cycles, self.interval = net, info, cycles, interval
+        self._input = bytes(info.rows * info.features)  # the input buffer
         self.out = bytearray()
         self._buf = bytearray()
         self._garbage = False
@@ -556,15 +583,20 @@ class DeviceModel:
             return encode_reply(STATUS["BAD_CRC"], cmd)
         info = self.info
         want = {CMD_INFO: 0, CMD_INFER: info.rows * info.features, CMD_CYCLES: 0,
-                CMD_WRITE: 3, CMD_READ: 1}
+                CMD_WRITE: 3, CMD_READ: 1, CMD_BENCH: 2}
         if cmd not in want:
             return encode_reply(STATUS["BAD_CMD"], cmd)
         if len(payload) != want[cmd]:
             return encode_reply(STATUS["BAD_LEN"], cmd)
         if cmd == CMD_INFO:
             return encode_reply(0, cmd, info.pack())
-        if cmd == CMD_INFER:
-            codes = np.frombuffer(payload, np.uint8).astype(np.int64)
+        if cmd in (CMD_INFER, CMD_BENCH):
+            count = 1
+            if cmd == CMD_INFER:
+                self._input = bytes(payload)
+            else:
+                count = int.from_bytes(payload, "little") or BENCH_MAX
+            codes = np.frombuffer(self._input, np.uint8).astype(np.int64)
             if info.input_signed:
                 codes = np.where(codes >= 128, codes - 256, codes)
             x = codes.reshape(info.rows, info.features)
@@ -574,8 +606,8 @@ class DeviceModel:
             lb = info.logit_bytes
             body = bytes(int(c) for c in classes) + b"".join(
                 int(v).to_bytes(lb, "little", signed=True) for v in logits.reshape(-1))
-            self._last = self.cycles
-            return encode_reply(0, cmd, body + struct.pack("<I", self.cycles))
+            self._last = self.cycles + (count - 1) * self.interval
+            return encode_reply(0, cmd, body + struct.pack("<I", self._last))
         if cmd == CMD_CYCLES:
             return encode_reply(0, cmd, struct.pack("<II", self._last, 0)
                                 + b"\0\0\0\0" * info.layers)

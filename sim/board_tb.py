@@ -12,7 +12,9 @@ Parameters (:func:`sim.runner.test_params`): the images' input codes, the golden
 logits and classes, the UART divisor and timeout of the build, the cycle model's per-layer
 batch cycles (and the layers it does not predict, ``unchecked_layers``), a bound of the
 network's cycles per batch (``compute_cycles``, how long the host waits for a reply),
-whether to send malformed frames too, and a ``result_file`` for what was measured.
+whether to send malformed frames too, the batches of the throughput run (BENCH, the last
+batch back to back) and the engine's ``interval``, and a ``result_file`` for what was
+measured.
 """
 
 from __future__ import annotations
@@ -96,6 +98,10 @@ def host_session(transport: Transport, p: dict) -> dict:
     x = np.asarray(p["inputs"], np.int64)
     classes, logits, cycles = client.classify(x)
     result = {"classes": classes.tolist(), "logits": logits.tolist(), "cycles": cycles}
+    if p.get("bench"):
+        bench = client.bench(p["bench"])
+        result.update(bench_cycles=bench.cycles, bench_logits=bench.logits.tolist(),
+                      bench_classes=bench.classes.tolist())
     last, since_reset, layers = client.cycles()
     result.update(last_cycles=last, since_reset=since_reset, layer_cycles=layers)
     client.write_register("SCRATCH", 0xA55A)
@@ -156,7 +162,20 @@ async def board_matches_golden(dut):
     model = [c for i, c in enumerate(p["layer_cycles"]) if i not in skip]
     assert len(result["layer_cycles"]) == len(p["layer_cycles"]) and measured == model, (
         result["layer_cycles"], p["layer_cycles"], sorted(skip))
-    assert result["last_cycles"] == result["cycles"][-1]
+    if p.get("bench"):
+        # the last batch (padded with zeros) again, its cycles every batch's back to back:
+        # the engine's interval each, within the pipeline fill (one batch's latency)
+        rows, n = p["rows"], len(p["inputs"])
+        last = (n - 1) // rows * rows
+        logits = result["bench_logits"][:n - last]
+        assert logits == p["logits"][last:], "the throughput run's logits differ"
+        assert result["bench_classes"][:n - last] == p["classes"][last:]
+        ideal = p["bench"] * p["interval"]
+        assert abs(result["bench_cycles"] - ideal) <= result["cycles"][-1], (
+            result["bench_cycles"], ideal)
+        assert result["last_cycles"] == result["bench_cycles"]
+    else:
+        assert result["last_cycles"] == result["cycles"][-1]
     assert result["scratch"] == 0xA55A
     if p["malformed"]:
         want = [[P.STATUS[s], c, 0, True] for s, c in (

@@ -355,21 +355,23 @@ BOARD_SIM_DIVISOR = 8
 
 
 def verify_board(net: Network, x_int, *, arrays=None, simulator: str = "verilator",
-                 malformed: bool = True, cache_dir=None) -> dict:
+                 malformed: bool = True, bench: int = 0, cache_dir=None) -> dict:
     """Classify every image of ``x_int`` through the board core's UART with the host client.
 
     Builds :class:`~rtl_gen.hw.hostlink.HostLinkCore` around the network (dense, or with
     convolutions: one image a batch, every input code of an image in one INFER frame), runs
     :mod:`sim.board_tb` (the host protocol over a UART model; with ``malformed``, every kind
-    of bad frame too) and checks logits, classes and per-layer cycles against the golden
-    model and the cycle model (except the layers the cycle model does not predict:
-    :attr:`~rtl_gen.hw.hostlink.HostLinkPlan.unchecked_layers`).
+    of bad frame too; with ``bench``, a throughput run of the last batch that many times,
+    its cycles within one batch's latency of ``bench`` intervals) and checks logits, classes
+    and per-layer cycles against the golden model and the cycle model (except the layers
+    the cycle model does not predict: :attr:`~rtl_gen.hw.hostlink.HostLinkPlan.unchecked_layers`).
 
     Returns
     -------
     dict
         ``classes``, ``logits``, ``cycles`` (per batch, as the design counted them),
-        ``layer_cycles``, ``build``.
+        ``layer_cycles``, ``build``; with ``bench``, ``bench_cycles`` (the throughput run's,
+        as the design counted them) and ``interval`` (the engine's, the model's).
 
     Raises
     ------
@@ -398,14 +400,16 @@ def verify_board(net: Network, x_int, *, arrays=None, simulator: str = "verilato
             "layer_cycles": list(core.plan.layer_cycles),
             "unchecked_layers": list(core.plan.unchecked_layers),
             "divisor": div, "timeout_cycles": core.timeout_cycles,
-            "compute_cycles": 2 * compute, "malformed": malformed,
+            "compute_cycles": 2 * compute + bench * core.engine.interval,
+            "malformed": malformed, "bench": bench, "interval": core.engine.interval,
             # a generous bound: every bit of every frame and the network's time, 4x, plus
             # the timeouts
             "max_ns": 10 * (4 * (10 * div * (batches * bytes_per_batch + 400)
-                                 + batches * compute) + 100 * core.timeout_cycles),
+                                 + (batches + bench) * compute) + 100 * core.timeout_cycles),
             "result_file": str(result_file),
         }
         built.run("sim.board_tb", params=params, tag=f"{top}-board")
         result = json.loads(result_file.read_text())
     result["build"] = str(built.build_dir)
+    result["interval"] = core.engine.interval
     return result

@@ -30,13 +30,16 @@ def test_every_test_image_through_the_uart():
         pytest.skip(why)
     net = read_bundle(WEIGHTS_DIR / "digits-binary")
     test = digits()[1]
-    result = verify_board(net, test.x_int, malformed=True)
+    result = verify_board(net, test.x_int, malformed=True, bench=50)
     # verify_board's testbench already compared everything; check what came back, too
     assert len(result["classes"]) == len(test.y) == 360
     assert np.array_equal(result["logits"], golden.forward(net, test.x_int))
     assert np.array_equal(result["classes"], golden.predict(net, test.x_int))
     assert len(result["malformed"]) == 6
     assert len(set(result["cycles"])) == 1  # every batch takes the same cycles
+    # the throughput run: the first batch's latency, then one interval per batch
+    assert result["bench_cycles"] == result["cycles"][-1] + 49 * result["interval"], (
+        result["bench_cycles"], result["cycles"][-1], result["interval"])
 
 
 def test_mnist_cnn_through_the_uart():
@@ -58,11 +61,13 @@ def test_mnist_cnn_through_the_uart():
     arrays = board_arrays(net, "up5k")
     x = test.x_int[[0, 1000]]  # a 0 and a 5
     assert x.shape == (2, 784)
-    result = verify_board(net, x, arrays=arrays, malformed=True)
+    result = verify_board(net, x, arrays=arrays, malformed=True, bench=4)
     assert np.array_equal(result["logits"], golden.forward(net, x))
     assert np.array_equal(result["classes"], golden.predict(net, x))
     assert list(test.y[[0, 1000]]) == [0, 5]
     assert len(result["malformed"]) == 6
+    print(f"MNIST CNN throughput run: 4 images in {result['bench_cycles']} cycles, one "
+          f"in {result['cycles'][-1]}, interval {result['interval']}")
 
 
 def test_mnist_demo_simulates_through_the_uart(tmp_path):

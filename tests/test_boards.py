@@ -233,6 +233,7 @@ def test_bad_registry_entries(monkeypatch, entry, message):
     ({"osc_mhz": 0}, "board icesugar: osc_mhz must be a positive number of MHz, not 0"),
     ({"conv_mhz": -5}, "board icesugar: conv_mhz must be a positive number of MHz, not -5"),
     ({"leds": (Pin("led", 0),) * 5}, "board icesugar: leds must be up to four Pins"),
+    ({"max_baud": 300}, "board icesugar: max_baud must be a whole number of at least 9600"),
 ])
 def test_board_refusals(change, message):
     with pytest.raises(ValueError, match=re.escape(message)):
@@ -438,3 +439,28 @@ def test_does_not_fit_up5k(tmp_path):
     assert e.value.overused == {"ICESTORM_DSP": (9, 8)}
     assert "ICESTORM_DSP: needs 9, device has 8" in str(e.value)
     assert not (tmp_path / "top.bin").exists() and not (tmp_path / "report.json").exists()
+
+
+@pytest.mark.parametrize(("name", "mhz", "baud", "divisor"), [
+    ("icebreaker", 30.0, 3_000_000, 10),   # dense networks: exact
+    ("icebreaker", 24.0, 3_000_000, 8),    # networks with convolutions: exact
+    ("ulx3s", 100.0, 3_000_000, 33),       # 3.03 Mbaud, 1.0% fast
+    ("ulx3s", 50.0, 3_000_000, 17),        # 2.94 Mbaud, 1.96% slow
+    ("orangecrab", 100.0, 3_000_000, 33),
+    ("icebreaker", 40.0, 2_000_000, 20),   # 3 Mbaud would be 13 cycles, 2.6% fast
+    ("icebreaker", 10.0, 2_000_000, 5),    # 3 Mbaud: 3 cycles a bit, too few
+])
+def test_board_baud(name, mhz, baud, divisor):
+    """A build's default UART rate: the fastest standard rate up to the bridge's whose
+    divisor of the clock is off by less than 2%."""
+    from rtl_gen.flow.board import board_baud
+    from rtl_gen.hw.uart import divisor_for
+
+    board = get_board(name)
+    assert board.max_baud == 3_000_000
+    assert board_baud(board, mhz * 1e6) == baud
+    assert divisor_for(mhz * 1e6, baud) == divisor
+    slow = dataclasses.replace(board, max_baud=115_200)
+    assert board_baud(slow, mhz * 1e6) == 115_200
+    with pytest.raises(ValueError, match="no standard baud rate up to 9600 suits a 0.02 MHz"):
+        board_baud(dataclasses.replace(board, max_baud=9600), 20e3)

@@ -279,3 +279,34 @@ def test_read_only_register(monkeypatch):
     assert replies == [(P.STATUS["BAD_REG"], P.CMD_WRITE, b""),
                        (0, P.CMD_READ, struct.pack("<H", 0xABC))]
     assert _model_replies(net, core.info(), frames) == replies
+
+
+def test_bench_runs_the_last_batch_back_to_back(link):
+    """BENCH runs the input buffer's batch ``count`` times: the reply is the INFER's (the
+    last batch's classes and logits), its cycles those of every batch, first code to last
+    class: the single batch's latency plus ``count - 1`` intervals of the engine; the
+    device model answers the same, byte for byte."""
+    core, net, calib = link
+    x = net.input.quantize(calib[2:4])
+    infer = P.encode_request(P.CMD_INFER, bytes(int(v) & 0xFF for v in x.reshape(-1)))
+    frames = [infer, *(P.encode_request(P.CMD_BENCH, struct.pack("<H", n)) for n in (1, 5)),
+              P.encode_request(P.CMD_BENCH, b"\x05")]
+    replies = run_link(core, frames)
+    info = core.info()
+    assert [r[:2] for r in replies[:3]] == [(0, P.CMD_INFER), (0, P.CMD_BENCH),
+                                            (0, P.CMD_BENCH)]
+    assert replies[3] == (P.STATUS["BAD_LEN"], P.CMD_BENCH, b"")
+    one, bench1, bench5 = (P.parse_infer(info, r[2]) for r in replies[:3])
+    want = golden.forward(net, x).tolist()
+    assert one.logits.tolist() == bench1.logits.tolist() == bench5.logits.tolist() == want
+    assert bench5.classes.tolist() == golden.predict(net, x).tolist()
+    assert bench1.cycles == one.cycles
+    interval = core.engine.interval
+    assert interval > 0
+    assert bench5.cycles == one.cycles + 4 * interval, (one.cycles, bench5.cycles, interval)
+    model = P.DeviceModel(net, info, cycles=one.cycles, interval=interval)
+    got = []
+    for frame in frames:
+        model.receive(frame)
+        got.append(P.decode_reply(model.take()))
+    assert got == replies

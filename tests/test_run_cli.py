@@ -41,7 +41,7 @@ def device(request):
     net = read_bundle(request.param)
     info = P.DesignInfo(P.PROTOCOL_VERSION, 1, net.input.features, net.classes,
                         net.input.bits, net.input.signed, 4, len(net.layers), network_id(net))
-    model = P.DeviceModel(net, info, cycles=123)
+    model = P.DeviceModel(net, info, cycles=123, interval=100)
     master, slave = pty.openpty()
     stop = threading.Event()
     thread = threading.Thread(target=serve, args=(master, model, stop), daemon=True)
@@ -59,6 +59,41 @@ def test_run_compares_with_the_golden_model(device):
     assert result.exit_code == 0, result.output
     assert "25/25 classes and 25/25 logit vectors equal" in result.stdout
     assert "123 cycles per batch" in result.stdout
+
+
+def test_run_measures_throughput_on_the_board(device, tmp_path):
+    """The throughput run (BENCH) after the images: the cycles the board counted for the
+    last batch run back to back, as inferences/s at the design record's clock next to the
+    cycle model's; a BENCH reply whose logits are wrong fails the run."""
+    import json
+
+    port, model = device
+    design = tmp_path / "design.json"
+    design.write_text(json.dumps({"baud": 3_000_000, "clock_mhz": 30.0, "interval": 100}))
+    result = CliRunner().invoke(main, ["run", "--port", port, "--bundle", str(BUNDLE),
+                                       "--images", "3", "--bench", "1000", "--design",
+                                       str(design)])
+    assert result.exit_code == 0, result.output
+    # 123 cycles for the first batch, 100 for each of the other 999
+    assert ("on-board throughput: 1000 batches of 1 back to back in 100,023 cycles, 100.0 "
+            "cycles per batch (model: interval 100); 299,931 inferences/s measured at 30 "
+            "MHz, model 300,000") in result.stdout
+    real = model._answer
+
+    def corrupt(frame):
+        reply = real(frame)
+        if frame[1] == P.CMD_BENCH:
+            status, cmd, payload = P.decode_reply(reply)
+            reply = P.encode_reply(status, cmd, payload[:2] + bytes([payload[2] ^ 1])
+                                   + payload[3:])
+        return reply
+
+    model._answer = corrupt
+    result = CliRunner().invoke(main, ["run", "--port", port, "--bundle", str(BUNDLE),
+                                       "--images", "2", "--bench", "3"])
+    assert result.exit_code == 1
+    assert "throughput run's logits differ" in result.stderr
+    assert "3 batches of 1 back to back in 323 cycles" in result.stdout
 
 
 def test_run_reports_a_wrong_answer(device):

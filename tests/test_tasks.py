@@ -453,7 +453,7 @@ def device(bundle, rows=2):
     net = read_int_bundle(bundle)
     info = P.DesignInfo(P.PROTOCOL_VERSION, rows, net.input.features, net.classes,
                         net.input.bits, net.input.signed, 4, len(net.layers), network_id(net))
-    return P.DeviceModel(net, info, cycles=77)
+    return P.DeviceModel(net, info, cycles=77, interval=40)
 
 
 def test_run_against_a_device_model():
@@ -466,8 +466,11 @@ def test_run_against_a_device_model():
     assert np.array_equal(result.logits, golden.forward(net, test.x_int[:5]))
     assert result.accuracy == np.mean(golden.predict(net, test.x_int[:5]) == test.y[:5])
     assert progress.calls == [("images", 2, 5), ("images", 4, 5), ("images", 5, 5)]
-    assert result.summary.endswith("5/5 classes and 5/5 logit vectors equal to the golden "
-                                   "model; 77 cycles per batch of 2 (median)")
+    assert result.summary.endswith(
+        "5/5 classes and 5/5 logit vectors equal to the golden model; 77 cycles per batch of "
+        "2 (median)\non-board throughput: 256 batches of 2 back to back in 10,277 cycles, "
+        "40.1 cycles per batch")  # 77 + 255 x 40
+    assert result.bench.measured_per_s is None  # no clock without the design record
 
 
 def test_run_reports_differences_and_sets_tr_controls():
@@ -552,7 +555,8 @@ def test_demo_build_summary_counts_uart_frames_from_the_protocol(monkeypatch, tm
     monkeypatch.setattr(demo_task, "build_network", lambda *a, **kw: report)
     monkeypatch.setitem(sys.modules, "boards", types.SimpleNamespace(get_board=lambda n: n))
     engine = types.SimpleNamespace(rows=1, interval=1000)
-    d = demo_task._build(net, arrays, engine, "icebreaker", tmp_path, {"latency_cycles": 600})
+    d = demo_task._build(net, arrays, engine, "icebreaker", tmp_path, {"latency_cycles": 600},
+                         baud=115200)
     # request 5 + 64 codes; reply 6 + 1 class + 10 logits x 2 bytes + 4 cycle bytes
     logit_bytes = -(-net.layers[-1].acc_bits // 8)
     assert logit_bytes == 2

@@ -31,7 +31,13 @@ from .pll import (
     pll_domain,
 )
 
-__all__ = ["CORE_SIGNATURE", "Board", "BoardTop", "CoreFactory", "Pin"]
+__all__ = ["CORE_SIGNATURE", "STANDARD_BAUDS", "Board", "BoardTop", "CoreFactory", "Pin",
+           "board_baud"]
+
+#: The standard UART rates a board's default is chosen from, fastest first (every one of
+#: them an exact rate of the FTDI bridges, whose baud generator divides 3 MHz).
+STANDARD_BAUDS = (3_000_000, 2_000_000, 1_500_000, 1_000_000, 921_600, 500_000, 460_800,
+                  230_400, 115_200, 57_600, 38_400, 19_200, 9_600)
 
 #: ``make_core(clk_freq_hz) -> Component`` with the core signature.
 CoreFactory = Callable[[float], wiring.Component]
@@ -87,6 +93,9 @@ class Board:
         Extra ``icepack``/``ecppack`` arguments.
     notes:
         One line for reports: where the UART and LEDs are.
+    max_baud:
+        The fastest UART rate the board's USB-serial bridge takes (3 Mbaud for the FTDI
+        FT2232H and FT231X); a build's default rate is :func:`board_baud`.
     """
 
     name: str
@@ -103,6 +112,7 @@ class Board:
     pack_args: tuple[str, ...] = ()
     notes: str = ""
     conv_mhz: float | None = None
+    max_baud: int = 3_000_000
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not re.fullmatch(r"[a-z0-9][a-z0-9_-]*",
@@ -124,6 +134,9 @@ class Board:
             if not isinstance(value, (int, float)) or not value > 0:
                 raise ValueError(f"{where}: {field} must be a positive number of MHz, not "
                                  f"{value!r}")
+        if not isinstance(self.max_baud, int) or not STANDARD_BAUDS[-1] <= self.max_baud:
+            raise ValueError(f"{where}: max_baud must be a whole number of at least "
+                             f"{STANDARD_BAUDS[-1]} bits per second, not {self.max_baud!r}")
         if not isinstance(self.uart, Pin):
             raise TypeError(f"{where}: uart must be a Pin, not {self.uart!r}")
         leds = tuple(self.leds)
@@ -200,6 +213,31 @@ class Board:
         core = make_core(pll.fout_mhz * 1e6)
         _check_core(core)
         return BoardTop(self, core, pll, target)
+
+
+def board_baud(board: Board, clk_hz: float) -> int:
+    """The default UART rate of ``board`` at a ``clk_hz`` clock: the fastest of
+    :data:`STANDARD_BAUDS` up to :attr:`Board.max_baud` whose whole divisor of the clock is
+    off by less than 2% (:func:`rtl_gen.hw.uart.divisor_for`), e.g. 3 Mbaud at 24 MHz
+    (divisor 8, exact) or at 100 MHz (divisor 33, 1.0% fast).
+
+    Raises
+    ------
+    ValueError
+        When no standard rate suits the clock.
+    """
+    from ..hw.uart import divisor_for
+
+    for baud in STANDARD_BAUDS:
+        if baud > board.max_baud:
+            continue
+        try:
+            divisor_for(clk_hz, baud)
+        except ValueError:
+            continue
+        return baud
+    raise ValueError(f"no standard baud rate up to {board.max_baud} suits a "
+                     f"{clk_hz / 1e6:g} MHz clock")
 
 
 #: The signature every core has (initial values aside).

@@ -16,13 +16,15 @@ from pathlib import Path
 
 from ..design.network import Network
 from ..errors import RtlGenError
-from .board import Board
+from .board import Board, board_baud
 from .build import BuildReport, build_bitstream
 
 __all__ = ["BOARD_COUNTERS", "DEFAULT_BAUD", "build_network"]
 
-#: The UART speed of a board build unless told otherwise (every USB-serial bridge does it).
-DEFAULT_BAUD = 115200
+#: The UART speed of a board build unless told otherwise at every board's default clocks
+#: (:func:`~rtl_gen.flow.board.board_baud`: the fastest standard rate the board's USB-serial
+#: bridge takes that the clock divides to within 2%), and the host's default.
+DEFAULT_BAUD = 3_000_000
 
 #: Whether a board build's layers count their batches' cycles unless told otherwise: off, so
 #: a board gets no counter logic (the CYCLES reply's per-layer words read 0); verification
@@ -31,15 +33,17 @@ BOARD_COUNTERS = False
 
 
 def build_network(net: Network, board: Board, *, outdir: Path | str, arrays=None,
-                  freq_mhz: float | None = None, baud: int = DEFAULT_BAUD, seed: int = 1,
+                  freq_mhz: float | None = None, baud: int | None = None, seed: int = 1,
                   timeout: float | None = None, counters: bool = BOARD_COUNTERS) -> BuildReport:
     """Build ``net`` into a bitstream for ``board`` (one of ``boards.BOARDS``).
 
     Writes the bitstream, ``report.json``/``report.md`` (:class:`BuildReport`) and
     ``design.json`` (the network's name and fingerprint, the baud rate and what the design
-    answers to INFO) into ``outdir``.  ``freq_mhz``: the PLL's target (default: the
-    board's :attr:`~rtl_gen.flow.board.Board.default_mhz`, or for a network with
-    convolution, pooling or flatten layers its :attr:`~rtl_gen.flow.board.Board.conv_mhz`).
+    answers to INFO) into ``outdir``.  ``baud``: the UART's rate (default: the board's
+    :func:`~rtl_gen.flow.board.board_baud` at the PLL's clock).  ``freq_mhz``: the PLL's
+    target (default: the board's :attr:`~rtl_gen.flow.board.Board.default_mhz`, or for a
+    network with convolution, pooling or flatten layers its
+    :attr:`~rtl_gen.flow.board.Board.conv_mhz`).
     ``counters``: the layers count their batches' cycles (the CYCLES reply's per-layer
     words; off by default: they read 0 and cost no logic).
 
@@ -55,11 +59,14 @@ def build_network(net: Network, board: Board, *, outdir: Path | str, arrays=None
 
     ident = network_id(net)
     cores = []
+    bauds = []
 
     def make_core(clk_hz: float) -> HostLinkCore:
-        core = HostLinkCore.for_clock(net, arrays, clk_hz=clk_hz, baud=baud, design_id=ident,
+        rate = board_baud(board, clk_hz) if baud is None else baud
+        core = HostLinkCore.for_clock(net, arrays, clk_hz=clk_hz, baud=rate, design_id=ident,
                                       counters=counters)
         cores.append(core)
+        bauds.append(rate)
         return core
 
     if freq_mhz is None and not net.is_dense:
@@ -72,7 +79,8 @@ def build_network(net: Network, board: Board, *, outdir: Path | str, arrays=None
     report = build_bitstream(board, top, outdir=outdir, seed=seed, **kwargs)
     core = cores[-1]
     info = core.info()
-    design = {"network": net.name, "design_id": ident, "baud": baud,
+    design = {"network": net.name, "design_id": ident, "baud": bauds[-1],
+              "divisor": core.divisor,
               "board": board.name, "clock_mhz": top.freq_mhz,
               "rows": info.rows, "features": info.features, "classes": info.classes,
               "cycles_per_batch": list(core.plan.layer_cycles),

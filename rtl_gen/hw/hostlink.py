@@ -19,7 +19,15 @@ reply are dropped (the protocol is strictly request, then reply).
 
 An INFER's cycles are counted from the cycle the first input code enters the network to
 the cycle the batch's last class is known, so they are the network's latency for one batch,
-UART time excluded.
+UART time excluded.  A BENCH feeds the input buffer's batch ``count`` times back to back
+(the count, held in the frame's argument bytes, counts down as each batch goes in; a small
+counter of batches in flight says when the last class is out) and counts the same way, from
+the first code of the first batch to the last class of the last.
+
+Lean where it costs nothing: the payload's input codes are written at the feed's own
+address counter, the argument bytes are a three-byte shift register, the reply's length and
+byte index are as wide as the longest reply, a READ's value is selected as it is sent, and
+with one row a batch the logits go to the reply buffer in the order they come.
 
 A network with convolution, pooling or flatten layers runs on a
 :class:`~rtl_gen.hw.conv.ConvNetworkEngine` (one image a batch, arrays of one row): the
@@ -329,7 +337,9 @@ class HostLinkCore(wiring.Component):
         n_log = rows * n
         n_layers = len(self._plan.net.layers)
         expected = {P.CMD_INFO: 0, P.CMD_INFER: n_in, P.CMD_CYCLES: 0, P.CMD_WRITE: 3,
-                    P.CMD_READ: 1}
+                    P.CMD_READ: 1, P.CMD_BENCH: 2}
+        infer_len = rows + n_log * lb + 4
+        reply_max = max(P.INFO_BYTES, infer_len, 8 + 4 * n_layers, 2)
 
         # -- buffers ---------------------------------------------------------------------
         m.submodules.inbuf = inbuf = Memory(shape=8, depth=max(n_in, 2), init=[])
@@ -340,10 +350,13 @@ class HostLinkCore(wiring.Component):
         # -- receiver: frame parser ------------------------------------------------------
         byte, got = urx.data, urx.valid
         cmd = Signal(8)
-        length = Signal(16)
-        idx = Signal(16)
-        crc = Signal(8)
-        args = Array(Signal(8, name=f"arg{i}") for i in range(3))
+        len_lo = Signal(8)
+        crc = Signal(8)            # the request's checksum, then the reply's
+        crc_in = Signal(8)
+        crc_next = _crc8_next(crc, crc_in)
+        # the payload's last three bytes (WRITE: register, value; READ: register in args[2];
+        # BENCH: count in args[1:])
+        args = [Signal(8, name=f"arg{i}") for i in range(3)]
         idle = Signal(range(self.timeout_cycles + 1))
         timed_out = Signal()
         with m.If(got):
@@ -353,9 +366,9 @@ class HostLinkCore(wiring.Component):
         m.d.comb += timed_out.eq(idle == self.timeout_cycles)
 
         # reply: status, command, payload length and source; `start` hands it to the sender
-        r_status = Signal(8)
-        r_cmd = Signal(8)
-        r_len = Signal(16)
+        r_status = Signal(range(max(P.ERRORS) + 1))
+        r_cmd = cmd                # the parser holds the command until the reply is sent
+        r_len = Signal(range(reply_max + 1))
         start = Signal()
         sending = Signal()
         start_infer = Signal()
@@ -363,25 +376,20 @@ class HostLinkCore(wiring.Component):
         busy = Signal()            # an INFER is running
         # the registers (protocol.REGISTER_MAP): address -> (register, its value)
         regs = self._registers(m, eng)
-        rd_val = Signal(16)
         err_led = Signal()
 
         def reply(status, length_=0):
             # `start` is registered: the sender sees it a cycle later (off the parser's path)
-            m.d.sync += [r_status.eq(status), r_cmd.eq(cmd), r_len.eq(length_),
+            m.d.sync += [r_status.eq(status), r_len.eq(length_),
                          err_led.eq(status != 0), start.eq(1)]
 
         m.d.sync += start.eq(0)
-        # whether the command is known and its length right: registered, long settled by the
-        # time the checksum byte arrives (a whole byte time after the length)
+        # whether the command is known and its length right, decided as the length's second
+        # byte arrives
         known = Signal()
         len_ok = Signal()
-        m.d.sync += [known.eq(0), len_ok.eq(0)]
-        with m.Switch(cmd):
-            for code, size in expected.items():
-                with m.Case(code):
-                    m.d.sync += [known.eq(1), len_ok.eq(length == size)]
-        rem = Signal(16)           # payload bytes still to come, minus one
+        rem = Signal(16)           # payload bytes still to come
+        feed = Signal(range(max(n_in, 2)))  # the input buffer's address
 
         with m.FSM(name="rx_fsm") as rx_fsm:
             with m.State("IDLE"):
@@ -400,28 +408,35 @@ class HostLinkCore(wiring.Component):
                                ("PAYLOAD", None), ("CRC", None)):
                 with m.State(state):
                     with m.If(got):
-                        m.d.sync += crc.eq(_crc8_next(crc, byte))
+                        m.d.sync += crc.eq(crc_next)
                         if state == "CMD":
                             m.d.sync += cmd.eq(byte)
                             m.next = nxt
                         elif state == "LEN0":
-                            m.d.sync += length[:8].eq(byte)
+                            m.d.sync += len_lo.eq(byte)
                             m.next = nxt
                         elif state == "LEN1":
-                            m.d.sync += [length[8:].eq(byte), idx.eq(0),
-                                         rem.eq(Cat(length[:8], byte) - 1)]
-                            with m.If(Cat(length[:8], byte) == 0):
+                            length = Cat(len_lo, byte)
+                            m.d.sync += [feed.eq(0), rem.eq(length), known.eq(0),
+                                         len_ok.eq(0)]
+                            with m.Switch(cmd):
+                                for code, size in expected.items():
+                                    with m.Case(code):
+                                        m.d.sync += [known.eq(1), len_ok.eq(length == size)]
+                            with m.If(length == 0):
                                 m.next = "CRC"
                             with m.Else():
                                 m.next = "PAYLOAD"
                         elif state == "PAYLOAD":
-                            m.d.sync += [idx.eq(idx + 1), rem.eq(rem - 1)]
-                            with m.If(idx < 3):
-                                m.d.sync += args[idx[:2]].eq(byte)
-                            m.d.comb += [in_w.addr.eq(idx),
-                                         in_w.data.eq(byte),
-                                         in_w.en.eq((cmd == P.CMD_INFER) & len_ok)]
-                            with m.If(rem == 0):
+                            # an INFER's codes go to the input buffer at the address the
+                            # feed starts from, which is 0 again after the last
+                            m.d.sync += [rem.eq(rem - 1), args[0].eq(args[1]),
+                                         args[1].eq(args[2]), args[2].eq(byte)]
+                            with m.If((cmd == P.CMD_INFER) & len_ok):
+                                m.d.comb += in_w.en.eq(1)
+                                m.d.sync += feed.eq(Mux(feed == n_in - 1, 0, feed + 1))
+                            m.d.comb += [in_w.addr.eq(feed), in_w.data.eq(byte)]
+                            with m.If(rem == 1):
                                 m.next = "CRC"
                         else:  # CRC
                             with m.If(byte != crc):
@@ -443,7 +458,7 @@ class HostLinkCore(wiring.Component):
                     with m.Case(P.CMD_INFO):
                         reply(0, P.INFO_BYTES)
                         m.next = "REPLY"
-                    with m.Case(P.CMD_INFER):
+                    with m.Case(P.CMD_INFER, P.CMD_BENCH):
                         m.d.comb += start_infer.eq(1)
                         m.next = "INFER"
                     with m.Case(P.CMD_CYCLES):
@@ -460,18 +475,17 @@ class HostLinkCore(wiring.Component):
                             with m.Default():
                                 reply(P.STATUS["BAD_REG"])
                         m.next = "REPLY"
-                    with m.Default():  # READ
-                        with m.Switch(args[0]):
-                            for addr, (_, reg) in regs.items():
+                    with m.Default():  # READ: the value is selected as it is sent
+                        with m.Switch(args[2]):
+                            for addr in regs:
                                 with m.Case(addr):
-                                    m.d.sync += rd_val.eq(reg)
                                     reply(0, 2)
                             with m.Default():
                                 reply(P.STATUS["BAD_REG"])
                         m.next = "REPLY"
             with m.State("INFER"):
                 with m.If(infer_done):
-                    reply(0, rows + n_log * lb + 4)
+                    reply(0, infer_len)
                     m.next = "REPLY"
             with m.State("REPLY"):
                 # `start` was set on the way in; wait until the sender has taken it and finished
@@ -482,58 +496,77 @@ class HostLinkCore(wiring.Component):
                                  & ~rx_fsm.ongoing("INFER") & ~rx_fsm.ongoing("EXEC"))
 
         # -- inference: feed the input buffer, collect logits and classes ----------------
-        feed = Signal(range(n_in + 1))
         feeding = Signal()
+        # BENCH: its count (0 means 65536), counted down in place as batches are fed, and
+        # the batches fed whose classes are still to come
+        bench_n = Cat(args[1], args[2])
+        last_batch = (cmd != P.CMD_BENCH) | (bench_n == 1)
+        in_flight = Signal(6)
+        fed = Signal()             # a batch's last code goes in
+        done_batch = Signal()      # a batch's last class comes out
         latency = Signal(32)
         cls_regs = Array(Signal(8, name=f"cls{r}") for r in range(rows))
         cls_n = Signal(range(rows + 1))
-        m.d.comb += [in_r.addr.eq(Mux(eng.i.valid & eng.i.ready, feed + 1, feed)),
-                     eng.i.valid.eq(feeding), eng.i.payload.eq(in_r.data)]
+        accept = eng.i.valid & eng.i.ready
+        at_end = feed == n_in - 1
+        m.d.comb += [in_r.addr.eq(Mux(accept, Mux(at_end, 0, feed + 1), feed)),
+                     eng.i.valid.eq(feeding), eng.i.payload.eq(in_r.data),
+                     fed.eq(accept & at_end)]
         with m.If(start_infer):
-            m.d.sync += [feed.eq(0), feeding.eq(1), busy.eq(1), latency.eq(0),
-                         cls_n.eq(0)]
-        with m.Elif(eng.i.valid & eng.i.ready):
-            m.d.sync += feed.eq(feed + 1)
-            with m.If(feed == n_in - 1):
-                m.d.sync += [feeding.eq(0), feed.eq(0)]
+            m.d.sync += [feed.eq(0), feeding.eq(1), busy.eq(1), latency.eq(0)]
+        with m.Elif(accept):
+            m.d.sync += feed.eq(Mux(at_end, 0, feed + 1))
+            with m.If(at_end):
+                with m.If(last_batch):
+                    m.d.sync += feeding.eq(0)
+                with m.Else():
+                    m.d.sync += bench_n.eq(bench_n - 1)
         with m.If(busy):
             m.d.sync += latency.eq(latency + 1)
         with m.If(eng.cls.valid & busy):
-            m.d.sync += [cls_regs[cls_n].eq(eng.cls.payload), cls_n.eq(cls_n + 1)]
-        m.d.comb += infer_done.eq(busy & (cls_n == rows))
+            m.d.sync += cls_regs[cls_n].eq(eng.cls.payload)
+            if rows > 1:
+                m.d.sync += cls_n.eq(Mux(cls_n == rows - 1, 0, cls_n + 1))
+            m.d.comb += done_batch.eq(cls_n == rows - 1)
+        m.d.sync += in_flight.eq(in_flight + fed - done_batch)
+        m.d.comb += infer_done.eq(busy & ~feeding & (in_flight == 0))
         with m.If(infer_done):
             m.d.sync += busy.eq(0)
 
-        # logits: the network emits (tile, row, column); the reply wants image-major order
-        cols = eng.arrays[-1].cols
-        t_i = Signal(range(max(-(-n // cols), 2)))
-        r_i = Signal(range(max(rows, 2)))
-        c_i = Signal(range(max(cols, 2)))
-        ch = Signal(range(n + cols + 1))
-        m.d.comb += ch.eq(t_i * cols + c_i)
+        # logits: the network emits (tile, row, column); the reply wants image-major order,
+        # which for one row a batch is the order they come in
+        # a logit is written a byte a cycle while the engine holds it (a stream's payload
+        # stays until it is taken), and taken with its last byte
         value = Signal(8 * lb)
-        base = Signal(range(n_log * lb + 1))
         b_i = Signal(range(max(lb, 2)))
-        writing = Signal()
-        m.d.comb += eng.o.ready.eq(~writing)
-        with m.If(eng.o.valid & eng.o.ready):
-            m.d.sync += [value.eq(eng.o.payload.as_signed()),  # sign-extended to lb bytes
-                         base.eq((r_i * n + ch) * lb), b_i.eq(0), writing.eq(1)]
-            last_col = (c_i == cols - 1) | (ch == n - 1)
-            with m.If(last_col):
-                m.d.sync += c_i.eq(0)
-                with m.If(r_i == rows - 1):
-                    m.d.sync += [r_i.eq(0), t_i.eq(Mux(ch == n - 1, 0, t_i + 1))]
+        m.d.comb += [value.eq(eng.o.payload.as_signed()),  # sign-extended to lb bytes
+                     eng.o.ready.eq(b_i == lb - 1)]
+        with m.If(eng.o.valid):
+            m.d.comb += [log_w.en.eq(1), log_w.data.eq(value.word_select(b_i, 8))]
+            m.d.sync += b_i.eq(Mux(b_i == lb - 1, 0, b_i + 1))
+        if rows == 1:
+            wptr = Signal(range(max(n_log * lb, 2)))
+            m.d.comb += log_w.addr.eq(wptr)
+            with m.If(eng.o.valid):
+                m.d.sync += wptr.eq(Mux(wptr == n_log * lb - 1, 0, wptr + 1))
+        else:
+            cols = eng.arrays[-1].cols
+            t_i = Signal(range(max(-(-n // cols), 2)))
+            r_i = Signal(range(max(rows, 2)))
+            c_i = Signal(range(max(cols, 2)))
+            ch = Signal(range(n + cols + 1))
+            m.d.comb += ch.eq(t_i * cols + c_i)
+            m.d.comb += log_w.addr.eq((r_i * n + ch) * lb + b_i)
+            with m.If(eng.o.valid & eng.o.ready):
+                last_col = (c_i == cols - 1) | (ch == n - 1)
+                with m.If(last_col):
+                    m.d.sync += c_i.eq(0)
+                    with m.If(r_i == rows - 1):
+                        m.d.sync += [r_i.eq(0), t_i.eq(Mux(ch == n - 1, 0, t_i + 1))]
+                    with m.Else():
+                        m.d.sync += r_i.eq(r_i + 1)
                 with m.Else():
-                    m.d.sync += r_i.eq(r_i + 1)
-            with m.Else():
-                m.d.sync += c_i.eq(c_i + 1)
-        with m.If(writing):
-            m.d.comb += [log_w.addr.eq(base + b_i), log_w.en.eq(1),
-                         log_w.data.eq(value.word_select(b_i, 8))]
-            m.d.sync += b_i.eq(b_i + 1)
-            with m.If(b_i == lb - 1):
-                m.d.sync += writing.eq(0)
+                    m.d.sync += c_i.eq(c_i + 1)
 
         # -- sender ----------------------------------------------------------------------
         cyc_snap = Signal(32)
@@ -544,14 +577,14 @@ class HostLinkCore(wiring.Component):
                              *(cyc_snap.word_select(i, 8) for i in range(4)),
                              *(eng.layer_cycles[j].word_select(i, 8)
                                for j in range(n_layers) for i in range(4))])
-        pidx = Signal(16)
+        pidx = Signal(range(reply_max + 1))
         pay = Signal(8)
         in_cls, in_log, lat_i = Signal(), Signal(), Signal(2)  # which part of an INFER reply
         m.d.comb += log_r.addr.eq(pidx - rows)
         with m.Switch(r_cmd):
             with m.Case(P.CMD_INFO):
                 m.d.comb += pay.eq(info_bytes[pidx])
-            with m.Case(P.CMD_INFER):
+            with m.Case(P.CMD_INFER, P.CMD_BENCH):
                 with m.If(in_cls):
                     m.d.comb += pay.eq(cls_regs[pidx])
                 with m.Elif(in_log):
@@ -561,10 +594,14 @@ class HostLinkCore(wiring.Component):
             with m.Case(P.CMD_CYCLES):
                 m.d.comb += pay.eq(cycle_bytes[pidx])
             with m.Default():  # READ
-                m.d.comb += pay.eq(rd_val.word_select(pidx[0], 8))
+                with m.Switch(args[2]):
+                    for addr, (_, reg) in regs.items():
+                        with m.Case(addr):
+                            m.d.comb += pay.eq(reg.word_select(pidx[0], 8))
 
-        tcrc = Signal(8)
         out = Signal(8)
+        r_len16 = Signal(16)
+        m.d.comb += r_len16.eq(r_len)
         pay_r = Signal(8)
         m.d.comb += [utx.i.payload.eq(out)]
         with m.FSM(name="tx_fsm") as tx_fsm:
@@ -574,16 +611,16 @@ class HostLinkCore(wiring.Component):
             header = (("SYNC", Const(P.REPLY_SYNC, 8), "STATUS"),
                       ("STATUS", r_status, "CMD"),
                       ("CMD", r_cmd, "LEN0"),
-                      ("LEN0", r_len[:8], "LEN1"),
-                      ("LEN1", r_len[8:], None))
+                      ("LEN0", r_len16[:8], "LEN1"),
+                      ("LEN1", r_len16[8:], None))
             for state, byte_, nxt in header:
                 with m.State(state):
                     m.d.comb += [out.eq(byte_), utx.i.valid.eq(1)]
                     with m.If(utx.i.ready):
                         if state == "SYNC":
-                            m.d.sync += tcrc.eq(0)
+                            m.d.sync += crc.eq(0)
                         else:
-                            m.d.sync += tcrc.eq(_crc8_next(tcrc, byte_))
+                            m.d.sync += crc.eq(crc_next)
                         m.d.sync += pidx.eq(0)
                         if nxt is not None:
                             m.next = nxt
@@ -602,16 +639,18 @@ class HostLinkCore(wiring.Component):
             with m.State("PAYLOAD"):
                 m.d.comb += [out.eq(pay_r), utx.i.valid.eq(1)]
                 with m.If(utx.i.ready):
-                    m.d.sync += [tcrc.eq(_crc8_next(tcrc, pay_r)), pidx.eq(pidx + 1)]
+                    m.d.sync += [crc.eq(crc_next), pidx.eq(pidx + 1)]
                     with m.If(pidx == r_len - 1):
                         m.next = "CRC"
                     with m.Else():
                         m.next = "FETCH"
             with m.State("CRC"):
-                m.d.comb += [out.eq(tcrc), utx.i.valid.eq(1)]
+                m.d.comb += [out.eq(crc), utx.i.valid.eq(1)]
                 with m.If(utx.i.ready):
                     m.next = "IDLE"
         m.d.comb += sending.eq(~tx_fsm.ongoing("IDLE"))
+        # one checksum unit: the parser's bytes, or while a reply goes out its bytes
+        m.d.comb += crc_in.eq(Mux(sending, out, byte))
 
         m.d.comb += self.leds.eq(Cat(eng.cycles[24], busy, err_led, receiving))
         return m

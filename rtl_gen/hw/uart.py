@@ -39,7 +39,8 @@ def divisor_for(clk_hz: float, baud: int) -> int:
 
 
 class UartRx(wiring.Component):
-    """Receiver: ``rx`` pin in, one ``valid`` pulse per received byte on ``data``.
+    """Receiver: ``rx`` pin in, one ``valid`` pulse per received byte on ``data`` (which
+    holds the byte from that pulse until the next byte's first data bit).
 
     Parameters
     ----------
@@ -66,6 +67,7 @@ class UartRx(wiring.Component):
         bits = Signal(4)
         shreg = Signal(8)
         m.d.sync += self.valid.eq(0)
+        m.d.comb += self.data.eq(shreg)  # holds until the next byte's first data bit
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(~rx):
@@ -90,7 +92,7 @@ class UartRx(wiring.Component):
                 m.d.sync += timer.eq(timer - 1)
                 with m.If(timer == 0):
                     with m.If(rx):
-                        m.d.sync += [self.data.eq(shreg), self.valid.eq(1)]
+                        m.d.sync += self.valid.eq(1)
                     with m.Else():
                         m.d.sync += self.errors.eq(self.errors + 1)
                     m.next = "WAIT_IDLE"

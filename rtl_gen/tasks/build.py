@@ -25,13 +25,15 @@ __all__ = ["HOST_LINK_LOGIC", "board_arrays", "build"]
 #: Logic the host link core takes beside the network (UART, frame parser, buffers'
 #: addressing, reply sequencer, cycle counters), per family, in the planner's logic units:
 #: the int4 MNIST CNN on the UP5K plan (conv1 2 x 4, conv2 2 x 8, fc 1 x 1) is 4,485 LC
-#: alone and 5,594 LC behind the host link.  A board build of a network with convolutions
-#: keeps this much of the device free on top of the planner's margin.
-HOST_LINK_LOGIC = {"ice40": 1110.0, "ecp5": 1110.0}
+#: alone and 5,345 LC behind the host link (``benchmarks/hostlink_cost.py``; 5,594 before
+#: the link was made leaner); on the LFE5U-85F, the ULX3S's folding of it is 5,703 LUT4
+#: slices alone and 6,544 behind the host link.  A board build of a network with
+#: convolutions keeps this much of the device free on top of the planner's margin.
+HOST_LINK_LOGIC = {"ice40": 860.0, "ecp5": 841.0}
 
 
 def build(board: str, bundle: Path, out: Path | None = None, *,
-          freq_mhz: float | None = None, baud: int = 115200, seed: int = 1,
+          freq_mhz: float | None = None, baud: int | None = None, seed: int = 1,
           rows: int | None = None, cols: int | None = None, lanes: int | None = None,
           multiplier: str = "lut", folding=None, counters: bool = BOARD_COUNTERS,
           progress: Progress | None = None) -> BuildReport:
@@ -40,10 +42,11 @@ def build(board: str, bundle: Path, out: Path | None = None, *,
 
     ``freq_mhz``: the PLL's target clock (default: the board's, for a network with
     convolutions the board's :attr:`~rtl_gen.flow.board.Board.conv_mhz`); ``baud``: the
-    host link's UART speed; ``seed``: nextpnr's seed; ``folding``: the folding planner's
-    options (:class:`~rtl_gen.tasks.common.FoldingOptions`; the host link sends one input
-    code a cycle, so the plan keeps a one-code input port; a network with convolutions is
-    folded to fit the board's device unless the options say otherwise, see
+    host link's UART speed (default: the board's fastest standard rate at the clock,
+    :func:`~rtl_gen.flow.board.board_baud`); ``seed``: nextpnr's seed; ``folding``: the
+    folding planner's options (:class:`~rtl_gen.tasks.common.FoldingOptions`; the host link
+    sends one input code a cycle, so the plan keeps a one-code input port; a network with
+    convolutions is folded to fit the board's device unless the options say otherwise, see
     :func:`board_arrays`); ``counters``: the layers count their batches' cycles (the CYCLES
     reply's per-layer words; off by default).  A float bundle, an unknown board or a design
     that does not fit raise :class:`~rtl_gen.errors.RtlGenError`.

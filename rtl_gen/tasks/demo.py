@@ -94,8 +94,9 @@ DEMO_BOARD = "icebreaker"
 #: Array columns per board for the demo's binary network: the UP5K's 5,280 logic cells hold
 #: the network behind the host link with 4 columns (8 need about 5,330).
 BOARD_COLS = {"icebreaker": 4}
-#: The baud rate of the demo's host link (the build's default).
-DEMO_BAUD = 115200
+#: The baud rate of the demo's host link: ``None``, the board's default at its clock
+#: (:func:`~rtl_gen.flow.board.board_baud`).
+DEMO_BAUD = None
 
 DEMO_COLUMNS = [("name", "bundle"), ("schemes", "weights"), ("bits", "bits/weight"),
                 ("float_accuracy", "float"), ("ptq_accuracy", "PTQ"),
@@ -386,16 +387,20 @@ def _simulate(net: Network, arrays, x_int) -> dict:
 
 
 def _build(net: Network, arrays, engine, board: str, outdir: Path,
-           sim: dict | None, baud: int = DEMO_BAUD) -> dict:
+           sim: dict | None, baud: int | None = DEMO_BAUD) -> dict:
     """The bitstream's report with throughput at the PLL clock and over the UART."""
     from boards import get_board  # the flow extra (amaranth-boards)
 
-    report = build_network(net, get_board(board), outdir=outdir, arrays=arrays, baud=baud)
+    from ..flow.board import board_baud
+
+    board_obj = get_board(board)
+    report = build_network(net, board_obj, outdir=outdir, arrays=arrays, baud=baud)
     d = report.to_json()
     clock = report.pll_mhz * 1e6
+    baud = board_baud(board_obj, clock) if baud is None else baud
     latency = sim["latency_cycles"] if sim else engine.interval
     info = HostLinkPlan.for_clock(net, arrays, clk_hz=clock, baud=baud).info()
-    d.update(fmax=report.fmax, latency_us=latency / clock * 1e6,
+    d.update(fmax=report.fmax, latency_us=latency / clock * 1e6, baud=baud,
              inferences_per_s=clock * engine.rows / engine.interval,
              uart_images_per_s=baud / 10 / infer_frame_bytes(info) * engine.rows)
     return d

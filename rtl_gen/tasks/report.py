@@ -696,7 +696,8 @@ def _demo_page(data: dict) -> dict:
                   f"the PLL makes {build['pll_mhz']:.2f} MHz (target "
                   f"{build['target_mhz']:g} MHz); nextpnr reaches {build['fmax']:.2f} MHz, "
                   f"timing {met}. At the PLL clock: {build['latency_us']:.2f} µs per image, "
-                  f"{build['inferences_per_s']:,.0f} inferences/s streaming; the 115200-baud "
+                  f"{build['inferences_per_s']:,.0f} inferences/s streaming; the "
+                  f"{build.get('baud', 115200):,}-baud "
                   f"UART carries about {build['uart_images_per_s']:,.0f} images/s."),
             _table(rows, [("resource", "resource"), ("used", "used"),
                           ("available", "available"), ("share", "used (%)")]),
