@@ -52,7 +52,10 @@ UNITS: tuple[tuple[str, str], ...] = (
      "float network fp32"),
     ("tests/test_float_network_cocotb.py::test_every_test_image_is_bit_exact[binary-float]",
      "float network binary-float"),
-)
+) + tuple(  # each shipped MNIST bundle's whole test split: a build and about a minute each
+    (f"tests/test_mnist_cocotb.py::test_every_mnist_test_image_through_the_planned_design"
+     f"[{p.name}]", f"mnist {p.name}")
+    for p in sorted((Path(_ROOT) / "weights").glob("mnist-*")) if p.is_dir())
 
 #: About how many CPU seconds each heavy unit takes from a fresh clone (empty build caches),
 #: its simulator builds and tool runs included (the table in the manual's development page).
@@ -76,6 +79,7 @@ UNIT_SECONDS: dict[str, float] = {
     "tests/test_cli.py": 60,
     "tests/test_board_cocotb.py": 100,             # and the MNIST CNN's core, two runs
     "tests/test_cnn_board.py": 100,                # the MNIST CNN's two bitstreams
+    **{f"mnist {p.name}": 75 for p in (Path(_ROOT) / "weights").glob("mnist-*")},
     "tests/test_tr_cocotb.py": 90,                 # slot-serial and group-per-cycle builds
     "tests/test_conv.py": 50,                      # a CNN synthesized
     "tests/test_flow.py": 30,

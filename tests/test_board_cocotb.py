@@ -42,21 +42,27 @@ def test_every_test_image_through_the_uart():
         result["bench_cycles"], result["cycles"][-1], result["interval"])
 
 
-def test_mnist_cnn_through_the_uart():
-    """The MNIST CNN on the arrays the iCEBreaker build folds it to, behind the host link:
-    two test images of 784 codes each in one INFER frame, logits and classes equal to the
-    golden model's, every malformed frame answered."""
+def mnist_test_split():
+    """The MNIST test split, or a skip naming what is missing (Verilator, the data)."""
     why = missing_simulator("verilator")
     if why:
         pytest.skip(why)
     from rtl_gen.data.mnist import mnist
     from rtl_gen.errors import DataError
-    from rtl_gen.tasks.build import board_arrays
 
     try:
-        test = mnist()[1]
+        return mnist()[1]
     except DataError as e:
         pytest.skip(str(e))
+
+
+def test_mnist_cnn_through_the_uart():
+    """The MNIST CNN on the arrays the iCEBreaker build folds it to, behind the host link:
+    two test images of 784 codes each in one INFER frame, logits and classes equal to the
+    golden model's, every malformed frame answered."""
+    from rtl_gen.tasks.build import board_arrays
+
+    test = mnist_test_split()
     net = read_bundle(WEIGHTS_DIR / "mnist-cnn-int4")
     arrays = board_arrays(net, "up5k")
     x = test.x_int[[0, 1000]]  # a 0 and a 5
@@ -73,17 +79,9 @@ def test_mnist_cnn_through_the_uart():
 def test_mnist_demo_simulates_through_the_uart(tmp_path):
     """`demo --dataset mnist` step 3: test images spread over the split through the
     simulated UART, bit-exact (the Verilog of the test above: the same simulator build)."""
-    why = missing_simulator("verilator")
-    if why:
-        pytest.skip(why)
-    from rtl_gen.data.mnist import mnist
-    from rtl_gen.errors import DataError
     from rtl_gen.tasks import demo as demo_task
 
-    try:
-        test = mnist()[1]
-    except DataError as e:
-        pytest.skip(str(e))
+    test = mnist_test_split()
     result = demo_task.demo(tmp_path / "demo", dataset="mnist", images=3, bitstream=False)
     sim = result.simulation
     assert sim["images"] == 3 and sim["bit_exact"] == "3/3" and sim["malformed"] == 6

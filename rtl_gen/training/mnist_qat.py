@@ -42,7 +42,15 @@ from ..design.network import DenseLayer, InputSpec, Network, TRConfig
 from ..numerics.fixedpoint import requant_params
 from ..numerics.schemes import WeightScheme, parse_scheme
 from .float_model import FloatMLP
-from .qat import DTYPE, QATMLP, WeightQuantizer, _round_half_away, _ste, deterministic
+from .qat import (
+    DTYPE,
+    QATMLP,
+    WeightQuantizer,
+    _round_half_away,
+    _ste,
+    deterministic,
+    distillation_loss,
+)
 from .qat_state import round_half_away
 
 __all__ = [
@@ -371,11 +379,7 @@ def _fit(model: nn.Module, x, y, *, epochs: int, lr: float, seed: int, batch: in
                 if teacher is not None:
                     with torch.no_grad():
                         soft = teacher(xb)
-                    t = 2.0
-                    loss = loss + t * t * functional.kl_div(
-                        functional.log_softmax(logits / t, -1),
-                        functional.log_softmax(soft / t, -1), log_target=True,
-                        reduction="batchmean")
+                    loss = loss + distillation_loss(logits, soft)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()

@@ -67,6 +67,7 @@ __all__ = [
     "SearchResult",
     "WeightQuantizer",
     "deterministic",
+    "distillation_loss",
     "search_bits",
     "train_qat",
 ]
@@ -369,6 +370,15 @@ class QATMLP(nn.Module):
         return export_network(self.to_state(), name=name, labels=labels, metadata=metadata)
 
 
+def distillation_loss(logits: torch.Tensor, soft: torch.Tensor, t: float = 2.0
+                      ) -> torch.Tensor:
+    """Knowledge distillation's term: ``t**2`` times the KL divergence of the student's
+    ``logits`` from the teacher's ``soft`` logits, both softened by temperature ``t``."""
+    return t * t * functional.kl_div(functional.log_softmax(logits / t, -1),
+                                     functional.log_softmax(soft / t, -1),
+                                     log_target=True, reduction="batchmean")
+
+
 def train_qat(model: nn.Module, x, y, *, epochs: int = 60, batch: int = 64, lr: float = 2e-3,
               seed: int = 0, teacher: FloatMLP | None = None, extra_loss=None,
               progress=None) -> nn.Module:
@@ -395,11 +405,7 @@ def train_qat(model: nn.Module, x, y, *, epochs: int = 60, batch: int = 64, lr: 
                 logits = model(xt[idx])
                 loss = functional.cross_entropy(logits, yt[idx])
                 if soft is not None:
-                    t = 2.0
-                    loss = loss + t * t * functional.kl_div(
-                        functional.log_softmax(logits / t, -1),
-                        functional.log_softmax(soft[idx] / t, -1),
-                        log_target=True, reduction="batchmean")
+                    loss = loss + distillation_loss(logits, soft[idx])
                 if extra_loss is not None:
                     loss = loss + extra_loss()
                 opt.zero_grad()
