@@ -29,13 +29,14 @@ MNIST = ("mnist-tfc-binary", "mnist-tfc-ternary", "mnist-tfc-w2a2", "mnist-tr",
 #: Measured: hard multipliers (SB_MAC16 / MULT18X18D) of the planner's design at ``--fit``,
 #: by ``rtl-gen synth --bundle B --device D --fit D --seeds 1`` (Yosys of the pinned YoWASP),
 #: with the plan's interval (cycles per image) that identifies the design measured.  The
-#: CNNs' rows are from ``benchmarks/results/cnn.md``.
+#: int4 and ternary CNNs' rows are from ``benchmarks/results/cnn.md``.
 MEASURED_DSP = {
     ("mnist-tfc-binary", "up5k"): (1569, 1),
     ("mnist-cnn-int4", "up5k"): (14308, 2),
     ("mnist-cnn-int4", "ecp5-85f"): (7868, 4),
     ("mnist-cnn-ternary", "up5k"): (7868, 2),
     ("mnist-cnn-ternary", "ecp5-85f"): (7868, 4),
+    ("mnist-cnn-pot4", "up5k"): (14308, 3),   # conv1's 18-bit result: two SB_MAC16
 }
 
 #: Bundles the UP5K cannot hold with 10% of it kept free, and what runs out: the ternary and
@@ -78,7 +79,9 @@ def test_dsp_blocks_of_the_requantizer_and_rom_address():
     assert dsp_blocks(s, "ecp5") == 1
     wide = EngineShape(**{**s.__dict__, "acc_bits": 19})
     assert dsp_blocks(wide, "ice40") == 2     # 19 bits: two 16-bit pieces
-    assert dsp_blocks(wide, "ecp5") == 2
+    assert dsp_blocks(EngineShape(**{**s.__dict__, "acc_bits": 20}), "ecp5") == 2
+    assert dsp_blocks(EngineShape(**{**s.__dict__, "r_bits": 10, "acc_bits": 19}),
+                      "ice40") == 1           # the product takes the result, not the acc
     thr = EngineShape(**{**s.__dict__, "requant_method": "threshold"})
     assert dsp_blocks(thr, "ice40") == 0
     # fc1 of mnist-tfc-binary at --fit up5k: 32 tiles x 49 steps, an 11-bit address product

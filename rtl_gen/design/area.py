@@ -106,6 +106,9 @@ class EngineShape:
     #: Bits of the requantization multiplier ``M`` (unsigned; the product takes it with a
     #: sign bit, as a signed operand).
     m_bits: int = 30
+    #: Bits of the product's other operand, the array's result (the accumulator without the
+    #: bias, which the requantizer adds as a constant); 0: ``acc_bits``.
+    r_bits: int = 0
 
     @property
     def pes(self) -> int:
@@ -194,13 +197,19 @@ def memory_blocks(depth: int, width: int, family: str) -> int:
     return min(math.ceil(width / w) * math.ceil(depth / d) for d, w in _BRAM_SHAPES[family])
 
 
+def _pieces(bits: int, width: int) -> int:
+    """Hard multiplier pieces of an operand of ``bits`` split ``width`` bits a piece (Yosys'
+    ``mul2dsp``); a last piece under 2 bits goes to logic."""
+    return bits // width + (bits % width >= 2)
+
+
 def dsp_blocks(s: EngineShape, family: str) -> int:
     """Hard multipliers of an engine: the requantization product (none for a threshold
     requantizer), and ``int-dsp`` lanes."""
     wa, wb = _DSP_WIDTH[family]
     n = 0
     if s.requantize and s.requant_method != "threshold":
-        n = math.ceil(s.acc_bits / wa) * math.ceil((s.m_bits + 1) / wb)
+        n = _pieces(s.r_bits or s.acc_bits, wa) * _pieces(s.m_bits + 1, wb)
     # the weight ROM's address ``tile * k_steps + step``: a product by a constant, which
     # Yosys maps to a hard multiplier after taking out the constant's factor of two (a
     # shift), unless what is left is one or the product is too narrow
@@ -209,7 +218,7 @@ def dsp_blocks(s: EngineShape, family: str) -> int:
     b = odd.bit_length()
     y = ((s.tiles - 1) * odd).bit_length()
     if s.tiles > 1 and odd > 1 and a >= 2 and b >= 2 and y >= _DSP_Y_MINWIDTH[family]:
-        n += math.ceil(a / wa) * math.ceil(b / wb)
+        n += _pieces(a, wa) * _pieces(b, wb)
     if s.kind == "int-dsp":
         n += s.pes * s.lanes
     return n

@@ -30,6 +30,7 @@ from ..design.network import Network
 from ..design.timing import LayerTiming, network_interval
 from ..devices import DEVICES, Device, get_device
 from ..errors import RtlGenError
+from .kit import signed_bits
 from .layer import ArrayConfig, plan_layer
 from .pes.layers import default_array
 
@@ -65,7 +66,16 @@ def engine_shape(plan) -> EngineShape:
                        out_bits=layer.out_bits if requant else layer.acc_bits,
                        requantize=requant, tiles=t.tiles, k_steps=t.k_steps,
                        fifo_depth=plan.fifo_depth, requant_method=plan.requant.method,
-                       m_bits=plan.requant.m_bits or 30)
+                       m_bits=plan.requant.m_bits or 30, r_bits=_result_bits(plan.requant))
+
+
+def _result_bits(rq) -> int:
+    """Width of a layer's array result, the requantizer's product operand (0: none)."""
+    if not rq.lo:
+        return 0
+    lo = min(v - b for v, b in zip(rq.lo, rq.bias, strict=True))
+    hi = max(v - b for v, b in zip(rq.hi, rq.bias, strict=True))
+    return signed_bits(lo, hi)
 
 
 @dataclasses.dataclass(frozen=True)
