@@ -37,6 +37,7 @@ MEASURED_DSP = {
     ("mnist-cnn-ternary", "up5k"): (7868, 2),
     ("mnist-cnn-ternary", "ecp5-85f"): (7868, 4),
     ("mnist-cnn-pot4", "up5k"): (14308, 3),   # conv1's 18-bit result: two SB_MAC16
+    ("mnist-cnn-binary", "up5k"): (7868, 2),
 }
 
 #: Bundles the UP5K cannot hold with 10% of it kept free, and what runs out: the ternary and
