@@ -13,16 +13,15 @@ on synthesis results (:mod:`rtl_gen.design.area_calibration` says from what;
 * logic: iCE40 ``ICESTORM_LC`` after packing, ECP5 ``TRELLIS_COMB`` (LUT4 slices) after
   packing;
 * flip-flops: by the same linear model with its own coefficients;
-* DSP: the requantization product of a hidden layer with a multiplying requantizer
-  (``acc x (m_bits + 1)`` bits, ``M`` unsigned taken as a signed operand) in the family's
-  hard multipliers (iCE40 16x16, ECP5 18x18: one block for the shipped 15-bit ``M`` and an
-  accumulator of at most 16 / 18 bits), none for a threshold requantizer; the weight ROM's
-  address ``tile * k_steps``, which Yosys maps to a hard multiplier when ``k_steps`` is not
-  a power of two and the product (by its odd factor) is wide enough (iCE40: 11 bits).
-  Measured: ``mnist-tfc-binary`` at ``--fit up5k`` 1 SB_MAC16 (threshold requantizers, fc1's
-  ``tile * 49``), the MNIST CNNs 2 SB_MAC16 on the UP5K, 4 MULT18X18D on the LFE5U-85F
-  (``benchmarks/results/cnn.md``);
-  plus one per lane of ``int`` PEs on the ``dsp`` multiplier;
+* DSP: the requantization product of a hidden layer with a multiplying requantizer (the
+  array's result by ``M``, ``r_bits x (m_bits + 1)``: ``M`` unsigned taken as a signed
+  operand) in the family's hard multipliers (iCE40 16x16, ECP5 18x18, split as Yosys'
+  ``mul2dsp`` splits it), none for a threshold requantizer; the weight ROM's address
+  ``tile * k_steps``, which Yosys maps to a hard multiplier when ``k_steps`` has an odd
+  factor above one and the product is wide enough (iCE40: 11 bits); one per lane of ``int``
+  PEs on the ``dsp`` multiplier.  As synthesized: ``mnist-tfc-binary`` at ``--fit up5k``
+  1 SB_MAC16 (threshold requantizers; fc1's ``tile * 49``), the MNIST CNNs 2-3 SB_MAC16 on
+  the UP5K and 4 MULT18X18D on the LFE5U-85F (``tests/test_mnist_fit.py``);
 * block RAM: each memory of the engine (input banks, weight ROM, output FIFO) that fills
   its blocks well enough (:func:`in_block_ram`), in the fewest blocks of one of the block's
   aspect ratios; a ROM left out becomes logic, a RAM flip-flops (iCE40) or distributed RAM
