@@ -13,9 +13,15 @@ on synthesis results (:mod:`rtl_gen.design.area_calibration` says from what;
 * logic: iCE40 ``ICESTORM_LC`` after packing, ECP5 ``TRELLIS_COMB`` (LUT4 slices) after
   packing;
 * flip-flops: by the same linear model with its own coefficients;
-* DSP: the requantization product of a hidden layer (``acc x 31`` bits) in the family's
-  hard multipliers (iCE40 16x16, ECP5 18x18), plus one per lane of ``int`` PEs on the
-  ``dsp`` multiplier;
+* DSP: the requantization product of a hidden layer with a multiplying requantizer (the
+  array's result by ``M``, ``r_bits x (m_bits + 1)``: ``M`` unsigned taken as a signed
+  operand) in the family's hard multipliers (iCE40 16x16, ECP5 18x18, split as Yosys'
+  ``mul2dsp`` splits it), none for a threshold requantizer; the weight ROM's address
+  ``tile * k_steps``, which Yosys maps to a hard multiplier when ``k_steps`` has an odd
+  factor above one and the product is wide enough (iCE40: 11 bits); one per lane of ``int``
+  PEs on the ``dsp`` multiplier.  As synthesized: ``mnist-tfc-binary`` at ``--fit up5k``
+  1 SB_MAC16 (threshold requantizers; fc1's ``tile * 49``), the MNIST CNNs 2-3 SB_MAC16 on
+  the UP5K and 4 MULT18X18D on the LFE5U-85F (``tests/test_mnist_fit.py``);
 * block RAM: each memory of the engine (input banks, weight ROM, output FIFO) that fills
   its blocks well enough (:func:`in_block_ram`), in the fewest blocks of one of the block's
   aspect ratios; a ROM left out becomes logic, a RAM flip-flops (iCE40) or distributed RAM
@@ -92,6 +98,16 @@ class EngineShape:
     tiles: int
     k_steps: int
     fifo_depth: int
+    #: The requantizer's method (:func:`rtl_gen.hw.kit.plan_requant`): ``"multiply"`` (a
+    #: product ``acc x M`` in hard multipliers) or ``"threshold"`` (comparisons in logic, no
+    #: multiplier).
+    requant_method: str = "multiply"
+    #: Bits of the requantization multiplier ``M`` (unsigned; the product takes it with a
+    #: sign bit, as a signed operand).
+    m_bits: int = 30
+    #: Bits of the product's other operand, the array's result (the accumulator without the
+    #: bias, which the requantizer adds as a constant); 0: ``acc_bits``.
+    r_bits: int = 0
 
     @property
     def pes(self) -> int:
@@ -166,9 +182,13 @@ class Area:
 _BRAM_SHAPES = {"ice40": ((256, 16), (512, 8), (1024, 4), (2048, 2)),
                 "ecp5": ((512, 36), (1024, 18), (2048, 9), (4096, 4), (8192, 2),
                          (16384, 1))}
-#: Hard multiplier operand widths per family (Yosys builds an ECP5 product of up to 36 bits
-#: by 18 from two 18x18 blocks).
-_DSP_WIDTH = {"ice40": (16, 16), "ecp5": (36, 18)}
+#: Hard multiplier operand widths per family: an iCE40 SB_MAC16 multiplies 16 x 16 bits, an
+#: ECP5 MULT18X18D 18 x 18; Yosys splits a wider product into pieces of these.
+_DSP_WIDTH = {"ice40": (16, 16), "ecp5": (18, 18)}
+#: The least result width of a product Yosys puts in a hard multiplier (``synth_ice40 -dsp``
+#: maps with ``DSP_Y_MINWIDTH=11``; ``synth_ecp5`` has no such floor); both need operands of
+#: at least 2 bits.
+_DSP_Y_MINWIDTH = {"ice40": 11, "ecp5": 0}
 
 
 def memory_blocks(depth: int, width: int, family: str) -> int:
@@ -176,10 +196,28 @@ def memory_blocks(depth: int, width: int, family: str) -> int:
     return min(math.ceil(width / w) * math.ceil(depth / d) for d, w in _BRAM_SHAPES[family])
 
 
+def _pieces(bits: int, width: int) -> int:
+    """Hard multiplier pieces of an operand of ``bits`` split ``width`` bits a piece (Yosys'
+    ``mul2dsp``); a last piece under 2 bits goes to logic."""
+    return bits // width + (bits % width >= 2)
+
+
 def dsp_blocks(s: EngineShape, family: str) -> int:
-    """Hard multipliers of an engine: the requantization product, and ``int-dsp`` lanes."""
+    """Hard multipliers of an engine: the requantization product (none for a threshold
+    requantizer), and ``int-dsp`` lanes."""
     wa, wb = _DSP_WIDTH[family]
-    n = math.ceil(s.acc_bits / wa) * math.ceil(31 / wb) if s.requantize else 0
+    n = 0
+    if s.requantize and s.requant_method != "threshold":
+        n = _pieces(s.r_bits or s.acc_bits, wa) * _pieces(s.m_bits + 1, wb)
+    # the weight ROM's address ``tile * k_steps + step``: a product by a constant, which
+    # Yosys maps to a hard multiplier after taking out the constant's factor of two (a
+    # shift), unless what is left is one or the product is too narrow
+    odd = s.k_steps >> ((s.k_steps & -s.k_steps).bit_length() - 1)
+    a = max(1, (s.tiles - 1).bit_length())
+    b = odd.bit_length()
+    y = ((s.tiles - 1) * odd).bit_length()
+    if s.tiles > 1 and odd > 1 and a >= 2 and b >= 2 and y >= _DSP_Y_MINWIDTH[family]:
+        n += _pieces(a, wa) * _pieces(b, wb)
     if s.kind == "int-dsp":
         n += s.pes * s.lanes
     return n

@@ -30,10 +30,12 @@ from ..design.network import Network
 from ..design.timing import LayerTiming, network_interval
 from ..devices import DEVICES, Device, get_device
 from ..errors import RtlGenError
+from .kit import signed_bits
 from .layer import ArrayConfig, plan_layer
 from .pes.layers import default_array
 
-__all__ = ["FoldingPlan", "LayerFold", "PlanError", "engine_shape", "plan_folding", "shortfall"]
+__all__ = ["UNROLLED_SHARING_FLOOR", "FoldingPlan", "LayerFold", "PlanError", "engine_shape",
+           "plan_folding", "shortfall", "unrolled_plain_bits", "unrolled_prefit"]
 
 #: Keys a per-layer override may set.
 OVERRIDE_KEYS = ("cols", "lanes", "rows", "multiplier", "pipeline", "window")
@@ -63,7 +65,17 @@ def engine_shape(plan) -> EngineShape:
                        acc_bits=layer.acc_bits,
                        out_bits=layer.out_bits if requant else layer.acc_bits,
                        requantize=requant, tiles=t.tiles, k_steps=t.k_steps,
-                       fifo_depth=plan.fifo_depth)
+                       fifo_depth=plan.fifo_depth, requant_method=plan.requant.method,
+                       m_bits=plan.requant.m_bits or 30, r_bits=_result_bits(plan.requant))
+
+
+def _result_bits(rq) -> int:
+    """Width of a layer's array result, the requantizer's product operand (0: none)."""
+    if not rq.lo:
+        return 0
+    lo = min(v - b for v, b in zip(rq.lo, rq.bias, strict=True))
+    hi = max(v - b for v, b in zip(rq.hi, rq.bias, strict=True))
+    return signed_bits(lo, hi)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -481,3 +493,59 @@ def unrolled_fit(plan, device: str | Device, margin: float = 0.1) -> tuple[float
             return logic, (f"{what}: needs about {need:.0f}, {device.name} has {have} "
                            f"({math.floor(keep * have)} with {100 * margin:g}% kept free)")
     return logic, None
+
+
+#: The fewest adder bits the unrolled engine's shared adder graphs (da4ml) have been seen to
+#: take per adder bit of the plain sums (:func:`unrolled_plain_bits`), halved as a margin,
+#: per weight kind: the shipped digits networks took 0.136 (binary: dense +-1 rows share the
+#: most), 0.327 (ternary), 0.318 (int4) and 0.299 (pot4).  :func:`unrolled_prefit` rejects a
+#: network on these floors before building its graphs, which for a 784-input layer takes
+#: minutes.
+UNROLLED_SHARING_FLOOR = {"binary": 0.068, "other": 0.15}
+
+
+def _plain_layer_bits(layer) -> int:
+    import numpy as np
+
+    w = np.abs(np.asarray(layer.w_int, dtype=np.int64))
+    nz = ((3 * w) ^ w) >> 1          # the non-adjacent form's nonzero digits, as bits
+    digits = np.zeros(w.shape, dtype=np.int64)
+    while nz.any():
+        digits += nz & 1
+        nz >>= 1
+    per_out = digits.reshape(digits.shape[0], -1).sum(axis=1)
+    return int(np.maximum(per_out - 1, 0).sum()) * int(layer.acc_bits)
+
+
+def _weighted(net):
+    """``(layer, kind's floor)`` of each layer with weights."""
+    for layer in net.layers:
+        if getattr(layer, "w_int", None) is None:
+            continue                     # no weights (pooling)
+        kind = "binary" if layer.scheme.kind == "binary" else "other"
+        yield layer, UNROLLED_SHARING_FLOOR[kind]
+
+
+def unrolled_plain_bits(net) -> int:
+    """Adder bits of ``net``'s layers as plain sums, without sharing: each output the sum of
+    its weights' signed digits (``w * x`` as ``csd(w)`` shifted copies of ``x``), every
+    adder as wide as the layer's accumulator."""
+    return sum(_plain_layer_bits(layer) for layer, _ in _weighted(net))
+
+
+def unrolled_prefit(net, device: str | Device, margin: float = 0.1) -> str | None:
+    """What runs out when even the most sharing seen (:data:`UNROLLED_SHARING_FLOOR`) leaves
+    the unrolled engine of ``net`` too big for ``device`` with ``margin`` kept free, else
+    None (it may fit: :func:`unrolled_fit` on the built plan decides).  Reads the weights
+    only, in well under a second."""
+    device = get_device(device) if isinstance(device, str) else device
+    bits = sum(f * _plain_layer_bits(layer) for layer, f in _weighted(net))
+    keep = 1 - margin
+    unit = "logic cells" if device.family == "ice40" else "LUT4s"
+    for what, need, have in (
+            (unit, UNROLLED_LOGIC_FIXED + UNROLLED_LOGIC_PER_ADDER_BIT * bits, device.luts),
+            ("flip-flops", UNROLLED_FF_FIXED + UNROLLED_FF_PER_ADDER_BIT * bits, device.luts)):
+        if need > keep * have:
+            return (f"{what}: needs at least about {need:.0f}, {device.name} has {have} "
+                    f"({math.floor(keep * have)} with {100 * margin:g}% kept free)")
+    return None

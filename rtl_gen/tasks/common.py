@@ -416,6 +416,11 @@ def fold(net: Network, folding: FoldingOptions, *, rows: int | None = None,
 #: conventional bit-serial baseline, :class:`~rtl_gen.hw.bitserial.BitSerialNetworkEngine`).
 ENGINES = ("auto", "arrays", "unrolled", "bitserial")
 
+#: Adder bits of the plain sums (:func:`~rtl_gen.hw.planner.unrolled_plain_bits`) above which
+#: building the unrolled engine's graphs takes long enough to say so (the digits networks,
+#: 14,000-42,000 bits, take about a second).
+UNROLLED_SLOW_BITS = 100_000
+
 
 def unrolled_choice(net, folding: FoldingOptions | None, progress: Progress | None = None):
     """The :class:`~rtl_gen.hw.unrolled.UnrolledPlan` of ``net`` when ``folding`` asks for
@@ -423,7 +428,7 @@ def unrolled_choice(net, folding: FoldingOptions | None, progress: Progress | No
     (``engine="auto"`` with ``fit`` and neither a target rate nor per-layer arrays) and the
     engine fits the device with the margin; else ``None`` (the arrays).  The choice is sent
     to ``progress``."""
-    from ..hw.planner import unrolled_fit
+    from ..hw.planner import unrolled_fit, unrolled_plain_bits, unrolled_prefit
     from ..hw.unrolled import plan_unrolled
 
     engine = folding.engine if folding is not None else "auto"
@@ -443,9 +448,18 @@ def unrolled_choice(net, folding: FoldingOptions | None, progress: Progress | No
     if engine == "unrolled" and (folding.layer_arrays or folding.target_fps is not None):
         raise OptionError("--layer-array and --target-fps fold the array engine; the "
                           "unrolled engine takes one image a cycle", option="--engine")
-    plan = plan_unrolled(net, multiplier="adders")
+    short = None
     if folding.fit is not None:
-        logic, short = unrolled_fit(plan, folding.fit, folding.margin)
+        # the weights alone bound the engine from below: no graph built for what cannot fit
+        short = unrolled_prefit(net, folding.fit, folding.margin)
+    if short is None:
+        if unrolled_plain_bits(net) > UNROLLED_SLOW_BITS:
+            notify(progress, f"building the unrolled engine's adder graphs of {net.name} "
+                             f"(a large network: this can take minutes)")
+        plan = plan_unrolled(net, multiplier="adders")
+    if folding.fit is not None:
+        if short is None:
+            logic, short = unrolled_fit(plan, folding.fit, folding.margin)
         if short is not None:
             if engine == "unrolled":
                 raise PlanError(f"network {net.name!r}: the unrolled engine does not fit "
