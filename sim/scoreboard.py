@@ -475,7 +475,9 @@ class Driver:
         self.ready = getattr(dut, f"{name}__ready")
         self.counter = dut.cycles
         mask = (1 << len(self.payload)) - 1
-        self.words = [w & mask for w in np.asarray(words, np.int64).tolist()]
+        # Python integers: a word of several codes may be wider than 64 bits
+        self.words = [int(w) & mask for w in
+                      (words.tolist() if isinstance(words, np.ndarray) else words)]
         self.gap, self.rng = gap, rng
         self.sent = 0
         self.presenting = False
