@@ -256,11 +256,14 @@ def _with_input(t: LayerTiming, per_beat: int) -> LayerTiming:
 # -- the planner ----------------------------------------------------------------------------------
 
 
-def shortfall(area: Area, device: Device | None, margin: float) -> str | None:
+def shortfall(area: Area, device: Device | None, margin: float, *,
+              bound: bool = False) -> str | None:
     """None when ``area`` fits ``device`` (None: any) with ``margin`` of each resource kept
-    free, else what runs out first: ``"logic cells: needs about X, ... has Y (Z with ...)"``."""
+    free, else what runs out first: ``"logic cells: needs about X, ... has Y (Z with ...)"``
+    (``bound``: ``area`` is a lower bound, "needs at least about X")."""
     if device is None:
         return None
+    needs = "needs at least about" if bound else "needs about"
     keep = 1 - margin
     unit = "logic cells" if device.family == "ice40" else "LUT4s"
     blocks = device.bram_bits // _BLOCK_BITS[device.family]
@@ -269,7 +272,7 @@ def shortfall(area: Area, device: Device | None, margin: float) -> str | None:
                              ("DSP blocks", area.dsp, device.dsp),
                              ("block RAMs", area.bram, blocks)):
         if need > keep * have:
-            return (f"{what}: needs about {need:.0f}, {device.name} has {have} "
+            return (f"{what}: {needs} {need:.0f}, {device.name} has {have} "
                     f"({math.floor(keep * have)} with {100 * margin:g}% kept free)")
     return None
 
@@ -540,12 +543,6 @@ def unrolled_prefit(net, device: str | Device, margin: float = 0.1) -> str | Non
     only, in well under a second."""
     device = get_device(device) if isinstance(device, str) else device
     bits = sum(f * _plain_layer_bits(layer) for layer, f in _weighted(net))
-    keep = 1 - margin
-    unit = "logic cells" if device.family == "ice40" else "LUT4s"
-    for what, need, have in (
-            (unit, UNROLLED_LOGIC_FIXED + UNROLLED_LOGIC_PER_ADDER_BIT * bits, device.luts),
-            ("flip-flops", UNROLLED_FF_FIXED + UNROLLED_FF_PER_ADDER_BIT * bits, device.luts)):
-        if need > keep * have:
-            return (f"{what}: needs at least about {need:.0f}, {device.name} has {have} "
-                    f"({math.floor(keep * have)} with {100 * margin:g}% kept free)")
-    return None
+    least = Area(logic=UNROLLED_LOGIC_FIXED + UNROLLED_LOGIC_PER_ADDER_BIT * bits,
+                 ff=UNROLLED_FF_FIXED + UNROLLED_FF_PER_ADDER_BIT * bits)
+    return shortfall(least, device, margin, bound=True)
