@@ -158,7 +158,7 @@ async def network_matches_golden(dut):
     depth = p.get("stimulus_depth", 0)
     if depth and not p["gap"] and len(board.driver.words) <= depth:
         board.driver = StimulusDriver(dut, board.driver.words)
-    await board.reset(p.get("controls"))
+    await board.reset(p.get("controls"), clock=not p.get("clock_inside"))
     observed = await board.run()
     logits = board.checker.check(observed)  # raises Mismatch on the first difference
     result = {"images": expected.images, "cycles": observed.cycles,

@@ -632,8 +632,9 @@ class Scoreboard:
         self.classes = PulseMonitor(dut, "cls")
         self.checker = Checker(expected)
 
-    async def reset(self, controls: dict | None = None) -> None:
-        """Start the clock, set the control inputs (port name → value), reset two cycles."""
+    async def reset(self, controls: dict | None = None, *, clock: bool = True) -> None:
+        """Start the clock (unless the design makes its own: ``clock`` False), set the
+        control inputs (port name → value), reset two cycles."""
         import cocotb
         from cocotb.clock import Clock
         from cocotb.triggers import ClockCycles
@@ -641,7 +642,8 @@ class Scoreboard:
         dut = self.dut
         for name, value in (controls or {}).items():
             getattr(dut, name).value = int(value)
-        cocotb.start_soon(Clock(dut.clk, PERIOD_NS, unit="ns", impl="gpi").start())
+        if clock:
+            cocotb.start_soon(Clock(dut.clk, PERIOD_NS, unit="ns").start())
         dut.rst.value = 1
         await ClockCycles(dut.clk, 2)
         dut.rst.value = 0

@@ -16,6 +16,14 @@ the cycle after the previous one was taken).  ``rtl_gen_stim_first`` holds the d
 With ``rtl_gen_stim_on`` low the wrapper passes ``i__valid``/``i__payload`` through, so one
 build serves the Python driver too (gaps, stalls).
 
+For long runs the wrapper can also make the clock (``clock_inside``): ``clk`` is then its
+own register, toggled every half :data:`sim.scoreboard.PERIOD_NS` by Verilator's timing
+scheduler (``--timing``, :data:`CLOCK_ARGS`), not a port that cocotb toggles through the
+simulator interface.  That halves the simulator's time a cycle (a bare counter: 2.2 to 1.0
+microseconds) but costs about a second more of C++ compilation a build, so it pays from
+about a million cycles (:data:`LONG_RUN_CYCLES`).  Triggers on ``dut.clk`` work as before;
+the testbench must not start a :class:`cocotb.clock.Clock`.
+
 Only Verilator builds are wrapped: Icarus runs are short, and its four-state memory of
 :data:`STIMULUS_DEPTH` words would cost more than it saves.
 """
@@ -25,7 +33,16 @@ from __future__ import annotations
 from amaranth.hdl import Const, Value
 from amaranth.lib import wiring
 
-__all__ = ["STIMULUS_DEPTH", "STIMULUS_FILE", "STIMULUS_MAX_BITS", "testbench_verilog"]
+from sim.scoreboard import PERIOD_NS
+
+__all__ = ["CLOCK_ARGS", "LONG_RUN_CYCLES", "STIMULUS_DEPTH", "STIMULUS_FILE", "STIMULUS_MAX_BITS",
+           "testbench_verilog"]
+
+#: Verilator options of a wrapped build: delays (the wrapper's clock) need the timing
+#: scheduler, which is C++20 coroutines.
+CLOCK_ARGS = ("--timing", "-CFLAGS", "-std=c++20", "-CFLAGS", "-fcoroutines")
+#: Cycles from which a run's design makes its own clock (twice the break-even).
+LONG_RUN_CYCLES = 2_000_000
 
 #: Words the stimulus memory holds: every image of the MNIST test split one code a word
 #: (2,000 x 784) fits.
@@ -63,27 +80,31 @@ def stimulus_width(component: wiring.Component) -> int | None:
     return width if width <= STIMULUS_MAX_BITS else None
 
 
-def testbench_verilog(component: wiring.Component, top: str, verilog: str
-                      ) -> tuple[str, str]:
+def testbench_verilog(component: wiring.Component, top: str, verilog: str, *,
+                      clock_inside: bool = False) -> tuple[str, str]:
     """``(text, toplevel)``: ``verilog`` (module ``top``, the Verilog of ``component``) and,
-    when :func:`stimulus_width` allows, the wrapper ``tb_<top>`` described above, which is
-    then the top level; else ``verilog`` and ``top`` unchanged."""
+    when :func:`stimulus_width` allows, the wrapper ``tb_<top>`` described above (named
+    ``tbc_<top>`` when it makes the clock), which is then the top level; else ``verilog``
+    and ``top`` unchanged."""
     width = stimulus_width(component)
     if width is None:
         return verilog, top
     ports = _ports(component)
     cycles = dict((n, w) for n, _, w in ports)["cycles"]
     addr = STIMULUS_DEPTH.bit_length() - 1
-    tb = f"tb_{top}"
+    tb = f"{'tbc' if clock_inside else 'tb'}_{top}"
+    inner = {"clk"} if clock_inside else set()
 
     def decl(direction, width, name):
         return f"  {direction} {f'[{width - 1}:0] ' if width > 1 else ''}{name};"
 
-    names = [n for n, _, _ in ports] + ["rtl_gen_stim_load", "rtl_gen_stim_on",
+    names = [n for n, _, _ in ports if n not in inner] + ["rtl_gen_stim_load", "rtl_gen_stim_on",
                                         "rtl_gen_stim_count", "rtl_gen_stim_sent",
                                         "rtl_gen_stim_first"]
     lines = [f"module {tb}({', '.join(names)});"]
-    lines += [decl(d, w, n) for n, d, w in ports]
+    lines += [decl(d, w, n) for n, d, w in ports if n not in inner]
+    if clock_inside:
+        lines += ["  reg clk = 1'b0;", f"  initial forever #{PERIOD_NS / 2:g} clk = ~clk;"]
     lines += [
         "  input rtl_gen_stim_load;",
         "  input rtl_gen_stim_on;",

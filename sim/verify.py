@@ -32,7 +32,7 @@ from sim.scoreboard import (
     float_inputs,
     integer_inputs,
 )
-from sim.stimulus import STIMULUS_DEPTH, testbench_verilog
+from sim.stimulus import CLOCK_ARGS, LONG_RUN_CYCLES, STIMULUS_DEPTH, testbench_verilog
 
 __all__ = ["FLOAT_VERILATOR_ARGS", "BitSerialModel", "UnrolledModel", "VerifyError",
            "build_testbench", "verify_board", "verify_network"]
@@ -236,9 +236,10 @@ def verify_network(net: Network | FloatNetwork, x, *, simulator: str = "verilato
         if simulator == "icarus":
             # Verilog-2005 has no default values of inputs: the iCE40 models leave them out.
             verilog = "`define NO_ICE40_DEFAULT_ASSIGNMENTS\n" + verilog
-    built, stimulus = build_testbench(engine, top, verilog, simulator=simulator,
-                                      cache_dir=cache_dir, build_args=build_args,
-                                      stimulus="wide" not in port)
+    built, stimulus = build_testbench(
+        engine, top, verilog, simulator=simulator, cache_dir=cache_dir,
+        build_args=build_args, stimulus="wide" not in port,
+        cycles=expected.batches * max(model.interval, expected.rows * expected.inputs.shape[1]))
     with tempfile.TemporaryDirectory() as tmp:
         result_file = Path(tmp) / "result.json"
         params = expected.to_params() | {
@@ -258,21 +259,24 @@ def verify_network(net: Network | FloatNetwork, x, *, simulator: str = "verilato
 
 def build_testbench(engine, top: str, verilog: str | None = None, *,
                     simulator: str = "verilator", cache_dir=None, build_args=(),
-                    stimulus: bool = True) -> tuple[runner.SimBuild, dict]:
+                    stimulus: bool = True, cycles: int = 0) -> tuple[runner.SimBuild, dict]:
     """Build (or reuse) the simulator of ``engine``'s Verilog (module ``top``; ``verilog``
     when given, e.g. a gate netlist of it) for :mod:`sim.network_tb`.
 
     Under Verilator, with ``stimulus``, the design sits in the stimulus memory's wrapper
     (:func:`sim.stimulus.testbench_verilog`), which runs without Python in the cycles that
-    take input words; returns the build and the testbench parameters that turn the memory
-    on (empty when the design does not take it)."""
+    take input words, and makes its own clock when the run will take ``cycles`` of at least
+    :data:`~sim.stimulus.LONG_RUN_CYCLES`; returns the build and the testbench parameters
+    that say so (empty when the design does not take the wrapper)."""
     if verilog is None:
         verilog = to_verilog(engine, top)
     params = {}
     if simulator == "verilator" and stimulus:
-        verilog, top = testbench_verilog(engine, top, verilog)
-        if top.startswith("tb_"):
-            params = {"stimulus_depth": STIMULUS_DEPTH}
+        inside = cycles >= LONG_RUN_CYCLES
+        verilog, wrapped = testbench_verilog(engine, top, verilog, clock_inside=inside)
+        if wrapped != top:
+            top, params = wrapped, {"stimulus_depth": STIMULUS_DEPTH, "clock_inside": inside}
+            build_args = tuple(build_args) + (CLOCK_ARGS if inside else ())
     return runner.build(verilog, top, simulator=simulator, cache_dir=cache_dir,
                         build_args=build_args), params
 

@@ -111,27 +111,30 @@ def test_the_scoreboard_catches_every_kind_of_difference(test_split):
 
 
 def test_the_stimulus_memory_moves_the_words_of_the_python_driver(test_split, tmp_path):
-    """The same build, eight images, once from the wrapper's stimulus memory and once from
-    the Python driver: the same logits, classes, layer cycles and cycles from the first
-    word taken to the last logit (the memory presents each word in the cycle the driver
-    would)."""
+    """Eight images, from the Python driver and from the wrapper's stimulus memory, on the
+    same build, and on the build whose wrapper makes its own clock (a long run's): the same
+    logits, classes, layer cycles and cycles from the first word taken to the last logit
+    (the memory presents each word in the cycle the driver would)."""
     need("verilator")
-    from sim.stimulus import STIMULUS_FILE
+    from sim.stimulus import LONG_RUN_CYCLES, STIMULUS_FILE
 
     net = read_bundle(WEIGHTS_DIR / "digits-int4")
     engine = NetworkEngine(net)
     built, stimulus = build_testbench(engine, "net_digits_int4")
-    assert stimulus, "the int4 network's input stream takes the stimulus memory"
+    clocked, inside = build_testbench(engine, "net_digits_int4", cycles=LONG_RUN_CYCLES)
+    assert stimulus and not stimulus["clock_inside"] and inside["clock_inside"]
+    assert clocked.build_dir != built.build_dir
     base = IntegerModel(net, engine).expected(test_split.x_int[:8]).to_params() | {
         "controls": {}, "gap": 0.0, "stall": 0.0, "seed": 0, "max_cycles": 100_000}
     results = {}
-    for name, extra in (("memory", stimulus), ("python", {})):
+    for name, build, extra in (("python", built, {}), ("memory", built, stimulus),
+                               ("clock inside", clocked, inside)):
         out = tmp_path / f"{name}.json"
-        run = built.run("sim.network_tb", params=base | extra | {"result_file": str(out)},
+        run = build.run("sim.network_tb", params=base | extra | {"result_file": str(out)},
                         tag=f"stimulus-{name}")
-        assert (run.run_dir / STIMULUS_FILE).is_file() == (name == "memory")
+        assert (run.run_dir / STIMULUS_FILE).is_file() == (name != "python")
         results[name] = json.loads(out.read_text())
-    assert results["memory"] == results["python"]
+    assert results["memory"] == results["python"] == results["clock inside"]
     assert results["memory"]["cycles"] > 0
 
 
