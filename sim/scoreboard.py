@@ -511,6 +511,55 @@ class Driver:
             self.presenting = False
 
 
+class StimulusDriver:
+    """The input words from the stimulus memory of the wrapper
+    :func:`sim.stimulus.testbench_verilog` builds: the same transfers as :class:`Driver`
+    with no gaps, with no Python in the cycles that transfer them.
+
+    At construction the words go to :data:`sim.stimulus.STIMULUS_FILE` in the simulator's
+    working folder and the wrapper loads them; the first :meth:`drive` (the cycle in which
+    :class:`Driver` would present the first word) turns the memory on.  To the scoreboard it
+    is a driver with nothing left to present (:attr:`done`), so the cycles that only take
+    input words can be skipped.
+
+    Members
+    -------
+    words : list of int
+        The words, masked to the payload's width.
+    """
+
+    done = True
+    presenting = False
+    gap = 0.0
+
+    def __init__(self, dut, words: list[int]):
+        from sim.stimulus import STIMULUS_FILE
+
+        self.dut, self.words = dut, words
+        with open(STIMULUS_FILE, "w") as f:
+            f.write("".join(f"{w:x}\n" for w in words))
+        self._on = False
+        dut.rtl_gen_stim_on.value = 0
+        dut.rtl_gen_stim_count.value = len(words)
+        dut.rtl_gen_stim_load.value = 1  # $readmemh on this edge
+
+    @property
+    def sent(self) -> int:
+        return int(self.dut.rtl_gen_stim_sent.value)
+
+    @property
+    def first_accept(self) -> int | None:
+        return int(self.dut.rtl_gen_stim_first.value) if self.sent else None
+
+    def drive(self) -> None:
+        if not self._on:
+            self.dut.rtl_gen_stim_on.value = 1
+            self._on = True
+
+    def sample(self) -> None:
+        pass
+
+
 class StreamMonitor:
     """Records the payload of every transfer on a valid/ready output stream; drives its
     ``ready``, low in a cycle with chance ``stall``.
@@ -583,8 +632,9 @@ class Scoreboard:
         self.classes = PulseMonitor(dut, "cls")
         self.checker = Checker(expected)
 
-    async def reset(self, controls: dict | None = None) -> None:
-        """Start the clock, set the control inputs (port name → value), reset two cycles."""
+    async def reset(self, controls: dict | None = None, *, clock: bool = True) -> None:
+        """Start the clock (unless the design makes its own: ``clock`` False), set the
+        control inputs (port name → value), reset two cycles."""
         import cocotb
         from cocotb.clock import Clock
         from cocotb.triggers import ClockCycles
@@ -592,7 +642,8 @@ class Scoreboard:
         dut = self.dut
         for name, value in (controls or {}).items():
             getattr(dut, name).value = int(value)
-        cocotb.start_soon(Clock(dut.clk, PERIOD_NS, unit="ns").start())
+        if clock:
+            cocotb.start_soon(Clock(dut.clk, PERIOD_NS, unit="ns").start())
         dut.rst.value = 1
         await ClockCycles(dut.clk, 2)
         dut.rst.value = 0

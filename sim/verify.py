@@ -32,9 +32,10 @@ from sim.scoreboard import (
     float_inputs,
     integer_inputs,
 )
+from sim.stimulus import CLOCK_ARGS, LONG_RUN_CYCLES, STIMULUS_DEPTH, testbench_verilog
 
-__all__ = ["FLOAT_VERILATOR_ARGS", "BitSerialModel", "UnrolledModel", "VerifyError", "verify_board",
-           "verify_network"]
+__all__ = ["FLOAT_VERILATOR_ARGS", "BitSerialModel", "UnrolledModel", "VerifyError",
+           "build_testbench", "verify_board", "verify_network"]
 
 #: Verilator options of the float networks: the C++ of their flattened floating-point units
 #: is tens of megabytes, which ``-Os`` takes many minutes to compile and ``-O0`` seconds (a
@@ -235,15 +236,17 @@ def verify_network(net: Network | FloatNetwork, x, *, simulator: str = "verilato
         if simulator == "icarus":
             # Verilog-2005 has no default values of inputs: the iCE40 models leave them out.
             verilog = "`define NO_ICE40_DEFAULT_ASSIGNMENTS\n" + verilog
-    built = runner.build(verilog, top, simulator=simulator, cache_dir=cache_dir,
-                         build_args=build_args)
+    built, stimulus = build_testbench(
+        engine, top, verilog, simulator=simulator, cache_dir=cache_dir,
+        build_args=build_args, stimulus="wide" not in port,
+        cycles=expected.batches * max(model.interval, expected.rows * expected.inputs.shape[1]))
     with tempfile.TemporaryDirectory() as tmp:
         result_file = Path(tmp) / "result.json"
         params = expected.to_params() | {
             "controls": controls, "gap": gap, "stall": stall, "seed": seed,
             "max_cycles": _max_cycles(model, expected, gap, stall),
             "result_file": str(result_file),
-        } | port
+        } | port | stimulus
         tag = "-".join([top, f"g{gap}", f"s{stall}", *map(str, controls.values())])
         built.run("sim.network_tb", params=params, tag=tag)
         result = json.loads(result_file.read_text())
@@ -252,6 +255,30 @@ def verify_network(net: Network | FloatNetwork, x, *, simulator: str = "verilato
                   unchecked_layers=list(port.get("unchecked_layers", [])),
                   **extra)
     return result
+
+
+def build_testbench(engine, top: str, verilog: str | None = None, *,
+                    simulator: str = "verilator", cache_dir=None, build_args=(),
+                    stimulus: bool = True, cycles: int = 0) -> tuple[runner.SimBuild, dict]:
+    """Build (or reuse) the simulator of ``engine``'s Verilog (module ``top``; ``verilog``
+    when given, e.g. a gate netlist of it) for :mod:`sim.network_tb`.
+
+    Under Verilator, with ``stimulus``, the design sits in the stimulus memory's wrapper
+    (:func:`sim.stimulus.testbench_verilog`), which runs without Python in the cycles that
+    take input words, and makes its own clock when the run will take ``cycles`` of at least
+    :data:`~sim.stimulus.LONG_RUN_CYCLES`; returns the build and the testbench parameters
+    that say so (empty when the design does not take the wrapper)."""
+    if verilog is None:
+        verilog = to_verilog(engine, top)
+    params = {}
+    if simulator == "verilator" and stimulus:
+        inside = cycles >= LONG_RUN_CYCLES
+        verilog, wrapped = testbench_verilog(engine, top, verilog, clock_inside=inside)
+        if wrapped != top:
+            top, params = wrapped, {"stimulus_depth": STIMULUS_DEPTH, "clock_inside": inside}
+            build_args = tuple(build_args) + (CLOCK_ARGS if inside else ())
+    return runner.build(verilog, top, simulator=simulator, cache_dir=cache_dir,
+                        build_args=build_args), params
 
 
 class ConvModel(Model):

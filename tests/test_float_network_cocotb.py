@@ -23,12 +23,10 @@ import pytest
 
 from rtl_gen.design import float_network
 from rtl_gen.hw.float_layer import FloatNetworkEngine
-from rtl_gen.hw.verilog import to_verilog
 from rtl_gen.training import mpwn
-from sim import runner
 from sim.runner import SimulationFailed, missing_simulator
 from sim.scoreboard import FloatModel
-from sim.verify import FLOAT_VERILATOR_ARGS, verify_network
+from sim.verify import FLOAT_VERILATOR_ARGS, build_testbench, verify_network
 
 pytestmark = pytest.mark.slow
 
@@ -86,9 +84,9 @@ def test_the_scoreboard_catches_one_wrong_bit(float_model, test_bits):
                           name="digits-ternary-ternary")
     engine = FloatNetworkEngine(net)
     top = "fnet_digits_ternary_ternary"  # the build of the tests above
-    built = runner.build(to_verilog(engine, top), top, build_args=FLOAT_VERILATOR_ARGS)
+    built, stimulus = build_testbench(engine, top, build_args=FLOAT_VERILATOR_ARGS)
     params = FloatModel(net, engine).expected(test_bits[0][:2]).to_params() | {
-        "controls": {}, "gap": 0.0, "stall": 0.0, "seed": 0, "max_cycles": 100_000}
+        "controls": {}, "gap": 0.0, "stall": 0.0, "seed": 0, "max_cycles": 100_000} | stimulus
     right = params["logits"][1][4]
     params["logits"][1][4] = right ^ 0x80000000
     with pytest.raises(SimulationFailed) as failed:

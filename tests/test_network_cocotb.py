@@ -18,14 +18,12 @@ import pytest
 from rtl_gen.bundle import read_bundle
 from rtl_gen.data.digits import digits
 from rtl_gen.hw.network import NetworkEngine
-from rtl_gen.hw.verilog import to_verilog
 from rtl_gen.training.defaults import FLOAT_MODEL_NAME, WEIGHTS_DIR
 from rtl_gen.training.float_model import load_float_model
 from rtl_gen.training.quantize import quantize_mlp
-from sim import runner
 from sim.runner import SimulationFailed, missing_simulator
 from sim.scoreboard import IntegerModel
-from sim.verify import verify_network
+from sim.verify import build_testbench, verify_network
 
 pytestmark = pytest.mark.slow
 
@@ -101,15 +99,43 @@ def test_the_scoreboard_catches_every_kind_of_difference(test_split):
     need("verilator")
     net = read_bundle(WEIGHTS_DIR / "digits-int4")
     engine = NetworkEngine(net)
-    built = runner.build(to_verilog(engine, "net_digits_int4"), "net_digits_int4")
+    built, stimulus = build_testbench(engine, "net_digits_int4")
     base = IntegerModel(net, engine).expected(test_split.x_int[:6]).to_params() | {
-        "controls": {}, "gap": 0.0, "stall": 0.0, "seed": 0, "max_cycles": 100_000}
+        "controls": {}, "gap": 0.0, "stall": 0.0, "seed": 0, "max_cycles": 100_000} | stimulus
     assert built.run("sim.network_tb", params=base, tag="right-model").passed
     for change in wrong_model_runs():
         params = json.loads(json.dumps(base))
         message = change(params)
         with pytest.raises(SimulationFailed, match=re.escape(message)):
             built.run("sim.network_tb", params=params, tag=f"wrong-{change.__name__}")
+
+
+def test_the_stimulus_memory_moves_the_words_of_the_python_driver(test_split, tmp_path):
+    """Eight images, from the Python driver and from the wrapper's stimulus memory, on the
+    same build, and on the build whose wrapper makes its own clock (a long run's): the same
+    logits, classes, layer cycles and cycles from the first word taken to the last logit
+    (the memory presents each word in the cycle the driver would)."""
+    need("verilator")
+    from sim.stimulus import LONG_RUN_CYCLES, STIMULUS_FILE
+
+    net = read_bundle(WEIGHTS_DIR / "digits-int4")
+    engine = NetworkEngine(net)
+    built, stimulus = build_testbench(engine, "net_digits_int4")
+    clocked, inside = build_testbench(engine, "net_digits_int4", cycles=LONG_RUN_CYCLES)
+    assert stimulus and not stimulus["clock_inside"] and inside["clock_inside"]
+    assert clocked.build_dir != built.build_dir
+    base = IntegerModel(net, engine).expected(test_split.x_int[:8]).to_params() | {
+        "controls": {}, "gap": 0.0, "stall": 0.0, "seed": 0, "max_cycles": 100_000}
+    results = {}
+    for name, build, extra in (("python", built, {}), ("memory", built, stimulus),
+                               ("clock inside", clocked, inside)):
+        out = tmp_path / f"{name}.json"
+        run = build.run("sim.network_tb", params=base | extra | {"result_file": str(out)},
+                        tag=f"stimulus-{name}")
+        assert (run.run_dir / STIMULUS_FILE).is_file() == (name != "python")
+        results[name] = json.loads(out.read_text())
+    assert results["memory"] == results["python"] == results["clock inside"]
+    assert results["memory"]["cycles"] > 0
 
 
 def test_icarus_subset(test_split):
