@@ -39,7 +39,7 @@ import dataclasses
 import math
 
 __all__ = ["LANE_FACTOR", "Area", "EngineShape", "dsp_blocks", "estimate_layer",
-           "estimate_network", "features", "memory_blocks", "tree_bits"]
+           "estimate_network", "features", "features_v1", "memory_blocks", "tree_bits"]
 
 #: Cost of one lane's product over that of a binary lane's (an XOR and a carry-in), per
 #: family and PE kind, from the bare units of ``benchmarks/results/pe_cost.json`` (8-bit
@@ -147,6 +147,39 @@ def in_block_ram(depth: int, width: int, rom: bool, family: str, c) -> bool:
     return depth * width >= fill * memory_blocks(depth, width, family)
 
 
+#: The model's first features (layer, PEs, accumulator bits, sign and multiplying lane
+#: operand bits, drain table bits, ROM and RAM bits out of block RAM), which coefficients of
+#: that length (:data:`~rtl_gen.design.area_calibration.CONV_COEFFICIENTS`) are over.
+FEATURES_V1 = ("layer", "pe", "acc", "sign_lane", "mult_lane", "slots", "rom_fabric",
+               "ram_fabric")
+
+
+def _fabric_bits(s: EngineShape, family: str, c) -> tuple[int, int]:
+    """Bits of the ROMs and of the RAMs that stay out of block RAM (:func:`in_block_ram`)."""
+    rom = ram = 0
+    for depth, width, is_rom in s.memories:
+        if not in_block_ram(depth, width, is_rom, family, c):
+            if is_rom:  # LUT4s of 16 entries, one column of bits each
+                rom += 16 * math.ceil(depth / 16) * width
+            elif family == "ecp5":  # distributed RAM cells of 16 words
+                ram += 16 * math.ceil(depth / 16) * width
+            else:  # flip-flops
+                ram += depth * width
+    return rom, ram
+
+
+def features_v1(s: EngineShape, family: str, c) -> tuple[float, ...]:
+    """The features of :data:`FEATURES_V1` (every lane's operand bits weighted by its kind's
+    :data:`LANE_FACTOR`, sign lanes apart)."""
+    factor = LANE_FACTOR[family][s.kind](s.w_bits)
+    lane = s.pes * s.lanes * (s.a_bits + s.w_bits) * factor
+    sign, mult = (lane, 0.0) if s.kind in SIGN_KINDS else (0.0, lane)
+    slots = s.tiles * s.cols * (s.acc_bits + (40 if s.requantize else 0))
+    rom, ram = _fabric_bits(s, family, c)
+    return (1.0, float(s.pes), float(s.pes * s.acc_bits), sign, mult, float(slots),
+            float(rom), float(ram))
+
+
 def tree_bits(lanes: int, bits: int) -> int:
     """Bits of the adders of a balanced tree summing ``lanes`` values of ``bits`` bits (each
     level's sums one bit wider)."""
@@ -183,15 +216,7 @@ def features(s: EngineShape, family: str, c) -> tuple[float, ...]:
     tree = 0.0 if tr else float(s.pes * tree_bits(s.lanes, s.a_bits + s.w_bits))
     fwd = float(s.pes * s.lanes * (s.a_bits + s.w_bits)) if s.rows > 1 and not tr else 0.0
     slots = s.tiles * s.cols * (s.acc_bits + (40 if s.requantize else 0))
-    rom = ram = 0
-    for depth, width, is_rom in s.memories:
-        if not in_block_ram(depth, width, is_rom, family, c):
-            if is_rom:  # LUT4s of 16 entries, one column of bits each
-                rom += 16 * math.ceil(depth / 16) * width
-            elif family == "ecp5":  # distributed RAM cells of 16 words
-                ram += 16 * math.ceil(depth / 16) * width
-            else:  # flip-flops
-                ram += depth * width
+    rom, ram = _fabric_bits(s, family, c)
     return (1.0, float(s.pes), float(s.pes * s.acc_bits), sign, mult, prod, tree,
             float(tr), float(s.pes) if tr else 0.0, fwd, float(slots), float(rom), float(ram))
 
@@ -269,9 +294,11 @@ def _coefficients(family: str):
 
 def estimate_layer(s: EngineShape, family: str, coefficients=None) -> Area:
     """The estimated resources of one engine on a device of ``family`` (``ice40``,
-    ``ecp5``); ``coefficients`` default to the calibration's."""
+    ``ecp5``); ``coefficients`` default to the calibration's (coefficients over
+    :data:`FEATURES_V1` take those features)."""
     c = coefficients or _coefficients(family)
-    f = features(s, family, c)
+    f = features_v1(s, family, c) if len(c["logic"]) == len(FEATURES_V1) else \
+        features(s, family, c)
     logic = sum(a * b for a, b in zip(c["logic"], f, strict=True))
     ff = sum(a * b for a, b in zip(c["ff"], f, strict=True))
     bram = sum(memory_blocks(d, w, family) for d, w, rom in s.memories

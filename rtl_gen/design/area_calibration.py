@@ -38,6 +38,21 @@ COEFFICIENTS = {
              "network": (0.0, 0.0), "bram_rom_fill": 3072, "bram_ram_fill": 1 << 30},
 }
 
+#: The convolution planner's core-engine coefficients (:mod:`rtl_gen.hw.conv_planner`): the
+#: area model's first calibration (21 networks per device, the engines with cycle counters,
+#: before the lean engines), over its first features
+#: (:data:`rtl_gen.design.area.FEATURES_V1`), against which that planner's window-unit
+#: constants (:data:`rtl_gen.hw.conv_planner.WINDOW_UNIT`) were fit on the MNIST CNNs' syntheses.
+#: Kept until those constants are fit again on :data:`COEFFICIENTS`.
+CONV_COEFFICIENTS = {
+    "ice40": {"logic": (380.8963, 68.1908, 1.8449, 3.2225, 2.5058, 0.0, 0.0977, 2.4165),
+              "ff": (192.1357, 72.6301, 0.3343, 0.6864, 0.3408, 0.0, 0.0258, 1.3998),
+              "network": (0.0, 0.0), "bram_rom_fill": 1152, "bram_ram_fill": 96},
+    "ecp5": {"logic": (0.0, 0.0, 2.3929, 4.2061, 2.9988, 0.5668, 0.135, 0.0139),
+             "ff": (159.3383, 64.5469, 0.2213, 0.6878, 0.3733, 0.0, 0.0345, 0.0751),
+             "network": (0.0, 0.0), "bram_rom_fill": 4096, "bram_ram_fill": 1 << 30},
+}
+
 #: The clock (MHz) the planner quotes rates at unless told: the digits networks' median
 #: nextpnr Fmax in ``benchmarks/results/network.md`` (UP5K 32.8-37.1, LFE5U-85F 74.9-88.8)
 #: rounded down to keep a margin.
