@@ -29,17 +29,34 @@ import numpy as np
 
 from rtl_gen.bundle import read_bundle
 from rtl_gen.design.area import FEATURES, estimate_network, features
-from rtl_gen.design.area_calibration import COEFFICIENTS
+from rtl_gen.design.area_calibration import COEFFICIENTS, UNROLLED_COEFFICIENTS
 from rtl_gen.devices import DEVICES
 from rtl_gen.flow.synth import DEFAULT_WORKDIR, FlowError, component_verilog, synth
 from rtl_gen.hw.layer import ArrayConfig
 from rtl_gen.hw.network import NetworkEngine, plan_chain
-from rtl_gen.hw.planner import engine_shape
+from rtl_gen.hw.planner import engine_shape, unrolled_area, unrolled_logic_bits
 
 RESULTS = Path(__file__).parent / "results"
 
-#: ``(bundle, per-layer arrays as rows x cols x lanes, input codes per cycle)``.
+#: ``(bundle, per-layer arrays as rows x cols x lanes, input codes per cycle)``.  Every network
+#: is built as ``--fit`` and a board build build it: without the layers' cycle counters.
 CONFIGS = [
+    # the planner's --fit up5k choices (benchmarks/network.py), and the faster ternary folding
+    ("binary", "1x16x4,1x2x8", 2),
+    ("ternary", "1x8x8,1x2x8", 2),
+    ("mixed", "1x4x16,1x1x8", 2),
+    ("int4", "1x2x16,1x1x4", 1),
+    ("pot4", "1x2x16,1x2x4", 1),
+    ("apot4", "1x2x16,1x1x8", 1),
+    ("int8", "1x1x16,1x1x2", 1),
+    ("tr", "1x1x1,1x1x1", 1),
+    ("ternary", "1x16x4,1x2x8", 2),
+    # the --fit up5k choices of the model refit on the above (and the rest of this list)
+    ("binary", "1x32x2,1x10x1", 2),
+    ("ternary", "1x32x2,1x10x1", 2),
+    ("int4", "1x2x16,1x4x2", 1),
+    ("apot4", "1x2x16,1x4x2", 1),
+    ("int8", "1x4x4,1x4x1", 1),
     # the shipped bundles on their default arrays
     ("binary", "1x8x4,1x8x4", 1),
     ("ternary", "1x8x4,1x8x4", 1),
@@ -47,6 +64,8 @@ CONFIGS = [
     ("apot4", "1x8x1,1x8x1", 1),
     ("int4", "1x8x1,1x8x1", 1),
     ("int8", "1x8x1,1x8x1", 1),
+    ("mixed", "1x8x1,1x8x1", 1),
+    ("tr", "1x4x1,1x2x1", 1),
     # smaller and larger arrays, more lanes, two rows
     ("binary", "1x4x4,1x2x4", 1),
     ("binary", "1x16x4,1x4x2", 1),
@@ -63,10 +82,9 @@ CONFIGS = [
     ("int4", "1x1x8,1x1x2", 1),
     ("int4", "1x1x32,1x1x8", 1),
     ("int8", "1x1x16,1x1x2", 1),
-    ("int4", "1x32x2,1x1x16", 2),
-    # the planner's --fit up5k choices (not in the calibration's fit)
-    ("binary", "1x16x4,1x2x8", 2),
-    ("int4", "1x2x16,1x1x4", 1),
+    ("ternary", "1x4x16,1x1x8", 2),
+    ("mixed", "1x2x16,1x1x4", 1),
+    ("tr", "1x2x1,1x1x1", 1),
 ]
 
 
@@ -75,7 +93,7 @@ def parse_arrays(spec: str) -> list[ArrayConfig]:
 
 
 def shapes_of(net, arrays, per_beat: int = 1):
-    plan = plan_chain(net, arrays, in_per_beat=per_beat)
+    plan = plan_chain(net, arrays, in_per_beat=per_beat, counters=False)
     return plan, [engine_shape(p) for _, _, p in plan.stages]
 
 
@@ -108,6 +126,7 @@ def refit(rows: list[dict], family: str) -> dict:
         all_shapes.append(shapes_of(net, parse_arrays(r["arrays"]), r["per_beat"])[1])
     out = dict(COEFFICIENTS[family])
     out["network"] = (0.0, 0.0)
+    out["logic"] = out["ff"] = (0.0,) * len(FEATURES)  # (block RAM first; these unused)
 
     # first the block RAM rule (which memories stay in the fabric), by the block counts
     def bram_error(c) -> int:
@@ -126,6 +145,62 @@ def refit(rows: list[dict], family: str) -> dict:
         coef, _ = nnls(x * w[:, None], y * w)
         out[key] = tuple(round(float(c), 4) for c in coef)
     return out
+
+
+#: Where the unrolled engine's syntheses come from: the rows of ``benchmarks/network.py``
+#: whose ``--fit`` design is the unrolled engine (its Verilog is the one ``--fit ecp5-85f``
+#: builds; synthesizing it takes minutes, so it is not redone here).
+UNROLLED_SOURCE = RESULTS / "network.json"
+
+
+def unrolled_rows(source: Path = UNROLLED_SOURCE) -> list[dict]:
+    """``{"bundle", "bits", "actual": {logic, ff}}`` of each unrolled engine synthesized in
+    ``source``, its datapath bits (:func:`rtl_gen.hw.planner.unrolled_logic_bits`) from the
+    plan the ``--fit`` choice builds."""
+    from rtl_gen.hw.unrolled import plan_unrolled
+
+    out = []
+    for r in json.loads(source.read_text())["rows"] if source.exists() else []:
+        if r.get("engine") != "unrolled" or r.get("lc") is None:
+            continue
+        net = read_bundle(Path("weights") / r["name"])
+        plan = plan_unrolled(net, multiplier="adders")
+        out.append({"device": r["device"], "bundle": r["name"].removeprefix("digits-"),
+                    "bits": unrolled_logic_bits(plan), "plan": plan,
+                    "actual": {"logic": r["lc"], "ff": r["ff"]}})
+    return out
+
+
+def refit_unrolled(rows: list[dict]) -> dict:
+    """``(fixed, per bit)`` of logic and flip-flops by non-negative least squares, each row
+    weighted by one over its actual value."""
+    from scipy.optimize import nnls
+
+    x = np.array([[1.0, r["bits"]] for r in rows])
+    out = {}
+    for key in ("logic", "ff"):
+        y = np.array([r["actual"][key] for r in rows], float)
+        w = 1 / y
+        coef, _ = nnls(x * w[:, None], y * w)
+        out[key] = tuple(round(float(c), 4) for c in coef)
+    return out
+
+
+def unrolled_table(rows: list[dict], coefficients: dict) -> tuple[list[str], float]:
+    """Estimate against synthesis of the unrolled engines, and the worst logic error."""
+    lines = ["| device | network | datapath bits | logic est. | actual | error | FF est. | "
+             "actual |", "|" + "---|" * 8]
+    worst = 0.0
+    for r in rows:
+        est = unrolled_area(r.pop("plan"), coefficients=coefficients)
+        a = r["actual"]
+        err = 100 * (est.logic - a["logic"]) / a["logic"]
+        worst = max(worst, abs(err))
+        r["estimate"] = {"logic": round(est.logic), "ff": round(est.ff)}
+        r["logic_error_pct"] = round(err, 1)
+        lines.append(f"| {r['device']} | {r['bundle']} | {r['bits']} | {est.logic:.0f} | "
+                     f"{a['logic']} | {err:+.1f}% | {est.ff:.0f} | {a['ff']} |")
+    return lines, worst
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -183,17 +258,32 @@ def main(argv: list[str] | None = None) -> int:
                      f"{est.logic:.0f} | {a['logic']} | {err:+.1f}% | {est.ff:.0f} | "
                      f"{a['ff']} | {est.dsp} | {a['dsp']} | {est.bram} | {a['bram']} |")
     table = "\n".join(lines) + "\n"
+    unrolled, unrolled_coefficients, worst_unrolled = [], UNROLLED_COEFFICIENTS, 0.0
+    if "ecp5-85f" in devices and not args.match:
+        unrolled = unrolled_rows()
+        if args.refit and unrolled:
+            unrolled_coefficients = refit_unrolled(unrolled)
+            print(f"UNROLLED_COEFFICIENTS = {json.dumps(unrolled_coefficients)}")
+        if unrolled:
+            u_lines, worst_unrolled = unrolled_table(unrolled, unrolled_coefficients)
+            table += ("\nThe unrolled engine (`--fit ecp5-85f`; synthesis from "
+                      f"`benchmarks/results/{UNROLLED_SOURCE.name}`), logic and FF linear "
+                      "in its datapath's carry-chain bits:\n\n" + "\n".join(u_lines) + "\n")
     print(table, end="")
-    print(f"worst logic error {worst:.1f}%; features {', '.join(FEATURES)}", file=sys.stderr)
+    print(f"worst logic error {worst:.1f}% (arrays), {worst_unrolled:.1f}% (unrolled); "
+          f"features {', '.join(FEATURES)}", file=sys.stderr)
     args.out.mkdir(parents=True, exist_ok=True)
     note = ("# The area model against synthesis\n\n"
             "Generated by `python benchmarks/area_model.py`; logic = iCE40 logic cells "
-            "(UP5K) / ECP5 LUT4 slices (LFE5U-85F) after nextpnr packing of the bare network; "
-            "estimates from `rtl_gen.design.area` with the coefficients of "
+            "(UP5K) / ECP5 LUT4 slices (LFE5U-85F, `TRELLIS_COMB`) after nextpnr packing of "
+            "the bare network, built as `--fit` builds it (no cycle counters); estimates "
+            "from `rtl_gen.design.area` with the coefficients of "
             "`rtl_gen.design.area_calibration`.\n\n")
     (args.out / "area_model.md").write_text(note + table)
     (args.out / "area_model.json").write_text(json.dumps(
         {"rows": rows, "coefficients": coefficients, "worst_logic_error_pct": round(worst, 1),
+         "unrolled_rows": unrolled, "unrolled_coefficients": unrolled_coefficients,
+         "worst_unrolled_logic_error_pct": round(worst_unrolled, 1),
          "seconds": round(time.time() - start)}, indent=1) + "\n")
     return 0
 

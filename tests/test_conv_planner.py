@@ -13,6 +13,7 @@ from test_conv import mixed_network
 
 from rtl_gen.bundle import read_bundle, write_bundle
 from rtl_gen.design.area import estimate_layer
+from rtl_gen.design.area_calibration import CONV_COEFFICIENTS
 from rtl_gen.design.golden import forward as golden_forward
 from rtl_gen.devices import DEVICES, Device
 from rtl_gen.hw.conv import ConvNetworkEngine, ConvPlan, PoolPlan, plan_conv_chain
@@ -43,7 +44,7 @@ def chain_area(net, arrays, family):
     for _, _, p in plan_conv_chain(net, arrays, counters=False).stages:
         core = p.core if isinstance(p, ConvPlan) else p
         if isinstance(core, LayerPlan):
-            a = estimate_layer(engine_shape(core), family)
+            a = estimate_layer(engine_shape(core), family, CONV_COEFFICIENTS[family])
             logic, bram = logic + a.logic, bram + a.bram
         w = getattr(p, "window", None)
         if isinstance(p, (ConvPlan, PoolPlan)) and w is not None:

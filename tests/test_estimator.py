@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from rtl_gen.design.area import FEATURES
 from rtl_gen.errors import RtlGenError
 from rtl_gen.tasks import explore as ex
 from rtl_gen.tasks.estimator import Estimator, fit
@@ -50,12 +51,12 @@ def test_estimate_comes_from_the_plan_and_the_cycle_model():
     point = ex.Point(str(ROOT / "weights" / "digits-binary"), "up5k", cols=8)
     net, plan = ex.plan_point(point)
     features = ex._features(plan, "up5k")
-    assert features["engine"] == "arrays" and len(features["area"]) == 8
+    assert features["engine"] == "arrays" and len(features["area"]) == len(FEATURES)
     assert features["area"][0] == len(net.layers)  # the fixed part, once per layer
     assert features["acc"] == max(ly.acc_bits for ly in net.layers)
     # A calibration of 1,000 LC per layer at 50 MHz.
-    flat = Estimator({("up5k", "arrays"): {"lc": [1000.0] + [0.0] * 7,
-                                           "ff": [500.0] + [0.0] * 7,
+    flat = Estimator({("up5k", "arrays"): {"lc": [1000.0] + [0.0] * (len(FEATURES) - 1),
+                                           "ff": [500.0] + [0.0] * (len(FEATURES) - 1),
                                            "fmax": [math.log(50.0), 0.0, 0.0, 0.0]}})
     got = ex.estimate_point(point, flat)
     # 64-32-10 on 8 columns of one lane: 4 tiles of 64 steps, the slowest layer 65 cycles.
@@ -74,22 +75,24 @@ def test_prune_keeps_what_the_estimate_cannot_rule_out():
     # LC grows with the PEs, Fmax the same, one accuracy: the fastest design is alone on
     # the throughput front and the smallest alone on the area front; the middle ones are
     # dominated on both.  Each design's seeds are kept together.
-    est = Estimator({("up5k", "arrays"): {"lc": [0.0, 100.0] + [0.0] * 6,
-                                          "ff": [0.0] * 8,
+    est = Estimator({("up5k", "arrays"): {"lc": [0.0, 100.0] + [0.0] * (len(FEATURES) - 2),
+                                          "ff": [0.0] * len(FEATURES),
                                           "fmax": [math.log(40.0), 0.0, 0.0, 0.0]}})
     kept = ex.prune(sweep, est, slack=0.0).points
     assert [(p.cols, p.seed) for p in kept] == [(1, 1), (1, 2), (8, 1), (8, 2)]
     # With a slack as wide as the estimates' spread, any of them could be on a front.
     assert ex.prune(sweep, est, slack=0.9).points == sweep.points
     # Equal estimates: neither strictly dominates the other, both stay.
-    flat = Estimator({("up5k", "arrays"): {"lc": [500.0] + [0.0] * 7, "ff": [0.0] * 8,
+    flat = Estimator({("up5k", "arrays"): {"lc": [500.0] + [0.0] * (len(FEATURES) - 1),
+                                           "ff": [0.0] * len(FEATURES),
                                            "fmax": [math.log(40.0), 0.0, 0.0, 0.0]}})
     two = ex.Sweep(tuple(ex.Point(bundle, "up5k", seed=1, cols=8, multiplier=m)
                          for m in ("lut", "dsp")))
     assert ex.prune(two, flat, slack=0.0).points == two.points
     # 6,000 LC estimated (3,000 on the first feature, 2 here): less a slack of 0.1 still
     # larger than the UP5K, so none can fit; less 0.2 (4,800 LC) each could.
-    huge = Estimator({("up5k", "arrays"): {"lc": [3000.0] + [0.0] * 7, "ff": [0.0] * 8,
+    huge = Estimator({("up5k", "arrays"): {"lc": [3000.0] + [0.0] * (len(FEATURES) - 1),
+                                           "ff": [0.0] * len(FEATURES),
                                            "fmax": [math.log(40.0), 0.0, 0.0, 0.0]}})
     assert ex.prune(sweep, huge, slack=0.1).points == ()
     assert ex.prune(sweep, huge, slack=0.2).points == sweep.points  # 4,800 LC could fit

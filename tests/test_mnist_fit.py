@@ -44,7 +44,7 @@ MEASURED_DSP = {
 #: 2-bit TFCs' 784x64 weights are 100,352 bits, 25 of the UP5K's 30 4-kbit block RAMs before
 #: the input banks; term revealing's smallest folding needs about 5,600 logic cells.
 UP5K_REFUSED = {"mnist-tfc-ternary": "block RAMs", "mnist-tfc-w2a2": "block RAMs",
-                "mnist-tr": "logic cells"}
+                "mnist-tr": "block RAMs"}
 
 
 def _plan(name: str, device: str):

@@ -5,10 +5,11 @@ lane a product of an ``a``-bit activation and a ``w``-bit weight code, summed by
 tree into an ``acc``-bit accumulator, operands forwarded along the systolic chains), the
 drain's constant tables (bias, and for a hidden layer the requantization multiplier, rounding
 and shift, one entry per output slot ``tiles * C``), the output FIFO and the fixed parts
-(sequencer, drain counters, cycle counter).  The model is linear in features of that plan
-(:func:`features`), with one coefficient per feature and device family, fit by least squares
-on synthesis results (:mod:`rtl_gen.design.area_calibration` says from what;
-``benchmarks/area_model.py`` re-fits and checks them).
+(sequencer, drain counters); the engine as ``--fit`` and a board build build it, without the
+layers' cycle counters (the bare network: no harness, no host link).  The model is linear
+in features of that plan (:func:`features`), with one coefficient per feature and device
+family, fit by least squares on synthesis results (:mod:`rtl_gen.design.area_calibration`
+says from what; ``benchmarks/area_model.py`` re-fits and checks them).
 
 * logic: iCE40 ``ICESTORM_LC`` after packing, ECP5 ``TRELLIS_COMB`` (LUT4 slices) after
   packing;
@@ -38,7 +39,7 @@ import dataclasses
 import math
 
 __all__ = ["LANE_FACTOR", "Area", "EngineShape", "dsp_blocks", "estimate_layer",
-           "estimate_network", "features", "memory_blocks"]
+           "estimate_network", "features", "features_v1", "memory_blocks", "tree_bits"]
 
 #: Cost of one lane's product over that of a binary lane's (an XOR and a carry-in), per
 #: family and PE kind, from the bare units of ``benchmarks/results/pe_cost.json`` (8-bit
@@ -46,8 +47,9 @@ __all__ = ["LANE_FACTOR", "Area", "EngineShape", "dsp_blocks", "estimate_layer",
 #: lane), ternary-x16 47 a lane, pot4-x16 88; at one lane apot4 +30 LC over binary, int4 +87
 #: and int8 +172 (a ``w``-bit lane multiplier: ``1 + w/2``), bitplane +87.  ECP5: a binary
 #: lane 65 LUT4 (1010 at 16 lanes), ternary 55, pot4 152; at one lane apot4 +27, int4 +103,
-#: int8 +229 (``1 + 0.45 w``), bitplane +87.  ``tr`` is the term-pair array's cost per column
-#: and group lane (not calibrated); ``int-dsp`` a lane in a hard multiplier.
+#: int8 +229 (``1 + 0.45 w``), bitplane +87.  ``tr`` is unused (the term-pair array has
+#: features of its own: a layer's fixed parts and its columns); ``int-dsp`` a lane in a hard
+#: multiplier.
 LANE_FACTOR = {
     "ice40": {
         "binary": lambda w: 1.0,
@@ -108,6 +110,9 @@ class EngineShape:
     #: Bits of the product's other operand, the array's result (the accumulator without the
     #: bias, which the requantizer adds as a constant); 0: ``acc_bits``.
     r_bits: int = 0
+    #: ``(depth, width)`` of the weight ROM when it is not ``tiles * k_steps`` words of
+    #: ``cols * lanes * w_bits`` (the term-pair array's ROM of weight terms); None: that.
+    rom: tuple[int, int] | None = None
 
     @property
     def pes(self) -> int:
@@ -118,16 +123,19 @@ class EngineShape:
         """``(depth, width, rom)`` of each memory: the row banks, the weight ROM, the
         FIFO."""
         banks = [(2 * self.k_steps, self.lanes * self.a_bits, False)] * self.rows
-        rom = (self.tiles * self.k_steps, max(1, self.cols * self.lanes * self.w_bits), True)
+        rom = (*self.rom, True) if self.rom is not None else \
+            (self.tiles * self.k_steps, max(1, self.cols * self.lanes * self.w_bits), True)
         return [*banks, rom, (self.fifo_depth, self.out_bits, False)]
 
 
 #: The names of :func:`features`, in order (the calibration's coefficients follow them).
-FEATURES = ("layer", "pe", "acc", "sign_lane", "mult_lane", "slots", "rom_fabric",
-            "ram_fabric")
+FEATURES = ("layer", "pe", "acc", "sign_lane", "mult_lane", "int_lane", "tree", "tr_layer",
+            "tr_col", "fwd", "slots", "rom_fabric", "ram_fabric")
 
 #: Kinds whose lane is a sign (a conditional negation): their lanes have a coefficient of
-#: their own (``sign_lane``); the others' lanes multiply (``mult_lane``).
+#: their own (``sign_lane``); ``int`` lanes are ``a x w``-bit multipliers in LUTs
+#: (``int_lane``: the product's partial-product bits); the others' lanes multiply by a
+#: shift or two (``mult_lane``).
 SIGN_KINDS = ("binary", "ternary", "xnor")
 
 
@@ -139,17 +147,15 @@ def in_block_ram(depth: int, width: int, rom: bool, family: str, c) -> bool:
     return depth * width >= fill * memory_blocks(depth, width, family)
 
 
-def features(s: EngineShape, family: str, c) -> tuple[float, ...]:
-    """The linear model's features of an engine: one (the fixed parts), PEs, accumulator
-    bits, lane-product operand bits weighted by the kind's :data:`LANE_FACTOR` (sign lanes
-    and multiplying lanes apart), drain table
-    bits (``tiles * C`` slots of the bias, and of the requantization constants for a hidden
-    layer), and the bits of the ROMs and RAMs that stay out of block RAM
-    (:func:`in_block_ram`)."""
-    factor = LANE_FACTOR[family][s.kind](s.w_bits)
-    lane = s.pes * s.lanes * (s.a_bits + s.w_bits) * factor
-    sign, mult = (lane, 0.0) if s.kind in SIGN_KINDS else (0.0, lane)
-    slots = s.tiles * s.cols * (s.acc_bits + (40 if s.requantize else 0))
+#: The model's first features (layer, PEs, accumulator bits, sign and multiplying lane
+#: operand bits, drain table bits, ROM and RAM bits out of block RAM), which coefficients of
+#: that length (:data:`~rtl_gen.design.area_calibration.CONV_COEFFICIENTS`) are over.
+FEATURES_V1 = ("layer", "pe", "acc", "sign_lane", "mult_lane", "slots", "rom_fabric",
+               "ram_fabric")
+
+
+def _fabric_bits(s: EngineShape, family: str, c) -> tuple[int, int]:
+    """Bits of the ROMs and of the RAMs that stay out of block RAM (:func:`in_block_ram`)."""
     rom = ram = 0
     for depth, width, is_rom in s.memories:
         if not in_block_ram(depth, width, is_rom, family, c):
@@ -159,8 +165,60 @@ def features(s: EngineShape, family: str, c) -> tuple[float, ...]:
                 ram += 16 * math.ceil(depth / 16) * width
             else:  # flip-flops
                 ram += depth * width
+    return rom, ram
+
+
+def features_v1(s: EngineShape, family: str, c) -> tuple[float, ...]:
+    """The features of :data:`FEATURES_V1` (every lane's operand bits weighted by its kind's
+    :data:`LANE_FACTOR`, sign lanes apart)."""
+    factor = LANE_FACTOR[family][s.kind](s.w_bits)
+    lane = s.pes * s.lanes * (s.a_bits + s.w_bits) * factor
+    sign, mult = (lane, 0.0) if s.kind in SIGN_KINDS else (0.0, lane)
+    slots = s.tiles * s.cols * (s.acc_bits + (40 if s.requantize else 0))
+    rom, ram = _fabric_bits(s, family, c)
     return (1.0, float(s.pes), float(s.pes * s.acc_bits), sign, mult, float(slots),
             float(rom), float(ram))
+
+
+def tree_bits(lanes: int, bits: int) -> int:
+    """Bits of the adders of a balanced tree summing ``lanes`` values of ``bits`` bits (each
+    level's sums one bit wider)."""
+    total, n, level = 0, lanes, 0
+    while n > 1:
+        level += 1
+        total += (n // 2) * (bits + level)
+        n = (n + 1) // 2
+    return total
+
+
+def features(s: EngineShape, family: str, c) -> tuple[float, ...]:
+    """The linear model's features of an engine (:data:`FEATURES`): one (the fixed parts),
+    PEs, accumulator bits, lane-product operand bits weighted by the kind's
+    :data:`LANE_FACTOR` (sign lanes and shift lanes apart; an ``int`` lane's ``a x w``
+    partial-product bits), the bits of each PE's adder tree over its lanes
+    (:func:`tree_bits` of the product's operand bits), a term-pair layer's fixed parts (the
+    data-term unit, the run-time term controls) and its columns (a ``tr`` engine's PEs; its
+    lanes are the group of inputs a term selects from, not products), the operands forwarded
+    along the systolic chains (arrays of more than one row; one row broadcasts them), drain
+    table bits (``tiles * C`` slots of the bias, and of the requantization constants for a
+    hidden layer), and the bits of the ROMs and RAMs that stay out of block RAM
+    (:func:`in_block_ram`)."""
+    tr = s.kind == "tr"
+    factor = LANE_FACTOR[family][s.kind](s.w_bits)
+    lane = 0.0 if tr else s.pes * s.lanes * (s.a_bits + s.w_bits) * factor
+    sign = mult = prod = 0.0
+    if s.kind in SIGN_KINDS:
+        sign = lane
+    elif s.kind == "int":
+        prod = float(s.pes * s.lanes * s.a_bits * s.w_bits)
+    else:
+        mult = lane
+    tree = 0.0 if tr else float(s.pes * tree_bits(s.lanes, s.a_bits + s.w_bits))
+    fwd = float(s.pes * s.lanes * (s.a_bits + s.w_bits)) if s.rows > 1 and not tr else 0.0
+    slots = s.tiles * s.cols * (s.acc_bits + (40 if s.requantize else 0))
+    rom, ram = _fabric_bits(s, family, c)
+    return (1.0, float(s.pes), float(s.pes * s.acc_bits), sign, mult, prod, tree,
+            float(tr), float(s.pes) if tr else 0.0, fwd, float(slots), float(rom), float(ram))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -211,12 +269,14 @@ def dsp_blocks(s: EngineShape, family: str) -> int:
         n = _pieces(s.r_bits or s.acc_bits, wa) * _pieces(s.m_bits + 1, wb)
     # the weight ROM's address ``tile * k_steps + step``: a product by a constant, which
     # Yosys maps to a hard multiplier after taking out the constant's factor of two (a
-    # shift), unless what is left is one or the product is too narrow
+    # shift), unless what is left is one or the product is too narrow (the term-pair
+    # array's ROM address is a running base, no product)
     odd = s.k_steps >> ((s.k_steps & -s.k_steps).bit_length() - 1)
     a = max(1, (s.tiles - 1).bit_length())
     b = odd.bit_length()
     y = ((s.tiles - 1) * odd).bit_length()
-    if s.tiles > 1 and odd > 1 and a >= 2 and b >= 2 and y >= _DSP_Y_MINWIDTH[family]:
+    if s.kind != "tr" and s.tiles > 1 and odd > 1 and a >= 2 and b >= 2 \
+            and y >= _DSP_Y_MINWIDTH[family]:
         n += _pieces(a, wa) * _pieces(b, wb)
     if s.kind == "int-dsp":
         n += s.pes * s.lanes
@@ -234,9 +294,11 @@ def _coefficients(family: str):
 
 def estimate_layer(s: EngineShape, family: str, coefficients=None) -> Area:
     """The estimated resources of one engine on a device of ``family`` (``ice40``,
-    ``ecp5``); ``coefficients`` default to the calibration's."""
+    ``ecp5``); ``coefficients`` default to the calibration's (coefficients over
+    :data:`FEATURES_V1` take those features)."""
     c = coefficients or _coefficients(family)
-    f = features(s, family, c)
+    f = features_v1(s, family, c) if len(c["logic"]) == len(FEATURES_V1) else \
+        features(s, family, c)
     logic = sum(a * b for a, b in zip(c["logic"], f, strict=True))
     ff = sum(a * b for a, b in zip(c["ff"], f, strict=True))
     bram = sum(memory_blocks(d, w, family) for d, w, rom in s.memories

@@ -3,27 +3,48 @@ folding planner assumes, per device family.
 
 Fit by ``python benchmarks/area_model.py --refit`` (non-negative least squares, each row
 weighted by one over its actual value, so the fit minimises relative error) on the
-synthesis of the digits networks listed in that script's ``CONFIGS``: the shipped binary,
-ternary, pot4, apot4, int4 and int8 bundles on their default arrays and on smaller, larger,
-wider-lane, two-row and wide-input foldings, 21 networks per device, synthesized for the UP5K
-(``ice40``: ``ICESTORM_LC`` after nextpnr packing) and the LFE5U-85F (``ecp5``:
-``TRELLIS_COMB`` after packing) with Yosys 0.5x/nextpnr of the project's pinned YoWASP.
-``benchmarks/results/area_model.md`` lists estimate vs actual per network.
+synthesis of the digits networks listed in that script's ``CONFIGS``, each built as
+``--fit`` and a board build build it (no layer cycle counters): the planner's ``--fit up5k``
+choices (one-row foldings with a wide input port of ``P = 2``, 16 x 4, 32 x 2, 2 x 16
+and 10 x 1 arrays, the term-pair engine), the shipped bundles on their default arrays, and
+smaller, larger, wider-lane, two-row and wide-input foldings: 39 networks per device,
+synthesized for the UP5K (``ice40``: ``ICESTORM_LC`` after nextpnr packing) and the
+LFE5U-85F (``ecp5``: ``TRELLIS_COMB`` after packing) with the project's pinned YoWASP
+Yosys/nextpnr.  ``benchmarks/results/area_model.md`` lists estimate vs actual per network.
 
 ``logic`` and ``ff`` hold one coefficient per feature of
 :data:`rtl_gen.design.area.FEATURES`; ``network`` is the chain's fixed ``(logic, ff)`` (held
 at zero: every calibration network has two layers, so the per-layer constant takes it);
 ``bram_rom_fill`` / ``bram_ram_fill`` the least bits per block at which Yosys put a ROM / a
-RAM in block RAM, the values that reproduce every block RAM count of these runs (the ECP5
-kept every RAM of these networks in distributed RAM).  Logic error of the fit: within 5%
-on the UP5K for every network that fits it (the worst, 15%, is a 32-column int4 network
-of 2.7 times the UP5K), within 11% on the LFE5U-85F except the 32-column int4 network
-(13%).
+RAM in block RAM, the values that reproduce the most block RAM counts of these runs (the
+ECP5 kept every RAM of these networks in distributed RAM).  Logic error of the fit: every
+``--fit up5k`` choice within 7% on both devices; every network within 14% (the worst: two
+small int4 foldings on the UP5K whose 17-bit logit FIFO Yosys splits between a block and
+the fabric, which the model does not).
 """
 
 from __future__ import annotations
 
 COEFFICIENTS = {
+    "ice40": {"logic": (223.3144, 12.4672, 2.6852, 1.0649, 2.5571, 2.6001, 2.414, 472.4025,
+                        189.376, 1.5287, 0.0, 0.0671, 1.734),
+              "ff": (148.4305, 0.0, 2.0141, 0.1651, 0.2426, 0.1864, 0.4957, 160.8556, 50.2966,
+                     1.2856, 0.0, 0.0123, 1.1499),
+              "network": (0.0, 0.0), "bram_rom_fill": 1152, "bram_ram_fill": 96},
+    "ecp5": {"logic": (178.0428, 0.0, 3.7108, 0.0, 1.822, 2.1465, 2.5176, 237.5539, 110.8333,
+                       0.3353, 0.0, 0.0708, 0.1593),
+             "ff": (2.2596, 0.0, 1.5855, 0.076, 0.1244, 0.0933, 0.3989, 71.1043, 30.6689,
+                    0.7249, 0.0994, 0.0153, 0.1179),
+             "network": (0.0, 0.0), "bram_rom_fill": 3072, "bram_ram_fill": 1 << 30},
+}
+
+#: The convolution planner's core-engine coefficients (:mod:`rtl_gen.hw.conv_planner`): the
+#: area model's first calibration (21 networks per device, the engines with cycle counters,
+#: before the lean engines), over its first features
+#: (:data:`rtl_gen.design.area.FEATURES_V1`), against which that planner's window-unit
+#: constants (:data:`rtl_gen.hw.conv_planner.WINDOW_UNIT`) were fit on the MNIST CNNs' syntheses.
+#: Kept until those constants are fit again on :data:`COEFFICIENTS`.
+CONV_COEFFICIENTS = {
     "ice40": {"logic": (380.8963, 68.1908, 1.8449, 3.2225, 2.5058, 0.0, 0.0977, 2.4165),
               "ff": (192.1357, 72.6301, 0.3343, 0.6864, 0.3408, 0.0, 0.0258, 1.3998),
               "network": (0.0, 0.0), "bram_rom_fill": 1152, "bram_ram_fill": 96},
@@ -36,3 +57,13 @@ COEFFICIENTS = {
 #: nextpnr Fmax in ``benchmarks/results/network.md`` (UP5K 32.8-37.1, LFE5U-85F 74.9-88.8)
 #: rounded down to keep a margin.
 FMAX_MHZ = {"ice40": 32.0, "ecp5": 75.0}
+
+#: The unrolled engine's (:class:`~rtl_gen.hw.unrolled.UnrolledNetworkEngine`, fabric
+#: requantizer) ``(fixed, per bit)`` logic and flip-flops against the bits of its datapath's
+#: carry chains (:func:`rtl_gen.hw.planner.unrolled_logic_bits`: adder graphs, bias adds,
+#: fabric requantizers, the logits' compares), fit by ``python benchmarks/area_model.py
+#: --refit`` (non-negative least squares, relative error) on the shipped digits networks
+#: synthesized at ``--fit ecp5-85f`` (the unrolled rows of ``benchmarks/results/network.json``):
+#: ECP5 ``TRELLIS_COMB`` and ``TRELLIS_FF``.  The iCE40 takes the same model (no unrolled
+#: engine fits a UP5K; it only has to say so).
+UNROLLED_COEFFICIENTS = {"logic": (0.0, 1.4827), "ff": (0.0, 0.8161)}

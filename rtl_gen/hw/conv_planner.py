@@ -39,7 +39,7 @@ import itertools
 import math
 
 from ..design.area import Area, estimate_layer, memory_blocks
-from ..design.area_calibration import COEFFICIENTS
+from ..design.area_calibration import CONV_COEFFICIENTS
 from ..design.conv import ConvLayer, FlattenLayer, GlobalAvgPoolLayer
 from ..design.network import DenseLayer, Network
 from ..devices import Device
@@ -338,7 +338,7 @@ def plan_conv_folding(net: Network, target_fps: float | None = None,
     """
     device, family, fmax = _check_settings(net, target_fps, fit, margin, fmax_mhz)
     fixed = _check_overrides(net, overrides)
-    coeff = coefficients or COEFFICIENTS[family]
+    coeff = coefficients or CONV_COEFFICIENTS[family]
 
     # the fixed parts: pooling and flatten stages, the window units, the input stream
     floor = net.input.features

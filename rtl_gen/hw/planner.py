@@ -25,7 +25,7 @@ import dataclasses
 import math
 
 from ..design.area import Area, EngineShape, estimate_layer
-from ..design.area_calibration import COEFFICIENTS, FMAX_MHZ
+from ..design.area_calibration import COEFFICIENTS, FMAX_MHZ, UNROLLED_COEFFICIENTS
 from ..design.network import Network
 from ..design.timing import LayerTiming, network_interval
 from ..devices import DEVICES, Device, get_device
@@ -35,7 +35,8 @@ from .layer import ArrayConfig, plan_layer
 from .pes.layers import default_array
 
 __all__ = ["UNROLLED_SHARING_FLOOR", "FoldingPlan", "LayerFold", "PlanError", "engine_shape",
-           "plan_folding", "shortfall", "unrolled_plain_bits", "unrolled_prefit"]
+           "plan_folding", "shortfall", "unrolled_adder_bits", "unrolled_area", "unrolled_fit",
+           "unrolled_logic_bits", "unrolled_plain_bits", "unrolled_prefit"]
 
 #: Keys a per-layer override may set.
 OVERRIDE_KEYS = ("cols", "lanes", "rows", "multiplier", "pipeline", "window")
@@ -60,13 +61,23 @@ def engine_shape(plan) -> EngineShape:
     else:
         kind = pe.kind
     requant = layer.activation == "relu"
+    rom = None
+    if pe is None:  # the term-pair array's ROM of weight terms (hw.tr.term_rom_words)
+        from .tr import term_layout, tr_max_terms, tr_per_cycle
+
+        per = tr_per_cycle(layer, plan.array.tr_terms)
+        size = term_layout(layer.tr.group,
+                           max(1, layer.scheme.magnitude_bits.bit_length())).size
+        groups = math.ceil(layer.in_features / layer.tr.group)
+        rom = (t.tiles * groups * -(-tr_max_terms(layer) // per), t.cols * per * size)
     return EngineShape(kind=kind, rows=t.rows, cols=t.cols, lanes=t.lanes, k=t.k, n=t.n,
                        a_bits=layer.in_bits, w_bits=layer.scheme.bits,
                        acc_bits=layer.acc_bits,
                        out_bits=layer.out_bits if requant else layer.acc_bits,
                        requantize=requant, tiles=t.tiles, k_steps=t.k_steps,
                        fifo_depth=plan.fifo_depth, requant_method=plan.requant.method,
-                       m_bits=plan.requant.m_bits or 30, r_bits=_result_bits(plan.requant))
+                       m_bits=plan.requant.m_bits or 30, r_bits=_result_bits(plan.requant),
+                       rom=rom)
 
 
 def _result_bits(rq) -> int:
@@ -458,20 +469,6 @@ def _bottleneck(plan: FoldingPlan) -> str:
 
 # -- the unrolled engine: whole networks at one vector a cycle --------------------------------
 
-#: Logic of an :class:`~rtl_gen.hw.unrolled.UnrolledNetworkEngine` with the fabric requantizer
-#: (``multiplier="adders"``), in ECP5 LUT4 slices / iCE40 logic cells: a fixed part (the
-#: requantizers, the argmax, the pipeline registers' control) plus so much per bit of the adder
-#: graphs (the sum over every adder of its exact output width).  Fit by hand on two syntheses
-#: of the shipped digits networks for the LFE5U-85F (one nextpnr seed): ternary, 4,721 adder
-#: bits, 11,969 LC; int4, 11,876 adder bits, 23,563 LC.  Two rows: a rough model, used only
-#: to decide whether the unrolled engine fits a device, where the margin covers its error.
-UNROLLED_LOGIC_FIXED = 4320
-UNROLLED_LOGIC_PER_ADDER_BIT = 1.62
-#: Flip-flops of the same two syntheses (5,916 and 10,836) against their adder bits.
-UNROLLED_FF_FIXED = 2670
-UNROLLED_FF_PER_ADDER_BIT = 0.69
-
-
 def unrolled_adder_bits(plan) -> int:
     """The sum over every two-input adder of an :class:`~rtl_gen.hw.unrolled.UnrolledPlan`'s
     graphs of its output width."""
@@ -479,23 +476,54 @@ def unrolled_adder_bits(plan) -> int:
                for g in plan.layers for node in g.nodes if node.kind == "add")
 
 
+def unrolled_logic_bits(plan) -> int:
+    """Bits of every carry chain of an :class:`~rtl_gen.hw.unrolled.UnrolledPlan`'s
+    datapath, the unrolled engine's area model's feature: the adder graphs
+    (:func:`unrolled_adder_bits`), each output's bias add, each hidden output's fabric
+    requantizer (the balanced tree of its shift-and-add terms, each partial sum as wide as
+    its range over the accumulator's) and the logits' compare-and-select tree (one compare
+    as wide as a logit for each logit but one)."""
+    from .unrolled import _range_shape
+
+    bits = unrolled_adder_bits(plan)
+    for g in plan.layers:
+        bits += sum(n.shape.width for n in g.nodes if n.kind == "acc" and n.terms and n.const)
+        for o, f in zip(g.outputs, g.fabric or (), strict=False):
+            node = g.nodes[o]
+            parts = [(d << e, 0) for e, d in f.digits] + ([(0, f.const)] if f.const else [])
+            while len(parts) > 1:
+                nxt = []
+                for (ca, ka), (cb, kb) in zip(parts[0::2], parts[1::2], strict=False):
+                    c, k = ca + cb, ka + kb
+                    bits += _range_shape(min(node.lo * c + k, node.hi * c + k),
+                                         max(node.lo * c + k, node.hi * c + k)).width
+                    nxt.append((c, k))
+                parts = nxt + parts[len(parts) - len(parts) % 2:]
+    last = plan.layers[-1]
+    widths = [last.nodes[o].shape.width for o in last.outputs]
+    return bits + sum(widths) - max(widths, default=0)
+
+
+def unrolled_area(plan, bits: int | None = None, coefficients=None) -> Area:
+    """The unrolled engine's estimated logic and flip-flops: linear in
+    :func:`unrolled_logic_bits` (``bits``, when given, instead), with ``coefficients``
+    (default :data:`~rtl_gen.design.area_calibration.UNROLLED_COEFFICIENTS`); its DSP blocks:
+    the hidden outputs' products with the hard-multiplier requantizer."""
+    c = coefficients or UNROLLED_COEFFICIENTS
+    b = unrolled_logic_bits(plan) if bits is None else bits
+    dsp = 0 if plan is None or plan.multiplier == "adders" else sum(
+        len(g.outputs) for g in plan.layers if g.requant is not None)
+    return Area(logic=c["logic"][0] + c["logic"][1] * b, ff=c["ff"][0] + c["ff"][1] * b,
+                dsp=dsp)
+
+
 def unrolled_fit(plan, device: str | Device, margin: float = 0.1) -> tuple[float, str | None]:
     """``(estimated logic, None)`` when the unrolled ``plan`` fits ``device`` with ``margin``
-    kept free, else ``(estimated logic, what runs out)``."""
+    kept free (:func:`unrolled_area`, :func:`shortfall`), else ``(estimated logic, what runs
+    out)``."""
     device = get_device(device) if isinstance(device, str) else device
-    bits = unrolled_adder_bits(plan)
-    logic = UNROLLED_LOGIC_FIXED + UNROLLED_LOGIC_PER_ADDER_BIT * bits
-    ff = UNROLLED_FF_FIXED + UNROLLED_FF_PER_ADDER_BIT * bits
-    dsp = 0 if plan.multiplier == "adders" else sum(
-        len(g.outputs) for g in plan.layers if g.requant is not None)
-    keep = 1 - margin
-    unit = "logic cells" if device.family == "ice40" else "LUT4s"
-    for what, need, have in ((unit, logic, device.luts), ("flip-flops", ff, device.luts),
-                             ("DSP blocks", dsp, device.dsp)):
-        if need > keep * have:
-            return logic, (f"{what}: needs about {need:.0f}, {device.name} has {have} "
-                           f"({math.floor(keep * have)} with {100 * margin:g}% kept free)")
-    return logic, None
+    area = unrolled_area(plan)
+    return area.logic, shortfall(area, device, margin)
 
 
 #: The fewest adder bits the unrolled engine's shared adder graphs (da4ml) have been seen to
@@ -543,6 +571,5 @@ def unrolled_prefit(net, device: str | Device, margin: float = 0.1) -> str | Non
     only, in well under a second."""
     device = get_device(device) if isinstance(device, str) else device
     bits = sum(f * _plain_layer_bits(layer) for layer, f in _weighted(net))
-    least = Area(logic=UNROLLED_LOGIC_FIXED + UNROLLED_LOGIC_PER_ADDER_BIT * bits,
-                 ff=UNROLLED_FF_FIXED + UNROLLED_FF_PER_ADDER_BIT * bits)
+    least = unrolled_area(None, bits=round(bits))
     return shortfall(least, device, margin, bound=True)
