@@ -63,7 +63,7 @@ _MULTIPLIERS = ("lut", "dsp")
 #: The board of each device, for each point's ``rtl-gen build`` command.
 BOARD_OF_DEVICE = {"up5k": "icebreaker", "ecp5-85f": "ulx3s"}
 #: Bump when the meaning of a cached point result changes.
-RESULT_VERSION = 1
+RESULT_VERSION = 2  # 2: the area model's features grew (adder trees, int lanes, term pairs)
 
 
 @dataclasses.dataclass(frozen=True)
