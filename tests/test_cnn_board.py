@@ -46,7 +46,7 @@ def test_build_folds_a_cnn_to_fit_beside_the_host_link(monkeypatch, tmp_path, bo
     assert seen["arrays"] == _fit(device, margin)
     # the options still choose: --cols fixes every weight layer's columns
     build_task.build(board, CNN, tmp_path / "c", cols=2)
-    assert [a.cols for a in seen["arrays"] if a is not None] == [2, 2, 2]
+    assert [a.cols for a in seen["arrays"] if a is not None] == [2, 2, 2, 2]  # 3 conv, fc
 
 
 def test_cnn_build_uses_the_board_conv_clock(monkeypatch, tmp_path):
@@ -76,7 +76,8 @@ def test_cnn_build_uses_the_board_conv_clock(monkeypatch, tmp_path):
     assert design["design_id"] == network_id(net)
     assert (design["features"], design["rows"], design["classes"]) == (784, 1, 10)
     assert design["cycles_per_batch"] == [stage_batch_cycles(t) for t in chain.timings]
-    assert [design["cycles_per_batch"][i] for i in (1, 3, 4)] == [0, 0, 0]  # no counter
+    # conv1 pool1 conv2 pool2 conv3 flat fc: the pools and flatten have no counter
+    assert [design["cycles_per_batch"][i] for i in (1, 3, 5)] == [0, 0, 0]
     assert design["interval"] == max([784] + [stage_interval(t) for t in chain.timings])
     # a dense network keeps the board's default clock; --freq overrides either
     network_build.build_network(read_bundle(WEIGHTS_DIR / "digits-binary"), board,
@@ -93,9 +94,9 @@ def test_host_link_plan_of_a_cnn():
     plan = HostLinkPlan(net, None, divisor=8, timeout_cycles=96)
     assert plan.chain is not None and plan.rows == 1 and plan.features == 784
     assert all(a is None or isinstance(a, ArrayConfig) for a in plan.arrays)
-    assert {1, 3, 4} <= set(plan.unchecked_layers)
+    assert {1, 3, 5} <= set(plan.unchecked_layers)  # pool1, pool2, flat
     info = plan.info()
-    assert (info.rows, info.features, info.classes, info.layers) == (1, 784, 10, 6)
+    assert (info.rows, info.features, info.classes, info.layers) == (1, 784, 10, 7)
     assert info.input_bits == 8 and not info.input_signed
     with pytest.raises(ValueError, match="runs one image at a time"):
         HostLinkPlan(net, [None if a is None else ArrayConfig(rows=2, cols=a.cols,
