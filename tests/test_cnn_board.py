@@ -1,6 +1,8 @@
-"""A network with convolutions on a board: ``rtl-gen build`` folds the shipped MNIST CNN to
-fit the board's device beside the host link and clocks it at the board's ``conv_mhz``; the
-slow tests build both boards' bitstreams with the YoWASP tools and hold them to timing.
+"""A network with convolutions on a board: ``rtl-gen build`` folds the shipped ternary MNIST
+CNN to fit the board's device beside the host link and clocks it at the board's
+``conv_mhz``; the slow tests build both boards' bitstreams with the YoWASP tools and hold
+them to timing.  (The int4 CNN's weights need about 23 of the UP5K's 30 block RAMs at its
+smallest folding, more than the 22 the build keeps usable beside the host link.)
 
 The simulation of the same core through the host link is ``tests/test_board_cocotb.py``;
 ``rtl-gen run`` against a CNN bundle is ``tests/test_run_cli.py``.
@@ -24,7 +26,7 @@ from rtl_gen.training.defaults import WEIGHTS_DIR
 
 pytest.importorskip("amaranth_boards")
 
-CNN = WEIGHTS_DIR / "mnist-cnn-int4"
+CNN = WEIGHTS_DIR / "mnist-cnn-ternary"
 
 
 def _fit(device: str, margin: float):
@@ -116,13 +118,13 @@ def _bitstream(board: str, tmp_path: Path):
     assert Path(report.bitstream).is_file()
     assert report.timing_met, (report.fmax, report.pll_mhz)
     design = json.loads((out / "design.json").read_text())
-    assert design["features"] == 784 and design["network"] == "mnist-cnn-int4"
+    assert design["features"] == 784 and design["network"] == "mnist-cnn-ternary"
     return report
 
 
 @pytest.mark.slow
 def test_icebreaker_bitstream_of_the_mnist_cnn(tmp_path):
-    """The int4 MNIST CNN behind the host link fits the UP5K and meets the board's 24 MHz."""
+    """The ternary MNIST CNN behind the host link fits the UP5K and meets the board's 24 MHz."""
     report = _bitstream("icebreaker", tmp_path)
     assert report.pll_mhz == pytest.approx(24.0)
     used, avail = report.utilisation["ICESTORM_LC"]
