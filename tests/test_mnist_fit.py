@@ -34,6 +34,7 @@ MNIST = ("mnist-tfc-binary", "mnist-tfc-ternary", "mnist-tfc-w2a2", "mnist-tr",
 MEASURED_DSP = {
     ("mnist-tfc-binary", "up5k"): (1569, 1),
     ("mnist-cnn-int4", "up5k"): (28420, 3),
+    ("mnist-cnn-int4", "ecp5-85f"): (7868, 6),
 }
 #: The same for the first CNNs (:data:`CNN_V1`); the int4 and ternary rows were
 #: ``benchmarks/results/cnn.md``'s.
