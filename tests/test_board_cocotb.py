@@ -63,7 +63,7 @@ def test_mnist_cnn_through_the_uart():
     from rtl_gen.tasks.build import board_arrays
 
     test = mnist_test_split()
-    net = read_bundle(WEIGHTS_DIR / "mnist-cnn-int4")
+    net = read_bundle(WEIGHTS_DIR / "mnist-cnn-ternary")
     arrays = board_arrays(net, "up5k")
     x = test.x_int[[0, 1000]]  # a 0 and a 5
     assert x.shape == (2, 784)
@@ -85,7 +85,7 @@ def test_mnist_demo_simulates_through_the_uart(tmp_path):
     result = demo_task.demo(tmp_path / "demo", dataset="mnist", images=3, bitstream=False)
     sim = result.simulation
     assert sim["images"] == 3 and sim["bit_exact"] == "3/3" and sim["malformed"] == 6
-    net = read_bundle(WEIGHTS_DIR / "mnist-cnn-int4")
+    net = read_bundle(WEIGHTS_DIR / "mnist-cnn-ternary")
     picked = [0, 1000, 1999]  # the first, the middle and the last test image
     assert sim["classes"] == list(golden.predict(net, test.x_int[picked]))
     assert "## Simulation" in result.report["report.md"].read_text()

@@ -319,7 +319,7 @@ def test_demo_regenerates_the_shipped_bundles_byte_for_byte(tmp_path):
 
 def test_demo_on_mnist_without_simulation_or_bitstream(tmp_path):
     """`demo --dataset mnist`: every shipped MNIST bundle scored on the 2,000 test images,
-    the int4 CNN's Verilog, and the report with sample images and their classes."""
+    the ternary CNN's Verilog, and the report with sample images and their classes."""
     from rtl_gen.bundle import read_bundle
     from rtl_gen.data.mnist import mnist
     from rtl_gen.errors import DataError
@@ -335,7 +335,7 @@ def test_demo_on_mnist_without_simulation_or_bitstream(tmp_path):
     assert result.exit_code == 0, result.output
     assert "MNIST 28x28, test split (2000 images)" in result.output
     names = sorted(p.parent.name for p in WEIGHTS_DIR.glob("mnist-*/manifest.json"))
-    assert "mnist-cnn-int4" in names
+    assert "mnist-cnn-ternary" in names
     for name in names:
         net = read_bundle(WEIGHTS_DIR / name)
         if net.metadata.get("dataset") != "mnist-npm-1.1.0":
@@ -344,10 +344,10 @@ def test_demo_on_mnist_without_simulation_or_bitstream(tmp_path):
         row = next(ln for ln in result.output.splitlines() if ln.startswith(f"| {name} |"))
         assert f"| {100 * acc:.2f}% |" in row, row
         assert network_id(read_bundle(out / name)) == network_id(net)  # written, read back
-    assert (out / "verilog" / "net_mnist_cnn_int4.v").is_file()
+    assert (out / "verilog" / "net_mnist_cnn_ternary.v").is_file()
     data = json.loads((out / "report.json").read_text())
     grid = data["images"]
-    net = read_bundle(WEIGHTS_DIR / "mnist-cnn-int4")
+    net = read_bundle(WEIGHTS_DIR / "mnist-cnn-ternary")
     assert grid["total"] == len(grid["images"]) == 48
     classes = {int(test.y[c["index"]]) for c in grid["images"]}
     assert len(classes) >= 5  # spread over the split, not the first class only

@@ -55,7 +55,8 @@ def test_shipped_mnist_bundles_are_their_variants():
         net = read_bundle(WEIGHTS_DIR / v.name)
         weighted = [getattr(ly, "core", ly) for ly in net.layers
                     if hasattr(getattr(ly, "core", ly), "scheme")]
-        assert len(weighted) == (4 if v.model == "tfc" else 3), v.name
+        # the TFC: three hidden layers and the output; the CNN: three convolutions and dense
+        assert len(weighted) == 4, v.name
         assert {ly.scheme.name for ly in weighted} == {v.scheme}, v.name
         assert [ly.out_bits for ly in weighted[:-1]] == [v.act_bits] * (len(weighted) - 1)
         assert all(ly.tr == v.tr for ly in weighted), v.name
@@ -108,15 +109,50 @@ def test_qat_cnn_exports_what_it_trained(test_split):
     from rtl_gen.training.qat import deterministic
 
     x_int, x = test_split.x_int[::10], test_split.x[::10]
-    for scheme in ("int4", "binary", "pot4"):
+    for scheme, stages in (("int4", None), ("binary", None), ("pot4", None),
+                           ("int4", mq.RECIPES["cnn"].stages),
+                           ("ternary", ((4, False), (8, True), (8, True), (8, True)))):
         with deterministic(0):
-            model = mq.QATCNN(mq._FloatCNN(), scheme, act_bits=4)
+            model = mq.QATCNN(mq._FloatCNN(stages), scheme, act_bits=4)
             model.calibrate(x)
         net = model.export(name="cnn")
         with deterministic(0):
             want = model(x).argmax(1).numpy()
         agree = np.mean(net.predict(x_int) == want)
-        assert agree >= 0.97, (scheme, agree)
+        assert agree >= 0.97, (scheme, stages, agree)
+        convs = [ly for ly in net.layers if type(ly).__name__ == "ConvLayer"]
+        assert len(convs) == len(model.stages)
+
+
+def test_the_tfcs_keep_the_first_cnn_as_their_teacher():
+    """The shipped TFC bundles were distilled from the float conv8-pool-conv16-pool-dense10
+    trained 40 epochs on ±2-pixel shifts: that teacher stays, whatever the shipped CNN."""
+    from rtl_gen.training.mnist_qat import CNN_STAGES, RECIPES, Recipe
+
+    assert CNN_STAGES == ((8, True), (16, True))
+    assert RECIPES[RECIPES["tfc"].teacher] == Recipe(
+        float_epochs=40, float_lr=3e-3, pixels=2, qat_epochs=30, qat_lr=2e-3,
+        teacher=RECIPES["tfc"].teacher, stages=CNN_STAGES)
+    assert RECIPES["cnn"].teacher == "cnn"
+
+
+def test_affine_moves_images_as_drawn(test_split):
+    """The training images' random affine maps: the same generator seed, the same images;
+    no rotation, scale or shift leaves every image as it was; otherwise the images change
+    but keep most of their ink."""
+    torch = pytest.importorskip("torch")
+    from rtl_gen.training.mnist_qat import affine
+    from rtl_gen.training.qat import DTYPE
+
+    x = torch.as_tensor(test_split.x[::40], dtype=DTYPE)
+    same = affine(x, torch.Generator().manual_seed(0), rotate=0, scale=0, pixels=0)
+    assert torch.allclose(same, x, atol=1e-12)
+    a = affine(x, torch.Generator().manual_seed(1), rotate=10, scale=0.1, pixels=2)
+    b = affine(x, torch.Generator().manual_seed(1), rotate=10, scale=0.1, pixels=2)
+    assert torch.equal(a, b) and a.shape == x.shape
+    assert not torch.allclose(a, x)
+    ink = a.sum(1) / x.sum(1)
+    assert float(ink.min()) > 0.7 and float(ink.max()) < 1.3
 
 
 @pytest.mark.parametrize("args, message", [
@@ -137,3 +173,25 @@ def test_qat_mnist_options_need_the_mnist_dataset(tmp_path):
     result = invoke("qat", "--scheme", "int4", "--out", tmp_path / "w")
     assert result.exit_code == 2 and "are for --dataset mnist" in result.output
     assert not (tmp_path / "w").exists()
+
+
+def test_retraining_some_bundles_keeps_the_other_rows(tmp_path):
+    """The rows an ``accuracy-mnist.json`` already in the output folder keeps: those of the
+    bundles not retrained that are still there, with their seed; none from a table that is
+    missing or unreadable."""
+    import shutil
+
+    from rtl_gen.tasks.qat import _kept_rows
+
+    table = tmp_path / "accuracy-mnist.json"
+    assert _kept_rows(table, set()) == []
+    table.write_text("{not json")
+    assert _kept_rows(table, set()) == []
+    shutil.copytree(WEIGHTS_DIR / "mnist-tfc-binary", tmp_path / "mnist-tfc-binary")
+    shutil.copytree(WEIGHTS_DIR / "mnist-tfc-ternary", tmp_path / "mnist-tfc-ternary")
+    rows = [{"bundle": "mnist-tfc-binary", "model": "tfc", "test_accuracy": 0.9},
+            {"bundle": "mnist-tfc-ternary", "model": "tfc", "test_accuracy": 0.95},
+            {"bundle": "mnist-gone", "model": "tfc", "test_accuracy": 0.5}]
+    table.write_text(json.dumps({"seed": 3, "bundles": rows}))
+    kept = _kept_rows(table, {"mnist-tfc-ternary"})
+    assert kept == [{**rows[0], "seed": 3}]

