@@ -713,6 +713,19 @@ class _Pipe:
             self.m.d.sync += self.updates
 
 
+def _clamp(y: Signal, bits: int):
+    """``y`` clamped to ``0 .. 2**bits - 1`` from its bits, no comparison (a carry chain):
+    below zero is the sign bit, above the top any bit from ``bits`` up (a negative value
+    aside); then one LUT a code bit."""
+    shape = y.shape()
+    width = shape.width
+    neg = y[-1] if shape.signed else Const(0, 1)
+    top_bit = width - 1 if shape.signed else width
+    over = y[bits:top_bit].any() if top_bit > bits else Const(0, 1)
+    low = y[:min(bits, width)]
+    return Mux(neg, 0, Mux(over, (1 << bits) - 1, low))
+
+
 class UnrolledNetworkEngine(Planned):
     """The fully unrolled network (see the module docstring for ports and flow control)."""
 
@@ -867,7 +880,6 @@ class UnrolledNetworkEngine(Planned):
         outputs = [keys[n] for n in g.outputs]
         if g.requant is None:
             return outputs
-        top = (1 << g.out_bits) - 1
         codes = []
         for o, ((mult, shift), key) in enumerate(zip(g.requant, outputs, strict=True)):
             node = g.nodes[g.outputs[o]]
@@ -876,7 +888,7 @@ class UnrolledNetworkEngine(Planned):
             codes.append(code)
             if g.fabric is not None:
                 y = self._fabric(m, pipe, f"{tag}_r{o}", g, key, node, g.fabric[o])
-                m.d.comb += code.eq(Mux(y < 0, 0, Mux(y > top, top, y)))
+                m.d.comb += code.eq(_clamp(y, g.out_bits))
                 continue
             # (p + 2**(S-1)) >> S == ((p >> (S-1)) + 1) >> 1: the product alone in its
             # slot (a hard multiplier), only its bits from S-1 up registered, the rounding
@@ -891,7 +903,7 @@ class UnrolledNetworkEngine(Planned):
             ends = [((v * mult >> (shift - 1)) + 1) >> 1 for v in (node.lo, node.hi)]
             y = Signal(_range_shape(*ends), name=f"{tag}_y{o}")
             m.d.comb += y.eq((qv + 1) >> 1)
-            m.d.comb += code.eq(Mux(y < 0, 0, Mux(y > top, top, y)))
+            m.d.comb += code.eq(_clamp(y, g.out_bits))
         return codes
 
     @staticmethod
