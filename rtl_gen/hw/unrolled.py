@@ -6,8 +6,18 @@ layer, the requantizer; the graph is pipelined every ``stage`` adder levels::
 
     i (K0 codes) ──► x ──► adder graph ──► + bias ──► * M + 2**(S-1) ──► >> S, clamp ──► …
                            (shared terms,    │             (hidden layers)
-                            registers every  └──► last layer: logits ──► argmax tree ──► o, cls
+                            registers every  └──► last layer: logits ──► argmax ──► o, cls
                             `stage` levels)
+
+Latency: the slots are counted in adder levels across each layer, not per block: with the
+fabric requantizer (``multiplier="adders"``) its shift-and-add levels and then the clamp (from
+the bits: the sign and any bit above the code; no comparison) continue the accumulators'
+levels, sharing their last slot when it has room; the argmax of up to
+:data:`ARGMAX_MATRIX_MAX` classes compares every pair of logits the level after them (one
+carry chain each) and, in the next slot, ANDs each class's comparisons (the first of equal
+largest logits wins) into a one-hot index, which goes with the logits straight into the
+output buffer.  Each layer's graph is the one of da4ml's fewest-adder and shallowest graphs
+that ends in the earlier slot (``hard_dc=None``).
 
 The adder graph of each layer comes from da4ml's constant-matrix-vector-multiply solver
 (:func:`da4ml.cmvm.solve`): its ops (``buf[a] ± buf[b] << shift`` over the layer's inputs,
@@ -19,7 +29,7 @@ layer's output range is the requantizer's image of its accumulator's range).
 
 Public API
 ----------
-:func:`plan_unrolled` ``(net, *, stage=2, schedule="minreg", hard_dc=-1) -> UnrolledPlan``
+:func:`plan_unrolled` ``(net, *, stage=2, schedule="minreg", hard_dc=None) -> UnrolledPlan``
     Validate an integer :class:`~rtl_gen.design.network.Network` and build every layer's
     adder graph and pipeline schedule; raises :class:`UnrolledPlanError` (one line naming
     the layer or the option) for a term-revealing layer, a float network, or a bad option.
@@ -29,7 +39,7 @@ Public API
     logits' transfer when the output is ready), ``interval`` (``1``: a vector every cycle),
     ``in_shape`` / ``out_shape`` (a code, a logit), ``classes``; ``adders`` counts the
     graphs' two-input adders and :meth:`~UnrolledPlan.describe` summarizes the layers.
-:class:`UnrolledNetworkEngine` ``(net, *, stage=2, schedule="minreg", hard_dc=-1)`` (or
+:class:`UnrolledNetworkEngine` ``(net, *, stage=2, schedule="minreg", hard_dc=None)`` (or
 :meth:`~rtl_gen.hw.kit.Planned.from_plan`)
     The Amaranth component.  Ports:
 
@@ -994,8 +1004,13 @@ class UnrolledNetworkEngine(Planned):
         gt = {}
         for i in range(1, classes):
             for j in range(i):
+                a, b = pipe.at(logits[i], compare), pipe.at(logits[j], compare)
+                # a > b as the sign of b - a, wide enough not to overflow: one carry chain,
+                # its last sum bit (a comparison adds LUTs for the signed overflow)
+                diff = Signal(signed(max(len(a), len(b)) + 2), name=f"d{i}_{j}")
+                m.d.comb += diff.eq(b - a)
                 g = Signal(name=f"gt{i}_{j}")
-                m.d.comb += g.eq(pipe.at(logits[i], compare) > pipe.at(logits[j], compare))
+                m.d.comb += g.eq(diff[-1])
                 pipe.place((g.name,), g, compare)
                 gt[i, j] = pipe.at((g.name,), final)
         index = Const(0, idx_shape)
