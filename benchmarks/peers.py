@@ -56,6 +56,7 @@ import numpy as np
 from rtl_gen.bundle import read_bundle
 from rtl_gen.design import golden
 from rtl_gen.flow.synth import (
+    DEFAULT_MAPPER,
     DEFAULT_SEEDS,
     DEFAULT_WORKDIR,
     component_verilog,
@@ -229,6 +230,17 @@ def ratios(ours: dict, peer: dict) -> dict:
     return out
 
 
+def _family(dev: str) -> str:
+    return "ice40" if dev == "up5k" else "ecp5"
+
+
+def _mappers(devices) -> str:
+    """The flow's LUT mapper per device, as words (``ABC`` or ``ABC9``)."""
+    names = {"abc": "plain ABC", "abc9": "ABC9"}
+    mapper = {d: DEFAULT_MAPPER[_family(d)] for d in devices}
+    return ", ".join(f"{_device_name(d)}: {names.get(mapper[d], mapper[d])}" for d in devices)
+
+
 def _device_name(dev: str) -> str:
     return "UP5K" if dev == "up5k" else "LFE5U-85F"
 
@@ -341,7 +353,8 @@ def write(results: list[dict], args, start: float, da4ml) -> str:
             f"{da4ml.__version__ if hasattr(da4ml, '__version__') else ''} traced from each "
             "bundle's integer forward, checked bit for bit against the golden model "
             "(360 test images + random codes), pipelined at latency cutoff "
-            f"{args.latency_cutoff:g}; both designs through the flow's harness, Fmax the "
+            f"{args.latency_cutoff:g}; both designs through the flow's harness (LUT mapping "
+            f"{_mappers(args.devices)}), Fmax the "
             f"median of nextpnr seeds 1..{args.seeds}, on {datetime.date.today().isoformat()}. "
             "Ours is the design `--fit DEVICE` builds (the unrolled engine on the "
             "LFE5U-85F). Accuracy: ours the golden model's (the hardware is verified bit "
@@ -351,6 +364,7 @@ def write(results: list[dict], args, start: float, da4ml) -> str:
     (args.out / "peers.json").write_text(json.dumps(
         {"results": results, "seeds": args.seeds, "latency_cutoff": args.latency_cutoff,
          "da4ml": getattr(da4ml, "__version__", "unknown"), "tools": tool_versions(),
+         "mappers": {dev: DEFAULT_MAPPER[_family(dev)] for dev in args.devices},
          "date": datetime.date.today().isoformat(),
          "seconds": round(time.time() - start)}, indent=1) + "\n")
     return table

@@ -46,15 +46,16 @@ DEVICE = "ecp5-85f"
 SCHEMES = ("binary", "ternary", "pot4", "apot4", "int4", "int8", "mixed")
 
 
-def measure(net, *, stage: int, schedule: str, hard_dc: int, multiplier: str, seeds: int,
+def measure(net, *, stage: int, schedule: str, hard_dc: int | None, multiplier: str, seeds: int,
             workdir: Path) -> dict:
     plan = plan_unrolled(net, stage=stage, schedule=schedule, hard_dc=hard_dc,
                          multiplier=multiplier)
     engine = UnrolledNetworkEngine.from_plan(plan)
-    top = f"unrolled_{net.name}_s{stage}_{schedule}_dc{hard_dc}_{multiplier}".replace("-", "_")
+    dc = "auto" if hard_dc is None else hard_dc
+    top = f"unrolled_{net.name}_s{stage}_{schedule}_dc{dc}_{multiplier}".replace("-", "_")
     verilog = component_verilog(engine, top)
     row = {"name": net.name, "schemes": "/".join(net.schemes), "stage": stage,
-           "schedule": schedule, "hard_dc": hard_dc, "multiplier": multiplier,
+           "schedule": schedule, "hard_dc": dc, "multiplier": multiplier,
            "adders": plan.adders,
            "depths": [g.depth for g in plan.layers], "latency": plan.latency}
     try:
@@ -89,6 +90,10 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _hard_dc(text: str) -> int | None:
+    return None if text == "auto" else int(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--schemes", default="ternary,int4",
@@ -96,8 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stage", type=int, default=DEFAULT_STAGE,
                         help="adder levels between pipeline registers")
     parser.add_argument("--schedule", choices=SCHEDULES, default="minreg")
-    parser.add_argument("--hard-dc", type=int, default=DEFAULT_HARD_DC,
-                        help="da4ml's hard delay constraint (-1: none, 0: shallowest)")
+    parser.add_argument("--hard-dc", type=_hard_dc, default=DEFAULT_HARD_DC,
+                        help="da4ml's hard delay constraint (-1: none, 0: shallowest; "
+                        "default auto: per layer the one of -1 and 0 that ends earlier)")
     parser.add_argument("--multiplier", choices=MULTIPLIERS, default="dsp",
                         help="the requantizer's multiply: hard multipliers or adders")
     parser.add_argument("--seeds", type=int, default=1, metavar="N",

@@ -27,6 +27,7 @@ from amaranth.sim import Simulator
 from rtl_gen.design import golden
 from rtl_gen.design.network import TRConfig
 from rtl_gen.hw.unrolled import (
+    ARGMAX_MATRIX_MAX,
     UnrolledNetworkEngine,
     UnrolledPlanError,
     argmax_levels,
@@ -147,20 +148,68 @@ def test_gaps_and_back_pressure_keep_answers_and_order():
 
 def test_latency_by_hand():
     """Slots: the input register is slot 1; a layer's adder level L is computed in slot
-    ``in + (L - 1) // stage``; a hidden layer's accumulator is registered twice, multiplied
-    (slot +2), registered, shifted and clamped (slot +3) and registered into the next layer; the
-    logits are registered, each of the argmax tree's levels takes a slot; the last
-    register and the output buffer add two."""
+    ``in + (L - 1) // stage``; with the hard multiplier a hidden layer's accumulator is
+    registered twice, multiplied (slot +2), registered, shifted and clamped (slot +3) and
+    registered into the next layer; with the fabric requantizer its levels and then the
+    clamp follow the accumulators' (``depth + 1 ...``).  The comparisons of every pair of
+    logits are the level after the logits', the AND of each class's comparisons and its index
+    the next slot, the final one; the output buffer adds one."""
     net, _ = small_net((13, 7, 5), ("int4", "ternary"))
     for stage in (1, 2, 3):
-        plan = plan_unrolled(net, stage=stage)
-        d0, d1 = (g.depth for g in plan.layers)
-        acc0 = 1 + (d0 - 1) // stage
-        in1 = acc0 + 4
-        final = in1 + (d1 - 1) // stage + argmax_levels(5)
-        assert argmax_levels(5) == 3
-        assert plan.latency == final + 2
-        assert [g.in_slot for g in plan.layers] == [1, in1]
+        for hard_dc in (-1, 0):
+            plan = plan_unrolled(net, stage=stage, hard_dc=hard_dc)
+            d0, d1 = (g.depth for g in plan.layers)
+            in1 = 1 + (d0 - 1) // stage + 4
+            compare = in1 + d1 // stage
+            assert plan.argmax_slots == (compare, compare + 1)
+            assert plan.latency == compare + 2
+            assert [g.in_slot for g in plan.layers] == [1, in1]
+            assert {g.hard_dc for g in plan.layers} == {hard_dc}
+            fabric = plan_unrolled(net, stage=stage, hard_dc=hard_dc, multiplier="adders")
+            g0, g1 = fabric.layers
+            assert g0.depth == d0 and g1.depth == d1
+            levels = max(f.levels for f in g0.fabric)
+            assert g0.out_slot == 1 + (d0 + levels) // stage
+            assert g1.in_slot == g0.out_slot + 1
+            assert fabric.latency == g1.in_slot + d1 // stage + 2
+    # by default each layer's graph is the one that ends in the earlier slot
+    for stage in (1, 2, 3):
+        auto = plan_unrolled(net, stage=stage, multiplier="adders")
+        ends = [plan_unrolled(net, stage=stage, hard_dc=dc, multiplier="adders")
+                for dc in (-1, 0)]
+        assert auto.latency == min(p.latency for p in ends)
+
+
+def test_argmax_matrix_takes_the_first_of_equal_logits():
+    """Ties everywhere: a last layer whose outputs are equal for every input (each class's
+    logits equal to another's), so that only the first of the largest may win."""
+    net, x_int = small_net((6, 5, 4), ("int4", "int4"), seed=2)
+    last = net.layers[-1]
+    codes = last.codes.copy()
+    codes[2] = codes[0]
+    codes[3] = codes[1]
+    bias = np.asarray(last.bias).copy()
+    bias[2], bias[3] = bias[0], bias[1]
+    tied = dataclasses.replace(net, layers=(net.layers[0], dataclasses.replace(
+        last, codes=codes, bias=bias)))
+    want = golden.predict(tied, x_int[:20])
+    assert set(want.tolist()) <= {0, 1}
+    check_bit_exact(UnrolledNetworkEngine(tied, multiplier="adders"), tied, x_int[:20])
+
+
+def test_many_classes_take_the_argmax_tree():
+    """Past :data:`ARGMAX_MATRIX_MAX` classes the argmax is a compare-and-select tree, a level
+    a slot after the logits' slot, its last level into the output buffer."""
+    classes = ARGMAX_MATRIX_MAX + 2
+    net, x_int = small_net((8, 5, classes), ("int4", "int4"), seed=4)
+    engine = UnrolledNetworkEngine(net, multiplier="adders")
+    plan = plan_unrolled(net, multiplier="adders")
+    acc = plan.layers[-1].acc_slot
+    assert argmax_levels(classes) == 5
+    assert plan.argmax_slots == tuple(range(acc + 1, acc + 6))
+    assert plan.latency == acc + 6
+    taken, given = check_bit_exact(engine, net, x_int[:16])
+    assert [g - t for t, g in zip(taken, given, strict=True)] == [engine.latency] * 16
 
 
 @pytest.mark.parametrize("seed", range(6))
@@ -242,7 +291,8 @@ def test_refusals_name_what_is_wrong():
     _refusal(lambda: UnrolledNetworkEngine(net, stage=True), "stage must be")
     _refusal(lambda: UnrolledNetworkEngine(net, multiplier="lut"),
              "multiplier must be one of dsp, adders, not 'lut'")
-    _refusal(lambda: UnrolledNetworkEngine(net, hard_dc=-2), "hard_dc must be an integer")
+    _refusal(lambda: UnrolledNetworkEngine(net, hard_dc=-2),
+             "hard_dc must be None or an integer in -1..64, not -2")
     _refusal(lambda: UnrolledNetworkEngine(net, schedule="soon"),
              "schedule must be one of minreg, alap, asap, not 'soon'")
     assert issubclass(UnrolledPlanError, ValueError)

@@ -6,8 +6,18 @@ layer, the requantizer; the graph is pipelined every ``stage`` adder levels::
 
     i (K0 codes) ──► x ──► adder graph ──► + bias ──► * M + 2**(S-1) ──► >> S, clamp ──► …
                            (shared terms,    │             (hidden layers)
-                            registers every  └──► last layer: logits ──► argmax tree ──► o, cls
+                            registers every  └──► last layer: logits ──► argmax ──► o, cls
                             `stage` levels)
+
+Latency: the slots are counted in adder levels across each layer, not per block: with the
+fabric requantizer (``multiplier="adders"``) its shift-and-add levels and then the clamp (from
+the bits: the sign and any bit above the code; no comparison) continue the accumulators'
+levels, sharing their last slot when it has room; the argmax of up to
+:data:`ARGMAX_MATRIX_MAX` classes compares every pair of logits the level after them (one
+carry chain each) and, in the next slot, ANDs each class's comparisons (the first of equal
+largest logits wins) into a one-hot index, which goes with the logits straight into the
+output buffer.  Each layer's graph is the one of da4ml's fewest-adder and shallowest graphs
+that ends in the earlier slot (``hard_dc=None``).
 
 The adder graph of each layer comes from da4ml's constant-matrix-vector-multiply solver
 (:func:`da4ml.cmvm.solve`): its ops (``buf[a] ± buf[b] << shift`` over the layer's inputs,
@@ -19,7 +29,7 @@ layer's output range is the requantizer's image of its accumulator's range).
 
 Public API
 ----------
-:func:`plan_unrolled` ``(net, *, stage=2, schedule="minreg", hard_dc=-1) -> UnrolledPlan``
+:func:`plan_unrolled` ``(net, *, stage=2, schedule="minreg", hard_dc=None) -> UnrolledPlan``
     Validate an integer :class:`~rtl_gen.design.network.Network` and build every layer's
     adder graph and pipeline schedule; raises :class:`UnrolledPlanError` (one line naming
     the layer or the option) for a term-revealing layer, a float network, or a bad option.
@@ -29,7 +39,7 @@ Public API
     logits' transfer when the output is ready), ``interval`` (``1``: a vector every cycle),
     ``in_shape`` / ``out_shape`` (a code, a logit), ``classes``; ``adders`` counts the
     graphs' two-input adders and :meth:`~UnrolledPlan.describe` summarizes the layers.
-:class:`UnrolledNetworkEngine` ``(net, *, stage=2, schedule="minreg", hard_dc=-1)`` (or
+:class:`UnrolledNetworkEngine` ``(net, *, stage=2, schedule="minreg", hard_dc=None)`` (or
 :meth:`~rtl_gen.hw.kit.Planned.from_plan`)
     The Amaranth component.  Ports:
 
@@ -72,6 +82,7 @@ from ..errors import RtlGenError
 from .kit import COUNTER_BITS, Planned
 
 __all__ = [
+    "ARGMAX_MATRIX_MAX",
     "DEFAULT_HARD_DC",
     "DEFAULT_STAGE",
     "MULTIPLIERS",
@@ -91,8 +102,12 @@ __all__ = [
 #: Adder levels between pipeline registers by default: two levels of 10-16 bit carry-chain
 #: adders (with their routing) fit a ~150 MHz cycle on the ECP5.
 DEFAULT_STAGE = 2
-#: da4ml's hard delay constraint by default (see :func:`plan_unrolled`).
-DEFAULT_HARD_DC = -1
+#: da4ml's hard delay constraint by default (see :func:`plan_unrolled`): ``None``, per layer
+#: the graph of ``-1`` (fewest adders) or ``0`` (shallowest) that ends in the earlier slot.
+DEFAULT_HARD_DC = None
+#: Most classes whose argmax is a matrix of every pair's comparison (two slots); more take
+#: a compare-and-select tree (a slot a level).
+ARGMAX_MATRIX_MAX = 16
 SCHEDULES = ("minreg", "alap", "asap")
 #: How a hidden layer's requantizer multiplies (see :func:`plan_unrolled`).
 MULTIPLIERS = ("dsp", "adders")
@@ -168,6 +183,8 @@ class LayerGraph:
         (:class:`FabricRequant`); ``None``: a hard multiplier.
     stage:
         Adder levels a slot (the plan's).
+    hard_dc:
+        da4ml's hard delay constraint the graph was solved with.
     out_bits:
         Output code width of a hidden layer.
     out_ranges:
@@ -186,6 +203,7 @@ class LayerGraph:
     out_ranges: tuple[tuple[int, int], ...]
     fabric: tuple[FabricRequant, ...] | None = None
     stage: int = 1
+    hard_dc: int = -1
 
     @property
     def adders(self) -> int:
@@ -205,8 +223,18 @@ class LayerGraph:
             return self.acc_slot
         if self.fabric is None:
             return self.acc_slot + _REQUANT_SLOTS
-        levels = max(f.levels for f in self.fabric)
-        return self.acc_slot + 1 + (max(levels, 1) - 1) // self.stage + 1
+        # the requantizer's levels follow the accumulators' (depth + 1 ...), then the shift
+        # and clamp count as one more level
+        return self.level_slot(self.depth + self.requant_levels + 1)
+
+    @property
+    def requant_levels(self) -> int:
+        """Adder levels of the fabric requantizer (``0`` without one)."""
+        return max((f.levels for f in self.fabric), default=0) if self.fabric else 0
+
+    def level_slot(self, level: int) -> int:
+        """The slot adder level ``level`` of this layer is computed in."""
+        return self.in_slot + (max(level, 1) - 1) // self.stage
 
 
 def _range_shape(lo: int, hi: int) -> Shape:
@@ -383,7 +411,7 @@ def _layer_graph(layer, lo, hi, *, in_slot: int, stage: int, schedule: str,
     return LayerGraph(name=layer.name, nodes=tuple(nodes), n_in=n_in, outputs=outputs,
                       depth=depth, in_slot=in_slot, acc_slot=acc_slot, requant=requant,
                       out_bits=out_bits, out_ranges=tuple(ranges), fabric=fabric,
-                      stage=stage)
+                      stage=stage, hard_dc=hard_dc)
 
 
 def _schedule(keep, kinds, terms, asap, depth, widths, stage, *, minimize):
@@ -522,7 +550,7 @@ class UnrolledPlan:
     net: Network
     stage: int
     schedule: str
-    hard_dc: int
+    hard_dc: int | None
     multiplier: str
     layers: tuple[LayerGraph, ...]
     argmax_slots: tuple[int, ...]
@@ -538,9 +566,9 @@ class UnrolledPlan:
 
     @property
     def final_slot(self) -> int:
-        """The slot in which the logits and the class are complete (then registered, then
-        taken into the output buffer)."""
-        return self.latency - 2
+        """The slot in which the logits and the class are complete (then taken into the
+        output buffer)."""
+        return self.latency - 1
 
     @cached_property
     def adders(self) -> int:
@@ -556,7 +584,8 @@ class UnrolledPlan:
 
 
 def plan_unrolled(net, *, stage: int = DEFAULT_STAGE, schedule: str = "minreg",
-                  hard_dc: int = DEFAULT_HARD_DC, multiplier: str = "dsp") -> UnrolledPlan:
+                  hard_dc: int | None = DEFAULT_HARD_DC,
+                  multiplier: str = "dsp") -> UnrolledPlan:
     """Validate ``net`` and build its unrolled datapath's plan.
 
     Parameters
@@ -570,7 +599,9 @@ def plan_unrolled(net, *, stage: int = DEFAULT_STAGE, schedule: str = "minreg",
         found node by node from ``"asap"``), ``"alap"`` or ``"asap"``.
     hard_dc:
         da4ml's hard delay constraint: adder levels a graph may have beyond the least
-        possible (``-1``: no limit, fewest adders; ``0``: the shallowest graphs).
+        possible (``-1``: no limit, fewest adders; ``0``: the shallowest graphs); ``None``
+        (the default): per layer the one of ``-1`` and ``0`` whose layer ends in the earlier
+        slot (its clamp, or the last layer's comparisons), the fewer adders on a tie.
     multiplier:
         The requantizer's ``acc * M``: ``"dsp"`` (a hard multiplier per hidden output) or
         ``"adders"`` (shift-and-add in the fabric, with the fewest-digit multiplier and
@@ -594,13 +625,15 @@ def plan_unrolled(net, *, stage: int = DEFAULT_STAGE, schedule: str = "minreg",
     if schedule not in SCHEDULES:
         raise UnrolledPlanError(f"schedule must be one of {', '.join(SCHEDULES)}, not "
                                 f"{schedule!r}")
-    if isinstance(hard_dc, bool) or not isinstance(hard_dc, (int, np.integer)) or \
-            not -1 <= hard_dc <= 64:
-        raise UnrolledPlanError(f"hard_dc must be an integer in -1..64, not {hard_dc!r}")
+    if hard_dc is not None and (isinstance(hard_dc, bool) or not isinstance(
+            hard_dc, (int, np.integer)) or not -1 <= hard_dc <= 64):
+        raise UnrolledPlanError(f"hard_dc must be None or an integer in -1..64, not "
+                                f"{hard_dc!r}")
     if multiplier not in MULTIPLIERS:
         raise UnrolledPlanError(f"multiplier must be one of {', '.join(MULTIPLIERS)}, not "
                                 f"{multiplier!r}")
-    stage, hard_dc = int(stage), int(hard_dc)
+    stage = int(stage)
+    hard_dc = None if hard_dc is None else int(hard_dc)
     for layer in net.layers:
         if layer.tr is not None:
             raise UnrolledPlanError(f"layer {layer.name!r}: term-revealing layers are not "
@@ -610,26 +643,46 @@ def plan_unrolled(net, *, stage: int = DEFAULT_STAGE, schedule: str = "minreg",
     hi = [hi_in] * net.input.features
     slot = 1                     # the input register
     graphs = []
-    for layer in net.layers:
-        g = _layer_graph(layer, lo, hi, in_slot=slot, stage=stage, schedule=schedule,
-                         hard_dc=hard_dc, multiplier=multiplier)
+    for n, layer in enumerate(net.layers):
+        last = n == len(net.layers) - 1
+        tries = (-1, 0) if hard_dc is None else (hard_dc,)
+        options = [_layer_graph(layer, lo, hi, in_slot=slot, stage=stage, schedule=schedule,
+                                hard_dc=dc, multiplier=multiplier) for dc in tries]
+        # the fewest slots to the layer's end, then the fewest adders
+        g = min(options, key=lambda g: (_end_slot(g, last), g.adders))
         graphs.append(g)
         lo = [r[0] for r in g.out_ranges]
         hi = [r[1] for r in g.out_ranges]
         slot = g.out_slot + 1    # the clamp is registered before the next layer
     last = graphs[-1]
     classes = len(last.outputs)
-    # the argmax tree: the logits registered, then one compare-and-select level a slot (a
-    # comparison's carry chain and a select are as slow as two adders)
-    argmax = tuple(last.acc_slot + k for k in range(1, argmax_levels(classes) + 1))
+    if classes == 1:
+        argmax = ()
+    elif classes <= ARGMAX_MATRIX_MAX:
+        # every pair compared (one carry chain, the level after the logits'), registered;
+        # then each class's AND of its comparisons and the one-hot's index
+        compare = _end_slot(last, True)
+        argmax = (compare, compare + 1)
+    else:
+        # a tree: the logits registered, then one compare-and-select level a slot (a
+        # comparison's carry chain and a select are as slow as two adders)
+        argmax = tuple(last.acc_slot + k for k in range(1, argmax_levels(classes) + 1))
     final = argmax[-1] if argmax else last.acc_slot
     inp = net.input
     return UnrolledPlan(net=net, stage=stage, schedule=schedule, hard_dc=hard_dc,
                         multiplier=multiplier,
                         layers=tuple(graphs),
-                        argmax_slots=argmax, latency=final + 2,
+                        argmax_slots=argmax, latency=final + 1,
                         in_shape=signed(inp.bits) if inp.signed else unsigned(inp.bits),
                         out_shape=signed(net.layers[-1].acc_bits), classes=classes)
+
+
+def _end_slot(g: LayerGraph, last: bool) -> int:
+    """The slot a layer ends in: a hidden layer's clamp, or the last layer's comparisons of
+    its logits (the accumulators' slot when it has one output)."""
+    if not last:
+        return g.out_slot
+    return g.level_slot(g.depth + 1) if len(g.outputs) > 1 else g.acc_slot
 
 
 # -- the hardware -------------------------------------------------------------------------------
@@ -668,6 +721,19 @@ class _Pipe:
     def finish(self) -> None:
         with self.m.If(self.en):
             self.m.d.sync += self.updates
+
+
+def _clamp(y: Signal, bits: int):
+    """``y`` clamped to ``0 .. 2**bits - 1`` from its bits, no comparison (a carry chain):
+    below zero is the sign bit, above the top any bit from ``bits`` up (a negative value
+    aside); then one LUT a code bit."""
+    shape = y.shape()
+    width = shape.width
+    neg = y[-1] if shape.signed else Const(0, 1)
+    top_bit = width - 1 if shape.signed else width
+    over = y[bits:top_bit].any() if top_bit > bits else Const(0, 1)
+    low = y[:min(bits, width)]
+    return Mux(neg, 0, Mux(over, (1 << bits) - 1, low))
 
 
 class UnrolledNetworkEngine(Planned):
@@ -733,7 +799,7 @@ class UnrolledNetworkEngine(Planned):
         plan = self._plan
         m = Module()
         m.d.sync += self.cycles.eq(self.cycles + 1)
-        last = plan.latency - 1           # the last pipeline register; then the buffer
+        last = plan.final_slot            # the last pipeline slot; then the buffer
         valid = [None] + [Signal(name=f"valid_s{s}") for s in range(1, last + 1)]
         # the output buffer: two entries, head (driving o) and skid; the pipeline advances
         # while the buffer is not full, a register (no path from o.ready to the enables)
@@ -757,24 +823,22 @@ class UnrolledNetworkEngine(Planned):
                 for o, v in enumerate(outs):
                     pipe.place((f"l{li + 1}", o), v, g.out_slot)
         logits = outs                     # (key, slot) of each logit
-        index, best = self._argmax(m, pipe, plan, logits)
-        # the last pipeline register: logits and class
+        index = self._argmax(m, pipe, plan, logits)
+        # the final slot's logits (registers) and class go into the output buffer
         final = plan.final_slot
-        word = [pipe.at(key, final) for key in logits] + [index]
-        regs = [Signal(plan.out_shape, name=f"logit{c}", reset_less=True)
-                for c in range(plan.classes)]
-        regs.append(Signal.like(self.cls.payload, name="cls_r", reset_less=True))
-        pipe.updates += [r.eq(v) for r, v in zip(regs, word, strict=True)]
+        word = [pipe.at(key, final) for key in logits]
+        cls = Signal.like(self.cls.payload, name="cls_final")
+        m.d.comb += cls.eq(index)
+        word.append(cls)
         pipe.finish()
-        del best
-        self._buffer(m, regs, push=en & valid[last], full=full)
+        self._buffer(m, word, push=en & valid[last], full=full)
         return m
 
     def _buffer(self, m, regs, *, push, full) -> None:
         """The two-entry output buffer: ``push`` (the pipeline advancing with a result in
-        its last register) writes ``regs``; ``o`` and ``cls`` read the head.  It is full
-        only after a push without a pop, so the cycle the consumer stops costs no result:
-        the pipeline, enabled by ``~full``, sees it a cycle later."""
+        its final slot) writes ``regs`` (that slot's values); ``o`` and ``cls`` read the
+        head.  It is full only after a push without a pop, so the cycle the consumer stops
+        costs no result: the pipeline, enabled by ``~full``, sees it a cycle later."""
         n = len(regs)
         head = [Signal.like(r, name=f"head{k}", reset_less=True) for k, r in enumerate(regs)]
         skid = [Signal.like(r, name=f"skid{k}", reset_less=True) for k, r in enumerate(regs)]
@@ -826,7 +890,6 @@ class UnrolledNetworkEngine(Planned):
         outputs = [keys[n] for n in g.outputs]
         if g.requant is None:
             return outputs
-        top = (1 << g.out_bits) - 1
         codes = []
         for o, ((mult, shift), key) in enumerate(zip(g.requant, outputs, strict=True)):
             node = g.nodes[g.outputs[o]]
@@ -835,7 +898,7 @@ class UnrolledNetworkEngine(Planned):
             codes.append(code)
             if g.fabric is not None:
                 y = self._fabric(m, pipe, f"{tag}_r{o}", g, key, node, g.fabric[o])
-                m.d.comb += code.eq(Mux(y < 0, 0, Mux(y > top, top, y)))
+                m.d.comb += code.eq(_clamp(y, g.out_bits))
                 continue
             # (p + 2**(S-1)) >> S == ((p >> (S-1)) + 1) >> 1: the product alone in its
             # slot (a hard multiplier), only its bits from S-1 up registered, the rounding
@@ -850,14 +913,15 @@ class UnrolledNetworkEngine(Planned):
             ends = [((v * mult >> (shift - 1)) + 1) >> 1 for v in (node.lo, node.hi)]
             y = Signal(_range_shape(*ends), name=f"{tag}_y{o}")
             m.d.comb += y.eq((qv + 1) >> 1)
-            m.d.comb += code.eq(Mux(y < 0, 0, Mux(y > top, top, y)))
+            m.d.comb += code.eq(_clamp(y, g.out_bits))
         return codes
 
     @staticmethod
     def _fabric(m, pipe: _Pipe, tag: str, g: LayerGraph, key, node: AddNode,
                 f: FabricRequant):
         """``(acc * f.mult + f.const) >> f.shift`` as a balanced tree of shift-and-add terms
-        (level ``k`` in slot ``acc_slot + 1 + (k - 1) // stage``), shifted in ``out_slot``.
+        (level ``k`` is the layer's adder level ``depth + k``: it shares a slot with the
+        accumulators' when the stage has room), shifted and clamped in ``out_slot``.
         Each partial sum is ``acc * c + k``; its width is that over the accumulator's
         range."""
         # (value key, c, k) of each term
@@ -881,7 +945,7 @@ class UnrolledNetworkEngine(Planned):
         lv = 0
         while len(parts) > 1:
             lv += 1
-            slot = g.acc_slot + 1 + (lv - 1) // g.stage
+            slot = g.level_slot(g.depth + lv)
             nxt = []
             for j in range(0, len(parts) - 1, 2):
                 (_, ca, ka), (_, cb, kb) = parts[j], parts[j + 1]
@@ -900,11 +964,14 @@ class UnrolledNetworkEngine(Planned):
         return y
 
     def _argmax(self, m, pipe: _Pipe, plan: UnrolledPlan, logits: list):
-        """A tree of compare-and-select over the logits (the first of equal ones wins);
-        returns the index and the largest logit in the final slot."""
-        last = plan.layers[-1]
+        """The class: the first index of the largest logit, a value in the final slot."""
+        classes = plan.classes
+        idx_shape = unsigned(max(classes - 1, 1).bit_length())
+        if classes == 1:
+            return Const(0, idx_shape)
+        if classes <= ARGMAX_MATRIX_MAX:
+            return self._argmax_matrix(m, pipe, plan, logits, idx_shape)
         cands = [(key, None, c) for c, key in enumerate(logits)]   # (value key, index key)
-        idx_shape = unsigned(max(plan.classes - 1, 1).bit_length())
         for lv, slot in enumerate(plan.argmax_slots):
             nxt = []
             for j in range(0, len(cands), 2):
@@ -923,8 +990,36 @@ class UnrolledNetworkEngine(Planned):
                 pipe.place((i.name,), i, slot)
                 nxt.append(((v.name,), (i.name,), None))
             cands = nxt
-        key, ikey, c = cands[0]
-        final = plan.final_slot
-        del last
-        index = Const(c, idx_shape) if ikey is None else pipe.at(ikey, final)
-        return index, pipe.at(key, final)
+        _, ikey, c = cands[0]
+        return Const(c, idx_shape) if ikey is None else pipe.at(ikey, plan.final_slot)
+
+    @staticmethod
+    def _argmax_matrix(m, pipe: _Pipe, plan: UnrolledPlan, logits: list, idx_shape):
+        """Every pair's ``a_i > a_j`` (``j < i``) in the first argmax slot; in the final one,
+        class ``i`` wins when it beats every earlier class and no later class beats it (the
+        first of equal largest logits: exactly one wins), and the index is the OR of the
+        winners' (one-hot) indices."""
+        compare, final = plan.argmax_slots
+        classes = plan.classes
+        gt = {}
+        for i in range(1, classes):
+            for j in range(i):
+                a, b = pipe.at(logits[i], compare), pipe.at(logits[j], compare)
+                # a > b as the sign of b - a, wide enough not to overflow: one carry chain,
+                # its last sum bit (a comparison adds LUTs for the signed overflow)
+                diff = Signal(signed(max(len(a), len(b)) + 2), name=f"d{i}_{j}")
+                m.d.comb += diff.eq(b - a)
+                g = Signal(name=f"gt{i}_{j}")
+                m.d.comb += g.eq(diff[-1])
+                pipe.place((g.name,), g, compare)
+                gt[i, j] = pipe.at((g.name,), final)
+        index = Const(0, idx_shape)
+        for i in range(1, classes):
+            win = Signal(name=f"win{i}")
+            terms = [gt[i, j] for j in range(i)] + [~gt[j, i] for j in range(i + 1, classes)]
+            acc = terms[0]
+            for t in terms[1:]:
+                acc = acc & t
+            m.d.comb += win.eq(acc)
+            index = index | Mux(win, Const(i, idx_shape), Const(0, idx_shape))
+        return index
