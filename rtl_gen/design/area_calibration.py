@@ -66,4 +66,4 @@ FMAX_MHZ = {"ice40": 32.0, "ecp5": 75.0}
 #: synthesized at ``--fit ecp5-85f`` (the unrolled rows of ``benchmarks/results/network.json``):
 #: ECP5 ``TRELLIS_COMB`` and ``TRELLIS_FF``.  The iCE40 takes the same model (no unrolled
 #: engine fits a UP5K; it only has to say so).
-UNROLLED_COEFFICIENTS = {"logic": (0.0, 1.4827), "ff": (0.0, 0.8161)}
+UNROLLED_COEFFICIENTS = {"logic": (0.0, 1.5314), "ff": (2247.3524, 0.3612)}
