@@ -118,7 +118,6 @@ BRAM_FILLS = (0, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1152, 1536, 2048, 3
 def refit(rows: list[dict], family: str) -> dict:
     """Non-negative least squares of logic and FF on the summed engine features; the block
     RAM threshold that best matches the block RAM counts."""
-    from scipy.optimize import nnls
 
     all_shapes = []
     for r in rows:
@@ -138,7 +137,16 @@ def refit(rows: list[dict], family: str) -> dict:
     out["bram_rom_fill"], out["bram_ram_fill"] = best
     x = np.array([np.sum([features(s, family, out) for s in shapes], axis=0)
                   for shapes in all_shapes])
-    # relative error: weight each row by 1 / actual
+    return out | relative_nnls(x, rows)
+
+
+def relative_nnls(x: np.ndarray, rows: list[dict]) -> dict:
+    """``{"logic": coefficients, "ff": coefficients}``: non-negative least squares of each
+    row's ``actual`` logic and FF on its features ``x``, each row weighted by one over its
+    actual value (the fit minimises relative error)."""
+    from scipy.optimize import nnls
+
+    out = {}
     for key in ("logic", "ff"):
         y = np.array([r["actual"][key] for r in rows], float)
         w = 1 / y
@@ -174,16 +182,7 @@ def unrolled_rows(source: Path = UNROLLED_SOURCE) -> list[dict]:
 def refit_unrolled(rows: list[dict]) -> dict:
     """``(fixed, per bit)`` of logic and flip-flops by non-negative least squares, each row
     weighted by one over its actual value."""
-    from scipy.optimize import nnls
-
-    x = np.array([[1.0, r["bits"]] for r in rows])
-    out = {}
-    for key in ("logic", "ff"):
-        y = np.array([r["actual"][key] for r in rows], float)
-        w = 1 / y
-        coef, _ = nnls(x * w[:, None], y * w)
-        out[key] = tuple(round(float(c), 4) for c in coef)
-    return out
+    return relative_nnls(np.array([[1.0, r["bits"]] for r in rows]), rows)
 
 
 def unrolled_table(rows: list[dict], coefficients: dict) -> tuple[list[str], float]:
