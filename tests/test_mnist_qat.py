@@ -81,7 +81,14 @@ def test_mnist_accuracy_table_quotes_the_bundles():
         assert rows[p.name]["test_accuracy"] == meta["test_accuracy"]
         assert rows[p.name]["float_test_accuracy"] == meta["float_test_accuracy"]
         assert f"| {p.name} |" in md and f"{100 * meta['test_accuracy']:.2f}%" in md
+        ptq = rows[p.name]["ptq_test_accuracy"]  # the float model quantized, not trained
+        assert 0 <= ptq <= 1 and f"| {100 * ptq:.2f}% | {100 * meta['test_accuracy']:.2f}% |" \
+            in md, p.name
+    assert "| PTQ | QAT (accuracy) |" in md
     assert "8,000" in md and "60,000" in md and "98.34%" in md and "96.60%" in md
+    # QAT is what makes the narrow variants work: PTQ of the binary TFC falls far behind
+    assert rows["mnist-tfc-binary"]["ptq_test_accuracy"] + 0.10 < \
+        rows["mnist-tfc-binary"]["test_accuracy"]
 
 
 def test_qat_mnist_trains_and_exports_a_bundle_the_golden_model_reads(tmp_path, test_split):
@@ -99,6 +106,8 @@ def test_qat_mnist_trains_and_exports_a_bundle_the_golden_model_reads(tmp_path, 
     table = json.loads((out / "accuracy-mnist.json").read_text())
     assert [r["bundle"] for r in table["bundles"]] == ["mnist-tfc-pot4"]
     assert f"{100 * acc:.2f}%" in result.output
+    # PTQ: the same calibrated model exported before any QAT epoch
+    assert 0.1 < table["bundles"][0]["ptq_test_accuracy"] <= 1
 
 
 def test_qat_cnn_exports_what_it_trained(test_split):

@@ -184,7 +184,7 @@ def qat_mnist(out: Path | None = None, *, schemes=None, models=("tfc", "cnn"),
     plan = mnist_plan(schemes, models)
     out = check_output(Path(out) if out is not None else WEIGHTS_DIR, folder=True)
     _, test = mnist()
-    from ..training.mnist_qat import RECIPES, float_model, train_variant
+    from ..training.mnist_qat import RECIPES, float_model, ptq_accuracy, train_variant
 
     say = progress or (lambda *a, **k: None)
     teachers, nets, rows = {}, [], []
@@ -199,6 +199,7 @@ def qat_mnist(out: Path | None = None, *, schemes=None, models=("tfc", "cnn"),
     for v in plan:
         t0 = time.perf_counter()
         init, float_acc = teachers[v.model]
+        ptq = ptq_accuracy(v, init, seed=seed)
         n = epochs or RECIPES[v.model].qat_epochs
         net, _ = train_variant(v, init, float_acc, teacher=teachers[RECIPES[v.model].teacher][0],
                                epochs=n, seed=seed, progress=_counter(progress, f"QAT {v.name}", n))
@@ -210,7 +211,8 @@ def qat_mnist(out: Path | None = None, *, schemes=None, models=("tfc", "cnn"),
                      "activation_bits": v.act_bits,
                      "tr": None if v.tr is None else dataclasses.asdict(v.tr),
                      "bits_per_weight": round(net.bits_per_weight, 4),
-                     "test_accuracy": acc, "float_test_accuracy": float_acc,
+                     "test_accuracy": acc, "ptq_test_accuracy": ptq,
+                     "float_test_accuracy": float_acc,
                      "qat_epochs": n, "train_seconds": round(seconds), "seed": seed})
     written = tuple(write_bundle(net, out / net.name) for net in nets)
     kept = _kept_rows(out / f"{MNIST_TABLE}.json", {r["bundle"] for r in rows})
@@ -254,14 +256,18 @@ def mnist_table_md(table: dict) -> str:
     """``accuracy-mnist.md`` from ``accuracy-mnist.json``'s content."""
     lines = [f"MNIST ({table['dataset']}), {table['test_images']} test images; "
              f"{table['note']}.", "",
-             "| bundle | weights | activations | bits/weight | accuracy | float model |",
-             "|---|---|---|---|---|---|"]
+             "| bundle | weights | activations | bits/weight | float model | PTQ | QAT "
+             "(accuracy) |",
+             "|---|---|---|---|---|---|---|"]
     for r in table["bundles"]:
         w = r["weights"] + ("" if r["tr"] is None else
                             f" (TR g={r['tr']['group']} k={r['tr']['budget']})")
+        ptq = r.get("ptq_test_accuracy")
         lines.append(f"| {r['bundle']} | {w} | {r['activation_bits']}-bit | "
-                     f"{r['bits_per_weight']:.2f} | {100 * r['test_accuracy']:.2f}% | "
-                     f"{100 * r['float_test_accuracy']:.2f}% ({r['model']}) |")
+                     f"{r['bits_per_weight']:.2f} | "
+                     f"{100 * r['float_test_accuracy']:.2f}% ({r['model']}) | "
+                     + ("" if ptq is None else f"{100 * ptq:.2f}%") +
+                     f" | {100 * r['test_accuracy']:.2f}% |")
     lines += ["", "References (published, trained on MNIST's 60,000 images):", "",
               "| model | accuracy | source |", "|---|---|---|"]
     for r in table["references"]:

@@ -525,16 +525,7 @@ def train_variant(variant: MnistVariant, init: nn.Module, float_accuracy: float,
     r = recipe or RECIPES[variant.model]
     epochs = epochs or r.qat_epochs
     train, test = mnist()
-    calib = train.x[:: len(train.y) // CALIBRATION][:CALIBRATION]
-    with deterministic(seed):
-        if variant.model == "tfc":
-            fm = _to_float_mlp(init)
-            model = QATMLP(fm.weights, fm.biases, variant.scheme, input_spec=MNIST_INPUT,
-                           act_bits=variant.act_bits, tr=variant.tr)
-            _calibrate_mlp(model, calib)
-        else:
-            model = QATCNN(init, variant.scheme, act_bits=variant.act_bits)
-            model.calibrate(calib)
+    model = _calibrated(variant, init, train, seed)
     _fit(model, train.x, train.y, epochs=epochs, lr=r.qat_lr, seed=seed, batch=64,
          recipe=r, teacher=teacher, progress=progress)
     meta = {"dataset": MNIST_DATASET, "description": variant.description,
@@ -551,6 +542,33 @@ def train_variant(variant: MnistVariant, init: nn.Module, float_accuracy: float,
     acc = golden_accuracy(net, test.x_int, test.y)
     net = dataclasses.replace(net, metadata={**net.metadata, "test_accuracy": acc})
     return net, model
+
+
+def _calibrated(variant: MnistVariant, init: nn.Module, train, seed: int) -> nn.Module:
+    """The QAT model of ``variant`` from its float model ``init``, its activation clips
+    calibrated on the training images, before any training."""
+    calib = train.x[:: len(train.y) // CALIBRATION][:CALIBRATION]
+    with deterministic(seed):
+        if variant.model == "tfc":
+            fm = _to_float_mlp(init)
+            model = QATMLP(fm.weights, fm.biases, variant.scheme, input_spec=MNIST_INPUT,
+                           act_bits=variant.act_bits, tr=variant.tr)
+            _calibrate_mlp(model, calib)
+        else:
+            model = QATCNN(init, variant.scheme, act_bits=variant.act_bits)
+            model.calibrate(calib)
+    return model
+
+
+def ptq_accuracy(variant: MnistVariant, init: nn.Module, *, seed: int = 0) -> float:
+    """Post-training quantization of ``variant``: its float model ``init`` quantized to the
+    variant's weights and activations as QAT starts from it (the same calibration), with no
+    training; the integer golden model's accuracy on the test split."""
+    train, test = mnist()
+    model = _calibrated(variant, init, train, seed)
+    kw = {"labels": LABELS} if variant.model == "tfc" else {}
+    net = model.export(name=variant.name, metadata={}, **kw)
+    return golden_accuracy(net, test.x_int, test.y)
 
 
 def golden_accuracy(net: Network, x_int, y) -> float:
