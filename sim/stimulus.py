@@ -71,7 +71,12 @@ def stimulus_width(component: wiring.Component) -> int | None:
     """The input word's width when the design can take the stimulus memory (an ``i``
     valid/ready stream no wider than :data:`STIMULUS_MAX_BITS` and a ``cycles`` counter),
     else ``None``."""
-    ports = {name: (direction, width) for name, direction, width in _ports(component)}
+    return _width(_ports(component))
+
+
+def _width(port_list) -> int | None:
+    """:func:`stimulus_width` of the ports :func:`_ports` gives."""
+    ports = {name: (direction, width) for name, direction, width in port_list}
     need = {"i__valid": "input", "i__payload": "input", "i__ready": "output",
             "cycles": "output"}
     if any(ports.get(name, ("",))[0] != d for name, d in need.items()):
@@ -86,10 +91,10 @@ def testbench_verilog(component: wiring.Component, top: str, verilog: str, *,
     when :func:`stimulus_width` allows, the wrapper ``tb_<top>`` described above (named
     ``tbc_<top>`` when it makes the clock), which is then the top level; else ``verilog``
     and ``top`` unchanged."""
-    width = stimulus_width(component)
+    ports = _ports(component)
+    width = _width(ports)
     if width is None:
         return verilog, top
-    ports = _ports(component)
     cycles = dict((n, w) for n, _, w in ports)["cycles"]
     addr = STIMULUS_DEPTH.bit_length() - 1
     tb = f"{'tbc' if clock_inside else 'tb'}_{top}"

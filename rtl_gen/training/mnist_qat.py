@@ -63,7 +63,6 @@ from .qat import (
 from .qat_state import round_half_away
 
 __all__ = [
-    "CNN_CHANNELS",
     "CNN_SHAPE",
     "CNN_STAGES",
     "MNIST_INPUT",
@@ -84,7 +83,6 @@ __all__ = [
 ]
 
 TFC_SIZES = (784, 64, 64, 64, 10)
-CNN_CHANNELS = (8, 16)
 #: The first CNN's convolutions, ``(channels, pooled)`` each: conv8-pool-conv16-pool.
 CNN_STAGES = ((8, True), (16, True))
 MNIST_MODELS = ("tfc", "cnn")
@@ -495,12 +493,11 @@ def _accuracy(model: nn.Module, x, y) -> float:
     return float(np.mean(logits.argmax(1).numpy() == np.asarray(y)))
 
 
-def float_model(model: str, *, epochs: int | None = None, seed: int = 0, progress=None,
-                recipe: Recipe | None = None):
+def float_model(model: str, *, epochs: int | None = None, seed: int = 0, progress=None):
     """The float model of a :data:`RECIPES` key (``tfc``, ``cnn``, ``cnn-v1``) trained on
-    the MNIST training split with its recipe (``recipe`` in its place; ``epochs`` overrides
-    the recipe's); returns ``(module, test accuracy)``."""
-    r = recipe or RECIPES[model]
+    the MNIST training split with its recipe (``epochs`` overrides the recipe's); returns
+    ``(module, test accuracy)``."""
+    r = RECIPES[model]
     train, test = mnist()
     with deterministic(seed):
         net = _FloatCNN(r.stages) if r.stages else _float_tfc()
@@ -517,12 +514,12 @@ def _to_float_mlp(net: nn.Module) -> FloatMLP:
 
 def train_variant(variant: MnistVariant, init: nn.Module, float_accuracy: float, *,
                   teacher: nn.Module, epochs: int | None = None, seed: int = 0,
-                  progress=None, recipe: Recipe | None = None) -> tuple[Network, nn.Module]:
+                  progress=None) -> tuple[Network, nn.Module]:
     """QAT of one variant from its float model ``init`` (of the same shape), distilled from
     the float ``teacher``, with its model's :data:`RECIPES` entry (``epochs`` overrides the
-    recipe's; ``recipe`` in place of the entry); returns the integer network (its metadata's
-    ``test_accuracy`` the golden model's on the test split) and the trained model."""
-    r = recipe or RECIPES[variant.model]
+    recipe's); returns the integer network (its metadata's ``test_accuracy`` the golden
+    model's on the test split) and the trained model."""
+    r = RECIPES[variant.model]
     epochs = epochs or r.qat_epochs
     train, test = mnist()
     model = _calibrated(variant, init, train, seed)
