@@ -46,21 +46,11 @@ from torch import nn
 from torch.nn import functional
 
 from ..data.mnist import MNIST_DATASET, MNIST_INPUT_BITS, MNIST_INPUT_SCALE, mnist
-from ..design.conv import ConvLayer, FlattenLayer, MaxPoolLayer
-from ..design.network import DenseLayer, InputSpec, Network, TRConfig
-from ..numerics.fixedpoint import requant_params
+from ..design.network import InputSpec, Network, TRConfig
 from ..numerics.schemes import WeightScheme, parse_scheme
 from .float_model import FloatMLP
-from .qat import (
-    DTYPE,
-    QATMLP,
-    WeightQuantizer,
-    _round_half_away,
-    _ste,
-    deterministic,
-    distillation_loss,
-)
-from .qat_state import round_half_away
+from .qat import DTYPE, QATMLP, deterministic, distillation_loss
+from .qat_net import QATNet, _peak
 
 __all__ = [
     "CNN_SHAPE",
@@ -293,145 +283,22 @@ class _FloatCNN(nn.Module):
         return self.fc(h.flatten(1))
 
 
-def _act(h: torch.Tensor, clip: nn.Parameter, top: int):
-    """Quantized ReLU: ``floor(clip(h / s, 0, top) + 0.5) * s`` with ``s = clip / top``
-    (STE), and ``s``."""
-    s = torch.clamp(clip.abs(), min=1e-8) / top
-    u = torch.clamp(h / s, 0, top)
-    return _ste(u, torch.floor(u.detach() + 0.5)) * s, s
-
-
-def _fake_bias(bias: torch.Tensor, acc_scale) -> torch.Tensor:
-    v = bias / acc_scale
-    return _ste(v, _round_half_away(v.detach())) * acc_scale
-
-
-class QATCNN(nn.Module):
-    """The MNIST CNN (module docstring) with quantized weights, biases and activations.
-
-    Every layer's weight goes through the scheme's
-    :class:`~rtl_gen.training.qat.WeightQuantizer` (one scale per tensor), biases are
-    rounded to accumulator units and both convolutions' ReLU outputs to ``act_bits``-bit
-    codes with a learned clip, as :class:`~rtl_gen.training.qat.QATLinear` does.
-    """
+class QATCNN(QATNet):
+    """The MNIST CNN (module docstring) with quantized weights, biases and activations: a
+    :class:`~rtl_gen.training.qat_net.QATNet` of the float CNN, its layers named ``conv1``,
+    ``pool1``, ..., ``flat``, ``fc``."""
 
     def __init__(self, teacher: _FloatCNN, scheme: WeightScheme | str, *, act_bits: int = 4):
-        super().__init__()
-        self.scheme = parse_scheme(scheme) if isinstance(scheme, str) else scheme
-        self.act_bits = act_bits
-        self.top = (1 << act_bits) - 1
+        super().__init__(teacher, scheme, input_spec=MNIST_INPUT, act_bits=act_bits)
         self.stages = teacher.stages
-        mods = (*teacher.convs, teacher.fc)
-        self.weights = nn.ParameterList(nn.Parameter(m.weight.detach().clone()) for m in mods)
-        self.biases = nn.ParameterList(nn.Parameter(m.bias.detach().clone()) for m in mods)
-        self.quantizers = nn.ModuleList(WeightQuantizer(self.scheme, w) for w in self.weights)
-        # PoT and APoT quantize the normalised weight (W - mean) / std: each layer's output
-        # grows by 1 / std.  The biases follow (so that every ReLU sees what the float model
-        # had, up to a positive factor) and the logits are scaled back for the loss (the
-        # classes do not change; the bundle holds the normalised layers).
-        gain = 1.0
-        if self.quantizers[0].normalise:
-            with torch.no_grad():
-                for w, b in zip(self.weights, self.biases, strict=True):
-                    gain /= float(w.std(unbiased=False))
-                    b.mul_(gain)
-        self.register_buffer("logit_scale", torch.tensor(1 / gain, dtype=DTYPE))
-        self.clips = nn.ParameterList(nn.Parameter(torch.ones((), dtype=DTYPE))
-                                      for _ in self.stages)
-
-    def _layer(self, i, h, s_in, quantize_out=True):
-        w, s_w = self.quantizers[i].fake(self.weights[i])
-        acc_scale = s_in * s_w
-        b = _fake_bias(self.biases[i], acc_scale)
-        if i == len(self.stages):
-            return functional.linear(h, w, b), None
-        h = functional.conv2d(h, w, b, padding=1)
-        if not quantize_out:
-            return h, None
-        h, s = _act(h, self.clips[i], self.top)
-        return (functional.max_pool2d(h, 2) if self.stages[i][1] else h), s
-
-    def forward(self, x) -> torch.Tensor:
-        s_in = MNIST_INPUT_SCALE
-        h = torch.clamp(_round_half_away(torch.as_tensor(x, dtype=DTYPE) / s_in), 0, 255) * s_in
-        h = h.reshape(-1, 1, 28, 28)
-        for i in range(len(self.stages)):
-            h, s_in = self._layer(i, h, s_in)
-        return self._layer(len(self.stages), h.flatten(1), s_in)[0] * self.logit_scale
-
-    @torch.no_grad()
-    def calibrate(self, x) -> None:
-        """Every clip at the least-squared-error clip of its layer's ReLU output on ``x``."""
-        s_in = MNIST_INPUT_SCALE
-        h = torch.as_tensor(x, dtype=DTYPE).reshape(-1, 1, 28, 28)
-        for i in range(len(self.stages)):
-            raw, _ = self._layer(i, h, s_in, quantize_out=False)
-            self.clips[i].fill_(_peak(raw, self.top))
-            h, s_in = self._layer(i, h, s_in)
 
     def export(self, *, name: str, metadata: dict | None = None) -> Network:
         """The integer network (HWC feature maps, OHWI kernels) of the trained model."""
-        layers = []
-        s_in, in_bits, shape = MNIST_INPUT.scale, MNIST_INPUT.bits, (28, 28, 1)
-        with torch.no_grad():
-            for i, (_, pooled) in enumerate(self.stages):
-                q, win, b, acc_scale = self._quantized(i, s_in)
-                codes = q.codes.reshape(win.shape).transpose(0, 2, 3, 1)  # OIHW -> OHWI
-                win = win.transpose(0, 2, 3, 1)
-                s_out = float(torch.clamp(self.clips[i].abs(), min=1e-8)) / self.top
-                m, s = requant_params(np.full(len(b), acc_scale / s_out))
-                conv = ConvLayer.from_kernel(
-                    name=f"conv{i + 1}", scheme=self.scheme, codes=codes, weight_scale=q.scale,
-                    bias=round_half_away(b / acc_scale).astype(np.int64), in_shape=shape,
-                    padding=1, in_bits=in_bits, in_signed=False, activation="relu",
-                    out_bits=self.act_bits, out_scale=s_out, requant_multiplier=m,
-                    requant_shift=s, float_weight=win, float_bias=b)
-                layers.append(conv)
-                shape, s_in, in_bits = conv.out_shape, s_out, self.act_bits
-                if pooled:
-                    pool = MaxPoolLayer(name=f"pool{i + 1}", in_shape=shape, kernel=2,
-                                        stride=2, in_bits=self.act_bits, in_signed=False)
-                    layers.append(pool)
-                    shape = pool.out_shape
-            layers.append(FlattenLayer(name="flat", in_shape=shape, in_bits=in_bits,
-                                       in_signed=False))
-            q, win, b, acc_scale = self._quantized(len(self.stages), s_in)
-            h, w_, c = shape
-            order = np.arange(c * h * w_).reshape(c, h, w_).transpose(1, 2, 0).ravel()
-            win = win[:, order]  # PyTorch flattens CHW, the feature maps are HWC
-            codes = q.codes[:, order]
-            layers.append(DenseLayer(
-                name="fc", scheme=self.scheme, codes=codes, weight_scale=q.scale,
-                bias=round_half_away(b / acc_scale).astype(np.int64), in_bits=in_bits,
-                in_signed=False, activation="none", float_weight=win, float_bias=b))
-        meta = {"quantizer": "qat", "schemes": [self.scheme.name] * len(self.weights)}
-        meta.update(metadata or {})
-        return Network(name=name, input=MNIST_INPUT, layers=tuple(layers), labels=LABELS,
-                       metadata=meta)
-
-    def _quantized(self, i, s_in):
-        qz = self.quantizers[i]
-        win = qz.input(self.weights[i]).numpy().copy()
-        alpha = float(qz.alpha_value(torch.as_tensor(win)))
-        q = self.scheme.quantize(win.reshape(len(win), -1), alpha=alpha)
-        b = self.biases[i].numpy().astype(np.float64).copy()
-        return q, win, b, s_in * q.scale
-
-
-def _peak(h: torch.Tensor, top: int) -> float:
-    """The clip of least squared quantization error of the ReLU output ``h`` on
-    ``top + 1`` levels (48 candidates up to its largest value)."""
-    v = torch.relu(h).flatten()
-    peak = float(v.max())
-    if peak <= 0:
-        return 1.0
-    best, err = peak, float("inf")
-    for r in torch.linspace(1 / 48, 1, 48, dtype=DTYPE):
-        s = peak * float(r) / top
-        e = float(((torch.floor(torch.clamp(v / s, 0, top) + 0.5) * s - v) ** 2).sum())
-        if e < err:
-            best, err = peak * float(r), e
-    return best
+        names = []
+        for i, (_, pooled) in enumerate(self.stages, 1):
+            names += [f"conv{i}"] + ([f"pool{i}"] if pooled else [])
+        return super().export(name=name, labels=LABELS, metadata=metadata,
+                              names=[*names, "flat", "fc"])
 
 
 @torch.no_grad()
