@@ -168,20 +168,27 @@ def verify_network(net: Network | FloatNetwork, x, *, simulator: str = "verilato
                          "classes": engine.classes, "out_bits": engine.logit_shape.width,
                          "latency": engine.latency}}
     elif isinstance(net, Network) and not net.is_dense:
-        if lanes is not None or control is not None or in_per_beat != 1:
+        if lanes is not None or in_per_beat != 1:
             raise VerifyError("a network with convolution, pooling or flatten layers takes "
-                              "arrays only (no lanes, control or in_per_beat)")
+                              "arrays and control only (no lanes or in_per_beat)")
         from rtl_gen.hw.conv import ConvNetworkEngine
+        from rtl_gen.hw.tr import control_values
 
         words = integer_inputs(net, x)
         try:
+            tr_regs = control_values(control)
+        except ValueError as e:
+            raise VerifyError(f"control: {e}") from None
+        try:
             engine = ConvNetworkEngine(net, arrays)
+            model = ConvModel(net, engine, control)
         except ValueError as e:
             raise VerifyError(f"cannot build {net.name!r}: {e}") from None
-        model = ConvModel(net, engine)
         top = f"net_{net.name}".replace("-", "_")
-        controls, build_args, extra = {}, (), {}
-        port = {"unchecked_layers": list(engine.unchecked_layers)}
+        controls = dict(zip(("tr_mode", "tr_k", "tr_s"), tr_regs, strict=True)) \
+            if engine.has_tr else {}
+        build_args, extra = (), {}
+        port = {"unchecked_layers": list(model.unchecked_layers)}
     elif isinstance(net, Network):
         if lanes is not None:
             raise VerifyError("lanes applies to float networks; give an integer network "
@@ -292,22 +299,27 @@ class ConvModel(Model):
     logit_format = "int"
     rows = 1
 
-    def __init__(self, net, engine):
-        self.net = net
+    def __init__(self, net, engine, control=None):
+        from rtl_gen.hw.conv import held_back, stage_batch_cycles, stage_interval
+
+        self.net, self.control = net, control
         self.order = engine.logit_order()
-        self.layer_cycles = engine.layer_cycles_model
-        self.interval = engine.interval
+        timings = engine.timings_for(control)
+        self.layer_cycles = tuple(stage_batch_cycles(t) for t in timings)
+        intervals = [stage_interval(t) for t in timings]
+        self.interval = max([*intervals, net.input.features])
+        self.unchecked_layers = held_back(timings)
         # a bound of an image's way through the chain, for the run's cycle budget
-        self.latency = sum(engine.stage_intervals)
+        self.latency = sum(intervals)
 
     def inputs(self, x):
         return integer_inputs(self.net, x)
 
     def logits(self, words):
-        return np.asarray(golden.forward(self.net, words), np.int64)
+        return np.asarray(golden.forward(self.net, words, self.control), np.int64)
 
     def classes(self, words):
-        return np.asarray(golden.predict(self.net, words), np.int64)
+        return np.asarray(golden.predict(self.net, words, self.control), np.int64)
 
 
 class BitSerialModel(Model):

@@ -5,18 +5,22 @@ and without gaps and stalls; real MNIST images through a 28x28 network."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from test_conv_hw import random_conv
 
 from rtl_gen.bundle import read_bundle, write_bundle
+from rtl_gen.design import golden
 from rtl_gen.design.conv import (
     AvgPoolLayer,
     FlattenLayer,
     GlobalAvgPoolLayer,
     MaxPoolLayer,
 )
-from rtl_gen.design.network import DenseLayer, InputSpec, Network
+from rtl_gen.design.golden import TRControl, TRMode
+from rtl_gen.design.network import DenseLayer, InputSpec, Network, TRConfig
 from rtl_gen.errors import DataError
 from rtl_gen.hw.conv import held_back, plan_conv_chain, stage_batch_cycles, stage_interval
 from rtl_gen.hw.layer import ArrayConfig
@@ -145,6 +149,47 @@ def test_odd_shapes_signed_input_stride_padding_and_averages():
     check_cycles(result)
     result = verify_network(net, images(net, 10, seed=2), gap=0.2, stall=0.3, seed=3)
     assert result["images"] == 10
+
+
+def tr_cnn(seed: int = 7) -> Network:
+    """6x6x1 -> conv3x3 4ch pad 1 (signmag5, TR g=4 k=4 s=2) -> maxpool 2 -> conv3x3
+    stride 2 pad 1 (signmag5, TR g=8 k=7, every data term) -> flatten -> dense 10 (int4)."""
+    rng = np.random.default_rng(seed)
+
+    def tr_conv(name, in_shape, n_out, stride, tr, out_bits):
+        c = random_conv(rng, name, "signmag5", in_shape, n_out, 3, stride, 1, 6, False,
+                        out_bits=out_bits)
+        return dataclasses.replace(c, core=dataclasses.replace(c.core, tr=tr))
+
+    c1 = tr_conv("conv1", (6, 6, 1), 4, 1, TRConfig(group=4, budget=4, data_terms=2), 6)
+    p1 = MaxPoolLayer(name="pool1", in_shape=(6, 6, 4), kernel=2, stride=2, in_bits=6,
+                      in_signed=False)
+    c2 = tr_conv("conv2", (3, 3, 4), 5, 2, TRConfig(group=8, budget=7), 4)
+    fl = FlattenLayer(name="flat", in_shape=(2, 2, 5), in_bits=4, in_signed=False)
+    fc = random_dense(rng, "fc", "int4", 20, 10, 4, relu=False)
+    return Network(name="tr-cnn", input=InputSpec(features=36, bits=6, signed=False,
+                                                  scale=1 / 64),
+                   layers=(c1, p1, c2, fl, fc))
+
+
+def test_term_revealing_convolutions_under_run_time_control():
+    """Term-revealing convolutions (the TR engine on every window): one build, three
+    run-time settings through the control ports, each bit-exact with the golden model under
+    the same setting and each weight layer's cycles the model's under it."""
+    need_verilator()
+    net = tr_cnn()
+    x = images(net, 8)
+    cycles, logits = {}, {}
+    for name, control in (("own", None), ("conventional", TRControl(mode=TRMode.CONVENTIONAL)),
+                          ("k3 s1", TRControl(budget=3, data_terms=1))):
+        result = verify_network(net, x, control=control)
+        assert result["images"] == 8
+        check_cycles(result)
+        cycles[name] = result["layer_cycles"]
+        logits[name] = golden.forward(net, x, control).tolist()
+    assert cycles["conventional"][0] > cycles["own"][0] > cycles["k3 s1"][0]
+    assert cycles["conventional"][2] > cycles["own"][2] > cycles["k3 s1"][2]
+    assert len({str(v) for v in logits.values()}) == 3  # the settings change the logits
 
 
 def mnist_cnn(seed: int = 11) -> Network:

@@ -18,7 +18,9 @@ the input channels; 1 by default), into the input banks of an ordinary
 adjacent lanes), which takes it as one input vector (one batch of one row) and writes the
 pixel's ``N`` output codes in channel order, so the output is the next layer's HWC stream
 with no reordering.  Every weight scheme the dense engine takes, it takes
-here, per layer (mixed precision included).
+here, per layer (mixed precision included); a term-revealing layer's core is the
+:class:`~rtl_gen.hw.tr_layer.TRLayerEngine` (:class:`TRConvEngine`, one window code a
+cycle), its run-time controls the network's.
 
 A network with spatial layers runs one image at a time: every array has one row (batch 1).
 The logits leave in index order; ``cls`` is each image's class.
@@ -52,6 +54,7 @@ from .kit import COUNTER_BITS, Engine
 from .layer import ArrayConfig, LayerEngine, LayerPlan, layer_timing, plan_layer
 from .network import ChainPlan, EngineChain, logit_order
 from .pes.layers import default_array
+from .tr_layer import TRLayerEngine
 from .window import (
     PoolReducer,
     ReducerPlan,
@@ -63,7 +66,7 @@ from .window import (
 )
 
 __all__ = ["ConvEngine", "ConvNetworkEngine", "ConvPlan", "FlattenStage", "PoolEngine",
-           "PoolPlan", "conv_arrays", "plan_conv_chain", "stage_interval"]
+           "PoolPlan", "TRConvEngine", "conv_arrays", "plan_conv_chain", "stage_interval"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,10 +91,10 @@ def plan_conv(layer: ConvLayer, array: ArrayConfig, *, counters: bool = True,
     if array.rows != 1:
         raise ValueError(f"layer {layer.name!r}: a convolution runs on an array of one row "
                          f"(one window a batch), not {array.rows}")
-    if layer.tr is not None:
-        raise ValueError(f"layer {layer.name!r}: term-revealing convolutions are not built "
-                         "in hardware yet (the golden model takes them)")
     per = array.window
+    if layer.tr is not None and per != 1:
+        raise ValueError(f"layer {layer.name!r}: a term-revealing convolution takes one "
+                         f"window code a cycle, not {per}")
     c = layer.in_shape[2]
     if c % per:
         raise ValueError(f"layer {layer.name!r}: {per} window codes per cycle must divide the "
@@ -101,10 +104,12 @@ def plan_conv(layer: ConvLayer, array: ArrayConfig, *, counters: bool = True,
                          per_cycle=per)
     core = plan_layer(layer.core, dataclasses.replace(array, window=1), counters=counters,
                       requant=requant, in_per_beat=per)
-    if core.is_tr:
-        raise ValueError(f"layer {layer.name!r}: {layer.scheme.name} weights run on the "
-                         "term-revealing engine, which convolutions do not use yet")
     return ConvPlan(layer=layer, window=window, core=core)
+
+
+def _core_engine(plan: LayerPlan):
+    """The engine class of a layer plan: the term-revealing engine or the PE array's."""
+    return TRLayerEngine if plan.is_tr else LayerEngine
 
 
 class ConvEngine(Engine):
@@ -135,7 +140,7 @@ class ConvEngine(Engine):
 
     @staticmethod
     def ports(plan: ConvPlan) -> dict:
-        ports = LayerEngine.ports(plan.core)
+        ports = _core_engine(plan.core).ports(plan.core)
         ports["i"] = In(stream.Signature(code_shape(plan.window.bits, plan.window.signed)))
         return ports
 
@@ -146,12 +151,22 @@ class ConvEngine(Engine):
     def elaborate(self, platform):
         m = Module()
         m.submodules.window = window = WindowUnit.from_plan(self._plan.window)
-        m.submodules.core = core = LayerEngine.from_plan(self._plan.core)
+        core_cls = _core_engine(self._plan.core)
+        m.submodules.core = core = core_cls.from_plan(self._plan.core)
         wiring.connect(m, wiring.flipped(self.i), window.i)
         wiring.connect(m, window.o, core.i)
         wiring.connect(m, core.o, wiring.flipped(self.o))
         m.d.comb += self.cycles.eq(core.cycles)
+        for control in core_cls.CONTROLS:
+            m.d.comb += getattr(core, control).eq(getattr(self, control))
         return m
+
+
+class TRConvEngine(ConvEngine):
+    """A convolution whose core is term-revealing (:class:`~rtl_gen.hw.tr_layer.TRLayerEngine`
+    on every window), with its run-time controls ``tr_mode``, ``tr_k``, ``tr_s``."""
+
+    CONTROLS = TRLayerEngine.CONTROLS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -333,14 +348,11 @@ def plan_conv_chain(net: Network, arrays=None, in_per_beat: int = 1, *,
     for idx, (layer, array) in enumerate(zip(net.layers, arrays, strict=True)):
         name = f"layer{idx}_{layer.name}"
         if isinstance(layer, ConvLayer):
-            stages.append((name, ConvEngine, plan_conv(layer, array, counters=counters,
-                                                       requant=requant)))
+            cp = plan_conv(layer, array, counters=counters, requant=requant)
+            stages.append((name, TRConvEngine if cp.core.is_tr else ConvEngine, cp))
         elif isinstance(layer, DenseLayer):
             p = plan_layer(layer, array, counters=counters, requant=requant)
-            if p.is_tr:
-                raise ValueError(f"layer {layer.name!r}: term-revealing layers in a network "
-                                 "with convolutions are not built in hardware yet")
-            stages.append((name, LayerEngine, p))
+            stages.append((name, _core_engine(p), p))
         elif isinstance(layer, FlattenLayer):
             stages.append((name, FlattenStage, FlattenStage.plan(layer)))
         else:
@@ -378,7 +390,11 @@ class ConvNetworkEngine(EngineChain):
     """
 
     plan = staticmethod(plan_conv_chain)
-    has_tr = False
+
+    @property
+    def has_tr(self) -> bool:
+        """Whether the network has term-revealing layers (and the ``tr_*`` control ports)."""
+        return any(engine_cls.CONTROLS for _, engine_cls, _ in self._plan.stages)
 
     @property
     def arrays(self) -> tuple:
@@ -390,10 +406,14 @@ class ConvNetworkEngine(EngineChain):
         return 1
 
     def timings_for(self, control=None) -> tuple:
-        """Each stage's cycle model (:func:`stage_timing`)."""
-        if control is not None:
-            raise ValueError("a network with convolutions has no term-revealing controls")
-        return self._plan.timings
+        """Each stage's cycle model (:func:`stage_timing`), under a run-time
+        :class:`~rtl_gen.design.golden.TRControl` for the term-revealing layers."""
+        if control is None:
+            return self._plan.timings
+        if not self.has_tr:
+            raise ValueError("this network has no term-revealing layers to control")
+        return tuple(stage_timing(ly, a, control)
+                     for ly, a in zip(self._plan.net.layers, self._plan.configs, strict=True))
 
     @property
     def layer_cycles_model(self) -> tuple[int, ...]:

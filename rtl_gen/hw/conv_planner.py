@@ -284,10 +284,6 @@ def _weight_choices(layer, idx: int, fixed: dict, family: str, coeff) -> list[_C
                 p = cp.core
             else:
                 p = plan_layer(layer, array, counters=False)
-                if p.is_tr:
-                    raise ValueError(f"layer {layer.name!r}: term-revealing layers in a "
-                                     "network with convolutions are not built in hardware "
-                                     "yet")
         except ValueError as e:
             errors.append(str(e))
             continue
