@@ -1,7 +1,8 @@
 """What the UART host link costs beside the network: iCE40 logic cells on the UP5K.
 
 For each design (:data:`DESIGNS`: the digits binary network on the board's default arrays,
-the int4 MNIST CNN folded for the iCEBreaker as ``rtl-gen build`` folds it, and the same CNN
+the ternary MNIST CNN (the one board builds take) folded for the iCEBreaker as ``rtl-gen build``
+folds it, and the same CNN
 on the planner's fastest UP5K folding for the network alone), synthesizes
 the bare network engine and the same engine behind :class:`~rtl_gen.hw.hostlink.HostLinkCore`
 (the board build's options: layer counters off, 30 or 24 MHz at the board's default baud)
@@ -33,8 +34,8 @@ RESULTS = Path(__file__).parent / "results"
 #: name -> (bundle, clock in MHz (the iCEBreaker's for such a network), whether the arrays
 #: are the planner's fastest for the device without the host link's share kept free).
 DESIGNS = {"digits-binary": ("digits-binary", 30.0, False),
-           "mnist-cnn-int4": ("mnist-cnn-int4", 24.0, False),
-           "mnist-cnn-int4-fast": ("mnist-cnn-int4", 24.0, True)}
+           "mnist-cnn-ternary": ("mnist-cnn-ternary", 24.0, False),
+           "mnist-cnn-ternary-fast": ("mnist-cnn-ternary", 24.0, True)}
 
 
 def designs(match: str = ""):

@@ -24,10 +24,10 @@ __all__ = ["HOST_LINK_LOGIC", "board_arrays", "build"]
 
 #: Logic the host link core takes beside the network (UART, frame parser, buffers'
 #: addressing, reply sequencer, cycle counters), per family, in the planner's logic units:
-#: the int4 MNIST CNN on the UP5K plan (conv1 2 x 4, conv2 2 x 8, fc 1 x 1) is 4,485 LC
-#: alone and 5,345 LC behind the host link (``benchmarks/hostlink_cost.py``; 5,594 before
-#: the link was made leaner); on the LFE5U-85F, the ULX3S's folding of it is 5,703 LUT4
-#: slices alone and 6,544 behind the host link.  A board build of a network with
+#: the ternary MNIST CNN's link is 828-831 LC on the UP5K (``benchmarks/hostlink_cost.py``:
+#: 4,790 LC alone and 5,618 behind the link on the planner's fastest folding), the first
+#: int4 CNN's 860; on the LFE5U-85F, the ULX3S's folding of the first int4 CNN was 5,703
+#: LUT4 slices alone and 6,544 behind the host link.  A board build of a network with
 #: convolutions keeps this much of the device free on top of the planner's margin.
 HOST_LINK_LOGIC = {"ice40": 860.0, "ecp5": 841.0}
 
