@@ -32,9 +32,29 @@ def test_default_plan_keeps_the_default_rate_on_less_area(int4):
     default = plan_chain(int4)  # a plan only: no engine left unelaborated
     plan = plan_folding(int4)
     assert plan.interval <= network_interval(default.timings, int4.input.features)
-    base = plan_folding(int4, overrides={0: {"cols": 8, "lanes": 1}, 1: {"cols": 8, "lanes": 1}})
+    same = {"cols": 8, "lanes": 1, "pipeline": 0}
+    base = plan_folding(int4, overrides={0: same, 1: same})
     assert base.arrays == default.configs
     assert plan.area.logic < base.area.logic
+
+
+@pytest.mark.parametrize("name, stages", [
+    ("int4", [3, 1]),      # 16 lanes: after the products and twice in the tree; 2 lanes: once
+    ("mixed", [3, 2]),     # int2 on 16 lanes, int3 on 8
+    ("binary", [0, 0]),    # a select: no stage
+    ("ternary", [0, 0]),
+])
+def test_the_planner_registers_the_products_of_the_logic_kinds(name, stages):
+    """int, PoT and APoT PEs get a register after their lane products plus the adder tree's
+    (the UP5K clock of the int4 network: 22.8 -> 38-43 MHz); binary and ternary none; a
+    layer override's pipeline wins."""
+    net = read_bundle(WEIGHTS_DIR / f"digits-{name}")
+    plan = plan_folding(net, fit="up5k")
+    assert [a.pipeline for a in plan.arrays] == stages
+    assert [a.lanes for a in plan.arrays] == [[16, 2], [16, 8], [2, 1], [2, 1]][
+        ["int4", "mixed", "binary", "ternary"].index(name)]
+    fixed = plan_folding(net, fit="up5k", overrides={0: {"pipeline": 1}})
+    assert fixed.arrays[0].pipeline == 1
 
 
 @pytest.mark.parametrize("name", ["binary", "int4", "int8", "ternary", "tr"])
@@ -239,8 +259,9 @@ def test_wide_input_port_refuses_what_the_bank_cannot_take():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["binary", "int4"])
-@pytest.mark.parametrize("fit", ["up5k", "ecp5-85f"])
+@pytest.mark.parametrize("name, fit", [("binary", "up5k"), ("binary", "ecp5-85f"),
+                                       ("int4", "up5k"), ("int4", "ecp5-85f"),
+                                       ("pot4", "up5k")])
 def test_fit_plans_are_bit_exact_and_cycle_exact(name, fit):
     from rtl_gen.data.digits import digits
     from sim.runner import missing_simulator

@@ -45,7 +45,7 @@ from ..design.network import DenseLayer, Network
 from ..devices import Device
 from .conv import _core, conv_arrays, plan_conv, plan_pool, stage_interval, stage_timing
 from .layer import ArrayConfig, plan_layer
-from .pes.layers import default_array
+from .pes.layers import PIPELINE_LANES, default_array, pe_pipeline
 from .planner import _BLOCK_BITS, PlanError, _check_settings, engine_shape, shortfall
 from .planner import _check_overrides as _check_dense_overrides
 from .window import plan_window
@@ -80,20 +80,6 @@ WINDOW_UNIT = {"ice40": (154.0, 80.0), "ecp5": (364.0, 80.0)}
 #: of the word is zeroed for padding and written into its lane of the input banks (a LUT a
 #: bit).
 WINDOW_WORD = {"ice40": (1.0, 1.0), "ecp5": (1.0, 1.0)}
-
-
-#: Lanes from which the planner gives each PE one register stage more (after the lane
-#: products), and two (the second after half the adder tree's levels): a PE's products, its
-#: adder tree and its accumulator in one cycle set the clock of a wide array (the MNIST
-#: CNN's conv2 on 2 x 8 int4 PEs: 39 ns on the UP5K).  A stage adds a cycle to each window's
-#: latency, not to its interval; its flip-flops share the logic cells of the sums.
-PIPELINE_LANES = (4, 16)
-
-
-def pe_pipeline(lanes: int) -> int:
-    """The register stages the planner adds inside a PE of ``lanes`` lanes
-    (:data:`PIPELINE_LANES`); an override's ``pipeline`` replaces it."""
-    return sum(lanes >= n for n in PIPELINE_LANES)
 
 
 def window_area(window, reducer, family: str) -> Area:

@@ -32,7 +32,7 @@ from ..devices import DEVICES, Device, get_device
 from ..errors import RtlGenError
 from .kit import signed_bits
 from .layer import ArrayConfig, plan_layer
-from .pes.layers import default_array
+from .pes.layers import default_array, dense_pipeline
 
 __all__ = ["UNROLLED_SHARING_FLOOR", "FoldingPlan", "LayerFold", "PlanError", "engine_shape",
            "plan_folding", "shortfall", "unrolled_adder_bits", "unrolled_area", "unrolled_fit",
@@ -232,7 +232,6 @@ def _layer_candidates(layer, idx: int, fixed: dict, rows: int, family: str,
                         "convolution's setting, not a dense layer's")
     default = default_array(layer.scheme.kind, layer.tr is not None)
     multiplier = fixed.get("multiplier", default.multiplier)
-    pipeline = fixed.get("pipeline", default.pipeline)
     n, k = layer.out_features, layer.in_features
     cols_set = [fixed["cols"]] if "cols" in fixed else \
         sorted(set(_pow2_upto(n)) | ({n} if n <= 256 else set()))
@@ -246,6 +245,8 @@ def _layer_candidates(layer, idx: int, fixed: dict, rows: int, family: str,
     for cols in cols_set:
         for lanes in lanes_set:
             try:
+                pipeline = fixed.get("pipeline", dense_pipeline(
+                    layer.scheme.kind, lanes, layer.tr is not None))
                 array = ArrayConfig(rows=rows, cols=cols, lanes=lanes, multiplier=multiplier,
                                     pipeline=pipeline)
                 p = plan_layer(layer, array)

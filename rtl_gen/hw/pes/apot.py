@@ -11,6 +11,7 @@ class AdditivePowerOfTwoPE(PEKind):
     name = "apot"
     weight_scheme = "apot"
     serves = ("apot",)
+    logic_product = True
 
     def product(self, cfg, x, code):
         b = cfg.w_bits

@@ -14,6 +14,7 @@ class IntPE(PEKind):
     weight_scheme = "int"
     serves = ("int",)
     multipliers = ("lut", "dsp")
+    logic_product = True
 
     def product(self, cfg, x, code):
         b = cfg.w_bits

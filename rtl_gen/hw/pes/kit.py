@@ -147,6 +147,10 @@ class PEKind:
         Whether its weights may be baked in as constants.
     run_time_precision:
         Whether the unit has ``w_prec``/``x_prec`` inputs (several cycles per vector).
+    logic_product:
+        Whether a lane's product is logic of its own (shift-and-add rows, Booth rows,
+        shifts), not a select: the folding planner then registers the products
+        (:func:`rtl_gen.hw.pes.layers.dense_pipeline`).
     """
 
     name: str = ""
@@ -154,6 +158,7 @@ class PEKind:
     weight_scheme: str | None = None
     serves: tuple[str, ...] = ()
     lanes: int = 1
+    logic_product: bool = False
     multipliers: tuple[str, ...] = ("lut",)
     bakeable: bool = True
     run_time_precision: bool = False

@@ -11,6 +11,7 @@ class PowerOfTwoPE(PEKind):
     name = "pot"
     weight_scheme = "pot"
     serves = ("pot",)
+    logic_product = True
 
     def product(self, cfg, x, code):
         b = cfg.w_bits
