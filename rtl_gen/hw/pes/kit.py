@@ -72,19 +72,21 @@ def xor_negate(sign: Value, v: Value) -> Term:
 
 
 def add_carry(a: Value, b: Value, carry: Value) -> Value:
-    """``a + b + carry`` (``carry`` one bit) as one two-operand adder: ``{a, carry} +
-    {b, carry}`` shifted right by one, so the carry enters the adder's chain at an extra low
-    bit (whose sum is 0 and whose carry-out is ``carry``).  Yosys makes a three-operand
-    ``a + b + carry`` a ``$macc`` of full adders in LUTs with no carry chain (a 16-lane
-    binary PE: 499 LUT4 and 18 ``SB_CARRY`` on the iCE40); this is a ``$alu`` one bit wider
-    on the carry chain."""
+    """``a + b + carry`` (``carry`` one bit) as one two-operand adder: ``{a, 1} + {b,
+    carry}`` shifted right by one, so the carry enters the adder's chain at an extra low bit
+    (whose carry-out is ``1 AND carry``).  Yosys makes a three-operand ``a + b + carry`` a
+    ``$macc`` of full adders in LUTs with no carry chain (a 16-lane binary PE: 499 LUT4 and
+    18 ``SB_CARRY`` on the iCE40); this is a ``$alu`` one bit wider on the carry chain.  (The
+    low bit's operands are a constant and the carry, not the carry twice: an iCE40 carry
+    cell with one net on both of its operand pins made nextpnr's router cycle without end
+    on every design built of them.)"""
     a, b = (v if v.shape().signed else Cat(v, Const(0, 1)).as_signed() for v in (a, b))
     w = max(len(a), len(b)) + 1
 
-    def low(v):
-        return Cat(carry, v, v[-1].replicate(w - len(v)))
+    def ext(v):
+        return Cat(v, v[-1].replicate(w - len(v)))
 
-    return (low(a) + low(b))[1:w + 1].as_signed()
+    return (Cat(Const(1, 1), ext(a)) + Cat(carry, ext(b)))[1:w + 1].as_signed()
 
 
 def sum_tree(values: list[Value]) -> Value:
