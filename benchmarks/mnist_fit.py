@@ -18,7 +18,9 @@ on ``--synth-devices`` (default ``--devices``), as ``rtl-gen synth --bundle B --
 --fit D`` does (:func:`rtl_gen.tasks.synth.synth`): the bare network's cells, the median
 Fmax over nextpnr seeds ``1..--seeds`` (default 3) and inferences/s at it; ``--target-fps
 F`` plans them at that rate instead of the fastest fit (``--fit D --target-fps F``, checked
-against the device).  The synthesized rows go into the JSON under ``"synth"`` and a second table.
+against the device); ``--layer-array LAYER:key=value,...`` (repeatable) synthesizes the
+design with those settings too.  The synthesized rows go into the JSON under ``"synth"``
+and a second table.
 """
 
 from __future__ import annotations
@@ -69,18 +71,23 @@ SYNTH_COLUMNS = ("bundle", "device", "folding", "cycles/image", "logic cells", "
                  "FF", "DSP", "BRAM", "Fmax MHz", "Fmax per seed", "inferences/s", "seconds")
 
 
-def synth_row(name: str, device: str, seeds: int, target_fps: float | None) -> dict:
-    """The chosen design of ``name`` at ``--fit device`` (and ``--target-fps``, if given),
-    synthesized and placed: cells, median Fmax over seeds ``1..seeds``, inferences/s."""
+def synth_row(name: str, device: str, seeds: int, target_fps: float | None,
+              layer_arrays: tuple[str, ...] = ()) -> dict:
+    """The chosen design of ``name`` at ``--fit device`` (and ``--target-fps`` and
+    ``--layer-array`` settings, if given), synthesized and placed: cells, median Fmax over
+    seeds ``1..seeds``, inferences/s."""
+    from rtl_gen.tasks.common import parse_layer_arrays
     from rtl_gen.tasks.synth import synth
 
     net = read_int_bundle(ROOT / "weights" / name)
     start = time.perf_counter()
-    folding = FoldingOptions(fit=device, target_fps=target_fps)
-    plan = plan_folding(net, target_fps=target_fps, fit=device)
+    folding = FoldingOptions(fit=device, target_fps=target_fps, layer_arrays=layer_arrays)
+    plan = plan_folding(net, target_fps=target_fps, fit=device,
+                        overrides=parse_layer_arrays(layer_arrays))
     out = {"bundle": name, "device": device,
-           "folding": f"--fit {device}" + (f" --target-fps {target_fps:g}" if target_fps
-                                           else ""),
+           "folding": " ".join([f"--fit {device}"]
+                               + ([f"--target-fps {target_fps:g}"] if target_fps else [])
+                               + [f"--layer-array {a}" for a in layer_arrays]),
            "arrays": [f"{a.rows}x{a.cols}x{a.lanes}" for a in plan.arrays],
            "in_per_beat": plan.in_per_beat, "cycles/image": plan.interval}
     try:
@@ -116,14 +123,19 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3, help="nextpnr seeds 1..N (--synth)")
     ap.add_argument("--target-fps", type=float, default=None,
                     help="--synth: plan at this rate (checked against the device)")
+    ap.add_argument("--layer-array", action="append", default=[], metavar="LAYER:k=v,...",
+                    help="--synth: also synthesize the design with these per-layer settings "
+                    "(as rtl-gen's --layer-array; repeatable)")
     args = ap.parse_args()
     names = sorted(p.name for p in (ROOT / "weights").glob("mnist-*") if p.is_dir())
     devices = args.devices.split(",")
     rows = [row(n, d) for n in names for d in devices]
     table = _table(rows, COLUMNS)
     synth_devices = (args.synth_devices or args.devices).split(",")
-    synthesized = [synth_row(n, d, args.seeds, args.target_fps)
-                   for n in args.synth.split(",") if n for d in synth_devices]
+    variants = [()] + ([tuple(args.layer_array)] if args.layer_array else [])
+    synthesized = [synth_row(n, d, args.seeds, args.target_fps, v)
+                   for n in args.synth.split(",") if n for d in synth_devices
+                   for v in variants]
     if synthesized:
         table += "\nSynthesized and placed (median Fmax over nextpnr seeds 1.." \
                  f"{args.seeds}):\n\n" + _table(synthesized, SYNTH_COLUMNS)

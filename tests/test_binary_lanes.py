@@ -81,3 +81,31 @@ def test_add_carry_is_a_plus_b_plus_carry(wa, sa, wb, sb):
     sim = Simulator(m)
     sim.add_testbench(bench)
     sim.run()
+
+
+def test_the_planner_mixes_arrays_to_fit_block_ram():
+    """mnist-tfc-binary at --fit up5k: the arrays cheapest in logic at its 393 cycles take
+    more block RAM than the UP5K keeps free (27 of 30); the planner takes the mix of least
+    logic within it instead of a slower design."""
+    from types import SimpleNamespace
+
+    from rtl_gen.bundle.integer import read_int_bundle
+    from rtl_gen.design.area import Area
+    from rtl_gen.hw.planner import _within_bram, plan_folding
+    from rtl_gen.training.defaults import WEIGHTS_DIR
+
+    plan = plan_folding(read_int_bundle(WEIGHTS_DIR / "mnist-tfc-binary"), fit="up5k")
+    assert plan.interval == 393 and plan.area.bram <= 27
+    greedy = plan_folding(read_int_bundle(WEIGHTS_DIR / "mnist-tfc-binary"),
+                          target_fps=plan.fps, fmax_mhz=plan.fmax_mhz)
+    assert greedy.interval == 393 and greedy.area.bram > 27
+    assert greedy.area.logic <= plan.area.logic
+
+    def opt(logic, bram):
+        return ((logic, 1), SimpleNamespace(area=Area(logic=logic, bram=bram)), None)
+
+    layers = [[opt(10, 5), opt(12, 3)], [opt(4, 4), opt(9, 1)]]
+    assert [o[1].area.bram for o in _within_bram(layers, 9)] == [5, 4]
+    assert [o[1].area.bram for o in _within_bram(layers, 7)] == [3, 4]
+    assert [o[1].area.bram for o in _within_bram(layers, 4)] == [3, 1]
+    assert _within_bram(layers, 3) is None
