@@ -11,8 +11,16 @@ refusal.
 
 Run ``python benchmarks/mnist_fit.py [--devices up5k,ecp5-85f] [--out DIR]``: prints a
 Markdown table and writes ``mnist_fit.md`` and ``mnist_fit.json`` into ``--out`` (default
-``benchmarks/results``).  Synthesized numbers: ``rtl-gen synth --bundle B --device D --fit D
---seeds 1`` per row.
+``benchmarks/results``).
+
+``--synth BUNDLE[,BUNDLE...]`` also synthesizes and places those bundles' chosen designs
+on ``--synth-devices`` (default ``--devices``), as ``rtl-gen synth --bundle B --device D
+--fit D`` does (:func:`rtl_gen.tasks.synth.synth`): the bare network's cells, the median
+Fmax over nextpnr seeds ``1..--seeds`` (default 3) and inferences/s at it; ``--target-fps
+F`` plans them at that rate instead of the fastest fit (``--fit D --target-fps F``, checked
+against the device); ``--layer-array LAYER:key=value,...`` (repeatable) synthesizes the
+design with those settings too.  The synthesized rows go into the JSON under ``"synth"``
+and a second table.
 """
 
 from __future__ import annotations
@@ -59,22 +67,83 @@ def row(name: str, device: str) -> dict:
     return out
 
 
+SYNTH_COLUMNS = ("bundle", "device", "folding", "cycles/image", "logic cells", "LUT4", "carry",
+                 "FF", "DSP", "BRAM", "Fmax MHz", "Fmax per seed", "inferences/s", "seconds")
+
+
+def synth_row(name: str, device: str, seeds: int, target_fps: float | None,
+              layer_arrays: tuple[str, ...] = ()) -> dict:
+    """The chosen design of ``name`` at ``--fit device`` (and ``--target-fps`` and
+    ``--layer-array`` settings, if given), synthesized and placed: cells, median Fmax over
+    seeds ``1..seeds``, inferences/s."""
+    from rtl_gen.tasks.common import parse_layer_arrays
+    from rtl_gen.tasks.synth import synth
+
+    net = read_int_bundle(ROOT / "weights" / name)
+    start = time.perf_counter()
+    folding = FoldingOptions(fit=device, target_fps=target_fps, layer_arrays=layer_arrays)
+    plan = plan_folding(net, target_fps=target_fps, fit=device,
+                        overrides=parse_layer_arrays(layer_arrays))
+    out = {"bundle": name, "device": device,
+           "folding": " ".join([f"--fit {device}"]
+                               + ([f"--target-fps {target_fps:g}"] if target_fps else [])
+                               + [f"--layer-array {a}" for a in layer_arrays]),
+           "arrays": [f"{a.rows}x{a.cols}x{a.lanes}" for a in plan.arrays],
+           "in_per_beat": plan.in_per_beat, "cycles/image": plan.interval}
+    try:
+        res = synth(ROOT / "weights" / name, device, folding=folding, seeds=seeds)
+    except RtlGenError as e:
+        out["error"] = str(e).splitlines()[0]
+    else:
+        out.update({k: v for k, v in res.items() if k not in ("network", "device")})
+        rate = res.get("inferences/s")
+        if rate is not None:
+            out["inferences/s"] = int(str(rate).replace(",", ""))
+            out["Fmax MHz"] = float(res["Fmax MHz"])
+    out["seconds"] = round(time.perf_counter() - start)
+    return out
+
+
+def _table(rows: list[dict], columns) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for r in rows:
+        lines.append("| " + " | ".join(f"{v:,}" if isinstance(v, int) else str(v)
+                                        for v in (r.get(c, "") for c in columns)) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--devices", default="up5k,ecp5-85f")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    ap.add_argument("--synth", default="", metavar="BUNDLE[,BUNDLE...]",
+                    help="also synthesize and place these bundles' chosen designs")
+    ap.add_argument("--synth-devices", default=None,
+                    help="--synth: on these devices only (default: --devices)")
+    ap.add_argument("--seeds", type=int, default=3, help="nextpnr seeds 1..N (--synth)")
+    ap.add_argument("--target-fps", type=float, default=None,
+                    help="--synth: plan at this rate (checked against the device)")
+    ap.add_argument("--layer-array", action="append", default=[], metavar="LAYER:k=v,...",
+                    help="--synth: also synthesize the design with these per-layer settings "
+                    "(as rtl-gen's --layer-array; repeatable)")
     args = ap.parse_args()
     names = sorted(p.name for p in (ROOT / "weights").glob("mnist-*") if p.is_dir())
-    rows = [row(n, d) for n in names for d in args.devices.split(",")]
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    for r in rows:
-        lines.append("| " + " | ".join(f"{v:,}" if isinstance(v, int) else str(v)
-                                        for v in (r[c] for c in COLUMNS)) + " |")
-    table = "\n".join(lines) + "\n"
+    devices = args.devices.split(",")
+    rows = [row(n, d) for n in names for d in devices]
+    table = _table(rows, COLUMNS)
+    synth_devices = (args.synth_devices or args.devices).split(",")
+    variants = [()] + ([tuple(args.layer_array)] if args.layer_array else [])
+    synthesized = [synth_row(n, d, args.seeds, args.target_fps, v)
+                   for n in args.synth.split(",") if n for d in synth_devices
+                   for v in variants]
+    if synthesized:
+        table += "\nSynthesized and placed (median Fmax over nextpnr seeds 1.." \
+                 f"{args.seeds}):\n\n" + _table(synthesized, SYNTH_COLUMNS)
     print(table)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "mnist_fit.md").write_text(table)
-    (args.out / "mnist_fit.json").write_text(json.dumps(rows, indent=1) + "\n")
+    doc = {"rows": rows, "synth": synthesized}
+    (args.out / "mnist_fit.json").write_text(json.dumps(doc, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ MNIST = ("mnist-tfc-binary", "mnist-tfc-ternary", "mnist-tfc-w2a2", "mnist-tr",
 #: by ``rtl-gen synth --bundle B --device D --fit D --seeds 1`` (Yosys of the pinned YoWASP),
 #: with the plan's interval (cycles per image) that identifies the design measured.
 MEASURED_DSP = {
-    ("mnist-tfc-binary", "up5k"): (1569, 1),
+    ("mnist-tfc-binary", "up5k"): (393, 0),   # fc1 4 tiles x 98 steps: an 8-bit product
     ("mnist-cnn-int4", "up5k"): (28420, 3),
     ("mnist-cnn-int4", "ecp5-85f"): (7868, 6),
 }
@@ -96,7 +96,7 @@ def test_dsp_blocks_of_the_requantizer_and_rom_address():
                       "ice40") == 1           # the product takes the result, not the acc
     thr = EngineShape(**{**s.__dict__, "requant_method": "threshold"})
     assert dsp_blocks(thr, "ice40") == 0
-    # fc1 of mnist-tfc-binary at --fit up5k: 32 tiles x 49 steps, an 11-bit address product
+    # 32 tiles x 49 steps (fc1 of mnist-tfc-binary as it was planned), an 11-bit address product
     rom = EngineShape(**{**thr.__dict__, "tiles": 32, "k_steps": 49})
     assert dsp_blocks(rom, "ice40") == 1
     # 784 = 49 << 4: the product is by 49; 10 tiles make it 9 bits, too narrow for SB_MAC16

@@ -21,8 +21,9 @@ says from what; ``benchmarks/area_model.py`` re-fits and checks them).
   ``tile * k_steps``, which Yosys maps to a hard multiplier when ``k_steps`` has an odd
   factor above one and the product is wide enough (iCE40: 11 bits); one per lane of ``int``
   PEs on the ``dsp`` multiplier.  As synthesized: ``mnist-tfc-binary`` at ``--fit up5k``
-  1 SB_MAC16 (threshold requantizers; fc1's ``tile * 49``), the MNIST CNNs 2-3 SB_MAC16 on
-  the UP5K and 4 MULT18X18D on the LFE5U-85F (``tests/test_mnist_fit.py``);
+  none (threshold requantizers; fc1's ``tile * 49`` is 8 bits wide at 4 tiles), the MNIST
+  CNNs 2-3 SB_MAC16 on the UP5K and 4 MULT18X18D on the LFE5U-85F
+  (``tests/test_mnist_fit.py``);
 * block RAM: each memory of the engine (input banks, weight ROM, output FIFO) that fills
   its blocks well enough (:func:`in_block_ram`), in the fewest blocks of one of the block's
   aspect ratios; a ROM left out becomes logic, a RAM flip-flops (iCE40) or distributed RAM
@@ -38,8 +39,9 @@ from __future__ import annotations
 import dataclasses
 import math
 
-__all__ = ["LANE_FACTOR", "Area", "EngineShape", "dsp_blocks", "estimate_layer",
-           "estimate_network", "features", "features_v1", "memory_blocks", "tree_bits"]
+__all__ = ["LANE_FACTOR", "PAIRED_FACTOR", "PAIRED_KINDS", "Area", "EngineShape",
+           "dsp_blocks", "estimate_layer", "estimate_network", "features", "features_v1",
+           "memory_blocks", "paired_bits", "tree_bits"]
 
 #: Cost of one lane's product over that of a binary lane's (an XOR and a carry-in), per
 #: family and PE kind, from the bare units of ``benchmarks/results/pe_cost.json`` (8-bit
@@ -138,6 +140,34 @@ FEATURES = ("layer", "pe", "acc", "sign_lane", "mult_lane", "int_lane", "tree", 
 #: shift or two (``mult_lane``).
 SIGN_KINDS = ("binary", "ternary", "xnor")
 
+#: Kinds whose unit makes one term of each pair of lanes (:mod:`rtl_gen.hw.pes.binary`:
+#: ``±(x1 + x2)`` or ``±(x1 - x2)``, a LUT per bit from the pair's shared sum and
+#: difference) and sums the terms on carry chains (the carry-ins fused into the adders), so
+#: that their ``tree`` feature counts the pair terms' bits, the pairs' sums' and the adder
+#: tree's over the pair terms, each weighted by :data:`PAIRED_FACTOR`.
+PAIRED_KINDS = ("binary",)
+#: ``(select, sums, tree)``: the cost of a paired kind's pair-term bit, of a bit of the
+#: pairs' sums and differences (one set per row of an array that broadcasts its
+#: activations, one per PE of a skewed one) and of its tree's adder bit (a two-operand adder
+#: on the carry chain), all three counted in the ``tree`` feature, over that feature's
+#: coefficient (fit on the three-operand adders of the other sign kinds, which Yosys builds
+#: as full adders in LUTs); a paired kind has no ``sign_lane`` bits.  Per family, fit on the
+#: synthesis of binary
+#: networks built with paired lanes: the binary rows of
+#: ``benchmarks/results/area_model.json`` and the ``mnist-tfc-binary`` designs of
+#: ``benchmarks/results/mnist_fit.json``.
+PAIRED_FACTOR = {"ice40": (1.11, 1.05, 0.0), "ecp5": (0.416, 0.741, 0.618)}
+
+
+def paired_bits(lanes: int, a_bits: int) -> tuple[int, int, int]:
+    """``(term bits, sum bits, tree bits)`` of a paired unit of ``lanes`` lanes of
+    ``a_bits``: each pair's term is ``a_bits + 2`` bits (an odd lane's ``a_bits + 1``),
+    each pair's sum and difference ``a_bits + 1`` bits each, and the tree sums the terms
+    (:func:`tree_bits`)."""
+    pairs, odd = divmod(lanes, 2)
+    return (pairs * (a_bits + 2) + odd * (a_bits + 1), pairs * 2 * (a_bits + 1),
+            tree_bits(pairs + odd, a_bits + 2))
+
 
 def in_block_ram(depth: int, width: int, rom: bool, family: str, c) -> bool:
     """Whether Yosys puts a memory in block RAM: when it fills its blocks well enough (at
@@ -214,6 +244,12 @@ def features(s: EngineShape, family: str, c) -> tuple[float, ...]:
     else:
         mult = lane
     tree = 0.0 if tr else float(s.pes * tree_bits(s.lanes, s.a_bits + s.w_bits))
+    if s.kind in PAIRED_KINDS:
+        f_sel, f_sums, f_tree = PAIRED_FACTOR[family]
+        term_bits, sum_bits, pair_tree = paired_bits(s.lanes, s.a_bits)
+        sums = s.rows if s.rows == 1 else s.pes   # one row broadcasts its activations
+        sign = 0.0
+        tree = s.pes * (term_bits * f_sel + pair_tree * f_tree) + sums * sum_bits * f_sums
     fwd = float(s.pes * s.lanes * (s.a_bits + s.w_bits)) if s.rows > 1 and not tr else 0.0
     slots = s.tiles * s.cols * (s.acc_bits + (40 if s.requantize else 0))
     rom, ram = _fabric_bits(s, family, c)

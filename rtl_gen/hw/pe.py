@@ -58,7 +58,15 @@ from ..devices import Device
 from ..numerics.fixedpoint import acc_bits
 from ..numerics.schemes import WeightScheme
 from . import pes
-from .pes.kit import PEKind, Term, check_int, pipeline_stage, registered_inputs, sum_tree
+from .pes.kit import (
+    PEKind,
+    Term,
+    add_carry,
+    check_int,
+    pipeline_stage,
+    registered_inputs,
+    sum_tree,
+)
 
 __all__ = [
     "MULTIPLIERS",
@@ -374,9 +382,15 @@ class DotProductUnit(wiring.Component):
         term, ctrl = kind.front(self, m) if kind.front is not None else self._lanes_front(m)
         valid, first, last = ctrl
         acc = Signal(signed(cfg.acc_bits), reset_less=True)
-        base = Mux(first, 0, acc) + term.value
+        held = Mux(first, 0, acc)
+        if term.carry is None:
+            total = held + term.value
+        elif kind.fused_carries:
+            total = add_carry(held, term.value, term.carry)
+        else:
+            total = held + term.value + term.carry
         with m.If(valid):
-            m.d.sync += acc.eq(base if term.carry is None else base + term.carry)
+            m.d.sync += acc.eq(total)
         m.d.sync += self.o.valid.eq(valid & last)
         m.d.comb += self.o.payload.eq(acc)
         return m
@@ -385,8 +399,8 @@ class DotProductUnit(wiring.Component):
         """Registered inputs, the kind's lane products and a pipelined adder tree."""
         cfg = self._config
         xs, codes, ctrl = registered_inputs(m, self)
-        product = cfg.pe_kind.product
-        terms = [product(cfg, x, c) for x, c in zip(xs, codes, strict=True)]
+        kind = cfg.pe_kind
+        terms = kind.products(cfg, xs, codes)
         values = [t.value for t in terms]
         # the negations' carry-ins: each adder of the tree, and the accumulator's, takes one
         carries = [t.carry for t in terms if t.carry is not None]
@@ -399,7 +413,7 @@ class DotProductUnit(wiring.Component):
         if spare:
             values, carries, ctrl = stage(values, carries, ctrl)
             spare -= 1
-        levels = max(1, (cfg.lanes - 1).bit_length())
+        levels = max(1, (len(values) - 1).bit_length())
         # register after these tree levels (1-based), spread evenly; the rest go at the end
         after = {round((j + 1) * levels / (spare + 1)) for j in range(min(spare, levels))}
         level = 0
@@ -407,8 +421,11 @@ class DotProductUnit(wiring.Component):
             summed = []
             for i in range(0, len(values), 2):
                 if i + 1 < len(values):
-                    v = values[i] + values[i + 1]
-                    summed.append(v + carries.pop() if carries else v)
+                    if carries and kind.fused_carries:
+                        summed.append(add_carry(values[i], values[i + 1], carries.pop()))
+                    else:
+                        v = values[i] + values[i + 1]
+                        summed.append(v + carries.pop() if carries else v)
                 else:
                     summed.append(values[i])
             values = summed

@@ -359,6 +359,11 @@ def plan_folding(net: Network, target_fps: float | None = None, fit: str | Devic
     cands = [_layer_candidates(layer, i, fixed.get(i, {}), rows, family, coefficients)
              for i, layer in enumerate(net.layers)]
     k0 = net.layers[0].in_features
+    # the block RAMs a plan may take on the device: the cheapest arrays in logic that
+    # together take more give way to the cheapest that fit (:func:`_within_bram`)
+    bram_budget = None if device is None else \
+        math.floor((1 - margin) * (device.bram_bits // _BLOCK_BITS[device.family]))
+    logic_budget = None if device is None else (1 - margin) * device.luts
 
     def build(interval: int) -> FoldingPlan | None:
         """The cheapest plan of steady interval at most ``interval`` (None: none)."""
@@ -366,9 +371,9 @@ def plan_folding(net: Network, target_fps: float | None = None, fit: str | Devic
                      and math.ceil(rows * k0 / p) <= interval]
         if not per_beats:
             return None
-        folds = []
+        choices = []   # per layer: (key, candidate, timing) of every array that keeps up
         for idx, (layer, options) in enumerate(zip(net.layers, cands, strict=True)):
-            best = None
+            ok_here = []
             for c in options:
                 if rows * layer.out_features > interval:
                     break
@@ -381,13 +386,18 @@ def plan_folding(net: Network, target_fps: float | None = None, fit: str | Devic
                     t = _with_input(t, ok[0])
                 if t.steady_interval > interval:
                     continue
-                key = (c.cost, t.steady_interval)
-                if best is None or key < best[0]:
-                    best = (key, c, t)
-            if best is None:
+                ok_here.append(((c.cost, t.steady_interval), c, t))
+            if not ok_here:
                 return None
-            _, c, t = best
-            folds.append(LayerFold(idx, layer.name, layer.scheme.name, c.array, t, c.area))
+            choices.append(ok_here)
+        picked = [min(ok_here, key=lambda o: o[0]) for ok_here in choices]
+        if bram_budget is not None and sum(o[1].area.bram for o in picked) > bram_budget:
+            mix = _within_bram(choices, bram_budget)
+            # (a mix that overruns the logic instead, its ROMs in LUTs, is no better)
+            if mix is not None and sum(o[1].area.logic for o in mix) <= logic_budget:
+                picked = mix
+        folds = [LayerFold(idx, layer.name, layer.scheme.name, c.array, t, c.area)
+                 for idx, (layer, (_, c, t)) in enumerate(zip(net.layers, picked, strict=True))]
         timings = [f.timing for f in folds]
         total = Area()
         for f in folds:
@@ -451,6 +461,30 @@ def plan_folding(net: Network, target_fps: float | None = None, fit: str | Devic
         timings.append(plan_layer(layer, dataclasses.replace(a, **changes)).timing)
     want = network_interval(timings, k0)
     return next((p for p in reversed(feasible) if p.interval <= want), fastest)
+
+
+def _within_bram(choices, budget: int):
+    """One choice per layer (``choices[i]``: ``(key, candidate, timing)`` tuples) of the
+    least total logic whose block RAMs add up to at most ``budget``; None when none do.
+    The arrays that keep up with an interval differ in block RAM as much as in logic (a
+    first layer's input banks are as wide as its lanes, its weight ROM as its lanes times
+    its columns), so the cheapest in logic of each layer may together overrun the device
+    while another mix fits."""
+    best: dict[int, tuple[float, tuple]] = {0: (0.0, ())}
+    for options in choices:
+        nxt: dict[int, tuple[float, tuple]] = {}
+        for used, (cost, picked) in best.items():
+            for o in options:
+                b = used + o[1].area.bram
+                if b > budget:
+                    continue
+                total = cost + o[0][0]
+                if b not in nxt or total < nxt[b][0]:
+                    nxt[b] = (total, (*picked, o))
+        best = nxt
+    if not best:
+        return None
+    return list(min(best.values(), key=lambda v: v[0])[1])
 
 
 def _bottleneck(plan: FoldingPlan) -> str:

@@ -27,6 +27,7 @@ from ..popcount import popcount
 __all__ = [
     "PEKind",
     "Term",
+    "add_carry",
     "check_int",
     "negate_if",
     "popcount_of",
@@ -68,6 +69,24 @@ def xor_negate(sign: Value, v: Value) -> Term:
     value fits its width; the adder that absorbs the carry is wider than ``v``)."""
     v = v if v.shape().signed else Cat(v, Const(0, 1)).as_signed()
     return Term(v ^ sign.replicate(len(v)).as_signed(), sign)
+
+
+def add_carry(a: Value, b: Value, carry: Value) -> Value:
+    """``a + b + carry`` (``carry`` one bit) as one two-operand adder: ``{a, 1} + {b,
+    carry}`` shifted right by one, so the carry enters the adder's chain at an extra low bit
+    (whose carry-out is ``1 AND carry``).  Yosys makes a three-operand ``a + b + carry`` a
+    ``$macc`` of full adders in LUTs with no carry chain (a 16-lane binary PE: 499 LUT4 and
+    18 ``SB_CARRY`` on the iCE40); this is a ``$alu`` one bit wider on the carry chain.  (The
+    low bit's operands are a constant and the carry, not the carry twice: an iCE40 carry
+    cell with one net on both of its operand pins made nextpnr's router cycle without end
+    on every design built of them.)"""
+    a, b = (v if v.shape().signed else Cat(v, Const(0, 1)).as_signed() for v in (a, b))
+    w = max(len(a), len(b)) + 1
+
+    def ext(v):
+        return Cat(v, v[-1].replicate(w - len(v)))
+
+    return (Cat(Const(1, 1), ext(a)) + Cat(carry, ext(b)))[1:w + 1].as_signed()
 
 
 def sum_tree(values: list[Value]) -> Value:
@@ -167,6 +186,9 @@ class PEKind:
     #: ``front(unit, m) -> (Term, (valid, first, last))``: the unit up to the accumulator
     #: (inputs, datapath, pipeline stages), for a kind that is not a sum of lane products.
     front: Callable | None = None
+    #: Whether the adder tree and the accumulator take the terms' carries into their own
+    #: carry chains (:func:`add_carry`) instead of as a third operand.
+    fused_carries: bool = False
 
     def __init__(self):
         if not self.name.isidentifier() or self.name != self.name.lower():
@@ -250,6 +272,11 @@ class PEKind:
     def ports(self, cfg) -> dict:
         """Members of the unit besides ``i`` and ``o`` (name: ``In``/``Out``)."""
         return {}
+
+    def products(self, cfg, xs: list[Value], codes: list[Value]) -> list[Term]:
+        """The terms the adder tree sums: one :meth:`product` per lane by default; a kind may
+        combine lanes (a binary PE makes one term of each pair of lanes)."""
+        return [self.product(cfg, x, c) for x, c in zip(xs, codes, strict=True)]
 
     # -- golden model ----------------------------------------------------------------------
 
