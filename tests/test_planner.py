@@ -38,21 +38,22 @@ def test_default_plan_keeps_the_default_rate_on_less_area(int4):
     assert plan.area.logic < base.area.logic
 
 
-@pytest.mark.parametrize("name, stages", [
-    ("int4", [3, 1]),      # 16 lanes: after the products and twice in the tree; 2 lanes: once
-    ("mixed", [3, 2]),     # int2 on 16 lanes, int3 on 8
-    ("binary", [0, 0]),    # a select: no stage
-    ("ternary", [0, 0]),
+@pytest.mark.parametrize("name, lanes, stages", [
+    ("digits-int4", [16, 2], [3, 1]),   # after the products, + twice / none in the tree
+    ("digits-mixed", [16, 8], [3, 2]),  # int2 on 16 lanes, int3 on 8
+    ("digits-ternary", [2, 1], [0, 0]),  # a select of 1 or 2 lanes: no stage
+    ("digits-binary", [2, 8], [0, 2]),   # ... and from 4 lanes as a logic product
+    ("mnist-tfc-binary", [8, 8, 8, 2], [2, 2, 2, 0]),
 ])
-def test_the_planner_registers_the_products_of_the_logic_kinds(name, stages):
-    """int, PoT and APoT PEs get a register after their lane products plus the adder tree's
-    (the UP5K clock of the int4 network: 22.8 -> 38-43 MHz); binary and ternary none; a
-    layer override's pipeline wins."""
-    net = read_bundle(WEIGHTS_DIR / f"digits-{name}")
+def test_the_planner_registers_the_lane_products(name, lanes, stages):
+    """int, PoT and APoT PEs, and binary or ternary ones from 4 lanes, get a register after
+    their lane products plus the adder tree's (the UP5K clock of the int4 digits network:
+    22.8 -> 38-43 MHz; of the binary TFC: 29.1 -> 43.7 MHz); a layer override's pipeline
+    wins."""
+    net = read_bundle(WEIGHTS_DIR / name)
     plan = plan_folding(net, fit="up5k")
+    assert [a.lanes for a in plan.arrays] == lanes
     assert [a.pipeline for a in plan.arrays] == stages
-    assert [a.lanes for a in plan.arrays] == [[16, 2], [16, 8], [2, 1], [2, 1]][
-        ["int4", "mixed", "binary", "ternary"].index(name)]
     fixed = plan_folding(net, fit="up5k", overrides={0: {"pipeline": 1}})
     assert fixed.arrays[0].pipeline == 1
 
