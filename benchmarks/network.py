@@ -245,10 +245,11 @@ def unrolled_pe_share(top: str, device: str, workdir: Path, verilog: str) -> dic
     family = get_device(device).family
     counts = cone_cells(synth_netlist(verilog, top, device, workdir=workdir), top, family,
                         unrolled_group)
+    known = {g for g, _ in UNROLLED_GROUPS}
     parts: dict[str, int] = {}
-    for groups, c in counts.items():
-        name = " + ".join(groups) or "(no register)"
-        parts[name] = parts.get(name, 0) + c["lut4"]
+    for groups, c in counts.items():  # a register of no group (Yosys's name): "other"
+        name = " + ".join(sorted({g if g in known else "other" for g in groups}))
+        parts[name or "(no register)"] = parts.get(name or "(no register)", 0) + c["lut4"]
     pe = counts.get(("adder graph",), {"lut4": 0, "carry": 0})
     total = sum(c["lut4"] for c in counts.values())
     carry = sum(c["carry"] for c in counts.values())
