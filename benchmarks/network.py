@@ -203,6 +203,11 @@ def pe_share(verilog: str, top: str, device: str, workdir: Path, flat_lut4: int)
         d["pe_share_with_carry"] = round((pe + 2 * d["pe_carry"]) / both, 4) if both else None
     if hier.note:
         d["hier_note"] = hier.note
+    if not any(PE_MODULE.search(p) for p in hier.modules):
+        # the term-pair layer (rtl_gen.hw.tr_layer) builds its PEs inside the layer module
+        for k in ("pe_lut4", "pe_share", "pe_share_flat", "pe_carry", "pe_share_with_carry"):
+            d.pop(k, None)
+        d["pe_note"] = "no PE modules: the layers' PEs are built inside the layer modules"
     log(f"  {top} on {device}: PEs {pe} of {total} LUT4 ({100 * pe / max(total, 1):.1f}%), "
         f"flat {flat_lut4} ({time.time() - t0:.0f} s)")
     return d
@@ -326,7 +331,7 @@ def share_label(r: dict) -> str:
     """The PE share of a row: PE LUT4 over the network's, both from the synthesis with the
     hierarchy kept; on the ECP5 also counting the two LUT4s of each CCU2C carry cell."""
     if r.get("pe_share") is None:
-        return ""
+        return "n/a (no PE modules)" if r.get("pe_note") else ""
     text = f"{100 * r['pe_share']:.1f}% ({r['pe_lut4']:,} of {r['hier_lut4']:,})"
     if r.get("pe_share_flat") is not None and r.get("pe_method") is None:
         text += f"; flat {100 * r['pe_share_flat']:.1f}%"
