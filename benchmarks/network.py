@@ -431,11 +431,16 @@ def write(rows: list[dict], args, start: float, kept: list[dict] = (),
             "`--cols 8` and the default `--array-lanes`), the area model's estimate in "
             "parentheses; the `--fit` row's last but one column is its inferences/s and "
             "inferences/s per kLC over the uniform row's. PE share of LUT4: the LUT4 "
-            "cells inside the processing elements (each array PE: its multipliers or sign "
-            "selects, lane adder tree and accumulator) over the whole network's, both from "
-            "a synthesis of the same Verilog with the hierarchy kept (`-noflatten`, "
-            "`hier_lut4` in the JSON, within a few percent of the flat LUT4 column); on the "
-            "LFE5U-85F also counting the two LUT4s of each CCU2C carry cell.\n\n")
+            "cells inside the processing elements over the whole network's. Arrays engine: "
+            "the PEs are the array's dot-product units (module `<layer>.array.pe_R_C`: "
+            "multipliers or sign selects, lane adder tree, accumulator), counted in a "
+            "second synthesis of the same Verilog with the PE, layer and FIFO modules kept "
+            "(`keep_hierarchy`); its total is 1-13% above the flat LUT4 column, the logic "
+            "the flat netlist shares between PEs, and `flat` takes that difference off the "
+            "PEs. Unrolled engine: a LUT4 of the flat netlist is PE when every register it "
+            "feeds holds an adder-graph node or accumulator (the fabric requantizers, "
+            "argmax and output buffer are not); on the LFE5U-85F also counting the two "
+            "LUT4s of each CCU2C carry cell.\n\n")
     (args.out / "network.md").write_text(note + table)
     (args.out / "network.json").write_text(json.dumps(
         {"rows": rows, "uniform_rows": uniform, "seeds": args.seeds,
