@@ -435,9 +435,9 @@ def write(rows: list[dict], args, start: float, kept: list[dict] = (),
             "the PEs are the array's dot-product units (module `<layer>.array.pe_R_C`: "
             "multipliers or sign selects, lane adder tree, accumulator), counted in a "
             "second synthesis of the same Verilog with the PE, layer and FIFO modules kept "
-            "(`keep_hierarchy`); its total is 1-13% above the flat LUT4 column, the logic "
-            "the flat netlist shares between PEs, and `flat` takes that difference off the "
-            "PEs. Unrolled engine: a LUT4 of the flat netlist is PE when every register it "
+            "(`keep_hierarchy`); its total is 3% below to 16% above the flat LUT4 column "
+            "(logic the flat netlist shares between PEs), and `flat` takes that difference "
+            "off the PEs. Unrolled engine: a LUT4 of the flat netlist is PE when every register it "
             "feeds holds an adder-graph node or accumulator (the fabric requantizers, "
             "argmax and output buffer are not); on the LFE5U-85F also counting the two "
             "LUT4s of each CCU2C carry cell.\n\n")
