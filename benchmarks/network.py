@@ -21,16 +21,42 @@ for the fastest design that fits (:func:`rtl_gen.tasks.common.unrolled_choice`,
   cycles, one image alone in the engine), and from the median Fmax: inferences per second,
   per thousand LC, latency in ns;
 * the bundle's top-1 accuracy on the digits test split (360 images), from the golden model
-  that the cocotb tests hold the hardware to bit for bit.
+  that the cocotb tests hold the hardware to bit for bit;
+* the share of the network's LUT4 cells that are in its processing elements (PEs).  What
+  counts as PE: in the arrays engine, each dot-product unit of a layer's systolic array
+  (the module ``<layer>.array.pe_<row>_<col>``, :data:`PE_MODULE`: its multipliers or sign
+  selects per lane, its lane adder tree and its accumulator) and nothing else: not the
+  layer's input banks, weight ROM, tile sequencer, drain, bias and requantizer, credit
+  FIFO or the array's operand registers, nor the chain's argmax and logits' drain.  They
+  are counted in a second synthesis of the same Verilog with the PE, layer and FIFO modules
+  kept (:func:`pe_share`, :func:`rtl_gen.flow.synth.module_cells`; the arrays' own
+  registers flattened into their layer), whose total (``hier_lut4``) is compared with the
+  flat count: kept boundaries stop Yosys sharing logic between PEs, so ``pe_share_flat``
+  also gives the share with that difference taken off the PEs.  In the unrolled engine
+  (one module), a LUT4 of the flat netlist is PE when every register its output reaches
+  through logic holds an adder-graph node or accumulator (the constant-matrix adder graphs,
+  bias included; :func:`unrolled_pe_share`); the fabric requantizers, the argmax and the
+  output buffer are not, and an adder level computed in the requantizer's first pipeline
+  slot counts with the requantizer.  On the ECP5 the share is also given counting the two
+  LUT4s of each ``CCU2C`` carry cell (``pe_share_with_carry``).  The term-pair layers build
+  their PEs inside the layer module: no share.
 
-Run ``python benchmarks/network.py [--schemes int8,ternary] [--devices up5k] [--seeds N]
-[--out DIR] [--workdir DIR]``: runs one tool at a time, prints progress to stderr and a
-Markdown table to stdout, and writes ``network.md`` and ``network.json`` into ``--out``
-(default ``benchmarks/results``) after every row, keeping the rows of that file's networks
-and devices this run does not redo.  ``--estimates-only`` runs no tool: the recorded rows
-take the planner's current estimate where its ``--fit`` choice is still the design they
-measured (after a recalibration of the area model).  Builds are cached under ``--workdir``
-(default ``build/flow``), keyed by the Verilog and the tool versions.
+Each network and device also gets the **uniform** row (``uniform_rows`` in the JSON, apart
+from the ``--fit`` rows that ``tests/test_area_model.py`` holds the planner to): the design
+``rtl-gen synth`` builds with no folding option (:func:`uniform_design`: the arrays engine,
+every layer ``--cols 8`` and the default ``--array-lanes``), with the same columns; each
+``--fit`` row's ``over_uniform`` gives its inferences/s and inferences/s per kLC over the
+uniform row's.
+
+Run ``python benchmarks/network.py [--schemes int8,ternary] [--devices up5k]
+[--designs fit,uniform] [--seeds N] [--out DIR] [--workdir DIR]``: runs one tool at a
+time, prints progress to stderr and a Markdown table to stdout, and writes ``network.md``
+and ``network.json`` into ``--out`` (default ``benchmarks/results``) after every row,
+keeping the rows of that file's networks, devices and designs this run does not redo.
+``--estimates-only`` runs no tool: the recorded rows take the planner's current estimate
+where its ``--fit`` choice is still the design they measured (after a recalibration of the
+area model).  Builds are cached under ``--workdir`` (default ``build/flow``), keyed by the
+Verilog and the tool versions.
 """
 
 from __future__ import annotations
