@@ -31,6 +31,11 @@ result's ``note`` saying so in one line.  An Fmax worth quoting is the median ov
 nextpnr seeds (:func:`place_and_route_seeds`, :func:`median_fmax`); the placed design is
 synthesised once for all of them.
 
+Where a design's LUT4s are: :func:`module_cells` synthesises it again with chosen modules
+kept (``keep_hierarchy``; or every module, ``-noflatten``) and counts each module's own
+cells; :func:`cone_cells` puts each LUT4 and carry cell of a flat netlist
+(:func:`synth_netlist`) with the named registers it computes for.
+
 Every result is cached under the work directory, keyed by the Verilog text, the top name,
 the device, the options, this module's recipe version and the installed tool versions, so a
 repeated run returns at once.  Writes are atomic (a temporary folder renamed into place), so
