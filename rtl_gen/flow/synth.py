@@ -31,6 +31,11 @@ result's ``note`` saying so in one line.  An Fmax worth quoting is the median ov
 nextpnr seeds (:func:`place_and_route_seeds`, :func:`median_fmax`); the placed design is
 synthesised once for all of them.
 
+Where a design's LUT4s are: :func:`module_cells` synthesises it again with chosen modules
+kept (``keep_hierarchy``; or every module, ``-noflatten``) and counts each module's own
+cells; :func:`cone_cells` puts each LUT4 and carry cell of a flat netlist
+(:func:`synth_netlist`) with the named registers it computes for.
+
 Every result is cached under the work directory, keyed by the Verilog text, the top name,
 the device, the options, this module's recipe version and the installed tool versions, so a
 repeated run returns at once.  Writes are atomic (a temporary folder renamed into place), so
@@ -49,7 +54,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from ..devices import Device, get_device
@@ -62,6 +67,7 @@ __all__ = [
     "DEFAULT_WORKDIR",
     "DoesNotFitError",
     "FlowError",
+    "ModuleStats",
     "PnrResult",
     "Port",
     "SeedSweep",
@@ -70,11 +76,14 @@ __all__ = [
     "ToolNotFoundError",
     "Toolchain",
     "component_verilog",
+    "cone_cells",
     "harness_verilog",
     "median_fmax",
+    "module_cells",
     "place_and_route",
     "place_and_route_seeds",
     "synth",
+    "synth_netlist",
     "tool_versions",
 ]
 
@@ -506,11 +515,12 @@ _PLAIN_ABC_MAP_LUTS = {
 
 def _synth_script(family: str, top: str, *, dsp: bool, mapper: str = "abc9",
                   read: str = "read_verilog design.v", netlist: str = "netlist.json",
-                  stat: bool = True, bram: bool = True) -> str:
+                  stat: bool = True, bram: bool = True, flatten: bool = True) -> str:
     """The Yosys script: ``read``, ``synth_ice40 [-dsp]`` / ``synth_ecp5 [-nodsp]`` with
-    ``mapper``'s LUT mapping (``bram=False``: no block RAM, ``-nobram``), the netlist
-    written to ``netlist``, and ``stat -json``."""
-    nobram = "" if bram else " -nobram"
+    ``mapper``'s LUT mapping (``bram=False``: no block RAM, ``-nobram``; ``flatten=False``:
+    the hierarchy kept, ``-noflatten``), the netlist written to ``netlist``, and
+    ``stat -json``."""
+    nobram = ("" if bram else " -nobram") + ("" if flatten else " -noflatten")
     if family == "ice40":
         synth = f"synth_ice40{' -dsp' if dsp else ''}{nobram} -top {top}"
     else:
@@ -565,11 +575,13 @@ def _yosys(device: Device, verilog: str, top: str, tools: Toolchain, run_dir: Pa
 def run_yosys(family: str, yosys: str, run_dir: Path, top: str, timeout: float | None, *,
               dsp: bool = True, read: str = "read_verilog design.v",
               netlist: str = "netlist.json", stat: bool = True,
-              bram: bool = True, mapper: str | None = None) -> tuple[dict, str]:
+              bram: bool = True, mapper: str | None = None,
+              flatten: bool = True) -> tuple[dict, str]:
     """Run Yosys's synthesis script in ``run_dir`` with ``mapper`` (default: the family's
     :data:`DEFAULT_MAPPER`), retrying other LUT mappers when ABC9 fails (:data:`_MAPPERS`):
     ``(netlist, note)``, the netlist as JSON and the note saying in one line which mapper
-    failed before the one that worked (empty when the first one worked).
+    failed before the one that worked (empty when the first one worked).  ``flatten=False``
+    keeps the design's hierarchy (``-noflatten``, each module mapped on its own).
 
     Raises
     ------
@@ -586,7 +598,7 @@ def run_yosys(family: str, yosys: str, run_dir: Path, top: str, timeout: float |
     while True:
         (run_dir / "synth.ys").write_text(_synth_script(
             family, top, dsp=dsp, mapper=mapper, read=read, netlist=netlist, stat=stat,
-            bram=bram))
+            bram=bram, flatten=flatten))
         rc = _run(yosys, ["-q", "-l", log.name, "-s", "synth.ys"], run_dir,
                   run_dir / "yosys.out", timeout)
         text = log.read_text(errors="replace") if log.exists() else ""
@@ -723,6 +735,227 @@ def synth(verilog: str, top: str, device: Device | str, *, workdir: Path | str |
     stats = _stats_from_yosys(device, top, stat, netlist, packed, note)
     entry.commit(stats.to_json())
     return stats
+
+
+@dataclasses.dataclass(frozen=True)
+class ModuleStats:
+    """Cell counts of one design synthesised with its hierarchy kept (:func:`module_cells`).
+
+    Members
+    -------
+    device, top:
+        The device's name and the top module.
+    modules:
+        ``{path: {"lut4", "carry", "ff", "dsp", "bram": count}}``: each module's own cells
+        (not its submodules'), times the number of times the design instantiates it; the
+        path is the module's name below ``top`` (``""`` the top itself, ``layer0_fc1.array``
+        its submodule ``array`` of ``layer0_fc1``: Amaranth writes one module per instance,
+        named by its place in the hierarchy).  The kinds are counted as
+        :class:`SynthStats` counts them.
+    note:
+        As :attr:`SynthStats.note`.
+    """
+
+    device: str
+    top: str
+    modules: dict[str, dict[str, int]]
+    note: str = ""
+
+    def total(self, kind: str = "lut4") -> int:
+        """``kind`` cells over the whole design."""
+        return sum(c[kind] for c in self.modules.values())
+
+    def under(self, select: Callable[[str], bool], kind: str = "lut4") -> int:
+        """``kind`` cells of the modules whose path ``select`` accepts."""
+        return sum(c[kind] for path, c in self.modules.items() if select(path))
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict) -> ModuleStats:
+        return cls(**d)
+
+
+def _module_counts(device: Device, top: str, stat: dict) -> dict[str, dict[str, int]]:
+    """Each module's own cells of a ``stat -json`` of a hierarchical design, times its
+    instances below ``top``, keyed by its path below ``top``."""
+    kinds = _CELLS[device.family]
+    own = {name.removeprefix("\\"): {k: int(v) for k, v in m.get("num_cells_by_type",
+                                                                     {}).items()}
+           for name, m in stat["modules"].items()}
+    times: dict[str, int] = {}
+
+    def visit(name: str, n: int) -> None:
+        times[name] = times.get(name, 0) + n
+        for cell, count in own[name].items():
+            sub = cell.removeprefix("\\")
+            if sub in own:
+                visit(sub, n * count)
+
+    visit(top, 1)
+    counts = {}
+    for name, n in sorted(times.items()):
+        cells = own[name]
+        path = "" if name == top else name.removeprefix(f"{top}.")
+        counts[path] = {
+            "lut4": n * _count(cells, kinds["lut4"]), "carry": n * _count(cells, kinds["carry"]),
+            "ff": n * sum(v for c, v in cells.items() if c.startswith(kinds["ff_prefix"])),
+            "dsp": n * _count(cells, kinds["dsp"]), "bram": n * _count(cells, kinds["bram"])}
+    return counts
+
+
+def module_cells(verilog: str, top: str, device: Device | str, *,
+                 keep: Sequence[str] | None = None,
+                 workdir: Path | str | None = None, dsp: bool = True,
+                 toolchain: Toolchain | None = None, cache: bool = True,
+                 timeout: float | None = 1800) -> ModuleStats:
+    """Synthesise ``verilog`` for ``device`` with its hierarchy kept and count each module's
+    cells (:class:`ModuleStats`): which part of a design its LUT4s are in.
+
+    The script is :func:`synth`'s with ``-noflatten`` (``keep=None``: every module kept),
+    or with the modules named in ``keep`` (Yosys selection patterns of module names, e.g.
+    ``net.layer0_fc1``, ``*.pe_*``) marked ``keep_hierarchy`` and every other module
+    flattened into its parent.  Each kept module is optimised and mapped on its own, so
+    nothing is shared or propagated across its boundary, and the total may differ from
+    :func:`synth`'s flat count of the same design (which stays the figure the design is
+    measured by).  Yosys's ABC9 fails on some hierarchical designs (an assertion in
+    ``abc9_ops -reintegrate``, seen on a systolic array module with hundreds of
+    pass-through ports); the run is then retried with another mapper as :func:`run_yosys`
+    does, and :attr:`ModuleStats.note` says so.  The other arguments are :func:`synth`'s
+    (no packing: nextpnr flattens); runs go to ``workdir/synth-hier/<top>-<key>/`` and are
+    cached likewise.
+    """
+    device = _device(device)
+    tools = toolchain or Toolchain.default()
+    yosys = tools.resolve(tools.yosys)
+    key = _key("synth-hier", verilog=verilog, top=top, device=device.name, **_dsp_key(dsp),
+               **_mapper_key(device.family), **({} if keep is None else {"keep": list(keep)}))
+    entry = _Cache(workdir, "synth-hier", key, top)
+    if cache and (hit := entry.load()) is not None:
+        return ModuleStats.from_json(hit)
+    run_dir = entry.begin()
+    (run_dir / "design.v").write_text(verilog)
+    if keep is None:
+        _, note = run_yosys(device.family, yosys, run_dir, top, timeout, dsp=dsp,
+                            flatten=False)
+    else:
+        read = "\n".join(["read_verilog design.v", f"hierarchy -top {top}",
+                          *(f"setattr -mod -set keep_hierarchy 1 {k}" for k in keep)])
+        _, note = run_yosys(device.family, yosys, run_dir, top, timeout, dsp=dsp, read=read)
+    stat = json.loads((run_dir / "stat.json").read_text())
+    result = ModuleStats(device=device.name, top=top,
+                         modules=_module_counts(device, top, stat), note=note)
+    entry.commit(result.to_json())
+    return result
+
+
+def synth_netlist(verilog: str, top: str, device: Device | str, *,
+                  workdir: Path | str | None = None, dsp: bool = True,
+                  toolchain: Toolchain | None = None, timeout: float | None = 1800) -> dict:
+    """The flat netlist (Yosys JSON) of :func:`synth`'s run of the same arguments, from its
+    cache entry (synthesised again when the entry has no netlist)."""
+    device = _device(device)
+    key = _key("synth", verilog=verilog, top=top, device=device.name, pack=True,
+               **_dsp_key(dsp), **_mapper_key(device.family))
+    path = _Cache(workdir, "synth", key, top).final / "netlist.json"
+    if not path.is_file():
+        synth(verilog, top, device, workdir=workdir, dsp=dsp, toolchain=toolchain,
+              cache=False, timeout=timeout)
+    return json.loads(path.read_text())
+
+
+def cone_cells(netlist: dict, top: str, family: str,
+               group: Callable[[str], str]) -> dict[tuple[str, ...], dict[str, int]]:
+    """Which registers each LUT4 and carry cell of a flat netlist computes for.
+
+    Every register (a flip-flop, named by the nets its output drives) and every output
+    port of ``top`` is put in ``group(name)``'s group (the first of its names that
+    ``group`` does not answer ``""`` for, the deepest in the hierarchy first: a flattened
+    module's register keeps its module's path; a block RAM or DSP cell, by its own name).
+    Walking back from each register's inputs through the logic (every cell that is not a
+    register, block RAM or DSP), each cell met is marked with that register's group.
+    Returns ``{groups: {"lut4": n, "carry": n}}``, ``groups`` the sorted tuple of the
+    groups a cell is marked with (``()`` for a cell that reaches no register).
+    """
+    kinds = _CELLS[family]
+    module = netlist["modules"][top]
+    names: dict[int, list[str]] = {}
+    for name, net in module.get("netnames", {}).items():
+        for bit in net["bits"]:
+            if isinstance(bit, int):
+                names.setdefault(bit, []).append(name)
+    stops = {*kinds["dsp"], *kinds["bram"]}
+    driver: dict[int, str] = {}
+    cells = module.get("cells", {})
+    for cname, cell in cells.items():
+        dirs = cell.get("port_directions", {})
+        for port, bits in cell.get("connections", {}).items():
+            if dirs.get(port) == "output":
+                for bit in bits:
+                    if isinstance(bit, int):
+                        driver[bit] = cname
+
+    def is_stop(cell: dict) -> bool:
+        return cell["type"].startswith(kinds["ff_prefix"]) or cell["type"] in stops
+
+    def name_of(bits: list, fallback: str) -> str:
+        # a register's own name first: public before Yosys's, the deepest in the hierarchy
+        # (a flattened module's register, not its alias in the parent) before the others
+        candidates = sorted({n for b in bits if isinstance(b, int) for n in names.get(b, ())},
+                            key=lambda n: (n.startswith("$"), -n.count("."), n))
+        for n in candidates:
+            g = group(n)
+            if g:
+                return g
+        return group(fallback) or fallback
+
+    marks: dict[str, set[str]] = {}
+
+    def walk(bits: list, g: str) -> None:
+        todo = [b for b in bits if isinstance(b, int)]
+        seen: set[int] = set()
+        while todo:
+            bit = todo.pop()
+            if bit in seen:
+                continue
+            seen.add(bit)
+            cname = driver.get(bit)
+            if cname is None or is_stop(cells[cname]):
+                continue
+            if g in marks.setdefault(cname, set()):
+                continue
+            marks[cname].add(g)
+            cell = cells[cname]
+            dirs = cell.get("port_directions", {})
+            for port, pbits in cell.get("connections", {}).items():
+                if dirs.get(port) == "input":
+                    todo.extend(b for b in pbits if isinstance(b, int))
+
+    for cname, cell in cells.items():
+        if not is_stop(cell):
+            continue
+        dirs = cell.get("port_directions", {})
+        outs = [b for p, bs in cell.get("connections", {}).items()
+                if dirs.get(p) == "output" for b in bs]
+        g = name_of(outs, cname) if cell["type"].startswith(kinds["ff_prefix"]) else \
+            group(cname) or cname
+        for port, pbits in cell.get("connections", {}).items():
+            if dirs.get(port) == "input":
+                walk(pbits, g)
+    for pname, port in module.get("ports", {}).items():
+        if port["direction"] in ("output", "inout"):
+            walk(port["bits"], group(pname) or pname)
+    counts: dict[tuple[str, ...], dict[str, int]] = {}
+    for cname, cell in cells.items():
+        kind = ("lut4" if cell["type"] in kinds["lut4"] else
+                "carry" if cell["type"] in kinds["carry"] else None)
+        if kind is None:
+            continue
+        key = tuple(sorted(marks.get(cname, ())))
+        c = counts.setdefault(key, {"lut4": 0, "carry": 0})
+        c[kind] += 1
+    return counts
 
 
 def harness_verilog(top: str, ports: Sequence[Port], *, clock: str = "clk",
