@@ -84,6 +84,7 @@ UNIT_SECONDS: dict[str, float] = {
     "tests/test_conv.py": 50,                      # a CNN synthesized
     "tests/test_flow.py": 30,
     "tests/test_qat_net.py": 30,                   # user CNNs trained, one Verilator build
+    "tests/test_pe_share.py": 60,                  # a digits network synthesized twice
     "tests/test_bitserial_cocotb.py": 30,
     "tests/test_sim_runner.py": 20,
     "tests/test_fpu.py": 20,
