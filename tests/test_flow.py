@@ -144,14 +144,14 @@ def test_pure_lut_design(stats, dev):
 
 @pytest.mark.slow
 def test_ecp5_synthesis_survives_the_abc9_reintegration_assert(tmp_path):
-    """An 8-lane binary dot-product unit makes Yosys 0.70's ABC9 (``synth_ecp5``) fail an
-    assertion; mapped with ABC9 on request, the flow retries with ``-dff`` and the design
-    still maps."""
+    """An 8-lane ternary dot-product unit makes Yosys 0.70's ABC9 (``synth_ecp5``) fail an
+    assertion (the binary one did too, before its paired lanes); mapped with ABC9 on
+    request, the flow retries with ``-dff`` and the design still maps."""
     _tools_or_skip()
     from rtl_gen.flow.synth import run_yosys
     from rtl_gen.hw.pe import DotProductUnit, PEConfig
 
-    cfg = PEConfig(kind="binary", w_bits=1, a_bits=8, a_signed=False, lanes=8, depth=2048)
+    cfg = PEConfig(kind="ternary", w_bits=2, a_bits=8, a_signed=False, lanes=8, depth=2048)
     (tmp_path / "design.v").write_text(component_verilog(DotProductUnit(cfg), cfg.name))
     tools = Toolchain.default()
     netlist, note = run_yosys("ecp5", tools.resolve(tools.yosys), tmp_path, cfg.name, 600,
