@@ -217,8 +217,8 @@ def pe_share(verilog: str, top: str, device: str, workdir: Path, flat_lut4: int)
     pe = hier.under(lambda p: bool(PE_MODULE.search(p)))
     total = hier.total()
     # The PE boundaries cost LUT4s the flat netlist shares between PEs (checked on
-    # digits-binary: within 1% of the same total with only the PEs kept as modules); the flat share takes
-    # the difference off the PEs.
+    # digits-binary: within 1% of the same total with only the PEs kept as modules); the
+    # flat share takes the difference off the PEs.
     gap = total - flat_lut4
     d = {"pe_lut4": pe, "hier_lut4": total, "pe_share": round(pe / total, 4) if total else None,
          "pe_share_flat": round((pe - gap) / flat_lut4, 4) if flat_lut4 else None,
