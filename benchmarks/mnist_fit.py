@@ -26,6 +26,7 @@ and a second table.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import sys
 import time
@@ -68,7 +69,8 @@ def row(name: str, device: str) -> dict:
 
 
 SYNTH_COLUMNS = ("bundle", "device", "folding", "cycles/image", "logic cells", "LUT4", "carry",
-                 "FF", "DSP", "BRAM", "Fmax MHz", "Fmax per seed", "inferences/s", "seconds")
+                 "FF", "DSP", "BRAM", "Fmax MHz", "Fmax per seed", "inferences/s", "seconds",
+                 "date")
 
 
 def synth_row(name: str, device: str, seeds: int, target_fps: float | None,
@@ -136,9 +138,19 @@ def main() -> None:
     synthesized = [synth_row(n, d, args.seeds, args.target_fps, v)
                    for n in args.synth.split(",") if n for d in synth_devices
                    for v in variants]
+    # the synthesized rows of the other bundles and devices stay (dated by their run)
+    today = datetime.date.today().isoformat()
+    for r in synthesized:
+        r.setdefault("date", today)
+    redone = {(r["bundle"], r["device"]) for r in synthesized}
+    old = args.out / "mnist_fit.json"
+    if old.exists():
+        kept = json.loads(old.read_text()).get("synth", [])
+        synthesized = [r for r in kept if (r["bundle"], r["device"]) not in redone] \
+            + synthesized
     if synthesized:
-        table += "\nSynthesized and placed (median Fmax over nextpnr seeds 1.." \
-                 f"{args.seeds}):\n\n" + _table(synthesized, SYNTH_COLUMNS)
+        table += "\nSynthesized and placed (Fmax: the median of the seeds listed):\n\n" \
+            + _table(synthesized, SYNTH_COLUMNS)
     print(table)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "mnist_fit.md").write_text(table)
