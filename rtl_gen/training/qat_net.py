@@ -275,7 +275,7 @@ def read_torch(model: nn.Module, in_shape) -> list[TorchLayer]:
             if spatial:  # x.flatten(1), x.view(len(x), -1): the whole map; flat: nothing
                 layers.append(TorchLayer("flatten", name, pos, shape, (math.prod(shape),)))
                 shape = (math.prod(shape),)
-        elif what is operator.getitem or node.op == "call_method" and what == "size":
+        elif what is operator.getitem:
             fail("indexing and sizes are not layers; flatten with x.flatten(1)")
         else:
             fail(f"is not supported; rtl_gen takes {SUPPORTED}")
