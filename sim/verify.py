@@ -293,7 +293,7 @@ class ConvModel(Model):
     :class:`~rtl_gen.hw.conv.ConvNetworkEngine`: one image at a time, logits in index
     order; each weight layer's counter is its engine's per window (or per image for a
     dense layer), pooling and flatten have none (see
-    :attr:`~rtl_gen.hw.conv.ConvNetworkEngine.unchecked_layers`); the golden model
+    :func:`~rtl_gen.hw.conv.held_back`); the golden model
     :func:`rtl_gen.design.golden.forward` / :func:`~rtl_gen.design.golden.predict`."""
 
     logit_format = "int"

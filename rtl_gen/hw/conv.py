@@ -416,16 +416,6 @@ class ConvNetworkEngine(EngineChain):
                      for ly, a in zip(self._plan.net.layers, self._plan.configs, strict=True))
 
     @property
-    def layer_cycles_model(self) -> tuple[int, ...]:
-        """What each stage's ``layer_cycles`` counter reads (:func:`stage_batch_cycles`)."""
-        return tuple(stage_batch_cycles(t) for t in self._plan.timings)
-
-    @property
-    def unchecked_layers(self) -> tuple[int, ...]:
-        """Stages whose counters the model does not predict (:func:`held_back`)."""
-        return held_back(self._plan.timings)
-
-    @property
     def stage_intervals(self) -> tuple[int, ...]:
         """Model: each stage's cycles per image in steady state (:func:`stage_interval`)."""
         return tuple(stage_interval(t) for t in self._plan.timings)
