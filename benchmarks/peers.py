@@ -245,12 +245,36 @@ def _device_name(dev: str) -> str:
     return "UP5K" if dev == "up5k" else "LFE5U-85F"
 
 
+def _devices_of(res: dict, devices) -> list[str]:
+    """The devices a result was measured on, in ``devices``' order (a kept result may name
+    others)."""
+    return [d for d in dict.fromkeys([*devices, *DEVICES]) if d in res["ratios"]]
+
+
+def earlier_results(out: Path) -> list[dict]:
+    """The results of ``out/peers.json`` (none when there is none), each with its run's seeds
+    and date where it does not say."""
+    path = out / "peers.json"
+    if not path.exists():
+        return []
+    d = json.loads(path.read_text())
+    return [{"seeds": d.get("seeds"), "date": d.get("date"), **r} for r in d.get("results", [])]
+
+
+def merged(results: list[dict], kept: list[dict]) -> list[dict]:
+    """This run's results and the kept ones of other bundles, in :data:`BUNDLES` order."""
+    now = {r["bundle"] for r in results}
+    out = [*results, *(r for r in kept if r["bundle"] not in now)]
+    order = {f"digits-{b}": i for i, b in enumerate(BUNDLES)}
+    return sorted(out, key=lambda r: order.get(r["bundle"], len(order)))
+
+
 def markdown(results: list[dict], devices) -> str:
     head = ("| bundle | device | design | accuracy | LC | LUT4 | FF | DSP | median Fmax (MHz) | "
             "inferences/s | inferences/s per kLC | latency (ns) |")
     lines = [head, "|" + "---|" * 12]
     for res in results:
-        for dev in devices:
+        for dev in _devices_of(res, devices):
             for r in (res["ours"], res["da4ml"]):
                 d, x = r[dev], r[dev].get("derived", {})
                 name = r["design"] + (" (unrolled)" if d.get("engine") == "unrolled" else
@@ -267,17 +291,17 @@ def markdown(results: list[dict], devices) -> str:
 
 def ratio_markdown(results: list[dict], devices) -> str:
     head = ("| bundle | device | accuracy rtl_gen / da4ml | inferences/s | inferences/s per kLC "
-            "| latency | LC | median Fmax |")
-    lines = [head, "|" + "---|" * 8]
+            "| latency | LC | median Fmax | seeds, date |")
+    lines = [head, "|" + "---|" * 9]
     for res in results:
-        for dev in devices:
+        for dev in _devices_of(res, devices):
             ratio = res["ratios"].get(dev, {})
             acc = (f"{100 * res['ours']['accuracy']:.2f}% / "
                    f"{100 * res['da4ml']['accuracy']:.2f}%")
             cells = [res["bundle"], _device_name(dev), acc,
                      *(f"{ratio[k]:.2f}x" if k in ratio else "n/a" for k in
                        ("inferences_per_s", "inferences_per_s_per_klc", "latency_ns", "lc",
-                        "fmax"))]
+                        "fmax")), f"1..{res.get('seeds', '?')}, {res.get('date', '?')}"]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -326,19 +350,22 @@ def main(argv: list[str] | None = None) -> int:
     bench = _network_bench()
     start = time.time()
     results = []
+    kept = earlier_results(args.out)
     for name in bundles:
         net = read_bundle(WEIGHTS_DIR / f"digits-{name}")
         bench.log(f"{name}: ours...")
         ours = measure_ours(net, args, bench)
         bench.log(f"{name}: da4ml trace, check, synthesis...")
         peer = measure_peer(net, args, test.x_int, test.y, bench)
-        res = {"bundle": net.name, "da4ml": peer, "ours": ours, "ratios": {}}
+        res = {"bundle": net.name, "seeds": args.seeds,
+               "date": datetime.date.today().isoformat(), "da4ml": peer, "ours": ours,
+               "ratios": {}}
         for dev in args.devices:
             for r in (peer, ours):
                 r[dev]["derived"] = derived(r[dev])
             res["ratios"][dev] = ratios(ours[dev], peer[dev])
         results.append(res)
-        table = write(results, args, start, da4ml)
+        table = write(merged(results, kept), args, start, da4ml)
     print(table, end="")
     bench.log(f"{len(results)} bundles in {time.time() - start:.0f} s")
     return 0
@@ -355,7 +382,8 @@ def write(results: list[dict], args, start: float, da4ml) -> str:
             "(360 test images + random codes), pipelined at latency cutoff "
             f"{args.latency_cutoff:g}; both designs through the flow's harness (LUT mapping "
             f"{_mappers(args.devices)}), Fmax the "
-            f"median of nextpnr seeds 1..{args.seeds}, on {datetime.date.today().isoformat()}. "
+            "median of nextpnr seeds 1..N (each bundle's N and date in the last column), last "
+            f"on {datetime.date.today().isoformat()}. "
             "Ours is the design `--fit DEVICE` builds (the unrolled engine on the "
             "LFE5U-85F). Accuracy: ours the golden model's (the hardware is verified bit "
             "for bit against it), da4ml's its own interpreter's, on the 360 test images. "

@@ -72,7 +72,7 @@ UNIT_SECONDS: dict[str, float] = {
     "tests/test_formal.py": 100,
     "tests/test_pe_cocotb.py": 100,
     "float network fp32": 60,                     # 60 images
-    "tests/test_planner.py": 80,
+    "tests/test_planner.py": 130,                  # every digits bundle's --fit plan simulated
     "tests/test_exact_float_cocotb.py": 75,
     "tests/test_engine_choice.py": 60,             # the unrolled binary engine's Verilator build
     "tests/test_gates.py": 120,                    # two netlists, one lock-step pair

@@ -252,11 +252,15 @@ def test_truncator_arbitrary_digit_vectors(bits):
     assert got[0][2] == (1 << width) - 1 and got[1][2] == -((1 << width) - 1)
 
 
+@pytest.mark.parametrize("pipeline", [1, 2, 3])
 @pytest.mark.parametrize("signed", [False, True], ids=["unsigned", "signed"])
-def test_pipelined_unit_latency(signed):
+def test_pipelined_unit_latency(signed, pipeline):
+    """With ``pipeline`` register stages the result of an input appears ``pipeline`` edges
+    later (2: the digits registered between the encoder and the truncator; 3: the kept
+    digits too)."""
     bits = 8
-    dut = DataTermUnit(bits, signed=signed, pipeline=True)
-    assert dut.latency == 1
+    dut = DataTermUnit(bits, signed=signed, pipeline=pipeline)
+    assert dut.latency == pipeline
     rng = np.random.default_rng(7 + signed)
     q = rng.integers(-(1 << bits) if signed else 0, 1 << bits, 400)
     s = rng.integers(0, bits + 2, q.size)
@@ -281,15 +285,21 @@ def test_pipelined_unit_latency(signed):
                        for a, b, c in zip(q, s, enable, strict=True)])
     after = np.array([a for _, a in seen])
     before = np.array([b for b, _ in seen])
-    np.testing.assert_array_equal(after, expect)
+    lag = pipeline - 1   # edges after the first that an input takes to reach the output
+    np.testing.assert_array_equal(after[lag:], expect[:expect.size - lag])
     # the output holds the previous result until the clock edge
-    np.testing.assert_array_equal(before, np.concatenate([[0], expect[:-1]]))
+    np.testing.assert_array_equal(before[lag + 1:], expect[:expect.size - lag - 1])
 
 
 def test_truncator_pipeline_latency_attribute():
     assert built(TermTruncator(4)).latency == 0
     assert built(TermTruncator(4, pipeline=True)).latency == 1
     assert built(DataTermUnit(4)).latency == 0
+    assert built(TermTruncator(4, pipeline=2)).latency == 2
+    with pytest.raises(ValueError, match="pipeline must be 0 to 3"):
+        DataTermUnit(4, pipeline=4)
+    with pytest.raises(ValueError, match="pipeline must be 0 to 2"):
+        TermTruncator(4, pipeline=3)
 
 
 @pytest.mark.parametrize("cls", [HeseEncoder, TermTruncator, DataTermUnit])

@@ -260,10 +260,13 @@ def test_wide_input_port_refuses_what_the_bank_cannot_take():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name, fit", [("binary", "up5k"), ("binary", "ecp5-85f"),
-                                       ("int4", "up5k"), ("int4", "ecp5-85f"),
-                                       ("pot4", "up5k")])
+@pytest.mark.parametrize("name, fit", [
+    *((name, "up5k") for name in ("binary", "ternary", "pot4", "apot4", "int4", "int8",
+                                  "mixed", "tr")),
+    ("binary", "ecp5-85f"), ("int4", "ecp5-85f"), ("tr", "ecp5-85f")])
 def test_fit_plans_are_bit_exact_and_cycle_exact(name, fit):
+    """Every shipped digits bundle's ``--fit up5k`` arrays (the 32-column layers' drain
+    selects through a registered stage) and the ECP5 arrays plans, on the whole test split."""
     from rtl_gen.data.digits import digits
     from sim.runner import missing_simulator
     from sim.verify import verify_network
@@ -281,8 +284,9 @@ def test_fit_plans_are_bit_exact_and_cycle_exact(name, fit):
     held = set(throttled_layers(plan.timings))
     assert result["unchecked_layers"] == sorted(held)
     for i, (got, want) in enumerate(zip(result["layer_cycles"], model, strict=True)):
-        # a layer held back by a slower later one waits for credit within its batches
-        assert got > want if i in held else got == want, (i, got, want)
+        # a layer held back by a slower later one may wait for credit within its batches
+        # (never less than the model; its FIFO may cover the wait)
+        assert got >= want if i in held else got == want, (i, got, want)
     assert result["interval"] == plan.interval
     # back to back, a batch every interval: the run is the batches after the first, plus
     # one batch's way through the chain

@@ -15,15 +15,16 @@ The four engines as models (:meth:`LayerTiming.systolic`, :meth:`~LayerTiming.te
 =================  ============  ============  ==============  =========  ======
 engine             lanes         slots         array latency   drain      pickup
 =================  ============  ============  ==============  =========  ======
-integer array      ``L``         1             ``R + C + PE``  3 / 1      1
-broadcast (R = 1)  ``L``         1             ``2 + PE``      3 / 1      1
-term revealing     group ``g``   ``min(k,T)``  3               3 / 1      1
-TR, group a cycle  group ``g``   ``⌈n/P⌉``     3 + ⌈lg(P+1)⌉  3 / 1      1
-bit-serial         ``L``         ``Mw * Ma``   4               3 / 1      1
+integer array      ``L``         1             ``R + C + PE``  3 / 2      1
+broadcast (R = 1)  ``L``         1             ``2 + PE``      3 / 2      1
+term revealing     group ``g``   ``min(k,T)``  3               3 / 2      1
+TR, group a cycle  group ``g``   ``⌈n/P⌉``     3 + ⌈lg(P+1)⌉  3 / 2      1
+bit-serial         ``L``         ``Mw * Ma``   4               3 / 2      1
 float lanes        1             1             1               3 / 2      0
 =================  ============  ============  ==============  =========  ======
 
-(drain: hidden layer / logits for the integer engines; with / without a scale for float.)
+(drain: hidden layer / logits for the integer engines, one more when the array has more
+than 16 results (:func:`select_stages`); with / without a scale for float.)
 The group-per-cycle term-revealing PE (:meth:`LayerTiming.term_revealing_group`) adds ``P``
 weight terms a cycle: a group's ``n`` terms (``min(k, T)`` under TR, ``T`` conventional)
 take ``⌈n / P⌉`` cycles (at least 1), one cycle when ``P >= n``.
@@ -39,7 +40,28 @@ from __future__ import annotations
 import dataclasses
 import math
 
-__all__ = ["LayerTiming", "network_interval", "throttled_layers", "tr_group_latency"]
+__all__ = ["LayerTiming", "drain_stages", "network_interval", "select_stages",
+           "throttled_layers", "tr_group_latency"]
+
+#: Results an integer drain selects from in one cycle; an array with more first registers
+#: one 4-way select per group of 4 results (:func:`select_stages`), so neither stage is a
+#: multiplexer deeper than 16 ways (the 32-way select was the UP5K's critical path).
+SELECT_DIRECT = 16
+#: Results per group of the first select stage.
+SELECT_GROUP = 4
+
+
+def select_stages(results: int) -> int:
+    """Registered select stages before the drain's read register: 1 when the array has more
+    than :data:`SELECT_DIRECT` results, else 0."""
+    return int(results > SELECT_DIRECT)
+
+
+def drain_stages(results: int, requantize: bool) -> int:
+    """Registers from an integer array's result to the output FIFO: the select stages, the
+    read register, the bias or requantization product and, for a hidden layer
+    (``requantize``), the rounding, shift and clamp."""
+    return select_stages(results) + (3 if requantize else 2)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,7 +114,7 @@ class LayerTiming:
         skew = 0 if broadcast else rows + cols - 2
         return cls(k=k, n=n, rows=rows, cols=cols, lanes=lanes,
                    array_latency=skew + 2 + pe_latency,
-                   drain_stages=3 if requantize else 2)
+                   drain_stages=drain_stages(rows * cols, requantize))
 
     @classmethod
     def term_revealing(cls, *, k: int, n: int, rows: int, cols: int, group: int, slots: int,
@@ -100,7 +122,8 @@ class LayerTiming:
         """A term-revealing layer: a step is one group of ``group`` inputs taking ``slots``
         cycles; the array broadcasts its operands (no skew), so its ``latency`` is fixed."""
         return cls(k=k, n=n, rows=rows, cols=cols, lanes=group, slots=slots,
-                   array_latency=latency, drain_stages=3 if requantize else 2)
+                   array_latency=latency,
+                   drain_stages=drain_stages(rows * cols, requantize))
 
     @classmethod
     def term_revealing_group(cls, *, k: int, n: int, rows: int, cols: int, group: int,
@@ -119,7 +142,8 @@ class LayerTiming:
         cycles (``w_prec * a_prec`` bit-plane pairs, one a cycle); the array broadcasts its
         operands (no skew), so its ``latency`` is fixed."""
         return cls(k=k, n=n, rows=rows, cols=cols, lanes=lanes, slots=planes,
-                   array_latency=latency, drain_stages=3 if requantize else 2)
+                   array_latency=latency,
+                   drain_stages=drain_stages(rows * cols, requantize))
 
     @classmethod
     def float_lanes(cls, *, k: int, n: int, lanes: int, scaled: bool) -> LayerTiming:

@@ -428,10 +428,10 @@ class ExactLayerEngine(Engine):
         rom_rd = rom.read_port()
         out = credit_fifo(m, self.o, width=F32, depth=plan.fifo_depth, need=C)
         seq = tile_sequencer(m, banks.full, out.credit, tiles=nt, period=P, step_range=P,
-                             chain=True)
+                             chain=True, words=K)
         issue, first, last = seq.steps(m, K)
         banks.read(m, seq.cbank, seq.step)
-        m.d.comb += rom_rd.addr.eq(seq.tile * K + seq.step)
+        m.d.comb += rom_rd.addr.eq(seq.word)
 
         # memories answer a cycle later: the activation registered; then (binary, ternary)
         # the shared aligner, its magnitude registered, then with both signs; or (float,

@@ -37,12 +37,22 @@ def _check_bits(bits) -> int:
     return bits
 
 
+def _check_pipeline(pipeline, most: int = 2) -> int:
+    if pipeline not in range(most + 1):
+        raise ValueError(f"pipeline must be 0 to {most} register stages, not {pipeline!r}")
+    return int(pipeline)
+
+
 class _TermComponent(wiring.Component):
     """A component of ``bits`` magnitude bits, checked before the Elaboratable exists (a
     refused unit is no unused design)."""
 
+    #: The most register stages its ``pipeline`` takes.
+    MOST_STAGES = 2
+
     def __new__(cls, bits, *args, **kwargs):
         _check_bits(bits)
+        _check_pipeline(kwargs.get("pipeline", 0), cls.MOST_STAGES)
         return super().__new__(cls, src_loc_at=1)
 
 
@@ -135,8 +145,10 @@ class TermTruncator(_TermComponent):
     bits:
         Magnitude width ``n``: the digit vectors are ``n + 1`` wide (positions ``0..n``).
     pipeline:
-        Register every output (one cycle of latency, in the ``sync`` domain) so the
-        prefix count and the subtraction end at a flip-flop.
+        Register stages (in the ``sync`` domain): 0 (combinational), 1 (every output
+        registered, so the prefix count and the subtraction end at a flip-flop) or 2 (the
+        kept digits registered too: the prefix count and the subtraction in different
+        cycles).
 
     Members
     -------
@@ -156,13 +168,13 @@ class TermTruncator(_TermComponent):
     Attributes
     ----------
     latency: int
-        Cycles from inputs to outputs: 1 with ``pipeline``, else 0 (combinational).
+        Cycles from inputs to outputs: ``pipeline``.
     """
 
-    def __init__(self, bits: int, *, pipeline: bool = False):
+    def __init__(self, bits: int, *, pipeline: int = 0):
         self.bits = _check_bits(bits)
-        self.pipeline = bool(pipeline)
-        self.latency = int(self.pipeline)
+        self.pipeline = _check_pipeline(pipeline)
+        self.latency = self.pipeline
         d = bits + 1
         super().__init__({
             "pos": In(d),
@@ -189,6 +201,10 @@ class TermTruncator(_TermComponent):
             above = terms[0] if terms else Const(0, 1)
             m.d.comb += keep[j].eq(nz[j] & (~self.enable | (above < self.s)))
         pos, neg = self.pos & keep, self.neg & keep
+        if self.pipeline == 2:  # the kept digits registered before the subtraction
+            pos_k, neg_k = Signal(d), Signal(d)
+            m.d.sync += [pos_k.eq(pos), neg_k.eq(neg)]
+            pos, neg = pos_k, neg_k
         value = pos - neg  # unsigned(d) - unsigned(d): signed(d + 1)
         domain = m.d.sync if self.pipeline else m.d.comb
         domain += [self.pos_o.eq(pos), self.neg_o.eq(neg), self.value.eq(value)]
@@ -205,7 +221,10 @@ class DataTermUnit(_TermComponent):
     signed:
         As :class:`HeseEncoder`: ``i`` is unsigned ``n``-bit or two's-complement ``n + 1``-bit.
     pipeline:
-        Register the outputs (one cycle of latency), as :class:`TermTruncator`.
+        Register stages: 0 (combinational), 1 (the outputs registered, as
+        :class:`TermTruncator`), 2 (the encoder's digits registered too, so the HESE
+        encoding and the truncation are in different cycles) or 3 (and the kept digits, so
+        the prefix count and the subtraction are too).
 
     Members
     -------
@@ -226,14 +245,16 @@ class DataTermUnit(_TermComponent):
     Attributes
     ----------
     latency: int
-        1 with ``pipeline``, else 0.
+        ``pipeline``: cycles from ``i`` to the outputs.
     """
 
-    def __init__(self, bits: int, *, signed: bool = False, pipeline: bool = False):
+    MOST_STAGES = 3
+
+    def __init__(self, bits: int, *, signed: bool = False, pipeline: int = 0):
         self.bits = _check_bits(bits)
         self.signed = bool(signed)
-        self.pipeline = bool(pipeline)
-        self.latency = int(self.pipeline)
+        self.pipeline = _check_pipeline(pipeline, self.MOST_STAGES)
+        self.latency = self.pipeline
         in_shape = Shape(bits + 1, signed=True) if self.signed else unsigned(bits)
         out_shape = Shape(bits + 2, signed=True) if self.signed else unsigned(bits + 1)
         super().__init__({
@@ -248,13 +269,18 @@ class DataTermUnit(_TermComponent):
     def elaborate(self, platform):
         m = Module()
         m.submodules.encoder = enc = HeseEncoder(self.bits, signed=self.signed)
-        m.submodules.truncator = trunc = TermTruncator(self.bits, pipeline=self.pipeline)
+        m.submodules.truncator = trunc = TermTruncator(
+            self.bits, pipeline=min(self.pipeline, 1) + (self.pipeline == 3))
+        digits = m.d.sync if self.pipeline >= 2 else m.d.comb
+        s, enable = self.s, self.enable
+        if self.pipeline >= 2:  # the controls a cycle later, with the digits
+            s, enable = Signal.like(self.s), Signal.like(self.enable)
+            m.d.sync += [s.eq(self.s), enable.eq(self.enable)]
+        digits += [trunc.pos.eq(enc.pos), trunc.neg.eq(enc.neg)]
         m.d.comb += [
             enc.i.eq(self.i),
-            trunc.pos.eq(enc.pos),
-            trunc.neg.eq(enc.neg),
-            trunc.s.eq(self.s),
-            trunc.enable.eq(self.enable),
+            trunc.s.eq(s),
+            trunc.enable.eq(enable),
             self.pos.eq(trunc.pos_o),
             self.neg.eq(trunc.neg_o),
             self.value.eq(trunc.value),  # truncates to n + 1 bits when unsigned: exact

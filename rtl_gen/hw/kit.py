@@ -24,6 +24,8 @@ banks' ``full`` register in the same cycle (different banks), which Amaranth mer
   result it will write has a free entry, so the datapath never overruns a stalled consumer.
 * :func:`drain_sequencer` -- after a tile's results are complete, one result a cycle with
   its output index.
+* :func:`drain_select` -- the result the drain reads, through a registered stage of 4-way
+  selects when the array has many results.
 * :func:`int_drain` -- the integer drain stages: ``+ bias``, ``* M``, ``+ 2**(S-1)``,
   ``>> S``, clamp (ReLU), or thresholds in place of the multiply and shift; logits: ``+ bias``
   only; every width from the layer's real values (:func:`plan_requant`).
@@ -46,6 +48,8 @@ from amaranth.lib import wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
 
+from ..design.timing import SELECT_GROUP, select_stages
+
 __all__ = [
     "COUNTER_BITS",
     "column_words",
@@ -62,6 +66,7 @@ __all__ = [
     "counter_bits",
     "credit_fifo",
     "delayed",
+    "drain_select",
     "drain_sequencer",
     "input_banks",
     "int_drain",
@@ -327,7 +332,8 @@ class Sequencer:
     the tile's period) place the current cycle; ``start_tile`` is high in the cycle a tile
     starts (``next_tile`` is its index), ``batch_started`` in the cycle a batch is taken;
     ``held`` while the sequencer waits at a tile's last cycle for credit (that cycle's step
-    was issued once: an issue must leave it out).
+    was issued once: an issue must leave it out); ``word``: ``tile * words + step``
+    (:func:`tile_sequencer`'s ``words``).
     """
 
     running: Signal
@@ -338,6 +344,7 @@ class Sequencer:
     batch_started: Signal
     next_tile: Signal
     held: Signal
+    word: Signal
 
     def steps(self, m, ks: int):
         """The plain issue: step ``s < ks`` of a tile reads word ``s``.  Returns ``(issue,
@@ -348,28 +355,34 @@ class Sequencer:
 
 
 def tile_sequencer(m, full, credit, *, tiles: int, period, step_range: int,
-                   chain: bool) -> Sequencer:
+                   chain: bool, words: int = 0, last_step=None) -> Sequencer:
     """Take a full bank when ``credit`` allows, issue ``tiles`` tiles ``period`` cycles apart
     (an ``int`` or a signal), holding at a tile's last cycle until ``credit`` is high, then
     free the bank.  Without ``chain`` the next bank is taken in the cycle after that (one
     idle cycle); with ``chain``, in the same cycle when it is waiting.  ``step`` counts up to
-    ``step_range - 1``."""
+    ``step_range - 1``.  ``words``: ``word`` is ``tile * words + step``, a register kept
+    beside ``tile`` and ``step`` (a memory address with no multiply-add before it).
+    ``last_step``: ``period - 1`` where the caller keeps it (a register of a run-time
+    period: no subtraction before the comparison)."""
     running, cbank = Signal(), Signal()
     tile = Signal(range(max(tiles, 2)))
     step = Signal(range(max(step_range, 2)))
     start_tile, batch_started = Signal(), Signal()
     next_tile = Signal(range(max(tiles, 2)))          # the tile a start begins
     held = Signal()                                   # waiting for credit at a tile's end
+    word = Signal(range(max(tiles * words + step_range, 2)))    # tile * words + step
+    base = Signal(range(max(tiles * words + 1, 2)))             # tile * words
     at_end = Signal()
-    m.d.comb += at_end.eq(running & (step == period - 1))
+    m.d.comb += at_end.eq(running & (step == (period - 1 if last_step is None else last_step)))
     if chain:
         can_new = full.bit_select(Mux(running, ~cbank, cbank), 1) & credit
     else:
         can_new = full.bit_select(cbank, 1) & credit
+    first = [tile.eq(0), step.eq(0), word.eq(0), base.eq(0)]
     with m.If(~running):
         with m.If(can_new):
             m.d.comb += [start_tile.eq(1), batch_started.eq(1)]
-            m.d.sync += [running.eq(1), tile.eq(0), step.eq(0)]
+            m.d.sync += [running.eq(1), *first]
     with m.Elif(at_end):
         with m.If(tile == tiles - 1):
             # the batch is issued: free its bank (and take the next one if it waits)
@@ -377,21 +390,22 @@ def tile_sequencer(m, full, credit, *, tiles: int, period, step_range: int,
             if chain:
                 with m.If(can_new):
                     m.d.comb += [start_tile.eq(1), batch_started.eq(1)]
-                    m.d.sync += [tile.eq(0), step.eq(0)]
+                    m.d.sync += first
                 with m.Else():
                     m.d.sync += running.eq(0)
             else:
                 m.d.sync += running.eq(0)
         with m.Elif(credit):
             m.d.comb += [start_tile.eq(1), next_tile.eq(tile + 1)]
-            m.d.sync += [tile.eq(tile + 1), step.eq(0), held.eq(0)]
+            m.d.sync += [tile.eq(tile + 1), step.eq(0), held.eq(0), word.eq(base + words),
+                         base.eq(base + words)]
         with m.Else():  # hold at the last step until the FIFO has room, issuing nothing
             m.d.sync += held.eq(1)
     with m.Else():
-        m.d.sync += step.eq(step + 1)
+        m.d.sync += [step.eq(step + 1), word.eq(word + 1)]
     return Sequencer(running=running, cbank=cbank, tile=tile, step=step,
                      start_tile=start_tile, batch_started=batch_started, next_tile=next_tile,
-                     held=held)
+                     held=held, word=word)
 
 
 # -- the drain ---------------------------------------------------------------------------------
@@ -431,6 +445,34 @@ def drain_sequencer(m, start, *, rows: int, cols: int, tiles: int, n: int) -> Dr
     n_idx = Signal(range(tiles * cols + 1))
     m.d.comb += n_idx.eq(d_cur * cols + col)
     return Drain(active=active, j=j, n_idx=n_idx, ok=active & (n_idx < n))
+
+
+def drain_select(m, res, drain: Drain) -> tuple[Value, Drain]:
+    """The result ``res[drain.j]`` the drain reads, and the drain's state in the cycle it is
+    read.  Up to :data:`~rtl_gen.design.timing.SELECT_DIRECT` results: one multiplexer, in
+    the cycle the drain presents ``j``.  More: the cycle before, one register per group of
+    :data:`~rtl_gen.design.timing.SELECT_GROUP` results takes its ``j mod 4``-th, and the
+    returned select reads those registers a cycle later, with ``ok`` and ``n_idx`` delayed to
+    match (:func:`~rtl_gen.design.timing.select_stages`: one more drain stage).  The first
+    stage reads ``res`` in the same cycles as a single select would, so the margin before
+    the next tile's results land is unchanged."""
+    res = list(res)
+    if not select_stages(len(res)):
+        return Array(res)[drain.j], drain
+    shape = Value.cast(res[0]).shape()
+    low = drain.j[:(SELECT_GROUP - 1).bit_length()]
+    parts = []
+    for g in range(0, len(res), SELECT_GROUP):
+        part = Signal(shape, name=f"drain_part{g // SELECT_GROUP}", reset_less=True)
+        m.d.sync += part.eq(Array(res[g:g + SELECT_GROUP])[low])
+        parts.append(part)
+    j = Signal.like(drain.j, name="drain_j", reset_less=True)
+    n_idx = Signal.like(drain.n_idx, name="drain_n_idx", reset_less=True)
+    active, ok = Signal(name="drain_active"), Signal(name="drain_ok")
+    m.d.sync += [j.eq(drain.j), n_idx.eq(drain.n_idx), active.eq(drain.active),
+                 ok.eq(drain.ok)]
+    high = j >> (SELECT_GROUP - 1).bit_length()
+    return Array(parts)[high], Drain(active=active, j=j, n_idx=n_idx, ok=ok)
 
 
 def signed_bits(lo: int, hi: int) -> int:
@@ -581,7 +623,7 @@ def int_drain(m, rq: RequantPlan, result, drain: Drain, *, slots: int):
     ranges, ``M``, ``S``), and a hidden layer's stages each hold one carry chain at most:
 
     1. the result read (the multiplexer over the array's results) registered, with the
-       channel's ``C = bias * M + 2**(S-1)`` (or its thresholds) from a ROM;
+       channel's ``C = bias * M + 2**(S-1)`` and ``M`` (or its thresholds) from ROMs;
     2. ``result * M + C``, which is ``acc * M + 2**(S-1)`` exactly (a multiply-add, one DSP
        where there is one), or the threshold comparisons;
     3. ``>> S`` (wiring, plus a shifter over ``S - min(S)`` when the channels' shifts
@@ -628,8 +670,12 @@ def int_drain(m, rq: RequantPlan, result, drain: Drain, *, slots: int):
     c_val = Signal(c_shape, reset_less=True)
     m.d.sync += c_val.eq(_lookup(c_rom, drain.n_idx))
     m_rom = _rom(rq.mult, unsigned(rq.m_bits), slots)
+    m_val = _lookup(m_rom, drain.n_idx)
+    if m_rom[0] is not None:  # registered beside the result: no ROM on the multiplier path
+        m_val = Signal(unsigned(rq.m_bits), reset_less=True)
+        m.d.sync += m_val.eq(_lookup(m_rom, drain.n_idx))
     p_val = Signal(signed(rq.product_bits), reset_less=True)
-    m.d.sync += p_val.eq(r_val * _lookup(m_rom, n1) + c_val)
+    m.d.sync += p_val.eq(r_val * m_val + c_val)
     s_min, s_max = min(rq.shift), max(rq.shift)
     y = p_val[s_min:].as_signed() if s_min < len(p_val) else p_val[-1:].as_signed()
     if s_max != s_min:

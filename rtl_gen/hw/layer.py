@@ -37,7 +37,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from amaranth import Array, Module, Value, signed, unsigned
+from amaranth import Module, Value, signed, unsigned
 from amaranth.lib import data, stream
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -52,6 +52,7 @@ from .kit import (
     batch_counter,
     credit_fifo,
     delayed,
+    drain_select,
     drain_sequencer,
     input_banks,
     int_drain,
@@ -183,8 +184,8 @@ def int_back_end(m, plan: LayerPlan, t: LayerTiming, array, out, seq, cycles, *,
     counters, the ``cycles`` counter (``bound``: the model's longest batch)."""
     rows, cols, nt = t.rows, t.cols, t.tiles
     drain = drain_sequencer(m, array.done, rows=rows, cols=cols, tiles=nt, n=t.n)
-    res = Array(array.res[q] for q in range(rows * cols))
-    w_data, w_en = int_drain(m, plan.requant, res[drain.j], drain, slots=nt * cols)
+    result, drain = drain_select(m, (array.res[q] for q in range(rows * cols)), drain)
+    w_data, w_en = int_drain(m, plan.requant, result, drain, slots=nt * cols)
     m.d.comb += [out.w_data.eq(w_data), out.w_en.eq(w_en)]
     out.reserve(m, seq.start_tile, tile_results(rows, cols, t.n, nt)[seq.next_tile])
     if plan.counters:
@@ -371,11 +372,11 @@ class LayerEngine(Engine):
         rom_rd = rom.read_port()
         out = int_fifo(m, plan, self.o)
         seq = tile_sequencer(m, banks.full, out.credit, tiles=nt, period=period,
-                             step_range=period, chain=False)
+                             step_range=period, chain=False, words=ks)
 
         issue, first, last = seq.steps(m, ks)
         banks.read(m, seq.cbank, seq.step)
-        m.d.comb += rom_rd.addr.eq(seq.tile * ks + seq.step)
+        m.d.comb += rom_rd.addr.eq(seq.word)
         # memories answer one cycle later: delay the step's flags to match
         valid_d, first_d, last_d = delayed(m, issue, first, last, name="step_d")
         m.d.comb += [array.valid.eq(valid_d), array.first.eq(first_d), array.last.eq(last_d)]

@@ -246,7 +246,7 @@ def _layer_candidates(layer, idx: int, fixed: dict, rows: int, family: str,
         for lanes in lanes_set:
             try:
                 pipeline = fixed.get("pipeline", dense_pipeline(
-                    layer.scheme.kind, lanes, layer.tr is not None))
+                    layer.scheme.kind, lanes, layer.tr is not None, layer.scheme.bits))
                 array = ArrayConfig(rows=rows, cols=cols, lanes=lanes, multiplier=multiplier,
                                     pipeline=pipeline)
                 p = plan_layer(layer, array)

@@ -107,22 +107,25 @@ class TRLayerEngine(Engine):
         # -- front end: this layer's budget and data terms (the registers, or the bundle's
         # where they hold K_OWN / S_OWN); the activation registered, truncated to its s
         # largest HESE terms (x', which can round a magnitude up to the next power of two:
-        # one bit more) by the unit, whose output is registered too
+        # one bit more) by the unit, pipelined in three stages (digits, kept digits, value)
         a_bits = layer.in_bits + 1
         x_shape = signed(a_bits) if layer.in_signed else unsigned(a_bits)
-        tr_k = Signal(K_BITS)
         tr_s = Signal(S_BITS)
-        m.d.comb += [tr_k.eq(Mux(self.tr_k == K_OWN, layer.tr.budget, self.tr_k)),
-                     tr_s.eq(Mux(self.tr_s == S_OWN, layer.tr.data_terms or 0, self.tr_s))]
+        # the budget registered: it is latched with a batch, so a register between the
+        # host's value (and the comparison with K_OWN) and the sequencer costs nothing
+        tr_k = Signal(K_BITS, init=layer.tr.budget)
+        m.d.sync += tr_k.eq(Mux(self.tr_k == K_OWN, layer.tr.budget, self.tr_k))
+        m.d.comb += tr_s.eq(Mux(self.tr_s == S_OWN, layer.tr.data_terms or 0, self.tr_s))
         mag = layer.in_bits - 1 if layer.in_signed else layer.in_bits
-        m.submodules.dtu = dtu = DataTermUnit(mag, signed=layer.in_signed, pipeline=True)
+        m.submodules.dtu = dtu = DataTermUnit(mag, signed=layer.in_signed, pipeline=3)
         x_r = Signal.like(self.i.payload, name="x_r")
         m.d.sync += x_r.eq(self.i.payload)
         m.d.comb += [dtu.i.eq(x_r),
                      dtu.s.eq(Mux(tr_s > mag + 1, mag + 1, tr_s)),
                      dtu.enable.eq(self.tr_mode & (tr_s != 0))]
         banks = input_banks(m, self.i, rows=rows, lanes=group, a_bits=a_bits, ks=ks, k=t.k,
-                            src_cols=plan.src_cols, value=dtu.value[:a_bits], delay=2)
+                            src_cols=plan.src_cols, value=dtu.value[:a_bits],
+                            delay=1 + dtu.latency)
 
         # -- weight-term ROM, array, FIFO and the sequencer under the run-time slots --------
         # per = 1: one weight-term slot a cycle (TRArray); per > 1: `per` slots a ROM word,
@@ -149,11 +152,12 @@ class TRLayerEngine(Engine):
         max_period = max(ks * w_max, rows * cols + 1)
         slots_next = Signal(range(w_max + 1))
         slots = Signal(range(w_max + 1), init=t.slots)
-        n_issue = Signal(range(ks * w_max + 1), init=t.issue_cycles)
         period_v = Signal(range(max_period + 1), init=t.period)
+        last_step = Signal(range(max_period + 1), init=t.period - 1)    # period - 1
+        last_issue = Signal(range(ks * w_max + 1), init=t.issue_cycles - 1)  # steps issued - 1
         terms_on = Signal(init=1)
         seq = tile_sequencer(m, banks.full, out.credit, tiles=nt, period=period_v,
-                             step_range=max_period + 1, chain=False)
+                             step_range=max_period + 1, chain=False, last_step=last_step)
         k_min = Mux(tr_k < t_max, tr_k, t_max)
         if per == 1:  # one slot a term, at least 1
             m.d.sync += slots_next.eq(Mux(self.tr_mode, Mux(tr_k == 0, 1, k_min), t_max))
@@ -164,9 +168,10 @@ class TRLayerEngine(Engine):
             m.d.comb += n_used.eq(Mux(self.tr_mode, k_min, t_max))
             m.d.sync += slots_next.eq(1 + sum((n_used > i * per) for i in range(1, w_max)))
         with m.If(seq.batch_started):
-            m.d.sync += [slots.eq(slots_next), n_issue.eq(slots_next * ks),
-                         period_v.eq(Mux(slots_next * ks > rows * cols,
-                                         slots_next * ks, rows * cols + 1)),
+            period_next = Mux(slots_next * ks > rows * cols, slots_next * ks, rows * cols + 1)
+            m.d.sync += [slots.eq(slots_next), last_issue.eq(slots_next * ks - 1),
+                         period_v.eq(period_next),
+                         last_step.eq(period_next - 1),
                          terms_on.eq(~self.tr_mode | (tr_k != 0))]
 
         # the group and slot being issued; the groups' ROM base runs on across the tiles
@@ -174,7 +179,14 @@ class TRLayerEngine(Engine):
         grp = Signal(range(max(ks, 2)))
         slot = Signal(range(max(w_max, 2)))
         gbase = Signal(range(nt * ks * w_max + w_max + 1))
-        m.d.comb += issue.eq(seq.running & ~seq.held & (seq.step < n_issue))
+        # issuing: steps 0 .. last_issue of a tile, a register (no comparison with the
+        # run-time step count on the path to the group and slot counters)
+        issuing = Signal()
+        m.d.comb += issue.eq(seq.running & ~seq.held & issuing)
+        with m.If(issue & (seq.step == last_issue)):
+            m.d.sync += issuing.eq(0)
+        with m.If(seq.start_tile):
+            m.d.sync += issuing.eq(1)
         banks.read(m, seq.cbank, grp)
         m.d.comb += rom_rd.addr.eq(gbase + slot)
         with m.If(issue):

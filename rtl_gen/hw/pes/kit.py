@@ -170,6 +170,11 @@ class PEKind:
         Whether a lane's product is logic of its own (shift-and-add rows, Booth rows,
         shifts), not a select: the folding planner then registers the products
         (:func:`rtl_gen.hw.pes.layers.dense_pipeline`).
+    row_terms_bits:
+        From this weight width up (0: never), :meth:`products` gives each lane's partial
+        product rows as terms of their own, so the register after the lane products holds
+        the rows and the adder tree sums them, and the folding planner adds a register
+        stage for the extra tree levels.
     """
 
     name: str = ""
@@ -178,6 +183,7 @@ class PEKind:
     serves: tuple[str, ...] = ()
     lanes: int = 1
     logic_product: bool = False
+    row_terms_bits: int = 0
     multipliers: tuple[str, ...] = ("lut",)
     bakeable: bool = True
     run_time_precision: bool = False

@@ -26,21 +26,23 @@ def pe_pipeline(lanes: int) -> int:
     return sum(lanes >= n for n in PIPELINE_LANES)
 
 
-def dense_pipeline(scheme_kind: str, lanes: int, tr: bool = False) -> int:
+def dense_pipeline(scheme_kind: str, lanes: int, tr: bool = False, w_bits: int = 0) -> int:
     """The register stages the folding planner puts inside a dense layer's PE of ``lanes``
     lanes: one after the lane products plus :func:`pe_pipeline`'s in the adder tree, for
     the kinds whose lane product is logic (:attr:`PEKind.logic_product
     <rtl_gen.hw.pes.kit.PEKind.logic_product>`: int, PoT, APoT) and for the select kinds
     (binary, ternary) from 4 lanes; none for a select kind's 1 or 2 lanes, whose clock the
-    stages do not set.  Measured on the UP5K (``--fit up5k``): the int4 digits network goes
-    from 22.8 to 38-43 MHz with them (seed 1), the mixed one from 22 to 40, PoT4 from 23 to
-    37, int8 from 25 to 35, for 3% fewer logic cells and 60% more flip-flops; the binary
-    MNIST TFC (fc1 16 x 8) from 29.1 to 43.7 MHz (median of seeds 1-3); the binary digits
-    network's 2-lane first layer stays at 33 MHz with a stage."""
+    stages do not set; one more where the kind gives its partial product rows as terms
+    (:attr:`~rtl_gen.hw.pes.kit.PEKind.row_terms_bits`, ``w_bits``: int8).  Measured on the
+    UP5K (``--fit up5k``): the int4 digits network goes from 22.8 to 38-43 MHz with them
+    (seed 1), the mixed one from 22 to 40, PoT4 from 23 to 37, int8 from 25 to 35 (and to
+    45-48 with its Booth rows as terms), for 3% fewer logic cells and 60% more flip-flops;
+    the binary MNIST TFC (fc1 16 x 8) from 29.1 to 43.7 MHz (median of seeds 1-3)."""
     kind = None if tr else for_scheme(scheme_kind)
     if kind is None or (not kind.logic_product and lanes < PIPELINE_LANES[0]):
         return 0
-    return 1 + pe_pipeline(lanes)
+    rows = int(bool(kind.row_terms_bits) and w_bits >= kind.row_terms_bits)
+    return 1 + pe_pipeline(lanes) + rows
 
 
 def layer_pe(layer: DenseLayer, array) -> PEConfig | None:
