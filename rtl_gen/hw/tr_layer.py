@@ -151,7 +151,7 @@ class TRLayerEngine(Engine):
         # run-time words per group (latched with the batch) and the period they give
         max_period = max(ks * w_max, rows * cols + 1)
         slots_next = Signal(range(w_max + 1))
-        slots = Signal(range(w_max + 1), init=t.slots)
+        last_slot = Signal(range(w_max + 1), init=t.slots - 1)   # a group's slots - 1
         period_v = Signal(range(max_period + 1), init=t.period)
         last_step = Signal(range(max_period + 1), init=t.period - 1)    # period - 1
         last_issue = Signal(range(ks * w_max + 1), init=t.issue_cycles - 1)  # steps issued - 1
@@ -169,7 +169,7 @@ class TRLayerEngine(Engine):
             m.d.sync += slots_next.eq(1 + sum((n_used > i * per) for i in range(1, w_max)))
         with m.If(seq.batch_started):
             period_next = Mux(slots_next * ks > rows * cols, slots_next * ks, rows * cols + 1)
-            m.d.sync += [slots.eq(slots_next), last_issue.eq(slots_next * ks - 1),
+            m.d.sync += [last_slot.eq(slots_next - 1), last_issue.eq(slots_next * ks - 1),
                          period_v.eq(period_next),
                          last_step.eq(period_next - 1),
                          terms_on.eq(~self.tr_mode | (tr_k != 0))]
@@ -190,7 +190,7 @@ class TRLayerEngine(Engine):
         banks.read(m, seq.cbank, grp)
         m.d.comb += rom_rd.addr.eq(gbase + slot)
         with m.If(issue):
-            with m.If(slot == slots - 1):
+            with m.If(slot == last_slot):
                 m.d.sync += [slot.eq(0), grp.eq(grp + 1), gbase.eq(gbase + w_max)]
             with m.Else():
                 m.d.sync += slot.eq(slot + 1)
@@ -199,7 +199,7 @@ class TRLayerEngine(Engine):
             with m.If(~seq.running):
                 m.d.sync += gbase.eq(0)
         first = issue & (grp == 0) & (slot == 0)
-        last = issue & (grp == ks - 1) & (slot == slots - 1)
+        last = issue & (grp == ks - 1) & (slot == last_slot)
         if per == 1:
             m.d.comb += array.on.eq(terms_on)
         else:
