@@ -635,7 +635,8 @@ class TRBudgetHarness(Elaboratable):
         _, self.t_max, _ = term_rom_words(layer, timing.cols)
         self.fragment = Fragment.get(self.engine, None)
         own = _assigned_signals(self.fragment)
-        self.slot, self.slots, self.grp = own["slot"], own["slots"], own["grp"]
+        # the engine latches a group's slots - 1 (``last_slot``): slots is one more
+        self.slot, self.last_slot, self.grp = own["slot"], own["last_slot"], own["grp"]
         self.issue, self.batch_started = own["issue"], own["batch_started"]
         self.inputs = []
         for _, member, value in self.engine.signature.flatten(self.engine):
@@ -648,7 +649,9 @@ class TRBudgetHarness(Elaboratable):
         m = Module()
         m.submodules.engine = self.fragment
         m.d.comb += [port.eq(free) for port, free in self.inputs]
-        slots, slot = self.slots, self.slot
+        slot = self.slot
+        slots = Signal(len(self.last_slot) + 1, name="slots")
+        m.d.comb += slots.eq(self.last_slot + 1)
         past_slots = Signal.like(slots, name="past_slots")
         past_valid = Signal()
         past_started = Signal()
