@@ -269,8 +269,9 @@ class DataTermUnit(_TermComponent):
     def elaborate(self, platform):
         m = Module()
         m.submodules.encoder = enc = HeseEncoder(self.bits, signed=self.signed)
+        # the truncator's own stages: all but the digits' register (stage 2)
         m.submodules.truncator = trunc = TermTruncator(
-            self.bits, pipeline=min(self.pipeline, 1) + (self.pipeline == 3))
+            self.bits, pipeline=self.pipeline - (self.pipeline >= 2))
         digits = m.d.sync if self.pipeline >= 2 else m.d.comb
         s, enable = self.s, self.enable
         if self.pipeline >= 2:  # the controls a cycle later, with the digits

@@ -354,16 +354,18 @@ class Sequencer:
         return issue, issue & (self.step == 0), issue & (self.step == ks - 1)
 
 
-def tile_sequencer(m, full, credit, *, tiles: int, period, step_range: int,
-                   chain: bool, words: int = 0, last_step=None) -> Sequencer:
+def tile_sequencer(m, full, credit, *, tiles: int, step_range: int, chain: bool,
+                   period=None, last_step=None, words: int = 0) -> Sequencer:
     """Take a full bank when ``credit`` allows, issue ``tiles`` tiles ``period`` cycles apart
     (an ``int`` or a signal), holding at a tile's last cycle until ``credit`` is high, then
     free the bank.  Without ``chain`` the next bank is taken in the cycle after that (one
     idle cycle); with ``chain``, in the same cycle when it is waiting.  ``step`` counts up to
     ``step_range - 1``.  ``words``: ``word`` is ``tile * words + step``, a register kept
     beside ``tile`` and ``step`` (a memory address with no multiply-add before it).
-    ``last_step``: ``period - 1`` where the caller keeps it (a register of a run-time
-    period: no subtraction before the comparison)."""
+    ``last_step`` in place of ``period``: ``period - 1``, where the caller keeps it (a
+    register of a run-time period: no subtraction before the comparison)."""
+    if (period is None) == (last_step is None):
+        raise ValueError("tile_sequencer takes one of period and last_step")
     running, cbank = Signal(), Signal()
     tile = Signal(range(max(tiles, 2)))
     step = Signal(range(max(step_range, 2)))
@@ -373,7 +375,7 @@ def tile_sequencer(m, full, credit, *, tiles: int, period, step_range: int,
     word = Signal(range(max(tiles * words + step_range, 2)))    # tile * words + step
     base = Signal(range(max(tiles * words + 1, 2)))             # tile * words
     at_end = Signal()
-    m.d.comb += at_end.eq(running & (step == (period - 1 if last_step is None else last_step)))
+    m.d.comb += at_end.eq(running & (step == (last_step if period is None else period - 1)))
     if chain:
         can_new = full.bit_select(Mux(running, ~cbank, cbank), 1) & credit
     else:

@@ -152,12 +152,11 @@ class TRLayerEngine(Engine):
         max_period = max(ks * w_max, rows * cols + 1)
         slots_next = Signal(range(w_max + 1))
         last_slot = Signal(range(w_max + 1), init=t.slots - 1)   # a group's slots - 1
-        period_v = Signal(range(max_period + 1), init=t.period)
         last_step = Signal(range(max_period + 1), init=t.period - 1)    # period - 1
         last_issue = Signal(range(ks * w_max + 1), init=t.issue_cycles - 1)  # steps issued - 1
         terms_on = Signal(init=1)
-        seq = tile_sequencer(m, banks.full, out.credit, tiles=nt, period=period_v,
-                             step_range=max_period + 1, chain=False, last_step=last_step)
+        seq = tile_sequencer(m, banks.full, out.credit, tiles=nt, last_step=last_step,
+                             step_range=max_period + 1, chain=False)
         k_min = Mux(tr_k < t_max, tr_k, t_max)
         if per == 1:  # one slot a term, at least 1
             m.d.sync += slots_next.eq(Mux(self.tr_mode, Mux(tr_k == 0, 1, k_min), t_max))
@@ -170,7 +169,6 @@ class TRLayerEngine(Engine):
         with m.If(seq.batch_started):
             period_next = Mux(slots_next * ks > rows * cols, slots_next * ks, rows * cols + 1)
             m.d.sync += [last_slot.eq(slots_next - 1), last_issue.eq(slots_next * ks - 1),
-                         period_v.eq(period_next),
                          last_step.eq(period_next - 1),
                          terms_on.eq(~self.tr_mode | (tr_k != 0))]
 
