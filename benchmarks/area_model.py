@@ -32,13 +32,19 @@ from rtl_gen.design.area import FEATURES, estimate_network, features
 from rtl_gen.design.area_calibration import COEFFICIENTS, UNROLLED_COEFFICIENTS
 from rtl_gen.devices import DEVICES
 from rtl_gen.flow.synth import DEFAULT_WORKDIR, FlowError, component_verilog, synth
-from rtl_gen.hw.layer import ArrayConfig
 from rtl_gen.hw.network import NetworkEngine, plan_chain
-from rtl_gen.hw.planner import engine_shape, unrolled_area, unrolled_logic_bits
+from rtl_gen.hw.planner import (
+    calibration_arrays,
+    engine_shape,
+    unrolled_area,
+    unrolled_logic_bits,
+)
 
 RESULTS = Path(__file__).parent / "results"
 
-#: ``(bundle, per-layer arrays as rows x cols x lanes, input codes per cycle)``.  Every network
+#: ``(bundle, per-layer arrays as rows x cols x lanes, input codes per cycle)``; an array's
+#: trailing ``b``: its weight ROM in block RAM (the planner's choice on the UP5K; those
+#: networks are synthesized for the UP5K only).  Every network
 #: is built as ``--fit`` and a board build build it: without the layers' cycle counters.
 CONFIGS = [
     # the planner's --fit up5k choices (benchmarks/network.py), and the faster ternary folding
@@ -85,21 +91,28 @@ CONFIGS = [
     ("ternary", "1x4x16,1x1x8", 2),
     ("mixed", "1x2x16,1x1x4", 1),
     ("tr", "1x2x1,1x1x1", 1),
+    # the --fit up5k choices with their weight ROMs in block RAM
+    ("binary", "1x32x2b,1x2x8b", 2),
+    ("ternary", "1x32x2b,1x10x1b", 2),
+    ("pot4", "1x2x16b,1x2x4b", 1),
+    ("apot4", "1x2x16b,1x4x2b", 1),
+    ("int4", "1x2x16b,1x4x2b", 1),
+    ("mixed", "1x4x16b,1x1x8b", 2),
+    ("mixed", "1x16x4b,1x10x1b", 2),     # the refit's choice
 ]
 
 
-def parse_arrays(spec: str) -> list[ArrayConfig]:
-    return [ArrayConfig(*map(int, a.split("x"))) for a in spec.split(",")]
-
-
-def shapes_of(net, arrays, per_beat: int = 1):
-    plan = plan_chain(net, arrays, in_per_beat=per_beat, counters=False)
+def shapes_of(net, spec: str, per_beat: int = 1):
+    """The chain plan and engine shapes of ``net`` on the arrays ``spec``
+    (:func:`~rtl_gen.hw.planner.calibration_arrays`)."""
+    plan = plan_chain(net, calibration_arrays(net, spec), in_per_beat=per_beat,
+                      counters=False)
     return plan, [engine_shape(p) for _, _, p in plan.stages]
 
 
 def measure(scheme: str, spec: str, per_beat: int, device: str, workdir: Path) -> dict:
     net = read_bundle(Path("weights") / f"digits-{scheme}")
-    plan, _ = shapes_of(net, parse_arrays(spec), per_beat)
+    plan, _ = shapes_of(net, spec, per_beat)
     engine = NetworkEngine.from_plan(plan)
     top = f"net_{net.name}".replace("-", "_")
     try:
@@ -122,7 +135,7 @@ def refit(rows: list[dict], family: str) -> dict:
     all_shapes = []
     for r in rows:
         net = read_bundle(Path("weights") / f"digits-{r['bundle']}")
-        all_shapes.append(shapes_of(net, parse_arrays(r["arrays"]), r["per_beat"])[1])
+        all_shapes.append(shapes_of(net, r["arrays"], r["per_beat"])[1])
     out = dict(COEFFICIENTS[family])
     out["network"] = (0.0, 0.0)
     out["logic"] = out["ff"] = (0.0,) * len(FEATURES)  # (block RAM first; these unused)
@@ -223,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
         for scheme, spec, per_beat in CONFIGS:
             if args.match and args.match not in f"{scheme} {spec}":
                 continue
+            if "b" in spec and family != "ice40":   # block ROMs: the UP5K planner's only
+                continue
             t = time.time()
             actual = measure(scheme, spec, per_beat, device, args.workdir)
             print(f"{device} {scheme} {spec} P={per_beat}: {time.time() - t:.0f} s",
@@ -246,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
                          f"{r['per_beat']} | {a['error']} |" + " |" * 8)
             continue
         net = read_bundle(Path("weights") / f"digits-{r['bundle']}")
-        _, shapes = shapes_of(net, parse_arrays(r["arrays"]), r["per_beat"])
+        _, shapes = shapes_of(net, r["arrays"], r["per_beat"])
         est = estimate_network(shapes, r["family"], coefficients[r["family"]])
         err = 100 * (est.logic - a["logic"]) / a["logic"]
         worst = max(worst, abs(err))

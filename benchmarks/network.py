@@ -113,7 +113,7 @@ def fit_design(net, device: str) -> tuple[object, dict]:
     ``net``, and its description: engine, arrays, input codes per cycle, cycles per
     inference, latency (cycles), the planner's estimated logic and its messages."""
     from rtl_gen.hw.network import NetworkEngine, plan_chain
-    from rtl_gen.hw.planner import unrolled_fit
+    from rtl_gen.hw.planner import array_spec, unrolled_fit
     from rtl_gen.hw.unrolled import UnrolledNetworkEngine
     from rtl_gen.tasks.common import FoldingOptions, fold, unrolled_choice
 
@@ -135,7 +135,7 @@ def fit_design(net, device: str) -> tuple[object, dict]:
     timings = engine.timings
     latency = timings[0].load_cycles + sum(t.batch_cycles for t in timings)
     return engine, {"engine": "arrays",
-                    "arrays": [f"{a.rows}x{a.cols}x{a.lanes}" for a in engine.arrays],
+                    "arrays": [array_spec(a) for a in engine.arrays],
                     "in_per_beat": engine.in_per_beat, "interval": engine.interval,
                     "rows": engine.rows,
                     "cycles_per_inference": engine.interval / engine.rows,
@@ -349,8 +349,11 @@ def derived(row: dict) -> dict:
 def design_label(r: dict) -> str:
     if r["engine"] == "unrolled":
         return "unrolled"
-    arrays = ", ".join(a.split("x", 1)[1] if a.startswith("1x") else a for a in r["arrays"])
-    return f"arrays {arrays}, P={r['in_per_beat']}"
+    arrays = ", ".join(a.rstrip("b").split("x", 1)[1] if a.startswith("1x") else a.rstrip("b")
+                       for a in r["arrays"])
+    block = sum(a.endswith("b") for a in r["arrays"])
+    roms = f", {block} of {len(r['arrays'])} weight ROMs in BRAM" if block else ""
+    return f"arrays {arrays}, P={r['in_per_beat']}{roms}"
 
 
 def share_label(r: dict) -> str:

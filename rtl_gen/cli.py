@@ -323,7 +323,8 @@ def _folding_options(f):
                               "family's estimate]."),
             click.option("--layer-array", multiple=True, metavar="LAYER:key=value,...",
                          help="Fix a layer's array by hand (LAYER: index from 0 or name; "
-                              "keys cols, lanes, rows, multiplier, pipeline, and window: "
+                              "keys cols, lanes, rows, multiplier, pipeline, rom: auto "
+                              "or block (the weight ROM in block RAM), and window: "
                               "a convolution's window codes per cycle), e.g. "
                               "1:cols=4,lanes=2; repeatable; the planner picks the rest."),
             click.option("--engine", type=click.Choice(list(ENGINES)), default="auto",

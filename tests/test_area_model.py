@@ -19,7 +19,7 @@ from rtl_gen.design.area import FEATURES, estimate_network, features
 from rtl_gen.design.area_calibration import COEFFICIENTS
 from rtl_gen.hw.layer import ArrayConfig
 from rtl_gen.hw.network import plan_chain
-from rtl_gen.hw.planner import engine_shape, unrolled_fit
+from rtl_gen.hw.planner import array_spec, calibration_arrays, engine_shape, unrolled_fit
 from rtl_gen.tasks.common import FoldingOptions, fold, unrolled_choice
 from rtl_gen.training.defaults import WEIGHTS_DIR
 
@@ -48,7 +48,7 @@ def test_fit_estimate_is_within_ten_percent_of_synthesis(row):
     else:
         assert unrolled is None
         plan = fold(net, folding)
-        assert [f"{a.rows}x{a.cols}x{a.lanes}" for a in plan.arrays] == row["arrays"]
+        assert [array_spec(a) for a in plan.arrays] == row["arrays"]
         assert plan.in_per_beat == row["in_per_beat"]
         estimate = plan.area.logic
     assert abs(estimate - row["lc"]) <= 0.10 * row["lc"], (estimate, row["lc"])
@@ -61,7 +61,7 @@ def test_calibration_networks_within_fifteen_percent(row):
     if "error" in row["actual"]:
         pytest.skip(row["actual"]["error"])
     net = read_bundle(WEIGHTS_DIR / f"digits-{row['bundle']}")
-    arrays = [ArrayConfig(*map(int, a.split("x"))) for a in row["arrays"].split(",")]
+    arrays = calibration_arrays(net, row["arrays"])
     plan = plan_chain(net, arrays, in_per_beat=row["per_beat"], counters=False)
     shapes = [engine_shape(p) for _, _, p in plan.stages]
     est = estimate_network(shapes, FAMILY[row["device"]])

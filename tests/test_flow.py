@@ -142,6 +142,38 @@ def test_pure_lut_design(stats, dev):
     assert (s.lut4, s.carry, s.dsp, s.ff) == (8, 0, 0, 24)
 
 
+class _Rom(wiring.Component):
+    """A 64 x 32-bit ROM read through a registered port: 2 of the UP5K's 256 x 16 blocks at
+    a quarter full, which Yosys leaves in LUTs unless the ROM is marked for block RAM."""
+
+    def __init__(self, place: str):
+        self._place = place
+        super().__init__({"addr": In(6), "data": Out(32)})
+
+    def elaborate(self, platform):
+        from amaranth.lib.memory import Memory
+
+        from rtl_gen.hw.layer import ArrayConfig, place_rom
+        m = Module()
+        rom = Memory(shape=32, depth=64, init=[(i * 0x9E3779B1) & 0xFFFFFFFF
+                                                  for i in range(64)])
+        place_rom(rom, ArrayConfig(rom=self._place))
+        m.submodules.rom = rom
+        rd = rom.read_port()
+        m.d.comb += [rd.addr.eq(self.addr), self.data.eq(rd.data)]
+        return m
+
+
+def test_a_rom_marked_for_block_ram_goes_there(tmp_path):
+    """``ArrayConfig(rom="block")`` (the planner's choice on the UP5K) puts a weight ROM that
+    Yosys would leave in LUTs into block RAM: blocks instead of logic cells."""
+    _tools_or_skip()
+    auto, block = (synth(component_verilog(_Rom(place), f"rom_{place}"), f"rom_{place}",
+                         "up5k", workdir=tmp_path) for place in ("auto", "block"))
+    assert (auto.bram, block.bram) == (0, 2)
+    assert block.logic_cells < auto.logic_cells // 4
+
+
 @pytest.mark.slow
 def test_ecp5_synthesis_survives_the_abc9_reintegration_assert(tmp_path):
     """An 8-lane ternary dot-product unit makes Yosys 0.70's ABC9 (``synth_ecp5``) fail an

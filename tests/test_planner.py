@@ -40,7 +40,7 @@ def test_default_plan_keeps_the_default_rate_on_less_area(int4):
 
 @pytest.mark.parametrize("name, lanes, stages", [
     ("digits-int4", [16, 2], [3, 1]),   # after the products, + twice / none in the tree
-    ("digits-mixed", [16, 8], [3, 2]),  # int2 on 16 lanes, int3 on 8
+    ("digits-mixed", [4, 1], [2, 1]),  # int2 on 4 lanes: + once in the tree; int3 on 1
     ("digits-ternary", [2, 1], [0, 0]),  # a select of 1 or 2 lanes: no stage
     ("digits-binary", [2, 8], [0, 2]),   # ... and from 4 lanes as a logic product
     ("mnist-tfc-binary", [8, 8, 8, 2], [2, 2, 2, 0]),
@@ -161,6 +161,29 @@ def test_table_lists_every_layer(binary):
                  "0 fc1 | 64 | 32 | binary", "1 fc2 | 32 | 10 | binary", "input port",
                  "images/s at", "on up5k (10% kept free)"):
         assert word in table
+
+
+def test_the_up5k_fit_puts_weight_roms_in_block_ram_while_it_has_the_blocks(int4):
+    """On the UP5K (logic runs out first) the planner puts a weight ROM that Yosys would
+    leave in LUTs into block RAM, each layer's choice costed by the area model; with fewer
+    blocks left (a larger margin) it keeps the mix that fits; the ECP5 plans leave the ROMs
+    to Yosys; the Verilog marks exactly the chosen ROMs."""
+    plan = plan_folding(int4, fit="up5k")
+    assert [a.rom for a in plan.arrays] == ["block", "block"]
+    auto = plan_folding(int4, overrides={i: {"cols": a.cols, "lanes": a.lanes}
+                                         for i, a in enumerate(plan.arrays)})
+    assert [a.rom for a in auto.arrays] == ["auto", "auto"]
+    assert plan.area.logic < auto.area.logic and plan.area.bram > auto.area.bram
+    assert "(ROM in BRAM)" in plan.table()
+    tight = plan_folding(int4, fit="up5k", margin=0.45)
+    blocks = math.floor(0.55 * DEVICES["up5k"].bram_bits / 4096)
+    assert tight.area.bram <= blocks < plan.area.bram
+    assert "auto" in [a.rom for a in tight.arrays]
+    assert {a.rom for a in plan_folding(int4, fit="ecp5-85f").arrays} == {"auto"}
+    from rtl_gen.flow.synth import component_verilog
+    v = component_verilog(NetworkEngine.from_plan(plan_chain(
+        int4, plan.arrays, in_per_beat=plan.in_per_beat, counters=False)), "net")
+    assert v.count('rom_style = "block"') == 2
 
 
 def test_area_model_pieces():

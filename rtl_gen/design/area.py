@@ -115,24 +115,35 @@ class EngineShape:
     #: ``(depth, width)`` of the weight ROM when it is not ``tiles * k_steps`` words of
     #: ``cols * lanes * w_bits`` (the term-pair array's ROM of weight terms); None: that.
     rom: tuple[int, int] | None = None
+    #: The weight ROM in block RAM whatever its fill (:attr:`~rtl_gen.hw.layer.ArrayConfig.rom`
+    #: ``"block"``); False: where Yosys puts it (:func:`in_block_ram`).
+    rom_block: bool = False
+    #: Terms a lane gives its PE's adder tree: 1, its product; more where the PE kind gives
+    #: the product's partial-product rows as terms (int8's radix-4 Booth rows: 5).
+    row_terms: int = 1
 
     @property
     def pes(self) -> int:
         return self.rows * self.cols
 
     @property
+    def weight_rom(self) -> tuple[int, int, bool]:
+        """``(depth, width, True)`` of the weight ROM."""
+        if self.rom is not None:
+            return (*self.rom, True)
+        return (self.tiles * self.k_steps, max(1, self.cols * self.lanes * self.w_bits), True)
+
+    @property
     def memories(self) -> list[tuple[int, int, bool]]:
         """``(depth, width, rom)`` of each memory: the row banks, the weight ROM, the
         FIFO."""
         banks = [(2 * self.k_steps, self.lanes * self.a_bits, False)] * self.rows
-        rom = (*self.rom, True) if self.rom is not None else \
-            (self.tiles * self.k_steps, max(1, self.cols * self.lanes * self.w_bits), True)
-        return [*banks, rom, (self.fifo_depth, self.out_bits, False)]
+        return [*banks, self.weight_rom, (self.fifo_depth, self.out_bits, False)]
 
 
 #: The names of :func:`features`, in order (the calibration's coefficients follow them).
 FEATURES = ("layer", "pe", "acc", "sign_lane", "mult_lane", "int_lane", "tree", "tr_layer",
-            "tr_col", "fwd", "slots", "rom_fabric", "ram_fabric")
+            "tr_col", "fwd", "slots", "rom_fabric", "ram_fabric", "row_terms")
 
 #: Kinds whose lane is a sign (a conditional negation): their lanes have a coefficient of
 #: their own (``sign_lane``); ``int`` lanes are ``a x w``-bit multipliers in LUTs
@@ -169,10 +180,14 @@ def paired_bits(lanes: int, a_bits: int) -> tuple[int, int, int]:
             tree_bits(pairs + odd, a_bits + 2))
 
 
-def in_block_ram(depth: int, width: int, rom: bool, family: str, c) -> bool:
+def in_block_ram(depth: int, width: int, rom: bool, family: str, c,
+                 forced: bool = False) -> bool:
     """Whether Yosys puts a memory in block RAM: when it fills its blocks well enough (at
     least the calibration's ``bram_rom_fill`` / ``bram_ram_fill`` bits per block; a ROM
-    left out becomes logic, a RAM flip-flops or, on the ECP5, distributed RAM)."""
+    left out becomes logic, a RAM flip-flops or, on the ECP5, distributed RAM), or a ROM
+    marked for block RAM (``forced``: :attr:`EngineShape.rom_block`)."""
+    if forced and rom:
+        return True
     fill = c["bram_rom_fill" if rom else "bram_ram_fill"]
     return depth * width >= fill * memory_blocks(depth, width, family)
 
@@ -188,7 +203,7 @@ def _fabric_bits(s: EngineShape, family: str, c) -> tuple[int, int]:
     """Bits of the ROMs and of the RAMs that stay out of block RAM (:func:`in_block_ram`)."""
     rom = ram = 0
     for depth, width, is_rom in s.memories:
-        if not in_block_ram(depth, width, is_rom, family, c):
+        if not in_block_ram(depth, width, is_rom, family, c, s.rom_block):
             if is_rom:  # LUT4s of 16 entries, one column of bits each
                 rom += 16 * math.ceil(depth / 16) * width
             elif family == "ecp5":  # distributed RAM cells of 16 words
@@ -231,8 +246,9 @@ def features(s: EngineShape, family: str, c) -> tuple[float, ...]:
     lanes are the group of inputs a term selects from, not products), the operands forwarded
     along the systolic chains (arrays of more than one row; one row broadcasts them), drain
     table bits (``tiles * C`` slots of the bias, and of the requantization constants for a
-    hidden layer), and the bits of the ROMs and RAMs that stay out of block RAM
-    (:func:`in_block_ram`)."""
+    hidden layer), the bits of the ROMs and RAMs that stay out of block RAM
+    (:func:`in_block_ram`), and the operand bits of the partial-product rows a lane gives its
+    adder tree beyond the first (:attr:`EngineShape.row_terms`: int8's Booth rows)."""
     tr = s.kind == "tr"
     factor = LANE_FACTOR[family][s.kind](s.w_bits)
     lane = 0.0 if tr else s.pes * s.lanes * (s.a_bits + s.w_bits) * factor
@@ -244,6 +260,7 @@ def features(s: EngineShape, family: str, c) -> tuple[float, ...]:
     else:
         mult = lane
     tree = 0.0 if tr else float(s.pes * tree_bits(s.lanes, s.a_bits + s.w_bits))
+    rows = float(s.pes * s.lanes * (s.row_terms - 1) * (s.a_bits + s.w_bits))
     if s.kind in PAIRED_KINDS:
         f_sel, f_sums, f_tree = PAIRED_FACTOR[family]
         term_bits, sum_bits, pair_tree = paired_bits(s.lanes, s.a_bits)
@@ -254,7 +271,8 @@ def features(s: EngineShape, family: str, c) -> tuple[float, ...]:
     slots = s.tiles * s.cols * (s.acc_bits + (40 if s.requantize else 0))
     rom, ram = _fabric_bits(s, family, c)
     return (1.0, float(s.pes), float(s.pes * s.acc_bits), sign, mult, prod, tree,
-            float(tr), float(s.pes) if tr else 0.0, fwd, float(slots), float(rom), float(ram))
+            float(tr), float(s.pes) if tr else 0.0, fwd, float(slots), float(rom), float(ram),
+            rows)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -338,7 +356,7 @@ def estimate_layer(s: EngineShape, family: str, coefficients=None) -> Area:
     logic = sum(a * b for a, b in zip(c["logic"], f, strict=True))
     ff = sum(a * b for a, b in zip(c["ff"], f, strict=True))
     bram = sum(memory_blocks(d, w, family) for d, w, rom in s.memories
-               if in_block_ram(d, w, rom, family, c))
+               if in_block_ram(d, w, rom, family, c, s.rom_block))
     return Area(logic, ff, dsp_blocks(s, family), bram)
 
 

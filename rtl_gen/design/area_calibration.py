@@ -4,10 +4,12 @@ folding planner assumes, per device family.
 Fit by ``python benchmarks/area_model.py --refit`` (non-negative least squares, each row
 weighted by one over its actual value, so the fit minimises relative error) on the
 synthesis of the digits networks listed in that script's ``CONFIGS``, each built as
-``--fit`` and a board build build it (no layer cycle counters): the planner's ``--fit up5k``
-choices (one-row foldings with a wide input port of ``P = 2``, 16 x 4, 32 x 2, 2 x 16
-and 10 x 1 arrays, the term-pair engine), the shipped bundles on their default arrays, and
-smaller, larger, wider-lane, two-row and wide-input foldings: 39 networks per device,
+``--fit`` and a board build build it (no layer cycle counters, each layer's register stages
+as the planner gives them): the planner's ``--fit up5k`` choices (one-row foldings with a
+wide input port of ``P = 2``, 16 x 4, 32 x 2, 2 x 16 and 10 x 1 arrays, the term-pair
+engine), with their weight ROMs in block RAM too (UP5K only), the shipped bundles on their
+default arrays, and smaller, larger, wider-lane, two-row and wide-input foldings: 46
+networks for the UP5K, 39 for the LFE5U-85F,
 synthesized for the UP5K (``ice40``: ``ICESTORM_LC`` after nextpnr packing) and the
 LFE5U-85F (``ecp5``: ``TRELLIS_COMB`` after packing) with the project's pinned YoWASP
 Yosys/nextpnr.  ``benchmarks/results/area_model.md`` lists estimate vs actual per network.
@@ -17,24 +19,26 @@ Yosys/nextpnr.  ``benchmarks/results/area_model.md`` lists estimate vs actual pe
 at zero: every calibration network has two layers, so the per-layer constant takes it);
 ``bram_rom_fill`` / ``bram_ram_fill`` the least bits per block at which Yosys put a ROM / a
 RAM in block RAM, the values that reproduce the most block RAM counts of these runs (the
-ECP5 kept every RAM of these networks in distributed RAM).  Logic error of the fit: every
-``--fit up5k`` choice within 7% on both devices; every network within 14% (the worst: two
-small int4 foldings on the UP5K whose 17-bit logit FIFO Yosys splits between a block and
-the fabric, which the model does not).
+ECP5 kept every RAM of these networks in distributed RAM).  Logic error of the fit
+(2026-11-30; the ``ice40`` and ``ecp5`` rows are fit apart, the ECP5 last): every ``--fit
+up5k`` choice within 5% on the UP5K; every network within 14% (the worst: the mixed
+network's ECP5 foldings, -11% to -13%, and two small int4 foldings on the UP5K, +10% and
++13%, whose 17-bit logit FIFO Yosys splits between a block and the fabric, which the model
+does not).
 """
 
 from __future__ import annotations
 
 COEFFICIENTS = {
-    "ice40": {"logic": (223.3144, 12.4672, 2.6852, 1.0649, 2.5571, 2.6001, 2.414, 472.4025,
-                        189.376, 1.5287, 0.0, 0.0671, 1.734),
-              "ff": (148.4305, 0.0, 2.0141, 0.1651, 0.2426, 0.1864, 0.4957, 160.8556, 50.2966,
-                     1.2856, 0.0, 0.0123, 1.1499),
+    "ice40": {"logic": (297.9886, 0.0, 3.5682, 0.4803, 1.7289, 1.8154, 2.4395, 534.909,
+                        175.3583, 0.3934, 0.0, 0.0999, 1.6206, 0.7185),
+              "ff": (0.0, 0.0, 1.6686, 0.1331, 0.5544, 0.4179, 1.6784, 322.7406, 39.0058, 0.0,
+                     0.2125, 0.0232, 0.8107, 0.5857),
               "network": (0.0, 0.0), "bram_rom_fill": 1152, "bram_ram_fill": 96},
-    "ecp5": {"logic": (178.0428, 0.0, 3.7108, 0.0, 1.822, 2.1465, 2.5176, 237.5539, 110.8333,
-                       0.3353, 0.0, 0.0708, 0.1593),
-             "ff": (2.2596, 0.0, 1.5855, 0.076, 0.1244, 0.0933, 0.3989, 71.1043, 30.6689,
-                    0.7249, 0.0994, 0.0153, 0.1179),
+    "ecp5": {"logic": (210.3244, 2.5737, 3.3054, 0.0, 1.5162, 1.907, 2.2269, 189.2473, 110.3077,
+                       0.4873, 0.0, 0.0995, 0.1694, 0.3018),
+             "ff": (0.0, 0.0, 2.0275, 0.0, 0.5496, 0.3817, 2.0624, 248.6193, 25.9247, 0.032,
+                    0.1643, 0.0077, 0.0348, 0.5403),
              "network": (0.0, 0.0), "bram_rom_fill": 3072, "bram_ram_fill": 1 << 30},
 }
 

@@ -246,7 +246,7 @@ def _weight_choices(layer, idx: int, fixed: dict, family: str, coeff) -> list[_C
     core = _core(layer)
     default = default_array(core.scheme.kind, core.tr is not None)
     base = {"rows": 1, "multiplier": default.multiplier}
-    base.update({k: v for k, v in fixed.items() if k == "multiplier"})
+    base.update({k: v for k, v in fixed.items() if k in ("multiplier", "rom")})
     cols_set = [fixed["cols"]] if "cols" in fixed else _pow2_upto(core.out_features, MAX_COLS)
     lanes_set = [fixed["lanes"]] if "lanes" in fixed else \
         _pow2_upto(core.in_features, MAX_LANES)

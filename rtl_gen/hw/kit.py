@@ -280,6 +280,7 @@ class CreditFifo:
     fifo: SyncFIFOBuffered
     space: Signal
     credit: Signal
+    need: int
 
     @property
     def w_data(self):
@@ -292,8 +293,14 @@ class CreditFifo:
     def reserve(self, m, start, amount) -> None:
         """Promise ``amount`` entries in a cycle where ``start`` is high; a read returns one."""
         fifo = self.fifo
-        grant = Mux(start, amount, 0)
-        m.d.sync += self.space.eq(self.space - grant + (fifo.r_en & fifo.r_rdy))
+        # the next space and credit both ways, then chosen by ``start`` (which comes late:
+        # from the sequencer's decision), so that the adder and the comparison are not after
+        # it; credit is a register too: the next cycle's comparison, made this cycle
+        kept = Signal.like(self.space, name="space_kept")
+        taken = Signal.like(self.space, name="space_taken")    # (used only when start)
+        m.d.comb += [kept.eq(self.space + (fifo.r_en & fifo.r_rdy)), taken.eq(kept - amount)]
+        m.d.sync += [self.space.eq(Mux(start, taken, kept)),
+                     self.credit.eq(Mux(start, taken >= self.need, kept >= self.need))]
 
 
 def credit_fifo(m, o, *, width: int, depth: int, need: int,
@@ -302,17 +309,17 @@ def credit_fifo(m, o, *, width: int, depth: int, need: int,
     payload takes the entries sign-extended with ``extend_sign``, else zero-extended).
 
     The free entries not yet promised to a tile (``depth - level - reserved``) are kept as a
-    register (a write moves an entry from reserved to level and leaves it unchanged), so the
-    credit check (``space >= need``) is one comparison instead of an adder chain from the
-    FIFO.
+    register (a write moves an entry from reserved to level and leaves it unchanged), and so
+    is the credit check (``space >= need``, made on the next ``space`` by
+    :meth:`CreditFifo.reserve`): the sequencer reads a flip-flop, not an adder chain from the
+    FIFO.  Every user of the FIFO calls :meth:`CreditFifo.reserve` once.
     """
     m.submodules.fifo = fifo = SyncFIFOBuffered(width=width, depth=depth)
     space = Signal(range(depth + 1), init=depth)
-    credit = Signal()
+    credit = Signal(init=depth >= need)
     r_data = fifo.r_data.as_signed() if extend_sign else fifo.r_data
-    m.d.comb += [credit.eq(space >= need),
-                 o.valid.eq(fifo.r_rdy), o.payload.eq(r_data), fifo.r_en.eq(o.ready)]
-    return CreditFifo(fifo=fifo, space=space, credit=credit)
+    m.d.comb += [o.valid.eq(fifo.r_rdy), o.payload.eq(r_data), fifo.r_en.eq(o.ready)]
+    return CreditFifo(fifo=fifo, space=space, credit=credit, need=need)
 
 
 def tile_results(rows: int, cols: int, n: int, tiles: int) -> Array:
@@ -370,17 +377,25 @@ def tile_sequencer(m, full, credit, *, tiles: int, step_range: int, chain: bool,
     tile = Signal(range(max(tiles, 2)))
     step = Signal(range(max(step_range, 2)))
     start_tile, batch_started = Signal(), Signal()
-    next_tile = Signal(range(max(tiles, 2)))          # the tile a start begins
+    # the tile a start begins, from registers alone (not from the start's conditions): the
+    # next tile while a batch runs, else (a batch taken) tile 0
+    next_tile = Signal(range(max(tiles, 2)))
+    m.d.comb += next_tile.eq(Mux(running & (tile != tiles - 1), tile + 1, 0))
     held = Signal()                                   # waiting for credit at a tile's end
     word = Signal(range(max(tiles * words + step_range, 2)))    # tile * words + step
     base = Signal(range(max(tiles * words + 1, 2)))             # tile * words
+    # at_end (step == period - 1 while running) is a register: set on the step before, so the
+    # comparison is off the path from here into the issue logic.  A tile's step 0 is never
+    # its last (the period is at least 2, a tile's drain start included)
+    if isinstance(period, int) and period < 2:
+        raise ValueError(f"tile period {period}: a tile takes at least 2 cycles")
     at_end = Signal()
-    m.d.comb += at_end.eq(running & (step == (last_step if period is None else period - 1)))
+    final = last_step if period is None else period - 1
     if chain:
         can_new = full.bit_select(Mux(running, ~cbank, cbank), 1) & credit
     else:
         can_new = full.bit_select(cbank, 1) & credit
-    first = [tile.eq(0), step.eq(0), word.eq(0), base.eq(0)]
+    first = [tile.eq(0), step.eq(0), word.eq(0), base.eq(0), at_end.eq(0)]
     with m.If(~running):
         with m.If(can_new):
             m.d.comb += [start_tile.eq(1), batch_started.eq(1)]
@@ -398,13 +413,13 @@ def tile_sequencer(m, full, credit, *, tiles: int, step_range: int, chain: bool,
             else:
                 m.d.sync += running.eq(0)
         with m.Elif(credit):
-            m.d.comb += [start_tile.eq(1), next_tile.eq(tile + 1)]
+            m.d.comb += start_tile.eq(1)
             m.d.sync += [tile.eq(tile + 1), step.eq(0), held.eq(0), word.eq(base + words),
-                         base.eq(base + words)]
+                         base.eq(base + words), at_end.eq(0)]
         with m.Else():  # hold at the last step until the FIFO has room, issuing nothing
             m.d.sync += held.eq(1)
     with m.Else():
-        m.d.sync += [step.eq(step + 1), word.eq(word + 1)]
+        m.d.sync += [step.eq(step + 1), word.eq(word + 1), at_end.eq(step + 1 == final)]
     return Sequencer(running=running, cbank=cbank, tile=tile, step=step,
                      start_tile=start_tile, batch_started=batch_started, next_tile=next_tile,
                      held=held, word=word)

@@ -92,6 +92,11 @@ class ArrayConfig:
         Convolutions only (others take 1): ``P``, the window codes the window unit issues
         a cycle into the input banks (:class:`~rtl_gen.hw.window.WindowUnit`), a power of
         two dividing the lanes and the input channels.
+    rom:
+        Where the weight ROM goes: ``"auto"`` (default: where Yosys puts it, block RAM when
+        it fills its blocks well, else LUTs) or ``"block"`` (block RAM whatever its fill:
+        no LUTs and no LUT-ROM read path, more blocks; the folding planner's choice when the
+        device has the blocks, :func:`~rtl_gen.hw.planner.plan_folding`).
     """
 
     rows: int = 1
@@ -101,6 +106,7 @@ class ArrayConfig:
     pipeline: int = 0
     tr_terms: int = 1
     window: int = 1
+    rom: str = "auto"
 
     def __post_init__(self):
         for name, lo, hi in (("rows", 1, 64), ("cols", 1, 256), ("lanes", 1, 256),
@@ -116,6 +122,19 @@ class ArrayConfig:
         if self.multiplier not in MULTIPLIERS:
             raise ValueError(f"multiplier must be one of {', '.join(MULTIPLIERS)}, not "
                              f"{self.multiplier!r}")
+        if self.rom not in ROM_PLACES:
+            raise ValueError(f"the weight ROM goes to one of {', '.join(ROM_PLACES)}, not "
+                             f"{self.rom!r}")
+
+
+#: Where a layer's weight ROM may go (:attr:`ArrayConfig.rom`).
+ROM_PLACES = ("auto", "block")
+
+
+def place_rom(rom: Memory, array: ArrayConfig) -> None:
+    """Mark ``rom`` for block RAM when ``array`` asks for it (Yosys' ``rom_style``)."""
+    if array.rom == "block":
+        rom.attrs["rom_style"] = "block"
 
 
 def _check_tr(layer: DenseLayer, array: ArrayConfig) -> None:
@@ -366,6 +385,7 @@ class LayerEngine(Engine):
                             k=t.k, src_cols=plan.src_cols, per_beat=plan.in_per_beat)
         rom = Memory(shape=unsigned(max(1, cols * lanes * layer.scheme.bits)),
                      depth=nt * ks, init=self.weight_words())
+        place_rom(rom, plan.array)
         m.submodules.rom = rom
         m.submodules.array = array = SystolicArray(pe, rows=rows, cols=cols,
                                                    broadcast=broadcasts(plan.array))

@@ -24,12 +24,13 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from ..design.area import Area, EngineShape, estimate_layer
+from ..design.area import Area, EngineShape, estimate_layer, in_block_ram
 from ..design.area_calibration import COEFFICIENTS, FMAX_MHZ, UNROLLED_COEFFICIENTS
 from ..design.network import Network
 from ..design.timing import LayerTiming, network_interval
 from ..devices import DEVICES, Device, get_device
 from ..errors import RtlGenError
+from . import pes as pe_kinds
 from .kit import signed_bits
 from .layer import ArrayConfig, plan_layer
 from .pes.layers import default_array, dense_pipeline
@@ -39,7 +40,7 @@ __all__ = ["UNROLLED_SHARING_FLOOR", "FoldingPlan", "LayerFold", "PlanError", "e
            "unrolled_logic_bits", "unrolled_plain_bits", "unrolled_prefit"]
 
 #: Keys a per-layer override may set.
-OVERRIDE_KEYS = ("cols", "lanes", "rows", "multiplier", "pipeline", "window")
+OVERRIDE_KEYS = ("cols", "lanes", "rows", "multiplier", "pipeline", "window", "rom")
 
 #: Block RAM bits per block, per family.
 _BLOCK_BITS = {"ice40": 4096, "ecp5": 18432}
@@ -77,7 +78,40 @@ def engine_shape(plan) -> EngineShape:
                        requantize=requant, tiles=t.tiles, k_steps=t.k_steps,
                        fifo_depth=plan.fifo_depth, requant_method=plan.requant.method,
                        m_bits=plan.requant.m_bits or 30, r_bits=_result_bits(plan.requant),
-                       rom=rom)
+                       rom=rom, rom_block=plan.array.rom == "block",
+                       row_terms=row_terms(pe))
+
+
+def array_spec(a: ArrayConfig) -> str:
+    """``RxCxL`` of an array, with a trailing ``b`` when its weight ROM is in block RAM (the
+    form :func:`calibration_arrays` reads)."""
+    return f"{a.rows}x{a.cols}x{a.lanes}" + "b" * (a.rom == "block")
+
+
+def calibration_arrays(net: Network, spec: str) -> list[ArrayConfig]:
+    """The arrays of an area-model calibration network (``benchmarks/area_model.py``):
+    ``RxCxL`` per layer, comma-separated (a trailing ``b``: the weight ROM in block RAM),
+    each with the register stages the planner gives it
+    (:func:`~rtl_gen.hw.pes.layers.dense_pipeline`), as ``--fit`` builds it."""
+    out = []
+    for a, ly in zip(spec.split(","), net.layers, strict=True):
+        rows, cols, lanes = map(int, a.rstrip("b").split("x"))
+        out.append(ArrayConfig(rows, cols, lanes, rom="block" if a.endswith("b") else "auto",
+                               pipeline=dense_pipeline(ly.scheme.kind, lanes,
+                                                       ly.tr is not None, ly.scheme.bits)))
+    return out
+
+
+def row_terms(pe) -> int:
+    """Terms a lane gives a PE's adder tree: its partial-product rows where the PE kind
+    gives them as terms (:attr:`~rtl_gen.hw.pes.kit.PEKind.row_terms_bits`; radix-4 Booth:
+    ``ceil(w_bits / 2)`` rows and a correction row), else 1."""
+    if pe is None or pe.multiplier != "lut":
+        return 1
+    kind = pe_kinds.get(pe.kind)
+    if not kind.row_terms_bits or pe.w_bits < kind.row_terms_bits:
+        return 1
+    return -(-pe.w_bits // 2) + 1
 
 
 def _result_bits(rq) -> int:
@@ -164,7 +198,8 @@ class FoldingPlan:
                  f"est. {unit} |", "|---|---|---|---|---|---|---|---|"]
         for f in self.layers:
             a, t = f.array, f.timing
-            mult = "" if a.multiplier == "lut" else f" ({a.multiplier})"
+            notes = [a.multiplier] * (a.multiplier != "lut") + ["ROM in BRAM"] * (a.rom == "block")
+            mult = f" ({', '.join(notes)})" if notes else ""
             lines.append(f"| {f.index} {f.name} | {t.k} | {t.n} | {f.scheme} | "
                          f"{a.cols} x {a.lanes} x {a.rows}{mult} | {t.batch_cycles} | "
                          f"{f.interval} | {f.area.logic:.0f} |")
@@ -226,7 +261,10 @@ class _Candidate:
 
 
 def _layer_candidates(layer, idx: int, fixed: dict, rows: int, family: str,
-                      cp) -> list[_Candidate]:
+                      cp, block_roms: bool = False) -> list[_Candidate]:
+    """Every array of ``layer`` the settings ``fixed`` allow, with its timing and estimated
+    area; with ``block_roms``, each whose weight ROM would be LUTs also with it in block RAM
+    (fewer LUTs, more blocks: :func:`_within_bram` keeps the mix the device holds)."""
     if fixed.get("window", 1) != 1:
         raise PlanError(f"layer {idx} ({layer.name}): window codes per cycle are a "
                         "convolution's setting, not a dense layer's")
@@ -248,13 +286,19 @@ def _layer_candidates(layer, idx: int, fixed: dict, rows: int, family: str,
                 pipeline = fixed.get("pipeline", dense_pipeline(
                     layer.scheme.kind, lanes, layer.tr is not None, layer.scheme.bits))
                 array = ArrayConfig(rows=rows, cols=cols, lanes=lanes, multiplier=multiplier,
-                                    pipeline=pipeline)
+                                    pipeline=pipeline, rom=fixed.get("rom", "auto"))
                 p = plan_layer(layer, array)
             except ValueError as e:
                 errors.append(str(e))
                 continue
-            area = estimate_layer(engine_shape(p), family, cp)
+            shape = engine_shape(p)
+            area = estimate_layer(shape, family, cp)
             out.append(_Candidate(array, p.timing, area, area.logic))
+            if block_roms and "rom" not in fixed and not in_block_ram(
+                    *shape.weight_rom, family, cp or COEFFICIENTS[family]):
+                array = dataclasses.replace(array, rom="block")
+                area = estimate_layer(dataclasses.replace(shape, rom_block=True), family, cp)
+                out.append(_Candidate(array, p.timing, area, area.logic))
     if not out:
         raise PlanError(f"layer {idx} ({layer.name}): no array fits the settings given"
                         f"{': ' + errors[0] if errors else ''}")
@@ -356,7 +400,8 @@ def plan_folding(net: Network, target_fps: float | None = None, fit: str | Devic
         rows = ArrayConfig(rows=rows).rows
     except ValueError as e:
         raise PlanError(str(e)) from None
-    cands = [_layer_candidates(layer, i, fixed.get(i, {}), rows, family, coefficients)
+    cands = [_layer_candidates(layer, i, fixed.get(i, {}), rows, family, coefficients,
+                               block_roms=device is not None and family == "ice40")
              for i, layer in enumerate(net.layers)]
     k0 = net.layers[0].in_features
     # the block RAMs a plan may take on the device: the cheapest arrays in logic that

@@ -49,6 +49,7 @@ from .layer import (
     int_fifo,
     int_ports,
     layer_timing,
+    place_rom,
     plan_layer,
 )
 from .tr import TRArray, TRGroupArray, term_rom_words, tr_per_cycle
@@ -135,6 +136,7 @@ class TRLayerEngine(Engine):
         w_max = -(-t_max // per)                   # ROM words (cycles) a group at most
         m.submodules.rom = rom = Memory(shape=unsigned(cols * per * term.size),
                                         depth=len(words), init=words)
+        place_rom(rom, plan.array)
         if per == 1:
             array = TRArray(rows=rows, cols=cols, group=group, x_shape=x_shape, term=term,
                             acc_bits=layer.acc_bits)

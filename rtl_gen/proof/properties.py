@@ -350,8 +350,9 @@ class CreditFifoHarness(Elaboratable):
     The producer starts a tile (``reserve``) when asked and ``credit`` is high, then writes
     the tile's ``need`` results one per cycle when asked; each result is its sequence
     number.  Asserted (k-induction): free entries + occupancy + promised-but-unwritten ==
-    depth; a write never meets a full FIFO; writes minus reads == the FIFO's level; every
-    emitted result is the next sequence number (none lost, duplicated or reordered; with
+    depth; the registered credit equals ``free entries >= need``; a write never meets a full
+    FIFO; writes minus reads == the FIFO's level; every emitted result is the next sequence
+    number (none lost, duplicated or reordered; with
     ``order``, a bounded check: a result may wait in the FIFO memory for ever, so the data
     ordering is not k-inductive without the memory's contents); a stalled output holds
     ``valid`` and its payload until ``ready``.
@@ -391,6 +392,7 @@ class CreditFifoHarness(Elaboratable):
         in_fifo = (wseq - rseq)[:width]
         m.d.comb += [
             Assert(out.space + fifo.level + owed == depth),
+            Assert(out.credit == (out.space >= need)),     # the registered credit is current
             Assert(~wen | fifo.w_rdy),
             Assert(in_fifo == fifo.level),
             Assert(~past_stall | (o.valid & (o.payload == past_payload))),

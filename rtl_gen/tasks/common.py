@@ -348,7 +348,7 @@ class FoldingOptions:
 def parse_layer_arrays(specs) -> dict:
     """``["1:cols=4,lanes=2", "fc2:cols=2"]`` as ``{1: {"cols": 4, "lanes": 2}, "fc2":
     {"cols": 2}}`` (a layer by index from 0, or by name); the keys are ``cols``, ``lanes``,
-    ``rows``, ``pipeline`` (integers) and ``multiplier``."""
+    ``rows``, ``pipeline`` (integers), ``multiplier`` and ``rom``."""
     out: dict = {}
     for spec in specs:
         layer, sep, body = str(spec).partition(":")
@@ -364,7 +364,7 @@ def parse_layer_arrays(specs) -> dict:
                 raise OptionError(f"{spec!r}: expected key=value with a key of "
                                   f"{', '.join(OVERRIDE_KEYS)}, not {item!r}",
                                   option="--layer-array")
-            if key != "multiplier":
+            if key not in ("multiplier", "rom"):
                 try:
                     value = int(value)
                 except ValueError:
