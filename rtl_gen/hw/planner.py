@@ -106,10 +106,7 @@ def row_terms(pe) -> int:
     """Terms a lane gives a PE's adder tree: its partial-product rows where the PE kind
     gives them as terms (:attr:`~rtl_gen.hw.pes.kit.PEKind.row_terms_bits`; radix-4 Booth:
     ``ceil(w_bits / 2)`` rows and a correction row), else 1."""
-    if pe is None or pe.multiplier != "lut":
-        return 1
-    kind = pe_kinds.get(pe.kind)
-    if not kind.row_terms_bits or pe.w_bits < kind.row_terms_bits:
+    if pe is None or pe.multiplier != "lut" or not pe_kinds.get(pe.kind).gives_rows(pe.w_bits):
         return 1
     return -(-pe.w_bits // 2) + 1
 

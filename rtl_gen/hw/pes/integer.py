@@ -20,7 +20,7 @@ class IntPE(PEKind):
     row_terms_bits = 8
 
     def products(self, cfg, xs, codes):
-        if cfg.multiplier == "lut" and cfg.w_bits >= self.row_terms_bits:
+        if cfg.multiplier == "lut" and self.gives_rows(cfg.w_bits):
             return [Term(row) for x, c in zip(xs, codes, strict=True)
                     for row in booth_rows(x, c, cfg.w_bits)]
         return super().products(cfg, xs, codes)

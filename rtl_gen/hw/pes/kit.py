@@ -196,6 +196,11 @@ class PEKind:
     #: carry chains (:func:`add_carry`) instead of as a third operand.
     fused_carries: bool = False
 
+    def gives_rows(self, w_bits: int) -> bool:
+        """Whether :meth:`products` gives a lane's partial-product rows as terms at weight
+        width ``w_bits`` (:attr:`row_terms_bits`)."""
+        return bool(self.row_terms_bits) and w_bits >= self.row_terms_bits
+
     def __init__(self):
         if not self.name.isidentifier() or self.name != self.name.lower():
             raise ValueError(f"a PE kind needs a lower-case identifier as its name, not "

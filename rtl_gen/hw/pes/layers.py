@@ -41,7 +41,7 @@ def dense_pipeline(scheme_kind: str, lanes: int, tr: bool = False, w_bits: int =
     kind = None if tr else for_scheme(scheme_kind)
     if kind is None or (not kind.logic_product and lanes < PIPELINE_LANES[0]):
         return 0
-    rows = int(bool(kind.row_terms_bits) and w_bits >= kind.row_terms_bits)
+    rows = int(kind.gives_rows(w_bits))
     return 1 + pe_pipeline(lanes) + rows
 
 
