@@ -370,7 +370,8 @@ def tile_sequencer(m, full, credit, *, tiles: int, step_range: int, chain: bool,
     ``step_range - 1``.  ``words``: ``word`` is ``tile * words + step``, a register kept
     beside ``tile`` and ``step`` (a memory address with no multiply-add before it).
     ``last_step`` in place of ``period``: ``period - 1``, where the caller keeps it (a
-    register of a run-time period: no subtraction before the comparison)."""
+    register of a run-time period: no subtraction before the comparison), changed only in
+    the cycle a batch is taken and at least 1 (the last-step flag is set a step ahead)."""
     if (period is None) == (last_step is None):
         raise ValueError("tile_sequencer takes one of period and last_step")
     running, cbank = Signal(), Signal()
