@@ -14,6 +14,7 @@ synthesize everything.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import dataclasses
 import itertools
 import json
@@ -24,7 +25,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from rtl_gen.errors import RtlGenError
 from rtl_gen.files import write_files
 from rtl_gen.tasks import explore as ex
 from rtl_gen.tasks.estimator import fit
@@ -54,15 +54,40 @@ def _bundle(row: dict) -> str:
     return Path(row["point"]["bundle"]).name
 
 
-def _score(sweep: ex.Sweep, rows: list[dict], est, calibration: set[str]) -> tuple:
-    """(% of the sweep's designs synthesized, % of its front designs found) when the
-    designs ``calibration`` were synthesized to calibrate ``est`` and the pruned sweep
-    synthesizes the rest of what it keeps."""
-    designs = {_key(r) for r in rows}
-    kept = {json.dumps(dict(dataclasses.asdict(p), seed=0), sort_keys=True)
-            for p in ex.prune(sweep, est).points} | calibration
-    truth = front_keys(rows)
-    return 100 * len(kept & designs) / len(designs), 100 * len(truth & kept) / len(truth)
+def row_facts(rows: list[dict]) -> dict[str, dict]:
+    """What the pruned sweep knows of each design before building it
+    (:func:`rtl_gen.tasks.explore._design_facts`), from a finished sweep's own rows, so a
+    re-scoring uses the features the sweep recorded."""
+    facts = {}
+    for r in rows:
+        p = r["point"]
+        if r.get("features") and r.get("accuracy") is not None \
+                and r.get("cycles per inference"):
+            facts[_key(r)] = {"features": r["features"], "accuracy": r["accuracy"],
+                              "cycles": r["cycles per inference"], "device": p["device"],
+                              "bundle": p["bundle"], "group": (p["device"], r.get("dataset"))}
+    return facts
+
+
+def _replay(sweep: ex.Sweep, rows: list[dict], calibration: list[dict]) -> tuple:
+    """``(% of the designs of sweep synthesized, % of its front designs found)``: the pruned
+    sweep (:func:`rtl_gen.tasks.explore.run_pruned`, its default chance, 2 workers) with
+    every build answered from the full sweep's ``rows`` (the flow is deterministic: a
+    design's metrics are the same whenever it is built), calibrated on ``calibration``."""
+    by_point = {json.dumps(r["point"], sort_keys=True): r for r in rows}
+
+    def built(point, cache=None):
+        return by_point[json.dumps(dataclasses.asdict(point), sort_keys=True)]
+
+    mine = [r for r in rows if ex._design_key(ex.Point(**r["point"])) in
+            {ex._design_key(p) for p in sweep.points}]
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        got = ex.run_pruned(sweep, calibration, executor=pool, workers=2, evaluator=built,
+                            facts=row_facts(mine))
+    kept = {_key(r) for r in got.rows}
+    designs = {_key(r) for r in mine}
+    truth = front_keys(mine)
+    return 100 * len(kept) / len(designs), 100 * len(truth & kept) / len(truth)
 
 
 def _summary(scores: list[tuple]) -> dict:
@@ -70,38 +95,35 @@ def _summary(scores: list[tuple]) -> dict:
     return {"runs": len(scores), "synthesized % mean": round(statistics.mean(fr), 1),
             "synthesized % max": round(max(fr), 1),
             "front found % mean": round(statistics.mean(rc), 1),
-            "front found % min": round(min(rc), 1)}
+            "front found % min": round(min(rc), 1),
+            "both targets met": sum(f <= 30 and r >= 90 for f, r in scores)}
 
 
-def pruned_sweeps(sweep: ex.Sweep, rows: list[dict], draws: int) -> dict:
-    """The estimator-pruned sweep (:func:`rtl_gen.tasks.explore.prune`, its default slack)
-    against the full sweep's fronts, two ways, from the full sweep's own results:
+def pruned_sweeps(sweep: ex.Sweep, rows: list[dict]) -> dict:
+    """The estimator-pruned sweep (:func:`rtl_gen.tasks.explore.run_pruned`) against the
+    full sweep's fronts, replayed from the full sweep's own results two ways:
 
     * ``previous sweep``: calibrated on a sweep of other bundles (``--prune SWEEP.json``):
       every split of the bundles into 4 calibration and 3 swept ones, the pruned sweep of
       the 3 against their own full sweep (the calibration sweep is not counted);
-    * ``own sample``: calibrated on a random sample of the sweep's own designs (a sixth),
-      the sample counted as synthesized, over ``draws`` random samples."""
+    * ``no sweep``: the whole sweep pruned with no calibration but the shipped area model
+      and the planner's clock, refit on the designs as they are built (all counted)."""
     built = [r for r in rows if r.get("status") == "ok" and r.get("features")]
     names = sorted({_bundle(r) for r in rows})
     previous = []
     for cal in itertools.combinations(names, len(names) - 3):
-        mine = [r for r in rows if _bundle(r) not in cal]
-        est = fit([r for r in built if _bundle(r) in cal])
         swept = ex.Sweep(tuple(p for p in sweep.points if Path(p.bundle).name not in cal))
-        previous.append(_score(swept, mine, est, set()))
-    own = []
-    designs = sorted({_key(r) for r in rows})
-    for draw in range(draws):
-        sample = set(random.Random(draw).sample(designs, max(8, len(designs) // 6)))
-        try:
-            est = fit([r for r in built if _key(r) in sample])
-        except RtlGenError:  # a sample with no built design of a device
-            continue
-        own.append(_score(sweep, rows, est, sample))
-    return {"slack": ex.DEFAULT_SLACK, "designs": len(designs),
-            "front designs": len(front_keys(rows)),
-            "previous sweep": _summary(previous), "own sample": _summary(own)}
+        previous.append(_replay(swept, rows, [r for r in built if _bundle(r) in cal]))
+    alone = _replay(sweep, rows, [])
+    return {"chance": ex.DEFAULT_CHANCE, "designs": len({_key(r) for r in rows}),
+            "front designs": len(front_keys(rows)), "previous sweep": _summary(previous),
+            "no sweep": {"synthesized %": round(alone[0], 1),
+                         "front found %": round(alone[1], 1)}}
+
+
+def _table(out: dict) -> str:
+    md = "\n".join(f"| {k} | {json.dumps(v)} |" for k, v in out.items())
+    return "| measure | result |\n|---|---|\n" + md + "\n"
 
 
 def main(argv=None) -> int:
@@ -112,11 +134,21 @@ def main(argv=None) -> int:
                     help="points of the 1-vs-2-worker timing (fresh caches)")
     ap.add_argument("--cache", type=Path, default=None)
     ap.add_argument("--holdout", type=float, default=0.3)
-    ap.add_argument("--draws", type=int, default=12,
-                    help="random calibration samples of the pruned sweep")
+    ap.add_argument("--rows", type=Path, default=None,
+                    help="score only the pruned sweep, on this finished sweep's "
+                         "explore-sweep.json (updating the 'pruned' entry of explore.json)")
     args = ap.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
     sweep = ex.parse_spec(spec(args.devices.split(","), seeds), source="benchmark")
+    if args.rows is not None:
+        rows = json.loads(args.rows.read_text())["rows"]
+        sweep = ex.Sweep(tuple(ex.Point(**r["point"]) for r in rows))
+        out = json.loads((RESULTS / "explore.json").read_text())
+        out["pruned"] = pruned_sweeps(sweep, rows)
+        print(json.dumps(out["pruned"], indent=1))
+        write_files(RESULTS, {"explore.json": json.dumps(out, indent=1) + "\n",
+                              "explore.md": _table(out)})
+        return 0
     out: dict = {"date": time.strftime("%Y-%m-%d"), "points": len(sweep.points),
                  "tools": __import__("rtl_gen.flow", fromlist=["x"]).tool_versions()}
     log = print
@@ -175,18 +207,18 @@ def main(argv=None) -> int:
                         "ms per estimate": round(1e3 * per, 1)}
 
     # 4. the pruned sweep against the full one, by designs synthesized (each with all its seeds)
-    out["pruned"] = pruned_sweeps(sweep, full.rows, args.draws)
+    out["pruned"] = pruned_sweeps(sweep, full.rows)
     meta = {"spec": "benchmarks/explore.py", "date": out["date"], "tools": out["tools"],
             "flow runs": full.flow_runs, "seconds": round(full.seconds, 1)}
     files = ex.render(full, meta)
-    md = "\n".join(f"| {k} | {json.dumps(v)} |" for k, v in out.items())
-    table = "| measure | result |\n|---|---|\n" + md + "\n"
+    table = _table(out)
     print(table)
     RESULTS.mkdir(exist_ok=True)
     plots = {f"explore-{name}": text for name, text in files.items()
              if name.startswith("plots/")}
     write_files(RESULTS, {"explore.json": json.dumps(out, indent=1) + "\n",
                           "explore.md": table, "explore-pareto.html": files["pareto.html"],
+                          "explore-sweep.json": files["sweep.json"],
                           **plots})
     return 0
 

@@ -776,17 +776,17 @@ def synth_command(bundle, device_name, fmax, seeds, counters, rows, cols, array_
                    "shared by every process that names it [default: in memory].")
 @click.option("--study", default="rtl_gen", show_default=True,
               help="The adaptive study's name in --storage.")
-@click.option("--prune", "prune_with", type=click.Path(dir_okay=False, exists=True,
-                                                        path_type=Path), default=None,
-              metavar="SWEEP.json",
-              help="Calibrate the estimator on a previous sweep's results and synthesize "
-                   "only the points it does not predict off the Pareto front.")
-@click.option("--slack", type=click.FloatRange(0, 1), default=explore_task.DEFAULT_SLACK,
+@click.option("--prune", "prune_with", default=None, metavar="SWEEP.json|model",
+              help="Build the designs in rounds, most promising first, and leave out those "
+                   "the estimator gives less than --chance of reaching a Pareto front; the "
+                   "estimator calibrated on a previous sweep's results (its sweep.json), "
+                   "or 'model': on the shipped area model alone, refit as designs are built.")
+@click.option("--chance", type=click.FloatRange(0, 1), default=explore_task.DEFAULT_CHANCE,
               show_default=True,
-              help="With --prune: how much better (fraction of LC and inferences/s) than "
-                   "its estimate a point may turn out; more keeps more points.")
+              help="With --prune: the least chance of reaching a front a design is built "
+                   "with; less builds more.")
 def explore_command(spec, out, workers, scheduler, local_cluster, adaptive, storage, study,
-                    prune_with, slack):
+                    prune_with, chance):
     """Sweep bundles x designs x devices x seeds; write the Pareto fronts.
 
     SPEC is a TOML file (bundles, devices, seeds and [[designs]] of option ranges; see the
@@ -797,7 +797,7 @@ def explore_command(spec, out, workers, scheduler, local_cluster, adaptive, stor
         result = explore_task.explore(spec, out, workers=workers, scheduler=scheduler,
                                       local_cluster=local_cluster, adaptive=adaptive,
                                       storage=storage, study=study, prune_with=prune_with,
-                                      slack=slack, progress=progress)
+                                      chance=chance, progress=progress)
     fronts = explore_task.fronts(result.rows)
     for device, named in fronts.items():
         click.echo(f"{device}: accuracy against inferences/s, Pareto front\n")

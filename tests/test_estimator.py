@@ -1,5 +1,6 @@
 """The sweep's estimator: fits recover known coefficients, estimates come from the plan
-alone, a sweep is pruned to the points the estimate cannot rule out."""
+alone (or the shipped area model, before any sweep), a pruned sweep builds the designs with
+a chance of reaching a Pareto front and stops."""
 
 from __future__ import annotations
 
@@ -68,41 +69,109 @@ def test_estimate_comes_from_the_plan_and_the_cycle_model():
     assert bad["status"] == "invalid" and "does not fit" in bad["note"]
 
 
-def test_prune_keeps_what_the_estimate_cannot_rule_out():
+# --- the pruned sweep, built in rounds ------------------------------------------------------
+
+#: 100 LC per PE, 40 MHz whatever the design.
+LINEAR = Estimator({("up5k", "arrays"): {"lc": [0.0, 100.0] + [0.0] * (len(FEATURES) - 2),
+                                         "ff": [0.0] * len(FEATURES),
+                                         "fmax": [math.log(40.0), 0.0, 0.0, 0.0]}})
+
+
+def _binary_sweep(cols=(1, 2, 4, 8), seeds=(1, 2)):
     bundle = str(ROOT / "weights" / "digits-binary")
-    sweep = ex.Sweep(tuple(ex.Point(bundle, "up5k", seed=s, cols=c)
-                           for c in (1, 2, 4, 8) for s in (1, 2)))
-    # LC grows with the PEs, Fmax the same, one accuracy: the fastest design is alone on
-    # the throughput front and the smallest alone on the area front; the middle ones are
-    # dominated on both.  Each design's seeds are kept together.
-    est = Estimator({("up5k", "arrays"): {"lc": [0.0, 100.0] + [0.0] * (len(FEATURES) - 2),
-                                          "ff": [0.0] * len(FEATURES),
-                                          "fmax": [math.log(40.0), 0.0, 0.0, 0.0]}})
-    kept = ex.prune(sweep, est, slack=0.0).points
-    assert [(p.cols, p.seed) for p in kept] == [(1, 1), (1, 2), (8, 1), (8, 2)]
-    # With a slack as wide as the estimates' spread, any of them could be on a front.
-    assert ex.prune(sweep, est, slack=0.9).points == sweep.points
-    # Equal estimates: neither strictly dominates the other, both stay.
-    flat = Estimator({("up5k", "arrays"): {"lc": [500.0] + [0.0] * (len(FEATURES) - 1),
-                                           "ff": [0.0] * len(FEATURES),
-                                           "fmax": [math.log(40.0), 0.0, 0.0, 0.0]}})
-    two = ex.Sweep(tuple(ex.Point(bundle, "up5k", seed=1, cols=8, multiplier=m)
-                         for m in ("lut", "dsp")))
-    assert ex.prune(two, flat, slack=0.0).points == two.points
-    # 6,000 LC estimated (3,000 on the first feature, 2 here): less a slack of 0.1 still
-    # larger than the UP5K, so none can fit; less 0.2 (4,800 LC) each could.
-    huge = Estimator({("up5k", "arrays"): {"lc": [3000.0] + [0.0] * (len(FEATURES) - 1),
-                                           "ff": [0.0] * len(FEATURES),
-                                           "fmax": [math.log(40.0), 0.0, 0.0, 0.0]}})
-    assert ex.prune(sweep, huge, slack=0.1).points == ()
-    assert ex.prune(sweep, huge, slack=0.2).points == sweep.points  # 4,800 LC could fit
-    # What the estimator cannot rule out is kept: a CNN (outside its features), a device it
-    # has no calibration for; an invalid point (a CNN on the unrolled engine) is not.
-    cnn = str(ROOT / "weights" / "mnist-cnn-ternary")
-    more = ex.Sweep(sweep.points + (ex.Point(cnn, "up5k", seed=1, cols=2),
-                                    ex.Point(cnn, "up5k", seed=1, engine="unrolled"),
-                                    ex.Point(bundle, "ecp5-85f", seed=1, cols=2)))
-    kept = ex.prune(more, est, slack=0.0).points
-    assert [(p.bundle, p.device, p.cols, p.seed) for p in kept] == [
-        (bundle, "up5k", 1, 1), (bundle, "up5k", 1, 2), (bundle, "up5k", 8, 1),
-        (bundle, "up5k", 8, 2), (cnn, "up5k", 2, 1), (bundle, "ecp5-85f", 2, 1)]
+    return ex.Sweep(tuple(ex.Point(bundle, "up5k", seed=s, cols=c)
+                          for c in cols for s in seeds))
+
+
+def _as_built(point, scale=1.0):
+    """A sweep row of ``point`` built exactly as :data:`LINEAR` estimates it (LC times
+    ``scale``)."""
+    import dataclasses
+
+    f = ex._design_facts(point)
+    lc = LINEAR.estimate(point.device, f["features"])["LC"] * scale
+    return {"point": dataclasses.asdict(point), "status": "ok", "features": f["features"],
+            "accuracy": f["accuracy"], "dataset": None, "LC": lc, "FF": 0.0,
+            "Fmax MHz": 40.0, "cycles per inference": f["cycles"],
+            "inferences/s": 40e6 / f["cycles"]}
+
+
+def test_front_chances_use_built_designs_exactly_and_estimate_the_rest():
+    sweep = _binary_sweep(seeds=(1,))
+    points = {ex._design_key(p): p for p in sweep.points}
+    facts = {k: ex._design_facts(p) for k, p in points.items()}
+    # Nothing built, no calibration error known: the smallest design (area front) and the
+    # fastest (throughput front) are on a front in nearly every draw.
+    chances = {points[k].cols: c for k, c in ex.front_chances(facts, {}, LINEAR).items()}
+    assert chances[1] > 0.9 and chances[8] > 0.9
+    # Those two built as estimated, and a calibration the estimator matches exactly: the
+    # middle designs (twice the smallest's LC, several times the fastest's cycles) have no
+    # chance; built designs get none (they are not asked about).
+    built = {k: ex.designs([_as_built(p)])[0] for k, p in points.items() if p.cols in (1, 8)}
+    calibration = [_as_built(p) for p in sweep.points]
+    chances = ex.front_chances(facts, built, LINEAR, calibration)
+    assert {points[k].cols for k in chances} == {2, 4}
+    assert all(c < 0.01 for c in chances.values())
+    # The smallest design built at three times its estimate: its other foldings are taken to
+    # be three times theirs too (what the calibration misses of a network holds for all its
+    # foldings), so cols=2 (estimated 200 LC, so 600) is not taken to undercut its 300 LC.
+    big = {k: ex.designs([_as_built(p, scale=3)])[0] for k, p in points.items()
+           if p.cols == 1}
+    chances = {points[k].cols: c for k, c in ex.front_chances(facts, big, LINEAR).items()}
+    assert chances[2] < 0.05   # (0.97 if it were taken at its estimate)
+
+
+def test_pruned_sweep_builds_the_likely_front_first_then_stops(monkeypatch):
+    import concurrent.futures
+    import dataclasses
+
+    import rtl_gen.tasks.estimator as estimator
+
+    monkeypatch.setattr(estimator, "fit", lambda rows, devices=(): LINEAR)
+    cnn = ex.Point(str(ROOT / "weights" / "mnist-cnn-ternary"), "up5k", seed=1, cols=2)
+    sweep = ex.Sweep(_binary_sweep().points + (cnn,))
+    calls = []
+
+    def evaluator(point, cache=None):
+        calls.append(point)
+        if point == cnn:   # outside the estimator's features: built, not judged
+            return {"point": dataclasses.asdict(point), "status": "invalid"}
+        return _as_built(point)
+
+    calibration = [_as_built(p) for p in sweep.points if p != cnn]
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        got = ex.run_pruned(sweep, calibration, executor=pool, workers=2,
+                            evaluator=evaluator)
+    assert calls[0] == cnn
+    # the smallest and the fastest, each with both seeds, and nothing else
+    assert sorted((p.cols, p.seed) for p in calls[1:]) == [(1, 1), (1, 2), (8, 1), (8, 2)]
+    assert len(got.rows) == 5
+    # a chance threshold of 0 builds every design
+    calls.clear()
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        ex.run_pruned(sweep, calibration, chance=0.0, executor=pool, workers=2,
+                      evaluator=evaluator)
+    assert len(calls) == len(sweep.points)
+
+
+def test_fit_without_a_sweep_starts_from_the_area_model():
+    from rtl_gen.design.area import estimate_network
+    from rtl_gen.design.area_calibration import FMAX_MHZ
+    from rtl_gen.hw.planner import engine_shape
+
+    point = ex.Point(str(ROOT / "weights" / "digits-int4"), "up5k", cols=4)
+    net, plan = ex.plan_point(point)
+    features = ex._features(plan, "up5k")
+    model = estimate_network([engine_shape(p) for _, _, p in plan.stages], "ice40")
+    est = fit([], devices=["up5k"])
+    got = est.estimate("up5k", features)
+    assert got["LC"] == pytest.approx(model.logic, rel=1e-6)
+    assert got["Fmax MHz"] == pytest.approx(FMAX_MHZ["ice40"])
+    # two designs built at twice the model's LC and 50 MHz: the model scaled to them
+    rows = [_row("up5k", features["area"], features["acc"], features["lane"],
+                 2 * model.logic, 2 * model.ff, 50.0)] * 2
+    got = fit(rows, devices=["up5k"]).estimate("up5k", features)
+    assert got["LC"] == pytest.approx(2 * model.logic, rel=1e-6)
+    assert got["Fmax MHz"] == pytest.approx(50.0)
+    with pytest.raises(RtlGenError, match="no sweep rows"):
+        fit([])

@@ -299,3 +299,20 @@ def test_storage_without_adaptive_is_refused(tmp_path):
                                        "--storage", str(tmp_path / "s.log")])
     assert result.exit_code == 1 and "give --adaptive N" in result.stderr
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--prune", "nowhere.json"], "nowhere.json: not a sweep.json of rtl-gen explore"),
+    (["--prune", "BAD"], "not a sweep.json of rtl-gen explore (KeyError"),
+    (["--prune", "model", "--adaptive", "3"], "give --prune or --adaptive, not both"),
+])
+def test_bad_prune_settings_are_one_line(tmp_path, extra, message):
+    spec = _spec(tmp_path, f'bundles = ["{BINARY}"]\ndevices = ["up5k"]\n')
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"meta": {}}')
+    extra = [str(bad) if e == "BAD" else e for e in extra]
+    result = CliRunner().invoke(main, ["explore", str(spec), "--out", str(tmp_path / "o"),
+                                       *extra])
+    assert result.exit_code == 1 and message in result.stderr, result.stderr
+    assert result.stderr.count("\n") == 1
+    assert not (tmp_path / "o").exists()

@@ -89,10 +89,33 @@ class Estimator:
         return cls({tuple(k.split("|")): v for k, v in d.items()})
 
 
-def fit(rows: Iterable[Mapping]) -> Estimator:
+def _prior(device: str, engine: str, rows: Sequence[Mapping]) -> dict:
+    """Coefficients for ``engine`` designs on ``device`` from what rtl_gen ships, with no
+    sweep: the area model's (:data:`~rtl_gen.design.area_calibration.COEFFICIENTS`, or
+    the unrolled engine's) and the planner's clock, each scaled by the geometric mean of
+    measured over estimated on ``rows`` (built designs there; none: as shipped)."""
+    from ..design.area_calibration import COEFFICIENTS, FMAX_MHZ, UNROLLED_COEFFICIENTS
+    from ..devices import get_device
+
+    family = get_device(device).family
+    c = UNROLLED_COEFFICIENTS if engine == "unrolled" else COEFFICIENTS[family]
+    scale = {}
+    for name, metric, coef in (("lc", "LC", c["logic"]), ("ff", "FF", c["ff"])):
+        logs = [math.log(r[metric] / max(1e-9, float(_design_x(r["features"]) @ coef)))
+                for r in rows if r.get(metric)]
+        scale[name] = math.exp(sum(logs) / len(logs)) if logs else 1.0
+    fmax = [math.log(r["Fmax MHz"]) for r in rows if r.get("Fmax MHz")]
+    clock = sum(fmax) / len(fmax) if fmax else math.log(FMAX_MHZ[family])
+    return {"lc": [scale["lc"] * v for v in c["logic"]],
+            "ff": [scale["ff"] * v for v in c["ff"]], "fmax": [clock, 0.0, 0.0, 0.0]}
+
+
+def fit(rows: Iterable[Mapping], *, devices: Iterable[str] = ()) -> Estimator:
     """The :class:`Estimator` of sweep ``rows`` that were built (``status`` ok, with
     ``features``, ``LC``, ``FF`` and ``Fmax MHz``); one calibration per device and engine
-    with at least as many rows as coefficients."""
+    with at least as many rows as coefficients.  For each of ``devices`` whose rows are
+    fewer, each engine gets the shipped area model scaled to those rows instead
+    (:func:`_prior`), so an estimate is at hand before any sweep."""
     from scipy.optimize import nnls
 
     groups: dict[tuple[str, str], list[Mapping]] = {}
@@ -118,6 +141,11 @@ def fit(rows: Iterable[Mapping]) -> Estimator:
         sol, *_ = np.linalg.lstsq(g, y, rcond=None)
         out["fmax"] = [float(v) for v in sol]
         coef[key] = out
+    for device in devices:
+        for engine in ("arrays", "unrolled"):
+            if (device, engine) not in coef:
+                coef[(device, engine)] = _prior(device, engine, groups.get((device, engine),
+                                                                           []))
     if not coef:
         raise RtlGenError("no sweep rows to calibrate the estimator on (need built points "
                           "with features, LC and Fmax)")

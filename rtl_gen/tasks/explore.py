@@ -45,8 +45,9 @@ from ..files import cache_dir, write_file
 from .common import ENGINES, Progress, notify
 
 __all__ = ["DESIGN_KEYS", "ExploreError", "Point", "Sweep", "SweepResult", "dask_executor",
-           "designs", "evaluate", "explore", "fronts", "load_spec", "pareto_front", "parse_spec",
-           "plan_point", "prune", "render", "run_adaptive", "run_sweep", "table"]
+           "designs", "evaluate", "explore", "front_chances", "fronts", "load_spec",
+           "pareto_front", "parse_spec", "plan_point", "render", "run_adaptive", "run_pruned",
+           "run_sweep", "table"]
 
 
 class ExploreError(RtlGenError):
@@ -312,10 +313,6 @@ def _dataset(bundle: str, digest: str) -> str | None:
     return read_bundle(Path(bundle)).metadata.get("dataset")
 
 
-#: :func:`prune`'s margin on each estimate (fewer LC, more inferences/s than estimated): about
-#: the estimator's logic error on held-out designs (8% in ``benchmarks/explore.py``).
-DEFAULT_SLACK = 0.10
-
 #: :func:`estimate_point`'s note for a design outside the estimator's features.
 NOT_MODELLED = "not modelled by the estimator"
 
@@ -397,12 +394,7 @@ def estimate_point(point: Point, estimator) -> dict:
     if features is None:
         return {"status": "invalid", "note": NOT_MODELLED}
     est = estimator.estimate(point.device, features)
-    interval = getattr(plan, "interval", None)
-    if interval is None:
-        from ..design.timing import network_interval
-
-        interval = network_interval(plan.timings, plan.net.input.features)
-    est["cycles per inference"] = interval / getattr(plan, "rows", 1)
+    est["cycles per inference"] = _cycles(plan)
     est["inferences/s"] = est["Fmax MHz"] * 1e6 / est["cycles per inference"]
     est["status"] = "ok"
     return est
@@ -630,54 +622,215 @@ def run_adaptive(sweep: Sweep, trials: int, *, executor=None, workers: int | Non
                        time.perf_counter() - start)
 
 
-def prune(sweep: Sweep, estimator, *, slack: float = DEFAULT_SLACK) -> Sweep:
-    """The points of ``sweep`` worth synthesizing: those whose estimate
-    (:func:`estimate_point`), given ``slack`` (fewer LC and more inferences/s by that
-    fraction), could be on one of the reported fronts (:data:`FRONTS`: accuracy against
-    inferences/s, accuracy against LC) of their device and data set, that is no other
-    point's estimate strictly dominates it on that front, and that could fit the device (its
-    LC estimate less ``slack`` within the device's logic).  Seeds are kept together: a
-    design is in or out with all its seeds; a design the estimator does not model (a
-    network with convolutions, a device or engine without calibration) or whose accuracy
-    is unknown is kept."""
-    est: dict[str, dict] = {}
-    kept = set()
-    for p in sweep.points:
-        key = json.dumps(dict(dataclasses.asdict(p), seed=0), sort_keys=True)
-        if key not in est and key not in kept:
-            try:
-                e = estimate_point(p, estimator)
-            except RtlGenError:  # no calibration for its device and engine: cannot rule out
-                kept.add(key)
+#: ``--prune``'s default: a design is built while its chance of lying on a reported front,
+#: given the designs built so far and the estimator's error, is at least this.
+DEFAULT_CHANCE = 0.1
+#: Random draws of the estimates' errors per round of :func:`run_pruned`.
+CHANCE_DRAWS = 400
+#: The least relative (log) error assumed of an estimate, however well the calibration fits.
+_LEAST_ERROR = 0.03
+#: The spread (log error of LC, of Fmax) assumed of estimates on a device where fewer than
+#: three designs are built to measure it.
+_UNMEASURED_ERROR = (0.2, 0.3)
+
+
+def _design_key(point: Point) -> str:
+    return json.dumps(dict(dataclasses.asdict(point), seed=0), sort_keys=True)
+
+
+def _cycles(plan) -> float:
+    """Cycles per inference of a plan of :func:`plan_point` (its interval over its batch)."""
+    interval = getattr(plan, "interval", None)
+    if interval is None:
+        from ..design.timing import network_interval
+
+        interval = network_interval(plan.timings, plan.net.input.features)
+    return interval / getattr(plan, "rows", 1)
+
+
+def _design_facts(point: Point) -> dict | None:
+    """What is known of a design before it is built: its accuracy, cycles per inference,
+    estimator features and front group; ``None`` where the estimator cannot judge it (an
+    invalid design, one outside the estimator's features, an unknown accuracy)."""
+    try:
+        net, plan = plan_point(point)
+    except RtlGenError:
+        return None
+    features = _features(plan, point.device)
+    digest = _bundle_digest(point.bundle)
+    accuracy = _accuracy(point.bundle, digest)
+    if features is None or accuracy is None:
+        return None
+    return {"features": features, "accuracy": accuracy, "cycles": _cycles(plan),
+            "device": point.device, "bundle": point.bundle,
+            "group": (point.device, _dataset(point.bundle, digest))}
+
+
+def _log_errors(estimator, built: Sequence[dict]) -> dict[str, tuple[float, float]]:
+    """Per device with three or more built designs ``built`` (:func:`designs` rows), the
+    root-mean-square log error (LC, Fmax) of ``estimator`` on them, at least
+    :data:`_LEAST_ERROR`."""
+    errs: dict[str, list[tuple[float, float]]] = {}
+    for d in built:
+        try:
+            e = estimator.estimate(d["point"]["device"], d["features"])
+        except RtlGenError:
+            continue
+        errs.setdefault(d["point"]["device"], []).append(
+            (math.log(d["LC"] / e["LC"]), math.log(d["Fmax MHz"] / e["Fmax MHz"])))
+    return {dev: tuple(max(_LEAST_ERROR, math.sqrt(sum(x[i] ** 2 for x in v) / len(v)))
+                       for i in (0, 1)) for dev, v in errs.items() if len(v) >= 3}
+
+
+def _on_front(accuracy, x, low: bool):
+    """``(draws, n)``: whether each of ``n`` designs is on the front of accuracy (higher is
+    better) against ``x`` (``(draws, n)``, NaN: not built) in each draw."""
+    import numpy as np
+
+    a_i, a_j = accuracy[None, :, None], accuracy[None, None, :]
+    x_i, x_j = x[:, :, None], x[:, None, :]
+    as_good = (a_i >= a_j) & ((x_i <= x_j) if low else (x_i >= x_j))
+    better = (a_i > a_j) | ((x_i < x_j) if low else (x_i > x_j))
+    return ~(as_good & better).any(axis=1) & ~np.isnan(x)
+
+
+def front_chances(facts: Mapping[str, dict], built: Mapping[str, dict], estimator,
+                  calibration: Sequence[dict] = (), *, draws: int = CHANCE_DRAWS,
+                  seed: int = 0) -> dict[str, float]:
+    """Each unbuilt design's chance of lying on a reported front (:data:`FRONTS`) of its
+    group: ``facts`` (:func:`_design_facts`) of every design the estimator can judge,
+    ``built`` the :func:`designs` rows of those already built (exact; a design that did not
+    fit is on no front).  An unbuilt design's LC and Fmax are the estimate times a
+    log-normal error whose spread is the estimator's error on the built designs and the
+    ``calibration`` designs (:func:`_log_errors`; :data:`_UNMEASURED_ERROR` on a device
+    with fewer than three), centred on the mean error of the built designs of the same
+    bundle and device (what the calibration does not explain of a network tends to hold
+    for its other foldings); ``draws`` draws decide."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+
+    def usable(d):
+        return (d.get("status") == "ok" and d.get("features") and d.get("LC")
+                and d.get("Fmax MHz"))
+
+    ok = [d for d in built.values() if usable(d)]
+    spread = _log_errors(estimator, ok + [d for d in calibration if usable(d)])
+    offsets: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for d in ok:
+        try:
+            e = estimator.estimate(d["point"]["device"], d["features"])
+        except RtlGenError:
+            continue
+        offsets.setdefault((d["point"]["bundle"], d["point"]["device"]), []).append(
+            (math.log(d["LC"] / e["LC"]), math.log(d["Fmax MHz"] / e["Fmax MHz"])))
+    chances: dict[str, float] = {}
+    groups: dict[tuple, list[str]] = {}
+    for key, f in facts.items():
+        groups.setdefault(f["group"], []).append(key)
+    for keys in groups.values():
+        lc = np.full((draws, len(keys)), np.nan)
+        ips = np.full((draws, len(keys)), np.nan)
+        judged = []
+        for j, key in enumerate(keys):
+            f = facts[key]
+            if key in built:
+                d = built[key]
+                if d.get("status") == "ok" and d.get("LC") and d.get("inferences/s"):
+                    lc[:, j], ips[:, j] = d["LC"], d["inferences/s"]
                 continue
-            if e.get("status") == "ok":
-                if e["LC"] * (1 - slack) > get_device(p.device).luts:
-                    continue  # cannot fit: never on a front
-                digest = _bundle_digest(p.bundle)
-                e["accuracy"] = _accuracy(p.bundle, digest)
-                e["group"] = (p.device, _dataset(p.bundle, digest))
-                est[key] = e
-            elif e.get("note") == NOT_MODELLED:
-                kept.add(key)
+            try:
+                e = estimator.estimate(f["device"], f["features"])
+            except RtlGenError:
+                chances[key] = 1.0  # no calibration for its device or engine yet
+                continue
+            s_lc, s_f = spread.get(f["device"], _UNMEASURED_ERROR)
+            own = offsets.get((f["bundle"], f["device"]), [(0.0, 0.0)])
+            o_lc, o_f = (sum(o[i] for o in own) / len(own) for i in (0, 1))
+            area = e["LC"] * np.exp(o_lc + s_lc * rng.standard_normal(draws))
+            fmax = e["Fmax MHz"] * np.exp(o_f + s_f * rng.standard_normal(draws))
+            fits = area <= get_device(f["device"]).luts
+            lc[:, j] = np.where(fits, area, np.nan)
+            ips[:, j] = np.where(fits, fmax * 1e6 / f["cycles"], np.nan)
+            judged.append(j)
+        accuracy = np.array([facts[k]["accuracy"] for k in keys], float)
+        on = _on_front(accuracy, lc, True) | _on_front(accuracy, ips, False)
+        for j in judged:
+            chances[keys[j]] = float(on[:, j].mean())
+    return chances
 
-    def optimistic(e: dict, k: str, d: str) -> float:
-        return e[k] if k == "accuracy" else e[k] * (1 + slack if d == "max" else 1 - slack)
 
-    def dominated(e: dict, objectives) -> bool:
-        best = {k: optimistic(e, k, d) for k, d in objectives}
-        return any(o is not e and o["group"] == e["group"] and o["accuracy"] is not None
-                   and all(o[k] >= best[k] if d == "max" else o[k] <= best[k]
-                           for k, d in objectives)
-                   and any(o[k] > best[k] if d == "max" else o[k] < best[k]
-                           for k, d in objectives)
-                   for o in est.values())
+def run_pruned(sweep: Sweep, calibration: Sequence[dict] = (), *,
+               chance: float = DEFAULT_CHANCE,
+               executor: concurrent.futures.Executor | None = None,
+               workers: int | None = None, cache=None, progress: Progress | None = None,
+               evaluator: Callable[..., dict] = evaluate,
+               facts: Mapping[str, dict] | None = None) -> SweepResult:
+    """The sweep built in rounds, most promising designs first, leaving out what the
+    estimator shows off the Pareto fronts: each round calibrates the estimator
+    (:func:`rtl_gen.tasks.estimator.fit`) on ``calibration`` (an earlier sweep's rows) and
+    the rows built so far, computes each unbuilt design's chance of lying on a reported
+    front (:func:`front_chances`: the built designs are exact, the rest estimated with the
+    estimator's own error), and builds (all seeds) the ``workers`` designs of highest
+    chance; it stops when no unbuilt design has a chance of ``chance`` or more.  Designs
+    the estimator cannot judge (invalid, outside its features) are built first.  Without
+    ``calibration`` (or with too few of its rows on a device), the estimator starts from
+    the shipped area model and the planner's clock, scaled to the designs built so far
+    (:func:`rtl_gen.tasks.estimator.fit`'s ``devices``).  Rows come back in the order they
+    were built.  ``facts``: what is known of each design before it is built, by
+    :func:`_design_key` (default: :func:`_design_facts`, from its plan; a re-scoring of a
+    finished sweep passes its rows' own)."""
+    from .estimator import fit
 
-    for key, e in est.items():
-        if e["accuracy"] is None or not all(dominated(e, obj) for obj in FRONTS.values()):
-            kept.add(key)
-    return Sweep(tuple(p for p in sweep.points
-                       if json.dumps(dict(dataclasses.asdict(p), seed=0), sort_keys=True)
-                       in kept), sweep.source)
+    start = time.perf_counter()
+    points: dict[str, list[Point]] = {}
+    for p in sweep.points:
+        points.setdefault(_design_key(p), []).append(p)
+    if facts is None:
+        facts = {}
+        for key, ps in points.items():
+            f = _design_facts(ps[0])
+            if f is not None:
+                facts[key] = f
+    facts = {k: f for k, f in facts.items() if k in points}
+    devices = sorted({p.device for p in sweep.points})
+    earlier = designs([r for r in calibration if r.get("features")])
+    own = executor is None
+    if own:
+        executor = concurrent.futures.ProcessPoolExecutor(max_workers=workers)
+    batch = workers or getattr(executor, "_max_workers", None) or os.cpu_count() or 1
+    rows: list[dict] = []
+    built: dict[str, dict] = {}
+    try:
+        while True:
+            pending = [k for k in points if k not in built and k not in facts]
+            if pending:
+                odds = {k: 1.0 for k in pending}
+            else:
+                estimator = fit(list(calibration) + rows, devices=devices)
+                odds = front_chances(facts, built, estimator, earlier)
+            todo = sorted((k for k, c in odds.items() if k not in built and c >= chance),
+                          key=lambda k: -odds[k])[:batch]
+            if not todo:
+                break
+            futures = [(k, executor.submit(evaluator, p, cache)) for k in todo
+                       for p in points[k]]
+            mine: dict[str, list[dict]] = {}
+            for k, fut in futures:
+                mine.setdefault(k, []).append(fut.result())
+            for k in todo:
+                rows += mine[k]
+                built[k] = designs(mine[k])[0]
+                p = points[k][0]
+                notify(progress, f"[{len(built)} built, {len(points) - len(built)} left] "
+                                 f"{Path(p.bundle).name} {p.device} "
+                                 f"{' '.join(p.cli_options())} (chance {odds[k]:.2f}): "
+                                 f"{built[k].get('status')}")
+    finally:
+        if own:
+            executor.shutdown(cancel_futures=True)
+    return SweepResult(rows, sum(r.get("flow runs", 0) for r in rows),
+                       time.perf_counter() - start)
 
 
 # --- the Pareto front ----------------------------------------------------------------------
@@ -868,20 +1021,34 @@ def _html_table(rows: Sequence[dict], columns) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+def _sweep_rows(path: Path) -> list[dict]:
+    """The rows of a previous sweep's ``sweep.json``, or one line saying why not."""
+    try:
+        rows = json.loads(path.read_text())["rows"]
+        if not isinstance(rows, list):
+            raise TypeError("'rows' is not a list")
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ExploreError(f"{path}: not a sweep.json of rtl-gen explore "
+                           f"({type(e).__name__}: {e})") from None
+    return rows
+
+
 def explore(spec: Path, out: Path, *, workers: int | None = None,
             scheduler: str | None = None, local_cluster: int | None = None,
             cache: Path | None = None, adaptive: int | None = None,
             storage: str | None = None, study: str = "rtl_gen",
-            prune_with: Path | None = None, slack: float = DEFAULT_SLACK,
+            prune_with: str | os.PathLike | None = None, chance: float = DEFAULT_CHANCE,
             progress: Progress | None = None) -> SweepResult:
     """``rtl-gen explore SPEC --out DIR``: run the sweep of ``spec`` (:func:`load_spec`) and
     write ``DIR/sweep.json``, ``pareto.md`` and ``pareto.html`` (all or none).  The points
     run on a local process pool of ``workers`` (default: one per core), or on the dask
     cluster at ``scheduler``, or on a dask ``LocalCluster`` of ``local_cluster`` workers.
     ``adaptive``: evaluate that many points chosen by Optuna (:func:`run_adaptive`, with
-    ``storage`` and ``study``) instead of every point.  ``prune_with``: a previous sweep's
-    ``sweep.json``, on whose built points the estimator (:mod:`rtl_gen.tasks.estimator`) is
-    calibrated to leave out the points it predicts off the Pareto front (:func:`prune`)."""
+    ``storage`` and ``study``) instead of every point.  ``prune_with``: build the designs in
+    rounds and leave out those with less than ``chance`` of reaching a Pareto front
+    (:func:`run_pruned`), the estimator (:mod:`rtl_gen.tasks.estimator`) calibrated on the
+    built points of a previous sweep's ``sweep.json``, or (``"model"``) on the shipped
+    area model alone."""
     import datetime
 
     from ..files import check_output, write_files
@@ -891,22 +1058,19 @@ def explore(spec: Path, out: Path, *, workers: int | None = None,
     sweep = load_spec(spec)
     if scheduler is not None and local_cluster is not None:
         raise ExploreError("give --scheduler or --local-cluster, not both")
+    calibration = None
+    if prune_with is not None:
+        if adaptive is not None:
+            raise ExploreError("give --prune or --adaptive, not both")
+        model = str(prune_with) == "model"
+        calibration = [] if model else _sweep_rows(Path(prune_with))
+        notify(progress, "pruned by the estimator, calibrated on "
+               + ("the shipped area model" if model else
+                  f"{len(calibration)} points of {prune_with}"))
     close = None
     executor = None
     if scheduler is not None or local_cluster is not None:
         executor, close = dask_executor(scheduler, local_workers=local_cluster)
-    if prune_with is not None:
-        from .estimator import fit
-
-        try:
-            calibration = json.loads(Path(prune_with).read_text())["rows"]
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise ExploreError(f"{prune_with}: not a sweep.json of rtl-gen explore "
-                               f"({type(e).__name__}: {e})") from None
-        total = len(sweep.points)
-        sweep = prune(sweep, fit(calibration), slack=slack)
-        notify(progress, f"the estimator (calibrated on {len(calibration)} points of "
-                         f"{prune_with}) keeps {len(sweep.points)} of {total} points")
     if adaptive is None and storage is not None:
         raise ExploreError("--storage holds an adaptive study; give --adaptive N as well")
     notify(progress, f"{len(sweep.points)} points from {spec}"
@@ -916,6 +1080,9 @@ def explore(spec: Path, out: Path, *, workers: int | None = None,
             result = run_adaptive(sweep, adaptive, executor=executor, workers=workers,
                                   cache=cache, storage=storage, study=study,
                                   progress=progress)
+        elif calibration is not None:
+            result = run_pruned(sweep, calibration, chance=chance, executor=executor,
+                                workers=workers, cache=cache, progress=progress)
         else:
             result = run_sweep(sweep, executor=executor, workers=workers, cache=cache,
                                progress=progress)
@@ -924,7 +1091,8 @@ def explore(spec: Path, out: Path, *, workers: int | None = None,
             close()
     meta = {"spec": str(spec), "date": datetime.date.today().isoformat(),
             "mode": (f"adaptive, {adaptive} trials" if adaptive else
-                     f"pruned by the estimator of {prune_with}" if prune_with else
+                     f"pruned by the estimator of {prune_with} (chance {chance:g})"
+                     if prune_with else
                      "every point"),
             "tools": tool_versions(), "flow runs": result.flow_runs,
             "seconds": round(result.seconds, 1)}
