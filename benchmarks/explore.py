@@ -1,14 +1,16 @@
 """The design-space sweep at scale (``rtl-gen explore``): the full sweep over the shipped
 digits bundles, the speed-up of a dask ``LocalCluster`` of 2 workers over 1, the cache (a
-second run makes no flow run), resuming, the estimator on held-out points and the
-estimator-pruned sweep against the full one.
+second run makes no flow run), the estimator on held-out designs and the estimator-pruned
+sweep (:func:`rtl_gen.tasks.explore.run_pruned`) against the full one.
 
 Run ``python benchmarks/explore.py [--seeds 1,2,3] [--devices up5k,ecp5-85f] [--timing N]
 [--cache DIR]``; it prints the tables and writes ``benchmarks/results/explore.json`` and
-``.md`` (plus the sweep's own ``pareto.html`` and its plots, ``explore-plots/*.svg``,
-beside them).  The full sweep's flow runs are cached in ``--cache`` (default: the user
-cache), so a re-run is fast; the timing runs use fresh temporary caches so that both
-synthesize everything.
+``.md``, the sweep's rows as ``explore-sweep.json`` (its ``sweep.json``), its
+``pareto.html`` and its plots (``explore-plots/*.svg``).  The full sweep's flow runs are
+cached in ``--cache`` (default: the user cache), so a re-run is fast; the timing runs use
+fresh temporary caches so that both synthesize everything.  ``--rows
+benchmarks/results/explore-sweep.json`` scores only the pruned sweep again, replayed from
+those rows (no synthesis), and updates that entry of ``explore.json``.
 """
 
 from __future__ import annotations
