@@ -56,21 +56,6 @@ def _bundle(row: dict) -> str:
     return Path(row["point"]["bundle"]).name
 
 
-def row_facts(rows: list[dict]) -> dict[str, dict]:
-    """What the pruned sweep knows of each design before building it
-    (:func:`rtl_gen.tasks.explore._design_facts`), from a finished sweep's own rows, so a
-    re-scoring uses the features the sweep recorded."""
-    facts = {}
-    for r in rows:
-        p = r["point"]
-        if r.get("features") and r.get("accuracy") is not None \
-                and r.get("cycles per inference"):
-            facts[_key(r)] = {"features": r["features"], "accuracy": r["accuracy"],
-                              "cycles": r["cycles per inference"], "device": p["device"],
-                              "bundle": p["bundle"], "group": (p["device"], r.get("dataset"))}
-    return facts
-
-
 def _replay(sweep: ex.Sweep, rows: list[dict], calibration: list[dict]) -> tuple:
     """``(% of the designs of sweep synthesized, % of its front designs found)``: the pruned
     sweep (:func:`rtl_gen.tasks.explore.run_pruned`, its default chance, 2 workers) with
@@ -85,7 +70,7 @@ def _replay(sweep: ex.Sweep, rows: list[dict], calibration: list[dict]) -> tuple
             {ex._design_key(p) for p in sweep.points}]
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         got = ex.run_pruned(sweep, calibration, executor=pool, workers=2, evaluator=built,
-                            facts=row_facts(mine))
+                            facts=ex.row_facts(mine))
     kept = {_key(r) for r in got.rows}
     designs = {_key(r) for r in mine}
     truth = front_keys(mine)

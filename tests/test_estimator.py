@@ -175,3 +175,31 @@ def test_fit_without_a_sweep_starts_from_the_area_model():
     assert got["Fmax MHz"] == pytest.approx(50.0)
     with pytest.raises(RtlGenError, match="no sweep rows"):
         fit([])
+
+
+def test_pruned_sweep_on_the_measured_digits_sweep():
+    """Replayed on the 252-point digits sweep's measured rows (benchmarks/explore.py;
+    every design the pruned sweep builds answered from them): with no earlier sweep, the
+    pruned sweep builds at most 30% of the designs and finds at least 90% of the Pareto
+    designs of the full sweep."""
+    import concurrent.futures
+    import dataclasses
+
+    rows = json.loads((ROOT / "benchmarks" / "results" / "explore-sweep.json")
+                      .read_text())["rows"]
+    by_point = {json.dumps(r["point"], sort_keys=True): r for r in rows}
+
+    def built(point, cache=None):
+        return by_point[json.dumps(dataclasses.asdict(point), sort_keys=True)]
+
+    sweep = ex.Sweep(tuple(ex.Point(**r["point"]) for r in rows))
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        got = ex.run_pruned(sweep, [], executor=pool, workers=2, evaluator=built,
+                            facts=ex.row_facts(rows))
+    key = lambda r: json.dumps(dict(r["point"], seed=0), sort_keys=True)  # noqa: E731
+    kept = {key(r) for r in got.rows}
+    designs = {key(r) for r in rows}
+    front = {key(r) for named in ex.fronts(rows).values() for f in named.values() for r in f}
+    assert len(designs) == 84 and len(front) >= 10
+    assert len(kept) <= 0.30 * len(designs)
+    assert len(front & kept) >= 0.90 * len(front)

@@ -666,6 +666,22 @@ def _design_facts(point: Point) -> dict | None:
             "group": (point.device, _dataset(point.bundle, digest))}
 
 
+def row_facts(rows: Iterable[dict]) -> dict[str, dict]:
+    """:func:`_design_facts` of each design of a finished sweep's ``rows``, from the rows
+    themselves (the features, accuracy and cycles the sweep recorded), for replaying a
+    pruned sweep on them (:func:`run_pruned`'s ``facts``)."""
+    facts = {}
+    for r in rows:
+        p = r["point"]
+        if r.get("features") and r.get("accuracy") is not None \
+                and r.get("cycles per inference"):
+            facts[_design_key(Point(**p))] = {
+                "features": r["features"], "accuracy": r["accuracy"],
+                "cycles": r["cycles per inference"], "device": p["device"],
+                "bundle": p["bundle"], "group": (p["device"], r.get("dataset"))}
+    return facts
+
+
 def _log_errors(estimator, built: Sequence[dict]) -> dict[str, tuple[float, float]]:
     """Per device with three or more built designs ``built`` (:func:`designs` rows), the
     root-mean-square log error (LC, Fmax) of ``estimator`` on them, at least
