@@ -45,7 +45,7 @@ def spec(devices: list[str], seeds: list[int]) -> dict:
 
 
 def _key(row: dict) -> str:
-    return json.dumps(dict(row["point"], seed=0), sort_keys=True)
+    return ex._design_key(ex.Point(**row["point"]))
 
 
 def front_keys(rows: list[dict]) -> set[str]:
@@ -66,8 +66,8 @@ def _replay(sweep: ex.Sweep, rows: list[dict], calibration: list[dict]) -> tuple
     def built(point, cache=None):
         return by_point[json.dumps(dataclasses.asdict(point), sort_keys=True)]
 
-    mine = [r for r in rows if ex._design_key(ex.Point(**r["point"])) in
-            {ex._design_key(p) for p in sweep.points}]
+    swept = {ex._design_key(p) for p in sweep.points}
+    mine = [r for r in rows if _key(r) in swept]
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         got = ex.run_pruned(sweep, calibration, executor=pool, workers=2, evaluator=built,
                             facts=ex.row_facts(mine))

@@ -196,7 +196,9 @@ def test_pruned_sweep_on_the_measured_digits_sweep():
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         got = ex.run_pruned(sweep, [], executor=pool, workers=2, evaluator=built,
                             facts=ex.row_facts(rows))
-    key = lambda r: json.dumps(dict(r["point"], seed=0), sort_keys=True)  # noqa: E731
+    def key(r):
+        return ex._design_key(ex.Point(**r["point"]))
+
     kept = {key(r) for r in got.rows}
     designs = {key(r) for r in rows}
     front = {key(r) for named in ex.fronts(rows).values() for f in named.values() for r in f}

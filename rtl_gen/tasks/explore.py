@@ -487,6 +487,11 @@ class SweepResult:
     flow_runs: int
     seconds: float
 
+    @classmethod
+    def of(cls, rows: list[dict], start: float) -> SweepResult:
+        """The result of ``rows`` evaluated since ``perf_counter()`` read ``start``."""
+        return cls(rows, sum(r.get("flow runs", 0) for r in rows), time.perf_counter() - start)
+
     @property
     def cached(self) -> int:
         return sum(1 for r in self.rows if r.get("cached"))
@@ -618,8 +623,7 @@ def run_adaptive(sweep: Sweep, trials: int, *, executor=None, workers: int | Non
     finally:
         if own:
             executor.shutdown(cancel_futures=True)
-    return SweepResult(rows, sum(r.get("flow runs", 0) for r in rows),
-                       time.perf_counter() - start)
+    return SweepResult.of(rows, start)
 
 
 #: ``--prune``'s default: a design is built while its chance of lying on a reported front,
@@ -845,8 +849,7 @@ def run_pruned(sweep: Sweep, calibration: Sequence[dict] = (), *,
     finally:
         if own:
             executor.shutdown(cancel_futures=True)
-    return SweepResult(rows, sum(r.get("flow runs", 0) for r in rows),
-                       time.perf_counter() - start)
+    return SweepResult.of(rows, start)
 
 
 # --- the Pareto front ----------------------------------------------------------------------
