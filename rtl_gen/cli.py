@@ -906,9 +906,10 @@ def run_command(port, bundle, baud, bench, design, data, images, timeout, conven
               help="TPE evaluations; each one is an evaluation (and fine-tuning).")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of the TPE search and the fine-tuning.")
-@click.option("--finetune", "epochs", type=click.IntRange(0, 10_000), default=30,
-              show_default=True, help="Epochs of training through each assignment's weight "
-              "spaces (needs the torch extra and training data); 0: post-training only.")
+@click.option("--finetune", "epochs", type=click.IntRange(0, 10_000), default=None,
+              help="Epochs of training through each assignment's weight spaces (needs the "
+              "torch extra and training data); 0: post-training only  [default: 30 "
+              "sequential, 60 exact].")
 @click.option("--data", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help=MODEL_DATA_HELP)
 @click.option("--train-data", type=click.Path(dir_okay=False, exists=True, path_type=Path),
@@ -917,9 +918,10 @@ def run_command(port, bundle, baud, bench, design, data, images, timeout, conven
 @click.option("--accumulation", type=click.Choice(["sequential", "exact"]),
               default="sequential", show_default=True,
               help="The accumulation contract: sequential (fp32, rounded after every "
-              "addition: the fp32 baseline) or exact (products summed exactly in a 48-bit "
-              "window, rounded once; a power-of-two alpha; far smaller hardware). The "
-              "fine-tuning, the scores and the bundle use it.")
+              "addition: the fp32 baseline) or exact (products summed exactly in a fixed-point "
+              "window, the narrowest that changes no class on the training inputs, rounded "
+              "once; a power-of-two alpha; far smaller hardware). The fine-tuning, the scores "
+              "and the bundle use it.")
 @click.option("--out", type=_OUT_DIR, default=None,
               help="Write the chosen network as a float bundle here.")
 def mpwn_command(model_path, spaces, method, trials, seed, epochs, data, train_data,

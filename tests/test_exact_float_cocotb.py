@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from rtl_gen.data.digits import digits
 from rtl_gen.design import float_network
 from rtl_gen.training import mpwn
 from sim.runner import missing_simulator
@@ -28,6 +29,9 @@ NETWORKS = {
     "ternary-ternary": (("ternary", "ternary"), (8, 8), 0.75),
     "ternary-binary": (("ternary", "binary"), (16, 4), 0.6),
     "E4M3": (("E4M3", "E4M3"), (4, 2), 0.85),
+    # in the window fit on the training split (mpwn.fit_window): narrow lanes and normaliser
+    "ternary-ternary-fit": (("ternary", "ternary"), (4, 4), 0.75),
+    "fp32-fit": (("float", "float"), (2, 2), 0.85),
 }
 
 
@@ -39,8 +43,11 @@ def need(simulator: str) -> None:
 
 def exact_net(float_model, name):
     spaces = NETWORKS[name][0]
-    return mpwn.from_float(float_model, spaces, name=f"digits-exact-{name}",
-                           accumulation="exact")
+    calibration = digits()[0].x if name.endswith("-fit") else None
+    net = mpwn.from_float(float_model, spaces, name=f"digits-exact-{name}",
+                          accumulation="exact", calibration=calibration)
+    assert (net.window.width < 20) == name.endswith("-fit")
+    return net
 
 
 @pytest.mark.parametrize("name", list(NETWORKS))

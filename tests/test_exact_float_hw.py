@@ -65,13 +65,13 @@ class ProductOp(wiring.Component):
 class NormaliserOp(wiring.Component):
     """``o`` of ``n = a`` (two's complement) and ``b = {ninf, pinf, exp}``."""
 
-    def __init__(self, acc_bits):
-        self.acc_bits = acc_bits
+    def __init__(self, acc_bits, exp_range=None):
+        self.acc_bits, self.exp_range = acc_bits, exp_range
         super().__init__({"a": In(acc_bits), "b": In(EXP_BITS + 2), "o": Out(32)})
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.unit = u = ExactNormaliser(self.acc_bits)
+        m.submodules.unit = u = ExactNormaliser(self.acc_bits, exp_range=self.exp_range)
         m.d.comb += [u.n.eq(self.a.as_signed()), u.exp.eq(self.b[:EXP_BITS].as_signed()),
                      u.pinf.eq(self.b[EXP_BITS]), u.ninf.eq(self.b[EXP_BITS + 1]),
                      self.o.eq(u.o)]
@@ -205,3 +205,37 @@ def test_normaliser_narrow_accumulator():
     b = (exps & ((1 << EXP_BITS) - 1)).astype(np.uint64)
     got = eval_binary_op(NormaliserOp(acc_bits), a, b, name="exact_normaliser17")
     first_difference(got, want, [values, exps], "normaliser, 17 bits")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("acc_bits, exp_range", [
+    (21, (-11, -9)),     # the digits layers in a fitted window: no subnormals, no overflow,
+                         # no rounding
+    (40, (-60, 20)),     # rounding, no subnormals, no overflow
+    (30, (-180, -100)),  # subnormals and underflow, no overflow
+    (30, (80, 120)),     # overflow, no subnormals
+], ids=str)
+def test_normaliser_with_known_exponents(acc_bits, exp_range):
+    """An engine's normaliser leaves out what its exponents cannot need; on those exponents
+    it still equals the model on every value, both flags included."""
+    rng = np.random.default_rng(acc_bits)
+    n = 200_000
+    lengths = rng.integers(0, acc_bits, n)
+    mag = rng.integers(0, 1 << 62, n, dtype=np.int64) >> (62 - lengths)
+    top = 1 << (acc_bits - 1)
+    values = np.concatenate([np.where(rng.integers(0, 2, n) == 1, -mag, mag),
+                             [0, 1, -1, top - 1, -top, -top + 1]])
+    exps = rng.integers(exp_range[0], exp_range[1] + 1, values.size)
+    exps[-12:] = np.repeat(exp_range, 6)
+    flags = np.where(rng.random(values.size) < 0.03, rng.integers(1, 4, values.size), 0)
+    want = round_fixed(values, exps, (flags & 1) != 0, (flags & 2) != 0)
+    a = values.astype(np.uint64) & np.uint64((1 << acc_bits) - 1)
+    b = (exps.astype(np.int64) & ((1 << EXP_BITS) - 1)) | (flags << EXP_BITS)
+    got = eval_binary_op(NormaliserOp(acc_bits, exp_range), a, b.astype(np.uint64),
+                         name=f"exact_normaliser_{acc_bits}_{exp_range[0]}_{exp_range[1]}")
+    first_difference(got, want, [values, exps, flags], f"normaliser, exponents {exp_range}")
+
+
+def test_normaliser_refuses_exponents_beyond_its_bits():
+    with pytest.raises(ValueError, match="does not fit 4 signed bits"):
+        ExactNormaliser(20, 4, exp_range=(-9, 0))

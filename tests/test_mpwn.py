@@ -270,3 +270,60 @@ def test_training_quantizer_equals_the_export(space):
     got = quantize_weight(torch.as_tensor(w), space).numpy()
     assert np.allclose(got, want, rtol=1e-6, atol=0)
     assert np.array_equal(got == 0, want == 0)
+
+
+@pytest.mark.parametrize("space", ["binary", "ternary"])
+def test_training_quantizer_equals_the_export_on_the_exact_contract(space):
+    """Power-of-two alpha, and a ternary channel far below its layer's median alpha (all
+    zeros, a dead channel) zeroed with the median's alpha, the same in both."""
+    torch = pytest.importorskip("torch")
+    from rtl_gen.training.mpwn_train import quantize_weight
+
+    rng = np.random.default_rng(4)
+    w = rng.normal(size=(7, 9))
+    w[2] *= 0.0 if space == "ternary" else 1e-9  # no power of two is a binary alpha of 0
+    w[4] *= 1e-6
+    layer = mpwn._make_layer("l", space, w, np.zeros(7), "none", pot=True)
+    alpha = layer.scale.view(np.float32).astype(np.float64)
+    assert np.array_equal(alpha, np.exp2(np.round(np.log2(alpha))))  # powers of two
+    want = layer.weight_values() * alpha[:, None]
+    got = quantize_weight(torch.as_tensor(w), space, pot=True).numpy()
+    assert np.allclose(got, want, rtol=1e-6, atol=0)
+    assert np.array_equal(got == 0, want == 0)
+    if space == "ternary":
+        assert not layer.codes[[2, 4]].any() and layer.codes[[0, 1, 3, 5, 6]].any(axis=1).all()
+        median = np.median(np.delete(alpha, [2, 4]))
+        assert alpha[4] == alpha[2] and 0.5 < alpha[4] / median < 2
+
+
+def test_fit_window_is_the_narrowest_that_keeps_every_class(model):
+    from rtl_gen.numerics.exact import MAX_WIDTH, ExactWindow
+
+    train = digits()[0]
+    net = mpwn.from_float(model, ("ternary", "ternary"), accumulation="exact")
+    bits = net.encode(train.x)
+    w = mpwn.fit_window(net, bits)
+    assert mpwn.from_float(model, ("ternary", "ternary"), accumulation="exact",
+                           calibration=train.x).window == w
+    assert w.width < net.window.width
+
+    def classes(window):
+        return float_network.predict(float_network.FloatNetwork(
+            net.name, net.in_features, net.input_scale, net.layers, accumulation="exact",
+            window=window), bits)
+
+    widest = classes(ExactWindow(w.msb - MAX_WIDTH + 1, w.msb))
+    assert np.array_equal(classes(w), widest)
+    assert not np.array_equal(classes(ExactWindow(w.lsb + 1, w.msb)), widest)
+    # msb: one bit above the largest term (the inputs are below 1, hidden activations more)
+    top = mpwn._largest_term(net, bits)
+    assert 2.0 ** (w.msb - 1) <= top < 2.0 ** w.msb
+
+
+def test_fit_window_refuses_sequential_networks_and_no_data(model):
+    net = mpwn.from_float(model, ("ternary", "ternary"))
+    with pytest.raises(ValueError, match="sequential contract"):
+        mpwn.fit_window(net, net.encode(np.zeros((1, 64))))
+    exact = mpwn.from_float(model, ("ternary", "ternary"), accumulation="exact")
+    with pytest.raises(ValueError, match="at least one calibration input"):
+        mpwn.fit_window(exact, np.zeros((0, 64), np.uint32))

@@ -220,11 +220,18 @@ class ExactNormaliser(wiring.Component):
     first four (``LATENCY`` 4, one result a cycle), else the unit is combinational
     (``LATENCY`` 0).
 
+    With ``exp_range = (lo, hi)``, the exponents ``exp`` will take (an engine knows them:
+    they come from its constant tail ROM), the unit leaves out what they cannot need: the
+    subnormals' shift when ``lo + 127 >= 1`` (every nonzero result is normal), the overflow
+    to infinity when ``hi + acc_bits + 126 <= 253`` (no result, rounded, reaches it); and
+    rounding is trivially exact when ``acc_bits <= 24``.  Other exponents are then outside
+    the unit's contract.
+
     Members
     -------
     n : In(signed(acc_bits))
         The exact sum, two's complement.
-    exp : In(signed(EXP_BITS))
+    exp : In(signed(exp_bits))
         The exponent of ``n``'s unit (``lsb + a_j``).
     pinf, ninf : In(1)
         The overflow flags.
@@ -232,9 +239,15 @@ class ExactNormaliser(wiring.Component):
         fp32 bits.
     """
 
-    def __init__(self, acc_bits: int, exp_bits: int = EXP_BITS, *, pipelined: bool = False):
+    def __init__(self, acc_bits: int, exp_bits: int = EXP_BITS, *, pipelined: bool = False,
+                 exp_range: tuple[int, int] | None = None):
         self.acc_bits, self.exp_bits = acc_bits, exp_bits
         self.pipelined = pipelined
+        if exp_range is not None:
+            lo, hi = exp_range
+            if not -(1 << (exp_bits - 1)) <= lo <= hi < (1 << (exp_bits - 1)):
+                raise ValueError(f"exp_range {exp_range} does not fit {exp_bits} signed bits")
+        self.exp_range = exp_range
         self.LATENCY = 4 if pipelined else 0
         super().__init__({"n": In(signed(acc_bits)), "exp": In(signed(exp_bits)),
                           "pinf": In(1), "ninf": In(1), "o": Out(F32)})
@@ -271,18 +284,24 @@ class ExactNormaliser(wiring.Component):
         pad = max(26 - nb, 0)  # at least 26 bits below the leading one's top position
         nn = nb + pad
         norm = Signal(nn, reset_less=True)
-        be = Signal(signed(eb + 4))
+        be = Signal(signed(max(eb, 10) + 2))  # exp + up to 63 + 127
         m.d.comb += be.eq(exp + (nb - 1 + 127) - lz2)
-        r = Signal(range(27), reset_less=True)
+        lo, hi = self.exp_range or (None, None)
+        subnormals = lo is None or lo + 127 < 1
+        overflow = hi is None or hi + nb + 126 > 253
         field = Signal(8, reset_less=True)  # the exponent field before rounding
         over = Signal(reset_less=True)
         stage += [norm.eq(Cat(Const(0, pad), mag2) << lz2),
-                  r.eq(Mux(be >= 1, 0, Mux(be < -24, 26, 1 - be))),
-                  field.eq(Mux(be >= 1, be - 1, 0)), over.eq(be > 254)]
+                  field.eq(Mux(be >= 1, be - 1, 0) if subnormals else be - 1),
+                  over.eq(be > 254 if overflow else 0)]
+        if subnormals:
+            r = Signal(range(27), reset_less=True)
+            stage += r.eq(Mux(be >= 1, 0, Mux(be < -24, 26, 1 - be)))
         neg, zero, pinf, ninf = carry(neg, zero, pinf, ninf, name="s3_")
         # 4: the extra shift, guard and sticky
         wide = Signal(nn + 26)
-        m.d.comb += wide.eq(Cat(Const(0, 26), norm) >> r)
+        m.d.comb += wide.eq(Cat(Const(0, 26), norm) >> r if subnormals
+                            else Cat(Const(0, 26), norm))
         sig = Signal(24, reset_less=True)
         guard = Signal(reset_less=True)
         sticky = Signal(reset_less=True)
@@ -294,7 +313,7 @@ class ExactNormaliser(wiring.Component):
         up = guard & (sticky | sig[0])
         code = Signal(32)
         m.d.comb += code.eq((field << 23) + sig + up)
-        inf = over | (code[23:31] == 0xFF)
+        inf = over | (code[23:31] == 0xFF) if overflow else Const(0, 1)
         result = Mux(zero, 0, Cat(Mux(inf, 0x7F800000, code[:31]), neg))
         m.d.comb += self.o.eq(Mux(pinf & ninf, 0xFFC00000,
                                   Mux(pinf, 0x7F800000, Mux(ninf, 0xFF800000, result))))
@@ -348,16 +367,32 @@ class ExactLayerPlan:
         return _w_fmt(self.layer)
 
     @property
+    def exps(self) -> np.ndarray:
+        """The exponent of every output's sum unit, ``lsb + a_j``."""
+        return alpha_exponents(self.layer) + self.window.lsb
+
+    @property
+    def exp_range(self) -> tuple[int, int]:
+        """The least and greatest of :attr:`exps` (the normaliser needs no more)."""
+        return int(self.exps.min()), int(self.exps.max())
+
+    @property
+    def exp_bits(self) -> int:
+        """Two's complement bits of the tail ROM's exponent field: enough for
+        :attr:`exp_range` (at least 2)."""
+        lo, hi = self.exp_range
+        return max(2, max(hi.bit_length(), (-lo - 1).bit_length()) + 1)
+
+    @property
     def tail_words(self) -> list[int]:
         """Per output: ``exp << (acc_bits + 2) | ninf << (acc_bits + 1) | pinf << acc_bits |
-        T(bias/alpha)`` (two's complement), with ``exp = lsb + a_j``."""
+        T(bias/alpha)`` (two's complement), with ``exp = lsb + a_j`` in :attr:`exp_bits`."""
         neg, mag, pinf, ninf = bias_terms(self.layer, self.window)
-        exps = alpha_exponents(self.layer) + self.window.lsb
-        ab = self.acc_bits
+        ab, eb = self.acc_bits, self.exp_bits
         words = []
-        for j in range(self.layer.out_features):
+        for j, e in enumerate(self.exps):
             v = -int(mag[j]) if neg[j] else int(mag[j])
-            words.append((int(exps[j]) % (1 << EXP_BITS)) << (ab + 2) | int(ninf[j]) << (ab + 1)
+            words.append((int(e) % (1 << eb)) << (ab + 2) | int(ninf[j]) << (ab + 1)
                          | int(pinf[j]) << ab | (v % (1 << ab)))
         return words
 
@@ -470,7 +505,8 @@ class ExactLayerEngine(Engine):
             m.d.sync += [h.eq(nh) for h, nh in zip(hold[:-1], hold[1:], strict=True)]
         slots = nt * C
         words = plan.tail_words
-        tail_rom = Memory(shape=EXP_BITS + 2 + ab, depth=slots,
+        eb = plan.exp_bits
+        tail_rom = Memory(shape=eb + 2 + ab, depth=slots,
                           init=words + [0] * (slots - len(words)))
         m.submodules.tail_rom = tail_rom
         tail_rd = tail_rom.read_port()
@@ -482,7 +518,7 @@ class ExactLayerEngine(Engine):
         b_n = Signal(signed(ab), reset_less=True)
         b_pf = Signal(reset_less=True)
         b_nf = Signal(reset_less=True)
-        b_exp = Signal(signed(EXP_BITS), reset_less=True)
+        b_exp = Signal(signed(eb), reset_less=True)
         b_ok = Signal()
         bias = tail_rd.data
         m.d.sync += [
@@ -492,7 +528,8 @@ class ExactLayerEngine(Engine):
             b_exp.eq(bias[ab + 2:].as_signed()),
             b_ok.eq(a_ok),
         ]
-        m.submodules.normaliser = norm = ExactNormaliser(ab, pipelined=True)
+        m.submodules.normaliser = norm = ExactNormaliser(ab, eb, pipelined=True,
+                                                         exp_range=plan.exp_range)
         m.d.comb += [norm.n.eq(b_n), norm.exp.eq(b_exp), norm.pinf.eq(b_pf),
                      norm.ninf.eq(b_nf)]
         y = Signal(F32, reset_less=True)

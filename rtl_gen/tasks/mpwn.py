@@ -49,9 +49,20 @@ def _float_metadata(model_path, data, row: dict) -> dict:
     return meta
 
 
-def _trainer(model: FloatMLP, model_path, train_data, epochs: int, seed: int,
+def _training_data(model_path, train_data) -> tuple[np.ndarray, np.ndarray] | None:
+    """The training split: ``train_data``, the digits' for the default model, else None."""
+    if train_data is not None:
+        return float_model_and_data(model_path, train_data)[1:]
+    if model_path is None:
+        train, _ = digits()
+        return train.x, train.y
+    return None
+
+
+def _trainer(model: FloatMLP, model_path, train_data, epochs: int | None, seed: int,
              accumulation: str = "sequential"):
-    """``spaces -> fine-tuned float model`` (memoized), or ``None`` for ``epochs == 0``."""
+    """``spaces -> fine-tuned float model`` (memoized), or ``None`` for ``epochs == 0``
+    (``None``: the contract's default epochs)."""
     if epochs == 0:
         return None
     try:
@@ -59,14 +70,11 @@ def _trainer(model: FloatMLP, model_path, train_data, epochs: int, seed: int,
     except ImportError as e:
         raise RtlGenError(f"--finetune needs PyTorch (pip install -e '.[torch]'), or give "
                           f"--finetune 0: {e}") from None
-    if train_data is None:
-        if model_path is not None:
-            raise RtlGenError("give --train-data (x, y) to fine-tune a model other than the "
-                              "default, or --finetune 0")
-        train, _ = digits()
-        tx, ty = train.x, train.y
-    else:
-        _, tx, ty = float_model_and_data(model_path, train_data)
+    data = _training_data(model_path, train_data)
+    if data is None:
+        raise RtlGenError("give --train-data (x, y) to fine-tune a model other than the "
+                          "default, or --finetune 0")
+    tx, ty = data
     cache: dict = {}
 
     def run(spaces):
@@ -95,16 +103,18 @@ class MPWNResult:
 
 
 def mpwn(model_path: Path | None = None, spaces: list[str] | str | None = None, *,
-         method: str = "auto", trials: int = 100, seed: int = 0, epochs: int = 30,
+         method: str = "auto", trials: int = 100, seed: int = 0, epochs: int | None = None,
          data: Path | None = None, train_data: Path | None = None, out: Path | None = None,
          accumulation: str = "sequential", progress: Progress | None = None) -> MPWNResult:
     """MPWN: score the given per-layer weight ``spaces`` (one for every layer, or one per
     layer; ``float``, ``binary``, ``ternary`` or a minifloat such as ``E4M3``), or search
     for the assignment with the best ASB score (``method``: ``auto``, ``exhaustive`` or
     ``tpe`` with ``trials``), after ``epochs`` of fine-tuning through each assignment's
-    spaces (needs PyTorch; 0: post-training only), on the ``accumulation`` contract
-    (``sequential`` fp32, or ``exact``: exact sum rounded once, in the default window; the
-    fine-tuning and the scores use it too).  With ``out``, writes the chosen network as a
+    spaces (needs PyTorch; 0: post-training only; ``None``: the contract's default,
+    :data:`rtl_gen.training.mpwn_train.RECIPES`), on the ``accumulation`` contract
+    (``sequential`` fp32, or ``exact``: exact sum rounded once, in the narrowest window that
+    changes no class on the training inputs, or on the scored inputs when there are none;
+    the fine-tuning and the scores use it too).  With ``out``, writes the chosen network as a
     float bundle there.  Progress: the loop ``"MPWN search"``.
     """
     if accumulation not in ACCUMULATIONS:
@@ -114,7 +124,9 @@ def mpwn(model_path: Path | None = None, spaces: list[str] | str | None = None, 
         bundle_name(check_output(out, folder=True))
     model, x, y = float_model_and_data(model_path, data)
     train = _trainer(model, model_path, train_data, epochs, seed, accumulation)
-    contract = {"accumulation": accumulation}
+    training = _training_data(model_path, train_data)
+    contract = {"accumulation": accumulation,
+                "calibration": x if training is None else training[0]}
     if spaces is not None:
         chosen = [s.strip() for s in spaces.split(",")] if isinstance(spaces, str) \
             else list(spaces)
@@ -135,6 +147,9 @@ def mpwn(model_path: Path | None = None, spaces: list[str] | str | None = None, 
         return MPWNResult(rows, chosen)
     out = Path(out)
     src = model if train is None else train(tuple(chosen))
+    if epochs is None and train is not None:
+        from ..training.mpwn_train import RECIPES
+        epochs = RECIPES[accumulation][0]
     meta = dict(_float_metadata(model_path, data, rows[0]), finetune_epochs=epochs)
     net = M.from_float(src, chosen, name=out.name, metadata=meta, **contract)
     return MPWNResult(rows, chosen, net, write_float_bundle(net, out))

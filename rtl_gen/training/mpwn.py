@@ -10,22 +10,27 @@ their golden model are :mod:`rtl_gen.design.float_network`.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from ..design.base import predict
 from ..design.float_network import (
     MPWN_SPACES,
     FloatLayer,
     FloatNetwork,
     _code_dtype,
     accuracy,
+    alpha_exponents,
     encode_input,
+    layer_forward,
     parse_space,
 )
 from ..errors import SpecError
+from ..numerics.exact import MAX_WIDTH, ExactWindow
 from ..numerics.minifloat import (
     MPWN_BITS,
     MinifloatFormat,
@@ -35,6 +40,7 @@ from ..numerics.minifloat import (
 from .float_model import FloatMLP
 
 __all__ = [
+    "fit_window",
     "from_float",
     "pot_alpha",
     "layer_format",
@@ -48,6 +54,13 @@ __all__ = [
 
 def _f32(a) -> np.ndarray:
     return np.asarray(a, dtype=np.float32).view(np.uint32)
+
+
+#: On the exact contract, a ternary channel whose ``alpha`` is below this share of its layer's
+#: median ``alpha`` is all zeros (its ``alpha`` the median's): its products are too small to
+#: matter, and ``bias / alpha`` of such a channel would set the whole window's ``msb``
+#: (:func:`fit_window`).
+DEAD_SCALE = 2.0 ** -10
 
 
 def pot_alpha(alpha) -> np.ndarray:
@@ -75,7 +88,10 @@ def _make_layer(name: str, space: str, w: np.ndarray, b: np.ndarray, activation:
         kept = np.maximum(keep.sum(axis=1), 1)
         alpha = np.where(keep, absw, 0).sum(axis=1) / kept
         alpha = np.where(keep.any(axis=1), alpha, absw.max(axis=1))
-        alpha = pot_alpha(alpha) if pot else alpha
+        if pot:
+            dead = alpha < DEAD_SCALE * np.median(alpha)
+            keep[dead] = False
+            alpha = pot_alpha(np.where(dead, np.median(alpha), alpha))
         codes = np.where(keep, np.where(w < 0, 3, 1), 0).astype(np.uint8)
         return FloatLayer(codes=codes, scale=_f32(alpha), **kw)
     fmt = fmt or parse_space(space)
@@ -85,12 +101,14 @@ def _make_layer(name: str, space: str, w: np.ndarray, b: np.ndarray, activation:
 
 def from_float(model: FloatMLP, spaces: Sequence[str], *, name: str = "mpwn",
                metadata: dict | None = None, accumulation: str = "sequential",
-               window=None) -> FloatNetwork:
+               window=None, calibration=None) -> FloatNetwork:
     """An MPWN network from a float MLP, one weight space per layer.
 
-    ``accumulation`` ``"exact"`` (with ``window``, default the contract's) builds the
-    network on the exact contract: binary and ternary ``alpha`` become the nearest power of
-    two (:func:`pot_alpha`).
+    ``accumulation`` ``"exact"`` builds the network on the exact contract: binary and
+    ternary ``alpha`` become the nearest power of two (:func:`pot_alpha`), dead ternary
+    channels all zeros (:data:`DEAD_SCALE`); its window is ``window``, else the narrowest
+    that changes no class on the ``calibration`` inputs (float, as the model takes them;
+    :func:`fit_window`), else the contract's default.
 
     Raises
     ------
@@ -111,9 +129,68 @@ def from_float(model: FloatMLP, spaces: Sequence[str], *, name: str = "mpwn",
     layers = [_make_layer(f"fc{i + 1}", s, w, b, "none" if i == n - 1 else "relu", pot=pot)
               for i, (s, w, b) in enumerate(zip(spaces, model.weights, model.biases,
                                                 strict=True))]
-    return FloatNetwork(name, model.in_features, model.input_scale, layers,
-                        labels=model.labels, metadata=dict(metadata or {}),
-                        accumulation=accumulation, window=window)
+    net = FloatNetwork(name, model.in_features, model.input_scale, layers,
+                       labels=model.labels, metadata=dict(metadata or {}),
+                       accumulation=accumulation, window=window)
+    if pot and window is None and calibration is not None:
+        net = dataclasses.replace(net, window=fit_window(net, net.encode(calibration)))
+    return net
+
+
+# -- the exact contract's window -------------------------------------------------------------
+
+
+def _largest_term(net: FloatNetwork, x_bits) -> float:
+    """The largest magnitude a term or ``bias / alpha`` of any layer takes on ``x_bits``
+    (the products ``x * w`` without ``alpha``, as the exact contract sums them)."""
+    h = np.asarray(x_bits)
+    top = 0.0
+    for layer in net.layers:
+        x = np.abs(h.view(np.float32).astype(np.float64))
+        x = np.where(np.isfinite(x), x, 0.0)
+        w = np.abs(layer.weight_values())
+        top = max(top, float((x.max(axis=0) * w).max()) if x.size else 0.0)
+        b = np.abs(layer.bias.view(np.float32).astype(np.float64))
+        b = np.where(np.isfinite(b), b, 0.0) * np.exp2(-alpha_exponents(layer))
+        top = max(top, float(b.max()))
+        h = layer_forward(layer, h, net.window)
+    return top
+
+
+def fit_window(net: FloatNetwork, x_bits) -> ExactWindow:
+    """The narrowest window of the exact contract that changes nothing on ``x_bits``
+    (calibration inputs, fp32 bits): ``msb`` one bit above the largest term or
+    ``bias / alpha`` of any layer (so a term up to twice the largest seen is still held),
+    ``lsb`` the highest for which every calibration input gets the class it gets in the
+    widest window (:data:`~rtl_gen.numerics.exact.MAX_WIDTH` bits) with that ``msb``.
+
+    Narrower windows make every lane, the aligner and the normaliser of the exact engine
+    smaller (:mod:`rtl_gen.hw.exact_float`): their widths follow ``msb - lsb``.
+
+    Raises
+    ------
+    ValueError
+        For a network on the sequential contract, or no calibration inputs.
+    """
+    if net.accumulation != "exact":
+        raise ValueError(f"network {net.name!r} is on the {net.accumulation} contract: only "
+                         "the exact contract has a window")
+    x_bits = np.asarray(x_bits)
+    if x_bits.ndim != 2 or not len(x_bits):
+        raise ValueError("fit_window needs at least one calibration input")
+    top = _largest_term(net, x_bits)
+    msb = (math.frexp(top)[1] if top > 0 else 0)  # 2**(msb - 1) <= top < 2**msb
+    msb = max(min(msb, 400), -400 + MAX_WIDTH)
+
+    def classes(width: int) -> np.ndarray:
+        w = ExactWindow(msb - width + 1, msb)
+        return predict(dataclasses.replace(net, window=w), x_bits)
+
+    want = classes(MAX_WIDTH)
+    for width in range(2, MAX_WIDTH):
+        if np.array_equal(classes(width), want):
+            return ExactWindow(msb - width + 1, msb)
+    return ExactWindow(msb - MAX_WIDTH + 1, msb)
 
 
 # -- scoring and search -----------------------------------------------------------------------
@@ -136,7 +213,7 @@ def search(model: FloatMLP, x, labels, *, method: str = "auto", trials: int = 10
            seed: int = 0, exhaustive_limit: int = 81,
            train: Callable[[tuple[str, ...]], FloatMLP] | None = None,
            progress: Callable[[int, int], None] | None = None,
-           accumulation: str = "sequential") -> list[dict]:
+           accumulation: str = "sequential", calibration=None) -> list[dict]:
     """Per-layer weight spaces that maximise the ASB score on ``(x, labels)``.
 
     Parameters
@@ -153,6 +230,9 @@ def search(model: FloatMLP, x, labels, *, method: str = "auto", trials: int = 10
     accumulation:
         The contract the candidates are built and scored on (``"sequential"`` or
         ``"exact"``, see :func:`from_float`).
+    calibration:
+        On the exact contract, the inputs each candidate's window is fit on
+        (:func:`from_float`).
 
     Returns
     -------
@@ -176,7 +256,8 @@ def search(model: FloatMLP, x, labels, *, method: str = "auto", trials: int = 10
     def evaluate(spaces: tuple[str, ...]) -> dict:
         if spaces not in rows:
             src = model if train is None else train(spaces)
-            rows[spaces] = score(from_float(src, spaces, accumulation=accumulation), x_bits,
+            rows[spaces] = score(from_float(src, spaces, accumulation=accumulation,
+                                            calibration=calibration), x_bits,
                                  labels)
         return rows[spaces]
 
