@@ -23,12 +23,16 @@ add/subtract/skip lanes behind one aligner and one normaliser per layer,
 ``both`` (the default).  The sequential fp32 network is always measured: it is the reference
 of every ratio (the JSON's ``vs_sequential_fp32`` fields: LUT4, FF and LUT4+FF); on the exact
 contract, float and minifloat layers have a significand multiplier and a shifter per lane.
-``--fmax`` places and routes once (a single nextpnr seed).
+``--fmax`` places and routes with nextpnr seeds ``1..--fmax-seeds`` (5) and reports the
+median.  Every assignment is fine-tuned with seeds ``0..--accuracy-seeds - 1`` (5): the
+table gives seed 0's accuracy (its network is the one synthesized) and the seeds' mean and
+least.  On the exact contract the window is :func:`rtl_gen.training.mpwn.fit_window`'s on the
+training split.
 
 The reduced-float sweep prints accuracy against total weight bits for ``E`` around the
 recommended exponent width and ``M = 0..7``.
 
-Run ``python benchmarks/mpwn.py [--jobs N] [--epochs 30] [--fmax] [--nodsp]
+Run ``python benchmarks/mpwn.py [--jobs N] [--epochs N] [--fmax] [--nodsp]
 [--accumulation both] [--out DIR]``: it prints
 Markdown tables and writes ``mpwn.md`` and ``mpwn.json`` into ``--out`` (default
 ``benchmarks/results``).  Synthesis results are cached under ``build/flow``.
@@ -44,6 +48,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from rtl_gen.data.digits import digits
@@ -53,7 +58,7 @@ from rtl_gen.flow.synth import (
     DEFAULT_WORKDIR,
     FlowError,
     component_verilog,
-    place_and_route,
+    place_and_route_seeds,
     synth,
     tool_versions,
 )
@@ -74,8 +79,10 @@ def timings(net: float_network.FloatNetwork, lanes: int) -> list:
     return [timing(layer, lanes) for layer in net.layers]
 
 
-def measure(net: float_network.FloatNetwork, workdir: Path, fmax: bool, nodsp: bool,
+def measure(net: float_network.FloatNetwork, workdir: Path, fmax: int, nodsp: bool,
             lanes: int) -> dict:
+    """LUT4 (carry cells as 2), FF, DSP, BRAM; with ``nodsp`` the LUT4 of an all-fabric
+    build; with ``fmax`` seeds the median Fmax over nextpnr seeds ``1..fmax``."""
     engine = FloatNetworkEngine(net, lanes)
     top = f"fnet_{net.name}".replace("-", "_").replace("/", "_")
     verilog = component_verilog(engine, top)
@@ -87,7 +94,9 @@ def measure(net: float_network.FloatNetwork, workdir: Path, fmax: bool, nodsp: b
             lut_only = synth(verilog, top, DEVICE, workdir=workdir, dsp=False, pack=False)
             out["lut4_nodsp"] = lut_only.lut4 + 2 * lut_only.carry
         if fmax:
-            out["fmax"] = round(place_and_route(verilog, top, DEVICE, workdir=workdir).fmax, 1)
+            sweep = place_and_route_seeds(verilog, top, DEVICE, workdir=workdir, seeds=fmax)
+            out["fmax"] = round(sweep.fmax, 1)
+            out["fmax_per_seed"] = [round(f, 1) for f in sweep.fmax_per_seed]
         return out
     except FlowError as e:
         return {"error": str(e).splitlines()[0]}
@@ -99,46 +108,56 @@ def ratio(ref, v) -> str:
     return f"{ref / v:.2f}x" if v else ("= (0)" if ref == 0 else "no DSP")
 
 
-def reference(rows: list[dict]) -> dict:
-    """The sequential fp32 network's resources, the reference of every ratio."""
-    return next(r for r in rows if r["spaces"] == "float/float"
-                and r["accumulation"] == "sequential")["hw"]
+def reference(rows: list[dict], accumulation: str = "sequential") -> dict | None:
+    """The fp32 network's resources on ``accumulation`` (the sequential one is the reference
+    of every ratio), or None when it was not measured."""
+    return next((r["hw"] for r in rows if r["spaces"] == "float/float"
+                 and r["accumulation"] == accumulation), None)
 
 
 def add_ratios(rows: list[dict]) -> None:
-    """``vs_sequential_fp32``: the sequential fp32 network's LUT4, FF and LUT4+FF over each
-    row's (``None`` where not measured)."""
-    ref = reference(rows)
-    for r in rows:
-        hw = r["hw"]
-        if "error" in hw or "error" in ref:
-            r["vs_sequential_fp32"] = None
-            continue
-        r["vs_sequential_fp32"] = {
-            "lut4": round(ref["lut4"] / hw["lut4"], 3), "ff": round(ref["ff"] / hw["ff"], 3),
-            "lut4_ff": round((ref["lut4"] + ref["ff"]) / (hw["lut4"] + hw["ff"]), 3)}
+    """``vs_sequential_fp32`` and ``vs_exact_fp32``: the fp32 network's LUT4, FF and LUT4+FF
+    on either contract over each row's (``None`` where not measured)."""
+    for field, contract in (("vs_sequential_fp32", "sequential"), ("vs_exact_fp32", "exact")):
+        ref = reference(rows, contract)
+        for r in rows:
+            hw = r["hw"]
+            if ref is None or "error" in hw or "error" in ref:
+                r[field] = None
+                continue
+            r[field] = {
+                "lut4": round(ref["lut4"] / hw["lut4"], 3), "ff": round(ref["ff"] / hw["ff"], 3),
+                "lut4_ff": round((ref["lut4"] + ref["ff"]) / (hw["lut4"] + hw["ff"]), 3)}
 
 
 def markdown(rows: list[dict]) -> str:
     ref = reference(rows)
-    head = ("| weight spaces | accumulation | accuracy | sparsity | weight bits | ASB | LUT4 | "
-            "FF | DSP | LUT4 (no DSP) | Fmax (MHz) | cycles / inference | interval | "
-            "fp32 sequential / this: LUT4 | FF | LUT4+FF | DSP | LUT4 (no DSP) |")
-    lines = [head, "|" + "---|" * 19]
+    exact = reference(rows, "exact") or {}
+    head = ("| weight spaces | accumulation | window | accuracy | seeds: mean (min) | sparsity | "
+            "weight bits | ASB | LUT4 | FF | DSP | LUT4 (no DSP) | Fmax (MHz) | "
+            "cycles / inference | interval | fp32 sequential / this: LUT4 | FF | LUT4+FF | DSP "
+            "| LUT4 (no DSP) | fp32 exact / this: LUT4+FF |")
+    lines = [head, "|" + "---|" * 21]
     for r in rows:
         hw = r["hw"]
+        window = "" if r.get("window") is None else \
+            f"{r['window']['lsb']}..{r['window']['msb']}"
+        seeds = r.get("accuracy_seeds") or []
+        spread = f"{100 * np.mean(seeds):.2f}% ({100 * min(seeds):.2f}%)" if seeds else ""
         if "error" in hw:
-            lines.append(f"| {r['spaces']} | {r['accumulation']} | "
-                         f"{100 * r['accuracy']:.2f}% | {hw['error']} |")
+            lines.append(f"| {r['spaces']} | {r['accumulation']} | {window} | "
+                         f"{100 * r['accuracy']:.2f}% | {spread} | {hw['error']} |")
             continue
-        cells = [r["spaces"], r["accumulation"], f"{100 * r['accuracy']:.2f}%",
+        cells = [r["spaces"], r["accumulation"], window, f"{100 * r['accuracy']:.2f}%", spread,
                  f"{100 * r['sparsity']:.1f}%", r["bits"], f"{r['asb']:.4f}", hw["lut4"],
                  hw["ff"], hw["dsp"], hw.get("lut4_nodsp", ""), hw.get("fmax", ""),
                  r["latency"], r["interval"],
                  ratio(ref.get("lut4"), hw["lut4"]), ratio(ref.get("ff"), hw["ff"]),
                  ratio(ref.get("lut4", 0) + ref.get("ff", 0), hw["lut4"] + hw["ff"]),
                  ratio(ref.get("dsp"), hw["dsp"]),
-                 ratio(ref.get("lut4_nodsp"), hw.get("lut4_nodsp"))]
+                 ratio(ref.get("lut4_nodsp"), hw.get("lut4_nodsp")),
+                 ratio(exact.get("lut4", 0) + exact.get("ff", 0) or None,
+                       hw["lut4"] + hw["ff"])]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -154,9 +173,15 @@ def sweep_markdown(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=1, help="parallel synthesis runs")
-    parser.add_argument("--epochs", type=int, default=30,
-                        help="fine-tuning epochs per assignment (0: post-training only)")
-    parser.add_argument("--fmax", action="store_true", help="also place and route (Fmax)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="fine-tuning epochs per assignment (0: post-training only; "
+                        "default: the contract's, mpwn_train.RECIPES)")
+    parser.add_argument("--accuracy-seeds", type=int, default=5,
+                        help="fine-tune each assignment with seeds 0..N-1 and report the "
+                        "accuracies' mean and least (the hardware is seed 0's)")
+    parser.add_argument("--fmax", action="store_true",
+                        help="also place and route (median Fmax over --fmax-seeds)")
+    parser.add_argument("--fmax-seeds", type=int, default=5, help="nextpnr seeds for --fmax")
     parser.add_argument("--nodsp", action="store_true",
                         help="also synthesize with every multiplier in LUT4s")
     parser.add_argument("--lanes", type=int, default=LANES, help="lanes per layer")
@@ -172,13 +197,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="output file names (default mpwn, or mpwn-<N>lanes)")
     parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
     args = parser.parse_args(argv)
-    if args.epochs < 0 or args.jobs < 1 or args.lanes < 1:
-        parser.error("--epochs must be >= 0, --jobs and --lanes >= 1")
+    if (args.epochs is not None and args.epochs < 0) or min(
+            args.jobs, args.lanes, args.accuracy_seeds, args.fmax_seeds) < 1:
+        parser.error("--epochs must be >= 0, --jobs, --lanes, --accuracy-seeds and "
+                     "--fmax-seeds >= 1")
     start = time.time()
     model = load_float_model(WEIGHTS_DIR / FLOAT_MODEL_NAME)
     train, test = digits()
-    if args.epochs:
-        from rtl_gen.training.mpwn_train import finetune
+    if args.epochs != 0:
+        from rtl_gen.training.mpwn_train import RECIPES, finetune
 
     nets, rows = [], []
     assignments = list(itertools.product(float_network.MPWN_SPACES, repeat=len(model.weights)))
@@ -193,12 +220,18 @@ def main(argv: list[str] | None = None) -> int:
     jobs_list = [(c, a) for c in contracts for a in assignments]
     if "sequential" not in contracts:
         jobs_list.insert(0, ("sequential", ("float",) * len(model.weights)))
+    seed_accuracy = []
     for contract, spaces in tqdm(jobs_list, desc="fine-tuning", file=sys.stderr):
-        src = finetune(model, spaces, train.x, train.y, epochs=args.epochs,
-                       accumulation=contract) if args.epochs else model
         tag = "" if contract == "sequential" else "-exact"
-        nets.append(mpwn.from_float(src, spaces, name="-".join(spaces) + tag,
-                                    accumulation=contract))
+        built = []
+        for seed in range(args.accuracy_seeds if args.epochs != 0 else 1):
+            src = finetune(model, spaces, train.x, train.y, epochs=args.epochs, seed=seed,
+                           accumulation=contract) if args.epochs != 0 else model
+            built.append(mpwn.from_float(src, spaces, name="-".join(spaces) + tag,
+                                         accumulation=contract, calibration=train.x))
+        nets.append(built[0])
+        seed_accuracy.append([float_network.accuracy(n, n.encode(test.x), test.y)
+                              for n in built])
     sweep_e = mpwn.recommend_format(model)
     sweep, best = [], None
     if not args.skip_sweep:
@@ -213,11 +246,14 @@ def main(argv: list[str] | None = None) -> int:
         x = net.encode(test.x)
         ts = timings(net, args.lanes)
         rows.append(dict(mpwn.score(net, x, test.y), accumulation=net.accumulation,
+                         window=None if net.window is None else net.window.to_json(),
                          latency=sum(t.batch_cycles for t in ts),
                          interval=network_interval(ts, net.in_features)))
+    for row, accs in zip(rows, seed_accuracy, strict=False):
+        row["accuracy_seeds"] = accs
     with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        jobs = {pool.submit(measure, net, args.workdir, args.fmax, args.nodsp,
-                                                args.lanes): row
+        jobs = {pool.submit(measure, net, args.workdir, args.fmax_seeds if args.fmax else 0,
+                            args.nodsp, args.lanes): row
                 for net, row in zip(nets, rows, strict=True)}
         for fut in tqdm(concurrent.futures.as_completed(jobs), total=len(jobs),
                         desc="synthesis", file=sys.stderr):
@@ -233,18 +269,23 @@ def main(argv: list[str] | None = None) -> int:
         f"{best['format']}, {best['bits']} bits, {100 * best['accuracy']:.2f}%\n")
     print(table + ("" if args.skip_sweep else "\n" + sweep_table + "\n" + summary), end="")
     args.out.mkdir(parents=True, exist_ok=True)
+    recipe = "not at all" if args.epochs == 0 else f"{args.epochs} epochs" if args.epochs \
+        else "as its contract's recipe (" + ", ".join(
+            f"{c} {e} epochs at lr {lr:g}" for c, (e, lr) in RECIPES.items()) + ")"
     note = ("# MPWN and reduced-float weights: accuracy, ASB, resources, cycles\n\n"
             f"Generated by `python benchmarks/mpwn.py {' '.join(argv or sys.argv[1:])}`: the "
             "digits "
-            f"MLP 64-32-10, every weight-space assignment fine-tuned {args.epochs} epochs "
-            "through its spaces, accuracy on the 360 test images (golden model, fp32); "
+            f"MLP 64-32-10, every weight-space assignment fine-tuned {recipe} through its "
+            "spaces, accuracy on the 360 test images (golden model, fp32) of seed 0's "
+            f"network and over seeds 0-{args.accuracy_seeds - 1}; "
             f"float network engine with {args.lanes} lanes per layer synthesized by Yosys for the "
             "LFE5U-85F (LUT4/FF/DSP with DSP multipliers; \"no DSP\", when measured: every "
             "multiplier in LUT4s; each CCU2C carry cell counted as the 2 LUT4 it holds; "
-            "Fmax, when measured, from one nextpnr seed); "
+            f"Fmax, when measured, the median of nextpnr seeds 1-{args.fmax_seeds}); "
             "cycles from the cycle model the cocotb tests hold the hardware to. Accumulation: "
             "sequential fp32 adders, or the exact contract (window sum, rounded once; "
-            "power-of-two alpha). Unless the sweep was skipped, the last row "
+            "power-of-two alpha; the window the narrowest that changes no class on the "
+            "training split, `mpwn.fit_window`). Unless the sweep was skipped, the last row "
             "is the smallest reduced-float weight format within 0.5 point of fp32 (no "
             "fine-tuning).\n\n")
     stem = args.out / (args.stem or ("mpwn" if args.lanes == LANES
@@ -255,7 +296,9 @@ def main(argv: list[str] | None = None) -> int:
     stem.with_suffix(".json").write_text(json.dumps(
         {"rows": mp_rows, "sweep": sweep, "recommended_exp_bits": sweep_e, "best": best,
          "epochs": args.epochs, "lanes": args.lanes, "accumulation": args.accumulation,
-         "fmax_seeds": 1 if args.fmax else 0, "device": DEVICE, "tools": tool_versions(),
+         "accuracy_seeds": args.accuracy_seeds,
+         "fmax_seeds": args.fmax_seeds if args.fmax else 0, "device": DEVICE,
+         "tools": tool_versions(),
          "seconds": round(time.time() - start)}, indent=1) + "\n")
     print(f"\n{len(rows)} networks in {time.time() - start:.0f} s", file=sys.stderr)
     return 0

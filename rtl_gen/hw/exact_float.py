@@ -35,7 +35,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-from amaranth import Cat, Const, Module, Mux, Signal, signed
+from amaranth import Cat, Const, Module, Mux, Signal, Value, signed
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -154,12 +154,15 @@ class ExactAligner(wiring.Component):
 
 class ProductAligner(wiring.Component):
     """An fp32 activation times a float or minifloat weight, exactly, into the window
-    (:func:`rtl_gen.numerics.exact.product_terms`), combinational: one lane's multiplier
-    and shifter.
+    (:func:`rtl_gen.numerics.exact.product_terms`): one lane's multiplier and shifter.
 
     The significand product ``P`` (``24 x (M+1)`` bits) is shifted by the sum of the two
     exponent fields and the window is a constant slice, as in :class:`ExactAligner`; a
     shift that puts ``P``'s bit 0 above the window is an overflow of any nonzero ``P``.
+    ``P`` is the sum of partial products of at most 17 x 17 bits (one hard multiplier
+    each).  Combinational (``LATENCY`` 0), or with ``pipelined`` three registers
+    (``LATENCY`` 3): the operands' fields, the partial products, ``P``; the shift and slice
+    follow the last.
 
     Members
     -------
@@ -171,8 +174,13 @@ class ProductAligner(wiring.Component):
         As :class:`ExactAligner`; a zero weight gives ``mag = big = nan = 0``.
     """
 
-    def __init__(self, window: ExactWindow, w_fmt: FloatFormat):
+    #: Bits of the low part of a split significand (a hard multiplier takes 18 x 18 signed).
+    SPLIT = 17
+
+    def __init__(self, window: ExactWindow, w_fmt: FloatFormat, *, pipelined: bool = False):
         self.window, self.w_fmt = window, w_fmt
+        self.pipelined = pipelined
+        self.LATENCY = 3 if pipelined else 0
         super().__init__({"x": In(F32), "w": In(w_fmt.width), "sign": Out(1),
                           "mag": Out(window.width), "big": Out(1), "nan": Out(1)})
 
@@ -180,29 +188,56 @@ class ProductAligner(wiring.Component):
         m = Module()
         win, f = self.window, self.w_fmt
         width = win.width
-        ex, manx = self.x[23:31], self.x[:23]
-        sigx = Cat(manx, ex != 0)
-        ew, manw = self.w[f.man_bits:f.width - 1], self.w[:f.man_bits]
-        sigw = Cat(manw, ew != 0)
-        prod = Signal(24 + f.man_bits + 1)
-        m.d.comb += prod.eq(sigx * sigw)
-        top = ex == 0xFF
-        nz = sigw != 0
-        nan = top & (manx != 0) & nz
+
+        def stage(values, name):
+            """``values`` through one pipeline register each (as they are when
+            combinational)."""
+            if not self.pipelined:
+                return values
+            out = []
+            for i, v in enumerate(values):
+                v = Value.cast(v)
+                r = Signal(v.shape(), name=f"{name}{i}", reset_less=True)
+                m.d.sync += r.eq(v)
+                out.append(r)
+            return out
+
         # Bit i of P << (max(ex, 1) + max(ew, 1)) is worth 2**(i - 150 - bias_w - M_w):
         # window bit j is bit lsb + 150 + bias_w + M_w + j.
         base = win.lsb + 150 + f.bias + f.man_bits
         pad = max(0, -base)
         hi = base + pad + width  # the first bit above the window
-        amount = Signal(range(max(hi + 2, 2)))
+        ex, manx = self.x[23:31], self.x[:23]
+        ew, manw = self.w[f.man_bits:f.width - 1], self.w[:f.man_bits]
         total = Mux(ex == 0, 1, ex) + Mux(ew == 0, 1, ew)
+        amount = Signal(range(max(hi + 2, 2)))
         m.d.comb += amount.eq(Mux(total > hi + 1, hi + 1, total))
+        # 0: the operands' fields
+        sigx, sigw, amount, beyond, top, nanx, sign = stage(
+            [Cat(manx, ex != 0), Cat(manw, ew != 0), amount, total > hi, ex == 0xFF,
+             manx != 0, self.x[31] ^ self.w[f.width - 1]], "op")
+        # 1: partial products of at most SPLIT x SPLIT bits
+        k = self.SPLIT
+        xs = [(sigx[:k], 0), (sigx[k:], k)]
+        ws = [(sigw[:k], 0), (sigw[k:], k)] if len(sigw) > k else [(sigw, 0)]
+        parts = stage([a * b for a, _ in xs for b, _ in ws], "part")
+        nz = sigw != 0
+        shifts = [sa + sb for _, sa in xs for _, sb in ws]
+        amount, beyond, top, nanx, sign, nz = stage([amount, beyond, top, nanx, sign, nz],
+                                                    "part_f")
+        # 2: the product
+        prod = Signal(24 + f.man_bits + 1)
+        m.d.comb += prod.eq(sum(p << s for p, s in zip(parts, shifts, strict=True)))
+        prod, amount, beyond, top, nanx, sign, nz = stage(
+            [prod, amount, beyond, top, nanx, sign, nz], "prod")
+        # the shift, the window a constant slice
+        nan = top & nanx & nz
         shifted = Signal(hi + 1 + len(prod))
         m.d.comb += shifted.eq(Cat(Const(0, pad), prod) << amount)
-        over = (prod != 0) & ((total > hi) | (shifted[hi:] != 0))
+        over = (prod != 0) & (beyond | (shifted[hi:] != 0))
         big = nz & (top | over)
         m.d.comb += [
-            self.sign.eq(self.x[31] ^ self.w[f.width - 1]),
+            self.sign.eq(sign),
             self.big.eq(big & ~nan),
             self.nan.eq(nan),
             self.mag.eq(Mux(big | ~nz, 0, shifted[base + pad:hi])),
@@ -324,8 +359,12 @@ class ExactNormaliser(wiring.Component):
 
 
 #: Registers from the memories' answer to the lanes' sums: the activation, the aligned
-#: magnitude, its two signs.
+#: magnitude, its two signs (binary and ternary layers).
 ARRAY_LATENCY = 3
+
+#: The same in float and minifloat layers: the product aligner's three (the operands'
+#: fields, the partial products, the product), the signed term.
+PRODUCT_LATENCY = 4
 
 #: Tail registers: the read register, the bias sum, the normaliser's four, the result.
 TAIL_STAGES = 7
@@ -333,9 +372,11 @@ TAIL_STAGES = 7
 
 def exact_layer_timing(layer: FloatLayer, lanes: int) -> LayerTiming:
     """The cycle model of an exact layer on ``lanes`` lanes: one input a step,
-    :data:`ARRAY_LATENCY` registers to the sums, :data:`TAIL_STAGES` in the tail."""
+    :data:`ARRAY_LATENCY` (binary, ternary) or :data:`PRODUCT_LATENCY` (float, minifloat)
+    registers to the sums, :data:`TAIL_STAGES` in the tail."""
+    latency = ARRAY_LATENCY if layer.space in EXACT_SPACES else PRODUCT_LATENCY
     return LayerTiming(k=layer.in_features, n=layer.out_features, rows=1, cols=lanes,
-                       lanes=1, array_latency=ARRAY_LATENCY, drain_stages=TAIL_STAGES,
+                       lanes=1, array_latency=latency, drain_stages=TAIL_STAGES,
                        drain_gap=0, pickup=0)
 
 
@@ -468,16 +509,17 @@ class ExactLayerEngine(Engine):
         banks.read(m, seq.cbank, seq.step)
         m.d.comb += rom_rd.addr.eq(seq.word)
 
-        # memories answer a cycle later: the activation registered; then (binary, ternary)
-        # the shared aligner, its magnitude registered, then with both signs; or (float,
-        # minifloat) each lane's product aligner, registered, then its signed term
+        # memories answer a cycle later: (binary, ternary) the activation registered, the
+        # shared aligner, its magnitude registered, then with both signs; or (float,
+        # minifloat) each lane's pipelined product aligner on the memories' answer, then its
+        # signed term
         v1, f1, l1 = delayed(m, issue, first, last, name="step_d")
         x_q = Signal(F32, reset_less=True)
         codes1 = Signal(C * wb, reset_less=True)
         m.d.sync += [x_q.eq(banks.data(0)), codes1.eq(rom_rd.data)]
-        v2, f2, l2 = delayed(m, v1, f1, l1, stages=ARRAY_LATENCY, name="align_d")
+        v2, f2, l2 = delayed(m, v1, f1, l1, stages=t.array_latency, name="align_d")
         terms = self._shared_terms(m, x_q, codes1) if layer.space in EXACT_SPACES \
-            else self._product_terms(m, x_q, codes1)
+            else self._product_terms(m, banks.data(0), rom_rd.data)
 
         sums = []
         for c, (term, tp, tn) in enumerate(terms):
@@ -581,26 +623,24 @@ class ExactLayerEngine(Engine):
                         nz & (x_nan | (x_big & minus))))
         return out
 
-    def _product_terms(self, m, x_q, codes1):
-        """Float and minifloat lanes: each its product aligner (multiplier and shifter),
-        registered, then its signed term and flags, two cycles after ``x_q``."""
+    def _product_terms(self, m, x, codes):
+        """Float and minifloat lanes: each its pipelined product aligner (multiplier and
+        shifter) on the memories' answer ``x`` and ``codes``, then its signed term and flags
+        registered: :data:`PRODUCT_LATENCY` registers."""
         plan = self._plan
         wb, ab = plan.w_bits, plan.acc_bits
         out = []
         for c in range(plan.lanes):
-            pa = ProductAligner(plan.window, plan.w_fmt)
+            pa = ProductAligner(plan.window, plan.w_fmt, pipelined=True)
+            assert pa.LATENCY + 1 == PRODUCT_LATENCY
             m.submodules[f"product{c}"] = pa
-            m.d.comb += [pa.x.eq(x_q), pa.w.eq(codes1[c * wb:(c + 1) * wb])]
-            mag = Signal(plan.window.width, name=f"mag{c}", reset_less=True)
-            sign = Signal(name=f"sign{c}", reset_less=True)
-            big = Signal(name=f"big{c}", reset_less=True)
-            nan = Signal(name=f"nan{c}", reset_less=True)
-            m.d.sync += [mag.eq(pa.mag), sign.eq(pa.sign), big.eq(pa.big), nan.eq(pa.nan)]
+            m.d.comb += [pa.x.eq(x), pa.w.eq(codes[c * wb:(c + 1) * wb])]
             term = Signal(signed(ab), name=f"term{c}", reset_less=True)
             tp = Signal(name=f"tpinf{c}", reset_less=True)
             tn = Signal(name=f"tninf{c}", reset_less=True)
-            m.d.sync += [term.eq(Mux(sign, -mag, mag)), tp.eq(nan | (big & ~sign)),
-                         tn.eq(nan | (big & sign))]
+            m.d.sync += [term.eq(Mux(pa.sign, -pa.mag, pa.mag)),
+                         tp.eq(pa.nan | (pa.big & ~pa.sign)),
+                         tn.eq(pa.nan | (pa.big & pa.sign))]
             out.append((term, tp, tn))
         return out
 
