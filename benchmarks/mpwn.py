@@ -74,9 +74,35 @@ LANES = 4
 TOLERANCE = 0.005
 
 
-def timings(net: float_network.FloatNetwork, lanes: int) -> list:
+def timings(net: float_network.FloatNetwork, lanes) -> list:
+    """The layers' cycle models on ``lanes`` (one count, or one per layer)."""
     timing = exact_layer_timing if net.accumulation == "exact" else layer_timing
-    return [timing(layer, lanes) for layer in net.layers]
+    lanes = [lanes] * len(net.layers) if isinstance(lanes, int) else lanes
+    return [timing(layer, c) for layer, c in zip(net.layers, lanes, strict=True)]
+
+
+#: Lanes per layer tried for the equal-area latency, each capped at the layer's outputs.
+LANE_LADDER = ((4, 4), (8, 4), (8, 8), (16, 8), (16, 16), (32, 16), (64, 16))
+
+
+def equal_area(net: float_network.FloatNetwork, budget: int, workdir: Path) -> dict:
+    """``net`` synthesized on every lane count of :data:`LANE_LADDER`, and the one of least
+    latency (cycles per inference, the cycle model) whose LUT4 is at most ``budget``."""
+    points = []
+    for ladder in LANE_LADDER:
+        lanes = tuple(min(c, layer.out_features) for c, layer in zip(ladder, net.layers,
+                                                                        strict=True))
+        if any(p["lanes"] == list(lanes) for p in points):
+            continue
+        hw = measure(net, workdir, 0, False, lanes)
+        ts = timings(net, lanes)
+        points.append({"lanes": list(lanes), "lut4": hw.get("lut4"), "ff": hw.get("ff"),
+                       "latency": sum(t.batch_cycles for t in ts),
+                       "interval": network_interval(ts, net.in_features)})
+    fits = [p for p in points if p["lut4"] is not None and p["lut4"] <= budget]
+    best = min(fits, key=lambda p: p["latency"]) if fits else None
+    return {"spaces": "/".join(net.spaces), "lut4_budget": budget, "points": points,
+            "chosen": best}
 
 
 def measure(net: float_network.FloatNetwork, workdir: Path, fmax: int, nodsp: bool,
@@ -159,6 +185,19 @@ def markdown(rows: list[dict]) -> str:
                  ratio(exact.get("lut4", 0) + exact.get("ff", 0) or None,
                        hw["lut4"] + hw["ff"])]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def area_markdown(area: dict) -> str:
+    lines = [f"Equal LUT4: {area['spaces']} (exact) on more lanes, against the sequential fp32 "
+             f"network's {area['lut4_budget']} LUT4 and {area['fp32_latency']} cycles per "
+             "inference:", "", "| lanes | LUT4 | FF | cycles / inference | interval | "
+             "fp32 latency / this |", "|---|---|---|---|---|---|"]
+    for p in area["points"]:
+        mark = " (chosen)" if p is area["chosen"] else ""
+        lines.append(f"| {'x'.join(map(str, p['lanes']))}{mark} | {p['lut4']} | {p['ff']} | "
+                     f"{p['latency']} | {p['interval']} | "
+                     f"{area['fp32_latency'] / p['latency']:.2f}x |")
     return "\n".join(lines) + "\n"
 
 
@@ -262,6 +301,18 @@ def main(argv: list[str] | None = None) -> int:
     mp_rows = sorted(rows[:n_mp], key=lambda r: (r["accumulation"], -r["asb"])) + rows[n_mp:]
     add_ratios(mp_rows)
     table = markdown(mp_rows)
+    area = None
+    ref = reference(mp_rows)
+    exact_rows = [r for r in rows[:n_mp] if r["accumulation"] == "exact"]
+    if exact_rows and ref is not None and "error" not in ref:
+        top = max(exact_rows, key=lambda r: r["asb"])
+        area = equal_area(nets[rows.index(top)], ref["lut4"], args.workdir)
+        fp32 = next(r for r in rows if r["spaces"] == "float/float"
+                    and r["accumulation"] == "sequential")
+        area["fp32_latency"] = fp32["latency"]
+        if area["chosen"] is not None:
+            area["latency_ratio"] = round(fp32["latency"] / area["chosen"]["latency"], 2)
+        table += "\n" + area_markdown(area)
     sweep_table = sweep_markdown(sweep)
     summary = "" if best is None else (
         f"recommended exponent width {sweep_e}; smallest format within "
@@ -294,7 +345,8 @@ def main(argv: list[str] | None = None) -> int:
                                              + "\n" + summary)
     stem.with_suffix(".md").write_text(note + table + sweep_part)
     stem.with_suffix(".json").write_text(json.dumps(
-        {"rows": mp_rows, "sweep": sweep, "recommended_exp_bits": sweep_e, "best": best,
+        {"rows": mp_rows, "equal_area": area, "sweep": sweep,
+         "recommended_exp_bits": sweep_e, "best": best,
          "epochs": args.epochs, "lanes": args.lanes, "accumulation": args.accumulation,
          "accuracy_seeds": args.accuracy_seeds,
          "fmax_seeds": args.fmax_seeds if args.fmax else 0, "device": DEVICE,
