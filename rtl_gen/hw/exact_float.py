@@ -160,9 +160,10 @@ class ProductAligner(wiring.Component):
     exponent fields and the window is a constant slice, as in :class:`ExactAligner`; a
     shift that puts ``P``'s bit 0 above the window is an overflow of any nonzero ``P``.
     ``P`` is the sum of partial products of at most 17 x 17 bits (one hard multiplier
-    each).  Combinational (``LATENCY`` 0), or with ``pipelined`` three registers
-    (``LATENCY`` 3): the operands' fields, the partial products, ``P``; the shift and slice
-    follow the last.
+    each).  Combinational (``LATENCY`` 0), or with ``pipelined`` five registers
+    (``LATENCY`` 5): the operands, their fields, the partial products, ``P``, the shifted
+    window and the bits above it ORed by fours; the overflow and the zeroing follow the
+    last.
 
     Members
     -------
@@ -180,7 +181,7 @@ class ProductAligner(wiring.Component):
     def __init__(self, window: ExactWindow, w_fmt: FloatFormat, *, pipelined: bool = False):
         self.window, self.w_fmt = window, w_fmt
         self.pipelined = pipelined
-        self.LATENCY = 3 if pipelined else 0
+        self.LATENCY = 5 if pipelined else 0
         super().__init__({"x": In(F32), "w": In(w_fmt.width), "sign": Out(1),
                           "mag": Out(window.width), "big": Out(1), "nan": Out(1)})
 
@@ -207,16 +208,20 @@ class ProductAligner(wiring.Component):
         base = win.lsb + 150 + f.bias + f.man_bits
         pad = max(0, -base)
         hi = base + pad + width  # the first bit above the window
-        ex, manx = self.x[23:31], self.x[:23]
-        ew, manw = self.w[f.man_bits:f.width - 1], self.w[:f.man_bits]
-        total = Mux(ex == 0, 1, ex) + Mux(ew == 0, 1, ew)
+        # 0: the operands (the memories' slow outputs go straight into registers)
+        x, w = stage([self.x, self.w], "in")
+        ex, manx = x[23:31], x[:23]
+        ew, manw = w[f.man_bits:f.width - 1], w[:f.man_bits]
+        # 1: their fields (a subnormal's exponent is that of the smallest normal)
+        sigx, sigw, ex, ew, sign = stage(
+            [Cat(manx, ex != 0), Cat(manw, ew != 0), Mux(ex == 0, 1, ex), Mux(ew == 0, 1, ew),
+             x[31] ^ w[f.width - 1]], "op")
+        top, nanx = ex == 0xFF, sigx[:23] != 0
+        total = ex + ew
         amount = Signal(range(max(hi + 2, 2)))
         m.d.comb += amount.eq(Mux(total > hi + 1, hi + 1, total))
-        # 0: the operands' fields
-        sigx, sigw, amount, beyond, top, nanx, sign = stage(
-            [Cat(manx, ex != 0), Cat(manw, ew != 0), amount, total > hi, ex == 0xFF,
-             manx != 0, self.x[31] ^ self.w[f.width - 1]], "op")
-        # 1: partial products of at most SPLIT x SPLIT bits
+        beyond = total > hi
+        # 2: partial products of at most SPLIT x SPLIT bits
         k = self.SPLIT
         xs = [(sigx[:k], 0), (sigx[k:], k)]
         ws = [(sigw[:k], 0), (sigw[k:], k)] if len(sigw) > k else [(sigw, 0)]
@@ -225,22 +230,27 @@ class ProductAligner(wiring.Component):
         shifts = [sa + sb for _, sa in xs for _, sb in ws]
         amount, beyond, top, nanx, sign, nz = stage([amount, beyond, top, nanx, sign, nz],
                                                     "part_f")
-        # 2: the product
+        # 3: the product
         prod = Signal(24 + f.man_bits + 1)
         m.d.comb += prod.eq(sum(p << s for p, s in zip(parts, shifts, strict=True)))
-        prod, amount, beyond, top, nanx, sign, nz = stage(
-            [prod, amount, beyond, top, nanx, sign, nz], "prod")
-        # the shift, the window a constant slice
-        nan = top & nanx & nz
+        prod, amount, beyond, top, nanx, sign, nz, xz = stage(
+            [prod, amount, beyond, top, nanx, sign, nz, sigx == 0], "prod")
+        # 4: the shift, the window a constant slice, the bits above it ORed by fours
         shifted = Signal(hi + 1 + len(prod))
         m.d.comb += shifted.eq(Cat(Const(0, pad), prod) << amount)
-        over = (prod != 0) & (beyond | (shifted[hi:] != 0))
+        upper = shifted[hi:]
+        groups = Cat(*(upper[i:i + 4].any() for i in range(0, len(upper), 4)))
+        window_bits, groups, beyond, top, nanx, sign, nz, xz = stage(
+            [shifted[base + pad:hi], groups, beyond, top, nanx, sign, nz, xz], "shift")
+        # a nonzero product (x not zero, given a nonzero weight) beyond the window
+        over = (groups != 0) | (beyond & ~xz)
+        nan = top & nanx & nz
         big = nz & (top | over)
         m.d.comb += [
             self.sign.eq(sign),
             self.big.eq(big & ~nan),
             self.nan.eq(nan),
-            self.mag.eq(Mux(big | ~nz, 0, shifted[base + pad:hi])),
+            self.mag.eq(Mux(big | ~nz, 0, window_bits)),
         ]
         return m
 
@@ -362,9 +372,9 @@ class ExactNormaliser(wiring.Component):
 #: magnitude, its two signs (binary and ternary layers).
 ARRAY_LATENCY = 3
 
-#: The same in float and minifloat layers: the product aligner's three (the operands'
-#: fields, the partial products, the product), the signed term.
-PRODUCT_LATENCY = 4
+#: The same in float and minifloat layers: the product aligner's five (the operands, their
+#: fields, the partial products, the product, the shifted window), the signed term.
+PRODUCT_LATENCY = 6
 
 #: Tail registers: the read register, the bias sum, the normaliser's four, the result.
 TAIL_STAGES = 7
