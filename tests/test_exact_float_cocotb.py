@@ -5,10 +5,10 @@ Every image of the test split goes through the fp32 network, binary/float, terna
 ternary/binary and an E4M3 reduced-float network, each with its own lane count per layer, all
 made from the shipped float model (binary and ternary ``alpha`` the nearest power of two;
 fp32 and ternary/ternary in the window fit on the training split, the others in the default
-window); one build then runs again with random gaps on the input and stalls on the output.  The lanes
-hold fixed-point adders (and, for float and minifloat weights, a significand multiplier and a
-shifter), no fp32 adder, so a build takes seconds, not the minutes of the sequential fp32
-engines.
+window); one build then runs again with random gaps on the input and stalls on the output.
+The lanes hold fixed-point adders (and, for float and minifloat weights, a significand
+multiplier and a shifter), no fp32 adder, so a build takes seconds, not the minutes of the
+sequential fp32 engines.
 """
 
 from __future__ import annotations

@@ -291,6 +291,7 @@ class ExactNormaliser(wiring.Component):
         if exp_range is not None:
             lo, hi = exp_range
             if not -(1 << (exp_bits - 1)) <= lo <= hi < (1 << (exp_bits - 1)):
+                self._MustUse__silence = True  # a refused unit is not an unused one
                 raise ValueError(f"exp_range {exp_range} does not fit {exp_bits} signed bits")
         self.exp_range = exp_range
         self.LATENCY = 4 if pipelined else 0
