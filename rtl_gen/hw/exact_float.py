@@ -26,8 +26,9 @@ the rest of the layer is the same.
 
 The engine kit, the sequencer, the credit FIFO and the drain are those of
 :class:`~rtl_gen.hw.float_layer.FloatLayerEngine`; the cycle model is :func:`exact_layer_timing`
-(three registers from the memories to the sums, seven in the
-tail: the read register, the bias sum, the normaliser's four and the result).
+(three registers from the memories to the sums in binary and ternary layers, six in float
+and minifloat ones, seven in the tail: the read register, the bias sum, the normaliser's four
+and the result).
 """
 
 from __future__ import annotations
