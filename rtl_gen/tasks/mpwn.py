@@ -59,10 +59,10 @@ def _training_data(model_path, train_data) -> tuple[np.ndarray, np.ndarray] | No
     return None
 
 
-def _trainer(model: FloatMLP, model_path, train_data, epochs: int | None, seed: int,
-             accumulation: str = "sequential"):
-    """``spaces -> fine-tuned float model`` (memoized), or ``None`` for ``epochs == 0``
-    (``None``: the contract's default epochs)."""
+def _trainer(model: FloatMLP, data: tuple[np.ndarray, np.ndarray] | None,
+             epochs: int | None, seed: int, accumulation: str = "sequential"):
+    """``spaces -> fine-tuned float model`` on the training split ``data`` (memoized), or
+    ``None`` for ``epochs == 0`` (``None``: the contract's default epochs)."""
     if epochs == 0:
         return None
     try:
@@ -70,7 +70,6 @@ def _trainer(model: FloatMLP, model_path, train_data, epochs: int | None, seed: 
     except ImportError as e:
         raise RtlGenError(f"--finetune needs PyTorch (pip install -e '.[torch]'), or give "
                           f"--finetune 0: {e}") from None
-    data = _training_data(model_path, train_data)
     if data is None:
         raise RtlGenError("give --train-data (x, y) to fine-tune a model other than the "
                           "default, or --finetune 0")
@@ -123,8 +122,8 @@ def mpwn(model_path: Path | None = None, spaces: list[str] | str | None = None, 
     if out is not None:
         bundle_name(check_output(out, folder=True))
     model, x, y = float_model_and_data(model_path, data)
-    train = _trainer(model, model_path, train_data, epochs, seed, accumulation)
     training = _training_data(model_path, train_data)
+    train = _trainer(model, training, epochs, seed, accumulation)
     contract = {"accumulation": accumulation,
                 "calibration": x if training is None else training[0]}
     if spaces is not None:
