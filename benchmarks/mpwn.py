@@ -62,8 +62,8 @@ from rtl_gen.flow.synth import (
     synth,
     tool_versions,
 )
-from rtl_gen.hw.exact_float import exact_layer_timing
-from rtl_gen.hw.float_layer import FloatNetworkEngine, layer_timing
+from rtl_gen.hw.exact_float import ExactShape
+from rtl_gen.hw.float_layer import FloatNetworkEngine, plan_float_network
 from rtl_gen.training import mpwn
 from rtl_gen.training.defaults import FLOAT_MODEL_NAME, WEIGHTS_DIR
 from rtl_gen.training.float_model import load_float_model
@@ -75,32 +75,60 @@ TOLERANCE = 0.005
 
 
 def timings(net: float_network.FloatNetwork, lanes) -> list:
-    """The layers' cycle models on ``lanes`` (one count, or one per layer)."""
-    timing = exact_layer_timing if net.accumulation == "exact" else layer_timing
-    lanes = [lanes] * len(net.layers) if isinstance(lanes, int) else lanes
-    return [timing(layer, c) for layer, c in zip(net.layers, lanes, strict=True)]
+    """The layers' cycle models on ``lanes`` (one count, or one per layer: a lane count or,
+    on the exact contract, an :class:`~rtl_gen.hw.exact_float.ExactShape`)."""
+    return list(plan_float_network(net, lanes, counters=False).timings)
 
 
 #: Lanes per layer tried for the equal-area latency, each capped at the layer's outputs.
 LANE_LADDER = ((4, 4), (8, 4), (8, 8), (16, 8), (16, 16), (32, 16), (64, 16))
+#: On the exact contract, also these shapes (lanes, inputs a step, results a cycle) of the
+#: digits MLP's two layers (64-32 and 32-10): the first layer drains into the second's
+#: wide input; the last drains one logit a cycle.
+SHAPE_LADDER = tuple((ExactShape(32, l1, d1), ExactShape(10, l2)) for l1, d1, l2 in (
+    (4, 4, 4), (4, 8, 8), (8, 4, 8), (8, 8, 8), (16, 8, 16), (16, 16, 16)))
 
 
-def equal_area(net: float_network.FloatNetwork, budget: int, workdir: Path) -> dict:
-    """``net`` synthesized on every lane count of :data:`LANE_LADDER`, and the one of least
-    latency (cycles per inference, the cycle model) whose LUT4 is at most ``budget``."""
+def shape_json(shape) -> list[int]:
+    """``[lanes, inputs a step, results a cycle]`` of a lane count or shape."""
+    s = ExactShape.of(shape)
+    return [s.lanes, s.inputs, s.drain]
+
+
+def shape_label(shapes) -> str:
+    """``32x8/4 - 10x8/1`` (lanes x inputs / results a cycle per layer), or ``8x4`` for plain
+    lane counts."""
+    if all(ExactShape.of(s).inputs == ExactShape.of(s).drain == 1 for s in shapes):
+        return "x".join(str(ExactShape.of(s).lanes) for s in shapes)
+    return " - ".join(f"{a}x{b}/{c}" for a, b, c in map(shape_json, shapes))
+
+
+def equal_area(net: float_network.FloatNetwork, budget: int, workdir: Path,
+               fmax: int = 0) -> dict:
+    """``net`` synthesized on every lane count of :data:`LANE_LADDER` (and, on the exact
+    contract, every shape of :data:`SHAPE_LADDER`), and the one of least latency (cycles per
+    inference, the cycle model) whose LUT4 is at most ``budget``; with ``fmax`` seeds, that
+    one's median Fmax."""
+    ladder = [tuple(min(c, layer.out_features) for c, layer in zip(lanes, net.layers,
+                                                                     strict=True))
+              for lanes in LANE_LADDER]
+    if net.accumulation == "exact":
+        ladder += list(SHAPE_LADDER)
+    ladder = list(dict.fromkeys(ladder))
     points = []
-    for ladder in LANE_LADDER:
-        lanes = tuple(min(c, layer.out_features) for c, layer in zip(ladder, net.layers,
-                                                                        strict=True))
-        if any(p["lanes"] == list(lanes) for p in points):
-            continue
+    for lanes in ladder:
         hw = measure(net, workdir, 0, False, lanes)
         ts = timings(net, lanes)
-        points.append({"lanes": list(lanes), "lut4": hw.get("lut4"), "ff": hw.get("ff"),
+        points.append({"lanes": [shape_json(s) for s in lanes], "label": shape_label(lanes),
+                       "lut4": hw.get("lut4"), "ff": hw.get("ff"),
                        "latency": sum(t.batch_cycles for t in ts),
                        "interval": network_interval(ts, net.in_features)})
     fits = [p for p in points if p["lut4"] is not None and p["lut4"] <= budget]
     best = min(fits, key=lambda p: p["latency"]) if fits else None
+    if best is not None and fmax:
+        lanes = ladder[points.index(best)]
+        best.update({k: v for k, v in measure(net, workdir, fmax, False, lanes).items()
+                     if k.startswith("fmax")})
     return {"spaces": "/".join(net.spaces), "lut4_budget": budget, "points": points,
             "chosen": best}
 
@@ -191,13 +219,19 @@ def markdown(rows: list[dict]) -> str:
 def area_markdown(area: dict) -> str:
     lines = [f"Equal LUT4: {area['spaces']} (exact) on more lanes, against the sequential fp32 "
              f"network's {area['lut4_budget']} LUT4 and {area['fp32_latency']} cycles per "
-             "inference:", "", "| lanes | LUT4 | FF | cycles / inference | interval | "
+             "inference (lanes: per layer, `CxL/D` = C lanes, L inputs a step, D results a "
+             "cycle):", "", "| lanes | LUT4 | FF | cycles / inference | interval | "
              "fp32 latency / this |", "|---|---|---|---|---|---|"]
     for p in area["points"]:
         mark = " (chosen)" if p is area["chosen"] else ""
-        lines.append(f"| {'x'.join(map(str, p['lanes']))}{mark} | {p['lut4']} | {p['ff']} | "
+        lines.append(f"| {p['label']}{mark} | {p['lut4']} | {p['ff']} | "
                      f"{p['latency']} | {p['interval']} | "
                      f"{area['fp32_latency'] / p['latency']:.2f}x |")
+    best = area["chosen"]
+    if best is not None and "fmax" in best and area.get("fp32_fmax"):
+        lines += ["", f"Chosen: median Fmax {best['fmax']} MHz, {area['latency_ns']} ns per "
+                  f"inference against the fp32 network's {area['fp32_latency_ns']} ns at "
+                  f"{area['fp32_fmax']} MHz: {area['latency_ns_ratio']}x."]
     return "\n".join(lines) + "\n"
 
 
@@ -306,12 +340,20 @@ def main(argv: list[str] | None = None) -> int:
     exact_rows = [r for r in rows[:n_mp] if r["accumulation"] == "exact"]
     if exact_rows and ref is not None and "error" not in ref:
         top = max(exact_rows, key=lambda r: r["asb"])
-        area = equal_area(nets[rows.index(top)], ref["lut4"], args.workdir)
+        area = equal_area(nets[rows.index(top)], ref["lut4"], args.workdir,
+                          args.fmax_seeds if args.fmax else 0)
         fp32 = next(r for r in rows if r["spaces"] == "float/float"
                     and r["accumulation"] == "sequential")
         area["fp32_latency"] = fp32["latency"]
-        if area["chosen"] is not None:
-            area["latency_ratio"] = round(fp32["latency"] / area["chosen"]["latency"], 2)
+        best = area["chosen"]
+        if best is not None:
+            area["latency_ratio"] = round(fp32["latency"] / best["latency"], 2)
+            if best.get("fmax") and ref.get("fmax"):
+                area["fp32_fmax"] = ref["fmax"]
+                area["fp32_latency_ns"] = round(1e3 * fp32["latency"] / ref["fmax"], 1)
+                area["latency_ns"] = round(1e3 * best["latency"] / best["fmax"], 1)
+                area["latency_ns_ratio"] = round(area["fp32_latency_ns"] / area["latency_ns"],
+                                                 2)
         table += "\n" + area_markdown(area)
     sweep_table = sweep_markdown(sweep)
     summary = "" if best is None else (

@@ -18,7 +18,8 @@ from amaranth.sim import Simulator
 
 from rtl_gen.design import float_network
 from rtl_gen.design.float_network import FloatLayer, FloatNetwork
-from rtl_gen.design.timing import LayerTiming
+from rtl_gen.design.timing import LayerTiming, network_interval
+from rtl_gen.hw.exact_float import ExactShape, exact_layer_timing, tree_registers
 from rtl_gen.hw.float_layer import (
     FloatLayerEngine,
     FloatNetworkEngine,
@@ -27,6 +28,7 @@ from rtl_gen.hw.float_layer import (
     make_pe,
     weight_bits,
 )
+from rtl_gen.numerics.exact import ExactWindow
 from rtl_gen.numerics.minifloat import MinifloatFormat
 from sim.streams import simulate, stream_get, stream_put, watch
 
@@ -259,3 +261,87 @@ def test_minifloat_format_of_a_layer_reaches_its_pe():
     pe = make_pe(layer.space, layer.weight_format)
     Fragment.get(pe, None)
     assert pe.w.shape().width == weight_bits(layer.space, layer.weight_format) == 8
+
+
+# -- exact layers with inputs a step and results a cycle ---------------------------------------
+
+
+def exact_net(rng, specs, window):
+    """A float network on the exact contract: ``(space, K, N, activation)`` per layer, the
+    binary and ternary scales powers of two."""
+    layers = []
+    for i, (space, k, n, act) in enumerate(specs):
+        layer = random_layer(rng, space, k, n, activation=act, name=f"l{i}")
+        if space in ("binary", "ternary"):
+            layer = FloatLayer(layer.name, space, layer.codes,
+                               f32(np.exp2(rng.integers(-3, 1, n))), layer.bias, act)
+        layers.append(layer)
+    return FloatNetwork("exact", specs[0][1], None, layers, accumulation="exact",
+                        window=window)
+
+
+#: Three layers: K not a multiple of the inputs a step (slots that stay +0, in a binary layer
+#: too), a partial last tile, two results a transfer between layers, product aligners two
+#: inputs a step, a window the activations overflow.
+SHAPED = ([("ternary", 10, 6, "relu"), ("E4M3", 6, 4, "relu"), ("binary", 4, 3, "none")],
+          [ExactShape(4, 4, 2), ExactShape(2, 2, 2), ExactShape(3, 4, 1)])
+
+
+def test_shaped_exact_network_is_bit_exact_and_meets_its_cycle_model():
+    rng = np.random.default_rng(21)
+    specs, shapes = SHAPED
+    net = exact_net(rng, specs, ExactWindow(lsb=-10, msb=5))
+    x = activations(rng, (6, 10))
+    engine = FloatNetworkEngine(net, shapes)
+    assert [p.shape for _, _, p in engine._plan.stages] == shapes
+    assert [t.in_per_beat for t in engine.timings] == [1, 2, 2]
+    got, _, seen, classes = run_stream(
+        engine, x, 3, cycle_ports=[engine.layer_cycles[i] for i in range(3)])
+    want = float_network.forward(net, x)
+    assert np.array_equal(got, want)
+    assert classes[:6] == float_network.predict(net, x).tolist()
+    for t, s in zip(engine.timings, seen, strict=True):
+        assert set(s) == {t.batch_cycles}
+    got, *_ = run_stream(engine, x, 3, seed=4, gaps=True, stalls=True)
+    assert np.array_equal(got, want)
+
+
+def test_exact_cycle_model_with_inputs_a_step_and_results_a_cycle():
+    layer = random_layer(np.random.default_rng(0), "ternary", 64, 32)
+    t = exact_layer_timing(layer, ExactShape(32, 8, 4))
+    # 8 steps; aligner registers 3 and one inside the 8-term tree; 32 results 4 a cycle
+    assert (t.k_steps, t.array_latency, t.drain_cycles, t.period) == (8, 4, 8, 8)
+    assert t.batch_cycles == 1 + 8 + 4 + 1 + 7 + 7 + 1
+    assert [tree_registers(n) for n in (1, 2, 4, 8, 16, 64)] == [0, 0, 1, 1, 2, 3]
+    t = exact_layer_timing(random_layer(np.random.default_rng(0), "float", 32, 10),
+                           ExactShape(10, 16), in_per_beat=4)
+    assert (t.k_steps, t.array_latency, t.period, t.load_cycles) == (2, 8, 10, 8)
+    assert t.batch_cycles == 1 + 2 + 8 + 1 + 9 + 7 + 1
+    # one tile of ten drain cycles; its input, 8 transfers of 4, loads in time
+    assert network_interval([t], 32) == 10
+
+
+@pytest.mark.parametrize("shapes,match", [
+    ([ExactShape(4, 4, 4), ExactShape(2)], "4 results a cycle must divide its 6 outputs"),
+    ([ExactShape(3, 4, 3), ExactShape(2, 4)], "3 activations a transfer"),
+    ([ExactShape(2, 1, 2), ExactShape(2, 2, 2)], "the last layer drains one"),
+    ([ExactShape(2, 16, 2), ExactShape(1, 8)], "takes one cycle"),
+])
+def test_exact_shapes_that_do_not_fit_the_network(shapes, match):
+    net = exact_net(np.random.default_rng(0), [("ternary", 8, 6, "relu"),
+                                               ("binary", 6, 2, "none")], ExactWindow())
+    with pytest.raises(ValueError, match=match):
+        FloatNetworkEngine(net, shapes)
+
+
+def test_exact_shape_refusals():
+    for kwargs, match in [({"lanes": 0}, "lanes"), ({"lanes": 4, "inputs": 3}, "power of two"),
+                          ({"lanes": 4, "inputs": 128}, "inputs a step"),
+                          ({"lanes": 4, "drain": 3}, "must divide the lanes"),
+                          ({"lanes": 4, "drain": True}, "drain")]:
+        with pytest.raises(ValueError, match=match):
+            ExactShape(**kwargs)
+    net = FloatNetwork("n", 4, None, [random_layer(np.random.default_rng(0), "binary", 4, 4,
+                                                   activation="none")])
+    with pytest.raises(ValueError, match="exact accumulation contract"):
+        FloatNetworkEngine(net, [ExactShape(2, 2)])

@@ -87,7 +87,11 @@ class LayerTiming:
         Idle cycles between a batch's last tile and the next batch's first.
     in_per_beat:
         Activations the input stream carries per transfer (the network's input port of
-        ``P`` codes a cycle, for its first layer; 1 for the others).
+        ``P`` codes a cycle, for its first layer; the previous layer's ``drain_width`` for
+        the others).
+    drain_width:
+        Results the drain writes a cycle (``D``, one output transfer; dividing ``R*C``):
+        a tile drains in ``R*C/D`` cycles.
     """
 
     k: int
@@ -101,6 +105,7 @@ class LayerTiming:
     drain_gap: int = 1
     pickup: int = 1
     in_per_beat: int = 1
+    drain_width: int = 1
 
     @classmethod
     def systolic(cls, *, k: int, n: int, rows: int, cols: int, lanes: int, pe_latency: int,
@@ -174,10 +179,15 @@ class LayerTiming:
         return self.k_steps * self.slots
 
     @property
+    def drain_cycles(self) -> int:
+        """Cycles the drain takes over a tile: ``R*C / drain_width`` (output transfers)."""
+        return -(-self.rows * self.cols // self.drain_width)
+
+    @property
     def period(self) -> int:
-        """Cycles between tile starts: the steps, or the drain of ``R*C`` results (plus
-        ``drain_gap``) if that is longer."""
-        return max(self.issue_cycles, self.rows * self.cols + self.drain_gap)
+        """Cycles between tile starts: the steps, or the drain of ``R*C`` results
+        (:attr:`drain_cycles`, plus ``drain_gap``) if that is longer."""
+        return max(self.issue_cycles, self.drain_cycles + self.drain_gap)
 
     @property
     def batch_cycles(self) -> int:
@@ -188,12 +198,12 @@ class LayerTiming:
         cycle ``1 + t*period + s``; the memories answer a cycle later, so the last tile's last
         step enters the datapath in cycle ``1 + (tiles-1)*period + issue_cycles``, and its
         results are complete ``array_latency`` cycles after that.  The drain starts the next
-        cycle and writes result ``j = r*C + c`` ``j + drain_stages`` cycles later; the last
-        real result is ``j = (R-1)*C + last_cols - 1``.
+        cycle and writes result ``j = r*C + c`` ``j // drain_width + drain_stages`` cycles
+        later; the last real result is ``j = (R-1)*C + last_cols - 1``.
         """
         j_last = (self.rows - 1) * self.cols + self.last_cols - 1
         return (1 + (self.tiles - 1) * self.period + self.issue_cycles + self.array_latency
-                + 1 + j_last + self.drain_stages + 1)
+                + 1 + j_last // self.drain_width + self.drain_stages + 1)
 
     @property
     def interval(self) -> int:
@@ -255,11 +265,11 @@ def tr_group_latency(per_cycle: int) -> int:
 def network_interval(timings, input_features: int) -> int:
     """Cycles between batches of a chained network in steady state: the slowest layer (its
     :attr:`~LayerTiming.steady_interval`), the input stream (the first layer's
-    :attr:`~LayerTiming.in_per_beat` codes a cycle), or a layer's output stream if that is
-    slower."""
+    :attr:`~LayerTiming.in_per_beat` codes a cycle), or a layer's output stream
+    (:attr:`~LayerTiming.drain_width` results a cycle) if that is slower."""
     rows, per_beat = timings[0].rows, timings[0].in_per_beat
     return max([t.steady_interval for t in timings] + [-(-rows * input_features // per_beat)]
-               + [rows * t.n for t in timings])
+               + [-(-rows * t.n // t.drain_width) for t in timings])
 
 
 def throttled_layers(timings) -> tuple[int, ...]:

@@ -1,34 +1,38 @@
-"""Float layers on the exact accumulation contract: one aligner, fixed-point lanes, one
-normaliser (NUMERICS.md section 5, :mod:`rtl_gen.numerics.exact`).
+"""Float layers on the exact accumulation contract: shared aligners, fixed-point lanes,
+normalisers (NUMERICS.md section 5, :mod:`rtl_gen.numerics.exact`).
 
 On this contract the sum of a layer output is an exact integer in the window's units, so a
 lane needs no floating-point adder: every activation goes to every lane, and a lane only adds
-it, subtracts it or skips it, as the integer ternary PE does::
+it, subtracts it or skips it, as the integer ternary PE does.  A layer's
+:class:`ExactShape` gives its parallelism: ``C`` lanes, ``L`` inputs a step, ``D`` results a
+cycle (``ExactShape(C)``: one and one)::
 
-    i (fp32 bits) ──► input buffer ──► x_k, one a cycle, registered
-                                          │
-                         ExactAligner (shared): sign, |x| in the window, big, nan
-                         (the significand shifted by the exponent field, a constant slice)
-                                          │ registered, then +|x| and -|x| registered once
-    weight ROM ──► C codes a cycle ──►    ▼   (the codes travel alongside)
-     lane c:  acc <= (first ? 0 : acc) + (skip ? 0 : neg ? -|x| : +|x|)    (acc_bits, exact)
+    i (D_prev fp32 a transfer) ──► input buffer ──► x_k .. x_k+L-1, one word a step
+                                          │ registered
+                   L ExactAligners (shared): sign, |x| in the window, big, nan
+                   (the significand shifted by the exponent field, a constant slice)
+                                          │ registered, then +-|x| and its negation registered
+    weight ROM (read 3 cycles late) ──► C*L codes a step
+     lane c:  L terms (add, subtract, skip: one LUT4 a bit) ──► adder tree, two levels a
+              cycle, kept as two-operand adders (carry chains) ──►
+              acc <= (first ? 0 : acc) + tree        (acc_bits, exact)
               pinf/ninf <= flags (a term beyond the window, a NaN)
                                           │ after the tile's last step: the C sums shift out
-     tail, one result a cycle:  + T(bias/alpha) (integer, from a ROM) ──► ExactNormaliser
-              (shared, four registers; exponent offset lsb + a_j from the same ROM)
-              ──► ReLU ──► output FIFO
+     tail, D results a cycle:  + T(bias/alpha) (integer, from a ROM of D entries a word)
+              ──► D ExactNormalisers (four registers; exponent offset lsb + a_j from the
+              same ROM) ──► ReLU ──► output FIFO, D results a transfer
 
 Binary lanes add or subtract (weight code 1 means -1), ternary lanes add, subtract or skip
 (codes 00, 01, 11).  Float (fp32) and minifloat weights differ per lane, so there each lane
-has its own :class:`ProductAligner` instead of the shared one: the ``24 x (M+1)``-bit
+has ``L`` :class:`ProductAligner` instead of the shared ones: the ``24 x (M+1)``-bit
 significand product shifted into the window by the two exponent fields (a zero weight skips);
 the rest of the layer is the same.
 
 The engine kit, the sequencer, the credit FIFO and the drain are those of
 :class:`~rtl_gen.hw.float_layer.FloatLayerEngine`; the cycle model is :func:`exact_layer_timing`
-(three registers from the memories to the sums in binary and ternary layers, six in float
-and minifloat ones, seven in the tail: the read register, the bias sum, the normaliser's four
-and the result).
+(three registers from the memories to the lanes' trees in binary and ternary layers, six in
+float and minifloat ones, :func:`tree_registers` inside the tree, seven in the tail: the read
+register, the bias sum, the normaliser's four and the result).
 """
 
 from __future__ import annotations
@@ -66,9 +70,11 @@ __all__ = [
     "ExactLayerEngine",
     "ExactLayerPlan",
     "ExactNormaliser",
+    "ExactShape",
     "ProductAligner",
     "exact_layer_timing",
     "plan_exact_layer",
+    "tree_registers",
 ]
 
 #: Weight spaces whose lanes add, subtract or skip.
@@ -370,8 +376,8 @@ class ExactNormaliser(wiring.Component):
 # -- the layer engine ------------------------------------------------------------------------
 
 
-#: Registers from the memories' answer to the lanes' sums: the activation, the aligned
-#: magnitude, its two signs (binary and ternary layers).
+#: Registers from the memories' answer to the lanes' adder trees: the activations, the
+#: aligned magnitudes, their two signs (binary and ternary layers).
 ARRAY_LATENCY = 3
 
 #: The same in float and minifloat layers: the product aligner's five (the operands, their
@@ -381,15 +387,72 @@ PRODUCT_LATENCY = 6
 #: Tail registers: the read register, the bias sum, the normaliser's four, the result.
 TAIL_STAGES = 7
 
+#: Most activations a step (each lane then adds that many terms a cycle).
+MAX_INPUTS = 64
 
-def exact_layer_timing(layer: FloatLayer, lanes: int) -> LayerTiming:
-    """The cycle model of an exact layer on ``lanes`` lanes: one input a step,
-    :data:`ARRAY_LATENCY` (binary, ternary) or :data:`PRODUCT_LATENCY` (float, minifloat)
-    registers to the sums, :data:`TAIL_STAGES` in the tail."""
+
+def tree_registers(inputs: int) -> int:
+    """Registers inside a lane's adder tree of ``inputs`` terms: its ``ceil(log2(inputs))``
+    levels and the accumulator are added two levels a cycle, the last pair (a tree level and
+    the accumulator) in the accumulator's cycle: ``floor(levels / 2)``."""
+    return (inputs - 1).bit_length() // 2
+
+
+def _count(value, what: str, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
+            or not lo <= value <= hi:
+        raise ValueError(f"{what} must be an integer {lo}..{hi}, not {value!r}")
+    return int(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class ExactShape:
+    """The parallelism of a layer on the exact contract.
+
+    ``lanes`` (``C``) output channels at once; ``inputs`` (``L``, a power of two) activations
+    a step: ``L`` shared aligners (or ``L`` product aligners a lane) and in each lane an
+    adder tree of ``L`` terms, so a tile takes ``ceil(K / L)`` steps; ``drain`` (``D``,
+    dividing ``C``) results a cycle: ``D`` normalisers, the output stream ``D`` results a
+    transfer (the next layer's input takes them as they come).  ``ExactShape(C)`` is the
+    plain engine: one input a step, one result a cycle.
+    """
+
+    lanes: int
+    inputs: int = 1
+    drain: int = 1
+
+    def __post_init__(self):
+        from .float_layer import check_lanes
+
+        check_lanes(self.lanes)
+        inputs = _count(self.inputs, "inputs a step", 1, MAX_INPUTS)
+        if inputs & (inputs - 1):
+            raise ValueError(f"inputs a step must be a power of two, not {inputs}")
+        drain = _count(self.drain, "results a cycle (drain)", 1, self.lanes)
+        if self.lanes % drain:
+            raise ValueError(f"results a cycle (drain {drain}) must divide the lanes "
+                             f"({self.lanes})")
+
+    @classmethod
+    def of(cls, value) -> ExactShape:
+        """``value`` as a shape: an :class:`ExactShape`, or a lane count."""
+        return value if isinstance(value, cls) else cls(value)
+
+    def __str__(self) -> str:
+        return f"{self.lanes} lanes x {self.inputs} inputs, drain {self.drain}"
+
+
+def exact_layer_timing(layer: FloatLayer, shape, in_per_beat: int = 1) -> LayerTiming:
+    """The cycle model of an exact layer of :class:`ExactShape` ``shape`` (or a lane count):
+    ``L`` inputs a step, :data:`ARRAY_LATENCY` (binary, ternary) or :data:`PRODUCT_LATENCY`
+    (float, minifloat) registers and :func:`tree_registers` to the sums, ``D`` results a
+    cycle through :data:`TAIL_STAGES`; ``in_per_beat`` activations a transfer in."""
+    shape = ExactShape.of(shape)
     latency = ARRAY_LATENCY if layer.space in EXACT_SPACES else PRODUCT_LATENCY
-    return LayerTiming(k=layer.in_features, n=layer.out_features, rows=1, cols=lanes,
-                       lanes=1, array_latency=latency, drain_stages=TAIL_STAGES,
-                       drain_gap=0, pickup=0)
+    return LayerTiming(k=layer.in_features, n=layer.out_features, rows=1, cols=shape.lanes,
+                       lanes=shape.inputs, array_latency=latency + tree_registers(shape.inputs),
+                       drain_stages=TAIL_STAGES, drain_gap=0, pickup=0,
+                       in_per_beat=in_per_beat, drain_width=shape.drain)
 
 
 def _w_fmt(layer: FloatLayer) -> FloatFormat | None:
@@ -403,7 +466,8 @@ def _w_fmt(layer: FloatLayer) -> FloatFormat | None:
 
 @dataclasses.dataclass(frozen=True)
 class ExactLayerPlan:
-    """A validated float layer on the exact contract, on ``lanes`` lanes."""
+    """A validated float layer on the exact contract, of :class:`ExactShape` ``shape``
+    (``lanes`` its ``C``), fed ``in_per_beat`` activations a transfer."""
 
     layer: FloatLayer
     lanes: int
@@ -413,6 +477,12 @@ class ExactLayerPlan:
     acc_bits: int
     fifo_depth: int
     counters: bool = True
+    shape: ExactShape | None = None
+    in_per_beat: int = 1
+
+    def __post_init__(self):
+        if self.shape is None:
+            object.__setattr__(self, "shape", ExactShape(self.lanes))
 
     @property
     def w_fmt(self) -> FloatFormat | None:
@@ -449,49 +519,83 @@ class ExactLayerPlan:
                          | int(pinf[j]) << ab | (v % (1 << ab)))
         return words
 
+    @property
+    def tail_rom(self) -> list[int]:
+        """The tail ROM, one word a drain cycle: word ``w`` holds :attr:`tail_words` of the
+        ``D`` outputs ``w*D + d`` at bits ``d * (exp_bits + 2 + acc_bits)`` (zeros beyond
+        ``N``), ``tiles * C / D`` words."""
+        t, d_w = self.timing, self.shape.drain
+        width = self.exp_bits + 2 + self.acc_bits
+        words = self.tail_words
+        rom = []
+        for w in range(t.tiles * t.cols // d_w):
+            word = 0
+            for d in range(d_w):
+                if w * d_w + d < len(words):
+                    word |= words[w * d_w + d] << (d * width)
+            rom.append(word)
+        return rom
 
-def plan_exact_layer(layer: FloatLayer, lanes: int, window: ExactWindow, *,
-                     counters: bool = True) -> ExactLayerPlan:
-    """Validate a float layer on the exact contract and plan its engine.
+
+def plan_exact_layer(layer: FloatLayer, lanes, window: ExactWindow, *,
+                     counters: bool = True, in_per_beat: int = 1) -> ExactLayerPlan:
+    """Validate a float layer on the exact contract and plan its engine: ``lanes`` an
+    :class:`ExactShape` or a lane count, ``in_per_beat`` activations a transfer on its input
+    (the previous layer's drain).
 
     Raises
     ------
     TypeError, ValueError
-        For something other than a :class:`FloatLayer` or an :class:`ExactWindow`, lanes
-        out of range, a scale that is not a power of two, or exponent offsets beyond
-        :data:`EXP_BITS`.
+        For something other than a :class:`FloatLayer` or an :class:`ExactWindow`, a shape
+        out of range or that does not divide the layer (drain and outputs, inputs a step and
+        input transfer), a tile of one cycle, a scale that is not a power of two, or
+        exponent offsets beyond :data:`EXP_BITS`.
     """
-    from .float_layer import check_lanes
-
     if not isinstance(layer, FloatLayer):
         raise TypeError(f"layer must be a FloatLayer, not {layer!r}")
     if not isinstance(window, ExactWindow):
         raise TypeError(f"window must be an ExactWindow, not {window!r}")
-    lanes = check_lanes(lanes)
+    shape = ExactShape.of(lanes)
     if not isinstance(counters, bool):
         raise TypeError(f"counters must be True or False, not {counters!r}")
+    name, k, n = layer.name, layer.in_features, layer.out_features
+    if n % shape.drain:
+        raise ValueError(f"layer {name!r}: {shape.drain} results a cycle must divide its "
+                         f"{n} outputs")
+    in_per_beat = _count(in_per_beat, "activations a transfer", 1, MAX_INPUTS)
+    if in_per_beat > 1 and (shape.inputs % in_per_beat or k % in_per_beat):
+        raise ValueError(f"layer {name!r}: {in_per_beat} activations a transfer (the previous "
+                         f"layer's drain) must divide its inputs a step ({shape.inputs}) and "
+                         f"its {k} inputs")
     exps = alpha_exponents(layer) + window.lsb
     lim = 1 << (EXP_BITS - 1)
     if (exps < -lim).any() or (exps >= lim).any():
-        raise ValueError(f"layer {layer.name!r}: exponent offsets lsb + log2(alpha) "
+        raise ValueError(f"layer {name!r}: exponent offsets lsb + log2(alpha) "
                          f"{int(exps.min())}..{int(exps.max())} exceed {EXP_BITS} bits")
-    t = exact_layer_timing(layer, lanes)
-    return ExactLayerPlan(layer=layer, lanes=lanes, window=window, timing=t,
+    t = exact_layer_timing(layer, shape, in_per_beat)
+    if t.period < 2:
+        raise ValueError(f"layer {name!r}: a tile of {shape} takes one cycle ({k} inputs, "
+                         f"{shape.lanes // shape.drain} drain cycles); give it fewer inputs a "
+                         f"step or fewer results a cycle")
+    return ExactLayerPlan(layer=layer, lanes=shape.lanes, window=window, timing=t,
                           w_bits=_w_fmt(layer).width if _w_fmt(layer) is not None
                           else {"binary": 1, "ternary": 2}[layer.space],
-                          acc_bits=window.acc_bits(layer.in_features + 1),
-                          fifo_depth=fifo_depth(t, slack=6, spare=0), counters=counters)
+                          acc_bits=window.acc_bits(k + 1),
+                          fifo_depth=fifo_depth(t, slack=6, spare=0), counters=counters,
+                          shape=shape, in_per_beat=in_per_beat)
 
 
 class ExactLayerEngine(Engine):
     """A :class:`FloatLayer` on the exact contract; see the module docstring.  Ports as
-    :class:`~rtl_gen.hw.float_layer.FloatLayerEngine`."""
+    :class:`~rtl_gen.hw.float_layer.FloatLayerEngine`, the streams ``in_per_beat`` and
+    ``D`` fp32 results wide (result ``d`` of a transfer at bits ``32*d``)."""
 
     plan = staticmethod(plan_exact_layer)
 
     @staticmethod
     def ports(plan: ExactLayerPlan) -> dict:
-        return {"i": In(stream.Signature(F32)), "o": Out(stream.Signature(F32)),
+        return {"i": In(stream.Signature(F32 * plan.in_per_beat)),
+                "o": Out(stream.Signature(F32 * plan.shape.drain)),
                 "cycles": Out(COUNTER_BITS)}
 
     @property
@@ -499,8 +603,9 @@ class ExactLayerEngine(Engine):
         return self._plan.layer
 
     def weight_words(self) -> list[int]:
-        """The weight ROM: word ``t*K + k`` holds the code of weight ``[t*C + c, k]`` at bits
-        ``c*w_bits`` (code 0 for channels beyond ``N``: ternary skip, binary +x)."""
+        """The weight ROM (:func:`~rtl_gen.hw.kit.column_words`): word ``t*S + s`` holds the
+        code of weight ``[t*C + c, s*L + l]`` at bits ``(c*L + l) * w_bits`` (code 0 beyond
+        ``N`` and ``K``: ternary skip, binary +x of an input that stays +0)."""
         plan = self._plan
         return column_words(plan.layer.codes.astype(np.int64), plan.timing, plan.w_bits)
 
@@ -509,32 +614,37 @@ class ExactLayerEngine(Engine):
         plan = self._plan
         layer, t = plan.layer, plan.timing
         K, N, C, nt, P = t.k, t.n, t.cols, t.tiles, t.period
+        L, D, ks = t.lanes, t.drain_width, t.k_steps
         wb, ab = plan.w_bits, plan.acc_bits
 
-        banks = input_banks(m, self.i, rows=1, lanes=1, a_bits=F32, ks=K, k=K, src_cols=K)
-        m.submodules.rom = rom = Memory(shape=C * wb, depth=nt * K, init=self.weight_words())
+        # an input slot beyond K is never written: it stays +0 (a zero term)
+        banks = input_banks(m, self.i, rows=1, lanes=L, a_bits=F32, ks=ks, k=K, src_cols=K,
+                            per_beat=plan.in_per_beat)
+        m.submodules.rom = rom = Memory(shape=C * L * wb, depth=nt * ks,
+                                        init=self.weight_words())
         rom_rd = rom.read_port()
-        out = credit_fifo(m, self.o, width=F32, depth=plan.fifo_depth, need=C)
+        out = credit_fifo(m, self.o, width=F32 * D, depth=plan.fifo_depth,
+                          need=t.drain_cycles)
         seq = tile_sequencer(m, banks.full, out.credit, tiles=nt, period=P, step_range=P,
-                             chain=True, words=K)
-        issue, first, last = seq.steps(m, K)
+                             chain=True, words=ks)
+        issue, first, last = seq.steps(m, ks)
         banks.read(m, seq.cbank, seq.step)
-        m.d.comb += rom_rd.addr.eq(seq.word)
-
-        # memories answer a cycle later: (binary, ternary) the activation registered, the
-        # shared aligner, its magnitude registered, then with both signs; or (float,
-        # minifloat) each lane's pipelined product aligner on the memories' answer, then its
-        # signed term
+        # memories answer a cycle later: each lane's L terms (the shared aligners' or its
+        # product aligners'), array_latency registers on, less the adder tree's own.  The
+        # shared aligners take three registers: the weight ROM is read three cycles later
+        # (its address delayed, not its wide word)
+        shared = layer.space in EXACT_SPACES
+        word = delayed(m, seq.word, stages=ARRAY_LATENCY, name="word_d", reset_less=True) \
+            if shared else seq.word
+        m.d.comb += rom_rd.addr.eq(word)
         v1, f1, l1 = delayed(m, issue, first, last, name="step_d")
-        x_q = Signal(F32, reset_less=True)
-        codes1 = Signal(C * wb, reset_less=True)
-        m.d.sync += [x_q.eq(banks.data(0)), codes1.eq(rom_rd.data)]
         v2, f2, l2 = delayed(m, v1, f1, l1, stages=t.array_latency, name="align_d")
-        terms = self._shared_terms(m, x_q, codes1) if layer.space in EXACT_SPACES \
+        terms = self._shared_terms(m, banks.data(0), rom_rd.data) if shared \
             else self._product_terms(m, banks.data(0), rom_rd.data)
 
         sums = []
-        for c, (term, tp, tn) in enumerate(terms):
+        for c, lane_terms in enumerate(terms):
+            total, tp, tn = self._tree(m, lane_terms, c)
             acc = Signal(signed(ab), name=f"acc{c}", reset_less=True)
             pf = Signal(name=f"pinf{c}", reset_less=True)
             nf = Signal(name=f"ninf{c}", reset_less=True)
@@ -542,7 +652,7 @@ class ExactLayerEngine(Engine):
             pf_n = Signal(name=f"pinf_next{c}")
             nf_n = Signal(name=f"ninf_next{c}")
             m.d.comb += [
-                acc_n.eq(Mux(f2, 0, acc) + term),
+                acc_n.eq(Mux(f2, 0, acc) + total),
                 pf_n.eq((pf & ~f2) | tp),
                 nf_n.eq((nf & ~f2) | tn),
             ]
@@ -550,109 +660,149 @@ class ExactLayerEngine(Engine):
                 m.d.sync += [acc.eq(acc_n), pf.eq(pf_n), nf.eq(nf_n)]
             sums.append(Cat(acc_n, pf_n, nf_n))
 
-        # -- tail: one sum a cycle out of the shift register ---------------------------------
-        drain = drain_sequencer(m, l2, rows=1, cols=C, tiles=nt, n=N)
+        # -- tail: D sums a cycle out of the shift register ----------------------------------
+        G = C // D                      # drain cycles (output transfers) a tile
+        drain = drain_sequencer(m, l2, rows=1, cols=G, tiles=nt, n=N // D)
         hold = [Signal(ab + 2, name=f"hold{c}", reset_less=True) for c in range(C)]
         with m.If(l2):
             m.d.sync += [h.eq(s) for h, s in zip(hold, sums, strict=True)]
         with m.Elif(drain.active):
-            m.d.sync += [h.eq(nh) for h, nh in zip(hold[:-1], hold[1:], strict=True)]
-        slots = nt * C
-        words = plan.tail_words
+            m.d.sync += [h.eq(nh) for h, nh in zip(hold[:-D], hold[D:], strict=True)]
         eb = plan.exp_bits
-        tail_rom = Memory(shape=eb + 2 + ab, depth=slots,
-                          init=words + [0] * (slots - len(words)))
-        m.submodules.tail_rom = tail_rom
+        tw = eb + 2 + ab
+        m.submodules.tail_rom = tail_rom = Memory(shape=D * tw, depth=nt * G,
+                                                  init=plan.tail_rom)
         tail_rd = tail_rom.read_port()
         m.d.comb += tail_rd.addr.eq(drain.n_idx)
 
-        a_val = Signal(ab + 2, reset_less=True)
         a_ok = Signal()
-        m.d.sync += [a_val.eq(hold[0]), a_ok.eq(drain.ok)]
-        b_n = Signal(signed(ab), reset_less=True)
-        b_pf = Signal(reset_less=True)
-        b_nf = Signal(reset_less=True)
-        b_exp = Signal(signed(eb), reset_less=True)
+        m.d.sync += a_ok.eq(drain.ok)
         b_ok = Signal()
-        bias = tail_rd.data
-        m.d.sync += [
-            b_n.eq(a_val[:ab].as_signed() + bias[:ab].as_signed()),
-            b_pf.eq(a_val[ab] | bias[ab]),
-            b_nf.eq(a_val[ab + 1] | bias[ab + 1]),
-            b_exp.eq(bias[ab + 2:].as_signed()),
-            b_ok.eq(a_ok),
-        ]
-        m.submodules.normaliser = norm = ExactNormaliser(ab, eb, pipelined=True,
-                                                         exp_range=plan.exp_range)
-        m.d.comb += [norm.n.eq(b_n), norm.exp.eq(b_exp), norm.pinf.eq(b_pf),
-                     norm.ninf.eq(b_nf)]
-        y = Signal(F32, reset_less=True)
+        m.d.sync += b_ok.eq(a_ok)
+        ys = []
+        for d in range(D):
+            a_val = Signal(ab + 2, name=f"a_val{d}", reset_less=True)
+            m.d.sync += a_val.eq(hold[d])
+            bias = tail_rd.data[d * tw:(d + 1) * tw]
+            b_n = Signal(signed(ab), name=f"b_n{d}", reset_less=True)
+            b_pf = Signal(name=f"b_pinf{d}", reset_less=True)
+            b_nf = Signal(name=f"b_ninf{d}", reset_less=True)
+            b_exp = Signal(signed(eb), name=f"b_exp{d}", reset_less=True)
+            m.d.sync += [
+                b_n.eq(a_val[:ab].as_signed() + bias[:ab].as_signed()),
+                b_pf.eq(a_val[ab] | bias[ab]),
+                b_nf.eq(a_val[ab + 1] | bias[ab + 1]),
+                b_exp.eq(bias[ab + 2:].as_signed()),
+            ]
+            norm = ExactNormaliser(ab, eb, pipelined=True, exp_range=plan.exp_range)
+            m.submodules[f"normaliser{d}" if D > 1 else "normaliser"] = norm
+            m.d.comb += [norm.n.eq(b_n), norm.exp.eq(b_exp), norm.pinf.eq(b_pf),
+                         norm.ninf.eq(b_nf)]
+            y = Signal(F32, name=f"y{d}", reset_less=True)
+            if layer.activation == "relu":
+                m.d.sync += y.eq(Mux(norm.o[F32 - 1], 0, norm.o))
+            else:
+                m.d.sync += y.eq(norm.o)
+            ys.append(y)
         y_ok = Signal()
-        if layer.activation == "relu":
-            m.d.sync += y.eq(Mux(norm.o[F32 - 1], 0, norm.o))
-        else:
-            m.d.sync += y.eq(norm.o)
         m.d.sync += y_ok.eq(delayed(m, b_ok, stages=norm.LATENCY, name="norm_ok"))
-        m.d.comb += [out.w_data.eq(y), out.w_en.eq(y_ok)]
-        out.reserve(m, seq.start_tile, tile_results(1, C, N, nt)[seq.next_tile])
+        m.d.comb += [out.w_data.eq(Cat(*ys)), out.w_en.eq(y_ok)]
+        out.reserve(m, seq.start_tile, tile_results(1, G, N // D, nt)[seq.next_tile])
         if plan.counters:
             batch_counter(m, self.cycles, started=seq.batch_started, written=out.w_en,
-                          per_batch=N, in_flight=t.in_flight, bound=t.batch_cycles)
+                          per_batch=N // D, in_flight=t.in_flight, bound=t.batch_cycles)
         return m
 
-    def _shared_terms(self, m, x_q, codes1):
-        """Binary and ternary lanes: one aligner, ``+|x|`` and ``-|x|`` registered once;
-        each lane's term (add, subtract, skip) and flags, two cycles after ``x_q``."""
+    def _tree(self, m, terms, c: int):
+        """Lane ``c``'s ``L`` terms ``(value, pinf, ninf)`` summed (values) and ORed (flags),
+        each level one bit wider, a register after the levels :func:`tree_registers` puts
+        them (so that the last level and the accumulator share a cycle)."""
+        ab = self._plan.acc_bits
+        levels = (len(terms) - 1).bit_length()
+        level = 0
+        while len(terms) > 1:
+            level += 1
+            summed = []
+            for i, ((a, ap, an), (b, bp, bn)) in enumerate(zip(terms[0::2], terms[1::2],
+                                                               strict=True)):
+                # kept: Yosys would merge the tree into one multi-operand sum of full
+                # adders in LUTs; two-operand adders map to carry chains (37% fewer LUT4)
+                v = Signal(signed(min(ab, max(len(a), len(b)) + 1)), name=f"sum{c}_{level}_{i}",
+                           attrs={"keep": 1})
+                m.d.comb += v.eq(a + b)
+                summed.append((v, ap | bp, an | bn))
+            terms = summed
+            if (levels + 1 - level) % 2 == 0:
+                terms = [delayed(m, v, pf, nf, name=f"tree{c}_{level}_{i}_", reset_less=True)
+                         for i, (v, pf, nf) in enumerate(terms)]
+                terms = [(v.as_signed(), pf, nf) for v, pf, nf in terms]
+        return terms[0]
+
+    def _shared_terms(self, m, xs, codes):
+        """Binary and ternary lanes: ``L`` aligners, the signed activation ``+-|x|`` and its
+        negation registered once (so that a lane's term is one LUT4 a bit: weight sign,
+        nonzero, the two values); each lane's ``L`` terms (add, subtract, skip) and flags,
+        three registers after the memories' answer ``xs``, with ``codes`` (read that late)."""
         plan = self._plan
-        C, wb, ab = plan.lanes, plan.w_bits, plan.acc_bits
-        m.submodules.aligner = al = ExactAligner(plan.window)
-        m.d.comb += al.x.eq(x_q)
-        mag = Signal(plan.window.width, reset_less=True)
-        flags = Signal(3, reset_less=True)  # sign, big, nan
-        codes2 = Signal(C * wb, reset_less=True)
-        m.d.sync += [mag.eq(al.mag), flags.eq(Cat(al.sign, al.big, al.nan)),
-                     codes2.eq(codes1)]
-        pos = Signal(signed(ab), reset_less=True)
-        neg = Signal(signed(ab), reset_less=True)
-        x_sign = Signal(reset_less=True)
-        x_big = Signal(reset_less=True)
-        x_nan = Signal(reset_less=True)
-        codes = Signal(C * wb, reset_less=True)
-        m.d.sync += [pos.eq(mag), neg.eq(-mag), Cat(x_sign, x_big, x_nan).eq(flags),
-                     codes.eq(codes2)]
+        C, L, wb = plan.lanes, plan.shape.inputs, plan.w_bits
+        width = plan.window.width
+        xs_q = delayed(m, xs, name="x_q", reset_less=True)
+        shared = []
+        for lane in range(L):
+            al = ExactAligner(plan.window)
+            m.submodules[f"aligner{lane}" if L > 1 else "aligner"] = al
+            m.d.comb += al.x.eq(xs_q[lane * F32:(lane + 1) * F32])
+            mag = Signal(width, name=f"mag{lane}", reset_less=True)
+            flags = Signal(3, name=f"flags{lane}", reset_less=True)  # sign, big, nan
+            m.d.sync += [mag.eq(al.mag), flags.eq(Cat(al.sign, al.big, al.nan))]
+            x_v = Signal(signed(width + 1), name=f"x_v{lane}", reset_less=True)
+            x_n = Signal(signed(width + 1), name=f"x_neg{lane}", reset_less=True)
+            pinf = Signal(name=f"x_pinf{lane}", reset_less=True)   # +x beyond the window
+            ninf = Signal(name=f"x_ninf{lane}", reset_less=True)
+            sign, big, nan = flags[0], flags[1], flags[2]
+            m.d.sync += [x_v.eq(Mux(sign, -mag, mag)), x_n.eq(Mux(sign, mag, -mag)),
+                         pinf.eq(nan | (big & ~sign)), ninf.eq(nan | (big & sign))]
+            shared.append((x_v, x_n, pinf, ninf))
         out = []
         for c in range(C):
-            code = codes[c * wb:(c + 1) * wb]
-            if plan.layer.space == "binary":
-                nz, w_neg = Const(1, 1), code[0]
-            else:
-                nz, w_neg = code[0], code[1]
-            minus = Signal(name=f"minus{c}")
-            m.d.comb += minus.eq(x_sign ^ w_neg)
-            term = Signal(signed(ab), name=f"term{c}")
-            m.d.comb += term.eq(Mux(nz, Mux(minus, neg, pos), 0))
-            out.append((term, nz & (x_nan | (x_big & ~minus)),
-                        nz & (x_nan | (x_big & minus))))
+            lane_terms = []
+            for lane, (x_v, x_n, pinf, ninf) in enumerate(shared):
+                b = (c * L + lane) * wb
+                code = codes[b:b + wb]
+                if plan.layer.space == "binary":
+                    nz, w_neg = Const(1, 1), code[0]
+                else:
+                    nz, w_neg = code[0], code[1]
+                term = Signal(signed(width + 1), name=f"term{c}_{lane}")
+                m.d.comb += term.eq(Mux(nz, Mux(w_neg, x_n, x_v), 0))
+                lane_terms.append((term, nz & Mux(w_neg, ninf, pinf),
+                                   nz & Mux(w_neg, pinf, ninf)))
+            out.append(lane_terms)
         return out
 
-    def _product_terms(self, m, x, codes):
-        """Float and minifloat lanes: each its pipelined product aligner (multiplier and
-        shifter) on the memories' answer ``x`` and ``codes``, then its signed term and flags
-        registered: :data:`PRODUCT_LATENCY` registers."""
+    def _product_terms(self, m, xs, codes):
+        """Float and minifloat lanes: ``L`` pipelined product aligners (multiplier and
+        shifter) a lane on the memories' answer ``xs`` and ``codes``, then each signed term
+        and its flags registered: :data:`PRODUCT_LATENCY` registers."""
         plan = self._plan
-        wb, ab = plan.w_bits, plan.acc_bits
+        L, wb = plan.shape.inputs, plan.w_bits
+        width = plan.window.width
         out = []
         for c in range(plan.lanes):
-            pa = ProductAligner(plan.window, plan.w_fmt, pipelined=True)
-            assert pa.LATENCY + 1 == PRODUCT_LATENCY
-            m.submodules[f"product{c}"] = pa
-            m.d.comb += [pa.x.eq(x), pa.w.eq(codes[c * wb:(c + 1) * wb])]
-            term = Signal(signed(ab), name=f"term{c}", reset_less=True)
-            tp = Signal(name=f"tpinf{c}", reset_less=True)
-            tn = Signal(name=f"tninf{c}", reset_less=True)
-            m.d.sync += [term.eq(Mux(pa.sign, -pa.mag, pa.mag)),
-                         tp.eq(pa.nan | (pa.big & ~pa.sign)),
-                         tn.eq(pa.nan | (pa.big & pa.sign))]
-            out.append((term, tp, tn))
+            lane_terms = []
+            for lane in range(L):
+                pa = ProductAligner(plan.window, plan.w_fmt, pipelined=True)
+                assert pa.LATENCY + 1 == PRODUCT_LATENCY
+                m.submodules[f"product{c}_{lane}" if L > 1 else f"product{c}"] = pa
+                b = (c * L + lane) * wb
+                m.d.comb += [pa.x.eq(xs[lane * F32:(lane + 1) * F32]),
+                             pa.w.eq(codes[b:b + wb])]
+                term = Signal(signed(width + 1), name=f"term{c}_{lane}", reset_less=True)
+                tp = Signal(name=f"tpinf{c}_{lane}", reset_less=True)
+                tn = Signal(name=f"tninf{c}_{lane}", reset_less=True)
+                m.d.sync += [term.eq(Mux(pa.sign, -pa.mag, pa.mag)),
+                             tp.eq(pa.nan | (pa.big & ~pa.sign)),
+                             tn.eq(pa.nan | (pa.big & pa.sign))]
+                lane_terms.append((term, tp, tn))
+            out.append(lane_terms)
         return out
-

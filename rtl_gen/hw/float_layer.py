@@ -288,7 +288,9 @@ def plan_float_network(net: FloatNetwork, lanes=None, *, counters: bool = True) 
     layer; ``None``: :data:`DEFAULT_FLOAT_LANES`) and plan its chain of
     :class:`FloatLayerEngine` (``counters``: each layer counts its images' cycles), or of
     :class:`~rtl_gen.hw.exact_float.ExactLayerEngine` for a network on the exact
-    accumulation contract (binary and ternary layers).
+    accumulation contract, where a layer's entry may also be an
+    :class:`~rtl_gen.hw.exact_float.ExactShape` (inputs a step, results a cycle; each
+    layer's input takes the previous layer's results as they come; the last drains one).
 
     Raises
     ------
@@ -300,7 +302,9 @@ def plan_float_network(net: FloatNetwork, lanes=None, *, counters: bool = True) 
         raise TypeError(f"net must be a FloatNetwork, not {net!r}")
     if lanes is None:
         lanes = DEFAULT_FLOAT_LANES
-    if isinstance(lanes, (int, np.integer)) and not isinstance(lanes, bool):
+    from .exact_float import ExactShape
+
+    if isinstance(lanes, (int, np.integer, ExactShape)) and not isinstance(lanes, bool):
         lanes = [lanes] * len(net.layers)
     lanes = tuple(lanes)
     if len(lanes) != len(net.layers):
@@ -310,9 +314,17 @@ def plan_float_network(net: FloatNetwork, lanes=None, *, counters: bool = True) 
         from .exact_float import ExactLayerEngine, plan_exact_layer
 
         engine = ExactLayerEngine
-        plans = tuple(plan_exact_layer(layer, c, net.window, counters=counters)
-                      for layer, c in zip(net.layers, lanes, strict=True))
+        shapes = [ExactShape.of(c) for c in lanes]
+        if shapes[-1].drain != 1:
+            raise ValueError(f"the last layer drains one logit a cycle, not "
+                             f"{shapes[-1].drain}")
+        plans = tuple(plan_exact_layer(layer, shape, net.window, counters=counters,
+                                       in_per_beat=1 if i == 0 else shapes[i - 1].drain)
+                      for i, (layer, shape) in enumerate(zip(net.layers, shapes, strict=True)))
     else:
+        if any(isinstance(c, ExactShape) for c in lanes):
+            raise ValueError("inputs a step and results a cycle (an ExactShape) need a "
+                             "network on the exact accumulation contract")
         engine = FloatLayerEngine
         plans = tuple(plan_float_layer(layer, c, counters=counters)
                       for layer, c in zip(net.layers, lanes, strict=True))

@@ -134,13 +134,14 @@ class Engine(Planned):
         return "tr_mode" in self.CONTROLS
 
 
-def delayed(m, *values, stages: int = 1, name: str = "d"):
-    """``values`` registered ``stages`` times (fresh signals, in the sync domain)."""
+def delayed(m, *values, stages: int = 1, name: str = "d", reset_less: bool = False):
+    """``values`` registered ``stages`` times (fresh signals, in the sync domain;
+    ``reset_less`` for data that no reset needs to clear)."""
     out = []
     for v in values:
         v = Value.cast(v)
         for i in range(stages):
-            r = Signal(len(v), name=f"{name}{i}" if name else None)
+            r = Signal(len(v), name=f"{name}{i}" if name else None, reset_less=reset_less)
             m.d.sync += r.eq(v)
             v = r
         out.append(v)
@@ -758,17 +759,20 @@ def batch_counter(m, cycles, *, started, written, per_batch: int, in_flight: int
 
 
 def column_words(codes, timing, w_bits: int) -> list[int]:
-    """The weight ROM of a one-lane array, one word per step: word ``t*K + k`` holds the
-    code of weight ``[t*C + c, k]`` of the ``(N, K)`` integer array ``codes`` at bits
-    ``c*w_bits`` (code 0 for the channels beyond ``N``)."""
+    """The weight ROM of an array of one row, one word per step: word ``t*S + s`` (``S``
+    steps a tile, ``L = timing.lanes`` inputs a step) holds the code of weight ``[t*C + c,
+    s*L + l]`` of the ``(N, K)`` integer array ``codes`` at bits ``(c*L + l) * w_bits`` (code
+    0 for the channels beyond ``N`` and the inputs beyond ``K``)."""
     t = timing
     words = []
     for tile in range(t.tiles):
-        for k in range(t.k):
+        for s in range(t.k_steps):
             word = 0
             for c in range(t.cols):
                 n = tile * t.cols + c
-                if n < t.n:
-                    word |= int(codes[n, k]) << (c * w_bits)
+                for lane in range(t.lanes):
+                    k = s * t.lanes + lane
+                    if n < t.n and k < t.k:
+                        word |= int(codes[n, k]) << ((c * t.lanes + lane) * w_bits)
             words.append(word)
     return words

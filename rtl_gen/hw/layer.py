@@ -178,11 +178,12 @@ def broadcasts(array: ArrayConfig) -> bool:
 
 def fifo_depth(t: LayerTiming, *, slack: int, spare: int) -> int:
     """Output FIFO entries for an engine of cycle model ``t``: the results of every tile that
-    can hold credits when nothing stalls (a tile holds its ``R*C`` credits from its start
-    for about ``issue + latency + R*C + drain + slack`` cycles, until its last result is
-    read), plus ``spare`` entries; so the credit check never holds the engine back then."""
-    life = t.issue_cycles + t.array_latency + t.rows * t.cols + t.drain_stages + slack
-    return t.rows * t.cols * (math.ceil(life / t.period) + 1) + spare
+    can hold credits when nothing stalls (a tile holds its ``R*C/D`` credits, one an output
+    transfer of ``D = drain_width`` results, from its start for about ``issue + latency +
+    R*C/D + drain + slack`` cycles, until its last result is read), plus ``spare`` entries;
+    so the credit check never holds the engine back then."""
+    life = t.issue_cycles + t.array_latency + t.drain_cycles + t.drain_stages + slack
+    return t.drain_cycles * (math.ceil(life / t.period) + 1) + spare
 
 
 def int_fifo(m, plan: LayerPlan, o):
