@@ -146,9 +146,13 @@ def test_column_words_pack_each_tiles_channels_by_step():
     """5 channels of 3 inputs on 2 columns: 3 tiles of 3 words, channel ``2t + c`` at bits
     ``4c`` of word ``3t + k``, code 0 for the missing sixth channel."""
     codes = np.arange(1, 16).reshape(5, 3)   # code of [n, k] is 3n + k + 1
-    timing = types.SimpleNamespace(tiles=3, k=3, cols=2, n=5)
+    timing = types.SimpleNamespace(tiles=3, k=3, cols=2, n=5, lanes=1, k_steps=3)
     assert column_words(codes, timing, 4) == [0x41, 0x52, 0x63, 0xA7, 0xB8, 0xC9,
                                               0x0D, 0x0E, 0x0F]
+    # two inputs a step: 2 words a tile, weight [2t + c, 2s + l] at bits 4 * (2c + l), code 0
+    # for the missing fourth input
+    timing = types.SimpleNamespace(tiles=3, k=3, cols=2, n=5, lanes=2, k_steps=2)
+    assert column_words(codes, timing, 4) == [0x5421, 0x0603, 0xBA87, 0x0C09, 0xED, 0x0F]
 
 
 @pytest.mark.parametrize("lanes,k,src_cols", [(3, 8, 8), (4, 7, 7), (4, 8, 4)])
