@@ -55,7 +55,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-from amaranth import Module, Mux, Signal, unsigned
+from amaranth import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import stream
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -378,7 +378,11 @@ class FloatNetworkEngine(EngineChain):
         return network_interval(self._plan.timings, self._plan.net.in_features)
 
     def key(self, m, value):
-        """By value: ``+magnitude``, or ``-magnitude`` for a set sign bit (``+0`` and ``-0``
-        tie)."""
+        """By value, unsigned and without a carry chain (the logit may come straight from
+        a block RAM's slow output): ``2**31 + magnitude``, or for a negative value other than
+        ``-0`` the magnitude's complement ``2**31 - 1 - magnitude`` (``+0`` and ``-0`` tie;
+        the order of :func:`~rtl_gen.design.float_network.float_key`)."""
         mag = value[:F32 - 1]
-        return Mux(value[F32 - 1], -mag, mag)
+        neg = Signal(name="key_neg")
+        m.d.comb += neg.eq(value[F32 - 1] & (mag != 0))
+        return Cat(mag ^ neg.replicate(F32 - 1), ~neg)
