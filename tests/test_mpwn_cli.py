@@ -10,6 +10,7 @@ from rtl_gen.bundle import read_float_bundle
 from rtl_gen.cli import main
 from rtl_gen.data.digits import digits
 from rtl_gen.design import float_network
+from rtl_gen.hw.exact_float import ExactShape, exact_layer_timing
 from rtl_gen.training import mpwn
 from rtl_gen.training.defaults import FLOAT_MODEL_NAME, WEIGHTS_DIR
 from rtl_gen.training.float_model import load_float_model, save_float_model
@@ -156,3 +157,39 @@ def test_mpwn_on_the_exact_contract(tmp_path):
     assert f"| ternary/ternary | {100 * acc:.2f}% |" in r.stdout
     seq = invoke("mpwn", "--spaces", "ternary", "--finetune", "0")
     assert seq.exit_code == 0 and f"| ternary/ternary | {100 * acc:.2f}% |" not in seq.stdout
+
+
+def test_generate_shapes_the_layers_of_an_exact_network(tmp_path):
+    """On the exact contract ``--array-lanes`` (inputs a step) and ``--layer-array
+    LAYER:cols=,lanes=,drain=`` shape each layer; the table shows them, with the cycle model
+    of that shape; shapes that cannot be get one line naming the option or the layer."""
+    assert invoke("mpwn", "--spaces", "ternary", "--finetune", "0", "--accumulation",
+                  "exact", "--out", tmp_path / "b").exit_code == 0
+    r = invoke("generate", "--bundle", tmp_path / "b", "--cols", "32", "--array-lanes", "8",
+               "--layer-array", "0:drain=4", "--layer-array", "fc2:cols=10",
+               "-o", tmp_path / "a.v")
+    assert r.exit_code == 0, r.output
+    net = read_float_bundle(tmp_path / "b")
+    t1 = exact_layer_timing(net.layers[0], ExactShape(32, 8, 4))
+    t2 = exact_layer_timing(net.layers[1], ExactShape(10, 8), in_per_beat=4)
+    assert f"| fc1 | ternary | 32x64 | 32 | 8 | 4 | {t1.batch_cycles} | {t1.interval} |" \
+        in r.stdout
+    assert f"| fc2 | ternary | 10x32 | 10 | 8 | 1 | {t2.batch_cycles} | {t2.interval} |" \
+        in r.stdout
+    assert "module net_b(" in (tmp_path / "a.v").read_text()
+    for args, code, message in [
+        (("--array-lanes", "3"), 2, "'--array-lanes': inputs a step must be a power of two"),
+        (("--layer-array", "0:rows=2"), 2, "with a key of cols, lanes, drain"),
+        (("--layer-array", "fc9:cols=2"), 2, "no layer 'fc9' in 'b'"),
+        (("--layer-array", "1:drain=2"), 1, "the last layer drains one logit a cycle"),
+        (("--layer-array", "0:cols=8,drain=3"), 2, "layer 'fc1': results a cycle (drain 3)"),
+        (("--fit", "ecp5-85f"), 2, "--target-fps and --fit plan integer networks"),
+    ]:
+        r = invoke("generate", "--bundle", tmp_path / "b", *args, "-o", tmp_path / "x.v")
+        assert r.exit_code == code and message in r.stderr, (args, r.output)
+        assert [ln.startswith("Error: ") for ln in r.stderr.splitlines()].count(True) == 1
+        assert "Traceback" not in r.output and not (tmp_path / "x.v").exists()
+    assert invoke("mpwn", "--spaces", "ternary", "--finetune", "0",
+                  "--out", tmp_path / "s").exit_code == 0
+    r = invoke("generate", "--bundle", tmp_path / "s", "--array-lanes", "4")
+    assert r.exit_code == 2 and "on the exact contract" in r.stderr

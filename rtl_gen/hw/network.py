@@ -148,6 +148,10 @@ class EngineChain(Planned):
         any has.
     """
 
+    #: The logits leave through one more register (a chain whose last FIFO may be block
+    #: RAM, whose output is too slow to compute a key from in the same cycle).
+    OUTPUT_REGISTER = False
+
     @staticmethod
     def ports(plan: ChainPlan) -> dict:
         ports = {
@@ -194,8 +198,18 @@ class EngineChain(Planned):
         for a, b in zip(engines, engines[1:], strict=False):
             wiring.connect(m, a.o, b.i)
         last = engines[-1]
-        m.d.comb += [self.o.valid.eq(last.o.valid), self.o.payload.eq(last.o.payload),
-                     last.o.ready.eq(self.o.ready)]
+        if self.OUTPUT_REGISTER:
+            # one register on the logits' data (``ready`` passes through): the argmax and
+            # the port start from a flip-flop, not from the logit FIFO's memory
+            valid = Signal(name="o_valid")
+            payload = Signal.like(last.o.payload, name="o_payload", reset_less=True)
+            m.d.comb += [last.o.ready.eq(~valid | self.o.ready),
+                         self.o.valid.eq(valid), self.o.payload.eq(payload)]
+            with m.If(last.o.ready):
+                m.d.sync += [valid.eq(last.o.valid), payload.eq(last.o.payload)]
+        else:
+            m.d.comb += [self.o.valid.eq(last.o.valid), self.o.payload.eq(last.o.payload),
+                         last.o.ready.eq(self.o.ready)]
         m.d.sync += self.cycles.eq(self.cycles + 1)
         self._argmax(m)
         return m

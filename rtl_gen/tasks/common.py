@@ -50,6 +50,7 @@ __all__ = [
     "encode_inputs",
     "evaluation_data",
     "float_lanes_for",
+    "float_layer_arrays",
     "markdown_table",
     "network_arrays",
     "notify",
@@ -265,13 +266,64 @@ def arrays_for(net: Network, *, rows: int | None = None, cols: int | None = None
     return arrays
 
 
-def float_lanes_for(net: FloatNetwork, lanes: int | None = None) -> int | None:
+#: ``--layer-array`` keys of a float network on the exact contract: ``cols`` lanes (output
+#: channels), ``lanes`` inputs a step, ``drain`` results a cycle
+#: (:class:`~rtl_gen.hw.exact_float.ExactShape`).
+FLOAT_LAYER_KEYS = ("cols", "lanes", "drain")
+
+
+def float_lanes_for(net: FloatNetwork, lanes: int | None = None, inputs: int | None = None,
+                    layer_arrays=()):
     """``lanes`` (per layer, ``None``: the default) after :func:`check_size` of the float
-    network on them."""
+    network on them; on the exact contract, with ``inputs`` (``--array-lanes``: inputs a
+    step) or ``layer_arrays`` (``--layer-array LAYER:cols=C,lanes=L,drain=D``), one
+    :class:`~rtl_gen.hw.exact_float.ExactShape` per layer."""
     per = lanes if lanes is not None else DEFAULT_FLOAT_LANES
     check_size(net, [LayerSize(ly.in_features, ly.out_features, 32, 32, 1, per, 1, float=True)
                      for ly in net.layers], options=lanes is not None, option_names="--cols")
-    return lanes
+    if inputs is None and not layer_arrays:
+        return lanes
+    if net.accumulation != "exact":
+        raise OptionError("--array-lanes and --layer-array shape the layers of a float "
+                          "network on the exact contract; this one accumulates in sequence "
+                          "(give it --cols)")
+    from ..hw.exact_float import ExactShape
+
+    if inputs is not None:
+        try:
+            ExactShape(1, inputs)
+        except ValueError as e:
+            raise OptionError(str(e), option="--array-lanes") from None
+    specs = [{"cols": per, "lanes": 1 if inputs is None else inputs, "drain": 1}
+             for _ in net.layers]
+    names = [ly.name for ly in net.layers]
+    given = set()
+    for key, changes in parse_layer_arrays(layer_arrays, keys=FLOAT_LAYER_KEYS).items():
+        idx = names.index(key) if key in names else key
+        if not isinstance(idx, int) or not 0 <= idx < len(names):
+            raise OptionError(f"no layer {key!r} in {net.name!r} (layers 0..{len(names) - 1}: "
+                              f"{', '.join(names)})", option="--layer-array")
+        specs[idx].update(changes)
+        given.add(idx)
+    shapes = []
+    for idx, (name, spec) in enumerate(zip(names, specs, strict=True)):
+        try:
+            shapes.append(ExactShape(spec["cols"], spec["lanes"], spec["drain"]))
+        except ValueError as e:
+            raise OptionError(f"layer {name!r}: {e}",
+                              option="--layer-array" if idx in given else "--cols") from None
+    return shapes
+
+
+def float_layer_arrays(folding) -> tuple[str, ...]:
+    """The ``--layer-array`` settings of a float network's options (``folding`` may be
+    ``None``); ``--target-fps`` and ``--fit`` plan integer networks only."""
+    if folding is None:
+        return ()
+    if folding.target_fps is not None or folding.fit is not None:
+        raise OptionError("--target-fps and --fit plan integer networks, not a float network "
+                          "(shape its layers with --cols, --array-lanes and --layer-array)")
+    return tuple(folding.layer_arrays)
 
 
 def check_size(net: Network | FloatNetwork, layers: list[LayerSize], *, options: bool,
@@ -345,10 +397,11 @@ class FoldingOptions:
         return self.target_fps is not None or self.fit is not None or bool(self.layer_arrays)
 
 
-def parse_layer_arrays(specs) -> dict:
+def parse_layer_arrays(specs, keys=OVERRIDE_KEYS) -> dict:
     """``["1:cols=4,lanes=2", "fc2:cols=2"]`` as ``{1: {"cols": 4, "lanes": 2}, "fc2":
-    {"cols": 2}}`` (a layer by index from 0, or by name); the keys are ``cols``, ``lanes``,
-    ``rows``, ``pipeline`` (integers), ``multiplier`` and ``rom``."""
+    {"cols": 2}}`` (a layer by index from 0, or by name); the keys are ``keys``: by default
+    ``cols``, ``lanes``, ``rows``, ``pipeline``, ``window`` (integers), ``multiplier`` and
+    ``rom``."""
     out: dict = {}
     for spec in specs:
         layer, sep, body = str(spec).partition(":")
@@ -360,9 +413,9 @@ def parse_layer_arrays(specs) -> dict:
         for item in body.split(","):
             key, eq, value = item.partition("=")
             key, value = key.strip(), value.strip()
-            if not eq or key not in OVERRIDE_KEYS or not value:
+            if not eq or key not in keys or not value:
                 raise OptionError(f"{spec!r}: expected key=value with a key of "
-                                  f"{', '.join(OVERRIDE_KEYS)}, not {item!r}",
+                                  f"{', '.join(keys)}, not {item!r}",
                                   option="--layer-array")
             if key not in ("multiplier", "rom"):
                 try:

@@ -28,6 +28,7 @@ from .common import (
     bitserial_plan,
     check_output,
     float_lanes_for,
+    float_layer_arrays,
     fold_overrides,
     markdown_table,
     network_arrays,
@@ -105,12 +106,11 @@ def network_plan(net: Network | FloatNetwork, *, rows: int | None = None,
     apply to it).  ``counters``: every layer counts its batches' cycles (the verification
     build; without, the layers have no counter logic, as on a board).  Nothing is built; a
     design that cannot be raises :class:`~rtl_gen.errors.RtlGenError` naming the network."""
-    if net.family == "float" and folding is not None and folding.given:
-        raise OptionError("--target-fps, --fit and --layer-array plan integer networks, not "
-                          "a float network")
+    if net.family == "float":
+        shapes = float_lanes_for(net, cols, lanes, float_layer_arrays(folding))
     try:
         if net.family == "float":
-            return plan_float_network(net, float_lanes_for(net, cols), counters=counters)
+            return plan_float_network(net, shapes, counters=counters)
         if is_conv(net):
             arrays = conv_network_arrays(net, rows=rows, cols=cols, lanes=lanes,
                                          multiplier=multiplier, pipeline=pipeline,
@@ -214,6 +214,8 @@ def generate_network(bundle: Path, out: Path | None = None, *, name: str | None 
     elif isinstance(net, FloatNetwork):
         layers = [{"layer": ly.name, "space": ly.space,
                    "shape": f"{ly.out_features}x{ly.in_features}", "lanes": c,
+                   **({"inputs a step": t.lanes, "results a cycle": t.drain_width}
+                      if net.accumulation == "exact" else {}),
                    "cycles": t.batch_cycles, "interval": t.interval}
                   for ly, c, t in zip(net.layers, engine.lanes, engine.timings, strict=True)]
     else:

@@ -20,6 +20,7 @@ from .common import (
     evaluation_data,
     first,
     float_lanes_for,
+    float_layer_arrays,
     network_arrays,
     notify,
     sim_extra,
@@ -91,10 +92,8 @@ def verify(bundle: Path, *, data: Path | None = None, images: int | None = None,
         if conventional or tr_k is not None or tr_s is not None:
             raise OptionError("--conventional/--tr-k/--tr-s apply to term-revealing "
                               "bundles, not to a float bundle")
-        if folding is not None and folding.given:
-            raise OptionError("--target-fps, --fit and --layer-array plan integer networks, "
-                              "not a float network")
-        options, build_time = {"lanes": float_lanes_for(net, cols)}, "a minute or two"
+        options = {"lanes": float_lanes_for(net, cols, lanes, float_layer_arrays(folding))}
+        build_time = "a minute or two"
     elif (bitserial := bitserial_plan(net, folding, rows=rows, cols=cols, lanes=lanes,
                                       multiplier=multiplier, pipeline=pipeline)) is not None:
         from ..hw.bitserial import BitSerialNetworkEngine
