@@ -370,6 +370,10 @@ class FloatNetworkEngine(EngineChain):
     #: An exact layer's logit FIFO is block RAM when its tiles are short (the ECP5's 5.8 ns
     #: clock-to-out left 4 ns for the key's negation: 83-94 MHz); one register before it.
     OUTPUT_REGISTER = True
+    #: Exact layers several results a cycle wide are large; their links are skid buffers
+    #: (the stream from one layer's input banks into the previous one's credit logic set
+    #: 94 MHz on the LFE5U-85F).
+    LINK_REGISTERS = True
 
     @property
     def lanes(self) -> tuple[int, ...]:

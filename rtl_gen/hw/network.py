@@ -126,6 +126,25 @@ class ChainPlan:
     in_per_beat: int = 1
 
 
+def skid_link(m, up, down, *, name: str) -> None:
+    """Connect the stream ``up`` (an engine's output) to ``down`` (the next one's input)
+    through a skid buffer: ``down``'s data and ``valid`` and ``up``'s ``ready`` all come
+    from registers, one transfer a cycle when ``down`` is always ready (a transfer taken
+    while ``down`` stalls waits in the skid register)."""
+    o_valid = Signal(name=f"{name}_valid")
+    o_data = Signal.like(up.payload, name=f"{name}_data", reset_less=True)
+    s_valid = Signal(name=f"{name}_skid_valid")
+    s_data = Signal.like(up.payload, name=f"{name}_skid_data", reset_less=True)
+    m.d.comb += [up.ready.eq(~s_valid), down.valid.eq(o_valid), down.payload.eq(o_data)]
+    with m.If(down.ready | ~o_valid):
+        with m.If(s_valid):
+            m.d.sync += [o_valid.eq(1), o_data.eq(s_data), s_valid.eq(0)]
+        with m.Else():
+            m.d.sync += [o_valid.eq(up.valid), o_data.eq(up.payload)]
+    with m.Elif(up.valid & ~s_valid):
+        m.d.sync += [s_valid.eq(1), s_data.eq(up.payload)]
+
+
 class EngineChain(Planned):
     """Layer engines chained by streams, with the logits' argmax; see the module docstring.
 
@@ -148,6 +167,10 @@ class EngineChain(Planned):
         any has.
     """
 
+    #: Each link between layers is a skid buffer (:func:`skid_link`): registers on both the
+    #: data and ``ready``, so that no path runs from one layer's input banks into the
+    #: previous layer's FIFO and credit logic (a path across the device in a large design).
+    LINK_REGISTERS = False
     #: The logits leave through one more register (a chain whose last FIFO may be block
     #: RAM, whose output is too slow to compute a key from in the same cycle).
     OUTPUT_REGISTER = False
@@ -195,8 +218,11 @@ class EngineChain(Planned):
                 m.d.comb += getattr(engine, control).eq(getattr(self, control))
             engines.append(engine)
         wiring.connect(m, wiring.flipped(self.i), engines[0].i)
-        for a, b in zip(engines, engines[1:], strict=False):
-            wiring.connect(m, a.o, b.i)
+        for idx, (a, b) in enumerate(zip(engines, engines[1:], strict=False)):
+            if self.LINK_REGISTERS:
+                skid_link(m, a.o, b.i, name=f"link{idx}")
+            else:
+                wiring.connect(m, a.o, b.i)
         last = engines[-1]
         if self.OUTPUT_REGISTER:
             # one register on the logits' data (``ready`` passes through): the argmax and
