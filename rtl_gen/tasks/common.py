@@ -50,7 +50,7 @@ __all__ = [
     "encode_inputs",
     "evaluation_data",
     "float_lanes_for",
-    "float_layer_arrays",
+    "float_shapes",
     "markdown_table",
     "network_arrays",
     "notify",
@@ -315,15 +315,47 @@ def float_lanes_for(net: FloatNetwork, lanes: int | None = None, inputs: int | N
     return shapes
 
 
-def float_layer_arrays(folding) -> tuple[str, ...]:
-    """The ``--layer-array`` settings of a float network's options (``folding`` may be
-    ``None``); ``--target-fps`` and ``--fit`` plan integer networks only."""
+def float_shapes(net: FloatNetwork, lanes: int | None = None, inputs: int | None = None,
+                 folding=None, progress: Progress | None = None):
+    """The lanes (or shapes) of a float network from the options: ``--cols``,
+    ``--array-lanes`` and ``--layer-array`` (:func:`float_lanes_for`), or with ``--fit`` the
+    exact planner's shapes (:func:`~rtl_gen.hw.exact_planner.plan_exact_folding`: least
+    latency within the device's LUT4 less ``--margin``, each ``--layer-array`` fixing that
+    layer's shape), its table sent to ``progress``.  ``--target-fps`` plans integer
+    networks only."""
     if folding is None:
-        return ()
-    if folding.target_fps is not None or folding.fit is not None:
-        raise OptionError("--target-fps and --fit plan integer networks, not a float network "
-                          "(shape its layers with --cols, --array-lanes and --layer-array)")
-    return tuple(folding.layer_arrays)
+        return float_lanes_for(net, lanes, inputs)
+    if folding.target_fps is not None:
+        raise OptionError("--target-fps plans integer networks; a float network takes --fit "
+                          "(on the exact contract), --cols, --array-lanes and --layer-array")
+    if folding.fit is None:
+        return float_lanes_for(net, lanes, inputs, folding.layer_arrays)
+    if net.accumulation != "exact":
+        raise OptionError("--fit plans float networks on the exact contract; this one "
+                          "accumulates in sequence (give it --cols)", option="--fit")
+    if lanes is not None or inputs is not None:
+        raise OptionError("--fit chooses every layer's lanes and inputs a step; fix a "
+                          "layer by hand with --layer-array", option="--fit")
+    from ..devices import get_device
+    from ..hw.exact_planner import ExactFoldingError, plan_exact_folding
+
+    overrides = {}
+    if folding.layer_arrays:
+        fixed = float_lanes_for(net, None, None, folding.layer_arrays)
+        names = [ly.name for ly in net.layers]
+        for key in parse_layer_arrays(folding.layer_arrays, keys=FLOAT_LAYER_KEYS):
+            idx = names.index(key) if key in names else key
+            overrides[idx] = fixed[idx]
+    device = get_device(folding.fit)
+    budget = round(device.luts * (1 - folding.margin))
+    try:
+        plan = plan_exact_folding(net, budget, overrides)
+    except ExactFoldingError as e:
+        raise OptionError(f"{e}: the {device.name}'s {device.luts:,} less a "
+                          f"{folding.margin:.0%} margin", option="--fit") from None
+    notify(progress, f"exact folding plan of {net.name} for {device.name} (LUT4 estimated, "
+                     f"LFE5U-85F calibration):\n{plan.table()}")
+    return list(plan.shapes)
 
 
 def check_size(net: Network | FloatNetwork, layers: list[LayerSize], *, options: bool,

@@ -27,8 +27,7 @@ from .common import (
     Progress,
     bitserial_plan,
     check_output,
-    float_lanes_for,
-    float_layer_arrays,
+    float_shapes,
     fold_overrides,
     markdown_table,
     network_arrays,
@@ -107,7 +106,7 @@ def network_plan(net: Network | FloatNetwork, *, rows: int | None = None,
     build; without, the layers have no counter logic, as on a board).  Nothing is built; a
     design that cannot be raises :class:`~rtl_gen.errors.RtlGenError` naming the network."""
     if net.family == "float":
-        shapes = float_lanes_for(net, cols, lanes, float_layer_arrays(folding))
+        shapes = float_shapes(net, cols, lanes, folding, progress)
     try:
         if net.family == "float":
             return plan_float_network(net, shapes, counters=counters)
@@ -170,12 +169,13 @@ class NetworkResult:
 
     @property
     def table(self) -> str:
-        """The layers' table; for an integer network, with the network's interval after."""
+        """The layers' table, after the folding planner's when it chose the design; for an
+        integer network, with the network's interval after."""
         table = markdown_table(self.layers)
-        if isinstance(self.network, FloatNetwork):
-            return table
         if self.folding is not None:
             table = f"folding plan:\n{self.folding}\n{table}"
+        if isinstance(self.network, FloatNetwork):
+            return table
         e = self.engine
         if isinstance(e, UnrolledNetworkEngine):
             return table + (f"network: unrolled, one image a cycle, latency {e.latency} "

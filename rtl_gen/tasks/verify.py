@@ -19,8 +19,7 @@ from .common import (
     encode_inputs,
     evaluation_data,
     first,
-    float_lanes_for,
-    float_layer_arrays,
+    float_shapes,
     network_arrays,
     notify,
     sim_extra,
@@ -92,7 +91,7 @@ def verify(bundle: Path, *, data: Path | None = None, images: int | None = None,
         if conventional or tr_k is not None or tr_s is not None:
             raise OptionError("--conventional/--tr-k/--tr-s apply to term-revealing "
                               "bundles, not to a float bundle")
-        options = {"lanes": float_lanes_for(net, cols, lanes, float_layer_arrays(folding))}
+        options = {"lanes": float_shapes(net, cols, lanes, folding, progress)}
         build_time = "a minute or two"
     elif (bitserial := bitserial_plan(net, folding, rows=rows, cols=cols, lanes=lanes,
                                       multiplier=multiplier, pipeline=pipeline)) is not None:
