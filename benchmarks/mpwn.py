@@ -63,6 +63,7 @@ from rtl_gen.flow.synth import (
     tool_versions,
 )
 from rtl_gen.hw.exact_float import ExactShape
+from rtl_gen.hw.exact_planner import plan_exact_folding
 from rtl_gen.hw.float_layer import FloatNetworkEngine, plan_float_network
 from rtl_gen.training import mpwn
 from rtl_gen.training.defaults import FLOAT_MODEL_NAME, WEIGHTS_DIR
@@ -106,14 +107,18 @@ def shape_label(shapes) -> str:
 def equal_area(net: float_network.FloatNetwork, budget: int, workdir: Path,
                fmax: int = 0) -> dict:
     """``net`` synthesized on every lane count of :data:`LANE_LADDER` (and, on the exact
-    contract, every shape of :data:`SHAPE_LADDER`), and the one of least latency (cycles per
-    inference, the cycle model) whose LUT4 is at most ``budget``; with ``fmax`` seeds, that
-    one's median Fmax."""
+    contract, every shape of :data:`SHAPE_LADDER` and the exact planner's choice for
+    ``budget``, with its estimate), and the one of least latency (cycles per inference, the
+    cycle model) whose LUT4 is at most ``budget``; with ``fmax`` seeds, that one's median
+    Fmax."""
     ladder = [tuple(min(c, layer.out_features) for c, layer in zip(lanes, net.layers,
                                                                      strict=True))
               for lanes in LANE_LADDER]
+    planned = None
     if net.accumulation == "exact":
         ladder += list(SHAPE_LADDER)
+        planned = plan_exact_folding(net, budget)
+        ladder.append(planned.shapes)
     ladder = list(dict.fromkeys(ladder))
     points = []
     for lanes in ladder:
@@ -123,6 +128,8 @@ def equal_area(net: float_network.FloatNetwork, budget: int, workdir: Path,
                        "lut4": hw.get("lut4"), "ff": hw.get("ff"),
                        "latency": sum(t.batch_cycles for t in ts),
                        "interval": network_interval(ts, net.in_features)})
+        if planned is not None and lanes == planned.shapes:
+            points[-1]["planner_lut4"] = planned.lut4
     fits = [p for p in points if p["lut4"] is not None and p["lut4"] <= budget]
     best = min(fits, key=lambda p: p["latency"]) if fits else None
     if best is not None and fmax:
@@ -224,6 +231,8 @@ def area_markdown(area: dict) -> str:
              "fp32 latency / this |", "|---|---|---|---|---|---|"]
     for p in area["points"]:
         mark = " (chosen)" if p is area["chosen"] else ""
+        if "planner_lut4" in p:
+            mark += f" (planner: {p['planner_lut4']} LUT4 estimated)"
         lines.append(f"| {p['label']}{mark} | {p['lut4']} | {p['ff']} | "
                      f"{p['latency']} | {p['interval']} | "
                      f"{area['fp32_latency'] / p['latency']:.2f}x |")
