@@ -333,34 +333,39 @@ def main(argv: list[str] | None = None) -> int:
                          interval=network_interval(ts, net.in_features)))
     for row, accs in zip(rows, seed_accuracy, strict=False):
         row["accuracy_seeds"] = accs
-    with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
+    n_mp = len(rows) - (0 if args.skip_sweep else 1)
+    exact_rows = [r for r in rows[:n_mp] if r["accumulation"] == "exact"]
+    fp32 = next(r for r in rows if r["spaces"] == "float/float"
+                and r["accumulation"] == "sequential")
+    # the equal-area ladder starts beside the other rows as soon as the fp32 network's LUT4
+    # (its budget) is known
+    with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool, \
+            concurrent.futures.ThreadPoolExecutor(max_workers=1) as side:
         jobs = {pool.submit(measure, net, args.workdir, args.fmax_seeds if args.fmax else 0,
                             args.nodsp, args.lanes): row
                 for net, row in zip(nets, rows, strict=True)}
+        area_job = None
         for fut in tqdm(concurrent.futures.as_completed(jobs), total=len(jobs),
                         desc="synthesis", file=sys.stderr):
             jobs[fut]["hw"] = fut.result()
-    n_mp = len(rows) - (0 if args.skip_sweep else 1)
+            if jobs[fut] is fp32 and exact_rows and "error" not in fp32["hw"]:
+                top = max(exact_rows, key=lambda r: r["asb"])
+                area_job = side.submit(equal_area, nets[rows.index(top)], fp32["hw"]["lut4"],
+                                       args.workdir, args.fmax_seeds if args.fmax else 0)
+        area = area_job.result() if area_job is not None else None
     mp_rows = sorted(rows[:n_mp], key=lambda r: (r["accumulation"], -r["asb"])) + rows[n_mp:]
     add_ratios(mp_rows)
     table = markdown(mp_rows)
-    area = None
     ref = reference(mp_rows)
-    exact_rows = [r for r in rows[:n_mp] if r["accumulation"] == "exact"]
-    if exact_rows and ref is not None and "error" not in ref:
-        top = max(exact_rows, key=lambda r: r["asb"])
-        area = equal_area(nets[rows.index(top)], ref["lut4"], args.workdir,
-                          args.fmax_seeds if args.fmax else 0)
-        fp32 = next(r for r in rows if r["spaces"] == "float/float"
-                    and r["accumulation"] == "sequential")
+    if area is not None:
         area["fp32_latency"] = fp32["latency"]
-        best = area["chosen"]
-        if best is not None:
-            area["latency_ratio"] = round(fp32["latency"] / best["latency"], 2)
-            if best.get("fmax") and ref.get("fmax"):
+        chosen = area["chosen"]
+        if chosen is not None:
+            area["latency_ratio"] = round(fp32["latency"] / chosen["latency"], 2)
+            if chosen.get("fmax") and ref.get("fmax"):
                 area["fp32_fmax"] = ref["fmax"]
                 area["fp32_latency_ns"] = round(1e3 * fp32["latency"] / ref["fmax"], 1)
-                area["latency_ns"] = round(1e3 * best["latency"] / best["fmax"], 1)
+                area["latency_ns"] = round(1e3 * chosen["latency"] / chosen["fmax"], 1)
                 area["latency_ns_ratio"] = round(area["fp32_latency_ns"] / area["latency_ns"],
                                                  2)
         table += "\n" + area_markdown(area)

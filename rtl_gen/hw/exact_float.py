@@ -12,7 +12,7 @@ cycle (``ExactShape(C)``: one and one)::
                    L ExactAligners (shared): sign, |x| in the window, big, nan
                    (the significand shifted by the exponent field, a constant slice)
                                           │ registered, then +-|x| and its negation registered
-    weight ROM (read 3 cycles late) ──► C*L codes a step
+    weight ROM (read 2 cycles late, registered) ──► C*L codes a step
      lane c:  L terms (add, subtract, skip: one LUT4 a bit) ──► adder tree, two levels a
               cycle, kept as two-operand adders (carry chains) ──►
               acc <= (first ? 0 : acc) + tree        (acc_bits, exact)
@@ -631,15 +631,17 @@ class ExactLayerEngine(Engine):
         banks.read(m, seq.cbank, seq.step)
         # memories answer a cycle later: each lane's L terms (the shared aligners' or its
         # product aligners'), array_latency registers on, less the adder tree's own.  The
-        # shared aligners take three registers: the weight ROM is read three cycles later
-        # (its address delayed, not its wide word)
+        # shared aligners take three registers: the weight ROM is read two cycles later (its
+        # address delayed, not its wide word) and its word registered once (a block RAM's
+        # 5.6 ns clock-to-out must not reach the lanes' adders)
         shared = layer.space in EXACT_SPACES
-        word = delayed(m, seq.word, stages=ARRAY_LATENCY, name="word_d", reset_less=True) \
-            if shared else seq.word
+        word = delayed(m, seq.word, stages=ARRAY_LATENCY - 1, name="word_d",
+                       reset_less=True) if shared else seq.word
         m.d.comb += rom_rd.addr.eq(word)
         v1, f1, l1 = delayed(m, issue, first, last, name="step_d")
         v2, f2, l2 = delayed(m, v1, f1, l1, stages=t.array_latency, name="align_d")
-        terms = self._shared_terms(m, banks.data(0), rom_rd.data) if shared \
+        terms = self._shared_terms(m, banks.data(0), delayed(m, rom_rd.data, name="codes_q",
+                                                             reset_less=True)) if shared \
             else self._product_terms(m, banks.data(0), rom_rd.data)
 
         sums = []
