@@ -183,7 +183,7 @@ def test_generate_shapes_the_layers_of_an_exact_network(tmp_path):
         (("--layer-array", "fc9:cols=2"), 2, "no layer 'fc9' in 'b'"),
         (("--layer-array", "1:drain=2"), 1, "the last layer drains one logit a cycle"),
         (("--layer-array", "0:cols=8,drain=3"), 2, "layer 'fc1': results a cycle (drain 3)"),
-        (("--fit", "ecp5-85f"), 2, "--target-fps and --fit plan integer networks"),
+        (("--target-fps", "1000"), 2, "--target-fps plans integer networks"),
     ]:
         r = invoke("generate", "--bundle", tmp_path / "b", *args, "-o", tmp_path / "x.v")
         assert r.exit_code == code and message in r.stderr, (args, r.output)
