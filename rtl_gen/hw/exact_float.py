@@ -470,19 +470,19 @@ class ExactLayerPlan:
     (``lanes`` its ``C``), fed ``in_per_beat`` activations a transfer."""
 
     layer: FloatLayer
-    lanes: int
+    shape: ExactShape
     window: ExactWindow
     timing: LayerTiming
     w_bits: int
     acc_bits: int
     fifo_depth: int
     counters: bool = True
-    shape: ExactShape | None = None
     in_per_beat: int = 1
 
-    def __post_init__(self):
-        if self.shape is None:
-            object.__setattr__(self, "shape", ExactShape(self.lanes))
+    @property
+    def lanes(self) -> int:
+        """``C``, the shape's lanes."""
+        return self.shape.lanes
 
     @property
     def w_fmt(self) -> FloatFormat | None:
@@ -577,12 +577,12 @@ def plan_exact_layer(layer: FloatLayer, lanes, window: ExactWindow, *,
         raise ValueError(f"layer {name!r}: a tile of {shape} takes one cycle ({k} inputs, "
                          f"{shape.lanes // shape.drain} drain cycles); give it fewer inputs a "
                          f"step or fewer results a cycle")
-    return ExactLayerPlan(layer=layer, lanes=shape.lanes, window=window, timing=t,
+    return ExactLayerPlan(layer=layer, shape=shape, window=window, timing=t,
                           w_bits=_w_fmt(layer).width if _w_fmt(layer) is not None
                           else {"binary": 1, "ternary": 2}[layer.space],
                           acc_bits=window.acc_bits(k + 1),
                           fifo_depth=fifo_depth(t, slack=6, spare=0), counters=counters,
-                          shape=shape, in_per_beat=in_per_beat)
+                          in_per_beat=in_per_beat)
 
 
 class ExactLayerEngine(Engine):

@@ -273,11 +273,12 @@ FLOAT_LAYER_KEYS = ("cols", "lanes", "drain")
 
 
 def float_lanes_for(net: FloatNetwork, lanes: int | None = None, inputs: int | None = None,
-                    layer_arrays=()):
+                    layer_arrays=(), fixed: dict | None = None):
     """``lanes`` (per layer, ``None``: the default) after :func:`check_size` of the float
     network on them; on the exact contract, with ``inputs`` (``--array-lanes``: inputs a
     step) or ``layer_arrays`` (``--layer-array LAYER:cols=C,lanes=L,drain=D``), one
-    :class:`~rtl_gen.hw.exact_float.ExactShape` per layer."""
+    :class:`~rtl_gen.hw.exact_float.ExactShape` per layer (``fixed``, a dict, gets
+    ``{index: shape}`` of the layers ``layer_arrays`` names)."""
     per = lanes if lanes is not None else DEFAULT_FLOAT_LANES
     check_size(net, [LayerSize(ly.in_features, ly.out_features, 32, 32, 1, per, 1, float=True)
                      for ly in net.layers], options=lanes is not None, option_names="--cols")
@@ -312,6 +313,8 @@ def float_lanes_for(net: FloatNetwork, lanes: int | None = None, inputs: int | N
         except ValueError as e:
             raise OptionError(f"layer {name!r}: {e}",
                               option="--layer-array" if idx in given else "--cols") from None
+    if fixed is not None:
+        fixed.update((idx, shapes[idx]) for idx in given)
     return shapes
 
 
@@ -339,13 +342,9 @@ def float_shapes(net: FloatNetwork, lanes: int | None = None, inputs: int | None
     from ..devices import get_device
     from ..hw.exact_planner import ExactFoldingError, plan_exact_folding
 
-    overrides = {}
+    overrides: dict = {}
     if folding.layer_arrays:
-        fixed = float_lanes_for(net, None, None, folding.layer_arrays)
-        names = [ly.name for ly in net.layers]
-        for key in parse_layer_arrays(folding.layer_arrays, keys=FLOAT_LAYER_KEYS):
-            idx = names.index(key) if key in names else key
-            overrides[idx] = fixed[idx]
+        float_lanes_for(net, None, None, folding.layer_arrays, fixed=overrides)
     device = get_device(folding.fit)
     budget = round(device.luts * (1 - folding.margin))
     try:
