@@ -43,8 +43,8 @@ from rtl_gen.hw.planner import (
 RESULTS = Path(__file__).parent / "results"
 
 #: ``(bundle, per-layer arrays as rows x cols x lanes, input codes per cycle)``; an array's
-#: trailing ``b``: its weight ROM in block RAM (the planner's choice on the UP5K; those
-#: networks are synthesized for the UP5K only).  Every network
+#: trailing ``b``: its weight ROM in block RAM, ``s``: its drain shifts (the planner's
+#: choices on the UP5K; those networks are synthesized for the UP5K only).  Every network
 #: is built as ``--fit`` and a board build build it: without the layers' cycle counters.
 CONFIGS = [
     # the planner's --fit up5k choices (benchmarks/network.py), and the faster ternary folding
@@ -99,6 +99,17 @@ CONFIGS = [
     ("int4", "1x2x16b,1x4x2b", 1),
     ("mixed", "1x4x16b,1x1x8b", 2),
     ("mixed", "1x16x4b,1x10x1b", 2),     # the refit's choice
+    # shift drains (the planner's choice on the UP5K): the --fit up5k choices and others
+    ("binary", "1x32x2bs,1x2x8bs", 2),
+    ("ternary", "1x32x2bs,1x10x1bs", 2),
+    ("pot4", "1x2x16bs,1x2x4bs", 1),
+    ("apot4", "1x2x16bs,1x4x2bs", 1),
+    ("int4", "1x2x16bs,1x4x2bs", 1),
+    ("mixed", "1x16x4bs,1x10x1bs", 2),
+    ("int8", "1x4x4s,1x4x1s", 1),
+    ("binary", "1x8x4s,1x8x4s", 1),
+    ("int4", "1x16x1s,1x4x1s", 1),
+    ("ternary", "1x16x4s,1x2x8s", 2),
 ]
 
 
@@ -236,8 +247,8 @@ def main(argv: list[str] | None = None) -> int:
         for scheme, spec, per_beat in CONFIGS:
             if args.match and args.match not in f"{scheme} {spec}":
                 continue
-            if "b" in spec and family != "ice40":   # block ROMs: the UP5K planner's only
-                continue
+            if ("b" in spec or "s" in spec) and family != "ice40":
+                continue   # block ROMs and shift drains: the UP5K planner's only
             t = time.time()
             actual = measure(scheme, spec, per_beat, device, args.workdir)
             print(f"{device} {scheme} {spec} P={per_beat}: {time.time() - t:.0f} s",

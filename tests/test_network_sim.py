@@ -93,11 +93,19 @@ CASES = [
       ArrayConfig(rows=3, cols=1, pipeline=2)), True),
     ((12, 8, 6), ("int6", "int3"),
      (ArrayConfig(cols=4, multiplier="dsp"), ArrayConfig(cols=4, lanes=8)), False),
+    # shift drains: the results shift out at res[0] (one tile, several tiles with a channel
+    # short, and more than SELECT_DIRECT results, where the drain has its register stage)
+    ((13, 7, 5), ("int4", "ternary"),
+     (ArrayConfig(cols=3, drain="shift"), ArrayConfig(cols=8, drain="shift")), False),
+    ((40, 20, 6), ("binary", "pot4"),
+     (ArrayConfig(cols=20, lanes=2, drain="shift"), ArrayConfig(cols=4, drain="shift")),
+     True),
 ]
 
 
 @pytest.mark.parametrize("sizes,schemes,arrays,signed", CASES,
-                         ids=["-".join(c[1]) for c in CASES])
+                         ids=["-".join(c[1]) + "-shift" * (c[2][0].drain == "shift")
+                              for c in CASES])
 def test_network_matches_golden(sizes, schemes, arrays, signed):
     net, calib = small_net(sizes, schemes, signed_input=signed)
     x_int = net.input.quantize(calib[:7])
@@ -122,6 +130,32 @@ def test_bubbles_and_stalls_do_not_change_the_answer():
     got, classes, _ = run_network(engine, x_int, gaps=True, stalls=True, seed=5)
     assert np.array_equal(got, golden.forward(net, x_int))
     assert np.array_equal(classes, golden.predict(net, x_int))
+
+
+def test_a_shift_drain_under_gaps_and_stalls():
+    """The drain's shifts follow its reads, not the clock: with the consumer stalling and the
+    producer pausing, the answer stays exact."""
+    net, calib = small_net((24, 18, 4), ("int8", "ternary"))
+    x_int = net.input.quantize(calib[:6])
+    engine = NetworkEngine(net, (ArrayConfig(cols=18, lanes=2, drain="shift"),
+                                 ArrayConfig(cols=2, drain="shift")))
+    got, classes, _ = run_network(engine, x_int, gaps=True, stalls=True, seed=3)
+    assert np.array_equal(got, golden.forward(net, x_int))
+    assert np.array_equal(classes, golden.predict(net, x_int))
+
+
+def test_shift_drain_settings_checked():
+    from rtl_gen.design.network import TRConfig
+    from rtl_gen.hw.layer import plan_layer
+    with pytest.raises(ValueError, match="shift drain needs an array of one row, not 2"):
+        ArrayConfig(rows=2, drain="shift")
+    with pytest.raises(ValueError, match="drain is one of select, shift, not 'mux'"):
+        ArrayConfig(drain="mux")
+    net, _ = small_net((8, 4, 2), "signmag5")
+    import dataclasses
+    tr = dataclasses.replace(net.layers[0], tr=TRConfig(4, 3))
+    with pytest.raises(ValueError, match="term-revealing layer's drain selects"):
+        plan_layer(tr, ArrayConfig(cols=2, drain="shift"))
 
 
 def test_layer_refuses_bad_term_revealing_and_mismatched_rows():

@@ -32,7 +32,7 @@ def test_default_plan_keeps_the_default_rate_on_less_area(int4):
     default = plan_chain(int4)  # a plan only: no engine left unelaborated
     plan = plan_folding(int4)
     assert plan.interval <= network_interval(default.timings, int4.input.features)
-    same = {"cols": 8, "lanes": 1, "pipeline": 0}
+    same = {"cols": 8, "lanes": 1, "pipeline": 0, "drain": "select"}
     base = plan_folding(int4, overrides={0: same, 1: same})
     assert base.arrays == default.configs
     assert plan.area.logic < base.area.logic
@@ -40,9 +40,9 @@ def test_default_plan_keeps_the_default_rate_on_less_area(int4):
 
 @pytest.mark.parametrize("name, lanes, stages", [
     ("digits-int4", [16, 2], [3, 1]),   # after the products, + twice / none in the tree
-    ("digits-mixed", [4, 1], [2, 1]),  # int2 on 4 lanes: + once in the tree; int3 on 1
+    ("digits-mixed", [2, 1], [1, 1]),  # int2 on 2 lanes, int3 on 1: after the products
     ("digits-ternary", [2, 1], [0, 0]),  # a select of 1 or 2 lanes: no stage
-    ("digits-binary", [2, 8], [0, 2]),   # ... and from 4 lanes as a logic product
+    ("digits-binary", [2, 4], [0, 2]),   # ... and from 4 lanes as a logic product
     ("mnist-tfc-binary", [8, 8, 8, 2], [2, 2, 2, 0]),
 ])
 def test_the_planner_registers_the_lane_products(name, lanes, stages):

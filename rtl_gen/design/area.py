@@ -121,6 +121,9 @@ class EngineShape:
     #: Terms a lane gives its PE's adder tree: 1, its product; more where the PE kind gives
     #: the product's partial-product rows as terms (int8's radix-4 Booth rows: 5).
     row_terms: int = 1
+    #: The drain shifts the results out instead of selecting them
+    #: (:attr:`~rtl_gen.hw.layer.ArrayConfig.drain` ``"shift"``): no ``select`` bits.
+    drain_shift: bool = False
 
     @property
     def pes(self) -> int:
@@ -143,7 +146,7 @@ class EngineShape:
 
 #: The names of :func:`features`, in order (the calibration's coefficients follow them).
 FEATURES = ("layer", "pe", "acc", "sign_lane", "mult_lane", "int_lane", "tree", "tr_layer",
-            "tr_col", "fwd", "slots", "rom_fabric", "ram_fabric", "row_terms")
+            "tr_col", "fwd", "slots", "rom_fabric", "ram_fabric", "row_terms", "select")
 
 #: Kinds whose lane is a sign (a conditional negation): their lanes have a coefficient of
 #: their own (``sign_lane``); ``int`` lanes are ``a x w``-bit multipliers in LUTs
@@ -247,8 +250,10 @@ def features(s: EngineShape, family: str, c) -> tuple[float, ...]:
     along the systolic chains (arrays of more than one row; one row broadcasts them), drain
     table bits (``tiles * C`` slots of the bias, and of the requantization constants for a
     hidden layer), the bits of the ROMs and RAMs that stay out of block RAM
-    (:func:`in_block_ram`), and the operand bits of the partial-product rows a lane gives its
-    adder tree beyond the first (:attr:`EngineShape.row_terms`: int8's Booth rows)."""
+    (:func:`in_block_ram`), the operand bits of the partial-product rows a lane gives its
+    adder tree beyond the first (:attr:`EngineShape.row_terms`: int8's Booth rows), and the
+    drain's select: ``R*C - 1`` multiplexer inputs of the result's bits, none where the
+    results shift out (:attr:`EngineShape.drain_shift`)."""
     tr = s.kind == "tr"
     factor = LANE_FACTOR[family][s.kind](s.w_bits)
     lane = 0.0 if tr else s.pes * s.lanes * (s.a_bits + s.w_bits) * factor
@@ -270,9 +275,10 @@ def features(s: EngineShape, family: str, c) -> tuple[float, ...]:
     fwd = float(s.pes * s.lanes * (s.a_bits + s.w_bits)) if s.rows > 1 and not tr else 0.0
     slots = s.tiles * s.cols * (s.acc_bits + (40 if s.requantize else 0))
     rom, ram = _fabric_bits(s, family, c)
+    select = 0.0 if s.drain_shift else float((s.pes - 1) * (s.r_bits or s.acc_bits))
     return (1.0, float(s.pes), float(s.pes * s.acc_bits), sign, mult, prod, tree,
             float(tr), float(s.pes) if tr else 0.0, fwd, float(slots), float(rom), float(ram),
-            rows)
+            rows, select)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -55,6 +55,10 @@ class SystolicArray(wiring.Component):
         row and column ``c``'s weights to every PE of the column in the same cycle (no skew
         registers; fan-out ``C`` and ``R``); ``done`` comes ``2 + latency`` cycles after
         ``last``.
+    shift:
+        One row only: the results shift out (``res[c]`` takes ``res[c + 1]`` in each cycle
+        ``shift`` is high and no new tile lands), so a drain reads them all at ``res[0]``
+        in column order, without a multiplexer over the columns.
 
     Members
     -------
@@ -68,9 +72,12 @@ class SystolicArray(wiring.Component):
         The results of the last finished tile, ``res[r * C + c]``.
     done : Out(1)
         High for one cycle when every ``res`` holds a new tile's results.
+    shift : In(1)
+        With ``shift``: move the results one column towards ``res[0]``.
     """
 
-    def __init__(self, pe: PEConfig, *, rows: int, cols: int, broadcast: bool = False):
+    def __init__(self, pe: PEConfig, *, rows: int, cols: int, broadcast: bool = False,
+                 shift: bool = False):
         if pe.weights is not None:
             raise ValueError("a systolic array streams its weights; the PE cannot bake them")
         if pe.cycles_per_vector != 1:
@@ -81,6 +88,9 @@ class SystolicArray(wiring.Component):
                 raise ValueError(f"{name} must be 1..256, not {v!r}")
         self._pe, self._rows, self._cols = pe, rows, cols
         self._broadcast = bool(broadcast)
+        self._shift = bool(shift)
+        if self._shift and (rows != 1 or not broadcast):
+            raise ValueError("a shifting drain needs one row of PEs, broadcast")
         layout = dict(pe_layout(pe))
         super().__init__({
             "x": In(data.ArrayLayout(layout["x"], rows)),
@@ -88,6 +98,7 @@ class SystolicArray(wiring.Component):
             "valid": In(1), "first": In(1), "last": In(1),
             "res": Out(data.ArrayLayout(signed(pe.acc_bits), rows * cols)),
             "done": Out(1),
+            **({"shift": In(1)} if shift else {}),
         })
 
     @property
@@ -138,8 +149,15 @@ class SystolicArray(wiring.Component):
                 m.d.comb += [unit.i.valid.eq(f.valid), unit.i.payload.first.eq(f.first),
                              unit.i.payload.last.eq(f.last), unit.i.payload.x.eq(x_in[r][c]),
                              unit.i.payload.w.eq(w_in[r][c])]
-                with m.If(unit.o.valid):
-                    m.d.sync += self.res[r * cols + c].eq(unit.o.payload)
+                if self._shift:
+                    with m.If(unit.o.valid):
+                        m.d.sync += self.res[c].eq(unit.o.payload)
+                    with m.Elif(self.shift):
+                        if c + 1 < cols:
+                            m.d.sync += self.res[c].eq(self.res[c + 1])
+                else:
+                    with m.If(unit.o.valid):
+                        m.d.sync += self.res[r * cols + c].eq(unit.o.payload)
                 if r == rows - 1 and c == cols - 1:
                     m.d.sync += self.done.eq(unit.o.valid)
         return m

@@ -25,7 +25,8 @@ banks' ``full`` register in the same cycle (different banks), which Amaranth mer
 * :func:`drain_sequencer` -- after a tile's results are complete, one result a cycle with
   its output index.
 * :func:`drain_select` -- the result the drain reads, through a registered stage of 4-way
-  selects when the array has many results.
+  selects when the array has many results; :func:`drain_head` -- the same for an array
+  whose results shift out at ``res[0]`` (no select).
 * :func:`int_drain` -- the integer drain stages: ``+ bias``, ``* M``, ``+ 2**(S-1)``,
   ``>> S``, clamp (ReLU), or thresholds in place of the multiply and shift; logits: ``+ bias``
   only; every width from the layer's real values (:func:`plan_requant`).
@@ -67,6 +68,7 @@ __all__ = [
     "credit_fifo",
     "delayed",
     "drain_select",
+    "drain_head",
     "drain_sequencer",
     "input_banks",
     "int_drain",
@@ -492,6 +494,22 @@ def drain_select(m, res, drain: Drain) -> tuple[Value, Drain]:
                  ok.eq(drain.ok)]
     high = j >> (SELECT_GROUP - 1).bit_length()
     return Array(parts)[high], Drain(active=active, j=j, n_idx=n_idx, ok=ok)
+
+
+def drain_head(m, head, drain: Drain, n: int) -> tuple[Value, Drain]:
+    """The result a shifting drain reads (``head``: the array's ``res[0]``, which already
+    holds ``res[drain.j]``), and the drain's state in the cycle it is read: as
+    :func:`drain_select` over ``n`` results, with the same register stage where that has
+    one, so the cycle model is the same for either drain."""
+    if not select_stages(n):
+        return head, drain
+    r = Signal.like(head, name="drain_head", reset_less=True)
+    j = Signal.like(drain.j, name="drain_j", reset_less=True)
+    n_idx = Signal.like(drain.n_idx, name="drain_n_idx", reset_less=True)
+    active, ok = Signal(name="drain_active"), Signal(name="drain_ok")
+    m.d.sync += [r.eq(head), j.eq(drain.j), n_idx.eq(drain.n_idx), active.eq(drain.active),
+                 ok.eq(drain.ok)]
+    return r, Drain(active=active, j=j, n_idx=n_idx, ok=ok)
 
 
 def signed_bits(lo: int, hi: int) -> int:

@@ -52,6 +52,7 @@ from .kit import (
     batch_counter,
     credit_fifo,
     delayed,
+    drain_head,
     drain_select,
     drain_sequencer,
     input_banks,
@@ -97,6 +98,15 @@ class ArrayConfig:
         it fills its blocks well, else LUTs) or ``"block"`` (block RAM whatever its fill:
         no LUTs and no LUT-ROM read path, more blocks; the folding planner's choice when the
         device has the blocks, :func:`~rtl_gen.hw.planner.plan_folding`).
+    drain:
+        How the drain reads the array's results: ``"select"`` (default: a multiplexer over
+        the ``R*C`` result registers) or ``"shift"`` (one row only: the result registers
+        load together and shift one column a cycle towards the drain, which reads the
+        first; a 2:1 multiplexer per result bit, in front of its register, instead of the
+        ``C:1`` select).  The same cycles either way.  On the iCE40 a shift drain packs
+        each multiplexer with its register in one logic cell, so the select's logic cells
+        go (the folding planner's choice there); on the ECP5 the select's wide
+        multiplexers are cheaper (its slices have them), so it keeps the select.
     """
 
     rows: int = 1
@@ -107,6 +117,7 @@ class ArrayConfig:
     tr_terms: int = 1
     window: int = 1
     rom: str = "auto"
+    drain: str = "select"
 
     def __post_init__(self):
         for name, lo, hi in (("rows", 1, 64), ("cols", 1, 256), ("lanes", 1, 256),
@@ -125,10 +136,16 @@ class ArrayConfig:
         if self.rom not in ROM_PLACES:
             raise ValueError(f"the weight ROM goes to one of {', '.join(ROM_PLACES)}, not "
                              f"{self.rom!r}")
+        if self.drain not in DRAINS:
+            raise ValueError(f"the drain is one of {', '.join(DRAINS)}, not {self.drain!r}")
+        if self.drain == "shift" and self.rows != 1:
+            raise ValueError(f"a shift drain needs an array of one row, not {self.rows}")
 
 
 #: Where a layer's weight ROM may go (:attr:`ArrayConfig.rom`).
 ROM_PLACES = ("auto", "block")
+#: How a layer's drain may read its array's results (:attr:`ArrayConfig.drain`).
+DRAINS = ("select", "shift")
 
 
 def place_rom(rom: Memory, array: ArrayConfig) -> None:
@@ -204,7 +221,11 @@ def int_back_end(m, plan: LayerPlan, t: LayerTiming, array, out, seq, cycles, *,
     counters, the ``cycles`` counter (``bound``: the model's longest batch)."""
     rows, cols, nt = t.rows, t.cols, t.tiles
     drain = drain_sequencer(m, array.done, rows=rows, cols=cols, tiles=nt, n=t.n)
-    result, drain = drain_select(m, (array.res[q] for q in range(rows * cols)), drain)
+    if "shift" in array.signature.members:  # a shift drain: the next result is res[0]
+        m.d.comb += array.shift.eq(drain.active)
+        result, drain = drain_head(m, array.res[0], drain, rows * cols)
+    else:
+        result, drain = drain_select(m, (array.res[q] for q in range(rows * cols)), drain)
     w_data, w_en = int_drain(m, plan.requant, result, drain, slots=nt * cols)
     m.d.comb += [out.w_data.eq(w_data), out.w_en.eq(w_en)]
     out.reserve(m, seq.start_tile, tile_results(rows, cols, t.n, nt)[seq.next_tile])
@@ -277,6 +298,9 @@ def plan_layer(layer: DenseLayer, array: ArrayConfig, *, src_cols: int | None = 
         raise ValueError(f"layer {layer.name!r}: window codes per cycle ({array.window}) "
                          "are a convolution's setting, not a dense layer's")
     pe = layer_pe(layer, array)
+    if pe is None and array.drain == "shift":
+        raise ValueError(f"layer {layer.name!r}: a term-revealing layer's drain selects its "
+                         "results; it has no shift drain")
     timing = layer_timing(layer, array)
     k = layer.in_features
     src = k if src_cols is None else min(int(src_cols), k)
@@ -389,7 +413,8 @@ class LayerEngine(Engine):
         place_rom(rom, plan.array)
         m.submodules.rom = rom
         m.submodules.array = array = SystolicArray(pe, rows=rows, cols=cols,
-                                                   broadcast=broadcasts(plan.array))
+                                                   broadcast=broadcasts(plan.array),
+                                                   shift=plan.array.drain == "shift")
         rom_rd = rom.read_port()
         out = int_fifo(m, plan, self.o)
         seq = tile_sequencer(m, banks.full, out.credit, tiles=nt, period=period,

@@ -35,12 +35,16 @@ from .kit import signed_bits
 from .layer import ArrayConfig, plan_layer
 from .pes.layers import default_array, dense_pipeline
 
-__all__ = ["UNROLLED_SHARING_FLOOR", "FoldingPlan", "LayerFold", "PlanError", "engine_shape",
+__all__ = ["UNROLLED_SHARING_FLOOR", "FoldingPlan", "LayerFold", "PlanError", "default_drain",
+           "engine_shape",
            "plan_folding", "shortfall", "unrolled_adder_bits", "unrolled_area", "unrolled_fit",
            "unrolled_logic_bits", "unrolled_plain_bits", "unrolled_prefit"]
 
 #: Keys a per-layer override may set.
-OVERRIDE_KEYS = ("cols", "lanes", "rows", "multiplier", "pipeline", "window", "rom")
+OVERRIDE_KEYS = ("cols", "lanes", "rows", "multiplier", "pipeline", "window", "rom",
+                 "drain")
+#: The override keys whose values are words, not integers.
+WORD_KEYS = ("multiplier", "rom", "drain")
 
 #: Block RAM bits per block, per family.
 _BLOCK_BITS = {"ice40": 4096, "ecp5": 18432}
@@ -79,24 +83,38 @@ def engine_shape(plan) -> EngineShape:
                        fifo_depth=plan.fifo_depth, requant_method=plan.requant.method,
                        m_bits=plan.requant.m_bits or 30, r_bits=_result_bits(plan.requant),
                        rom=rom, rom_block=plan.array.rom == "block",
-                       row_terms=row_terms(pe))
+                       row_terms=row_terms(pe),
+                       drain_shift=pe is not None and plan.array.drain == "shift")
+
+
+def default_drain(family: str, rows: int, tr: bool) -> str:
+    """The drain the planner gives an array (:attr:`~rtl_gen.hw.layer.ArrayConfig.drain`):
+    ``"shift"`` for one row on the iCE40, where each result bit's 2:1 multiplexer packs
+    with its register in one logic cell and the select's logic cells go; else
+    ``"select"`` (the ECP5's slices build wide multiplexers cheaply; term-revealing arrays
+    have only the select)."""
+    return "shift" if family == "ice40" and rows == 1 and not tr else "select"
 
 
 def array_spec(a: ArrayConfig) -> str:
-    """``RxCxL`` of an array, with a trailing ``b`` when its weight ROM is in block RAM (the
-    form :func:`calibration_arrays` reads)."""
-    return f"{a.rows}x{a.cols}x{a.lanes}" + "b" * (a.rom == "block")
+    """``RxCxL`` of an array, with a trailing ``b`` when its weight ROM is in block RAM and
+    ``s`` when its drain shifts (the form :func:`calibration_arrays` reads)."""
+    return (f"{a.rows}x{a.cols}x{a.lanes}" + "b" * (a.rom == "block")
+            + "s" * (a.drain == "shift"))
 
 
 def calibration_arrays(net: Network, spec: str) -> list[ArrayConfig]:
     """The arrays of an area-model calibration network (``benchmarks/area_model.py``):
-    ``RxCxL`` per layer, comma-separated (a trailing ``b``: the weight ROM in block RAM),
-    each with the register stages the planner gives it
+    ``RxCxL`` per layer, comma-separated (a trailing ``b``: the weight ROM in block RAM; a
+    trailing ``s``: a shift drain), each with the register stages the planner gives it
     (:func:`~rtl_gen.hw.pes.layers.dense_pipeline`), as ``--fit`` builds it."""
     out = []
     for a, ly in zip(spec.split(","), net.layers, strict=True):
-        rows, cols, lanes = map(int, a.rstrip("b").split("x"))
-        out.append(ArrayConfig(rows, cols, lanes, rom="block" if a.endswith("b") else "auto",
+        shape = a.rstrip("bs")
+        flags = a[len(shape):]
+        rows, cols, lanes = map(int, shape.split("x"))
+        out.append(ArrayConfig(rows, cols, lanes, rom="block" if "b" in flags else "auto",
+                               drain="shift" if "s" in flags else "select",
                                pipeline=dense_pipeline(ly.scheme.kind, lanes,
                                                        ly.tr is not None, ly.scheme.bits)))
     return out
@@ -283,7 +301,9 @@ def _layer_candidates(layer, idx: int, fixed: dict, rows: int, family: str,
                 pipeline = fixed.get("pipeline", dense_pipeline(
                     layer.scheme.kind, lanes, layer.tr is not None, layer.scheme.bits))
                 array = ArrayConfig(rows=rows, cols=cols, lanes=lanes, multiplier=multiplier,
-                                    pipeline=pipeline, rom=fixed.get("rom", "auto"))
+                                    pipeline=pipeline, rom=fixed.get("rom", "auto"),
+                                    drain=fixed.get("drain", default_drain(
+                                        family, rows, layer.tr is not None)))
                 p = plan_layer(layer, array)
             except ValueError as e:
                 errors.append(str(e))

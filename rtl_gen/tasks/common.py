@@ -33,7 +33,7 @@ from ..errors import DataError, RtlGenError, SpecError
 from ..files import check_output, write_file, write_files
 from ..hw.float_layer import DEFAULT_FLOAT_LANES
 from ..hw.network import default_array
-from ..hw.planner import OVERRIDE_KEYS, FoldingPlan, PlanError, plan_folding
+from ..hw.planner import OVERRIDE_KEYS, WORD_KEYS, FoldingPlan, PlanError, plan_folding
 
 __all__ = [
     "ENGINES",
@@ -448,7 +448,7 @@ def parse_layer_arrays(specs, keys=OVERRIDE_KEYS) -> dict:
                 raise OptionError(f"{spec!r}: expected key=value with a key of "
                                   f"{', '.join(keys)}, not {item!r}",
                                   option="--layer-array")
-            if key not in ("multiplier", "rom"):
+            if key not in WORD_KEYS:
                 try:
                     value = int(value)
                 except ValueError:
