@@ -262,6 +262,34 @@ def test_group_engine_mixed_signed_input_and_batch():
            TRControl(TRMode.TR, 0, 1)], n_img=4)
 
 
+@pytest.mark.parametrize("terms", [1, 3])
+def test_memory_read_network_at_run_time_controls(terms):
+    """Each term lane reading its activation from its own copy of the input banks
+    (``tr_read="memory"``): the same logits and cycles as the model under every control, on
+    the slot-serial and the group-per-cycle PEs, with several tiles and groups."""
+    net, calib = tr_net([20, 7, 3], ["signmag5", "signmag4"],
+                        [TRConfig(4, 3, 2), TRConfig(8, 5, 2)])
+    arrays = [ArrayConfig(cols=2, tr_terms=terms, tr_read="memory"),
+              ArrayConfig(cols=2, tr_terms=terms, tr_read="memory")]
+    assert len(check(net, calib, arrays, CONTROLS)) >= 2
+
+
+def test_memory_read_mixed_signed_input_and_batch():
+    """Two rows (a copy of the banks per row and lane), signed inputs, after an int4 layer,
+    and a group of 2 (one index bit)."""
+    net, calib = tr_net([11, 6, 4], ["int4", "signmag5"], [None, TRConfig(2, 2, 1)],
+                        signed=True, seed=5)
+    check(net, calib, [ArrayConfig(rows=2, cols=4),
+                       ArrayConfig(rows=2, cols=3, tr_read="memory")],
+          [None, TRControl(TRMode.CONVENTIONAL), TRControl(TRMode.TR, 1, 2)], n_img=4)
+
+
+def test_memory_read_refusal():
+    with pytest.raises(ValueError, match="reads its activation by one of select, memory, "
+                                         "not 'mux'"):
+        ArrayConfig(tr_read="mux")
+
+
 def test_tr_terms_refusal():
     with pytest.raises(ValueError, match="tr_terms must be 0..64"):
         ArrayConfig(tr_terms=65)

@@ -44,7 +44,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from amaranth import Array, Const, Mux, Signal, Value, signed, unsigned
+from amaranth import Array, Cat, Const, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.memory import Memory
@@ -164,6 +164,10 @@ class Banks:
     full: Signal
     read_ports: list
     ks: int
+    #: Element copies (``input_banks(copies=n)``): ``copy_ports[r][j]``, one activation a
+    #: word, word ``(bank * ks + word) * lanes + lane``.
+    copy_ports: list = dataclasses.field(default_factory=list)
+    lanes: int = 1
 
     def read(self, m, bank, addr) -> None:
         """Address word ``addr`` of ``bank`` on every row (the data comes a cycle later)."""
@@ -173,9 +177,21 @@ class Banks:
     def data(self, r: int) -> Value:
         return self.read_ports[r].data
 
+    def read_copy(self, m, j: int, bank, addr, lane) -> None:
+        """Address activation ``lane`` of word ``addr`` of ``bank`` in copy ``j`` of every
+        row (the data, ``copy_data(r, j)``, comes a cycle later)."""
+        lg = self.lanes.bit_length() - 1
+        for ports in self.copy_ports:
+            m.d.comb += ports[j].addr.eq(Cat(lane[:lg], Mux(bank, self.ks, 0) + addr)
+                                         if lg else Mux(bank, self.ks, 0) + addr)
+
+    def copy_data(self, r: int, j: int) -> Value:
+        return self.copy_ports[r][j].data
+
 
 def input_banks(m, i, *, rows: int, lanes: int, a_bits: int, ks: int, k: int,
-                src_cols: int, value=None, delay: int = 0, per_beat: int = 1) -> Banks:
+                src_cols: int, value=None, delay: int = 0, per_beat: int = 1,
+                copies: int = 0) -> Banks:
     """Two banks of ``ks`` words of ``lanes`` activations of ``a_bits``, one memory per row.
 
     ``i`` is the input stream; activations arrive in the producer's ``(tile, row, column)``
@@ -186,15 +202,30 @@ def input_banks(m, i, *, rows: int, lanes: int, a_bits: int, ks: int, k: int,
     full once its last write has landed.  ``i.ready`` is low while the bank being written
     is full.  ``per_beat > 1``: each transfer carries that many consecutive activations
     (``value`` their concatenation, row-major order only), written to adjacent lanes of one
-    word: ``per_beat`` divides ``lanes`` and ``k``.
+    word: ``per_beat`` divides ``lanes`` and ``k``.  ``copies = n > 0``: instead of the word
+    memory, ``n`` memories per row of one activation a word (block RAM), each written with
+    every activation, so that ``n`` readers each read the activation they choose
+    (:meth:`Banks.read_copy`); one activation a transfer.
     """
+    if copies and per_beat > 1:
+        raise ValueError("element copies of the input banks take one activation a transfer")
     if per_beat > 1 and (lanes % per_beat or k % per_beat or src_cols != k):
         raise ValueError(f"{per_beat} activations per transfer need lanes ({lanes}) and "
                          f"inputs ({k}) that it divides, in row-major order")
     lg_lanes = lanes.bit_length() - 1
     value = Value.cast(i.payload if value is None else value)
-    mems = []
+    mems, copy_ports = [], []
     for r in range(rows):
+        if copies:
+            ports = []
+            for j in range(copies):
+                mem = Memory(shape=unsigned(a_bits), depth=2 * ks * lanes, init=[])
+                mem.attrs["ram_style"] = "block"
+                m.submodules[f"xbuf{r}_{j}"] = mem
+                ports.append((mem.write_port(), mem.read_port()))
+            mems.append([wp for wp, _ in ports])
+            copy_ports.append([rp for _, rp in ports])
+            continue
         mem = Memory(shape=unsigned(lanes * a_bits), depth=2 * ks, init=[])
         m.submodules[f"xbuf{r}"] = mem
         mems.append((mem.write_port(granularity=a_bits), mem.read_port()))
@@ -235,20 +266,30 @@ def input_banks(m, i, *, rows: int, lanes: int, a_bits: int, ks: int, k: int,
     with m.If(f_d):
         m.d.sync += full.bit_select(b_d, 1).eq(1)
 
-    for r, (wp, _) in enumerate(mems):
-        m.d.comb += wp.data.eq(value.replicate(lanes // per_beat))
+    for r, mem in enumerate(mems):
+        row_take = take if w_row is None else take & (w_row == r)
+        wp = mem[0]
         addr = Signal.like(wp.addr, name=f"waddr{r}")
         en = Signal.like(wp.en, name=f"wen{r}")
-        m.d.comb += addr.eq(Mux(wbank, ks, 0) + (k_w >> lg_lanes))
+        word = Mux(wbank, ks, 0) + (k_w >> lg_lanes)
         lane = k_w[:lg_lanes] if lg_lanes else 0
-        with m.If(take if w_row is None else take & (w_row == r)):
-            m.d.comb += en.eq(Const((1 << per_beat) - 1, lanes) << lane)
+        if copies:  # one activation a word: the word's address, then the lane
+            data_w = value
+            m.d.comb += addr.eq(Cat(lane, word) if lg_lanes else word)
+            with m.If(row_take):
+                m.d.comb += en.eq(1)
+        else:
+            data_w = value.replicate(lanes // per_beat)
+            m.d.comb += addr.eq(word)
+            with m.If(row_take):
+                m.d.comb += en.eq(Const((1 << per_beat) - 1, lanes) << lane)
         for _ in range(delay):
             addr_d = Signal.like(addr, name=f"{addr.name}_d")
             en_d = Signal.like(en, name=f"{en.name}_d")
             m.d.sync += [addr_d.eq(addr), en_d.eq(en)]
             addr, en = addr_d, en_d
-        m.d.comb += [wp.addr.eq(addr), wp.en.eq(en)]
+        for wp in (mem if copies else mem[:1]):
+            m.d.comb += [wp.data.eq(data_w), wp.addr.eq(addr), wp.en.eq(en)]
 
     with m.If(take):
         with m.If(col_last):
@@ -269,7 +310,8 @@ def input_banks(m, i, *, rows: int, lanes: int, a_bits: int, ks: int, k: int,
                     m.d.sync += w_row.eq(w_row + 1)
         with m.Else():
             m.d.sync += w_col.eq(w_col + per_beat)
-    return Banks(full=full, read_ports=[rp for _, rp in mems], ks=ks)
+    return Banks(full=full, read_ports=[] if copies else [rp for _, rp in mems], ks=ks,
+                 copy_ports=copy_ports, lanes=lanes)
 
 
 # -- output FIFO with credits -----------------------------------------------------------------

@@ -107,6 +107,13 @@ class ArrayConfig:
         each multiplexer with its register in one logic cell, so the select's logic cells
         go (the folding planner's choice there); on the ECP5 the select's wide
         multiplexers are cheaper (its slices have them), so it keeps the select.
+    tr_read:
+        Term-revealing layers only: how a PE's term finds its activation in the group.
+        ``"select"`` (default): the group's ``g`` activations are one word of the input
+        bank and each term lane selects its own with a ``g``-to-1 multiplexer;
+        ``"memory"``: each term lane has its own copy of the input bank in block RAM, one
+        activation a word, and reads the one its term's index names (the memory is the
+        multiplexer: ``R * C * P`` blocks, no select logic).  The same cycles either way.
     """
 
     rows: int = 1
@@ -118,6 +125,7 @@ class ArrayConfig:
     window: int = 1
     rom: str = "auto"
     drain: str = "select"
+    tr_read: str = "select"
 
     def __post_init__(self):
         for name, lo, hi in (("rows", 1, 64), ("cols", 1, 256), ("lanes", 1, 256),
@@ -140,12 +148,17 @@ class ArrayConfig:
             raise ValueError(f"the drain is one of {', '.join(DRAINS)}, not {self.drain!r}")
         if self.drain == "shift" and self.rows != 1:
             raise ValueError(f"a shift drain needs an array of one row, not {self.rows}")
+        if self.tr_read not in TR_READS:
+            raise ValueError(f"a term-revealing PE reads its activation by one of "
+                             f"{', '.join(TR_READS)}, not {self.tr_read!r}")
 
 
 #: Where a layer's weight ROM may go (:attr:`ArrayConfig.rom`).
 ROM_PLACES = ("auto", "block")
 #: How a layer's drain may read its array's results (:attr:`ArrayConfig.drain`).
 DRAINS = ("select", "shift")
+#: How a term-revealing PE reads its term's activation (:attr:`ArrayConfig.tr_read`).
+TR_READS = ("select", "memory")
 
 
 def place_rom(rom: Memory, array: ArrayConfig) -> None:

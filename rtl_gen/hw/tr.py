@@ -175,11 +175,17 @@ class TRArray(wiring.Component):
         The stored term's layout (:func:`term_layout`).
     acc_bits:
         Accumulator width.
+    read:
+        ``"select"``: ``x`` is the group and each PE selects its term's activation (a
+        register stage); ``"memory"``: ``x`` is each PE's activation, already read by its
+        term's index from its copy of the input bank, a cycle after ``w`` (the memory's
+        read is that register stage).
 
     Members
     -------
     x : In(ArrayLayout(ArrayLayout(x_shape, g), R))
-        The group's activations, per row.
+        The group's activations, per row (``read="memory"``: ``C`` activations per row,
+        PE ``(r, c)``'s at ``x[r][c]``).
     w : In(ArrayLayout(term, C))
         One weight term per column.
     valid, first, last, on : In(1)
@@ -191,11 +197,13 @@ class TRArray(wiring.Component):
     """
 
     def __init__(self, *, rows: int, cols: int, group: int, x_shape, term: data.StructLayout,
-                 acc_bits: int):
+                 acc_bits: int, read: str = "select"):
         self._rows, self._cols, self._group = rows, cols, group
         self._x_shape, self._term, self._acc_bits = x_shape, term, acc_bits
+        self._read = _check_read(read)
+        width = cols if read == "memory" else group
         super().__init__({
-            "x": In(data.ArrayLayout(data.ArrayLayout(x_shape, group), rows)),
+            "x": In(data.ArrayLayout(data.ArrayLayout(x_shape, width), rows)),
             "w": In(data.ArrayLayout(term, cols)),
             "valid": In(1), "first": In(1), "last": In(1), "on": In(1),
             "res": Out(data.ArrayLayout(signed(acc_bits), rows * cols)),
@@ -219,8 +227,11 @@ class TRArray(wiring.Component):
             t1 = Signal(self._term, name=f"t1_{c}", reset_less=True)
             m.d.sync += [t1.eq(term), t1.nz.eq(term.nz & self.on)]
             for r in range(rows):
-                sel = Signal(self._x_shape, name=f"sel_{r}_{c}", reset_less=True)
-                m.d.sync += sel.eq(self.x[r][term.idx])
+                if self._read == "memory":
+                    sel = self.x[r][c]
+                else:
+                    sel = Signal(self._x_shape, name=f"sel_{r}_{c}", reset_less=True)
+                    m.d.sync += sel.eq(self.x[r][term.idx])
                 # stage 2: the term pair: a shift, negated as ~v + 1 with the +1 carried into
                 # the accumulator's adder (no negation adder of its own)
                 p = Signal(acc_shape, name=f"p_{r}_{c}", reset_less=True)
@@ -263,10 +274,14 @@ class TRGroupArray(wiring.Component):
         ``P``, weight terms a PE adds a cycle (at least 2).
     max_exp:
         The largest term exponent (the shifters' range).
+    read:
+        As for :class:`TRArray`; ``"memory"``: ``x[r][c * P + j]`` is lane ``j`` of PE
+        ``(r, c)``'s activation.
 
     Members
     -------
     x : In(ArrayLayout(ArrayLayout(x_shape, g), R))
+        (``read="memory"``: ``C * P`` activations per row.)
     w : In(ArrayLayout(ArrayLayout(term, P), C))
         ``P`` weight terms per column.
     count : In(range(P + 1))
@@ -278,16 +293,19 @@ class TRGroupArray(wiring.Component):
     """
 
     def __init__(self, *, rows: int, cols: int, group: int, per_cycle: int, x_shape,
-                 term: data.StructLayout, max_exp: int, acc_bits: int):
+                 term: data.StructLayout, max_exp: int, acc_bits: int,
+                 read: str = "select"):
         if per_cycle < 2:
             raise ValueError(f"the group-per-cycle array adds 2 or more terms a cycle, not "
                              f"{per_cycle}")
         self._rows, self._cols, self._group, self._per = rows, cols, group, per_cycle
         self._x_shape, self._term, self._acc_bits = x_shape, term, acc_bits
         self._max_exp = max_exp
+        self._read = _check_read(read)
         self.latency = tr_group_latency(per_cycle)
+        width = cols * per_cycle if read == "memory" else group
         super().__init__({
-            "x": In(data.ArrayLayout(data.ArrayLayout(x_shape, group), rows)),
+            "x": In(data.ArrayLayout(data.ArrayLayout(x_shape, width), rows)),
             "w": In(data.ArrayLayout(data.ArrayLayout(term, per_cycle), cols)),
             "count": In(range(per_cycle + 1)),
             "valid": In(1), "first": In(1), "last": In(1),
@@ -324,8 +342,11 @@ class TRGroupArray(wiring.Component):
             for r in range(rows):
                 ops = []
                 for j in range(per):
-                    sel = Signal(x_shape, name=f"sel_{r}_{c}_{j}", reset_less=True)
-                    m.d.sync += sel.eq(self.x[r][self.w[c][j].idx])
+                    if self._read == "memory":
+                        sel = self.x[r][c * per + j]
+                    else:
+                        sel = Signal(x_shape, name=f"sel_{r}_{c}_{j}", reset_less=True)
+                        m.d.sync += sel.eq(self.x[r][self.w[c][j].idx])
                     shifted = Signal(signed(p_bits), name=f"sh_{r}_{c}_{j}")
                     m.d.comb += shifted.eq(sel << t1[j].exp)
                     p = Signal(signed(p_bits), name=f"p_{r}_{c}_{j}", reset_less=True)
@@ -343,6 +364,13 @@ class TRGroupArray(wiring.Component):
                     with m.If(last_a):
                         m.d.sync += self.res[r * cols + c].eq(new)
         return m
+
+
+def _check_read(read: str) -> str:
+    if read not in ("select", "memory"):
+        raise ValueError(f"a term-revealing PE reads its activation by select or memory, "
+                         f"not {read!r}")
+    return read
 
 
 def _adder_tree(m, ops, cap: int, name: str):

@@ -124,14 +124,16 @@ class TRLayerEngine(Engine):
         m.d.comb += [dtu.i.eq(x_r),
                      dtu.s.eq(Mux(tr_s > mag + 1, mag + 1, tr_s)),
                      dtu.enable.eq(self.tr_mode & (tr_s != 0))]
+        per = tr_per_cycle(layer, plan.array.tr_terms)
+        # read "memory": each term lane of each column reads its own copy of the banks
+        by_memory = plan.array.tr_read == "memory"
         banks = input_banks(m, self.i, rows=rows, lanes=group, a_bits=a_bits, ks=ks, k=t.k,
                             src_cols=plan.src_cols, value=dtu.value[:a_bits],
-                            delay=1 + dtu.latency)
+                            delay=1 + dtu.latency, copies=cols * per if by_memory else 0)
 
         # -- weight-term ROM, array, FIFO and the sequencer under the run-time slots --------
         # per = 1: one weight-term slot a cycle (TRArray); per > 1: `per` slots a ROM word,
         # the group-per-cycle array (TRGroupArray), a group's `n` terms in ceil(n / per)
-        per = tr_per_cycle(layer, plan.array.tr_terms)
         words, t_max, term = term_rom_words(layer, cols, per)
         w_max = -(-t_max // per)                   # ROM words (cycles) a group at most
         m.submodules.rom = rom = Memory(shape=unsigned(cols * per * term.size),
@@ -139,12 +141,12 @@ class TRLayerEngine(Engine):
         place_rom(rom, plan.array)
         if per == 1:
             array = TRArray(rows=rows, cols=cols, group=group, x_shape=x_shape, term=term,
-                            acc_bits=layer.acc_bits)
+                            acc_bits=layer.acc_bits, read=plan.array.tr_read)
         else:
             array = TRGroupArray(rows=rows, cols=cols, group=group, per_cycle=per,
                                  x_shape=x_shape, term=term,
                                  max_exp=layer.scheme.magnitude_bits,
-                                 acc_bits=layer.acc_bits)
+                                 acc_bits=layer.acc_bits, read=plan.array.tr_read)
         assert array.latency == t.array_latency
         m.submodules.array = array
         rom_rd = rom.read_port()
@@ -187,7 +189,16 @@ class TRLayerEngine(Engine):
             m.d.sync += issuing.eq(0)
         with m.If(seq.start_tile):
             m.d.sync += issuing.eq(1)
-        banks.read(m, seq.cbank, grp)
+        if by_memory:
+            # the ROM answers a cycle later with each lane's index: the group's address in
+            # the banks, delayed to meet it, then the activation's (again a cycle later)
+            bank_d, grp_d = delayed(m, seq.cbank, grp, name="copy_addr")
+            for c in range(cols):
+                for j in range(per):
+                    lane = array.w[c] if per == 1 else array.w[c][j]
+                    banks.read_copy(m, c * per + j, bank_d, grp_d, lane.idx)
+        else:
+            banks.read(m, seq.cbank, grp)
         m.d.comb += rom_rd.addr.eq(gbase + slot)
         with m.If(issue):
             with m.If(slot == last_slot):
@@ -222,7 +233,11 @@ class TRLayerEngine(Engine):
         m.d.comb += [array.valid.eq(valid_d), array.first.eq(first_d), array.last.eq(last_d),
                      array.w.as_value().eq(rom_rd.data)]
         for r in range(rows):
-            m.d.comb += array.x[r].as_value().eq(banks.data(r))
+            if by_memory:
+                for j in range(cols * per):
+                    m.d.comb += array.x[r][j].eq(banks.copy_data(r, j))
+            else:
+                m.d.comb += array.x[r].as_value().eq(banks.data(r))
 
         every = [dataclasses.replace(t, slots=s) for s in range(1, w_max + 1)]
         int_back_end(m, plan, t, array, out, seq, self.cycles,
