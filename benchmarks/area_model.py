@@ -43,7 +43,8 @@ from rtl_gen.hw.planner import (
 RESULTS = Path(__file__).parent / "results"
 
 #: ``(bundle, per-layer arrays as rows x cols x lanes, input codes per cycle)``; an array's
-#: trailing ``b``: its weight ROM in block RAM, ``s``: its drain shifts (the planner's
+#: trailing ``b``: its weight ROM in block RAM, ``s``: its drain shifts, ``m``: its
+#: term-revealing PEs read copies of the input banks (the planner's
 #: choices on the UP5K; those networks are synthesized for the UP5K only).  Every network
 #: is built as ``--fit`` and a board build build it: without the layers' cycle counters.
 CONFIGS = [
@@ -110,6 +111,11 @@ CONFIGS = [
     ("binary", "1x8x4s,1x8x4s", 1),
     ("int4", "1x16x1s,1x4x1s", 1),
     ("ternary", "1x16x4s,1x2x8s", 2),
+    # term-revealing PEs reading copies of the input banks (``m``; the UP5K planner's choice)
+    ("tr", "1x8x1m,1x2x1m", 1),
+    ("tr", "1x4x1m,1x2x1m", 1),
+    ("tr", "1x8x1m,1x8x1m", 1),
+    ("tr", "1x2x1m,1x1x1m", 1),
 ]
 
 
@@ -162,6 +168,37 @@ def refit(rows: list[dict], family: str) -> dict:
     x = np.array([np.sum([features(s, family, out) for s in shapes], axis=0)
                   for shapes in all_shapes])
     return out | relative_nnls(x, rows)
+
+
+def refit_features(rows: list[dict], family: str, names: list[str]) -> dict:
+    """The coefficients of the features ``names`` alone, the others kept: non-negative
+    least squares of what the other features leave of each row's logic and FF, over the
+    rows where any of ``names`` is nonzero (each weighted by one over its actual value);
+    the family's coefficients unchanged where no row has them."""
+    out = dict(COEFFICIENTS[family])
+    idx = [FEATURES.index(n) for n in names]
+    picked, x = [], []
+    for r in rows:
+        net = read_bundle(Path("weights") / f"digits-{r['bundle']}")
+        f = np.sum([features(s, family, out) for s in shapes_of(net, r["arrays"],
+                                                                r["per_beat"])[1]], axis=0)
+        if any(f[i] for i in idx):
+            picked.append(r)
+            x.append(f)
+    if not picked:
+        return out
+    x = np.array(x)
+    for key in ("logic", "ff"):
+        coef = list(out[key])
+        for i in idx:
+            coef[i] = 0.0
+        rest = [dict(r, actual=dict(r["actual"], **{key: r["actual"][key] - float(
+            np.dot(coef, f))})) for r, f in zip(picked, x, strict=True)]
+        fitted = relative_nnls(x[:, idx], rest)[key]
+        for i, v in zip(idx, fitted, strict=True):
+            coef[i] = v
+        out[key] = tuple(coef)
+    return out
 
 
 def relative_nnls(x: np.ndarray, rows: list[dict]) -> dict:
@@ -231,6 +268,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--devices", default="up5k,ecp5-85f")
     parser.add_argument("--refit", action="store_true",
                         help="fit the coefficients to these results and print them")
+    parser.add_argument("--refit-features", default=None, metavar="NAMES",
+                        help="fit only these features' coefficients (comma-separated), the "
+                             "others kept, on the rows that have them")
     parser.add_argument("--match", default=None, metavar="TEXT",
                         help="only the networks whose 'bundle arrays' contain TEXT")
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -247,8 +287,8 @@ def main(argv: list[str] | None = None) -> int:
         for scheme, spec, per_beat in CONFIGS:
             if args.match and args.match not in f"{scheme} {spec}":
                 continue
-            if ("b" in spec or "s" in spec) and family != "ice40":
-                continue   # block ROMs and shift drains: the UP5K planner's only
+            if any(f in spec for f in "bsm") and family != "ice40":
+                continue   # block ROMs, shift drains, memory reads: the UP5K planner's only
             t = time.time()
             actual = measure(scheme, spec, per_beat, device, args.workdir)
             print(f"{device} {scheme} {spec} P={per_beat}: {time.time() - t:.0f} s",
@@ -259,7 +299,10 @@ def main(argv: list[str] | None = None) -> int:
     for family in sorted({r["family"] for r in rows}):
         ok = [r for r in rows if r["family"] == family and "error" not in r["actual"]]
         coefficients[family] = refit(ok, family) if args.refit else COEFFICIENTS[family]
-        if args.refit:
+        if args.refit_features:
+            coefficients[family] = refit_features(ok, family,
+                                                  args.refit_features.split(","))
+        if args.refit or args.refit_features:
             print(f"{family!r}: {json.dumps(coefficients[family])},")
     lines = ["| device | network | arrays (RxCxL) | P | logic est. | actual | error | "
              "FF est. | actual | DSP est. | actual | BRAM est. | actual |",

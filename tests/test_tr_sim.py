@@ -325,3 +325,10 @@ def test_group_engine_through_the_host_registers():
                                                TRControl(TRMode.CONVENTIONAL))]
     assert [g.tolist() for g in got] == [w.tolist() for w in want]
     assert len({str(w.tolist()) for w in want}) == 3  # the three settings differ
+
+
+def test_memory_read_only_on_term_revealing_layers():
+    from rtl_gen.hw.layer import plan_layer
+    net, _ = tr_net([8, 4], ["int4"], [None])
+    with pytest.raises(ValueError, match="tr_read.*term-revealing layer's setting"):
+        plan_layer(net.layers[0], ArrayConfig(cols=2, tr_read="memory"))

@@ -124,6 +124,10 @@ class EngineShape:
     #: The drain shifts the results out instead of selecting them
     #: (:attr:`~rtl_gen.hw.layer.ArrayConfig.drain` ``"shift"``): no ``select`` bits.
     drain_shift: bool = False
+    #: Term-revealing layers reading their activations from copies of the input banks
+    #: (:attr:`~rtl_gen.hw.layer.ArrayConfig.tr_read` ``"memory"``): the copies, one per
+    #: term lane of each PE, in block RAM; 0: the PEs select from the group word.
+    tr_copies: int = 0
 
     @property
     def pes(self) -> int:
@@ -137,16 +141,23 @@ class EngineShape:
         return (self.tiles * self.k_steps, max(1, self.cols * self.lanes * self.w_bits), True)
 
     @property
-    def memories(self) -> list[tuple[int, int, bool]]:
-        """``(depth, width, rom)`` of each memory: the row banks, the weight ROM, the
-        FIFO."""
-        banks = [(2 * self.k_steps, self.lanes * self.a_bits, False)] * self.rows
-        return [*banks, self.weight_rom, (self.fifo_depth, self.out_bits, False)]
+    def memories(self) -> list[tuple[int, int, bool, bool]]:
+        """``(depth, width, rom, block)`` of each memory: the row banks (or their copies of
+        one activation a word, :attr:`tr_copies`, marked for block RAM), the weight ROM
+        (marked where :attr:`rom_block`), the FIFO."""
+        if self.tr_copies:
+            banks = [(2 * self.k_steps * self.lanes, self.a_bits, False, True)] \
+                * (self.rows * self.tr_copies)
+        else:
+            banks = [(2 * self.k_steps, self.lanes * self.a_bits, False, False)] * self.rows
+        return [*banks, (*self.weight_rom, self.rom_block),
+                (self.fifo_depth, self.out_bits, False, False)]
 
 
 #: The names of :func:`features`, in order (the calibration's coefficients follow them).
 FEATURES = ("layer", "pe", "acc", "sign_lane", "mult_lane", "int_lane", "tree", "tr_layer",
-            "tr_col", "fwd", "slots", "rom_fabric", "ram_fabric", "row_terms", "select")
+            "tr_col", "fwd", "slots", "rom_fabric", "ram_fabric", "row_terms", "select",
+            "tr_layer_memory", "tr_col_memory")
 
 #: Kinds whose lane is a sign (a conditional negation): their lanes have a coefficient of
 #: their own (``sign_lane``); ``int`` lanes are ``a x w``-bit multipliers in LUTs
@@ -187,9 +198,10 @@ def in_block_ram(depth: int, width: int, rom: bool, family: str, c,
                  forced: bool = False) -> bool:
     """Whether Yosys puts a memory in block RAM: when it fills its blocks well enough (at
     least the calibration's ``bram_rom_fill`` / ``bram_ram_fill`` bits per block; a ROM
-    left out becomes logic, a RAM flip-flops or, on the ECP5, distributed RAM), or a ROM
-    marked for block RAM (``forced``: :attr:`EngineShape.rom_block`)."""
-    if forced and rom:
+    left out becomes logic, a RAM flip-flops or, on the ECP5, distributed RAM), or a memory
+    marked for block RAM (``forced``: :attr:`EngineShape.rom_block`, the copies of
+    :attr:`EngineShape.tr_copies`)."""
+    if forced:
         return True
     fill = c["bram_rom_fill" if rom else "bram_ram_fill"]
     return depth * width >= fill * memory_blocks(depth, width, family)
@@ -205,8 +217,8 @@ FEATURES_V1 = ("layer", "pe", "acc", "sign_lane", "mult_lane", "slots", "rom_fab
 def _fabric_bits(s: EngineShape, family: str, c) -> tuple[int, int]:
     """Bits of the ROMs and of the RAMs that stay out of block RAM (:func:`in_block_ram`)."""
     rom = ram = 0
-    for depth, width, is_rom in s.memories:
-        if not in_block_ram(depth, width, is_rom, family, c, s.rom_block):
+    for depth, width, is_rom, block in s.memories:
+        if not in_block_ram(depth, width, is_rom, family, c, block):
             if is_rom:  # LUT4s of 16 entries, one column of bits each
                 rom += 16 * math.ceil(depth / 16) * width
             elif family == "ecp5":  # distributed RAM cells of 16 words
@@ -253,7 +265,10 @@ def features(s: EngineShape, family: str, c) -> tuple[float, ...]:
     (:func:`in_block_ram`), the operand bits of the partial-product rows a lane gives its
     adder tree beyond the first (:attr:`EngineShape.row_terms`: int8's Booth rows), and the
     drain's select: ``R*C - 1`` multiplexer inputs of the result's bits, none where the
-    results shift out (:attr:`EngineShape.drain_shift`)."""
+    results shift out (:attr:`EngineShape.drain_shift`); a term-pair layer and its PEs
+    count as ``tr_layer`` and ``tr_col`` where the PEs select their activations from the
+    group word, as ``tr_layer_memory`` and ``tr_col_memory`` where each reads its own copy
+    of the banks (:attr:`EngineShape.tr_copies`: no select, no banks in flip-flops)."""
     tr = s.kind == "tr"
     factor = LANE_FACTOR[family][s.kind](s.w_bits)
     lane = 0.0 if tr else s.pes * s.lanes * (s.a_bits + s.w_bits) * factor
@@ -276,9 +291,10 @@ def features(s: EngineShape, family: str, c) -> tuple[float, ...]:
     slots = s.tiles * s.cols * (s.acc_bits + (40 if s.requantize else 0))
     rom, ram = _fabric_bits(s, family, c)
     select = 0.0 if s.drain_shift else float((s.pes - 1) * (s.r_bits or s.acc_bits))
+    by_select, by_memory = float(tr and not s.tr_copies), float(tr and bool(s.tr_copies))
     return (1.0, float(s.pes), float(s.pes * s.acc_bits), sign, mult, prod, tree,
-            float(tr), float(s.pes) if tr else 0.0, fwd, float(slots), float(rom), float(ram),
-            rows, select)
+            by_select, by_select * s.pes, fwd, float(slots), float(rom), float(ram), rows,
+            select, by_memory, by_memory * s.pes)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -361,8 +377,8 @@ def estimate_layer(s: EngineShape, family: str, coefficients=None) -> Area:
         features(s, family, c)
     logic = sum(a * b for a, b in zip(c["logic"], f, strict=True))
     ff = sum(a * b for a, b in zip(c["ff"], f, strict=True))
-    bram = sum(memory_blocks(d, w, family) for d, w, rom in s.memories
-               if in_block_ram(d, w, rom, family, c, s.rom_block))
+    bram = sum(memory_blocks(d, w, family) for d, w, rom, block in s.memories
+               if in_block_ram(d, w, rom, family, c, block))
     return Area(logic, ff, dsp_blocks(s, family), bram)
 
 

@@ -268,18 +268,18 @@ def input_banks(m, i, *, rows: int, lanes: int, a_bits: int, ks: int, k: int,
 
     for r, mem in enumerate(mems):
         row_take = take if w_row is None else take & (w_row == r)
-        wp = mem[0]
-        addr = Signal.like(wp.addr, name=f"waddr{r}")
-        en = Signal.like(wp.en, name=f"wen{r}")
+        ports = mem if copies else mem[:1]
+        for wp in ports:
+            m.d.comb += wp.data.eq(value if copies else value.replicate(lanes // per_beat))
+        addr = Signal.like(ports[0].addr, name=f"waddr{r}")
+        en = Signal.like(ports[0].en, name=f"wen{r}")
         word = Mux(wbank, ks, 0) + (k_w >> lg_lanes)
         lane = k_w[:lg_lanes] if lg_lanes else 0
         if copies:  # one activation a word: the word's address, then the lane
-            data_w = value
             m.d.comb += addr.eq(Cat(lane, word) if lg_lanes else word)
             with m.If(row_take):
                 m.d.comb += en.eq(1)
         else:
-            data_w = value.replicate(lanes // per_beat)
             m.d.comb += addr.eq(word)
             with m.If(row_take):
                 m.d.comb += en.eq(Const((1 << per_beat) - 1, lanes) << lane)
@@ -288,8 +288,8 @@ def input_banks(m, i, *, rows: int, lanes: int, a_bits: int, ks: int, k: int,
             en_d = Signal.like(en, name=f"{en.name}_d")
             m.d.sync += [addr_d.eq(addr), en_d.eq(en)]
             addr, en = addr_d, en_d
-        for wp in (mem if copies else mem[:1]):
-            m.d.comb += [wp.data.eq(data_w), wp.addr.eq(addr), wp.en.eq(en)]
+        for wp in ports:
+            m.d.comb += [wp.addr.eq(addr), wp.en.eq(en)]
 
     with m.If(take):
         with m.If(col_last):

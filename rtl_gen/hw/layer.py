@@ -311,6 +311,9 @@ def plan_layer(layer: DenseLayer, array: ArrayConfig, *, src_cols: int | None = 
         raise ValueError(f"layer {layer.name!r}: window codes per cycle ({array.window}) "
                          "are a convolution's setting, not a dense layer's")
     pe = layer_pe(layer, array)
+    if pe is not None and array.tr_read != "select":
+        raise ValueError(f"layer {layer.name!r}: reading activations from memories "
+                         "(tr_read) is a term-revealing layer's setting")
     if pe is None and array.drain == "shift":
         raise ValueError(f"layer {layer.name!r}: a term-revealing layer's drain selects its "
                          "results; it has no shift drain")

@@ -42,9 +42,9 @@ __all__ = ["UNROLLED_SHARING_FLOOR", "FoldingPlan", "LayerFold", "PlanError", "d
 
 #: Keys a per-layer override may set.
 OVERRIDE_KEYS = ("cols", "lanes", "rows", "multiplier", "pipeline", "window", "rom",
-                 "drain")
+                 "drain", "tr_terms", "tr_read")
 #: The override keys whose values are words, not integers.
-WORD_KEYS = ("multiplier", "rom", "drain")
+WORD_KEYS = ("multiplier", "rom", "drain", "tr_read")
 
 #: Block RAM bits per block, per family.
 _BLOCK_BITS = {"ice40": 4096, "ecp5": 18432}
@@ -66,7 +66,7 @@ def engine_shape(plan) -> EngineShape:
     else:
         kind = pe.kind
     requant = layer.activation == "relu"
-    rom = None
+    rom, per = None, 1
     if pe is None:  # the term-pair array's ROM of weight terms (hw.tr.term_rom_words)
         from .tr import term_layout, tr_max_terms, tr_per_cycle
 
@@ -84,7 +84,9 @@ def engine_shape(plan) -> EngineShape:
                        m_bits=plan.requant.m_bits or 30, r_bits=_result_bits(plan.requant),
                        rom=rom, rom_block=plan.array.rom == "block",
                        row_terms=row_terms(pe),
-                       drain_shift=pe is not None and plan.array.drain == "shift")
+                       drain_shift=pe is not None and plan.array.drain == "shift",
+                       tr_copies=t.cols * per if pe is None and plan.array.tr_read == "memory"
+                       else 0)
 
 
 def default_drain(family: str, rows: int, tr: bool) -> str:
@@ -97,24 +99,26 @@ def default_drain(family: str, rows: int, tr: bool) -> str:
 
 
 def array_spec(a: ArrayConfig) -> str:
-    """``RxCxL`` of an array, with a trailing ``b`` when its weight ROM is in block RAM and
-    ``s`` when its drain shifts (the form :func:`calibration_arrays` reads)."""
+    """``RxCxL`` of an array, with a trailing ``b`` when its weight ROM is in block RAM,
+    ``s`` when its drain shifts and ``m`` when its term-revealing PEs read their activations
+    from memories (the form :func:`calibration_arrays` reads)."""
     return (f"{a.rows}x{a.cols}x{a.lanes}" + "b" * (a.rom == "block")
-            + "s" * (a.drain == "shift"))
+            + "s" * (a.drain == "shift") + "m" * (a.tr_read == "memory"))
 
 
 def calibration_arrays(net: Network, spec: str) -> list[ArrayConfig]:
     """The arrays of an area-model calibration network (``benchmarks/area_model.py``):
     ``RxCxL`` per layer, comma-separated (a trailing ``b``: the weight ROM in block RAM; a
-    trailing ``s``: a shift drain), each with the register stages the planner gives it
+    trailing ``s``: a shift drain; ``m``: term-revealing PEs reading memories), each with the register stages the planner gives it
     (:func:`~rtl_gen.hw.pes.layers.dense_pipeline`), as ``--fit`` builds it."""
     out = []
     for a, ly in zip(spec.split(","), net.layers, strict=True):
-        shape = a.rstrip("bs")
+        shape = a.rstrip("bsm")
         flags = a[len(shape):]
         rows, cols, lanes = map(int, shape.split("x"))
         out.append(ArrayConfig(rows, cols, lanes, rom="block" if "b" in flags else "auto",
                                drain="shift" if "s" in flags else "select",
+                               tr_read="memory" if "m" in flags else "select",
                                pipeline=dense_pipeline(ly.scheme.kind, lanes,
                                                        ly.tr is not None, ly.scheme.bits)))
     return out
@@ -213,7 +217,8 @@ class FoldingPlan:
                  f"est. {unit} |", "|---|---|---|---|---|---|---|---|"]
         for f in self.layers:
             a, t = f.array, f.timing
-            notes = [a.multiplier] * (a.multiplier != "lut") + ["ROM in BRAM"] * (a.rom == "block")
+            notes = ([a.multiplier] * (a.multiplier != "lut") + ["ROM in BRAM"] * (a.rom == "block")
+                     + ["PEs read BRAM copies"] * (a.tr_read == "memory"))
             mult = f" ({', '.join(notes)})" if notes else ""
             lines.append(f"| {f.index} {f.name} | {t.k} | {t.n} | {f.scheme} | "
                          f"{a.cols} x {a.lanes} x {a.rows}{mult} | {t.batch_cycles} | "
@@ -278,8 +283,10 @@ class _Candidate:
 def _layer_candidates(layer, idx: int, fixed: dict, rows: int, family: str,
                       cp, block_roms: bool = False) -> list[_Candidate]:
     """Every array of ``layer`` the settings ``fixed`` allow, with its timing and estimated
-    area; with ``block_roms``, each whose weight ROM would be LUTs also with it in block RAM
-    (fewer LUTs, more blocks: :func:`_within_bram` keeps the mix the device holds)."""
+    area; with ``block_roms``, each whose weight ROM would be LUTs also with it in block RAM,
+    and each term-revealing array also with its PEs reading copies of the input banks
+    (``tr_read="memory"``; fewer LUTs, more blocks: :func:`_within_bram` keeps the mix the
+    device holds)."""
     if fixed.get("window", 1) != 1:
         raise PlanError(f"layer {idx} ({layer.name}): window codes per cycle are a "
                         "convolution's setting, not a dense layer's")
@@ -303,7 +310,9 @@ def _layer_candidates(layer, idx: int, fixed: dict, rows: int, family: str,
                 array = ArrayConfig(rows=rows, cols=cols, lanes=lanes, multiplier=multiplier,
                                     pipeline=pipeline, rom=fixed.get("rom", "auto"),
                                     drain=fixed.get("drain", default_drain(
-                                        family, rows, layer.tr is not None)))
+                                        family, rows, layer.tr is not None)),
+                                    tr_terms=fixed.get("tr_terms", 1),
+                                    tr_read=fixed.get("tr_read", "select"))
                 p = plan_layer(layer, array)
             except ValueError as e:
                 errors.append(str(e))
@@ -311,6 +320,12 @@ def _layer_candidates(layer, idx: int, fixed: dict, rows: int, family: str,
             shape = engine_shape(p)
             area = estimate_layer(shape, family, cp)
             out.append(_Candidate(array, p.timing, area, area.logic))
+            if block_roms and layer.tr is not None and "tr_read" not in fixed:
+                # the PEs reading copies of the banks: no selects, a block per copy
+                array = dataclasses.replace(array, tr_read="memory")
+                p = plan_layer(layer, array)
+                area = estimate_layer(engine_shape(p), family, cp)
+                out.append(_Candidate(array, p.timing, area, area.logic))
             if block_roms and "rom" not in fixed and not in_block_ram(
                     *shape.weight_rom, family, cp or COEFFICIENTS[family]):
                 array = dataclasses.replace(array, rom="block")
