@@ -112,6 +112,7 @@ CONFIGS = [
     ("int4", "1x16x1s,1x4x1s", 1),
     ("ternary", "1x16x4s,1x2x8s", 2),
     # term-revealing PEs reading copies of the input banks (``m``; the UP5K planner's choice)
+    ("tr", "1x8x1,1x1x1m", 1),      # the --fit up5k choice
     ("tr", "1x8x1m,1x2x1m", 1),
     ("tr", "1x4x1m,1x2x1m", 1),
     ("tr", "1x8x1m,1x8x1m", 1),

@@ -324,8 +324,10 @@ def _folding_options(f):
             click.option("--layer-array", multiple=True, metavar="LAYER:key=value,...",
                          help="Fix a layer's array by hand (LAYER: index from 0 or name; "
                               "keys cols, lanes, rows, multiplier, pipeline, rom: auto "
-                              "or block (the weight ROM in block RAM), and window: "
-                              "a convolution's window codes per cycle), e.g. "
+                              "or block (the weight ROM in block RAM), drain: select or "
+                              "shift, tr_terms: a term-revealing PE's terms a cycle, "
+                              "tr_read: select or memory (its PEs read block RAM copies), "
+                              "and window: a convolution's window codes per cycle), e.g. "
                               "1:cols=4,lanes=2; repeatable; the planner picks the rest."),
             click.option("--engine", type=click.Choice(list(ENGINES)), default="auto",
                          show_default=True,

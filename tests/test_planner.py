@@ -354,6 +354,47 @@ def test_generate_with_a_fit_writes_the_plan(tmp_path):
     assert f"input [{width - 1}:0] i__payload;" in out.read_text()
 
 
+def test_layer_array_sets_a_term_revealing_layers_pes(tmp_path):
+    """--layer-array tr_read= and tr_terms= reach the TR engine: memory-read PEs (block RAM
+    copies of the banks) on one layer, two terms a cycle on the other, in the plan and the
+    Verilog; a bad value is one line."""
+    from click.testing import CliRunner
+
+    from rtl_gen.cli import main
+
+    out = tmp_path / "tr.v"
+    r = CliRunner().invoke(main, ["generate", "--bundle", str(WEIGHTS_DIR / "digits-tr"),
+                                  "-o", str(out), "--layer-array", "0:cols=4,tr_read=memory",
+                                  "--layer-array", "fc2:cols=2,tr_terms=2"])
+    assert r.exit_code == 0, r.output
+    assert "4 x 1 x 1 (PEs read BRAM copies)" in r.output
+    verilog = out.read_text()
+    assert all(f"xbuf0_{j}" in verilog for j in range(4))   # a copy per PE of layer 0
+    net = read_bundle(WEIGHTS_DIR / "digits-tr")
+    plan = plan_folding(net, overrides={0: {"cols": 4, "tr_read": "memory"},
+                                        1: {"cols": 2, "tr_terms": 2}})
+    assert [(a.tr_read, a.tr_terms) for a in plan.arrays] == [("memory", 1), ("select", 2)]
+    bad = CliRunner().invoke(main, ["generate", "--bundle", str(WEIGHTS_DIR / "digits-tr"),
+                                    "-o", str(tmp_path / "x.v"),
+                                    "--layer-array", "0:tr_read=mux"])
+    assert bad.exit_code == 1 and "select, memory, not 'mux'" in bad.output
+    assert "Traceback" not in bad.output and not (tmp_path / "x.v").exists()
+
+
+def test_fit_up5k_mixes_selecting_and_memory_reading_tr_pes():
+    """On the UP5K the planner weighs each TR array both ways: digits-tr's first layer gets
+    8 selecting columns (its memory read would not leave the block RAMs for the second
+    layer), the second reads memory; the plan's block RAMs fit with the margin."""
+    plan = plan_folding(read_bundle(WEIGHTS_DIR / "digits-tr"), fit="up5k")
+    assert [(a.cols, a.tr_read) for a in plan.arrays] == [(8, "select"), (1, "memory")]
+    assert plan.area.bram <= 27
+    # without the memory read on the table (selecting PEs fixed) the same device holds
+    # fewer columns or fewer cycles' worth of them
+    fixed = plan_folding(read_bundle(WEIGHTS_DIR / "digits-tr"), fit="up5k",
+                         overrides={0: {"tr_read": "select"}, 1: {"tr_read": "select"}})
+    assert fixed.interval > plan.interval
+
+
 def test_build_keeps_one_code_a_cycle():
     from rtl_gen.tasks.common import FoldingOptions, network_arrays
 

@@ -7,9 +7,10 @@ synthesis of the digits networks listed in that script's ``CONFIGS``, each built
 ``--fit`` and a board build build it (no layer cycle counters, each layer's register stages
 as the planner gives them): the planner's ``--fit up5k`` choices (one-row foldings with a
 wide input port of ``P = 2``, 16 x 4, 32 x 2, 2 x 16 and 10 x 1 arrays, the term-pair
-engine), with their weight ROMs in block RAM too (UP5K only), the shipped bundles on their
-default arrays, and smaller, larger, wider-lane, two-row and wide-input foldings: 46
-networks for the UP5K, 39 for the LFE5U-85F,
+engine), with their weight ROMs in block RAM and shift drains too (UP5K only), the shipped
+bundles on their default arrays, and smaller, larger, wider-lane, two-row and wide-input
+foldings: 61 networks for the UP5K (5 with term-revealing PEs reading memory), 39 for the
+LFE5U-85F,
 synthesized for the UP5K (``ice40``: ``ICESTORM_LC`` after nextpnr packing) and the
 LFE5U-85F (``ecp5``: ``TRELLIS_COMB`` after packing) with the project's pinned YoWASP
 Yosys/nextpnr.  ``benchmarks/results/area_model.md`` lists estimate vs actual per network.
@@ -24,7 +25,10 @@ ECP5 kept every RAM of these networks in distributed RAM).  Logic error of the f
 up5k`` choice within 5% on the UP5K; every network within 14% (the worst: the mixed
 network's ECP5 foldings, -11% to -13%, and two small int4 foldings on the UP5K, +10% and
 +13%, whose 17-bit logit FIFO Yosys splits between a block and the fabric, which the model
-does not).
+does not).  ``tr_layer_memory`` and ``tr_col_memory`` (term-revealing PEs reading copies
+of the input banks) are fit apart, the other coefficients kept (``--refit-features``), on
+the four UP5K memory-read networks (2026-12-01, each within 1%); the ECP5 planner does not
+offer the memory read, and its two coefficients repeat ``tr_layer`` and ``tr_col``.
 """
 
 from __future__ import annotations

@@ -109,7 +109,8 @@ def array_spec(a: ArrayConfig) -> str:
 def calibration_arrays(net: Network, spec: str) -> list[ArrayConfig]:
     """The arrays of an area-model calibration network (``benchmarks/area_model.py``):
     ``RxCxL`` per layer, comma-separated (a trailing ``b``: the weight ROM in block RAM; a
-    trailing ``s``: a shift drain; ``m``: term-revealing PEs reading memories), each with the register stages the planner gives it
+    trailing ``s``: a shift drain; ``m``: term-revealing PEs reading memories), each with
+    the register stages the planner gives it
     (:func:`~rtl_gen.hw.pes.layers.dense_pipeline`), as ``--fit`` builds it."""
     out = []
     for a, ly in zip(spec.split(","), net.layers, strict=True):
