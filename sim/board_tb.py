@@ -14,7 +14,10 @@ batch cycles (and the layers it does not predict, ``unchecked_layers``), a bound
 network's cycles per batch (``compute_cycles``, how long the host waits for a reply),
 whether to send malformed frames too, the batches of the throughput run (BENCH, the last
 batch back to back) and the engine's ``interval``, and a ``result_file`` for what was
-measured.
+measured.  With ``settings`` (term-revealing networks), the images are classified once per
+setting after its ``regs`` (mode, k, s) are written to the TR_MODE, TR_K and TR_S
+registers, each run checked against that setting's ``logits``, ``classes`` and
+``layer_cycles``.
 """
 
 from __future__ import annotations
@@ -96,8 +99,17 @@ def host_session(transport: Transport, p: dict) -> dict:
     assert (info.features, info.classes, info.rows) == (p["features"], p["classes_n"],
                                                         p["rows"]), info
     x = np.asarray(p["inputs"], np.int64)
-    classes, logits, cycles = client.classify(x)
-    result = {"classes": classes.tolist(), "logits": logits.tolist(), "cycles": cycles}
+    runs = []
+    for setting in p.get("settings") or [{}]:
+        # a run-time control setting through the host registers, then every image
+        if "regs" in setting:
+            for name, value in zip(("TR_MODE", "TR_K", "TR_S"), setting["regs"], strict=True):
+                client.write_register(name, value)
+        classes, logits, cycles = client.classify(x)
+        run = {"classes": classes.tolist(), "logits": logits.tolist(), "cycles": cycles}
+        run["layer_cycles"] = client.cycles()[2]
+        runs.append(run)
+    result = dict(runs[-1], runs=runs)
     if p.get("bench"):
         bench = client.bench(p["bench"])
         result.update(bench_cycles=bench.cycles, bench_logits=bench.logits.tolist(),
@@ -150,18 +162,22 @@ async def board_matches_golden(dut):
     result = task.result()
     assert model.framing_errors == 0, f"{model.framing_errors} reply bytes had no stop bit"
 
-    expected_logits = np.asarray(p["logits"], np.int64)
-    got = np.asarray(result["logits"], np.int64)
-    bad = np.argwhere(got != expected_logits)
-    assert bad.size == 0, (f"{len(bad)} logits differ; first at image {bad[0][0]}, channel "
-                           f"{bad[0][1]}: {got[tuple(bad[0])]} != "
-                           f"{expected_logits[tuple(bad[0])]}")
-    assert result["classes"] == p["classes"], "classes differ from golden.predict"
     skip = set(p.get("unchecked_layers", ()))  # no counter, or held back by a later layer
-    measured = [c for i, c in enumerate(result["layer_cycles"]) if i not in skip]
-    model = [c for i, c in enumerate(p["layer_cycles"]) if i not in skip]
-    assert len(result["layer_cycles"]) == len(p["layer_cycles"]) and measured == model, (
-        result["layer_cycles"], p["layer_cycles"], sorted(skip))
+    settings = p.get("settings") or [{k: p[k] for k in ("logits", "classes", "layer_cycles")}]
+    assert len(result["runs"]) == len(settings)
+    for want, run in zip(settings, result["runs"], strict=True):
+        where = f" (registers {want['regs']})" if "regs" in want else ""
+        expected_logits = np.asarray(want["logits"], np.int64)
+        got = np.asarray(run["logits"], np.int64)
+        bad = np.argwhere(got != expected_logits)
+        assert bad.size == 0, (f"{len(bad)} logits differ{where}; first at image {bad[0][0]}, "
+                               f"channel {bad[0][1]}: {got[tuple(bad[0])]} != "
+                               f"{expected_logits[tuple(bad[0])]}")
+        assert run["classes"] == want["classes"], f"classes differ from golden.predict{where}"
+        measured = [c for i, c in enumerate(run["layer_cycles"]) if i not in skip]
+        model = [c for i, c in enumerate(want["layer_cycles"]) if i not in skip]
+        assert len(run["layer_cycles"]) == len(want["layer_cycles"]) and measured == model, (
+            run["layer_cycles"], want["layer_cycles"], sorted(skip), where)
     if p.get("bench"):
         # the last batch (padded with zeros) again, its cycles every batch's back to back:
         # the engine's interval each, within the pipeline fill (one batch's latency)

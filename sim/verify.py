@@ -394,7 +394,8 @@ BOARD_SIM_DIVISOR = 8
 
 
 def verify_board(net: Network, x_int, *, arrays=None, simulator: str = "verilator",
-                 malformed: bool = True, bench: int = 0, cache_dir=None) -> dict:
+                 malformed: bool = True, bench: int = 0, cache_dir=None,
+                 controls=None) -> dict:
     """Classify every image of ``x_int`` through the board core's UART with the host client.
 
     Builds :class:`~rtl_gen.hw.hostlink.HostLinkCore` around the network (dense, or with
@@ -404,12 +405,17 @@ def verify_board(net: Network, x_int, *, arrays=None, simulator: str = "verilato
     its cycles within one batch's latency of ``bench`` intervals) and checks logits, classes
     and per-layer cycles against the golden model and the cycle model (except the layers
     the cycle model does not predict: :attr:`~rtl_gen.hw.hostlink.HostLinkPlan.unchecked_layers`).
+    ``controls`` (a term-revealing network): every image once per
+    :class:`~rtl_gen.design.golden.TRControl` (``None``: the bundle's own), each set by the
+    host through the TR_MODE, TR_K and TR_S registers of the same build and checked against
+    the golden model and the cycle model under it.
 
     Returns
     -------
     dict
         ``classes``, ``logits``, ``cycles`` (per batch, as the design counted them),
-        ``layer_cycles``, ``build``; with ``bench``, ``bench_cycles`` (the throughput run's,
+        ``layer_cycles``, ``build`` (of the last control with ``controls``, and ``runs``:
+        each control's); with ``bench``, ``bench_cycles`` (the throughput run's,
         as the design counted them) and ``interval`` (the engine's, the model's).
 
     Raises
@@ -427,8 +433,13 @@ def verify_board(net: Network, x_int, *, arrays=None, simulator: str = "verilato
     built = runner.build(to_verilog(core, top), top, simulator=simulator, cache_dir=cache_dir)
     batches = -(-len(x_int) // core.rows)
     bytes_per_batch = core.rows * core.features + 6 + core.info().infer_reply_bytes() + 6
-    # the network's time per batch: every layer at the slowest one's pace, a bound
+    # the network's time per batch: every layer at the slowest one's pace, a bound (under
+    # the slowest of the run-time controls, each of which classifies every image again)
     compute = core.engine.interval * len(net.layers)
+    passes = 1 if controls is None else len(controls)
+    if controls is not None:
+        compute = max(compute, *(sum(t.batch_cycles for t in core.engine.timings_for(c))
+                                 for c in controls))
     with tempfile.TemporaryDirectory() as tmp:
         result_file = Path(tmp) / "result.json"
         params = {
@@ -443,10 +454,22 @@ def verify_board(net: Network, x_int, *, arrays=None, simulator: str = "verilato
             "malformed": malformed, "bench": bench, "interval": core.engine.interval,
             # a generous bound: every bit of every frame and the network's time, 4x, plus
             # the timeouts
-            "max_ns": 10 * (4 * (10 * div * (batches * bytes_per_batch + 400)
-                                 + (batches + bench) * compute) + 100 * core.timeout_cycles),
+            "max_ns": 10 * (4 * (10 * div * (passes * batches * bytes_per_batch + 400)
+                                 + (passes * batches + bench) * compute)
+                            + 100 * core.timeout_cycles),
             "result_file": str(result_file),
         }
+        if controls is not None:
+            from rtl_gen.hw.tr import control_values
+
+            params["settings"] = [{
+                "regs": list(control_values(c)),
+                "logits": golden.forward(net, x_int, c).tolist(),
+                "classes": golden.predict(net, x_int, c).tolist(),
+                "layer_cycles": [t.batch_cycles for t in core.engine.timings_for(c)],
+            } for c in controls]
+            # the throughput run, if any, works under the last setting
+            params.update({k: params["settings"][-1][k] for k in ("logits", "classes")})
         built.run("sim.board_tb", params=params, tag=f"{top}-board")
         result = json.loads(result_file.read_text())
     result["build"] = str(built.build_dir)

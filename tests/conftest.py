@@ -52,6 +52,12 @@ UNITS: tuple[tuple[str, str], ...] = (
      "float network fp32"),
     ("tests/test_float_network_cocotb.py::test_every_test_image_is_bit_exact[binary-float]",
      "float network binary-float"),
+    # the term-revealing board core's own build, six settings through the host registers
+    ("tests/test_tr_cocotb.py::test_tr_network_through_the_host_registers",
+     "tr host registers"),
+    # an iCEBreaker bitstream of the term-revealing network
+    ("tests/test_cli.py::test_the_term_revealing_network_at_fit_up5k_builds_for_the_icebreaker",
+     "tr icebreaker"),
 ) + tuple(  # each shipped MNIST bundle's whole test split: a build and about a minute each
     (f"tests/test_mnist_cocotb.py::test_every_mnist_test_image_through_the_planned_design"
      f"[{p.name}]", f"mnist {p.name}")
@@ -81,6 +87,8 @@ UNIT_SECONDS: dict[str, float] = {
     "tests/test_cnn_board.py": 100,                # the MNIST CNN's two bitstreams
     **{f"mnist {p.name}": 75 for p in (Path(_ROOT) / "weights").glob("mnist-*")},
     "tests/test_tr_cocotb.py": 90,                 # slot-serial and group-per-cycle builds
+    "tr host registers": 80,
+    "tr icebreaker": 70,
     "tests/test_conv.py": 50,                      # a CNN synthesized
     "tests/test_flow.py": 30,
     "tests/test_qat_net.py": 30,                   # user CNNs trained, one Verilator build

@@ -81,3 +81,31 @@ def test_group_engine_network_at_five_controls():
         cycles.append(tuple(result["layer_cycles"]))
     assert len(builds) == 1
     assert len(set(cycles)) >= 3
+
+
+HOST_CONTROLS = [None, TRControl(TRMode.CONVENTIONAL), TRControl(TRMode.TR, 4, 1),
+                 TRControl(TRMode.TR, 6, 2), TRControl(TRMode.TR, 14, 3),
+                 TRControl(TRMode.TR, 0, 2)]
+
+
+def test_tr_network_through_the_host_registers():
+    """The board core of digits-tr at its ``--fit up5k`` plan (8 selecting columns, then a
+    column reading block RAM copies), one build: the host client writes six (mode, k, s)
+    settings to the TR_MODE, TR_K and TR_S registers over the UART and classifies the whole
+    test split after each; every logit equals the golden TR model's under that setting and
+    every layer's cycles the cycle model's."""
+    from rtl_gen.hw.planner import plan_folding
+    from sim.verify import verify_board
+
+    why = missing_simulator("verilator")
+    if why:
+        pytest.skip(why)
+    net = read_bundle(WEIGHTS_DIR / "digits-tr")
+    plan = plan_folding(net, fit="up5k")
+    assert any(a.tr_read == "memory" for a in plan.arrays)
+    x = digits()[1].x_int
+    result = verify_board(net, x, arrays=plan.arrays, controls=HOST_CONTROLS,
+                          malformed=False)  # raises on any difference
+    runs = result["runs"]
+    assert len(runs) == len(HOST_CONTROLS) and all(len(r["classes"]) == 360 for r in runs)
+    assert len({tuple(r["layer_cycles"]) for r in runs}) >= 5  # the registers took effect
