@@ -175,7 +175,7 @@ def refit_features(rows: list[dict], family: str, names: list[str]) -> dict:
     """The coefficients of the features ``names`` alone, the others kept: non-negative
     least squares of what the other features leave of each row's logic and FF, over the
     rows where any of ``names`` is nonzero (each weighted by one over its actual value);
-    the family's coefficients unchanged where no row has them."""
+    a feature no row has keeps its coefficient."""
     out = dict(COEFFICIENTS[family])
     idx = [FEATURES.index(n) for n in names]
     picked, x = [], []
@@ -186,9 +186,11 @@ def refit_features(rows: list[dict], family: str, names: list[str]) -> dict:
         if any(f[i] for i in idx):
             picked.append(r)
             x.append(f)
-    if not picked:
-        return out
     x = np.array(x)
+    # only the features some row has (the others keep their coefficients)
+    idx = [i for i in idx if picked and np.any(x[:, i])]
+    if not idx:
+        return out
     for key in ("logic", "ff"):
         coef = list(out[key])
         for i in idx:

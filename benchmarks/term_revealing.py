@@ -373,6 +373,9 @@ def plot(all_rows: list[dict], picks: dict, path: Path) -> None:
 #: inference against 64 on eight) of PEs with the bundle's budget of term adders.
 GROUP_SYNTH = ("TR group-per-cycle (digits-tr, 1x2 PEs of P = 10 term adders)",
                ArrayConfig(cols=2, tr_terms=0))
+#: The slot-serial array whose PEs read their activations from block RAM copies of the banks.
+MEMORY_SYNTH = ("TR, PEs reading block RAM copies (digits-tr, 1x8 term-pair array)",
+                ArrayConfig(cols=8, tr_read="memory"))
 
 
 def synth_costs(nets: dict, devices=("up5k", "ecp5-85f")) -> list[dict]:
@@ -395,6 +398,8 @@ def synth_costs(nets: dict, devices=("up5k", "ecp5-85f")) -> list[dict]:
         top = f"{'bitserial' if serial else 'net'}_{net.name}".replace("-", "_")
         if arrays is not None and arrays[0].tr_terms != 1:
             top += "_group"
+        if arrays is not None and arrays[0].tr_read == "memory":
+            top += "_memory"
         verilog = component_verilog(engine, top)
         for dev in devices:
             s = synth(verilog, top, dev)
@@ -425,6 +430,9 @@ def main(argv=None) -> int:
     parser.add_argument("--synth-group", metavar="DEVICE",
                         help="synthesize only digits-tr on the group-per-cycle TR engine for "
                              "DEVICE (e.g. up5k)")
+    parser.add_argument("--synth-memory", metavar="DEVICES",
+                        help="synthesize only digits-tr on the PEs reading block RAM copies "
+                             "for these devices (comma-separated, e.g. up5k,ecp5-85f)")
     parser.add_argument("--no-mnist", action="store_true",
                         help="skip the MNIST MLP (trained in about half a minute)")
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -458,14 +466,17 @@ def main(argv=None) -> int:
     costs = []
     tr_net = read_bundle(WEIGHTS_DIR / "digits-tr")
     group = {GROUP_SYNTH[0]: (tr_net, [GROUP_SYNTH[1]] * len(tr_net.layers))}
+    memory = {MEMORY_SYNTH[0]: (tr_net, [MEMORY_SYNTH[1]] * len(tr_net.layers))}
     if args.synth:
         costs = synth_costs({"TR (digits-tr, 1x8 term-pair array)": tr_net,
                              "int4 (digits-int4, 1x8 int4 PEs)":
                              read_bundle(WEIGHTS_DIR / "digits-int4"),
                              "int4 bit-serial (digits-int4, 1x8 bit-serial PEs of 16 lanes)":
-                             read_bundle(WEIGHTS_DIR / "digits-int4"), **group})
+                             read_bundle(WEIGHTS_DIR / "digits-int4"), **group, **memory})
     elif args.synth_group:
         costs = synth_costs(group, (args.synth_group,))
+    elif args.synth_memory:
+        costs = synth_costs(memory, tuple(args.synth_memory.split(",")))
     costs = merge_costs(args.out / "term_revealing.json", costs)
     if costs:
         text += ("\n| network | device | logic cells | LUT4 | FF | DSP | BRAM | MHz |\n"

@@ -252,12 +252,12 @@ def test_truncator_arbitrary_digit_vectors(bits):
     assert got[0][2] == (1 << width) - 1 and got[1][2] == -((1 << width) - 1)
 
 
-@pytest.mark.parametrize("pipeline", [1, 2, 3])
+@pytest.mark.parametrize("pipeline", [1, 2, 3, 4])
 @pytest.mark.parametrize("signed", [False, True], ids=["unsigned", "signed"])
 def test_pipelined_unit_latency(signed, pipeline):
     """With ``pipeline`` register stages the result of an input appears ``pipeline`` edges
     later (2: the digits registered between the encoder and the truncator; 3: the kept
-    digits too)."""
+    digits too; 4: and which digits to keep)."""
     bits = 8
     dut = DataTermUnit(bits, signed=signed, pipeline=pipeline)
     assert dut.latency == pipeline
@@ -296,10 +296,11 @@ def test_truncator_pipeline_latency_attribute():
     assert built(TermTruncator(4, pipeline=True)).latency == 1
     assert built(DataTermUnit(4)).latency == 0
     assert built(TermTruncator(4, pipeline=2)).latency == 2
+    assert built(TermTruncator(4, pipeline=3)).latency == 3
+    with pytest.raises(ValueError, match="pipeline must be 0 to 4"):
+        DataTermUnit(4, pipeline=5)
     with pytest.raises(ValueError, match="pipeline must be 0 to 3"):
-        DataTermUnit(4, pipeline=4)
-    with pytest.raises(ValueError, match="pipeline must be 0 to 2"):
-        TermTruncator(4, pipeline=3)
+        TermTruncator(4, pipeline=4)
 
 
 @pytest.mark.parametrize("cls", [HeseEncoder, TermTruncator, DataTermUnit])

@@ -25,23 +25,24 @@ ECP5 kept every RAM of these networks in distributed RAM).  Logic error of the f
 up5k`` choice within 5% on the UP5K; every network within 14% (the worst: the mixed
 network's ECP5 foldings, -11% to -13%, and two small int4 foldings on the UP5K, +10% and
 +13%, whose 17-bit logit FIFO Yosys splits between a block and the fabric, which the model
-does not).  ``tr_layer_memory`` and ``tr_col_memory`` (term-revealing PEs reading copies
-of the input banks) are fit apart, the other coefficients kept (``--refit-features``), on
-the four UP5K memory-read networks (2026-12-01, each within 1%); the ECP5 planner does not
-offer the memory read, and its two coefficients repeat ``tr_layer`` and ``tr_col``.
+does not).  The term-revealing coefficients (``tr_layer``, ``tr_col`` and, for PEs reading
+copies of the input banks, ``tr_layer_memory``, ``tr_col_memory``) are fit apart, the
+other coefficients kept (``--refit-features``), on the term-revealing networks (2026-12-01:
+8 on the UP5K, 3 on the LFE5U-85F, each within 3%); the ECP5 planner does not offer the
+memory read, and its two memory coefficients repeat an earlier ``tr_layer`` and ``tr_col``.
 """
 
 from __future__ import annotations
 
 COEFFICIENTS = {
-    "ice40": {"logic": (307.4771, 0.0, 2.8472, 0.5448, 1.7955, 1.8883, 2.3647, 531.1921,
-                        175.6089, 0.4672, 0.0, 0.0987, 1.642, 0.6878, 0.8007, 353.2835, 77.7464),
-              "ff": (0.0, 0.0, 1.5077, 0.1451, 0.5853, 0.4714, 1.6639, 333.3114, 37.6683, 0.0,
-                     0.2158, 0.0228, 0.784, 0.5621, 0.1498, 139.9738, 27.7074),
+    "ice40": {"logic": (307.4771, 0.0, 2.8472, 0.5448, 1.7955, 1.8883, 2.3647, 665.9708,
+                        144.5959, 0.4672, 0.0, 0.0987, 1.642, 0.6878, 0.8007, 414.5341, 86.2781),
+              "ff": (0.0, 0.0, 1.5077, 0.1451, 0.5853, 0.4714, 1.6639, 424.9592, 23.0518, 0.0,
+                     0.2158, 0.0228, 0.784, 0.5621, 0.1498, 180.7997, 37.1299),
               "network": (0.0, 0.0), "bram_rom_fill": 1152, "bram_ram_fill": 96},
-    "ecp5": {"logic": (219.709, 0.2547, 2.8977, 0.0, 1.5157, 1.9149, 2.2288, 194.4152, 108.4762,
+    "ecp5": {"logic": (219.709, 0.2547, 2.8977, 0.0, 1.5157, 1.9149, 2.2288, 215.2318, 106.8074,
                        0.4792, 0.0, 0.0995, 0.1678, 0.2993, 0.6127, 194.4152, 108.4762),
-             "ff": (0.0, 0.0, 1.0217, 0.0, 0.5748, 0.4062, 2.0493, 255.4439, 23.8396, 0.0243,
+             "ff": (0.0, 0.0, 1.0217, 0.0, 0.5748, 0.4062, 2.0493, 308.4096, 32.8397, 0.0243,
                     0.1832, 0.0072, 0.0318, 0.5361, 1.0696, 255.4439, 23.8396),
              "network": (0.0, 0.0), "bram_rom_fill": 3072, "bram_ram_fill": 1 << 30},
 }

@@ -146,9 +146,10 @@ class TermTruncator(_TermComponent):
         Magnitude width ``n``: the digit vectors are ``n + 1`` wide (positions ``0..n``).
     pipeline:
         Register stages (in the ``sync`` domain): 0 (combinational), 1 (every output
-        registered, so the prefix count and the subtraction end at a flip-flop) or 2 (the
+        registered, so the prefix count and the subtraction end at a flip-flop), 2 (the
         kept digits registered too: the prefix count and the subtraction in different
-        cycles).
+        cycles) or 3 (and which digits to keep, with the digits: the prefix count and
+        comparison in a cycle of their own).
 
     Members
     -------
@@ -171,9 +172,11 @@ class TermTruncator(_TermComponent):
         Cycles from inputs to outputs: ``pipeline``.
     """
 
+    MOST_STAGES = 3
+
     def __init__(self, bits: int, *, pipeline: int = 0):
         self.bits = _check_bits(bits)
-        self.pipeline = _check_pipeline(pipeline)
+        self.pipeline = _check_pipeline(pipeline, self.MOST_STAGES)
         self.latency = self.pipeline
         d = bits + 1
         super().__init__({
@@ -200,8 +203,13 @@ class TermTruncator(_TermComponent):
                          for i in range(0, len(terms), 2)]
             above = terms[0] if terms else Const(0, 1)
             m.d.comb += keep[j].eq(nz[j] & (~self.enable | (above < self.s)))
-        pos, neg = self.pos & keep, self.neg & keep
-        if self.pipeline == 2:  # the kept digits registered before the subtraction
+        pos, neg = self.pos, self.neg
+        if self.pipeline == 3:  # which digits to keep registered, with the digits
+            keep_r, pos_r, neg_r = Signal(d), Signal(d), Signal(d)
+            m.d.sync += [keep_r.eq(keep), pos_r.eq(pos), neg_r.eq(neg)]
+            keep, pos, neg = keep_r, pos_r, neg_r
+        pos, neg = pos & keep, neg & keep
+        if self.pipeline >= 2:  # the kept digits registered before the subtraction
             pos_k, neg_k = Signal(d), Signal(d)
             m.d.sync += [pos_k.eq(pos), neg_k.eq(neg)]
             pos, neg = pos_k, neg_k
@@ -223,8 +231,9 @@ class DataTermUnit(_TermComponent):
     pipeline:
         Register stages: 0 (combinational), 1 (the outputs registered, as
         :class:`TermTruncator`), 2 (the encoder's digits registered too, so the HESE
-        encoding and the truncation are in different cycles) or 3 (and the kept digits, so
-        the prefix count and the subtraction are too).
+        encoding and the truncation are in different cycles), 3 (and the kept digits, so
+        the prefix count and the subtraction are too) or 4 (and which digits to keep: the
+        prefix count in a cycle of its own).
 
     Members
     -------
@@ -248,7 +257,7 @@ class DataTermUnit(_TermComponent):
         ``pipeline``: cycles from ``i`` to the outputs.
     """
 
-    MOST_STAGES = 3
+    MOST_STAGES = 4
 
     def __init__(self, bits: int, *, signed: bool = False, pipeline: int = 0):
         self.bits = _check_bits(bits)

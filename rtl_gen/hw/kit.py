@@ -235,7 +235,10 @@ def input_banks(m, i, *, rows: int, lanes: int, a_bits: int, ks: int, k: int,
     src_tiles = math.ceil(k / src)
     last_width = k - (src_tiles - 1) * src
     take = Signal()
-    m.d.comb += [take.eq(i.valid & i.ready), i.ready.eq(~full.bit_select(wbank, 1))]
+    if delay:   # i.ready below, with the writes in flight
+        m.d.comb += take.eq(i.valid & i.ready)
+    else:
+        m.d.comb += [take.eq(i.valid & i.ready), i.ready.eq(~full.bit_select(wbank, 1))]
 
     # position of the transfer: column in the producer's tile, row, producer tile
     w_col = Signal(range(max(src, 2)))
@@ -263,6 +266,16 @@ def input_banks(m, i, *, rows: int, lanes: int, a_bits: int, ks: int, k: int,
         f_n, b_n = Signal(name=f"filled_d{d}"), Signal(name=f"filled_bank_d{d}")
         m.d.sync += [f_n.eq(f_d), b_n.eq(b_d)]
         f_d, b_d = f_n, b_n
+    if delay:
+        # the writer also waits while the bank it would write still takes its last writes
+        # (a front end longer than a batch's transfers would otherwise let it back in):
+        # `landing`, a register per bank from its last transfer until it counts as full
+        landing = Signal(2)
+        with m.If(filled):
+            m.d.sync += landing.bit_select(filled_bank, 1).eq(1)
+        with m.If(f_d):
+            m.d.sync += landing.bit_select(b_d, 1).eq(0)
+        m.d.comb += i.ready.eq(~(full | landing).bit_select(wbank, 1))
     with m.If(f_d):
         m.d.sync += full.bit_select(b_d, 1).eq(1)
 

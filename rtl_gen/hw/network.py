@@ -207,6 +207,11 @@ class EngineChain(Planned):
         logit itself."""
         return value
 
+    @property
+    def link_registers(self) -> bool:
+        """Whether the links between layers are skid buffers (:attr:`LINK_REGISTERS`)."""
+        return self.LINK_REGISTERS
+
     def elaborate(self, platform):
         m = Module()
         engines = []
@@ -219,7 +224,7 @@ class EngineChain(Planned):
             engines.append(engine)
         wiring.connect(m, wiring.flipped(self.i), engines[0].i)
         for idx, (a, b) in enumerate(zip(engines, engines[1:], strict=False)):
-            if self.LINK_REGISTERS:
+            if self.link_registers:
                 skid_link(m, a.o, b.i, name=f"link{idx}")
             else:
                 wiring.connect(m, a.o, b.i)
@@ -364,6 +369,13 @@ class NetworkEngine(EngineChain):
     def has_tr(self) -> bool:
         """Whether the network has term-revealing layers (and the ``tr_*`` control ports)."""
         return any(engine_cls.CONTROLS for _, engine_cls, _ in self._plan.stages)
+
+    @property
+    def link_registers(self) -> bool:
+        """Term-revealing networks link their layers through skid buffers: a layer's input
+        banks wait for their front end's last writes (the data-term unit), and that wait
+        would otherwise reach through the previous layer's FIFO into its credit logic."""
+        return self.LINK_REGISTERS or self.has_tr
 
     def timings_for(self, control=None) -> tuple[LayerTiming, ...]:
         """The cycle model under a run-time :class:`~rtl_gen.design.golden.TRControl`."""

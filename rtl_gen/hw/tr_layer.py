@@ -118,7 +118,7 @@ class TRLayerEngine(Engine):
         m.d.sync += tr_k.eq(Mux(self.tr_k == K_OWN, layer.tr.budget, self.tr_k))
         m.d.comb += tr_s.eq(Mux(self.tr_s == S_OWN, layer.tr.data_terms or 0, self.tr_s))
         mag = layer.in_bits - 1 if layer.in_signed else layer.in_bits
-        m.submodules.dtu = dtu = DataTermUnit(mag, signed=layer.in_signed, pipeline=3)
+        m.submodules.dtu = dtu = DataTermUnit(mag, signed=layer.in_signed, pipeline=4)
         x_r = Signal.like(self.i.payload, name="x_r")
         m.d.sync += x_r.eq(self.i.payload)
         m.d.comb += [dtu.i.eq(x_r),
@@ -199,16 +199,25 @@ class TRLayerEngine(Engine):
                     banks.read_copy(m, c * per + j, bank_d, grp_d, lane.idx)
         else:
             banks.read(m, seq.cbank, grp)
-        m.d.comb += rom_rd.addr.eq(gbase + slot)
+        # the counters' next values: the ROM is read a cycle ahead, at the next cycle's slot,
+        # and its word registered, so that the block RAM's clock-to-out and its blocks'
+        # output select are not on the path into the PEs' operand select
+        slot_n, grp_n, gbase_n = (Signal.like(v, name=f"{v.name}_next")
+                                  for v in (slot, grp, gbase))
+        m.d.comb += [slot_n.eq(slot), grp_n.eq(grp), gbase_n.eq(gbase)]
         with m.If(issue):
             with m.If(slot == last_slot):
-                m.d.sync += [slot.eq(0), grp.eq(grp + 1), gbase.eq(gbase + w_max)]
+                m.d.comb += [slot_n.eq(0), grp_n.eq(grp + 1), gbase_n.eq(gbase + w_max)]
             with m.Else():
-                m.d.sync += slot.eq(slot + 1)
+                m.d.comb += slot_n.eq(slot + 1)
         with m.If(seq.start_tile):
-            m.d.sync += [grp.eq(0), slot.eq(0)]
+            m.d.comb += [grp_n.eq(0), slot_n.eq(0)]
             with m.If(~seq.running):
-                m.d.sync += gbase.eq(0)
+                m.d.comb += gbase_n.eq(0)
+        m.d.sync += [slot.eq(slot_n), grp.eq(grp_n), gbase.eq(gbase_n)]
+        m.d.comb += rom_rd.addr.eq(gbase_n + slot_n)
+        w_word = Signal.like(rom_rd.data, name="w_word", reset_less=True)
+        m.d.sync += w_word.eq(rom_rd.data)
         first = issue & (grp == 0) & (slot == 0)
         last = issue & (grp == ks - 1) & (slot == last_slot)
         if per == 1:
@@ -231,7 +240,7 @@ class TRLayerEngine(Engine):
         # memories answer one cycle later: delay the step's flags to match
         valid_d, first_d, last_d = delayed(m, issue, first, last, name="step_d")
         m.d.comb += [array.valid.eq(valid_d), array.first.eq(first_d), array.last.eq(last_d),
-                     array.w.as_value().eq(rom_rd.data)]
+                     array.w.as_value().eq(w_word)]
         for r in range(rows):
             if by_memory:
                 for j in range(cols * per):
