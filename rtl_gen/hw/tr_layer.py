@@ -13,11 +13,12 @@ FIFO, integer drain, cycle counter); what differs is the front end (the activati
 registered, then truncated to its ``s`` largest terms by the data-term unit in four stages,
 so the banks' writes land five cycles after the transfer), the array
 (:class:`~rtl_gen.hw.tr.TRArray`) and the issue: a step is one group and takes ``slots``
-cycles, one weight-term slot each, under the run-time controls ``tr_mode``, ``tr_k``, ``tr_s`` (see :mod:`rtl_gen.hw.tr`), latched when a
-batch is taken.  With :attr:`~rtl_gen.hw.layer.ArrayConfig.tr_terms` ``P > 1`` (or 0: the
-layer's budget) the array is the group-per-cycle :class:`~rtl_gen.hw.tr.TRGroupArray`: a ROM
-word holds ``P`` slots per column, a group takes ``ceil(n / P)`` words (``n``: ``min(k, T)``
-under TR, ``T`` conventional), and each word's lanes beyond ``n`` are masked (``count``).
+cycles, one weight-term slot each, under the run-time controls ``tr_mode``, ``tr_k``,
+``tr_s`` (see :mod:`rtl_gen.hw.tr`), latched when a batch is taken. With
+:attr:`~rtl_gen.hw.layer.ArrayConfig.tr_terms` ``P > 1`` (or 0: the layer's budget) the
+array is the group-per-cycle :class:`~rtl_gen.hw.tr.TRGroupArray`: a ROM word holds ``P``
+slots per column, a group takes ``ceil(n / P)`` words (``n``: ``min(k, T)`` under TR, ``T``
+conventional), and each word's lanes beyond ``n`` are masked (``count``).
 
 Cycle model: :meth:`rtl_gen.design.timing.LayerTiming.term_revealing` with ``slots`` for
 the controls in force (:meth:`~rtl_gen.design.timing.LayerTiming.term_revealing_group` for
