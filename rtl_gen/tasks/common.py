@@ -448,7 +448,9 @@ def parse_layer_arrays(specs, keys=OVERRIDE_KEYS) -> dict:
                 raise OptionError(f"{spec!r}: expected key=value with a key of "
                                   f"{', '.join(keys)}, not {item!r}",
                                   option="--layer-array")
-            if key not in WORD_KEYS:
+            # a word key of the integer planner (drain=shift) is a count where the float
+            # planner reads it (drain=4: results a cycle)
+            if key not in WORD_KEYS or keys is not OVERRIDE_KEYS:
                 try:
                     value = int(value)
                 except ValueError:

@@ -52,8 +52,13 @@ def point_features(engine, device: str) -> dict:
             "lane": float(max(s.a_bits + s.w_bits for s in shapes))}
 
 
-def _design_x(f: Mapping) -> np.ndarray:
-    return np.asarray(f["area"], float)
+def _design_x(f: Mapping, size: int | None = None) -> np.ndarray:
+    """The area features of a design, as long as the coefficients (``size``): a sweep
+    recorded before the area model gained features has none of them (zeros)."""
+    x = np.asarray(f["area"], float)
+    if size is not None and len(x) < size:
+        x = np.concatenate([x, np.zeros(size - len(x))])
+    return x
 
 
 def _fmax_x(f: Mapping, logic: float) -> np.ndarray:
@@ -74,7 +79,7 @@ class Estimator:
         except KeyError:
             raise RtlGenError(f"the estimator has no calibration for {features['engine']} "
                               f"designs on {device}") from None
-        x = _design_x(features)
+        x = _design_x(features, len(c["lc"]))
         lc = float(x @ np.asarray(c["lc"]))
         ff = float(x @ np.asarray(c["ff"]))
         fmax = math.exp(float(_fmax_x(features, lc) @ np.asarray(c["fmax"])))
@@ -101,7 +106,8 @@ def _prior(device: str, engine: str, rows: Sequence[Mapping]) -> dict:
     c = UNROLLED_COEFFICIENTS if engine == "unrolled" else COEFFICIENTS[family]
     scale = {}
     for name, metric, coef in (("lc", "LC", c["logic"]), ("ff", "FF", c["ff"])):
-        logs = [math.log(r[metric] / max(1e-9, float(_design_x(r["features"]) @ coef)))
+        logs = [math.log(r[metric] / max(1e-9, float(_design_x(r["features"], len(coef))
+                                                         @ coef)))
                 for r in rows if r.get(metric)]
         scale[name] = math.exp(sum(logs) / len(logs)) if logs else 1.0
     fmax = [math.log(r["Fmax MHz"]) for r in rows if r.get("Fmax MHz")]
