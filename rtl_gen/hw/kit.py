@@ -180,13 +180,19 @@ class Banks:
     def read_copy(self, m, j: int, bank, addr, lane) -> None:
         """Address activation ``lane`` of word ``addr`` of ``bank`` in copy ``j`` of every
         row (the data, ``copy_data(r, j)``, comes a cycle later)."""
-        lg = self.lanes.bit_length() - 1
+        at = _element_addr(Mux(bank, self.ks, 0) + addr, lane, self.lanes)
         for ports in self.copy_ports:
-            m.d.comb += ports[j].addr.eq(Cat(lane[:lg], Mux(bank, self.ks, 0) + addr)
-                                         if lg else Mux(bank, self.ks, 0) + addr)
+            m.d.comb += ports[j].addr.eq(at)
 
     def copy_data(self, r: int, j: int) -> Value:
         return self.copy_ports[r][j].data
+
+
+def _element_addr(word, lane, lanes: int):
+    """The address of activation ``lane`` of ``word`` in a copy of the banks (one activation
+    a word, ``lanes`` of them to a bank word)."""
+    lg = lanes.bit_length() - 1
+    return Cat(lane[:lg], word) if lg else word
 
 
 def input_banks(m, i, *, rows: int, lanes: int, a_bits: int, ks: int, k: int,
@@ -288,8 +294,8 @@ def input_banks(m, i, *, rows: int, lanes: int, a_bits: int, ks: int, k: int,
         en = Signal.like(ports[0].en, name=f"wen{r}")
         word = Mux(wbank, ks, 0) + (k_w >> lg_lanes)
         lane = k_w[:lg_lanes] if lg_lanes else 0
-        if copies:  # one activation a word: the word's address, then the lane
-            m.d.comb += addr.eq(Cat(lane, word) if lg_lanes else word)
+        if copies:  # one activation a word
+            m.d.comb += addr.eq(_element_addr(word, k_w, lanes))
             with m.If(row_take):
                 m.d.comb += en.eq(1)
         else:

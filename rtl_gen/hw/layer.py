@@ -63,7 +63,7 @@ from .kit import (
 )
 from .pe import MULTIPLIERS, PEConfig
 from .pes.layers import layer_pe
-from .tr import TR_ARRAY_LATENCY, tr_per_cycle, tr_slots, tr_used_terms
+from .tr import TR_ARRAY_LATENCY, check_read, tr_per_cycle, tr_slots, tr_used_terms
 
 __all__ = ["ArrayConfig", "LayerEngine", "LayerPlan", "plan_layer"]
 
@@ -148,17 +148,13 @@ class ArrayConfig:
             raise ValueError(f"the drain is one of {', '.join(DRAINS)}, not {self.drain!r}")
         if self.drain == "shift" and self.rows != 1:
             raise ValueError(f"a shift drain needs an array of one row, not {self.rows}")
-        if self.tr_read not in TR_READS:
-            raise ValueError(f"a term-revealing PE reads its activation by one of "
-                             f"{', '.join(TR_READS)}, not {self.tr_read!r}")
+        check_read(self.tr_read)
 
 
 #: Where a layer's weight ROM may go (:attr:`ArrayConfig.rom`).
 ROM_PLACES = ("auto", "block")
 #: How a layer's drain may read its array's results (:attr:`ArrayConfig.drain`).
 DRAINS = ("select", "shift")
-#: How a term-revealing PE reads its term's activation (:attr:`ArrayConfig.tr_read`).
-TR_READS = ("select", "memory")
 
 
 def place_rom(rom: Memory, array: ArrayConfig) -> None:

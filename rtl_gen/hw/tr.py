@@ -49,8 +49,9 @@ from ..design.timing import tr_group_latency
 from ..numerics.terms import group_term_order
 from ..protocol import K_OWN, S_OWN
 
-__all__ = ["K_OWN", "S_OWN", "TRArray", "TRGroupArray", "control_values", "layer_controls",
-           "term_layout", "term_rom_words", "tr_per_cycle", "tr_slots", "tr_terms"]
+__all__ = ["K_OWN", "S_OWN", "TR_READS", "TRArray", "TRGroupArray", "check_read",
+           "control_values", "layer_controls", "term_layout", "term_rom_words", "tr_per_cycle",
+           "tr_slots", "tr_terms"]
 
 #: Cycles from presenting a ``last`` step to ``done`` (operand select, product, result).
 TR_ARRAY_LATENCY = 3
@@ -200,7 +201,7 @@ class TRArray(wiring.Component):
                  acc_bits: int, read: str = "select"):
         self._rows, self._cols, self._group = rows, cols, group
         self._x_shape, self._term, self._acc_bits = x_shape, term, acc_bits
-        self._read = _check_read(read)
+        self._read = check_read(read)
         width = cols if read == "memory" else group
         super().__init__({
             "x": In(data.ArrayLayout(data.ArrayLayout(x_shape, width), rows)),
@@ -301,7 +302,7 @@ class TRGroupArray(wiring.Component):
         self._rows, self._cols, self._group, self._per = rows, cols, group, per_cycle
         self._x_shape, self._term, self._acc_bits = x_shape, term, acc_bits
         self._max_exp = max_exp
-        self._read = _check_read(read)
+        self._read = check_read(read)
         self.latency = tr_group_latency(per_cycle)
         width = cols * per_cycle if read == "memory" else group
         super().__init__({
@@ -366,10 +367,17 @@ class TRGroupArray(wiring.Component):
         return m
 
 
-def _check_read(read: str) -> str:
-    if read not in ("select", "memory"):
-        raise ValueError(f"a term-revealing PE reads its activation by select or memory, "
-                         f"not {read!r}")
+#: How a term-revealing PE reads its term's activation (``read``; the layer's
+#: :attr:`~rtl_gen.hw.layer.ArrayConfig.tr_read`): a select from the group word, or its own
+#: copy of the input banks.
+TR_READS = ("select", "memory")
+
+
+def check_read(read: str) -> str:
+    """``read`` if it is one of :data:`TR_READS`, else a ValueError naming them."""
+    if read not in TR_READS:
+        raise ValueError(f"a term-revealing PE reads its activation by one of "
+                         f"{', '.join(TR_READS)}, not {read!r}")
     return read
 
 
