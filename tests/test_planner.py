@@ -395,6 +395,35 @@ def test_fit_up5k_mixes_selecting_and_memory_reading_tr_pes():
     assert fixed.interval > plan.interval
 
 
+def test_the_plan_gives_the_run_time_range_of_term_revealing_cycles():
+    """A TR plan is made at the bundle's own k; its table also says the cycles at the run
+    time's extremes, each equal to the chain built from the bundle with that k (1, and every
+    term: conventional mode reads all T terms of a group), on the same arrays."""
+    import dataclasses
+
+    from rtl_gen.hw.tr import tr_max_terms
+
+    net = read_bundle(WEIGHTS_DIR / "digits-tr")
+    plan = plan_folding(net, fit="up5k")
+
+    def with_k(k_of):
+        layers = [ly if ly.tr is None else
+                  dataclasses.replace(ly, tr=dataclasses.replace(ly.tr, budget=k_of(ly)))
+                  for ly in net.layers]
+        chain = plan_chain(dataclasses.replace(net, layers=tuple(layers)), list(plan.arrays),
+                           in_per_beat=plan.in_per_beat)
+        return NetworkEngine.from_plan(chain).interval
+
+    fewest, most = plan.run_time_range()
+    assert fewest == with_k(lambda ly: 1)
+    assert most == with_k(tr_max_terms)
+    assert fewest < plan.interval < most
+    assert (f"at run time {fewest} cycles (k = 1) to {most} (conventional mode"
+            in plan.table())
+    assert plan_folding(read_bundle(WEIGHTS_DIR / "digits-int4"), fit="up5k") \
+        .run_time_range() is None
+
+
 def test_build_keeps_one_code_a_cycle():
     from rtl_gen.tasks.common import FoldingOptions, network_arrays
 

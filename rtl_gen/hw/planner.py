@@ -26,13 +26,14 @@ import math
 
 from ..design.area import Area, EngineShape, estimate_layer, in_block_ram
 from ..design.area_calibration import COEFFICIENTS, FMAX_MHZ, UNROLLED_COEFFICIENTS
+from ..design.golden import TRControl, TRMode
 from ..design.network import Network
 from ..design.timing import LayerTiming, network_interval
 from ..devices import DEVICES, Device, get_device
 from ..errors import RtlGenError
 from . import pes as pe_kinds
 from .kit import signed_bits
-from .layer import ArrayConfig, plan_layer
+from .layer import ArrayConfig, layer_timing, plan_layer
 from .pes.layers import default_array, dense_pipeline
 
 __all__ = ["UNROLLED_SHARING_FLOOR", "FoldingPlan", "LayerFold", "PlanError", "default_drain",
@@ -211,6 +212,24 @@ class FoldingPlan:
         """Images per second at :attr:`fmax_mhz`."""
         return self.fmax_mhz * 1e6 * self.rows / self.interval
 
+    def interval_under(self, control: TRControl) -> int:
+        """:attr:`interval` with the term-revealing layers under the run-time ``control``
+        (the plan is made for each layer's own ``k``; a layer's cycles follow the weight
+        terms it reads, ``min(k, T)`` a group, every term ``T`` in conventional mode)."""
+        timings = [f.timing if self.net.layers[f.index].tr is None else
+                   dataclasses.replace(layer_timing(self.net.layers[f.index], f.array, control),
+                                       in_per_beat=f.timing.in_per_beat)
+                   for f in self.layers]
+        return network_interval(timings, self.net.input.features)
+
+    def run_time_range(self) -> tuple[int, int] | None:
+        """Cycles between batches over the run-time settings of the term-revealing layers:
+        the fewest (``k = 1``) and the most (conventional mode); None without such layers."""
+        if all(ly.tr is None for ly in self.net.layers):
+            return None
+        return (self.interval_under(TRControl(budget=1)),
+                self.interval_under(TRControl(mode=TRMode.CONVENTIONAL)))
+
     def table(self) -> str:
         """The plan as a Markdown table, then the input port, the rate and the resources."""
         unit = "LC" if self.family == "ice40" else "LUT4"
@@ -230,6 +249,12 @@ class FoldingPlan:
                      f"per cycle ({load} cycles per batch)")
         lines.append(f"network: {self.interval} cycles between batches of {self.rows}; "
                      f"{self.fps:,.0f} images/s at {self.fmax_mhz:g} MHz")
+        span = self.run_time_range()
+        if span is not None:
+            ks = sorted({ly.tr.budget for ly in self.net.layers if ly.tr is not None})
+            lines.append(f"term revealing: planned at the bundle's k = "
+                         f"{', '.join(map(str, ks))}; at run time {span[0]} cycles (k = 1) to "
+                         f"{span[1]} (conventional mode, every weight term)")
         res = f"estimated {a.logic:.0f} {unit}, {a.ff:.0f} FF, {a.dsp} DSP, {a.bram} BRAM"
         if self.device is not None:
             d = self.device
