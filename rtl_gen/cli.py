@@ -327,7 +327,9 @@ def _folding_options(f):
                               "or block (the weight ROM in block RAM), drain: select or "
                               "shift, tr_terms: a term-revealing PE's terms a cycle, "
                               "tr_read: select or memory (its PEs read block RAM copies), "
-                              "and window: a convolution's window codes per cycle), e.g. "
+                              "drain_width: a hidden layer's results a cycle (the next "
+                              "layer takes them so), and window: a convolution's window "
+                              "codes per cycle), e.g. "
                               "1:cols=4,lanes=2; repeatable; the planner picks the rest."),
             click.option("--engine", type=click.Choice(list(ENGINES)), default="auto",
                          show_default=True,

@@ -70,6 +70,26 @@ def test_gaps_and_stalls(scheme, test_split):
     assert result["images"] == 360
 
 
+@pytest.mark.parametrize("scheme, width, lanes, stress", [("int4", 2, 2, False),
+                                                           ("ternary", 4, 4, True)])
+def test_wide_drains(scheme, width, lanes, stress, test_split):
+    """The first layer drains ``width`` results a cycle (its own selects and requantizers)
+    into the second, which takes them so: bit-exact on the whole split, and without stalls
+    every layer's cycles equal to the model (a tile drains in ``C / width`` cycles); with
+    gaps and stalls the credits hold it back without losing a result."""
+    need("verilator")
+    from rtl_gen.hw.layer import ArrayConfig
+
+    net = read_bundle(WEIGHTS_DIR / f"digits-{scheme}")
+    arrays = [ArrayConfig(cols=8, lanes=lanes, drain_width=width),
+              ArrayConfig(cols=2, lanes=max(2, width))]
+    kw = dict(gap=0.3, stall=0.4, seed=3) if stress else {}
+    result = verify_network(net, test_split.x_int, arrays=arrays, **kw)
+    assert result["images"] == 360
+    if not stress:
+        assert result["layer_cycles"] == result["model_layer_cycles"]
+
+
 def wrong_model_runs():
     """``(name, change to the parameters, the Checker's message)`` of each way the testbench
     is told something the hardware does not do."""

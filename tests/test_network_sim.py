@@ -9,6 +9,8 @@ cocotb (``tests/test_network_cocotb.py``).
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -158,6 +160,42 @@ def test_shift_drain_settings_checked():
         plan_layer(tr, ArrayConfig(cols=2, drain="shift"))
 
 
+def test_wide_drains_under_gaps_and_stalls():
+    """Two hidden layers drain 2 and 4 results a cycle (3 and 2 tiles, the next layers take
+    them so): exact with the producer pausing and the consumer stalling."""
+    net, calib = small_net((16, 12, 8, 4), ("int8", "ternary", "int4"))
+    x_int = net.input.quantize(calib[:6])
+    engine = NetworkEngine(net, (ArrayConfig(cols=4, lanes=2, drain_width=2),
+                                 ArrayConfig(cols=4, lanes=2, drain_width=4),
+                                 ArrayConfig(cols=2, lanes=4)))
+    assert [t.drain_width for t in engine.timings] == [2, 4, 1]
+    assert [t.in_per_beat for t in engine.timings] == [1, 2, 4]
+    got, classes, _ = run_network(engine, x_int, gaps=True, stalls=True, seed=4)
+    assert np.array_equal(got, golden.forward(net, x_int))
+    assert np.array_equal(classes, golden.predict(net, x_int))
+
+
+def test_wide_drain_settings_checked():
+    from rtl_gen.hw.bitserial import plan_bitserial_layer
+    from rtl_gen.hw.layer import plan_layer
+    for kw, words in ((dict(drain_width=3), "need a power of two"),
+                      (dict(cols=6, drain_width=4), "columns \\(6\\) that it divides"),
+                      (dict(rows=2, drain_width=2), "one row, not 2"),
+                      (dict(drain="shift", drain_width=2), "select drain, not a shift")):
+        with pytest.raises(ValueError, match=words):
+            ArrayConfig(**kw)
+    net, _ = small_net((8, 6, 4), "int4")
+    with pytest.raises(ValueError, match="hidden layer whose outputs \\(6\\) 4 divides"):
+        plan_layer(net.layers[0], ArrayConfig(cols=4, drain_width=4))
+    with pytest.raises(ValueError, match="hidden layer"):
+        plan_layer(net.layers[1], ArrayConfig(cols=4, drain_width=2))   # the logits
+    # the next layer's lanes must take the codes of a transfer
+    with pytest.raises(ValueError, match="2 input codes per cycle need"):
+        NetworkEngine(net, (ArrayConfig(cols=2, drain_width=2), ArrayConfig(lanes=1)))
+    with pytest.raises(ValueError, match="drain width"):
+        plan_bitserial_layer(net.layers[0], ArrayConfig(cols=2, drain_width=2))
+
+
 def test_layer_refuses_bad_term_revealing_and_mismatched_rows():
     from rtl_gen.design.network import TRConfig
     net, _ = small_net((8, 4, 2), "signmag5")
@@ -191,6 +229,15 @@ def test_cycle_model_by_hand():
     # columns; the logits' drain: the result read and the bias registered, then the sum
     assert logits.period == 32 and logits.tiles == 2 and logits.drain_stages == 2
     assert logits.batch_cycles == 1 + 32 + 32 + 10 + 1 + 1 + 2 + 1 == 80
+    # a drain of 2 results a cycle over 4 tiles of 8 steps: the drain (8 / 2 = 4 cycles,
+    # plus the gap) is shorter than a tile's steps, so the period is the steps; the last
+    # result j = 7 goes 7 // 2 cycles after the drain starts
+    wide = golden.LayerTiming.systolic(k=64, n=32, rows=1, cols=8, lanes=8, pe_latency=1,
+                                       requantize=True, drain_width=2, broadcast=True)
+    assert (wide.drain_cycles, wide.period, wide.interval) == (4, 8, 33)
+    assert wide.batch_cycles == 1 + 3 * 8 + 8 + 3 + 1 + 3 + 3 + 1 == 44
+    narrow = dataclasses.replace(wide, drain_width=1)
+    assert (narrow.period, narrow.interval) == (9, 37)
 
 
 def _unused_warnings(make) -> list:

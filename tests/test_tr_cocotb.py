@@ -61,9 +61,12 @@ GROUP_CONTROLS = [None, TRControl(TRMode.CONVENTIONAL), TRControl(TRMode.TR, 4, 
 
 def test_group_engine_network_at_five_controls():
     """``digits-tr`` on the group-per-cycle PEs (``tr_terms=0``: as many term adders as the
-    bundle's budget, k = 10): one build, the whole test split at five controls set through
-    the control ports, bit-exact, every layer's cycles equal to the model (one cycle a group
-    at k <= 10, two at k = 14, four conventional: T = 36)."""
+    bundle's budget, k = 10), with wide ports: the input port takes 4 codes a cycle (four
+    data-term units) and the first layer drains 2 results a cycle into the second: one
+    build, the whole test split at five controls set through the control ports, bit-exact,
+    every layer's cycles equal to the model (one cycle a group at k <= 10, two at k = 14,
+    four conventional: T = 36), and at k <= 10 the network's images 21 cycles apart (the
+    drains no longer the bound: 37 with one result a cycle, 64 with one code a cycle)."""
     from rtl_gen.hw.layer import ArrayConfig
 
     why = missing_simulator("verilator")
@@ -71,14 +74,19 @@ def test_group_engine_network_at_five_controls():
         pytest.skip(why)
     net = read_bundle(WEIGHTS_DIR / "digits-tr")
     x = digits()[1].x_int
-    arrays = [ArrayConfig(tr_terms=0)] * len(net.layers)
+    arrays = [ArrayConfig(tr_terms=0, drain_width=2), ArrayConfig(tr_terms=0)]
     builds, cycles = set(), []
     for control in GROUP_CONTROLS:
-        result = verify_network(net, x, arrays=arrays, control=control)
+        result = verify_network(net, x, arrays=arrays, control=control, in_per_beat=4)
         assert result["images"] == 360
         assert result["layer_cycles"] == result["model_layer_cycles"]
         builds.add(result["build"])
         cycles.append(tuple(result["layer_cycles"]))
+        if control is None:
+            assert result["interval"] == 21
+            # the whole split back to back: the images 21 cycles apart, plus the first's
+            # latency
+            assert 21 * 360 < result["cycles"] < 21 * 360 + 200
     assert len(builds) == 1
     assert len(set(cycles)) >= 3
 

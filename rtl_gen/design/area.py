@@ -128,6 +128,10 @@ class EngineShape:
     #: (:attr:`~rtl_gen.hw.layer.ArrayConfig.tr_read` ``"memory"``): the copies, one per
     #: term lane of each PE, in block RAM; 0: the PEs select from the group word.
     tr_copies: int = 0
+    #: Results the drain reads a cycle (:attr:`~rtl_gen.hw.layer.ArrayConfig.drain_width`):
+    #: that many selects over ``R*C/D`` results and requantization products (the model's
+    #: coefficients are fit on one; the further requantizers' logic is not in it).
+    drain_width: int = 1
 
     @property
     def pes(self) -> int:
@@ -264,11 +268,12 @@ def features(s: EngineShape, family: str, c) -> tuple[float, ...]:
     hidden layer), the bits of the ROMs and RAMs that stay out of block RAM
     (:func:`in_block_ram`), the operand bits of the partial-product rows a lane gives its
     adder tree beyond the first (:attr:`EngineShape.row_terms`: int8's Booth rows), and the
-    drain's select: ``R*C - 1`` multiplexer inputs of the result's bits, none where the
-    results shift out (:attr:`EngineShape.drain_shift`); a term-pair layer and its PEs
-    count as ``tr_layer`` and ``tr_col`` where the PEs select their activations from the
-    group word, as ``tr_layer_memory`` and ``tr_col_memory`` where each reads its own copy
-    of the banks (:attr:`EngineShape.tr_copies`: no select, no banks in flip-flops)."""
+    drain's select: ``R*C - D`` multiplexer inputs of the result's bits (``D`` selects of
+    ``R*C/D``), none where the results shift out (:attr:`EngineShape.drain_shift`); a
+    term-pair layer and its PEs count as ``tr_layer`` and ``tr_col`` where the PEs select
+    their activations from the group word, as ``tr_layer_memory`` and ``tr_col_memory``
+    where each reads its own copy of the banks (:attr:`EngineShape.tr_copies`: no select, no
+    banks in flip-flops)."""
     tr = s.kind == "tr"
     factor = LANE_FACTOR[family][s.kind](s.w_bits)
     lane = 0.0 if tr else s.pes * s.lanes * (s.a_bits + s.w_bits) * factor
@@ -290,7 +295,8 @@ def features(s: EngineShape, family: str, c) -> tuple[float, ...]:
     fwd = float(s.pes * s.lanes * (s.a_bits + s.w_bits)) if s.rows > 1 and not tr else 0.0
     slots = s.tiles * s.cols * (s.acc_bits + (40 if s.requantize else 0))
     rom, ram = _fabric_bits(s, family, c)
-    select = 0.0 if s.drain_shift else float((s.pes - 1) * (s.r_bits or s.acc_bits))
+    select = 0.0 if s.drain_shift else \
+        float((s.pes - s.drain_width) * (s.r_bits or s.acc_bits))
     by_select, by_memory = float(tr and not s.tr_copies), float(tr and bool(s.tr_copies))
     return (1.0, float(s.pes), float(s.pes * s.acc_bits), sign, mult, prod, tree,
             by_select, by_select * s.pes, fwd, float(slots), float(rom), float(ram), rows,
@@ -342,7 +348,7 @@ def dsp_blocks(s: EngineShape, family: str) -> int:
     wa, wb = _DSP_WIDTH[family]
     n = 0
     if s.requantize and s.requant_method != "threshold":
-        n = _pieces(s.r_bits or s.acc_bits, wa) * _pieces(s.m_bits + 1, wb)
+        n = _pieces(s.r_bits or s.acc_bits, wa) * _pieces(s.m_bits + 1, wb) * s.drain_width
     # the weight ROM's address ``tile * k_steps + step``: a product by a constant, which
     # Yosys maps to a hard multiplier after taking out the constant's factor of two (a
     # shift), unless what is left is one or the product is too narrow (the term-pair

@@ -109,36 +109,42 @@ class LayerTiming:
 
     @classmethod
     def systolic(cls, *, k: int, n: int, rows: int, cols: int, lanes: int, pe_latency: int,
-                 requantize: bool, broadcast: bool = False) -> LayerTiming:
+                 requantize: bool, broadcast: bool = False,
+                 drain_width: int = 1) -> LayerTiming:
         """An integer layer on an output-stationary ``R x C`` systolic array: results
         complete ``R + C + pe_latency`` cycles after the last step (the skew and the
         systolic chains ``R + C - 2``, the PE's input register and latency, the result
         capture), or ``2 + pe_latency`` when the array broadcasts its operands
         (``broadcast``: no skew); the drain adds the bias and, for a hidden layer
-        (``requantize``), the requantization product and the rounding, shift and clamp."""
+        (``requantize``), the requantization product and the rounding, shift and clamp
+        (``drain_width`` results a cycle, each through a select over ``R*C/D``)."""
         skew = 0 if broadcast else rows + cols - 2
         return cls(k=k, n=n, rows=rows, cols=cols, lanes=lanes,
                    array_latency=skew + 2 + pe_latency,
-                   drain_stages=drain_stages(rows * cols, requantize))
+                   drain_stages=drain_stages(rows * cols // drain_width, requantize),
+                   drain_width=drain_width)
 
     @classmethod
     def term_revealing(cls, *, k: int, n: int, rows: int, cols: int, group: int, slots: int,
-                       latency: int, requantize: bool) -> LayerTiming:
+                       latency: int, requantize: bool, drain_width: int = 1) -> LayerTiming:
         """A term-revealing layer: a step is one group of ``group`` inputs taking ``slots``
         cycles; the array broadcasts its operands (no skew), so its ``latency`` is fixed."""
         return cls(k=k, n=n, rows=rows, cols=cols, lanes=group, slots=slots,
                    array_latency=latency,
-                   drain_stages=drain_stages(rows * cols, requantize))
+                   drain_stages=drain_stages(rows * cols // drain_width, requantize),
+                   drain_width=drain_width)
 
     @classmethod
     def term_revealing_group(cls, *, k: int, n: int, rows: int, cols: int, group: int,
-                             terms: int, per_cycle: int, requantize: bool) -> LayerTiming:
+                             terms: int, per_cycle: int, requantize: bool,
+                             drain_width: int = 1) -> LayerTiming:
         """A term-revealing layer on PEs that add ``per_cycle`` (``P``) weight terms a cycle
         in a pipelined adder tree: a step is one group whose ``terms`` weight terms take
         ``max(1, ceil(terms / P))`` cycles; the latency is :func:`tr_group_latency`."""
         return cls.term_revealing(k=k, n=n, rows=rows, cols=cols, group=group,
                                   slots=max(1, -(-terms // per_cycle)),
-                                  latency=tr_group_latency(per_cycle), requantize=requantize)
+                                  latency=tr_group_latency(per_cycle), requantize=requantize,
+                                  drain_width=drain_width)
 
     @classmethod
     def bit_serial(cls, *, k: int, n: int, rows: int, cols: int, lanes: int, planes: int,

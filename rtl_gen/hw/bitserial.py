@@ -131,9 +131,9 @@ def plan_bitserial_layer(layer: DenseLayer, array: ArrayConfig, *,
         raise TypeError(f"layer must be a DenseLayer, not {layer!r}")
     if not isinstance(array, ArrayConfig):
         raise TypeError(f"array must be an ArrayConfig, not {array!r}")
-    if array.multiplier != "lut" or array.pipeline:
-        raise ValueError(f"layer {layer.name!r}: a bit-serial array takes no multiplier or "
-                         "pipeline options (its PEs are AND + popcount)")
+    if array.multiplier != "lut" or array.pipeline or array.drain_width != 1:
+        raise ValueError(f"layer {layer.name!r}: a bit-serial array takes no multiplier, "
+                         "pipeline or drain width options (its PEs are AND + popcount)")
     if not isinstance(counters, bool):
         raise TypeError(f"counters must be True or False, not {counters!r}")
     timing = bitserial_timing(layer, array)

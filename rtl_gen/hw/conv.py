@@ -344,6 +344,9 @@ def plan_conv_chain(net: Network, arrays=None, in_per_beat: int = 1, *,
         raise ValueError(f"a network with convolution, pooling or flatten layers takes one "
                          f"input code a transfer, not {in_per_beat}")
     arrays = conv_arrays(net, arrays)
+    if any(getattr(a, "drain_width", 1) != 1 for a in arrays):
+        raise ValueError("a network with convolution, pooling or flatten layers drains one "
+                         "result a cycle in every layer (drain_width 1)")
     stages = []
     for idx, (layer, array) in enumerate(zip(net.layers, arrays, strict=True)):
         name = f"layer{idx}_{layer.name}"

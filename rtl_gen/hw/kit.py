@@ -505,9 +505,11 @@ class Drain:
     ok: Value
 
 
-def drain_sequencer(m, start, *, rows: int, cols: int, tiles: int, n: int) -> Drain:
+def drain_sequencer(m, start, *, rows: int, cols: int, tiles: int, n: int,
+                    width: int = 1) -> Drain:
     """From the cycle after ``start`` (a tile's results are complete), walk its ``rows *
-    cols`` results one a cycle; tiles complete in order, so the tile index counts along."""
+    cols`` results one a cycle (``width`` a cycle, one row only: ``j`` the first of them);
+    tiles complete in order, so the tile index counts along."""
     active = Signal()
     j = Signal(range(max(rows * cols, 2)))
     col = Signal(range(max(cols, 2))) if rows > 1 else j
@@ -519,10 +521,10 @@ def drain_sequencer(m, start, *, rows: int, cols: int, tiles: int, n: int) -> Dr
         if rows > 1:
             m.d.sync += col.eq(0)
     with m.Elif(active):
-        m.d.sync += j.eq(j + 1)
+        m.d.sync += j.eq(j + width)
         if rows > 1:
             m.d.sync += col.eq(Mux(col == cols - 1, 0, col + 1))
-        with m.If(j == rows * cols - 1):
+        with m.If(j == rows * cols - width):
             m.d.sync += active.eq(0)
     n_idx = Signal(range(tiles * cols + 1))
     m.d.comb += n_idx.eq(d_cur * cols + col)

@@ -37,7 +37,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from amaranth import Module, Value, signed, unsigned
+from amaranth import Cat, Module, Signal, Value, signed, unsigned
 from amaranth.lib import data, stream
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -114,6 +114,13 @@ class ArrayConfig:
         ``"memory"``: each term lane has its own copy of the input bank in block RAM, one
         activation a word, and reads the one its term's index names (the memory is the
         multiplexer: ``R * C * P`` blocks, no select logic).  The same cycles either way.
+    drain_width:
+        ``D``, results the drain reads, requantizes and writes a cycle (default 1), each of
+        the ``D`` through its own select over every ``D``-th result and its own
+        requantizer; the output stream carries ``D`` codes a transfer, and the next layer
+        takes them so.  ``D > 1``: a hidden layer on one row whose columns and outputs
+        ``D`` divides, with a select drain (a tile drains in ``C/D`` cycles: the layers
+        whose steps are fewer than their columns stop waiting for the drain).
     """
 
     rows: int = 1
@@ -126,10 +133,12 @@ class ArrayConfig:
     rom: str = "auto"
     drain: str = "select"
     tr_read: str = "select"
+    drain_width: int = 1
 
     def __post_init__(self):
         for name, lo, hi in (("rows", 1, 64), ("cols", 1, 256), ("lanes", 1, 256),
-                             ("pipeline", 0, 16), ("tr_terms", 0, 64), ("window", 1, 256)):
+                             ("pipeline", 0, 16), ("tr_terms", 0, 64), ("window", 1, 256),
+                             ("drain_width", 1, 16)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
                 raise ValueError(f"array {name} must be {lo}..{hi}, not {v!r}")
@@ -148,6 +157,14 @@ class ArrayConfig:
             raise ValueError(f"the drain is one of {', '.join(DRAINS)}, not {self.drain!r}")
         if self.drain == "shift" and self.rows != 1:
             raise ValueError(f"a shift drain needs an array of one row, not {self.rows}")
+        d = self.drain_width
+        if d > 1:
+            why = ("a power of two" if d & (d - 1) else
+                   f"columns ({self.cols}) that it divides" if self.cols % d else
+                   f"one row, not {self.rows}" if self.rows != 1 else
+                   "a select drain, not a shift drain" if self.drain != "select" else None)
+            if why:
+                raise ValueError(f"{d} results a cycle need {why}")
         check_read(self.tr_read)
 
 
@@ -182,7 +199,7 @@ def layer_timing(layer: DenseLayer, array: ArrayConfig,
     the run-time ``control``; ``None``: the bundle's own ``k`` and ``s``)."""
     pe = layer_pe(layer, array)
     common = dict(k=layer.in_features, n=layer.out_features, rows=array.rows, cols=array.cols,
-                  requantize=layer.activation == "relu")
+                  requantize=layer.activation == "relu", drain_width=array.drain_width)
     if pe is None:
         per = tr_per_cycle(layer, array.tr_terms)
         if per > 1:
@@ -218,7 +235,7 @@ def int_fifo(m, plan: LayerPlan, o):
     rq = plan.requant
     width = rq.acc_bits if rq.method == "none" else len(Value.cast(o.payload))
     return credit_fifo(m, o, width=width, depth=plan.fifo_depth,
-                       need=plan.timing.rows * plan.timing.cols,
+                       need=plan.timing.rows * plan.timing.cols // plan.timing.drain_width,
                        extend_sign=rq.method == "none")
 
 
@@ -228,19 +245,36 @@ def int_back_end(m, plan: LayerPlan, t: LayerTiming, array, out, seq, cycles, *,
     ``done``) through the integer drain stages (``plan.requant``) into the credit FIFO
     ``out``, the credits each tile of the sequencer ``seq`` takes, and, when the plan has
     counters, the ``cycles`` counter (``bound``: the model's longest batch)."""
-    rows, cols, nt = t.rows, t.cols, t.tiles
-    drain = drain_sequencer(m, array.done, rows=rows, cols=cols, tiles=nt, n=t.n)
+    rows, cols, nt, d = t.rows, t.cols, t.tiles, t.drain_width
+    drain = drain_sequencer(m, array.done, rows=rows, cols=cols, tiles=nt, n=t.n, width=d)
     if "shift" in array.signature.members:  # a shift drain: the next result is res[0]
         m.d.comb += array.shift.eq(drain.active)
         result, drain = drain_head(m, array.res[0], drain, rows * cols)
-    else:
+        results = [result]
+    elif d == 1:
         result, drain = drain_select(m, (array.res[q] for q in range(rows * cols)), drain)
-    w_data, w_en = int_drain(m, plan.requant, result, drain, slots=nt * cols)
-    m.d.comb += [out.w_data.eq(w_data), out.w_en.eq(w_en)]
-    out.reserve(m, seq.start_tile, tile_results(rows, cols, t.n, nt)[seq.next_tile])
+        results = [result]
+    else:  # result j + i through the i-th select, over every d-th result
+        step = Signal(range(max(rows * cols // d, 2)), name="drain_step")
+        m.d.comb += step.eq(drain.j >> (d.bit_length() - 1))
+        lane = dataclasses.replace(drain, j=step)
+        results = []
+        for i in range(d):
+            result, read = drain_select(m, (array.res[q] for q in range(i, rows * cols, d)),
+                                        lane)
+            results.append(result)
+        drain = read
+    outs = [int_drain(m, plan.requant, result,
+                      dataclasses.replace(drain, n_idx=drain.n_idx + i) if i else drain,
+                      slots=nt * cols)
+            for i, result in enumerate(results)]
+    w_data = outs[0][0] if d == 1 else Cat(v for v, _ in outs)
+    m.d.comb += [out.w_data.eq(w_data), out.w_en.eq(outs[0][1])]
+    out.reserve(m, seq.start_tile,
+                tile_results(rows, cols // d, t.n // d, nt)[seq.next_tile])
     if plan.counters:
         batch_counter(m, cycles, started=seq.batch_started, written=out.w_en,
-                      per_batch=rows * t.n, in_flight=in_flight, bound=bound)
+                      per_batch=rows * t.n // d, in_flight=in_flight, bound=bound)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -325,24 +359,33 @@ def plan_layer(layer: DenseLayer, array: ArrayConfig, *, src_cols: int | None = 
         p = in_per_beat
         if isinstance(p, bool) or not isinstance(p, int) or p < 1 or p & (p - 1):
             raise ValueError(f"input codes per cycle must be a power of two, not {p!r}")
-        if pe is None or src_cols is not None or array.lanes % p or k % p:
-            raise ValueError(f"layer {layer.name!r}: {p} input codes per cycle need a first "
-                             f"layer whose lanes ({array.lanes}) and inputs ({k}) {p} "
-                             "divides (not a term-revealing layer)")
+        lanes = array.lanes if pe is not None else layer.tr.group
+        if src_cols is not None or lanes % p or k % p or array.tr_read != "select":
+            raise ValueError(f"layer {layer.name!r}: {p} input codes per cycle need inputs "
+                             f"in row-major order, {'lanes' if pe else 'a group'} ({lanes}) "
+                             f"and inputs ({k}) that {p} divides (and term-revealing PEs "
+                             "that select their activations)")
         timing = dataclasses.replace(timing, in_per_beat=p)
+    d = array.drain_width
+    if d > 1 and (layer.activation != "relu" or layer.out_features % d):
+        raise ValueError(f"layer {layer.name!r}: {d} results a cycle need a hidden layer "
+                         f"whose outputs ({layer.out_features}) {d} divides")
     return LayerPlan(layer=layer, array=array, pe=pe, src_cols=src, timing=timing,
                      fifo_depth=depth, requant=plan_requant(layer, requant),
                      counters=counters, in_per_beat=in_per_beat)
 
 
-def int_ports(layer: DenseLayer, in_per_beat: int = 1) -> dict:
+def int_ports(layer: DenseLayer, in_per_beat: int = 1, drain_width: int = 1) -> dict:
     """The ports of an integer layer engine: ``i`` (``in_per_beat`` activations a transfer:
-    an array of them when more than one), ``o`` and ``cycles``."""
+    an array of them when more than one), ``o`` (``drain_width`` results a transfer, an
+    array of them when more than one) and ``cycles``."""
     in_shape = signed(layer.in_bits) if layer.in_signed else unsigned(layer.in_bits)
     if in_per_beat > 1:
         in_shape = data.ArrayLayout(in_shape, in_per_beat)
     out_shape = unsigned(layer.out_bits) if layer.activation == "relu" else \
         signed(layer.acc_bits)
+    if drain_width > 1:
+        out_shape = data.ArrayLayout(out_shape, drain_width)
     return {"i": In(stream.Signature(in_shape)), "o": Out(stream.Signature(out_shape)),
             "cycles": Out(COUNTER_BITS)}
 
@@ -389,7 +432,7 @@ class LayerEngine(Engine):
 
     @staticmethod
     def ports(plan: LayerPlan) -> dict:
-        return int_ports(plan.layer, plan.in_per_beat)
+        return int_ports(plan.layer, plan.in_per_beat, plan.array.drain_width)
 
     def weight_words(self) -> list[int]:
         """The weight ROM: word ``t * ks + s`` holds, for column ``c`` and lane ``l``, the

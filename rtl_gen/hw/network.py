@@ -82,11 +82,17 @@ def plan_network(net: Network, arrays=None, control=None, in_per_beat: int = 1):
     if len({a.rows for a in arrays}) != 1:
         raise ValueError("every layer's array must have the same number of rows (the "
                          f"batch), not {[a.rows for a in arrays]}")
-    timings = tuple(layer_timing(layer, a, control)
-                    for layer, a in zip(net.layers, arrays, strict=True))
-    if in_per_beat != 1:
-        timings = (dataclasses.replace(timings[0], in_per_beat=in_per_beat), *timings[1:])
+    timings = tuple(dataclasses.replace(layer_timing(layer, a, control), in_per_beat=per)
+                    for layer, a, per in zip(net.layers, arrays, chain_beats(arrays, in_per_beat),
+                                             strict=True))
     return arrays, timings
+
+
+def chain_beats(arrays, in_per_beat: int = 1) -> list[int]:
+    """Codes each layer of a chain takes a transfer: the input port's ``in_per_beat`` for the
+    first, the results the layer before drains a cycle (its ``drain_width``) for the
+    others."""
+    return [in_per_beat] + [a.drain_width for a in arrays[:-1]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -317,9 +323,12 @@ def plan_chain(net: Network, arrays=None, in_per_beat: int = 1, *, counters: boo
     arrays, timings = plan_network(net, arrays, in_per_beat=in_per_beat)
     stages = []
     src_cols = None
-    for idx, (layer, array) in enumerate(zip(net.layers, arrays, strict=True)):
-        p = plan_layer(layer, array, src_cols=src_cols, counters=counters, requant=requant,
-                       in_per_beat=in_per_beat if idx == 0 else 1)
+    for idx, (layer, array, per) in enumerate(zip(net.layers, arrays,
+                                                  chain_beats(arrays, in_per_beat),
+                                                  strict=True)):
+        # after a wide drain (one row: its tiles' order is the channels') row-major
+        p = plan_layer(layer, array, src_cols=src_cols if per == 1 or idx == 0 else None,
+                       counters=counters, requant=requant, in_per_beat=per)
         stages.append((f"layer{idx}_{layer.name}", TRLayerEngine if p.is_tr else LayerEngine,
                        p))
         src_cols = array.cols

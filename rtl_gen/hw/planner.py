@@ -43,7 +43,7 @@ __all__ = ["UNROLLED_SHARING_FLOOR", "FoldingPlan", "LayerFold", "PlanError", "d
 
 #: Keys a per-layer override may set.
 OVERRIDE_KEYS = ("cols", "lanes", "rows", "multiplier", "pipeline", "window", "rom",
-                 "drain", "tr_terms", "tr_read")
+                 "drain", "tr_terms", "tr_read", "drain_width")
 #: The override keys whose values are words, not integers.
 WORD_KEYS = ("multiplier", "rom", "drain", "tr_read")
 
@@ -87,7 +87,7 @@ def engine_shape(plan) -> EngineShape:
                        row_terms=row_terms(pe),
                        drain_shift=pe is not None and plan.array.drain == "shift",
                        tr_copies=t.cols * per if pe is None and plan.array.tr_read == "memory"
-                       else 0)
+                       else 0, drain_width=plan.array.drain_width)
 
 
 def default_drain(family: str, rows: int, tr: bool) -> str:
@@ -307,15 +307,19 @@ class _Candidate:
 
 
 def _layer_candidates(layer, idx: int, fixed: dict, rows: int, family: str,
-                      cp, block_roms: bool = False) -> list[_Candidate]:
+                      cp, block_roms: bool = False, beat: int = 1) -> list[_Candidate]:
     """Every array of ``layer`` the settings ``fixed`` allow, with its timing and estimated
     area; with ``block_roms``, each whose weight ROM would be LUTs also with it in block RAM,
     and each term-revealing array also with its PEs reading copies of the input banks
     (``tr_read="memory"``; fewer LUTs, more blocks: :func:`_within_bram` keeps the mix the
-    device holds)."""
+    device holds).  ``beat``: codes a transfer the layer takes from the one before (its
+    ``drain_width``)."""
     if fixed.get("window", 1) != 1:
         raise PlanError(f"layer {idx} ({layer.name}): window codes per cycle are a "
                         "convolution's setting, not a dense layer's")
+    if fixed.get("drain_width", 1) > 1 and layer.activation != "relu":
+        raise PlanError(f"layer {idx} ({layer.name}): the logits drain one result a cycle "
+                        "(drain_width is a hidden layer's)")
     default = default_array(layer.scheme.kind, layer.tr is not None)
     multiplier = fixed.get("multiplier", default.multiplier)
     n, k = layer.out_features, layer.in_features
@@ -333,23 +337,26 @@ def _layer_candidates(layer, idx: int, fixed: dict, rows: int, family: str,
             try:
                 pipeline = fixed.get("pipeline", dense_pipeline(
                     layer.scheme.kind, lanes, layer.tr is not None, layer.scheme.bits))
+                width = fixed.get("drain_width", 1)
                 array = ArrayConfig(rows=rows, cols=cols, lanes=lanes, multiplier=multiplier,
                                     pipeline=pipeline, rom=fixed.get("rom", "auto"),
-                                    drain=fixed.get("drain", default_drain(
-                                        family, rows, layer.tr is not None)),
+                                    drain=fixed.get("drain", "select" if width > 1 else
+                                                    default_drain(family, rows,
+                                                                  layer.tr is not None)),
                                     tr_terms=fixed.get("tr_terms", 1),
-                                    tr_read=fixed.get("tr_read", "select"))
-                p = plan_layer(layer, array)
+                                    tr_read=fixed.get("tr_read", "select"),
+                                    drain_width=width)
+                p = plan_layer(layer, array, in_per_beat=beat)
             except ValueError as e:
                 errors.append(str(e))
                 continue
             shape = engine_shape(p)
             area = estimate_layer(shape, family, cp)
             out.append(_Candidate(array, p.timing, area, area.logic))
-            if block_roms and layer.tr is not None and "tr_read" not in fixed:
+            if block_roms and layer.tr is not None and "tr_read" not in fixed and beat == 1:
                 # the PEs reading copies of the banks: no selects, a block per copy
                 array = dataclasses.replace(array, tr_read="memory")
-                p = plan_layer(layer, array)
+                p = plan_layer(layer, array, in_per_beat=beat)
                 area = estimate_layer(engine_shape(p), family, cp)
                 out.append(_Candidate(array, p.timing, area, area.logic))
             if block_roms and "rom" not in fixed and not in_block_ram(
@@ -459,7 +466,8 @@ def plan_folding(net: Network, target_fps: float | None = None, fit: str | Devic
     except ValueError as e:
         raise PlanError(str(e)) from None
     cands = [_layer_candidates(layer, i, fixed.get(i, {}), rows, family, coefficients,
-                               block_roms=device is not None and family == "ice40")
+                               block_roms=device is not None and family == "ice40",
+                               beat=fixed.get(i - 1, {}).get("drain_width", 1) if i else 1)
              for i, layer in enumerate(net.layers)]
     k0 = net.layers[0].in_features
     # the block RAMs a plan may take on the device: the cheapest arrays in logic that
@@ -478,8 +486,8 @@ def plan_folding(net: Network, target_fps: float | None = None, fit: str | Devic
         for idx, (layer, options) in enumerate(zip(net.layers, cands, strict=True)):
             ok_here = []
             for c in options:
-                if rows * layer.out_features > interval:
-                    break
+                if rows * layer.out_features > interval * c.array.drain_width:
+                    continue
                 t = c.timing
                 if idx == 0:
                     # the input port: the narrowest that keeps up, and lanes to take it

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from amaranth import Module, Mux, Signal, signed, unsigned
+from amaranth import Cat, Module, Mux, Signal, signed, unsigned
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In
 
@@ -81,8 +81,9 @@ class TRLayerEngine(Engine):
 
     @staticmethod
     def plan(layer: DenseLayer, array: ArrayConfig, *, src_cols: int | None = None,
-             counters: bool = True, requant: str = "auto"):
-        p = plan_layer(layer, array, src_cols=src_cols, counters=counters, requant=requant)
+             counters: bool = True, requant: str = "auto", in_per_beat: int = 1):
+        p = plan_layer(layer, array, src_cols=src_cols, counters=counters, requant=requant,
+                       in_per_beat=in_per_beat)
         if not p.is_tr:
             raise ValueError(f"layer {layer.name!r} has no term revealing: it runs on the PE "
                              "array engine (LayerEngine)")
@@ -90,7 +91,7 @@ class TRLayerEngine(Engine):
 
     @staticmethod
     def ports(plan: LayerPlan) -> dict:
-        ports = int_ports(plan.layer)
+        ports = int_ports(plan.layer, plan.in_per_beat, plan.array.drain_width)
         ports.update(tr_mode=In(1, init=1), tr_k=In(K_BITS, init=K_OWN),
                      tr_s=In(S_BITS, init=S_OWN))
         return ports
@@ -119,18 +120,25 @@ class TRLayerEngine(Engine):
         m.d.sync += tr_k.eq(Mux(self.tr_k == K_OWN, layer.tr.budget, self.tr_k))
         m.d.comb += tr_s.eq(Mux(self.tr_s == S_OWN, layer.tr.data_terms or 0, self.tr_s))
         mag = layer.in_bits - 1 if layer.in_signed else layer.in_bits
-        m.submodules.dtu = dtu = DataTermUnit(mag, signed=layer.in_signed, pipeline=4)
+        # one unit per activation of a transfer (in_per_beat of them, adjacent lanes)
+        beat = plan.in_per_beat
         x_r = Signal.like(self.i.payload, name="x_r")
         m.d.sync += x_r.eq(self.i.payload)
-        m.d.comb += [dtu.i.eq(x_r),
-                     dtu.s.eq(Mux(tr_s > mag + 1, mag + 1, tr_s)),
-                     dtu.enable.eq(self.tr_mode & (tr_s != 0))]
+        values = []
+        for j in range(beat):
+            dtu = DataTermUnit(mag, signed=layer.in_signed, pipeline=4)
+            m.submodules["dtu" if beat == 1 else f"dtu{j}"] = dtu
+            m.d.comb += [dtu.i.eq(x_r if beat == 1 else x_r[j]),
+                         dtu.s.eq(Mux(tr_s > mag + 1, mag + 1, tr_s)),
+                         dtu.enable.eq(self.tr_mode & (tr_s != 0))]
+            values.append(dtu.value[:a_bits])
         per = tr_per_cycle(layer, plan.array.tr_terms)
         # read "memory": each term lane of each column reads its own copy of the banks
         by_memory = plan.array.tr_read == "memory"
         banks = input_banks(m, self.i, rows=rows, lanes=group, a_bits=a_bits, ks=ks, k=t.k,
-                            src_cols=plan.src_cols, value=dtu.value[:a_bits],
-                            delay=1 + dtu.latency, copies=cols * per if by_memory else 0)
+                            src_cols=plan.src_cols, value=Cat(*values),
+                            delay=1 + dtu.latency, copies=cols * per if by_memory else 0,
+                            per_beat=beat)
 
         # -- weight-term ROM, array, FIFO and the sequencer under the run-time slots --------
         # per = 1: one weight-term slot a cycle (TRArray); per > 1: `per` slots a ROM word,
@@ -154,7 +162,8 @@ class TRLayerEngine(Engine):
         out = int_fifo(m, plan, self.o)
 
         # run-time words per group (latched with the batch) and the period they give
-        max_period = max(ks * w_max, rows * cols + 1)
+        drain = t.drain_cycles + t.drain_gap        # the drain's cycles over a tile
+        max_period = max(ks * w_max, drain)
         slots_next = Signal(range(w_max + 1))
         last_slot = Signal(range(w_max + 1), init=t.slots - 1)   # a group's slots - 1
         last_step = Signal(range(max_period + 1), init=t.period - 1)    # period - 1
@@ -172,7 +181,7 @@ class TRLayerEngine(Engine):
             m.d.comb += n_used.eq(Mux(self.tr_mode, k_min, t_max))
             m.d.sync += slots_next.eq(1 + sum((n_used > i * per) for i in range(1, w_max)))
         with m.If(seq.batch_started):
-            period_next = Mux(slots_next * ks > rows * cols, slots_next * ks, rows * cols + 1)
+            period_next = Mux(slots_next * ks > drain - 1, slots_next * ks, drain)
             m.d.sync += [last_slot.eq(slots_next - 1), last_issue.eq(slots_next * ks - 1),
                          last_step.eq(period_next - 1),
                          terms_on.eq(~self.tr_mode | (tr_k != 0))]
