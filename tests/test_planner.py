@@ -114,6 +114,21 @@ def test_overrides_are_respected(binary):
     assert {a.rows for a in rows2.arrays} == {2}
 
 
+def test_a_wide_drain_by_hand_feeds_the_next_layer(int4):
+    """``drain_width`` on the first layer: its drain selects (not shifts) even on the
+    iCE40, the second layer's arrays take 2 codes a transfer, and the plan's interval is the
+    chain's (the model of the engine that is built)."""
+    plan = plan_folding(int4, fit="up5k", overrides={0: {"cols": 8, "drain_width": 2}})
+    first, second = plan.arrays
+    assert (first.drain_width, first.drain, second.drain_width) == (2, "select", 1)
+    assert second.lanes % 2 == 0
+    assert [f.timing.in_per_beat for f in plan.layers][1] == 2
+    chain = plan_chain(int4, list(plan.arrays), in_per_beat=plan.in_per_beat)
+    assert plan.interval == network_interval(chain.timings, int4.input.features)
+    with pytest.raises(PlanError, match="the logits drain one result a cycle"):
+        plan_folding(int4, overrides={1: {"drain_width": 2}})
+
+
 @pytest.mark.parametrize("overrides, words", [
     ({5: {"cols": 2}}, "no layer 5"),
     ({"fc9": {"cols": 2}}, "no layer 'fc9'"),
@@ -329,9 +344,11 @@ def test_fit_plans_are_bit_exact_and_cycle_exact(name, fit):
 def test_parse_layer_arrays():
     from rtl_gen.tasks.common import OptionError, parse_layer_arrays
 
-    assert parse_layer_arrays(["1:cols=4,lanes=2", "fc1:multiplier=dsp", "1:rows=2"]) == \
-        {1: {"cols": 4, "lanes": 2, "rows": 2}, "fc1": {"multiplier": "dsp"}}
-    for bad in ("1", "1:", "1:cols", "1:cols=x", "1:width=3", ":cols=2"):
+    assert parse_layer_arrays(["1:cols=4,lanes=2", "fc1:multiplier=dsp", "1:rows=2",
+                               "0:drain_width=2"]) == \
+        {1: {"cols": 4, "lanes": 2, "rows": 2}, "fc1": {"multiplier": "dsp"},
+         0: {"drain_width": 2}}
+    for bad in ("1", "1:", "1:cols", "1:cols=x", "1:width=3", ":cols=2", "0:drain_width=x"):
         with pytest.raises(OptionError) as e:
             parse_layer_arrays([bad])
         assert e.value.option == "--layer-array"
