@@ -327,6 +327,7 @@ def _folding_options(f):
                               "or block (the weight ROM in block RAM), drain: select or "
                               "shift, tr_terms: a term-revealing PE's terms a cycle, "
                               "tr_read: select or memory (its PEs read block RAM copies), "
+                              "tr_rom_addr: sum or register (its term ROM's address), "
                               "drain_width: a hidden layer's results a cycle (the next "
                               "layer takes them so), and window: a convolution's window "
                               "codes per cycle), e.g. "

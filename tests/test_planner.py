@@ -441,6 +441,16 @@ def test_the_plan_gives_the_run_time_range_of_term_revealing_cycles():
         .run_time_range() is None
 
 
+def test_the_term_rom_address_follows_the_family():
+    """The planner gives TR layers the registered ROM address on the ECP5 and the sum on
+    the iCE40 (each the faster there), unless fixed by hand."""
+    net = read_bundle(WEIGHTS_DIR / "digits-tr")
+    assert {a.tr_rom_addr for a in plan_folding(net, fit="ecp5-85f").arrays} == {"register"}
+    assert {a.tr_rom_addr for a in plan_folding(net, fit="up5k").arrays} == {"sum"}
+    fixed = plan_folding(net, fit="ecp5-85f", overrides={0: {"tr_rom_addr": "sum"}})
+    assert [a.tr_rom_addr for a in fixed.arrays] == ["sum", "register"]
+
+
 def test_build_keeps_one_code_a_cycle():
     from rtl_gen.tasks.common import FoldingOptions, network_arrays
 

@@ -57,10 +57,14 @@ def check(net, calib, arrays, controls, n_img=3):
     return seen_slots
 
 
-def test_tr_network_at_run_time_controls():
+@pytest.mark.parametrize("addr", ["sum", "register"])
+def test_tr_network_at_run_time_controls(addr):
+    """Every control, with the weight-term ROM's address added from the counters' next
+    values or kept as a register of its own (``tr_rom_addr``): the same logits and cycles."""
     net, calib = tr_net([20, 7, 3], ["signmag5", "signmag4"],
                         [TRConfig(4, 3, 2), TRConfig(8, 5, 2)])
-    slots = check(net, calib, [ArrayConfig(cols=2), ArrayConfig(cols=2)], CONTROLS)
+    slots = check(net, calib, [ArrayConfig(cols=2, tr_rom_addr=addr),
+                               ArrayConfig(cols=2, tr_rom_addr=addr)], CONTROLS)
     assert len(slots) >= 4  # the controls really change the schedule
 
 
@@ -239,14 +243,14 @@ def test_group_rom_words_hold_p_slots_of_a_group():
     assert tr_slots(layer, TRControl(TRMode.CONVENTIONAL), 3) == per_group
 
 
-@pytest.mark.parametrize("terms", [2, 3, 0])
-def test_group_engine_network_at_run_time_controls(terms):
+@pytest.mark.parametrize("terms, addr", [(2, "sum"), (3, "register"), (0, "sum")])
+def test_group_engine_network_at_run_time_controls(terms, addr):
     """The network on the group-per-cycle PEs (``tr_terms`` P, 0: the budget): the same
     controls, logits and cycles as the model; each layer's step takes ``ceil(n / P)``
     cycles."""
     net, calib = tr_net([20, 7, 3], ["signmag5", "signmag4"],
                         [TRConfig(4, 3, 2), TRConfig(8, 5, 2)])
-    arrays = [ArrayConfig(cols=2, tr_terms=terms), ArrayConfig(cols=2, tr_terms=terms)]
+    arrays = [ArrayConfig(cols=2, tr_terms=terms, tr_rom_addr=addr)] * 2
     slots = check(net, calib, arrays, CONTROLS)
     assert len(slots) >= 2
     if terms == 0:  # one cycle a group at the bundle's own budget
@@ -288,6 +292,8 @@ def test_memory_read_refusal():
     with pytest.raises(ValueError, match="reads its activation by one of select, memory, "
                                          "not 'mux'"):
         ArrayConfig(tr_read="mux")
+    with pytest.raises(ValueError, match="address is one of sum, register, not 'add'"):
+        ArrayConfig(tr_rom_addr="add")
 
 
 def test_tr_terms_refusal():

@@ -114,6 +114,14 @@ class ArrayConfig:
         ``"memory"``: each term lane has its own copy of the input bank in block RAM, one
         activation a word, and reads the one its term's index names (the memory is the
         multiplexer: ``R * C * P`` blocks, no select logic).  The same cycles either way.
+    tr_rom_addr:
+        Term-revealing layers only: how the weight-term ROM's address (the group's base plus
+        the slot) is formed.  ``"sum"`` (default): the counters' next values added, in
+        front of the ROM; ``"register"``: the address is a register too, its next value
+        chosen among sums of registers (no adder after the sequencer's decisions: the
+        folding planner's choice on the ECP5, whose carry chains after wide fan-out set
+        the clock there; on the iCE40 the sum's carry chain is the faster).  The same
+        cycles either way.
     drain_width:
         ``D``, results the drain reads, requantizes and writes a cycle (default 1), each of
         the ``D`` through its own select over every ``D``-th result and its own
@@ -134,6 +142,7 @@ class ArrayConfig:
     drain: str = "select"
     tr_read: str = "select"
     drain_width: int = 1
+    tr_rom_addr: str = "sum"
 
     def __post_init__(self):
         for name, lo, hi in (("rows", 1, 64), ("cols", 1, 256), ("lanes", 1, 256),
@@ -166,8 +175,14 @@ class ArrayConfig:
             if why:
                 raise ValueError(f"{d} results a cycle need {why}")
         check_read(self.tr_read)
+        if self.tr_rom_addr not in TR_ROM_ADDRS:
+            raise ValueError(f"the term ROM's address is one of {', '.join(TR_ROM_ADDRS)}, "
+                             f"not {self.tr_rom_addr!r}")
 
 
+#: How a term-revealing layer forms its weight-term ROM's address
+#: (:attr:`ArrayConfig.tr_rom_addr`).
+TR_ROM_ADDRS = ("sum", "register")
 #: Where a layer's weight ROM may go (:attr:`ArrayConfig.rom`).
 ROM_PLACES = ("auto", "block")
 #: How a layer's drain may read its array's results (:attr:`ArrayConfig.drain`).

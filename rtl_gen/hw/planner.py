@@ -43,9 +43,9 @@ __all__ = ["UNROLLED_SHARING_FLOOR", "FoldingPlan", "LayerFold", "PlanError", "d
 
 #: Keys a per-layer override may set.
 OVERRIDE_KEYS = ("cols", "lanes", "rows", "multiplier", "pipeline", "window", "rom",
-                 "drain", "tr_terms", "tr_read", "drain_width")
+                 "drain", "tr_terms", "tr_read", "drain_width", "tr_rom_addr")
 #: The override keys whose values are words, not integers.
-WORD_KEYS = ("multiplier", "rom", "drain", "tr_read")
+WORD_KEYS = ("multiplier", "rom", "drain", "tr_read", "tr_rom_addr")
 
 #: Block RAM bits per block, per family.
 _BLOCK_BITS = {"ice40": 4096, "ecp5": 18432}
@@ -97,6 +97,15 @@ def default_drain(family: str, rows: int, tr: bool) -> str:
     ``"select"`` (the ECP5's slices build wide multiplexers cheaply; term-revealing arrays
     have only the select)."""
     return "shift" if family == "ice40" and rows == 1 and not tr else "select"
+
+
+def default_tr_rom_addr(family: str) -> str:
+    """How the planner has a term-revealing layer form its weight-term ROM's address
+    (:attr:`~rtl_gen.hw.layer.ArrayConfig.tr_rom_addr`): ``"register"`` on the ECP5 (no
+    adder after the sequencer's decisions; the LFE5U-85F ``--fit`` design of ``digits-tr``
+    98.7 -> 107.3 MHz, median of 5 seeds), ``"sum"`` on the iCE40 (its carry chain is fast
+    there: the UP5K ``--fit`` design 40.6 MHz with it, 37.7 with the register)."""
+    return "register" if family == "ecp5" else "sum"
 
 
 def array_spec(a: ArrayConfig) -> str:
@@ -345,7 +354,9 @@ def _layer_candidates(layer, idx: int, fixed: dict, rows: int, family: str,
                                                                   layer.tr is not None)),
                                     tr_terms=fixed.get("tr_terms", 1),
                                     tr_read=fixed.get("tr_read", "select"),
-                                    drain_width=width)
+                                    drain_width=width,
+                                    tr_rom_addr=fixed.get("tr_rom_addr",
+                                                          default_tr_rom_addr(family)))
                 p = plan_layer(layer, array, in_per_beat=beat)
             except ValueError as e:
                 errors.append(str(e))

@@ -225,24 +225,12 @@ class TRLayerEngine(Engine):
             with m.If(~seq.running):
                 m.d.comb += gbase_n.eq(0)
         m.d.sync += [slot.eq(slot_n), grp.eq(grp_n), gbase.eq(gbase_n)]
-        # the ROM address gbase + slot, kept as a register too: its next value is chosen
-        # among sums of registers (0, gbase, gbase + W, addr + 1), so no adder follows the
-        # sequencer's late decisions (start, issue) on the way to the ROM
-        addr = Signal.like(gbase, name="rom_addr")
-        addr_n = Signal.like(gbase, name="rom_addr_next")
-        m.d.comb += addr_n.eq(addr)
-        with m.If(issue):
-            with m.If(slot == last_slot):
-                m.d.comb += addr_n.eq(gbase + w_max)
-            with m.Else():
-                m.d.comb += addr_n.eq(addr + 1)
-        with m.If(seq.start_tile):
-            with m.If(~seq.running):
-                m.d.comb += addr_n.eq(0)
-            with m.Elif(~issue | (slot != last_slot)):
-                m.d.comb += addr_n.eq(gbase)
-        m.d.sync += addr.eq(addr_n)
-        m.d.comb += rom_rd.addr.eq(addr_n)
+        if plan.array.tr_rom_addr == "sum":
+            m.d.comb += rom_rd.addr.eq(gbase_n + slot_n)
+        else:
+            self._rom_addr_register(m, rom_rd, gbase, slot, last_slot, issue, seq, w_max)
+
+
         w_word = Signal.like(rom_rd.data, name="w_word", reset_less=True)
         m.d.sync += w_word.eq(rom_rd.data)
         first = issue & (grp == 0) & (slot == 0)
@@ -280,3 +268,25 @@ class TRLayerEngine(Engine):
                      in_flight=max(u.in_flight for u in every),
                      bound=max(u.batch_cycles for u in every))
         return m
+
+    @staticmethod
+    def _rom_addr_register(m, rom_rd, gbase, slot, last_slot, issue, seq, w_max) -> None:
+        """The weight-term ROM's address ``gbase + slot`` kept as a register
+        (``tr_rom_addr="register"``): its next value is chosen among sums of registers (0,
+        ``gbase``, ``gbase + W``, ``addr + 1``), so no adder follows the sequencer's late
+        decisions (start, issue) on the way to the ROM."""
+        addr = Signal.like(gbase, name="rom_addr")
+        addr_n = Signal.like(gbase, name="rom_addr_next")
+        m.d.comb += addr_n.eq(addr)
+        with m.If(issue):
+            with m.If(slot == last_slot):
+                m.d.comb += addr_n.eq(gbase + w_max)
+            with m.Else():
+                m.d.comb += addr_n.eq(addr + 1)
+        with m.If(seq.start_tile):
+            with m.If(~seq.running):
+                m.d.comb += addr_n.eq(0)
+            with m.Elif(~issue | (slot != last_slot)):
+                m.d.comb += addr_n.eq(gbase)
+        m.d.sync += addr.eq(addr_n)
+        m.d.comb += rom_rd.addr.eq(addr_n)
