@@ -451,6 +451,19 @@ def test_the_term_rom_address_follows_the_family():
     assert [a.tr_rom_addr for a in fixed.arrays] == ["sum", "register"]
 
 
+def test_a_term_revealing_first_layer_takes_a_wide_input():
+    """The input port of one code a cycle bounds digits-tr on the LFE5U-85F (64 cycles):
+    the planner widens it (a data-term unit a code) and the layers keep pace with it."""
+    net = read_bundle(WEIGHTS_DIR / "digits-tr")
+    plan = plan_folding(net, fit="ecp5-85f")
+    assert plan.in_per_beat > 1 and plan.interval < 64
+    assert plan.interval == network_interval(
+        plan_chain(net, list(plan.arrays), in_per_beat=plan.in_per_beat).timings, 64)
+    # memory-reading PEs take one code a transfer: the port stays narrow
+    one = plan_folding(net, fit="ecp5-85f", overrides={0: {"tr_read": "memory"}})
+    assert one.in_per_beat == 1
+
+
 def test_build_keeps_one_code_a_cycle():
     from rtl_gen.tasks.common import FoldingOptions, network_arrays
 

@@ -501,8 +501,12 @@ def plan_folding(net: Network, target_fps: float | None = None, fit: str | Devic
                     continue
                 t = c.timing
                 if idx == 0:
-                    # the input port: the narrowest that keeps up, and lanes to take it
-                    ok = [p for p in per_beats if c.array.lanes % p == 0]
+                    # the input port: the narrowest that keeps up, and lanes to take it (a
+                    # term-revealing layer's group, a data-term unit a code, where its PEs
+                    # select their activations from the group word)
+                    lanes = c.array.lanes if layer.tr is None else \
+                        layer.tr.group if c.array.tr_read == "select" else 1
+                    ok = [p for p in per_beats if lanes % p == 0]
                     if not ok:
                         continue
                     t = _with_input(t, ok[0])
