@@ -114,7 +114,9 @@ def test_signed_input_batch_of_two_and_default_array():
 
 def test_refuses_multiplier_and_pipeline_options():
     net, _ = small_net([4, 2], ["int4"])
-    with pytest.raises(ValueError, match="no multiplier or pipeline"):
-        BitSerialNetworkEngine(net, [ArrayConfig(pipeline=1)])
+    for array in (ArrayConfig(pipeline=1), ArrayConfig(multiplier="dsp"),
+                  ArrayConfig(cols=2, drain_width=2)):
+        with pytest.raises(ValueError, match="no multiplier, pipeline or drain width"):
+            BitSerialNetworkEngine(net, [array])
     with pytest.raises(ValueError, match="one array configuration per layer"):
         BitSerialNetworkEngine(net, [ArrayConfig(), ArrayConfig()])
