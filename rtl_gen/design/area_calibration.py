@@ -72,7 +72,8 @@ FMAX_MHZ = {"ice40": 32.0, "ecp5": 75.0}
 #: carry chains (:func:`rtl_gen.hw.planner.unrolled_logic_bits`: adder graphs, bias adds,
 #: fabric requantizers, the logits' compares), fit by ``python benchmarks/area_model.py
 #: --refit`` (non-negative least squares, relative error) on the shipped digits networks
-#: synthesized at ``--fit ecp5-85f`` (the unrolled rows of ``benchmarks/results/network.json``):
-#: ECP5 ``TRELLIS_COMB`` and ``TRELLIS_FF``.  The iCE40 takes the same model (no unrolled
-#: engine fits a UP5K; it only has to say so).
-UNROLLED_COEFFICIENTS = {"logic": (0.0, 1.5314), "ff": (2247.3524, 0.3612)}
+#: synthesized at ``--fit ecp5-85f`` (the unrolled rows of ``benchmarks/results/network.json``:
+#: binary, ternary, mixed, int4, PoT4, APoT4, each within 7%): ECP5 ``TRELLIS_COMB`` and
+#: ``TRELLIS_FF``.  The iCE40 takes the same model (no unrolled engine fits a UP5K; it only
+#: has to say so).
+UNROLLED_COEFFICIENTS = {"logic": (1087.8264, 1.403), "ff": (1496.875, 0.4398)}
