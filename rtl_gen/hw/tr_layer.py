@@ -18,7 +18,10 @@ cycles, one weight-term slot each, under the run-time controls ``tr_mode``, ``tr
 :attr:`~rtl_gen.hw.layer.ArrayConfig.tr_terms` ``P > 1`` (or 0: the layer's budget) the
 array is the group-per-cycle :class:`~rtl_gen.hw.tr.TRGroupArray`: a ROM word holds ``P``
 slots per column, a group takes ``ceil(n / P)`` words (``n``: ``min(k, T)`` under TR, ``T``
-conventional), and each word's lanes beyond ``n`` are masked (``count``).
+conventional), and each word's lanes beyond ``n`` are masked (``count``). A transfer may
+carry several codes (``in_per_beat``: a data-term unit each, adjacent lanes of the group
+word), and the drain may write several results a cycle
+(:attr:`~rtl_gen.hw.layer.ArrayConfig.drain_width`, as the integer engine's).
 
 Cycle model: :meth:`rtl_gen.design.timing.LayerTiming.term_revealing` with ``slots`` for
 the controls in force (:meth:`~rtl_gen.design.timing.LayerTiming.term_revealing_group` for
@@ -229,8 +232,6 @@ class TRLayerEngine(Engine):
             m.d.comb += rom_rd.addr.eq(gbase_n + slot_n)
         else:
             self._rom_addr_register(m, rom_rd, gbase, slot, last_slot, issue, seq, w_max)
-
-
         w_word = Signal.like(rom_rd.data, name="w_word", reset_less=True)
         m.d.sync += w_word.eq(rom_rd.data)
         first = issue & (grp == 0) & (slot == 0)
