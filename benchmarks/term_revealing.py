@@ -118,11 +118,17 @@ def cycles(net, control, tr_terms: int = 1, wide: bool = False) -> float:
     return network_interval(timings, net.input.features) / arrays[0].rows
 
 
+def wide_drain(layer) -> int:
+    """Results a cycle a layer drains on the wide ports: :data:`WIDE_DRAIN` for a hidden
+    layer whose outputs it divides, else 1."""
+    return WIDE_DRAIN if layer.activation == "relu" and layer.out_features % WIDE_DRAIN == 0 \
+        else 1
+
+
 def wide_arrays(net, arrays) -> list:
-    """``arrays`` with every hidden layer draining :data:`WIDE_DRAIN` results a cycle (the
-    next layer takes them so), where its outputs allow."""
-    return [dataclasses.replace(a, drain_width=WIDE_DRAIN)
-            if ly.activation == "relu" and ly.out_features % WIDE_DRAIN == 0 else a
+    """``arrays`` with every hidden layer draining :func:`wide_drain` results a cycle (the
+    next layer takes them so)."""
+    return [dataclasses.replace(a, drain_width=wide_drain(ly))
             for ly, a in zip(net.layers, arrays, strict=True)]
 
 
@@ -132,7 +138,7 @@ def wide_timings(net, timings) -> list:
     bit-serial engine drains one)."""
     out = []
     for i, (ly, t) in enumerate(zip(net.layers, timings, strict=True)):
-        d = WIDE_DRAIN if ly.activation == "relu" and ly.out_features % WIDE_DRAIN == 0 else 1
+        d = wide_drain(ly)
         per = WIDE_INPUT if i == 0 else out[-1].drain_width
         out.append(dataclasses.replace(
             t, drain_width=d, in_per_beat=per,

@@ -374,8 +374,8 @@ def plan_layer(layer: DenseLayer, array: ArrayConfig, *, src_cols: int | None = 
         p = in_per_beat
         if isinstance(p, bool) or not isinstance(p, int) or p < 1 or p & (p - 1):
             raise ValueError(f"input codes per cycle must be a power of two, not {p!r}")
-        lanes = array.lanes if pe is not None else layer.tr.group
-        if src_cols is not None or lanes % p or k % p or array.tr_read != "select":
+        lanes = beat_lanes(layer, array)
+        if src_cols is not None or lanes % p or k % p:
             raise ValueError(f"layer {layer.name!r}: {p} input codes per cycle need inputs "
                              f"in row-major order, {'lanes' if pe else 'a group'} ({lanes}) "
                              f"and inputs ({k}) that {p} divides (and term-revealing PEs "
@@ -388,6 +388,16 @@ def plan_layer(layer: DenseLayer, array: ArrayConfig, *, src_cols: int | None = 
     return LayerPlan(layer=layer, array=array, pe=pe, src_cols=src, timing=timing,
                      fifo_depth=depth, requant=plan_requant(layer, requant),
                      counters=counters, in_per_beat=in_per_beat)
+
+
+def beat_lanes(layer: DenseLayer, array: ArrayConfig) -> int:
+    """The lanes of an input bank word that a transfer's codes fill (a transfer of ``P``
+    codes needs ``P`` to divide them): the PEs' lanes; a term-revealing layer's group where
+    its PEs select their activations from the group word, else 1 (the copies read by
+    memory hold one activation a word)."""
+    if layer.tr is None:
+        return array.lanes
+    return layer.tr.group if array.tr_read == "select" else 1
 
 
 def int_ports(layer: DenseLayer, in_per_beat: int = 1, drain_width: int = 1) -> dict:

@@ -33,7 +33,7 @@ from ..devices import DEVICES, Device, get_device
 from ..errors import RtlGenError
 from . import pes as pe_kinds
 from .kit import signed_bits
-from .layer import ArrayConfig, layer_timing, plan_layer
+from .layer import ArrayConfig, beat_lanes, layer_timing, plan_layer
 from .pes.layers import default_array, dense_pipeline
 
 __all__ = ["UNROLLED_SHARING_FLOOR", "FoldingPlan", "LayerFold", "PlanError", "default_drain",
@@ -504,9 +504,7 @@ def plan_folding(net: Network, target_fps: float | None = None, fit: str | Devic
                     # the input port: the narrowest that keeps up, and lanes to take it (a
                     # term-revealing layer's group, a data-term unit a code, where its PEs
                     # select their activations from the group word)
-                    lanes = c.array.lanes if layer.tr is None else \
-                        layer.tr.group if c.array.tr_read == "select" else 1
-                    ok = [p for p in per_beats if lanes % p == 0]
+                    ok = [p for p in per_beats if beat_lanes(layer, c.array) % p == 0]
                     if not ok:
                         continue
                     t = _with_input(t, ok[0])
