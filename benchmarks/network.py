@@ -95,6 +95,18 @@ DESIGNS = ("fit", "uniform")
 SCHEMES = ("binary", "ternary", "pot4", "apot4", "int4", "int8", "mixed", "tr")
 
 
+#: Seconds each tool (Yosys, one nextpnr seed) may run, as in the flow; the largest
+#: unrolled designs (25-47k logic cells on the LFE5U-85F) take longer to route here.
+DEFAULT_TIMEOUT = 1800.0
+
+
+def add_timeout_argument(parser: argparse.ArgumentParser) -> None:
+    """``--timeout SECONDS``: each tool's limit (:data:`DEFAULT_TIMEOUT`)."""
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+                        help=f"stop each synthesis or nextpnr seed after this long (default "
+                        f"{DEFAULT_TIMEOUT:g})")
+
+
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
@@ -299,17 +311,17 @@ def unrolled_pe_share(top: str, device: str, workdir: Path, verilog: str) -> dic
 
 
 def measure(verilog: str, top: str, device: str, workdir: Path,
-            seeds: int = DEFAULT_SEEDS) -> dict:
+            seeds: int = DEFAULT_SEEDS, timeout: float = DEFAULT_TIMEOUT) -> dict:
     """Cells of the bare design (kept when it then does not fit), and Fmax in the harness
     as the median over nextpnr seeds ``1..seeds`` (each one kept too); one tool at a time,
-    each step logged."""
+    each step logged, each stopped after ``timeout`` seconds."""
     from rtl_gen.devices import get_device
 
     d: dict = {}
     try:
         t0 = time.time()
         log(f"  {top} on {device}: synthesis...")
-        stats = synth(verilog, top, device, workdir=workdir)
+        stats = synth(verilog, top, device, workdir=workdir, timeout=timeout)
         d = {"lc": stats.logic_cells, "lut4": stats.lut4, "carry": stats.carry,
              "ff": stats.ff, "dsp": stats.dsp, "bram": stats.bram}
         log(f"  {top} on {device}: {stats.logic_cells} LC, {stats.lut4} LUT4, {stats.ff} FF "
@@ -322,7 +334,8 @@ def measure(verilog: str, top: str, device: str, workdir: Path,
         runs = []
         for seed in range(1, seeds + 1):
             t0 = time.time()
-            runs.append(place_and_route(verilog, top, device, workdir=workdir, seed=seed))
+            runs.append(place_and_route(verilog, top, device, workdir=workdir, seed=seed,
+                                        timeout=timeout))
             log(f"  {top} on {device}: seed {seed}: {runs[-1].fmax:.1f} MHz "
                 f"({time.time() - t0:.0f} s)")
         fmax = median_fmax([r.fmax for r in runs])
@@ -534,6 +547,7 @@ def main(argv: list[str] | None = None) -> int:
                         "--fit design, the uniform design (default: both)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
+    add_timeout_argument(parser)
     parser.add_argument("--estimates-only", action="store_true",
                         help="no synthesis: the recorded rows of these networks and devices "
                         "get the planner's current estimate, where its --fit choice is still "
@@ -541,6 +555,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.seeds < 1:
         parser.error(f"--seeds must be at least 1, not {args.seeds}")
+    if args.timeout <= 0:
+        parser.error(f"--timeout must be a positive number of seconds, not {args.timeout:g}")
     schemes = [s.strip() for s in args.schemes.split(",") if s.strip()]
     unknown = sorted(set(schemes) - set(SCHEMES))
     if unknown:
@@ -582,7 +598,7 @@ def main(argv: list[str] | None = None) -> int:
                 row = {"name": net.name, "schemes": "/".join(net.schemes), "accuracy": acc,
                        "device": dev, "seeds": args.seeds,
                        "date": datetime.date.today().isoformat(), **row,
-                       **measure(verilog, top, dev, args.workdir, args.seeds)}
+                       **measure(verilog, top, dev, args.workdir, args.seeds, args.timeout)}
                 if row.get("lut4") is not None:
                     if row["engine"] == "arrays":
                         row.update(pe_share(verilog, top, dev, args.workdir, row["lut4"]))

@@ -186,7 +186,8 @@ def measure_peer(net, args, x_test, y_test, bench) -> dict:
     bench.log(f"{net.name}: da4ml traced, bit-exact on {checked} vectors, "
               f"{len(pipe.solutions)} stages ({row['trace_s']} s)")
     for dev in args.devices:
-        row[dev] = {**timing, **bench.measure(text, top, dev, args.workdir, args.seeds)}
+        row[dev] = {**timing, **bench.measure(text, top, dev, args.workdir, args.seeds,
+                                               args.timeout)}
     return row
 
 
@@ -200,7 +201,8 @@ def measure_ours(net, args, bench) -> dict:
         top = bench.verilog_top(net)
         text = component_verilog(engine, top)
         bench.log(f"{net.name} on {dev}: ours: {bench.design_label(desc)}")
-        row[dev] = {**desc, **bench.measure(text, top, dev, args.workdir, args.seeds)}
+        row[dev] = {**desc, **bench.measure(text, top, dev, args.workdir, args.seeds,
+                                               args.timeout)}
     return row
 
 
@@ -324,6 +326,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="ternary only, one seed (a check that everything runs)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
+    bench = _network_bench()
+    bench.add_timeout_argument(parser)
     args = parser.parse_args(argv)
     try:
         import da4ml
@@ -344,10 +348,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--devices must be some of {', '.join(DEVICES)}")
     if args.seeds < 1:
         parser.error(f"--seeds must be at least 1, not {args.seeds}")
+    if args.timeout <= 0:
+        parser.error(f"--timeout must be a positive number of seconds, not {args.timeout:g}")
     from rtl_gen.data.digits import digits
 
     _, test = digits()
-    bench = _network_bench()
     start = time.time()
     results = []
     kept = earlier_results(args.out)

@@ -1,0 +1,50 @@
+"""The benchmarks' command lines refuse a bad ``--timeout`` with one line and exit status 2
+before they measure anything (``benchmarks/network.py``, ``benchmarks/peers.py``)."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks import network, peers
+
+
+@pytest.mark.parametrize("main", [network.main, peers.main], ids=["network", "peers"])
+@pytest.mark.parametrize("value, message", [
+    ("0", "--timeout must be a positive number of seconds, not 0"),
+    ("-5", "--timeout must be a positive number of seconds, not -5"),
+    ("soon", "argument --timeout: invalid float value: 'soon'"),
+])
+def test_bad_timeout_is_one_line(main, value, message, capsys, tmp_path):
+    with pytest.raises(SystemExit) as e:
+        main(["--timeout", value, "--out", str(tmp_path / "out"),
+              "--workdir", str(tmp_path / "flow")])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "out").exists() and not (tmp_path / "flow").exists()
+
+
+def test_timeout_reaches_every_tool(monkeypatch, tmp_path):
+    """``measure`` hands its timeout to the synthesis and to every nextpnr seed."""
+    seen = []
+
+    class Stats:
+        logic_cells, lut4, carry, ff, dsp, bram, note = 10, 8, 0, 4, 0, 0, ""
+
+    class Run:
+        fmax, note = 100.0, ""
+
+    def fake_synth(verilog, top, device, *, workdir, timeout):
+        seen.append(("synth", timeout))
+        return Stats()
+
+    def fake_pnr(verilog, top, device, *, workdir, seed, timeout):
+        seen.append((f"seed {seed}", timeout))
+        return Run()
+
+    monkeypatch.setattr(network, "synth", fake_synth)
+    monkeypatch.setattr(network, "place_and_route", fake_pnr)
+    d = network.measure("module m; endmodule", "m", "up5k", tmp_path, seeds=2, timeout=4321.0)
+    assert seen == [("synth", 4321.0), ("seed 1", 4321.0), ("seed 2", 4321.0)]
+    assert d["fmax"] == 100.0
