@@ -29,7 +29,11 @@ import numpy as np
 
 from rtl_gen.bundle import read_bundle
 from rtl_gen.design.area import FEATURES, estimate_network, features
-from rtl_gen.design.area_calibration import COEFFICIENTS, UNROLLED_COEFFICIENTS
+from rtl_gen.design.area_calibration import (
+    COEFFICIENTS,
+    UNROLLED_COEFFICIENTS,
+    UNROLLED_DEEP_COEFFICIENTS,
+)
 from rtl_gen.devices import DEVICES
 from rtl_gen.flow.synth import DEFAULT_WORKDIR, FlowError, component_verilog, synth
 from rtl_gen.hw.network import NetworkEngine, plan_chain
@@ -226,19 +230,20 @@ UNROLLED_SOURCE = RESULTS / "network.json"
 
 
 def unrolled_rows(source: Path = UNROLLED_SOURCE) -> list[dict]:
-    """``{"bundle", "bits", "actual": {logic, ff}}`` of each unrolled engine synthesized in
-    ``source``, its datapath bits (:func:`rtl_gen.hw.planner.unrolled_logic_bits`) from the
-    plan the ``--fit`` choice builds."""
-    from rtl_gen.hw.unrolled import plan_unrolled
+    """``{"bundle", "stage", "bits", "actual": {logic, ff}}`` of each unrolled engine
+    synthesized in ``source``, its datapath bits (:func:`rtl_gen.hw.planner.
+    unrolled_logic_bits`) from the plan the ``--fit`` choice builds (the row's adder levels
+    between registers)."""
+    from rtl_gen.hw.unrolled import DEFAULT_STAGE, plan_unrolled
 
     out = []
     for r in json.loads(source.read_text())["rows"] if source.exists() else []:
         if r.get("engine") != "unrolled" or r.get("lc") is None:
             continue
         net = read_bundle(Path("weights") / r["name"])
-        plan = plan_unrolled(net, multiplier="adders")
+        plan = plan_unrolled(net, stage=r.get("stage", DEFAULT_STAGE), multiplier="adders")
         out.append({"device": r["device"], "bundle": r["name"].removeprefix("digits-"),
-                    "bits": unrolled_logic_bits(plan), "plan": plan,
+                    "stage": plan.stage, "bits": unrolled_logic_bits(plan), "plan": plan,
                     "actual": {"logic": r["lc"], "ff": r["ff"]}})
     return out
 
@@ -249,19 +254,27 @@ def refit_unrolled(rows: list[dict]) -> dict:
     return relative_nnls(np.array([[1.0, r["bits"]] for r in rows]), rows)
 
 
+#: The unrolled engine's coefficients by adder levels between registers (a plan of more
+#: levels than 2 takes the default's).
+UNROLLED_BY_STAGE = {2: UNROLLED_COEFFICIENTS, 1: UNROLLED_DEEP_COEFFICIENTS}
+UNROLLED_NAMES = {2: "UNROLLED_COEFFICIENTS", 1: "UNROLLED_DEEP_COEFFICIENTS"}
+
+
 def unrolled_table(rows: list[dict], coefficients: dict) -> tuple[list[str], float]:
-    """Estimate against synthesis of the unrolled engines, and the worst logic error."""
-    lines = ["| device | network | datapath bits | logic est. | actual | error | FF est. | "
-             "actual |", "|" + "---|" * 8]
+    """Estimate against synthesis of the unrolled engines (``coefficients`` by stage, as
+    :data:`UNROLLED_BY_STAGE`), and the worst logic error."""
+    lines = ["| device | network | stage | datapath bits | logic est. | actual | error | "
+             "FF est. | actual |", "|" + "---|" * 9]
     worst = 0.0
     for r in rows:
-        est = unrolled_area(r.pop("plan"), coefficients=coefficients)
+        est = unrolled_area(r.pop("plan"), coefficients=coefficients[min(r["stage"], 2)])
         a = r["actual"]
         err = 100 * (est.logic - a["logic"]) / a["logic"]
         worst = max(worst, abs(err))
         r["estimate"] = {"logic": round(est.logic), "ff": round(est.ff)}
         r["logic_error_pct"] = round(err, 1)
-        lines.append(f"| {r['device']} | {r['bundle']} | {r['bits']} | {est.logic:.0f} | "
+        lines.append(f"| {r['device']} | {r['bundle']} | {r['stage']} | {r['bits']} | "
+                     f"{est.logic:.0f} | "
                      f"{a['logic']} | {err:+.1f}% | {est.ff:.0f} | {a['ff']} |")
     return lines, worst
 
@@ -329,12 +342,14 @@ def main(argv: list[str] | None = None) -> int:
                      f"{est.logic:.0f} | {a['logic']} | {err:+.1f}% | {est.ff:.0f} | "
                      f"{a['ff']} | {est.dsp} | {a['dsp']} | {est.bram} | {a['bram']} |")
     table = "\n".join(lines) + "\n"
-    unrolled, unrolled_coefficients, worst_unrolled = [], UNROLLED_COEFFICIENTS, 0.0
+    unrolled, unrolled_coefficients, worst_unrolled = [], dict(UNROLLED_BY_STAGE), 0.0
     if "ecp5-85f" in devices and not args.match:
         unrolled = unrolled_rows()
-        if args.refit and unrolled:
-            unrolled_coefficients = refit_unrolled(unrolled)
-            print(f"UNROLLED_COEFFICIENTS = {json.dumps(unrolled_coefficients)}")
+        for stage in UNROLLED_BY_STAGE if args.refit else ():
+            group = [r for r in unrolled if min(r["stage"], 2) == stage]
+            if len(group) >= 2:
+                unrolled_coefficients[stage] = refit_unrolled(group)
+                print(f"{UNROLLED_NAMES[stage]} = {json.dumps(unrolled_coefficients[stage])}")
         if unrolled:
             u_lines, worst_unrolled = unrolled_table(unrolled, unrolled_coefficients)
             table += ("\nThe unrolled engine (`--fit ecp5-85f`; synthesis from "
@@ -353,7 +368,8 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "area_model.md").write_text(note + table)
     (args.out / "area_model.json").write_text(json.dumps(
         {"rows": rows, "coefficients": coefficients, "worst_logic_error_pct": round(worst, 1),
-         "unrolled_rows": unrolled, "unrolled_coefficients": unrolled_coefficients,
+         "unrolled_rows": unrolled,
+         "unrolled_coefficients": {str(k): v for k, v in unrolled_coefficients.items()},
          "worst_unrolled_logic_error_pct": round(worst_unrolled, 1),
          "seconds": round(time.time() - start)}, indent=1) + "\n")
     return 0

@@ -135,7 +135,7 @@ def fit_design(net, device: str) -> tuple[object, dict]:
     if unrolled is not None:
         engine = UnrolledNetworkEngine.from_plan(unrolled)
         estimate, _ = unrolled_fit(unrolled, device, folding.margin)
-        return engine, {"engine": "unrolled", "adders": unrolled.adders,
+        return engine, {"engine": "unrolled", "adders": unrolled.adders, "stage": unrolled.stage,
                         "in_per_beat": net.layers[0].in_features,
                         "cycles_per_inference": float(engine.interval),
                         "latency_cycles": engine.latency,
@@ -361,7 +361,8 @@ def derived(row: dict) -> dict:
 
 def design_label(r: dict) -> str:
     if r["engine"] == "unrolled":
-        return "unrolled"
+        levels = r.get("stage", 2)
+        return f"unrolled, {levels} adder level{'s' * (levels > 1)} a cycle"
     arrays = ", ".join(a.rstrip("b").split("x", 1)[1] if a.startswith("1x") else a.rstrip("b")
                        for a in r["arrays"])
     block = sum(a.endswith("b") for a in r["arrays"])

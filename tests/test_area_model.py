@@ -43,6 +43,7 @@ def test_fit_estimate_is_within_ten_percent_of_synthesis(row):
     unrolled = unrolled_choice(net, folding)
     if row["engine"] == "unrolled":
         assert unrolled is not None
+        assert unrolled.stage == row.get("stage", 2)
         estimate, short = unrolled_fit(unrolled, row["device"], folding.margin)
         assert short is None
     else:

@@ -64,6 +64,28 @@ def test_unrolled_estimate_grows_with_the_adder_graph():
     assert tight is not None and "with 90% kept free" in tight
 
 
+def test_fit_registers_every_adder_level_of_a_large_design():
+    """From about 20k estimated logic cells (the routes of a large design are long) `--fit`
+    on the ECP5 puts a register after every adder level, estimated with the deep
+    coefficients; below it, every second level; the threshold is the estimate's."""
+    from rtl_gen.design.area_calibration import UNROLLED_DEEP_COEFFICIENTS
+    from rtl_gen.hw.planner import UNROLLED_DEEP_LOGIC, unrolled_area, unrolled_stage
+    from rtl_gen.tasks.common import unrolled_choice
+
+    said = []
+    int4 = unrolled_choice(read_bundle(WEIGHTS_DIR / "digits-int4"),
+                           FoldingOptions(fit="ecp5-85f"), said.append)
+    ternary = unrolled_choice(read_bundle(TERNARY), FoldingOptions(fit="ecp5-85f"))
+    assert (int4.stage, ternary.stage) == (1, 2)
+    assert "a register after every adder level (a large design)" in said[-1]
+    assert int4.latency > ternary.latency
+    deep = unrolled_area(int4, coefficients=UNROLLED_DEEP_COEFFICIENTS).logic
+    assert unrolled_fit(int4, "ecp5-85f")[0] == deep
+    edge = UNROLLED_DEEP_LOGIC["ecp5"]
+    assert [unrolled_stage(x, "ecp5-85f") for x in (edge - 1, edge)] == [2, 1]
+    assert unrolled_stage(10 * edge, "up5k") == 2  # the iCE40 fits no large unrolled engine
+
+
 @pytest.mark.parametrize("argv,message", [
     (["generate", "--bundle", WEIGHTS_DIR / "digits-tr", "--engine", "unrolled"],
      "the unrolled engine builds integer networks without term-revealing layers"),

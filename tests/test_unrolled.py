@@ -331,16 +331,20 @@ def few_vector_simulator() -> str:
 @pytest.mark.parametrize("scheme", SHIPPED)
 def test_shipped_bundle_bit_exact_in_verilog(scheme):
     """The design `--fit ecp5-85f` chooses for every shipped integer bundle (the fabric
-    requantizer; the DSP one is checked in amaranth.sim and under gaps and stalls)."""
+    requantizer, a register every adder level for the large ones; the DSP requantizer is
+    checked in amaranth.sim and under gaps and stalls)."""
     from rtl_gen.bundle import read_bundle
     from rtl_gen.data.digits import digits
+    from rtl_gen.tasks.common import FoldingOptions, unrolled_choice
     from rtl_gen.training.defaults import WEIGHTS_DIR
     from sim.verify import verify_network
 
     simulator = few_vector_simulator()
     net = read_bundle(WEIGHTS_DIR / f"digits-{scheme}")
     test = digits()[1]
-    engine = UnrolledNetworkEngine(net, multiplier="adders")
+    plan = unrolled_choice(net, FoldingOptions(fit="ecp5-85f"))
+    assert plan.multiplier == "adders"
+    engine = UnrolledNetworkEngine.from_plan(plan)
     result = verify_network(net, test.x_int, engine=engine, simulator=simulator)
     assert result["images"] == len(test.y) == 360
     assert result["latency"] == result["model_latency"] == engine.latency

@@ -72,8 +72,19 @@ FMAX_MHZ = {"ice40": 32.0, "ecp5": 75.0}
 #: carry chains (:func:`rtl_gen.hw.planner.unrolled_logic_bits`: adder graphs, bias adds,
 #: fabric requantizers, the logits' compares), fit by ``python benchmarks/area_model.py
 #: --refit`` (non-negative least squares, relative error) on the shipped digits networks
-#: synthesized at ``--fit ecp5-85f`` (the unrolled rows of ``benchmarks/results/network.json``:
-#: binary, ternary, mixed, int4, PoT4, APoT4, each within 7%): ECP5 ``TRELLIS_COMB`` and
-#: ``TRELLIS_FF``.  The iCE40 takes the same model (no unrolled engine fits a UP5K; it only
-#: has to say so).
+#: synthesized at ``--fit ecp5-85f`` with a register every second adder level (binary,
+#: ternary and mixed: the unrolled rows of ``benchmarks/results/network.json``; int4, PoT4,
+#: APoT4 as recorded there on 2026-12-01 before ``--fit`` took one level a cycle for them:
+#: 25,234, 26,061 and 29,326; each within 7%): ECP5 ``TRELLIS_COMB`` and ``TRELLIS_FF``.
+#: The iCE40 takes the same model (no unrolled engine fits a UP5K; it only has to say so).
+#: These are the engine pipelined every second adder level (``stage = 2``, the default);
+#: every level (``stage = 1``) takes :data:`UNROLLED_DEEP_COEFFICIENTS`.
 UNROLLED_COEFFICIENTS = {"logic": (1087.8264, 1.403), "ff": (1496.875, 0.4398)}
+
+#: :data:`UNROLLED_COEFFICIENTS` of the engine with a register after every adder level
+#: (``stage = 1``, the planner's choice for a large design: :func:`rtl_gen.hw.planner.
+#: unrolled_stage`), fit the same way on the syntheses of int4, PoT4, APoT4 and int8 at
+#: ``--fit ecp5-85f`` (22,695, 23,797, 26,035 and 43,533 ``TRELLIS_COMB``; each within 5%).
+#: Every adder is then a carry chain of its own (Yosys no longer merges two levels into
+#: LUT4s): fewer LUT4s, more carry cells and flip-flops, 2-9% fewer logic cells in all.
+UNROLLED_DEEP_COEFFICIENTS = {"logic": (0.0, 1.3049), "ff": (0.0, 0.9874)}

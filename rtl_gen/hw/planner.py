@@ -25,7 +25,12 @@ import dataclasses
 import math
 
 from ..design.area import Area, EngineShape, estimate_layer, in_block_ram
-from ..design.area_calibration import COEFFICIENTS, FMAX_MHZ, UNROLLED_COEFFICIENTS
+from ..design.area_calibration import (
+    COEFFICIENTS,
+    FMAX_MHZ,
+    UNROLLED_COEFFICIENTS,
+    UNROLLED_DEEP_COEFFICIENTS,
+)
 from ..design.golden import TRControl, TRMode
 from ..design.network import Network
 from ..design.timing import LayerTiming, network_interval
@@ -39,6 +44,7 @@ from .pes.layers import default_array, dense_pipeline
 __all__ = ["UNROLLED_SHARING_FLOOR", "FoldingPlan", "LayerFold", "PlanError", "default_drain",
            "engine_shape",
            "plan_folding", "shortfall", "unrolled_adder_bits", "unrolled_area", "unrolled_fit",
+           "unrolled_stage",
            "unrolled_logic_bits", "unrolled_plain_bits", "unrolled_prefit"]
 
 #: Keys a per-layer override may set.
@@ -667,9 +673,12 @@ def unrolled_logic_bits(plan) -> int:
 def unrolled_area(plan, bits: int | None = None, coefficients=None) -> Area:
     """The unrolled engine's estimated logic and flip-flops: linear in
     :func:`unrolled_logic_bits` (``bits``, when given, instead), with ``coefficients``
-    (default :data:`~rtl_gen.design.area_calibration.UNROLLED_COEFFICIENTS`); its DSP blocks:
-    the hidden outputs' products with the hard-multiplier requantizer."""
-    c = coefficients or UNROLLED_COEFFICIENTS
+    (default :data:`~rtl_gen.design.area_calibration.UNROLLED_COEFFICIENTS`, or
+    :data:`~rtl_gen.design.area_calibration.UNROLLED_DEEP_COEFFICIENTS` for a plan with a
+    register after every adder level); its DSP blocks: the hidden outputs' products with the
+    hard-multiplier requantizer."""
+    deep = plan is not None and plan.stage == 1
+    c = coefficients or (UNROLLED_DEEP_COEFFICIENTS if deep else UNROLLED_COEFFICIENTS)
     b = unrolled_logic_bits(plan) if bits is None else bits
     dsp = 0 if plan is None or plan.multiplier == "adders" else sum(
         len(g.outputs) for g in plan.layers if g.requant is not None)
@@ -684,6 +693,28 @@ def unrolled_fit(plan, device: str | Device, margin: float = 0.1) -> tuple[float
     device = get_device(device) if isinstance(device, str) else device
     area = unrolled_area(plan)
     return area.logic, shortfall(area, device, margin)
+
+
+#: Estimated logic (ECP5 ``TRELLIS_COMB``) from which ``--fit`` on an ECP5 device registers
+#: the unrolled engine after every adder level (:func:`unrolled_stage`).  Measured on the
+#: LFE5U-85F (``benchmarks/results/network.json``, ``peers.json``): with a register every
+#: second level the designs up to 18k logic cells reach 121-134 MHz, those of 25-29k
+#: (int4, PoT4, APoT4) 91-110 MHz, their two adders a cycle joined by long routes; with a
+#: register every level APoT4 reaches 135 MHz in 11% fewer logic cells, for 22 cycles of
+#: latency instead of 12 (the smaller designs keep the shorter latency).
+UNROLLED_DEEP_LOGIC = {"ecp5": 20_000}
+
+
+def unrolled_stage(logic: float, device: str | Device) -> int:
+    """Adder levels between the unrolled engine's registers that ``--fit device`` builds,
+    from the estimated logic of the default plan (:data:`~rtl_gen.hw.unrolled.DEFAULT_STAGE`
+    levels): ``1`` on a family of :data:`UNROLLED_DEEP_LOGIC` from its threshold up, else
+    the default."""
+    from .unrolled import DEFAULT_STAGE
+
+    device = get_device(device) if isinstance(device, str) else device
+    deep = UNROLLED_DEEP_LOGIC.get(device.family)
+    return 1 if deep is not None and logic >= deep else DEFAULT_STAGE
 
 
 #: The fewest adder bits the unrolled engine's shared adder graphs (da4ml) have been seen to
@@ -731,5 +762,7 @@ def unrolled_prefit(net, device: str | Device, margin: float = 0.1) -> str | Non
     only, in well under a second."""
     device = get_device(device) if isinstance(device, str) else device
     bits = sum(f * _plain_layer_bits(layer) for layer, f in _weighted(net))
-    least = unrolled_area(None, bits=round(bits))
+    least = min((unrolled_area(None, bits=round(bits), coefficients=c)
+                 for c in (UNROLLED_COEFFICIENTS, UNROLLED_DEEP_COEFFICIENTS)),
+                key=lambda a: a.logic)
     return shortfall(least, device, margin, bound=True)

@@ -514,7 +514,7 @@ def unrolled_choice(net, folding: FoldingOptions | None, progress: Progress | No
     (``engine="auto"`` with ``fit`` and neither a target rate nor per-layer arrays) and the
     engine fits the device with the margin; else ``None`` (the arrays).  The choice is sent
     to ``progress``."""
-    from ..hw.planner import unrolled_fit, unrolled_plain_bits, unrolled_prefit
+    from ..hw.planner import unrolled_fit, unrolled_plain_bits, unrolled_prefit, unrolled_stage
     from ..hw.unrolled import plan_unrolled
 
     engine = folding.engine if folding is not None else "auto"
@@ -543,9 +543,15 @@ def unrolled_choice(net, folding: FoldingOptions | None, progress: Progress | No
             notify(progress, f"building the unrolled engine's adder graphs of {net.name} "
                              f"(a large network: this can take minutes)")
         plan = plan_unrolled(net, multiplier="adders")
+    deep = ""
     if folding.fit is not None:
         if short is None:
             logic, short = unrolled_fit(plan, folding.fit, folding.margin)
+            stage = unrolled_stage(logic, folding.fit)
+            if stage != plan.stage:
+                plan = plan_unrolled(net, stage=stage, multiplier="adders")
+                logic, short = unrolled_fit(plan, folding.fit, folding.margin)
+                deep = ", a register after every adder level (a large design)"
         if short is not None:
             if engine == "unrolled":
                 raise PlanError(f"network {net.name!r}: the unrolled engine does not fit "
@@ -557,7 +563,7 @@ def unrolled_choice(net, folding: FoldingOptions | None, progress: Progress | No
     else:
         fits = ""
     notify(progress, f"engine for {net.name}: unrolled, one image a cycle, latency "
-                     f"{plan.latency} cycles, {plan.adders} adders{fits}")
+                     f"{plan.latency} cycles, {plan.adders} adders{deep}{fits}")
     return plan
 
 
