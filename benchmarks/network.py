@@ -100,9 +100,20 @@ SCHEMES = ("binary", "ternary", "pot4", "apot4", "int4", "int8", "mixed", "tr")
 DEFAULT_TIMEOUT = 1800.0
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {value:g}")
+    return value
+
+
 def add_timeout_argument(parser: argparse.ArgumentParser) -> None:
-    """``--timeout SECONDS``: each tool's limit (:data:`DEFAULT_TIMEOUT`)."""
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
+    """``--timeout SECONDS``: each tool's limit (:data:`DEFAULT_TIMEOUT`), refused by the
+    parser unless positive."""
+    parser.add_argument("--timeout", type=_seconds, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                         help=f"stop each synthesis or nextpnr seed after this long (default "
                         f"{DEFAULT_TIMEOUT:g})")
 
@@ -556,8 +567,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.seeds < 1:
         parser.error(f"--seeds must be at least 1, not {args.seeds}")
-    if args.timeout <= 0:
-        parser.error(f"--timeout must be a positive number of seconds, not {args.timeout:g}")
     schemes = [s.strip() for s in args.schemes.split(",") if s.strip()]
     unknown = sorted(set(schemes) - set(SCHEMES))
     if unknown:
