@@ -24,6 +24,8 @@ from .design.network import TRConfig
 from .devices import DEVICES
 from .errors import RtlGenError, SpecError
 from .flow.network_build import BOARD_COUNTERS
+from .hw.planner import UNROLLED_DEEP_LOGIC
+from .hw.unrolled import DEFAULT_STAGE
 from .numerics.schemes import parse_scheme
 from .tasks import build as build_task
 from .tasks import check as check_task
@@ -298,12 +300,15 @@ def _array_options(f):
 
 
 def _folding_options(f):
-    """``--target-fps --fit --margin --plan-clock --layer-array --engine``: the folding planner's
-    options, passed on as one ``folding`` argument (:class:`tasks.common.FoldingOptions`)."""
+    """``--target-fps --fit --margin --plan-clock --layer-array --engine --adder-levels``: the
+    folding planner's options, passed on as one ``folding`` argument
+    (:class:`tasks.common.FoldingOptions`)."""
     @functools.wraps(f)
-    def wrapper(*args, target_fps, fit, margin, plan_clock, layer_array, engine, **kwargs):
+    def wrapper(*args, target_fps, fit, margin, plan_clock, layer_array, engine, adder_levels,
+                **kwargs):
         return f(*args, folding=FoldingOptions(target_fps, fit, margin, plan_clock,
-                                               tuple(layer_array), engine), **kwargs)
+                                               tuple(layer_array), engine, adder_levels),
+                 **kwargs)
     for option in reversed([
             click.option("--target-fps", type=click.FloatRange(0, min_open=True), default=None,
                          help="Integer bundles: size each layer's array for this many images "
@@ -339,7 +344,13 @@ def _folding_options(f):
                               "image a cycle), 'bitserial' (the conventional bit-serial "
                               "baseline: bit-plane PEs, w_bits x a_bits cycles per step of "
                               "--array-lanes inputs, default 16), or 'auto' (unrolled when "
-                              "--fit alone is given and it fits the device, else arrays).")]):
+                              "--fit alone is given and it fits the device, else arrays)."),
+            click.option("--adder-levels", type=click.IntRange(1, 64), default=None,
+                         help="Unrolled engine: adder levels between pipeline registers (1: "
+                              "a register after every level, the fastest clock, the longest "
+                              f"latency) [default: {DEFAULT_STAGE}, and 1 where --fit plans an "
+                              f"ECP5 design of {UNROLLED_DEEP_LOGIC['ecp5']:,} logic cells or "
+                              "more].")]):
         wrapper = option(wrapper)
     return wrapper
 

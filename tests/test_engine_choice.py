@@ -86,6 +86,28 @@ def test_fit_registers_every_adder_level_of_a_large_design():
     assert unrolled_stage(10 * edge, "up5k") == 2  # the iCE40 fits no large unrolled engine
 
 
+def test_adder_levels_set_the_unrolled_pipeline(tmp_path):
+    """`--adder-levels N` replaces the planner's choice of levels a cycle: the large int4
+    design at two (the 12-cycle latency), the ternary one at one; the Verilog's registers
+    follow (more levels a cycle, fewer cycles)."""
+    from rtl_gen.tasks.common import unrolled_choice
+
+    int4 = read_bundle(WEIGHTS_DIR / "digits-int4")
+    said = []
+    two = unrolled_choice(int4, FoldingOptions(fit="ecp5-85f", adder_levels=2), said.append)
+    deep = unrolled_choice(int4, FoldingOptions(fit="ecp5-85f"))
+    assert (two.stage, deep.stage) == (2, 1) and two.latency < deep.latency
+    assert "2 adder levels a cycle" in said[-1] and "large design" not in said[-1]
+    out = tmp_path / "t.v"
+    r = run("generate", "--bundle", TERNARY, "--engine", "unrolled", "--adder-levels", 1,
+            "-o", out)
+    assert r.exit_code == 0, r.output
+    one = plan_unrolled(read_bundle(TERNARY), stage=1, multiplier="adders")
+    assert f"latency {one.latency} cycles" in r.output
+    assert "1 adder level a cycle" in r.output
+    assert one.latency > plan_unrolled(read_bundle(TERNARY), multiplier="adders").latency
+
+
 @pytest.mark.parametrize("argv,message", [
     (["generate", "--bundle", WEIGHTS_DIR / "digits-tr", "--engine", "unrolled"],
      "the unrolled engine builds integer networks without term-revealing layers"),
@@ -96,6 +118,16 @@ def test_fit_registers_every_adder_level_of_a_large_design():
     (["build", "--board", "icebreaker", "--bundle", TERNARY, "--engine", "unrolled"],
      "the board core feeds the array engine one code a cycle"),
     (["generate", "--bundle", TERNARY, "--engine", "systolic"], "'--engine'"),
+    (["generate", "--bundle", TERNARY, "--adder-levels", "1"],
+     "--adder-levels pipelines the unrolled engine: give it with --engine unrolled"),
+    (["generate", "--bundle", TERNARY, "--fit", "ecp5-85f", "--target-fps", "1e5",
+      "--adder-levels", "1"], "--adder-levels pipelines the unrolled engine"),
+    (["generate", "--bundle", TERNARY, "--engine", "bitserial", "--adder-levels", "1"],
+     "--adder-levels pipelines the unrolled engine, not the bit-serial one"),
+    (["build", "--board", "icebreaker", "--bundle", TERNARY, "--adder-levels", "2"],
+     "--adder-levels pipelines the unrolled engine"),
+    (["generate", "--bundle", TERNARY, "--engine", "unrolled", "--adder-levels", "0"],
+     "'--adder-levels'"),
 ])
 def test_refusals_are_one_line(tmp_path, argv, message):
     r = run(*argv, *(["-o", tmp_path / "x.v"] if argv[0] == "generate" else

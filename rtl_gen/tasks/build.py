@@ -62,6 +62,10 @@ def build(board: str, bundle: Path, out: Path | None = None, *,
         raise OptionError(f"the board core feeds the array engine one code a cycle; build "
                           f"takes --engine arrays or auto, not {folding.engine}",
                           option="--engine")
+    if folding is not None and folding.adder_levels is not None:
+        raise OptionError("the board core feeds the array engine one code a cycle; "
+                          "--adder-levels pipelines the unrolled engine",
+                          option="--adder-levels")
     arrays = board_arrays(net, board_obj.device, rows=rows, cols=cols, lanes=lanes,
                           multiplier=multiplier, folding=folding, progress=progress)
     out = check_output(Path(out) if out is not None else Path("build") / f"{board}-{net.name}",

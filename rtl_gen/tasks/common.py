@@ -411,9 +411,11 @@ def sim_extra():
 @dataclasses.dataclass(frozen=True)
 class FoldingOptions:
     """The folding planner's options (``--target-fps``, ``--fit``, ``--margin``,
-    ``--plan-clock``, ``--layer-array``, ``--engine``); see
+    ``--plan-clock``, ``--layer-array``, ``--engine``, ``--adder-levels``); see
     :func:`rtl_gen.hw.planner.plan_folding` and :func:`unrolled_choice`.
-    ``layer_arrays`` are ``LAYER:key=value,...`` strings (:func:`parse_layer_arrays`)."""
+    ``layer_arrays`` are ``LAYER:key=value,...`` strings (:func:`parse_layer_arrays`);
+    ``adder_levels`` the unrolled engine's adder levels between registers (``None``: the
+    planner's choice, :func:`rtl_gen.hw.planner.unrolled_stage`)."""
 
     target_fps: float | None = None
     fit: str | None = None
@@ -421,6 +423,7 @@ class FoldingOptions:
     clock_mhz: float | None = None
     layer_arrays: tuple[str, ...] = ()
     engine: str = "auto"
+    adder_levels: int | None = None
 
     @property
     def given(self) -> bool:
@@ -515,7 +518,7 @@ def unrolled_choice(net, folding: FoldingOptions | None, progress: Progress | No
     engine fits the device with the margin; else ``None`` (the arrays).  The choice is sent
     to ``progress``."""
     from ..hw.planner import unrolled_fit, unrolled_plain_bits, unrolled_prefit, unrolled_stage
-    from ..hw.unrolled import plan_unrolled
+    from ..hw.unrolled import DEFAULT_STAGE, plan_unrolled
 
     engine = folding.engine if folding is not None else "auto"
     if engine not in ENGINES:
@@ -524,6 +527,9 @@ def unrolled_choice(net, folding: FoldingOptions | None, progress: Progress | No
     if engine in ("arrays", "bitserial") or (engine == "auto" and (
             folding is None or folding.fit is None or folding.layer_arrays
             or folding.target_fps is not None)):
+        if folding is not None and folding.adder_levels is not None:
+            raise OptionError("--adder-levels pipelines the unrolled engine: give it with "
+                              "--engine unrolled or with --fit alone", option="--adder-levels")
         return None  # auto: only a bare --fit asks for the fastest design
     if net.family == "float" or any(ly.tr is not None for ly in net.layers):
         if engine == "auto":
@@ -542,13 +548,14 @@ def unrolled_choice(net, folding: FoldingOptions | None, progress: Progress | No
         if unrolled_plain_bits(net) > UNROLLED_SLOW_BITS:
             notify(progress, f"building the unrolled engine's adder graphs of {net.name} "
                              f"(a large network: this can take minutes)")
-        plan = plan_unrolled(net, multiplier="adders")
+        plan = plan_unrolled(net, stage=folding.adder_levels or DEFAULT_STAGE,
+                             multiplier="adders")
     deep = ""
     if folding.fit is not None:
         if short is None:
             logic, short = unrolled_fit(plan, folding.fit, folding.margin)
             stage = unrolled_stage(logic, folding.fit)
-            if stage != plan.stage:
+            if folding.adder_levels is None and stage != plan.stage:
                 plan = plan_unrolled(net, stage=stage, multiplier="adders")
                 logic, short = unrolled_fit(plan, folding.fit, folding.margin)
                 deep = ", a register after every adder level (a large design)"
@@ -562,8 +569,10 @@ def unrolled_choice(net, folding: FoldingOptions | None, progress: Progress | No
         fits = f", estimated {logic:,.0f} logic of {folding.fit}"
     else:
         fits = ""
+    levels = f", {plan.stage} adder level{'s' if plan.stage > 1 else ''} a cycle" \
+        if folding.adder_levels is not None else ""
     notify(progress, f"engine for {net.name}: unrolled, one image a cycle, latency "
-                     f"{plan.latency} cycles, {plan.adders} adders{deep}{fits}")
+                     f"{plan.latency} cycles, {plan.adders} adders{levels}{deep}{fits}")
     return plan
 
 
@@ -576,6 +585,9 @@ def bitserial_plan(net, folding: FoldingOptions | None, *, rows: int | None = No
     given; else ``None``."""
     if folding is None or folding.engine != "bitserial":
         return None
+    if folding.adder_levels is not None:
+        raise OptionError("--adder-levels pipelines the unrolled engine, not the bit-serial "
+                          "one", option="--adder-levels")
     from ..hw.bitserial import bitserial_array, plan_bitserial
 
     if net.family == "float":
