@@ -233,7 +233,7 @@ def unrolled_rows(source: Path = UNROLLED_SOURCE) -> list[dict]:
     """``{"bundle", "stage", "bits", "actual": {logic, ff}}`` of each unrolled engine
     synthesized in ``source``, its datapath bits (:func:`rtl_gen.hw.planner.
     unrolled_logic_bits`) from the plan the ``--fit`` choice builds (the row's adder levels
-    between registers)."""
+    between registers and requantizers: ``multiplier``, shift-and-add where not recorded)."""
     from rtl_gen.hw.unrolled import DEFAULT_STAGE, plan_unrolled
 
     out = []
@@ -241,7 +241,8 @@ def unrolled_rows(source: Path = UNROLLED_SOURCE) -> list[dict]:
         if r.get("engine") != "unrolled" or r.get("lc") is None:
             continue
         net = read_bundle(Path("weights") / r["name"])
-        plan = plan_unrolled(net, stage=r.get("stage", DEFAULT_STAGE), multiplier="adders")
+        plan = plan_unrolled(net, stage=r.get("stage", DEFAULT_STAGE),
+                             multiplier=r.get("multiplier", "adders"))
         out.append({"device": r["device"], "bundle": r["name"].removeprefix("digits-"),
                     "stage": plan.stage, "bits": unrolled_logic_bits(plan), "plan": plan,
                     "actual": {"logic": r["lc"], "ff": r["ff"]}})

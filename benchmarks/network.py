@@ -35,11 +35,12 @@ for the fastest design that fits (:func:`rtl_gen.tasks.common.unrolled_choice`,
   also gives the share with that difference taken off the PEs.  In the unrolled engine
   (one module), a LUT4 of the flat netlist is PE when every register its output reaches
   through logic holds an adder-graph node or accumulator (the constant-matrix adder graphs,
-  bias included; :func:`unrolled_pe_share`); the fabric requantizers, the argmax and the
-  output buffer are not, and an adder level computed in the requantizer's first pipeline
-  slot counts with the requantizer.  On the ECP5 the share is also given counting the two
-  LUT4s of each ``CCU2C`` carry cell (``pe_share_with_carry``).  The term-pair layers build
-  their PEs inside the layer module: no share.
+  bias included; :func:`unrolled_pe_share`); the requantizers (shift-and-add, or the
+  address clamps of their tables in block RAM), the argmax and the output buffer are not,
+  and an adder level computed in the requantizer's first pipeline slot counts with the
+  requantizer.  On the ECP5 the share is also given counting the two LUT4s of each
+  ``CCU2C`` carry cell (``pe_share_with_carry``).  The term-pair layers build their PEs
+  inside the layer module: no share.
 
 Each network and device also gets the **uniform** row (``uniform_rows`` in the JSON, apart
 from the ``--fit`` rows that ``tests/test_area_model.py`` holds the planner to): the design
@@ -146,7 +147,9 @@ def fit_design(net, device: str) -> tuple[object, dict]:
     if unrolled is not None:
         engine = UnrolledNetworkEngine.from_plan(unrolled)
         estimate, _ = unrolled_fit(unrolled, device, folding.margin)
+        tables = sum(r is not None for g in unrolled.layers for r in g.rom or ())
         return engine, {"engine": "unrolled", "adders": unrolled.adders, "stage": unrolled.stage,
+                        "multiplier": unrolled.multiplier, "requantizer_tables": tables,
                         "in_per_beat": net.layers[0].in_features,
                         "cycles_per_inference": float(engine.interval),
                         "latency_cycles": engine.latency,
@@ -269,7 +272,7 @@ def pe_share(verilog: str, top: str, device: str, workdir: Path, flat_lut4: int)
 UNROLLED_GROUPS = (
     ("adder graph", re.compile(r"l\d+_(n|acc)\d+(_s\d+)?$")),
     ("input", re.compile(r"(x\d+|l0_\d+_s\d+)$")),
-    ("requantizer", re.compile(r"(l\d+_(p|q|y|r|code)\d+(_\S*)?|l\d+_\d+_s\d+)$")),
+    ("requantizer", re.compile(r"(l\d+_(p|q|y|r|code|rom)\d+(_\S*)?|l\d+_\d+_s\d+)$")),
     ("argmax", re.compile(r"(max|arg|d|gt|win)\d+(_\d+)*(_s\d+)?$|cls_final$")),
     ("output buffer and control", re.compile(
         r"(head|skid)\d+$|(full|has|en|valid_s\d+|cycles|[io]__\w+|cls__\w+)$")),
@@ -373,7 +376,9 @@ def derived(row: dict) -> dict:
 def design_label(r: dict) -> str:
     if r["engine"] == "unrolled":
         levels = r.get("stage", 2)
-        return f"unrolled, {levels} adder level{'s' * (levels > 1)} a cycle"
+        tables = r.get("requantizer_tables")
+        tables = f", {tables} requantizer tables in BRAM" if tables else ""
+        return f"unrolled, {levels} adder level{'s' * (levels > 1)} a cycle{tables}"
     arrays = ", ".join(a.rstrip("b").split("x", 1)[1] if a.startswith("1x") else a.rstrip("b")
                        for a in r["arrays"])
     block = sum(a.endswith("b") for a in r["arrays"])
@@ -492,8 +497,9 @@ def write(rows: list[dict], args, start: float, kept: list[dict] = (),
             "(`keep_hierarchy`); its total is 3% below to 26% above the flat LUT4 column "
             "(logic the flat netlist shares between PEs), and `flat` takes that difference "
             "off the PEs. Unrolled engine: a LUT4 of the flat netlist is PE when every register it "
-            "feeds holds an adder-graph node or accumulator (the fabric requantizers, "
-            "argmax and output buffer are not); on the LFE5U-85F also counting the two "
+            "feeds holds an adder-graph node or accumulator (the requantizers, shift-and-add "
+            "or the address clamps of their tables in block RAM, the argmax and the output "
+            "buffer are not); on the LFE5U-85F also counting the two "
             "LUT4s of each CCU2C carry cell.\n\n")
     (args.out / "network.md").write_text(note + table)
     (args.out / "network.json").write_text(json.dumps(

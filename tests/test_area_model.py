@@ -44,6 +44,7 @@ def test_fit_estimate_is_within_ten_percent_of_synthesis(row):
     if row["engine"] == "unrolled":
         assert unrolled is not None
         assert unrolled.stage == row.get("stage", 2)
+        assert unrolled.multiplier == row.get("multiplier", "adders")
         estimate, short = unrolled_fit(unrolled, row["device"], folding.margin)
         assert short is None
     else:

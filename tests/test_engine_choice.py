@@ -102,10 +102,36 @@ def test_adder_levels_set_the_unrolled_pipeline(tmp_path):
     r = run("generate", "--bundle", TERNARY, "--engine", "unrolled", "--adder-levels", 1,
             "-o", out)
     assert r.exit_code == 0, r.output
-    one = plan_unrolled(read_bundle(TERNARY), stage=1, multiplier="adders")
+    one = plan_unrolled(read_bundle(TERNARY), stage=1, multiplier="rom")
     assert f"latency {one.latency} cycles" in r.output
     assert "1 adder level a cycle" in r.output
-    assert one.latency > plan_unrolled(read_bundle(TERNARY), multiplier="adders").latency
+    assert one.latency > plan_unrolled(read_bundle(TERNARY), multiplier="rom").latency
+
+
+def test_requantizers_are_block_ram_tables_where_the_device_has_them(monkeypatch):
+    """`--fit` puts each hidden output's requantizer in a block RAM table where its window
+    is small (binary: all 32), counts the tables' block RAMs, and falls back to the
+    shift-and-add requantizers on a device with too few block RAMs."""
+    import dataclasses
+
+    from rtl_gen import devices
+    from rtl_gen.hw.planner import unrolled_area
+    from rtl_gen.tasks.common import unrolled_choice
+
+    binary = read_bundle(WEIGHTS_DIR / "digits-binary")
+    said = []
+    plan = unrolled_choice(binary, FoldingOptions(fit="ecp5-85f"), said.append)
+    assert plan.multiplier == "rom" and all(r is not None for r in plan.layers[0].rom)
+    assert "32 requantizer tables in block RAM" in said[-1]
+    assert unrolled_area(plan).bram == 32
+    fabric = plan_unrolled(binary, multiplier="adders")
+    assert unrolled_area(plan).logic < 0.8 * unrolled_area(fabric).logic
+    few = dataclasses.replace(devices.DEVICES["ecp5-85f"], bram_bits=20 * 18432)
+    monkeypatch.setitem(devices.DEVICES, "ecp5-85f", few)
+    said.clear()
+    plan = unrolled_choice(binary, FoldingOptions(fit="ecp5-85f"), said.append)
+    assert plan.multiplier == "adders" and unrolled_area(plan).bram == 0
+    assert "requantizer table" not in said[-1]
 
 
 @pytest.mark.parametrize("argv,message", [

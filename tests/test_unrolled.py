@@ -34,6 +34,7 @@ from rtl_gen.hw.unrolled import (
     csd,
     fabric_requant,
     plan_unrolled,
+    rom_requant,
 )
 from rtl_gen.training.float_model import FloatMLP
 from rtl_gen.training.quantize import quantize_mlp
@@ -118,6 +119,8 @@ CASES = [
     ((9, 5, 4, 3), ("int8", "pot3", "apot5"), True, 2, "asap", "adders"),
     ((12, 8, 6), ("int6", "int3"), False, 1, "minreg", "adders"),
     ((7, 2), ("ternary",), True, 2, "alap", "dsp"),
+    ((14, 9, 4), ("binary", "int4"), False, 2, "minreg", "rom"),
+    ((10, 7, 5, 3), ("int4", "ternary", "int8"), True, 1, "asap", "rom"),
 ]
 
 
@@ -146,12 +149,26 @@ def test_gaps_and_back_pressure_keep_answers_and_order():
     assert all(g - t >= engine.latency for t, g in zip(taken, given, strict=True))
 
 
+def test_table_requantizers_under_gaps_and_back_pressure():
+    """The table requantizers' block RAM reads hold with the pipeline: answers and order
+    under idle inputs and a consumer that stalls."""
+    net, x_int = small_net((14, 9, 4), ("binary", "int4"))
+    engine = UnrolledNetworkEngine(net, multiplier="rom")
+    assert all(r is not None for r in engine.layers[0].rom)
+    rng = np.random.default_rng(9)
+    taken, given = check_bit_exact(engine, net, x_int[:30],
+                                   gaps=lambda: int(rng.choice([0, 0, 1, 2])),
+                                   ready=lambda: rng.random() < 0.5)
+    assert all(g - t >= engine.latency for t, g in zip(taken, given, strict=True))
+
+
 def test_latency_by_hand():
     """Slots: the input register is slot 1; a layer's adder level L is computed in slot
     ``in + (L - 1) // stage``; with the hard multiplier a hidden layer's accumulator is
     registered twice, multiplied (slot +2), registered, shifted and clamped (slot +3) and
     registered into the next layer; with the fabric requantizer its levels and then the
-    clamp follow the accumulators' (``depth + 1 ...``).  The comparisons of every pair of
+    clamp follow the accumulators' (``depth + 1 ...``); with tables the address clamp and
+    the block RAM read take the two slots after the accumulators'.  The comparisons of every pair of
     logits are the level after the logits', the AND of each class's comparisons and its index
     the next slot, the final one; the output buffer adds one."""
     net, _ = small_net((13, 7, 5), ("int4", "ternary"))
@@ -172,6 +189,16 @@ def test_latency_by_hand():
             assert g0.out_slot == 1 + (d0 + levels) // stage
             assert g1.in_slot == g0.out_slot + 1
             assert fabric.latency == g1.in_slot + d1 // stage + 2
+    # with tables: the address clamp the slot after the accumulators', the block RAM read
+    # the next, registered into the next layer
+    narrow, _ = small_net((14, 9, 4), ("binary", "int4"))
+    for stage in (1, 2, 3):
+        tables = plan_unrolled(narrow, stage=stage, hard_dc=-1, multiplier="rom")
+        t0, t1 = tables.layers
+        assert all(r is not None for r in t0.rom)
+        assert t0.out_slot == t0.acc_slot + 2 == 1 + (t0.depth - 1) // stage + 2
+        assert t1.in_slot == t0.out_slot + 1
+        assert tables.latency == t1.in_slot + t1.depth // stage + 2
     # by default each layer's graph is the one that ends in the earlier slot
     for stage in (1, 2, 3):
         auto = plan_unrolled(net, stage=stage, multiplier="adders")
@@ -227,6 +254,28 @@ def test_fabric_requantizer_equals_the_requantizer_over_the_range(seed):
     assert sum(d << e for e, d in f.digits) == f.mult
     assert all(d in (-1, 1) for _, d in f.digits)
     assert f.terms <= len(csd(mult)) + 1
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_table_requantizer_equals_the_requantizer_over_the_range(seed):
+    """Every accumulator in range reads its code from the table (below the base: entry 0,
+    past the end: the last entry); a window over the limit or of one code has no table."""
+    rng = np.random.default_rng(seed)
+    lo = int(rng.integers(-3000, 10))
+    hi = lo + int(rng.integers(1, 6000))
+    shift = int(rng.integers(1, 12))
+    mult = int(rng.integers(1, 1 << 10))
+    top = (1 << int(rng.integers(1, 9))) - 1
+    r = rom_requant(lo, hi, mult, shift, top, entries=1 << 20)
+    a = np.arange(lo, hi + 1, dtype=np.int64)
+    want = np.clip((a * mult + (1 << (shift - 1))) >> shift, 0, top)
+    if r is None:
+        assert len(set(want.tolist())) == 1
+        return
+    assert len(r.codes) == 1 << r.bits
+    got = np.array(r.codes)[np.clip(a - r.base, 0, len(r.codes) - 1)]
+    assert np.array_equal(got, want)
+    assert rom_requant(lo, hi, mult, shift, top, entries=len(r.codes) - 1) is None
 
 
 def test_csd_by_hand():
@@ -290,7 +339,7 @@ def test_refusals_name_what_is_wrong():
     _refusal(lambda: UnrolledNetworkEngine(net, stage=0), "stage must be an integer in 1..64")
     _refusal(lambda: UnrolledNetworkEngine(net, stage=True), "stage must be")
     _refusal(lambda: UnrolledNetworkEngine(net, multiplier="lut"),
-             "multiplier must be one of dsp, adders, not 'lut'")
+             "multiplier must be one of dsp, adders, rom, not 'lut'")
     _refusal(lambda: UnrolledNetworkEngine(net, hard_dc=-2),
              "hard_dc must be None or an integer in -1..64, not -2")
     _refusal(lambda: UnrolledNetworkEngine(net, schedule="soon"),
@@ -330,9 +379,9 @@ def few_vector_simulator() -> str:
 @pytest.mark.slow
 @pytest.mark.parametrize("scheme", SHIPPED)
 def test_shipped_bundle_bit_exact_in_verilog(scheme):
-    """The design `--fit ecp5-85f` chooses for every shipped integer bundle (the fabric
-    requantizer, a register every adder level for the large ones; the DSP requantizer is
-    checked in amaranth.sim and under gaps and stalls)."""
+    """The design `--fit ecp5-85f` chooses for every shipped integer bundle (requantizer
+    tables in block RAM or shift-and-add, a register every adder level for the large ones;
+    the DSP requantizer is checked in amaranth.sim and under gaps and stalls)."""
     from rtl_gen.bundle import read_bundle
     from rtl_gen.data.digits import digits
     from rtl_gen.tasks.common import FoldingOptions, unrolled_choice
@@ -343,7 +392,8 @@ def test_shipped_bundle_bit_exact_in_verilog(scheme):
     net = read_bundle(WEIGHTS_DIR / f"digits-{scheme}")
     test = digits()[1]
     plan = unrolled_choice(net, FoldingOptions(fit="ecp5-85f"))
-    assert plan.multiplier == "adders"
+    # requantizer tables where the windows are small; PoT4's and int8's are too wide
+    assert plan.multiplier == ("adders" if scheme in ("pot4", "int8") else "rom")
     engine = UnrolledNetworkEngine.from_plan(plan)
     result = verify_network(net, test.x_int, engine=engine, simulator=simulator)
     assert result["images"] == len(test.y) == 360

@@ -67,24 +67,27 @@ CONV_COEFFICIENTS = {
 #: rounded down to keep a margin.
 FMAX_MHZ = {"ice40": 32.0, "ecp5": 75.0}
 
-#: The unrolled engine's (:class:`~rtl_gen.hw.unrolled.UnrolledNetworkEngine`, fabric
-#: requantizer) ``(fixed, per bit)`` logic and flip-flops against the bits of its datapath's
-#: carry chains (:func:`rtl_gen.hw.planner.unrolled_logic_bits`: adder graphs, bias adds,
-#: fabric requantizers, the logits' compares), fit by ``python benchmarks/area_model.py
-#: --refit`` (non-negative least squares, relative error) on the shipped digits networks
-#: synthesized at ``--fit ecp5-85f`` with a register every second adder level (binary,
-#: ternary and mixed: the unrolled rows of ``benchmarks/results/network.json``; int4, PoT4,
-#: APoT4 as recorded there on 2026-12-01 before ``--fit`` took one level a cycle for them:
-#: 25,234, 26,061 and 29,326; each within 7%): ECP5 ``TRELLIS_COMB`` and ``TRELLIS_FF``.
-#: The iCE40 takes the same model (no unrolled engine fits a UP5K; it only has to say so).
-#: These are the engine pipelined every second adder level (``stage = 2``, the default);
-#: every level (``stage = 1``) takes :data:`UNROLLED_DEEP_COEFFICIENTS`.
-UNROLLED_COEFFICIENTS = {"logic": (1087.8264, 1.403), "ff": (1496.875, 0.4398)}
+#: The unrolled engine's (:class:`~rtl_gen.hw.unrolled.UnrolledNetworkEngine`) ``(fixed, per
+#: bit)`` logic and flip-flops against the bits of its datapath's carry chains
+#: (:func:`rtl_gen.hw.planner.unrolled_logic_bits`: adder graphs, bias adds, shift-and-add
+#: requantizers or the requantizer tables' address clamps, the logits' compares), fit by
+#: non-negative least squares of the relative error (as ``python benchmarks/area_model.py
+#: --refit`` fits the unrolled rows of ``benchmarks/results/network.json``) on the shipped
+#: digits networks synthesized at ``--fit ecp5-85f`` with a register every second adder level:
+#: binary, ternary and mixed with requantizer tables (11,982, 9,463 and 11,538
+#: ``TRELLIS_COMB``, 2026-12-01) and with shift-and-add requantizers (17,914, 12,172, 15,408,
+#: as recorded there on 2026-11-30, the design where block RAMs run short); each within
+#: 7.2%.  ECP5 ``TRELLIS_COMB`` and ``TRELLIS_FF``; the iCE40 takes the same model (no
+#: unrolled engine fits a UP5K; it only has to say so).  These are the engine pipelined every
+#: second adder level (``stage = 2``, the default); every level (``stage = 1``) takes
+#: :data:`UNROLLED_DEEP_COEFFICIENTS`.
+UNROLLED_COEFFICIENTS = {"logic": (2016.6218, 1.3475), "ff": (2383.1773, 0.3448)}
 
 #: :data:`UNROLLED_COEFFICIENTS` of the engine with a register after every adder level
 #: (``stage = 1``, the planner's choice for a large design: :func:`rtl_gen.hw.planner.
-#: unrolled_stage`), fit the same way on the syntheses of int4, PoT4, APoT4 and int8 at
-#: ``--fit ecp5-85f`` (22,695, 23,797, 26,035 and 43,533 ``TRELLIS_COMB``; each within 5%).
-#: Every adder is then a carry chain of its own (Yosys no longer merges two levels into
-#: LUT4s): fewer LUT4s, more carry cells and flip-flops, 2-9% fewer logic cells in all.
-UNROLLED_DEEP_COEFFICIENTS = {"logic": (0.0, 1.3049), "ff": (0.0, 0.9874)}
+#: unrolled_stage`), fit the same way on the syntheses at ``--fit ecp5-85f`` of int4 and
+#: APoT4 with requantizer tables (20,571 and 21,625 ``TRELLIS_COMB``, 2026-12-01) and with
+#: shift-and-add ones (22,695, 26,035), PoT4 and int8 (whose windows are too wide for tables:
+#: 23,797 and 43,533); each within 8%.  Every adder is then a carry chain of its own (Yosys
+#: no longer merges two levels into LUT4s): fewer LUT4s, more carry cells and flip-flops.
+UNROLLED_DEEP_COEFFICIENTS = {"logic": (4039.9973, 1.132), "ff": (3219.406, 0.8529)}

@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from ..design.area import Area, EngineShape, estimate_layer, in_block_ram
+from ..design.area import Area, EngineShape, estimate_layer, in_block_ram, memory_blocks
 from ..design.area_calibration import (
     COEFFICIENTS,
     FMAX_MHZ,
@@ -644,17 +644,24 @@ def unrolled_adder_bits(plan) -> int:
 def unrolled_logic_bits(plan) -> int:
     """Bits of every carry chain of an :class:`~rtl_gen.hw.unrolled.UnrolledPlan`'s
     datapath, the unrolled engine's area model's feature: the adder graphs
-    (:func:`unrolled_adder_bits`), each output's bias add, each hidden output's fabric
-    requantizer (the balanced tree of its shift-and-add terms, each partial sum as wide as
-    its range over the accumulator's) and one compare as wide as a logit for each logit but
+    (:func:`unrolled_adder_bits`), each output's bias add (a table requantizer's base
+    taken off it), each hidden output's fabric requantizer (the balanced tree of its
+    shift-and-add terms, each partial sum as wide as its range over the accumulator's) or
+    table requantizer's address (a clamp: a bit each), and one compare as wide as a logit
+    for each logit but
     one (the argmax of a tree; the matrix of up to 16 classes compares every pair, which the
     calibration absorbs: within 4.5% on the shipped networks)."""
     from .unrolled import _range_shape
 
     bits = unrolled_adder_bits(plan)
     for g in plan.layers:
-        bits += sum(n.shape.width for n in g.nodes if n.kind == "acc" and n.terms and n.const)
-        for o, f in zip(g.outputs, g.fabric or (), strict=False):
+        bases = g.rom_bases
+        bits += sum(n.shape.width for n in g.nodes
+                    if n.kind == "acc" and n.terms and n.const != bases[n.index])
+        for k, (o, f) in enumerate(zip(g.outputs, g.fabric or (), strict=False)):
+            if g.rom is not None and g.rom[k] is not None:
+                bits += g.rom[k].bits
+                continue
             node = g.nodes[o]
             parts = [(d << e, 0) for e, d in f.digits] + ([(0, f.const)] if f.const else [])
             while len(parts) > 1:
@@ -670,20 +677,27 @@ def unrolled_logic_bits(plan) -> int:
     return bits + sum(widths) - max(widths, default=0)
 
 
-def unrolled_area(plan, bits: int | None = None, coefficients=None) -> Area:
+def unrolled_area(plan, bits: int | None = None, coefficients=None,
+                  family: str = "ecp5") -> Area:
     """The unrolled engine's estimated logic and flip-flops: linear in
     :func:`unrolled_logic_bits` (``bits``, when given, instead), with ``coefficients``
     (default :data:`~rtl_gen.design.area_calibration.UNROLLED_COEFFICIENTS`, or
     :data:`~rtl_gen.design.area_calibration.UNROLLED_DEEP_COEFFICIENTS` for a plan with a
     register after every adder level); its DSP blocks: the hidden outputs' products with the
-    hard-multiplier requantizer."""
+    hard-multiplier requantizer; its block RAMs (of ``family``): a memory per table
+    requantizer."""
+    from .unrolled import _range_shape
+
     deep = plan is not None and plan.stage == 1
     c = coefficients or (UNROLLED_DEEP_COEFFICIENTS if deep else UNROLLED_COEFFICIENTS)
     b = unrolled_logic_bits(plan) if bits is None else bits
-    dsp = 0 if plan is None or plan.multiplier == "adders" else sum(
+    dsp = 0 if plan is None or plan.multiplier != "dsp" else sum(
         len(g.outputs) for g in plan.layers if g.requant is not None)
+    bram = 0 if plan is None else sum(
+        memory_blocks(len(r.codes), _range_shape(*g.out_ranges[k]).width, family)
+        for g in plan.layers for k, r in enumerate(g.rom or ()) if r is not None)
     return Area(logic=c["logic"][0] + c["logic"][1] * b, ff=c["ff"][0] + c["ff"][1] * b,
-                dsp=dsp)
+                dsp=dsp, bram=bram)
 
 
 def unrolled_fit(plan, device: str | Device, margin: float = 0.1) -> tuple[float, str | None]:
@@ -691,7 +705,7 @@ def unrolled_fit(plan, device: str | Device, margin: float = 0.1) -> tuple[float
     kept free (:func:`unrolled_area`, :func:`shortfall`), else ``(estimated logic, what runs
     out)``."""
     device = get_device(device) if isinstance(device, str) else device
-    area = unrolled_area(plan)
+    area = unrolled_area(plan, family=device.family)
     return area.logic, shortfall(area, device, margin)
 
 

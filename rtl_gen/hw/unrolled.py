@@ -12,7 +12,11 @@ layer, the requantizer; the graph is pipelined every ``stage`` adder levels::
 Latency: the slots are counted in adder levels across each layer, not per block: with the
 fabric requantizer (``multiplier="adders"``) its shift-and-add levels and then the clamp (from
 the bits: the sign and any bit above the code; no comparison) continue the accumulators'
-levels, sharing their last slot when it has room; the argmax of up to
+levels, sharing their last slot when it has room; a table requantizer
+(``multiplier="rom"``: the codes of the accumulators whose code is not clamped, in block RAM,
+:func:`rom_requant`) takes its accumulator less the table's base (folded into the bias) into
+a clamp to the table's address in the slot after the accumulators' and reads the block RAM,
+enabled with the pipeline, in the next; the argmax of up to
 :data:`ARGMAX_MATRIX_MAX` classes compares every pair of logits the level after them (one
 carry chain each) and, in the next slot, ANDs each class's comparisons (the first of equal
 largest logits wins) into a one-hot index, which goes with the logits straight into the
@@ -75,6 +79,7 @@ from functools import cached_property
 import numpy as np
 from amaranth import Const, Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, stream
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from ..design.network import Network
@@ -110,7 +115,14 @@ DEFAULT_HARD_DC = None
 ARGMAX_MATRIX_MAX = 16
 SCHEDULES = ("minreg", "alap", "asap")
 #: How a hidden layer's requantizer multiplies (see :func:`plan_unrolled`).
-MULTIPLIERS = ("dsp", "adders")
+MULTIPLIERS = ("dsp", "adders", "rom")
+#: The most codes a hidden output's requantizer table may hold (``multiplier="rom"``): one
+#: ECP5 18-kbit block RAM holds 2,048 codes of up to 9 bits.
+ROM_REQUANT_ENTRIES = 2048
+#: Slots from the accumulators to a table requantizer's code: the accumulator (its bias less
+#: the table's base) registered and clamped into the table's address, the block RAM's read
+#: (its own register); the next layer registers the code.
+_ROM_SLOTS = 2
 #: Slots from a hidden layer's accumulators to its output codes: the accumulator registered
 #: twice (the second register can sit by the hard multiplier, which is far from the adders),
 #: the product (a hard multiplier) registered, the rounding and the clamp.
@@ -179,8 +191,13 @@ class LayerGraph:
     requant:
         ``(M, S)`` per output of a hidden layer, ``None`` for the logits.
     fabric:
-        With ``multiplier="adders"``: each hidden output's requantizer as shift-and-add
-        (:class:`FabricRequant`); ``None``: a hard multiplier.
+        With ``multiplier="adders"`` or ``"rom"``: each hidden output's requantizer as
+        shift-and-add (:class:`FabricRequant`); ``None``: a hard multiplier.
+    rom:
+        With ``multiplier="rom"``: each hidden output's requantizer as a table in block RAM
+        (:class:`RomRequant`), or ``None`` for an output whose table would hold more than
+        :data:`ROM_REQUANT_ENTRIES` codes (or one: a constant), which keeps its ``fabric``
+        one.
     stage:
         Adder levels a slot (the plan's).
     hard_dc:
@@ -202,6 +219,7 @@ class LayerGraph:
     out_bits: int | None
     out_ranges: tuple[tuple[int, int], ...]
     fabric: tuple[FabricRequant, ...] | None = None
+    rom: tuple[RomRequant | None, ...] | None = None
     stage: int = 1
     hard_dc: int = -1
 
@@ -223,14 +241,29 @@ class LayerGraph:
             return self.acc_slot
         if self.fabric is None:
             return self.acc_slot + _REQUANT_SLOTS
-        # the requantizer's levels follow the accumulators' (depth + 1 ...), then the shift
-        # and clamp count as one more level
-        return self.level_slot(self.depth + self.requant_levels + 1)
+        slots = []
+        if any(r is not None for r in self.rom or ()):
+            slots.append(self.acc_slot + _ROM_SLOTS)
+        if self.rom is None or None in self.rom:
+            # the requantizer's levels follow the accumulators' (depth + 1 ...), then the
+            # shift and clamp count as one more level
+            slots.append(self.level_slot(self.depth + self.requant_levels + 1))
+        return max(slots)
 
     @property
     def requant_levels(self) -> int:
-        """Adder levels of the fabric requantizer (``0`` without one)."""
-        return max((f.levels for f in self.fabric), default=0) if self.fabric else 0
+        """Adder levels of the fabric requantizers (``0`` without one)."""
+        if not self.fabric:
+            return 0
+        return max((f.levels for o, f in enumerate(self.fabric)
+                    if self.rom is None or self.rom[o] is None), default=0)
+
+    @property
+    def rom_bases(self) -> tuple[int, ...]:
+        """What each output's accumulator subtracts from its bias: its table's base (``0``
+        for an output without a table)."""
+        return tuple(0 if r is None else r.base
+                     for r in self.rom or (None,) * len(self.outputs))
 
     def level_slot(self, level: int) -> int:
         """The slot adder level ``level`` of this layer is computed in."""
@@ -378,7 +411,7 @@ def _layer_graph(layer, lo, hi, *, in_slot: int, stage: int, schedule: str,
     if schedule != "asap":
         level = _schedule(keep, b.kinds, b.terms, level, depth, widths, stage,
                           minimize=schedule == "minreg")
-    fabric = None
+    fabric = rom = None
     nodes = []
     for i in keep:
         kind = b.kinds[i]
@@ -402,15 +435,18 @@ def _layer_graph(layer, lo, hi, *, in_slot: int, stage: int, schedule: str,
             ranges.append(tuple(min(max(v, 0), top) for v in ends))
         requant = tuple(zip(mult, shift, strict=True))
         out_bits = layer.out_bits
-        if multiplier == "adders":
+        if multiplier in ("adders", "rom"):
             fabric = tuple(fabric_requant(nodes[n].lo, nodes[n].hi, mult[o], shift[o], top)
                            for o, n in enumerate(outputs))
+        if multiplier == "rom":
+            rom = tuple(rom_requant(nodes[n].lo, nodes[n].hi, mult[o], shift[o], top)
+                        for o, n in enumerate(outputs))
     else:
         ranges = [(nodes[n].lo, nodes[n].hi) for n in outputs]
         requant, out_bits = None, None
     return LayerGraph(name=layer.name, nodes=tuple(nodes), n_in=n_in, outputs=outputs,
                       depth=depth, in_slot=in_slot, acc_slot=acc_slot, requant=requant,
-                      out_bits=out_bits, out_ranges=tuple(ranges), fabric=fabric,
+                      out_bits=out_bits, out_ranges=tuple(ranges), fabric=fabric, rom=rom,
                       stage=stage, hard_dc=hard_dc)
 
 
@@ -498,22 +534,60 @@ class FabricRequant:
         return max(0, (self.terms - 1).bit_length())
 
 
+def requant_window(lo: int, hi: int, mult: int, shift: int, top: int) -> tuple[int, int]:
+    """``(first, last)``: the accumulators in ``lo..hi`` whose code ``clamp((a*M +
+    2**(S-1)) >> S, 0, top)`` is not clamped, with the last clamped one on each side: for
+    ``M > 0`` the code is monotonic in ``a``, so every accumulator below ``first`` has
+    ``first``'s code and every one above ``last`` has ``last``'s."""
+    rnd = 1 << (shift - 1)
+    first = -((rnd - (1 << shift)) // mult) - 1            # ceil((2**S - rnd) / M) - 1
+    last = (top * (1 << shift) - rnd - 1) // mult + 1
+    first, last = min(max(first, lo), hi), max(min(last, hi), lo)
+    return (last, first) if first > last else (first, last)
+
+
+@dataclasses.dataclass(frozen=True)
+class RomRequant:
+    """A hidden output's requantizer as a table in block RAM: its code is
+    ``codes[clamp(acc - base, 0, len(codes) - 1)]``, equal to the layer's requantizer for
+    every accumulator (the table spans :func:`requant_window`)."""
+
+    base: int
+    codes: tuple[int, ...]
+
+    @property
+    def bits(self) -> int:
+        """Address bits."""
+        return (len(self.codes) - 1).bit_length()
+
+
+def rom_requant(lo: int, hi: int, mult: int, shift: int, top: int,
+                entries: int = ROM_REQUANT_ENTRIES) -> RomRequant | None:
+    """The table requantizer of an accumulator in ``lo..hi`` (``M``, ``S``, codes
+    ``0..top``): the codes of ``2**n`` accumulators from the window's first
+    (:func:`requant_window`); ``None`` when the window is one accumulator (a constant code)
+    or its table would hold more than ``entries`` codes."""
+    first, last = requant_window(lo, hi, mult, shift, top)
+    size = 1 << (last - first).bit_length()
+    if last == first or size > entries:
+        return None
+    a = np.arange(first, first + size, dtype=object)
+    codes = np.clip((a * mult + (1 << (shift - 1))) >> shift, 0, top)
+    return RomRequant(base=first, codes=tuple(int(c) for c in codes))
+
+
 def fabric_requant(lo: int, hi: int, mult: int, shift: int, top: int) -> FabricRequant:
     """The cheapest ``(M', K', S')`` with ``clamp((a*M' + K') >> S', 0, top) ==
     clamp((a*M + 2**(S-1)) >> S, 0, top)`` for every ``a`` in ``lo..hi``.
 
     Only the accumulators whose code is not clamped need equal results (and the last one
-    clamped on each side): with ``M' > 0`` both sides are monotonic in ``a``, so the others
-    clamp alike.  Tried: every ``S' <= S`` with ``M'`` next to ``M * 2**(S'-S)``; cost: the
-    canonical signed digits of ``M'``, plus one when ``K' != 0``; the first cheapest wins.
+    clamped on each side, :func:`requant_window`): with ``M' > 0`` both sides are monotonic
+    in ``a``, so the others clamp alike.  Tried: every ``S' <= S`` with ``M'`` next to
+    ``M * 2**(S'-S)``; cost: the canonical signed digits of ``M'``, plus one when ``K' !=
+    0``; the first cheapest wins.
     """
     rnd = 1 << (shift - 1)
-    # the accumulators whose code is 1..top-1, and the last clamped one on each side
-    first = -((rnd - (1 << shift)) // mult) - 1            # ceil((2**S - rnd) / M) - 1
-    last = (top * (1 << shift) - rnd - 1) // mult + 1
-    first, last = min(max(first, lo), hi), max(min(last, hi), lo)
-    if first > last:
-        first, last = last, first
+    first, last = requant_window(lo, hi, mult, shift, top)
     wide = max(abs(first), abs(last)) * (1 << (shift + 1)) * (mult + 4) >= 1 << 62
     a = np.arange(first, last + 1, dtype=object if wide else np.int64)
     g = (a * mult + rnd) >> shift
@@ -606,7 +680,10 @@ def plan_unrolled(net, *, stage: int = DEFAULT_STAGE, schedule: str = "minreg",
         The requantizer's ``acc * M``: ``"dsp"`` (a hard multiplier per hidden output) or
         ``"adders"`` (shift-and-add in the fabric, with the fewest-digit multiplier and
         shift that give the same codes over the accumulator's range:
-        :func:`fabric_requant`).
+        :func:`fabric_requant`) or ``"rom"`` (a table in block RAM for each output whose
+        window takes at most :data:`ROM_REQUANT_ENTRIES` codes, :func:`rom_requant`,
+        shift-and-add for the others; a network with no such output is planned as
+        ``"adders"``).
 
     Raises
     ------
@@ -654,6 +731,9 @@ def plan_unrolled(net, *, stage: int = DEFAULT_STAGE, schedule: str = "minreg",
         lo = [r[0] for r in g.out_ranges]
         hi = [r[1] for r in g.out_ranges]
         slot = g.out_slot + 1    # the clamp is registered before the next layer
+    if multiplier == "rom" and all(r is None for g in graphs for r in g.rom or ()):
+        multiplier = "adders"
+        graphs = [dataclasses.replace(g, rom=None) for g in graphs]
     last = graphs[-1]
     classes = len(last.outputs)
     if classes == 1:
@@ -869,12 +949,15 @@ class UnrolledNetworkEngine(Planned):
         (a hidden layer: clamped codes in ``g.out_slot``; the last: logits)."""
         tag = f"l{li}"
         keys = {}
+        bases = g.rom_bases
         for n, node in enumerate(g.nodes):
             if node.kind == "in":
                 keys[n] = (tag, node.index)
                 continue
-            expr = Const(node.const, _range_shape(node.const, node.const)) \
-                if node.kind == "acc" else None
+            # a table requantizer's accumulator starts from its bias less the table's base
+            base = bases[node.index] if node.kind == "acc" else 0
+            const = node.const - base
+            expr = Const(const, _range_shape(const, const)) if node.kind == "acc" else None
             for t in node.terms:
                 v = pipe.at(keys[t.node], node.slot)
                 v = v << t.shift if t.shift >= 0 else v >> -t.shift
@@ -883,7 +966,7 @@ class UnrolledNetworkEngine(Planned):
                 else:
                     expr = expr - v if t.neg else expr + v
             name = f"{tag}_n{n}" if node.kind == "add" else f"{tag}_acc{node.index}"
-            s = Signal(node.shape, name=name)
+            s = Signal(_range_shape(node.lo - base, node.hi - base), name=name)
             m.d.comb += s.eq(expr)
             keys[n] = (name,)
             pipe.place(keys[n], s, node.slot)
@@ -896,6 +979,10 @@ class UnrolledNetworkEngine(Planned):
             lo, hi = g.out_ranges[o]
             code = Signal(_range_shape(lo, hi), name=f"{tag}_code{o}")
             codes.append(code)
+            if g.rom is not None and g.rom[o] is not None:
+                m.d.comb += code.eq(self._rom(m, pipe, f"{tag}_rom{o}", g, key, g.rom[o],
+                                              code.shape()))
+                continue
             if g.fabric is not None:
                 y = self._fabric(m, pipe, f"{tag}_r{o}", g, key, node, g.fabric[o])
                 m.d.comb += code.eq(_clamp(y, g.out_bits))
@@ -915,6 +1002,23 @@ class UnrolledNetworkEngine(Planned):
             m.d.comb += y.eq((qv + 1) >> 1)
             m.d.comb += code.eq(_clamp(y, g.out_bits))
         return codes
+
+    @staticmethod
+    def _rom(m, pipe: _Pipe, tag: str, g: LayerGraph, key, r: RomRequant, shape):
+        """The code of table requantizer ``r`` in ``g.out_slot``: the accumulator (already
+        less the table's base) clamped into the address the slot after the accumulators',
+        the block RAM read (enabled with the pipeline) in the next."""
+        addr = Signal(r.bits, name=f"{tag}_addr")
+        m.d.comb += addr.eq(_clamp(pipe.at(key, g.acc_slot + 1), r.bits))
+        mem = Memory(shape=shape, depth=len(r.codes), init=r.codes)
+        mem.attrs["ram_style"] = "block"
+        m.submodules[tag] = mem
+        rp = mem.read_port(domain="sync")
+        m.d.comb += [rp.addr.eq(addr), rp.en.eq(pipe.en)]
+        word = Signal(shape, name=f"{tag}_data")
+        m.d.comb += word.eq(rp.data)
+        pipe.place((word.name,), word, g.acc_slot + _ROM_SLOTS)
+        return pipe.at((word.name,), g.out_slot)
 
     @staticmethod
     def _fabric(m, pipe: _Pipe, tag: str, g: LayerGraph, key, node: AddNode,

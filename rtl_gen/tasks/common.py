@@ -515,8 +515,10 @@ def unrolled_choice(net, folding: FoldingOptions | None, progress: Progress | No
     """The :class:`~rtl_gen.hw.unrolled.UnrolledPlan` of ``net`` when ``folding`` asks for
     the unrolled engine (``engine="unrolled"``), or lets the planner choose
     (``engine="auto"`` with ``fit`` and neither a target rate nor per-layer arrays) and the
-    engine fits the device with the margin; else ``None`` (the arrays).  The choice is sent
-    to ``progress``."""
+    engine fits the device with the margin; else ``None`` (the arrays).  The hidden layers'
+    requantizers are tables in block RAM where their windows are small enough
+    (``multiplier="rom"``), shift-and-add where not or where the device has too few block
+    RAMs.  The choice is sent to ``progress``."""
     from ..hw.planner import unrolled_fit, unrolled_plain_bits, unrolled_prefit, unrolled_stage
     from ..hw.unrolled import DEFAULT_STAGE, plan_unrolled
 
@@ -549,14 +551,18 @@ def unrolled_choice(net, folding: FoldingOptions | None, progress: Progress | No
             notify(progress, f"building the unrolled engine's adder graphs of {net.name} "
                              f"(a large network: this can take minutes)")
         plan = plan_unrolled(net, stage=folding.adder_levels or DEFAULT_STAGE,
-                             multiplier="adders")
+                             multiplier="rom")
     deep = ""
     if folding.fit is not None:
         if short is None:
             logic, short = unrolled_fit(plan, folding.fit, folding.margin)
+            if short is not None and short.startswith("block RAMs"):
+                # too few block RAMs for the requantizer tables: shift-and-add ones
+                plan = plan_unrolled(net, stage=plan.stage, multiplier="adders")
+                logic, short = unrolled_fit(plan, folding.fit, folding.margin)
             stage = unrolled_stage(logic, folding.fit)
             if folding.adder_levels is None and stage != plan.stage:
-                plan = plan_unrolled(net, stage=stage, multiplier="adders")
+                plan = plan_unrolled(net, stage=stage, multiplier=plan.multiplier)
                 logic, short = unrolled_fit(plan, folding.fit, folding.margin)
                 deep = ", a register after every adder level (a large design)"
         if short is not None:
@@ -571,8 +577,11 @@ def unrolled_choice(net, folding: FoldingOptions | None, progress: Progress | No
         fits = ""
     levels = f", {plan.stage} adder level{'s' if plan.stage > 1 else ''} a cycle" \
         if folding.adder_levels is not None else ""
+    tables = sum(r is not None for g in plan.layers for r in g.rom or ())
+    tables = f", {tables} requantizer table{'s' if tables > 1 else ''} in block RAM" \
+        if tables else ""
     notify(progress, f"engine for {net.name}: unrolled, one image a cycle, latency "
-                     f"{plan.latency} cycles, {plan.adders} adders{levels}{deep}{fits}")
+                     f"{plan.latency} cycles, {plan.adders} adders{tables}{levels}{deep}{fits}")
     return plan
 
 
