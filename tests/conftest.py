@@ -86,6 +86,7 @@ UNIT_SECONDS: dict[str, float] = {
     "tests/test_board_cocotb.py": 100,             # and the MNIST CNN's core, two runs
     "tests/test_cnn_board.py": 100,                # the MNIST CNN's two bitstreams
     **{f"mnist {p.name}": 75 for p in (Path(_ROOT) / "weights").glob("mnist-*")},
+    "mnist mnist-tfc-w2a2": 150,                   # --fit ecp5-85f: its adder graphs first
     "tests/test_tr_cocotb.py": 90,                 # slot-serial and group-per-cycle builds
     "tr host registers": 80,
     "tr icebreaker": 70,

@@ -74,7 +74,7 @@ between slots where that saves register bits.
 from __future__ import annotations
 
 import dataclasses
-from functools import cached_property
+from functools import cached_property, lru_cache
 
 import numpy as np
 from amaranth import Const, Module, Mux, Shape, Signal, signed, unsigned
@@ -336,15 +336,24 @@ class _Builder:
         return v if v is None or not neg else (v[0], v[1], not v[2])
 
 
-def _da4ml_outputs(b: _Builder, w_int: np.ndarray, lo, hi, hard_dc: int) -> list:
-    """Solve ``y = w_int @ x`` with da4ml and read its ops into ``b``; one value per output."""
+@lru_cache(maxsize=16)
+def _solve(kernel: bytes, shape: tuple[int, int], qint: tuple, hard_dc: int):
+    """da4ml's solution of one layer's matrix (kept: a plan at other adder levels a cycle, or
+    with other requantizers, solves the same matrices, which for a 784-input layer takes
+    minutes)."""
     from da4ml.cmvm import solve  # the constant-matrix-multiply optimizer
 
+    matrix = np.frombuffer(kernel, dtype=np.float32).reshape(shape).copy()
+    return solve(matrix, qintervals=list(qint), hard_dc=hard_dc)
+
+
+def _da4ml_outputs(b: _Builder, w_int: np.ndarray, lo, hi, hard_dc: int) -> list:
+    """Solve ``y = w_int @ x`` with da4ml and read its ops into ``b``; one value per output."""
     n_out, n_in = w_int.shape
     kernel = np.ascontiguousarray(w_int.T, dtype=np.float32)
     # (a constant input is given a range of two codes: the solver wants a step)
-    qint = [(float(a), float(max(c, a + 1)), 1.0) for a, c in zip(lo, hi, strict=True)]
-    pipe = solve(kernel, qintervals=qint, hard_dc=hard_dc)
+    qint = tuple((float(a), float(max(c, a + 1)), 1.0) for a, c in zip(lo, hi, strict=True))
+    pipe = _solve(kernel.tobytes(), kernel.shape, qint, hard_dc)
     values = [(k, 0, False) for k in range(n_in)]
     for sol in pipe.solutions:
         buf = []
