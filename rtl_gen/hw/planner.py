@@ -648,9 +648,8 @@ def unrolled_logic_bits(plan) -> int:
     taken off it), each hidden output's fabric requantizer (the balanced tree of its
     shift-and-add terms, each partial sum as wide as its range over the accumulator's) or
     table requantizer's address (a clamp: a bit each), and one compare as wide as a logit
-    for each logit but
-    one (the argmax of a tree; the matrix of up to 16 classes compares every pair, which the
-    calibration absorbs: within 4.5% on the shipped networks)."""
+    for each logit but one (the argmax of a tree; the matrix of up to 16 classes compares
+    every pair, which the calibration absorbs)."""
     from .unrolled import _range_shape
 
     bits = unrolled_adder_bits(plan)
