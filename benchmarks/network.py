@@ -147,9 +147,8 @@ def fit_design(net, device: str) -> tuple[object, dict]:
     if unrolled is not None:
         engine = UnrolledNetworkEngine.from_plan(unrolled)
         estimate, _ = unrolled_fit(unrolled, device, folding.margin)
-        tables = sum(r is not None for g in unrolled.layers for r in g.rom or ())
         return engine, {"engine": "unrolled", "adders": unrolled.adders, "stage": unrolled.stage,
-                        "multiplier": unrolled.multiplier, "requantizer_tables": tables,
+                        "multiplier": unrolled.multiplier, "requantizer_tables": unrolled.tables,
                         "in_per_beat": net.layers[0].in_features,
                         "cycles_per_inference": float(engine.interval),
                         "latency_cycles": engine.latency,

@@ -658,6 +658,11 @@ class UnrolledPlan:
         """Two-input adders of every layer's graph."""
         return sum(g.adders for g in self.layers)
 
+    @cached_property
+    def tables(self) -> int:
+        """Requantizer tables in block RAM (``multiplier="rom"``)."""
+        return sum(r is not None for g in self.layers for r in g.rom or ())
+
     def describe(self) -> str:
         """One line per layer: its adders, depth and slots; then the latency."""
         lines = [f"{g.name}: {g.adders} adders, depth {g.depth}, slots {g.in_slot}.."

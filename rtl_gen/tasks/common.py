@@ -577,9 +577,8 @@ def unrolled_choice(net, folding: FoldingOptions | None, progress: Progress | No
         fits = ""
     levels = f", {plan.stage} adder level{'s' if plan.stage > 1 else ''} a cycle" \
         if folding.adder_levels is not None else ""
-    tables = sum(r is not None for g in plan.layers for r in g.rom or ())
-    tables = f", {tables} requantizer table{'s' if tables > 1 else ''} in block RAM" \
-        if tables else ""
+    tables = f", {plan.tables} requantizer table{'s' if plan.tables > 1 else ''} in block " \
+        "RAM" if plan.tables else ""
     notify(progress, f"engine for {net.name}: unrolled, one image a cycle, latency "
                      f"{plan.latency} cycles, {plan.adders} adders{tables}{levels}{deep}{fits}")
     return plan
