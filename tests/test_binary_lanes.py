@@ -91,7 +91,7 @@ def test_the_planner_mixes_arrays_to_fit_block_ram():
 
     from rtl_gen.bundle.integer import read_int_bundle
     from rtl_gen.design.area import Area
-    from rtl_gen.hw.planner import _within_bram, plan_folding
+    from rtl_gen.hw.planner import _cheapest_chain, plan_folding
     from rtl_gen.training.defaults import WEIGHTS_DIR
 
     plan = plan_folding(read_int_bundle(WEIGHTS_DIR / "mnist-tfc-binary"), fit="up5k")
@@ -102,10 +102,11 @@ def test_the_planner_mixes_arrays_to_fit_block_ram():
     assert greedy.area.logic <= plan.area.logic
 
     def opt(logic, bram):
-        return ((logic, 1), SimpleNamespace(area=Area(logic=logic, bram=bram)), None)
+        return ((logic, 1), SimpleNamespace(area=Area(logic=logic, bram=bram),
+                                            array=SimpleNamespace(drain_width=1)), None, 1)
 
     layers = [[opt(10, 5), opt(12, 3)], [opt(4, 4), opt(9, 1)]]
-    assert [o[1].area.bram for o in _within_bram(layers, 9)] == [5, 4]
-    assert [o[1].area.bram for o in _within_bram(layers, 7)] == [3, 4]
-    assert [o[1].area.bram for o in _within_bram(layers, 4)] == [3, 1]
-    assert _within_bram(layers, 3) is None
+    assert [o[1].area.bram for o in _cheapest_chain(layers, 9)] == [5, 4]
+    assert [o[1].area.bram for o in _cheapest_chain(layers, 7)] == [3, 4]
+    assert [o[1].area.bram for o in _cheapest_chain(layers, 4)] == [3, 1]
+    assert _cheapest_chain(layers, 3) is None

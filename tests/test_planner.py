@@ -40,9 +40,9 @@ def test_default_plan_keeps_the_default_rate_on_less_area(int4):
 
 @pytest.mark.parametrize("name, lanes, stages", [
     ("digits-int4", [16, 2], [3, 1]),   # after the products, + twice / none in the tree
-    ("digits-mixed", [2, 1], [1, 1]),  # int2 on 2 lanes, int3 on 1: after the products
-    ("digits-ternary", [2, 1], [0, 0]),  # a select of 1 or 2 lanes: no stage
-    ("digits-binary", [2, 4], [0, 2]),   # ... and from 4 lanes as a logic product
+    ("digits-mixed", [16, 8], [3, 2]),  # int2 on 16 lanes, int3 on 8: products + tree
+    ("digits-ternary", [16, 8], [3, 2]),  # a select from 4 lanes as a logic product
+    ("digits-binary", [4, 2], [2, 0]),   # ... and of 1 or 2 lanes: no stage
     ("mnist-tfc-binary", [8, 8, 8, 2], [2, 2, 2, 0]),
 ])
 def test_the_planner_registers_the_lane_products(name, lanes, stages):
@@ -56,6 +56,50 @@ def test_the_planner_registers_the_lane_products(name, lanes, stages):
     assert [a.pipeline for a in plan.arrays] == stages
     fixed = plan_folding(net, fit="up5k", overrides={0: {"pipeline": 1}})
     assert fixed.arrays[0].pipeline == 1
+    two = plan_folding(net, fit="up5k", overrides={0: {"lanes": 2}, 1: {"lanes": 1}})
+    kinds = [layer.scheme.kind for layer in net.layers]
+    assert [a.pipeline for a in two.arrays] == [
+        0 if k in ("binary", "ternary") else 1 for k in kinds[:2]] + stages[2:]
+
+
+def test_the_planner_drains_two_results_a_cycle_where_the_rate_needs_it():
+    """digits-binary at --fit up5k: one result a cycle holds its 64->32 layer at 34 cycles
+    (the output stream); its first layer drains two a cycle and the second takes two codes
+    a transfer, 18 cycles.  Behind a host link of one code a cycle the rate needs no wide
+    drain, and the planner keeps one-wide ones (the area model's small differences
+    within :data:`WIDE_DRAIN_PREMIUM`)."""
+    net = read_bundle(WEIGHTS_DIR / "digits-binary")
+    plan = plan_folding(net, fit="up5k")
+    assert [a.drain_width for a in plan.arrays] == [2, 1] and plan.interval < 34
+    assert plan_chain(net, plan.arrays, in_per_beat=plan.in_per_beat).timings[1].in_per_beat == 2
+    assert "2 results a cycle" in plan.table()
+    narrow = plan_folding(net, fit="up5k", overrides={0: {"drain_width": 1}})
+    assert narrow.interval == 34
+    for fit in ("up5k", "ecp5-85f"):
+        slow = plan_folding(net, fit=fit, max_in_per_beat=1)
+        assert [a.drain_width for a in slow.arrays] == [1, 1], fit
+
+
+def test_the_chain_takes_what_the_layer_before_drains():
+    """The cheapest chain, not each layer's cheapest array: a first layer draining two
+    results a cycle for less logic loses to the one-wide one when the next layer taking two
+    codes a transfer costs more than it saves."""
+    from types import SimpleNamespace
+
+    from rtl_gen.hw.planner import _cheapest_chain
+
+    def opt(logic, beat, width, bram=0):
+        return ((logic, 1), SimpleNamespace(area=Area(logic=logic, bram=bram),
+                                            array=SimpleNamespace(drain_width=width)),
+                None, beat)
+
+    first = [opt(10, 1, 1), opt(5, 1, 2)]
+    assert [o[0][0] for o in _cheapest_chain([first, [opt(5, 1, 1), opt(20, 2, 1)]])] == \
+        [10, 5]
+    assert [o[0][0] for o in _cheapest_chain([first, [opt(5, 1, 1), opt(8, 2, 1)]])] == [5, 8]
+    assert _cheapest_chain([[opt(5, 1, 2)], [opt(5, 1, 1)]]) is None
+    assert [o[0][0] for o in _cheapest_chain([[opt(5, 1, 2, bram=3), opt(9, 1, 1)],
+                                              [opt(8, 2, 1), opt(5, 1, 1)]], 2)] == [9, 5]
 
 
 @pytest.mark.parametrize("name", ["binary", "int4", "int8", "ternary", "tr"])

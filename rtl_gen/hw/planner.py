@@ -22,7 +22,9 @@ layer), ``multiplier`` and ``pipeline`` by hand; the planner chooses the rest.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
+import re
 
 from ..design.area import Area, EngineShape, estimate_layer, in_block_ram, memory_blocks
 from ..design.area_calibration import (
@@ -32,7 +34,7 @@ from ..design.area_calibration import (
     UNROLLED_DEEP_COEFFICIENTS,
 )
 from ..design.golden import TRControl, TRMode
-from ..design.network import Network
+from ..design.network import DenseLayer, Network
 from ..design.timing import LayerTiming, network_interval
 from ..devices import DEVICES, Device, get_device
 from ..errors import RtlGenError
@@ -116,26 +118,34 @@ def default_tr_rom_addr(family: str) -> str:
 
 def array_spec(a: ArrayConfig) -> str:
     """``RxCxL`` of an array, with a trailing ``b`` when its weight ROM is in block RAM,
-    ``s`` when its drain shifts and ``m`` when its term-revealing PEs read their activations
-    from memories (the form :func:`calibration_arrays` reads)."""
+    ``s`` when its drain shifts, ``m`` when its term-revealing PEs read their activations
+    from memories and ``dD`` when its drain writes ``D > 1`` results a cycle (the form
+    :func:`calibration_arrays` reads)."""
     return (f"{a.rows}x{a.cols}x{a.lanes}" + "b" * (a.rom == "block")
-            + "s" * (a.drain == "shift") + "m" * (a.tr_read == "memory"))
+            + "s" * (a.drain == "shift") + "m" * (a.tr_read == "memory")
+            + (f"d{a.drain_width}" if a.drain_width > 1 else ""))
+
+
+_SPEC = re.compile(r"(\d+)x(\d+)x(\d+)([bsm]*)(?:d(\d+))?")
 
 
 def calibration_arrays(net: Network, spec: str) -> list[ArrayConfig]:
     """The arrays of an area-model calibration network (``benchmarks/area_model.py``):
     ``RxCxL`` per layer, comma-separated (a trailing ``b``: the weight ROM in block RAM; a
-    trailing ``s``: a shift drain; ``m``: term-revealing PEs reading memories), each with
-    the register stages the planner gives it
+    trailing ``s``: a shift drain; ``m``: term-revealing PEs reading memories; ``dD``: ``D``
+    results a cycle), each with the register stages the planner gives it
     (:func:`~rtl_gen.hw.pes.layers.dense_pipeline`), as ``--fit`` builds it."""
     out = []
     for a, ly in zip(spec.split(","), net.layers, strict=True):
-        shape = a.rstrip("bsm")
-        flags = a[len(shape):]
-        rows, cols, lanes = map(int, shape.split("x"))
+        match = _SPEC.fullmatch(a.strip())
+        if match is None:
+            raise ValueError(f"array {a!r}: not RxCxL[b][s][m][dD]")
+        rows, cols, lanes = (int(g) for g in match.group(1, 2, 3))
+        flags = match.group(4)
         out.append(ArrayConfig(rows, cols, lanes, rom="block" if "b" in flags else "auto",
                                drain="shift" if "s" in flags else "select",
                                tr_read="memory" if "m" in flags else "select",
+                               drain_width=int(match.group(5) or 1),
                                pipeline=dense_pipeline(ly.scheme.kind, lanes,
                                                        ly.tr is not None, ly.scheme.bits)))
     return out
@@ -253,7 +263,8 @@ class FoldingPlan:
         for f in self.layers:
             a, t = f.array, f.timing
             notes = ([a.multiplier] * (a.multiplier != "lut") + ["ROM in BRAM"] * (a.rom == "block")
-                     + ["PEs read BRAM copies"] * (a.tr_read == "memory"))
+                     + ["PEs read BRAM copies"] * (a.tr_read == "memory")
+                     + [f"{a.drain_width} results a cycle"] * (a.drain_width > 1))
             mult = f" ({', '.join(notes)})" if notes else ""
             lines.append(f"| {f.index} {f.name} | {t.k} | {t.n} | {f.scheme} | "
                          f"{a.cols} x {a.lanes} x {a.rows}{mult} | {t.batch_cycles} | "
@@ -313,6 +324,13 @@ def _check_overrides(net: Network, overrides) -> dict[int, dict]:
     return out
 
 
+#: The share of a layer's estimated logic by which an array draining two results a cycle
+#: must undercut the others to be chosen at the same interval: the area model's differences
+#: of a percent or so between the two are within its error, and a narrower drain is the
+#: plainer design.
+WIDE_DRAIN_PREMIUM = 0.02
+
+
 @dataclasses.dataclass(frozen=True)
 class _Candidate:
     array: ArrayConfig
@@ -320,15 +338,23 @@ class _Candidate:
     area: Area
     cost: float
 
+    @classmethod
+    def of(cls, array: ArrayConfig, timing: LayerTiming, area: Area) -> _Candidate:
+        """A candidate costed by its logic (plus :data:`WIDE_DRAIN_PREMIUM` where it drains
+        more than one result a cycle)."""
+        premium = WIDE_DRAIN_PREMIUM if array.drain_width > 1 else 0.0
+        return cls(array, timing, area, area.logic * (1 + premium))
+
 
 def _layer_candidates(layer, idx: int, fixed: dict, rows: int, family: str,
-                      cp, block_roms: bool = False, beat: int = 1) -> list[_Candidate]:
+                      cp, block_roms: bool = False, beat: int = 1,
+                      widths: tuple[int, ...] = (1,)) -> list[_Candidate]:
     """Every array of ``layer`` the settings ``fixed`` allow, with its timing and estimated
     area; with ``block_roms``, each whose weight ROM would be LUTs also with it in block RAM,
     and each term-revealing array also with its PEs reading copies of the input banks
-    (``tr_read="memory"``; fewer LUTs, more blocks: :func:`_within_bram` keeps the mix the
+    (``tr_read="memory"``; fewer LUTs, more blocks: :func:`_cheapest_chain` keeps the mix the
     device holds).  ``beat``: codes a transfer the layer takes from the one before (its
-    ``drain_width``)."""
+    ``drain_width``); ``widths``: the drain widths to try where ``fixed`` has none."""
     if fixed.get("window", 1) != 1:
         raise PlanError(f"layer {idx} ({layer.name}): window codes per cycle are a "
                         "convolution's setting, not a dense layer's")
@@ -347,40 +373,39 @@ def _layer_candidates(layer, idx: int, fixed: dict, rows: int, family: str,
     else:
         lanes_set = _pow2_upto(1 << max(0, (k - 1).bit_length()))
     out, errors = [], []
-    for cols in cols_set:
-        for lanes in lanes_set:
-            try:
-                pipeline = fixed.get("pipeline", dense_pipeline(
-                    layer.scheme.kind, lanes, layer.tr is not None, layer.scheme.bits))
-                width = fixed.get("drain_width", 1)
-                array = ArrayConfig(rows=rows, cols=cols, lanes=lanes, multiplier=multiplier,
-                                    pipeline=pipeline, rom=fixed.get("rom", "auto"),
-                                    drain=fixed.get("drain", "select" if width > 1 else
-                                                    default_drain(family, rows,
-                                                                  layer.tr is not None)),
-                                    tr_terms=fixed.get("tr_terms", 1),
-                                    tr_read=fixed.get("tr_read", "select"),
-                                    drain_width=width,
-                                    tr_rom_addr=fixed.get("tr_rom_addr",
-                                                          default_tr_rom_addr(family)))
-                p = plan_layer(layer, array, in_per_beat=beat)
-            except ValueError as e:
-                errors.append(str(e))
-                continue
-            shape = engine_shape(p)
-            area = estimate_layer(shape, family, cp)
-            out.append(_Candidate(array, p.timing, area, area.logic))
-            if block_roms and layer.tr is not None and "tr_read" not in fixed and beat == 1:
-                # the PEs reading copies of the banks: no selects, a block per copy
-                array = dataclasses.replace(array, tr_read="memory")
-                p = plan_layer(layer, array, in_per_beat=beat)
-                area = estimate_layer(engine_shape(p), family, cp)
-                out.append(_Candidate(array, p.timing, area, area.logic))
-            if block_roms and "rom" not in fixed and not in_block_ram(
-                    *shape.weight_rom, family, cp or COEFFICIENTS[family]):
-                array = dataclasses.replace(array, rom="block")
-                area = estimate_layer(dataclasses.replace(shape, rom_block=True), family, cp)
-                out.append(_Candidate(array, p.timing, area, area.logic))
+    widths = (fixed["drain_width"],) if "drain_width" in fixed else widths
+    for cols, lanes, width in itertools.product(cols_set, lanes_set, widths):
+        try:
+            pipeline = fixed.get("pipeline", dense_pipeline(
+                layer.scheme.kind, lanes, layer.tr is not None, layer.scheme.bits))
+            array = ArrayConfig(rows=rows, cols=cols, lanes=lanes, multiplier=multiplier,
+                                pipeline=pipeline, rom=fixed.get("rom", "auto"),
+                                drain=fixed.get("drain", "select" if width > 1 else
+                                                default_drain(family, rows,
+                                                              layer.tr is not None)),
+                                tr_terms=fixed.get("tr_terms", 1),
+                                tr_read=fixed.get("tr_read", "select"),
+                                drain_width=width,
+                                tr_rom_addr=fixed.get("tr_rom_addr",
+                                                      default_tr_rom_addr(family)))
+            p = plan_layer(layer, array, in_per_beat=beat)
+        except ValueError as e:
+            errors.append(str(e))
+            continue
+        shape = engine_shape(p)
+        area = estimate_layer(shape, family, cp)
+        out.append(_Candidate.of(array, p.timing, area))
+        if block_roms and layer.tr is not None and "tr_read" not in fixed and beat == 1:
+            # the PEs reading copies of the banks: no selects, a block per copy
+            array = dataclasses.replace(array, tr_read="memory")
+            p = plan_layer(layer, array, in_per_beat=beat)
+            area = estimate_layer(engine_shape(p), family, cp)
+            out.append(_Candidate.of(array, p.timing, area))
+        if block_roms and "rom" not in fixed and not in_block_ram(
+                *shape.weight_rom, family, cp or COEFFICIENTS[family]):
+            array = dataclasses.replace(array, rom="block")
+            area = estimate_layer(dataclasses.replace(shape, rom_block=True), family, cp)
+            out.append(_Candidate.of(array, p.timing, area))
     if not out:
         raise PlanError(f"layer {idx} ({layer.name}): no array fits the settings given"
                         f"{': ' + errors[0] if errors else ''}")
@@ -482,13 +507,24 @@ def plan_folding(net: Network, target_fps: float | None = None, fit: str | Devic
         rows = ArrayConfig(rows=rows).rows
     except ValueError as e:
         raise PlanError(str(e)) from None
-    cands = [_layer_candidates(layer, i, fixed.get(i, {}), rows, family, coefficients,
-                               block_roms=device is not None and family == "ice40",
-                               beat=fixed.get(i - 1, {}).get("drain_width", 1) if i else 1)
-             for i, layer in enumerate(net.layers)]
+    widths = [_drain_widths(net, i, fixed.get(i, {})) for i in range(len(net.layers))]
+    cands = []   # per layer: {codes a transfer from the layer before: its candidates}
+    for i, layer in enumerate(net.layers):
+        by_beat, error = {}, None
+        for beat in widths[i - 1] if i else (1,):
+            try:
+                by_beat[beat] = _layer_candidates(
+                    layer, i, fixed.get(i, {}), rows, family, coefficients,
+                    block_roms=device is not None and family == "ice40", beat=beat,
+                    widths=widths[i])
+            except PlanError as e:
+                error = e
+        if not by_beat:
+            raise error
+        cands.append(by_beat)
     k0 = net.layers[0].in_features
     # the block RAMs a plan may take on the device: the cheapest arrays in logic that
-    # together take more give way to the cheapest that fit (:func:`_within_bram`)
+    # together take more give way to the cheapest that fit (:func:`_cheapest_chain`)
     bram_budget = None if device is None else \
         math.floor((1 - margin) * (device.bram_bits // _BLOCK_BITS[device.family]))
     logic_budget = None if device is None else (1 - margin) * device.luts
@@ -499,10 +535,10 @@ def plan_folding(net: Network, target_fps: float | None = None, fit: str | Devic
                      and math.ceil(rows * k0 / p) <= interval]
         if not per_beats:
             return None
-        choices = []   # per layer: (key, candidate, timing) of every array that keeps up
-        for idx, (layer, options) in enumerate(zip(net.layers, cands, strict=True)):
+        choices = []   # per layer: (key, candidate, timing, beat) of each array that keeps up
+        for idx, (layer, by_beat) in enumerate(zip(net.layers, cands, strict=True)):
             ok_here = []
-            for c in options:
+            for beat, c in ((b, c) for b, options in by_beat.items() for c in options):
                 if rows * layer.out_features > interval * c.array.drain_width:
                     continue
                 t = c.timing
@@ -516,18 +552,20 @@ def plan_folding(net: Network, target_fps: float | None = None, fit: str | Devic
                     t = _with_input(t, ok[0])
                 if t.steady_interval > interval:
                     continue
-                ok_here.append(((c.cost, t.steady_interval), c, t))
+                ok_here.append(((c.cost, t.steady_interval), c, t, beat))
             if not ok_here:
                 return None
             choices.append(ok_here)
-        picked = [min(ok_here, key=lambda o: o[0]) for ok_here in choices]
+        picked = _cheapest_chain(choices)
+        if picked is None:
+            return None
         if bram_budget is not None and sum(o[1].area.bram for o in picked) > bram_budget:
-            mix = _within_bram(choices, bram_budget)
+            mix = _cheapest_chain(choices, bram_budget)
             # (a mix that overruns the logic instead, its ROMs in LUTs, is no better)
             if mix is not None and sum(o[1].area.logic for o in mix) <= logic_budget:
                 picked = mix
         folds = [LayerFold(idx, layer.name, layer.scheme.name, c.array, t, c.area)
-                 for idx, (layer, (_, c, t)) in enumerate(zip(net.layers, picked, strict=True))]
+                 for idx, (layer, (_, c, t, _)) in enumerate(zip(net.layers, picked, strict=True))]
         timings = [f.timing for f in folds]
         total = Area()
         for f in folds:
@@ -540,7 +578,8 @@ def plan_folding(net: Network, target_fps: float | None = None, fit: str | Devic
 
     # every interval some layer can have, fastest first
     bounds = sorted({_with_input(c.timing, p).steady_interval
-                     for options in cands for c in options for p in _pow2_upto(k0)}
+                     for by_beat in cands for options in by_beat.values() for c in options
+                     for p in _pow2_upto(k0)}
                     | {math.ceil(rows * k0 / p) for p in _pow2_upto(k0)}
                     | {rows * ly.out_features for ly in net.layers})
     feasible = []
@@ -593,24 +632,45 @@ def plan_folding(net: Network, target_fps: float | None = None, fit: str | Devic
     return next((p for p in reversed(feasible) if p.interval <= want), fastest)
 
 
-def _within_bram(choices, budget: int):
-    """One choice per layer (``choices[i]``: ``(key, candidate, timing)`` tuples) of the
-    least total logic whose block RAMs add up to at most ``budget``; None when none do.
-    The arrays that keep up with an interval differ in block RAM as much as in logic (a
-    first layer's input banks are as wide as its lanes, its weight ROM as its lanes times
-    its columns), so the cheapest in logic of each layer may together overrun the device
-    while another mix fits."""
-    best: dict[int, tuple[float, tuple]] = {0: (0.0, ())}
-    for options in choices:
-        nxt: dict[int, tuple[float, tuple]] = {}
-        for used, (cost, picked) in best.items():
+def _drain_widths(net: Network, i: int, fixed: dict) -> tuple[int, ...]:
+    """The drain widths (results a cycle) the planner tries for layer ``i``: the one fixed
+    by hand, else 1, and 2 for an integer hidden layer of even width feeding an integer
+    layer (half the drain's cycles a tile: its columns may fill a tile that many times
+    faster; the next layer takes two codes a transfer)."""
+    if "drain_width" in fixed:
+        return (fixed["drain_width"],)
+    layers = net.layers[i:i + 2]
+    two = (len(layers) == 2 and all(isinstance(ly, DenseLayer) and ly.tr is None
+                                    for ly in layers)
+           and layers[0].activation == "relu" and layers[0].out_features % 2 == 0)
+    return (1, 2) if two else (1,)
+
+
+def _cheapest_chain(choices, budget: int | None = None):
+    """One choice per layer (``choices[i]``: ``(key, candidate, timing, beat)`` tuples, the
+    layer taking ``beat`` codes a transfer) of the least total logic in which each layer
+    takes as many codes a transfer as the layer before drains a cycle (its array's
+    ``drain_width``; the first layer: any); None when there is none.  With ``budget``, also
+    at most that many block RAMs in all: the arrays that keep up with an interval differ in
+    block RAM as much as in logic (a first layer's input banks are as wide as its lanes,
+    its weight ROM as its lanes times its columns), so the cheapest in logic of each layer
+    may together overrun the device while another mix fits."""
+    # (drain width of the last layer chosen, block RAMs so far): ((logic, the intervals'
+    # sum: the tie-break), choices)
+    best: dict[tuple[int, int], tuple[tuple, tuple]] = {(0, 0): ((0.0, 0), ())}
+    for idx, options in enumerate(choices):
+        nxt: dict[tuple[int, int], tuple[tuple, tuple]] = {}
+        for (width, used), (cost, picked) in best.items():
             for o in options:
-                b = used + o[1].area.bram
-                if b > budget:
+                if idx and o[3] != width:
                     continue
-                total = cost + o[0][0]
-                if b not in nxt or total < nxt[b][0]:
-                    nxt[b] = (total, (*picked, o))
+                b = used + o[1].area.bram if budget is not None else 0
+                if budget is not None and b > budget:
+                    continue
+                key = (o[1].array.drain_width, b)
+                total = (cost[0] + o[0][0], cost[1] + o[0][1])
+                if key not in nxt or total < nxt[key][0]:
+                    nxt[key] = (total, (*picked, o))
         best = nxt
     if not best:
         return None
