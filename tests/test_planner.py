@@ -75,6 +75,9 @@ def test_the_planner_drains_two_results_a_cycle_where_the_rate_needs_it():
     assert "2 results a cycle" in plan.table()
     narrow = plan_folding(net, fit="up5k", overrides={0: {"drain_width": 1}})
     assert narrow.interval == 34
+    # the bottleneck named: 32 results two a cycle, plus the drain's own cycle
+    with pytest.raises(PlanError, match=r"takes 18 .*its drain takes 17 cycles per tile of 32"):
+        plan_folding(net, target_fps=1e9, fmax_mhz=40)
     for fit in ("up5k", "ecp5-85f"):
         slow = plan_folding(net, fit=fit, max_in_per_beat=1)
         assert [a.drain_width for a in slow.arrays] == [1, 1], fit

@@ -681,12 +681,15 @@ def _bottleneck(plan: FoldingPlan) -> str:
     """What sets a plan's interval: a layer, a layer's output stream, or the input port."""
     rows, k0 = plan.rows, plan.net.input.features
     for f in plan.layers:
-        if rows * f.timing.n == plan.interval:
-            return f"layer {f.index} ({f.name})'s output stream, one result a cycle"
+        d = f.array.drain_width
+        if rows * f.timing.n == plan.interval * d:
+            return (f"layer {f.index} ({f.name})'s output stream, "
+                    f"{'one result' if d == 1 else f'{d} results'} a cycle")
     for f in plan.layers:
         if f.interval == plan.interval:
-            return (f"layer {f.index} ({f.name}): its drain takes {rows * f.array.cols + 1} "
-                    f"cycles per tile of {f.array.cols} channels")
+            return (f"layer {f.index} ({f.name}): its drain takes "
+                    f"{rows * f.array.cols // f.array.drain_width + 1} cycles per tile of "
+                    f"{f.array.cols} channels")
     if math.ceil(rows * k0 / plan.in_per_beat) == plan.interval:
         return f"the input port ({plan.in_per_beat} codes per cycle)"
     return "the network"
