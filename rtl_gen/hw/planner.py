@@ -581,7 +581,8 @@ def plan_folding(net: Network, target_fps: float | None = None, fit: str | Devic
                      for by_beat in cands for options in by_beat.values() for c in options
                      for p in _pow2_upto(k0)}
                     | {math.ceil(rows * k0 / p) for p in _pow2_upto(k0)}
-                    | {rows * ly.out_features for ly in net.layers})
+                    | {-(-rows * ly.out_features // w)
+                       for ly, ws in zip(net.layers, widths, strict=True) for w in ws})
     feasible = []
     for interval in bounds:
         plan = build(interval)
