@@ -41,7 +41,14 @@ from .tasks import run as run_task
 from .tasks import synth as synth_task
 from .tasks import train as train_task
 from .tasks import verify as verify_task
-from .tasks.common import ENGINES, TR_PARTS, FoldingOptions, OptionError, markdown_table
+from .tasks.common import (
+    ENGINES,
+    REQUANTIZERS,
+    TR_PARTS,
+    FoldingOptions,
+    OptionError,
+    markdown_table,
+)
 
 
 def _os_message(e: OSError) -> str:
@@ -300,14 +307,15 @@ def _array_options(f):
 
 
 def _folding_options(f):
-    """``--target-fps --fit --margin --plan-clock --layer-array --engine --adder-levels``: the
-    folding planner's options, passed on as one ``folding`` argument
+    """``--target-fps --fit --margin --plan-clock --layer-array --engine --adder-levels
+    --requantizers``: the folding planner's options, passed on as one ``folding`` argument
     (:class:`tasks.common.FoldingOptions`)."""
     @functools.wraps(f)
     def wrapper(*args, target_fps, fit, margin, plan_clock, layer_array, engine, adder_levels,
-                **kwargs):
+                requantizers, **kwargs):
         return f(*args, folding=FoldingOptions(target_fps, fit, margin, plan_clock,
-                                               tuple(layer_array), engine, adder_levels),
+                                               tuple(layer_array), engine, adder_levels,
+                                               requantizers),
                  **kwargs)
     for option in reversed([
             click.option("--target-fps", type=click.FloatRange(0, min_open=True), default=None,
@@ -350,7 +358,15 @@ def _folding_options(f):
                               "a register after every level, the fastest clock, the longest "
                               f"latency) [default: {DEFAULT_STAGE}, and 1 where --fit plans an "
                               f"ECP5 design of {UNROLLED_DEEP_LOGIC['ecp5']:,} logic cells or "
-                              "more].")]):
+                              "more]."),
+            click.option("--requantizers", type=click.Choice(list(REQUANTIZERS)),
+                         default="auto", show_default=True,
+                         help="Unrolled engine: each hidden output's requantizer as a table "
+                              "in block RAM ('tables': one block RAM an output whose window "
+                              "takes 2,048 codes or fewer, fewer logic cells), as shift-and-"
+                              "add terms in the fabric ('adders': no block RAM), or 'auto' "
+                              "(tables where they fit the window and the device's block "
+                              "RAMs).")]):
         wrapper = option(wrapper)
     return wrapper
 

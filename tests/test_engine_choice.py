@@ -134,6 +134,43 @@ def test_requantizers_are_block_ram_tables_where_the_device_has_them(monkeypatch
     assert "requantizer table" not in said[-1]
 
 
+def test_requantizers_choose_tables_or_adders(monkeypatch, tmp_path):
+    """`--requantizers adders` keeps every hidden requantizer shift-and-add (no block RAM);
+    `tables` insists on the tables: on a device with too few block RAMs the unrolled engine
+    then does not fit (auto: the arrays), and a network with no window small enough for a
+    table is refused; `auto` falls back to shift-and-add there (above)."""
+    import dataclasses
+
+    from rtl_gen import devices
+    from rtl_gen.errors import RtlGenError
+    from rtl_gen.hw.planner import unrolled_area
+    from rtl_gen.tasks.common import unrolled_choice
+
+    binary = read_bundle(WEIGHTS_DIR / "digits-binary")
+    said = []
+    plan = unrolled_choice(binary, FoldingOptions(fit="ecp5-85f", requantizers="adders"),
+                           said.append)
+    assert plan.multiplier == "adders" and unrolled_area(plan).bram == 0
+    assert "requantizer table" not in said[-1]
+    r = run("generate", "--bundle", TERNARY, "--engine", "unrolled", "--requantizers",
+            "adders", "-o", tmp_path / "t.v")
+    assert r.exit_code == 0, r.output
+    assert "requantizer table" not in r.output
+    assert "l0_rom0" not in (tmp_path / "t.v").read_text()  # the first output's table
+    r = run("generate", "--bundle", TERNARY, "--engine", "unrolled", "-o", tmp_path / "a.v")
+    assert r.exit_code == 0 and "l0_rom0_data" in (tmp_path / "a.v").read_text()
+    with pytest.raises(RtlGenError, match="--requantizers tables: no hidden output of "
+                       "'digits-int8' has a window of 2,048 codes or fewer"):
+        unrolled_choice(read_bundle(WEIGHTS_DIR / "digits-int8"),
+                        FoldingOptions(fit="ecp5-85f", requantizers="tables"))
+    few = dataclasses.replace(devices.DEVICES["ecp5-85f"], bram_bits=20 * 18432)
+    monkeypatch.setitem(devices.DEVICES, "ecp5-85f", few)
+    said.clear()
+    assert unrolled_choice(binary, FoldingOptions(fit="ecp5-85f", requantizers="tables"),
+                           said.append) is None
+    assert "block RAMs: needs about 32" in said[-1]
+
+
 @pytest.mark.parametrize("argv,message", [
     (["generate", "--bundle", WEIGHTS_DIR / "digits-tr", "--engine", "unrolled"],
      "the unrolled engine builds integer networks without term-revealing layers"),
@@ -154,6 +191,14 @@ def test_requantizers_are_block_ram_tables_where_the_device_has_them(monkeypatch
      "--adder-levels pipelines the unrolled engine"),
     (["generate", "--bundle", TERNARY, "--engine", "unrolled", "--adder-levels", "0"],
      "'--adder-levels'"),
+    (["generate", "--bundle", TERNARY, "--requantizers", "adders"],
+     "--requantizers chooses the unrolled engine's requantizers: give it with --engine"),
+    (["generate", "--bundle", TERNARY, "--engine", "bitserial", "--requantizers", "tables"],
+     "--requantizers chooses the unrolled engine's requantizers, not the bit-serial one"),
+    (["build", "--board", "icebreaker", "--bundle", TERNARY, "--requantizers", "adders"],
+     "--requantizers chooses the unrolled engine's requantizers"),
+    (["generate", "--bundle", TERNARY, "--engine", "unrolled", "--requantizers", "rom"],
+     "'--requantizers'"),
 ])
 def test_refusals_are_one_line(tmp_path, argv, message):
     r = run(*argv, *(["-o", tmp_path / "x.v"] if argv[0] == "generate" else

@@ -66,6 +66,10 @@ def build(board: str, bundle: Path, out: Path | None = None, *,
         raise OptionError("the board core feeds the array engine one code a cycle; "
                           "--adder-levels pipelines the unrolled engine",
                           option="--adder-levels")
+    if folding is not None and folding.requantizers != "auto":
+        raise OptionError("the board core feeds the array engine one code a cycle; "
+                          "--requantizers chooses the unrolled engine's requantizers",
+                          option="--requantizers")
     arrays = board_arrays(net, board_obj.device, rows=rows, cols=cols, lanes=lanes,
                           multiplier=multiplier, folding=folding, progress=progress)
     out = check_output(Path(out) if out is not None else Path("build") / f"{board}-{net.name}",

@@ -41,6 +41,7 @@ __all__ = [
     "HOST_LINK_INTEGER_ONLY",
     "OptionError",
     "Progress",
+    "REQUANTIZERS",
     "arrays_for",
     "bitserial_plan",
     "bundle_name",
@@ -411,11 +412,13 @@ def sim_extra():
 @dataclasses.dataclass(frozen=True)
 class FoldingOptions:
     """The folding planner's options (``--target-fps``, ``--fit``, ``--margin``,
-    ``--plan-clock``, ``--layer-array``, ``--engine``, ``--adder-levels``); see
-    :func:`rtl_gen.hw.planner.plan_folding` and :func:`unrolled_choice`.
+    ``--plan-clock``, ``--layer-array``, ``--engine``, ``--adder-levels``,
+    ``--requantizers``); see :func:`rtl_gen.hw.planner.plan_folding` and
+    :func:`unrolled_choice`.
     ``layer_arrays`` are ``LAYER:key=value,...`` strings (:func:`parse_layer_arrays`);
     ``adder_levels`` the unrolled engine's adder levels between registers (``None``: the
-    planner's choice, :func:`rtl_gen.hw.planner.unrolled_stage`)."""
+    planner's choice, :func:`rtl_gen.hw.planner.unrolled_stage`); ``requantizers`` the
+    unrolled engine's hidden requantizers (:data:`REQUANTIZERS`)."""
 
     target_fps: float | None = None
     fit: str | None = None
@@ -424,6 +427,7 @@ class FoldingOptions:
     layer_arrays: tuple[str, ...] = ()
     engine: str = "auto"
     adder_levels: int | None = None
+    requantizers: str = "auto"
 
     @property
     def given(self) -> bool:
@@ -505,10 +509,27 @@ def fold(net: Network, folding: FoldingOptions, *, rows: int | None = None,
 #: conventional bit-serial baseline, :class:`~rtl_gen.hw.bitserial.BitSerialNetworkEngine`).
 ENGINES = ("auto", "arrays", "unrolled", "bitserial")
 
+#: The unrolled engine's hidden requantizers (``--requantizers``): ``auto`` (a table in
+#: block RAM for each output whose window is small enough, shift-and-add for the others and
+#: wherever the device has too few block RAMs), ``tables`` (the tables, or the design does
+#: not fit) or ``adders`` (shift-and-add everywhere: no block RAM).
+REQUANTIZERS = ("auto", "tables", "adders")
+
 #: Adder bits of the plain sums (:func:`~rtl_gen.hw.planner.unrolled_plain_bits`) above which
 #: building the unrolled engine's graphs takes long enough to say so (the digits networks,
 #: 14,000-42,000 bits, take about a second).
 UNROLLED_SLOW_BITS = 100_000
+
+
+def _unrolled_only(folding: FoldingOptions, where: str) -> None:
+    """Refuse, in one line ending with ``where``, the unrolled engine's options
+    (``--adder-levels``, ``--requantizers``) given where another engine is built."""
+    if folding.adder_levels is not None:
+        raise OptionError(f"--adder-levels pipelines the unrolled engine{where}",
+                          option="--adder-levels")
+    if folding.requantizers != "auto":
+        raise OptionError(f"--requantizers chooses the unrolled engine's requantizers{where}",
+                          option="--requantizers")
 
 
 def unrolled_choice(net, folding: FoldingOptions | None, progress: Progress | None = None):
@@ -520,18 +541,20 @@ def unrolled_choice(net, folding: FoldingOptions | None, progress: Progress | No
     (``multiplier="rom"``), shift-and-add where not or where the device has too few block
     RAMs.  The choice is sent to ``progress``."""
     from ..hw.planner import unrolled_fit, unrolled_plain_bits, unrolled_prefit, unrolled_stage
-    from ..hw.unrolled import DEFAULT_STAGE, plan_unrolled
+    from ..hw.unrolled import DEFAULT_STAGE, ROM_REQUANT_ENTRIES, plan_unrolled
 
     engine = folding.engine if folding is not None else "auto"
     if engine not in ENGINES:
         raise OptionError(f"--engine must be one of {', '.join(ENGINES)}, not {engine!r}",
                           option="--engine")
+    if folding is not None and folding.requantizers not in REQUANTIZERS:
+        raise OptionError(f"--requantizers must be one of {', '.join(REQUANTIZERS)}, not "
+                          f"{folding.requantizers!r}", option="--requantizers")
     if engine in ("arrays", "bitserial") or (engine == "auto" and (
             folding is None or folding.fit is None or folding.layer_arrays
             or folding.target_fps is not None)):
-        if folding is not None and folding.adder_levels is not None:
-            raise OptionError("--adder-levels pipelines the unrolled engine: give it with "
-                              "--engine unrolled or with --fit alone", option="--adder-levels")
+        if folding is not None:
+            _unrolled_only(folding, ": give it with --engine unrolled or with --fit alone")
         return None  # auto: only a bare --fit asks for the fastest design
     if net.family == "float" or any(ly.tr is not None for ly in net.layers):
         if engine == "auto":
@@ -551,12 +574,17 @@ def unrolled_choice(net, folding: FoldingOptions | None, progress: Progress | No
             notify(progress, f"building the unrolled engine's adder graphs of {net.name} "
                              f"(a large network: this can take minutes)")
         plan = plan_unrolled(net, stage=folding.adder_levels or DEFAULT_STAGE,
-                             multiplier="rom")
+                             multiplier="adders" if folding.requantizers == "adders" else "rom")
+        if folding.requantizers == "tables" and not plan.tables:
+            raise OptionError(f"--requantizers tables: no hidden output of {net.name!r} has a "
+                              f"window of {ROM_REQUANT_ENTRIES:,} codes or fewer for a table",
+                              option="--requantizers")
     deep = ""
     if folding.fit is not None:
         if short is None:
             logic, short = unrolled_fit(plan, folding.fit, folding.margin)
-            if short is not None and short.startswith("block RAMs"):
+            if short is not None and short.startswith("block RAMs") and \
+                    folding.requantizers == "auto":
                 # too few block RAMs for the requantizer tables: shift-and-add ones
                 plan = plan_unrolled(net, stage=plan.stage, multiplier="adders")
                 logic, short = unrolled_fit(plan, folding.fit, folding.margin)
@@ -593,9 +621,7 @@ def bitserial_plan(net, folding: FoldingOptions | None, *, rows: int | None = No
     given; else ``None``."""
     if folding is None or folding.engine != "bitserial":
         return None
-    if folding.adder_levels is not None:
-        raise OptionError("--adder-levels pipelines the unrolled engine, not the bit-serial "
-                          "one", option="--adder-levels")
+    _unrolled_only(folding, ", not the bit-serial one")
     from ..hw.bitserial import bitserial_array, plan_bitserial
 
     if net.family == "float":
