@@ -18,6 +18,7 @@ from .common import (
     network_arrays,
     notify,
     read_int_network,
+    unrolled_only,
 )
 
 __all__ = ["HOST_LINK_LOGIC", "board_arrays", "build"]
@@ -62,14 +63,9 @@ def build(board: str, bundle: Path, out: Path | None = None, *,
         raise OptionError(f"the board core feeds the array engine one code a cycle; build "
                           f"takes --engine arrays or auto, not {folding.engine}",
                           option="--engine")
-    if folding is not None and folding.adder_levels is not None:
-        raise OptionError("the board core feeds the array engine one code a cycle; "
-                          "--adder-levels pipelines the unrolled engine",
-                          option="--adder-levels")
-    if folding is not None and folding.requantizers != "auto":
-        raise OptionError("the board core feeds the array engine one code a cycle; "
-                          "--requantizers chooses the unrolled engine's requantizers",
-                          option="--requantizers")
+    if folding is not None:
+        unrolled_only(folding, ", not the board core's (it feeds the array engine one code "
+                               "a cycle)")
     arrays = board_arrays(net, board_obj.device, rows=rows, cols=cols, lanes=lanes,
                           multiplier=multiplier, folding=folding, progress=progress)
     out = check_output(Path(out) if out is not None else Path("build") / f"{board}-{net.name}",

@@ -60,6 +60,7 @@ __all__ = [
     "tr_control",
     "tr_option_message",
     "unrolled_choice",
+    "unrolled_only",
     "verilog_top",
     "write_atomic",
     "write_outputs",
@@ -521,7 +522,7 @@ REQUANTIZERS = ("auto", "tables", "adders")
 UNROLLED_SLOW_BITS = 100_000
 
 
-def _unrolled_only(folding: FoldingOptions, where: str) -> None:
+def unrolled_only(folding: FoldingOptions, where: str) -> None:
     """Refuse, in one line ending with ``where``, the unrolled engine's options
     (``--adder-levels``, ``--requantizers``) given where another engine is built."""
     if folding.adder_levels is not None:
@@ -554,7 +555,7 @@ def unrolled_choice(net, folding: FoldingOptions | None, progress: Progress | No
             folding is None or folding.fit is None or folding.layer_arrays
             or folding.target_fps is not None)):
         if folding is not None:
-            _unrolled_only(folding, ": give it with --engine unrolled or with --fit alone")
+            unrolled_only(folding, ": give it with --engine unrolled or with --fit alone")
         return None  # auto: only a bare --fit asks for the fastest design
     if net.family == "float" or any(ly.tr is not None for ly in net.layers):
         if engine == "auto":
@@ -621,7 +622,7 @@ def bitserial_plan(net, folding: FoldingOptions | None, *, rows: int | None = No
     given; else ``None``."""
     if folding is None or folding.engine != "bitserial":
         return None
-    _unrolled_only(folding, ", not the bit-serial one")
+    unrolled_only(folding, ", not the bit-serial one")
     from ..hw.bitserial import bitserial_array, plan_bitserial
 
     if net.family == "float":
