@@ -77,6 +77,7 @@ from rtl_gen.design import golden
 from rtl_gen.flow.synth import (
     DEFAULT_SEEDS,
     DEFAULT_WORKDIR,
+    ROUTERS,
     FlowError,
     component_verilog,
     median_fmax,
@@ -117,6 +118,14 @@ def add_timeout_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=_seconds, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                         help=f"stop each synthesis or nextpnr seed after this long (default "
                         f"{DEFAULT_TIMEOUT:g})")
+
+
+def add_router_argument(parser: argparse.ArgumentParser) -> None:
+    """``--router NAME``: nextpnr's router for every design of the run (both sides of a
+    comparison), one of :data:`rtl_gen.flow.ROUTERS`."""
+    parser.add_argument("--router", choices=ROUTERS, default=ROUTERS[0],
+                        help="nextpnr's router for every design (default %(default)s; router2 "
+                        "finishes the 40-50k-LC int8 designs on the LFE5U-85F)")
 
 
 def log(message: str) -> None:
@@ -324,10 +333,12 @@ def unrolled_pe_share(top: str, device: str, workdir: Path, verilog: str) -> dic
 
 
 def measure(verilog: str, top: str, device: str, workdir: Path,
-            seeds: int = DEFAULT_SEEDS, timeout: float = DEFAULT_TIMEOUT) -> dict:
+            seeds: int = DEFAULT_SEEDS, timeout: float = DEFAULT_TIMEOUT, *,
+            router: str = ROUTERS[0]) -> dict:
     """Cells of the bare design (kept when it then does not fit), and Fmax in the harness
-    as the median over nextpnr seeds ``1..seeds`` (each one kept too); one tool at a time,
-    each step logged, each stopped after ``timeout`` seconds."""
+    as the median over nextpnr seeds ``1..seeds`` (each one kept too) with nextpnr's
+    ``router``; one tool at a time, each step logged, each stopped after ``timeout``
+    seconds."""
     from rtl_gen.devices import get_device
 
     d: dict = {}
@@ -348,11 +359,13 @@ def measure(verilog: str, top: str, device: str, workdir: Path,
         for seed in range(1, seeds + 1):
             t0 = time.time()
             runs.append(place_and_route(verilog, top, device, workdir=workdir, seed=seed,
-                                        timeout=timeout))
+                                        timeout=timeout, router=router))
             log(f"  {top} on {device}: seed {seed}: {runs[-1].fmax:.1f} MHz "
                 f"({time.time() - t0:.0f} s)")
         fmax = median_fmax([r.fmax for r in runs])
         d.update(fmax=round(fmax, 1), fmax_seeds=[round(r.fmax, 2) for r in runs])
+        if router != ROUTERS[0]:
+            d["router"] = router
         note = stats.note or next((r.note for r in runs if r.note), "")
         if note:
             d["note"] = note
@@ -398,6 +411,14 @@ def share_label(r: dict) -> str:
     return text
 
 
+def fmax_label(r: dict) -> str:
+    """The row's median Fmax (or its error), with the router when it is not nextpnr's
+    default."""
+    if r.get("fmax") is None:
+        return r.get("error", "")
+    return f"{r['fmax']}" + (f" ({r['router']})" if r.get("router") else "")
+
+
 def ratio_label(r: dict) -> str:
     x = r.get("over_uniform")
     return f"{x['inferences_per_s']:g}x, {x['per_klc']:g}x" if x else ""
@@ -428,7 +449,7 @@ def markdown(rows: list[dict], uniform: list[dict] = ()) -> str:
                          f"{kind}: {design_label(r)}",
                          f"{r['cycles_per_inference']:g}", lc, r.get("lut4", ""),
                          r.get("ff", ""), r.get("dsp", ""), r.get("bram", ""),
-                         r.get("fmax", r.get("error", "")),
+                         fmax_label(r),
                          f"{x['inferences_per_s']:,}" if x else "",
                          f"{x['inferences_per_s_per_klc']:,}" if x else "", share_label(r),
                          ratio_label(r), latency]
@@ -499,7 +520,8 @@ def write(rows: list[dict], args, start: float, kept: list[dict] = (),
             "feeds holds an adder-graph node or accumulator (the requantizers, shift-and-add "
             "or the address clamps of their tables in block RAM, the argmax and the output "
             "buffer are not); on the LFE5U-85F also counting the two "
-            "LUT4s of each CCU2C carry cell.\n\n")
+            "LUT4s of each CCU2C carry cell. A router named next to the MHz: nextpnr's "
+            "`--router` when not its default (`router1`).\n\n")
     (args.out / "network.md").write_text(note + table)
     (args.out / "network.json").write_text(json.dumps(
         {"rows": rows, "uniform_rows": uniform, "seeds": args.seeds,
@@ -565,6 +587,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
     add_timeout_argument(parser)
+    add_router_argument(parser)
     parser.add_argument("--estimates-only", action="store_true",
                         help="no synthesis: the recorded rows of these networks and devices "
                         "get the planner's current estimate, where its --fit choice is still "
@@ -613,7 +636,8 @@ def main(argv: list[str] | None = None) -> int:
                 row = {"name": net.name, "schemes": "/".join(net.schemes), "accuracy": acc,
                        "device": dev, "seeds": args.seeds,
                        "date": datetime.date.today().isoformat(), **row,
-                       **measure(verilog, top, dev, args.workdir, args.seeds, args.timeout)}
+                       **measure(verilog, top, dev, args.workdir, args.seeds, args.timeout,
+                                  router=args.router)}
                 if row.get("lut4") is not None:
                     if row["engine"] == "arrays":
                         row.update(pe_share(verilog, top, dev, args.workdir, row["lut4"]))

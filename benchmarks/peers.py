@@ -59,6 +59,7 @@ from rtl_gen.flow.synth import (
     DEFAULT_MAPPER,
     DEFAULT_SEEDS,
     DEFAULT_WORKDIR,
+    ROUTERS,
     component_verilog,
     tool_versions,
 )
@@ -187,7 +188,7 @@ def measure_peer(net, args, x_test, y_test, bench) -> dict:
               f"{len(pipe.solutions)} stages ({row['trace_s']} s)")
     for dev in args.devices:
         row[dev] = {**timing, **bench.measure(text, top, dev, args.workdir, args.seeds,
-                                               args.timeout)}
+                                               args.timeout, router=args.router)}
     return row
 
 
@@ -202,7 +203,7 @@ def measure_ours(net, args, bench) -> dict:
         text = component_verilog(engine, top)
         bench.log(f"{net.name} on {dev}: ours: {bench.design_label(desc)}")
         row[dev] = {**desc, **bench.measure(text, top, dev, args.workdir, args.seeds,
-                                               args.timeout)}
+                                               args.timeout, router=args.router)}
     return row
 
 
@@ -303,7 +304,8 @@ def ratio_markdown(results: list[dict], devices) -> str:
             cells = [res["bundle"], _device_name(dev), acc,
                      *(f"{ratio[k]:.2f}x" if k in ratio else "n/a" for k in
                        ("inferences_per_s", "inferences_per_s_per_klc", "latency_ns", "lc",
-                        "fmax")), f"1..{res.get('seeds', '?')}, {res.get('date', '?')}"]
+                        "fmax")), f"1..{res.get('seeds', '?')}, {res.get('date', '?')}"
+                     + (f", {res['router']}" if res.get("router") else "")]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -328,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
     bench = _network_bench()
     bench.add_timeout_argument(parser)
+    bench.add_router_argument(parser)
     args = parser.parse_args(argv)
     try:
         import da4ml
@@ -362,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
         peer = measure_peer(net, args, test.x_int, test.y, bench)
         res = {"bundle": net.name, "seeds": args.seeds,
                "date": datetime.date.today().isoformat(), "da4ml": peer, "ours": ours,
-               "ratios": {}}
+               "ratios": {}, **({"router": args.router} if args.router != ROUTERS[0] else {})}
         for dev in args.devices:
             for r in (peer, ours):
                 r[dev]["derived"] = derived(r[dev])
@@ -385,7 +388,8 @@ def write(results: list[dict], args, start: float, da4ml) -> str:
             "(360 test images + random codes), pipelined at latency cutoff "
             f"{args.latency_cutoff:g}; both designs through the flow's harness (LUT mapping "
             f"{_mappers(args.devices)}), Fmax the "
-            "median of nextpnr seeds 1..N (each bundle's N and date in the last column), last "
+            "median of nextpnr seeds 1..N (each bundle's N and date in the last column, and "
+            "nextpnr's `--router` for both sides where not its default), last "
             f"on {datetime.date.today().isoformat()}. "
             "Ours is the design `--fit DEVICE` builds (the unrolled engine on the "
             "LFE5U-85F). Accuracy: ours the golden model's (the hardware is verified bit "

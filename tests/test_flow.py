@@ -33,6 +33,7 @@ from rtl_gen.devices import get_device
 from rtl_gen.flow import (
     DoesNotFitError,
     FlowError,
+    PnrResult,
     Port,
     Toolchain,
     ToolFailedError,
@@ -246,6 +247,35 @@ def test_place_and_route_is_cached(pnr_up5k, workdir, verilog):
     again = place_and_route(verilog["add8"], "add8", "up5k", workdir=workdir)
     assert again == pnr_up5k
     assert time.monotonic() - t < 1.0
+
+
+@pytest.mark.slow
+def test_router2_places_apart_from_router1(pnr_up5k, workdir, verilog):
+    r2 = place_and_route(verilog["add8"], "add8", "up5k", workdir=workdir, router="router2")
+    assert pnr_up5k.router == "router1" and r2.router == "router2"
+    assert 10.0 < r2.fmax < 1000.0 and r2.utilisation["SB_IO"] == (3, 39)
+    runs = {json.loads((d / "result.json").read_text()).get("router", "router1"): d
+            for d in (workdir / "pnr").glob("add8-*")
+            if json.loads((d / "result.json").read_text())["seed"] == 1}
+    assert set(runs) == {"router1", "router2"}          # one cache entry each
+    assert "Running router2" in (runs["router2"] / "nextpnr.log").read_text()
+    assert "Router1 time" in (runs["router1"] / "nextpnr.log").read_text()
+    # the router1 result is still the cached one
+    assert place_and_route(verilog["add8"], "add8", "up5k", workdir=workdir) == pnr_up5k
+
+
+def test_unknown_router_is_refused():
+    with pytest.raises(FlowError, match="unknown nextpnr router 'router3'; choose from "
+                                        "router1, router2"):
+        place_and_route("module m; endmodule", "m", "up5k", router="router3")
+
+
+def test_pnr_results_from_before_the_router_read_as_router1():
+    old = {"device": "up5k", "top": "t", "seed": 1, "target_mhz": 100.0,
+           "fmax_mhz": {"clk": 50.0}, "utilisation": {"ICESTORM_LC": [10, 5280]},
+           "harnessed": True, "note": ""}
+    assert PnrResult.from_json(old).router == "router1"
+    assert PnrResult.from_json({**old, "router": "router2"}).router == "router2"
 
 
 def test_harness_verilog_structure():

@@ -8,6 +8,7 @@ from .synth import (
     DEFAULT_MAPPER,
     DEFAULT_SEEDS,
     DEFAULT_WORKDIR,
+    ROUTERS,
     DoesNotFitError,
     FlowError,
     ModuleStats,
@@ -31,6 +32,7 @@ from .synth import (
 
 __all__ = [
     "DEFAULT_FREQ_MHZ",
+    "ROUTERS",
     "DEFAULT_MAPPER",
     "DEFAULT_SEEDS",
     "DEFAULT_WORKDIR",

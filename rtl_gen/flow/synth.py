@@ -63,6 +63,7 @@ from ..files import prepare_yowasp
 
 __all__ = [
     "DEFAULT_FREQ_MHZ",
+    "ROUTERS",
     "DEFAULT_SEEDS",
     "DEFAULT_WORKDIR",
     "DoesNotFitError",
@@ -92,6 +93,10 @@ DEFAULT_WORKDIR = Path("build") / "flow"
 #: The frequency nextpnr is asked to reach, per family: timing-driven placement works toward
 #: it; a design that misses it still completes (``--timing-allow-fail``) and reports its Fmax.
 DEFAULT_FREQ_MHZ = {"ice40": 100.0, "ecp5": 250.0}
+#: nextpnr's routers: ``router1`` (its default, rip-up and reroute one net at a time) and
+#: ``router2`` (negotiated congestion: on the LFE5U-85F it finishes 40-50k-LC designs whose
+#: congestion router1 does not resolve in hours).
+ROUTERS = ("router1", "router2")
 #: Bump when the scripts or the parsing change, so that old cache entries are not reused.
 RECIPE_VERSION = "1"
 #: Lines of a tool's log quoted in a :class:`ToolFailedError`.
@@ -321,6 +326,8 @@ class PnrResult:
         Whether the component was measured inside the generated harness.
     note:
         As :attr:`SynthStats.note`, for the synthesis of the placed design.
+    router:
+        nextpnr's router (one of :data:`ROUTERS`).
     """
 
     device: str
@@ -331,6 +338,7 @@ class PnrResult:
     utilisation: dict[str, tuple[int, int]]
     harnessed: bool
     note: str = ""
+    router: str = ROUTERS[0]
 
     @property
     def fmax(self) -> float:
@@ -1017,7 +1025,7 @@ def place_and_route(verilog: str, top: str, device: Device | str, *,
                     workdir: Path | str | None = None, harness: bool = True,
                     clock: str = "clk", freq_mhz: float | None = None, seed: int = 1,
                     dsp: bool = True, toolchain: Toolchain | None = None, cache: bool = True,
-                    timeout: float | None = 1800) -> PnrResult:
+                    timeout: float | None = 1800, router: str = ROUTERS[0]) -> PnrResult:
     """Place and route ``verilog`` on ``device`` with nextpnr and read its Fmax.
 
     Parameters
@@ -1035,6 +1043,8 @@ def place_and_route(verilog: str, top: str, device: Device | str, *,
         design that misses it still completes and reports what it reached.
     seed:
         nextpnr's ``--seed``, fixed so that a run is reproducible.
+    router:
+        nextpnr's ``--router``, one of :data:`ROUTERS`.
 
     Raises
     ------
@@ -1044,14 +1054,18 @@ def place_and_route(verilog: str, top: str, device: Device | str, *,
     ToolNotFoundError, ToolFailedError
         As for :func:`synth`.
     """
+    if router not in ROUTERS:
+        raise FlowError(f"unknown nextpnr router {router!r}; choose from {', '.join(ROUTERS)}")
     device = _device(device)
     tools = toolchain or Toolchain.default()
     yosys = tools.resolve(tools.yosys)
     nextpnr = tools.resolve(tools.nextpnr(device.family))
     freq = float(freq_mhz if freq_mhz is not None else DEFAULT_FREQ_MHZ[device.family])
+    # The default router stays out of the key: results from before the choice remain valid.
     key = _key("pnr", verilog=verilog, top=top, device=device.name, harness=harness,
                clock=clock, freq=freq, seed=seed, **_dsp_key(dsp),
-               **_mapper_key(device.family))
+               **_mapper_key(device.family),
+               **({} if router == ROUTERS[0] else {"router": router}))
     entry = _Cache(workdir, "pnr", key, top)
     if cache and (hit := entry.load()) is not None:
         return PnrResult.from_json(hit)
@@ -1083,7 +1097,8 @@ def place_and_route(verilog: str, top: str, device: Device | str, *,
     log = run_dir / "nextpnr.log"
     rc = _run(nextpnr, [*_nextpnr_device_args(device), "--json", "netlist.json",
                         "--report", "report.json", "--seed", str(seed),
-                        "--freq", f"{freq:g}", "--timing-allow-fail", *out],
+                        "--freq", f"{freq:g}", "--timing-allow-fail", "--router", router,
+                        *out],
               run_dir, log, timeout)
     if rc != 0:
         tail = _tail(log)
@@ -1100,7 +1115,7 @@ def place_and_route(verilog: str, top: str, device: Device | str, *,
         utilisation={res: (int(u["used"]), int(u["available"]))
                      for res, u in sorted(report.get("utilization", {}).items())
                      if int(u["used"]) > 0},
-        harnessed=harness, note=note)
+        harnessed=harness, note=note, router=router)
     entry.commit(result.to_json())
     return result
 
