@@ -141,16 +141,16 @@ def accuracy(net) -> float:
     return float(np.mean(np.argmax(logits, axis=1) == test.y))
 
 
-def fit_design(net, device: str) -> tuple[object, dict]:
-    """The engine ``--fit device`` (``--engine auto``, no cycle counters) builds for
-    ``net``, and its description: engine, arrays, input codes per cycle, cycles per
-    inference, latency (cycles), the planner's estimated logic and its messages."""
+def fit_design(net, device: str, engine: str = "auto") -> tuple[object, dict]:
+    """The engine ``--fit device --engine engine`` (no cycle counters) builds for ``net``,
+    and its description: engine, arrays, input codes per cycle, cycles per inference,
+    latency (cycles), the planner's estimated logic and its messages."""
     from rtl_gen.hw.network import NetworkEngine, plan_chain
     from rtl_gen.hw.planner import array_spec, unrolled_fit
     from rtl_gen.hw.unrolled import UnrolledNetworkEngine
     from rtl_gen.tasks.common import FoldingOptions, fold, unrolled_choice
 
-    folding = FoldingOptions(fit=device)
+    folding = FoldingOptions(fit=device, engine=engine)
     messages: list[str] = []
     unrolled = unrolled_choice(net, folding, messages.append)
     if unrolled is not None:

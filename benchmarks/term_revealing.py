@@ -52,8 +52,15 @@ cycle, and is bound by its steps anyway).
 engine, 1 x 2 PEs of ``P`` = 10 (the bundle's budget), for ``DEVICE``; synthesis results of
 earlier runs stay in the JSON unless rerun.
 
-Run ``python benchmarks/term_revealing.py [--synth] [--no-mnist] [--out DIR]``: prints
-Markdown tables and writes ``term_revealing.md``, ``term_revealing.json`` and
+**Term revealing at build time** (``--unrolled DEVICES [--seeds N] [--workdir DIR]``):
+``digits-tr`` on the unrolled engine (``--engine unrolled``: its revealed weights as constants,
+no run-time control), median Fmax over ``N`` nextpnr seeds, against the int4 design of the
+most inferences/s per kLC in ``benchmarks/results/network.json`` for the same device; JSON
+``unrolled``: per device ``tr_unrolled``, ``best_int4`` (each with its accuracy) and
+``ratios`` (TR over int4: inferences/s per kLC, inferences/s, LC).
+
+Run ``python benchmarks/term_revealing.py [--synth] [--unrolled DEVICES] [--no-mnist]
+[--out DIR]``: prints Markdown tables and writes ``term_revealing.md``, ``term_revealing.json`` and
 ``term_revealing.svg`` (the plot) into ``--out`` (default ``benchmarks/results``).
 """
 
@@ -75,6 +82,7 @@ from rtl_gen.design.bitserial import bitserial_predict, weight_bits
 from rtl_gen.design.golden import TRControl, TRMode, network_interval
 from rtl_gen.design.network import TRConfig
 from rtl_gen.design.timing import drain_stages
+from rtl_gen.flow.synth import DEFAULT_WORKDIR
 from rtl_gen.hw.bitserial import bitserial_array, bitserial_timing
 from rtl_gen.hw.bitserial import cycles_per_inference as bitserial_cycles
 from rtl_gen.hw.layer import ArrayConfig
@@ -480,6 +488,73 @@ def synth_costs(nets: dict, devices=("up5k", "ecp5-85f")) -> list[dict]:
     return out
 
 
+def unrolled_against_int4(devices, seeds: int, workdir: Path, timeout: float,
+                          recorded: Path) -> list[dict]:
+    """digits-tr on the unrolled engine (``--engine unrolled --fit DEVICE``: term revealing
+    fixed at the bundle's k = 10 of g = 16 and s = 2, the revealed weights as constants),
+    placed and routed with nextpnr seeds ``1..seeds``, against the int4 design of the most
+    inferences/s per kLC that ``benchmarks/network.py`` recorded for the same device
+    (``recorded``: its ``--fit`` and uniform rows of digits-int4), with both accuracies."""
+    import network as bench  # benchmarks/network.py, next to this script
+
+    from rtl_gen.flow.synth import component_verilog
+
+    net = read_bundle(WEIGHTS_DIR / "digits-tr")
+    rows = json.loads(recorded.read_text())
+    int4 = [r for r in rows["rows"] + rows.get("uniform_rows", [])
+            if r["name"] == "digits-int4" and r.get("derived")]
+    out = []
+    for dev in devices:
+        engine, row = bench.fit_design(net, dev, "unrolled")
+        row.pop("planner")
+        top = bench.verilog_top(net)
+        row.update(bench.measure(component_verilog(engine, top), top, dev, workdir, seeds,
+                                 timeout))
+        row["derived"] = bench.derived(row)
+        row["accuracy"] = bench.accuracy(net)
+        res = {"device": dev, "tr_unrolled": row, "seeds": seeds}
+        same = [r for r in int4 if r["device"] == dev]
+        if same and row["derived"]:
+            best = max(same, key=lambda r: r["derived"]["inferences_per_s_per_klc"])
+            res["best_int4"] = {k: best[k] for k in ("engine", "lc", "fmax", "fmax_seeds",
+                                                     "cycles_per_inference", "latency_cycles",
+                                                     "accuracy", "derived", "date")
+                                if k in best}
+            a, b = row["derived"], best["derived"]
+            res["ratios"] = {
+                "inferences_per_s_per_klc": round(a["inferences_per_s_per_klc"]
+                                                  / b["inferences_per_s_per_klc"], 2),
+                "inferences_per_s": round(a["inferences_per_s"] / b["inferences_per_s"], 2),
+                "lc": round(row["lc"] / best["lc"], 2)}
+        out.append(res)
+    return out
+
+
+def unrolled_markdown(results: list[dict]) -> str:
+    lines = ["\nTerm revealing at build time (digits-tr on the unrolled engine, k = 10 of "
+             "16, s = 2; `--engine unrolled --fit DEVICE`) against the best int4 design "
+             "recorded by `benchmarks/network.py` on the same device:\n",
+             "| device | design | accuracy | LC | median MHz (seeds) | inferences/s | per kLC "
+             "| latency |", "|---|---|---|---|---|---|---|---|"]
+    for res in results:
+        for name, r in (("TR unrolled", res["tr_unrolled"]), ("best int4", res.get("best_int4"))):
+            if r is None:
+                continue
+            x = r.get("derived") or {}
+            fmax = (f"{r['fmax']} ({len(r.get('fmax_seeds', []))})" if "fmax" in r
+                    else r.get("error", ""))
+            lines.append(f"| {res['device']} | {name} ({r['engine']}) | "
+                         f"{100 * r['accuracy']:.2f}% | {r['lc']:,} | {fmax} | "
+                         f"{x.get('inferences_per_s', 0):,} | "
+                         f"{x.get('inferences_per_s_per_klc', 0):,} | "
+                         f"{r['latency_cycles']} cycles |")
+        if "ratios" in res:
+            q = res["ratios"]
+            lines.append(f"| {res['device']} | TR / int4 | | {q['lc']}x | | "
+                         f"{q['inferences_per_s']}x | {q['inferences_per_s_per_klc']}x | |")
+    return "\n".join(lines) + "\n"
+
+
 def merge_costs(path: Path, costs: list[dict]) -> list[dict]:
     """``costs`` after the earlier run's (in the JSON at ``path``) that it does not redo."""
     try:
@@ -501,6 +576,15 @@ def main(argv=None) -> int:
     parser.add_argument("--synth-memory", metavar="DEVICES",
                         help="synthesize only digits-tr on the PEs reading block RAM copies "
                              "for these devices (comma-separated, e.g. up5k,ecp5-85f)")
+    parser.add_argument("--unrolled", metavar="DEVICES",
+                        help="also place and route digits-tr on the unrolled engine (term "
+                             "revealing fixed at the bundle's setting) for these devices "
+                             "(comma-separated) against the best int4 design of "
+                             "benchmarks/results/network.json")
+    parser.add_argument("--seeds", type=int, default=5, metavar="N",
+                        help="--unrolled: median Fmax over nextpnr seeds 1..N (default 5)")
+    parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR,
+                        help="--unrolled: the flow's cache")
     parser.add_argument("--no-mnist", action="store_true",
                         help="skip the MNIST MLP (trained in about half a minute)")
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -546,19 +630,31 @@ def main(argv=None) -> int:
     elif args.synth_memory:
         costs = synth_costs(memory, tuple(args.synth_memory.split(",")))
     costs = merge_costs(args.out / "term_revealing.json", costs)
+    try:
+        unrolled = json.loads((args.out / "term_revealing.json").read_text()).get(
+            "unrolled", [])
+    except (OSError, ValueError):
+        unrolled = []
+    if args.unrolled:
+        new = unrolled_against_int4(args.unrolled.split(","), args.seeds, args.workdir,
+                                    3600.0, RESULTS / "network.json")
+        done = {r["device"] for r in new}
+        unrolled = [r for r in unrolled if r["device"] not in done] + new
     if costs:
         text += ("\n| network | device | logic cells | LUT4 | FF | DSP | BRAM | MHz |\n"
                  "|---|---|---|---|---|---|---|---|\n")
         text += "".join(f"| {c['network']} | {c['device']} | {c['lc']} | {c['lut4']} | "
                         f"{c['ff']} | {c['dsp']} | {c['bram']} | {c['fmax']} |\n"
                         for c in costs)
+    if unrolled:
+        text += unrolled_markdown(unrolled)
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "term_revealing.md").write_text(
         "# Term revealing: accuracy against cycles\n\nGenerated by "
         "`python benchmarks/term_revealing.py`; digits test split (360 images).\n\n" + text)
     (args.out / "term_revealing.json").write_text(json.dumps(
-        {"rows": all_rows, "best": picks, "paper": paper, "costs": costs,
+        {"rows": all_rows, "best": picks, "paper": paper, "costs": costs, "unrolled": unrolled,
          "seconds": round(time.time() - start)}, indent=1, default=str) + "\n")
     plot(all_rows, picks, args.out / "term_revealing.svg")
     print(f"{len(all_rows)} settings in {time.time() - start:.0f} s", file=sys.stderr)

@@ -53,6 +53,27 @@ def test_engine_choice_in_python():
     Fragment.get(engine, None)
 
 
+def test_term_revealing_bundle_unrolled_only_when_asked(tmp_path):
+    """`--fit` keeps a term-revealing bundle on the arrays (its run-time control);
+    `--engine unrolled` builds its own setting as constants."""
+    from rtl_gen.tasks.common import unrolled_choice
+
+    net = read_bundle(WEIGHTS_DIR / "digits-tr")
+    assert unrolled_choice(net, FoldingOptions(fit="ecp5-85f")) is None
+    out = tmp_path / "t.v"
+    r = run("generate", "--bundle", WEIGHTS_DIR / "digits-tr", "--engine", "unrolled",
+            "--fit", "ecp5-85f", "-o", out)
+    assert r.exit_code == 0, r.output
+    assert "engine for digits-tr: unrolled, one image a cycle" in r.output
+    assert "term revealing fixed at the bundle's group budget and data terms" in r.output
+    assert "module net_digits_tr" in out.read_text()
+    r = run("verify", "--bundle", WEIGHTS_DIR / "digits-tr", "--engine", "unrolled",
+            "--tr-k", "6")
+    assert r.exit_code in (1, 2) and "Traceback" not in r.output
+    assert "--conventional/--tr-k/--tr-s set the term-revealing arrays' run-time registers" \
+        in r.stderr
+
+
 def test_unrolled_estimate_grows_with_the_adder_graph():
     small = plan_unrolled(read_bundle(WEIGHTS_DIR / "digits-binary"), multiplier="adders")
     big = plan_unrolled(read_bundle(WEIGHTS_DIR / "digits-int8"), multiplier="adders")
@@ -172,8 +193,6 @@ def test_requantizers_choose_tables_or_adders(monkeypatch, tmp_path):
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["generate", "--bundle", WEIGHTS_DIR / "digits-tr", "--engine", "unrolled"],
-     "the unrolled engine builds integer networks without term-revealing layers"),
     (["generate", "--bundle", TERNARY, "--engine", "unrolled", "--fit", "up5k"],
      "the unrolled engine does not fit up5k: logic cells"),
     (["generate", "--bundle", TERNARY, "--engine", "unrolled", "--target-fps", "1e6"],

@@ -34,8 +34,10 @@ from rtl_gen.hw.unrolled import (
     csd,
     fabric_requant,
     plan_unrolled,
+    revealed_weights,
     rom_requant,
 )
+from rtl_gen.numerics.terms import truncate_terms
 from rtl_gen.training.float_model import FloatMLP
 from rtl_gen.training.quantize import quantize_mlp
 
@@ -160,6 +162,49 @@ def test_table_requantizers_under_gaps_and_back_pressure():
                                    gaps=lambda: int(rng.choice([0, 0, 1, 2])),
                                    ready=lambda: rng.random() < 0.5)
     assert all(g - t >= engine.latency for t, g in zip(taken, given, strict=True))
+
+
+def tr_net(data_terms):
+    """A small sign-magnitude network whose layers reveal 3 terms of each group of 4 weights
+    and take ``data_terms`` terms of each input."""
+    net, x_int = small_net((12, 8, 4), ("signmag5", "signmag4"))
+    layers = tuple(dataclasses.replace(ly, tr=TRConfig(4, 3, data_terms)) for ly in net.layers)
+    return dataclasses.replace(net, layers=layers), x_int
+
+
+@pytest.mark.parametrize("multiplier", ["rom", "adders", "dsp"])
+def test_term_revealing_fixed_at_the_bundles_setting(multiplier):
+    """A term-revealing network unrolled: the revealed weights as constants, the inputs and
+    the hidden codes truncated to the data terms (a lookup, or the table's own codes), equal
+    to the golden model at the bundle's setting, which differs from its conventional mode
+    and from the revealed weights on whole inputs."""
+    net, x_int = tr_net(2)
+    x_int = x_int[:40]
+    w = [ly.w_int for ly in net.layers]
+    revealed = [revealed_weights(ly) for ly in net.layers]
+    assert not any(np.array_equal(r, v) for r, v in zip(revealed, w, strict=True))
+    engine = UnrolledNetworkEngine(net, multiplier=multiplier)
+    lo, hi = net.input.range
+    assert engine._plan.in_trunc == tuple(truncate_terms(np.arange(lo, hi + 1), 2, 8))
+    g = engine.layers[0]
+    assert g.out_terms == 2
+    assert g.out_trunc == tuple(truncate_terms(np.arange(256), 2, 8))
+    if multiplier == "rom":
+        tables = [r for r in g.rom if r is not None]
+        assert tables and all(set(r.codes) <= set(g.out_trunc) for r in tables)
+    check_bit_exact(engine, net, x_int)
+    # the check tells the setting apart: conventional mode and whole inputs answer otherwise
+    off = golden.forward(net, x_int, golden.TRControl(mode=golden.TRMode.CONVENTIONAL))
+    whole = golden.forward(net, x_int, golden.TRControl(data_terms=8))
+    assert not np.array_equal(off, golden.forward(net, x_int))
+    assert not np.array_equal(whole, golden.forward(net, x_int))
+
+
+def test_term_revealing_without_data_terms_takes_the_codes_whole():
+    net, x_int = tr_net(None)
+    engine = UnrolledNetworkEngine(net, multiplier="rom")
+    assert engine._plan.in_trunc is None and engine.layers[0].out_trunc is None
+    check_bit_exact(engine, net, x_int[:24])
 
 
 def test_latency_by_hand():
@@ -327,10 +372,6 @@ def test_refusals_name_what_is_wrong():
     from rtl_gen.design.float_network import FloatLayer, FloatNetwork
 
     net, _ = small_net((8, 4, 2), ("int4", "ternary"))
-    tr = dataclasses.replace(net.layers[0], scheme=net.layers[0].scheme, tr=TRConfig(4, 3))
-    tr_net = dataclasses.replace(net, layers=(tr, net.layers[1]))
-    _refusal(lambda: UnrolledNetworkEngine(tr_net),
-             r"layer 'fc1': term-revealing layers are not built unrolled")
     f32 = np.array([[1.0, -1.0]], np.float32).view(np.uint32)
     float_net = FloatNetwork("f", 2, None, [FloatLayer("o", "float", f32, None,
                                                        np.zeros(1, np.uint32), "none")])
@@ -400,6 +441,30 @@ def test_shipped_bundle_bit_exact_in_verilog(scheme):
     assert result["latency"] == result["model_latency"] == engine.latency
     assert result["interval"] == 1
     # 360 vectors one a cycle, then the pipeline's depth
+    assert result["cycles"] == 360 + engine.latency
+
+
+@pytest.mark.slow
+def test_term_revealing_bundle_bit_exact_in_verilog():
+    """digits-tr unrolled at its own setting (`--engine unrolled --fit ecp5-85f`: the
+    revealed weights as constants, inputs truncated to two terms by lookups, the hidden
+    codes by the requantizer tables), bit-exact on the whole test split."""
+    from rtl_gen.bundle import read_bundle
+    from rtl_gen.data.digits import digits
+    from rtl_gen.tasks.common import FoldingOptions, unrolled_choice
+    from rtl_gen.training.defaults import WEIGHTS_DIR
+    from sim.verify import verify_network
+
+    simulator = few_vector_simulator()
+    net = read_bundle(WEIGHTS_DIR / "digits-tr")
+    test = digits()[1]
+    plan = unrolled_choice(net, FoldingOptions(fit="ecp5-85f", engine="unrolled"))
+    assert plan.in_trunc is not None and plan.layers[0].out_terms == 2
+    assert plan.multiplier == "rom" and plan.tables == 31
+    engine = UnrolledNetworkEngine.from_plan(plan)
+    result = verify_network(net, test.x_int, engine=engine, simulator=simulator)
+    assert result["images"] == len(test.y) == 360
+    assert result["latency"] == result["model_latency"] == engine.latency
     assert result["cycles"] == 360 + engine.latency
 
 

@@ -31,12 +31,18 @@ are checked to equal the weight matrix exactly (a refused graph names the layer)
 node's width is the exact range of its linear form over the inputs' ranges (each hidden
 layer's output range is the requantizer's image of its accumulator's range).
 
+A term-revealing network (term revealing fixed at build time, the bundle's group budget and
+data terms) is a constant-weight network like any other: each layer's graph multiplies by its
+revealed weights, which have fewer signed-digit terms than the weights (digits-tr at k = 10 of
+16: 0.61 a weight against digits-int4's 1.05), and its inputs are first truncated to their
+data terms (see :func:`plan_unrolled`).
+
 Public API
 ----------
 :func:`plan_unrolled` ``(net, *, stage=2, schedule="minreg", hard_dc=None) -> UnrolledPlan``
     Validate an integer :class:`~rtl_gen.design.network.Network` and build every layer's
     adder graph and pipeline schedule; raises :class:`UnrolledPlanError` (one line naming
-    the layer or the option) for a term-revealing layer, a float network, or a bad option.
+    the layer or the option) for a float network or a bad option.
 :class:`UnrolledPlan`
     The frozen plan: ``net``, ``stage``, ``schedule``, ``hard_dc``, ``layers`` (one
     :class:`LayerGraph` each), ``latency`` (cycles from an input vector's transfer to its
@@ -84,6 +90,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..design.network import Network
 from ..errors import RtlGenError
+from ..numerics.terms import term_reveal, truncate_terms
 from .kit import COUNTER_BITS, Planned
 
 __all__ = [
@@ -102,6 +109,7 @@ __all__ = [
     "UnrolledPlan",
     "UnrolledPlanError",
     "plan_unrolled",
+    "revealed_weights",
 ]
 
 #: Adder levels between pipeline registers by default: two levels of 10-16 bit carry-chain
@@ -119,6 +127,9 @@ MULTIPLIERS = ("dsp", "adders", "rom")
 #: The most codes a hidden output's requantizer table may hold (``multiplier="rom"``): one
 #: ECP5 18-kbit block RAM holds 2,048 codes of up to 9 bits.
 ROM_REQUANT_ENTRIES = 2048
+#: The most codes of a table whose codes are also truncated to the next layer's data terms
+#: (term revealing): two to three block RAMs, against a lookup of every code in the fabric.
+ROM_TRUNCATED_ENTRIES = 4096
 #: Slots from the accumulators to a table requantizer's code: the accumulator (its bias less
 #: the table's base) registered and clamped into the table's address, the block RAM's read
 #: (its own register); the next layer registers the code.
@@ -206,6 +217,10 @@ class LayerGraph:
         Output code width of a hidden layer.
     out_ranges:
         The exact ``(lo, hi)`` of each output (the code after the clamp, or the logit).
+    out_terms:
+        The next layer's data terms (term revealing): each hidden output's code is
+        truncated to its ``out_terms`` largest HESE terms (folded into a table's codes,
+        a lookup after the clamp of a shift-and-add requantizer); ``None``: not truncated.
     """
 
     name: str
@@ -222,6 +237,8 @@ class LayerGraph:
     rom: tuple[RomRequant | None, ...] | None = None
     stage: int = 1
     hard_dc: int = -1
+    out_terms: int | None = None
+    out_trunc: tuple[int, ...] | None = None
 
     @property
     def adders(self) -> int:
@@ -374,10 +391,29 @@ def _da4ml_outputs(b: _Builder, w_int: np.ndarray, lo, hi, hard_dc: int) -> list
     return values
 
 
+def revealed_weights(layer) -> np.ndarray:
+    """``layer``'s weights as its adder graph takes them: a term-revealing layer's revealed
+    at its own group and budget (:func:`~rtl_gen.numerics.terms.term_reveal`), else its
+    integers."""
+    if layer.tr is None:
+        return layer.w_int.astype(np.int64)
+    return term_reveal(layer.w_int, layer.tr.group, layer.tr.budget,
+                       layer.scheme.magnitude_bits).astype(np.int64)
+
+
+def _truncation(layer, lo: int, hi: int) -> np.ndarray | None:
+    """The codes ``lo..hi`` entering ``layer`` as it takes them: truncated to its data terms
+    (term revealing), or ``None`` when it takes them whole."""
+    if layer is None or layer.tr is None or layer.tr.data_terms is None:
+        return None
+    return truncate_terms(np.arange(lo, hi + 1), layer.tr.data_terms, layer.in_bits)
+
+
 def _layer_graph(layer, lo, hi, *, in_slot: int, stage: int, schedule: str,
-                 hard_dc: int, multiplier: str) -> LayerGraph:
-    """The scheduled adder graph of ``layer`` on inputs in ``lo[k]..hi[k]``."""
-    w = layer.w_int.astype(np.int64)
+                 hard_dc: int, multiplier: str, after=None) -> LayerGraph:
+    """The scheduled adder graph of ``layer`` on inputs in ``lo[k]..hi[k]``; ``after``: the
+    layer its outputs feed (which may truncate them to its data terms)."""
+    w = revealed_weights(layer)
     n_out, n_in = w.shape
     b = _Builder(layer.name, lo, hi)
     values = _da4ml_outputs(b, w, lo, hi, hard_dc)
@@ -420,7 +456,7 @@ def _layer_graph(layer, lo, hi, *, in_slot: int, stage: int, schedule: str,
     if schedule != "asap":
         level = _schedule(keep, b.kinds, b.terms, level, depth, widths, stage,
                           minimize=schedule == "minreg")
-    fabric = rom = None
+    fabric = rom = trunc = None
     nodes = []
     for i in keep:
         kind = b.kinds[i]
@@ -444,19 +480,29 @@ def _layer_graph(layer, lo, hi, *, in_slot: int, stage: int, schedule: str,
             ranges.append(tuple(min(max(v, 0), top) for v in ends))
         requant = tuple(zip(mult, shift, strict=True))
         out_bits = layer.out_bits
+        trunc = _truncation(after, 0, top)
+        if trunc is not None:
+            ranges = [(int(trunc[a:b + 1].min()), int(trunc[a:b + 1].max()))
+                      for a, b in ranges]
         if multiplier in ("adders", "rom"):
             fabric = tuple(fabric_requant(nodes[n].lo, nodes[n].hi, mult[o], shift[o], top)
                            for o, n in enumerate(outputs))
         if multiplier == "rom":
-            rom = tuple(rom_requant(nodes[n].lo, nodes[n].hi, mult[o], shift[o], top)
-                        for o, n in enumerate(outputs))
+            entries = ROM_REQUANT_ENTRIES if trunc is None else ROM_TRUNCATED_ENTRIES
+            rom = tuple(rom_requant(nodes[n].lo, nodes[n].hi, mult[o], shift[o], top,
+                                    entries) for o, n in enumerate(outputs))
+            if trunc is not None:
+                rom = tuple(None if r is None else dataclasses.replace(
+                    r, codes=tuple(int(trunc[c]) for c in r.codes)) for r in rom)
     else:
         ranges = [(nodes[n].lo, nodes[n].hi) for n in outputs]
         requant, out_bits = None, None
     return LayerGraph(name=layer.name, nodes=tuple(nodes), n_in=n_in, outputs=outputs,
                       depth=depth, in_slot=in_slot, acc_slot=acc_slot, requant=requant,
                       out_bits=out_bits, out_ranges=tuple(ranges), fabric=fabric, rom=rom,
-                      stage=stage, hard_dc=hard_dc)
+                      stage=stage, hard_dc=hard_dc,
+                      out_terms=None if trunc is None else after.tr.data_terms,
+                      out_trunc=None if trunc is None else tuple(int(v) for v in trunc))
 
 
 def _schedule(keep, kinds, terms, asap, depth, widths, stage, *, minimize):
@@ -642,6 +688,7 @@ class UnrolledPlan:
     out_shape: Shape
     classes: int
     interval: int = 1
+    in_trunc: tuple[int, ...] | None = None
 
     @property
     def features(self) -> int:
@@ -679,7 +726,11 @@ def plan_unrolled(net, *, stage: int = DEFAULT_STAGE, schedule: str = "minreg",
     Parameters
     ----------
     net:
-        An integer :class:`~rtl_gen.design.network.Network` without term-revealing layers.
+        An integer :class:`~rtl_gen.design.network.Network`.  Term-revealing layers are
+        built at the bundle's own setting, with no run-time control: their weights revealed
+        at their group budget (:func:`revealed_weights`), their inputs truncated to their
+        data terms (a lookup of each input code before the input register; a hidden
+        layer's codes by its requantizer's table, or a lookup after its clamp).
     stage:
         Adder levels between pipeline registers (``>= 1``).
     schedule:
@@ -702,8 +753,8 @@ def plan_unrolled(net, *, stage: int = DEFAULT_STAGE, schedule: str = "minreg",
     Raises
     ------
     UnrolledPlanError
-        For a float network, a term-revealing layer, a bad option, or an adder graph that
-        does not compute its layer exactly (naming the layer).
+        For a float network, a bad option, or an adder graph that does not compute its
+        layer exactly (naming the layer).
     """
     if not isinstance(net, Network):
         family = getattr(net, "family", None)
@@ -725,20 +776,21 @@ def plan_unrolled(net, *, stage: int = DEFAULT_STAGE, schedule: str = "minreg",
                                 f"{multiplier!r}")
     stage = int(stage)
     hard_dc = None if hard_dc is None else int(hard_dc)
-    for layer in net.layers:
-        if layer.tr is not None:
-            raise UnrolledPlanError(f"layer {layer.name!r}: term-revealing layers are not "
-                                    f"built unrolled (its weights change at run time)")
     lo_in, hi_in = net.input.range
+    in_trunc = _truncation(net.layers[0], lo_in, hi_in)
+    if in_trunc is not None:
+        lo_in, hi_in = int(in_trunc.min()), int(in_trunc.max())
     lo = [lo_in] * net.input.features
     hi = [hi_in] * net.input.features
     slot = 1                     # the input register
     graphs = []
     for n, layer in enumerate(net.layers):
         last = n == len(net.layers) - 1
+        after = None if last else net.layers[n + 1]
         tries = (-1, 0) if hard_dc is None else (hard_dc,)
         options = [_layer_graph(layer, lo, hi, in_slot=slot, stage=stage, schedule=schedule,
-                                hard_dc=dc, multiplier=multiplier) for dc in tries]
+                                hard_dc=dc, multiplier=multiplier, after=after)
+                   for dc in tries]
         # the fewest slots to the layer's end, then the fewest adders
         g = min(options, key=lambda g: (_end_slot(g, last), g.adders))
         graphs.append(g)
@@ -768,7 +820,8 @@ def plan_unrolled(net, *, stage: int = DEFAULT_STAGE, schedule: str = "minreg",
                         layers=tuple(graphs),
                         argmax_slots=argmax, latency=final + 1,
                         in_shape=signed(inp.bits) if inp.signed else unsigned(inp.bits),
-                        out_shape=signed(net.layers[-1].acc_bits), classes=classes)
+                        out_shape=signed(net.layers[-1].acc_bits), classes=classes,
+                        in_trunc=None if in_trunc is None else tuple(int(v) for v in in_trunc))
 
 
 def _end_slot(g: LayerGraph, last: bool) -> int:
@@ -828,6 +881,26 @@ def _clamp(y: Signal, bits: int):
     over = y[bits:top_bit].any() if top_bit > bits else Const(0, 1)
     low = y[:min(bits, width)]
     return Mux(neg, 0, Mux(over, (1 << bits) - 1, low))
+
+
+def _lookup(m, index, table, first: int, shape, name: str) -> Signal:
+    """``table[index - first]`` as a case per entry (a function of ``index``'s bits)."""
+    out = Signal(shape, name=name)
+    with m.Switch(index):
+        for k, v in enumerate(table):
+            with m.Case(first + k):
+                m.d.comb += out.eq(v)
+    return out
+
+
+def _truncated(m, g: LayerGraph, clamped, code: Signal, o: int):
+    """A hidden output's clamped code as the next layer takes it: truncated to its data
+    terms by a lookup when ``g`` says so (a table requantizer's codes already are)."""
+    if g.out_trunc is None:
+        return clamped
+    c = Signal(unsigned(g.out_bits), name=f"{code.name}_whole")
+    m.d.comb += c.eq(clamped)
+    return _lookup(m, c, g.out_trunc, 0, code.shape(), f"{code.name}_trunc")
 
 
 class UnrolledNetworkEngine(Planned):
@@ -904,10 +977,18 @@ class UnrolledNetworkEngine(Planned):
         with m.If(en):
             m.d.sync += valid[1].eq(self.i.valid)
             m.d.sync += [valid[s + 1].eq(valid[s]) for s in range(1, last)]
-        # the input register
+        # the input register (the codes truncated to the first layer's data terms, when it
+        # has them: a lookup before the register)
+        lo_in = plan.net.input.range[0]
         for k in range(plan.features):
-            x = Signal(plan.in_shape, name=f"x{k}", reset_less=True)
-            pipe.updates.append(x.eq(self.i.payload[k]))
+            if plan.in_trunc is None:
+                x = Signal(plan.in_shape, name=f"x{k}", reset_less=True)
+                pipe.updates.append(x.eq(self.i.payload[k]))
+            else:
+                x = Signal(_range_shape(min(plan.in_trunc), max(plan.in_trunc)), name=f"x{k}",
+                           reset_less=True)
+                pipe.updates.append(x.eq(_lookup(m, self.i.payload[k], plan.in_trunc, lo_in,
+                                                 x.shape(), f"xt{k}")))
             pipe.registers += len(x)
             pipe.place(("l0", k), x, 1)
         outs = None
@@ -999,7 +1080,7 @@ class UnrolledNetworkEngine(Planned):
                 continue
             if g.fabric is not None:
                 y = self._fabric(m, pipe, f"{tag}_r{o}", g, key, node, g.fabric[o])
-                m.d.comb += code.eq(_clamp(y, g.out_bits))
+                m.d.comb += code.eq(_truncated(m, g, _clamp(y, g.out_bits), code, o))
                 continue
             # (p + 2**(S-1)) >> S == ((p >> (S-1)) + 1) >> 1: the product alone in its
             # slot (a hard multiplier), only its bits from S-1 up registered, the rounding
@@ -1014,7 +1095,7 @@ class UnrolledNetworkEngine(Planned):
             ends = [((v * mult >> (shift - 1)) + 1) >> 1 for v in (node.lo, node.hi)]
             y = Signal(_range_shape(*ends), name=f"{tag}_y{o}")
             m.d.comb += y.eq((qv + 1) >> 1)
-            m.d.comb += code.eq(_clamp(y, g.out_bits))
+            m.d.comb += code.eq(_truncated(m, g, _clamp(y, g.out_bits), code, o))
         return codes
 
     @staticmethod

@@ -557,12 +557,14 @@ def unrolled_choice(net, folding: FoldingOptions | None, progress: Progress | No
         if folding is not None:
             unrolled_only(folding, ": give it with --engine unrolled or with --fit alone")
         return None  # auto: only a bare --fit asks for the fastest design
-    if net.family == "float" or any(ly.tr is not None for ly in net.layers):
+    revealing = net.family != "float" and any(ly.tr is not None for ly in net.layers)
+    if net.family == "float" or revealing:
         if engine == "auto":
+            # a term-revealing network keeps its run-time control: the arrays
             return None
-        what = "a float network" if net.family == "float" else "term-revealing layers"
-        raise OptionError(f"the unrolled engine builds integer networks without "
-                          f"term-revealing layers; {net.name!r} has {what}", option="--engine")
+        if net.family == "float":
+            raise OptionError(f"the unrolled engine builds integer networks; {net.name!r} "
+                              f"is a float network", option="--engine")
     if engine == "unrolled" and (folding.layer_arrays or folding.target_fps is not None):
         raise OptionError("--layer-array and --target-fps fold the array engine; the "
                           "unrolled engine takes one image a cycle", option="--engine")
@@ -608,8 +610,11 @@ def unrolled_choice(net, folding: FoldingOptions | None, progress: Progress | No
         if folding.adder_levels is not None else ""
     tables = f", {plan.tables} requantizer table{'s' if plan.tables > 1 else ''} in block " \
         "RAM" if plan.tables else ""
+    fixed = ", term revealing fixed at the bundle's group budget and data terms (no run-time " \
+        "control)" if revealing else ""
     notify(progress, f"engine for {net.name}: unrolled, one image a cycle, latency "
-                     f"{plan.latency} cycles, {plan.adders} adders{tables}{levels}{deep}{fits}")
+                     f"{plan.latency} cycles, {plan.adders} adders{tables}{levels}{deep}{fits}"
+                     f"{fixed}")
     return plan
 
 

@@ -106,7 +106,9 @@ def verify(bundle: Path, *, data: Path | None = None, images: int | None = None,
         from ..hw.unrolled import UnrolledNetworkEngine
 
         if conventional or tr_k is not None or tr_s is not None:
-            raise OptionError("--conventional/--tr-k/--tr-s apply to term-revealing bundles")
+            raise OptionError("--conventional/--tr-k/--tr-s set the term-revealing arrays' "
+                              "run-time registers; the unrolled engine builds the bundle's "
+                              "own setting")
         options = {"engine": UnrolledNetworkEngine.from_plan(unrolled)}
         build_time = "a few minutes"
     else:
