@@ -66,6 +66,7 @@ def test_term_revealing_bundle_unrolled_only_when_asked(tmp_path):
     assert r.exit_code == 0, r.output
     assert "engine for digits-tr: unrolled, one image a cycle" in r.output
     assert "term revealing fixed at the bundle's group budget and data terms" in r.output
+    assert "a register after every adder level (a large design)" in r.output
     assert "module net_digits_tr" in out.read_text()
     r = run("verify", "--bundle", WEIGHTS_DIR / "digits-tr", "--engine", "unrolled",
             "--tr-k", "6")
@@ -86,7 +87,7 @@ def test_unrolled_estimate_grows_with_the_adder_graph():
 
 
 def test_fit_registers_every_adder_level_of_a_large_design():
-    """From about 20k estimated logic cells (the routes of a large design are long) `--fit`
+    """From about 13k estimated logic cells (the routes of a large design are long) `--fit`
     on the ECP5 puts a register after every adder level, estimated with the deep
     coefficients; below it, every second level; the threshold is the estimate's."""
     from rtl_gen.design.area_calibration import UNROLLED_DEEP_COEFFICIENTS

@@ -460,7 +460,7 @@ def test_term_revealing_bundle_bit_exact_in_verilog():
     test = digits()[1]
     plan = unrolled_choice(net, FoldingOptions(fit="ecp5-85f", engine="unrolled"))
     assert plan.in_trunc is not None and plan.layers[0].out_terms == 2
-    assert plan.multiplier == "rom" and plan.tables == 31
+    assert plan.multiplier == "rom" and plan.tables == 31 and plan.stage == 1
     engine = UnrolledNetworkEngine.from_plan(plan)
     result = verify_network(net, test.x_int, engine=engine, simulator=simulator)
     assert result["images"] == len(test.y) == 360

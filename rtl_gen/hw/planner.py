@@ -778,8 +778,10 @@ def unrolled_fit(plan, device: str | Device, margin: float = 0.1) -> tuple[float
 #: second level the designs up to 18k logic cells reach 121-134 MHz, those of 25-29k
 #: (int4, PoT4, APoT4) 91-110 MHz, their two adders a cycle joined by long routes; with a
 #: register every level APoT4 reaches 135 MHz in 11% fewer logic cells, for 22 cycles of
-#: latency instead of 12 (the smaller designs keep the shorter latency).
-UNROLLED_DEEP_LOGIC = {"ecp5": 20_000}
+#: latency instead of 12; digits-tr built unrolled (14k) 137.4 MHz in 14,046 cells against
+#: 115.4 in 14,376 (nextpnr seed 1).  The designs up to 12k (binary, ternary, mixed: 125-132
+#: MHz, median of 5 seeds) keep the shorter latency.
+UNROLLED_DEEP_LOGIC = {"ecp5": 13_000}
 
 
 def unrolled_stage(logic: float, device: str | Device) -> int:
