@@ -26,7 +26,8 @@ def test_bad_timeout_is_one_line(main, value, message, capsys, tmp_path):
 
 
 def test_timeout_reaches_every_tool(monkeypatch, tmp_path):
-    """``measure`` hands its timeout to the synthesis and to every nextpnr seed."""
+    """``measure`` hands its timeout to the synthesis and to every nextpnr seed, and its
+    router to every seed (recorded in the row when not nextpnr's default)."""
     seen = []
 
     class Stats:
@@ -39,12 +40,18 @@ def test_timeout_reaches_every_tool(monkeypatch, tmp_path):
         seen.append(("synth", timeout))
         return Stats()
 
-    def fake_pnr(verilog, top, device, *, workdir, seed, timeout):
-        seen.append((f"seed {seed}", timeout))
+    def fake_pnr(verilog, top, device, *, workdir, seed, timeout, router):
+        seen.append((f"seed {seed}", timeout, router))
         return Run()
 
     monkeypatch.setattr(network, "synth", fake_synth)
     monkeypatch.setattr(network, "place_and_route", fake_pnr)
     d = network.measure("module m; endmodule", "m", "up5k", tmp_path, seeds=2, timeout=4321.0)
-    assert seen == [("synth", 4321.0), ("seed 1", 4321.0), ("seed 2", 4321.0)]
-    assert d["fmax"] == 100.0
+    assert seen == [("synth", 4321.0), ("seed 1", 4321.0, "router1"),
+                    ("seed 2", 4321.0, "router1")]
+    assert d["fmax"] == 100.0 and "router" not in d
+    seen.clear()
+    d = network.measure("module m; endmodule", "m", "up5k", tmp_path, seeds=1, timeout=5.0,
+                        router="router2")
+    assert seen == [("synth", 5.0), ("seed 1", 5.0, "router2")]
+    assert d["router"] == "router2"
