@@ -82,7 +82,7 @@ from rtl_gen.design.bitserial import bitserial_predict, weight_bits
 from rtl_gen.design.golden import TRControl, TRMode, network_interval
 from rtl_gen.design.network import TRConfig
 from rtl_gen.design.timing import drain_stages
-from rtl_gen.flow.synth import DEFAULT_WORKDIR
+from rtl_gen.flow.synth import DEFAULT_SEEDS, DEFAULT_WORKDIR
 from rtl_gen.hw.bitserial import bitserial_array, bitserial_timing
 from rtl_gen.hw.bitserial import cycles_per_inference as bitserial_cycles
 from rtl_gen.hw.layer import ArrayConfig
@@ -581,8 +581,9 @@ def main(argv=None) -> int:
                              "revealing fixed at the bundle's setting) for these devices "
                              "(comma-separated) against the best int4 design of "
                              "benchmarks/results/network.json")
-    parser.add_argument("--seeds", type=int, default=5, metavar="N",
-                        help="--unrolled: median Fmax over nextpnr seeds 1..N (default 5)")
+    parser.add_argument("--seeds", type=int, default=DEFAULT_SEEDS, metavar="N",
+                        help=f"--unrolled: median Fmax over nextpnr seeds 1..N (default "
+                             f"{DEFAULT_SEEDS})")
     parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR,
                         help="--unrolled: the flow's cache")
     parser.add_argument("--no-mnist", action="store_true",
