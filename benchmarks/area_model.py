@@ -11,8 +11,13 @@ DSP blocks and block RAMs, with the logic estimate's error in percent.
 and prints them in the form of :data:`rtl_gen.design.area_calibration.COEFFICIENTS` (paste
 them there); the table then shows the refit's estimates.
 
+``--reuse-arrays`` takes the calibration networks' synthesis results from the last
+``area_model.json`` in ``--out`` (each with the date it was synthesized) and recomputes only
+the estimates, so the unrolled table (read from ``network.json``) can be brought up to date
+without the arrays' syntheses.
+
 Run ``python benchmarks/area_model.py [--devices up5k,ecp5-85f] [--refit] [--match TEXT]
-[--out DIR]``; it
+[--reuse-arrays] [--out DIR]``; it
 writes ``area_model.md`` and ``area_model.json`` into ``--out`` (default
 ``benchmarks/results``).
 """
@@ -290,6 +295,9 @@ def main(argv: list[str] | None = None) -> int:
                              "others kept, on the rows that have them")
     parser.add_argument("--match", default=None, metavar="TEXT",
                         help="only the networks whose 'bundle arrays' contain TEXT")
+    parser.add_argument("--reuse-arrays", action="store_true",
+                        help="the calibration networks' syntheses as recorded in --out's "
+                             "area_model.json (only the estimates are recomputed)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
     args = parser.parse_args(argv)
@@ -298,6 +306,15 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown device(s) {', '.join(unknown)}")
     start = time.time()
+    today = time.strftime("%Y-%m-%d")
+    recorded = {}
+    if args.reuse_arrays:
+        try:
+            old = json.loads((args.out / "area_model.json").read_text())
+            recorded = {(r["device"], r["bundle"], r["arrays"], r["per_beat"]): r
+                        for r in old["rows"]}
+        except (OSError, ValueError, KeyError) as e:
+            parser.error(f"--reuse-arrays: no readable {args.out / 'area_model.json'} ({e})")
     rows = []
     for device in devices:
         family = DEVICES[device].family
@@ -306,12 +323,20 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             if any(f in spec for f in "bsm") and family != "ice40":
                 continue   # block ROMs, shift drains, memory reads: the UP5K planner's only
-            t = time.time()
-            actual = measure(scheme, spec, per_beat, device, args.workdir)
-            print(f"{device} {scheme} {spec} P={per_beat}: {time.time() - t:.0f} s",
-                  file=sys.stderr)
+            old_row = recorded.get((device, scheme, spec, per_beat))
+            if old_row is not None:
+                actual, date = old_row["actual"], old_row.get("date", "before " + today)
+            elif args.reuse_arrays:
+                parser.error(f"--reuse-arrays: {device} {scheme} {spec} P={per_beat} is not "
+                             f"in {args.out / 'area_model.json'}")
+            else:
+                t = time.time()
+                actual, date = measure(scheme, spec, per_beat, device, args.workdir), today
+                print(f"{device} {scheme} {spec} P={per_beat}: {time.time() - t:.0f} s",
+                      file=sys.stderr)
             rows.append({"device": device, "family": family, "bundle": scheme,
-                         "arrays": spec, "per_beat": per_beat, "actual": actual})
+                         "arrays": spec, "per_beat": per_beat, "actual": actual,
+                         "date": date})
     coefficients = {}
     for family in sorted({r["family"] for r in rows}):
         ok = [r for r in rows if r["family"] == family and "error" not in r["actual"]]
@@ -365,7 +390,8 @@ def main(argv: list[str] | None = None) -> int:
             "(UP5K) / ECP5 LUT4 slices (LFE5U-85F, `TRELLIS_COMB`) after nextpnr packing of "
             "the bare network, built as `--fit` builds it (no cycle counters); estimates "
             "from `rtl_gen.design.area` with the coefficients of "
-            "`rtl_gen.design.area_calibration`.\n\n")
+            f"`rtl_gen.design.area_calibration` of {today}; the calibration networks synthesized "
+            f"{', '.join(sorted({str(r['date']) for r in rows}))}.\n\n")
     (args.out / "area_model.md").write_text(note + table)
     (args.out / "area_model.json").write_text(json.dumps(
         {"rows": rows, "coefficients": coefficients, "worst_logic_error_pct": round(worst, 1),

@@ -1,11 +1,15 @@
 """The benchmarks' command lines refuse a bad ``--timeout`` with one line and exit status 2
-before they measure anything (``benchmarks/network.py``, ``benchmarks/peers.py``)."""
+before they measure anything (``benchmarks/network.py``, ``benchmarks/peers.py``); the area
+model's ``--reuse-arrays`` synthesizes nothing (``benchmarks/area_model.py``)."""
 
 from __future__ import annotations
 
 import pytest
 
-from benchmarks import network, peers
+import json
+import shutil
+
+from benchmarks import area_model, network, peers
 
 
 @pytest.mark.parametrize("main", [network.main, peers.main], ids=["network", "peers"])
@@ -55,3 +59,30 @@ def test_timeout_reaches_every_tool(monkeypatch, tmp_path):
                         router="router2")
     assert seen == [("synth", 5.0), ("seed 1", 5.0, "router2")]
     assert d["router"] == "router2"
+
+
+def test_area_model_reuse_arrays_synthesizes_nothing(monkeypatch, tmp_path, capsys):
+    """``--reuse-arrays`` recomputes the estimates on the recorded calibration syntheses and
+    the unrolled table from ``network.json``; without a recorded row it stops in one line."""
+    def no_synthesis(*args, **kwargs):
+        raise AssertionError("synthesized")
+
+    monkeypatch.setattr(area_model, "measure", no_synthesis)
+    shutil.copy(area_model.RESULTS / "area_model.json", tmp_path)
+    recorded = json.loads((tmp_path / "area_model.json").read_text())
+    assert area_model.main(["--reuse-arrays", "--out", str(tmp_path)]) == 0
+    new = json.loads((tmp_path / "area_model.json").read_text())
+    assert [r["actual"] for r in new["rows"]] == [r["actual"] for r in recorded["rows"]]
+    fit_unrolled = [r for r in json.loads((area_model.RESULTS / "network.json").read_text())
+                    ["rows"] if r["engine"] == "unrolled"]
+    assert [(r["bundle"], r["actual"]["logic"]) for r in new["unrolled_rows"]] == [
+        (r["name"].removeprefix("digits-"), r["lc"]) for r in fit_unrolled]
+    table = (tmp_path / "area_model.md").read_text()
+    assert all(f"| ecp5-85f | {r['name'].removeprefix('digits-')} | {r['stage']} |" in table
+               for r in fit_unrolled)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        area_model.main(["--reuse-arrays", "--out", str(tmp_path / "none")])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "--reuse-arrays: no readable" in err and "Traceback" not in err
