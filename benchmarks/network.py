@@ -80,9 +80,8 @@ from rtl_gen.flow.synth import (
     ROUTERS,
     FlowError,
     component_verilog,
-    median_fmax,
     module_cells,
-    place_and_route,
+    place_and_route_seeds,
     synth,
     tool_versions,
 )
@@ -355,18 +354,22 @@ def measure(verilog: str, top: str, device: str, workdir: Path,
             d["error"] = (f"does not fit {device}: {stats.logic_cells} logic cells, device "
                           f"has {luts}")
             return d
-        runs = []
-        for seed in range(1, seeds + 1):
+        t0 = time.time()
+
+        def progress(line: str) -> None:
+            nonlocal t0
+            log(f"  {top} on {device}: {line} ({time.time() - t0:.0f} s)")
             t0 = time.time()
-            runs.append(place_and_route(verilog, top, device, workdir=workdir, seed=seed,
-                                        timeout=timeout, router=router))
-            log(f"  {top} on {device}: seed {seed}: {runs[-1].fmax:.1f} MHz "
-                f"({time.time() - t0:.0f} s)")
-        fmax = median_fmax([r.fmax for r in runs])
-        d.update(fmax=round(fmax, 1), fmax_seeds=[round(r.fmax, 2) for r in runs])
+
+        sweep = place_and_route_seeds(verilog, top, device, workdir=workdir, seeds=seeds,
+                                      timeout=timeout, router=router, progress=progress)
+        d.update(fmax=round(sweep.fmax, 1), fmax_seeds=[round(f, 2) for f in sweep.fmax_per_seed])
+        if sweep.failed:
+            d.update(routed_seeds=list(sweep.seeds),
+                     unrouted_seeds=[seed for seed, _ in sweep.failed])
         if router != ROUTERS[0]:
             d["router"] = router
-        note = stats.note or next((r.note for r in runs if r.note), "")
+        note = stats.note or sweep.note
         if note:
             d["note"] = note
     except FlowError as e:
@@ -411,12 +414,22 @@ def share_label(r: dict) -> str:
     return text
 
 
+def unrouted_label(r: dict) -> str:
+    """``seeds 2, 3 (1 did not route)`` for a measurement where a seed did not route and was
+    replaced by the next (:func:`rtl_gen.flow.place_and_route_seeds`), else ``""``."""
+    if not r.get("unrouted_seeds"):
+        return ""
+    return (f"seeds {', '.join(map(str, r['routed_seeds']))} "
+            f"({', '.join(map(str, r['unrouted_seeds']))} did not route)")
+
+
 def fmax_label(r: dict) -> str:
     """The row's median Fmax (or its error), with the router when it is not nextpnr's
-    default."""
+    default and the seeds when one did not route."""
     if r.get("fmax") is None:
         return r.get("error", "")
-    return f"{r['fmax']}" + (f" ({r['router']})" if r.get("router") else "")
+    notes = [n for n in (r.get("router"), unrouted_label(r)) if n]
+    return f"{r['fmax']}" + (f" ({'; '.join(notes)})" if notes else "")
 
 
 def ratio_label(r: dict) -> str:

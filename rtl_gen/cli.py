@@ -765,7 +765,8 @@ def qat_command(out, epochs, search_epochs, seed, dataset, schemes, models, floa
               "takes longer than synthesis alone.")
 @click.option("--seeds", type=click.IntRange(1, 100), default=synth_task.DEFAULT_CLI_SEEDS,
               show_default=True, help="Fmax as the median over nextpnr seeds 1..N; "
-              "each seed is one more place and route.")
+              "each seed is one more place and route (a seed that does not route is "
+              "replaced by the next).")
 @click.option("--counters/--no-counters", default=BOARD_COUNTERS, show_default=True,
               help="Measure the layers with their cycle counters (the verification build, "
                    "more LC); without, as a board build gets them.")

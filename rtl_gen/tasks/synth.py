@@ -33,7 +33,8 @@ def synth(bundle: Path, device: str = "up5k", *, fmax: bool = True, rows: int | 
 
     Cell counts come from the bare network; with ``fmax``, the Fmax from nextpnr with the
     network inside the flow's pin harness, the median over nextpnr seeds ``1..seeds``
-    (:func:`rtl_gen.flow.place_and_route_seeds`).  Runs and results are cached in
+    (:func:`rtl_gen.flow.place_and_route_seeds`: a seed that does not route is replaced by
+    the next, and named in ``Fmax per seed``).  Runs and results are cached in
     ``<user cache>/flow`` (:func:`rtl_gen.files.cache_dir`).  Returns one row: ``network``,
     ``device``, ``logic cells``, ``LUT4``, ``carry``, ``FF``, ``DSP``, ``BRAM`` and, with
     ``fmax``, ``Fmax MHz`` (the median), ``Fmax per seed`` and ``inferences/s`` (at the
@@ -57,9 +58,14 @@ def synth(bundle: Path, device: str = "up5k", *, fmax: bool = True, rows: int | 
     note = stats.note
     if fmax:
         notify(progress, f"placing and routing with nextpnr seeds 1..{seeds}...")
-        sweep = flow.place_and_route_seeds(verilog, top, device, seeds=seeds, workdir=workdir)
+        sweep = flow.place_and_route_seeds(verilog, top, device, seeds=seeds, workdir=workdir,
+                                           progress=lambda line: notify(progress, line))
         row["Fmax MHz"] = f"{sweep.fmax:.1f}"
         row["Fmax per seed"] = " / ".join(f"{f:.1f}" for f in sweep.fmax_per_seed)
+        if sweep.failed:
+            row["Fmax per seed"] += (f" (seeds {', '.join(map(str, sweep.seeds))}; "
+                                     f"{', '.join(str(s) for s, _ in sweep.failed)} did not "
+                                     "route)")
         batch = getattr(engine, "rows", 1)  # a float network takes one image at a time
         row["inferences/s"] = f"{sweep.fmax * 1e6 * batch / engine.interval:,.0f}"
         note = note or sweep.note
