@@ -1255,9 +1255,8 @@ def place_and_route_seeds(verilog: str, top: str, device: Device | str, *,
         candidates = iter(range(1, 2 * seeds + 1))
     else:
         seeds = list(seeds)
-        wanted = len(seeds)
-        candidates = iter([*seeds, *(s for s in range(max(seeds, default=0) + 1,
-                                                      max(seeds, default=0) + wanted + 1))])
+        wanted, last = len(seeds), max(seeds, default=0)
+        candidates = iter([*seeds, *range(last + 1, last + wanted + 1)])
     if not wanted:
         raise FlowError("no seeds to place and route with")
     runs: list[PnrResult] = []
