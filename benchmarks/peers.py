@@ -382,9 +382,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def write(results: list[dict], args, start: float, da4ml, bench=None) -> str:
-    """Write ``peers.md`` and ``peers.json``; the Markdown tables."""
-    bench = bench or _network_bench()
+def write(results: list[dict], args, start: float, da4ml, bench) -> str:
+    """Write ``peers.md`` and ``peers.json``; the Markdown tables (``bench``: the network
+    benchmark, for its labels)."""
     table = markdown(results, args.devices) + "\n" + ratio_markdown(
         results, args.devices, bench.unrouted_label)
     args.out.mkdir(parents=True, exist_ok=True)
