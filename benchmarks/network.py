@@ -79,6 +79,7 @@ from rtl_gen.flow.synth import (
     DEFAULT_WORKDIR,
     ROUTERS,
     FlowError,
+    clock_pin_label,
     component_verilog,
     module_cells,
     place_and_route_seeds,
@@ -367,6 +368,8 @@ def measure(verilog: str, top: str, device: str, workdir: Path,
         if sweep.failed:
             d.update(routed_seeds=list(sweep.seeds),
                      unrouted_seeds=[seed for seed, _ in sweep.failed])
+        if sweep.clock_pins:
+            d["clock_pins"] = {str(k): v for k, v in sweep.clock_pins.items()}
         if router != ROUTERS[0]:
             d["router"] = router
         note = stats.note or sweep.note
@@ -423,12 +426,19 @@ def unrouted_label(r: dict) -> str:
             f"({', '.join(map(str, r['unrouted_seeds']))} did not route)")
 
 
+def seeds_label(r: dict) -> str:
+    """:func:`unrouted_label` and the seeds placed with the clock on the device's dedicated
+    clock input (:attr:`rtl_gen.flow.PnrResult.clock_pin`), ``""`` when neither."""
+    pins = clock_pin_label({int(k): v for k, v in r.get("clock_pins", {}).items()})
+    return "; ".join(n for n in (unrouted_label(r), pins) if n)
+
+
 def fmax_label(r: dict) -> str:
     """The row's median Fmax (or its error), with the router when it is not nextpnr's
-    default and the seeds when one did not route."""
+    default and :func:`seeds_label`."""
     if r.get("fmax") is None:
         return r.get("error", "")
-    notes = [n for n in (r.get("router"), unrouted_label(r)) if n]
+    notes = [n for n in (r.get("router"), seeds_label(r)) if n]
     return f"{r['fmax']}" + (f" ({'; '.join(notes)})" if notes else "")
 
 

@@ -41,7 +41,7 @@ def test_timeout_reaches_every_tool(monkeypatch, tmp_path):
         logic_cells, lut4, carry, ff, dsp, bram, note = 10, 8, 0, 4, 0, 0, ""
 
     class Run:
-        fmax, note = 100.0, ""
+        fmax, note, seed, clock_pin = 100.0, "", 1, None
 
     def fake_synth(verilog, top, device, *, workdir, timeout):
         seen.append(("synth", timeout))
@@ -93,7 +93,8 @@ def test_area_model_reuse_arrays_synthesizes_nothing(monkeypatch, tmp_path, caps
 
 def test_seeds_that_did_not_route_are_named_in_the_tables():
     """A measurement whose seed 1 did not route (replaced by seed 2) says so next to its
-    Fmax (``network.md``) and in the ratio table's seeds column (``peers.md``)."""
+    Fmax (``network.md``) and in the ratio table's seeds column (``peers.md``); so does one
+    whose clock went on the dedicated pin."""
     unrouted = {"fmax": 120.5, "fmax_seeds": [120.5], "routed_seeds": [2],
                 "unrouted_seeds": [1], "router": "router2", "lc": 1000}
     assert network.fmax_label(unrouted) == "120.5 (router2; seeds 2 (1 did not route))"
@@ -101,5 +102,12 @@ def test_seeds_that_did_not_route_are_named_in_the_tables():
     res = {"bundle": "digits-x", "seeds": 1, "date": "d", "router": "router2",
            "ours": {"accuracy": 0.9, "ecp5-85f": unrouted},
            "da4ml": {"accuracy": 0.9, "ecp5-85f": {"fmax": 40.0}}, "ratios": {"ecp5-85f": {}}}
-    row = peers.ratio_markdown([res], ["ecp5-85f"], network.unrouted_label).splitlines()[2]
+    row = peers.ratio_markdown([res], ["ecp5-85f"], network.seeds_label).splitlines()[2]
     assert row.endswith("| 1..1, d, router2; rtl_gen seeds 2 (1 did not route) |")
+    pinned = dict(unrouted, clock_pins={"2": "G2"})
+    assert network.fmax_label(pinned) == ("120.5 (router2; seeds 2 (1 did not route); clock on "
+                                          "the dedicated pin G2 at seed 2)")
+    res["da4ml"]["ecp5-85f"] = {"fmax": 40.0, "fmax_seeds": [40.0, 41.0],
+                                "clock_pins": {"1": "G2", "3": "G2"}}
+    row = peers.ratio_markdown([res], ["ecp5-85f"], network.seeds_label).splitlines()[2]
+    assert row.endswith("; da4ml clock on the dedicated pin G2 at seeds 1, 3 |")

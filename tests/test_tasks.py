@@ -358,7 +358,7 @@ def fake_flow(monkeypatch):
         place_and_route_seeds=lambda verilog, top, device, seeds, **kw: calls.append(
             ("seeds", seeds)) or types.SimpleNamespace(
                 fmax=50.0, fmax_per_seed=(49.0, 50.0, 52.5)[:seeds], note="",
-                seeds=(1, 2, 3)[:seeds], failed=()))
+                seeds=(1, 2, 3)[:seeds], failed=(), clock_pins={}))
     monkeypatch.setattr(synth_task, "flow", flow)
     return calls
 
@@ -367,9 +367,11 @@ def test_synth_row_names_the_seeds_that_did_not_route(fake_flow, monkeypatch):
     monkeypatch.setattr(synth_task.flow, "place_and_route_seeds", lambda *a, **kw: (
         types.SimpleNamespace(fmax=50.0, fmax_per_seed=(49.0, 50.0, 52.5), note="",
                               seeds=(1, 3, 5), failed=((2, "Failed to route arc 0"),
-                                                       (4, "Failed to route arc 1")))))
+                                                       (4, "Failed to route arc 1")),
+                              clock_pins={3: "A9", 5: "A9"})))
     row = synth_task.synth(SHIPPED["int8"], "ecp5-25f")
-    assert row["Fmax per seed"] == "49.0 / 50.0 / 52.5 (seeds 1, 3, 5; 2, 4 did not route)"
+    assert row["Fmax per seed"] == ("49.0 / 50.0 / 52.5 (seeds 1, 3, 5; 2, 4 did not route) "
+                                    "(clock on the dedicated pin A9 at seeds 3, 5)")
 
 
 def test_synth_row(fake_flow, float_bundle):

@@ -49,6 +49,7 @@ import hashlib
 import importlib.metadata
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -364,6 +365,9 @@ class PnrResult:
         As :attr:`SynthStats.note`, for the synthesis of the placed design.
     router:
         nextpnr's router (one of :data:`ROUTERS`).
+    clock_pin:
+        The package pin the clock input was constrained to (:attr:`Device.clock_pin
+        <rtl_gen.devices.Device.clock_pin>`), or ``None`` when nextpnr placed it freely.
     """
 
     device: str
@@ -375,6 +379,7 @@ class PnrResult:
     harnessed: bool
     note: str = ""
     router: str = ROUTERS[0]
+    clock_pin: str | None = None
 
     @property
     def fmax(self) -> float:
@@ -384,7 +389,10 @@ class PnrResult:
         return min(self.fmax_mhz.values())
 
     def to_json(self) -> dict:
-        return utilisation_to_json(self)
+        d = utilisation_to_json(self)
+        if d["clock_pin"] is None:
+            del d["clock_pin"]  # as results from before the choice read
+        return d
 
     @classmethod
     def from_json(cls, d: dict) -> PnrResult:
@@ -1061,7 +1069,8 @@ def place_and_route(verilog: str, top: str, device: Device | str, *,
                     workdir: Path | str | None = None, harness: bool = True,
                     clock: str = "clk", freq_mhz: float | None = None, seed: int = 1,
                     dsp: bool = True, toolchain: Toolchain | None = None, cache: bool = True,
-                    timeout: float | None = 1800, router: str = ROUTERS[0]) -> PnrResult:
+                    timeout: float | None = 1800, router: str = ROUTERS[0],
+                    clock_pin: str | None = None) -> PnrResult:
     """Place and route ``verilog`` on ``device`` with nextpnr and read its Fmax.
 
     Parameters
@@ -1081,18 +1090,46 @@ def place_and_route(verilog: str, top: str, device: Device | str, *,
         nextpnr's ``--seed``, fixed so that a run is reproducible.
     router:
         nextpnr's ``--router``, one of :data:`ROUTERS`.
+    clock_pin:
+        A package pin for the ``clock`` input (nextpnr places the other pins freely).  By
+        default nextpnr places it too; when the route from that pad to the global clock
+        network then fails (a large design can leave it no path), the same seed is placed
+        again with the clock on the device's dedicated clock input
+        (:attr:`Device.clock_pin <rtl_gen.devices.Device.clock_pin>`), as on a board, and
+        :attr:`PnrResult.clock_pin` says so.
 
     Raises
     ------
     DoesNotFitError
         When a resource is over-used, naming it with what is needed and what the device has
         (from a ``--pack-only`` utilisation report, taken before placing).
+    RouteFailedError
+        When nextpnr placed the design but could not route it at this seed.
     ToolNotFoundError, ToolFailedError
         As for :func:`synth`.
     """
     if router not in ROUTERS:
         raise FlowError(f"unknown nextpnr router {router!r}; choose from {', '.join(ROUTERS)}")
     device = _device(device)
+    args = dict(workdir=workdir, harness=harness, clock=clock, freq_mhz=freq_mhz, seed=seed,
+                dsp=dsp, toolchain=toolchain, cache=cache, timeout=timeout, router=router)
+    try:
+        return _place_and_route(verilog, top, device, clock_pin=clock_pin, **args)
+    except RouteFailedError as e:
+        if clock_pin is not None or not device.clock_pin or not _clock_arc(e.what, clock):
+            raise
+    return _place_and_route(verilog, top, device, clock_pin=device.clock_pin, **args)
+
+
+def _clock_arc(what: str, clock: str) -> bool:
+    """Whether nextpnr's routing failure ``what`` is an arc of the clock input's net (its
+    pad's net ``clk``, ``clk$TRELLIS_IO_IN``, ...)."""
+    return re.search(rf"of net '{re.escape(clock)}(\$[^']*)?'", what) is not None
+
+
+def _place_and_route(verilog: str, top: str, device: Device, *, workdir, harness, clock,
+                     freq_mhz, seed, dsp, toolchain, cache, timeout, router,
+                     clock_pin) -> PnrResult:
     tools = toolchain or Toolchain.default()
     yosys = tools.resolve(tools.yosys)
     nextpnr = tools.resolve(tools.nextpnr(device.family))
@@ -1101,7 +1138,8 @@ def place_and_route(verilog: str, top: str, device: Device | str, *,
     key = _key("pnr", verilog=verilog, top=top, device=device.name, harness=harness,
                clock=clock, freq=freq, seed=seed, **_dsp_key(dsp),
                **_mapper_key(device.family),
-               **({} if router == ROUTERS[0] else {"router": router}))
+               **({} if router == ROUTERS[0] else {"router": router}),
+               **({} if clock_pin is None else {"clock_pin": clock_pin}))
     entry = _Cache(workdir, "pnr", key, top)
     if cache and (hit := entry.load()) is not None:
         if "route_failed" in hit:
@@ -1135,11 +1173,12 @@ def place_and_route(verilog: str, top: str, device: Device | str, *,
     _pack(device, tools, run_dir, "netlist.json", timeout, check_fit=True)
     out = ["--asc", "design.asc"] if device.family == "ice40" else \
         ["--textcfg", "design.config"]
+    pins = [] if clock_pin is None else _pin_constraint(device, run_dir, clock, clock_pin)
     log = run_dir / "nextpnr.log"
     rc = _run(nextpnr, [*_nextpnr_device_args(device), "--json", "netlist.json",
                         "--report", "report.json", "--seed", str(seed),
                         "--freq", f"{freq:g}", "--timing-allow-fail", "--router", router,
-                        *out],
+                        *pins, *out],
               run_dir, log, timeout)
     if rc != 0:
         tail = _tail(log)
@@ -1162,9 +1201,19 @@ def place_and_route(verilog: str, top: str, device: Device | str, *,
         utilisation={res: (int(u["used"]), int(u["available"]))
                      for res, u in sorted(report.get("utilization", {}).items())
                      if int(u["used"]) > 0},
-        harnessed=harness, note=note, router=router)
+        harnessed=harness, note=note, router=router, clock_pin=clock_pin)
     entry.commit(result.to_json())
     return result
+
+
+def _pin_constraint(device: Device, run_dir: Path, port: str, pin: str) -> list[str]:
+    """nextpnr's arguments placing ``port`` on package pin ``pin`` (and the others freely),
+    the constraint file written to ``run_dir``."""
+    if device.family == "ice40":
+        (run_dir / "pins.pcf").write_text(f"set_io {port} {pin}\n")
+        return ["--pcf", "pins.pcf", "--pcf-allow-unconstrained"]
+    (run_dir / "pins.lpf").write_text(f'LOCATE COMP "{port}" SITE "{pin}";\n')
+    return ["--lpf", "pins.lpf", "--lpf-allow-unconstrained"]
 
 
 #: nextpnr seeds of a :func:`place_and_route_seeds` sweep when none are given: the
@@ -1206,12 +1255,30 @@ class SeedSweep:
     def note(self) -> str:
         return next((r.note for r in self.runs if r.note), "")
 
+    @property
+    def clock_pins(self) -> dict[int, str]:
+        """``{seed: pin}`` of each seed placed with its clock on the device's dedicated clock
+        input (:attr:`PnrResult.clock_pin`)."""
+        return {r.seed: r.clock_pin for r in self.runs if r.clock_pin is not None}
+
     def to_json(self) -> dict:
         return {"seeds": list(self.seeds),
                 "fmax_mhz_per_seed": [round(f, 2) for f in self.fmax_per_seed],
                 "fmax_mhz_median": round(self.fmax, 2),
                 **({"unrouted_seeds": [seed for seed, _ in self.failed]} if self.failed
-                   else {})}
+                   else {}),
+                **({"clock_pins": {str(k): v for k, v in self.clock_pins.items()}}
+                   if self.clock_pins else {})}
+
+
+def clock_pin_label(pins: Mapping[int, str]) -> str:
+    """``clock on the dedicated pin G2 at seeds 1, 3`` for :attr:`SeedSweep.clock_pins`
+    (``""`` for none)."""
+    by_pin: dict[str, list[int]] = {}
+    for seed, pin in sorted(pins.items()):
+        by_pin.setdefault(pin, []).append(seed)
+    return "; ".join(f"clock on the dedicated pin {pin} at seed{'s' * (len(seeds) > 1)} "
+                     f"{', '.join(map(str, seeds))}" for pin, seeds in by_pin.items())
 
 
 def median_fmax(fmax: Sequence[float]) -> float:
@@ -1272,7 +1339,9 @@ def place_and_route_seeds(verilog: str, top: str, device: Device | str, *,
                 progress(f"seed {seed} did not route: {e.what}")
             continue
         if progress is not None:
-            progress(f"seed {seed}: {runs[-1].fmax:.1f} MHz")
+            pin = runs[-1].clock_pin
+            progress(f"seed {seed}: {runs[-1].fmax:.1f} MHz"
+                     + (f" (clock on the dedicated pin {pin})" if pin else ""))
     if not runs:
         raise failed[-1]
     return SeedSweep(tuple(runs), tuple((e.seed, e.what) for e in failed))

@@ -11,6 +11,7 @@ from ..devices import DEVICES
 from ..errors import RtlGenError
 from ..files import cache_dir
 from ..flow.network_build import BOARD_COUNTERS
+from ..flow.synth import clock_pin_label
 from .common import Progress, notify, verilog_top
 from .generate import network_engine
 
@@ -66,6 +67,8 @@ def synth(bundle: Path, device: str = "up5k", *, fmax: bool = True, rows: int | 
             row["Fmax per seed"] += (f" (seeds {', '.join(map(str, sweep.seeds))}; "
                                      f"{', '.join(str(s) for s, _ in sweep.failed)} did not "
                                      "route)")
+        if sweep.clock_pins:
+            row["Fmax per seed"] += f" ({clock_pin_label(sweep.clock_pins)})"
         batch = getattr(engine, "rows", 1)  # a float network takes one image at a time
         row["inferences/s"] = f"{sweep.fmax * 1e6 * batch / engine.interval:,.0f}"
         note = note or sweep.note
