@@ -50,10 +50,11 @@ every layer ``--cols 8`` and the default ``--array-lanes``), with the same colum
 uniform row's.
 
 Run ``python benchmarks/network.py [--schemes int8,ternary] [--devices up5k]
-[--designs fit,uniform] [--seeds N] [--out DIR] [--workdir DIR]``: runs one tool at a
-time, prints progress to stderr and a Markdown table to stdout, and writes ``network.md``
-and ``network.json`` into ``--out`` (default ``benchmarks/results``) after every row,
-keeping the rows of that file's networks, devices and designs this run does not redo.
+[--designs fit,uniform] [--seeds N] [--jobs N] [--out DIR] [--workdir DIR]``: runs one
+tool at a time (``--jobs N``: N nextpnr seeds of a design at once), prints progress to
+stderr and a Markdown table to stdout, and writes ``network.md`` and ``network.json`` into
+``--out`` (default ``benchmarks/results``) after every row, keeping the rows of that
+file's networks, devices and designs this run does not redo.
 ``--estimates-only`` runs no tool: the recorded rows take the planner's current estimate
 where its ``--fit`` choice is still the design they measured (after a recalibration of the
 area model).  Builds are cached under ``--workdir`` (default ``build/flow``), keyed by the
@@ -126,6 +127,23 @@ def add_router_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--router", choices=ROUTERS, default=ROUTERS[0],
                         help="nextpnr's router for every design (default %(default)s; router2 "
                         "finishes the 40-50k-LC int8 designs on the LFE5U-85F)")
+
+
+def add_jobs_argument(parser: argparse.ArgumentParser) -> None:
+    """``--jobs N``: nextpnr seeds of one design placed at once."""
+    parser.add_argument("--jobs", type=_positive, default=1, metavar="N",
+                        help="nextpnr seeds of a design placed at once, one process and "
+                        "core each (default 1; the results do not depend on it)")
+
+
+def _positive(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, not {text!r}")
+    return n
 
 
 def log(message: str) -> None:
@@ -334,7 +352,7 @@ def unrolled_pe_share(top: str, device: str, workdir: Path, verilog: str) -> dic
 
 def measure(verilog: str, top: str, device: str, workdir: Path,
             seeds: int = DEFAULT_SEEDS, timeout: float = DEFAULT_TIMEOUT, *,
-            router: str = ROUTERS[0]) -> dict:
+            router: str = ROUTERS[0], jobs: int = 1) -> dict:
     """Cells of the bare design (kept when it then does not fit), and Fmax in the harness
     as the median over nextpnr seeds ``1..seeds`` (each one kept too) with nextpnr's
     ``router``; one tool at a time, each step logged, each stopped after ``timeout``
@@ -363,7 +381,8 @@ def measure(verilog: str, top: str, device: str, workdir: Path,
             t0 = time.time()
 
         sweep = place_and_route_seeds(verilog, top, device, workdir=workdir, seeds=seeds,
-                                      timeout=timeout, router=router, progress=progress)
+                                      timeout=timeout, router=router, progress=progress,
+                                      jobs=jobs)
         d.update(fmax=round(sweep.fmax, 1), fmax_seeds=[round(f, 2) for f in sweep.fmax_per_seed])
         if sweep.failed:
             d.update(routed_seeds=list(sweep.seeds),
@@ -611,6 +630,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
     add_timeout_argument(parser)
     add_router_argument(parser)
+    add_jobs_argument(parser)
     parser.add_argument("--estimates-only", action="store_true",
                         help="no synthesis: the recorded rows of these networks and devices "
                         "get the planner's current estimate, where its --fit choice is still "
@@ -660,7 +680,7 @@ def main(argv: list[str] | None = None) -> int:
                        "device": dev, "seeds": args.seeds,
                        "date": datetime.date.today().isoformat(), **row,
                        **measure(verilog, top, dev, args.workdir, args.seeds, args.timeout,
-                                  router=args.router)}
+                                  router=args.router, jobs=args.jobs)}
                 if row.get("lut4") is not None:
                     if row["engine"] == "arrays":
                         row.update(pe_share(verilog, top, dev, args.workdir, row["lut4"]))

