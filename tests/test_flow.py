@@ -730,6 +730,25 @@ def test_seeds_run_in_parallel_with_the_same_result(monkeypatch):
         place_and_route_seeds("v", "t", "up5k", seeds=3, jobs=0)
 
 
+def test_seeds_after_one_with_the_clock_on_its_pin_start_there(monkeypatch):
+    """Seed 1 needed the dedicated clock pin: seeds 2 and 3 are asked for it from the start
+    (no placement with the clock pad free first)."""
+    from rtl_gen.flow import place_and_route_seeds
+
+    flow_synth = importlib.import_module("rtl_gen.flow.synth")
+    asked = []
+
+    def pnr(verilog, top, device, *, seed, clock_pin=None, **kw):
+        asked.append((seed, clock_pin))
+        return flow_synth.PnrResult(device, top, seed, 100.0, {"clk": 50.0}, {}, True,
+                                    clock_pin="G2")
+
+    monkeypatch.setattr(flow_synth, "place_and_route", pnr)
+    sweep = place_and_route_seeds("v", "t", "ecp5-85f", seeds=3)
+    assert asked == [(1, None), (2, "G2"), (3, "G2")]
+    assert sweep.clock_pins == {1: "G2", 2: "G2", 3: "G2"}
+
+
 @pytest.mark.slow
 def test_seeds_in_parallel_synthesise_the_design_once(verilog, tmp_path):
     """Two seeds placed at once from a cold cache: one synthesis, one placed netlist, two
