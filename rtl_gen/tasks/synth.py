@@ -25,7 +25,7 @@ DEFAULT_CLI_SEEDS = 3
 def synth(bundle: Path, device: str = "up5k", *, fmax: bool = True, rows: int | None = None,
           cols: int | None = None, lanes: int | None = None, multiplier: str = "lut",
           seeds: int = DEFAULT_CLI_SEEDS, folding=None, counters: bool = BOARD_COUNTERS,
-          progress: Progress | None = None) -> dict:
+          progress: Progress | None = None, jobs: int = 1) -> dict:
     """Synthesize the network of ``bundle`` for ``device`` (the array options are those of
     :func:`rtl_gen.tasks.generate.network_engine`, and its ``folding`` options).
     ``counters``: the layers count their batches' cycles (default: as a board build,
@@ -34,17 +34,18 @@ def synth(bundle: Path, device: str = "up5k", *, fmax: bool = True, rows: int | 
 
     Cell counts come from the bare network; with ``fmax``, the Fmax from nextpnr with the
     network inside the flow's pin harness, the median over nextpnr seeds ``1..seeds``
-    (:func:`rtl_gen.flow.place_and_route_seeds`: a seed that does not route is replaced by
-    the next, and named in ``Fmax per seed``).  Runs and results are cached in
-    ``<user cache>/flow`` (:func:`rtl_gen.files.cache_dir`).  Returns one row: ``network``,
+    (:func:`rtl_gen.flow.place_and_route_seeds`: a seed that does not route is replaced by the
+    next, and named in ``Fmax per seed``; ``jobs`` seeds at once).  Runs and results are cached
+    in ``<user cache>/flow`` (:func:`rtl_gen.files.cache_dir`).  Returns one row: ``network``,
     ``device``, ``logic cells``, ``LUT4``, ``carry``, ``FF``, ``DSP``, ``BRAM`` and, with
-    ``fmax``, ``Fmax MHz`` (the median), ``Fmax per seed`` and ``inferences/s`` (at the
-    median); and ``note`` when Yosys's ABC9 mapping failed and another mapper made the netlist.
+    ``fmax``, ``Fmax MHz`` (the median), ``Fmax per seed`` and ``inferences/s`` (at the median);
+    and ``note`` when Yosys's ABC9 mapping failed and another mapper made the netlist.
     """
     if device not in DEVICES:
         raise RtlGenError(f"unknown device {device!r}; expected one of {', '.join(DEVICES)}")
-    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
-        raise RtlGenError(f"seeds must be a positive integer, not {seeds!r}")
+    for name, n in (("seeds", seeds), ("jobs", jobs)):
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise RtlGenError(f"{name} must be a positive integer, not {n!r}")
     net = read_bundle(bundle)  # dense, convolutional or float
     engine = network_engine(net, rows=rows, cols=cols, lanes=lanes, multiplier=multiplier,
                             folding=folding, progress=progress, counters=counters)
@@ -60,7 +61,8 @@ def synth(bundle: Path, device: str = "up5k", *, fmax: bool = True, rows: int | 
     if fmax:
         notify(progress, f"placing and routing with nextpnr seeds 1..{seeds}...")
         sweep = flow.place_and_route_seeds(verilog, top, device, seeds=seeds, workdir=workdir,
-                                           progress=lambda line: notify(progress, line))
+                                           progress=lambda line: notify(progress, line),
+                                           jobs=jobs)
         row["Fmax MHz"] = f"{sweep.fmax:.1f}"
         row["Fmax per seed"] = " / ".join(f"{f:.1f}" for f in sweep.fmax_per_seed)
         if sweep.failed:
