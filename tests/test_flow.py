@@ -410,6 +410,26 @@ def test_a_clock_with_no_path_from_its_pad_goes_on_the_dedicated_pin(pnr_up5k, w
                         toolchain=other)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("device, placed", [
+    ("up5k", "constrained 'clk' to bel 'X12/Y31/io1'"),
+    ("ecp5-85f", "pin 'clk$tr_io' constrained to Bel 'X0/Y47/PIOA'"),
+])
+def test_nextpnr_puts_the_clock_on_the_pin_asked_for(workdir, verilog, device, placed):
+    """The constraint file and arguments the flow writes are the ones nextpnr takes: the
+    clock lands on the device's dedicated clock input (iCE40 pin 35 is a GBIN, ECP5 G2 the
+    PCLKT6_0 pad)."""
+    _tools_or_skip()
+    pin = get_device(device).clock_pin
+    r = place_and_route(verilog["add8"], "add8", device, workdir=workdir, clock_pin=pin)
+    assert r.clock_pin == pin and r.fmax > 0
+    run = next(d for d in workdir.glob("pnr/add8-*") if (d / "result.json").is_file()
+               and {k: json.loads((d / "result.json").read_text()).get(k)
+                    for k in ("clock_pin", "device", "seed")} == {
+                        "clock_pin": pin, "device": device, "seed": 1})
+    assert placed in (run / "nextpnr.log").read_text()
+
+
 def test_the_clock_pin_constraint_of_each_family(tmp_path):
     flow_synth = importlib.import_module("rtl_gen.flow.synth")
     args = flow_synth._pin_constraint(get_device("ecp5-85f"), tmp_path, "clk", "G2")
