@@ -60,7 +60,7 @@ def test_timeout_reaches_every_tool(monkeypatch, tmp_path):
         seen.append(("synth", timeout))
         return Stats()
 
-    def fake_pnr(verilog, top, device, *, workdir, seed, timeout, router):
+    def fake_pnr(verilog, top, device, *, workdir, seed, timeout, router, progress=None):
         seen.append((f"seed {seed}", timeout, router))
         return Run()
 

