@@ -467,7 +467,8 @@ def _run(tool: str, args: Sequence[str], cwd: Path, log: Path, timeout: float | 
         try:
             while True:
                 left = None if deadline is None else max(0.0, deadline - time.monotonic())
-                step = left if watch is None else min(PROGRESS_EVERY, left or PROGRESS_EVERY)
+                step = left if watch is None else \
+                    PROGRESS_EVERY if left is None else min(PROGRESS_EVERY, left)
                 try:
                     return proc.wait(timeout=step)
                 except subprocess.TimeoutExpired:
