@@ -388,7 +388,7 @@ def measure(verilog: str, top: str, device: str, workdir: Path,
             d.update(routed_seeds=list(sweep.seeds),
                      unrouted_seeds=[seed for seed, _ in sweep.failed])
         if sweep.clock_pins:
-            d["clock_pins"] = {str(k): v for k, v in sweep.clock_pins.items()}
+            d["clock_pins"] = sweep.to_json()["clock_pins"]
         if router != ROUTERS[0]:
             d["router"] = router
         note = stats.note or sweep.note

@@ -1427,6 +1427,8 @@ def place_and_route_seeds(verilog: str, top: str, device: Device | str, *,
         else:
             pin = f" (clock on the dedicated pin {r.clock_pin})" if r.clock_pin else ""
             line = f"seed {seed}: {r.fmax:.1f} MHz{pin}"
+            if r.clock_pin and kwargs.get("clock_pin") is None:
+                kwargs["clock_pin"] = r.clock_pin   # the seeds started from now on start there
         if progress is not None:
             progress(line)
 
@@ -1436,9 +1438,6 @@ def place_and_route_seeds(verilog: str, top: str, device: Device | str, *,
     with concurrent.futures.ThreadPoolExecutor(jobs) as pool:
         try:
             while pending or in_flight:
-                pinned = next((r.clock_pin for r in runs.values() if r.clock_pin), None)
-                if pinned and kwargs.get("clock_pin") is None:
-                    kwargs = {**kwargs, "clock_pin": pinned}
                 while pending and len(in_flight) < jobs:
                     seed = pending.popleft()
                     said = None if progress is None else functools.partial(
