@@ -294,6 +294,14 @@ def markdown(results: list[dict], devices) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _seeds_note(d: dict, unrouted) -> str:
+    """What a side's seeds column says: why it has no Fmax (its error: ``did not place and
+    route: nextpnr ... killed after 3600 s``), else ``unrouted``'s label."""
+    if "error" in d and "fmax" not in d:
+        return f"did not place and route: {d['error']}"
+    return unrouted(d)
+
+
 def ratio_markdown(results: list[dict], devices, unrouted=lambda d: "") -> str:
     """The ratios table; ``unrouted`` labels a side's seeds that did not route or had their
     clock on a dedicated pin (``network.seeds_label``)."""
@@ -310,9 +318,9 @@ def ratio_markdown(results: list[dict], devices, unrouted=lambda d: "") -> str:
                        ("inferences_per_s", "inferences_per_s_per_klc", "latency_ns", "lc",
                         "fmax")), f"1..{res.get('seeds', '?')}, {res.get('date', '?')}"
                      + (f", {res['router']}" if res.get("router") else "")
-                     + "".join(f"; {side} {unrouted(res[key].get(dev, {}))}"
+                     + "".join(f"; {side} {_seeds_note(res[key].get(dev, {}), unrouted)}"
                                for side, key in (("rtl_gen", "ours"), ("da4ml", "da4ml"))
-                               if unrouted(res[key].get(dev, {})))]
+                               if _seeds_note(res[key].get(dev, {}), unrouted))]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

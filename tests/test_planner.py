@@ -348,7 +348,7 @@ def test_wide_input_port_refuses_what_the_bank_cannot_take():
 @pytest.mark.parametrize("name, fit", [
     *((name, "up5k") for name in ("binary", "ternary", "pot4", "apot4", "int4", "int8",
                                   "mixed", "tr")),
-    ("binary", "ecp5-85f"), ("int4", "ecp5-85f"), ("tr", "ecp5-85f")])
+    ("binary", "ecp5-85f"), ("int4", "ecp5-85f"), ("int8", "ecp5-85f"), ("tr", "ecp5-85f")])
 def test_fit_plans_are_bit_exact_and_cycle_exact(name, fit):
     """Every shipped digits bundle's ``--fit up5k`` arrays (the 32-column layers' drain
     selects through a registered stage) and the ECP5 arrays plans, on the whole test split."""

@@ -131,12 +131,12 @@ class ToolFailedError(FlowError):
         The path of the full log.
     """
 
-    def __init__(self, tool: str, returncode: int, log: Path, tail: str):
+    def __init__(self, tool: str, returncode: int, log: Path, tail: str, why: str = ""):
         self.tool = tool
         self.returncode = returncode
         self.log = log
-        super().__init__(f"{tool} failed (exit status {returncode}); full log in {log}; "
-                         f"last lines:\n{tail}")
+        why = why or f"failed (exit status {returncode})"
+        super().__init__(f"{tool} {why}; full log in {log}; last lines:\n{tail}")
 
 
 class RouteFailedError(ToolFailedError):
@@ -1264,6 +1264,10 @@ def _place_and_route(verilog: str, top: str, device: Device, *, workdir, harness
             # Packing fitted but placement ran out of sites of some kind.
             raise FlowError(f"design does not fit {device.name}: nextpnr could not "
                             f"place it; last lines of {log}:\n{tail}")
+        if rc == -1:   # past ``timeout`` (:func:`_run`)
+            phase = nextpnr_phase(log.read_text(errors="replace")) or "before placing"
+            raise ToolFailedError(Path(nextpnr).name, rc, log, tail,
+                                  f"did not finish in {timeout:g} s (stopped {phase})")
         what = _route_failure(tail) if rc > 0 else ""
         if what:
             entry.commit({"device": device.name, "top": top, "seed": seed, "router": router,

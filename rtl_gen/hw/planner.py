@@ -47,7 +47,8 @@ __all__ = ["UNROLLED_SHARING_FLOOR", "FoldingPlan", "LayerFold", "PlanError", "d
            "engine_shape",
            "plan_folding", "shortfall", "unrolled_adder_bits", "unrolled_area", "unrolled_fit",
            "unrolled_stage",
-           "unrolled_logic_bits", "unrolled_plain_bits", "unrolled_prefit"]
+           "unrolled_logic_bits", "unrolled_plain_bits", "unrolled_prefit", "unroutable",
+           "UNROLLED_ROUTABLE_SHARE"]
 
 #: Keys a per-layer override may set.
 OVERRIDE_KEYS = ("cols", "lanes", "rows", "multiplier", "pipeline", "window", "rom",
@@ -769,7 +770,31 @@ def unrolled_fit(plan, device: str | Device, margin: float = 0.1) -> tuple[float
     out)``."""
     device = get_device(device) if isinstance(device, str) else device
     area = unrolled_area(plan, family=device.family)
-    return area.logic, shortfall(area, device, margin)
+    return area.logic, shortfall(area, device, margin) or unroutable(area.logic, device)
+
+
+#: Share of a family's LUT4s up to which ``--fit`` takes the unrolled engine
+#: (:func:`unroutable`): its adder graphs are carry chains fed by every input bit, so on a
+#: large design nextpnr's routes run out before the LUT4s do.  Measured on the LFE5U-85F
+#: in the flow's harness (``benchmarks/results/network.json``, ``peers.json``): every
+#: unrolled design up to 27k LUT4 (32%: ours up to PoT4's 23,797, da4ml's APoT4 26,934)
+#: routes, in 5-49 minutes a seed; neither int8 design (ours 43,780, 52%; da4ml's 45,724,
+#: 55%) converges in an hour (router2 stalls at about 8,700 and 16,100 overused wires,
+#: router1 leaves over 100,000 arcs after 24 minutes).  The bound lies between the two.
+UNROLLED_ROUTABLE_SHARE = {"ecp5": 0.4}
+
+
+def unroutable(logic: float, device: Device, *, bound: bool = False) -> str | None:
+    """What runs out when the unrolled engine of ``logic`` estimated LUT4s is beyond what
+    nextpnr routes on ``device`` (:data:`UNROLLED_ROUTABLE_SHARE`), in :func:`shortfall`'s
+    words, else None (``bound``: ``logic`` is a lower bound)."""
+    share = UNROLLED_ROUTABLE_SHARE.get(device.family)
+    if share is None or logic <= share * device.luts:
+        return None
+    needs = "needs at least about" if bound else "needs about"
+    return (f"LUT4s: {needs} {logic:.0f}, nextpnr routes about "
+            f"{math.floor(share * device.luts)} of {device.name}'s {device.luts} in adder "
+            f"graphs ({100 * share:g}%)")
 
 
 #: Estimated logic (ECP5 ``TRELLIS_COMB``) from which ``--fit`` on an ECP5 device registers
@@ -844,4 +869,5 @@ def unrolled_prefit(net, device: str | Device, margin: float = 0.1) -> str | Non
     least = min((unrolled_area(None, bits=round(bits), coefficients=c)
                  for c in (UNROLLED_COEFFICIENTS, UNROLLED_DEEP_COEFFICIENTS)),
                 key=lambda a: a.logic)
-    return shortfall(least, device, margin, bound=True)
+    return shortfall(least, device, margin, bound=True) or \
+        unroutable(least.logic, device, bound=True)
