@@ -126,7 +126,7 @@ def add_router_argument(parser: argparse.ArgumentParser) -> None:
     comparison), one of :data:`rtl_gen.flow.ROUTERS`."""
     parser.add_argument("--router", choices=ROUTERS, default=ROUTERS[0],
                         help="nextpnr's router for every design (default %(default)s; router2 "
-                        "finishes the 40-50k-LC int8 designs on the LFE5U-85F)")
+                        "is nextpnr's newer, multi-pass one)")
 
 
 def add_jobs_argument(parser: argparse.ArgumentParser) -> None:
