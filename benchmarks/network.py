@@ -395,7 +395,7 @@ def measure(verilog: str, top: str, device: str, workdir: Path,
         if note:
             d["note"] = note
     except FlowError as e:
-        d["error"] = str(e).splitlines()[0].split("; full log in ")[0]
+        d["error"] = getattr(e, "summary", None) or str(e).splitlines()[0]
         log(f"  {top} on {device}: {d['error']}")
     return d
 

@@ -314,14 +314,14 @@ def ratio_markdown(results: list[dict], devices, unrouted=lambda d: "") -> str:
             ratio = res["ratios"].get(dev, {})
             acc = (f"{100 * res['ours']['accuracy']:.2f}% / "
                    f"{100 * res['da4ml']['accuracy']:.2f}%")
+            notes = [(side, _seeds_note(res[key].get(dev, {}), unrouted))
+                     for side, key in (("rtl_gen", "ours"), ("da4ml", "da4ml"))]
             cells = [res["bundle"], _device_name(dev), acc,
                      *(f"{ratio[k]:.2f}x" if k in ratio else "n/a" for k in
                        ("inferences_per_s", "inferences_per_s_per_klc", "latency_ns", "lc",
                         "fmax")), f"1..{res.get('seeds', '?')}, {res.get('date', '?')}"
                      + (f", {res['router']}" if res.get("router") else "")
-                     + "".join(f"; {side} {_seeds_note(res[key].get(dev, {}), unrouted)}"
-                               for side, key in (("rtl_gen", "ours"), ("da4ml", "da4ml"))
-                               if _seeds_note(res[key].get(dev, {}), unrouted))]
+                     + "".join(f"; {side} {note}" for side, note in notes if note)]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

