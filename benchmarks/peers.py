@@ -46,6 +46,7 @@ import argparse
 import datetime
 import importlib.util
 import json
+import re
 import sys
 import tempfile
 import time
@@ -63,15 +64,17 @@ from rtl_gen.flow.synth import (
     component_verilog,
     tool_versions,
 )
+from rtl_gen.hw.unrolled import revealed_weights
+from rtl_gen.numerics.terms import truncate_terms
 from rtl_gen.training.defaults import WEIGHTS_DIR
 
 RESULTS = Path(__file__).parent / "results"
 DEVICES = ("ecp5-85f", "up5k")
 #: The peer's designs are far over the UP5K (ternary needs about 10,400 LC of 5,280).
 DEFAULT_DEVICES = ("ecp5-85f",)
-#: Every shipped integer bundle da4ml can express (``tr`` reveals terms and truncates data
-#: terms: not a plain ``W·x``).
-BUNDLES = ("binary", "ternary", "mixed", "int4", "pot4", "apot4", "int8")
+#: Every shipped digits bundle (``tr`` at its own setting: revealed weights, inputs truncated
+#: by lookup tables).
+BUNDLES = ("binary", "ternary", "mixed", "int4", "pot4", "apot4", "int8", "tr")
 DEFAULT_BUNDLES = BUNDLES
 #: da4ml's delay units per pipeline stage (an adder is about one).
 DEFAULT_LATENCY_CUTOFF = 5
@@ -88,8 +91,27 @@ def _network_bench():
     return module
 
 
+def _truncated(h, layer):
+    """``h`` as a term-revealing ``layer`` takes it: each code truncated to its data terms
+    (:func:`rtl_gen.numerics.terms.truncate_terms`) by a da4ml lookup table over the code's
+    range; ``h`` itself where the layer takes whole codes."""
+    from da4ml.trace import FixedVariableArray
+
+    if layer.tr is None or layer.tr.data_terms is None:
+        return h
+    out = []
+    for v in h._vars.ravel():
+        lo, hi = int(v.low), int(v.high)
+        out.append(v.lookup(truncate_terms(np.arange(lo, hi + 1), layer.tr.data_terms,
+                                           layer.in_bits).astype(np.float64)))
+    return FixedVariableArray(np.array(out).reshape(h._vars.shape), h.solver_options,
+                              hwconf=h.hwconf)
+
+
 def trace(net):
-    """The integer forward of ``net`` as a da4ml combinational program (``CombLogic``)."""
+    """The integer forward of ``net`` as a da4ml combinational program (``CombLogic``); a
+    term-revealing layer at its bundle's own setting, as :func:`rtl_gen.design.golden.forward`
+    computes it with no run-time control (its revealed weights, its inputs truncated)."""
     from da4ml.trace import FixedVariableArray, HWConfig, comb_trace
 
     first = net.layers[0]
@@ -99,10 +121,9 @@ def trace(net):
                                       np.zeros(n, int), hwconf=HWConfig(1, -1, -1))
     h = inp
     for layer in net.layers:
-        if layer.tr is not None:
-            raise ValueError(f"{net.name}: layer {layer.name} reveals terms; da4ml computes "
-                             "plain W·x")
-        acc = h @ layer.w_int.T.astype(np.float64) + layer.bias.astype(np.float64)
+        h = _truncated(h, layer)
+        w = revealed_weights(layer)
+        acc = h @ w.T.astype(np.float64) + layer.bias.astype(np.float64)
         if layer.activation == "none":
             h = acc
             continue
@@ -134,7 +155,9 @@ def check(net, comb, pipe, x: np.ndarray) -> int:
     got = comb.predict(x.astype(np.float64))
     staged = x.astype(np.float64)
     for stage in pipe.solutions:
-        staged = stage.predict(staged)
+        # da4ml 0.6's interpreter cannot pack a stage's empty tuple of tables; None is none
+        staged = (stage if stage.lookup_tables else stage._replace(lookup_tables=None)) \
+            .predict(staged)
     for name, out in (("combinational", got), ("pipelined", staged)):
         if out.shape != ref.shape or not np.array_equal(out, ref.astype(np.float64)):
             bad = int(np.argwhere((out != ref).any(axis=1))[0, 0]) if out.shape == ref.shape \
@@ -154,13 +177,30 @@ def verilog(pipe, top: str) -> str:
         model.write()
         src = Path(tmp) / "src"
         files = sorted(src.glob("*.v")) + sorted((src / "static").glob("*.v"))
-        if any((src / "memfiles").iterdir()):
-            raise ValueError(f"{top}: the design uses lookup tables (memory files)")
-        # the I/O wrapper is for da4ml's own simulation; the table module reads a memory
-        # file that a design without tables does not have
+        # the I/O wrapper is for da4ml's own simulation; its table module reads a memory
+        # file at elaboration, replaced by one module a table with the table as constants
         files = [f for f in files
                  if not f.name.endswith("_wrapper.v") and f.name != "lookup_table.v"]
-        return "\n".join(f.read_text() for f in files)
+        text = "\n".join(f.read_text() for f in files)
+        for mem in sorted((src / "memfiles").glob("*.mem")):
+            name = "da4ml_" + mem.stem.replace("-", "_")
+            text = re.sub(rf'lookup_table #\(([^,]+), ([^,]+), "{re.escape(mem.name)}"\)',
+                          rf"{name} #(\1, \2)", text)
+            text += "\n" + table_module(name, mem.read_text().split())
+        if "lookup_table #(" in text:
+            raise ValueError(f"{top}: a lookup table without its memory file")
+        return text
+
+
+def table_module(name: str, words: list[str]) -> str:
+    """A combinational ROM ``name #(BW_IN, BW_OUT) (in, out)`` of the hexadecimal ``words``
+    (da4ml's memory file; ``X``: an address the input never takes)."""
+    cases = "".join(f"      {i}: out = 'h{w};\n" for i, w in enumerate(words)
+                    if not w.upper().startswith("X"))
+    return (f"module {name} #(parameter BW_IN = 8, parameter BW_OUT = 8) "
+            f"(input [BW_IN-1:0] in, output reg [BW_OUT-1:0] out);\n"
+            f"  always @(*)\n    case (in)\n{cases}      default: out = {{BW_OUT{{1'bx}}}};\n"
+            f"    endcase\nendmodule\n")
 
 
 def measure_peer(net, args, x_test, y_test, bench) -> dict:

@@ -353,7 +353,8 @@ def _folding_options(f):
                               "baseline: bit-plane PEs, w_bits x a_bits cycles per step of "
                               "--array-lanes inputs, default 16), or 'auto' (unrolled when "
                               "--fit alone is given and it fits the device and what nextpnr routes "
-                              "there, else arrays)."),
+                              "there, else arrays; a term-revealing bundle unrolled is fixed at "
+                              "its own k and s, the arrays keep them run-time registers)."),
             click.option("--adder-levels", type=click.IntRange(1, 64), default=None,
                          help="Unrolled engine: adder levels between pipeline registers (1: "
                               "a register after every level, the fastest clock, the longest "

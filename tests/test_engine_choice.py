@@ -60,21 +60,29 @@ def test_engine_choice_in_python():
     Fragment.get(engine, None)
 
 
-def test_term_revealing_bundle_unrolled_only_when_asked(tmp_path):
-    """`--fit` keeps a term-revealing bundle on the arrays (its run-time control);
-    `--engine unrolled` builds its own setting as constants."""
+def test_term_revealing_bundle_fits_unrolled_at_its_own_setting(tmp_path):
+    """`--fit` builds a term-revealing bundle as any other: the unrolled engine where it
+    fits, its own setting as constants, and says so; `--engine arrays` keeps the run-time
+    control, and so does `verify` given a run-time setting."""
     from rtl_gen.tasks.common import unrolled_choice
 
     net = read_bundle(WEIGHTS_DIR / "digits-tr")
-    assert unrolled_choice(net, FoldingOptions(fit="ecp5-85f")) is None
+    assert unrolled_choice(net, FoldingOptions(fit="ecp5-85f")) is not None
+    assert unrolled_choice(net, FoldingOptions(fit="ecp5-85f", engine="arrays")) is None
+    assert unrolled_choice(net, FoldingOptions(fit="ecp5-85f"), tr_runtime=True) is None
+    assert unrolled_choice(net, FoldingOptions(fit="up5k")) is None
     out = tmp_path / "t.v"
-    r = run("generate", "--bundle", WEIGHTS_DIR / "digits-tr", "--engine", "unrolled",
-            "--fit", "ecp5-85f", "-o", out)
+    r = run("generate", "--bundle", WEIGHTS_DIR / "digits-tr", "--fit", "ecp5-85f", "-o", out)
     assert r.exit_code == 0, r.output
     assert "engine for digits-tr: unrolled, one image a cycle" in r.output
-    assert "term revealing fixed at the bundle's group budget and data terms" in r.output
+    assert "term revealing fixed at the bundle's group budget and data terms (no run-time " \
+        "control; --engine arrays keeps it)" in r.output
     assert "a register after every adder level (a large design)" in r.output
     assert "module net_digits_tr" in out.read_text()
+    r = run("generate", "--bundle", WEIGHTS_DIR / "digits-tr", "--fit", "ecp5-85f",
+            "--engine", "arrays", "-o", out)
+    assert r.exit_code == 0, r.output
+    assert "unrolled" not in r.output and "at run time" in r.output
     r = run("verify", "--bundle", WEIGHTS_DIR / "digits-tr", "--engine", "unrolled",
             "--tr-k", "6")
     assert r.exit_code in (1, 2) and "Traceback" not in r.output

@@ -833,7 +833,11 @@ UNROLLED_SHARING_FLOOR = {"binary": 0.068, "other": 0.15}
 def _plain_layer_bits(layer) -> int:
     import numpy as np
 
-    w = np.abs(np.asarray(layer.w_int, dtype=np.int64))
+    from .unrolled import revealed_weights
+
+    # a term-revealing layer's graph takes its revealed weights (fewer digits)
+    w = np.abs(revealed_weights(layer) if getattr(layer, "tr", None) is not None
+               else np.asarray(layer.w_int, dtype=np.int64))
     nz = ((3 * w) ^ w) >> 1          # the non-adjacent form's nonzero digits, as bits
     digits = np.zeros(w.shape, dtype=np.int64)
     while nz.any():
@@ -854,8 +858,9 @@ def _weighted(net):
 
 def unrolled_plain_bits(net) -> int:
     """Adder bits of ``net``'s layers as plain sums, without sharing: each output the sum of
-    its weights' signed digits (``w * x`` as ``csd(w)`` shifted copies of ``x``), every
-    adder as wide as the layer's accumulator."""
+    its weights' signed digits (``w * x`` as ``csd(w)`` shifted copies of ``x``; a
+    term-revealing layer's revealed weights), every adder as wide as the layer's
+    accumulator."""
     return sum(_plain_layer_bits(layer) for layer, _ in _weighted(net))
 
 
@@ -865,9 +870,16 @@ def unrolled_prefit(net, device: str | Device, margin: float = 0.1) -> str | Non
     None (it may fit: :func:`unrolled_fit` on the built plan decides).  Reads the weights
     only, in well under a second."""
     device = get_device(device) if isinstance(device, str) else device
-    bits = sum(f * _plain_layer_bits(layer) for layer, f in _weighted(net))
-    least = min((unrolled_area(None, bits=round(bits), coefficients=c)
-                 for c in (UNROLLED_COEFFICIENTS, UNROLLED_DEEP_COEFFICIENTS)),
-                key=lambda a: a.logic)
+    least = unrolled_least(net)
     return shortfall(least, device, margin, bound=True) or \
         unroutable(least.logic, device, bound=True)
+
+
+def unrolled_least(net) -> Area:
+    """The smallest area the unrolled engine of ``net`` could take: its plain sums' adder
+    bits at the most sharing seen (:data:`UNROLLED_SHARING_FLOOR`), under whichever
+    pipelining's coefficients give less logic."""
+    bits = sum(f * _plain_layer_bits(layer) for layer, f in _weighted(net))
+    return min((unrolled_area(None, bits=round(bits), coefficients=c)
+                for c in (UNROLLED_COEFFICIENTS, UNROLLED_DEEP_COEFFICIENTS)),
+               key=lambda a: a.logic)

@@ -533,14 +533,20 @@ def unrolled_only(folding: FoldingOptions, where: str) -> None:
                           option="--requantizers")
 
 
-def unrolled_choice(net, folding: FoldingOptions | None, progress: Progress | None = None):
+def unrolled_choice(net, folding: FoldingOptions | None, progress: Progress | None = None, *,
+                    tr_runtime: bool = False):
     """The :class:`~rtl_gen.hw.unrolled.UnrolledPlan` of ``net`` when ``folding`` asks for
     the unrolled engine (``engine="unrolled"``), or lets the planner choose
     (``engine="auto"`` with ``fit`` and neither a target rate nor per-layer arrays) and the
     engine fits the device with the margin; else ``None`` (the arrays).  The hidden layers'
     requantizers are tables in block RAM where their windows are small enough
     (``multiplier="rom"``), shift-and-add where not or where the device has too few block
-    RAMs.  The choice is sent to ``progress``."""
+    RAMs.  The choice is sent to ``progress``.
+
+    A term-revealing network is built at its bundle's own setting by the unrolled engine
+    (no run-time control), which ``--fit`` takes as for any other network; ``tr_runtime``
+    (the caller sets the run-time controls: ``--tr-k``, ``--tr-s``, ``--conventional``) keeps
+    ``engine="auto"`` on the arrays, whose controls are registers."""
     from ..hw.planner import unrolled_fit, unrolled_plain_bits, unrolled_prefit, unrolled_stage
     from ..hw.unrolled import DEFAULT_STAGE, ROM_REQUANT_ENTRIES, plan_unrolled
 
@@ -558,10 +564,9 @@ def unrolled_choice(net, folding: FoldingOptions | None, progress: Progress | No
             unrolled_only(folding, ": give it with --engine unrolled or with --fit alone")
         return None  # auto: only a bare --fit asks for the fastest design
     revealing = net.family != "float" and any(ly.tr is not None for ly in net.layers)
-    if net.family == "float" or revealing:
+    if net.family == "float" or (revealing and tr_runtime):
         if engine == "auto":
-            # a term-revealing network keeps its run-time control: the arrays
-            return None
+            return None  # a float network, or run-time term-revealing controls: the arrays
         if net.family == "float":
             raise OptionError(f"the unrolled engine builds integer networks; {net.name!r} "
                               f"is a float network", option="--engine")
@@ -611,7 +616,7 @@ def unrolled_choice(net, folding: FoldingOptions | None, progress: Progress | No
     tables = f", {plan.tables} requantizer table{'s' if plan.tables > 1 else ''} in block " \
         "RAM" if plan.tables else ""
     fixed = ", term revealing fixed at the bundle's group budget and data terms (no run-time " \
-        "control)" if revealing else ""
+        "control; --engine arrays keeps it)" if revealing else ""
     notify(progress, f"engine for {net.name}: unrolled, one image a cycle, latency "
                      f"{plan.latency} cycles, {plan.adders} adders{tables}{levels}{deep}{fits}"
                      f"{fixed}")

@@ -102,7 +102,9 @@ def verify(bundle: Path, *, data: Path | None = None, images: int | None = None,
                               "engine, not to the bit-serial engine")
         options = {"engine": BitSerialNetworkEngine.from_plan(bitserial)}
         build_time = "about a minute"
-    elif (unrolled := unrolled_choice(net, folding, progress)) is not None:
+    elif (unrolled := unrolled_choice(
+            net, folding, progress,
+            tr_runtime=conventional or tr_k is not None or tr_s is not None)) is not None:
         from ..hw.unrolled import UnrolledNetworkEngine
 
         if conventional or tr_k is not None or tr_s is not None:
