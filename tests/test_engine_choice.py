@@ -295,3 +295,34 @@ def test_verify_runs_the_fit_choice_under_verilator():
     assert r.exit_code == 0, r.output
     assert "engine for digits-binary: unrolled" in r.output
     assert "360" in r.output
+
+
+def test_verify_with_a_run_time_setting_keeps_the_arrays(monkeypatch):
+    """`verify --fit ecp5-85f --tr-k 6` on a term-revealing bundle simulates the arrays
+    with that setting in their registers, where `--fit` alone would build the unrolled
+    engine (which has none)."""
+    import types
+
+    from rtl_gen.tasks import verify as verify_task
+
+    seen = {}
+
+    class Simulated(Exception):
+        pass
+
+    def verify_network(net, codes, **options):
+        seen.update(options)
+        raise Simulated
+
+    monkeypatch.setattr(verify_task, "sim_extra", lambda: (
+        types.SimpleNamespace(verify_network=verify_network), ()))
+    with pytest.raises(Simulated):
+        verify_task.verify(WEIGHTS_DIR / "digits-tr", images=4, tr_k=6,
+                           folding=FoldingOptions(fit="ecp5-85f"))
+    assert "engine" not in seen and seen["control"].budget == 6
+    assert [a.cols for a in seen["arrays"]] == [32, 8]
+    seen.clear()
+    with pytest.raises(Simulated):
+        verify_task.verify(WEIGHTS_DIR / "digits-tr", images=4,
+                           folding=FoldingOptions(fit="ecp5-85f"))
+    assert isinstance(seen["engine"], UnrolledNetworkEngine) and "control" not in seen
