@@ -14,15 +14,17 @@ shipped integer bundle the script
    for the combinational program and every stage of the pipelined one) bit for bit against
    :func:`rtl_gen.design.golden.forward` on the whole digits test split (360 images) and on
    random codes over the full input range;
-3. pipelines it (``to_pipeline``, ``--latency-cutoff`` in da4ml's delay units, about one
-   adder each), writes its Verilog (``da4ml.codegen.VerilogModel``) and synthesises and
-   places it with our flow (:func:`rtl_gen.flow.synth`,
+3. pipelines it (``to_pipeline``) at each ``--latency-cutoff`` (da4ml's delay units, about
+   one adder each: 1, its fastest clock, and 5, its fewest stages, by default), writes its
+   Verilog (``da4ml.codegen.VerilogModel``) and synthesises and places it with our flow
+   (:func:`rtl_gen.flow.synth`,
    :func:`rtl_gen.flow.place_and_route_seeds`: the same three-pin harness, devices and
    nextpnr seeds as ours);
 4. measures our design for the same bundle in the same run: the one ``--fit DEVICE``
    builds (``benchmarks/network.py``'s ``fit_design`` and ``measure``: on the LFE5U-85F the
    unrolled engine), with the same seeds, and prints both with their ratios, rtl_gen over
-   da4ml (inferences/s, per thousand LC, latency, LC, Fmax), both sides' test-split
+   da4ml's best value of each column over its cutoffs (inferences/s, per thousand LC,
+   latency, LC, Fmax), both sides' test-split
    accuracy next to them (ours the golden model's, which the hardware matches bit for
    bit; da4ml's from its own interpreter).
 
@@ -33,7 +35,7 @@ depth; for the arrays the cycle model's input load plus every layer's batch cycl
 image alone in the engine.  LC: iCE40 logic cells / ECP5 ``TRELLIS_COMB`` after packing.
 
 Run ``python benchmarks/peers.py [--bundles ternary,int4] [--devices ecp5-85f,up5k]
-[--seeds N] [--jobs N] [--latency-cutoff C] [--workdir DIR] [--quick]`` (default: every
+[--seeds N] [--jobs N] [--latency-cutoff C,C] [--workdir DIR] [--quick]`` (default: every
 bundle on the LFE5U-85F; ``--quick``: ternary only, one seed); it prints Markdown tables and writes
 ``benchmarks/results/peers.json`` (and ``peers.md``) after every bundle.  Needs da4ml
 (``pip install '.[peers]'``); without it the script says so in one line and exits with
@@ -76,8 +78,10 @@ DEFAULT_DEVICES = ("ecp5-85f",)
 #: by lookup tables).
 BUNDLES = ("binary", "ternary", "mixed", "int4", "pot4", "apot4", "int8", "tr")
 DEFAULT_BUNDLES = BUNDLES
-#: da4ml's delay units per pipeline stage (an adder is about one).
-DEFAULT_LATENCY_CUTOFF = 5
+#: da4ml's delay units per pipeline stage (an adder is about one): 1 registers about every
+#: adder (its fastest clock), 5 about every fifth (its fewest stages and least latency).
+#: Each is measured, and every ratio is taken against da4ml's best value of its column.
+DEFAULT_LATENCY_CUTOFFS = (1.0, 5.0)
 #: Random input codes checked on top of the test split.
 RANDOM_CHECKS = 2000
 
@@ -203,12 +207,13 @@ def table_module(name: str, words: list[str]) -> str:
             f"    endcase\nendmodule\n")
 
 
-def measure_peer(net, args, x_test, y_test, bench) -> dict:
+def measure_peer(net, args, x_test, y_test, bench, cutoff: float) -> dict:
+    """da4ml's design of ``net`` pipelined at latency ``cutoff``, checked and measured."""
     from da4ml.trace import to_pipeline
 
     t0 = time.time()
     comb = trace(net)
-    pipe = to_pipeline(comb, args.latency_cutoff, verbose=False)
+    pipe = to_pipeline(comb, cutoff, verbose=False)
     rng = np.random.default_rng(0)
     first = net.layers[0]
     lo = -(1 << (first.in_bits - 1)) if first.in_signed else 0
@@ -221,11 +226,12 @@ def measure_peer(net, args, x_test, y_test, bench) -> dict:
     text = verilog(pipe, top)
     timing = {"engine": "da4ml", "latency_cycles": len(pipe.solutions) + 1,
               "cycles_per_inference": 1}
-    row = {"design": "da4ml", "accuracy": acc, "stages": len(pipe.solutions),
+    row = {"design": "da4ml", "latency_cutoff": cutoff, "accuracy": acc,
+           "stages": len(pipe.solutions),
            "da4ml_cost": float(comb.cost), "bit_exact_vectors": checked,
            "trace_s": round(time.time() - t0, 1)}
-    bench.log(f"{net.name}: da4ml traced, bit-exact on {checked} vectors, "
-              f"{len(pipe.solutions)} stages ({row['trace_s']} s)")
+    bench.log(f"{net.name}: da4ml at latency cutoff {cutoff:g} traced, bit-exact on {checked} "
+              f"vectors, {len(pipe.solutions)} stages ({row['trace_s']} s)")
     for dev in args.devices:
         row[dev] = {**timing, **bench.measure(text, top, dev, args.workdir, args.seeds,
                                                args.timeout, router=args.router,
@@ -263,16 +269,43 @@ def derived(d: dict) -> dict:
 #: for the rest.
 RATIO_KEYS = ("inferences_per_s", "inferences_per_s_per_klc", "latency_ns", "lc", "lut4", "ff",
               "fmax")
+#: The columns where more is better (the peer's best is its largest value), the rest less.
+HIGHER_BETTER = ("inferences_per_s", "inferences_per_s_per_klc", "fmax")
 
 
-def ratios(ours: dict, peer: dict) -> dict:
+def ratios(ours: dict, peers: dict | list[dict]) -> dict:
+    """``ours`` over the peer's best value of each of :data:`RATIO_KEYS` among ``peers``
+    (its designs at each latency cutoff, on one device): its largest inferences/s, per kLC
+    and Fmax, its least latency and cells."""
+    peers = [peers] if isinstance(peers, dict) else peers
     out = {}
     a = {**ours, **ours.get("derived", {})}
-    b = {**peer, **peer.get("derived", {})}
+    bs = [{**p, **p.get("derived", {})} for p in peers]
     for k in RATIO_KEYS:
-        if k in a and k in b and b[k]:
-            out[k] = a[k] / b[k]
+        values = [b[k] for b in bs if b.get(k)]
+        if k in a and values:
+            out[k] = a[k] / (max(values) if k in HIGHER_BETTER else min(values))
     return out
+
+
+def peer_designs(res: dict) -> list[dict]:
+    """da4ml's designs of a result, one a latency cutoff (a result recorded before cutoffs
+    were swept holds one, ``da4ml``)."""
+    return res.get("da4ml_cutoffs") or [res["da4ml"]]
+
+
+def _cutoff(res: dict, peer: dict) -> float:
+    """The latency cutoff of a peer design (recorded in its run's ``latency_cutoff`` before
+    cutoffs were swept)."""
+    return peer.get("latency_cutoff", res.get("latency_cutoff", 5))
+
+
+def fastest(designs: list[dict], dev: str) -> dict:
+    """The design of ``designs`` with the most inferences/s on ``dev`` (the first when none
+    placed)."""
+    placed = [d for d in designs if d.get(dev, {}).get("derived")]
+    return max(placed, key=lambda d: d[dev]["derived"]["inferences_per_s"]) if placed \
+        else designs[0]
 
 
 def _family(dev: str) -> str:
@@ -303,7 +336,10 @@ def earlier_results(out: Path) -> list[dict]:
     if not path.exists():
         return []
     d = json.loads(path.read_text())
-    return [{"seeds": d.get("seeds"), "date": d.get("date"), **r} for r in d.get("results", [])]
+    cutoff = d.get("latency_cutoff")
+    run = {"seeds": d.get("seeds"), "date": d.get("date"),
+           **({"latency_cutoff": cutoff} if isinstance(cutoff, (int, float)) else {})}
+    return [{**run, **r} for r in d.get("results", [])]
 
 
 def merged(results: list[dict], kept: list[dict]) -> list[dict]:
@@ -320,10 +356,11 @@ def markdown(results: list[dict], devices) -> str:
     lines = [head, "|" + "---|" * 13]
     for res in results:
         for dev in _devices_of(res, devices):
-            for r in (res["ours"], res["da4ml"]):
+            for r in (res["ours"], *peer_designs(res)):
                 d, x = r[dev], r[dev].get("derived", {})
                 name = r["design"] + (" (unrolled)" if d.get("engine") == "unrolled" else
-                                      " (arrays)" if d.get("engine") == "arrays" else "")
+                                      " (arrays)" if d.get("engine") == "arrays" else
+                                      f" (cutoff {_cutoff(res, r):g})")
                 cells = [res["bundle"], _device_name(dev), name, f"{100 * r['accuracy']:.2f}%",
                          d.get("lc", ""), d.get("lut4", ""), d.get("ff", ""),
                          d.get("dsp", ""), d.get("bram", ""), d.get("fmax", d.get("error", "")),
@@ -354,8 +391,11 @@ def ratio_markdown(results: list[dict], devices, unrouted=lambda d: "") -> str:
             ratio = res["ratios"].get(dev, {})
             acc = (f"{100 * res['ours']['accuracy']:.2f}% / "
                    f"{100 * res['da4ml']['accuracy']:.2f}%")
-            notes = [(side, _seeds_note(res[key].get(dev, {}), unrouted))
-                     for side, key in (("rtl_gen", "ours"), ("da4ml", "da4ml"))]
+            notes = [("rtl_gen", _seeds_note(res["ours"].get(dev, {}), unrouted))]
+            for peer in peer_designs(res):
+                side = "da4ml" if len(peer_designs(res)) == 1 else \
+                    f"da4ml (cutoff {_cutoff(res, peer):g})"
+                notes.append((side, _seeds_note(peer.get(dev, {}), unrouted)))
             cells = [res["bundle"], _device_name(dev), acc,
                      *(f"{ratio[k]:.2f}x" if k in ratio else "n/a" for k in
                        ("inferences_per_s", "inferences_per_s_per_klc", "latency_ns", "lc",
@@ -374,9 +414,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=DEFAULT_SEEDS, metavar="N",
                         help=f"Fmax as the median over nextpnr seeds 1..N (default "
                         f"{DEFAULT_SEEDS})")
-    parser.add_argument("--latency-cutoff", type=float, default=DEFAULT_LATENCY_CUTOFF,
-                        help="da4ml pipeline stage length in its delay units (default "
-                        f"{DEFAULT_LATENCY_CUTOFF})")
+    parser.add_argument("--latency-cutoff", default=",".join(
+                            f"{c:g}" for c in DEFAULT_LATENCY_CUTOFFS),
+                        help="da4ml's pipeline stage lengths in its delay units, comma-"
+                        "separated: each is measured and every ratio is taken against "
+                        "da4ml's best value of its column (default "
+                        f"{','.join(f'{c:g}' for c in DEFAULT_LATENCY_CUTOFFS)})")
     parser.add_argument("--devices", default=",".join(DEFAULT_DEVICES),
                         help="comma-separated subset of " + ", ".join(DEVICES) +
                         " (default: " + ",".join(DEFAULT_DEVICES) + ")")
@@ -408,6 +451,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--devices must be some of {', '.join(DEVICES)}")
     if args.seeds < 1:
         parser.error(f"--seeds must be at least 1, not {args.seeds}")
+    try:
+        args.latency_cutoff = [float(c) for c in args.latency_cutoff.split(",") if c.strip()]
+    except ValueError:
+        args.latency_cutoff = []
+    if not args.latency_cutoff or min(args.latency_cutoff) <= 0:
+        parser.error("--latency-cutoff takes positive numbers, comma-separated")
     from rtl_gen.data.digits import digits
 
     _, test = digits()
@@ -418,15 +467,19 @@ def main(argv: list[str] | None = None) -> int:
         net = read_bundle(WEIGHTS_DIR / f"digits-{name}")
         bench.log(f"{name}: ours...")
         ours = measure_ours(net, args, bench)
-        bench.log(f"{name}: da4ml trace, check, synthesis...")
-        peer = measure_peer(net, args, test.x_int, test.y, bench)
-        res = {"bundle": net.name, "seeds": args.seeds,
-               "date": datetime.date.today().isoformat(), "da4ml": peer, "ours": ours,
-               "ratios": {}, **({"router": args.router} if args.router != ROUTERS[0] else {})}
+        peers = []
+        for cutoff in args.latency_cutoff:
+            bench.log(f"{name}: da4ml at latency cutoff {cutoff:g}: trace, check, synthesis...")
+            peers.append(measure_peer(net, args, test.x_int, test.y, bench, cutoff))
         for dev in args.devices:
-            for r in (peer, ours):
+            for r in (*peers, ours):
                 r[dev]["derived"] = derived(r[dev])
-            res["ratios"][dev] = ratios(ours[dev], peer[dev])
+        res = {"bundle": net.name, "seeds": args.seeds,
+               "date": datetime.date.today().isoformat(),
+               "da4ml": fastest(peers, args.devices[0]), "da4ml_cutoffs": peers, "ours": ours,
+               "ratios": {dev: ratios(ours[dev], [p[dev] for p in peers])
+                          for dev in args.devices},
+               **({"router": args.router} if args.router != ROUTERS[0] else {})}
         results.append(res)
         table = write(merged(results, kept), args, start, da4ml, bench)
     print(table, end="")
@@ -446,8 +499,10 @@ def write(results: list[dict], args, start: float, da4ml, bench) -> str:
             "bundle's integer forward (digits-tr at its own setting, as our `--fit` design "
             "builds it: revealed weights, inputs and hidden codes truncated by da4ml lookup "
             "tables), checked bit for bit against the golden model "
-            "(360 test images + random codes), pipelined at latency cutoff "
-            f"{args.latency_cutoff:g}; both designs through the flow's harness (LUT mapping "
+            "(360 test images + random codes), pipelined at each latency cutoff of a "
+            "bundle's rows (each ratio against da4ml's best value of its column over them; "
+            f"this run's: {', '.join(f'{c:g}' for c in args.latency_cutoff)}); both designs "
+            "through the flow's harness (LUT mapping "
             f"{_mappers(args.devices)}), Fmax the "
             "median of nextpnr seeds 1..N (each bundle's N and date in the last column, and "
             "nextpnr's `--router` for both sides where not its default), last "

@@ -133,3 +133,37 @@ def test_seeds_that_did_not_route_are_named_in_the_tables():
     row = peers.ratio_markdown([res], ["ecp5-85f"], network.seeds_label).splitlines()[2]
     assert row.endswith("; da4ml did not place and route: nextpnr-ecp5 timed out |")
     assert row.count("| n/a ") == 5
+
+
+def test_peer_ratios_are_against_its_best_cutoff():
+    """da4ml measured at two latency cutoffs: each ratio is ours over da4ml's best value of
+    its column (the fast design's inferences/s, the short one's latency), both designs are
+    rows of the first table, and the fastest is the result's ``da4ml``."""
+    def side(fmax, lc, latency_cycles, **extra):
+        d = {"fmax": fmax, "lc": lc, "latency_cycles": latency_cycles,
+             "cycles_per_inference": 1}
+        return {**d, "derived": peers.derived(d), **extra}
+
+    ours = side(130.0, 9000, 12)
+    fast = {"design": "da4ml", "latency_cutoff": 1.0, "accuracy": 0.9,
+            "ecp5-85f": side(150.0, 12000, 20)}
+    short = {"design": "da4ml", "latency_cutoff": 5.0, "accuracy": 0.9,
+             "ecp5-85f": side(60.0, 11000, 5)}
+    r = peers.ratios(ours, [fast["ecp5-85f"], short["ecp5-85f"]])
+    assert r["inferences_per_s"] == pytest.approx(130 / 150)
+    assert r["fmax"] == pytest.approx(130 / 150)
+    assert r["latency_ns"] == pytest.approx((12 / 130) / (5 / 60), rel=1e-3)   # rounded ns
+    assert r["lc"] == pytest.approx(9000 / 11000)
+    assert r["inferences_per_s_per_klc"] == pytest.approx((130 / 9) / (150 / 12), rel=1e-3)
+    assert peers.fastest([short, fast], "ecp5-85f") is fast
+    res = {"bundle": "digits-x", "seeds": 5, "date": "d", "da4ml": fast,
+           "da4ml_cutoffs": [fast, short], "ratios": {"ecp5-85f": r},
+           "ours": {"design": "rtl_gen", "accuracy": 0.9, "ecp5-85f": ours}}
+    table = peers.markdown([res], ["ecp5-85f"])
+    assert "| da4ml (cutoff 1) |" in table and "| da4ml (cutoff 5) |" in table
+    assert "| 0.87x |" in peers.ratio_markdown([res], ["ecp5-85f"])
+    # a result recorded before the cutoffs were swept: its one design, its run's cutoff
+    old = {**res, "latency_cutoff": 5}
+    del old["da4ml_cutoffs"]
+    old["da4ml"] = {k: v for k, v in short.items() if k != "latency_cutoff"}
+    assert "| da4ml (cutoff 5) |" in peers.markdown([old], ["ecp5-85f"])

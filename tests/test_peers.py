@@ -54,7 +54,7 @@ def test_da4ml_term_revealing_verilog_is_bit_exact(tmp_path):
     net = read_bundle(WEIGHTS_DIR / "digits-tr")
     comb = peers.trace(net)
     assert len(comb.lookup_tables) == 2          # the 5-bit inputs' and the 8-bit codes'
-    pipe = to_pipeline(comb, peers.DEFAULT_LATENCY_CUTOFF, verbose=False)
+    pipe = to_pipeline(comb, max(peers.DEFAULT_LATENCY_CUTOFFS), verbose=False)
     text = peers.verilog(pipe, "dut")
     assert "lookup_table" not in text and text.count("module da4ml_table_") == 2
     x = np.concatenate([digits()[1].x_int,
