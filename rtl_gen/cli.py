@@ -359,8 +359,9 @@ def _folding_options(f):
                          help="Unrolled engine: adder levels between pipeline registers (1: "
                               "a register after every level, the fastest clock, the longest "
                               f"latency) [default: {DEFAULT_STAGE}, and 1 where --fit plans an "
-                              f"ECP5 design of {UNROLLED_DEEP_LOGIC['ecp5']:,} logic cells or "
-                              "more]."),
+                              "ECP5 design" + (f" of {UNROLLED_DEEP_LOGIC['ecp5']:,} logic cells "
+                                               "or more" if UNROLLED_DEEP_LOGIC['ecp5'] else "")
+                              + "]."),
             click.option("--requantizers", type=click.Choice(list(REQUANTIZERS)),
                          default="auto", show_default=True,
                          help="Unrolled engine: each hidden output's requantizer as a table "

@@ -84,10 +84,12 @@ FMAX_MHZ = {"ice40": 32.0, "ecp5": 75.0}
 UNROLLED_COEFFICIENTS = {"logic": (2016.6218, 1.3475), "ff": (2383.1773, 0.3448)}
 
 #: :data:`UNROLLED_COEFFICIENTS` of the engine with a register after every adder level
-#: (``stage = 1``, the planner's choice for a large design: :func:`rtl_gen.hw.planner.
-#: unrolled_stage`), fit the same way on the syntheses at ``--fit ecp5-85f`` of int4 and
-#: APoT4 with requantizer tables (20,571 and 21,625 ``TRELLIS_COMB``, 2026-12-01) and with
-#: shift-and-add ones (22,695, 26,035), PoT4 and int8 (whose windows are too wide for tables:
-#: 23,797 and 43,533); each within 8%.  Every adder is then a carry chain of its own (Yosys
-#: no longer merges two levels into LUT4s): fewer LUT4s, more carry cells and flip-flops.
-UNROLLED_DEEP_COEFFICIENTS = {"logic": (4039.9973, 1.132), "ff": (3219.406, 0.8529)}
+#: (``stage = 1``, the planner's choice on the ECP5: :func:`rtl_gen.hw.planner.
+#: unrolled_stage`), fit the same way on the syntheses at ``--fit ecp5-85f`` (2026-12-02) of
+#: binary, ternary, mixed, int4, APoT4 and digits-tr with requantizer tables (11,319, 9,675,
+#: 10,948, 20,571, 21,625 and 14,046 ``TRELLIS_COMB``) and PoT4 with shift-and-add ones (its
+#: windows are too wide for tables: 23,797); each within 8.2%, and within 4% of the
+#: shift-and-add int4, APoT4 and int8 (22,695, 26,035, 43,533).  Every adder is then a carry
+#: chain of its own (Yosys no longer merges two levels into LUT4s): fewer LUT4s, more carry
+#: cells and flip-flops.
+UNROLLED_DEEP_COEFFICIENTS = {"logic": (2842.969, 1.1968), "ff": (2069.7402, 0.9014)}

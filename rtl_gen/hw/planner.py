@@ -804,9 +804,11 @@ def unroutable(logic: float, device: Device, *, bound: bool = False) -> str | No
 #: (int4, PoT4, APoT4) 91-110 MHz, their two adders a cycle joined by long routes; with a
 #: register every level APoT4 reaches 135 MHz in 11% fewer logic cells, for 22 cycles of
 #: latency instead of 12; digits-tr built unrolled (14k) 137.4 MHz in 14,046 cells against
-#: 115.4 in 14,376 (nextpnr seed 1).  The designs up to 12k (binary, ternary, mixed: 125-132
-#: MHz, median of 5 seeds) keep the shorter latency.
-UNROLLED_DEEP_LOGIC = {"ecp5": 13_000}
+#: 115.4 in 14,376 (nextpnr seed 1).  The small designs gain too (nextpnr seed 1, 2026-12-02):
+#: binary 137.6 MHz in 11,319 cells against 128.7 in 11,982, ternary 149.7 in 9,675 against
+#: 131.6 in 9,463, mixed 137.9 in 10,948 against 125.7 (median of 5) in 11,538, for 18-19
+#: cycles of latency instead of 12; so on the ECP5 every design takes it (threshold 0).
+UNROLLED_DEEP_LOGIC = {"ecp5": 0}
 
 
 def unrolled_stage(logic: float, device: str | Device) -> int:

@@ -600,7 +600,7 @@ def unrolled_choice(net, folding: FoldingOptions | None, progress: Progress | No
             if folding.adder_levels is None and stage != plan.stage:
                 plan = plan_unrolled(net, stage=stage, multiplier=plan.multiplier)
                 logic, short = unrolled_fit(plan, folding.fit, folding.margin)
-                deep = ", a register after every adder level (a large design)"
+                deep = ", a register after every adder level (the faster clock)"
         if short is not None:
             if engine == "unrolled":
                 raise PlanError(f"network {net.name!r}: the unrolled engine does not fit "
