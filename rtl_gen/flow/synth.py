@@ -67,6 +67,7 @@ from pathlib import Path
 from ..devices import Device, get_device
 from ..errors import RtlGenError
 from ..files import prepare_yowasp
+from .ecp5 import absorb_bram_output_registers
 
 __all__ = [
     "DEFAULT_FREQ_MHZ",
@@ -535,9 +536,11 @@ def _dsp_key(dsp: bool) -> dict:
 
 
 def _mapper_key(family: str) -> dict:
-    # Likewise: a family that starts with ABC9 keeps its cache entries.
+    # Likewise: a family that starts with ABC9 keeps its cache entries; the ECP5's netlists
+    # have their block RAMs' output registers absorbed (rtl_gen.flow.ecp5).
     mapper = DEFAULT_MAPPER[family]
-    return {} if mapper == "abc9" else {"mapper": mapper}
+    return ({} if mapper == "abc9" else {"mapper": mapper}) | \
+        ({"bram_outreg": True} if family == "ecp5" else {})
 
 
 _RUNS = 0
@@ -756,6 +759,8 @@ def run_yosys(family: str, yosys: str, run_dir: Path, top: str, timeout: float |
             mapper = "abc9-dff"
         else:
             mapper = "abc"
+    if family == "ecp5" and flatten:
+        _absorb_output_registers(run_dir, netlist, result, top, stat)
     note = ""
     if failed:
         first, kept = failed[0]
@@ -765,6 +770,32 @@ def run_yosys(family: str, yosys: str, run_dir: Path, top: str, timeout: float |
         with open(log, "a") as f:
             f.write(f"\nrtl_gen: {note}\n")
     return result, note
+
+
+def _absorb_output_registers(run_dir: Path, netlist: str, result: dict, top: str,
+                             stat: bool) -> None:
+    """Move the flip-flops after the block RAMs' read ports into their output registers
+    (:func:`rtl_gen.flow.ecp5.absorb_bram_output_registers`), in ``result`` and the netlist
+    file, and the top's cell counts in ``stat.json`` with them."""
+    module = result["modules"][top]
+    before = collections.Counter(c["type"] for c in module["cells"].values())
+    if not absorb_bram_output_registers(module):
+        return
+    (run_dir / netlist).write_text(json.dumps(result))
+    if not stat:
+        return
+    delta = collections.Counter(c["type"] for c in module["cells"].values())
+    delta.subtract(before)
+    path = run_dir / "stat.json"
+    report = json.loads(path.read_text())
+    for entry in (report["modules"].get(f"\\{top}"), report.get("design")):
+        if entry is None or "num_cells_by_type" not in entry:
+            continue
+        by_type = entry["num_cells_by_type"]
+        for kind, d in delta.items():
+            by_type[kind] = int(by_type.get(kind, 0)) + d
+        entry["num_cells"] = int(entry["num_cells"]) + sum(delta.values())
+    path.write_text(json.dumps(report))
 
 
 def _why_of(kept: str) -> str:
