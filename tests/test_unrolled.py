@@ -28,10 +28,12 @@ from rtl_gen.design import golden
 from rtl_gen.design.network import TRConfig
 from rtl_gen.hw.unrolled import (
     ARGMAX_MATRIX_MAX,
+    Term,
     UnrolledNetworkEngine,
     UnrolledPlanError,
     argmax_levels,
     csd,
+    direct_requant,
     fabric_requant,
     plan_unrolled,
     revealed_weights,
@@ -151,12 +153,16 @@ def test_gaps_and_back_pressure_keep_answers_and_order():
     assert all(g - t >= engine.latency for t, g in zip(taken, given, strict=True))
 
 
-def test_table_requantizers_under_gaps_and_back_pressure():
+@pytest.mark.parametrize("input_bits", [8, 4])
+def test_table_requantizers_under_gaps_and_back_pressure(input_bits):
     """The table requantizers' block RAM reads hold with the pipeline: answers and order
-    under idle inputs and a consumer that stalls."""
-    net, x_int = small_net((14, 9, 4), ("binary", "int4"))
+    under idle inputs and a consumer that stalls; with 8-bit inputs the tables span their
+    windows (the accumulator clamped into the address), with 4-bit ones each graph node
+    takes under 2,048 values and addresses its table directly."""
+    net, x_int = small_net((14, 9, 4), ("binary", "int4"), input_bits=input_bits)
     engine = UnrolledNetworkEngine(net, multiplier="rom")
     assert all(r is not None for r in engine.layers[0].rom)
+    assert {r.direct for r in engine.layers[0].rom} == {input_bits == 4}
     rng = np.random.default_rng(9)
     taken, given = check_bit_exact(engine, net, x_int[:30],
                                    gaps=lambda: int(rng.choice([0, 0, 1, 2])),
@@ -244,6 +250,19 @@ def test_latency_by_hand():
         assert t0.out_slot == t0.acc_slot + 2 == 1 + (t0.depth - 1) // stage + 2
         assert t1.in_slot == t0.out_slot + 1
         assert tables.latency == t1.in_slot + t1.depth // stage + 2
+    # a direct table takes its graph node as the address in the node's slot (no bias add,
+    # no clamp): the layer ends the slot after its last such node's
+    narrow, _ = small_net((14, 9, 4), ("binary", "int4"), input_bits=4)
+    for stage in (1, 2, 3):
+        tables = plan_unrolled(narrow, stage=stage, hard_dc=-1, multiplier="rom")
+        t0, t1 = tables.layers
+        assert all(r.direct for r in t0.rom)
+        nodes = [t0.nodes[t0.nodes[o].terms[0].node] for o in t0.outputs]
+        assert t0.out_slot == max(1 + (max(n.level, 1) - 1) // stage for n in nodes) + 1
+        assert t0.out_slot < t0.acc_slot + 2        # before the window tables' slot
+        assert t1.in_slot == t0.out_slot + 1
+        assert tables.latency == t1.in_slot + t1.depth // stage + 2
+        assert t0.adders == sum(len(n.terms) - 1 for n in t0.nodes if n.kind == "add")
     # by default each layer's graph is the one that ends in the earlier slot
     for stage in (1, 2, 3):
         auto = plan_unrolled(net, stage=stage, multiplier="adders")
@@ -321,6 +340,34 @@ def test_table_requantizer_equals_the_requantizer_over_the_range(seed):
     got = np.array(r.codes)[np.clip(a - r.base, 0, len(r.codes) - 1)]
     assert np.array_equal(got, want)
     assert rom_requant(lo, hi, mult, shift, top, entries=len(r.codes) - 1) is None
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_direct_table_requantizer_equals_the_requantizer_over_the_range(seed):
+    """Every value ``v`` of a node's range reads, at ``v mod 2**bits``, the code of its
+    accumulator ``bias ± (v << e)`` (a right shift: ``v`` a multiple of ``2**-e``, as the
+    graph's forms make it); a range of more than ``entries`` values has no table."""
+    rng = np.random.default_rng(seed)
+    lo = int(rng.integers(-1500, 500))
+    hi = lo + int(rng.integers(1, 2048))
+    e = int(rng.integers(-2, 3))
+    term = Term(node=0, shift=e, neg=bool(seed % 2))
+    bias = int(rng.integers(-4000, 4000))
+    shift = int(rng.integers(1, 14))
+    mult = int(rng.integers(1, 1 << 10))
+    top = (1 << int(rng.integers(1, 9))) - 1
+    r = direct_requant(lo, hi, term, bias, mult, shift, top)
+    assert r.direct and len(r.codes) == 1 << r.bits >= hi - lo + 1 > 1 << (r.bits - 1)
+    v = np.arange(lo, hi + 1, dtype=np.int64)
+    if e < 0:
+        v = v[v % (1 << -e) == 0]
+    acc = bias + (-1 if term.neg else 1) * (v * (1 << e) if e >= 0 else v // (1 << -e))
+    want = np.clip((acc * mult + (1 << (shift - 1))) >> shift, 0, top)
+    got = np.array(r.codes)[v & ((1 << r.bits) - 1)]
+    assert np.array_equal(got, want)
+    assert direct_requant(lo, hi, term, bias, mult, shift, top,
+                          entries=len(r.codes) - 1) is None
+    assert direct_requant(lo, lo, term, bias, mult, shift, top) is None
 
 
 def test_csd_by_hand():

@@ -710,9 +710,10 @@ def unrolled_logic_bits(plan) -> int:
     """Bits of every carry chain of an :class:`~rtl_gen.hw.unrolled.UnrolledPlan`'s
     datapath, the unrolled engine's area model's feature: the adder graphs
     (:func:`unrolled_adder_bits`), each output's bias add (a table requantizer's base
-    taken off it), each hidden output's fabric requantizer (the balanced tree of its
-    shift-and-add terms, each partial sum as wide as its range over the accumulator's) or
-    table requantizer's address (a clamp: a bit each), and one compare as wide as a logit
+    taken off it; none before a direct table), each hidden output's fabric requantizer (the
+    balanced tree of its shift-and-add terms, each partial sum as wide as its range over the
+    accumulator's) or table requantizer's address (a clamp: a bit each; none for a direct
+    table), and one compare as wide as a logit
     for each logit but one (the argmax of a tree; the matrix of up to 16 classes compares
     every pair, which the calibration absorbs)."""
     from .unrolled import _range_shape
@@ -721,10 +722,11 @@ def unrolled_logic_bits(plan) -> int:
     for g in plan.layers:
         bases = g.rom_bases
         bits += sum(n.shape.width for n in g.nodes
-                    if n.kind == "acc" and n.terms and n.const != bases[n.index])
+                    if n.kind == "acc" and n.terms and n.const != bases[n.index]
+                    and not (g.requant is not None and g.direct(n.index)))
         for k, (o, f) in enumerate(zip(g.outputs, g.fabric or (), strict=False)):
             if g.rom is not None and g.rom[k] is not None:
-                bits += g.rom[k].bits
+                bits += 0 if g.rom[k].direct else g.rom[k].bits
                 continue
             node = g.nodes[o]
             parts = [(d << e, 0) for e, d in f.digits] + ([(0, f.const)] if f.const else [])

@@ -130,10 +130,6 @@ ROM_REQUANT_ENTRIES = 2048
 #: The most codes of a table whose codes are also truncated to the next layer's data terms
 #: (term revealing): two to three block RAMs, against a lookup of every code in the fabric.
 ROM_TRUNCATED_ENTRIES = 4096
-#: Slots from the accumulators to a table requantizer's code: the accumulator (its bias less
-#: the table's base) registered and clamped into the table's address, the block RAM's read
-#: (its own register); the next layer registers the code.
-_ROM_SLOTS = 2
 #: Slots from a hidden layer's accumulators to its output codes: the accumulator registered
 #: twice (the second register can sit by the hard multiplier, which is far from the adders),
 #: the product (a hard multiplier) registered, the rounding and the clamp.
@@ -242,14 +238,33 @@ class LayerGraph:
 
     @property
     def adders(self) -> int:
-        """Two-input adders of the graph (bias adds of non-zero biases included)."""
+        """Two-input adders of the graph (bias adds of non-zero biases included; an output
+        with a direct table has none)."""
         n = 0
         for node in self.nodes:
             if node.kind == "add":
                 n += len(node.terms) - 1
             elif node.kind == "acc":
-                n += 1 if node.terms and node.const else 0
+                n += 1 if node.terms and node.const and not self.direct(node.index) else 0
         return n
+
+    def direct(self, o: int) -> bool:
+        """Whether output ``o``'s requantizer is a table addressed by its graph node
+        (:func:`direct_requant`): its accumulator is never built."""
+        return self.rom is not None and self.rom[o] is not None and self.rom[o].direct
+
+    def constant(self, o: int) -> bool:
+        """Whether output ``o``'s accumulator is its bias alone (no weight): its code is a
+        constant."""
+        return not self.nodes[self.outputs[o]].terms
+
+    def table_slot(self, o: int) -> int:
+        """The slot at whose end output ``o``'s table takes its address into the block
+        RAM: a direct table's node's slot, else the slot after the accumulators' (the
+        clamp into the address)."""
+        if self.direct(o):
+            return self.nodes[self.nodes[self.outputs[o]].terms[0].node].slot
+        return self.acc_slot + 1
 
     @property
     def out_slot(self) -> int:
@@ -258,22 +273,24 @@ class LayerGraph:
             return self.acc_slot
         if self.fabric is None:
             return self.acc_slot + _REQUANT_SLOTS
-        slots = []
-        if any(r is not None for r in self.rom or ()):
-            slots.append(self.acc_slot + _ROM_SLOTS)
-        if self.rom is None or None in self.rom:
+        slots = [self.table_slot(o) + 1 for o, r in enumerate(self.rom or ())
+                 if r is not None]
+        if any(not self.constant(o) and (self.rom is None or self.rom[o] is None)
+               for o in range(len(self.outputs))):
             # the requantizer's levels follow the accumulators' (depth + 1 ...), then the
             # shift and clamp count as one more level
             slots.append(self.level_slot(self.depth + self.requant_levels + 1))
-        return max(slots)
+        return max(slots, default=self.acc_slot)
 
     @property
     def requant_levels(self) -> int:
-        """Adder levels of the fabric requantizers (``0`` without one)."""
+        """Adder levels of the fabric requantizers (``0`` without one; a constant code has
+        none)."""
         if not self.fabric:
             return 0
         return max((f.levels for o, f in enumerate(self.fabric)
-                    if self.rom is None or self.rom[o] is None), default=0)
+                    if (self.rom is None or self.rom[o] is None) and not self.constant(o)),
+                   default=0)
 
     @property
     def rom_bases(self) -> tuple[int, ...]:
@@ -489,8 +506,18 @@ def _layer_graph(layer, lo, hi, *, in_slot: int, stage: int, schedule: str,
                            for o, n in enumerate(outputs))
         if multiplier == "rom":
             entries = ROM_REQUANT_ENTRIES if trunc is None else ROM_TRUNCATED_ENTRIES
-            rom = tuple(rom_requant(nodes[n].lo, nodes[n].hi, mult[o], shift[o], top,
-                                    entries) for o, n in enumerate(outputs))
+
+            def table(o, n):
+                acc = nodes[n]
+                if acc.terms:
+                    t = acc.terms[0]
+                    v = nodes[t.node]
+                    r = direct_requant(v.lo, v.hi, t, acc.const, mult[o], shift[o], top,
+                                       ROM_REQUANT_ENTRIES)
+                    if r is not None:
+                        return r
+                return rom_requant(acc.lo, acc.hi, mult[o], shift[o], top, entries)
+            rom = tuple(table(o, n) for o, n in enumerate(outputs))
             if trunc is not None:
                 rom = tuple(None if r is None else dataclasses.replace(
                     r, codes=tuple(int(trunc[c]) for c in r.codes)) for r in rom)
@@ -605,10 +632,14 @@ def requant_window(lo: int, hi: int, mult: int, shift: int, top: int) -> tuple[i
 class RomRequant:
     """A hidden output's requantizer as a table in block RAM: its code is
     ``codes[clamp(acc - base, 0, len(codes) - 1)]``, equal to the layer's requantizer for
-    every accumulator (the table spans :func:`requant_window`)."""
+    every accumulator (the table spans :func:`requant_window`); or, ``direct``, the table
+    is addressed by the low :attr:`bits` of the adder-graph node whose shifted (and
+    negated) value plus the bias is the accumulator, over every value the node takes
+    (:func:`direct_requant`): no bias add, no clamp."""
 
     base: int
     codes: tuple[int, ...]
+    direct: bool = False
 
     @property
     def bits(self) -> int:
@@ -629,6 +660,28 @@ def rom_requant(lo: int, hi: int, mult: int, shift: int, top: int,
     a = np.arange(first, first + size, dtype=object)
     codes = np.clip((a * mult + (1 << (shift - 1))) >> shift, 0, top)
     return RomRequant(base=first, codes=tuple(int(c) for c in codes))
+
+
+def direct_requant(lo: int, hi: int, term: Term, bias: int, mult: int, shift: int, top: int,
+                   entries: int = ROM_REQUANT_ENTRIES) -> RomRequant | None:
+    """The table requantizer addressed by the low bits of a node ``v`` in ``lo..hi`` whose
+    accumulator is ``bias ± (v << e)`` (``term``'s sign and shift ``e``, a right shift when
+    negative): entry ``v mod 2**n`` holds the code of every ``v`` of the range, ``2**n`` the
+    next power of two of its size (distinct there); ``None`` when that is more than
+    ``entries`` codes or the range is one value."""
+    if hi == lo:
+        return None
+    bits = (hi - lo).bit_length()
+    if 1 << bits > entries:
+        return None
+    v = np.arange(lo, hi + 1, dtype=object)
+    scaled = v * (1 << term.shift) if term.shift >= 0 else v // (1 << -term.shift)
+    acc = bias + (-scaled if term.neg else scaled)
+    codes = [0] * (1 << bits)
+    for a, c in zip(v, np.clip((acc * mult + (1 << (shift - 1))) >> shift, 0, top),
+                    strict=True):
+        codes[int(a) % (1 << bits)] = int(c)
+    return RomRequant(base=0, codes=tuple(codes), direct=True)
 
 
 def fabric_requant(lo: int, hi: int, mult: int, shift: int, top: int) -> FabricRequant:
@@ -1049,6 +1102,8 @@ class UnrolledNetworkEngine(Planned):
             if node.kind == "in":
                 keys[n] = (tag, node.index)
                 continue
+            if node.kind == "acc" and g.requant is not None and g.direct(node.index):
+                continue                  # its table reads the node it would add the bias to
             # a table requantizer's accumulator starts from its bias less the table's base
             base = bases[node.index] if node.kind == "acc" else 0
             const = node.const - base
@@ -1065,7 +1120,7 @@ class UnrolledNetworkEngine(Planned):
             m.d.comb += s.eq(expr)
             keys[n] = (name,)
             pipe.place(keys[n], s, node.slot)
-        outputs = [keys[n] for n in g.outputs]
+        outputs = [keys.get(n) for n in g.outputs]   # (none for a direct table's)
         if g.requant is None:
             return outputs
         codes = []
@@ -1074,8 +1129,13 @@ class UnrolledNetworkEngine(Planned):
             lo, hi = g.out_ranges[o]
             code = Signal(_range_shape(lo, hi), name=f"{tag}_code{o}")
             codes.append(code)
+            if g.constant(o):
+                m.d.comb += code.eq(lo)
+                continue
             if g.rom is not None and g.rom[o] is not None:
-                m.d.comb += code.eq(self._rom(m, pipe, f"{tag}_rom{o}", g, key, g.rom[o],
+                if g.direct(o):
+                    key = keys[node.terms[0].node]
+                m.d.comb += code.eq(self._rom(m, pipe, f"{tag}_rom{o}", g, o, key,
                                               code.shape()))
                 continue
             if g.fabric is not None:
@@ -1099,12 +1159,17 @@ class UnrolledNetworkEngine(Planned):
         return codes
 
     @staticmethod
-    def _rom(m, pipe: _Pipe, tag: str, g: LayerGraph, key, r: RomRequant, shape):
-        """The code of table requantizer ``r`` in ``g.out_slot``: the accumulator (already
-        less the table's base) clamped into the address the slot after the accumulators',
-        the block RAM read (enabled with the pipeline) in the next."""
+    def _rom(m, pipe: _Pipe, tag: str, g: LayerGraph, o: int, key, shape):
+        """The code of output ``o``'s table requantizer in ``g.out_slot``: the address in
+        :meth:`LayerGraph.table_slot` (a direct table's: the low bits of its node, ``key``;
+        else the accumulator, ``key``, already less the table's base, clamped into it), the
+        block RAM read (enabled with the pipeline) in the next."""
+        r = g.rom[o]
         addr = Signal(r.bits, name=f"{tag}_addr")
-        m.d.comb += addr.eq(_clamp(pipe.at(key, g.acc_slot + 1), r.bits))
+        slot = g.table_slot(o)
+        value = pipe.at(key, slot)
+        # v mod 2**bits: the assignment keeps the low bits (sign-extending a narrower v)
+        m.d.comb += addr.eq(value if r.direct else _clamp(value, r.bits))
         mem = Memory(shape=shape, depth=len(r.codes), init=r.codes)
         mem.attrs["ram_style"] = "block"
         m.submodules[tag] = mem
@@ -1112,7 +1177,7 @@ class UnrolledNetworkEngine(Planned):
         m.d.comb += [rp.addr.eq(addr), rp.en.eq(pipe.en)]
         word = Signal(shape, name=f"{tag}_data")
         m.d.comb += word.eq(rp.data)
-        pipe.place((word.name,), word, g.acc_slot + _ROM_SLOTS)
+        pipe.place((word.name,), word, slot + 1)
         return pipe.at((word.name,), g.out_slot)
 
     @staticmethod
