@@ -35,7 +35,9 @@ depth; for the arrays the cycle model's input load plus every layer's batch cycl
 image alone in the engine.  LC: iCE40 logic cells / ECP5 ``TRELLIS_COMB`` after packing.
 
 Run ``python benchmarks/peers.py [--bundles ternary,int4] [--devices ecp5-85f,up5k]
-[--seeds N] [--jobs N] [--latency-cutoff C,C] [--workdir DIR] [--quick]`` (default: every
+[--seeds N] [--jobs N] [--latency-cutoff C,C] [--workdir DIR] [--reuse-peer] [--quick]``
+(``--reuse-peer``: da4ml's designs as recorded where the tools, seeds and cutoffs match, only
+ours measured; a full run takes hours on two cores) (default: every
 bundle on the LFE5U-85F; ``--quick``: ternary only, one seed); it prints Markdown tables and writes
 ``benchmarks/results/peers.json`` (and ``peers.md``) after every bundle.  Needs da4ml
 (``pip install '.[peers]'``); without it the script says so in one line and exits with
@@ -341,6 +343,31 @@ def earlier_results(out: Path) -> list[dict]:
     return [{**run, **r} for r in d.get("results", [])]
 
 
+def recorded_tools(out: Path) -> dict | None:
+    """The tool versions ``out/peers.json``'s last run measured with (``None``: no file)."""
+    path = out / "peers.json"
+    return json.loads(path.read_text()).get("tools") if path.exists() else None
+
+
+def reusable_peers(res: dict | None, args, tools_then: dict | None) -> list[dict] | None:
+    """da4ml's recorded designs of one bundle (``res``, a kept result) at this run's latency
+    cutoffs, for ``--reuse-peer``: copies, each marked with the date it was measured; ``None``
+    (measure them) unless the recorded run had this run's tool versions, seeds and router and
+    placed every cutoff on every device of this run.  da4ml's designs do not depend on ours,
+    so a rerun of the same tools places them exactly as recorded."""
+    if res is None or tools_then != tool_versions() or res.get("seeds") != args.seeds or \
+            res.get("router") != (None if args.router == ROUTERS[0] else args.router):
+        return None
+    by_cutoff = {_cutoff(res, p): p for p in peer_designs(res)}
+    if any(c not in by_cutoff or any("fmax" not in by_cutoff[c].get(dev, {})
+                                     for dev in args.devices)
+           for c in args.latency_cutoff):
+        return None
+    date = res.get("peer_date") or res.get("date")
+    return [{**json.loads(json.dumps(by_cutoff[c])), "recorded": date}
+            for c in args.latency_cutoff]
+
+
 def merged(results: list[dict], kept: list[dict]) -> list[dict]:
     """This run's results and the kept ones of other bundles, in :data:`BUNDLES` order."""
     now = {r["bundle"] for r in results}
@@ -395,6 +422,8 @@ def ratio_markdown(results: list[dict], devices, unrouted=lambda d: "") -> str:
                 side = "da4ml" if len(peer_designs(res)) == 1 else \
                     f"da4ml (cutoff {_cutoff(res, peer):g})"
                 notes.append((side, _seeds_note(peer.get(dev, {}), unrouted)))
+            if res.get("peer_date"):
+                notes.append(("da4ml", f"as measured on {res['peer_date']} (--reuse-peer)"))
             cells = [res["bundle"], _device_name(dev), acc,
                      *(f"{ratio[k]:.2f}x" if k in ratio else "n/a" for k in
                        ("inferences_per_s", "inferences_per_s_per_klc", "latency_ns", "lc",
@@ -430,6 +459,11 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_timeout_argument(parser)
     bench.add_router_argument(parser)
     bench.add_jobs_argument(parser)
+    parser.add_argument("--reuse-peer", action="store_true",
+                        help="take da4ml's designs as recorded in --out's peers.json where "
+                        "that run had the same tool versions, seeds, router and cutoffs "
+                        "(its designs do not depend on ours: a rerun places them "
+                        "identically), measuring only ours; the ratio table names the date")
     args = parser.parse_args(argv)
     try:
         import da4ml
@@ -462,14 +496,23 @@ def main(argv: list[str] | None = None) -> int:
     start = time.time()
     results = []
     kept = earlier_results(args.out)
+    tools_then = recorded_tools(args.out)
     for name in bundles:
         net = read_bundle(WEIGHTS_DIR / f"digits-{name}")
         bench.log(f"{name}: ours...")
         ours = measure_ours(net, args, bench)
-        peers, comb = [], trace(net)
-        for cutoff in args.latency_cutoff:
-            bench.log(f"{name}: da4ml at latency cutoff {cutoff:g}: check, synthesis...")
-            peers.append(measure_peer(net, comb, args, test.x_int, test.y, bench, cutoff))
+        old = next((r for r in kept if r["bundle"] == net.name), None)
+        peers = reusable_peers(old, args, tools_then) if args.reuse_peer else None
+        if peers is not None:
+            bench.log(f"{name}: da4ml's designs as measured on {peers[0]['recorded']}")
+        else:
+            peers, comb = [], trace(net)
+            for cutoff in args.latency_cutoff:
+                bench.log(f"{name}: da4ml at latency cutoff {cutoff:g}: check, synthesis...")
+                peers.append(measure_peer(net, comb, args, test.x_int, test.y, bench, cutoff))
+        peer_date = peers[0].pop("recorded", None)
+        for p in peers[1:]:
+            p.pop("recorded", None)
         for dev in args.devices:
             for r in (*peers, ours):
                 r[dev]["derived"] = derived(r[dev])
@@ -478,6 +521,7 @@ def main(argv: list[str] | None = None) -> int:
                "da4ml": fastest(peers, args.devices[0]), "da4ml_cutoffs": peers, "ours": ours,
                "ratios": {dev: ratios(ours[dev], [p[dev] for p in peers])
                           for dev in args.devices},
+               **({"peer_date": peer_date} if peer_date else {}),
                **({"router": args.router} if args.router != ROUTERS[0] else {})}
         results.append(res)
         table = write(merged(results, kept), args, start, da4ml, bench)

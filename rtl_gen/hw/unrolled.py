@@ -16,7 +16,10 @@ levels, sharing their last slot when it has room; a table requantizer
 (``multiplier="rom"``: the codes of the accumulators whose code is not clamped, in block RAM,
 :func:`rom_requant`) takes its accumulator less the table's base (folded into the bias) into
 a clamp to the table's address in the slot after the accumulators' and reads the block RAM,
-enabled with the pipeline, in the next; the argmax of up to
+enabled with the pipeline, in the next, or, where the graph node under the accumulator takes
+at most :data:`ROM_REQUANT_ENTRIES` values (:func:`direct_requant`), takes that node's low
+bits as the address in the node's own slot (no bias add, no clamp); a constant code (an
+output with no weight) is a constant; the argmax of up to
 :data:`ARGMAX_MATRIX_MAX` classes compares every pair of logits the level after them (one
 carry chain each) and, in the next slot, ANDs each class's comparisons (the first of equal
 largest logits wins) into a one-hot index, which goes with the logits straight into the
@@ -100,6 +103,7 @@ __all__ = [
     "MULTIPLIERS",
     "FabricRequant",
     "csd",
+    "direct_requant",
     "fabric_requant",
     "SCHEDULES",
     "AddNode",
