@@ -47,6 +47,7 @@ status 1.
 from __future__ import annotations
 
 import argparse
+import copy
 import datetime
 import importlib.util
 import json
@@ -349,9 +350,10 @@ def recorded_tools(out: Path) -> dict | None:
     return json.loads(path.read_text()).get("tools") if path.exists() else None
 
 
-def reusable_peers(res: dict | None, args, tools_then: dict | None) -> list[dict] | None:
+def reusable_peers(res: dict | None, args,
+                   tools_then: dict | None) -> tuple[list[dict], str] | None:
     """da4ml's recorded designs of one bundle (``res``, a kept result) at this run's latency
-    cutoffs, for ``--reuse-peer``: copies, each marked with the date it was measured; ``None``
+    cutoffs, for ``--reuse-peer``: ``(copies, the date they were measured)``; ``None``
     (measure them) unless the recorded run had this run's tool versions, seeds and router and
     placed every cutoff on every device of this run.  da4ml's designs do not depend on ours,
     so a rerun of the same tools places them exactly as recorded."""
@@ -363,9 +365,8 @@ def reusable_peers(res: dict | None, args, tools_then: dict | None) -> list[dict
                                      for dev in args.devices)
            for c in args.latency_cutoff):
         return None
-    date = res.get("peer_date") or res.get("date")
-    return [{**json.loads(json.dumps(by_cutoff[c])), "recorded": date}
-            for c in args.latency_cutoff]
+    return ([copy.deepcopy(by_cutoff[c]) for c in args.latency_cutoff],
+            res.get("peer_date") or res.get("date"))
 
 
 def merged(results: list[dict], kept: list[dict]) -> list[dict]:
@@ -502,17 +503,15 @@ def main(argv: list[str] | None = None) -> int:
         bench.log(f"{name}: ours...")
         ours = measure_ours(net, args, bench)
         old = next((r for r in kept if r["bundle"] == net.name), None)
-        peers = reusable_peers(old, args, tools_then) if args.reuse_peer else None
-        if peers is not None:
-            bench.log(f"{name}: da4ml's designs as measured on {peers[0]['recorded']}")
+        reused = reusable_peers(old, args, tools_then) if args.reuse_peer else None
+        if reused is not None:
+            peers, peer_date = reused
+            bench.log(f"{name}: da4ml's designs as measured on {peer_date}")
         else:
-            peers, comb = [], trace(net)
+            peers, peer_date, comb = [], None, trace(net)
             for cutoff in args.latency_cutoff:
                 bench.log(f"{name}: da4ml at latency cutoff {cutoff:g}: check, synthesis...")
                 peers.append(measure_peer(net, comb, args, test.x_int, test.y, bench, cutoff))
-        peer_date = peers[0].pop("recorded", None)
-        for p in peers[1:]:
-            p.pop("recorded", None)
         for dev in args.devices:
             for r in (*peers, ours):
                 r[dev]["derived"] = derived(r[dev])

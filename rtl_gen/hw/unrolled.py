@@ -93,6 +93,7 @@ from amaranth.lib.wiring import In, Out
 
 from ..design.network import Network
 from ..errors import RtlGenError
+from ..numerics.fixedpoint import requantize
 from ..numerics.terms import term_reveal, truncate_terms
 from .kit import COUNTER_BITS, Planned
 
@@ -678,14 +679,12 @@ def direct_requant(lo: int, hi: int, term: Term, bias: int, mult: int, shift: in
     bits = (hi - lo).bit_length()
     if 1 << bits > entries:
         return None
-    v = np.arange(lo, hi + 1, dtype=object)
-    scaled = v * (1 << term.shift) if term.shift >= 0 else v // (1 << -term.shift)
-    acc = bias + (-scaled if term.neg else scaled)
-    codes = [0] * (1 << bits)
-    for a, c in zip(v, np.clip((acc * mult + (1 << (shift - 1))) >> shift, 0, top),
-                    strict=True):
-        codes[int(a) % (1 << bits)] = int(c)
-    return RomRequant(base=0, codes=tuple(codes), direct=True)
+    v = np.arange(lo, hi + 1, dtype=np.int64)
+    scaled = v << term.shift if term.shift >= 0 else v >> -term.shift
+    codes = np.zeros(1 << bits, dtype=np.int64)
+    codes[v & ((1 << bits) - 1)] = requantize(bias + (-scaled if term.neg else scaled), mult,
+                                              shift, top.bit_length())
+    return RomRequant(base=0, codes=tuple(int(c) for c in codes), direct=True)
 
 
 def fabric_requant(lo: int, hi: int, mult: int, shift: int, top: int) -> FabricRequant:
@@ -1106,7 +1105,7 @@ class UnrolledNetworkEngine(Planned):
             if node.kind == "in":
                 keys[n] = (tag, node.index)
                 continue
-            if node.kind == "acc" and g.requant is not None and g.direct(node.index):
+            if node.kind == "acc" and g.direct(node.index):
                 continue                  # its table reads the node it would add the bias to
             # a table requantizer's accumulator starts from its bias less the table's base
             base = bases[node.index] if node.kind == "acc" else 0
